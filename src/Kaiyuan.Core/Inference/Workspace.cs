@@ -1,0 +1,43 @@
+namespace Kaiyuan.Inference;
+
+/// <summary>Names of the scratch buffers a forward pass uses; blocks run one after another, so they share them.</summary>
+public enum Buf
+{
+    Hidden, Normed, BlockOut, Q, K, V, Attn, Scores, Latent, QAbsorbed, AttnLatent,
+    FfnGate, FfnUp, RouterLogits, ExpertIn, ExpertOut, SharedOut, Logits, Count,
+}
+
+/// <summary>
+/// Per-session scratch memory. Buffers grow to the largest size asked for and are then reused, so a session
+/// allocates during its first steps and not afterwards.
+/// </summary>
+public sealed class Workspace
+{
+    private readonly float[][] _floats = new float[(int)Buf.Count][];
+    private byte[] _bytes = [];
+
+    public Workspace()
+    {
+        for (int i = 0; i < _floats.Length; i++) _floats[i] = [];
+    }
+
+    public Span<float> Floats(Buf id, int length)
+    {
+        ref var buffer = ref _floats[(int)id];
+        if (buffer.Length < length) buffer = new float[Math.Max(length, buffer.Length * 3 / 2)];
+        return buffer.AsSpan(0, length);
+    }
+
+    public float[] Array(Buf id, int length)
+    {
+        Floats(id, length);
+        return _floats[(int)id];
+    }
+
+    /// <summary>Scratch for quantized activations.</summary>
+    public Span<byte> Bytes(int length)
+    {
+        if (_bytes.Length < length) _bytes = new byte[Math.Max(length, _bytes.Length * 3 / 2)];
+        return _bytes.AsSpan(0, length);
+    }
+}

@@ -1,0 +1,91 @@
+using Kaiyuan.Gguf;
+using Kaiyuan.Inference;
+using Kaiyuan.Kernels;
+using Kaiyuan.Models.Blocks;
+
+namespace Kaiyuan.Models;
+
+/// <summary>
+/// A decoder-only transformer assembled from blocks: token embedding, a stack of <see cref="TransformerLayer"/>s,
+/// final RMS norm and output head. The whole forward pass is <see cref="Forward"/>.
+/// </summary>
+public sealed class TransformerModel : IDisposable
+{
+    private readonly GgufFile _file;
+
+    internal TransformerModel(GgufFile file, ModelConfig config, QuantMatrix embedding, IReadOnlyList<TransformerLayer> layers, float[] outputNorm, QuantMatrix output)
+    {
+        _file = file;
+        Config = config;
+        Embedding = embedding;
+        Layers = layers;
+        OutputNorm = outputNorm;
+        Output = output;
+    }
+
+    public GgufFile File => _file;
+    public ModelConfig Config { get; }
+    public QuantMatrix Embedding { get; }
+    public IReadOnlyList<TransformerLayer> Layers { get; }
+    public float[] OutputNorm { get; }
+    public QuantMatrix Output { get; }
+    public int VocabSize => Output.Rows;
+
+    /// <summary>Floats each layer caches per token.</summary>
+    public int[] CacheRowWidths => Layers.Select(l => l.Attention.CacheRowWidth).ToArray();
+
+    public KvCache CreateCache(int slots, int contextLength) => new(CacheRowWidths, slots, contextLength);
+
+    /// <summary>
+    /// Runs the batch through the model, appending its keys/values to the cache, and writes logits for the tokens
+    /// flagged in <paramref name="wantLogits"/> (in batch order) into <paramref name="logits"/> (rows of VocabSize).
+    /// </summary>
+    public void Forward(ForwardContext ctx, ReadOnlySpan<bool> wantLogits, Span<float> logits)
+    {
+        var (batch, cache, ws, pool) = ctx;
+        int n = batch.Count, d = Config.EmbeddingLength;
+        for (int t = 0; t < n; t++)
+        {
+            if ((uint)batch.Tokens[t] >= (uint)Embedding.Rows) throw new ArgumentOutOfRangeException(nameof(ctx), $"token id {batch.Tokens[t]} is outside the vocabulary (0…{Embedding.Rows - 1})");
+            if ((uint)batch.Positions[t] >= (uint)cache.ContextLength) throw new ArgumentOutOfRangeException(nameof(ctx), $"position {batch.Positions[t]} is beyond the context size {cache.ContextLength}");
+        }
+
+        var x = ws.Floats(Buf.Hidden, n * d);
+        for (int t = 0; t < n; t++) Embedding.DequantizeRow(batch.Tokens[t], x.Slice(t * d, d));
+
+        var normed = ws.Floats(Buf.Normed, n * d);
+        var blockOut = ws.Floats(Buf.BlockOut, n * d);
+        float eps = Config.RmsEpsilon;
+        for (int l = 0; l < Layers.Count; l++)
+        {
+            var layer = Layers[l];
+            NormRows(x, normed, layer.AttentionNorm, n, d, eps);
+            layer.Attention.Forward(ctx, l, normed, blockOut);
+            if (layer.PostAttentionNorm is not null) NormRows(blockOut, blockOut, layer.PostAttentionNorm, n, d, eps);
+            VectorOps.Add(x, blockOut);
+
+            NormRows(x, normed, layer.FeedForwardNorm, n, d, eps);
+            layer.FeedForward.Forward(ctx, normed, n, blockOut);
+            if (layer.PostFeedForwardNorm is not null) NormRows(blockOut, blockOut, layer.PostFeedForwardNorm, n, d, eps);
+            VectorOps.Add(x, blockOut);
+        }
+
+        // Only the requested rows go through the output head (the vocabulary projection dominates small models).
+        int outputs = 0;
+        for (int t = 0; t < n; t++)
+        {
+            if (!wantLogits[t]) continue;
+            VectorOps.RmsNorm(x.Slice(t * d, d), OutputNorm, normed.Slice(outputs * d, d), eps);
+            outputs++;
+        }
+        if (outputs > 0)
+            MatMul.Multiply(Output, normed, outputs, logits[..(outputs * VocabSize)], ws.Bytes(MatMul.ScratchBytes(Output, outputs)), pool);
+    }
+
+    private static void NormRows(ReadOnlySpan<float> src, Span<float> dst, float[] weight, int n, int d, float eps)
+    {
+        for (int t = 0; t < n; t++) VectorOps.RmsNorm(src.Slice(t * d, d), weight, dst.Slice(t * d, d), eps);
+    }
+
+    public void Dispose() => _file.Dispose();
+}
