@@ -1,1 +1,3 @@
-System.Console.WriteLine("hi");
+using Kaiyuan.Cli;
+
+return CommandLine.Run(args);

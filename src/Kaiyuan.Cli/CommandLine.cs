@@ -1,0 +1,52 @@
+using System.CommandLine;
+using Kaiyuan.Cli.Commands;
+
+namespace Kaiyuan.Cli;
+
+/// <summary>The <c>kaiyuan</c> command tree and its error policy: one line on stderr and a non-zero exit, no stack trace unless --verbose.</summary>
+public static class CommandLine
+{
+    public static readonly Option<bool> Verbose = new("--verbose") { Description = "Show stack traces on errors", Recursive = true };
+
+    public static RootCommand Build()
+    {
+        var root = new RootCommand("Kaiyuan: run open-weight GGUF language models on your own CPU, in pure managed C#.");
+        root.Options.Add(Verbose);
+        foreach (var command in Commands()) root.Subcommands.Add(command);
+        return root;
+    }
+
+    private static IEnumerable<Command> Commands() =>
+    [
+        InfoCommand.Create(),
+        GenerateCommand.Create(),
+    ];
+
+    public static int Run(string[] args)
+    {
+        var root = Build();
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            Console.Error.WriteLine($"kaiyuan: {parse.Errors[0].Message} (see kaiyuan --help)");
+            return 2;
+        }
+        try
+        {
+            return parse.Invoke();
+        }
+        catch (Exception e)
+        {
+            return Fail(e, parse.GetValue(Verbose));
+        }
+    }
+
+    /// <summary>Reports an exception as one line (the whole chain's messages with --verbose and a stack trace).</summary>
+    public static int Fail(Exception e, bool verbose)
+    {
+        Console.Out.Flush();
+        Console.Error.WriteLine($"kaiyuan: {e.Message}");
+        if (verbose) Console.Error.WriteLine(e);
+        return 1;
+    }
+}
