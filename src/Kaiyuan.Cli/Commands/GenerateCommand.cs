@@ -1,0 +1,105 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Text.Json;
+using Kaiyuan.Inference;
+using Kaiyuan.Kernels;
+using Kaiyuan.Models;
+using Kaiyuan.Sampling;
+
+namespace Kaiyuan.Cli.Commands;
+
+/// <summary>
+/// <c>kaiyuan generate</c>: stream a completion, or with <c>--json</c> print exactly one object
+/// <c>{"prompt_ids":[...],"ids":[...],"text":"..."}</c> (plus <c>"logits"</c> with <c>--logits</c>).
+/// </summary>
+public static class GenerateCommand
+{
+    public static Command Create()
+    {
+        var model = Arguments.Model();
+        var prompt = new Option<string>("--prompt", "-p") { Description = "Prompt text (BOS added as the model's metadata says)" };
+        var promptIds = new Option<string>("--prompt-ids") { Description = "Prompt as token ids, e.g. 1,50,100 (used as given)" };
+        var count = new Option<int>("--n-predict", "-n") { Description = "Tokens to generate (-1: until end of generation or a full context)", DefaultValueFactory = _ => -1 };
+        var temp = new Option<float>("--temp") { Description = "Temperature (0 = greedy)", DefaultValueFactory = _ => 0.8f };
+        var topK = new Option<int>("--top-k") { DefaultValueFactory = _ => 40 };
+        var topP = new Option<float>("--top-p") { DefaultValueFactory = _ => 0.95f };
+        var minP = new Option<float>("--min-p") { DefaultValueFactory = _ => 0.05f };
+        var repeat = new Option<float>("--repeat-penalty") { DefaultValueFactory = _ => 1.0f };
+        var seed = new Option<ulong?>("--seed", "-s") { Description = "Random seed (same seed, same output)" };
+        var threads = Arguments.Threads();
+        var ctxSize = Arguments.ContextSize();
+        var json = new Option<bool>("--json") { Description = "Print one JSON object instead of streaming text" };
+        var logits = new Option<bool>("--logits") { Description = "With --json: include the logits that produced each id" };
+        var ignoreEos = new Option<bool>("--ignore-eos") { Description = "Do not stop at end-of-generation tokens" };
+        var cmd = new Command("generate", "Generate text from a prompt")
+        {
+            model, prompt, promptIds, count, temp, topK, topP, minP, repeat, seed, threads, ctxSize, json, logits, ignoreEos,
+        };
+        cmd.Validators.Add(r =>
+        {
+            if ((r.GetValue(prompt) is null) == (r.GetValue(promptIds) is null)) r.AddError("give exactly one of --prompt and --prompt-ids");
+        });
+        cmd.SetAction(p =>
+        {
+            var sampling = new SamplerOptions
+            {
+                Temperature = p.GetValue(temp), TopK = p.GetValue(topK), TopP = p.GetValue(topP), MinP = p.GetValue(minP),
+                RepeatPenalty = p.GetValue(repeat), Seed = p.GetValue(seed),
+            };
+            return Run(p.GetValue(model)!, p.GetValue(prompt), p.GetValue(promptIds), p.GetValue(count), sampling,
+                p.GetValue(threads), p.GetValue(ctxSize), p.GetValue(json), p.GetValue(logits), p.GetValue(ignoreEos));
+        });
+        return cmd;
+    }
+
+    private static int Run(string path, string? promptText, string? promptIdsText, int count, SamplerOptions sampling,
+        int threads, int ctxSize, bool json, bool withLogits, bool ignoreEos)
+    {
+        using var model = ModelLoader.Load(path);
+        var text = TextCodec.For(model);
+        int[] promptIds = promptIdsText is not null
+            ? Arguments.ParseIds(promptIdsText, "--prompt-ids")
+            : text.Encode(promptText!);
+        var session = new InferenceSession(model, ctxSize, new WorkerPool(threads));
+        if (promptIds.Length >= session.ContextLength)
+            throw new ContextOverflowException($"the prompt has {promptIds.Length} tokens; the context holds {session.ContextLength}");
+        var options = new GenerationOptions
+        {
+            MaxTokens = count, KeepLogits = withLogits, IgnoreEndOfGeneration = ignoreEos, IsEndOfGeneration = text.IsEndOfGeneration,
+        };
+        var ids = new List<int>();
+        var allLogits = new List<float[]>();
+        var decoder = text.CreateDecoder();
+        var clock = Stopwatch.StartNew();
+        double promptSeconds = 0;
+        foreach (var token in Generator.Generate(session, promptIds, new Sampler(sampling), options))
+        {
+            if (ids.Count == 0) promptSeconds = clock.Elapsed.TotalSeconds;
+            ids.Add(token.Id);
+            if (token.Logits is not null) allLogits.Add(token.Logits);
+            string piece = decoder(token.Id);
+            if (!json) Console.Out.Write(piece);
+        }
+        double total = clock.Elapsed.TotalSeconds;
+        if (json)
+        {
+            var output = new Dictionary<string, object>
+            {
+                ["prompt_ids"] = promptIds,
+                ["ids"] = ids,
+                ["text"] = text.Decode(ids),
+            };
+            if (withLogits) output["logits"] = allLogits;
+            Console.Out.WriteLine(JsonSerializer.Serialize(output));
+        }
+        else
+        {
+            Console.Out.WriteLine();
+            Console.Out.Flush();
+            double genSeconds = Math.Max(1e-9, total - promptSeconds);
+            Console.Error.WriteLine($"prompt: {promptIds.Length} tokens, {promptIds.Length / Math.Max(1e-9, promptSeconds):F1} tokens/s | " +
+                                    $"generation: {ids.Count} tokens, {Math.Max(0, ids.Count - 1) / genSeconds:F1} tokens/s");
+        }
+        return 0;
+    }
+}
