@@ -20,6 +20,7 @@ public static class CommandLine
     [
         InfoCommand.Create(),
         GenerateCommand.Create(),
+        BenchCommand.Create(),
     ];
 
     public static int Run(string[] args)
@@ -33,7 +34,7 @@ public static class CommandLine
         }
         try
         {
-            return parse.Invoke();
+            return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
         }
         catch (Exception e)
         {
