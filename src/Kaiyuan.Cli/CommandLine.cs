@@ -8,10 +8,16 @@ public static class CommandLine
 {
     public static readonly Option<bool> Verbose = new("--verbose") { Description = "Show stack traces on errors", Recursive = true };
 
+    public static readonly Option<string> StoreRoot = new("--store")
+    {
+        Description = "Model store folder (default: KAIYUAN_HOME, else ~/.kaiyuan)", Recursive = true,
+    };
+
     public static RootCommand Build()
     {
         var root = new RootCommand("Kaiyuan: run open-weight GGUF language models on your own CPU, in pure managed C#.");
         root.Options.Add(Verbose);
+        root.Options.Add(StoreRoot);
         foreach (var command in Commands()) root.Subcommands.Add(command);
         return root;
     }
@@ -21,6 +27,10 @@ public static class CommandLine
         InfoCommand.Create(),
         GenerateCommand.Create(),
         BenchCommand.Create(),
+        StoreCommands.Pull(),
+        StoreCommands.List(),
+        StoreCommands.Show(),
+        StoreCommands.Remove(),
     ];
 
     public static int Run(string[] args)

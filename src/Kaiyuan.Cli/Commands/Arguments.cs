@@ -6,7 +6,7 @@ namespace Kaiyuan.Cli.Commands;
 /// <summary>Options shared by several commands, so every command spells them the same way.</summary>
 public static class Arguments
 {
-    public static Option<string> Model(bool required = true) => new("--model", "-m") { Description = "Model: a GGUF file path", Required = required };
+    public static Option<string> Model(bool required = true) => new("--model", "-m") { Description = "Model: a GGUF file path or a store reference (hf.co/OWNER/REPO[:QUANT], an alias such as qwen2.5:0.5b)", Required = required };
 
     public static Option<int> Threads() => new("--threads", "-t")
     {

@@ -24,7 +24,7 @@ public static class BenchCommand
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
         var cmd = new Command("bench", "Measure prompt-processing and generation speed (tokens/s)") { model, prompt, gen, threads, reps, cacheType, json };
         foreach (var sub in subcommands) cmd.Subcommands.Add(sub);
-        cmd.SetAction(p => Run(p.GetValue(model)!, p.GetValue(prompt), p.GetValue(gen), p.GetValue(threads), p.GetValue(reps), p.GetValue(json),
+        cmd.SetAction(p => Run(StoreCommands.ResolveModel(p, p.GetValue(model)!), p.GetValue(prompt), p.GetValue(gen), p.GetValue(threads), p.GetValue(reps), p.GetValue(json),
             Arguments.ParseCacheType(p.GetValue(cacheType))));
         return cmd;
     }

@@ -47,7 +47,7 @@ public static class GenerateCommand
                 Temperature = p.GetValue(temp), TopK = p.GetValue(topK), TopP = p.GetValue(topP), MinP = p.GetValue(minP),
                 RepeatPenalty = p.GetValue(repeat), Seed = p.GetValue(seed),
             };
-            return Run(p.GetValue(model)!, p.GetValue(prompt), p.GetValue(promptIds), p.GetValue(count), sampling,
+            return Run(StoreCommands.ResolveModel(p, p.GetValue(model)!), p.GetValue(prompt), p.GetValue(promptIds), p.GetValue(count), sampling,
                 p.GetValue(threads), p.GetValue(ctxSize), p.GetValue(json), p.GetValue(logits), p.GetValue(ignoreEos),
                 Arguments.ParseCacheType(p.GetValue(cacheType)));
         });

@@ -10,10 +10,10 @@ public static class InfoCommand
 {
     public static Command Create()
     {
-        var model = new Argument<string>("model") { Description = "A GGUF file" };
+        var model = new Argument<string>("model") { Description = "A GGUF file path or a store reference" };
         var noTensors = new Option<bool>("--no-tensors") { Description = "Leave out the tensor table" };
         var cmd = new Command("info", "Describe a GGUF model: architecture, hyper-parameters, metadata, tensors") { model, noTensors };
-        cmd.SetAction(p => Run(p.GetValue(model)!, !p.GetValue(noTensors)));
+        cmd.SetAction(p => Run(StoreCommands.ResolveModel(p, p.GetValue(model)!), !p.GetValue(noTensors)));
         return cmd;
     }
 
