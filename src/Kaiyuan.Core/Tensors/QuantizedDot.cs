@@ -1,0 +1,78 @@
+namespace Kaiyuan.Tensors;
+
+/// <summary>
+/// Dot products of a weight row with an activation row prepared in the weight type's companion format, as llama.cpp's
+/// CPU backend computes them (quantize the activations once per row, then integer block sums scaled per block).
+/// </summary>
+public static class QuantizedDot
+{
+    /// <summary>The activation format llama.cpp pairs with a weight type (type_traits_cpu vec_dot_type).</summary>
+    public static GgmlType ActivationType(GgmlType weightType) => weightType switch
+    {
+        GgmlType.F32 => GgmlType.F32,
+        GgmlType.F16 => GgmlType.F16,
+        GgmlType.BF16 => GgmlType.BF16,
+        GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q8_0 => GgmlType.Q8_0,
+        GgmlType.Q4_1 or GgmlType.Q5_1 => GgmlType.Q8_1,
+        GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K => GgmlType.Q8_K,
+        _ => throw new NotSupportedException($"No vector dot for weight type {weightType}."),
+    };
+
+    /// <summary>True when <see cref="VecDot"/> handles this weight type.</summary>
+    public static bool IsSupported(GgmlType weightType) => weightType is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16
+        or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1 or GgmlType.Q8_0
+        or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K;
+
+    /// <summary>
+    /// Converts or quantizes <paramref name="x"/> into <paramref name="activationType"/> (F32, F16, BF16, Q8_0, Q8_1 or
+    /// Q8_K), bit-exactly as llama.cpp's x86 build does. <paramref name="dst"/> needs
+    /// <c>GgmlTypeInfo.RowBytes(activationType, x.Length)</c> bytes.
+    /// </summary>
+    public static void QuantizeActivations(GgmlType activationType, ReadOnlySpan<float> x, Span<byte> dst)
+    {
+        var (blockSize, _) = GgmlTypeInfo.Geometry(activationType);
+        if (activationType is not (GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0 or GgmlType.Q8_1 or GgmlType.Q8_K))
+        {
+            throw new NotSupportedException($"{activationType} is not an activation format.");
+        }
+
+        if (x.Length % blockSize != 0)
+        {
+            throw new ArgumentException($"Row length {x.Length} is not a multiple of the {activationType} block size {blockSize}.", nameof(x));
+        }
+
+        long needed = GgmlTypeInfo.RowBytes(activationType, x.Length);
+        if (dst.Length < needed)
+        {
+            throw new ArgumentException($"Destination holds {dst.Length} bytes; {needed} are needed.", nameof(dst));
+        }
+
+        ActivationQuantizer.Row(activationType, x, dst);
+    }
+
+    /// <summary>
+    /// Dot product of a weight row of <paramref name="n"/> elements with an activation row prepared by
+    /// <see cref="QuantizeActivations"/> in <c>ActivationType(weightType)</c>.
+    /// </summary>
+    public static float VecDot(GgmlType weightType, ReadOnlySpan<byte> weightRow, ReadOnlySpan<byte> activationRow, int n)
+    {
+        if (!IsSupported(weightType))
+        {
+            throw new NotSupportedException($"No vector dot for weight type {weightType}.");
+        }
+
+        var (blockSize, _) = GgmlTypeInfo.Geometry(weightType);
+        if (n % blockSize != 0)
+        {
+            throw new ArgumentException($"Row length {n} is not a multiple of the {weightType} block size {blockSize}.", nameof(n));
+        }
+
+        if (weightRow.Length < GgmlTypeInfo.RowBytes(weightType, n)
+            || activationRow.Length < GgmlTypeInfo.RowBytes(ActivationType(weightType), n))
+        {
+            throw new ArgumentException("A row is shorter than n elements of its type.");
+        }
+
+        return ScalarDot.Dot(weightType, weightRow, activationRow, n);
+    }
+}
