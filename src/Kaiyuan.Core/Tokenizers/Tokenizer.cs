@@ -18,7 +18,7 @@ public abstract class Tokenizer
     /// <summary>The value of <c>tokenizer.ggml.model</c> this tokenizer implements.</summary>
     public abstract string Model { get; }
 
-    /// <summary>Builds the tokenizer <c>tokenizer.ggml.model</c> names: <c>llama</c> (SentencePiece).</summary>
+    /// <summary>Builds the tokenizer <c>tokenizer.ggml.model</c> names: <c>llama</c> (SentencePiece) or <c>gpt2</c> (byte-level BPE).</summary>
     public static Tokenizer FromGguf(GgufMetadata metadata)
     {
         string model = metadata.GetStringOrNull("tokenizer.ggml.model")
@@ -26,7 +26,8 @@ public abstract class Tokenizer
         return model switch
         {
             "llama" => new SentencePieceTokenizer(metadata),
-            _ => throw new NotSupportedException($"unsupported tokenizer model '{model}' (supported: llama)"),
+            "gpt2" => new BpeTokenizer(metadata),
+            _ => throw new NotSupportedException($"unsupported tokenizer model '{model}' (supported: llama, gpt2)"),
         };
     }
 
