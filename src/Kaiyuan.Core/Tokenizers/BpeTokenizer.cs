@@ -20,7 +20,7 @@ public sealed class BpeTokenizer : Tokenizer
     private const int LinearMergeLimit = 96;
 
     private readonly PreTokenizer _pre;
-    private readonly Dictionary<long, long> _merges; // (left id, right id) → (rank, merged id)
+    private readonly PairTable _merges; // (left id, right id) → (rank, merged id)
     private readonly int[] _byteTokens = new int[256];
     private readonly bool _ignoreMerges;
     private readonly ConcurrentDictionary<string, int[]> _cache = new(StringComparer.Ordinal);
@@ -69,37 +69,48 @@ public sealed class BpeTokenizer : Tokenizer
         return vocab;
     }
 
-    private static Dictionary<long, long> LoadMerges(GgufMetadata metadata, Vocabulary vocab, string pre)
+    private static PairTable LoadMerges(GgufMetadata metadata, Vocabulary vocab, string pre)
     {
         if (!metadata.Contains("tokenizer.ggml.merges"))
         {
-            if (pre == "kimi-k2") return [];
+            if (pre == "kimi-k2") return new PairTable(0);
             throw new GgufMetadataException("cannot find tokenizer merges (tokenizer.ggml.merges) in the model file");
         }
         var merges = metadata.GetStringArray("tokenizer.ggml.merges");
-        var table = new Dictionary<long, long>(merges.Length);
-        Span<char> joined = stackalloc char[256];
-        for (int rank = 0; rank < merges.Length; rank++)
+        // Resolving 150k merges to ids is three lookups each: done in parallel chunks, inserted in rank order after.
+        var resolved = new long[merges.Length];
+        var merged = new int[merges.Length];
+        Parallel.For(0, (merges.Length + 8191) / 8192, chunk =>
         {
-            string m = merges[rank];
-            int space = m.Length > 1 ? m.IndexOf(' ', 1) : -1;
-            if (space < 0) continue;
-            var left = m.AsSpan(0, space);
-            var right = m.AsSpan(space + 1);
-            int l = vocab.Find(left), r = vocab.Find(right);
-            if (l < 0 || r < 0) continue;
-            int merged;
-            if (left.Length + right.Length <= joined.Length)
+            Span<char> joined = stackalloc char[256];
+            int end = Math.Min(merges.Length, (chunk + 1) * 8192);
+            for (int rank = chunk * 8192; rank < end; rank++)
             {
-                left.CopyTo(joined);
-                right.CopyTo(joined[left.Length..]);
-                merged = vocab.Find(joined[..(left.Length + right.Length)]);
+                resolved[rank] = -1;
+                string m = merges[rank];
+                int space = m.Length > 1 ? m.IndexOf(' ', 1) : -1;
+                if (space < 0) continue;
+                var left = m.AsSpan(0, space);
+                var right = m.AsSpan(space + 1);
+                int l = vocab.Find(left), r = vocab.Find(right);
+                if (l < 0 || r < 0) continue;
+                int id;
+                if (left.Length + right.Length <= joined.Length)
+                {
+                    left.CopyTo(joined);
+                    right.CopyTo(joined[left.Length..]);
+                    id = vocab.Find(joined[..(left.Length + right.Length)]);
+                }
+                else id = vocab.Find(string.Concat(left, right));
+                // A merge whose result is not a token could never be emitted as one; llama.cpp would drop it at output too.
+                if (id < 0) continue;
+                resolved[rank] = ((long)l << 32) | (uint)r;
+                merged[rank] = id;
             }
-            else merged = vocab.Find(string.Concat(left, right));
-            // A merge whose result is not a token could never be emitted as one; llama.cpp would drop it at output too.
-            if (merged < 0) continue;
-            table.TryAdd(((long)l << 32) | (uint)r, ((long)rank << 32) | (uint)merged);
-        }
+        });
+        var table = new PairTable(merges.Length);
+        for (int rank = 0; rank < merges.Length; rank++)
+            if (resolved[rank] >= 0) table.TryAdd((int)(resolved[rank] >> 32), (int)resolved[rank], rank, merged[rank]);
         return table;
     }
 
@@ -141,12 +152,7 @@ public sealed class BpeTokenizer : Tokenizer
 
     private bool TryPair(int left, int right, out int rank, out int merged)
     {
-        if (left >= 0 && right >= 0 && _merges.TryGetValue(((long)left << 32) | (uint)right, out long v))
-        {
-            rank = (int)(v >> 32);
-            merged = (int)v;
-            return true;
-        }
+        if (left >= 0 && right >= 0 && _merges.TryGet(left, right, out rank, out merged)) return true;
         rank = int.MaxValue;
         merged = -1;
         return false;

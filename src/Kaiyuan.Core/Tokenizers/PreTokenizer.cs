@@ -67,8 +67,13 @@ public sealed class PreTokenizer
 
     private const char AstralIn = '\uFDDE', AstralOut = '\uFDDF';
 
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, PreTokenizer> Cache = new(StringComparer.Ordinal);
+
     /// <summary>The pre-tokenizer for a <c>tokenizer.ggml.pre</c> value; throws <see cref="NotSupportedException"/> naming an unknown one.</summary>
-    public static PreTokenizer For(string pre) => pre switch
+    public static PreTokenizer For(string pre) => Cache.TryGetValue(pre, out var cached) ? cached : Cache.GetOrAdd(pre, Create(pre));
+
+    // Compiled regexes take tens of milliseconds to build, so each pre-tokenizer is built once per process.
+    private static PreTokenizer Create(string pre) => pre switch
     {
         "" or "default" => new(pre, [C(@"[\p{P}\$\+<=>\^~\|]+"), C(Gpt2), C(@"\p{N}+"), W("[0-9][0-9][0-9]")]),
         "llama3" or "llama-v3" or "llama-bpe" or "falcon3" or "falcon-h1" or "pixtral" or "midm-2.0" or "lfm2" or "dbrx" or "smaug-bpe"

@@ -50,7 +50,10 @@ public sealed class Vocabulary
     public bool AddSep { get; internal set; }
     public bool AddSpacePrefix { get; internal set; }
     public bool CleanSpaces { get; internal set; }
-    public int MaxTokenLength { get; }
+    private int _maxTokenLength = -1;
+
+    /// <summary>The longest token text in UTF-8 bytes.</summary>
+    public int MaxTokenLength => _maxTokenLength >= 0 ? _maxTokenLength : _maxTokenLength = _texts.Max(Encoding.UTF8.GetByteCount);
 
     /// <summary>CONTROL, USER_DEFINED and UNKNOWN tokens, longest text first: the order llama.cpp splits them out of text.</summary>
     public IReadOnlyList<int> SpecialTokens { get; private set; } = [];
@@ -64,19 +67,18 @@ public sealed class Vocabulary
         int n = _texts.Length;
         _scores = metadata.Contains("tokenizer.ggml.scores") ? ReadScores(metadata, n) : new float[n];
         _attrs = new TokenAttributes[n];
-        int[]? types = metadata.Contains("tokenizer.ggml.token_type") ? metadata.GetInt32Array("tokenizer.ggml.token_type") : null;
+        int[]? types = !metadata.Contains("tokenizer.ggml.token_type") ? null
+            : metadata.GetArray("tokenizer.ggml.token_type").Items as int[] ?? metadata.GetInt32Array("tokenizer.ggml.token_type");
         if (types is not null && types.Length < n)
             throw new GgufMetadataException($"tokenizer.ggml.token_type has {types.Length} entries for {n} tokens");
 
         _ids = new Dictionary<string, int>(n, StringComparer.Ordinal);
-        int maxLen = 0;
         for (int i = 0; i < n; i++)
         {
             // llama.cpp renames empty tokens so that every text maps back to one id.
             if (_texts[i].Length == 0) _texts[i] = $"[EMPTY_{i}]";
             if (!_ids.TryAdd(_texts[i], i))
                 throw new GgufMetadataException($"duplicate token in vocabulary: '{_texts[i]}' has ids {_ids[_texts[i]]} and {i}");
-            maxLen = Math.Max(maxLen, Encoding.UTF8.GetByteCount(_texts[i]));
             _attrs[i] = types is null ? TokenAttributes.Normal : (TokenType)types[i] switch
             {
                 TokenType.Unknown => TokenAttributes.Unknown,
@@ -88,7 +90,6 @@ public sealed class Vocabulary
                 _ => TokenAttributes.Undefined,
             };
         }
-        MaxTokenLength = maxLen;
         _idsBySpan = _ids.GetAlternateLookup<ReadOnlySpan<char>>();
 
         (BosId, EosId, UnkId) = kind switch
@@ -268,47 +269,60 @@ public sealed class Vocabulary
     /// <summary>Every token's output bytes (as llama.cpp's piece cache, rendered with specials) in one array.</summary>
     private void BuildPieces()
     {
-        var data = new List<byte>(Count * 8);
+        var data = new byte[Count * 8];
+        int used = 0;
         var start = new int[Count + 1];
-        Span<byte> buffer = stackalloc byte[16];
         for (int id = 0; id < Count; id++)
         {
-            start[id] = data.Count;
+            start[id] = used;
             var attr = _attrs[id];
             string text = _texts[id];
+            int worst = text.Length * 3 + 64;
+            if (used + worst > data.Length) Array.Resize(ref data, Math.Max(data.Length * 2, used + worst));
+            var dest = data.AsSpan(used);
             if ((attr & (TokenAttributes.Unknown | TokenAttributes.Control | TokenAttributes.UserDefined)) != 0)
-                data.AddRange(Encoding.UTF8.GetBytes(text));
+                used += Encoding.UTF8.GetBytes(text, dest);
             else if ((attr & TokenAttributes.Normal) != 0)
-                AppendNormalPiece(text, data);
+                used += WriteNormalPiece(text, ref data, used);
             else if ((attr & TokenAttributes.Byte) != 0)
-                data.Add(ParseByteToken(text));
+                data[used++] = ParseByteToken(text);
         }
-        start[Count] = data.Count;
-        _pieceData = data.ToArray();
+        start[Count] = used;
+        Array.Resize(ref data, used);
+        _pieceData = data;
         _pieceStart = start;
     }
 
-    private void AppendNormalPiece(string text, List<byte> data)
+    private int WriteNormalPiece(string text, ref byte[] data, int at)
     {
-        if (Kind == VocabularyKind.BytePairEncoding)
+        if (Kind != VocabularyKind.BytePairEncoding)
         {
-            foreach (var rune in text.EnumerateRunes())
-            {
-                int b = ByteLevel.ByteOf(rune.Value);
-                if (b >= 0)
-                {
-                    data.Add((byte)b);
-                    continue;
-                }
-                // llama.cpp writes characters outside the byte map visibly instead of dropping them.
-                var utf8 = Encoding.UTF8.GetBytes(rune.ToString());
-                data.AddRange(Encoding.UTF8.GetBytes("[UNK_BYTE_0x" + Convert.ToHexStringLower(utf8) + text + "]"));
-            }
+            // ▁ stands for a space.
+            return Encoding.UTF8.GetBytes(text.Contains('▁') ? text.Replace('▁', ' ') : text, data.AsSpan(at));
         }
-        else
+        int k = at;
+        foreach (char c in text)
         {
-            data.AddRange(Encoding.UTF8.GetBytes(text.Replace('▁', ' ')));
+            int b = ByteLevel.ByteOf(c);
+            if (b < 0) return WriteUnmappedPiece(text, ref data, at);
+            data[k++] = (byte)b;
         }
+        return k - at;
+    }
+
+    /// <summary>llama.cpp writes characters outside the byte map visibly instead of dropping them.</summary>
+    private static int WriteUnmappedPiece(string text, ref byte[] data, int at)
+    {
+        var bytes = new List<byte>();
+        foreach (var rune in text.EnumerateRunes())
+        {
+            int b = ByteLevel.ByteOf(rune.Value);
+            if (b >= 0) bytes.Add((byte)b);
+            else bytes.AddRange(Encoding.UTF8.GetBytes("[UNK_BYTE_0x" + Convert.ToHexStringLower(Encoding.UTF8.GetBytes(rune.ToString())) + text + "]"));
+        }
+        if (at + bytes.Count > data.Length) Array.Resize(ref data, Math.Max(data.Length * 2, at + bytes.Count));
+        bytes.CopyTo(data, at);
+        return bytes.Count;
     }
 
     private static byte ParseByteToken(string text) =>
