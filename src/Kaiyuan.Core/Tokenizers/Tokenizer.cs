@@ -18,7 +18,7 @@ public abstract class Tokenizer
     /// <summary>The value of <c>tokenizer.ggml.model</c> this tokenizer implements.</summary>
     public abstract string Model { get; }
 
-    /// <summary>Builds the tokenizer <c>tokenizer.ggml.model</c> names: <c>llama</c> (SentencePiece) or <c>gpt2</c> (byte-level BPE).</summary>
+    /// <summary>Builds the tokenizer <c>tokenizer.ggml.model</c> names: <c>llama</c> (SentencePiece), <c>gpt2</c> (byte-level BPE) or <c>bert</c> (WordPiece).</summary>
     public static Tokenizer FromGguf(GgufMetadata metadata)
     {
         string model = metadata.GetStringOrNull("tokenizer.ggml.model")
@@ -27,7 +27,8 @@ public abstract class Tokenizer
         {
             "llama" => new SentencePieceTokenizer(metadata),
             "gpt2" => new BpeTokenizer(metadata),
-            _ => throw new NotSupportedException($"unsupported tokenizer model '{model}' (supported: llama, gpt2)"),
+            "bert" => new WordPieceTokenizer(metadata),
+            _ => throw new NotSupportedException($"unsupported tokenizer model '{model}' (supported: llama, gpt2, bert)"),
         };
     }
 
