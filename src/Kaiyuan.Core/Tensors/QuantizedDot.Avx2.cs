@@ -226,7 +226,7 @@ internal static unsafe class Avx2Dot
         for (int b = 0; b < blocks; b++, x += BlockLayouts.Q3_K.Size, y += BlockLayouts.Q8_K.Size)
         {
             float d = *(float*)(y + BlockLayouts.Q8_K.D) * Half(x + BlockLayouts.Q3_K.D);
-            var scaleBytes = new ReadOnlySpan<byte>(x + BlockLayouts.Q3_K.Scales, 12);
+            var (scalesLow, scalesHigh) = KQuantScales.UnpackQ3K(new ReadOnlySpan<byte>(x + BlockLayouts.Q3_K.Scales, 12));
             Vector256<byte> hmask = Vector256.Load(x + BlockLayouts.Q3_K.HMask);
             sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
 
@@ -243,7 +243,9 @@ internal static unsafe class Avx2Dot
                     int group = half * 8 + plane * 2;
                     var activations = Vector256.Load(q8 + group * 16);
                     Vector256<short> pairs = Avx2.MultiplyAddAdjacent(low, activations) - Avx2.MultiplyAddAdjacent(minusFour, activations);
-                    var scales = ChunkScales((short)KQuantScales.ScaleQ3K(group, scaleBytes), (short)KQuantScales.ScaleQ3K(group + 1, scaleBytes));
+                    ulong biased = half == 0 ? scalesLow : scalesHigh;
+                    int shift = 16 * plane;
+                    var scales = ChunkScales((short)((int)((biased >> shift) & 0xFF) - 32), (short)((int)((biased >> (shift + 8)) & 0xFF) - 32));
                     sums += Avx2.MultiplyAddAdjacent(pairs, scales);
                 }
             }
@@ -264,24 +266,26 @@ internal static unsafe class Avx2Dot
             float yd = *(float*)(y + BlockLayouts.Q8_K.D);
             float d = yd * Half(x + BlockLayouts.Q4_K.D);
             float negativeDmin = -yd * Half(x + BlockLayouts.Q4_K.DMin);
-            var scaleBytes = new ReadOnlySpan<byte>(x + BlockLayouts.Q4_K.Scales, 12);
-            short* bsums = (short*)(y + BlockLayouts.Q8_K.BSums);
+            KQuantScales.UnpackK4(new ReadOnlySpan<byte>(x + BlockLayouts.Q4_K.Scales, 12), out ulong scales, out ulong mins);
             sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
 
-            // Mins in 4 lanes, lane k covering sub-blocks 2k and 2k+1, accumulated separately as llama.cpp does.
-            var minProducts = Vector128<int>.Zero;
+            // Mins in 4 lanes (lane k: sub-blocks 2k and 2k+1), from the per-32 activation sums, as llama.cpp does.
+            Vector128<short> bsums0 = Vector128.Load((short*)(y + BlockLayouts.Q8_K.BSums));
+            Vector128<short> bsums1 = Vector128.Load((short*)(y + BlockLayouts.Q8_K.BSums) + 8);
+            Vector128<short> subBlockSums = Ssse3.HorizontalAdd(bsums0, bsums1);
+            Vector128<short> mins16 = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(mins).AsByte());
+            Vector128<int> minProducts = Sse2.MultiplyAddAdjacent(mins16, subBlockSums);
+
             var sums = Vector256<int>.Zero;
             for (int pair = 0; pair < 4; pair++)
             {
-                var (scale0, min0) = KQuantScales.ScaleMinK4(2 * pair, scaleBytes);
-                var (scale1, min1) = KQuantScales.ScaleMinK4(2 * pair + 1, scaleBytes);
-                minProducts = minProducts.WithElement(pair, min0 * (bsums[4 * pair] + bsums[4 * pair + 1]) + min1 * (bsums[4 * pair + 2] + bsums[4 * pair + 3]));
-
+                short scale0 = (short)((scales >> (16 * pair)) & 0xFF);
+                short scale1 = (short)((scales >> (16 * pair + 8)) & 0xFF);
                 Vector256<byte> bits = Vector256.Load(x + BlockLayouts.Q4_K.Qs + pair * 32);
                 Vector256<byte> low = bits & nibble;
                 Vector256<byte> high = Vector256.ShiftRightLogical(bits.AsUInt16(), 4).AsByte() & nibble;
-                sums += ScaledChunk(low, q8 + pair * 64, (short)scale0, (short)scale0);
-                sums += ScaledChunk(high, q8 + pair * 64 + 32, (short)scale1, (short)scale1);
+                sums += ScaledChunk(low, q8 + pair * 64, scale0, scale0);
+                sums += ScaledChunk(high, q8 + pair * 64 + 32, scale1, scale1);
             }
 
             minAcc = Fma.MultiplyAdd(Vector128.Create(negativeDmin), Sse2.ConvertToVector128Single(minProducts), minAcc);
@@ -304,28 +308,29 @@ internal static unsafe class Avx2Dot
             float yd = *(float*)(y + BlockLayouts.Q8_K.D);
             float d = yd * Half(x + BlockLayouts.Q5_K.D);
             float negativeDmin = -yd * Half(x + BlockLayouts.Q5_K.DMin);
-            var scaleBytes = new ReadOnlySpan<byte>(x + BlockLayouts.Q5_K.Scales, 12);
-            short* bsums = (short*)(y + BlockLayouts.Q8_K.BSums);
+            KQuantScales.UnpackK4(new ReadOnlySpan<byte>(x + BlockLayouts.Q5_K.Scales, 12), out ulong scales, out ulong mins);
             sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
             Vector256<byte> highBits = Vector256.Load(x + BlockLayouts.Q5_K.Qh);
 
             // Mins: one integer over the block, scaled into a scalar float sum (llama.cpp's summs).
-            int minSum = 0;
+            Vector128<short> bsums0 = Vector128.Load((short*)(y + BlockLayouts.Q8_K.BSums));
+            Vector128<short> bsums1 = Vector128.Load((short*)(y + BlockLayouts.Q8_K.BSums) + 8);
+            Vector128<short> mins16 = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(mins).AsByte());
+            int minSum = Vector128.Sum(Sse2.MultiplyAddAdjacent(mins16, Ssse3.HorizontalAdd(bsums0, bsums1)));
+
             var sums = Vector256<int>.Zero;
             for (int pair = 0; pair < 4; pair++)
             {
-                var (scale0, min0) = KQuantScales.ScaleMinK4(2 * pair, scaleBytes);
-                var (scale1, min1) = KQuantScales.ScaleMinK4(2 * pair + 1, scaleBytes);
-                minSum += min0 * (bsums[4 * pair] + bsums[4 * pair + 1]) + min1 * (bsums[4 * pair + 2] + bsums[4 * pair + 3]);
-
+                short scale0 = (short)((scales >> (16 * pair)) & 0xFF);
+                short scale1 = (short)((scales >> (16 * pair + 8)) & 0xFF);
                 Vector256<byte> bits = Vector256.Load(x + BlockLayouts.Q5_K.Qs + pair * 32);
                 var bit0 = Vector256.Create((byte)(1 << (2 * pair)));
                 var bit1 = Vector256.Create((byte)(2 << (2 * pair)));
                 Vector256<byte> low = (bits & nibble) | (~Vector256.Equals(highBits & bit0, Vector256<byte>.Zero) & fifthBit);
                 Vector256<byte> high = (Vector256.ShiftRightLogical(bits.AsUInt16(), 4).AsByte() & nibble)
                     | (~Vector256.Equals(highBits & bit1, Vector256<byte>.Zero) & fifthBit);
-                sums += ScaledChunk(low, q8 + pair * 64, (short)scale0, (short)scale0);
-                sums += ScaledChunk(high, q8 + pair * 64 + 32, (short)scale1, (short)scale1);
+                sums += ScaledChunk(low, q8 + pair * 64, scale0, scale0);
+                sums += ScaledChunk(high, q8 + pair * 64 + 32, scale1, scale1);
             }
 
             minTerms += negativeDmin * minSum;
