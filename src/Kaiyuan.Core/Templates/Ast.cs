@@ -239,6 +239,7 @@ internal sealed class ForStmt(int line, List<string> targets, Expr iter, Expr? f
                 items = kept;
             }
             var loop = new LoopValue(items, ip.LoopDepth);
+            frame.Vars["loop"] = loop;
             ip.LoopDepth++;
             try
             {
@@ -246,7 +247,6 @@ internal sealed class ForStmt(int line, List<string> targets, Expr iter, Expr? f
                 {
                     ip.CountIteration();
                     loop.Index = i;
-                    frame.Vars["loop"] = loop;
                     Bind(ip, frame, items[i]);
                     var f = ExecAll(ip, body);
                     if (f == Flow.Break) break;

@@ -197,7 +197,8 @@ internal static class Filters
                     {
                         "ceil" => Math.Ceiling(x * m) / m,
                         "floor" => Math.Floor(x * m) / m,
-                        _ => Math.Round(x * m, MidpointRounding.AwayFromZero) / m,
+                        // Python's round() rounds half to even.
+                        _ => prec >= 0 && prec <= 15 ? Math.Round(x, prec, MidpointRounding.ToEven) : Math.Round(x * m, MidpointRounding.ToEven) / m,
                     };
                     return new FloatValue(r);
                 }

@@ -67,6 +67,11 @@ public sealed class JinjaTemplate
         {
             throw new TemplateException("template nesting too deep", ip.Line);
         }
+        catch (TemplateException e) when (e.Line == 0 && e is not TemplateRaisedException)
+        {
+            // Helpers outside the interpreter throw without a location; add the statement's line.
+            throw new TemplateException(e.RawMessage, ip.Line, 0, e);
+        }
         return ip.Output;
     }
 }

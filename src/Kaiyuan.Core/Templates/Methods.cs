@@ -447,13 +447,13 @@ internal static class Methods
         switch (name)
         {
             case "append":
-                Runtime.CheckLength(ip, items.Count + 1L);
+                Runtime.CheckListLength(ip, items.Count + 1L);
                 items.Add(a.Get(0, "object") ?? throw ip.Error("append() takes exactly one argument"));
                 return NoneValue.Instance;
             case "extend":
                 {
                     var more = Runtime.Iterate(ip, a.Get(0, "iterable") ?? throw ip.Error("extend() takes exactly one argument"));
-                    Runtime.CheckLength(ip, (long)items.Count + more.Count);
+                    Runtime.CheckListLength(ip, (long)items.Count + more.Count);
                     items.AddRange(more);
                     return NoneValue.Instance;
                 }
@@ -461,7 +461,7 @@ internal static class Methods
                 {
                     long i = Runtime.ToLongStrict(ip, a.Get(0, "index") ?? IntValue.Get(0));
                     if (i < 0) i += items.Count;
-                    Runtime.CheckLength(ip, items.Count + 1L);
+                    Runtime.CheckListLength(ip, items.Count + 1L);
                     items.Insert((int)Math.Clamp(i, 0, items.Count), a.Get(1, "object") ?? throw ip.Error("insert() takes exactly 2 arguments"));
                     return NoneValue.Instance;
                 }

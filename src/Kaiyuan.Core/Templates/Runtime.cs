@@ -188,7 +188,7 @@ internal static class Runtime
                 CheckLength(ip, (long)a.V.Length + b.V.Length);
                 return new StringValue(a.V + b.V);
             case "+" when l is ListValue a && r is ListValue b && a.IsTuple == b.IsTuple:
-                CheckLength(ip, (long)a.Items.Count + b.Items.Count);
+                CheckListLength(ip, (long)a.Items.Count + b.Items.Count);
                 return new ListValue([.. a.Items, .. b.Items], a.IsTuple);
             case "*" when l is StringValue || r is StringValue:
                 {
@@ -197,14 +197,14 @@ internal static class Runtime
                     long count = Math.Max(0, ToLong(n));
                     // Size is checked before allocating so '{{ "x" * 10**9 }}' fails fast.
                     CheckLength(ip, count * s.Length);
-                    return new StringValue(count == 0 || s.Length == 0 ? "" : new StringBuilder(s.Length * (int)count).Insert(0, s, (int)count).ToString());
+                    return new StringValue(Repeat(s, (int)count));
                 }
             case "*" when l is ListValue || r is ListValue:
                 {
                     var (lst, n) = l is ListValue ll ? (ll, r) : ((ListValue)r, l);
                     if (n is not (IntValue or BoolValue)) break;
                     long count = Math.Max(0, ToLong(n));
-                    CheckLength(ip, count * lst.Items.Count);
+                    CheckListLength(ip, count * lst.Items.Count);
                     var res = new List<Value>();
                     for (long i = 0; i < count; i++) res.AddRange(lst.Items);
                     return new ListValue(res, lst.IsTuple);
@@ -213,6 +213,22 @@ internal static class Runtime
                 return new StringValue(Methods.PercentFormat(ip, fmt.V, r));
         }
         throw ip.Error($"unsupported operand type(s) for {op}: '{l.TypeName}' and '{r.TypeName}'");
+    }
+
+    private static string Repeat(string s, int count)
+    {
+        if (count == 0 || s.Length == 0) return "";
+        if (s.Length == 1) return new string(s[0], count);
+        return string.Create(s.Length * count, s, static (span, src) =>
+        {
+            for (int i = 0; i < span.Length; i += src.Length) src.AsSpan().CopyTo(span[i..]);
+        });
+    }
+
+    public static void CheckListLength(Interpreter ip, long n)
+    {
+        if (n > ip.Options.MaxListLength)
+            throw ip.Error($"list of {n} items exceeds the limit of {ip.Options.MaxListLength}");
     }
 
     public static void CheckLength(Interpreter ip, long n)

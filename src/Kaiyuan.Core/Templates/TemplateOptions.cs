@@ -12,10 +12,13 @@ public sealed record TemplateOptions
     public bool LstripBlocks { get; init; } = true;
 
     /// <summary>Largest output, and largest single string value, in characters.</summary>
-    public int MaxOutputLength { get; init; } = 32 * 1024 * 1024;
+    public int MaxOutputLength { get; init; } = 8 * 1024 * 1024;
+
+    /// <summary>Largest list a template may build.</summary>
+    public int MaxListLength { get; init; } = 1_000_000;
 
     /// <summary>Total loop iterations (all loops together) in one render.</summary>
-    public long MaxLoopIterations { get; init; } = 2_000_000;
+    public long MaxLoopIterations { get; init; } = 1_000_000;
 
     /// <summary>Deepest nesting of macro calls.</summary>
     public int MaxRecursionDepth { get; init; } = 100;

@@ -20,7 +20,19 @@ internal abstract class Value
     /// <summary>Python <c>repr(x)</c>.</summary>
     public abstract string Repr();
 
-    public virtual void AppendRepr(StringBuilder sb) => sb.Append(Repr());
+    public void AppendRepr(StringBuilder sb) => AppendRepr(sb, 0);
+
+    /// <summary>Appends the repr; containers bound depth and size so self-referencing or huge values cannot exhaust the stack or memory.</summary>
+    public virtual void AppendRepr(StringBuilder sb, int depth) => sb.Append(Repr());
+
+    /// <summary>Upper bound of one printed container, far above any real prompt.</summary>
+    public const int MaxReprLength = 64 * 1024 * 1024;
+
+    protected static void CheckRepr(StringBuilder sb, int depth)
+    {
+        if (depth > 256) throw new TemplateException("value nested too deeply to print");
+        if (sb.Length > MaxReprLength) throw new TemplateException("printed value is too large");
+    }
 
     public static Value From(bool b) => b ? BoolValue.True : BoolValue.False;
     public static Value From(long i) => IntValue.Get(i);
@@ -167,22 +179,26 @@ internal sealed class ListValue(List<Value> items, bool isTuple = false) : Value
         AppendRepr(sb);
         return sb.ToString();
     }
-    public override void AppendRepr(StringBuilder sb)
+    public override void AppendRepr(StringBuilder sb, int depth)
     {
+        CheckRepr(sb, depth);
         sb.Append(IsTuple ? '(' : '[');
         for (int i = 0; i < Items.Count; i++)
         {
             if (i > 0) sb.Append(", ");
-            Items[i].AppendRepr(sb);
+            Items[i].AppendRepr(sb, depth + 1);
+            CheckRepr(sb, depth);
         }
         if (IsTuple && Items.Count == 1) sb.Append(',');
         sb.Append(IsTuple ? ')' : ']');
     }
-    public override bool Equals(object? obj) => obj is ListValue l && l.IsTuple == IsTuple && l.Items.SequenceEqual(Items);
+    public override bool Equals(object? obj) => ReferenceEquals(obj, this) || (obj is ListValue l && l.IsTuple == IsTuple && l.Items.SequenceEqual(Items));
     public override int GetHashCode()
     {
+        // Shallow on purpose: a list that contains itself must still hash.
         var h = new HashCode();
-        foreach (var i in Items) h.Add(i);
+        h.Add(Items.Count);
+        foreach (var i in Items) h.Add(i is ListValue or DictValue ? 0 : i.GetHashCode());
         return h.ToHashCode();
     }
 }
@@ -201,21 +217,23 @@ internal sealed class DictValue : Value
         AppendRepr(sb);
         return sb.ToString();
     }
-    public override void AppendRepr(StringBuilder sb)
+    public override void AppendRepr(StringBuilder sb, int depth)
     {
+        CheckRepr(sb, depth);
         sb.Append('{');
         bool first = true;
         foreach (var (k, v) in Items)
         {
             if (!first) sb.Append(", ");
             first = false;
-            k.AppendRepr(sb);
+            k.AppendRepr(sb, depth + 1);
             sb.Append(": ");
-            v.AppendRepr(sb);
+            v.AppendRepr(sb, depth + 1);
+            CheckRepr(sb, depth);
         }
         sb.Append('}');
     }
-    public override bool Equals(object? obj) =>
+    public override bool Equals(object? obj) => ReferenceEquals(obj, this) ||
         obj is DictValue d && d.Items.Count == Items.Count &&
         Items.All(kv => d.Items.TryGetValue(kv.Key, out var o) && o.Equals(kv.Value));
     public override int GetHashCode() => Items.Count;
