@@ -16,6 +16,12 @@ public sealed record ChatRenderRequest
     public string BosToken { get; init; } = "";
     public string EosToken { get; init; } = "";
 
+    /// <summary>
+    /// Join text content parts ([{type:"text",text:...}]) into one string with "\n" (as llama.cpp does);
+    /// null decides by the template: flatten unless it reads content parts itself.
+    /// </summary>
+    public bool? FlattenContentParts { get; init; }
+
     /// <summary>More variables, e.g. <c>enable_thinking</c>.</summary>
     public IReadOnlyDictionary<string, JsonNode?>? Extra { get; init; }
 }
@@ -31,16 +37,25 @@ public sealed class ChatFormatter
     {
     }
 
-    public ChatFormatter(JinjaTemplate template) => Template = template;
+    public ChatFormatter(JinjaTemplate template)
+    {
+        Template = template;
+        string src = template.Source;
+        SupportsContentParts = src.Contains("'text'", StringComparison.Ordinal) || src.Contains("\"text\"", StringComparison.Ordinal)
+            || src.Contains(".text", StringComparison.Ordinal);
+    }
 
     public JinjaTemplate Template { get; }
+
+    /// <summary>Whether the template itself handles content given as a list of typed parts.</summary>
+    public bool SupportsContentParts { get; }
 
     public string Render(ChatRenderRequest request)
     {
         ArgumentNullException.ThrowIfNull(request);
         var vars = new Dictionary<string, Value>(StringComparer.Ordinal)
         {
-            ["messages"] = NormalizeMessages(request.Messages),
+            ["messages"] = NormalizeMessages(request.Messages, request.FlattenContentParts ?? !SupportsContentParts),
             ["add_generation_prompt"] = Value.From(request.AddGenerationPrompt),
             ["bos_token"] = new StringValue(request.BosToken),
             ["eos_token"] = new StringValue(request.EosToken),
@@ -69,12 +84,19 @@ public sealed class ChatFormatter
     /// Converts messages to template values; tool-call arguments given as a JSON string are parsed to an object,
     /// since templates iterate them (as llama.cpp and transformers do).
     /// </summary>
-    private static Value NormalizeMessages(JsonNode messages)
+    private static Value NormalizeMessages(JsonNode messages, bool flattenParts)
     {
         var v = Value.FromJson(messages);
         if (v is not ListValue list) throw new TemplateException("messages must be a JSON array");
         foreach (var m in list.Items)
         {
+            if (flattenParts && m is DictValue withParts && withParts.Get("content") is ListValue parts)
+            {
+                var texts = parts.Items.OfType<DictValue>()
+                    .Where(p => p.Get("type") is StringValue { V: "text" } && p.Get("text") is StringValue)
+                    .Select(p => ((StringValue)p.Get("text")!).V);
+                withParts.Set("content", new StringValue(string.Join("\n", texts)));
+            }
             if (m is not DictValue msg || msg.Get("tool_calls") is not ListValue calls) continue;
             foreach (var call in calls.Items)
             {
