@@ -10,7 +10,8 @@ public static class CommandLine
 
     public static readonly Option<string> StoreRoot = new("--store")
     {
-        Description = "Model store folder (default: KAIYUAN_HOME, else ~/.kaiyuan)", Recursive = true,
+        Description = "Model store folder (default: KAIYUAN_HOME, else ~/.kaiyuan)",
+        Recursive = true,
     };
 
     public static RootCommand Build()
@@ -26,6 +27,7 @@ public static class CommandLine
     [
         InfoCommand.Create(),
         GenerateCommand.Create(),
+        BenchCommand.Create(),
         StoreCommands.Pull(),
         StoreCommands.List(),
         StoreCommands.Show(),

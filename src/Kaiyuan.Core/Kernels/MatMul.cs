@@ -26,20 +26,36 @@ public static unsafe class MatMul
         fixed (byte* act = scratch)
         fixed (float* output = y)
         {
-            var job = new Job(w, act, actBytes, output, tokens);
-            pool.For(w.Rows, job.Run, minChunk: 16);
+            var job = pool.Job<Job>();
+            job.Set(w, act, actBytes, output, tokens);
+            pool.Run(job, w.Rows, minChunk: 16);
         }
     }
 
-    private sealed class Job(QuantMatrix w, byte* act, int actBytes, float* y, int tokens)
+    private sealed class Job : IParallelJob
     {
-        public void Run(int start, int end)
+        private QuantMatrix _w;
+        private byte* _act;
+        private int _actBytes, _tokens;
+        private float* _y;
+
+        public void Set(QuantMatrix w, byte* act, int actBytes, float* y, int tokens)
         {
+            _w = w;
+            _act = act;
+            _actBytes = actBytes;
+            _y = y;
+            _tokens = tokens;
+        }
+
+        public void Run(int start, int end, int worker)
+        {
+            var w = _w;
             for (int r = start; r < end; r++)
             {
                 var row = w.Row(r);
-                for (int t = 0; t < tokens; t++)
-                    y[(long)t * w.Rows + r] = QuantizedDot.VecDot(w.Type, row, new ReadOnlySpan<byte>(act + (long)t * actBytes, actBytes), w.Columns);
+                for (int t = 0; t < _tokens; t++)
+                    _y[(long)t * w.Rows + r] = QuantizedDot.VecDot(w.Type, row, new ReadOnlySpan<byte>(_act + (long)t * _actBytes, _actBytes), w.Columns);
             }
         }
     }

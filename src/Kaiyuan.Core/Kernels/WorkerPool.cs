@@ -1,33 +1,152 @@
 namespace Kaiyuan.Kernels;
 
-/// <summary>
-/// Splits an operation's index range across a fixed number of threads. The calling thread takes a share of the
-/// work itself, so a pool of one thread runs everything inline.
-/// </summary>
-public sealed class WorkerPool
+/// <summary>A unit of parallel work: processes indices [start, end) on behalf of worker <c>worker</c>.</summary>
+public interface IParallelJob
 {
-    public static WorkerPool Shared { get; } = new(Environment.ProcessorCount);
+    void Run(int start, int end, int worker);
+}
 
-    public WorkerPool(int threads) => Threads = Math.Max(1, threads);
+/// <summary>
+/// A persistent pool of worker threads that splits each operation's index range into one contiguous chunk per
+/// thread, the caller taking the first chunk, with a single completion barrier per operation. Workers spin briefly
+/// between operations (a decode step issues hundreds of small ones) before sleeping. Jobs are reusable objects
+/// owned by the pool (<see cref="Job{T}"/>), so dispatching allocates nothing.
+/// One caller at a time: an operation must finish before the next starts.
+/// </summary>
+public sealed class WorkerPool : IDisposable
+{
+    private static int s_jobTypes;
+    private static class JobId<T> { public static readonly int Value = Interlocked.Increment(ref s_jobTypes) - 1; }
+
+    private readonly Thread[] _threads;
+    private readonly ManualResetEventSlim[] _wake;
+    private readonly long[] _workerAllocated;
+    private object?[] _jobs = new object?[8];
+    private IParallelJob? _job;
+    private int _count, _chunks, _pending;
+    private long _generation;
+    private readonly int[] _sleeping;
+    // Half a millisecond of spinning before a worker sleeps: long enough to bridge the gaps between the ops of a
+    // decode step and between steps (so no kernel wake-up is needed there), short enough not to burn a core when idle.
+    private static readonly long SpinTicks = System.Diagnostics.Stopwatch.Frequency / 2000;
+    private volatile bool _disposed;
+    private Exception? _error;
+
+    private static readonly Lazy<WorkerPool> SharedPool = new(() => new WorkerPool(Environment.ProcessorCount));
+    public static WorkerPool Shared => SharedPool.Value;
+
+    public WorkerPool(int threads)
+    {
+        Threads = Math.Max(1, threads);
+        _threads = new Thread[Threads - 1];
+        _wake = new ManualResetEventSlim[Threads - 1];
+        _sleeping = new int[Threads];
+        _workerAllocated = new long[Threads];
+        for (int i = 0; i < _threads.Length; i++)
+        {
+            _wake[i] = new ManualResetEventSlim(false, spinCount: 0);
+            int worker = i + 1;
+            _threads[i] = new Thread(() => WorkerLoop(worker)) { IsBackground = true, Name = $"kaiyuan-worker-{worker}" };
+            _threads[i].Start();
+        }
+    }
 
     public int Threads { get; }
 
-    /// <summary>Calls <paramref name="body"/>(start, end) over contiguous chunks of [0, count).</summary>
-    public void For(int count, Action<int, int> body, int minChunk = 1) => For(count, (s, e, _) => body(s, e), minChunk);
+    /// <summary>Managed bytes allocated so far on the pool's own worker threads (for allocation tests).</summary>
+    public long WorkerAllocatedBytes => _workerAllocated.Sum();
 
-    /// <summary>Calls <paramref name="body"/>(start, end, worker) with worker in [0, Threads): per-worker scratch.</summary>
-    public void For(int count, Action<int, int, int> body, int minChunk = 1)
+    /// <summary>The pool's reusable instance of a job type.</summary>
+    public T Job<T>() where T : class, IParallelJob, new()
     {
-        int workers = Math.Min(Threads, Math.Max(1, count / Math.Max(1, minChunk)));
-        if (workers <= 1)
+        int id = JobId<T>.Value;
+        if (id >= _jobs.Length) Array.Resize(ref _jobs, Math.Max(id + 1, _jobs.Length * 2));
+        return (T)(_jobs[id] ??= new T());
+    }
+
+    /// <summary>Runs <paramref name="job"/> over [0, count) in chunks of at least <paramref name="minChunk"/> indices.</summary>
+    public void Run(IParallelJob job, int count, int minChunk = 1)
+    {
+        int chunks = Math.Min(Threads, Math.Max(1, count / Math.Max(1, minChunk)));
+        if (chunks <= 1 || _disposed)
         {
-            body(0, count, 0);
+            if (count > 0) job.Run(0, count, 0);
             return;
         }
-        Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, w =>
+        _job = job;
+        _count = count;
+        _chunks = chunks;
+        Volatile.Write(ref _pending, chunks - 1);
+        Interlocked.Increment(ref _generation);
+        // Only sleeping workers need a kernel wake-up; spinning ones see the new generation themselves.
+        for (int w = 1; w < Threads; w++)
+            if (Volatile.Read(ref _sleeping[w]) == 1) _wake[w - 1].Set();
+        job.Run(0, count / chunks, 0);
+        var spin = new SpinWait();
+        while (Volatile.Read(ref _pending) > 0) spin.SpinOnce(sleep1Threshold: -1);
+        _job = null;
+        if (_error is { } error)
         {
-            long start = (long)count * w / workers, end = (long)count * (w + 1) / workers;
-            if (end > start) body((int)start, (int)end, w);
-        });
+            _error = null;
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
+        }
+    }
+
+    /// <summary>Convenience for code off the hot path (allocates a closure).</summary>
+    public void For(int count, Action<int, int, int> body, int minChunk = 1) => Run(new DelegateJob(body), count, minChunk);
+
+    private sealed class DelegateJob(Action<int, int, int> body) : IParallelJob
+    {
+        public void Run(int start, int end, int worker) => body(start, end, worker);
+    }
+
+    private void WorkerLoop(int worker)
+    {
+        var wake = _wake[worker - 1];
+        long seen = Volatile.Read(ref _generation);
+        while (true)
+        {
+            long spinUntil = System.Diagnostics.Stopwatch.GetTimestamp() + SpinTicks;
+            while (Volatile.Read(ref _generation) == seen && !_disposed)
+            {
+                if (System.Diagnostics.Stopwatch.GetTimestamp() < spinUntil)
+                {
+                    Thread.SpinWait(20);
+                    continue;
+                }
+                // Announce sleep, then re-check: the dispatcher bumps the generation before reading the flag.
+                Interlocked.Exchange(ref _sleeping[worker], 1);
+                if (Volatile.Read(ref _generation) == seen && !_disposed) wake.Wait();
+                wake.Reset();
+                Interlocked.Exchange(ref _sleeping[worker], 0);
+                spinUntil = System.Diagnostics.Stopwatch.GetTimestamp() + SpinTicks;
+            }
+            if (_disposed) return;
+            seen = Volatile.Read(ref _generation);
+            var job = _job!;
+            int count = _count, chunks = _chunks;
+            if (worker >= chunks) continue;
+            int start = (int)((long)count * worker / chunks), end = (int)((long)count * (worker + 1) / chunks);
+            try
+            {
+                if (end > start) job.Run(start, end, worker);
+            }
+            catch (Exception e)
+            {
+                _error = e; // rethrown on the calling thread
+            }
+            finally
+            {
+                _workerAllocated[worker] = GC.GetAllocatedBytesForCurrentThread();
+                Interlocked.Decrement(ref _pending);
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        foreach (var w in _wake) w.Set();
     }
 }

@@ -39,7 +39,8 @@ public class GoldenModelTests(ITestOutputHelper output)
         using var model = ModelLoader.Load(Fixtures.ModelPath(folder, $"{folder}-{type}.gguf"));
         float bound = Bound(type);
         bool quantized = bound >= 0.5f;
-        var session = new InferenceSession(model, 512, new WorkerPool(2));
+        using var pool = new WorkerPool(2);
+        var session = new InferenceSession(model, 512, pool);
         foreach (var c in cases)
         {
             session.Reset();
@@ -83,7 +84,8 @@ public class GoldenModelTests(ITestOutputHelper output)
     {
         var cases = Goldens.Load(folder, "f32");
         using var model = ModelLoader.Load(Fixtures.ModelPath(folder, $"{folder}-f32.gguf"));
-        var batched = new InferenceSession(model, 512, new WorkerPool(2));
+        using var pool = new WorkerPool(2);
+        var batched = new InferenceSession(model, 512, pool);
         var stepped = new InferenceSession(model, 512, new WorkerPool(1));
         foreach (var c in cases.Take(2))
         {

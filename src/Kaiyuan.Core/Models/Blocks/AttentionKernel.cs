@@ -15,31 +15,51 @@ public static class AttentionKernel
     {
         var (batch, cache, ws, pool) = ctx;
         int n = batch.Count;
-        int maxLen = 0;
-        for (int t = 0; t < n; t++) maxLen = Math.Max(maxLen, batch.Positions[t] + 1);
+        // Sized for the whole context at once, so a growing sequence never reallocates it.
+        int maxLen = cache.ContextLength;
         var scores = ws.Array(Buf.Scores, pool.Threads * maxLen);
-        float[] kv = cache.LayerArray(layer);
-        int width = cache.RowWidths[layer];
         int group = heads / headsKv;
 
-        pool.For(n * heads, (start, end, worker) =>
+        var job = pool.Job<Job>();
+        job.Set(batch, cache, layer, q, qStride, heads, group, dimK, dimV, keyOffset, valueOffset, scale, output, scores, maxLen);
+        pool.Run(job, n * heads);
+    }
+
+    private sealed class Job : IParallelJob
+    {
+        private ForwardBatch _batch = null!;
+        private KvCache _cache = null!;
+        private float[] _q = [], _output = [], _scores = [];
+        private int _layer, _qStride, _heads, _group, _dimK, _dimV, _keyOffset, _valueOffset, _maxLen;
+        private float _scale;
+
+        public void Set(ForwardBatch batch, KvCache cache, int layer, float[] q, int qStride, int heads, int group, int dimK, int dimV,
+            int keyOffset, int valueOffset, float scale, float[] output, float[] scores, int maxLen)
         {
-            var s = scores.AsSpan(worker * maxLen, maxLen);
+            (_batch, _cache, _layer, _q, _qStride, _heads, _group, _dimK, _dimV) = (batch, cache, layer, q, qStride, heads, group, dimK, dimV);
+            (_keyOffset, _valueOffset, _scale, _output, _scores, _maxLen) = (keyOffset, valueOffset, scale, output, scores, maxLen);
+        }
+
+        public void Run(int start, int end, int worker)
+        {
+            var s = _scores.AsSpan(worker * _maxLen, _maxLen);
+            float[] kv = _cache.LayerArray(_layer);
+            int width = _cache.RowWidths[_layer];
             for (int i = start; i < end; i++)
             {
-                int t = i / heads, h = i % heads, g = h / group;
-                int len = batch.Positions[t] + 1;
-                int slotBase = cache.SlotOffset(layer, batch.Slots[t]);
-                var qh = q.AsSpan(t * qStride + h * dimK, dimK);
+                int t = i / _heads, h = i % _heads, g = h / _group;
+                int len = _batch.Positions[t] + 1;
+                int slotBase = _cache.SlotOffset(_layer, _batch.Slots[t]);
+                var qh = _q.AsSpan(t * _qStride + h * _dimK, _dimK);
                 var sc = s[..len];
                 for (int j = 0; j < len; j++)
-                    sc[j] = TensorPrimitives.Dot(qh, kv.AsSpan(slotBase + j * width + keyOffset + g * dimK, dimK)) * scale;
+                    sc[j] = TensorPrimitives.Dot(qh, kv.AsSpan(slotBase + j * width + _keyOffset + g * _dimK, _dimK)) * _scale;
                 VectorOps.Softmax(sc);
-                var o = output.AsSpan((t * heads + h) * dimV, dimV);
+                var o = _output.AsSpan((t * _heads + h) * _dimV, _dimV);
                 o.Clear();
                 for (int j = 0; j < len; j++)
-                    VectorOps.AddScaled(o, kv.AsSpan(slotBase + j * width + valueOffset + g * dimV, dimV), sc[j]);
+                    VectorOps.AddScaled(o, kv.AsSpan(slotBase + j * width + _valueOffset + g * _dimV, _dimV), sc[j]);
             }
-        });
+        }
     }
 }

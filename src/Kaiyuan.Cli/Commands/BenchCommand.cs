@@ -1,0 +1,96 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Text.Json;
+using Kaiyuan.Inference;
+using Kaiyuan.Kernels;
+using Kaiyuan.Models;
+
+namespace Kaiyuan.Cli.Commands;
+
+/// <summary>
+/// <c>kaiyuan bench</c>, like llama-bench: prompt processing (one batch of -p tokens from an empty cache) and text
+/// generation (-n single-token steps) in tokens/s, mean ± sample stdev over -r repetitions after one warm-up run.
+/// </summary>
+public static class BenchCommand
+{
+    public static Command Create(params Command[] subcommands)
+    {
+        var model = Arguments.Model();
+        var prompt = new Option<int>("--n-prompt", "-p") { Description = "Prompt tokens to process", DefaultValueFactory = _ => 512 };
+        var gen = new Option<int>("--n-gen", "-n") { Description = "Tokens to generate", DefaultValueFactory = _ => 128 };
+        var threads = Arguments.Threads();
+        var reps = new Option<int>("--repetitions", "-r") { Description = "Repetitions", DefaultValueFactory = _ => 5 };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object" };
+        var cmd = new Command("bench", "Measure prompt-processing and generation speed (tokens/s)") { model, prompt, gen, threads, reps, json };
+        foreach (var sub in subcommands) cmd.Subcommands.Add(sub);
+        cmd.SetAction(p => Run(StoreCommands.ResolveModel(p, p.GetValue(model)!), p.GetValue(prompt), p.GetValue(gen), p.GetValue(threads), p.GetValue(reps), p.GetValue(json)));
+        return cmd;
+    }
+
+    public sealed record Result(double PpTps, double PpStd, double TgTps, double TgStd, int Threads, long ModelBytes);
+
+    private static int Run(string path, int nPrompt, int nGen, int threads, int reps, bool json)
+    {
+        if (nPrompt < 0 || nGen < 0 || reps < 1) throw new ArgumentException("-p and -n must be ≥ 0 and -r ≥ 1");
+        using var model = ModelLoader.Load(path);
+        using var pool = new WorkerPool(threads);
+        var r = Measure(model, nPrompt, nGen, reps, pool);
+        if (json)
+        {
+            Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
+            {
+                ["pp_tps"] = Math.Round(r.PpTps, 3),
+                ["pp_std"] = Math.Round(r.PpStd, 3),
+                ["tg_tps"] = Math.Round(r.TgTps, 3),
+                ["tg_std"] = Math.Round(r.TgStd, 3),
+                ["threads"] = r.Threads,
+                ["model_bytes"] = r.ModelBytes,
+            }));
+            return 0;
+        }
+        Console.WriteLine($"model: {Path.GetFileName(path)} ({model.Config.Architecture}, {InfoCommand.Size(r.ModelBytes)}), threads: {threads}, repetitions: {reps}");
+        if (nPrompt > 0) Console.WriteLine($"pp{nPrompt}: {r.PpTps,10:F2} ± {r.PpStd:F2} tokens/s");
+        if (nGen > 0)
+            Console.WriteLine($"tg{nGen}: {r.TgTps,10:F2} ± {r.TgStd:F2} tokens/s   (weights read per token × rate = {r.ModelBytes * r.TgTps / 1e9:F2} GB/s)");
+        return 0;
+    }
+
+    public static Result Measure(TransformerModel model, int nPrompt, int nGen, int reps, WorkerPool pool)
+    {
+        var session = new InferenceSession(model, Math.Max(16, nPrompt + nGen + 1), pool, maxBatch: Math.Max(1, nPrompt));
+        var random = new Random(42);
+        int[] tokens = Enumerable.Range(0, Math.Max(nPrompt, 1)).Select(_ => random.Next(model.VocabSize)).ToArray();
+        var pp = new List<double>();
+        var tg = new List<double>();
+        Span<int> one = stackalloc int[1];
+        for (int rep = 0; rep <= reps; rep++) // the first run warms up caches and the JIT
+        {
+            session.Reset();
+            if (nPrompt > 0)
+            {
+                long start = Stopwatch.GetTimestamp();
+                session.Evaluate(tokens);
+                if (rep > 0) pp.Add(nPrompt / Stopwatch.GetElapsedTime(start).TotalSeconds);
+            }
+            if (nGen > 0)
+            {
+                session.Reset();
+                one[0] = tokens[0];
+                long start = Stopwatch.GetTimestamp();
+                for (int i = 0; i < nGen; i++) one[0] = VectorOps.ArgMax(session.Evaluate(one));
+                if (rep > 0) tg.Add(nGen / Stopwatch.GetElapsedTime(start).TotalSeconds);
+            }
+        }
+        long bytes = model.File.Tensors.Sum(t => t.ByteSize);
+        return new Result(Mean(pp), Std(pp), Mean(tg), Std(tg), pool.Threads, bytes);
+    }
+
+    private static double Mean(List<double> x) => x.Count == 0 ? 0 : x.Average();
+
+    private static double Std(List<double> x)
+    {
+        if (x.Count < 2) return 0;
+        double m = x.Average();
+        return Math.Sqrt(x.Sum(v => (v - m) * (v - m)) / (x.Count - 1));
+    }
+}

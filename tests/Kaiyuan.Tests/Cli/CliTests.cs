@@ -1,0 +1,97 @@
+using System.Text.Json;
+using Kaiyuan.Tests.Models;
+
+namespace Kaiyuan.Tests.Cli;
+
+public class CliTests
+{
+    [Theory]
+    [InlineData("llama")]
+    [InlineData("qwen2")]
+    [InlineData("qwen3")]
+    [InlineData("qwen3moe")]
+    [InlineData("deepseek2")]
+    [InlineData("glm4")]
+    [InlineData("glm4moe")]
+    [InlineData("minimax-m2")]
+    public void GenerateJsonReproducesGoldens(string folder)
+    {
+        var model = Fixtures.ModelPath(folder, $"{folder}-f32.gguf");
+        var golden = Goldens.Load(folder, "f32")[1];
+        var r = KaiyuanProcess.Run("generate", "-m", model, "--prompt-ids", string.Join(",", golden.PromptIds),
+            "-n", golden.Ids.Length.ToString(), "--temp", "0", "--ignore-eos", "--json", "--logits", "-t", "2");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var lines = r.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines); // exactly one JSON object on stdout
+        using var doc = JsonDocument.Parse(lines[0]);
+        var root = doc.RootElement;
+        Assert.Equal(golden.PromptIds, root.GetProperty("prompt_ids").EnumerateArray().Select(e => e.GetInt32()));
+        Assert.Equal(golden.Ids, root.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()));
+        Assert.True(root.TryGetProperty("text", out _));
+        var logits = root.GetProperty("logits").EnumerateArray().ToArray();
+        Assert.Equal(golden.Ids.Length, logits.Length);
+        for (int i = 0; i < logits.Length; i++)
+        {
+            var row = logits[i].EnumerateArray().Select(e => e.GetSingle()).ToArray();
+            Assert.True(Goldens.MaxAbsDiff(row, golden.Logits[i]) <= 1e-3f, $"step {i}");
+        }
+    }
+
+    [Fact]
+    public void InfoNamesArchitectureAndMlaHyperParameters()
+    {
+        var r = KaiyuanProcess.Run("info", Fixtures.ModelPath("deepseek2", "deepseek2-q4_k_m.gguf"));
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains("architecture:  deepseek2", r.Stdout);
+        Assert.Contains("8 experts, 2 active, 1 shared", r.Stdout);
+        Assert.Contains("q_lora_rank 256, kv_lora_rank 256", r.Stdout);
+        // MLA caches the latent (256) and the rotary key (32) per layer: 2 layers × 288 floats × 4 bytes.
+        Assert.Contains("2,304 bytes per token", r.Stdout);
+        Assert.Contains("blk.1.ffn_gate_exps.weight", r.Stdout);
+    }
+
+    [Fact]
+    public void BadArgumentsGiveOneLineAndNonZeroExit()
+    {
+        var missing = KaiyuanProcess.Run("generate", "-m", "/nonexistent/model.gguf", "--prompt-ids", "1,2");
+        Assert.NotEqual(0, missing.ExitCode);
+        Assert.Single(missing.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains("not found", missing.Stderr);
+
+        var both = KaiyuanProcess.Run("generate", "-m", "x.gguf");
+        Assert.NotEqual(0, both.ExitCode);
+        Assert.Contains("--prompt", both.Stderr);
+
+        var unknown = KaiyuanProcess.Run("frobnicate");
+        Assert.NotEqual(0, unknown.ExitCode);
+        Assert.Single(unknown.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+    }
+
+    [Fact]
+    public void DamagedModelFileIsAOneLineError()
+    {
+        var path = Path.GetTempFileName();
+        try
+        {
+            var bytes = File.ReadAllBytes(Fixtures.ModelPath("llama", "llama-q4_0.gguf"));
+            File.WriteAllBytes(path, bytes[..5000]);
+            var r = KaiyuanProcess.Run("info", path);
+            Assert.NotEqual(0, r.ExitCode);
+            Assert.Single(r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+            Assert.DoesNotContain("   at ", r.Stderr);
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Fact]
+    public void BenchJsonHasTheContractFields()
+    {
+        var r = KaiyuanProcess.Run("bench", "-m", Fixtures.ModelPath("qwen2", "qwen2-q4_0.gguf"), "-p", "16", "-n", "4", "-r", "1", "-t", "1", "--json");
+        if (r.ExitCode != 0 && r.Stderr.Contains("not support")) Assert.Skip("quantized kernels not in this build");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        using var doc = JsonDocument.Parse(r.Stdout);
+        foreach (var key in new[] { "pp_tps", "pp_std", "tg_tps", "tg_std", "threads", "model_bytes" })
+            Assert.True(doc.RootElement.TryGetProperty(key, out _), key);
+        Assert.True(doc.RootElement.GetProperty("tg_tps").GetDouble() > 0);
+    }
+}
