@@ -32,6 +32,7 @@ public static class CommandLine
         StoreCommands.List(),
         StoreCommands.Show(),
         StoreCommands.Remove(),
+        QuantizeCommand.Create(),
     ];
 
     public static int Run(string[] args)
