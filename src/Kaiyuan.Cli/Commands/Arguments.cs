@@ -17,6 +17,20 @@ public static class Arguments
 
     public static Option<int> ContextSize() => new("--ctx-size", "-c") { Description = "Context size in tokens (default: the model's, at most 4096)" };
 
+    public static Option<string> CacheType() => new("--cache-type")
+    {
+        Description = "KV cache type: f32 (default, matches llama.cpp's F32-cache goldens), f16 or q8_0",
+        DefaultValueFactory = _ => "f32",
+        Validators = { r => { if (r.GetValueOrDefault<string>() is not ("f32" or "f16" or "q8_0")) r.AddError("--cache-type must be f32, f16 or q8_0"); } },
+    };
+
+    public static Kaiyuan.Tensors.GgmlType ParseCacheType(string? text) => text switch
+    {
+        "f16" => Kaiyuan.Tensors.GgmlType.F16,
+        "q8_0" => Kaiyuan.Tensors.GgmlType.Q8_0,
+        _ => Kaiyuan.Tensors.GgmlType.F32,
+    };
+
     /// <summary>Parses "1,2,3" (spaces allowed) into ids.</summary>
     public static int[] ParseIds(string text, string optionName)
     {

@@ -20,21 +20,23 @@ public static class BenchCommand
         var gen = new Option<int>("--n-gen", "-n") { Description = "Tokens to generate", DefaultValueFactory = _ => 128 };
         var threads = Arguments.Threads();
         var reps = new Option<int>("--repetitions", "-r") { Description = "Repetitions", DefaultValueFactory = _ => 5 };
+        var cacheType = Arguments.CacheType();
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
-        var cmd = new Command("bench", "Measure prompt-processing and generation speed (tokens/s)") { model, prompt, gen, threads, reps, json };
+        var cmd = new Command("bench", "Measure prompt-processing and generation speed (tokens/s)") { model, prompt, gen, threads, reps, cacheType, json };
         foreach (var sub in subcommands) cmd.Subcommands.Add(sub);
-        cmd.SetAction(p => Run(StoreCommands.ResolveModel(p, p.GetValue(model)!), p.GetValue(prompt), p.GetValue(gen), p.GetValue(threads), p.GetValue(reps), p.GetValue(json)));
+        cmd.SetAction(p => Run(StoreCommands.ResolveModel(p, p.GetValue(model)!), p.GetValue(prompt), p.GetValue(gen), p.GetValue(threads), p.GetValue(reps), p.GetValue(json),
+            Arguments.ParseCacheType(p.GetValue(cacheType))));
         return cmd;
     }
 
     public sealed record Result(double PpTps, double PpStd, double TgTps, double TgStd, int Threads, long ModelBytes);
 
-    private static int Run(string path, int nPrompt, int nGen, int threads, int reps, bool json)
+    private static int Run(string path, int nPrompt, int nGen, int threads, int reps, bool json, Kaiyuan.Tensors.GgmlType cacheType)
     {
         if (nPrompt < 0 || nGen < 0 || reps < 1) throw new ArgumentException("-p and -n must be ≥ 0 and -r ≥ 1");
         using var model = ModelLoader.Load(path);
         using var pool = new WorkerPool(threads);
-        var r = Measure(model, nPrompt, nGen, reps, pool);
+        var r = Measure(model, nPrompt, nGen, reps, pool, cacheType);
         if (json)
         {
             Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
@@ -55,9 +57,9 @@ public static class BenchCommand
         return 0;
     }
 
-    public static Result Measure(TransformerModel model, int nPrompt, int nGen, int reps, WorkerPool pool)
+    public static Result Measure(TransformerModel model, int nPrompt, int nGen, int reps, WorkerPool pool, Kaiyuan.Tensors.GgmlType cacheType = Kaiyuan.Tensors.GgmlType.F32)
     {
-        var session = new InferenceSession(model, Math.Max(16, nPrompt + nGen + 1), pool, maxBatch: Math.Max(1, nPrompt));
+        var session = new InferenceSession(model, Math.Max(16, nPrompt + nGen + 1), pool, maxBatch: Math.Max(1, nPrompt), cacheType: cacheType);
         var random = new Random(42);
         int[] tokens = Enumerable.Range(0, Math.Max(nPrompt, 1)).Select(_ => random.Next(model.VocabSize)).ToArray();
         var pp = new List<double>();

@@ -30,10 +30,11 @@ public static class GenerateCommand
         var ctxSize = Arguments.ContextSize();
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of streaming text" };
         var logits = new Option<bool>("--logits") { Description = "With --json: include the logits that produced each id" };
+        var cacheType = Arguments.CacheType();
         var ignoreEos = new Option<bool>("--ignore-eos") { Description = "Do not stop at end-of-generation tokens" };
         var cmd = new Command("generate", "Generate text from a prompt")
         {
-            model, prompt, promptIds, count, temp, topK, topP, minP, repeat, seed, threads, ctxSize, json, logits, ignoreEos,
+            model, prompt, promptIds, count, temp, topK, topP, minP, repeat, seed, threads, ctxSize, json, logits, ignoreEos, cacheType,
         };
         cmd.Validators.Add(r =>
         {
@@ -47,20 +48,22 @@ public static class GenerateCommand
                 RepeatPenalty = p.GetValue(repeat), Seed = p.GetValue(seed),
             };
             return Run(StoreCommands.ResolveModel(p, p.GetValue(model)!), p.GetValue(prompt), p.GetValue(promptIds), p.GetValue(count), sampling,
-                p.GetValue(threads), p.GetValue(ctxSize), p.GetValue(json), p.GetValue(logits), p.GetValue(ignoreEos));
+                p.GetValue(threads), p.GetValue(ctxSize), p.GetValue(json), p.GetValue(logits), p.GetValue(ignoreEos),
+                Arguments.ParseCacheType(p.GetValue(cacheType)));
         });
         return cmd;
     }
 
     private static int Run(string path, string? promptText, string? promptIdsText, int count, SamplerOptions sampling,
-        int threads, int ctxSize, bool json, bool withLogits, bool ignoreEos)
+        int threads, int ctxSize, bool json, bool withLogits, bool ignoreEos, Kaiyuan.Tensors.GgmlType cacheType)
     {
         using var model = ModelLoader.Load(path);
         var text = TextCodec.For(model);
         int[] promptIds = promptIdsText is not null
             ? Arguments.ParseIds(promptIdsText, "--prompt-ids")
             : text.Encode(promptText!);
-        var session = new InferenceSession(model, ctxSize, new WorkerPool(threads));
+        using var pool = new WorkerPool(threads);
+        var session = new InferenceSession(model, ctxSize, pool, cacheType: cacheType);
         if (promptIds.Length >= session.ContextLength)
             throw new ContextOverflowException($"the prompt has {promptIds.Length} tokens; the context holds {session.ContextLength}");
         var options = new GenerationOptions

@@ -1,6 +1,7 @@
 using Kaiyuan.Kernels;
 using Kaiyuan.Models;
 using Kaiyuan.Models.Blocks;
+using Kaiyuan.Tensors;
 
 namespace Kaiyuan.Inference;
 
@@ -19,11 +20,12 @@ public sealed class InferenceSession
     private bool[] _want = [];
     private float[] _allLogits = [];
 
-    public InferenceSession(TransformerModel model, int contextLength = 0, WorkerPool? pool = null, int maxBatch = 512)
+    public InferenceSession(TransformerModel model, int contextLength = 0, WorkerPool? pool = null, int maxBatch = 512,
+        GgmlType cacheType = GgmlType.F32)
     {
         _model = model;
         int ctx = contextLength > 0 ? contextLength : Math.Min(model.Config.ContextLength, 4096);
-        _cache = model.CreateCache(1, ctx);
+        _cache = model.CreateCache(1, ctx, cacheType);
         MaxBatch = Math.Max(1, maxBatch);
         _batch = new ForwardBatch(MaxBatch);
         _ctx = new ForwardContext(_batch, _cache, _workspace, pool ?? WorkerPool.Shared);
@@ -32,6 +34,7 @@ public sealed class InferenceSession
 
     public TransformerModel Model => _model;
     public int ContextLength => _cache.ContextLength;
+    public KvCache Cache => _cache;
     public int MaxBatch { get; }
     /// <summary>Tokens already in the cache; the next token goes to this position.</summary>
     public int Position { get; private set; }

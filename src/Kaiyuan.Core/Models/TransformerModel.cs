@@ -34,7 +34,7 @@ public sealed class TransformerModel : IDisposable
     /// <summary>Floats each layer caches per token.</summary>
     public int[] CacheRowWidths => Layers.Select(l => l.Attention.CacheRowWidth).ToArray();
 
-    public KvCache CreateCache(int slots, int contextLength) => new(CacheRowWidths, slots, contextLength);
+    public KvCache CreateCache(int slots, int contextLength, Tensors.GgmlType type = Tensors.GgmlType.F32) => new(CacheRowWidths, slots, contextLength, type);
 
     /// <summary>
     /// Runs the batch through the model, appending its keys/values to the cache, and writes logits for the tokens

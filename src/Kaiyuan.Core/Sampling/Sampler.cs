@@ -107,19 +107,48 @@ public sealed class Sampler
     /// <summary>Moves the k largest logits, in descending order (lowest id first on ties), to the front of order.</summary>
     private static void PartialSort(ReadOnlySpan<float> l, Span<int> order, int k)
     {
-        // Selection by a bounded insertion for small k, a full sort otherwise.
-        if (k <= 64)
+        // A min-heap of the best k seen so far: O(n log k), no allocation.
+        var heap = order[..k];
+        for (int i = 0; i < k; i++) SiftUp(l, heap, i);
+        for (int i = k; i < order.Length; i++)
         {
-            for (int i = 0; i < k; i++)
-            {
-                int best = i;
-                for (int j = i + 1; j < order.Length; j++)
-                    if (l[order[j]] > l[order[best]] || (l[order[j]] == l[order[best]] && order[j] < order[best])) best = j;
-                (order[i], order[best]) = (order[best], order[i]);
-            }
-            return;
+            int id = order[i];
+            if (!Better(l, id, heap[0])) continue;
+            heap[0] = id;
+            SiftDown(l, heap, 0, k);
         }
-        var logits = l.ToArray();
-        order.Sort((a, b) => logits[b].CompareTo(logits[a]) is var c && c != 0 ? c : a.CompareTo(b));
+        // Heap-sort the k winners into descending order.
+        for (int end = k - 1; end > 0; end--)
+        {
+            (heap[0], heap[end]) = (heap[end], heap[0]);
+            SiftDown(l, heap, 0, end);
+        }
+    }
+
+    /// <summary>a ranks above b: a larger logit, or the same logit and a lower id.</summary>
+    private static bool Better(ReadOnlySpan<float> l, int a, int b) => l[a] > l[b] || (l[a] == l[b] && a < b);
+
+    private static void SiftUp(ReadOnlySpan<float> l, Span<int> heap, int i)
+    {
+        while (i > 0)
+        {
+            int parent = (i - 1) / 2;
+            if (!Better(l, heap[parent], heap[i])) break;
+            (heap[parent], heap[i]) = (heap[i], heap[parent]);
+            i = parent;
+        }
+    }
+
+    private static void SiftDown(ReadOnlySpan<float> l, Span<int> heap, int i, int size)
+    {
+        while (true)
+        {
+            int worst = i, left = 2 * i + 1, right = left + 1;
+            if (left < size && Better(l, heap[worst], heap[left])) worst = left;
+            if (right < size && Better(l, heap[worst], heap[right])) worst = right;
+            if (worst == i) return;
+            (heap[worst], heap[i]) = (heap[i], heap[worst]);
+            i = worst;
+        }
     }
 }

@@ -1,83 +1,78 @@
-using System.Runtime.InteropServices;
-
 namespace Kaiyuan.Tensors;
 
-// Interim float-only kernels; the quantized kernels replace this file.
-public static class Half16
-{
-    public static float ToSingle(ushort h) => (float)BitConverter.UInt16BitsToHalf(h);
-    public static ushort FromSingle(float f) => BitConverter.HalfToUInt16Bits((Half)f);
-}
-
-public static class BFloat16
-{
-    public static float ToSingle(ushort b) => BitConverter.Int32BitsToSingle(b << 16);
-    public static ushort FromSingle(float f)
-    {
-        uint u = BitConverter.SingleToUInt32Bits(f);
-        if ((u & 0x7fffffff) > 0x7f800000) return (ushort)((u >> 16) | 64);
-        return (ushort)((u + (0x7fff + ((u >> 16) & 1))) >> 16);
-    }
-}
-
-public static class Dequantize
-{
-    public static void Row(GgmlType type, ReadOnlySpan<byte> src, Span<float> dst)
-    {
-        switch (type)
-        {
-            case GgmlType.F32: MemoryMarshal.Cast<byte, float>(src)[..dst.Length].CopyTo(dst); break;
-            case GgmlType.F16:
-                var h = MemoryMarshal.Cast<byte, ushort>(src);
-                for (int i = 0; i < dst.Length; i++) dst[i] = Half16.ToSingle(h[i]);
-                break;
-            case GgmlType.BF16:
-                var b = MemoryMarshal.Cast<byte, ushort>(src);
-                for (int i = 0; i < dst.Length; i++) dst[i] = BFloat16.ToSingle(b[i]);
-                break;
-            default: throw new NotSupportedException($"tensor type {type} is not supported");
-        }
-    }
-}
-
+/// <summary>
+/// Dot products of a weight row with an activation row prepared in the weight type's companion format, as llama.cpp's
+/// CPU backend computes them (quantize the activations once per row, then integer block sums scaled per block).
+/// </summary>
 public static class QuantizedDot
 {
-    public static GgmlType ActivationType(GgmlType weightType) => weightType;
+    /// <summary>The activation format llama.cpp pairs with a weight type (type_traits_cpu vec_dot_type).</summary>
+    public static GgmlType ActivationType(GgmlType weightType) => weightType switch
+    {
+        GgmlType.F32 => GgmlType.F32,
+        GgmlType.F16 => GgmlType.F16,
+        GgmlType.BF16 => GgmlType.BF16,
+        GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q8_0 => GgmlType.Q8_0,
+        GgmlType.Q4_1 or GgmlType.Q5_1 => GgmlType.Q8_1,
+        GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K => GgmlType.Q8_K,
+        _ => throw new NotSupportedException($"No vector dot for weight type {weightType}."),
+    };
 
-    public static bool IsSupported(GgmlType weightType) => weightType is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16;
+    /// <summary>True when <see cref="VecDot"/> handles this weight type.</summary>
+    public static bool IsSupported(GgmlType weightType) => weightType is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16
+        or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1 or GgmlType.Q8_0
+        or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K;
 
+    /// <summary>
+    /// Converts or quantizes <paramref name="x"/> into <paramref name="activationType"/> (F32, F16, BF16, Q8_0, Q8_1 or
+    /// Q8_K), bit-exactly as llama.cpp's x86 build does. <paramref name="dst"/> needs
+    /// <c>GgmlTypeInfo.RowBytes(activationType, x.Length)</c> bytes.
+    /// </summary>
     public static void QuantizeActivations(GgmlType activationType, ReadOnlySpan<float> x, Span<byte> dst)
     {
-        switch (activationType)
+        var (blockSize, _) = GgmlTypeInfo.Geometry(activationType);
+        if (activationType is not (GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0 or GgmlType.Q8_1 or GgmlType.Q8_K))
         {
-            case GgmlType.F32: MemoryMarshal.AsBytes(x).CopyTo(dst); break;
-            case GgmlType.F16:
-                var h = MemoryMarshal.Cast<byte, ushort>(dst);
-                for (int i = 0; i < x.Length; i++) h[i] = Half16.FromSingle(x[i]);
-                break;
-            case GgmlType.BF16:
-                var b = MemoryMarshal.Cast<byte, ushort>(dst);
-                for (int i = 0; i < x.Length; i++) b[i] = BFloat16.FromSingle(x[i]);
-                break;
-            default: throw new NotSupportedException($"activation type {activationType} is not supported");
+            throw new NotSupportedException($"{activationType} is not an activation format.");
         }
+
+        if (x.Length % blockSize != 0)
+        {
+            throw new ArgumentException($"Row length {x.Length} is not a multiple of the {activationType} block size {blockSize}.", nameof(x));
+        }
+
+        long needed = GgmlTypeInfo.RowBytes(activationType, x.Length);
+        if (dst.Length < needed)
+        {
+            throw new ArgumentException($"Destination holds {dst.Length} bytes; {needed} are needed.", nameof(dst));
+        }
+
+        ActivationQuantizer.Row(activationType, x, dst);
     }
 
+    /// <summary>
+    /// Dot product of a weight row of <paramref name="n"/> elements with an activation row prepared by
+    /// <see cref="QuantizeActivations"/> in <c>ActivationType(weightType)</c>.
+    /// </summary>
     public static float VecDot(GgmlType weightType, ReadOnlySpan<byte> weightRow, ReadOnlySpan<byte> activationRow, int n)
     {
-        Span<float> w = stackalloc float[0];
-        switch (weightType)
+        if (!IsSupported(weightType))
         {
-            case GgmlType.F32:
-                return System.Numerics.Tensors.TensorPrimitives.Dot(MemoryMarshal.Cast<byte, float>(weightRow)[..n], MemoryMarshal.Cast<byte, float>(activationRow)[..n]);
-            default:
-                float sum = 0;
-                var wr = MemoryMarshal.Cast<byte, ushort>(weightRow);
-                var ar = MemoryMarshal.Cast<byte, ushort>(activationRow);
-                bool bf = weightType == GgmlType.BF16;
-                for (int i = 0; i < n; i++)
-                    sum += bf ? BFloat16.ToSingle(wr[i]) * BFloat16.ToSingle(ar[i]) : Half16.ToSingle(wr[i]) * Half16.ToSingle(ar[i]);
-                return sum;
+            throw new NotSupportedException($"No vector dot for weight type {weightType}.");
         }
+
+        var (blockSize, _) = GgmlTypeInfo.Geometry(weightType);
+        if (n % blockSize != 0)
+        {
+            throw new ArgumentException($"Row length {n} is not a multiple of the {weightType} block size {blockSize}.", nameof(n));
+        }
+
+        if (weightRow.Length < GgmlTypeInfo.RowBytes(weightType, n)
+            || activationRow.Length < GgmlTypeInfo.RowBytes(ActivationType(weightType), n))
+        {
+            throw new ArgumentException("A row is shorter than n elements of its type.");
+        }
+
+        return ScalarDot.Dot(weightType, weightRow, activationRow, n);
     }
 }

@@ -70,9 +70,11 @@ public sealed class GqaAttention : IAttentionBlock
             _rope.Angles(batch.Positions[t], cos, sin);
             _rope.Apply(qt, _headDimK, cos, sin);
             _rope.Apply(kt, _headDimK, cos, sin);
-            var row = cache.Row(layer, batch.Slots[t], batch.Positions[t]);
+            // A cache row is every key head followed by every value head.
+            var row = ws.Floats(Buf.Latent, kDim + vDim);
             kt.CopyTo(row);
             v.Slice(t * vDim, vDim).CopyTo(row[kDim..]);
+            cache.Write(layer, batch.Slots[t], batch.Positions[t], row);
         }
 
         var attn = ws.Floats(Buf.Attn, n * _heads * _headDimV);

@@ -67,7 +67,7 @@ public sealed class MlaAttention : IAttentionBlock
             var row = kvpe.Slice(t * latentQ, latentQ);
             _rope.Apply(row[_kvLora..], _ropeDims, cos, sin);
             VectorOps.RmsNorm(row[.._kvLora], _kvANorm, row[.._kvLora], _eps);
-            row.CopyTo(cache.Row(layer, batch.Slots[t], batch.Positions[t]));
+            cache.Write(layer, batch.Slots[t], batch.Positions[t], row);
         }
 
         // Absorb attn_k_b into the queries: per head, q_nope (nope) → latent (kv_lora_rank); the rotary part follows.

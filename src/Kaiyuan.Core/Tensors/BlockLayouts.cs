@@ -1,0 +1,98 @@
+namespace Kaiyuan.Tensors;
+
+/// <summary>
+/// Byte layouts of ggml's quantized blocks (ggml-common.h). All multi-byte fields are little-endian; fp16 scales are
+/// stored as raw binary16 bits. Offsets are from the start of a block.
+/// </summary>
+internal static class BlockLayouts
+{
+    /// <summary>Elements per block of the simple (legacy) quantizations.</summary>
+    public const int QK = 32;
+
+    /// <summary>Elements per super-block of the K-quantizations.</summary>
+    public const int QK_K = 256;
+
+    /// <summary>block_q4_0: fp16 d; 16 bytes of nibbles (low nibbles = elements 0..15, high = 16..31). x = d * (q - 8).</summary>
+    public static class Q4_0
+    {
+        public const int Size = 18, D = 0, Qs = 2;
+    }
+
+    /// <summary>block_q4_1: fp16 d, fp16 m; 16 bytes of nibbles. x = d * q + m.</summary>
+    public static class Q4_1
+    {
+        public const int Size = 20, D = 0, M = 2, Qs = 4;
+    }
+
+    /// <summary>block_q5_0: fp16 d; uint32 qh (bit j = 5th bit of element j); 16 bytes of low nibbles. x = d * (q - 16).</summary>
+    public static class Q5_0
+    {
+        public const int Size = 22, D = 0, Qh = 2, Qs = 6;
+    }
+
+    /// <summary>block_q5_1: fp16 d, fp16 m; uint32 qh; 16 bytes of low nibbles. x = d * q + m.</summary>
+    public static class Q5_1
+    {
+        public const int Size = 24, D = 0, M = 2, Qh = 4, Qs = 8;
+    }
+
+    /// <summary>block_q8_0: fp16 d; 32 signed bytes. x = d * q.</summary>
+    public static class Q8_0
+    {
+        public const int Size = 34, D = 0, Qs = 2;
+    }
+
+    /// <summary>block_q8_1: fp16 d; fp16 s = d * sum(q); 32 signed bytes.</summary>
+    public static class Q8_1
+    {
+        public const int Size = 36, D = 0, S = 2, Qs = 4;
+    }
+
+    /// <summary>
+    /// block_q2_K: 16 bytes of scales (low nibble = scale, high nibble = min, per 16 elements); 64 bytes of 2-bit quants;
+    /// fp16 d (scale of scales); fp16 dmin (scale of mins). x = d * sc * q - dmin * m.
+    /// </summary>
+    public static class Q2_K
+    {
+        public const int Size = 84, Scales = 0, Qs = 16, D = 80, DMin = 82;
+    }
+
+    /// <summary>
+    /// block_q3_K: 32 bytes hmask (high bit of each 3-bit quant); 64 bytes of low 2 bits; 12 bytes of 6-bit scales
+    /// (16 of them, biased by 32); fp16 d. x = d * (sc - 32) * (q - (high bit ? 0 : 4)).
+    /// </summary>
+    public static class Q3_K
+    {
+        public const int Size = 110, HMask = 0, Qs = 32, Scales = 96, D = 108;
+    }
+
+    /// <summary>
+    /// block_q4_K: fp16 d; fp16 dmin; 12 bytes packing 8 six-bit scales and 8 six-bit mins; 128 bytes of nibbles
+    /// (each 32 bytes hold two sub-blocks of 32: low nibbles first). x = d * sc * q - dmin * m.
+    /// </summary>
+    public static class Q4_K
+    {
+        public const int Size = 144, D = 0, DMin = 2, Scales = 4, Qs = 16;
+    }
+
+    /// <summary>block_q5_K: as Q4_K plus 32 bytes qh of fifth bits (bit 2k / 2k+1 for sub-blocks 2k / 2k+1).</summary>
+    public static class Q5_K
+    {
+        public const int Size = 176, D = 0, DMin = 2, Scales = 4, Qh = 16, Qs = 48;
+    }
+
+    /// <summary>
+    /// block_q6_K: 128 bytes of low nibbles; 64 bytes of high 2-bit pairs; 16 signed 8-bit scales; fp16 d.
+    /// x = d * sc * (q - 32).
+    /// </summary>
+    public static class Q6_K
+    {
+        public const int Size = 210, Ql = 0, Qh = 128, Scales = 192, D = 208;
+    }
+
+    /// <summary>block_q8_K (activations only): float d; 256 signed bytes; 16 int16 sums of each group of 16 quants.</summary>
+    public static class Q8_K
+    {
+        public const int Size = 292, D = 0, Qs = 4, BSums = 260;
+    }
+}
