@@ -33,6 +33,7 @@ public static class CommandLine
         StoreCommands.Show(),
         StoreCommands.Remove(),
         QuantizeCommand.Create(),
+        RunCommand.Create(),
     ];
 
     public static int Run(string[] args)
