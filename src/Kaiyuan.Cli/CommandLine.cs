@@ -10,7 +10,8 @@ public static class CommandLine
 
     public static readonly Option<string> StoreRoot = new("--store")
     {
-        Description = "Model store folder (default: KAIYUAN_HOME, else ~/.kaiyuan)", Recursive = true,
+        Description = "Model store folder (default: KAIYUAN_HOME, else ~/.kaiyuan)",
+        Recursive = true,
     };
 
     public static RootCommand Build()
@@ -33,6 +34,8 @@ public static class CommandLine
         StoreCommands.List(),
         StoreCommands.Show(),
         StoreCommands.Remove(),
+        QuantizeCommand.Create(),
+        RunCommand.Create(),
     ];
 
     public static int Run(string[] args)
