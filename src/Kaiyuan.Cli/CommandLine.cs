@@ -10,7 +10,8 @@ public static class CommandLine
 
     public static readonly Option<string> StoreRoot = new("--store")
     {
-        Description = "Model store folder (default: KAIYUAN_HOME, else ~/.kaiyuan)", Recursive = true,
+        Description = "Model store folder (default: KAIYUAN_HOME, else ~/.kaiyuan)",
+        Recursive = true,
     };
 
     public static RootCommand Build()
@@ -31,6 +32,8 @@ public static class CommandLine
         StoreCommands.List(),
         StoreCommands.Show(),
         StoreCommands.Remove(),
+        ServeCommand.Create(),
+        ServeCommand.CreateBench(),
     ];
 
     public static int Run(string[] args)
