@@ -3,7 +3,6 @@ using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Kaiyuan.Inference;
-using Kaiyuan.Kernels;
 using Kaiyuan.Scheduling;
 using Kaiyuan.Server.Api;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -41,7 +40,7 @@ public sealed class KaiyuanServer : IAsyncDisposable
 
     /// <summary>Starts a server for a GGUF model on disk.</summary>
     public static Task<KaiyuanServer> StartAsync(ServerOptions options, CancellationToken cancel = default) =>
-        StartAsync(options, _ => ModelRuntime.Load(options, options.Threads == Environment.ProcessorCount ? WorkerPool.Shared : new WorkerPool(options.Threads)), cancel);
+        StartAsync(options, _ => ModelRuntime.Load(options), cancel);
 
     /// <summary>Starts a server whose model comes from <paramref name="load"/> (tests pass scripted engines).</summary>
     public static async Task<KaiyuanServer> StartAsync(ServerOptions options, Func<ServerState, ModelRuntime> load, CancellationToken cancel = default)

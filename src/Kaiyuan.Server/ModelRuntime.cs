@@ -36,9 +36,11 @@ public sealed class ModelRuntime : IDisposable
     public IChatOutputParser CreateParser(bool tools) => new TaggedOutputParser(tools);
 
     /// <summary>Loads a GGUF model and starts its scheduler.</summary>
-    public static ModelRuntime Load(ServerOptions options, WorkerPool pool)
+    public static ModelRuntime Load(ServerOptions options)
     {
         var model = ModelLoader.Load(options.ModelPath);
+        // The scheduler's own pool: a pool serves one caller at a time.
+        var pool = new WorkerPool(Math.Max(1, options.Threads));
         try
         {
             var meta = model.File.Metadata;
@@ -71,10 +73,11 @@ public sealed class ModelRuntime : IDisposable
             var description = new ModelDescription(arch, FileType(model.File), model.File.FileSize, parameters, engine.ContextLength,
                 model.Config.EmbeddingLength, template, info);
             string name = options.Alias ?? Path.GetFileNameWithoutExtension(options.ModelPath);
-            return new ModelRuntime(name, codec, formatter, engine, description, new Owned(engine, model));
+            return new ModelRuntime(name, codec, formatter, engine, description, new Owned(engine, model, pool));
         }
         catch
         {
+            pool.Dispose();
             model.Dispose();
             throw;
         }
@@ -85,11 +88,12 @@ public sealed class ModelRuntime : IDisposable
 
     public void Dispose() => _owned?.Dispose();
 
-    private sealed class Owned(ContinuousBatchScheduler engine, TransformerModel model) : IDisposable
+    private sealed class Owned(ContinuousBatchScheduler engine, TransformerModel model, WorkerPool pool) : IDisposable
     {
         public void Dispose()
         {
             engine.Dispose();
+            pool.Dispose();
             model.Dispose();
         }
     }

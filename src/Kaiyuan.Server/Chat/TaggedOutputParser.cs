@@ -15,6 +15,7 @@ public sealed class TaggedOutputParser(bool parseToolCalls) : IChatOutputParser
     private readonly StringBuilder _call = new();
     private State _state = State.Content;
     private int _calls;
+    private bool _skipNewlines;
 
     private enum State { Content, Reasoning, ToolCall }
 
@@ -44,6 +45,13 @@ public sealed class TaggedOutputParser(bool parseToolCalls) : IChatOutputParser
     {
         while (_pending.Length > 0)
         {
+            if (_skipNewlines)
+            {
+                // The blank lines after a closing tag are layout, not content.
+                while (_pending.Length > 0 && _pending[0] is '\n' or '\r') _pending.Remove(0, 1);
+                if (_pending.Length == 0) return;
+                _skipNewlines = false;
+            }
             string text = _pending.ToString();
             string[] tags = _state switch
             {
@@ -84,10 +92,7 @@ public sealed class TaggedOutputParser(bool parseToolCalls) : IChatOutputParser
         }
     }
 
-    private void TrimLeadingNewlines()
-    {
-        while (_pending.Length > 0 && _pending[0] is '\n' or '\r') _pending.Remove(0, 1);
-    }
+    private void TrimLeadingNewlines() => _skipNewlines = true;
 
     private void Emit(List<ChatDelta> output, string text)
     {
