@@ -138,6 +138,17 @@ public class OutputParserTests
     }
 
     [Fact]
+    public void ToolSchemaKeepsStringParametersAsStrings()
+    {
+        string text = "<tool_call>\n<function=run>\n<parameter=cmd>\n30\n</parameter>\n<parameter=timeout>\n30\n</parameter>\n</function>\n</tool_call>";
+        var tools = JsonNode.Parse("""[{"type": "function", "function": {"name": "run", "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}, "timeout": {"type": "integer"}}}}}]""");
+        var p = new ChatOutputParser(ToolCallFormat.Qwen3Coder, false, tools);
+        p.Feed(text);
+        p.Finish();
+        Assert.True(JsonNode.DeepEquals(JsonNode.Parse("{\"cmd\": \"30\", \"timeout\": 30}"), JsonNode.Parse(p.Result.ToolCalls.Single().Arguments)));
+    }
+
+    [Fact]
     public void Glm45Call()
     {
         var (r, _) = Parse(ToolCallFormat.Glm45, "<think>hmm</think>\nok\n<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Paris</arg_value>\n<arg_key>days</arg_key>\n<arg_value>2</arg_value>\n</tool_call>");

@@ -1,4 +1,6 @@
 using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
 
 namespace Kaiyuan.Templates.Parsing;
 
@@ -27,9 +29,11 @@ public sealed class ChatOutputParser
 
     /// <param name="format">The family's output syntax.</param>
     /// <param name="startsInReasoning">The prompt already opened a reasoning block (e.g. ends with "&lt;think&gt;\n").</param>
-    public ChatOutputParser(ToolCallFormat format, bool startsInReasoning = false)
+    /// <param name="tools">The request's OpenAI tools; lets XML-style formats keep string parameters as strings.</param>
+    public ChatOutputParser(ToolCallFormat format, bool startsInReasoning = false, JsonNode? tools = null)
     {
         _f = format;
+        _stringParams = StringParameters(tools);
         if (startsInReasoning && format.ReasoningEnd != null)
         {
             _state = State.Reasoning;
@@ -348,6 +352,8 @@ public sealed class ChatOutputParser
 
     private void AddCall(ToolCallFormat.ParsedCall call)
     {
+        if (_f.TextArguments && _stringParams != null && _stringParams.TryGetValue(call.Name, out var names))
+            call = call with { Arguments = RestoreStrings(call.Arguments, names) };
         int index = _calls.Count;
         string id;
         if (_callAnnounced)
@@ -362,6 +368,43 @@ public sealed class ChatOutputParser
         _pending.Add(new OutputDelta(ToolCall: new ToolCallDelta(index, null, null, call.Arguments)));
         _calls.Add(new ParsedToolCall(id, call.Name, call.Arguments));
         _callAnnounced = false;
+    }
+
+    private readonly Dictionary<string, HashSet<string>>? _stringParams;
+
+    /// <summary>Per function, the parameters whose schema type is "string".</summary>
+    private static Dictionary<string, HashSet<string>>? StringParameters(JsonNode? tools)
+    {
+        if (tools is not JsonArray arr) return null;
+        var map = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
+        foreach (var t in arr)
+        {
+            var fn = t?["function"] ?? t;
+            if (fn?["name"] is not JsonValue nv || nv.GetValueKind() != JsonValueKind.String) continue;
+            var set = new HashSet<string>(StringComparer.Ordinal);
+            if (fn["parameters"]?["properties"] is JsonObject props)
+                foreach (var (k, v) in props)
+                    if (v?["type"] is JsonValue tv && tv.GetValueKind() == JsonValueKind.String && tv.GetValue<string>() == "string")
+                        set.Add(k);
+            map[nv.GetValue<string>()] = set;
+        }
+        return map;
+    }
+
+    /// <summary>Text-valued formats cannot tell "30" from 30; the schema can.</summary>
+    private static string RestoreStrings(string arguments, HashSet<string> stringNames)
+    {
+        if (stringNames.Count == 0 || JsonNode.Parse(arguments) is not JsonObject o) return arguments;
+        bool changed = false;
+        foreach (var name in stringNames)
+        {
+            if (o[name] is { } v && v.GetValueKind() != JsonValueKind.String)
+            {
+                o[name] = JsonValue.Create(v.ToJsonString(ToolCallFormat.JsonOut));
+                changed = true;
+            }
+        }
+        return changed ? o.ToJsonString(ToolCallFormat.JsonOut) : arguments;
     }
 
     private static string NewId() => "call_" + Guid.NewGuid().ToString("N")[..24];

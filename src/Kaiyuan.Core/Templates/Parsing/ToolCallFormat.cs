@@ -30,6 +30,9 @@ public sealed partial class ToolCallFormat
     /// <summary>Finds the function name in an incomplete call body, so the call's start can be streamed early.</summary>
     internal Func<string, (string Name, string? Id)?> PeekName { get; init; } = _ => null;
 
+    /// <summary>Arguments are written as text (XML-style), so a value's JSON type is guessed unless the tool schema says.</summary>
+    public bool TextArguments { get; init; }
+
     /// <summary>Output that is a bare JSON object {"name": ..., "parameters": ...} is a call (Llama 3.x).</summary>
     public bool BareJsonCalls { get; init; }
 
@@ -114,6 +117,7 @@ public sealed partial class ToolCallFormat
     public static readonly ToolCallFormat Qwen3Coder = new()
     {
         Name = "qwen3-coder",
+        TextArguments = true,
         CallStart = "<tool_call>",
         CallEnd = "</tool_call>",
         PeekName = body => CoderFunction().Match(body) is { Success: true } m ? (m.Groups[1].Value.Trim(), null) : null,
@@ -145,6 +149,7 @@ public sealed partial class ToolCallFormat
     public static readonly ToolCallFormat Glm45 = new()
     {
         Name = "glm-4.5",
+        TextArguments = true,
         CallStart = "<tool_call>",
         CallEnd = "</tool_call>",
         PeekName = body =>
@@ -239,6 +244,7 @@ public sealed partial class ToolCallFormat
     public static readonly ToolCallFormat MiniMaxM2 = new()
     {
         Name = "minimax-m2",
+        TextArguments = true,
         SectionStart = "<minimax:tool_call>",
         SectionEnd = "</minimax:tool_call>",
         CallStart = "<invoke name=",
