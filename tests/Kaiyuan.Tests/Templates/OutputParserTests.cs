@@ -218,6 +218,21 @@ public class OutputParserTests
     }
 
     [Fact]
+    public void LongOutputsFedCharByCharStayFast()
+    {
+        string big = new string('x', 100_000);
+        string text = "<think>" + big + "</think>" + big + "<tool_call>{\"name\": \"f\", \"arguments\": {\"s\": \"" + big + "\"}}</tool_call>";
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var p = new ChatOutputParser(ToolCallFormat.Hermes);
+        foreach (char c in text) p.Feed(c.ToString());
+        p.Finish();
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(5), $"took {sw.Elapsed}");
+        Assert.Equal(big, p.Result.Reasoning);
+        Assert.Equal(big, p.Result.Content);
+        Assert.Equal("f", p.Result.ToolCalls.Single().Name);
+    }
+
+    [Fact]
     public void ChunkingNeverChangesTheResult()
     {
         string text = "<think>r1 <tool_call> inside thinking</think>Answer <tool_call>{\"name\": \"f\", \"arguments\": {\"k\": \"</tool\"}}</tool_call> tail";

@@ -26,6 +26,10 @@ public sealed class ChatOutputParser
     private bool _sawReasoning;
     private bool _trimLeading = true;
     private bool _finished;
+    private int _callStartMarkerPos;
+    private int _callScan;
+    private string? _announcedId;
+    private readonly Dictionary<string, HashSet<string>>? _stringParams;
 
     /// <param name="format">The family's output syntax.</param>
     /// <param name="startsInReasoning">The prompt already opened a reasoning block (e.g. ends with "&lt;think&gt;\n").</param>
@@ -263,10 +267,13 @@ public sealed class ChatOutputParser
                     }
                 case State.Call:
                     {
-                        int end = _f.CallEnd != null ? IndexOf(_f.CallEnd, _callBodyStart) : -1;
+                        int end = _f.CallEnd != null ? IndexOf(_f.CallEnd, _callScan) : -1;
                         if (end < 0 && !final)
                         {
-                            AnnounceIfNameKnown(_buf.ToString(_callBodyStart, _buf.Length - _callBodyStart));
+                            // Rescan only the tail next time, so long calls stay linear.
+                            if (_f.CallEnd != null) _callScan = Math.Max(_callBodyStart, _buf.Length - _f.CallEnd.Length + 1);
+                            if (!_callAnnounced && _buf.Length - _callBodyStart <= 4096)
+                                AnnounceIfNameKnown(_buf.ToString(_callBodyStart, _buf.Length - _callBodyStart));
                             return;
                         }
                         int bodyEnd = end >= 0 ? end : _buf.Length;
@@ -321,8 +328,6 @@ public sealed class ChatOutputParser
         }
     }
 
-    private int _callStartMarkerPos;
-
     private bool OnlyWhitespace(int from, int to)
     {
         for (int i = from; i < to; i++)
@@ -334,6 +339,7 @@ public sealed class ChatOutputParser
     {
         _callStartMarkerPos = _pos - _f.CallStart!.Length;
         _callBodyStart = _pos;
+        _callScan = _pos;
         _callAnnounced = false;
         _state = State.Call;
     }
@@ -347,8 +353,6 @@ public sealed class ChatOutputParser
         _announcedId = p.Id ?? NewId();
         _pending.Add(new OutputDelta(ToolCall: new ToolCallDelta(_calls.Count, _announcedId, p.Name, null)));
     }
-
-    private string? _announcedId;
 
     private void AddCall(ToolCallFormat.ParsedCall call)
     {
@@ -369,8 +373,6 @@ public sealed class ChatOutputParser
         _calls.Add(new ParsedToolCall(id, call.Name, call.Arguments));
         _callAnnounced = false;
     }
-
-    private readonly Dictionary<string, HashSet<string>>? _stringParams;
 
     /// <summary>Per function, the parameters whose schema type is "string".</summary>
     private static Dictionary<string, HashSet<string>>? StringParameters(JsonNode? tools)
