@@ -165,7 +165,7 @@ public class OutputParserTests
         var (r, _) = Parse(ToolCallFormat.DeepSeek, text);
         Assert.Equal("Sure", r.Content);
         Assert.Equal(["f", "g"], r.ToolCalls.Select(c => c.Name));
-        Assert.Equal("{\"a\":1}", r.ToolCalls[0].Arguments);
+        Assert.True(JsonNode.DeepEquals(JsonNode.Parse("{\"a\": 1}"), JsonNode.Parse(r.ToolCalls[0].Arguments)));
     }
 
     [Fact]
@@ -185,6 +185,23 @@ public class OutputParserTests
         Assert.Equal(["get_weather", "search"], r.ToolCalls.Select(c => c.Name));
         Assert.Equal(["functions.get_weather:0", "functions.search:1"], r.ToolCalls.Select(c => c.Id));
         Assert.Equal("functions.get_weather:0", d.First(x => x.ToolCall?.Id != null).ToolCall!.Id);
+    }
+
+    [Fact]
+    public void JsonArgumentsStreamBeforeTheCallEnds()
+    {
+        var p = new ChatOutputParser(ToolCallFormat.KimiK2);
+        var d = new List<OutputDelta>();
+        d.AddRange(p.Feed("<|tool_calls_section_begin|><|tool_call_begin|>functions.f:0<|tool_call_argument_begin|>{\"text\": \"hel"));
+        Assert.Equal("f", d.Single(x => x.ToolCall?.Name != null).ToolCall!.Name);
+        Assert.Equal("{\"text\": \"hel", string.Concat(d.Select(x => x.ToolCall?.ArgumentsDelta)));
+        d.AddRange(p.Feed("lo\"}<|tool_call_e"));
+        Assert.Equal("{\"text\": \"hello\"}", string.Concat(d.Select(x => x.ToolCall?.ArgumentsDelta)));
+        d.AddRange(p.Feed("nd|><|tool_calls_section_end|>"));
+        d.AddRange(p.Finish());
+        Assert.Equal("{\"text\": \"hello\"}", p.Result.ToolCalls.Single().Arguments);
+        Assert.Equal("functions.f:0", p.Result.ToolCalls[0].Id);
+        Assert.Equal("", p.Result.Content);
     }
 
     [Fact]

@@ -29,6 +29,10 @@ public sealed class ChatOutputParser
     private int _callStartMarkerPos;
     private int _callScan;
     private string? _announcedId;
+    private string? _announcedName;
+    private int _argsFrom = -1;
+    private int _argsEmitted;
+    private readonly StringBuilder _streamedArgs = new();
     private readonly Dictionary<string, HashSet<string>>? _stringParams;
 
     /// <param name="format">The family's output syntax.</param>
@@ -272,14 +276,29 @@ public sealed class ChatOutputParser
                         {
                             // Rescan only the tail next time, so long calls stay linear.
                             if (_f.CallEnd != null) _callScan = Math.Max(_callBodyStart, _buf.Length - _f.CallEnd.Length + 1);
-                            if (!_callAnnounced && _buf.Length - _callBodyStart <= 4096)
-                                AnnounceIfNameKnown(_buf.ToString(_callBodyStart, _buf.Length - _callBodyStart));
+                            if ((!_callAnnounced || _argsFrom < 0) && _buf.Length - _callBodyStart <= 4096)
+                            {
+                                string partial = _buf.ToString(_callBodyStart, _buf.Length - _callBodyStart);
+                                AnnounceIfNameKnown(partial);
+                                if (_callAnnounced && _f.RawArgsStart?.Invoke(partial) is int rel and >= 0)
+                                    _argsFrom = _argsEmitted = _callBodyStart + rel;
+                            }
+                            if (_argsFrom >= 0)
+                                StreamArgs(_buf.Length - HoldBack(_argsEmitted, [_f.CallEnd]));
                             return;
                         }
                         int bodyEnd = end >= 0 ? end : _buf.Length;
                         string body = _buf.ToString(_callBodyStart, bodyEnd - _callBodyStart);
                         var call = _f.ParseCall(body);
-                        if (call != null)
+                        if (_argsFrom >= 0)
+                        {
+                            // Arguments already went out as raw text; finish them the same way.
+                            StreamArgs(bodyEnd);
+                            string args = _streamedArgs.ToString();
+                            _calls.Add(new ParsedToolCall(_announcedId!, call?.Name ?? _announcedName!, args));
+                            _callAnnounced = false;
+                        }
+                        else if (call != null)
                         {
                             AddCall(call);
                         }
@@ -335,12 +354,28 @@ public sealed class ChatOutputParser
         return true;
     }
 
+    private void StreamArgs(int upTo)
+    {
+        int from = _argsEmitted;
+        if (_streamedArgs.Length == 0)
+            while (from < upTo && char.IsWhiteSpace(_buf[from])) from++;
+        if (from < upTo)
+        {
+            string piece = _buf.ToString(from, upTo - from);
+            _streamedArgs.Append(piece);
+            _pending.Add(new OutputDelta(ToolCall: new ToolCallDelta(_calls.Count, null, null, piece)));
+        }
+        _argsEmitted = Math.Max(_argsEmitted, upTo);
+    }
+
     private void StartCall()
     {
         _callStartMarkerPos = _pos - _f.CallStart!.Length;
         _callBodyStart = _pos;
         _callScan = _pos;
         _callAnnounced = false;
+        _argsFrom = -1;
+        _streamedArgs.Clear();
         _state = State.Call;
     }
 
@@ -351,6 +386,7 @@ public sealed class ChatOutputParser
         if (peek is not { } p) return;
         _callAnnounced = true;
         _announcedId = p.Id ?? NewId();
+        _announcedName = p.Name;
         _pending.Add(new OutputDelta(ToolCall: new ToolCallDelta(_calls.Count, _announcedId, p.Name, null)));
     }
 
