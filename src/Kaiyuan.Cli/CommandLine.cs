@@ -30,6 +30,7 @@ public static class CommandLine
         BenchCommand.Create(TokenizerBenchCommand.Create(), ServeCommand.CreateBench()),
         TokenizeCommand.CreateTokenize(),
         TokenizeCommand.CreateDetokenize(),
+        TemplateCommand.Create(),
         StoreCommands.Pull(),
         StoreCommands.List(),
         StoreCommands.Show(),
