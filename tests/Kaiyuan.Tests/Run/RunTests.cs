@@ -51,6 +51,28 @@ public sealed class RunTests
     }
 
     [Fact]
+    public void RunPullsAReferenceThatIsNotInTheStore()
+    {
+        using var hub = new FakeHub();
+        hub.Add("kaiyuan-test/dreams-GGUF", new FakeHub.FakeFile("aidreams260K-F32.gguf", File.ReadAllBytes(Aidreams)));
+        using var temp = new TempStore();
+        var previous = Environment.GetEnvironmentVariable("HF_ENDPOINT");
+        Environment.SetEnvironmentVariable("HF_ENDPOINT", hub.Endpoint);
+        try
+        {
+            var r = ConsoleRunner.Run("run", "hf.co/kaiyuan-test/dreams-GGUF:f32", "--store", temp.Store.Root, "-p", "In my dream", "--temp", "0", "-n", "16", "--threads", "1");
+            Assert.True(r.Code == 0, r.Err);
+            Assert.Contains("pulling it", r.Err);
+            Assert.StartsWith(", as I sense", r.Out);
+            Assert.Single(temp.Store.List());
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("HF_ENDPOINT", previous);
+        }
+    }
+
+    [Fact]
     public void InteractiveLoopHandlesCommandsAndAnswers()
     {
         using var model = ModelLoader.Load(Aidreams);
