@@ -27,7 +27,9 @@ public static class CommandLine
     [
         InfoCommand.Create(),
         GenerateCommand.Create(),
-        BenchCommand.Create(),
+        BenchCommand.Create(TokenizerBenchCommand.Create()),
+        TokenizeCommand.CreateTokenize(),
+        TokenizeCommand.CreateDetokenize(),
         StoreCommands.Pull(),
         StoreCommands.List(),
         StoreCommands.Show(),

@@ -48,8 +48,12 @@ public static class RunCommand
         {
             var sampling = new SamplerOptions
             {
-                Temperature = p.GetValue(temp), TopK = p.GetValue(topK), TopP = p.GetValue(topP), MinP = p.GetValue(minP),
-                RepeatPenalty = p.GetValue(repeat), Seed = p.GetValue(seed),
+                Temperature = p.GetValue(temp),
+                TopK = p.GetValue(topK),
+                TopP = p.GetValue(topP),
+                MinP = p.GetValue(minP),
+                RepeatPenalty = p.GetValue(repeat),
+                Seed = p.GetValue(seed),
             };
             string path = StoreCommands.ResolveOrPull(p, p.GetValue(model)!);
             using var file = GgufFile.Open(path);
@@ -57,7 +61,7 @@ public static class RunCommand
             using var pool = new WorkerPool(p.GetValue(threads));
             var session = new InferenceSession(loaded, p.GetValue(ctxSize), pool, cacheType: Arguments.ParseCacheType(p.GetValue(cacheType)));
             var tokenizer = Tokenizer.FromGguf(file.Metadata);
-            var codec = TextCodec.For(tokenizer);
+            var codec = TokenCodec.For(tokenizer);
             var format = PromptFormats.For(file.Metadata, tokenizer, out var note);
             if (note is not null) Console.Error.WriteLine(note);
             var chat = new ChatLoop(session, codec, format) { Sampling = sampling, System = p.GetValue(system), MaxTokens = p.GetValue(count) };

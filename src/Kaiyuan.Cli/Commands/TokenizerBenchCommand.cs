@@ -6,7 +6,7 @@ using Microsoft.ML.Tokenizers;
 namespace Kaiyuan.Cli.Commands;
 
 /// <summary>
-/// <c>kaiyuan bench-tokenize -m VOCAB.gguf</c>: our tokenizer against Microsoft.ML.Tokenizers' o200k (gpt-4o) tiktoken
+/// <c>kaiyuan bench tokenize -m VOCAB.gguf</c>: our tokenizer against Microsoft.ML.Tokenizers' o200k (gpt-4o) tiktoken
 /// on the same ~10 MB mixed corpus, single-threaded.
 /// </summary>
 public static class TokenizerBenchCommand
@@ -16,7 +16,7 @@ public static class TokenizerBenchCommand
         var model = new Option<string>("--model", "-m") { Description = "GGUF vocabulary to benchmark (e.g. ggml-vocab-qwen3.gguf)", Required = true };
         var size = new Option<int>("--megabytes") { Description = "Corpus size in MB", DefaultValueFactory = _ => 10 };
         var runs = new Option<int>("--runs") { Description = "Timed runs per tokenizer (the median is reported)", DefaultValueFactory = _ => 3 };
-        var command = new Command("bench-tokenize", "Measure tokenizer throughput against Microsoft.ML.Tokenizers (o200k)") { model, size, runs };
+        var command = new Command("tokenize", "Measure tokenizer throughput against Microsoft.ML.Tokenizers (o200k)") { model, size, runs };
         command.SetAction(parse => TokenizeCommand.Run(parse, () =>
         {
             var output = parse.InvocationConfiguration.Output;

@@ -79,7 +79,7 @@ public sealed class RunTests
         using var pool = new WorkerPool(1);
         var session = new InferenceSession(model, 0, pool);
         var tokenizer = Tokenizer.FromGguf(Aidreams);
-        var chat = new ChatLoop(session, TextCodec.For(tokenizer), new RawPromptFormat()) { Sampling = new SamplerOptions() };
+        var chat = new ChatLoop(session, TokenCodec.For(tokenizer), new RawPromptFormat()) { Sampling = new SamplerOptions() };
         var input = new StringReader("/set temperature 0\n/set num_predict 8\n/set top_k x\nIn my \\\ndream\n/show\n/clear\nIn my dream\n/bye\nnever read\n");
         var output = new StringWriter();
         var messages = new StringWriter();
