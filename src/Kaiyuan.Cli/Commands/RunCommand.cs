@@ -62,8 +62,7 @@ public static class RunCommand
             var session = new InferenceSession(loaded, p.GetValue(ctxSize), pool, cacheType: Arguments.ParseCacheType(p.GetValue(cacheType)));
             var tokenizer = Tokenizer.FromGguf(file.Metadata);
             var codec = TokenCodec.For(tokenizer);
-            var format = PromptFormats.For(file.Metadata, tokenizer, out var note);
-            if (note is not null) Console.Error.WriteLine(note);
+            var format = PromptFormats.For(file.Metadata, tokenizer);
             var chat = new ChatLoop(session, codec, format) { Sampling = sampling, System = p.GetValue(system), MaxTokens = p.GetValue(count) };
 
             if (p.GetValue(prompt) is { } once) return AnswerOnce(chat, once);
