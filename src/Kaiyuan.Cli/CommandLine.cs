@@ -27,7 +27,7 @@ public static class CommandLine
     [
         InfoCommand.Create(),
         GenerateCommand.Create(),
-        BenchCommand.Create(TokenizerBenchCommand.Create()),
+        BenchCommand.Create(TokenizerBenchCommand.Create(), ServeCommand.CreateBench()),
         TokenizeCommand.CreateTokenize(),
         TokenizeCommand.CreateDetokenize(),
         StoreCommands.Pull(),
@@ -36,6 +36,7 @@ public static class CommandLine
         StoreCommands.Remove(),
         QuantizeCommand.Create(),
         RunCommand.Create(),
+        ServeCommand.Create(),
     ];
 
     public static int Run(string[] args)

@@ -37,12 +37,20 @@ public sealed class TransformerModel : IDisposable
     public KvCache CreateCache(int slots, int contextLength, Tensors.GgmlType type = Tensors.GgmlType.F32) => new(CacheRowWidths, slots, contextLength, type);
 
     /// <summary>
-    /// Runs the batch through the model, appending its keys/values to the cache, and writes logits for the tokens
-    /// flagged in <paramref name="wantLogits"/> (in batch order) into <paramref name="logits"/> (rows of VocabSize).
+    /// Runs the batch through the model like <see cref="Forward"/> and writes every token's final (output-normed) hidden
+    /// state, rows of EmbeddingLength, into <paramref name="hidden"/>: what embeddings pool.
     /// </summary>
-    public void Forward(ForwardContext ctx, ReadOnlySpan<bool> wantLogits, Span<float> logits)
+    public void ForwardHidden(ForwardContext ctx, Span<float> hidden)
     {
-        var (batch, cache, ws, pool) = ctx;
+        int n = ctx.Batch.Count, d = Config.EmbeddingLength;
+        var x = RunLayers(ctx);
+        for (int t = 0; t < n; t++) VectorOps.RmsNorm(x.Slice(t * d, d), OutputNorm, hidden.Slice(t * d, d), Config.RmsEpsilon);
+    }
+
+    /// <summary>Embeds the batch and runs every layer; returns the residual stream (rows of EmbeddingLength).</summary>
+    private Span<float> RunLayers(ForwardContext ctx)
+    {
+        var (batch, cache, ws, _) = ctx;
         int n = batch.Count, d = Config.EmbeddingLength;
         for (int t = 0; t < n; t++)
         {
@@ -69,6 +77,20 @@ public sealed class TransformerModel : IDisposable
             if (layer.PostFeedForwardNorm is not null) NormRows(blockOut, blockOut, layer.PostFeedForwardNorm, n, d, eps);
             VectorOps.Add(x, blockOut);
         }
+        return x;
+    }
+
+    /// <summary>
+    /// Runs the batch through the model, appending its keys/values to the cache, and writes logits for the tokens
+    /// flagged in <paramref name="wantLogits"/> (in batch order) into <paramref name="logits"/> (rows of VocabSize).
+    /// </summary>
+    public void Forward(ForwardContext ctx, ReadOnlySpan<bool> wantLogits, Span<float> logits)
+    {
+        var (batch, _, ws, pool) = ctx;
+        int n = batch.Count, d = Config.EmbeddingLength;
+        float eps = Config.RmsEpsilon;
+        var x = RunLayers(ctx);
+        var normed = ws.Floats(Buf.Normed, n * d);
 
         // Only the requested rows go through the output head (the vocabulary projection dominates small models).
         int outputs = 0;

@@ -1,0 +1,169 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Kaiyuan.Server;
+
+namespace Kaiyuan.Cli.Commands;
+
+/// <summary>
+/// <c>kaiyuan serve</c>: an OpenAI- and Ollama-compatible HTTP server with continuous batching; and
+/// <c>kaiyuan bench serve</c>: aggregate generation speed at 1, 4 and 8 concurrent streams against that server.
+/// </summary>
+public static class ServeCommand
+{
+    public static Command Create()
+    {
+        var model = Arguments.Model();
+        var host = new Option<string>("--host") { Description = "Address to listen on", DefaultValueFactory = _ => "127.0.0.1" };
+        var port = new Option<int>("--port") { Description = "Port to listen on (0: any free port)", DefaultValueFactory = _ => 8080 };
+        var alias = new Option<string>("--alias", "-a") { Description = "Model name in the API (default: the file name)" };
+        var parallel = new Option<int>("--parallel", "-np") { Description = "Sequences decoded together (slots)", DefaultValueFactory = _ => 4 };
+        var ctxSize = Arguments.ContextSize();
+        var threads = Arguments.Threads();
+        var apiKey = new Option<string>("--api-key") { Description = "Require this key as 'Authorization: Bearer KEY' (default: KAIYUAN_API_KEY)" };
+        var template = new Option<string>("--chat-template-file") { Description = "Chat template to use instead of the model's" };
+        var cors = new Option<string[]>("--cors") { Description = "Allow these browser origins (\"*\" for any)", AllowMultipleArgumentsPerToken = true };
+        var maxBody = new Option<long>("--max-body") { Description = "Largest request body in bytes", DefaultValueFactory = _ => 8 * 1024 * 1024 };
+        var queue = new Option<int>("--queue") { Description = "Requests waiting for a slot at most (more get 429)", DefaultValueFactory = _ => 64 };
+        var cmd = new Command("serve", "Serve a model over HTTP: OpenAI- and Ollama-compatible API, continuous batching, chat page at /")
+        {
+            model, host, port, alias, parallel, ctxSize, threads, apiKey, template, cors, maxBody, queue,
+        };
+        cmd.SetAction(p =>
+        {
+            var options = new ServerOptions
+            {
+                ModelPath = StoreCommands.ResolveModel(p, p.GetValue(model)!),
+                Host = p.GetValue(host)!,
+                Port = p.GetValue(port),
+                Alias = p.GetValue(alias),
+                Parallel = p.GetValue(parallel),
+                ContextSize = p.GetValue(ctxSize),
+                Threads = p.GetValue(threads),
+                ApiKey = p.GetValue(apiKey) ?? Environment.GetEnvironmentVariable("KAIYUAN_API_KEY"),
+                ChatTemplateFile = p.GetValue(template),
+                CorsOrigins = p.GetValue(cors) ?? [],
+                MaxRequestBodyBytes = p.GetValue(maxBody),
+                MaxQueue = p.GetValue(queue),
+            };
+            return Serve(options).GetAwaiter().GetResult();
+        });
+        return cmd;
+    }
+
+    private static async Task<int> Serve(ServerOptions options)
+    {
+        if (options.Parallel < 1 || options.Parallel > 256) throw new ArgumentException("--parallel must be between 1 and 256");
+        if (options.Port is < 0 or > 65535) throw new ArgumentException("--port must be between 0 and 65535");
+        if (options.ChatTemplateFile is { } file && !File.Exists(file)) throw new FileNotFoundException($"--chat-template-file: file not found: {file}");
+        if (!File.Exists(options.ModelPath)) throw new FileNotFoundException($"file not found: {options.ModelPath}");
+        await using var server = await KaiyuanServer.StartAsync(options);
+        Console.Error.WriteLine($"kaiyuan: serving {Path.GetFileName(options.ModelPath)} at {server.Address} (loading…)");
+        try
+        {
+            await server.WaitReadyAsync();
+        }
+        catch (Exception e)
+        {
+            throw new InvalidOperationException($"cannot load {options.ModelPath}: {e.Message}", e);
+        }
+        var runtime = server.State.Runtime;
+        Console.Error.WriteLine($"kaiyuan: model '{runtime.Name}' ready ({runtime.Description.Architecture}, {runtime.Formatter.Name} chat format, " +
+                                $"{options.Parallel} slots × {runtime.Engine.ContextLength} tokens) — open {server.Address} or use {server.Address}v1; Ctrl-C stops");
+        await server.WaitForShutdownAsync();
+        Console.Error.WriteLine("kaiyuan: stopping (letting running requests finish)…");
+        await server.StopAsync();
+        return 0;
+    }
+
+    /// <summary><c>kaiyuan bench serve</c>: aggregate tokens/s at 1, 4 and 8 concurrent streams over loopback HTTP.</summary>
+    public static Command CreateBench()
+    {
+        var model = Arguments.Model();
+        var gen = new Option<int>("--n-gen", "-n") { Description = "Tokens each stream generates", DefaultValueFactory = _ => 64 };
+        var threads = Arguments.Threads();
+        var streams = new Option<int[]>("--streams") { Description = "Concurrency levels", DefaultValueFactory = _ => [1, 4, 8], AllowMultipleArgumentsPerToken = true };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object" };
+        var cmd = new Command("serve", "Measure the server's aggregate generation speed at 1, 4 and 8 concurrent streams") { model, gen, threads, streams, json };
+        cmd.SetAction(p => BenchServe(StoreCommands.ResolveModel(p, p.GetValue(model)!), p.GetValue(gen), p.GetValue(threads), p.GetValue(streams)!, p.GetValue(json))
+            .GetAwaiter().GetResult());
+        return cmd;
+    }
+
+    private static async Task<int> BenchServe(string path, int nGen, int threads, int[] levels, bool json)
+    {
+        if (nGen < 1 || levels.Length == 0 || levels.Any(l => l < 1)) throw new ArgumentException("-n and --streams must be ≥ 1");
+        var options = new ServerOptions
+        {
+            ModelPath = path,
+            Port = 0,
+            Parallel = levels.Max(),
+            Threads = threads,
+            RequestLogging = false,
+            MaxQueue = 1024,
+        };
+        await using var server = await KaiyuanServer.StartAsync(options);
+        await server.WaitReadyAsync();
+        int ctx = server.State.Runtime.Engine.ContextLength;
+        nGen = Math.Min(nGen, ctx / 2);
+        using var http = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromMinutes(10) };
+        await Run(http, 1, Math.Min(nGen, 8));  // warm-up
+        var results = new List<(int Streams, double Tps, int Tokens, double Seconds)>();
+        foreach (int n in levels)
+        {
+            var clock = Stopwatch.StartNew();
+            int tokens = await Run(http, n, nGen);
+            double seconds = clock.Elapsed.TotalSeconds;
+            results.Add((n, tokens / seconds, tokens, seconds));
+        }
+        if (json)
+        {
+            Console.WriteLine(JsonSerializer.Serialize(results.Select(r => new Dictionary<string, object>
+            {
+                ["streams"] = r.Streams,
+                ["tokens"] = r.Tokens,
+                ["seconds"] = Math.Round(r.Seconds, 3),
+                ["tps"] = Math.Round(r.Tps, 2),
+            })));
+            return 0;
+        }
+        Console.WriteLine($"model: {Path.GetFileName(path)}, {nGen} tokens per stream, threads: {threads}, slots: {options.Parallel}");
+        foreach (var r in results)
+            Console.WriteLine($"{r.Streams,3} stream(s): {r.Tps,10:F1} tokens/s aggregate ({r.Tokens} tokens in {r.Seconds:F2} s) ×{r.Tps / results[0].Tps:F2}");
+        return 0;
+    }
+
+    /// <summary>Runs <paramref name="streams"/> streaming completions at once; returns the tokens generated.</summary>
+    private static async Task<int> Run(HttpClient http, int streams, int nGen)
+    {
+        var tasks = Enumerable.Range(0, streams).Select(async i =>
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "v1/completions")
+            {
+                Content = JsonContent.Create(new Dictionary<string, object>
+                {
+                    ["prompt"] = $"Once upon a time, story number {i} began",
+                    ["max_tokens"] = nGen,
+                    ["temperature"] = 0,
+                    ["ignore_eos"] = true,
+                    ["stream"] = true,
+                    ["stream_options"] = new Dictionary<string, object> { ["include_usage"] = true },
+                }),
+            };
+            using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            response.EnsureSuccessStatusCode();
+            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+            int tokens = 0;
+            while (await reader.ReadLineAsync() is { } line)
+            {
+                if (!line.StartsWith("data: {", StringComparison.Ordinal)) continue;
+                using var doc = JsonDocument.Parse(line[6..]);
+                if (doc.RootElement.TryGetProperty("usage", out var usage) && usage.ValueKind == JsonValueKind.Object)
+                    tokens = usage.GetProperty("completion_tokens").GetInt32();
+            }
+            return tokens;
+        });
+        return (await Task.WhenAll(tasks)).Sum();
+    }
+}

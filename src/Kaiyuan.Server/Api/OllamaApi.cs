@@ -1,0 +1,224 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Kaiyuan.Server.Chat;
+
+namespace Kaiyuan.Server.Api;
+
+/// <summary>The Ollama-compatible endpoints: chat, generate (NDJSON streaming), tags, show, version, ps.</summary>
+public static class OllamaApi
+{
+    public const string Version = "0.12.0";
+
+    public static void Map(IEndpointRouteBuilder app)
+    {
+        app.MapGet("/api/version", (HttpContext http) => HttpOutput.Json(http, new JsonObject { ["version"] = Version }));
+        app.MapGet("/api/tags", (HttpContext http, ServerState state) =>
+            HttpOutput.Json(http, new JsonObject { ["models"] = new JsonArray(ModelEntry(state, state.Runtime, running: false)) }));
+        app.MapGet("/api/ps", (HttpContext http, ServerState state) =>
+            HttpOutput.Json(http, new JsonObject { ["models"] = new JsonArray(ModelEntry(state, state.Runtime, running: true)) }));
+        app.MapPost("/api/show", ShowAsync);
+        app.MapPost("/api/chat", (HttpContext http, ServerState state) => GenerateAsync(http, state, chat: true));
+        app.MapPost("/api/generate", (HttpContext http, ServerState state) => GenerateAsync(http, state, chat: false));
+    }
+
+    private static string Name(ModelRuntime runtime) => runtime.Name.Contains(':', StringComparison.Ordinal) ? runtime.Name : runtime.Name + ":latest";
+
+    private static string Digest(ServerState state) =>
+        Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(Path.GetFullPath(state.Options.ModelPath))));
+
+    private static JsonObject Details(ModelRuntime runtime) => new()
+    {
+        ["parent_model"] = "",
+        ["format"] = "gguf",
+        ["family"] = runtime.Description.Architecture,
+        ["families"] = new JsonArray(runtime.Description.Architecture),
+        ["parameter_size"] = ParameterSize(runtime.Description.ParameterCount),
+        ["quantization_level"] = runtime.Description.FileType,
+    };
+
+    private static string ParameterSize(long n) => n switch
+    {
+        >= 1_000_000_000 => $"{n / 1e9:F1}B",
+        >= 1_000_000 => $"{n / 1e6:F1}M",
+        _ => $"{n / 1e3:F1}K",
+    };
+
+    private static JsonObject ModelEntry(ServerState state, ModelRuntime runtime, bool running)
+    {
+        var entry = new JsonObject
+        {
+            ["name"] = Name(runtime),
+            ["model"] = Name(runtime),
+            ["modified_at"] = File.GetLastWriteTimeUtc(state.Options.ModelPath).ToString("o"),
+            ["size"] = runtime.Description.FileSize,
+            ["digest"] = Digest(state),
+            ["details"] = Details(runtime),
+        };
+        if (running)
+        {
+            entry["expires_at"] = DateTimeOffset.UtcNow.AddYears(100).ToString("o");
+            entry["size_vram"] = 0;
+            entry["context_length"] = runtime.Engine.ContextLength;
+        }
+        return entry;
+    }
+
+    private static async Task ShowAsync(HttpContext http, ServerState state)
+    {
+        var r = await JsonRequest.ReadAsync(http.Request, http.RequestAborted);
+        var runtime = state.RuntimeFor(r.String("model") ?? r.String("name"));
+        var info = new JsonObject();
+        foreach (var (key, value) in runtime.Description.Info) info[key] = JsonValue.Create(value);
+        await HttpOutput.Json(http, new JsonObject
+        {
+            ["modelfile"] = $"FROM {state.Options.ModelPath}\n",
+            ["parameters"] = "",
+            ["template"] = runtime.Description.ChatTemplate ?? "",
+            ["details"] = Details(runtime),
+            ["model_info"] = info,
+            ["capabilities"] = new JsonArray("completion", "tools", "embedding"),
+            ["modified_at"] = File.GetLastWriteTimeUtc(state.Options.ModelPath).ToString("o"),
+        });
+    }
+
+    private static async Task GenerateAsync(HttpContext http, ServerState state, bool chat)
+    {
+        var r = await JsonRequest.ReadAsync(http.Request, http.RequestAborted);
+        var runtime = state.RuntimeFor(r.String("model"));
+        if (r.Has("format")) throw ApiException.Unsupported("format", "(structured output)");
+        if (r.Has("images")) throw ApiException.Unsupported("images", "");
+        var options = r.Get("options") is { ValueKind: JsonValueKind.Object } o ? new JsonRequest(o)
+            : r.Has("options") ? throw ApiException.BadRequest("'options' must be an object", "options") : new JsonRequest(JsonDocument.Parse("{}").RootElement);
+        string prompt;
+        var tools = new List<JsonElement>();
+        if (chat)
+        {
+            var messages = ApiRequests.Messages(r, ollama: true);
+            tools = ApiRequests.Tools(r);
+            prompt = runtime.Formatter.Format(messages, tools, addGenerationPrompt: true);
+        }
+        else
+        {
+            string text = r.String("prompt") ?? "";
+            bool raw = r.Bool("raw", false);
+            if (text.Length == 0)
+            {
+                // Ollama answers an empty generate with "done" (it is how clients preload a model).
+                await HttpOutput.Json(http, new JsonObject
+                {
+                    ["model"] = Name(runtime),
+                    ["created_at"] = DateTimeOffset.UtcNow.ToString("o"),
+                    ["response"] = "",
+                    ["done"] = true,
+                    ["done_reason"] = "load",
+                });
+                return;
+            }
+            if (raw) prompt = text;
+            else
+            {
+                var messages = new List<ChatMessage>();
+                if (r.String("system") is { } system) messages.Add(new ChatMessage("system", system));
+                messages.Add(new ChatMessage("user", text));
+                prompt = runtime.Formatter.Format(messages, [], addGenerationPrompt: true);
+            }
+        }
+        var sampling = ApiRequests.Sampling(options, runtime.Engine.VocabSize, "options.");
+        var settings = new GenerationSettings
+        {
+            Prompt = runtime.Codec.Encode(prompt, addSpecial: true, parseSpecial: true),
+            Sampling = sampling,
+            MaxTokens = options.Int("num_predict", -2, int.MaxValue) is { } n && n >= 0 ? n : -1,
+            Stop = options.Strings("stop", 16),
+        };
+        if (settings.Prompt.Count >= runtime.Engine.ContextLength)
+            throw ApiException.BadRequest($"the prompt has {settings.Prompt.Count} tokens, which does not fit the context of {runtime.Engine.ContextLength} tokens",
+                chat ? "messages" : "prompt", "context_length_exceeded");
+        bool stream = r.Bool("stream", true);
+        var outcome = new GenerationOutcome();
+        var parser = runtime.CreateParser(tools.Count > 0);
+        var pieces = TextGeneration.RunAsync(runtime, state.Metrics, settings, outcome, http.RequestAborted);
+        string model = Name(runtime);
+
+        JsonObject Line(string content, string thinking, IReadOnlyList<ToolCall> calls, bool done)
+        {
+            var line = new JsonObject { ["model"] = model, ["created_at"] = DateTimeOffset.UtcNow.ToString("o") };
+            if (chat)
+            {
+                var message = new JsonObject { ["role"] = "assistant", ["content"] = content };
+                if (thinking.Length > 0) message["thinking"] = thinking;
+                if (calls.Count > 0)
+                    message["tool_calls"] = new JsonArray(calls.Select(c => (JsonNode)new JsonObject
+                    {
+                        ["function"] = new JsonObject { ["name"] = c.Name, ["arguments"] = ParseArguments(c.Arguments) },
+                    }).ToArray());
+                line["message"] = message;
+            }
+            else
+            {
+                line["response"] = content;
+                if (thinking.Length > 0) line["thinking"] = thinking;
+            }
+            line["done"] = done;
+            if (done)
+            {
+                line["done_reason"] = outcome.FinishReason;
+                line["total_duration"] = (long)((outcome.PromptTime + outcome.GenerationTime).TotalMicroseconds * 1000);
+                line["load_duration"] = 0;
+                line["prompt_eval_count"] = outcome.PromptTokens;
+                line["prompt_eval_duration"] = (long)(outcome.PromptTime.TotalMicroseconds * 1000);
+                line["eval_count"] = outcome.CompletionTokens;
+                line["eval_duration"] = (long)(outcome.GenerationTime.TotalMicroseconds * 1000);
+            }
+            return line;
+        }
+
+        (string Content, string Thinking, List<ToolCall> Calls) Split(IEnumerable<ChatDelta> deltas)
+        {
+            var content = new StringBuilder();
+            var thinking = new StringBuilder();
+            var calls = new List<ToolCall>();
+            foreach (var d in deltas)
+            {
+                if (d.Kind == ChatDeltaKind.Content) content.Append(d.Text);
+                else if (d.Kind == ChatDeltaKind.Reasoning) thinking.Append(d.Text);
+                else calls.Add(d.Call!);
+            }
+            return (content.ToString(), thinking.ToString(), calls);
+        }
+
+        if (stream)
+        {
+            await using var e = pieces.GetAsyncEnumerator(http.RequestAborted);
+            bool any = await e.MoveNextAsync();
+            HttpOutput.StartNdjson(http);
+            while (any)
+            {
+                var (content, thinking, calls) = Split(parser.Push(e.Current.Text));
+                if (content.Length > 0 || thinking.Length > 0 || calls.Count > 0) await HttpOutput.Line(http, Line(content, thinking, calls, false));
+                any = await e.MoveNextAsync();
+            }
+            var (lastContent, lastThinking, lastCalls) = Split(parser.Finish());
+            await HttpOutput.Line(http, Line(lastContent, lastThinking, lastCalls, true));
+            return;
+        }
+        var all = new List<ChatDelta>();
+        await foreach (var piece in pieces) all.AddRange(parser.Push(piece.Text));
+        all.AddRange(parser.Finish());
+        var (c, t, k) = Split(all);
+        await HttpOutput.Json(http, Line(c, t, k, true));
+    }
+
+    private static JsonNode ParseArguments(string arguments)
+    {
+        try
+        {
+            return JsonNode.Parse(arguments) ?? new JsonObject();
+        }
+        catch (JsonException)
+        {
+            return JsonValue.Create(arguments);
+        }
+    }
+}

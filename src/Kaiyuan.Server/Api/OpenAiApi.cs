@@ -1,0 +1,375 @@
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Kaiyuan.Server.Chat;
+
+namespace Kaiyuan.Server.Api;
+
+/// <summary>The OpenAI-compatible endpoints: models, chat completions, completions, embeddings.</summary>
+public static class OpenAiApi
+{
+    /// <summary>Request fields we know of but cannot honour: refused by name rather than ignored.</summary>
+    private static readonly string[] Unsupported = ["audio", "modalities", "prediction", "web_search_options", "functions", "function_call", "suffix"];
+
+    public static void Map(IEndpointRouteBuilder app)
+    {
+        app.MapGet("/v1/models", (HttpContext http, ServerState state) => HttpOutput.Json(http, new JsonObject
+        {
+            ["object"] = "list",
+            ["data"] = new JsonArray(ModelObject(state.Runtime)),
+        }));
+        app.MapGet("/v1/models/{id}", (HttpContext http, ServerState state, string id) =>
+            HttpOutput.Json(http, ModelObject(state.RuntimeFor(id, "id"))));
+        app.MapPost("/v1/chat/completions", (HttpContext http, ServerState state) => ChatAsync(http, state));
+        app.MapPost("/v1/completions", (HttpContext http, ServerState state) => CompletionsAsync(http, state));
+        app.MapPost("/v1/embeddings", (HttpContext http, ServerState state) => EmbeddingsAsync(http, state));
+    }
+
+    private static JsonObject ModelObject(ModelRuntime runtime) => new()
+    {
+        ["id"] = runtime.Name,
+        ["object"] = "model",
+        ["created"] = runtime.LoadedAt.ToUnixTimeSeconds(),
+        ["owned_by"] = "kaiyuan",
+        ["meta"] = new JsonObject
+        {
+            ["architecture"] = runtime.Description.Architecture,
+            ["n_ctx"] = runtime.Description.ContextLength,
+            ["n_params"] = runtime.Description.ParameterCount,
+            ["size"] = runtime.Description.FileSize,
+        },
+    };
+
+    private static void RejectUnsupported(JsonRequest r)
+    {
+        foreach (var name in Unsupported)
+            if (r.Has(name)) throw ApiException.Unsupported(name, "");
+        if (r.Int("n", 1, 128) is > 1) throw ApiException.Unsupported("n", "greater than 1");
+        if (r.Int("best_of", 1, 128) is > 1) throw ApiException.Unsupported("best_of", "greater than 1");
+        if (r.Get("response_format") is { } format)
+        {
+            string type = format.ValueKind == JsonValueKind.Object && format.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString()! : "";
+            if (type != "text") throw ApiException.Unsupported("response_format", $"of type '{type}'");
+        }
+    }
+
+    private static int MaxTokens(JsonRequest r) =>
+        r.Int("max_completion_tokens", -1, int.MaxValue) ?? r.Int("max_tokens", -1, int.MaxValue) ?? r.Int("n_predict", -1, int.MaxValue) ?? -1;
+
+    public static async Task ChatAsync(HttpContext http, ServerState state)
+    {
+        var r = await JsonRequest.ReadAsync(http.Request, http.RequestAborted);
+        var runtime = state.RuntimeFor(r.String("model"));
+        RejectUnsupported(r);
+        var messages = ApiRequests.Messages(r);
+        var tools = ApiRequests.Tools(r);
+        bool parseTools = tools.Count > 0;
+        if (r.Get("tool_choice") is { } choice)
+        {
+            string mode = choice.ValueKind == JsonValueKind.String ? choice.GetString()! : "function";
+            if (mode == "none") { tools = []; parseTools = false; }
+            else if (mode != "auto") throw ApiException.Unsupported("tool_choice", $"'{mode}' (only \"auto\" and \"none\")");
+        }
+        bool logprobs = r.Bool("logprobs", false);
+        int topLogprobs = r.Int("top_logprobs", 0, 20) ?? 0;
+        if (r.Has("top_logprobs") && !logprobs) throw ApiException.BadRequest("'top_logprobs' needs 'logprobs': true", "top_logprobs");
+        string prompt = runtime.Formatter.Format(messages, tools, addGenerationPrompt: true);
+        var settings = new GenerationSettings
+        {
+            Prompt = runtime.Codec.Encode(prompt, addSpecial: true, parseSpecial: true),
+            Sampling = ApiRequests.Sampling(r, runtime.Engine.VocabSize),
+            MaxTokens = MaxTokens(r),
+            Stop = r.Strings("stop", 16),
+            TopLogprobs = logprobs ? topLogprobs : -1,
+            IgnoreEos = r.Bool("ignore_eos", false),
+        };
+        CheckContext(runtime, settings.Prompt.Count);
+        bool stream = r.Bool("stream", false);
+        bool includeUsage = stream && r.Get("stream_options") is { ValueKind: JsonValueKind.Object } so && new JsonRequest(so).Bool("include_usage", false);
+        string id = "chatcmpl-" + Guid.NewGuid().ToString("N");
+        long created = ApiRequests.Now();
+        var outcome = new GenerationOutcome();
+        var parser = runtime.CreateParser(parseTools);
+        var pieces = TextGeneration.RunAsync(runtime, state.Metrics, settings, outcome, http.RequestAborted);
+
+        JsonObject Chunk(JsonObject delta, string? finish, JsonNode? logprobsNode = null) => new()
+        {
+            ["id"] = id,
+            ["object"] = "chat.completion.chunk",
+            ["created"] = created,
+            ["model"] = runtime.Name,
+            ["system_fingerprint"] = "kaiyuan",
+            ["choices"] = new JsonArray(new JsonObject { ["index"] = 0, ["delta"] = delta, ["logprobs"] = logprobsNode, ["finish_reason"] = finish }),
+        };
+
+        if (stream)
+        {
+            int callIndex = 0;
+            await using var e = pieces.GetAsyncEnumerator(http.RequestAborted);
+            // Start the generation before committing to a 200, so queue-full and similar errors keep their status.
+            bool any = await e.MoveNextAsync();
+            HttpOutput.StartEventStream(http);
+            await HttpOutput.Event(http, Chunk(new JsonObject { ["role"] = "assistant", ["content"] = "" }, null));
+            async Task Send(IEnumerable<ChatDelta> deltas, IReadOnlyList<TokenInfo>? tokens)
+            {
+                var lp = tokens is { Count: > 0 } && logprobs ? new JsonObject { ["content"] = LogprobsContent(runtime, tokens) } : null;
+                bool sentLogprobs = false;
+                foreach (var d in deltas)
+                {
+                    var delta = d.Kind switch
+                    {
+                        ChatDeltaKind.Content => new JsonObject { ["content"] = d.Text },
+                        ChatDeltaKind.Reasoning => new JsonObject { ["reasoning_content"] = d.Text },
+                        _ => new JsonObject { ["tool_calls"] = new JsonArray(ToolCallJson(d.Call!, callIndex++)) },
+                    };
+                    await HttpOutput.Event(http, Chunk(delta, null, sentLogprobs ? null : lp?.DeepClone()));
+                    sentLogprobs = true;
+                }
+            }
+            while (any)
+            {
+                await Send(parser.Push(e.Current.Text), e.Current.Tokens);
+                any = await e.MoveNextAsync();
+            }
+            await Send(parser.Finish(), null);
+            string finish = callIndex > 0 ? "tool_calls" : outcome.FinishReason;
+            await HttpOutput.Event(http, Chunk(new JsonObject(), finish));
+            if (includeUsage)
+            {
+                await HttpOutput.Event(http, new JsonObject
+                {
+                    ["id"] = id,
+                    ["object"] = "chat.completion.chunk",
+                    ["created"] = created,
+                    ["model"] = runtime.Name,
+                    ["system_fingerprint"] = "kaiyuan",
+                    ["choices"] = new JsonArray(),
+                    ["usage"] = Usage(outcome),
+                });
+            }
+            await HttpOutput.Done(http);
+            return;
+        }
+
+        var content = new StringBuilder();
+        var reasoning = new StringBuilder();
+        var calls = new List<ToolCall>();
+        var allTokens = new List<TokenInfo>();
+        void Collect(IEnumerable<ChatDelta> deltas)
+        {
+            foreach (var d in deltas)
+            {
+                if (d.Kind == ChatDeltaKind.Content) content.Append(d.Text);
+                else if (d.Kind == ChatDeltaKind.Reasoning) reasoning.Append(d.Text);
+                else calls.Add(d.Call!);
+            }
+        }
+        await foreach (var piece in pieces)
+        {
+            allTokens.AddRange(piece.Tokens);
+            Collect(parser.Push(piece.Text));
+        }
+        Collect(parser.Finish());
+        var message = new JsonObject { ["role"] = "assistant", ["content"] = calls.Count > 0 && content.Length == 0 ? null : content.ToString() };
+        if (reasoning.Length > 0) message["reasoning_content"] = reasoning.ToString();
+        if (calls.Count > 0) message["tool_calls"] = new JsonArray(calls.Select((c, i) => (JsonNode)ToolCallJson(c, i, streaming: false)).ToArray());
+        await HttpOutput.Json(http, new JsonObject
+        {
+            ["id"] = id,
+            ["object"] = "chat.completion",
+            ["created"] = created,
+            ["model"] = runtime.Name,
+            ["system_fingerprint"] = "kaiyuan",
+            ["choices"] = new JsonArray(new JsonObject
+            {
+                ["index"] = 0,
+                ["message"] = message,
+                ["logprobs"] = logprobs ? new JsonObject { ["content"] = LogprobsContent(runtime, allTokens) } : null,
+                ["finish_reason"] = calls.Count > 0 ? "tool_calls" : outcome.FinishReason,
+            }),
+            ["usage"] = Usage(outcome),
+        });
+    }
+
+    private static JsonObject ToolCallJson(ToolCall call, int index, bool streaming = true)
+    {
+        var json = new JsonObject
+        {
+            ["id"] = call.Id,
+            ["type"] = "function",
+            ["function"] = new JsonObject { ["name"] = call.Name, ["arguments"] = call.Arguments },
+        };
+        if (streaming) json["index"] = index;
+        return json;
+    }
+
+    private static JsonArray LogprobsContent(ModelRuntime runtime, IEnumerable<TokenInfo> tokens)
+    {
+        var array = new JsonArray();
+        foreach (var t in tokens)
+        {
+            var top = new JsonArray();
+            foreach (var alt in t.Top ?? [])
+                top.Add(new JsonObject { ["token"] = runtime.Codec.Decode([alt.Id]), ["logprob"] = alt.Logprob, ["bytes"] = Bytes(runtime, alt.Id) });
+            array.Add(new JsonObject
+            {
+                ["token"] = runtime.Codec.Decode([t.Id]),
+                ["logprob"] = t.Logprob,
+                ["bytes"] = Bytes(runtime, t.Id),
+                ["top_logprobs"] = top,
+            });
+        }
+        return array;
+    }
+
+    private static JsonArray Bytes(ModelRuntime runtime, int id) => new(runtime.Codec.TokenBytes(id).Select(b => (JsonNode)(int)b).ToArray());
+
+    private static JsonObject Usage(GenerationOutcome o) => new()
+    {
+        ["prompt_tokens"] = o.PromptTokens,
+        ["completion_tokens"] = o.CompletionTokens,
+        ["total_tokens"] = o.PromptTokens + o.CompletionTokens,
+    };
+
+    public static void CheckContext(ModelRuntime runtime, int promptTokens)
+    {
+        if (promptTokens >= runtime.Engine.ContextLength)
+            throw ApiException.BadRequest($"the prompt has {promptTokens} tokens, which does not fit the context of {runtime.Engine.ContextLength} tokens",
+                "messages", "context_length_exceeded");
+    }
+
+    public static async Task CompletionsAsync(HttpContext http, ServerState state)
+    {
+        var r = await JsonRequest.ReadAsync(http.Request, http.RequestAborted);
+        var runtime = state.RuntimeFor(r.String("model"));
+        RejectUnsupported(r);
+        if (r.Bool("echo", false)) throw ApiException.Unsupported("echo", "true");
+        int? logprobCount = r.Int("logprobs", 0, 20);
+        var settings = new GenerationSettings
+        {
+            Prompt = ApiRequests.Prompt(r.Get("prompt"), runtime, "prompt"),
+            Sampling = ApiRequests.Sampling(r, runtime.Engine.VocabSize),
+            MaxTokens = r.Int("max_tokens", -1, int.MaxValue) ?? r.Int("n_predict", -1, int.MaxValue) ?? 16,
+            Stop = r.Strings("stop", 16),
+            TopLogprobs = logprobCount ?? -1,
+            IgnoreEos = r.Bool("ignore_eos", false),
+        };
+        if (settings.Prompt.Count == 0) throw ApiException.BadRequest("'prompt' is empty", "prompt");
+        if (settings.Prompt.Count >= runtime.Engine.ContextLength)
+            throw ApiException.BadRequest($"the prompt has {settings.Prompt.Count} tokens, which does not fit the context of {runtime.Engine.ContextLength} tokens",
+                "prompt", "context_length_exceeded");
+        bool stream = r.Bool("stream", false);
+        bool includeUsage = stream && r.Get("stream_options") is { ValueKind: JsonValueKind.Object } so && new JsonRequest(so).Bool("include_usage", false);
+        string id = "cmpl-" + Guid.NewGuid().ToString("N");
+        long created = ApiRequests.Now();
+        var outcome = new GenerationOutcome();
+        var pieces = TextGeneration.RunAsync(runtime, state.Metrics, settings, outcome, http.RequestAborted);
+        JsonObject Body(string text, string? finish, JsonNode? lp, bool usage) => new()
+        {
+            ["id"] = id,
+            ["object"] = "text_completion",
+            ["created"] = created,
+            ["model"] = runtime.Name,
+            ["system_fingerprint"] = "kaiyuan",
+            ["choices"] = new JsonArray(new JsonObject { ["text"] = text, ["index"] = 0, ["logprobs"] = lp, ["finish_reason"] = finish }),
+            ["usage"] = usage ? Usage(outcome) : null,
+        };
+        if (stream)
+        {
+            await using var e = pieces.GetAsyncEnumerator(http.RequestAborted);
+            bool any = await e.MoveNextAsync();
+            HttpOutput.StartEventStream(http);
+            int offset = 0;
+            while (any)
+            {
+                var piece = e.Current;
+                await HttpOutput.Event(http, Body(piece.Text, null, logprobCount is null ? null : CompletionLogprobs(runtime, piece.Tokens, ref offset), false));
+                any = await e.MoveNextAsync();
+            }
+            await HttpOutput.Event(http, Body("", outcome.FinishReason, null, includeUsage));
+            await HttpOutput.Done(http);
+            return;
+        }
+        var text = new StringBuilder();
+        var tokens = new List<TokenInfo>();
+        await foreach (var piece in pieces)
+        {
+            text.Append(piece.Text);
+            tokens.AddRange(piece.Tokens);
+        }
+        int start = 0;
+        await HttpOutput.Json(http, Body(text.ToString(), outcome.FinishReason, logprobCount is null ? null : CompletionLogprobs(runtime, tokens, ref start), true));
+    }
+
+    private static JsonObject CompletionLogprobs(ModelRuntime runtime, IReadOnlyList<TokenInfo> tokens, ref int offset)
+    {
+        var text = new JsonArray();
+        var lps = new JsonArray();
+        var tops = new JsonArray();
+        var offsets = new JsonArray();
+        foreach (var t in tokens)
+        {
+            string s = runtime.Codec.Decode([t.Id]);
+            text.Add(s);
+            lps.Add(t.Logprob);
+            var top = new JsonObject();
+            foreach (var alt in t.Top ?? []) top[runtime.Codec.Decode([alt.Id])] = alt.Logprob;
+            tops.Add(top);
+            offsets.Add(offset);
+            offset += s.Length;
+        }
+        return new JsonObject { ["tokens"] = text, ["token_logprobs"] = lps, ["top_logprobs"] = tops, ["text_offset"] = offsets };
+    }
+
+    public static async Task EmbeddingsAsync(HttpContext http, ServerState state)
+    {
+        var r = await JsonRequest.ReadAsync(http.Request, http.RequestAborted);
+        var runtime = state.RuntimeFor(r.String("model"));
+        string format = r.String("encoding_format") ?? "float";
+        if (format is not ("float" or "base64")) throw ApiException.BadRequest("'encoding_format' must be \"float\" or \"base64\"", "encoding_format");
+        if (r.Int("dimensions", 1, int.MaxValue) is { } dims && dims != runtime.Description.EmbeddingLength)
+            throw ApiException.Unsupported("dimensions", $"other than the model's {runtime.Description.EmbeddingLength}");
+        var inputs = EmbeddingInputs(r.Get("input"), runtime);
+        foreach (var input in inputs)
+            if (input.Length > runtime.Engine.ContextLength)
+                throw ApiException.BadRequest($"an input has {input.Length} tokens; the context holds {runtime.Engine.ContextLength}", "input", "context_length_exceeded");
+        var vectors = await runtime.Engine.EmbedAsync(inputs, http.RequestAborted);
+        int tokens = inputs.Sum(i => i.Length);
+        state.Metrics.PromptTokens(tokens);
+        var data = new JsonArray();
+        for (int i = 0; i < vectors.Length; i++)
+        {
+            JsonNode embedding = format == "base64"
+                ? Convert.ToBase64String(MemoryMarshal.AsBytes(vectors[i].AsSpan()))
+                : new JsonArray(vectors[i].Select(v => (JsonNode)v).ToArray());
+            data.Add(new JsonObject { ["object"] = "embedding", ["index"] = i, ["embedding"] = embedding });
+        }
+        await HttpOutput.Json(http, new JsonObject
+        {
+            ["object"] = "list",
+            ["data"] = data,
+            ["model"] = runtime.Name,
+            ["usage"] = new JsonObject { ["prompt_tokens"] = tokens, ["total_tokens"] = tokens },
+        });
+    }
+
+    private static List<int[]> EmbeddingInputs(JsonElement? input, ModelRuntime runtime)
+    {
+        if (input is not { } v) throw ApiException.BadRequest("'input' is required", "input");
+        var list = new List<int[]>();
+        if (v.ValueKind == JsonValueKind.String) list.Add(ApiRequests.Prompt(v, runtime, "input"));
+        else if (v.ValueKind == JsonValueKind.Array && v.GetArrayLength() > 0 && v.EnumerateArray().All(e => e.ValueKind == JsonValueKind.Number))
+            list.Add(ApiRequests.Prompt(v, runtime, "input"));
+        else if (v.ValueKind == JsonValueKind.Array && v.GetArrayLength() > 0)
+            foreach (var item in v.EnumerateArray())
+            {
+                if (item.ValueKind is not (JsonValueKind.String or JsonValueKind.Array)) throw ApiException.BadRequest("'input' items must be strings or token arrays", "input");
+                list.Add(ApiRequests.Prompt(item, runtime, "input"));
+            }
+        else throw ApiException.BadRequest("'input' must be a string, an array of strings, or token ids", "input");
+        if (list.Count > 2048) throw ApiException.BadRequest("'input' takes at most 2048 items", "input");
+        if (list.Any(i => i.Length == 0)) throw ApiException.BadRequest("'input' holds an empty string", "input");
+        return list;
+    }
+}

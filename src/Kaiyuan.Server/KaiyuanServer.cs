@@ -1,0 +1,238 @@
+using System.Diagnostics;
+using System.Reflection;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Kaiyuan.Inference;
+using Kaiyuan.Scheduling;
+using Kaiyuan.Server.Api;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+
+namespace Kaiyuan.Server;
+
+/// <summary>
+/// The HTTP server: Kestrel with the OpenAI and Ollama endpoints, health, metrics and the chat page. It starts
+/// listening at once and loads the model in the background (<c>/health</c> answers 503 until it is ready).
+/// </summary>
+public sealed class KaiyuanServer : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private readonly Task _loading;
+    private int _stopped;
+
+    private KaiyuanServer(WebApplication app, ServerState state, Task loading, Uri address)
+    {
+        _app = app;
+        State = state;
+        _loading = loading;
+        Address = address;
+    }
+
+    public ServerState State { get; }
+    /// <summary>The bound address, e.g. http://127.0.0.1:8080/ (the real port when 0 was asked for).</summary>
+    public Uri Address { get; }
+
+    /// <summary>Completes when the model is loaded (throws if loading failed).</summary>
+    public Task WaitReadyAsync() => _loading;
+
+    /// <summary>Completes when the application is asked to stop (Ctrl-C, SIGTERM).</summary>
+    public Task WaitForShutdownAsync(CancellationToken cancel = default) => _app.WaitForShutdownAsync(cancel);
+
+    /// <summary>Starts a server for a GGUF model on disk.</summary>
+    public static Task<KaiyuanServer> StartAsync(ServerOptions options, CancellationToken cancel = default) =>
+        StartAsync(options, _ => ModelRuntime.Load(options), cancel);
+
+    /// <summary>Starts a server whose model comes from <paramref name="load"/> (tests pass scripted engines).</summary>
+    public static async Task<KaiyuanServer> StartAsync(ServerOptions options, Func<ServerState, ModelRuntime> load, CancellationToken cancel = default)
+    {
+        var state = new ServerState(options);
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ApplicationName = "kaiyuan" });
+        builder.WebHost.UseUrls($"http://{(options.Host.Contains(':', StringComparison.Ordinal) ? $"[{options.Host}]" : options.Host)}:{options.Port}");
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.AddServerHeader = false;
+            k.Limits.MaxRequestBodySize = options.MaxRequestBodyBytes;
+        });
+        builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = options.DrainTimeout);
+        builder.Logging.ClearProviders();
+        builder.Logging.Configure(o => o.ActivityTrackingOptions = ActivityTrackingOptions.None);
+        if (options.RequestLogging)
+            builder.Logging.AddSimpleConsole(o => { o.IncludeScopes = true; o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
+        builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
+        builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.None);
+        builder.Services.AddSingleton(state);
+        if (options.CorsOrigins.Count > 0) builder.Services.AddCors();
+
+        var app = builder.Build();
+        var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("kaiyuan.server");
+        app.Use((http, next) => Guard(http, next, state, log));
+        if (options.CorsOrigins.Count > 0)
+        {
+            app.UseCors(p =>
+            {
+                if (options.CorsOrigins.Contains("*")) p.AllowAnyOrigin(); else p.WithOrigins([.. options.CorsOrigins]);
+                p.AllowAnyHeader().AllowAnyMethod().WithExposedHeaders("X-Request-Id");
+            });
+        }
+        app.Use((http, next) => Authorize(http, next, options));
+        MapOperations(app);
+        OpenAiApi.Map(app);
+        OllamaApi.Map(app);
+
+        // Stop taking new work when asked to stop; Kestrel then lets running streams finish (up to DrainTimeout).
+        app.Lifetime.ApplicationStopping.Register(() =>
+        {
+            if (state.RuntimeOrNull is { } runtime) _ = runtime.Engine.DrainAsync(CancellationToken.None);
+        });
+
+        await app.StartAsync(cancel).ConfigureAwait(false);
+        var address = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First() + "/");
+        var loading = Task.Run(() =>
+        {
+            try
+            {
+                state.SetRuntime(load(state));
+            }
+            catch (Exception e)
+            {
+                state.LoadError = e.Message;
+                log.LogError("cannot load the model: {Message}", e.Message);
+                throw;
+            }
+        }, CancellationToken.None);
+        return new KaiyuanServer(app, state, loading, address);
+    }
+
+    private static void MapOperations(WebApplication app)
+    {
+        app.MapGet("/health", (HttpContext http, ServerState state) => state.IsReady
+            ? HttpOutput.Json(http, new JsonObject { ["status"] = "ok" })
+            : HttpOutput.Json(http, HttpOutput.Error(503, state.LoadError ?? "Loading model", "unavailable_error", null, "model_loading"), 503));
+        app.MapGet("/metrics", (HttpContext http, ServerState state) =>
+        {
+            http.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+            return http.Response.WriteAsync(state.Metrics.Render(state.RuntimeOrNull?.Engine.Load));
+        });
+        app.MapGet("/", async (HttpContext http) =>
+        {
+            http.Response.ContentType = "text/html; charset=utf-8";
+            await using var page = Assembly.GetExecutingAssembly().GetManifestResourceStream("Kaiyuan.Server.index.html")!;
+            await page.CopyToAsync(http.Response.Body, http.RequestAborted);
+        });
+    }
+
+    private static Task Authorize(HttpContext http, RequestDelegate next, ServerOptions options)
+    {
+        if (options.ApiKey is { Length: > 0 } key && (http.Request.Path.StartsWithSegments("/v1") || http.Request.Path.StartsWithSegments("/api")))
+        {
+            string header = http.Request.Headers.Authorization.ToString();
+            string? given = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header[7..].Trim()
+                : http.Request.Headers["x-api-key"].FirstOrDefault();
+            if (given is null) throw new ApiException(401, "missing API key: send 'Authorization: Bearer <key>'", code: "invalid_api_key");
+            if (!System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
+                    System.Text.Encoding.UTF8.GetBytes(given), System.Text.Encoding.UTF8.GetBytes(key)))
+                throw new ApiException(401, "invalid API key", code: "invalid_api_key");
+        }
+        return next(http);
+    }
+
+    /// <summary>Request ids, logs, metrics, and the one place every failure becomes an OpenAI-shaped error.</summary>
+    private static async Task Guard(HttpContext http, RequestDelegate next, ServerState state, ILogger log)
+    {
+        string id = http.Request.Headers["X-Request-Id"].FirstOrDefault() is { Length: > 0 and <= 128 } given ? given : Guid.NewGuid().ToString("N")[..16];
+        http.TraceIdentifier = id;
+        http.Response.Headers["X-Request-Id"] = id;
+        using var scope = log.BeginScope("request {RequestId}", id);
+        var clock = Stopwatch.StartNew();
+        try
+        {
+            if (http.Request.ContentLength > state.Options.MaxRequestBodyBytes)
+                throw new ApiException(413, $"the request body is larger than {state.Options.MaxRequestBodyBytes} bytes", code: "request_too_large");
+            await next(http).ConfigureAwait(false);
+            if (!http.Response.HasStarted && http.Response.StatusCode is 404 or 405)
+            {
+                int status = http.Response.StatusCode;
+                await HttpOutput.Json(http, HttpOutput.Error(status, status == 404 ? $"no endpoint {http.Request.Method} {http.Request.Path}" : $"method {http.Request.Method} is not allowed on {http.Request.Path}",
+                    "invalid_request_error", null, status == 404 ? "not_found" : "method_not_allowed"), status).ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (http.RequestAborted.IsCancellationRequested)
+        {
+            // The client went away; its sequence is already cancelled.
+            http.Response.StatusCode = 499;
+            log.LogDebug("client disconnected: {Type}", e.GetType().Name);
+        }
+        catch (Exception e)
+        {
+            var (status, message, type, param, code) = Describe(e);
+            if (status >= 500) log.LogError(e, "request failed");
+            if (!http.Response.HasStarted)
+            {
+                http.Response.Clear();
+                http.Response.Headers["X-Request-Id"] = id;
+                await HttpOutput.Json(http, HttpOutput.Error(status, message, type, param, code), status).ConfigureAwait(false);
+            }
+            else
+            {
+                // Mid-stream: say so in the stream's own framing and end it.
+                var error = HttpOutput.Error(status, message, type, param, code);
+                try
+                {
+                    if (http.Response.ContentType?.StartsWith("text/event-stream", StringComparison.Ordinal) == true) await HttpOutput.Event(http, error).ConfigureAwait(false);
+                    else if (http.Response.ContentType == "application/x-ndjson") await HttpOutput.Line(http, error).ConfigureAwait(false);
+                }
+                catch (Exception) when (http.RequestAborted.IsCancellationRequested)
+                {
+                    // Nothing more can be said to a client that is gone.
+                }
+            }
+        }
+        finally
+        {
+            var endpoint = http.GetEndpoint() as RouteEndpoint;
+            string route = endpoint?.RoutePattern.RawText ?? "other";
+            state.Metrics.Request(route, http.Response.StatusCode);
+            if (state.Options.RequestLogging)
+                log.LogInformation("{Method} {Path} {Status} {ElapsedMs:F1} ms", http.Request.Method, http.Request.Path.Value, http.Response.StatusCode, clock.Elapsed.TotalMilliseconds);
+        }
+    }
+
+    private static (int Status, string Message, string Type, string? Param, string? Code) Describe(Exception e)
+    {
+        var api = e switch
+        {
+            ApiException a => a,
+            BadHttpRequestException b => new ApiException(b.StatusCode, b.StatusCode == 413 ? "the request body is too large" : b.Message,
+                code: b.StatusCode == 413 ? "request_too_large" : "bad_request"),
+            QueueFullException q => new ApiException(429, q.Message, code: "queue_full"),
+            SchedulerClosedException c => new ApiException(503, c.Message, code: "shutting_down"),
+            ContextOverflowException o => new ApiException(400, o.Message, code: "context_length_exceeded"),
+            JsonException j => ApiException.BadRequest($"invalid JSON: {j.Message}", code: "invalid_json"),
+            ArgumentException or NotSupportedException or FormatException => ApiException.BadRequest(e.Message),
+            _ => new ApiException(500, $"internal error: {e.Message}", code: "internal_error"),
+        };
+        return (api.Status, api.Message, api.Type, api.Param, api.Code);
+    }
+
+    /// <summary>Stops taking requests, lets running streams finish, then stops and frees the model.</summary>
+    public async Task StopAsync(CancellationToken cancel = default)
+    {
+        if (Interlocked.Exchange(ref _stopped, 1) != 0) return;
+        await _app.StopAsync(cancel).ConfigureAwait(false);
+        try
+        {
+            await _loading.ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            // The load error was logged and reported by /health.
+        }
+        State.RuntimeOrNull?.Dispose();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync().ConfigureAwait(false);
+        await _app.DisposeAsync().ConfigureAwait(false);
+    }
+}

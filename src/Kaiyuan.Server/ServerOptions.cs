@@ -1,0 +1,27 @@
+namespace Kaiyuan.Server;
+
+/// <summary>Everything <c>kaiyuan serve</c> can be told.</summary>
+public sealed record ServerOptions
+{
+    public required string ModelPath { get; init; }
+    public string Host { get; init; } = "127.0.0.1";
+    /// <summary>0 picks a free port (tests, benchmarks).</summary>
+    public int Port { get; init; } = 8080;
+    /// <summary>The model's name in the API (default: the file name without .gguf).</summary>
+    public string? Alias { get; init; }
+    public int Parallel { get; init; } = 4;
+    /// <summary>Context window per slot; 0: the model's, at most 4096.</summary>
+    public int ContextSize { get; init; }
+    public int Threads { get; init; } = Environment.ProcessorCount;
+    public string? ApiKey { get; init; }
+    public string? ChatTemplateFile { get; init; }
+    /// <summary>Origins allowed by CORS ("*" for any); none: CORS off.</summary>
+    public IReadOnlyList<string> CorsOrigins { get; init; } = [];
+    public long MaxRequestBodyBytes { get; init; } = 8 * 1024 * 1024;
+    /// <summary>Requests waiting for a slot at most (more get 429).</summary>
+    public int MaxQueue { get; init; } = 64;
+    /// <summary>How long Ctrl-C waits for running streams to finish.</summary>
+    public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>Log each request (off in tests).</summary>
+    public bool RequestLogging { get; init; } = true;
+}

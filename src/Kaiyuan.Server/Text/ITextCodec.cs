@@ -1,0 +1,24 @@
+namespace Kaiyuan.Server.Text;
+
+/// <summary>Text in and out of token ids: what the server needs of a tokenizer.</summary>
+public interface ITextCodec
+{
+    int BosId { get; }
+    int EosId { get; }
+    /// <summary>Token ids for text; <paramref name="addSpecial"/> adds BOS as the model says, <paramref name="parseSpecial"/>
+    /// turns control-token text such as <c>&lt;|im_start|&gt;</c> into those tokens.</summary>
+    int[] Encode(string text, bool addSpecial, bool parseSpecial);
+    string Decode(ReadOnlySpan<int> ids);
+    bool IsEndOfGeneration(int id);
+    string TokenText(int id);
+    /// <summary>The raw bytes a token renders to (for logprob "bytes").</summary>
+    byte[] TokenBytes(int id);
+    IStreamingTextDecoder CreateStreamingDecoder();
+}
+
+/// <summary>Turns tokens into text one at a time, holding back incomplete UTF-8 sequences.</summary>
+public interface IStreamingTextDecoder
+{
+    string Append(int id);
+    string Flush();
+}

@@ -1,0 +1,123 @@
+using Kaiyuan.Inference;
+using Kaiyuan.Kernels;
+using Kaiyuan.Models;
+using Kaiyuan.Sampling;
+using Kaiyuan.Scheduling;
+using Kaiyuan.Server.Chat;
+
+namespace Kaiyuan.Tests.Server;
+
+/// <summary>The continuous-batching scheduler against the single-sequence decode loop.</summary>
+public sealed class SchedulerTests : IDisposable
+{
+    private static int[] Prompt(int seed, int length)
+    {
+        var random = new Random(seed);
+        var ids = new int[length];
+        ids[0] = 1;
+        for (int i = 1; i < length; i++) ids[i] = random.Next(3, 512);
+        return ids;
+    }
+
+    // Each test owns its worker pool: a pool serves one caller at a time, and test classes run in parallel.
+    private readonly WorkerPool _pool = new(2);
+
+    private int[] Solo(TransformerModel model, int[] prompt, int count)
+    {
+        var session = new InferenceSession(model, 256, _pool);
+        return Generator.Generate(session, prompt, new Sampler(SamplerOptions.Greedy), new GenerationOptions { MaxTokens = count, IgnoreEndOfGeneration = true })
+            .Select(t => t.Id).ToArray();
+    }
+
+    private static async Task<int[]> Collect(GenerationStream stream)
+    {
+        var ids = new List<int>();
+        await foreach (var t in stream) ids.Add(t.Id);
+        return [.. ids];
+    }
+
+    [Fact]
+    public async Task BatchedSequencesEqualSoloDecodingWithChunkedPrefill()
+    {
+        using var model = ModelLoader.Load(Fixtures.ModelPath("qwen3", "qwen3-f32.gguf"));
+        using var scheduler = new ContinuousBatchScheduler(model, new SchedulerOptions { Slots = 4, ContextLength = 256, PrefillChunk = 16 }, _pool);
+        int[][] prompts = [Prompt(1, 40), Prompt(2, 7), Prompt(3, 70), Prompt(4, 3), Prompt(5, 25)];
+        const int count = 12;
+        var streams = prompts.Select(p => scheduler.Submit(new GenerationRequest { Prompt = p, MaxTokens = count }, CancellationToken.None)).ToArray();
+        var results = await Task.WhenAll(streams.Select(Collect));
+        for (int i = 0; i < prompts.Length; i++)
+        {
+            Assert.Equal(Solo(model, prompts[i], count), results[i]);
+            Assert.Equal(FinishReason.MaxTokens, streams[i].Finish);
+        }
+        // Batched: far fewer forward passes than tokens processed one sequence at a time.
+        int tokens = prompts.Sum(p => p.Length) + prompts.Length * count;
+        Assert.True(scheduler.Steps < prompts.Sum(p => (p.Length + 15) / 16 + count), $"{scheduler.Steps} steps for {tokens} tokens");
+        Assert.Equal(0, scheduler.Load.BusySlots);
+    }
+
+    [Fact]
+    public async Task QueueLimitCancellationAndEndOfGeneration()
+    {
+        using var model = ModelLoader.Load(Fixtures.ModelPath("qwen3", "qwen3-f32.gguf"));
+        using var scheduler = new ContinuousBatchScheduler(model, new SchedulerOptions { Slots = 1, ContextLength = 128, MaxQueue = 1 }, _pool);
+        using var cancel = new CancellationTokenSource();
+        var first = scheduler.Submit(new GenerationRequest { Prompt = Prompt(1, 8), MaxTokens = 100 }, cancel.Token);
+        var accepted = new List<GenerationStream>();
+        Assert.Throws<QueueFullException>(() =>
+        {
+            for (int i = 0; i < 3; i++) accepted.Add(scheduler.Submit(new GenerationRequest { Prompt = Prompt(2, 8), MaxTokens = 2 }, CancellationToken.None));
+        });
+        await foreach (var _ in first)
+        {
+            cancel.Cancel();
+        }
+        Assert.Equal(FinishReason.Cancelled, first.Finish);
+        foreach (var s in accepted) await Collect(s);
+
+        // Stops at the first token the request calls end-of-generation.
+        int[] solo = Solo(model, Prompt(3, 8), 5);
+        var eog = scheduler.Submit(new GenerationRequest { Prompt = Prompt(3, 8), MaxTokens = 50, IsEndOfGeneration = id => id == solo[2] }, CancellationToken.None);
+        var ids = await Collect(eog);
+        Assert.Equal(FinishReason.EndOfGeneration, eog.Finish);
+        Assert.Equal(solo[..(Array.IndexOf(solo, solo[2]) + 1)], ids);
+
+        Assert.Throws<ContextOverflowException>(() => scheduler.Submit(new GenerationRequest { Prompt = Prompt(4, 128) }, CancellationToken.None));
+        var full = scheduler.Submit(new GenerationRequest { Prompt = Prompt(4, 120) }, CancellationToken.None);
+        Assert.Equal(9, (await Collect(full)).Length);
+        Assert.Equal(FinishReason.ContextFull, full.Finish);
+    }
+
+    [Fact]
+    public async Task EmbeddingsArePooledAndNormalised()
+    {
+        using var model = ModelLoader.Load(Fixtures.ModelPath("qwen3", "qwen3-f32.gguf"));
+        using var scheduler = new ContinuousBatchScheduler(model, new SchedulerOptions { Slots = 1, ContextLength = 128, PrefillChunk = 8 }, _pool);
+        var vectors = await scheduler.EmbedAsync([Prompt(1, 20), Prompt(2, 5), Prompt(1, 20)], CancellationToken.None);
+        Assert.Equal(3, vectors.Length);
+        Assert.All(vectors, v => Assert.Equal(1.0, Math.Sqrt(v.Sum(x => (double)x * x)), 4));
+        Assert.Equal(vectors[0], vectors[2]);
+        Assert.NotEqual(vectors[0], vectors[1]);
+    }
+
+    [Fact]
+    public void TaggedParserSplitsAcrossChunkBoundaries()
+    {
+        var parser = new TaggedOutputParser(parseToolCalls: true);
+        string output = "<think>hmm</think>\n\nSure. <tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": 1}}\n</tool_call> <b>bold</b>";
+        var deltas = new List<ChatDelta>();
+        foreach (char c in output) deltas.AddRange(parser.Push(c.ToString()));
+        deltas.AddRange(parser.Finish());
+        Assert.Equal("hmm", string.Concat(deltas.Where(d => d.Kind == ChatDeltaKind.Reasoning).Select(d => d.Text)));
+        Assert.Equal("Sure.  <b>bold</b>", string.Concat(deltas.Where(d => d.Kind == ChatDeltaKind.Content).Select(d => d.Text)));
+        var call = Assert.Single(deltas, d => d.Kind == ChatDeltaKind.ToolCall).Call!;
+        Assert.Equal("f", call.Name);
+        Assert.Equal("{\"x\": 1}", call.Arguments);
+
+        var plain = new TaggedOutputParser(parseToolCalls: false);
+        var text = plain.Push("a <tool_call>{}</tool_call> <thi").Concat(plain.Finish()).Select(d => d.Text);
+        Assert.Equal("a <tool_call>{}</tool_call> <thi", string.Concat(text));
+    }
+
+    public void Dispose() => _pool.Dispose();
+}
