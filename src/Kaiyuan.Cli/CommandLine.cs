@@ -27,11 +27,15 @@ public static class CommandLine
     [
         InfoCommand.Create(),
         GenerateCommand.Create(),
-        BenchCommand.Create(),
+        BenchCommand.Create(TokenizerBenchCommand.Create()),
+        TokenizeCommand.CreateTokenize(),
+        TokenizeCommand.CreateDetokenize(),
         StoreCommands.Pull(),
         StoreCommands.List(),
         StoreCommands.Show(),
         StoreCommands.Remove(),
+        QuantizeCommand.Create(),
+        RunCommand.Create(),
         ServeCommand.Create(),
         ServeCommand.CreateBench(),
     ];

@@ -1,4 +1,5 @@
 using Kaiyuan.Models;
+using Kaiyuan.Tokenizers;
 
 namespace Kaiyuan.Cli;
 
@@ -10,10 +11,44 @@ internal sealed class TextCodec
     public required Func<Func<int, string>> CreateDecoder { get; init; }
     public Func<int, bool>? IsEndOfGeneration { get; init; }
 
-    public static TextCodec For(TransformerModel model) => new()
+    /// <summary>The model's own tokenizer; when it has none this build can read, text prompts fail with the reason (ids still work).</summary>
+    public static TextCodec For(TransformerModel model)
     {
-        Encode = _ => throw new NotSupportedException("text prompts need the tokenizer, which this build lacks; use --prompt-ids"),
-        Decode = ids => "",
-        CreateDecoder = () => _ => "",
-    };
+        Tokenizer tokenizer;
+        try
+        {
+            tokenizer = Tokenizer.FromGguf(model.File.Metadata);
+        }
+        catch (Exception e) when (e is NotSupportedException or InvalidDataException or KeyNotFoundException or ArgumentException or InvalidOperationException)
+        {
+            return new TextCodec
+            {
+                Encode = _ => throw new NotSupportedException($"text prompts need the model's tokenizer, which cannot be used: {e.Message}; use --prompt-ids"),
+                Decode = ids => "",
+                CreateDecoder = () => _ => "",
+            };
+        }
+        return For(tokenizer);
+    }
+
+    /// <summary>
+    /// Text to tokens as llama.cpp's completion and chat modes do: special-token texts become their tokens, and BOS is added
+    /// as the vocabulary asks, once (text that already starts with the BOS token's text, as some chat templates write it,
+    /// loses that text first). Decoding leaves control tokens (BOS, EOS, end of turn) out of the text, as llama.cpp prints it.
+    /// </summary>
+    public static TextCodec For(Tokenizer tokenizer)
+    {
+        string bos = tokenizer.BosId >= 0 && tokenizer.BosId < tokenizer.VocabSize ? tokenizer.TokenText(tokenizer.BosId) : "";
+        return new TextCodec
+        {
+            Encode = text =>
+            {
+                if (tokenizer.AddBos && bos.Length > 0 && text.StartsWith(bos, StringComparison.Ordinal)) text = text[bos.Length..];
+                return tokenizer.Encode(text, addSpecial: true, parseSpecial: true);
+            },
+            Decode = ids => tokenizer.Decode(ids.ToArray(), renderSpecial: false),
+            CreateDecoder = () => tokenizer.CreateStreamingDecoder(renderSpecial: false).Append,
+            IsEndOfGeneration = tokenizer.IsEndOfGeneration,
+        };
+    }
 }

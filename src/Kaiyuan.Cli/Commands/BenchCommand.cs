@@ -41,9 +41,12 @@ public static class BenchCommand
         {
             Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
             {
-                ["pp_tps"] = Math.Round(r.PpTps, 3), ["pp_std"] = Math.Round(r.PpStd, 3),
-                ["tg_tps"] = Math.Round(r.TgTps, 3), ["tg_std"] = Math.Round(r.TgStd, 3),
-                ["threads"] = r.Threads, ["model_bytes"] = r.ModelBytes,
+                ["pp_tps"] = Math.Round(r.PpTps, 3),
+                ["pp_std"] = Math.Round(r.PpStd, 3),
+                ["tg_tps"] = Math.Round(r.TgTps, 3),
+                ["tg_std"] = Math.Round(r.TgStd, 3),
+                ["threads"] = r.Threads,
+                ["model_bytes"] = r.ModelBytes,
             }));
             return 0;
         }

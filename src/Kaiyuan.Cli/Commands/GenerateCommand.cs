@@ -5,6 +5,7 @@ using Kaiyuan.Inference;
 using Kaiyuan.Kernels;
 using Kaiyuan.Models;
 using Kaiyuan.Sampling;
+using Kaiyuan.Tokenizers;
 
 namespace Kaiyuan.Cli.Commands;
 
@@ -58,21 +59,23 @@ public static class GenerateCommand
         int threads, int ctxSize, bool json, bool withLogits, bool ignoreEos, Kaiyuan.Tensors.GgmlType cacheType)
     {
         using var model = ModelLoader.Load(path);
-        var text = TextCodec.For(model);
+        // A file without tokenizer metadata can still run from --prompt-ids; its output is then ids only.
+        var tokenizer = model.File.Metadata.Contains("tokenizer.ggml.model") ? Tokenizer.FromGguf(model.File.Metadata) : null;
         int[] promptIds = promptIdsText is not null
             ? Arguments.ParseIds(promptIdsText, "--prompt-ids")
-            : text.Encode(promptText!);
+            : (tokenizer ?? throw new NotSupportedException($"{Path.GetFileName(path)} has no tokenizer; use --prompt-ids"))
+                .Encode(promptText!, addSpecial: true, parseSpecial: true); // as llama.cpp tokenizes prompts
         using var pool = new WorkerPool(threads);
         var session = new InferenceSession(model, ctxSize, pool, cacheType: cacheType);
         if (promptIds.Length >= session.ContextLength)
             throw new ContextOverflowException($"the prompt has {promptIds.Length} tokens; the context holds {session.ContextLength}");
         var options = new GenerationOptions
         {
-            MaxTokens = count, KeepLogits = withLogits, IgnoreEndOfGeneration = ignoreEos, IsEndOfGeneration = text.IsEndOfGeneration,
+            MaxTokens = count, KeepLogits = withLogits, IgnoreEndOfGeneration = ignoreEos, IsEndOfGeneration = tokenizer is null ? null : tokenizer.IsEndOfGeneration,
         };
         var ids = new List<int>();
         var allLogits = new List<float[]>();
-        var decoder = text.CreateDecoder();
+        var decoder = tokenizer?.CreateStreamingDecoder();
         var clock = Stopwatch.StartNew();
         double promptSeconds = 0;
         foreach (var token in Generator.Generate(session, promptIds, new Sampler(sampling), options))
@@ -80,8 +83,7 @@ public static class GenerateCommand
             if (ids.Count == 0) promptSeconds = clock.Elapsed.TotalSeconds;
             ids.Add(token.Id);
             if (token.Logits is not null) allLogits.Add(token.Logits);
-            string piece = decoder(token.Id);
-            if (!json) Console.Out.Write(piece);
+            if (!json && decoder is not null) Console.Out.Write(decoder.Append(token.Id));
         }
         double total = clock.Elapsed.TotalSeconds;
         if (json)
@@ -90,13 +92,14 @@ public static class GenerateCommand
             {
                 ["prompt_ids"] = promptIds,
                 ["ids"] = ids,
-                ["text"] = text.Decode(ids),
+                ["text"] = tokenizer?.Decode(ids.ToArray()) ?? "",
             };
             if (withLogits) output["logits"] = allLogits;
             Console.Out.WriteLine(JsonSerializer.Serialize(output));
         }
         else
         {
+            if (decoder is not null) Console.Out.Write(decoder.Flush());
             Console.Out.WriteLine();
             Console.Out.Flush();
             double genSeconds = Math.Max(1e-9, total - promptSeconds);

@@ -103,15 +103,20 @@ public sealed class WorkerPool : IDisposable
     private void WorkerLoop(int worker)
     {
         var wake = _wake[worker - 1];
-        long seen = Volatile.Read(ref _generation);
+        // Generation 0 is "nothing dispatched yet". Reading _generation here instead would race with a first Run()
+        // that starts before this thread does, and the worker would then skip that operation forever.
+        long seen = 0;
         while (true)
         {
             long spinUntil = System.Diagnostics.Stopwatch.GetTimestamp() + SpinTicks;
+            int spins = 0;
             while (Volatile.Read(ref _generation) == seen && !_disposed)
             {
                 if (System.Diagnostics.Stopwatch.GetTimestamp() < spinUntil)
                 {
-                    Thread.SpinWait(20);
+                    // Yield now and then so an oversubscribed machine can still run the thread we wait for.
+                    if ((++spins & 63) == 0) Thread.Yield();
+                    else Thread.SpinWait(20);
                     continue;
                 }
                 // Announce sleep, then re-check: the dispatcher bumps the generation before reading the flag.

@@ -116,7 +116,7 @@ public sealed record ModelReference
         var reference = TryParse(refOrPath, ModelCatalog.For(store));
         if (reference is null)
         {
-            if (LooksLikePath(refOrPath)) throw new FileNotFoundException($"no such file: {refOrPath}");
+            if (LooksLikePath(refOrPath)) throw new FileNotFoundException($"file not found: {refOrPath}");
             throw new ModelNotFoundException(
                 $"'{refOrPath}' is not a file, a catalog alias or an hf.co/OWNER/REPO reference; pass a GGUF file path, " +
                 $"or a reference such as {ModelCatalog.DefaultAlias} or hf.co/OWNER/REPO:Q4_K_M");

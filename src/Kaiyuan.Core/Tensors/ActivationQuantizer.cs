@@ -10,7 +10,22 @@ namespace Kaiyuan.Tensors;
 /// </summary>
 internal static class ActivationQuantizer
 {
-    public static void Row(GgmlType activationType, ReadOnlySpan<float> x, Span<byte> dst)
+    /// <summary>Quantizes on the best tier this machine has; every tier writes identical bytes.</summary>
+    public static void Row(GgmlType activationType, ReadOnlySpan<float> x, Span<byte> dst) =>
+        Row(activationType, x, dst, IsaLevels.Best);
+
+    public static void Row(GgmlType activationType, ReadOnlySpan<float> x, Span<byte> dst, IsaLevel isa)
+    {
+        if (isa != IsaLevel.Scalar)
+        {
+            Avx2ActivationQuantizer.Row(activationType, x, dst);
+            return;
+        }
+
+        ScalarRow(activationType, x, dst);
+    }
+
+    public static void ScalarRow(GgmlType activationType, ReadOnlySpan<float> x, Span<byte> dst)
     {
         switch (activationType)
         {

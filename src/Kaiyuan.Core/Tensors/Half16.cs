@@ -10,30 +10,18 @@ public static class Half16
     public static float ToSingle(ushort h)
     {
         uint sign = (uint)(h & 0x8000) << 16;
-        int exponent = (h >> 10) & 0x1F;
-        uint mantissa = (uint)(h & 0x3FF);
-
-        if (exponent == 0x1F)
+        uint magnitude = (uint)(h & 0x7FFF);
+        if (magnitude >= 0x7C00)
         {
             // Infinity keeps a zero mantissa; NaN payloads shift up and gain the quiet bit.
-            uint nanOrInf = mantissa == 0 ? 0x7F800000u : 0x7FC00000u | (mantissa << 13);
+            uint nanOrInf = magnitude == 0x7C00 ? 0x7F800000u : 0x7FC00000u | ((magnitude & 0x3FF) << 13);
             return BitConverter.UInt32BitsToSingle(sign | nanOrInf);
         }
 
-        if (exponent == 0)
-        {
-            if (mantissa == 0)
-            {
-                return BitConverter.UInt32BitsToSingle(sign);
-            }
-
-            // Subnormal: mantissa * 2^-24 is exact in float.
-            float magnitude = mantissa * (1.0f / 16777216.0f);
-            return sign == 0 ? magnitude : -magnitude;
-        }
-
-        uint bits = sign | (uint)(exponent - 15 + 127) << 23 | (mantissa << 13);
-        return BitConverter.UInt32BitsToSingle(bits);
+        // Placing exponent and mantissa 13 bits up gives a float 2^112 times too small (exponent bias 15 vs 127);
+        // the power-of-two multiply is exact for normal and subnormal halves alike.
+        float value = BitConverter.UInt32BitsToSingle(magnitude << 13) * 5.192296858534828e33f;
+        return BitConverter.UInt32BitsToSingle(BitConverter.SingleToUInt32Bits(value) | sign);
     }
 
     /// <summary>Narrows a float to fp16 with round-to-nearest-even; overflow goes to infinity, NaN stays NaN (quiet).</summary>

@@ -1,3 +1,5 @@
+using System.Buffers.Binary;
+
 namespace Kaiyuan.Tensors;
 
 /// <summary>Unpacking of the 6-bit scale fields shared by the K-quant kernels.</summary>
@@ -29,5 +31,35 @@ internal static class KQuantScales
         int low = i < 8 ? scales[i] & 0xF : scales[i - 8] >> 4;
         int high = (scales[8 + (i & 3)] >> (2 * (i >> 2))) & 3;
         return (low | (high << 4)) - 32;
+    }
+
+    /// <summary>
+    /// All eight scales and mins of a Q4_K / Q5_K block at once (the same values as <see cref="ScaleMinK4"/>):
+    /// byte j of <paramref name="scales"/> is scale j, byte j of <paramref name="mins"/> is min j.
+    /// </summary>
+    public static void UnpackK4(ReadOnlySpan<byte> packed, out ulong scales, out ulong mins)
+    {
+        uint a0 = BinaryPrimitives.ReadUInt32LittleEndian(packed);
+        uint a1 = BinaryPrimitives.ReadUInt32LittleEndian(packed[4..]);
+        uint a2 = BinaryPrimitives.ReadUInt32LittleEndian(packed[8..]);
+        uint scales0to3 = a0 & 0x3F3F3F3F;
+        uint mins0to3 = a1 & 0x3F3F3F3F;
+        uint scales4to7 = (a2 & 0x0F0F0F0F) | (((a0 >> 6) & 0x03030303) << 4);
+        uint mins4to7 = ((a2 >> 4) & 0x0F0F0F0F) | (((a1 >> 6) & 0x03030303) << 4);
+        scales = scales0to3 | ((ulong)scales4to7 << 32);
+        mins = mins0to3 | ((ulong)mins4to7 << 32);
+    }
+
+    /// <summary>All sixteen Q3_K scales at once, still biased by 32 (byte i = <see cref="ScaleQ3K"/>(i) + 32).</summary>
+    public static (ulong Low, ulong High) UnpackQ3K(ReadOnlySpan<byte> packed)
+    {
+        uint a0 = BinaryPrimitives.ReadUInt32LittleEndian(packed);
+        uint a1 = BinaryPrimitives.ReadUInt32LittleEndian(packed[4..]);
+        uint a2 = BinaryPrimitives.ReadUInt32LittleEndian(packed[8..]);
+        uint s0 = (a0 & 0x0F0F0F0F) | ((a2 & 0x03030303) << 4);
+        uint s1 = (a1 & 0x0F0F0F0F) | (((a2 >> 2) & 0x03030303) << 4);
+        uint s2 = ((a0 >> 4) & 0x0F0F0F0F) | (((a2 >> 4) & 0x03030303) << 4);
+        uint s3 = ((a1 >> 4) & 0x0F0F0F0F) | (((a2 >> 6) & 0x03030303) << 4);
+        return (s0 | ((ulong)s1 << 32), s2 | ((ulong)s3 << 32));
     }
 }

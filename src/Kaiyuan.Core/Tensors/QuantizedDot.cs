@@ -1,3 +1,5 @@
+using System.Runtime.Intrinsics.X86;
+
 namespace Kaiyuan.Tensors;
 
 /// <summary>
@@ -73,6 +75,16 @@ public static class QuantizedDot
             throw new ArgumentException("A row is shorter than n elements of its type.");
         }
 
-        return ScalarDot.Dot(weightType, weightRow, activationRow, n);
+        return VecDot(weightType, weightRow, activationRow, n, IsaLevels.Best);
     }
+
+    /// <summary>The dot on an explicit instruction-set tier (tests compare the tiers); arguments are not re-checked.</summary>
+    internal static float VecDot(GgmlType weightType, ReadOnlySpan<byte> weightRow, ReadOnlySpan<byte> activationRow, int n, IsaLevel isa) => isa switch
+    {
+        IsaLevel.Avx2 => Avx2Dot.Dot(weightType, weightRow, activationRow, n, vnni: false, wideFloat: false),
+        IsaLevel.AvxVnni => Avx2Dot.Dot(weightType, weightRow, activationRow, n, vnni: true, wideFloat: false),
+        // llama.cpp's integer kernels stay 256-bit on AVX-512 machines; only the float types widen.
+        IsaLevel.Avx512 => Avx2Dot.Dot(weightType, weightRow, activationRow, n, vnni: AvxVnni.IsSupported, wideFloat: true),
+        _ => ScalarDot.Dot(weightType, weightRow, activationRow, n),
+    };
 }

@@ -95,3 +95,25 @@ public class CliTests
         Assert.True(doc.RootElement.GetProperty("tg_tps").GetDouble() > 0);
     }
 }
+
+public class CliTextTests
+{
+    /// <summary>The README's newcomer command: aidreams260K writes its dream text, token-identical to llama.cpp.</summary>
+    [Fact]
+    public void GenerateFromTextMatchesLlamaCppGreedyText()
+    {
+        var golden = Goldens.Load("aidreams260K", "f32").First(c => c.Prompt == "text:In my dream");
+        var r = KaiyuanProcess.Run("generate", "-m", Fixtures.ModelPath("aidreams260K", "aidreams260K-f32.gguf"),
+            "-p", "In my dream", "--temp", "0", "-n", golden.Ids.Length.ToString(), "--ignore-eos", "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        using var doc = System.Text.Json.JsonDocument.Parse(r.Stdout);
+        Assert.Equal(golden.PromptIds, doc.RootElement.GetProperty("prompt_ids").EnumerateArray().Select(e => e.GetInt32()));
+        Assert.Equal(golden.Ids, doc.RootElement.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()));
+        Assert.Equal(golden.Text, doc.RootElement.GetProperty("text").GetString());
+
+        var streamed = KaiyuanProcess.Run("generate", "-m", Fixtures.ModelPath("aidreams260K", "aidreams260K-f32.gguf"),
+            "-p", "In my dream", "--temp", "0", "-n", golden.Ids.Length.ToString(), "--ignore-eos");
+        Assert.Equal(golden.Text, streamed.Stdout.TrimEnd('\n'));
+        Assert.Contains("tokens/s", streamed.Stderr);
+    }
+}

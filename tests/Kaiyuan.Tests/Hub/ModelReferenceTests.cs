@@ -58,7 +58,7 @@ public sealed class ModelReferenceTests
             var store = new ModelStore(Path.Combine(Path.GetTempPath(), "kaiyuan-test-store-" + Guid.NewGuid().ToString("N")));
             Assert.Equal(Path.GetFullPath(path), ModelReference.Resolve(path, store));
             var e = Assert.Throws<FileNotFoundException>(() => ModelReference.Resolve(path + ".missing.gguf", store));
-            Assert.Contains("no such file", e.Message);
+            Assert.Contains("file not found", e.Message);
             var notPulled = Assert.Throws<ModelNotFoundException>(() => ModelReference.Resolve("qwen2.5:0.5b", store));
             Assert.Contains("not in the local store", notPulled.Message);
             Assert.Contains("kaiyuan pull qwen2.5:0.5b", notPulled.Message);

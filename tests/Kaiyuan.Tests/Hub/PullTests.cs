@@ -204,6 +204,33 @@ public sealed class PullTests
     }
 
     [Fact]
+    public async Task APullWaitsForTheLockHeldByAnotherAndThenReusesItsBlob()
+    {
+        using var hub = HubWithModel(out var file);
+        using var temp = new TempStore();
+        Directory.CreateDirectory(temp.Store.TempDir);
+        var ct = TestContext.Current.CancellationToken;
+        var log = new List<string>();
+        Task<Kaiyuan.Store.StoreManifest> pull;
+        using var client = TempStore.Client(hub);
+        using (var held = new FileStream(Path.Combine(temp.Store.TempDir, $"sha256-{file.Sha256}.lock"), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None))
+        {
+            pull = Task.Run(() => temp.Puller(hub, client, log).PullAsync($"hf.co/{Repo}:Q6_K", ct), ct);
+            for (int i = 0; i < 500 && !log.ToArray().Any(l => l.Contains("waiting", StringComparison.Ordinal)); i++) await Task.Delay(10, ct);
+            Assert.Contains(log.ToArray(), l => l.Contains("waiting", StringComparison.Ordinal));
+            Assert.False(pull.IsCompleted);
+            Assert.Equal(0, hub.CdnRequests);
+            // The other pull finishes: its blob appears before it lets go of the lock.
+            Directory.CreateDirectory(temp.Store.BlobsDir);
+            File.WriteAllBytes(temp.Store.BlobPath(file.Sha256), file.Data);
+        }
+        var manifest = await pull;
+        Assert.Equal(file.Sha256, manifest.Sha256);
+        Assert.Equal(0, hub.CdnRequests);
+        Assert.Contains(log, l => l.Contains("already in the store", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task AliasesResolveThroughTheCatalogAndRemoveFreesTheBlob()
     {
         using var hub = HubWithModel(out var file);

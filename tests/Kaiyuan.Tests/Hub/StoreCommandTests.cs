@@ -5,11 +5,10 @@ namespace Kaiyuan.Tests.Hub;
 [CollectionDefinition("Console", DisableParallelization = true)]
 public sealed class ConsoleCollection;
 
-/// <summary><c>list</c>, <c>show</c>, <c>info</c> and <c>rm</c> through the real command line, on a store filled from the fake Hub.</summary>
-[Collection("Console")]
-public sealed class StoreCommandTests
+/// <summary>Runs the command line in-process with stdout and stderr captured (tests in the "Console" collection only).</summary>
+internal static class ConsoleRunner
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
+    public static (int Code, string Out, string Err) Run(params string[] args)
     {
         var (oldOut, oldErr) = (Console.Out, Console.Error);
         var (o, e) = (new StringWriter(), new StringWriter());
@@ -26,6 +25,13 @@ public sealed class StoreCommandTests
             Console.SetError(oldErr);
         }
     }
+}
+
+/// <summary><c>list</c>, <c>show</c>, <c>info</c> and <c>rm</c> through the real command line, on a store filled from the fake Hub.</summary>
+[Collection("Console")]
+public sealed class StoreCommandTests
+{
+    private static (int Code, string Out, string Err) Run(params string[] args) => ConsoleRunner.Run(args);
 
     [Fact]
     public async Task ListShowInfoAndRemoveWorkOnPulledModels()

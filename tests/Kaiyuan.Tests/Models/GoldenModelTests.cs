@@ -29,8 +29,6 @@ public class GoldenModelTests(ITestOutputHelper output)
 
     internal static float Bound(string type) => type switch { "f32" => 1e-3f, "f16" => 0.05f, "bf16" => 0.15f, _ => 0.5f };
 
-    internal static bool IsMoe(string folder) => folder is "qwen3moe" or "deepseek2" or "deepseek2-yarn" or "glm4moe" or "minimax-m2";
-
     [Theory]
     [MemberData(nameof(Files))]
     public void MatchesLlamaCppGreedy(string folder, string type)
@@ -38,34 +36,36 @@ public class GoldenModelTests(ITestOutputHelper output)
         var cases = Goldens.Load(folder, type);
         using var model = ModelLoader.Load(Fixtures.ModelPath(folder, $"{folder}-{type}.gguf"));
         float bound = Bound(type);
-        bool quantized = bound >= 0.5f;
-        using var pool = new WorkerPool(2);
+        // One thread: the suite runs test classes in parallel on small CI machines; threading has its own tests.
+        using var pool = new WorkerPool(1);
         var session = new InferenceSession(model, 512, pool);
         foreach (var c in cases)
         {
+            // Free-running greedy: our own ids must equal llama.cpp's up to the first step where the golden margin is
+            // too thin for the arithmetic's tolerance (README §4); for F32/F16/BF16 that is every step.
             session.Reset();
             var logits = session.Evaluate(c.PromptIds).ToArray();
-            bool idsValid = true;
-            for (int step = 0; step < c.Ids.Length; step++)
+            int step = 0;
+            for (; step < c.Ids.Length && c.Margins[step] >= 2 * bound; step++)
             {
-                float diff = Goldens.MaxAbsDiff(logits, c.Logits[step]);
-                int mine = VectorOps.ArgMax(logits);
-                // Quantized pipelines may legitimately diverge after a near-tie (README §4); MoE ones also by expert swaps.
-                if (quantized && c.Margins[step] < 2 * bound) idsValid = false;
-                if (!idsValid)
-                {
-                    output.WriteLine($"{c.Prompt}: stopped comparing at step {step} (golden margin {c.Margins[step]:F3}), max diff so far within bound");
-                    break;
-                }
-                if (IsMoe(folder) && quantized && diff > bound)
-                {
-                    output.WriteLine($"{c.Prompt}: step {step} differs by {diff:F3} (> {bound}): MoE expert choice flipped; compared up to here");
-                    break;
-                }
-                Assert.True(diff <= bound, $"{folder}-{type} {c.Prompt} step {step}: max |Δlogit| {diff} > {bound}");
-                Assert.Equal(c.Ids[step], mine);
+                Assert.Equal(c.Ids[step], VectorOps.ArgMax(logits));
                 logits = session.Evaluate([c.Ids[step]]).ToArray();
             }
+            output.WriteLine($"{c.Prompt}: greedy ids equal for {step} of {c.Ids.Length} steps (then golden margin {(step < c.Margins.Length ? c.Margins[step] : 0):F3})");
+
+            // Teacher-forced: fed llama.cpp's ids, every step's full logit vector stays within the bound.
+            session.Reset();
+            logits = session.Evaluate(c.PromptIds).ToArray();
+            float worst = 0;
+            for (int i = 0; i < c.Ids.Length; i++)
+            {
+                float diff = Goldens.MaxAbsDiff(logits, c.Logits[i]);
+                worst = Math.Max(worst, diff);
+                Assert.True(diff <= bound, $"{folder}-{type} {c.Prompt} step {i}: max |Δlogit| {diff} > {bound}");
+                if (c.Margins[i] >= 2 * bound) Assert.Equal(c.Ids[i], VectorOps.ArgMax(logits));
+                logits = session.Evaluate([c.Ids[i]]).ToArray();
+            }
+            output.WriteLine($"{c.Prompt}: max |Δlogit| over {c.Ids.Length} teacher-forced steps {worst:G3} (bound {bound})");
         }
     }
 

@@ -1,0 +1,144 @@
+using System.Diagnostics;
+using System.Globalization;
+using Kaiyuan.Inference;
+using Kaiyuan.Sampling;
+
+namespace Kaiyuan.Cli;
+
+/// <summary>One message of a conversation (role: system, user or assistant).</summary>
+internal sealed record ChatMessage(string Role, string Content);
+
+/// <summary>How a conversation becomes prompt text: the model's chat template, or (with none) the last message as it is.</summary>
+internal interface IPromptFormat
+{
+    /// <summary>Whether this is a real chat template (false: completion mode, each input is completed on its own).</summary>
+    bool IsChat { get; }
+    string Render(IReadOnlyList<ChatMessage> messages);
+}
+
+/// <summary>Completion mode for models without a chat template (as llama.cpp's completion mode): the input is the prompt.</summary>
+internal sealed class RawPromptFormat : IPromptFormat
+{
+    public bool IsChat => false;
+    public string Render(IReadOnlyList<ChatMessage> messages) => messages[^1].Content;
+}
+
+/// <summary>
+/// The conversation behind <c>kaiyuan run</c>: renders the messages, reuses the KV cache when the new prompt extends what
+/// is already in it, streams the answer, and keeps the reply for the next turn. Ctrl-C (<see cref="Cancel"/>) stops the
+/// current answer only.
+/// </summary>
+internal sealed class ChatLoop(InferenceSession session, TextCodec codec, IPromptFormat format)
+{
+    private readonly List<ChatMessage> _messages = [];
+    private readonly List<int> _cached = [];
+    private CancellationTokenSource? _answering;
+
+    public SamplerOptions Sampling { get; set; } = new();
+    public string? System { get; set; }
+    public int MaxTokens { get; set; } = -1;
+
+    /// <summary>Stops the answer being generated; returns false when none is (so Ctrl-C may end the program).</summary>
+    public bool Cancel()
+    {
+        var cts = _answering;
+        if (cts is null) return false;
+        cts.Cancel();
+        return true;
+    }
+
+    public void Clear()
+    {
+        _messages.Clear();
+        _cached.Clear();
+        session.Reset();
+    }
+
+    /// <summary>Answers one user message, writing the text to <paramref name="output"/> as it is generated and the speed to <paramref name="stats"/>.</summary>
+    public string Answer(string user, TextWriter output, TextWriter? stats)
+    {
+        var turn = new List<ChatMessage>();
+        if (format.IsChat)
+        {
+            if (System is { Length: > 0 } system) turn.Add(new ChatMessage("system", system));
+            turn.AddRange(_messages);
+        }
+        turn.Add(new ChatMessage("user", user));
+        int[] prompt = codec.Encode(format.Render(turn));
+        if (prompt.Length == 0) return "";
+
+        int reuse = 0;
+        if (format.IsChat)
+        {
+            while (reuse < _cached.Count && reuse < prompt.Length - 1 && _cached[reuse] == prompt[reuse]) reuse++;
+            if (reuse < _cached.Count) reuse = 0;
+        }
+        if (reuse == 0) session.Reset();
+        var fresh = prompt.AsSpan(reuse).ToArray();
+        if (session.Position + fresh.Length >= session.ContextLength)
+        {
+            if (reuse == 0)
+                throw new ContextOverflowException($"the prompt has {prompt.Length} tokens; the context holds {session.ContextLength} (use /clear, or a larger --ctx-size)");
+            session.Reset();
+            reuse = 0;
+            fresh = prompt;
+            if (fresh.Length >= session.ContextLength)
+                throw new ContextOverflowException($"the conversation has {prompt.Length} tokens; the context holds {session.ContextLength}; use /clear");
+        }
+
+        var options = new GenerationOptions { MaxTokens = MaxTokens, IsEndOfGeneration = codec.IsEndOfGeneration };
+        var decoder = codec.CreateDecoder();
+        var ids = new List<int>();
+        var reply = new System.Text.StringBuilder();
+        using var cts = new CancellationTokenSource();
+        _answering = cts;
+        var clock = Stopwatch.StartNew();
+        double promptSeconds = 0;
+        bool endOfGeneration = false;
+        try
+        {
+            foreach (var token in Generator.Generate(session, fresh, new Sampler(Sampling), options, cts.Token))
+            {
+                if (ids.Count == 0) promptSeconds = clock.Elapsed.TotalSeconds;
+                ids.Add(token.Id);
+                if (codec.IsEndOfGeneration?.Invoke(token.Id) == true)
+                {
+                    endOfGeneration = true;
+                    break;
+                }
+                string piece = decoder(token.Id);
+                reply.Append(piece);
+                output.Write(piece);
+                output.Flush();
+                if (cts.IsCancellationRequested) break;
+            }
+        }
+        finally
+        {
+            _answering = null;
+        }
+        bool cancelled = cts.IsCancellationRequested;
+        double total = clock.Elapsed.TotalSeconds;
+        output.WriteLine();
+        output.Flush();
+
+        // What the cache now holds: the prompt and every generated token but the last (which was never fed back).
+        _cached.Clear();
+        _cached.AddRange(prompt);
+        if (ids.Count > 1) _cached.AddRange(ids.Take(ids.Count - 1));
+        if (format.IsChat)
+        {
+            _messages.Add(new ChatMessage("user", user));
+            _messages.Add(new ChatMessage("assistant", reply.ToString()));
+        }
+        if (stats is not null)
+        {
+            double genSeconds = Math.Max(1e-9, total - promptSeconds);
+            int generated = endOfGeneration ? ids.Count - 1 : ids.Count;
+            stats.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{(cancelled ? "[stopped] " : "")}{generated} tokens, {Math.Max(0, ids.Count - 1) / genSeconds:F1} tokens/s " +
+                $"(prompt: {fresh.Length} tokens{(reuse > 0 ? $", {reuse} reused" : "")}, {fresh.Length / Math.Max(1e-9, promptSeconds):F1} tokens/s)"));
+        }
+        return reply.ToString();
+    }
+}

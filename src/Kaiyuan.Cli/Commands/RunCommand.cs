@@ -1,0 +1,198 @@
+using System.CommandLine;
+using System.Globalization;
+using Kaiyuan.Gguf;
+using Kaiyuan.Inference;
+using Kaiyuan.Kernels;
+using Kaiyuan.Models;
+using Kaiyuan.Sampling;
+using Kaiyuan.Tokenizers;
+
+namespace Kaiyuan.Cli.Commands;
+
+/// <summary>
+/// <c>kaiyuan run MODEL</c>: chat in the terminal with the model's own chat template (or, for a model without one, complete
+/// each input as a raw prompt, as llama.cpp's completion mode does). <c>-p</c> (or piped stdin) answers once and exits.
+/// </summary>
+public static class RunCommand
+{
+    private const string Help = """
+        /set temperature 0.7   sampling temperature (0 = greedy); also top_k, top_p, min_p, repeat_penalty, seed, num_predict
+        /set system TEXT       the system message (chat templates only); /set system with no text removes it
+        /show                  the current settings
+        /clear                 forget the conversation
+        /bye                   quit (Ctrl-D works too); Ctrl-C stops an answer
+        Multi-line input: end a line with \ to continue it, or wrap the message in triple quotes.
+        """;
+
+    public static Command Create()
+    {
+        var model = new Argument<string>("model") { Description = "A store reference (e.g. qwen2.5:0.5b, hf.co/OWNER/REPO:Q4_K_M) or a GGUF file path" };
+        var prompt = new Option<string>("--prompt", "-p") { Description = "Answer this once and exit (piped stdin works too)" };
+        var system = new Option<string>("--system") { Description = "System message (chat templates only)" };
+        var count = new Option<int>("--n-predict", "-n") { Description = "Tokens per answer at most (-1: until end of generation)", DefaultValueFactory = _ => -1 };
+        var temp = new Option<float>("--temp") { Description = "Temperature (0 = greedy)", DefaultValueFactory = _ => 0.8f };
+        var topK = new Option<int>("--top-k") { DefaultValueFactory = _ => 40 };
+        var topP = new Option<float>("--top-p") { DefaultValueFactory = _ => 0.95f };
+        var minP = new Option<float>("--min-p") { DefaultValueFactory = _ => 0.05f };
+        var repeat = new Option<float>("--repeat-penalty") { DefaultValueFactory = _ => 1.0f };
+        var seed = new Option<ulong?>("--seed", "-s") { Description = "Random seed (same seed, same output)" };
+        var threads = Arguments.Threads();
+        var ctxSize = Arguments.ContextSize();
+        var cacheType = Arguments.CacheType();
+        var cmd = new Command("run", "Chat with a model in the terminal (or answer one prompt with -p)")
+        {
+            model, prompt, system, count, temp, topK, topP, minP, repeat, seed, threads, ctxSize, cacheType,
+        };
+        cmd.SetAction(p =>
+        {
+            var sampling = new SamplerOptions
+            {
+                Temperature = p.GetValue(temp), TopK = p.GetValue(topK), TopP = p.GetValue(topP), MinP = p.GetValue(minP),
+                RepeatPenalty = p.GetValue(repeat), Seed = p.GetValue(seed),
+            };
+            string path = StoreCommands.ResolveModel(p, p.GetValue(model)!);
+            using var file = GgufFile.Open(path);
+            using var loaded = ModelLoader.Load(file);
+            using var pool = new WorkerPool(p.GetValue(threads));
+            var session = new InferenceSession(loaded, p.GetValue(ctxSize), pool, cacheType: Arguments.ParseCacheType(p.GetValue(cacheType)));
+            var tokenizer = Tokenizer.FromGguf(file.Metadata);
+            var codec = TextCodec.For(tokenizer);
+            var format = PromptFormats.For(file.Metadata, tokenizer, out var note);
+            if (note is not null) Console.Error.WriteLine(note);
+            var chat = new ChatLoop(session, codec, format) { Sampling = sampling, System = p.GetValue(system), MaxTokens = p.GetValue(count) };
+
+            if (p.GetValue(prompt) is { } once) return AnswerOnce(chat, once);
+            if (Console.IsInputRedirected)
+            {
+                string piped = Console.In.ReadToEnd().TrimEnd('\r', '\n');
+                return piped.Length == 0 ? 0 : AnswerOnce(chat, piped);
+            }
+            return Interactive(chat, format, p.GetValue(model)!, Console.In, Console.Out, Console.Error);
+        });
+        return cmd;
+    }
+
+    private static int AnswerOnce(ChatLoop chat, string text)
+    {
+        chat.Answer(text, Console.Out, Console.Error);
+        return 0;
+    }
+
+    /// <summary>The interactive loop: messages and slash commands from <paramref name="input"/> until /bye or end of input.</summary>
+    internal static int Interactive(ChatLoop chat, IPromptFormat format, string name, TextReader input, TextWriter output, TextWriter messages)
+    {
+        messages.WriteLine(format.IsChat
+            ? $"chatting with {name}; /? for help, /bye to quit"
+            : $"{name} has no chat template: each input is completed as a raw prompt (completion mode); /? for help, /bye to quit");
+        ConsoleCancelEventHandler onCancel = (_, e) =>
+        {
+            if (chat.Cancel()) e.Cancel = true;
+        };
+        Console.CancelKeyPress += onCancel;
+        try
+        {
+            while (ChatInput.Read(input, output) is { } text)
+            {
+                string trimmed = text.Trim();
+                if (trimmed.Length == 0) continue;
+                if (trimmed.StartsWith('/'))
+                {
+                    if (!Command(chat, trimmed, messages)) break;
+                    continue;
+                }
+                try
+                {
+                    chat.Answer(text, output, messages);
+                }
+                catch (ContextOverflowException e)
+                {
+                    messages.WriteLine(e.Message);
+                }
+                output.WriteLine();
+            }
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
+        return 0;
+    }
+
+    /// <summary>Carries out a slash command; false means quit.</summary>
+    internal static bool Command(ChatLoop chat, string line, TextWriter messages)
+    {
+        var parts = line.Split(' ', 3, StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        switch (parts[0].ToLowerInvariant())
+        {
+            case "/bye" or "/exit" or "/quit":
+                return false;
+            case "/clear":
+                chat.Clear();
+                messages.WriteLine("conversation cleared");
+                return true;
+            case "/?" or "/help":
+                messages.WriteLine(Help);
+                return true;
+            case "/show":
+                var s = chat.Sampling;
+                messages.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"temperature {s.Temperature}, top_k {s.TopK}, top_p {s.TopP}, min_p {s.MinP}, repeat_penalty {s.RepeatPenalty}, " +
+                    $"seed {(s.Seed?.ToString(CultureInfo.InvariantCulture) ?? "random")}, num_predict {chat.MaxTokens}; system: {chat.System ?? "(none)"}"));
+                return true;
+            case "/set" when parts.Length >= 2:
+                Set(chat, parts[1].ToLowerInvariant(), parts.Length > 2 ? parts[2] : "", messages);
+                return true;
+            default:
+                messages.WriteLine($"unknown command {parts[0]}; /? for help");
+                return true;
+        }
+    }
+
+    private static void Set(ChatLoop chat, string key, string value, TextWriter messages)
+    {
+        if (key == "system")
+        {
+            chat.System = value.Length == 0 ? null : value;
+            messages.WriteLine(value.Length == 0 ? "system message removed" : "system message set");
+            return;
+        }
+        var inv = CultureInfo.InvariantCulture;
+        bool ok;
+        var s = chat.Sampling;
+        switch (key)
+        {
+            case "temperature" or "temp":
+                ok = float.TryParse(value, NumberStyles.Float, inv, out var t) && t >= 0;
+                if (ok) chat.Sampling = s with { Temperature = t };
+                break;
+            case "top_k":
+                ok = int.TryParse(value, NumberStyles.Integer, inv, out var k) && k >= 0;
+                if (ok) chat.Sampling = s with { TopK = k };
+                break;
+            case "top_p":
+                ok = float.TryParse(value, NumberStyles.Float, inv, out var tp) && tp is >= 0 and <= 1;
+                if (ok) chat.Sampling = s with { TopP = tp };
+                break;
+            case "min_p":
+                ok = float.TryParse(value, NumberStyles.Float, inv, out var mp) && mp is >= 0 and <= 1;
+                if (ok) chat.Sampling = s with { MinP = mp };
+                break;
+            case "repeat_penalty":
+                ok = float.TryParse(value, NumberStyles.Float, inv, out var rp) && rp > 0;
+                if (ok) chat.Sampling = s with { RepeatPenalty = rp };
+                break;
+            case "seed":
+                ok = ulong.TryParse(value, NumberStyles.Integer, inv, out var seed);
+                if (ok) chat.Sampling = s with { Seed = seed };
+                break;
+            case "num_predict":
+                ok = int.TryParse(value, NumberStyles.Integer, inv, out var n) && n >= -1;
+                if (ok) chat.MaxTokens = n;
+                break;
+            default:
+                messages.WriteLine($"unknown setting '{key}'; /? for help");
+                return;
+        }
+        messages.WriteLine(ok ? $"set {key} to {value}" : $"'{value}' is not a valid {key}");
+    }
+}

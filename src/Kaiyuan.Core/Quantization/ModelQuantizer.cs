@@ -1,0 +1,127 @@
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+using Kaiyuan.Gguf;
+using Kaiyuan.Tensors;
+
+namespace Kaiyuan.Quantization;
+
+/// <summary>Quantizes one row of floats into the bytes of a row of <paramref name="type"/> (its block layout).</summary>
+public delegate void RowQuantizer(GgmlType type, ReadOnlySpan<float> src, Span<byte> dst);
+
+/// <summary>
+/// Rewrites a GGUF file in a quantization mix (<c>kaiyuan quantize</c>): every tensor takes the type
+/// <see cref="TensorTypePlan"/> chooses, converted row by row on several threads (each row read as floats, then written
+/// as F16/BF16/F32 here or through <see cref="RowQuantizer"/> for block types). Metadata is copied in order, with
+/// <c>general.file_type</c> and <c>general.quantization_version</c> set as llama.cpp sets them and split keys dropped.
+/// </summary>
+public sealed class ModelQuantizer
+{
+    /// <summary>GGML's quantization format version, written to <c>general.quantization_version</c>.</summary>
+    public const uint QuantizationVersion = 2;
+
+    /// <summary>Writes rows of block-quantized types; F32, F16 and BF16 are converted here.</summary>
+    public RowQuantizer? QuantizeRow { get; init; }
+    public int Threads { get; init; } = Environment.ProcessorCount;
+    /// <summary>Elements converted so far and in all.</summary>
+    public Action<long, long>? Progress { get; init; }
+
+    /// <summary>Plans, converts and writes <paramref name="output"/> (atomically). Returns the plan that was carried out.</summary>
+    public IReadOnlyList<TensorPlan> Quantize(GgufFile input, string output, FileType mix)
+    {
+        var plan = TensorTypePlan.Plan(input, mix);
+        foreach (var p in plan.Where(p => p.Convert))
+        {
+            if (!GgmlTypeInfo.IsKnown(p.Tensor.Type)) throw new NotSupportedException($"tensor '{p.Tensor.Name}' has type {p.Tensor.Type}, which cannot be read");
+            if (!IsFloat(p.Type) && QuantizeRow is null)
+                throw new NotSupportedException($"writing {p.Type} needs a row quantizer, which this build lacks");
+        }
+
+        var writer = new GgufWriter { Alignment = input.Alignment };
+        foreach (var (key, value) in input.Metadata.Entries)
+            if (!key.StartsWith("split.", StringComparison.Ordinal)) writer.Metadata.Set(key, value);
+        // As gguf_set_val_* does in llama.cpp: a key set again moves to the end.
+        writer.Metadata.Remove("general.quantization_version");
+        writer.Metadata.Set("general.quantization_version", GgufValue.Of(QuantizationVersion));
+        writer.Metadata.Remove("general.file_type");
+        writer.Metadata.Set("general.file_type", GgufValue.Of((uint)mix));
+
+        long total = plan.Where(p => p.Convert).Sum(p => p.Tensor.ElementCount), done = 0;
+        Progress?.Invoke(0, total);
+        foreach (var p in plan)
+        {
+            var t = p.Tensor;
+            if (!p.Convert)
+            {
+                writer.AddTensor(t.Name, t.Type, t.Dimensions, stream => CopyRows(t, stream));
+                continue;
+            }
+            writer.AddTensor(t.Name, p.Type, t.Dimensions, stream =>
+            {
+                Convert(t, p.Type, stream, rows => Progress?.Invoke(done += rows * t.RowLength, total));
+            });
+        }
+        writer.Write(output);
+        return plan;
+    }
+
+    private static bool IsFloat(GgmlType type) => type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16;
+
+    private static void CopyRows(GgufTensor t, Stream stream)
+    {
+        if (t.ByteSize <= int.MaxValue)
+        {
+            stream.Write(t.Bytes);
+            return;
+        }
+        for (long r = 0; r < t.RowCount; r++) stream.Write(t.Row(r));
+    }
+
+    private void Convert(GgufTensor t, GgmlType type, Stream stream, Action<long> rowsDone)
+    {
+        int rowLength = checked((int)t.RowLength);
+        int outRowBytes = checked((int)GgmlTypeInfo.RowBytes(type, rowLength));
+        long rows = t.RowCount;
+        int batchRows = (int)Math.Clamp((16L << 20) / Math.Max(1, outRowBytes), 1, rows);
+        var batch = new byte[(long)batchRows * outRowBytes];
+        var options = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, Threads) };
+        using var floats = new ThreadLocal<float[]>(() => new float[rowLength]);
+        for (long first = 0; first < rows; first += batchRows)
+        {
+            int count = (int)Math.Min(batchRows, rows - first);
+            long start = first;
+            Parallel.For(0, count, options, i =>
+            {
+                var row = floats.Value!;
+                Dequantize.Row(t.Type, t.Row(start + i), row);
+                var dst = batch.AsSpan(i * outRowBytes, outRowBytes);
+                switch (type)
+                {
+                    case GgmlType.F32: MemoryMarshal.AsBytes(row.AsSpan()).CopyTo(dst); break;
+                    case GgmlType.F16: ToF16(row, dst); break;
+                    case GgmlType.BF16: ToBf16(row, dst); break;
+                    default: QuantizeRow!(type, row, dst); break;
+                }
+            });
+            stream.Write(batch, 0, count * outRowBytes);
+            rowsDone(count);
+        }
+    }
+
+    /// <summary>IEEE half precision, rounding to nearest even (as ggml's F32→F16 conversion).</summary>
+    public static void ToF16(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        for (int i = 0; i < src.Length; i++)
+            BinaryPrimitives.WriteUInt16LittleEndian(dst[(2 * i)..], BitConverter.HalfToUInt16Bits((Half)src[i]));
+    }
+
+    /// <summary>bfloat16 as ggml rounds it: nearest even on the dropped 16 bits; NaNs stay quiet NaNs.</summary>
+    public static void ToBf16(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        for (int i = 0; i < src.Length; i++)
+        {
+            uint u = BitConverter.SingleToUInt32Bits(src[i]);
+            ushort b = (u & 0x7fffffff) > 0x7f800000 ? (ushort)((u >> 16) | 64) : (ushort)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+            BinaryPrimitives.WriteUInt16LittleEndian(dst[(2 * i)..], b);
+        }
+    }
+}

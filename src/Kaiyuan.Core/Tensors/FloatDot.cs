@@ -1,0 +1,166 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Kaiyuan.Tensors;
+
+/// <summary>
+/// F32 / F16 / BF16 dots for x86. llama.cpp on an AVX-512 machine computes these matmuls with llamafile's tinyBLAS: one
+/// 16-lane FMA accumulator per output, then _mm512_reduce_add_ps. We keep exactly that lane layout: natively with
+/// 512-bit vectors (<c>wide</c>), or as two 256-bit halves on AVX2, so both tiers give the same bits.
+/// Elements past the last multiple of 16 are added one by one at the end.
+/// </summary>
+internal static unsafe class FloatDot
+{
+    private const float TwoPow112 = 5.192296858534828e33f;
+
+    public static float F32(byte* x, byte* y, int n, bool wide)
+    {
+        float* a = (float*)x, b = (float*)y;
+        int main = n & ~15;
+        float sum;
+        if (wide)
+        {
+            var acc = Vector512<float>.Zero;
+            for (int i = 0; i < main; i += 16)
+            {
+                acc = Avx512F.FusedMultiplyAdd(Vector512.Load(a + i), Vector512.Load(b + i), acc);
+            }
+
+            sum = Reduce(acc.GetLower(), acc.GetUpper());
+        }
+        else
+        {
+            Vector256<float> low = Vector256<float>.Zero, high = Vector256<float>.Zero;
+            for (int i = 0; i < main; i += 16)
+            {
+                low = Fma.MultiplyAdd(Vector256.Load(a + i), Vector256.Load(b + i), low);
+                high = Fma.MultiplyAdd(Vector256.Load(a + i + 8), Vector256.Load(b + i + 8), high);
+            }
+
+            sum = Reduce(low, high);
+        }
+
+        for (int i = main; i < n; i++)
+        {
+            sum += a[i] * b[i];
+        }
+
+        return sum;
+    }
+
+    public static float F16(byte* x, byte* y, int n, bool wide)
+    {
+        ushort* a = (ushort*)x, b = (ushort*)y;
+        int main = n & ~15;
+        float sum;
+        if (wide)
+        {
+            var acc = Vector512<float>.Zero;
+            for (int i = 0; i < main; i += 16)
+            {
+                acc = Avx512F.FusedMultiplyAdd(HalfToSingle16(a + i), HalfToSingle16(b + i), acc);
+            }
+
+            sum = Reduce(acc.GetLower(), acc.GetUpper());
+        }
+        else
+        {
+            Vector256<float> low = Vector256<float>.Zero, high = Vector256<float>.Zero;
+            for (int i = 0; i < main; i += 16)
+            {
+                low = Fma.MultiplyAdd(HalfToSingle8(a + i), HalfToSingle8(b + i), low);
+                high = Fma.MultiplyAdd(HalfToSingle8(a + i + 8), HalfToSingle8(b + i + 8), high);
+            }
+
+            sum = Reduce(low, high);
+        }
+
+        for (int i = main; i < n; i++)
+        {
+            sum += Half16.ToSingle(a[i]) * Half16.ToSingle(b[i]);
+        }
+
+        return sum;
+    }
+
+    public static float BF16(byte* x, byte* y, int n, bool wide)
+    {
+        ushort* a = (ushort*)x, b = (ushort*)y;
+        int main = n & ~15;
+        float sum;
+        if (wide)
+        {
+            var acc = Vector512<float>.Zero;
+            for (int i = 0; i < main; i += 16)
+            {
+                acc = Avx512F.FusedMultiplyAdd(BFloatToSingle16(a + i), BFloatToSingle16(b + i), acc);
+            }
+
+            sum = Reduce(acc.GetLower(), acc.GetUpper());
+        }
+        else
+        {
+            Vector256<float> low = Vector256<float>.Zero, high = Vector256<float>.Zero;
+            for (int i = 0; i < main; i += 16)
+            {
+                low = Fma.MultiplyAdd(BFloatToSingle8(a + i), BFloatToSingle8(b + i), low);
+                high = Fma.MultiplyAdd(BFloatToSingle8(a + i + 8), BFloatToSingle8(b + i + 8), high);
+            }
+
+            sum = Reduce(low, high);
+        }
+
+        for (int i = main; i < n; i++)
+        {
+            sum += BFloat16.ToSingle(a[i]) * BFloat16.ToSingle(b[i]);
+        }
+
+        return sum;
+    }
+
+    /// <summary>GCC's _mm512_reduce_add_ps order: halves, then quarters, then (t0 + t2) + (t1 + t3).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Reduce(Vector256<float> low, Vector256<float> high)
+    {
+        Vector256<float> t3 = high + low;
+        Vector128<float> t6 = t3.GetUpper() + t3.GetLower();
+        Vector128<float> t8 = t6 + Sse.Shuffle(t6, t6, 0b01_00_11_10);
+        return t8.GetElement(0) + t8.GetElement(1);
+    }
+
+    /// <summary>Exact fp16 to float for 8 values (as F16C vcvtph2ps; NaN payloads are not preserved).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> HalfToSingle8(ushort* p)
+    {
+        Vector256<uint> h = Avx2.ConvertToVector256Int32(Vector128.Load(p)).AsUInt32();
+        Vector256<uint> magnitude = h & Vector256.Create(0x7FFFu);
+        Vector256<uint> shifted = Vector256.ShiftLeft(magnitude, 13);
+        Vector256<float> finite = shifted.AsSingle() * Vector256.Create(TwoPow112);
+        Vector256<float> special = (shifted | Vector256.Create(0x7F800000u)).AsSingle();
+        Vector256<float> value = Vector256.ConditionalSelect(
+            Vector256.GreaterThanOrEqual(magnitude, Vector256.Create(0x7C00u)).AsSingle(), special, finite);
+        return (value.AsUInt32() | Vector256.ShiftLeft(h & Vector256.Create(0x8000u), 16)).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> HalfToSingle16(ushort* p)
+    {
+        Vector512<uint> h = Avx512F.ConvertToVector512UInt32(Vector256.Load(p));
+        Vector512<uint> magnitude = h & Vector512.Create(0x7FFFu);
+        Vector512<uint> shifted = Vector512.ShiftLeft(magnitude, 13);
+        Vector512<float> finite = shifted.AsSingle() * Vector512.Create(TwoPow112);
+        Vector512<float> special = (shifted | Vector512.Create(0x7F800000u)).AsSingle();
+        Vector512<float> value = Vector512.ConditionalSelect(
+            Vector512.GreaterThanOrEqual(magnitude, Vector512.Create(0x7C00u)).AsSingle(), special, finite);
+        return (value.AsUInt32() | Vector512.ShiftLeft(h & Vector512.Create(0x8000u), 16)).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> BFloatToSingle8(ushort* p) =>
+        Vector256.ShiftLeft(Avx2.ConvertToVector256Int32(Vector128.Load(p)).AsUInt32(), 16).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> BFloatToSingle16(ushort* p) =>
+        Vector512.ShiftLeft(Avx512F.ConvertToVector512UInt32(Vector256.Load(p)), 16).AsSingle();
+}

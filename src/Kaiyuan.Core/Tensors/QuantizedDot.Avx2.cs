@@ -1,0 +1,381 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Kaiyuan.Tensors;
+
+/// <summary>
+/// AVX2 + FMA kernels. Each follows the lane layout of llama.cpp's x86 kernel for the type: the integer products of
+/// every 32-element chunk are reduced into 8 int32 lanes (lane k holding elements 4k..4k+3), converted to float and
+/// multiply-added with the block scale into 8 float lanes, which are summed as hsum_float_8 does. Integer sums are exact,
+/// so the float result depends only on that layout, not on the instructions used to form the sums.
+/// </summary>
+internal static unsafe class Avx2Dot
+{
+    /// <param name="vnni">Form int8 block sums with AVX-VNNI.</param>
+    /// <param name="wideFloat">Use 512-bit vectors for the float types (same lane layout, same result).</param>
+    public static float Dot(GgmlType weightType, ReadOnlySpan<byte> w, ReadOnlySpan<byte> a, int n, bool vnni, bool wideFloat)
+    {
+        fixed (byte* x = w)
+        fixed (byte* y = a)
+        {
+            return weightType switch
+            {
+                GgmlType.F32 => FloatDot.F32(x, y, n, wide: wideFloat),
+                GgmlType.F16 => FloatDot.F16(x, y, n, wide: wideFloat),
+                GgmlType.BF16 => FloatDot.BF16(x, y, n, wide: wideFloat),
+                GgmlType.Q4_0 => Q4_0(x, y, n / BlockLayouts.QK, vnni),
+                GgmlType.Q4_1 => Q4_1(x, y, n / BlockLayouts.QK, vnni),
+                GgmlType.Q5_0 => Q5_0(x, y, n / BlockLayouts.QK, vnni),
+                GgmlType.Q5_1 => Q5_1(x, y, n / BlockLayouts.QK, vnni),
+                GgmlType.Q8_0 => Q8_0(x, y, n / BlockLayouts.QK, vnni),
+                GgmlType.Q2_K => Q2_K(x, y, n / BlockLayouts.QK_K),
+                GgmlType.Q3_K => Q3_K(x, y, n / BlockLayouts.QK_K),
+                GgmlType.Q4_K => Q4_K(x, y, n / BlockLayouts.QK_K),
+                GgmlType.Q5_K => Q5_K(x, y, n / BlockLayouts.QK_K),
+                GgmlType.Q6_K => Q6_K(x, y, n / BlockLayouts.QK_K),
+                _ => throw new NotSupportedException($"No vector dot for {weightType}."),
+            };
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Half(byte* p) => Half16.ToSingle(*(ushort*)p);
+
+    /// <summary>llama.cpp's hsum_float_8: halves added, then ((l0 + l2) + (l1 + l3)).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static float HorizontalSum(Vector256<float> v)
+    {
+        Vector128<float> r = Sse.Add(v.GetUpper(), v.GetLower());
+        r = Sse.Add(r, Sse.MoveHighToLow(r, r));
+        r = Sse.AddScalar(r, Sse3.MoveHighAndDuplicate(r));
+        return r.ToScalar();
+    }
+
+    /// <summary>Sum of x*y over each group of 4 bytes, x and y signed (|x| &lt;= 127 or y != -128).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> SumProductsSigned(Vector256<sbyte> x, Vector256<sbyte> y, bool vnni)
+    {
+        // Move the sign of x onto y so the unsigned-by-signed multiply applies.
+        Vector256<byte> absX = Avx2.Sign(x, x).AsByte();
+        Vector256<sbyte> signedY = Avx2.Sign(y, x);
+        return SumProductsUnsigned(absX, signedY, vnni);
+    }
+
+    /// <summary>Sum of x*y over each group of 4 bytes, x unsigned (pairs must not saturate int16).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> SumProductsUnsigned(Vector256<byte> x, Vector256<sbyte> y, bool vnni)
+    {
+        if (vnni)
+        {
+            return AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, x, y);
+        }
+
+        Vector256<short> pairs = Avx2.MultiplyAddAdjacent(x, y);
+        return Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)1));
+    }
+
+    /// <summary>32 nibbles: low nibbles of the 16 bytes become elements 0..15, high nibbles 16..31.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> Nibbles32(byte* p)
+    {
+        Vector128<byte> raw = Vector128.Load(p);
+        Vector128<byte> mask = Vector128.Create((byte)0x0F);
+        return Vector256.Create(raw & mask, Vector128.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & mask);
+    }
+
+    /// <summary>Byte j is 0xFF where bit j of <paramref name="bits"/> is set, else 0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> BytesFromBits(uint bits)
+    {
+        Vector256<byte> spread = Avx2.Shuffle(Vector256.Create(bits).AsByte(),
+            Vector256.Create((byte)0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                             2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+        Vector256<byte> bitOfByte = Vector256.Create(0x8040201008040201UL).AsByte();
+        return Vector256.Equals(spread & bitOfByte, bitOfByte);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> BlockFma(float scale, Vector256<int> sums, Vector256<float> acc) =>
+        Fma.MultiplyAdd(Vector256.Create(scale), Avx.ConvertToVector256Single(sums), acc);
+
+    private static float Q8_0(byte* x, byte* y, int blocks, bool vnni)
+    {
+        var acc = Vector256<float>.Zero;
+        for (int b = 0; b < blocks; b++, x += BlockLayouts.Q8_0.Size, y += BlockLayouts.Q8_0.Size)
+        {
+            var qx = Vector256.Load((sbyte*)(x + BlockLayouts.Q8_0.Qs));
+            var qy = Vector256.Load((sbyte*)(y + BlockLayouts.Q8_0.Qs));
+            acc = BlockFma(Half(x) * Half(y), SumProductsSigned(qx, qy, vnni), acc);
+        }
+
+        return HorizontalSum(acc);
+    }
+
+    private static float Q4_0(byte* x, byte* y, int blocks, bool vnni)
+    {
+        var acc = Vector256<float>.Zero;
+        for (int b = 0; b < blocks; b++, x += BlockLayouts.Q4_0.Size, y += BlockLayouts.Q8_0.Size)
+        {
+            Vector256<sbyte> qx = (Nibbles32(x + BlockLayouts.Q4_0.Qs) - Vector256.Create((byte)8)).AsSByte();
+            var qy = Vector256.Load((sbyte*)(y + BlockLayouts.Q8_0.Qs));
+            acc = BlockFma(Half(x) * Half(y), SumProductsSigned(qx, qy, vnni), acc);
+        }
+
+        return HorizontalSum(acc);
+    }
+
+    private static float Q5_0(byte* x, byte* y, int blocks, bool vnni)
+    {
+        var acc = Vector256<float>.Zero;
+        for (int b = 0; b < blocks; b++, x += BlockLayouts.Q5_0.Size, y += BlockLayouts.Q8_0.Size)
+        {
+            // q - 16 as a byte: OR 0xF0 into the nibble where the fifth bit is clear (e.g. 0x0F | 0xF0 = -1).
+            Vector256<byte> highClear = ~BytesFromBits(*(uint*)(x + BlockLayouts.Q5_0.Qh)) & Vector256.Create((byte)0xF0);
+            Vector256<sbyte> qx = (Nibbles32(x + BlockLayouts.Q5_0.Qs) | highClear).AsSByte();
+            var qy = Vector256.Load((sbyte*)(y + BlockLayouts.Q8_0.Qs));
+            acc = BlockFma(Half(x) * Half(y), SumProductsSigned(qx, qy, vnni), acc);
+        }
+
+        return HorizontalSum(acc);
+    }
+
+    private static float Q4_1(byte* x, byte* y, int blocks, bool vnni)
+    {
+        var acc = Vector256<float>.Zero;
+        float minTerms = 0;
+        for (int b = 0; b < blocks; b++, x += BlockLayouts.Q4_1.Size, y += BlockLayouts.Q8_1.Size)
+        {
+            minTerms += Half(x + BlockLayouts.Q4_1.M) * Half(y + BlockLayouts.Q8_1.S);
+            Vector256<byte> qx = Nibbles32(x + BlockLayouts.Q4_1.Qs);
+            var qy = Vector256.Load((sbyte*)(y + BlockLayouts.Q8_1.Qs));
+            acc = BlockFma(Half(x) * Half(y), SumProductsUnsigned(qx, qy, vnni), acc);
+        }
+
+        return HorizontalSum(acc) + minTerms;
+    }
+
+    private static float Q5_1(byte* x, byte* y, int blocks, bool vnni)
+    {
+        var acc = Vector256<float>.Zero;
+        float minTerms = 0;
+        for (int b = 0; b < blocks; b++, x += BlockLayouts.Q5_1.Size, y += BlockLayouts.Q8_1.Size)
+        {
+            minTerms += Half(x + BlockLayouts.Q5_1.M) * Half(y + BlockLayouts.Q8_1.S);
+            Vector256<byte> high = BytesFromBits(*(uint*)(x + BlockLayouts.Q5_1.Qh)) & Vector256.Create((byte)0x10);
+            Vector256<byte> qx = Nibbles32(x + BlockLayouts.Q5_1.Qs) | high;
+            var qy = Vector256.Load((sbyte*)(y + BlockLayouts.Q8_1.Qs));
+            acc = BlockFma(Half(x) * Half(y), SumProductsUnsigned(qx, qy, vnni), acc);
+        }
+
+        return HorizontalSum(acc) + minTerms;
+    }
+
+    /// <summary>Products of 32 unsigned quants with 32 activations, weighted per 16 elements by two int16 scales.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> ScaledChunk(Vector256<byte> q, sbyte* q8, short scaleLow, short scaleHigh)
+    {
+        Vector256<short> pairs = Avx2.MultiplyAddAdjacent(q, Vector256.Load(q8));
+        return Avx2.MultiplyAddAdjacent(pairs, ChunkScales(scaleLow, scaleHigh));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<short> ChunkScales(short scaleLow, short scaleHigh) =>
+        Vector256.Create(Vector128.Create(scaleLow), Vector128.Create(scaleHigh));
+
+    private static float Q2_K(byte* x, byte* y, int blocks)
+    {
+        var acc = Vector256<float>.Zero;
+        var lowBits = Vector256.Create((byte)3);
+        for (int b = 0; b < blocks; b++, x += BlockLayouts.Q2_K.Size, y += BlockLayouts.Q8_K.Size)
+        {
+            float yd = *(float*)(y + BlockLayouts.Q8_K.D);
+            float d = yd * Half(x + BlockLayouts.Q2_K.D);
+            float negativeDmin = -yd * Half(x + BlockLayouts.Q2_K.DMin);
+            byte* scales = x + BlockLayouts.Q2_K.Scales;
+            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
+
+            // Mins: lane k = m[2k] * bsum[2k] + m[2k+1] * bsum[2k+1].
+            Vector128<byte> packed = Vector128.Load(scales);
+            Vector256<short> mins = Avx2.ConvertToVector256Int16(Vector128.ShiftRightLogical(packed.AsUInt16(), 4).AsByte() & Vector128.Create((byte)0xF));
+            Vector256<int> minProducts = Avx2.MultiplyAddAdjacent(mins, Vector256.Load((short*)(y + BlockLayouts.Q8_K.BSums)));
+            acc = BlockFma(negativeDmin, minProducts, acc);
+
+            var sums = Vector256<int>.Zero;
+            for (int half = 0; half < 2; half++)
+            {
+                Vector256<ushort> bits = Vector256.Load(x + BlockLayouts.Q2_K.Qs + half * 32).AsUInt16();
+                for (int plane = 0; plane < 4; plane++)
+                {
+                    Vector256<byte> q = Vector256.ShiftRightLogical(bits, 2 * plane).AsByte() & lowBits;
+                    int group = half * 8 + plane * 2;
+                    sums += ScaledChunk(q, q8 + group * 16, (short)(scales[group] & 0xF), (short)(scales[group + 1] & 0xF));
+                }
+            }
+
+            acc = BlockFma(d, sums, acc);
+        }
+
+        return HorizontalSum(acc);
+    }
+
+    private static float Q3_K(byte* x, byte* y, int blocks)
+    {
+        var acc = Vector256<float>.Zero;
+        var lowBits = Vector256.Create((byte)3);
+        for (int b = 0; b < blocks; b++, x += BlockLayouts.Q3_K.Size, y += BlockLayouts.Q8_K.Size)
+        {
+            float d = *(float*)(y + BlockLayouts.Q8_K.D) * Half(x + BlockLayouts.Q3_K.D);
+            var (scalesLow, scalesHigh) = KQuantScales.UnpackQ3K(new ReadOnlySpan<byte>(x + BlockLayouts.Q3_K.Scales, 12));
+            Vector256<byte> hmask = Vector256.Load(x + BlockLayouts.Q3_K.HMask);
+            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
+
+            var sums = Vector256<int>.Zero;
+            for (int half = 0; half < 2; half++)
+            {
+                Vector256<ushort> bits = Vector256.Load(x + BlockLayouts.Q3_K.Qs + half * 32).AsUInt16();
+                for (int plane = 0; plane < 4; plane++)
+                {
+                    // q = low2 - (high bit clear ? 4 : 0), formed as two unsigned products subtracted in int16.
+                    Vector256<byte> low = Vector256.ShiftRightLogical(bits, 2 * plane).AsByte() & lowBits;
+                    var bit = Vector256.Create((byte)(1 << (half * 4 + plane)));
+                    Vector256<byte> minusFour = Vector256.Equals(hmask & bit, Vector256<byte>.Zero) & Vector256.Create((byte)4);
+                    int group = half * 8 + plane * 2;
+                    var activations = Vector256.Load(q8 + group * 16);
+                    Vector256<short> pairs = Avx2.MultiplyAddAdjacent(low, activations) - Avx2.MultiplyAddAdjacent(minusFour, activations);
+                    ulong biased = half == 0 ? scalesLow : scalesHigh;
+                    int shift = 16 * plane;
+                    var scales = ChunkScales((short)((int)((biased >> shift) & 0xFF) - 32), (short)((int)((biased >> (shift + 8)) & 0xFF) - 32));
+                    sums += Avx2.MultiplyAddAdjacent(pairs, scales);
+                }
+            }
+
+            acc = BlockFma(d, sums, acc);
+        }
+
+        return HorizontalSum(acc);
+    }
+
+    private static float Q4_K(byte* x, byte* y, int blocks)
+    {
+        var acc = Vector256<float>.Zero;
+        var minAcc = Vector128<float>.Zero;
+        var nibble = Vector256.Create((byte)0xF);
+        for (int b = 0; b < blocks; b++, x += BlockLayouts.Q4_K.Size, y += BlockLayouts.Q8_K.Size)
+        {
+            float yd = *(float*)(y + BlockLayouts.Q8_K.D);
+            float d = yd * Half(x + BlockLayouts.Q4_K.D);
+            float negativeDmin = -yd * Half(x + BlockLayouts.Q4_K.DMin);
+            KQuantScales.UnpackK4(new ReadOnlySpan<byte>(x + BlockLayouts.Q4_K.Scales, 12), out ulong scales, out ulong mins);
+            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
+
+            // Mins in 4 lanes (lane k: sub-blocks 2k and 2k+1), from the per-32 activation sums, as llama.cpp does.
+            Vector128<short> bsums0 = Vector128.Load((short*)(y + BlockLayouts.Q8_K.BSums));
+            Vector128<short> bsums1 = Vector128.Load((short*)(y + BlockLayouts.Q8_K.BSums) + 8);
+            Vector128<short> subBlockSums = Ssse3.HorizontalAdd(bsums0, bsums1);
+            Vector128<short> mins16 = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(mins).AsByte());
+            Vector128<int> minProducts = Sse2.MultiplyAddAdjacent(mins16, subBlockSums);
+
+            var sums = Vector256<int>.Zero;
+            for (int pair = 0; pair < 4; pair++)
+            {
+                short scale0 = (short)((scales >> (16 * pair)) & 0xFF);
+                short scale1 = (short)((scales >> (16 * pair + 8)) & 0xFF);
+                Vector256<byte> bits = Vector256.Load(x + BlockLayouts.Q4_K.Qs + pair * 32);
+                Vector256<byte> low = bits & nibble;
+                Vector256<byte> high = Vector256.ShiftRightLogical(bits.AsUInt16(), 4).AsByte() & nibble;
+                sums += ScaledChunk(low, q8 + pair * 64, scale0, scale0);
+                sums += ScaledChunk(high, q8 + pair * 64 + 32, scale1, scale1);
+            }
+
+            minAcc = Fma.MultiplyAdd(Vector128.Create(negativeDmin), Sse2.ConvertToVector128Single(minProducts), minAcc);
+            acc = BlockFma(d, sums, acc);
+        }
+
+        minAcc = Sse.Add(minAcc, Sse.MoveHighToLow(minAcc, minAcc));
+        minAcc = Sse.AddScalar(minAcc, Sse3.MoveHighAndDuplicate(minAcc));
+        return HorizontalSum(acc) + minAcc.ToScalar();
+    }
+
+    private static float Q5_K(byte* x, byte* y, int blocks)
+    {
+        var acc = Vector256<float>.Zero;
+        float minTerms = 0;
+        var nibble = Vector256.Create((byte)0xF);
+        var fifthBit = Vector256.Create((byte)0x10);
+        for (int b = 0; b < blocks; b++, x += BlockLayouts.Q5_K.Size, y += BlockLayouts.Q8_K.Size)
+        {
+            float yd = *(float*)(y + BlockLayouts.Q8_K.D);
+            float d = yd * Half(x + BlockLayouts.Q5_K.D);
+            float negativeDmin = -yd * Half(x + BlockLayouts.Q5_K.DMin);
+            KQuantScales.UnpackK4(new ReadOnlySpan<byte>(x + BlockLayouts.Q5_K.Scales, 12), out ulong scales, out ulong mins);
+            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
+            Vector256<byte> highBits = Vector256.Load(x + BlockLayouts.Q5_K.Qh);
+
+            // Mins: one integer over the block, scaled into a scalar float sum (llama.cpp's summs).
+            Vector128<short> bsums0 = Vector128.Load((short*)(y + BlockLayouts.Q8_K.BSums));
+            Vector128<short> bsums1 = Vector128.Load((short*)(y + BlockLayouts.Q8_K.BSums) + 8);
+            Vector128<short> mins16 = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(mins).AsByte());
+            int minSum = Vector128.Sum(Sse2.MultiplyAddAdjacent(mins16, Ssse3.HorizontalAdd(bsums0, bsums1)));
+
+            var sums = Vector256<int>.Zero;
+            for (int pair = 0; pair < 4; pair++)
+            {
+                short scale0 = (short)((scales >> (16 * pair)) & 0xFF);
+                short scale1 = (short)((scales >> (16 * pair + 8)) & 0xFF);
+                Vector256<byte> bits = Vector256.Load(x + BlockLayouts.Q5_K.Qs + pair * 32);
+                var bit0 = Vector256.Create((byte)(1 << (2 * pair)));
+                var bit1 = Vector256.Create((byte)(2 << (2 * pair)));
+                Vector256<byte> low = (bits & nibble) | (~Vector256.Equals(highBits & bit0, Vector256<byte>.Zero) & fifthBit);
+                Vector256<byte> high = (Vector256.ShiftRightLogical(bits.AsUInt16(), 4).AsByte() & nibble)
+                    | (~Vector256.Equals(highBits & bit1, Vector256<byte>.Zero) & fifthBit);
+                sums += ScaledChunk(low, q8 + pair * 64, scale0, scale0);
+                sums += ScaledChunk(high, q8 + pair * 64 + 32, scale1, scale1);
+            }
+
+            minTerms += negativeDmin * minSum;
+            acc = BlockFma(d, sums, acc);
+        }
+
+        return HorizontalSum(acc) + minTerms;
+    }
+
+    private static float Q6_K(byte* x, byte* y, int blocks)
+    {
+        var acc = Vector256<float>.Zero;
+        var nibble = Vector256.Create((byte)0xF);
+        var twoBits = Vector256.Create((byte)3);
+        var bias = Vector256.Create((byte)32);
+        for (int b = 0; b < blocks; b++, x += BlockLayouts.Q6_K.Size, y += BlockLayouts.Q8_K.Size)
+        {
+            float d = *(float*)(y + BlockLayouts.Q8_K.D) * Half(x + BlockLayouts.Q6_K.D);
+            sbyte* scales = (sbyte*)(x + BlockLayouts.Q6_K.Scales);
+            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
+
+            var sums = Vector256<int>.Zero;
+            for (int half = 0; half < 2; half++)
+            {
+                Vector256<byte> low0 = Vector256.Load(x + BlockLayouts.Q6_K.Ql + half * 64);
+                Vector256<byte> low1 = Vector256.Load(x + BlockLayouts.Q6_K.Ql + half * 64 + 32);
+                Vector256<ushort> high = Vector256.Load(x + BlockLayouts.Q6_K.Qh + half * 32).AsUInt16();
+                for (int quarter = 0; quarter < 4; quarter++)
+                {
+                    Vector256<byte> lowSource = quarter % 2 == 0 ? low0 : low1;
+                    Vector256<byte> lowNibble = quarter < 2 ? lowSource & nibble : Vector256.ShiftRightLogical(lowSource.AsUInt16(), 4).AsByte() & nibble;
+                    Vector256<byte> highPair = Vector256.ShiftRightLogical(high, 2 * quarter).AsByte() & twoBits;
+                    Vector256<byte> q = lowNibble | Vector256.ShiftLeft(highPair.AsUInt16(), 4).AsByte();
+
+                    // (q - 32) * y formed as q*y - 32*y in int16, which cannot overflow for 6-bit q.
+                    int group = half * 8 + quarter * 2;
+                    var activations = Vector256.Load(q8 + group * 16);
+                    Vector256<short> pairs = Avx2.MultiplyAddAdjacent(q, activations) - Avx2.MultiplyAddAdjacent(bias, activations);
+                    sums += Avx2.MultiplyAddAdjacent(pairs, ChunkScales(scales[group], scales[group + 1]));
+                }
+            }
+
+            acc = BlockFma(d, sums, acc);
+        }
+
+        return HorizontalSum(acc);
+    }
+}

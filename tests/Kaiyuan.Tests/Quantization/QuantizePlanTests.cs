@@ -1,0 +1,84 @@
+using Kaiyuan.Gguf;
+using Kaiyuan.Quantization;
+
+namespace Kaiyuan.Tests.Quantization;
+
+/// <summary>
+/// <c>kaiyuan quantize</c>'s per-tensor type choices against llama.cpp's quantized fixtures: quantizing the F32 fixture of a
+/// model to a mix must give every tensor the type llama.cpp's file of that mix has.
+/// </summary>
+public sealed class QuantizePlanTests
+{
+    public static TheoryData<string, string, string> Mixes()
+    {
+        var data = new TheoryData<string, string, string>();
+        void Add(string folder, string source, params string[] mixes)
+        {
+            foreach (var mix in mixes) data.Add(folder, source, mix);
+        }
+        Add("llama", "f32", "bf16", "f16", "q2_k", "q3_k_m", "q4_0", "q4_1", "q4_k_m", "q5_0", "q5_1", "q5_k_m", "q6_k", "q8_0");
+        foreach (var folder in new[] { "qwen2", "qwen3", "qwen3moe", "glm4", "deepseek2" }) Add(folder, "f32", "q4_0", "q4_k_m", "q6_k", "q8_0");
+        foreach (var folder in new[] { "glm4moe", "minimax-m2", "stories260K" }) Add(folder, "f32", "q4_k_m", "q8_0");
+        Add("aidreams260K", "f32", "f16", "q6_k");
+        Add("deepseek2-yarn", "f16", "q8_0");
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Mixes))]
+    public void EveryTensorGetsLlamaCppsType(string folder, string source, string mixName)
+    {
+        using var input = GgufFile.Open(Fixtures.ModelPath(folder, $"{folder}-{source}.gguf"));
+        using var reference = GgufFile.Open(Fixtures.ModelPath(folder, $"{folder}-{mixName}.gguf"));
+        Assert.True(FileTypes.TryParse(mixName, out var mix), mixName);
+        Assert.Equal((long)mix, reference.Metadata.GetInteger("general.file_type"));
+
+        var plan = TensorTypePlan.Plan(input, mix);
+        Assert.Equal(reference.Tensors.Select(t => t.Name), plan.Select(p => p.Tensor.Name));
+        var wrong = plan.Zip(reference.Tensors)
+            .Where(x => x.First.Type != x.Second.Type)
+            .Select(x => $"{x.Second.Name}: planned {x.First.Type}, llama.cpp {x.Second.Type}")
+            .ToList();
+        Assert.True(wrong.Count == 0, string.Join("\n", wrong));
+    }
+
+    [Theory]
+    [InlineData("llama", "f16")]
+    [InlineData("llama", "bf16")]
+    [InlineData("aidreams260K", "f16")]
+    public void FloatMixesAreByteExact(string folder, string mixName)
+    {
+        using var input = GgufFile.Open(Fixtures.ModelPath(folder, $"{folder}-f32.gguf"));
+        using var reference = GgufFile.Open(Fixtures.ModelPath(folder, $"{folder}-{mixName}.gguf"));
+        Assert.True(FileTypes.TryParse(mixName, out var mix));
+        var output = Path.Combine(Path.GetTempPath(), $"kaiyuan-quantize-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            new ModelQuantizer { Threads = 2 }.Quantize(input, output, mix);
+            using var result = GgufFile.Open(output);
+            Assert.Equal((long)mix, result.Metadata.GetInteger("general.file_type"));
+            Assert.Equal(2, result.Metadata.GetInteger("general.quantization_version"));
+            Assert.Equal(reference.Metadata.Keys, result.Metadata.Keys);
+            foreach (var (ours, theirs) in result.Tensors.Zip(reference.Tensors))
+            {
+                Assert.Equal(theirs.Name, ours.Name);
+                Assert.Equal(theirs.Type, ours.Type);
+                Assert.Equal(theirs.Dimensions, ours.Dimensions);
+                Assert.True(ours.Bytes.SequenceEqual(theirs.Bytes), $"{ours.Name}: bytes differ from llama.cpp's");
+            }
+            Assert.True(File.ReadAllBytes(output).AsSpan().SequenceEqual(File.ReadAllBytes(reference.Path)), "the whole file differs from llama.cpp's");
+        }
+        finally
+        {
+            File.Delete(output);
+        }
+    }
+
+    [Fact]
+    public void QuantizedMixesNeedARowQuantizer()
+    {
+        using var input = GgufFile.Open(Fixtures.ModelPath("llama", "llama-f32.gguf"));
+        var e = Assert.Throws<NotSupportedException>(() => new ModelQuantizer().Quantize(input, Path.Combine(Path.GetTempPath(), "never.gguf"), FileType.Q4_K_M));
+        Assert.Contains("row quantizer", e.Message);
+    }
+}

@@ -1,0 +1,95 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Kaiyuan.Templates;
+
+namespace Kaiyuan.Tests.Templates;
+
+/// <summary>Hostile templates end in a clear TemplateException, quickly and with bounded memory.</summary>
+public class SandboxTests
+{
+    private static TemplateException Fails(string template, string vars = "{}")
+    {
+        var sw = Stopwatch.StartNew();
+        var ex = Assert.ThrowsAny<TemplateException>(() => new JinjaTemplate(template).Render(JsonNode.Parse(vars)!.AsObject()));
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(5), $"took {sw.Elapsed}");
+        return ex;
+    }
+
+    [Fact]
+    public void HugeRangeIsRefused() => Assert.Contains("limit", Fails("{% for i in range(10**9) %}x{% endfor %}").Message);
+
+    [Fact]
+    public void NestedLoopsHitTheIterationBudget() =>
+        Assert.Contains("loop iterations", Fails("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}").Message);
+
+    [Fact]
+    public void StringMultiplicationIsCheckedBeforeAllocating() => Assert.Contains("limit", Fails("{{ 'x' * 10**9 }}").Message);
+
+    [Fact]
+    public void ListDoublingIsBounded() =>
+        Fails("{% set ns = namespace(l=[1]) %}{% for i in range(100) %}{% set ns.l = ns.l + ns.l %}{% endfor %}");
+
+    [Fact]
+    public void HugeOutputIsBounded() =>
+        Assert.Contains("output", Fails("{% for i in range(1000000) %}{{ 'x' * 1000 }}{% endfor %}").Message);
+
+    [Fact]
+    public void MacroOutputGrowthIsBounded() =>
+        Fails("{% macro m(n) %}{% for i in range(1000) %}{{ 'y' * 100000 }}{% endfor %}{% endmacro %}{% for i in range(1000) %}{{ m(i) }}{% endfor %}");
+
+    [Fact]
+    public void RecursiveMacroIsBounded() =>
+        Assert.Contains("recursion", Fails("{% macro r(n) %}{{ r(n + 1) }}{% endmacro %}{{ r(0) }}").Message);
+
+    [Fact]
+    public void MutualRecursionIsBounded() =>
+        Fails("{% macro a() %}{{ b() }}{% endmacro %}{% macro b() %}{{ a() }}{% endmacro %}{{ a() }}");
+
+    [Fact]
+    public void DeeplyNestedExpressionDoesNotOverflow() =>
+        Fails("{{ " + new string('(', 100000) + "1" + new string(')', 100000) + " }}");
+
+    [Fact]
+    public void DeeplyNestedBlocksDoNotOverflow() =>
+        Fails(string.Concat(Enumerable.Repeat("{% if true %}", 100000)));
+
+    [Fact]
+    public void DeeplyNestedListsDoNotOverflow() =>
+        Fails("{{ " + new string('[', 100000) + new string(']', 100000) + " }}");
+
+    [Fact]
+    public void SelfReferencingListPrintsOrFailsCleanly() =>
+        Fails("{% set l = [] %}{% set _ = l.append(l) %}{{ l }}");
+
+    [Theory]
+    [InlineData("{{ ''.__class__ }}")]
+    [InlineData("{{ ''.__class__.__mro__ }}")]
+    [InlineData("{{ x.__init__ }}")]
+    [InlineData("{{ x.GetType }}")]
+    [InlineData("{{ messages.__class__.__base__ }}")]
+    [InlineData("{{ range.__globals__ }}")]
+    [InlineData("{{ ''['__class__'] }}")]
+    [InlineData("{{ x | attr('__dict__') }}")]
+    public void DotNetAndPythonInternalsAreJustUndefined(string t) =>
+        Assert.Equal("", new JinjaTemplate(t).Render(JsonNode.Parse("""{"x": {"a": 1}, "messages": []}""")!.AsObject()));
+
+    [Theory]
+    [InlineData("{{ x.GetType() }}")]
+    [InlineData("{{ ''.GetType() }}")]
+    [InlineData("{{ ''.__class__() }}")]
+    [InlineData("{{ nosuch() }}")]
+    [InlineData("{{ x.ToString() }}")]
+    [InlineData("{{ (1).__add__(2) }}")]
+    public void CallingMissingMembersIsAnError(string t) => Fails(t, """{"x": {"a": 1}}""");
+
+    [Fact]
+    public void TimeBudgetStopsSlowRenders()
+    {
+        var options = new TemplateOptions { MaxRenderTime = TimeSpan.FromMilliseconds(50), MaxLoopIterations = long.MaxValue };
+        var t = new JinjaTemplate("{% for i in range(1000000) %}{% for j in range(1000000) %}{% endfor %}{% endfor %}",
+            options with { MaxLoopIterations = 10_000_000_000 });
+        var sw = Stopwatch.StartNew();
+        Assert.Throws<TemplateException>(() => t.Render(new JsonObject()));
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(5));
+    }
+}

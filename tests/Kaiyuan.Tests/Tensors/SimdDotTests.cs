@@ -1,0 +1,109 @@
+using System.Buffers.Binary;
+using Kaiyuan.Tensors;
+
+namespace Kaiyuan.Tests.Tensors;
+
+/// <summary>Every SIMD tier against the scalar reference on random blocks of every type.</summary>
+public class SimdDotTests
+{
+    public static TheoryData<GgmlType> WeightTypes() => new(
+        GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1,
+        GgmlType.Q8_0, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K);
+
+    /// <summary>Random bytes for the quants, sane fp16 scales (and no -128 in Q8_0, which llama.cpp never writes).</summary>
+    internal static byte[] RandomWeights(GgmlType type, int n, Random random)
+    {
+        var (blockSize, typeSize) = GgmlTypeInfo.Geometry(type);
+        var bytes = new byte[GgmlTypeInfo.RowBytes(type, n)];
+        if (type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16)
+        {
+            float[] values = QuantizedDotTests.RandomActivations(n, random.Next());
+            QuantizedDot.QuantizeActivations(type, values, bytes);
+            return bytes;
+        }
+
+        random.NextBytes(bytes);
+        int[] halfOffsets = type switch
+        {
+            GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q8_0 => [0],
+            GgmlType.Q4_1 or GgmlType.Q5_1 or GgmlType.Q4_K or GgmlType.Q5_K => [0, 2],
+            GgmlType.Q2_K => [80, 82],
+            GgmlType.Q3_K => [108],
+            GgmlType.Q6_K => [208],
+            _ => throw new ArgumentOutOfRangeException(nameof(type)),
+        };
+        for (int block = 0; block < n / blockSize; block++)
+        {
+            Span<byte> b = bytes.AsSpan(block * typeSize, typeSize);
+            foreach (int offset in halfOffsets)
+            {
+                float value = (float)(random.NextDouble() * 0.02 - (offset == halfOffsets[0] ? 0.0 : 0.01));
+                BinaryPrimitives.WriteUInt16LittleEndian(b.Slice(offset, 2), Half16.FromSingle(value));
+            }
+
+            if (type == GgmlType.Q8_0)
+            {
+                for (int j = 2; j < 34; j++)
+                {
+                    b[j] = b[j] == 0x80 ? (byte)0x81 : b[j];
+                }
+            }
+        }
+
+        return bytes;
+    }
+
+    private static IEnumerable<IsaLevel> SimdTiers() =>
+        new[] { IsaLevel.Avx2, IsaLevel.AvxVnni, IsaLevel.Avx512 }.Where(IsaLevels.IsSupported);
+
+    [Theory]
+    [MemberData(nameof(WeightTypes))]
+    public void SimdTiersMatchScalar(GgmlType type)
+    {
+        if (!SimdTiers().Any())
+        {
+            Assert.Skip("This machine has no x86 SIMD tier (AVX2 + FMA); only the scalar kernels run here.");
+        }
+
+        var random = new Random(7 + (int)type);
+        int blockSize = GgmlTypeInfo.Geometry(type).BlockSize;
+        int[] lengths = blockSize == 1 ? [16, 40, 1000, 4096] : [blockSize, blockSize * 3, blockSize * 16];
+        var activationType = QuantizedDot.ActivationType(type);
+        foreach (int n in lengths)
+        {
+            for (int trial = 0; trial < 20; trial++)
+            {
+                byte[] weights = RandomWeights(type, n, random);
+                var activations = new byte[GgmlTypeInfo.RowBytes(activationType, n)];
+                QuantizedDot.QuantizeActivations(activationType, QuantizedDotTests.RandomActivations(n, random.Next()), activations);
+
+                var w = new float[n];
+                var a = new float[n];
+                Dequantize.Row(type, weights, w);
+                Dequantize.Row(activationType, activations, a);
+                double magnitude = 0;
+                for (int i = 0; i < n; i++)
+                {
+                    magnitude += Math.Abs((double)w[i] * a[i]);
+                }
+
+                float scalar = QuantizedDot.VecDot(type, weights, activations, n, IsaLevel.Scalar);
+                float? previousTier = null;
+                foreach (var tier in SimdTiers())
+                {
+                    float simd = QuantizedDot.VecDot(type, weights, activations, n, tier);
+                    Assert.True(Math.Abs(simd - scalar) <= 1e-5 * magnitude + 1e-7,
+                        $"{type} n={n} {tier}: {simd} vs scalar {scalar} (sum |w*a| = {magnitude:G4})");
+
+                    // The tiers share one lane layout, so they agree to the bit.
+                    if (previousTier is float previous)
+                    {
+                        Assert.Equal(BitConverter.SingleToInt32Bits(previous), BitConverter.SingleToInt32Bits(simd));
+                    }
+
+                    previousTier = simd;
+                }
+            }
+        }
+    }
+}
