@@ -55,6 +55,33 @@ public sealed class ScriptedServerTests
     }
 
     [Fact]
+    public async Task QwenJinjaTemplateToolRoundTrip()
+    {
+        string template = File.ReadAllText(Fixtures.Require("chat-templates", "Qwen-Qwen3-0.6B.jinja"));
+        var engine = new ScriptedEngine(p => p.Contains("<tool_response>", StringComparison.Ordinal)
+            ? "<think>\nThe tool answered.\n</think>\n\nIt is sunny in Paris."
+            : "<think>\nI should call the tool.\n</think>\n\n" + WeatherCall);
+        await using var server = await ScriptedEngine.StartAsync(engine, formatter: new Kaiyuan.Server.Chat.JinjaPromptFormatter(template, "", "<|im_end|>"));
+        var chat = Client(server).GetChatClient("scripted");
+        var ct = TestContext.Current.CancellationToken;
+        var options = new ChatCompletionOptions { Tools = { WeatherTool } };
+        List<OpenAI.Chat.ChatMessage> messages = [new SystemChatMessage("Be brief."), new UserChatMessage("What is the weather in Paris?")];
+        ChatCompletion first = await chat.CompleteChatAsync(messages, options, ct);
+        Assert.Equal(ChatFinishReason.ToolCalls, first.FinishReason);
+        Assert.Equal("get_weather", Assert.Single(first.ToolCalls).FunctionName);
+        Assert.StartsWith("<|im_start|>system\nBe brief.", engine.Prompts[0]);
+        Assert.Contains("<tools>", engine.Prompts[0]);
+        Assert.EndsWith("<|im_start|>assistant\n", engine.Prompts[0]);
+
+        messages.Add(new AssistantChatMessage(first));
+        messages.Add(new ToolChatMessage(first.ToolCalls[0].Id, "sunny"));
+        ChatCompletion second = await chat.CompleteChatAsync(messages, options, ct);
+        Assert.Equal("It is sunny in Paris.", second.Content[0].Text.Trim());
+        Assert.Contains("<tool_response>\nsunny\n</tool_response>", engine.Prompts[1]);
+        Assert.Contains("\"city\": \"Paris\"", engine.Prompts[1]);
+    }
+
+    [Fact]
     public async Task ToolCallStreamsAsDeltas()
     {
         await using var server = await ScriptedEngine.StartAsync(new ScriptedEngine(WeatherScript));
