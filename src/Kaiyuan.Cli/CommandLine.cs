@@ -27,9 +27,10 @@ public static class CommandLine
     [
         InfoCommand.Create(),
         GenerateCommand.Create(),
-        BenchCommand.Create(TokenizerBenchCommand.Create()),
+        BenchCommand.Create(TokenizerBenchCommand.Create(), ServeCommand.CreateBench()),
         TokenizeCommand.CreateTokenize(),
         TokenizeCommand.CreateDetokenize(),
+        TemplateCommand.Create(),
         StoreCommands.Pull(),
         StoreCommands.List(),
         StoreCommands.Show(),
@@ -37,7 +38,6 @@ public static class CommandLine
         QuantizeCommand.Create(),
         RunCommand.Create(),
         ServeCommand.Create(),
-        ServeCommand.CreateBench(),
     ];
 
     public static int Run(string[] args)

@@ -8,7 +8,7 @@ namespace Kaiyuan.Cli.Commands;
 
 /// <summary>
 /// <c>kaiyuan serve</c>: an OpenAI- and Ollama-compatible HTTP server with continuous batching; and
-/// <c>kaiyuan bench-serve</c>: aggregate generation speed at 1, 4 and 8 concurrent streams against that server.
+/// <c>kaiyuan bench serve</c>: aggregate generation speed at 1, 4 and 8 concurrent streams against that server.
 /// </summary>
 public static class ServeCommand
 {
@@ -77,7 +77,7 @@ public static class ServeCommand
         return 0;
     }
 
-    /// <summary><c>kaiyuan bench-serve</c>: aggregate tokens/s at 1, 4 and 8 concurrent streams over loopback HTTP.</summary>
+    /// <summary><c>kaiyuan bench serve</c>: aggregate tokens/s at 1, 4 and 8 concurrent streams over loopback HTTP.</summary>
     public static Command CreateBench()
     {
         var model = Arguments.Model();
@@ -86,7 +86,7 @@ public static class ServeCommand
         var streams = new Option<int[]>("--streams") { Description = "Concurrency levels", DefaultValueFactory = _ => [1, 4, 8], AllowMultipleArgumentsPerToken = true };
         var reps = new Option<int>("--repetitions", "-r") { Description = "Runs per level (the median is reported)", DefaultValueFactory = _ => 3 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
-        var cmd = new Command("bench-serve", "Measure the server's aggregate generation speed at 1, 4 and 8 concurrent streams") { model, gen, threads, streams, reps, json };
+        var cmd = new Command("serve", "Measure the server's aggregate generation speed at 1, 4 and 8 concurrent streams") { model, gen, threads, streams, reps, json };
         cmd.SetAction(p => BenchServe(StoreCommands.ResolveModel(p, p.GetValue(model)!), p.GetValue(gen), p.GetValue(threads), p.GetValue(streams)!,
             p.GetValue(reps), p.GetValue(json)).GetAwaiter().GetResult());
         return cmd;

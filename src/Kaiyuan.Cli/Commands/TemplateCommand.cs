@@ -27,7 +27,7 @@ public static class TemplateCommand
             var io = p.InvocationConfiguration;
             try
             {
-                string prompt = Render(p.GetValue(model), p.GetValue(template), p.GetValue(messages)!, p.GetValue(tools), !p.GetValue(noGen),
+                string prompt = Render(p.GetValue(model) is { } m ? StoreCommands.ResolveModel(p, m) : null, p.GetValue(template), p.GetValue(messages)!, p.GetValue(tools), !p.GetValue(noGen),
                     p.GetValue(vars) ?? [], p.GetValue(bos), p.GetValue(eos));
                 io.Output.Write(prompt);
                 io.Output.Flush();
@@ -102,7 +102,6 @@ public static class TemplateCommand
     /// <summary>The chat template and bos/eos token strings stored in a GGUF file.</summary>
     private static (string Template, string Bos, string Eos) ReadModelTemplate(string path)
     {
-#if KAIYUAN_GGUF_READER
         using var f = Kaiyuan.Gguf.GgufFile.Open(path);
         string t = f.Metadata.GetStringOrNull("tokenizer.chat_template")
             ?? throw new ArgumentException($"{path}: the model has no tokenizer.chat_template");
@@ -114,8 +113,5 @@ public static class TemplateCommand
             return id < tokens.Length ? tokens[id] : "";
         }
         return (t, TokenText("tokenizer.ggml.bos_token_id"), TokenText("tokenizer.ggml.eos_token_id"));
-#else
-        throw new InvalidOperationException($"reading templates from a model file needs the GGUF reader (use --template FILE.jinja): {path}");
-#endif
     }
 }

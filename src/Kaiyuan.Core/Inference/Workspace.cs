@@ -4,8 +4,11 @@ namespace Kaiyuan.Inference;
 public enum Buf
 {
     Hidden, Normed, BlockOut, Q, K, V, Attn, Scores, Latent, QAbsorbed, AttnLatent,
-    FfnGate, FfnUp, RouterLogits, ExpertIn, ExpertOut, SharedOut, Logits, Count,
+    FfnGate, FfnUp, RouterLogits, ExpertIn, ExpertOut, ExpertWeights, MemberWeights, SharedOut, Logits, Count,
 }
+
+/// <summary>Names of integer scratch buffers (expert routing).</summary>
+public enum IntBuf { ChosenExperts, ExpertMembers, Count }
 
 /// <summary>
 /// Per-session scratch memory. Buffers grow to the largest size asked for and are then reused, so a session
@@ -15,6 +18,7 @@ public sealed class Workspace
 {
     private readonly float[][] _floats = new float[(int)Buf.Count][];
     private byte[] _bytes = [];
+    private readonly int[][] _ints = [[], []];
 
     public Workspace()
     {
@@ -32,6 +36,13 @@ public sealed class Workspace
     {
         Floats(id, length);
         return _floats[(int)id];
+    }
+
+    public Span<int> Ints(IntBuf id, int length)
+    {
+        ref var buffer = ref _ints[(int)id];
+        if (buffer.Length < length) buffer = new int[Math.Max(length, buffer.Length * 3 / 2)];
+        return buffer.AsSpan(0, length);
     }
 
     /// <summary>Scratch for quantized activations.</summary>

@@ -19,7 +19,8 @@ public sealed class WorkerPool : IDisposable
     private static class JobId<T> { public static readonly int Value = Interlocked.Increment(ref s_jobTypes) - 1; }
 
     private readonly Thread[] _threads;
-    private readonly ManualResetEventSlim[] _wake;
+    // Kernel-backed events: waking a sleeping worker must not allocate (the slim events' monitor path can).
+    private readonly AutoResetEvent[] _wake;
     private readonly long[] _workerAllocated;
     private object?[] _jobs = new object?[8];
     private IParallelJob? _job;
@@ -39,12 +40,12 @@ public sealed class WorkerPool : IDisposable
     {
         Threads = Math.Max(1, threads);
         _threads = new Thread[Threads - 1];
-        _wake = new ManualResetEventSlim[Threads - 1];
+        _wake = new AutoResetEvent[Threads - 1];
         _sleeping = new int[Threads];
         _workerAllocated = new long[Threads];
         for (int i = 0; i < _threads.Length; i++)
         {
-            _wake[i] = new ManualResetEventSlim(false, spinCount: 0);
+            _wake[i] = new AutoResetEvent(false);
             int worker = i + 1;
             _threads[i] = new Thread(() => WorkerLoop(worker)) { IsBackground = true, Name = $"kaiyuan-worker-{worker}" };
             _threads[i].Start();
@@ -121,8 +122,7 @@ public sealed class WorkerPool : IDisposable
                 }
                 // Announce sleep, then re-check: the dispatcher bumps the generation before reading the flag.
                 Interlocked.Exchange(ref _sleeping[worker], 1);
-                if (Volatile.Read(ref _generation) == seen && !_disposed) wake.Wait();
-                wake.Reset();
+                if (Volatile.Read(ref _generation) == seen && !_disposed) wake.WaitOne();
                 Interlocked.Exchange(ref _sleeping[worker], 0);
                 spinUntil = System.Diagnostics.Stopwatch.GetTimestamp() + SpinTicks;
             }

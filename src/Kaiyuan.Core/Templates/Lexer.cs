@@ -62,20 +62,9 @@ internal sealed class Lexer
         return lexer._tokens;
     }
 
-    private (int Line, int Col) LineCol(int pos)
-    {
-        int line = 1, col = 1;
-        for (int i = 0; i < pos && i < _src.Length; i++)
-        {
-            if (_src[i] == '\n') { line++; col = 1; }
-            else col++;
-        }
-        return (line, col);
-    }
-
     private TemplateException Error(string msg, int pos)
     {
-        var (l, c) = LineCol(pos);
+        var (l, c) = Loc(Math.Min(pos, _src.Length));
         return new TemplateException(msg, l, c);
     }
 
@@ -229,7 +218,6 @@ internal sealed class Lexer
     private static bool IsNameStart(char c) => char.IsAsciiLetter(c) || c == '_';
     private static bool IsNameChar(char c) => char.IsAsciiLetterOrDigit(c) || c == '_';
 
-    private static readonly string[] Ops3 = [];
     private static readonly string[] Ops2 = ["**", "//", "==", "!=", "<=", ">="];
     private const string Ops1 = "+-*/%~<>=()[]{},.:|";
 

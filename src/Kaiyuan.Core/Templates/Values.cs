@@ -39,32 +39,43 @@ internal abstract class Value
     public static Value From(double d) => new FloatValue(d);
     public static Value From(string s) => new StringValue(s);
 
-    public static Value FromJson(JsonNode? node) => node switch
-    {
-        null => NoneValue.Instance,
-        JsonObject o => FromJsonObject(o),
-        JsonArray a => new ListValue(a.Select(FromJson).ToList()),
-        JsonValue v => FromJsonElement(v.TryGetValue<JsonElement>(out var e) ? e : JsonSerializer.SerializeToElement(v)),
-        _ => NoneValue.Instance,
-    };
+    /// <summary>Deepest JSON nesting accepted from callers, so conversion cannot exhaust the stack.</summary>
+    public const int MaxJsonDepth = 256;
 
-    private static Value FromJsonObject(JsonObject o)
+    public static Value FromJson(JsonNode? node, int depth = 0)
     {
-        var d = new DictValue();
-        foreach (var (k, v) in o) d.Set(new StringValue(k), FromJson(v));
-        return d;
+        if (depth > MaxJsonDepth) throw new TemplateException($"input JSON nested deeper than {MaxJsonDepth} levels");
+        switch (node)
+        {
+            case null: return NoneValue.Instance;
+            case JsonObject o:
+                var d = new DictValue();
+                foreach (var (k, v) in o) d.Set(new StringValue(k), FromJson(v, depth + 1));
+                return d;
+            case JsonArray a:
+                var list = new List<Value>(a.Count);
+                foreach (var item in a) list.Add(FromJson(item, depth + 1));
+                return new ListValue(list);
+            case JsonValue v:
+                return FromJsonElement(v.TryGetValue<JsonElement>(out var e) ? e : JsonSerializer.SerializeToElement(v), depth);
+            default:
+                return NoneValue.Instance;
+        }
     }
 
-    public static Value FromJsonElement(JsonElement e)
+    public static Value FromJsonElement(JsonElement e, int depth = 0)
     {
+        if (depth > MaxJsonDepth) throw new TemplateException($"input JSON nested deeper than {MaxJsonDepth} levels");
         switch (e.ValueKind)
         {
             case JsonValueKind.Object:
                 var d = new DictValue();
-                foreach (var p in e.EnumerateObject()) d.Set(new StringValue(p.Name), FromJsonElement(p.Value));
+                foreach (var p in e.EnumerateObject()) d.Set(new StringValue(p.Name), FromJsonElement(p.Value, depth + 1));
                 return d;
             case JsonValueKind.Array:
-                return new ListValue(e.EnumerateArray().Select(FromJsonElement).ToList());
+                var list = new List<Value>(e.GetArrayLength());
+                foreach (var item in e.EnumerateArray()) list.Add(FromJsonElement(item, depth + 1));
+                return new ListValue(list);
             case JsonValueKind.String: return new StringValue(e.GetString()!);
             case JsonValueKind.True: return BoolValue.True;
             case JsonValueKind.False: return BoolValue.False;

@@ -4,9 +4,10 @@ using System.Runtime.InteropServices;
 namespace Kaiyuan.Tensors;
 
 /// <summary>
-/// Scalar reference of how llama.cpp's x86 CPU backend prepares an activation row for a vector dot: Q8_0 / Q8_1 as the
-/// AVX quantize_row_q8_0 / q8_1 (scale 127 / max|x|, round half to even), Q8_K as quantize_row_q8_K_ref (which x86
-/// uses), F16 / BF16 by element conversion.
+/// How llama.cpp's x86 CPU backend prepares an activation row for a vector dot: Q8_0 / Q8_1 as the AVX
+/// quantize_row_q8_0 / q8_1 (scale 127 / max|x|, round half to even), Q8_K as quantize_row_q8_K_ref (which x86 uses),
+/// F16 / BF16 by element conversion. <see cref="ScalarRow"/> is the readable reference; the AVX2 tier must match it
+/// byte for byte.
 /// </summary>
 internal static class ActivationQuantizer
 {

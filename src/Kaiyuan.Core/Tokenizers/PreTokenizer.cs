@@ -29,6 +29,7 @@ public sealed class PreTokenizer
         public bool Collapsed;
         public bool KimiK2;
         public Func<int, bool>? AstralInClass; // for codepoint-level regexes with ranges above U+FFFF
+        public int Llama3Digits; // > 0: the llama3/qwen2 pattern, matched by Llama3Splitter
     }
 
     private const string Gpt2 = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
@@ -70,15 +71,18 @@ public sealed class PreTokenizer
     private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, PreTokenizer> Cache = new(StringComparer.Ordinal);
 
     /// <summary>The pre-tokenizer for a <c>tokenizer.ggml.pre</c> value; throws <see cref="NotSupportedException"/> naming an unknown one.</summary>
-    public static PreTokenizer For(string pre) => Cache.TryGetValue(pre, out var cached) ? cached : Cache.GetOrAdd(pre, Create(pre));
+    public static PreTokenizer For(string pre) => Cache.TryGetValue(pre, out var cached) ? cached : Cache.GetOrAdd(pre, Create(pre, handWritten: true));
+
+    /// <summary>The same splits done only with regexes (no hand-written matchers), for cross-checking.</summary>
+    internal static PreTokenizer RegexOnly(string pre) => Create(pre, handWritten: false);
 
     // Compiled regexes take tens of milliseconds to build, so each pre-tokenizer is built once per process.
-    private static PreTokenizer Create(string pre) => pre switch
+    private static PreTokenizer Create(string pre, bool handWritten) => pre switch
     {
         "" or "default" => new(pre, [C(@"[\p{P}\$\+<=>\^~\|]+"), C(Gpt2), C(@"\p{N}+"), W("[0-9][0-9][0-9]")]),
         "llama3" or "llama-v3" or "llama-bpe" or "falcon3" or "falcon-h1" or "pixtral" or "midm-2.0" or "lfm2" or "dbrx" or "smaug-bpe"
-            or "glm4" or "chatglm-bpe" => new(pre, [C(Llama3)]),
-        "qwen2" or "deepseek-r1-qwen" or "megrez" or "stablelm2" or "hunyuan" or "grok-2" => new(pre, [C(Qwen2)]),
+            or "glm4" or "chatglm-bpe" => new(pre, [handWritten ? new Rule { Llama3Digits = 3 } : C(Llama3)]),
+        "qwen2" or "deepseek-r1-qwen" or "megrez" or "stablelm2" or "hunyuan" or "grok-2" => new(pre, [handWritten ? new Rule { Llama3Digits = 1 } : C(Qwen2)]),
         "deepseek-llm" => new(pre,
         [
             W("[\r\n]"),
@@ -166,6 +170,11 @@ public sealed class PreTokenizer
     public void Split(string text, int start, int length, List<(int Start, int Length)> words)
     {
         if (length == 0) return;
+        if (_rules.Length == 1 && _rules[0].Llama3Digits > 0)
+        {
+            Llama3Splitter.Split(text, start, length, _rules[0].Llama3Digits, words);
+            return;
+        }
         var source = text.AsSpan(start, length);
         // Codepoints and where each starts in the text; most text has no surrogates, so index == char offset.
         int n = 0;

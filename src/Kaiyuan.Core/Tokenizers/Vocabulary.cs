@@ -26,8 +26,7 @@ public sealed class Vocabulary
     private readonly Dictionary<string, int> _ids;
     private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _idsBySpan;
     private readonly HashSet<int> _eog = [];
-    private byte[] _pieceData = [];
-    private int[] _pieceStart = [];
+    private Lazy<(byte[] Data, int[] Start)> _pieces = null!;
 
     public VocabularyKind Kind { get; }
     public int Count => _texts.Length;
@@ -143,9 +142,11 @@ public sealed class Vocabulary
 
         DetectSpecialTokensByText();
         BuildEndOfGeneration();
-        BuildPieces();
         BuildSpecialTokenOrder();
         ApplyModelSpecificAttributes(metadata);
+        // The piece bytes are only needed for decoding: build them in the background while the merges load.
+        _pieces = new Lazy<(byte[], int[])>(BuildPieces, LazyThreadSafetyMode.ExecutionAndPublication);
+        ThreadPool.QueueUserWorkItem(static p => _ = p.Value, _pieces, preferLocal: false);
     }
 
     /// <summary>An id from metadata; ids outside the vocabulary keep the previous value, and defaults outside it become -1.</summary>
@@ -267,7 +268,7 @@ public sealed class Vocabulary
     }
 
     /// <summary>Every token's output bytes (as llama.cpp's piece cache, rendered with specials) in one array.</summary>
-    private void BuildPieces()
+    private (byte[] Data, int[] Start) BuildPieces()
     {
         var data = new byte[Count * 8];
         int used = 0;
@@ -289,8 +290,7 @@ public sealed class Vocabulary
         }
         start[Count] = used;
         Array.Resize(ref data, used);
-        _pieceData = data;
-        _pieceStart = start;
+        return (data, start);
     }
 
     private int WriteNormalPiece(string text, ref byte[] data, int at)
@@ -346,6 +346,7 @@ public sealed class Vocabulary
     {
         if ((uint)id >= (uint)Count) throw new ArgumentOutOfRangeException(nameof(id), id, $"token id outside the vocabulary (0..{Count - 1})");
         if (!renderSpecial && (_attrs[id] & (TokenAttributes.Unknown | TokenAttributes.Control)) != 0) return [];
-        return _pieceData.AsSpan(_pieceStart[id], _pieceStart[id + 1] - _pieceStart[id]);
+        var (data, start) = _pieces.Value;
+        return data.AsSpan(start[id], start[id + 1] - start[id]);
     }
 }

@@ -55,4 +55,21 @@ public class ChatTemplateCaseTests
         }
         Assert.Equal((string)c["expected"]!, formatter.Render(request));
     }
+
+    [Fact]
+    public void RealTemplateRendersFast()
+    {
+        var dir = Fixtures.RequireDir();
+        var c = Cases.Value["Qwen-Qwen3-0.6B:tool_round_trip"];
+        var formatter = new ChatFormatter(File.ReadAllText(Path.Combine(dir, "Qwen-Qwen3-0.6B.jinja")), FixedClock);
+        var request = new ChatRenderRequest { Messages = c["messages"]!.DeepClone(), Tools = c["tools"]?.DeepClone() };
+        for (int i = 0; i < 50; i++) formatter.Render(request);
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        const int N = 500;
+        for (int i = 0; i < N; i++) formatter.Render(request);
+        double perRender = sw.Elapsed.TotalMilliseconds / N;
+        TestContext.Current.SendDiagnosticMessage($"Qwen3 tool round trip: {perRender:F3} ms per render");
+        // Well under a millisecond on an idle machine; the bound is loose because CI machines are shared.
+        Assert.True(perRender < 10, $"{perRender:F3} ms per render");
+    }
 }

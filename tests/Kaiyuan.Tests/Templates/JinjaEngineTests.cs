@@ -192,6 +192,8 @@ public class JinjaEngineTests
     {
         var ex = Assert.Throws<TemplateException>(() => new JinjaTemplate(t));
         Assert.Equal(line, ex.Line);
+        Assert.True(ex.Column > 0);
+        Assert.Contains($"line {line}, column", ex.Message);
     }
 
     [Theory]

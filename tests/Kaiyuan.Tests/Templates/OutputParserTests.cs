@@ -138,6 +138,17 @@ public class OutputParserTests
     }
 
     [Fact]
+    public void ToolSchemaKeepsStringParametersAsStrings()
+    {
+        string text = "<tool_call>\n<function=run>\n<parameter=cmd>\n30\n</parameter>\n<parameter=timeout>\n30\n</parameter>\n</function>\n</tool_call>";
+        var tools = JsonNode.Parse("""[{"type": "function", "function": {"name": "run", "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}, "timeout": {"type": "integer"}}}}}]""");
+        var p = new ChatOutputParser(ToolCallFormat.Qwen3Coder, false, tools);
+        p.Feed(text);
+        p.Finish();
+        Assert.True(JsonNode.DeepEquals(JsonNode.Parse("{\"cmd\": \"30\", \"timeout\": 30}"), JsonNode.Parse(p.Result.ToolCalls.Single().Arguments)));
+    }
+
+    [Fact]
     public void Glm45Call()
     {
         var (r, _) = Parse(ToolCallFormat.Glm45, "<think>hmm</think>\nok\n<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Paris</arg_value>\n<arg_key>days</arg_key>\n<arg_value>2</arg_value>\n</tool_call>");
@@ -154,7 +165,7 @@ public class OutputParserTests
         var (r, _) = Parse(ToolCallFormat.DeepSeek, text);
         Assert.Equal("Sure", r.Content);
         Assert.Equal(["f", "g"], r.ToolCalls.Select(c => c.Name));
-        Assert.Equal("{\"a\":1}", r.ToolCalls[0].Arguments);
+        Assert.True(JsonNode.DeepEquals(JsonNode.Parse("{\"a\": 1}"), JsonNode.Parse(r.ToolCalls[0].Arguments)));
     }
 
     [Fact]
@@ -174,6 +185,23 @@ public class OutputParserTests
         Assert.Equal(["get_weather", "search"], r.ToolCalls.Select(c => c.Name));
         Assert.Equal(["functions.get_weather:0", "functions.search:1"], r.ToolCalls.Select(c => c.Id));
         Assert.Equal("functions.get_weather:0", d.First(x => x.ToolCall?.Id != null).ToolCall!.Id);
+    }
+
+    [Fact]
+    public void JsonArgumentsStreamBeforeTheCallEnds()
+    {
+        var p = new ChatOutputParser(ToolCallFormat.KimiK2);
+        var d = new List<OutputDelta>();
+        d.AddRange(p.Feed("<|tool_calls_section_begin|><|tool_call_begin|>functions.f:0<|tool_call_argument_begin|>{\"text\": \"hel"));
+        Assert.Equal("f", d.Single(x => x.ToolCall?.Name != null).ToolCall!.Name);
+        Assert.Equal("{\"text\": \"hel", string.Concat(d.Select(x => x.ToolCall?.ArgumentsDelta)));
+        d.AddRange(p.Feed("lo\"}<|tool_call_e"));
+        Assert.Equal("{\"text\": \"hello\"}", string.Concat(d.Select(x => x.ToolCall?.ArgumentsDelta)));
+        d.AddRange(p.Feed("nd|><|tool_calls_section_end|>"));
+        d.AddRange(p.Finish());
+        Assert.Equal("{\"text\": \"hello\"}", p.Result.ToolCalls.Single().Arguments);
+        Assert.Equal("functions.f:0", p.Result.ToolCalls[0].Id);
+        Assert.Equal("", p.Result.Content);
     }
 
     [Fact]
@@ -204,6 +232,21 @@ public class OutputParserTests
         (r, var d) = Parse(ToolCallFormat.Llama3, "The answer is 4.");
         Assert.Equal("The answer is 4.", r.Content);
         Assert.Equal("The answer is 4.", Joined(d, x => x.Content));
+    }
+
+    [Fact]
+    public void LongOutputsFedCharByCharStayFast()
+    {
+        string big = new string('x', 100_000);
+        string text = "<think>" + big + "</think>" + big + "<tool_call>{\"name\": \"f\", \"arguments\": {\"s\": \"" + big + "\"}}</tool_call>";
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var p = new ChatOutputParser(ToolCallFormat.Hermes);
+        foreach (char c in text) p.Feed(c.ToString());
+        p.Finish();
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(5), $"took {sw.Elapsed}");
+        Assert.Equal(big, p.Result.Reasoning);
+        Assert.Equal(big, p.Result.Content);
+        Assert.Equal("f", p.Result.ToolCalls.Single().Name);
     }
 
     [Fact]

@@ -60,4 +60,27 @@ public class TemplateCommandTests : IDisposable
         Assert.NotEqual(0, code);
         Assert.Contains("nope", err);
     }
+
+    [Fact]
+    public void ModelOptionNeedsOneSourceAndFailsCleanly()
+    {
+        string m = Write("m.json", "[]");
+        var (code, _, err) = Invoke("-m", Path.Combine(_dir, "missing.gguf"), "--messages", m);
+        Assert.NotEqual(0, code);
+        Assert.Single(err.Trim().Split('\n'));
+
+        (code, _, err) = Invoke("-m", "x.gguf", "--template", Write("t.jinja", "x"), "--messages", m);
+        Assert.NotEqual(0, code);
+        Assert.Contains("exactly one", err);
+    }
+
+    [Fact]
+    public void AcceptsAnOpenAIRequestBody()
+    {
+        string t = Write("t.jinja", "{{ messages | length }}{{ tools | length }}");
+        string m = Write("req.json", """{"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": "f"}}]}""");
+        var (code, output, _) = Invoke("--template", t, "--messages", m);
+        Assert.Equal(0, code);
+        Assert.Equal("11", output);
+    }
 }

@@ -76,8 +76,8 @@ public sealed class MoeFeedForward : IFeedForwardBlock
         var probs = ws.Floats(Buf.RouterLogits, tokens * _experts);
         _router.Forward(x, tokens, probs, ws, ctx.Pool);
 
-        Span<int> chosen = stackalloc int[tokens * _used];
-        Span<float> weights = stackalloc float[tokens * _used];
+        var chosen = ws.Ints(IntBuf.ChosenExperts, tokens * _used);
+        var weights = ws.Floats(Buf.ExpertWeights, tokens * _used);
         Span<float> selection = stackalloc float[_experts];
         for (int t = 0; t < tokens; t++)
         {
@@ -105,8 +105,8 @@ public sealed class MoeFeedForward : IFeedForwardBlock
         var xout = ws.Floats(Buf.ExpertOut, tokens * d);
         var g = ws.Floats(Buf.FfnGate, tokens * hidden);
         var u = ws.Floats(Buf.FfnUp, tokens * hidden);
-        Span<int> members = stackalloc int[tokens];
-        Span<float> memberWeights = stackalloc float[tokens];
+        var members = ws.Ints(IntBuf.ExpertMembers, tokens);
+        var memberWeights = ws.Floats(Buf.MemberWeights, tokens);
         int dIn = x.Length / tokens;
         for (int e = 0; e < _experts; e++)
         {
@@ -159,10 +159,10 @@ public sealed class MoeFeedForward : IFeedForwardBlock
     {
         int perGroup = _experts / _groups;
         Span<float> groupScores = stackalloc float[_groups];
+        Span<int> top2 = stackalloc int[Math.Min(2, perGroup)];
         for (int gi = 0; gi < _groups; gi++)
         {
             var grp = selection.Slice(gi * perGroup, perGroup);
-            Span<int> top2 = stackalloc int[Math.Min(2, perGroup)];
             TopK(grp, top2);
             float s = 0;
             foreach (int i in top2) s += grp[i];

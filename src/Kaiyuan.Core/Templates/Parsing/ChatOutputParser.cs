@@ -1,4 +1,6 @@
 using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
 
 namespace Kaiyuan.Templates.Parsing;
 
@@ -24,12 +26,22 @@ public sealed class ChatOutputParser
     private bool _sawReasoning;
     private bool _trimLeading = true;
     private bool _finished;
+    private int _callStartMarkerPos;
+    private int _callScan;
+    private string? _announcedId;
+    private string? _announcedName;
+    private int _argsFrom = -1;
+    private int _argsEmitted;
+    private readonly StringBuilder _streamedArgs = new();
+    private readonly Dictionary<string, HashSet<string>>? _stringParams;
 
     /// <param name="format">The family's output syntax.</param>
     /// <param name="startsInReasoning">The prompt already opened a reasoning block (e.g. ends with "&lt;think&gt;\n").</param>
-    public ChatOutputParser(ToolCallFormat format, bool startsInReasoning = false)
+    /// <param name="tools">The request's OpenAI tools; lets XML-style formats keep string parameters as strings.</param>
+    public ChatOutputParser(ToolCallFormat format, bool startsInReasoning = false, JsonNode? tools = null)
     {
         _f = format;
+        _stringParams = StringParameters(tools);
         if (startsInReasoning && format.ReasoningEnd != null)
         {
             _state = State.Reasoning;
@@ -259,16 +271,34 @@ public sealed class ChatOutputParser
                     }
                 case State.Call:
                     {
-                        int end = _f.CallEnd != null ? IndexOf(_f.CallEnd, _callBodyStart) : -1;
+                        int end = _f.CallEnd != null ? IndexOf(_f.CallEnd, _callScan) : -1;
                         if (end < 0 && !final)
                         {
-                            AnnounceIfNameKnown(_buf.ToString(_callBodyStart, _buf.Length - _callBodyStart));
+                            // Rescan only the tail next time, so long calls stay linear.
+                            if (_f.CallEnd != null) _callScan = Math.Max(_callBodyStart, _buf.Length - _f.CallEnd.Length + 1);
+                            if ((!_callAnnounced || _argsFrom < 0) && _buf.Length - _callBodyStart <= 4096)
+                            {
+                                string partial = _buf.ToString(_callBodyStart, _buf.Length - _callBodyStart);
+                                AnnounceIfNameKnown(partial);
+                                if (_callAnnounced && _f.RawArgsStart?.Invoke(partial) is int rel and >= 0)
+                                    _argsFrom = _argsEmitted = _callBodyStart + rel;
+                            }
+                            if (_argsFrom >= 0)
+                                StreamArgs(_buf.Length - HoldBack(_argsEmitted, [_f.CallEnd]));
                             return;
                         }
                         int bodyEnd = end >= 0 ? end : _buf.Length;
                         string body = _buf.ToString(_callBodyStart, bodyEnd - _callBodyStart);
                         var call = _f.ParseCall(body);
-                        if (call != null)
+                        if (_argsFrom >= 0)
+                        {
+                            // Arguments already went out as raw text; finish them the same way.
+                            StreamArgs(bodyEnd);
+                            string args = _streamedArgs.ToString();
+                            _calls.Add(new ParsedToolCall(_announcedId!, call?.Name ?? _announcedName!, args));
+                            _callAnnounced = false;
+                        }
+                        else if (call != null)
                         {
                             AddCall(call);
                         }
@@ -317,8 +347,6 @@ public sealed class ChatOutputParser
         }
     }
 
-    private int _callStartMarkerPos;
-
     private bool OnlyWhitespace(int from, int to)
     {
         for (int i = from; i < to; i++)
@@ -326,11 +354,28 @@ public sealed class ChatOutputParser
         return true;
     }
 
+    private void StreamArgs(int upTo)
+    {
+        int from = _argsEmitted;
+        if (_streamedArgs.Length == 0)
+            while (from < upTo && char.IsWhiteSpace(_buf[from])) from++;
+        if (from < upTo)
+        {
+            string piece = _buf.ToString(from, upTo - from);
+            _streamedArgs.Append(piece);
+            _pending.Add(new OutputDelta(ToolCall: new ToolCallDelta(_calls.Count, null, null, piece)));
+        }
+        _argsEmitted = Math.Max(_argsEmitted, upTo);
+    }
+
     private void StartCall()
     {
         _callStartMarkerPos = _pos - _f.CallStart!.Length;
         _callBodyStart = _pos;
+        _callScan = _pos;
         _callAnnounced = false;
+        _argsFrom = -1;
+        _streamedArgs.Clear();
         _state = State.Call;
     }
 
@@ -341,13 +386,14 @@ public sealed class ChatOutputParser
         if (peek is not { } p) return;
         _callAnnounced = true;
         _announcedId = p.Id ?? NewId();
+        _announcedName = p.Name;
         _pending.Add(new OutputDelta(ToolCall: new ToolCallDelta(_calls.Count, _announcedId, p.Name, null)));
     }
 
-    private string? _announcedId;
-
     private void AddCall(ToolCallFormat.ParsedCall call)
     {
+        if (_f.TextArguments && _stringParams != null && _stringParams.TryGetValue(call.Name, out var names))
+            call = call with { Arguments = RestoreStrings(call.Arguments, names) };
         int index = _calls.Count;
         string id;
         if (_callAnnounced)
@@ -362,6 +408,41 @@ public sealed class ChatOutputParser
         _pending.Add(new OutputDelta(ToolCall: new ToolCallDelta(index, null, null, call.Arguments)));
         _calls.Add(new ParsedToolCall(id, call.Name, call.Arguments));
         _callAnnounced = false;
+    }
+
+    /// <summary>Per function, the parameters whose schema type is "string".</summary>
+    private static Dictionary<string, HashSet<string>>? StringParameters(JsonNode? tools)
+    {
+        if (tools is not JsonArray arr) return null;
+        var map = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
+        foreach (var t in arr)
+        {
+            var fn = t?["function"] ?? t;
+            if (fn?["name"] is not JsonValue nv || nv.GetValueKind() != JsonValueKind.String) continue;
+            var set = new HashSet<string>(StringComparer.Ordinal);
+            if (fn["parameters"]?["properties"] is JsonObject props)
+                foreach (var (k, v) in props)
+                    if (v?["type"] is JsonValue tv && tv.GetValueKind() == JsonValueKind.String && tv.GetValue<string>() == "string")
+                        set.Add(k);
+            map[nv.GetValue<string>()] = set;
+        }
+        return map;
+    }
+
+    /// <summary>Text-valued formats cannot tell "30" from 30; the schema can.</summary>
+    private static string RestoreStrings(string arguments, HashSet<string> stringNames)
+    {
+        if (stringNames.Count == 0 || JsonNode.Parse(arguments) is not JsonObject o) return arguments;
+        bool changed = false;
+        foreach (var name in stringNames)
+        {
+            if (o[name] is { } v && v.GetValueKind() != JsonValueKind.String)
+            {
+                o[name] = JsonValue.Create(v.ToJsonString(ToolCallFormat.JsonOut));
+                changed = true;
+            }
+        }
+        return changed ? o.ToJsonString(ToolCallFormat.JsonOut) : arguments;
     }
 
     private static string NewId() => "call_" + Guid.NewGuid().ToString("N")[..24];

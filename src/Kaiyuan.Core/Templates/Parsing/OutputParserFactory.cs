@@ -1,3 +1,5 @@
+using System.Text.Json.Nodes;
+
 namespace Kaiyuan.Templates.Parsing;
 
 /// <summary>Picks the output syntax of a model from markers in its chat template.</summary>
@@ -21,10 +23,13 @@ public static class OutputParserFactory
     /// A parser for one generation. Pass the rendered prompt when known: if it ends inside an open
     /// reasoning block (e.g. "&lt;think&gt;\n"), the output is parsed as starting in reasoning.
     /// </summary>
-    public static ChatOutputParser ForTemplate(string templateSource, string? renderedPrompt = null)
+    /// <param name="templateSource">The chat template the prompt was rendered with.</param>
+    /// <param name="renderedPrompt">The prompt, to see whether it leaves a reasoning block open.</param>
+    /// <param name="tools">The request's tools, so text-valued parameters keep their declared string type.</param>
+    public static ChatOutputParser ForTemplate(string templateSource, string? renderedPrompt = null, JsonNode? tools = null)
     {
         var format = DetectFormat(templateSource);
         bool inReasoning = renderedPrompt != null && ChatOutputParser.PromptOpensReasoning(renderedPrompt, format);
-        return new ChatOutputParser(format, inReasoning);
+        return new ChatOutputParser(format, inReasoning, tools);
     }
 }

@@ -30,6 +30,15 @@ public sealed partial class ToolCallFormat
     /// <summary>Finds the function name in an incomplete call body, so the call's start can be streamed early.</summary>
     internal Func<string, (string Name, string? Id)?> PeekName { get; init; } = _ => null;
 
+    /// <summary>
+    /// Where raw JSON arguments begin in an incomplete call body (-1 when not yet known or not raw JSON),
+    /// so they can be streamed as they are generated.
+    /// </summary>
+    internal Func<string, int>? RawArgsStart { get; init; }
+
+    /// <summary>Arguments are written as text (XML-style), so a value's JSON type is guessed unless the tool schema says.</summary>
+    public bool TextArguments { get; init; }
+
     /// <summary>Output that is a bare JSON object {"name": ..., "parameters": ...} is a call (Llama 3.x).</summary>
     public bool BareJsonCalls { get; init; }
 
@@ -114,6 +123,7 @@ public sealed partial class ToolCallFormat
     public static readonly ToolCallFormat Qwen3Coder = new()
     {
         Name = "qwen3-coder",
+        TextArguments = true,
         CallStart = "<tool_call>",
         CallEnd = "</tool_call>",
         PeekName = body => CoderFunction().Match(body) is { Success: true } m ? (m.Groups[1].Value.Trim(), null) : null,
@@ -145,6 +155,7 @@ public sealed partial class ToolCallFormat
     public static readonly ToolCallFormat Glm45 = new()
     {
         Name = "glm-4.5",
+        TextArguments = true,
         CallStart = "<tool_call>",
         CallEnd = "</tool_call>",
         PeekName = body =>
@@ -171,6 +182,12 @@ public sealed partial class ToolCallFormat
     public static readonly ToolCallFormat DeepSeek = new()
     {
         Name = "deepseek",
+        RawArgsStart = body =>
+        {
+            int sep = body.IndexOf("<｜tool▁sep｜>", StringComparison.Ordinal);
+            // R1 wraps its arguments in a ```json fence after the name; only V3's bare JSON streams raw.
+            return sep < 0 || body[..sep].Trim() == "function" ? -1 : sep + "<｜tool▁sep｜>".Length;
+        },
         SectionStart = "<｜tool▁calls▁begin｜>",
         SectionEnd = "<｜tool▁calls▁end｜>",
         CallStart = "<｜tool▁call▁begin｜>",
@@ -208,6 +225,7 @@ public sealed partial class ToolCallFormat
     public static readonly ToolCallFormat KimiK2 = new()
     {
         Name = "kimi-k2",
+        RawArgsStart = body => body.IndexOf("<|tool_call_argument_begin|>", StringComparison.Ordinal) is var i and >= 0 ? i + "<|tool_call_argument_begin|>".Length : -1,
         SectionStart = "<|tool_calls_section_begin|>",
         SectionEnd = "<|tool_calls_section_end|>",
         CallStart = "<|tool_call_begin|>",
@@ -239,6 +257,7 @@ public sealed partial class ToolCallFormat
     public static readonly ToolCallFormat MiniMaxM2 = new()
     {
         Name = "minimax-m2",
+        TextArguments = true,
         SectionStart = "<minimax:tool_call>",
         SectionEnd = "</minimax:tool_call>",
         CallStart = "<invoke name=",
