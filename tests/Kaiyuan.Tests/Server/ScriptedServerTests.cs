@@ -200,6 +200,27 @@ public sealed class ScriptedServerTests
     }
 
     [Fact]
+    public async Task CorsPreflightAndHeaders()
+    {
+        await using var server = await ScriptedEngine.StartAsync(new ScriptedEngine(_ => "ok"), o => o with { CorsOrigins = ["http://app.example"], ApiKey = "k" });
+        using var http = new HttpClient { BaseAddress = server.Address };
+        var ct = TestContext.Current.CancellationToken;
+        using var preflight = new HttpRequestMessage(HttpMethod.Options, "v1/chat/completions");
+        preflight.Headers.Add("Origin", "http://app.example");
+        preflight.Headers.Add("Access-Control-Request-Method", "POST");
+        preflight.Headers.Add("Access-Control-Request-Headers", "authorization,content-type");
+        var r = await http.SendAsync(preflight, ct);
+        Assert.True(r.IsSuccessStatusCode, $"preflight: {(int)r.StatusCode}");
+        Assert.Equal("http://app.example", r.Headers.GetValues("Access-Control-Allow-Origin").Single());
+
+        using var get = new HttpRequestMessage(HttpMethod.Get, "v1/models");
+        get.Headers.Add("Origin", "http://other.example");
+        get.Headers.Add("Authorization", "Bearer k");
+        var other = await http.SendAsync(get, ct);
+        Assert.False(other.Headers.Contains("Access-Control-Allow-Origin"));
+    }
+
+    [Fact]
     public async Task HealthIs503WhileLoading()
     {
         using var release = new ManualResetEventSlim();
