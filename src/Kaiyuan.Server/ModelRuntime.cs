@@ -4,6 +4,8 @@ using Kaiyuan.Models;
 using Kaiyuan.Scheduling;
 using Kaiyuan.Server.Chat;
 using Kaiyuan.Server.Text;
+using Kaiyuan.Templates;
+using Kaiyuan.Tokenizers;
 
 namespace Kaiyuan.Server;
 
@@ -33,8 +35,6 @@ public sealed class ModelRuntime : IDisposable
     public ModelDescription Description { get; }
     public DateTimeOffset LoadedAt { get; } = DateTimeOffset.UtcNow;
 
-    public IChatOutputParser CreateParser(bool tools) => new TaggedOutputParser(tools);
-
     /// <summary>Loads a GGUF model and starts its scheduler.</summary>
     public static ModelRuntime Load(ServerOptions options)
     {
@@ -44,9 +44,10 @@ public sealed class ModelRuntime : IDisposable
         try
         {
             var meta = model.File.Metadata;
-            var codec = new VocabTextCodec(meta);
+            var tokenizer = Tokenizer.FromGguf(meta);
+            var codec = new TokenizerCodec(tokenizer);
             string? template = options.ChatTemplateFile is { } file ? File.ReadAllText(file) : meta.GetStringOrNull("tokenizer.chat_template");
-            var formatter = PromptFormatters.For(template, options.ChatTemplateFile is not null);
+            var formatter = PromptFormatters.For(template, options.ChatTemplateFile is not null, codec.TokenText(codec.BosId), codec.TokenText(codec.EosId));
             string arch = model.File.Architecture;
             var pooling = meta.GetInteger($"{arch}.pooling_type", 1) switch
             {
@@ -103,14 +104,20 @@ public sealed class ModelRuntime : IDisposable
 public static class PromptFormatters
 {
     /// <summary>
-    /// ChatML when the model has no template or a ChatML one. A template in another dialect needs the Jinja engine,
-    /// which this build does not have: a template file given explicitly is refused, a model's own falls back to ChatML.
+    /// The Jinja template when there is one (a file given explicitly must compile); ChatML, as llama-server, when the model
+    /// has none or its own template does not compile.
     /// </summary>
-    public static IPromptFormatter For(string? template, bool explicitFile)
+    public static IPromptFormatter For(string? template, bool explicitFile, string bosToken, string eosToken)
     {
-        if (template is null || template.Contains("<|im_start|>", StringComparison.Ordinal)) return new ChatMlFormatter();
-        if (explicitFile)
-            throw new NotSupportedException("--chat-template-file: only ChatML templates (<|im_start|>…) can be rendered by this build");
-        return new ChatMlFormatter();
+        if (string.IsNullOrWhiteSpace(template)) return new ChatMlFormatter();
+        try
+        {
+            return new JinjaPromptFormatter(template, bosToken, eosToken);
+        }
+        catch (TemplateException e) when (!explicitFile)
+        {
+            Console.Error.WriteLine($"kaiyuan: the model's chat template does not compile ({e.Message}); using ChatML");
+            return new ChatMlFormatter();
+        }
     }
 }

@@ -63,44 +63,40 @@ public static class TextGeneration
         int longestStop = settings.Stop.Count == 0 ? 0 : settings.Stop.Max(s => s.Length);
         try
         {
-            await foreach (var token in stream.WithCancellation(cancel).ConfigureAwait(false))
+            // Tokens that arrived while the client was being written to go out together: one piece, one write.
+            var reader = stream.Reader;
+            bool done = false;
+            while (!done && await reader.WaitToReadAsync(cancel).ConfigureAwait(false))
             {
-                double now = clock.Elapsed.TotalSeconds;
-                if (outcome.CompletionTokens == 0)
+                while (!done && reader.TryRead(out var token))
                 {
-                    metrics.TimeToFirstToken(now);
-                    outcome.PromptTime = clock.Elapsed;
-                }
-                else metrics.InterTokenLatency(now - last);
-                last = now;
-                metrics.GeneratedToken();
-                outcome.CompletionTokens++;
-                if (token.IsEndOfGeneration) break;
-                tokens.Add(new TokenInfo(token.Id, token.Logprob, token.TopLogprobs));
-                pending += decoder.Append(token.Id);
-                if (longestStop > 0)
-                {
-                    int at = FirstStop(pending, settings.Stop);
-                    if (at >= 0)
+                    double now = clock.Elapsed.TotalSeconds;
+                    if (outcome.CompletionTokens == 0)
+                    {
+                        metrics.TimeToFirstToken(now);
+                        outcome.PromptTime = clock.Elapsed;
+                    }
+                    else metrics.InterTokenLatency(now - last);
+                    last = now;
+                    metrics.GeneratedToken();
+                    outcome.CompletionTokens++;
+                    if (token.IsEndOfGeneration) { done = true; break; }
+                    tokens.Add(new TokenInfo(token.Id, token.Logprob, token.TopLogprobs));
+                    pending += decoder.Append(token.Id);
+                    if (longestStop > 0 && FirstStop(pending, settings.Stop) is var at and >= 0)
                     {
                         pending = pending[..at];
-                        stopped = true;
+                        stopped = done = true;
                         stop.Cancel();
-                        break;
-                    }
-                    int keep = HeldBack(pending, settings.Stop);
-                    if (pending.Length - keep > 0)
-                    {
-                        yield return new TextPiece(pending[..^keep], tokens.ToArray());
-                        tokens.Clear();
-                        pending = pending[^keep..];
                     }
                 }
-                else if (pending.Length > 0)
+                if (done) break;
+                int keep = longestStop > 0 ? HeldBack(pending, settings.Stop) : 0;
+                if (pending.Length - keep > 0)
                 {
-                    yield return new TextPiece(pending, tokens.ToArray());
+                    yield return new TextPiece(pending[..^keep], tokens.ToArray());
                     tokens.Clear();
-                    pending = "";
+                    pending = pending[^keep..];
                 }
             }
         }

@@ -84,16 +84,17 @@ public static class ServeCommand
         var gen = new Option<int>("--n-gen", "-n") { Description = "Tokens each stream generates", DefaultValueFactory = _ => 64 };
         var threads = Arguments.Threads();
         var streams = new Option<int[]>("--streams") { Description = "Concurrency levels", DefaultValueFactory = _ => [1, 4, 8], AllowMultipleArgumentsPerToken = true };
+        var reps = new Option<int>("--repetitions", "-r") { Description = "Runs per level (the median is reported)", DefaultValueFactory = _ => 3 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
-        var cmd = new Command("serve", "Measure the server's aggregate generation speed at 1, 4 and 8 concurrent streams") { model, gen, threads, streams, json };
-        cmd.SetAction(p => BenchServe(StoreCommands.ResolveModel(p, p.GetValue(model)!), p.GetValue(gen), p.GetValue(threads), p.GetValue(streams)!, p.GetValue(json))
-            .GetAwaiter().GetResult());
+        var cmd = new Command("serve", "Measure the server's aggregate generation speed at 1, 4 and 8 concurrent streams") { model, gen, threads, streams, reps, json };
+        cmd.SetAction(p => BenchServe(StoreCommands.ResolveModel(p, p.GetValue(model)!), p.GetValue(gen), p.GetValue(threads), p.GetValue(streams)!,
+            p.GetValue(reps), p.GetValue(json)).GetAwaiter().GetResult());
         return cmd;
     }
 
-    private static async Task<int> BenchServe(string path, int nGen, int threads, int[] levels, bool json)
+    private static async Task<int> BenchServe(string path, int nGen, int threads, int[] levels, int reps, bool json)
     {
-        if (nGen < 1 || levels.Length == 0 || levels.Any(l => l < 1)) throw new ArgumentException("-n and --streams must be ≥ 1");
+        if (nGen < 1 || reps < 1 || levels.Length == 0 || levels.Any(l => l < 1)) throw new ArgumentException("-n, -r and --streams must be ≥ 1");
         var options = new ServerOptions
         {
             ModelPath = path,
@@ -112,10 +113,15 @@ public static class ServeCommand
         var results = new List<(int Streams, double Tps, int Tokens, double Seconds)>();
         foreach (int n in levels)
         {
-            var clock = Stopwatch.StartNew();
-            int tokens = await Run(http, n, nGen);
-            double seconds = clock.Elapsed.TotalSeconds;
-            results.Add((n, tokens / seconds, tokens, seconds));
+            var runs = new List<(int Streams, double Tps, int Tokens, double Seconds)>();
+            for (int r = 0; r < reps; r++)
+            {
+                var clock = Stopwatch.StartNew();
+                int tokens = await Run(http, n, nGen);
+                double seconds = clock.Elapsed.TotalSeconds;
+                runs.Add((n, tokens / seconds, tokens, seconds));
+            }
+            results.Add(runs.OrderBy(x => x.Tps).ElementAt(runs.Count / 2));
         }
         if (json)
         {
@@ -128,7 +134,7 @@ public static class ServeCommand
             })));
             return 0;
         }
-        Console.WriteLine($"model: {Path.GetFileName(path)}, {nGen} tokens per stream, threads: {threads}, slots: {options.Parallel}");
+        Console.WriteLine($"model: {Path.GetFileName(path)}, {nGen} tokens per stream, threads: {threads}, slots: {options.Parallel}, median of {reps} runs");
         foreach (var r in results)
             Console.WriteLine($"{r.Streams,3} stream(s): {r.Tps,10:F1} tokens/s aggregate ({r.Tokens} tokens in {r.Seconds:F2} s) ×{r.Tps / results[0].Tps:F2}");
         return 0;

@@ -137,7 +137,8 @@ public static class OllamaApi
                 chat ? "messages" : "prompt", "context_length_exceeded");
         bool stream = r.Bool("stream", true);
         var outcome = new GenerationOutcome();
-        var parser = runtime.CreateParser(tools.Count > 0);
+        var parser = runtime.Formatter.CreateParser(prompt, tools.Count > 0);
+        var accumulator = new ToolCallAccumulator();
         var pieces = TextGeneration.RunAsync(runtime, state.Metrics, settings, outcome, http.RequestAborted);
         string model = Name(runtime);
 
@@ -174,18 +175,18 @@ public static class OllamaApi
             return line;
         }
 
-        (string Content, string Thinking, List<ToolCall> Calls) Split(IEnumerable<ChatDelta> deltas)
+        // Tool calls are gathered and sent whole with the last line.
+        (string Content, string Thinking, List<ToolCall> Calls) Split(IEnumerable<ChatDelta> deltas, bool last)
         {
             var content = new StringBuilder();
             var thinking = new StringBuilder();
-            var calls = new List<ToolCall>();
             foreach (var d in deltas)
             {
                 if (d.Kind == ChatDeltaKind.Content) content.Append(d.Text);
                 else if (d.Kind == ChatDeltaKind.Reasoning) thinking.Append(d.Text);
-                else calls.Add(d.Call!);
+                else accumulator.Add(d);
             }
-            return (content.ToString(), thinking.ToString(), calls);
+            return (content.ToString(), thinking.ToString(), last ? accumulator.Calls : []);
         }
 
         if (stream)
@@ -195,18 +196,18 @@ public static class OllamaApi
             HttpOutput.StartNdjson(http);
             while (any)
             {
-                var (content, thinking, calls) = Split(parser.Push(e.Current.Text));
+                var (content, thinking, calls) = Split(parser.Push(e.Current.Text), last: false);
                 if (content.Length > 0 || thinking.Length > 0 || calls.Count > 0) await HttpOutput.Line(http, Line(content, thinking, calls, false));
                 any = await e.MoveNextAsync();
             }
-            var (lastContent, lastThinking, lastCalls) = Split(parser.Finish());
+            var (lastContent, lastThinking, lastCalls) = Split(parser.Finish(), last: true);
             await HttpOutput.Line(http, Line(lastContent, lastThinking, lastCalls, true));
             return;
         }
         var all = new List<ChatDelta>();
         await foreach (var piece in pieces) all.AddRange(parser.Push(piece.Text));
         all.AddRange(parser.Finish());
-        var (c, t, k) = Split(all);
+        var (c, t, k) = Split(all, last: true);
         await HttpOutput.Json(http, Line(c, t, k, true));
     }
 

@@ -90,7 +90,7 @@ public static class OpenAiApi
         string id = "chatcmpl-" + Guid.NewGuid().ToString("N");
         long created = ApiRequests.Now();
         var outcome = new GenerationOutcome();
-        var parser = runtime.CreateParser(parseTools);
+        var parser = runtime.Formatter.CreateParser(prompt, parseTools);
         var pieces = TextGeneration.RunAsync(runtime, state.Metrics, settings, outcome, http.RequestAborted);
 
         JsonObject Chunk(JsonObject delta, string? finish, JsonNode? logprobsNode = null) => new()
@@ -105,7 +105,7 @@ public static class OpenAiApi
 
         if (stream)
         {
-            int callIndex = 0;
+            var seenCalls = new HashSet<int>();
             await using var e = pieces.GetAsyncEnumerator(http.RequestAborted);
             // Start the generation before committing to a 200, so queue-full and similar errors keep their status.
             bool any = await e.MoveNextAsync();
@@ -121,7 +121,7 @@ public static class OpenAiApi
                     {
                         ChatDeltaKind.Content => new JsonObject { ["content"] = d.Text },
                         ChatDeltaKind.Reasoning => new JsonObject { ["reasoning_content"] = d.Text },
-                        _ => new JsonObject { ["tool_calls"] = new JsonArray(ToolCallJson(d.Call!, callIndex++)) },
+                        _ => new JsonObject { ["tool_calls"] = new JsonArray(ToolCallDelta(d, seenCalls.Add(d.Index))) },
                     };
                     await HttpOutput.Event(http, Chunk(delta, null, sentLogprobs ? null : lp?.DeepClone()));
                     sentLogprobs = true;
@@ -133,7 +133,7 @@ public static class OpenAiApi
                 any = await e.MoveNextAsync();
             }
             await Send(parser.Finish(), null);
-            string finish = callIndex > 0 ? "tool_calls" : outcome.FinishReason;
+            string finish = seenCalls.Count > 0 ? "tool_calls" : outcome.FinishReason;
             await HttpOutput.Event(http, Chunk(new JsonObject(), finish));
             if (includeUsage)
             {
@@ -154,7 +154,7 @@ public static class OpenAiApi
 
         var content = new StringBuilder();
         var reasoning = new StringBuilder();
-        var calls = new List<ToolCall>();
+        var accumulator = new ToolCallAccumulator();
         var allTokens = new List<TokenInfo>();
         void Collect(IEnumerable<ChatDelta> deltas)
         {
@@ -162,7 +162,7 @@ public static class OpenAiApi
             {
                 if (d.Kind == ChatDeltaKind.Content) content.Append(d.Text);
                 else if (d.Kind == ChatDeltaKind.Reasoning) reasoning.Append(d.Text);
-                else calls.Add(d.Call!);
+                else accumulator.Add(d);
             }
         }
         await foreach (var piece in pieces)
@@ -171,9 +171,10 @@ public static class OpenAiApi
             Collect(parser.Push(piece.Text));
         }
         Collect(parser.Finish());
+        var calls = accumulator.Calls;
         var message = new JsonObject { ["role"] = "assistant", ["content"] = calls.Count > 0 && content.Length == 0 ? null : content.ToString() };
         if (reasoning.Length > 0) message["reasoning_content"] = reasoning.ToString();
-        if (calls.Count > 0) message["tool_calls"] = new JsonArray(calls.Select((c, i) => (JsonNode)ToolCallJson(c, i, streaming: false)).ToArray());
+        if (calls.Count > 0) message["tool_calls"] = new JsonArray(calls.Select(c => (JsonNode)ToolCallJson(c)).ToArray());
         await HttpOutput.Json(http, new JsonObject
         {
             ["id"] = id,
@@ -192,15 +193,25 @@ public static class OpenAiApi
         });
     }
 
-    private static JsonObject ToolCallJson(ToolCall call, int index, bool streaming = true)
+    private static JsonObject ToolCallJson(ToolCall call) => new()
     {
-        var json = new JsonObject
+        ["id"] = call.Id,
+        ["type"] = "function",
+        ["function"] = new JsonObject { ["name"] = call.Name, ["arguments"] = call.Arguments },
+    };
+
+    /// <summary>A streamed tool-call delta: the first one of a call names it, the rest add argument text.</summary>
+    private static JsonObject ToolCallDelta(ChatDelta d, bool first)
+    {
+        var function = new JsonObject { ["arguments"] = d.Text };
+        var json = new JsonObject { ["index"] = d.Index };
+        if (first)
         {
-            ["id"] = call.Id,
-            ["type"] = "function",
-            ["function"] = new JsonObject { ["name"] = call.Name, ["arguments"] = call.Arguments },
-        };
-        if (streaming) json["index"] = index;
+            json["id"] = d.Id ?? $"call_{d.Index}";
+            json["type"] = "function";
+            function["name"] = d.Name ?? "";
+        }
+        json["function"] = function;
         return json;
     }
 

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using Kaiyuan.Templates.Parsing;
 
 namespace Kaiyuan.Server.Chat;
 
@@ -11,6 +12,9 @@ namespace Kaiyuan.Server.Chat;
 public sealed class ChatMlFormatter : IPromptFormatter
 {
     public string Name => "chatml";
+
+    public IChatOutputParser CreateParser(string renderedPrompt, bool toolsOffered) =>
+        new TemplateOutputParser(toolsOffered ? ToolCallFormat.Hermes : TemplateOutputParser.WithoutCalls(ToolCallFormat.Hermes));
 
     public string Format(IReadOnlyList<ChatMessage> messages, IReadOnlyList<JsonElement> tools, bool addGenerationPrompt)
     {

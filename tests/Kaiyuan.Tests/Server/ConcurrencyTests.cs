@@ -38,7 +38,7 @@ public sealed class ConcurrencyTests(StoriesServer fixture) : IClassFixture<Stor
     {
         using var http = fixture.Http();
         var ct = TestContext.Current.CancellationToken;
-        const int tokens = 24;
+        const int tokens = 16;
         var alone = new List<string>();
         foreach (var p in Prompts) alone.Add(await StreamAsync(http, p, tokens, ct));
         var together = await Task.WhenAll(Prompts.Select(p => StreamAsync(http, p, tokens, ct)));

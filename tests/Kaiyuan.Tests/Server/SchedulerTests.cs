@@ -39,7 +39,7 @@ public sealed class SchedulerTests : IDisposable
     [Fact]
     public async Task BatchedSequencesEqualSoloDecodingWithChunkedPrefill()
     {
-        using var model = ModelLoader.Load(Fixtures.ModelPath("qwen3", "qwen3-f32.gguf"));
+        using var model = ModelLoader.Load(Fixtures.ModelPath("stories260K", "stories260K-f32.gguf"));
         using var scheduler = new ContinuousBatchScheduler(model, new SchedulerOptions { Slots = 4, ContextLength = 256, PrefillChunk = 16 }, _pool);
         int[][] prompts = [Prompt(1, 40), Prompt(2, 7), Prompt(3, 70), Prompt(4, 3), Prompt(5, 25)];
         const int count = 12;
@@ -59,7 +59,7 @@ public sealed class SchedulerTests : IDisposable
     [Fact]
     public async Task QueueLimitCancellationAndEndOfGeneration()
     {
-        using var model = ModelLoader.Load(Fixtures.ModelPath("qwen3", "qwen3-f32.gguf"));
+        using var model = ModelLoader.Load(Fixtures.ModelPath("stories260K", "stories260K-f32.gguf"));
         using var scheduler = new ContinuousBatchScheduler(model, new SchedulerOptions { Slots = 1, ContextLength = 128, MaxQueue = 1 }, _pool);
         using var cancel = new CancellationTokenSource();
         var first = scheduler.Submit(new GenerationRequest { Prompt = Prompt(1, 8), MaxTokens = 100 }, cancel.Token);
@@ -91,7 +91,7 @@ public sealed class SchedulerTests : IDisposable
     [Fact]
     public async Task EmbeddingsArePooledAndNormalised()
     {
-        using var model = ModelLoader.Load(Fixtures.ModelPath("qwen3", "qwen3-f32.gguf"));
+        using var model = ModelLoader.Load(Fixtures.ModelPath("stories260K", "stories260K-f32.gguf"));
         using var scheduler = new ContinuousBatchScheduler(model, new SchedulerOptions { Slots = 1, ContextLength = 128, PrefillChunk = 8 }, _pool);
         var vectors = await scheduler.EmbedAsync([Prompt(1, 20), Prompt(2, 5), Prompt(1, 20)], CancellationToken.None);
         Assert.Equal(3, vectors.Length);
@@ -101,22 +101,25 @@ public sealed class SchedulerTests : IDisposable
     }
 
     [Fact]
-    public void TaggedParserSplitsAcrossChunkBoundaries()
+    public void ChatMlOutputParserSplitsAcrossChunkBoundaries()
     {
-        var parser = new TaggedOutputParser(parseToolCalls: true);
-        string output = "<think>hmm</think>\n\nSure. <tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": 1}}\n</tool_call> <b>bold</b>";
+        var parser = new ChatMlFormatter().CreateParser("<|im_start|>assistant\n", toolsOffered: true);
+        string output = "<think>hmm</think>\n\nSure.<tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": 1}}\n</tool_call>";
         var deltas = new List<ChatDelta>();
         foreach (char c in output) deltas.AddRange(parser.Push(c.ToString()));
         deltas.AddRange(parser.Finish());
-        Assert.Equal("hmm", string.Concat(deltas.Where(d => d.Kind == ChatDeltaKind.Reasoning).Select(d => d.Text)));
-        Assert.Equal("Sure.  <b>bold</b>", string.Concat(deltas.Where(d => d.Kind == ChatDeltaKind.Content).Select(d => d.Text)));
-        var call = Assert.Single(deltas, d => d.Kind == ChatDeltaKind.ToolCall).Call!;
+        Assert.Equal("hmm", string.Concat(deltas.Where(d => d.Kind == ChatDeltaKind.Reasoning).Select(d => d.Text)).Trim());
+        Assert.Equal("Sure.", string.Concat(deltas.Where(d => d.Kind == ChatDeltaKind.Content).Select(d => d.Text)).Trim());
+        var calls = new ToolCallAccumulator();
+        foreach (var d in deltas.Where(d => d.Kind == ChatDeltaKind.ToolCall)) calls.Add(d);
+        var call = Assert.Single(calls.Calls);
         Assert.Equal("f", call.Name);
-        Assert.Equal("{\"x\": 1}", call.Arguments);
+        Assert.Equal(1, System.Text.Json.JsonDocument.Parse(call.Arguments).RootElement.GetProperty("x").GetInt32());
 
-        var plain = new TaggedOutputParser(parseToolCalls: false);
-        var text = plain.Push("a <tool_call>{}</tool_call> <thi").Concat(plain.Finish()).Select(d => d.Text);
-        Assert.Equal("a <tool_call>{}</tool_call> <thi", string.Concat(text));
+        // Without tools on offer, call syntax is plain text.
+        var plain = new ChatMlFormatter().CreateParser("", toolsOffered: false);
+        var text = plain.Push("a <tool_call>{}</tool_call>").Concat(plain.Finish()).Select(d => d.Text);
+        Assert.Equal("a <tool_call>{}</tool_call>", string.Concat(text));
     }
 
     public void Dispose() => _pool.Dispose();

@@ -108,11 +108,11 @@ public sealed class ScriptedEngine(Func<string, string> script) : IGenerationEng
 
     public Task DrainAsync(CancellationToken cancel) => Task.CompletedTask;
 
-    public static async Task<KaiyuanServer> StartAsync(ScriptedEngine engine, Func<ServerOptions, ServerOptions>? configure = null)
+    public static async Task<KaiyuanServer> StartAsync(ScriptedEngine engine, Func<ServerOptions, ServerOptions>? configure = null, IPromptFormatter? formatter = null)
     {
         var options = new ServerOptions { ModelPath = "scripted.gguf", Port = 0, Alias = "scripted", RequestLogging = false };
         if (configure is not null) options = configure(options);
-        var server = await KaiyuanServer.StartAsync(options, _ => new ModelRuntime("scripted", new CharCodec(), new ChatMlFormatter(), engine,
+        var server = await KaiyuanServer.StartAsync(options, _ => new ModelRuntime("scripted", new CharCodec(), formatter ?? new ChatMlFormatter(), engine,
             new ModelDescription("test", "F32", 0, 0, 4096, 2, null, new Dictionary<string, object>())));
         await server.WaitReadyAsync();
         return server;
