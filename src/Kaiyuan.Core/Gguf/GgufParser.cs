@@ -132,6 +132,9 @@ internal unsafe ref struct GgufParser
         };
     }
 
+    // Vocabularies hold 10^5 strings: compile the array and string readers fully optimized at once rather than
+    // running them as tier-0 code during the one call that matters.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private GgufArray ReadArray(string key, int depth)
     {
         if (depth >= MaxNesting) throw Fail($"metadata key '{key}' nests arrays deeper than {MaxNesting}");
@@ -184,6 +187,7 @@ internal unsafe ref struct GgufParser
         return b <= 1 ? b == 1 : throw Fail($"metadata key '{key}' has a bool byte of {b}");
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private string ReadString()
     {
         ulong len = ReadUInt64();
