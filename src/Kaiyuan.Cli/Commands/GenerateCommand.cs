@@ -20,13 +20,7 @@ public static class GenerateCommand
         var model = Arguments.Model();
         var prompt = new Option<string>("--prompt", "-p") { Description = "Prompt text (BOS added as the model's metadata says)" };
         var promptIds = new Option<string>("--prompt-ids") { Description = "Prompt as token ids, e.g. 1,50,100 (used as given)" };
-        var count = new Option<int>("--n-predict", "-n") { Description = "Tokens to generate (-1: until end of generation or a full context)", DefaultValueFactory = _ => -1 };
-        var temp = new Option<float>("--temp") { Description = "Temperature (0 = greedy)", DefaultValueFactory = _ => 0.8f };
-        var topK = new Option<int>("--top-k") { DefaultValueFactory = _ => 40 };
-        var topP = new Option<float>("--top-p") { DefaultValueFactory = _ => 0.95f };
-        var minP = new Option<float>("--min-p") { DefaultValueFactory = _ => 0.05f };
-        var repeat = new Option<float>("--repeat-penalty") { DefaultValueFactory = _ => 1.0f };
-        var seed = new Option<ulong?>("--seed", "-s") { Description = "Random seed (same seed, same output)" };
+        var sampling = new SamplingArguments();
         var threads = Arguments.Threads();
         var ctxSize = Arguments.ContextSize();
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of streaming text" };
@@ -35,20 +29,16 @@ public static class GenerateCommand
         var ignoreEos = new Option<bool>("--ignore-eos") { Description = "Do not stop at end-of-generation tokens" };
         var cmd = new Command("generate", "Generate text from a prompt")
         {
-            model, prompt, promptIds, count, temp, topK, topP, minP, repeat, seed, threads, ctxSize, json, logits, ignoreEos, cacheType,
+            model, prompt, promptIds, threads, ctxSize, json, logits, ignoreEos, cacheType,
         };
+        sampling.AddTo(cmd);
         cmd.Validators.Add(r =>
         {
             if ((r.GetValue(prompt) is null) == (r.GetValue(promptIds) is null)) r.AddError("give exactly one of --prompt and --prompt-ids");
         });
         cmd.SetAction(p =>
         {
-            var sampling = new SamplerOptions
-            {
-                Temperature = p.GetValue(temp), TopK = p.GetValue(topK), TopP = p.GetValue(topP), MinP = p.GetValue(minP),
-                RepeatPenalty = p.GetValue(repeat), Seed = p.GetValue(seed),
-            };
-            return Run(StoreCommands.ResolveModel(p, p.GetValue(model)!), p.GetValue(prompt), p.GetValue(promptIds), p.GetValue(count), sampling,
+            return Run(StoreCommands.ResolveModel(p, p.GetValue(model)!), p.GetValue(prompt), p.GetValue(promptIds), p.GetValue(sampling.Count), sampling.Read(p),
                 p.GetValue(threads), p.GetValue(ctxSize), p.GetValue(json), p.GetValue(logits), p.GetValue(ignoreEos),
                 Arguments.ParseCacheType(p.GetValue(cacheType)));
         });

@@ -30,31 +30,18 @@ public static class RunCommand
         var model = new Argument<string>("model") { Description = "A store reference (e.g. qwen2.5:0.5b, hf.co/OWNER/REPO:Q4_K_M) or a GGUF file path" };
         var prompt = new Option<string>("--prompt", "-p") { Description = "Answer this once and exit (piped stdin works too)" };
         var system = new Option<string>("--system") { Description = "System message (chat templates only)" };
-        var count = new Option<int>("--n-predict", "-n") { Description = "Tokens per answer at most (-1: until end of generation)", DefaultValueFactory = _ => -1 };
-        var temp = new Option<float>("--temp") { Description = "Temperature (0 = greedy)", DefaultValueFactory = _ => 0.8f };
-        var topK = new Option<int>("--top-k") { DefaultValueFactory = _ => 40 };
-        var topP = new Option<float>("--top-p") { DefaultValueFactory = _ => 0.95f };
-        var minP = new Option<float>("--min-p") { DefaultValueFactory = _ => 0.05f };
-        var repeat = new Option<float>("--repeat-penalty") { DefaultValueFactory = _ => 1.0f };
-        var seed = new Option<ulong?>("--seed", "-s") { Description = "Random seed (same seed, same output)" };
+        var samplingArgs = new SamplingArguments();
         var threads = Arguments.Threads();
         var ctxSize = Arguments.ContextSize();
         var cacheType = Arguments.CacheType();
         var cmd = new Command("run", "Chat with a model in the terminal (or answer one prompt with -p)")
         {
-            model, prompt, system, count, temp, topK, topP, minP, repeat, seed, threads, ctxSize, cacheType,
+            model, prompt, system, threads, ctxSize, cacheType,
         };
+        samplingArgs.AddTo(cmd);
         cmd.SetAction(p =>
         {
-            var sampling = new SamplerOptions
-            {
-                Temperature = p.GetValue(temp),
-                TopK = p.GetValue(topK),
-                TopP = p.GetValue(topP),
-                MinP = p.GetValue(minP),
-                RepeatPenalty = p.GetValue(repeat),
-                Seed = p.GetValue(seed),
-            };
+            var sampling = samplingArgs.Read(p);
             string path = StoreCommands.ResolveOrPull(p, p.GetValue(model)!);
             using var file = GgufFile.Open(path);
             using var loaded = ModelLoader.Load(file);
@@ -63,7 +50,7 @@ public static class RunCommand
             var tokenizer = Tokenizer.FromGguf(file.Metadata);
             var codec = TokenCodec.For(tokenizer);
             var format = PromptFormats.For(file.Metadata, tokenizer);
-            var chat = new ChatLoop(session, codec, format) { Sampling = sampling, System = p.GetValue(system), MaxTokens = p.GetValue(count) };
+            var chat = new ChatLoop(session, codec, format) { Sampling = sampling, System = p.GetValue(system), MaxTokens = p.GetValue(samplingArgs.Count) };
 
             if (p.GetValue(prompt) is { } once) return AnswerOnce(chat, once);
             if (Console.IsInputRedirected)
