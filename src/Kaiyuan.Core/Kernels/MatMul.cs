@@ -26,6 +26,7 @@ public static unsafe class MatMul
         fixed (byte* act = scratch)
         fixed (float* output = y)
         {
+            using var scope = pool.Enter();
             var job = pool.Job<Job>();
             job.Set(w, act, actBytes, output, tokens);
             pool.Run(job, w.Rows, minChunk: 16);

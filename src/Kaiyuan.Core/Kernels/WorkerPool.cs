@@ -57,9 +57,28 @@ public sealed class WorkerPool : IDisposable
     /// <summary>Managed bytes allocated so far on the pool's own worker threads (for allocation tests).</summary>
     public long WorkerAllocatedBytes => _workerAllocated.Sum();
 
-    /// <summary>The pool's reusable instance of a job type.</summary>
+    private readonly object _gate = new();
+
+    /// <summary>
+    /// Holds the pool for one caller: operations from several threads (sessions sharing a pool) run one after another
+    /// instead of trampling the pool's reusable jobs. Take it around <see cref="Job{T}"/>, the job's setup and
+    /// <see cref="Run"/>. Re-entrant, allocation-free.
+    /// </summary>
+    public Scope Enter()
+    {
+        Monitor.Enter(_gate);
+        return new Scope(_gate);
+    }
+
+    public readonly ref struct Scope(object gate)
+    {
+        public void Dispose() => Monitor.Exit(gate);
+    }
+
+    /// <summary>The pool's reusable instance of a job type; call it inside <see cref="Enter"/>.</summary>
     public T Job<T>() where T : class, IParallelJob, new()
     {
+        if (!Monitor.IsEntered(_gate)) throw new InvalidOperationException("WorkerPool.Job needs the pool held (WorkerPool.Enter)");
         int id = JobId<T>.Value;
         if (id >= _jobs.Length) Array.Resize(ref _jobs, Math.Max(id + 1, _jobs.Length * 2));
         return (T)(_jobs[id] ??= new T());
@@ -68,6 +87,7 @@ public sealed class WorkerPool : IDisposable
     /// <summary>Runs <paramref name="job"/> over [0, count) in chunks of at least <paramref name="minChunk"/> indices.</summary>
     public void Run(IParallelJob job, int count, int minChunk = 1)
     {
+        using var scope = Enter();
         int chunks = Math.Min(Threads, Math.Max(1, count / Math.Max(1, minChunk)));
         if (chunks <= 1 || _disposed)
         {

@@ -20,6 +20,7 @@ public static class AttentionKernel
         var scores = ws.Array(Buf.Scores, pool.Threads * maxLen);
         int group = heads / headsKv;
 
+        using var scope = pool.Enter();
         var job = pool.Job<Job>();
         job.Set(batch, cache, layer, q, qStride, heads, group, dimK, dimV, keyOffset, valueOffset, scale, output, scores, maxLen);
         pool.Run(job, n * heads);
