@@ -28,7 +28,7 @@ internal sealed class RawPromptFormat : IPromptFormat
 /// is already in it, streams the answer, and keeps the reply for the next turn. Ctrl-C (<see cref="Cancel"/>) stops the
 /// current answer only.
 /// </summary>
-internal sealed class ChatLoop(InferenceSession session, TextCodec codec, IPromptFormat format)
+internal sealed class ChatLoop(InferenceSession session, TokenCodec codec, IPromptFormat format)
 {
     private readonly List<ChatMessage> _messages = [];
     private readonly List<int> _cached = [];

@@ -32,7 +32,7 @@ public static class QuantizeCommand
                 return 0;
             }
             var bar = new ProgressBar("quantizing", bytes: false);
-            var quantizer = new ModelQuantizer { Threads = p.GetValue(threads), Progress = bar.Report, QuantizeRow = RowQuantizers.ForMix(mix) };
+            var quantizer = new ModelQuantizer { Threads = p.GetValue(threads), Progress = bar.Report };
             var clock = Stopwatch.StartNew();
             IReadOnlyList<TensorPlan> done;
             try

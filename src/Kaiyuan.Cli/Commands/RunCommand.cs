@@ -12,6 +12,7 @@ namespace Kaiyuan.Cli.Commands;
 /// <summary>
 /// <c>kaiyuan run MODEL</c>: chat in the terminal with the model's own chat template (or, for a model without one, complete
 /// each input as a raw prompt, as llama.cpp's completion mode does). <c>-p</c> (or piped stdin) answers once and exits.
+/// A store reference that is not pulled yet is pulled first.
 /// </summary>
 public static class RunCommand
 {
@@ -47,18 +48,21 @@ public static class RunCommand
         {
             var sampling = new SamplerOptions
             {
-                Temperature = p.GetValue(temp), TopK = p.GetValue(topK), TopP = p.GetValue(topP), MinP = p.GetValue(minP),
-                RepeatPenalty = p.GetValue(repeat), Seed = p.GetValue(seed),
+                Temperature = p.GetValue(temp),
+                TopK = p.GetValue(topK),
+                TopP = p.GetValue(topP),
+                MinP = p.GetValue(minP),
+                RepeatPenalty = p.GetValue(repeat),
+                Seed = p.GetValue(seed),
             };
-            string path = StoreCommands.ResolveModel(p, p.GetValue(model)!);
+            string path = StoreCommands.ResolveOrPull(p, p.GetValue(model)!);
             using var file = GgufFile.Open(path);
             using var loaded = ModelLoader.Load(file);
             using var pool = new WorkerPool(p.GetValue(threads));
             var session = new InferenceSession(loaded, p.GetValue(ctxSize), pool, cacheType: Arguments.ParseCacheType(p.GetValue(cacheType)));
             var tokenizer = Tokenizer.FromGguf(file.Metadata);
-            var codec = TextCodec.For(tokenizer);
-            var format = PromptFormats.For(file.Metadata, tokenizer, out var note);
-            if (note is not null) Console.Error.WriteLine(note);
+            var codec = TokenCodec.For(tokenizer);
+            var format = PromptFormats.For(file.Metadata, tokenizer);
             var chat = new ChatLoop(session, codec, format) { Sampling = sampling, System = p.GetValue(system), MaxTokens = p.GetValue(count) };
 
             if (p.GetValue(prompt) is { } once) return AnswerOnce(chat, once);

@@ -22,31 +22,54 @@ public static class StoreCommands
         var cmd = new Command("pull", "Download a GGUF model from the Hugging Face Hub into the local store (HF_TOKEN, HF_ENDPOINT honoured)") { reference };
         cmd.SetAction(async (p, ct) =>
         {
-            var store = StoreOf(p);
-            using var hub = new HubClient(HubOptions.FromEnvironment());
-            var bar = new ProgressBar("pulling");
-            var puller = new ModelPuller(store, hub, ModelCatalog.For(store))
-            {
-                Progress = bar.Report,
-                Log = message =>
-                {
-                    bar.Finish();
-                    Console.Error.WriteLine(message);
-                },
-            };
-            try
-            {
-                var m = await puller.PullAsync(p.GetValue(reference)!, ct);
-                bar.Finish();
-                Console.Out.WriteLine($"pulled {m.Reference} ({InfoCommand.Size(m.Size)}, sha256 {m.Sha256[..12]})");
-                return 0;
-            }
-            finally
-            {
-                bar.Finish();
-            }
+            var m = await PullAsync(StoreOf(p), p.GetValue(reference)!, ct);
+            Console.Out.WriteLine($"pulled {m.Reference} ({InfoCommand.Size(m.Size)}, sha256 {m.Sha256[..12]})");
+            return 0;
         });
         return cmd;
+    }
+
+    /// <summary>Pulls a reference into the store with a progress bar and notes on stderr.</summary>
+    internal static async Task<StoreManifest> PullAsync(ModelStore store, string reference, CancellationToken ct)
+    {
+        using var hub = new HubClient(HubOptions.FromEnvironment());
+        var bar = new ProgressBar("pulling");
+        var puller = new ModelPuller(store, hub, ModelCatalog.For(store))
+        {
+            Progress = bar.Report,
+            Log = message =>
+            {
+                bar.Finish();
+                Console.Error.WriteLine(message);
+            },
+        };
+        try
+        {
+            return await puller.PullAsync(reference, ct);
+        }
+        finally
+        {
+            bar.Finish();
+        }
+    }
+
+    /// <summary>
+    /// A model argument resolved to a GGUF path, pulling it first when it is a store reference not pulled yet (as
+    /// <c>ollama run</c> does).
+    /// </summary>
+    internal static string ResolveOrPull(ParseResult p, string refOrPath)
+    {
+        var store = StoreOf(p);
+        try
+        {
+            return ModelReference.Resolve(refOrPath, store);
+        }
+        catch (ModelNotFoundException) when (ModelReference.TryParse(refOrPath, ModelCatalog.For(store)) is not null)
+        {
+            Console.Error.WriteLine($"{refOrPath} is not in the local store; pulling it");
+            PullAsync(store, refOrPath, CancellationToken.None).GetAwaiter().GetResult();
+            return ModelReference.Resolve(refOrPath, store);
+        }
     }
 
     public static Command List()

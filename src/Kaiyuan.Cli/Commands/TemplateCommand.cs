@@ -27,7 +27,7 @@ public static class TemplateCommand
             var io = p.InvocationConfiguration;
             try
             {
-                string prompt = Render(p.GetValue(model) is { } m ? StoreCommands.ResolveModel(p, m) : null, p.GetValue(template), p.GetValue(messages)!, p.GetValue(tools), !p.GetValue(noGen),
+                string prompt = Render(p.GetValue(model), m => StoreCommands.ResolveModel(p, m), p.GetValue(template), p.GetValue(messages)!, p.GetValue(tools), !p.GetValue(noGen),
                     p.GetValue(vars) ?? [], p.GetValue(bos), p.GetValue(eos));
                 io.Output.Write(prompt);
                 io.Output.Flush();
@@ -44,11 +44,12 @@ public static class TemplateCommand
 
     private static string OneLine(string s) => s.ReplaceLineEndings(" ");
 
-    private static string Render(string? model, string? templateFile, string messagesFile, string? toolsFile, bool addGenerationPrompt,
-        string[] vars, string? bos, string? eos)
+    private static string Render(string? model, Func<string, string> resolveModel, string? templateFile, string messagesFile, string? toolsFile,
+        bool addGenerationPrompt, string[] vars, string? bos, string? eos)
     {
         if ((model is null) == (templateFile is null))
             throw new ArgumentException("give exactly one of -m MODEL or --template FILE.jinja");
+        if (model is not null) model = resolveModel(model);
         string source;
         string modelBos = "", modelEos = "";
         if (templateFile != null)

@@ -19,8 +19,10 @@ public sealed class ModelQuantizer
     /// <summary>GGML's quantization format version, written to <c>general.quantization_version</c>.</summary>
     public const uint QuantizationVersion = 2;
 
-    /// <summary>Writes rows of block-quantized types; F32, F16 and BF16 are converted here.</summary>
-    public RowQuantizer? QuantizeRow { get; init; }
+    /// <summary>Writes rows of block-quantized types (llama.cpp's reference quantizers by default); F32, F16 and BF16 are converted here.</summary>
+    public RowQuantizer QuantizeRow { get; init; } = Tensors.Quantize.Row;
+    /// <summary>Which block types <see cref="QuantizeRow"/> can write.</summary>
+    public Func<GgmlType, bool> CanQuantize { get; init; } = Tensors.Quantize.IsSupported;
     public int Threads { get; init; } = Environment.ProcessorCount;
     /// <summary>Elements converted so far and in all.</summary>
     public Action<long, long>? Progress { get; init; }
@@ -32,8 +34,8 @@ public sealed class ModelQuantizer
         foreach (var p in plan.Where(p => p.Convert))
         {
             if (!GgmlTypeInfo.IsKnown(p.Tensor.Type)) throw new NotSupportedException($"tensor '{p.Tensor.Name}' has type {p.Tensor.Type}, which cannot be read");
-            if (!IsFloat(p.Type) && QuantizeRow is null)
-                throw new NotSupportedException($"writing {p.Type} needs a row quantizer, which this build lacks");
+            if (!IsFloat(p.Type) && !CanQuantize(p.Type))
+                throw new NotSupportedException($"tensor '{p.Tensor.Name}' would be {p.Type}{(p.Note is null ? "" : $" ({p.Note})")}, which this build cannot write");
         }
 
         var writer = new GgufWriter { Alignment = input.Alignment };
@@ -99,7 +101,7 @@ public sealed class ModelQuantizer
                     case GgmlType.F32: MemoryMarshal.AsBytes(row.AsSpan()).CopyTo(dst); break;
                     case GgmlType.F16: ToF16(row, dst); break;
                     case GgmlType.BF16: ToBf16(row, dst); break;
-                    default: QuantizeRow!(type, row, dst); break;
+                    default: QuantizeRow(type, row, dst); break;
                 }
             });
             stream.Write(batch, 0, count * outRowBytes);

@@ -50,6 +50,126 @@ public sealed class RunTests
         Assert.Equal(generate.Out, run.Out);
     }
 
+    /// <summary>A copy of aidreams260K with a chat template, in the temp folder.</summary>
+    private static string WithTemplate(string template)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"kaiyuan-run-chat-{Guid.NewGuid():N}.gguf");
+        using var source = GgufFile.Open(Aidreams);
+        var writer = new GgufWriter { Alignment = source.Alignment };
+        foreach (var (key, value) in source.Metadata.Entries) writer.Metadata.Set(key, value);
+        writer.Metadata.Set("tokenizer.chat_template", GgufValue.Of(template));
+        foreach (var t in source.Tensors) writer.AddTensor(t.Name, t.Type, t.Dimensions, s => s.Write(t.Bytes));
+        writer.Write(path);
+        return path;
+    }
+
+    [Fact]
+    public void ASecondTurnSeesTheFirstAndMatchesAFreshEvaluation()
+    {
+        const string template = "{% for m in messages %}<s>{{ m.role }}</s>{{ m.content }}</s>{% endfor %}{% if add_generation_prompt %}<s>assistant</s>{% endif %}";
+        var chatModel = WithTemplate(template);
+        try
+        {
+            using var model = ModelLoader.Load(chatModel);
+            using var pool = new WorkerPool(1);
+            var tokenizer = Tokenizer.FromGguf(model.File.Metadata);
+            var format = PromptFormats.For(model.File.Metadata, tokenizer);
+            Assert.True(format.IsChat);
+            var greedy = new SamplerOptions { Temperature = 0 };
+            var chat = new ChatLoop(new InferenceSession(model, 0, pool), TokenCodec.For(tokenizer), format) { Sampling = greedy, MaxTokens = 12 };
+            var stats = new StringWriter();
+            string first = chat.Answer("In my dream", TextWriter.Null, stats);
+            string second = chat.Answer("The data flows", TextWriter.Null, stats);
+
+            var history = new List<ChatMessage> { new("user", "In my dream"), new("assistant", first), new("user", "The data flows") };
+            var fresh = new ChatLoop(new InferenceSession(model, 0, pool), TokenCodec.For(tokenizer), new RawPromptFormat()) { Sampling = greedy, MaxTokens = 12 };
+            Assert.Equal(fresh.Answer(format.Render(history), TextWriter.Null, null), second);
+        }
+        finally
+        {
+            File.Delete(chatModel);
+        }
+    }
+
+    /// <summary>A chat format for the cache-reuse test: role markers around the messages.</summary>
+    private sealed class MarkerFormat : IPromptFormat
+    {
+        public bool IsChat => true;
+        public string Render(IReadOnlyList<ChatMessage> messages) =>
+            string.Concat(messages.Select(m => $"[{m.Role}]{m.Content}")) + "[assistant]";
+    }
+
+    [Fact]
+    public void ReusingTheCacheAcrossTurnsGivesWhatAFreshEvaluationGives()
+    {
+        // One token per character (ids below the vocabulary size), so a reply re-encodes to the tokens generated and
+        // the second turn's prompt extends what the cache holds.
+        var codec = new TokenCodec
+        {
+            Encode = text => text.Select(c => (int)c % 512).ToArray(),
+            Decode = ids => new string(ids.Select(i => (char)i).ToArray()),
+            CreateDecoder = () => id => ((char)id).ToString(),
+        };
+        using var model = ModelLoader.Load(Aidreams);
+        using var pool = new WorkerPool(1);
+        var greedy = new SamplerOptions { Temperature = 0 };
+        var format = new MarkerFormat();
+        var chat = new ChatLoop(new InferenceSession(model, 0, pool), codec, format) { Sampling = greedy, MaxTokens = 10, System = "hi" };
+        var stats = new StringWriter();
+        string first = chat.Answer("In my dream", TextWriter.Null, stats);
+        string second = chat.Answer("The data flows", TextWriter.Null, stats);
+        Assert.Contains("reused", stats.ToString());
+
+        var history = new List<ChatMessage> { new("system", "hi"), new("user", "In my dream"), new("assistant", first), new("user", "The data flows") };
+        var fresh = new ChatLoop(new InferenceSession(model, 0, pool), codec, new RawPromptFormat()) { Sampling = greedy, MaxTokens = 10 };
+        Assert.Equal(fresh.Answer(format.Render(history), TextWriter.Null, null), second);
+
+        chat.Clear();
+        Assert.Equal(first, chat.Answer("In my dream", TextWriter.Null, null));
+    }
+
+    [Fact]
+    public void AChatTemplateShapesThePrompt()
+    {
+        const string template = "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}";
+        var chatModel = WithTemplate(template);
+        try
+        {
+            var chat = ConsoleRunner.Run("run", chatModel, "-p", "In my dream", "--temp", "0", "-n", "24", "--threads", "1", "--system", "be brief");
+            Assert.True(chat.Code == 0, chat.Err);
+            var raw = ConsoleRunner.Run("run", Aidreams, "-p", "system: be brief\nuser: In my dream\nassistant:", "--temp", "0", "-n", "24", "--threads", "1");
+            Assert.Equal(raw.Out, chat.Out);
+            var plain = ConsoleRunner.Run("run", Aidreams, "-p", "In my dream", "--temp", "0", "-n", "24", "--threads", "1");
+            Assert.NotEqual(plain.Out, chat.Out);
+        }
+        finally
+        {
+            File.Delete(chatModel);
+        }
+    }
+
+    [Fact]
+    public void RunPullsAReferenceThatIsNotInTheStore()
+    {
+        using var hub = new FakeHub();
+        hub.Add("kaiyuan-test/dreams-GGUF", new FakeHub.FakeFile("aidreams260K-F32.gguf", File.ReadAllBytes(Aidreams)));
+        using var temp = new TempStore();
+        var previous = Environment.GetEnvironmentVariable("HF_ENDPOINT");
+        Environment.SetEnvironmentVariable("HF_ENDPOINT", hub.Endpoint);
+        try
+        {
+            var r = ConsoleRunner.Run("run", "hf.co/kaiyuan-test/dreams-GGUF:f32", "--store", temp.Store.Root, "-p", "In my dream", "--temp", "0", "-n", "16", "--threads", "1");
+            Assert.True(r.Code == 0, r.Err);
+            Assert.Contains("pulling it", r.Err);
+            Assert.StartsWith(", as I sense", r.Out);
+            Assert.Single(temp.Store.List());
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("HF_ENDPOINT", previous);
+        }
+    }
+
     [Fact]
     public void InteractiveLoopHandlesCommandsAndAnswers()
     {
@@ -57,7 +177,7 @@ public sealed class RunTests
         using var pool = new WorkerPool(1);
         var session = new InferenceSession(model, 0, pool);
         var tokenizer = Tokenizer.FromGguf(Aidreams);
-        var chat = new ChatLoop(session, TextCodec.For(tokenizer), new RawPromptFormat()) { Sampling = new SamplerOptions() };
+        var chat = new ChatLoop(session, TokenCodec.For(tokenizer), new RawPromptFormat()) { Sampling = new SamplerOptions() };
         var input = new StringReader("/set temperature 0\n/set num_predict 8\n/set top_k x\nIn my \\\ndream\n/show\n/clear\nIn my dream\n/bye\nnever read\n");
         var output = new StringWriter();
         var messages = new StringWriter();
