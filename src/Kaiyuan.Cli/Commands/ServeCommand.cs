@@ -163,7 +163,8 @@ public static class ServeCommand
             int tokens = 0;
             while (await reader.ReadLineAsync() is { } line)
             {
-                if (!line.StartsWith("data: {", StringComparison.Ordinal)) continue;
+                // Only the last chunk carries usage; skipping the others keeps the client's own work small.
+                if (!line.StartsWith("data: {", StringComparison.Ordinal) || !line.Contains("\"usage\":{", StringComparison.Ordinal)) continue;
                 using var doc = JsonDocument.Parse(line[6..]);
                 if (doc.RootElement.TryGetProperty("usage", out var usage) && usage.ValueKind == JsonValueKind.Object)
                     tokens = usage.GetProperty("completion_tokens").GetInt32();

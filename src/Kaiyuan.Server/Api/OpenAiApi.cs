@@ -172,7 +172,7 @@ public static class OpenAiApi
         }
         Collect(parser.Finish());
         var calls = accumulator.Calls;
-        var message = new JsonObject { ["role"] = "assistant", ["content"] = calls.Count > 0 && content.Length == 0 ? null : content.ToString() };
+        var message = new JsonObject { ["role"] = "assistant", ["content"] = calls.Count > 0 && string.IsNullOrWhiteSpace(content.ToString()) ? null : content.ToString() };
         if (reasoning.Length > 0) message["reasoning_content"] = reasoning.ToString();
         if (calls.Count > 0) message["tool_calls"] = new JsonArray(calls.Select(c => (JsonNode)ToolCallJson(c)).ToArray());
         await HttpOutput.Json(http, new JsonObject
