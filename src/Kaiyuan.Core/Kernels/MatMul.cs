@@ -18,6 +18,7 @@ public static unsafe class MatMul
     /// <param name="scratch">at least <see cref="ScratchBytes"/> bytes.</param>
     public static void Multiply(QuantMatrix w, ReadOnlySpan<float> x, int tokens, Span<float> y, Span<byte> scratch, WorkerPool pool)
     {
+        QuantizedDot.CheckRows(w.Type, w.Columns);
         var actType = QuantizedDot.ActivationType(w.Type);
         int actBytes = (int)GgmlTypeInfo.RowBytes(actType, w.Columns);
         for (int t = 0; t < tokens; t++)
@@ -51,12 +52,29 @@ public static unsafe class MatMul
         public void Run(int start, int end, int worker)
         {
             var w = _w;
-            for (int r = start; r < end; r++)
+            var type = w.Type;
+            int n = w.Columns, rowBytes = w.RowBytes, actBytes = _actBytes, tokens = _tokens;
+            long rows = w.Rows;
+            int t4 = QuantizedDot.HasDot4(type) ? tokens & ~3 : 0;
+            // A block of weight rows stays in cache while every group of four activation rows passes over it.
+            for (int r0 = start; r0 < end; r0 += RowBlock)
             {
-                var row = w.Row(r);
-                for (int t = 0; t < _tokens; t++)
-                    _y[(long)t * w.Rows + r] = QuantizedDot.VecDot(w.Type, row, new ReadOnlySpan<byte>(_act + (long)t * _actBytes, _actBytes), w.Columns);
+                int r1 = Math.Min(end, r0 + RowBlock);
+                for (int t = 0; t < t4; t += 4)
+                {
+                    byte* act = _act + (long)t * actBytes;
+                    for (int r = r0; r < r1; r++)
+                        QuantizedDot.Dot4(type, w.Data + (long)r * rowBytes, act, actBytes, n, _y + t * rows + r, rows);
+                }
+                for (int t = t4; t < tokens; t++)
+                {
+                    byte* act = _act + (long)t * actBytes;
+                    for (int r = r0; r < r1; r++)
+                        _y[t * rows + r] = QuantizedDot.DotUnchecked(type, w.Data + (long)r * rowBytes, rowBytes, act, actBytes, n);
+                }
             }
         }
+
+        private const int RowBlock = 16;
     }
 }
