@@ -16,18 +16,45 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>
     /// <c>output[j * outputStride] = Dot(x, y + j * activationStride)</c> for j = 0..3, where <paramref name="y"/> holds
-    /// four Q8_0 activation rows <paramref name="activationStride"/> bytes apart.
+    /// four Q8_0 activation rows <paramref name="activationStride"/> bytes apart and <paramref name="yScales"/> their
+    /// block scales as floats (row j's at <c>j * n / 32</c>), converted once per matrix instead of once per weight row.
     /// </summary>
-    public static void Dot4(GgmlType weightType, byte* x, byte* y, int activationStride, int n, bool vnni, float* output, long outputStride)
+    public static void Dot4(GgmlType weightType, byte* x, byte* y, float* yScales, int activationStride, int n, bool vnni, float* output, long outputStride)
     {
         int blocks = n / BlockLayouts.QK;
         switch (weightType)
         {
-            case GgmlType.Q8_0: Tile4<Q8Block>(x, y, activationStride, blocks, vnni, output, outputStride); break;
-            case GgmlType.Q4_0: Tile4<Q4Block>(x, y, activationStride, blocks, vnni, output, outputStride); break;
-            case GgmlType.Q5_0: Tile4<Q5Block>(x, y, activationStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q8_0: Tile4<Q8Block>(x, y, yScales, activationStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q4_0: Tile4<Q4Block>(x, y, yScales, activationStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q5_0: Tile4<Q5Block>(x, y, yScales, activationStride, blocks, vnni, output, outputStride); break;
             default: throw new NotSupportedException($"No four-row dot for {weightType}.");
         }
+    }
+
+    /// <summary>The single-row dot with the activation block scales given as floats (see <see cref="Dot4"/>).</summary>
+    public static float Dot1(GgmlType weightType, byte* x, byte* y, float* yScales, int n, bool vnni)
+    {
+        int blocks = n / BlockLayouts.QK;
+        return weightType switch
+        {
+            GgmlType.Q8_0 => Tile1<Q8Block>(x, y, yScales, blocks, vnni),
+            GgmlType.Q4_0 => Tile1<Q4Block>(x, y, yScales, blocks, vnni),
+            GgmlType.Q5_0 => Tile1<Q5Block>(x, y, yScales, blocks, vnni),
+            _ => throw new NotSupportedException($"No scaled dot for {weightType}."),
+        };
+    }
+
+    private static float Tile1<T>(byte* x, byte* y, float* ys, int blocks, bool vnni) where T : struct, IBlock32
+    {
+        var acc = Vector256<float>.Zero;
+        for (int b = 0; b < blocks; b++, x += T.Size, y += BlockLayouts.Q8_0.Size)
+        {
+            Vector256<sbyte> qx = T.Quants(x);
+            Vector256<byte> absX = Avx2.Sign(qx, qx).AsByte();
+            acc = BlockFma(Half(x) * ys[b], SumProductsUnsigned(absX, Avx2.Sign(Vector256.Load((sbyte*)(y + BlockLayouts.Q8_0.Qs)), qx), vnni), acc);
+        }
+
+        return HorizontalSum(acc);
     }
 
     private interface IBlock32
@@ -66,8 +93,9 @@ internal static unsafe partial class Avx2Dot
         }
     }
 
-    private static void Tile4<T>(byte* x, byte* y, int stride, int blocks, bool vnni, float* output, long outputStride) where T : struct, IBlock32
+    private static void Tile4<T>(byte* x, byte* y, float* ys, int stride, int blocks, bool vnni, float* output, long outputStride) where T : struct, IBlock32
     {
+        float* s0 = ys, s1 = ys + blocks, s2 = ys + 2 * blocks, s3 = ys + 3 * blocks;
         var a0 = Vector256<float>.Zero;
         var a1 = Vector256<float>.Zero;
         var a2 = Vector256<float>.Zero;
@@ -80,10 +108,10 @@ internal static unsafe partial class Avx2Dot
             // SumProductsSigned with the weight side hoisted: |x| once, the sign of x moved onto each activation row.
             Vector256<byte> absX = Avx2.Sign(qx, qx).AsByte();
             float dx = Half(x);
-            a0 = BlockFma(dx * Half(y0), SumProductsUnsigned(absX, Avx2.Sign(Vector256.Load((sbyte*)(y0 + BlockLayouts.Q8_0.Qs)), qx), vnni), a0);
-            a1 = BlockFma(dx * Half(y1), SumProductsUnsigned(absX, Avx2.Sign(Vector256.Load((sbyte*)(y1 + BlockLayouts.Q8_0.Qs)), qx), vnni), a1);
-            a2 = BlockFma(dx * Half(y2), SumProductsUnsigned(absX, Avx2.Sign(Vector256.Load((sbyte*)(y2 + BlockLayouts.Q8_0.Qs)), qx), vnni), a2);
-            a3 = BlockFma(dx * Half(y3), SumProductsUnsigned(absX, Avx2.Sign(Vector256.Load((sbyte*)(y3 + BlockLayouts.Q8_0.Qs)), qx), vnni), a3);
+            a0 = BlockFma(dx * s0[b], SumProductsUnsigned(absX, Avx2.Sign(Vector256.Load((sbyte*)(y0 + BlockLayouts.Q8_0.Qs)), qx), vnni), a0);
+            a1 = BlockFma(dx * s1[b], SumProductsUnsigned(absX, Avx2.Sign(Vector256.Load((sbyte*)(y1 + BlockLayouts.Q8_0.Qs)), qx), vnni), a1);
+            a2 = BlockFma(dx * s2[b], SumProductsUnsigned(absX, Avx2.Sign(Vector256.Load((sbyte*)(y2 + BlockLayouts.Q8_0.Qs)), qx), vnni), a2);
+            a3 = BlockFma(dx * s3[b], SumProductsUnsigned(absX, Avx2.Sign(Vector256.Load((sbyte*)(y3 + BlockLayouts.Q8_0.Qs)), qx), vnni), a3);
         }
 
         output[0] = HorizontalSum(a0);

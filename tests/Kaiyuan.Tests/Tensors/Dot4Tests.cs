@@ -9,7 +9,7 @@ public sealed unsafe class Dot4Tests
     [InlineData(GgmlType.Q8_0)]
     [InlineData(GgmlType.Q4_0)]
     [InlineData(GgmlType.Q5_0)]
-    public void FourRowDotIsBitIdenticalToSingleRowDot(GgmlType type)
+    public void FourRowAndScaledDotsAreBitIdenticalToSingleRowDot(GgmlType type)
     {
         if (!QuantizedDot.HasDot4(type)) Assert.Skip("no AVX2 on this machine");
         const int n = 320;
@@ -26,15 +26,20 @@ public sealed unsafe class Dot4Tests
             QuantizedDot.QuantizeActivations(GgmlType.Q8_0, x, act.AsSpan(j * actBytes, actBytes));
         }
         var output = new float[4 * 3];
+        var scales = new float[4 * n / 32];
         fixed (byte* pw = w)
         fixed (byte* pa = act)
         fixed (float* po = output)
+        fixed (float* ps = scales)
         {
-            QuantizedDot.Dot4(type, pw, pa, actBytes, n, po, 3);
+            for (int j = 0; j < 4; j++) QuantizedDot.ActivationScales(pa + j * actBytes, n, ps + j * n / 32);
+            QuantizedDot.Dot4(type, pw, pa, ps, actBytes, n, po, 3);
             for (int j = 0; j < 4; j++)
             {
                 float single = QuantizedDot.VecDot(type, w, act.AsSpan(j * actBytes, actBytes), n);
                 Assert.Equal(BitConverter.SingleToInt32Bits(single), BitConverter.SingleToInt32Bits(output[j * 3]));
+                float one = QuantizedDot.Dot1(type, pw, pa + j * actBytes, ps + j * n / 32, n);
+                Assert.Equal(BitConverter.SingleToInt32Bits(single), BitConverter.SingleToInt32Bits(one));
             }
         }
     }
