@@ -36,6 +36,7 @@ public static class CommandLine
         StoreCommands.Show(),
         StoreCommands.Remove(),
         QuantizeCommand.Create(),
+        SynthCommand.Create(),
         RunCommand.Create(),
         ServeCommand.Create(),
     ];

@@ -11,13 +11,15 @@ public static unsafe class MatMul
 {
     /// <summary>Bytes of scratch <see cref="Multiply"/> needs for a batch of <paramref name="tokens"/> rows.</summary>
     public static int ScratchBytes(QuantMatrix w, int tokens) =>
-        tokens * (int)GgmlTypeInfo.RowBytes(QuantizedDot.ActivationType(w.Type), w.Columns);
+        tokens * (int)GgmlTypeInfo.RowBytes(QuantizedDot.ActivationType(w.Type), w.Columns)
+        + (QuantizedDot.HasDot4(w.Type) ? tokens * (w.Columns / 32) * sizeof(float) : 0);
 
     /// <param name="x">tokens × Columns activations.</param>
     /// <param name="y">tokens × Rows outputs.</param>
     /// <param name="scratch">at least <see cref="ScratchBytes"/> bytes.</param>
     public static void Multiply(QuantMatrix w, ReadOnlySpan<float> x, int tokens, Span<float> y, Span<byte> scratch, WorkerPool pool)
     {
+        QuantizedDot.CheckRows(w.Type, w.Columns);
         var actType = QuantizedDot.ActivationType(w.Type);
         int actBytes = (int)GgmlTypeInfo.RowBytes(actType, w.Columns);
         for (int t = 0; t < tokens; t++)
@@ -26,9 +28,17 @@ public static unsafe class MatMul
         fixed (byte* act = scratch)
         fixed (float* output = y)
         {
+            // The int8 kernels take the activation block scales as floats, converted here once per matrix.
+            float* scales = null;
+            if (QuantizedDot.HasDot4(w.Type))
+            {
+                scales = (float*)(act + (long)tokens * actBytes);
+                for (int t = 0; t < tokens; t++)
+                    QuantizedDot.ActivationScales(act + (long)t * actBytes, w.Columns, scales + (long)t * (w.Columns / 32));
+            }
             using var scope = pool.Enter();
             var job = pool.Job<Job>();
-            job.Set(w, act, actBytes, output, tokens);
+            job.Set(w, act, actBytes, output, tokens, scales);
             pool.Run(job, w.Rows, minChunk: 16);
         }
     }
@@ -38,10 +48,11 @@ public static unsafe class MatMul
         private QuantMatrix _w;
         private byte* _act;
         private int _actBytes, _tokens;
-        private float* _y;
+        private float* _y, _scales;
 
-        public void Set(QuantMatrix w, byte* act, int actBytes, float* y, int tokens)
+        public void Set(QuantMatrix w, byte* act, int actBytes, float* y, int tokens, float* scales)
         {
+            _scales = scales;
             _w = w;
             _act = act;
             _actBytes = actBytes;
@@ -52,12 +63,37 @@ public static unsafe class MatMul
         public void Run(int start, int end, int worker)
         {
             var w = _w;
-            for (int r = start; r < end; r++)
+            var type = w.Type;
+            int n = w.Columns, rowBytes = w.RowBytes, actBytes = _actBytes, tokens = _tokens;
+            long rows = w.Rows;
+            bool scaled = _scales != null;
+            int t4 = scaled ? tokens & ~3 : 0, blocks = n / 32;
+            // A block of weight rows stays in cache while every group of four activation rows passes over it.
+            for (int r0 = start; r0 < end; r0 += RowBlock)
             {
-                var row = w.Row(r);
-                for (int t = 0; t < _tokens; t++)
-                    _y[(long)t * w.Rows + r] = QuantizedDot.VecDot(w.Type, row, new ReadOnlySpan<byte>(_act + (long)t * _actBytes, _actBytes), w.Columns);
+                int r1 = Math.Min(end, r0 + RowBlock);
+                for (int t = 0; t < t4; t += 4)
+                {
+                    byte* act = _act + (long)t * actBytes;
+                    for (int r = r0; r < r1; r++)
+                        QuantizedDot.Dot4(type, w.Data + (long)r * rowBytes, act, _scales + (long)t * blocks, actBytes, n, _y + t * rows + r, rows);
+                }
+                for (int t = t4; t < tokens; t++)
+                {
+                    byte* act = _act + (long)t * actBytes;
+                    if (scaled)
+                    {
+                        float* ts = _scales + (long)t * blocks;
+                        for (int r = r0; r < r1; r++)
+                            _y[t * rows + r] = QuantizedDot.Dot1(type, w.Data + (long)r * rowBytes, act, ts, n);
+                        continue;
+                    }
+                    for (int r = r0; r < r1; r++)
+                        _y[t * rows + r] = QuantizedDot.DotUnchecked(type, w.Data + (long)r * rowBytes, rowBytes, act, actBytes, n);
+                }
             }
         }
+
+        private const int RowBlock = 16;
     }
 }

@@ -60,22 +60,24 @@ public static class TensorTypePlan
     /// Plans every tensor of <paramref name="file"/>, in the order llama.cpp writes them (and counts layers in): tensors
     /// outside the blocks first, then block by block by number, each group by name (ordinal).
     /// </summary>
-    public static IReadOnlyList<TensorPlan> Plan(GgufFile file, FileType mix)
+    public static IReadOnlyList<TensorPlan> Plan(GgufFile file, FileType mix) => Plan(file.Metadata, file.Tensors, mix);
+
+    /// <summary>Plans tensors described by metadata and tensor infos alone (no data needed), e.g. for synthesized models.</summary>
+    public static IReadOnlyList<TensorPlan> Plan(GgufMetadata md, IReadOnlyList<GgufTensor> tensors, FileType mix)
     {
         var defaultType = DefaultType(mix);
-        var md = file.Metadata;
-        string arch = file.Architecture;
+        string arch = md.GetStringOrNull("general.architecture") ?? "";
         int nLayer = (int)md.GetInteger($"{arch}.block_count", 0);
         int nExpert = (int)md.GetInteger($"{arch}.expert_count", 0);
         int nHead = FirstInt(md, $"{arch}.attention.head_count");
         int nHeadKv = FirstInt(md, $"{arch}.attention.head_count_kv", nHead);
         int nGqa = nHeadKv > 0 ? nHead / nHeadKv : 1;
-        bool hasOutput = file.Tensors.Any(t => t.Name == "output.weight");
-        int nAttentionWv = file.Tensors.Count(t => t.Name.Contains("attn_v.weight") || t.Name.Contains("attn_qkv.weight") || t.Name.Contains("attn_kv_b.weight"));
+        bool hasOutput = tensors.Any(t => t.Name == "output.weight");
+        int nAttentionWv = tensors.Count(t => t.Name.Contains("attn_v.weight") || t.Name.Contains("attn_qkv.weight") || t.Name.Contains("attn_kv_b.weight"));
         var state = new State { NLayer = nLayer, NExpert = Math.Max(1, nExpert), NGqa = nGqa, HasOutput = hasOutput, NAttentionWv = nAttentionWv, Arch = arch };
 
-        var plans = new List<TensorPlan>(file.Tensors.Count);
-        foreach (var t in file.Tensors.OrderBy(t => t.Name, WriteOrder.Instance))
+        var plans = new List<TensorPlan>(tensors.Count);
+        foreach (var t in tensors.OrderBy(t => t.Name, WriteOrder.Instance))
         {
             bool quantize = Dims(t) >= 2
                             && !NeverQuantizedParts.Any(p => t.Name.Contains(p, StringComparison.Ordinal))

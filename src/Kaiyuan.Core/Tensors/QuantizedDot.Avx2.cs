@@ -10,7 +10,7 @@ namespace Kaiyuan.Tensors;
 /// multiply-added with the block scale into 8 float lanes, which are summed as hsum_float_8 does. Integer sums are exact,
 /// so the float result depends only on that layout, not on the instructions used to form the sums.
 /// </summary>
-internal static unsafe class Avx2Dot
+internal static unsafe partial class Avx2Dot
 {
     /// <param name="vnni">Form int8 block sums with AVX-VNNI.</param>
     /// <param name="wideFloat">Use 512-bit vectors for the float types (same lane layout, same result).</param>

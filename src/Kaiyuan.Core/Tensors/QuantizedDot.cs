@@ -78,6 +78,41 @@ public static class QuantizedDot
         return VecDot(weightType, weightRow, activationRow, n, IsaLevels.Best);
     }
 
+    private static readonly bool Vnni = IsaLevels.Best == IsaLevel.AvxVnni || IsaLevels.Best == IsaLevel.Avx512 && AvxVnni.IsSupported;
+
+    /// <summary>Checks once per matrix what <see cref="VecDot(GgmlType, ReadOnlySpan{byte}, ReadOnlySpan{byte}, int)"/> checks per call.</summary>
+    internal static void CheckRows(GgmlType weightType, int n)
+    {
+        if (!IsSupported(weightType)) throw new NotSupportedException($"No vector dot for weight type {weightType}.");
+        var (blockSize, _) = GgmlTypeInfo.Geometry(weightType);
+        if (n % blockSize != 0) throw new ArgumentException($"Row length {n} is not a multiple of the {weightType} block size {blockSize}.", nameof(n));
+    }
+
+    /// <summary>The dot without argument checks (the caller ran <see cref="CheckRows"/> and sized both rows).</summary>
+    internal static unsafe float DotUnchecked(GgmlType weightType, byte* weightRow, int weightBytes, byte* activationRow, int activationBytes, int n) =>
+        VecDot(weightType, new ReadOnlySpan<byte>(weightRow, weightBytes), new ReadOnlySpan<byte>(activationRow, activationBytes), n, IsaLevels.Best);
+
+    /// <summary>True when <see cref="Dot4"/> runs for this weight type on this machine.</summary>
+    internal static bool HasDot4(GgmlType weightType) => IsaLevels.Best != IsaLevel.Scalar && Avx2Dot.HasDot4(weightType);
+
+    /// <summary>
+    /// One weight row against four activation rows <paramref name="activationStride"/> bytes apart:
+    /// <c>output[j * outputStride]</c> gets the dot with row j, bit-identical to <see cref="DotUnchecked"/>.
+    /// </summary>
+    /// <remarks><paramref name="scales"/>: each activation row's Q8_0 block scales as floats (<see cref="ActivationScales"/>), n / 32 per row.</remarks>
+    internal static unsafe void Dot4(GgmlType weightType, byte* weightRow, byte* activations, float* scales, int activationStride, int n, float* output, long outputStride) =>
+        Avx2Dot.Dot4(weightType, weightRow, activations, scales, activationStride, n, Vnni, output, outputStride);
+
+    /// <summary>The single-row form of <see cref="Dot4"/> (same types, same result as <see cref="DotUnchecked"/>).</summary>
+    internal static unsafe float Dot1(GgmlType weightType, byte* weightRow, byte* activations, float* scales, int n) =>
+        Avx2Dot.Dot1(weightType, weightRow, activations, scales, n, Vnni);
+
+    /// <summary>The fp16 block scales of a Q8_0 activation row of <paramref name="n"/> elements, as floats.</summary>
+    internal static unsafe void ActivationScales(byte* q8Row, int n, float* scales)
+    {
+        for (int b = 0; b < n / 32; b++) scales[b] = Half16.ToSingle(*(ushort*)(q8Row + b * 34));
+    }
+
     /// <summary>The dot on an explicit instruction-set tier (tests compare the tiers); arguments are not re-checked.</summary>
     internal static float VecDot(GgmlType weightType, ReadOnlySpan<byte> weightRow, ReadOnlySpan<byte> activationRow, int n, IsaLevel isa) => isa switch
     {

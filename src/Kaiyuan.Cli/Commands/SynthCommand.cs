@@ -1,0 +1,43 @@
+using System.CommandLine;
+using System.Diagnostics;
+using Kaiyuan.Quantization;
+
+namespace Kaiyuan.Cli.Commands;
+
+/// <summary><c>kaiyuan synth --like qwen2.5-0.5b --type q4_k_m -o FILE</c>: a random-weight model with real shapes, for benchmarks without a download.</summary>
+public static class SynthCommand
+{
+    public static Command Create()
+    {
+        var like = new Option<string>("--like") { Description = $"The model shape: {string.Join(", ", Synth.PublicNames)}", Required = true };
+        var type = new Option<string>("--type") { Description = $"The quantization mix: {string.Join(", ", TensorTypePlan.Supported)}", DefaultValueFactory = _ => "q4_k_m" };
+        var output = new Option<string>("--output", "-o") { Description = "The GGUF file to write", Required = true };
+        var seed = new Option<ulong>("--seed") { Description = "Random seed (the same seed writes the same file)", DefaultValueFactory = _ => 1UL };
+        var threads = Arguments.Threads();
+        var cmd = new Command("synth", "Write a GGUF model of a known shape with random weights (for benchmarking)") { like, type, output, seed, threads };
+        cmd.SetAction(p =>
+        {
+            var shape = Synth.Shape(p.GetValue(like)!);
+            string typeText = p.GetValue(type)!;
+            if (!FileTypes.TryParse(typeText, out var mix) || !TensorTypePlan.Supported.Contains(mix))
+                throw new ArgumentException($"unknown quantization type '{typeText}' (supported: {string.Join(", ", TensorTypePlan.Supported)})");
+            string outPath = Path.GetFullPath(p.GetValue(output)!);
+            var bar = new ProgressBar("synthesizing", bytes: false);
+            var clock = Stopwatch.StartNew();
+            IReadOnlyList<TensorPlan> done;
+            try
+            {
+                done = Synth.Write(shape, mix, outPath, p.GetValue(seed), p.GetValue(threads), bar.Report);
+            }
+            finally
+            {
+                bar.Finish();
+            }
+            long size = new FileInfo(outPath).Length;
+            Console.Out.WriteLine($"wrote {outPath}: {shape.Name} ({shape.Architecture}), {mix}, {InfoCommand.Size(size)} in {clock.Elapsed.TotalSeconds:F1} s " +
+                                  $"({string.Join(", ", done.GroupBy(x => x.Type).Select(g => $"{g.Key}×{g.Count()}"))})");
+            return 0;
+        });
+        return cmd;
+    }
+}

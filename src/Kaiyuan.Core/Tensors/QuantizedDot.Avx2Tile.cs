@@ -1,0 +1,122 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Kaiyuan.Tensors;
+
+/// <summary>
+/// Multi-token kernels for prompt processing: one weight row against four activation rows, each weight block decoded
+/// once and applied to all four. Every result is bit-identical to <see cref="Dot"/> on that activation row (the same
+/// integer sums, the same float operations in the same order per row).
+/// </summary>
+internal static unsafe partial class Avx2Dot
+{
+    /// <summary>True when <see cref="Dot4"/> has a kernel for <paramref name="weightType"/>.</summary>
+    public static bool HasDot4(GgmlType weightType) => weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0;
+
+    /// <summary>
+    /// <c>output[j * outputStride] = Dot(x, y + j * activationStride)</c> for j = 0..3, where <paramref name="y"/> holds
+    /// four Q8_0 activation rows <paramref name="activationStride"/> bytes apart and <paramref name="yScales"/> their
+    /// block scales as floats (row j's at <c>j * n / 32</c>), converted once per matrix instead of once per weight row.
+    /// </summary>
+    public static void Dot4(GgmlType weightType, byte* x, byte* y, float* yScales, int activationStride, int n, bool vnni, float* output, long outputStride)
+    {
+        int blocks = n / BlockLayouts.QK;
+        switch (weightType)
+        {
+            case GgmlType.Q8_0: Tile4<Q8Block>(x, y, yScales, activationStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q4_0: Tile4<Q4Block>(x, y, yScales, activationStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q5_0: Tile4<Q5Block>(x, y, yScales, activationStride, blocks, vnni, output, outputStride); break;
+            default: throw new NotSupportedException($"No four-row dot for {weightType}.");
+        }
+    }
+
+    /// <summary>The single-row dot with the activation block scales given as floats (see <see cref="Dot4"/>).</summary>
+    public static float Dot1(GgmlType weightType, byte* x, byte* y, float* yScales, int n, bool vnni)
+    {
+        int blocks = n / BlockLayouts.QK;
+        return weightType switch
+        {
+            GgmlType.Q8_0 => Tile1<Q8Block>(x, y, yScales, blocks, vnni),
+            GgmlType.Q4_0 => Tile1<Q4Block>(x, y, yScales, blocks, vnni),
+            GgmlType.Q5_0 => Tile1<Q5Block>(x, y, yScales, blocks, vnni),
+            _ => throw new NotSupportedException($"No scaled dot for {weightType}."),
+        };
+    }
+
+    private static float Tile1<T>(byte* x, byte* y, float* ys, int blocks, bool vnni) where T : struct, IBlock32
+    {
+        var acc = Vector256<float>.Zero;
+        for (int b = 0; b < blocks; b++, x += T.Size, y += BlockLayouts.Q8_0.Size)
+        {
+            Vector256<sbyte> qx = T.Quants(x);
+            Vector256<byte> absX = Avx2.Sign(qx, qx).AsByte();
+            acc = BlockFma(Half(x) * ys[b], SumProductsUnsigned(absX, Avx2.Sign(Vector256.Load((sbyte*)(y + BlockLayouts.Q8_0.Qs)), qx), vnni), acc);
+        }
+
+        return HorizontalSum(acc);
+    }
+
+    private interface IBlock32
+    {
+        static abstract int Size { get; }
+
+        /// <summary>The block's 32 signed quants as the single-row kernel forms them.</summary>
+        static abstract Vector256<sbyte> Quants(byte* x);
+    }
+
+    private readonly struct Q8Block : IBlock32
+    {
+        public static int Size => BlockLayouts.Q8_0.Size;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<sbyte> Quants(byte* x) => Vector256.Load((sbyte*)(x + BlockLayouts.Q8_0.Qs));
+    }
+
+    private readonly struct Q4Block : IBlock32
+    {
+        public static int Size => BlockLayouts.Q4_0.Size;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<sbyte> Quants(byte* x) => (Nibbles32(x + BlockLayouts.Q4_0.Qs) - Vector256.Create((byte)8)).AsSByte();
+    }
+
+    private readonly struct Q5Block : IBlock32
+    {
+        public static int Size => BlockLayouts.Q5_0.Size;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<sbyte> Quants(byte* x)
+        {
+            Vector256<byte> highClear = ~BytesFromBits(*(uint*)(x + BlockLayouts.Q5_0.Qh)) & Vector256.Create((byte)0xF0);
+            return (Nibbles32(x + BlockLayouts.Q5_0.Qs) | highClear).AsSByte();
+        }
+    }
+
+    private static void Tile4<T>(byte* x, byte* y, float* ys, int stride, int blocks, bool vnni, float* output, long outputStride) where T : struct, IBlock32
+    {
+        float* s0 = ys, s1 = ys + blocks, s2 = ys + 2 * blocks, s3 = ys + 3 * blocks;
+        var a0 = Vector256<float>.Zero;
+        var a1 = Vector256<float>.Zero;
+        var a2 = Vector256<float>.Zero;
+        var a3 = Vector256<float>.Zero;
+        byte* y0 = y, y1 = y + stride, y2 = y + 2 * stride, y3 = y + 3 * stride;
+        for (int b = 0; b < blocks; b++, x += T.Size, y0 += BlockLayouts.Q8_0.Size, y1 += BlockLayouts.Q8_0.Size,
+             y2 += BlockLayouts.Q8_0.Size, y3 += BlockLayouts.Q8_0.Size)
+        {
+            Vector256<sbyte> qx = T.Quants(x);
+            // SumProductsSigned with the weight side hoisted: |x| once, the sign of x moved onto each activation row.
+            Vector256<byte> absX = Avx2.Sign(qx, qx).AsByte();
+            float dx = Half(x);
+            a0 = BlockFma(dx * s0[b], SumProductsUnsigned(absX, Avx2.Sign(Vector256.Load((sbyte*)(y0 + BlockLayouts.Q8_0.Qs)), qx), vnni), a0);
+            a1 = BlockFma(dx * s1[b], SumProductsUnsigned(absX, Avx2.Sign(Vector256.Load((sbyte*)(y1 + BlockLayouts.Q8_0.Qs)), qx), vnni), a1);
+            a2 = BlockFma(dx * s2[b], SumProductsUnsigned(absX, Avx2.Sign(Vector256.Load((sbyte*)(y2 + BlockLayouts.Q8_0.Qs)), qx), vnni), a2);
+            a3 = BlockFma(dx * s3[b], SumProductsUnsigned(absX, Avx2.Sign(Vector256.Load((sbyte*)(y3 + BlockLayouts.Q8_0.Qs)), qx), vnni), a3);
+        }
+
+        output[0] = HorizontalSum(a0);
+        output[outputStride] = HorizontalSum(a1);
+        output[2 * outputStride] = HorizontalSum(a2);
+        output[3 * outputStride] = HorizontalSum(a3);
+    }
+}

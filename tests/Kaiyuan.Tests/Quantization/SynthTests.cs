@@ -1,0 +1,78 @@
+using Kaiyuan.Inference;
+using Kaiyuan.Kernels;
+using Kaiyuan.Models;
+using Kaiyuan.Quantization;
+using Kaiyuan.Tensors;
+
+namespace Kaiyuan.Tests.Quantization;
+
+/// <summary><c>kaiyuan synth</c>: random-weight models of real shapes that load and run.</summary>
+public sealed class SynthTests
+{
+    [Theory]
+    [InlineData("tiny", FileType.Q4_K_M)]
+    [InlineData("tiny", FileType.Q8_0)]
+    [InlineData("tiny", FileType.Q4_0)]
+    [InlineData("tiny", FileType.Q6_K)]
+    [InlineData("tiny", FileType.F16)]
+    [InlineData("tiny-qwen3", FileType.Q4_K_M)]
+    public void SynthesizedModelLoadsAndRuns(string like, FileType mix)
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"kaiyuan-synth-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            var shape = Synth.Shape(like);
+            Synth.Write(shape, mix, path, seed: 7, threads: 2);
+            using var model = ModelLoader.Load(path);
+            Assert.Equal(shape.VocabSize, model.VocabSize);
+            Assert.Equal(shape.Layers, model.Config.BlockCount);
+            using var pool = new WorkerPool(2);
+            int[] tokens = [1, 17, 300, 42, 511];
+            var batch = new InferenceSession(model, 64, pool, maxBatch: 8);
+            float[] last = batch.Evaluate(tokens).ToArray();
+            Assert.All(last, v => Assert.True(float.IsFinite(v)));
+            Assert.True(last.Max() - last.Min() > 1e-3f, "random weights should give varied logits");
+
+            var steps = new InferenceSession(model, 64, pool, maxBatch: 8);
+            float[] stepLast = [];
+            foreach (int t in tokens) stepLast = steps.Evaluate([t]).ToArray();
+            for (int i = 0; i < last.Length; i++) Assert.True(MathF.Abs(last[i] - stepLast[i]) <= 1e-3f + 1e-3f * MathF.Abs(last[i]), $"logit {i}: {last[i]} vs {stepLast[i]}");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public void SameSeedWritesTheSameFile()
+    {
+        string a = Path.GetTempFileName(), b = Path.GetTempFileName();
+        try
+        {
+            Synth.Write(Synth.Shape("tiny"), FileType.Q4_K_M, a, seed: 3, threads: 2);
+            Synth.Write(Synth.Shape("tiny"), FileType.Q4_K_M, b, seed: 3, threads: 1);
+            Assert.Equal(File.ReadAllBytes(a), File.ReadAllBytes(b));
+        }
+        finally
+        {
+            File.Delete(a);
+            File.Delete(b);
+        }
+    }
+
+    [Fact]
+    public void RealShapesGetLlamaCppsMix()
+    {
+        var shape = Synth.Shape("qwen2.5-0.5b");
+        var plan = TensorTypePlan.Plan(Synth.Metadata(shape, FileType.Q4_K_M), Synth.Tensors(shape), FileType.Q4_K_M);
+        Assert.Equal(290, plan.Count);
+        // 896-wide rows do not split into 256-blocks: the tied embedding falls back to Q8_0 and most matrices to Q5_0.
+        Assert.Equal(GgmlType.Q8_0, plan.Single(p => p.Tensor.Name == "token_embd.weight").Type);
+        Assert.Equal(121, plan.Count(p => p.Type == GgmlType.F32));
+        Assert.Equal(132, plan.Count(p => p.Type == GgmlType.Q5_0));
+        Assert.Throws<ArgumentException>(() => Synth.Shape("no-such-model"));
+        Assert.Contains("llama-1b", Synth.PublicNames);
+        Assert.DoesNotContain("tiny", Synth.PublicNames);
+    }
+}
