@@ -78,52 +78,9 @@ public sealed class ModelQuantizer
         for (long r = 0; r < t.RowCount; r++) stream.Write(t.Row(r));
     }
 
-    private void Convert(GgufTensor t, GgmlType type, Stream stream, Action<long> rowsDone)
-    {
-        int rowLength = checked((int)t.RowLength);
-        int outRowBytes = checked((int)GgmlTypeInfo.RowBytes(type, rowLength));
-        long rows = t.RowCount;
-        int batchRows = (int)Math.Clamp((16L << 20) / Math.Max(1, outRowBytes), 1, rows);
-        var batch = new byte[(long)batchRows * outRowBytes];
-        var options = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, Threads) };
-        using var floats = new ThreadLocal<float[]>(() => new float[rowLength]);
-        for (long first = 0; first < rows; first += batchRows)
-        {
-            int count = (int)Math.Min(batchRows, rows - first);
-            long start = first;
-            Parallel.For(0, count, options, i =>
-            {
-                var row = floats.Value!;
-                Dequantize.Row(t.Type, t.Row(start + i), row);
-                var dst = batch.AsSpan(i * outRowBytes, outRowBytes);
-                switch (type)
-                {
-                    case GgmlType.F32: MemoryMarshal.AsBytes(row.AsSpan()).CopyTo(dst); break;
-                    case GgmlType.F16: ToF16(row, dst); break;
-                    case GgmlType.BF16: ToBf16(row, dst); break;
-                    default: QuantizeRow(type, row, dst); break;
-                }
-            });
-            stream.Write(batch, 0, count * outRowBytes);
-            rowsDone(count);
-        }
-    }
+    // Quantize.Row writes F32, F16 and BF16 rows too, rounding as ggml does.
+    private void Convert(GgufTensor t, GgmlType type, Stream stream, Action<long> rowsDone) =>
+        RowConverter.Write(stream, t.RowCount, checked((int)t.RowLength), type, Threads,
+            (r, values) => Dequantize.Row(t.Type, t.Row(r), values), QuantizeRow, rowsDone);
 
-    /// <summary>IEEE half precision, rounding to nearest even (as ggml's F32→F16 conversion).</summary>
-    public static void ToF16(ReadOnlySpan<float> src, Span<byte> dst)
-    {
-        for (int i = 0; i < src.Length; i++)
-            BinaryPrimitives.WriteUInt16LittleEndian(dst[(2 * i)..], BitConverter.HalfToUInt16Bits((Half)src[i]));
-    }
-
-    /// <summary>bfloat16 as ggml rounds it: nearest even on the dropped 16 bits; NaNs stay quiet NaNs.</summary>
-    public static void ToBf16(ReadOnlySpan<float> src, Span<byte> dst)
-    {
-        for (int i = 0; i < src.Length; i++)
-        {
-            uint u = BitConverter.SingleToUInt32Bits(src[i]);
-            ushort b = (u & 0x7fffffff) > 0x7f800000 ? (ushort)((u >> 16) | 64) : (ushort)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
-            BinaryPrimitives.WriteUInt16LittleEndian(dst[(2 * i)..], b);
-        }
-    }
 }

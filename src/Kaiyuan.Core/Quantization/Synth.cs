@@ -133,29 +133,12 @@ public static class Synth
     private static void WriteTensor(GgufTensor t, GgmlType type, ulong seed, int threads, Stream stream, Action<long> rowsDone)
     {
         int rowLength = checked((int)t.RowLength);
-        int outRowBytes = checked((int)GgmlTypeInfo.RowBytes(type, rowLength));
-        long rows = t.RowCount;
         var kind = KindOf(t);
         // A token embedding row is a vector of the model width; weights scale by the input width (the row length).
         float sigma = kind switch { Fill.Matrix => 1f / MathF.Sqrt(rowLength), Fill.Norm => 0.05f, _ => 0.02f };
         float mean = kind == Fill.Norm ? 1f : 0f;
-        int batchRows = (int)Math.Clamp((8L << 20) / Math.Max(1, outRowBytes), 1, rows);
-        var batch = new byte[(long)batchRows * outRowBytes];
-        var options = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, threads) };
-        using var floats = new ThreadLocal<float[]>(() => new float[rowLength]);
-        for (long first = 0; first < rows; first += batchRows)
-        {
-            int count = (int)Math.Min(batchRows, rows - first);
-            long start = first;
-            Parallel.For(0, count, options, i =>
-            {
-                var row = floats.Value!;
-                FillRow(row, Mix(seed, (ulong)(start + i)), mean, sigma);
-                Quantize.Row(type, row, batch.AsSpan(i * outRowBytes, outRowBytes));
-            });
-            stream.Write(batch, 0, count * outRowBytes);
-            rowsDone(count);
-        }
+        RowConverter.Write(stream, t.RowCount, rowLength, type, threads,
+            (r, values) => FillRow(values, Mix(seed, (ulong)r), mean, sigma), Quantize.Row, rowsDone, batchBytes: 8L << 20);
     }
 
     /// <summary>Approximately normal values (a sum of four uniforms, variance matched) from a splitmix64 stream.</summary>
