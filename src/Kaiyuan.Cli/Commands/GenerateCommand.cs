@@ -61,7 +61,10 @@ public static class GenerateCommand
             throw new ContextOverflowException($"the prompt has {promptIds.Length} tokens; the context holds {session.ContextLength}");
         var options = new GenerationOptions
         {
-            MaxTokens = count, KeepLogits = withLogits, IgnoreEndOfGeneration = ignoreEos, IsEndOfGeneration = tokenizer is null ? null : tokenizer.IsEndOfGeneration,
+            MaxTokens = count,
+            KeepLogits = withLogits,
+            IgnoreEndOfGeneration = ignoreEos,
+            IsEndOfGeneration = tokenizer is null ? null : tokenizer.IsEndOfGeneration,
         };
         var ids = new List<int>();
         var allLogits = new List<float[]>();

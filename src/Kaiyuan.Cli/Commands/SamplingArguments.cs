@@ -21,7 +21,11 @@ internal sealed class SamplingArguments
 
     public SamplerOptions Read(ParseResult p) => new()
     {
-        Temperature = p.GetValue(Temperature), TopK = p.GetValue(TopK), TopP = p.GetValue(TopP), MinP = p.GetValue(MinP),
-        RepeatPenalty = p.GetValue(RepeatPenalty), Seed = p.GetValue(Seed),
+        Temperature = p.GetValue(Temperature),
+        TopK = p.GetValue(TopK),
+        TopP = p.GetValue(TopP),
+        MinP = p.GetValue(MinP),
+        RepeatPenalty = p.GetValue(RepeatPenalty),
+        Seed = p.GetValue(Seed),
     };
 }

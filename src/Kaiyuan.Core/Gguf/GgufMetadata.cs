@@ -82,7 +82,13 @@ public sealed class GgufMetadata
         var v = Get(key);
         return v.Value switch
         {
-            byte b => b, sbyte sb => sb, ushort us => us, short s => s, uint ui => ui, int i => i, long l => l,
+            byte b => b,
+            sbyte sb => sb,
+            ushort us => us,
+            short s => s,
+            uint ui => ui,
+            int i => i,
+            long l => l,
             ulong ul when ul <= long.MaxValue => (long)ul,
             _ => throw WrongType(key, v, "an integer"),
         };
@@ -130,7 +136,13 @@ public sealed class GgufMetadata
             object o = a.Items.GetValue(i)!;
             long v = o switch
             {
-                byte b => b, sbyte sb => sb, ushort us => us, short s => s, uint ui => ui, int n => n, long l => l,
+                byte b => b,
+                sbyte sb => sb,
+                ushort us => us,
+                short s => s,
+                uint ui => ui,
+                int n => n,
+                long l => l,
                 ulong ul when ul <= long.MaxValue => (long)ul,
                 _ => throw new GgufMetadataException($"metadata key '{key}' is an array of {a.ElementType}, expected integers"),
             };

@@ -54,7 +54,10 @@ public sealed record ModelReference
                 if (quant is not null && quant.Equals("latest", StringComparison.OrdinalIgnoreCase)) quant = null;
                 return new ModelReference
                 {
-                    Text = text, Repo = repo, Quant = quant?.ToUpperInvariant() ?? DefaultQuant, QuantExplicit = quant is not null,
+                    Text = text,
+                    Repo = repo,
+                    Quant = quant?.ToUpperInvariant() ?? DefaultQuant,
+                    QuantExplicit = quant is not null,
                 };
             }
             var file = string.Join('/', parts[2..]);

@@ -17,7 +17,9 @@ public sealed class ConcurrencyTests(StoriesServer fixture) : IClassFixture<Stor
         var body = JsonSerializer.Serialize(new Dictionary<string, object>
         {
             ["messages"] = new[] { new Dictionary<string, string> { ["role"] = "user", ["content"] = prompt } },
-            ["max_tokens"] = maxTokens, ["temperature"] = 0, ["stream"] = true,
+            ["max_tokens"] = maxTokens,
+            ["temperature"] = 0,
+            ["stream"] = true,
         });
         using var request = new HttpRequestMessage(HttpMethod.Post, "v1/chat/completions") { Content = new StringContent(body, Encoding.UTF8, "application/json") };
         using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct);

@@ -24,7 +24,13 @@ public sealed class StoriesServer : IAsyncLifetime
         if (path is null || !File.Exists(path)) return;
         _server = await KaiyuanServer.StartAsync(new ServerOptions
         {
-            ModelPath = path, Port = 0, Alias = Model, Parallel = 8, ContextSize = 256, RequestLogging = false, Threads = 2,
+            ModelPath = path,
+            Port = 0,
+            Alias = Model,
+            Parallel = 8,
+            ContextSize = 256,
+            RequestLogging = false,
+            Threads = 2,
         });
         await _server.WaitReadyAsync();
         Available = true;

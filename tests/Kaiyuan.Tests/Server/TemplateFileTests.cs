@@ -12,7 +12,13 @@ public sealed class TemplateFileTests
         string template = Fixtures.Require("chat-templates", "Qwen-Qwen2.5-7B-Instruct.jinja");
         await using var server = await KaiyuanServer.StartAsync(new ServerOptions
         {
-            ModelPath = model, Port = 0, Parallel = 1, ContextSize = 256, Threads = 1, RequestLogging = false, ChatTemplateFile = template,
+            ModelPath = model,
+            Port = 0,
+            Parallel = 1,
+            ContextSize = 256,
+            Threads = 1,
+            RequestLogging = false,
+            ChatTemplateFile = template,
         }, TestContext.Current.CancellationToken);
         await server.WaitReadyAsync();
         Assert.StartsWith("jinja", server.State.Runtime.Formatter.Name);
@@ -34,7 +40,13 @@ public sealed class TemplateFileTests
         {
             await using var server = await KaiyuanServer.StartAsync(new ServerOptions
             {
-                ModelPath = model, Port = 0, Parallel = 1, ContextSize = 64, Threads = 1, RequestLogging = false, ChatTemplateFile = file,
+                ModelPath = model,
+                Port = 0,
+                Parallel = 1,
+                ContextSize = 64,
+                Threads = 1,
+                RequestLogging = false,
+                ChatTemplateFile = file,
             }, TestContext.Current.CancellationToken);
             await Assert.ThrowsAnyAsync<Exception>(server.WaitReadyAsync);
             using var http = new HttpClient { BaseAddress = server.Address };
