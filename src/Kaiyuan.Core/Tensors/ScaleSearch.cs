@@ -9,13 +9,11 @@ internal static class ScaleSearch
     /// <summary>Groups whose largest magnitude is below this are stored as all-zero (GROUP_MAX_EPS).</summary>
     public const float GroupMaxEpsilon = 1e-15f;
 
-    /// <summary>
-    /// Symmetric levels in [-nmax, nmax) stored biased by nmax, weighted by x^2 (rmse_type 1 without an importance
-    /// matrix): tries the scale nmax/max and 18 nearby ones, keeping the best weighted least-squares fit.
-    /// </summary>
-    public static float SymmetricWeightedBySquares(ReadOnlySpan<float> x, int nmax, Span<sbyte> levels)
+    /// <summary>The value of largest magnitude, with its sign (the first one on ties); its magnitude in <paramref name="amax"/>.</summary>
+    private static float SignedMaxAbs(ReadOnlySpan<float> x, out float amax)
     {
-        float max = 0, amax = 0;
+        float max = 0;
+        amax = 0;
         for (int i = 0; i < x.Length; i++)
         {
             float ax = MathF.Abs(x[i]);
@@ -25,7 +23,16 @@ internal static class ScaleSearch
                 max = x[i];
             }
         }
+        return max;
+    }
 
+    /// <summary>
+    /// Symmetric levels in [-nmax, nmax) stored biased by nmax, weighted by x^2 (rmse_type 1 without an importance
+    /// matrix): tries the scale nmax/max and 18 nearby ones, keeping the best weighted least-squares fit.
+    /// </summary>
+    public static float SymmetricWeightedBySquares(ReadOnlySpan<float> x, int nmax, Span<sbyte> levels)
+    {
+        float max = SignedMaxAbs(x, out float amax);
         if (amax < GroupMaxEpsilon)
         {
             levels[..x.Length].Clear();
@@ -83,17 +90,7 @@ internal static class ScaleSearch
     /// </summary>
     public static float SymmetricIterative(ReadOnlySpan<float> x, int nmax, Span<sbyte> levels)
     {
-        float max = 0, amax = 0;
-        for (int i = 0; i < x.Length; i++)
-        {
-            float ax = MathF.Abs(x[i]);
-            if (ax > amax)
-            {
-                amax = ax;
-                max = x[i];
-            }
-        }
-
+        float max = SignedMaxAbs(x, out float amax);
         if (amax < GroupMaxEpsilon)
         {
             levels[..x.Length].Clear();
