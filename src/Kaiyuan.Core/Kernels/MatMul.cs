@@ -11,8 +11,7 @@ public static unsafe class MatMul
 {
     /// <summary>Bytes of scratch <see cref="Multiply"/> needs for a batch of <paramref name="tokens"/> rows.</summary>
     public static int ScratchBytes(QuantMatrix w, int tokens) =>
-        tokens * (int)GgmlTypeInfo.RowBytes(QuantizedDot.ActivationType(w.Type), w.Columns)
-        + (QuantizedDot.HasDot4(w.Type) ? tokens * (w.Columns / 32) * sizeof(float) : 0);
+        tokens * ((int)GgmlTypeInfo.RowBytes(QuantizedDot.ActivationType(w.Type), w.Columns) + QuantizedDot.SideBytes(w.Type, w.Columns));
 
     /// <param name="x">tokens × Columns activations.</param>
     /// <param name="y">tokens × Rows outputs.</param>
@@ -28,17 +27,16 @@ public static unsafe class MatMul
         fixed (byte* act = scratch)
         fixed (float* output = y)
         {
-            // The int8 kernels take the activation block scales as floats, converted here once per matrix.
-            float* scales = null;
-            if (QuantizedDot.HasDot4(w.Type))
-            {
-                scales = (float*)(act + (long)tokens * actBytes);
+            // What the tiled kernels derive from each activation row (float scales, bias sums) is formed once per matrix.
+            bool tiled = QuantizedDot.HasDot4(w.Type);
+            int sideBytes = QuantizedDot.SideBytes(w.Type, w.Columns);
+            byte* side = act + (long)tokens * actBytes;
+            if (tiled)
                 for (int t = 0; t < tokens; t++)
-                    QuantizedDot.ActivationScales(act + (long)t * actBytes, w.Columns, scales + (long)t * (w.Columns / 32));
-            }
+                    QuantizedDot.PrepareSide(w.Type, act + (long)t * actBytes, w.Columns, side + (long)t * sideBytes);
             using var scope = pool.Enter();
             var job = pool.Job<Job>();
-            job.Set(w, act, actBytes, output, tokens, scales);
+            job.Set(w, act, actBytes, output, tokens, tiled, side, sideBytes);
             pool.Run(job, w.Rows, minChunk: 16);
         }
     }
@@ -47,12 +45,16 @@ public static unsafe class MatMul
     {
         private QuantMatrix _w;
         private byte* _act;
-        private int _actBytes, _tokens;
-        private float* _y, _scales;
+        private int _actBytes, _tokens, _sideBytes;
+        private float* _y;
+        private byte* _side;
+        private bool _tiled;
 
-        public void Set(QuantMatrix w, byte* act, int actBytes, float* y, int tokens, float* scales)
+        public void Set(QuantMatrix w, byte* act, int actBytes, float* y, int tokens, bool tiled, byte* side, int sideBytes)
         {
-            _scales = scales;
+            _tiled = tiled;
+            _side = side;
+            _sideBytes = sideBytes;
             _w = w;
             _act = act;
             _actBytes = actBytes;
@@ -64,10 +66,10 @@ public static unsafe class MatMul
         {
             var w = _w;
             var type = w.Type;
-            int n = w.Columns, rowBytes = w.RowBytes, actBytes = _actBytes, tokens = _tokens;
+            int n = w.Columns, rowBytes = w.RowBytes, actBytes = _actBytes, tokens = _tokens, sideBytes = _sideBytes;
             long rows = w.Rows;
-            bool scaled = _scales != null;
-            int t4 = scaled ? tokens & ~3 : 0, blocks = n / 32;
+            bool tiled = _tiled;
+            int t4 = tiled ? tokens & ~3 : 0;
             // A block of weight rows stays in cache while every group of four activation rows passes over it.
             for (int r0 = start; r0 < end; r0 += RowBlock)
             {
@@ -76,16 +78,16 @@ public static unsafe class MatMul
                 {
                     byte* act = _act + (long)t * actBytes;
                     for (int r = r0; r < r1; r++)
-                        QuantizedDot.Dot4(type, w.Data + (long)r * rowBytes, act, _scales + (long)t * blocks, actBytes, n, _y + t * rows + r, rows);
+                        QuantizedDot.Dot4(type, w.Data + (long)r * rowBytes, act, _side + (long)t * sideBytes, actBytes, sideBytes, n, _y + t * rows + r, rows);
                 }
                 for (int t = t4; t < tokens; t++)
                 {
                     byte* act = _act + (long)t * actBytes;
-                    if (scaled)
+                    if (tiled)
                     {
-                        float* ts = _scales + (long)t * blocks;
+                        byte* side = _side + (long)t * sideBytes;
                         for (int r = r0; r < r1; r++)
-                            _y[t * rows + r] = QuantizedDot.Dot1(type, w.Data + (long)r * rowBytes, act, ts, n);
+                            _y[t * rows + r] = QuantizedDot.Dot1(type, w.Data + (long)r * rowBytes, act, side, n);
                         continue;
                     }
                     for (int r = r0; r < r1; r++)

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace Kaiyuan.Tensors;
 
 /// <summary>
@@ -7,6 +9,8 @@ namespace Kaiyuan.Tensors;
 public static class Half16
 {
     /// <summary>Widens an fp16 bit pattern to float exactly; a signalling NaN comes back quiet, as F16C does.</summary>
+    /// <remarks>Inlined: a call inside a SIMD kernel's loop makes the JIT spill every vector register around it.</remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float ToSingle(ushort h)
     {
         uint sign = (uint)(h & 0x8000) << 16;

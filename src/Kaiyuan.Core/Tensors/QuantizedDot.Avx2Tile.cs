@@ -12,34 +12,63 @@ namespace Kaiyuan.Tensors;
 internal static unsafe partial class Avx2Dot
 {
     /// <summary>True when <see cref="Dot4"/> has a kernel for <paramref name="weightType"/>.</summary>
-    public static bool HasDot4(GgmlType weightType) => weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0;
+    public static bool HasDot4(GgmlType weightType) => weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q4_K or GgmlType.Q6_K;
+
+    /// <summary>Bytes of side data <see cref="PrepareSide"/> derives from each activation row of <paramref name="n"/> elements.</summary>
+    public static int SideBytes(GgmlType weightType, int n) => weightType switch
+    {
+        GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 => n / BlockLayouts.QK * sizeof(float),
+        GgmlType.Q6_K => n / 2 * sizeof(short),
+        _ => 0,
+    };
+
+    /// <summary>
+    /// Per activation row, what the kernels would otherwise recompute for every weight row: Q8_0 block scales as floats,
+    /// Q6_K's pair bias (<see cref="Q6KPairBias"/>).
+    /// </summary>
+    public static void PrepareSide(GgmlType weightType, byte* y, int n, byte* side)
+    {
+        switch (weightType)
+        {
+            case GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0:
+                for (int b = 0; b < n / BlockLayouts.QK; b++) ((float*)side)[b] = Half(y + b * BlockLayouts.Q8_0.Size);
+                break;
+            case GgmlType.Q6_K:
+                Q6KPairBias(y, n, (short*)side);
+                break;
+        }
+    }
 
     /// <summary>
     /// <c>output[j * outputStride] = Dot(x, y + j * activationStride)</c> for j = 0..3, where <paramref name="y"/> holds
-    /// four Q8_0 activation rows <paramref name="activationStride"/> bytes apart and <paramref name="yScales"/> their
-    /// block scales as floats (row j's at <c>j * n / 32</c>), converted once per matrix instead of once per weight row.
+    /// four activation rows <paramref name="activationStride"/> bytes apart and <paramref name="side"/> their
+    /// <see cref="PrepareSide"/> data, <paramref name="sideStride"/> bytes apart.
     /// </summary>
-    public static void Dot4(GgmlType weightType, byte* x, byte* y, float* yScales, int activationStride, int n, bool vnni, float* output, long outputStride)
+    public static void Dot4(GgmlType weightType, byte* x, byte* y, byte* side, int activationStride, int sideStride, int n, bool vnni, float* output, long outputStride)
     {
         int blocks = n / BlockLayouts.QK;
         switch (weightType)
         {
-            case GgmlType.Q8_0: Tile4<Q8Block>(x, y, yScales, activationStride, blocks, vnni, output, outputStride); break;
-            case GgmlType.Q4_0: Tile4<Q4Block>(x, y, yScales, activationStride, blocks, vnni, output, outputStride); break;
-            case GgmlType.Q5_0: Tile4<Q5Block>(x, y, yScales, activationStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q8_0: Tile4<Q8Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
+            case GgmlType.Q4_0: Tile4<Q4Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
+            case GgmlType.Q5_0: Tile4<Q5Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
+            case GgmlType.Q4_K: Q4KTile4(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
+            case GgmlType.Q6_K: Q6KTile4(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
             default: throw new NotSupportedException($"No four-row dot for {weightType}.");
         }
     }
 
-    /// <summary>The single-row dot with the activation block scales given as floats (see <see cref="Dot4"/>).</summary>
-    public static float Dot1(GgmlType weightType, byte* x, byte* y, float* yScales, int n, bool vnni)
+    /// <summary>The single-row dot with the row's <see cref="PrepareSide"/> data (see <see cref="Dot4"/>).</summary>
+    public static float Dot1(GgmlType weightType, byte* x, byte* y, byte* side, int n, bool vnni)
     {
         int blocks = n / BlockLayouts.QK;
         return weightType switch
         {
-            GgmlType.Q8_0 => Tile1<Q8Block>(x, y, yScales, blocks, vnni),
-            GgmlType.Q4_0 => Tile1<Q4Block>(x, y, yScales, blocks, vnni),
-            GgmlType.Q5_0 => Tile1<Q5Block>(x, y, yScales, blocks, vnni),
+            GgmlType.Q8_0 => Tile1<Q8Block>(x, y, (float*)side, blocks, vnni),
+            GgmlType.Q4_0 => Tile1<Q4Block>(x, y, (float*)side, blocks, vnni),
+            GgmlType.Q5_0 => Tile1<Q5Block>(x, y, (float*)side, blocks, vnni),
+            GgmlType.Q4_K => Q4_K(x, y, n / BlockLayouts.QK_K),
+            GgmlType.Q6_K => Q6KScaled(x, y, (short*)side, n / BlockLayouts.QK_K),
             _ => throw new NotSupportedException($"No scaled dot for {weightType}."),
         };
     }
@@ -93,9 +122,9 @@ internal static unsafe partial class Avx2Dot
         }
     }
 
-    private static void Tile4<T>(byte* x, byte* y, float* ys, int stride, int blocks, bool vnni, float* output, long outputStride) where T : struct, IBlock32
+    private static void Tile4<T>(byte* x, byte* y, float* ys, int stride, int scaleStride, int blocks, bool vnni, float* output, long outputStride) where T : struct, IBlock32
     {
-        float* s0 = ys, s1 = ys + blocks, s2 = ys + 2 * blocks, s3 = ys + 3 * blocks;
+        float* s0 = ys, s1 = ys + scaleStride, s2 = ys + 2 * scaleStride, s3 = ys + 3 * scaleStride;
         var a0 = Vector256<float>.Zero;
         var a1 = Vector256<float>.Zero;
         var a2 = Vector256<float>.Zero;

@@ -95,23 +95,28 @@ public static class QuantizedDot
     /// <summary>True when <see cref="Dot4"/> runs for this weight type on this machine.</summary>
     internal static bool HasDot4(GgmlType weightType) => IsaLevels.Best != IsaLevel.Scalar && Avx2Dot.HasDot4(weightType);
 
+    /// <summary>Bytes of <see cref="PrepareSide"/> data per activation row of <paramref name="n"/> elements (0 for none).</summary>
+    internal static int SideBytes(GgmlType weightType, int n) => HasDot4(weightType) ? Avx2Dot.SideBytes(weightType, n) : 0;
+
     /// <summary>
-    /// One weight row against four activation rows <paramref name="activationStride"/> bytes apart:
-    /// <c>output[j * outputStride]</c> gets the dot with row j, bit-identical to <see cref="DotUnchecked"/>.
+    /// Derives from an activation row, once per matrix, what <see cref="Dot4"/> and <see cref="Dot1"/> would otherwise
+    /// recompute for every weight row (float block scales, Q6_K's bias sums); <paramref name="side"/> holds
+    /// <see cref="SideBytes"/> bytes.
     /// </summary>
-    /// <remarks><paramref name="scales"/>: each activation row's Q8_0 block scales as floats (<see cref="ActivationScales"/>), n / 32 per row.</remarks>
-    internal static unsafe void Dot4(GgmlType weightType, byte* weightRow, byte* activations, float* scales, int activationStride, int n, float* output, long outputStride) =>
-        Avx2Dot.Dot4(weightType, weightRow, activations, scales, activationStride, n, Vnni, output, outputStride);
+    internal static unsafe void PrepareSide(GgmlType weightType, byte* activationRow, int n, byte* side) =>
+        Avx2Dot.PrepareSide(weightType, activationRow, n, side);
+
+    /// <summary>
+    /// One weight row against four activation rows <paramref name="activationStride"/> bytes apart, with their
+    /// <see cref="PrepareSide"/> data <paramref name="sideStride"/> bytes apart: <c>output[j * outputStride]</c> gets the
+    /// dot with row j, bit-identical to <see cref="DotUnchecked"/>.
+    /// </summary>
+    internal static unsafe void Dot4(GgmlType weightType, byte* weightRow, byte* activations, byte* side, int activationStride, int sideStride, int n, float* output, long outputStride) =>
+        Avx2Dot.Dot4(weightType, weightRow, activations, side, activationStride, sideStride, n, Vnni, output, outputStride);
 
     /// <summary>The single-row form of <see cref="Dot4"/> (same types, same result as <see cref="DotUnchecked"/>).</summary>
-    internal static unsafe float Dot1(GgmlType weightType, byte* weightRow, byte* activations, float* scales, int n) =>
-        Avx2Dot.Dot1(weightType, weightRow, activations, scales, n, Vnni);
-
-    /// <summary>The fp16 block scales of a Q8_0 activation row of <paramref name="n"/> elements, as floats.</summary>
-    internal static unsafe void ActivationScales(byte* q8Row, int n, float* scales)
-    {
-        for (int b = 0; b < n / 32; b++) scales[b] = Half16.ToSingle(*(ushort*)(q8Row + b * 34));
-    }
+    internal static unsafe float Dot1(GgmlType weightType, byte* weightRow, byte* activations, byte* side, int n) =>
+        Avx2Dot.Dot1(weightType, weightRow, activations, side, n, Vnni);
 
     /// <summary>The dot on an explicit instruction-set tier (tests compare the tiers); arguments are not re-checked.</summary>
     internal static float VecDot(GgmlType weightType, ReadOnlySpan<byte> weightRow, ReadOnlySpan<byte> activationRow, int n, IsaLevel isa) => isa switch
