@@ -61,6 +61,10 @@ public sealed class KvCache
     public ReadOnlySpan<float> RowF32(int layer, int slot, int position) =>
         MemoryMarshal.Cast<byte, float>(_layers[layer].AsSpan(Offset(layer, slot, position), _rowBytes[layer]));
 
+    /// <summary><paramref name="count"/> consecutive rows in place, <c>RowWidths[layer]</c> floats apart; only for an F32 cache.</summary>
+    public ReadOnlySpan<float> RowsF32(int layer, int slot, int position, int count) =>
+        MemoryMarshal.Cast<byte, float>(_layers[layer].AsSpan(Offset(layer, slot, position), count * _rowBytes[layer]));
+
     /// <summary>Copies a slot's first <paramref name="length"/> rows to another slot (prompt-prefix reuse).</summary>
     public void CopySlot(int fromSlot, int toSlot, int length)
     {

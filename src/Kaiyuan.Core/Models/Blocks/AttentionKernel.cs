@@ -1,75 +1,190 @@
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using Kaiyuan.Inference;
 using Kaiyuan.Kernels;
-using System.Numerics.Tensors;
 
 namespace Kaiyuan.Models.Blocks;
 
 /// <summary>
 /// Causal softmax attention of each (token, head) over its slot's cached rows 0…position. Query heads map onto
-/// key/value heads in groups (GQA); a cache row holds every key head followed by every value head.
+/// key/value heads in groups (GQA; MLA is one group holding every head); a cache row holds every key head followed by
+/// every value head.
 /// </summary>
-public static class AttentionKernel
+/// <remarks>
+/// Tiled with an online softmax, as flash attention does: the query heads of one group read each tile of cached rows
+/// together (a non-F32 cache is converted once per tile, not once per head), keep a running maximum and normaliser, and
+/// rescale their partial outputs when the maximum grows, so nothing grows with the context but the cache itself.
+/// </remarks>
+public static unsafe class AttentionKernel
 {
+    /// <summary>Cached rows per tile.</summary>
+    internal const int Tile = 32;
+
     public static void Run(ForwardContext ctx, int layer, float[] q, int qStride, int heads, int headsKv, int dimK, int dimV,
         int keyOffset, int valueOffset, float scale, float[] output)
     {
         var (batch, cache, ws, pool) = ctx;
         int n = batch.Count;
-        // Sized for the whole context at once, so a growing sequence never reallocates it.
-        int maxLen = cache.ContextLength;
-        var scores = ws.Array(Buf.Scores, pool.Threads * maxLen);
         int group = heads / headsKv;
+        // Split a group's heads only when there are too few (token, group) items to keep every thread busy.
+        int splits = Math.Clamp((2 * pool.Threads + n * headsKv - 1) / (n * headsKv), 1, group);
+        int perItem = (group + splits - 1) / splits;
+        int width = cache.RowWidths[layer];
+        // Per worker: scores (heads × tile), running max and normaliser per head, and a tile of converted rows.
+        int perWorker = perItem * Tile + 2 * perItem + (cache.IsF32 ? 0 : Tile * width);
+        var scratch = ws.Array(Buf.Scores, pool.Threads * perWorker);
 
         using var scope = pool.Enter();
         var job = pool.Job<Job>();
-        job.Set(batch, cache, layer, q, qStride, heads, group, dimK, dimV, keyOffset, valueOffset, scale, output, scores, maxLen);
-        pool.Run(job, n * heads);
+        job.Set(batch, cache, layer, q, qStride, heads, headsKv, group, splits, perItem, dimK, dimV, keyOffset, valueOffset, scale, output, scratch, perWorker);
+        pool.Run(job, n * headsKv * splits);
     }
 
     private sealed class Job : IParallelJob
     {
         private ForwardBatch _batch = null!;
         private KvCache _cache = null!;
-        private float[] _q = [], _output = [], _scores = [], _rowScratch = [];
-        private int _layer, _qStride, _heads, _group, _dimK, _dimV, _keyOffset, _valueOffset, _maxLen;
+        private float[] _q = [], _output = [], _scratch = [];
+        private int _layer, _qStride, _heads, _headsKv, _group, _splits, _perItem, _dimK, _dimV, _keyOffset, _valueOffset, _perWorker;
         private float _scale;
 
-        public void Set(ForwardBatch batch, KvCache cache, int layer, float[] q, int qStride, int heads, int group, int dimK, int dimV,
-            int keyOffset, int valueOffset, float scale, float[] output, float[] scores, int maxLen)
+        public void Set(ForwardBatch batch, KvCache cache, int layer, float[] q, int qStride, int heads, int headsKv, int group, int splits, int perItem,
+            int dimK, int dimV, int keyOffset, int valueOffset, float scale, float[] output, float[] scratch, int perWorker)
         {
-            (_batch, _cache, _layer, _q, _qStride, _heads, _group, _dimK, _dimV) = (batch, cache, layer, q, qStride, heads, group, dimK, dimV);
-            (_keyOffset, _valueOffset, _scale, _output, _scores, _maxLen) = (keyOffset, valueOffset, scale, output, scores, maxLen);
-            int need = scores.Length / maxLen * cache.RowWidths[layer];
-            if (!cache.IsF32 && _rowScratch.Length < need) _rowScratch = new float[need];
+            (_batch, _cache, _layer, _q, _qStride, _heads, _headsKv, _group, _splits, _perItem) = (batch, cache, layer, q, qStride, heads, headsKv, group, splits, perItem);
+            (_dimK, _dimV, _keyOffset, _valueOffset, _scale, _output, _scratch, _perWorker) = (dimK, dimV, keyOffset, valueOffset, scale, output, scratch, perWorker);
         }
 
         public void Run(int start, int end, int worker)
         {
-            var s = _scores.AsSpan(worker * _maxLen, _maxLen);
-            int width = _cache.RowWidths[_layer];
-            // A non-F32 cache is converted one row at a time into per-worker scratch.
-            var row = _cache.IsF32 ? default : _rowScratch.AsSpan(worker * width, width);
-            for (int i = start; i < end; i++)
+            int width = _cache.RowWidths[_layer], dimK = _dimK, dimV = _dimV;
+            fixed (float* mine = &_scratch[worker * _perWorker])
+            fixed (float* qAll = _q)
+            fixed (float* outAll = _output)
             {
-                int t = i / _heads, h = i % _heads, g = h / _group, slot = _batch.Slots[t];
-                int len = _batch.Positions[t] + 1;
-                var qh = _q.AsSpan(t * _qStride + h * _dimK, _dimK);
-                var sc = s[..len];
-                for (int j = 0; j < len; j++)
-                    sc[j] = TensorPrimitives.Dot(qh, Row(slot, j, row).Slice(_keyOffset + g * _dimK, _dimK)) * _scale;
-                VectorOps.Softmax(sc);
-                var o = _output.AsSpan((t * _heads + h) * _dimV, _dimV);
-                o.Clear();
-                for (int j = 0; j < len; j++)
-                    VectorOps.AddScaled(o, Row(slot, j, row).Slice(_valueOffset + g * _dimV, _dimV), sc[j]);
+                float* scores = mine, max = mine + _perItem * Tile, sum = max + _perItem, converted = sum + _perItem;
+                for (int i = start; i < end; i++)
+                {
+                    int t = i / (_headsKv * _splits), g = i / _splits % _headsKv, part = i % _splits;
+                    int h0 = g * _group + part * _perItem, count = Math.Min(_perItem, (g + 1) * _group - h0);
+                    if (count <= 0) continue;
+                    int slot = _batch.Slots[t], len = _batch.Positions[t] + 1;
+                    float* q = qAll + t * _qStride + h0 * dimK;
+                    float* output = outAll + (t * _heads + h0) * dimV;
+                    new Span<float>(output, count * dimV).Clear();
+                    new Span<float>(max, count).Fill(float.NegativeInfinity);
+                    new Span<float>(sum, count).Clear();
+
+                    for (int j0 = 0; j0 < len; j0 += Tile)
+                    {
+                        int tile = Math.Min(Tile, len - j0);
+                        ReadOnlySpan<float> rows;
+                        if (_cache.IsF32) rows = _cache.RowsF32(_layer, slot, j0, tile);
+                        else
+                        {
+                            for (int j = 0; j < tile; j++) _cache.Read(_layer, slot, j0 + j, new Span<float>(converted + j * width, width));
+                            rows = new ReadOnlySpan<float>(converted, tile * width);
+                        }
+
+                        fixed (float* tileRows = rows)
+                        {
+                            float* keys = tileRows + _keyOffset + g * dimK, values = tileRows + _valueOffset + g * dimV;
+                            for (int h = 0; h < count; h++)
+                            {
+                                float* s = scores + h * Tile;
+                                Scores(q + h * dimK, keys, width, dimK, tile, _scale, s);
+                                // Online softmax: a larger maximum rescales what was accumulated under the old one.
+                                var tileScores = new Span<float>(s, tile);
+                                float newMax = MathF.Max(max[h], TensorPrimitives.Max(tileScores));
+                                if (newMax > max[h])
+                                {
+                                    float correction = MathF.Exp(max[h] - newMax);
+                                    sum[h] *= correction;
+                                    var o = new Span<float>(output + h * dimV, dimV);
+                                    TensorPrimitives.Multiply(o, correction, o);
+                                    max[h] = newMax;
+                                }
+                                TensorPrimitives.Subtract(tileScores, newMax, tileScores);
+                                TensorPrimitives.Exp(tileScores, tileScores);
+                                sum[h] += TensorPrimitives.Sum(tileScores);
+                                WeightedSum(s, values, width, dimV, tile, output + h * dimV);
+                            }
+                        }
+                    }
+
+                    for (int h = 0; h < count; h++)
+                    {
+                        var o = new Span<float>(output + h * dimV, dimV);
+                        TensorPrimitives.Multiply(o, 1f / sum[h], o);
+                    }
+                }
             }
         }
+    }
 
-        private ReadOnlySpan<float> Row(int slot, int position, Span<float> scratch)
+    /// <summary>scores[j] = scale · (q · keys[j]) for <paramref name="count"/> keys <paramref name="stride"/> floats apart.</summary>
+    private static void Scores(float* q, float* keys, int stride, int dim, int count, float scale, float* scores)
+    {
+        int vec = dim & ~7, j = 0;
+        for (; j + 4 <= count; j += 4)
         {
-            if (_cache.IsF32) return _cache.RowF32(_layer, slot, position);
-            _cache.Read(_layer, slot, position, scratch);
-            return scratch;
+            float* k0 = keys + j * stride, k1 = k0 + stride, k2 = k1 + stride, k3 = k2 + stride;
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (int d = 0; d < vec; d += 8)
+            {
+                var qd = Vector256.Load(q + d);
+                a0 = Vector256.FusedMultiplyAdd(qd, Vector256.Load(k0 + d), a0);
+                a1 = Vector256.FusedMultiplyAdd(qd, Vector256.Load(k1 + d), a1);
+                a2 = Vector256.FusedMultiplyAdd(qd, Vector256.Load(k2 + d), a2);
+                a3 = Vector256.FusedMultiplyAdd(qd, Vector256.Load(k3 + d), a3);
+            }
+            scores[j] = (Vector256.Sum(a0) + Tail(q, k0, vec, dim)) * scale;
+            scores[j + 1] = (Vector256.Sum(a1) + Tail(q, k1, vec, dim)) * scale;
+            scores[j + 2] = (Vector256.Sum(a2) + Tail(q, k2, vec, dim)) * scale;
+            scores[j + 3] = (Vector256.Sum(a3) + Tail(q, k3, vec, dim)) * scale;
+        }
+        for (; j < count; j++)
+            scores[j] = TensorPrimitives.Dot(new ReadOnlySpan<float>(q, dim), new ReadOnlySpan<float>(keys + j * stride, dim)) * scale;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Tail(float* a, float* b, int from, int dim)
+    {
+        float s = 0;
+        for (int d = from; d < dim; d++) s += a[d] * b[d];
+        return s;
+    }
+
+    /// <summary>output += Σ_j weights[j] · values[j], in 32-float strips so the strip's sums stay in registers.</summary>
+    private static void WeightedSum(float* weights, float* values, int stride, int dim, int count, float* output)
+    {
+        int d = 0;
+        for (; d + 32 <= dim; d += 32)
+        {
+            var o0 = Vector256.Load(output + d);
+            var o1 = Vector256.Load(output + d + 8);
+            var o2 = Vector256.Load(output + d + 16);
+            var o3 = Vector256.Load(output + d + 24);
+            float* v = values + d;
+            for (int j = 0; j < count; j++, v += stride)
+            {
+                var w = Vector256.Create(weights[j]);
+                o0 = Vector256.FusedMultiplyAdd(w, Vector256.Load(v), o0);
+                o1 = Vector256.FusedMultiplyAdd(w, Vector256.Load(v + 8), o1);
+                o2 = Vector256.FusedMultiplyAdd(w, Vector256.Load(v + 16), o2);
+                o3 = Vector256.FusedMultiplyAdd(w, Vector256.Load(v + 24), o3);
+            }
+            o0.Store(output + d);
+            o1.Store(output + d + 8);
+            o2.Store(output + d + 16);
+            o3.Store(output + d + 24);
+        }
+        for (; d < dim; d++)
+        {
+            float acc = output[d];
+            for (int j = 0; j < count; j++) acc += weights[j] * values[j * stride + d];
+            output[d] = acc;
         }
     }
 }
