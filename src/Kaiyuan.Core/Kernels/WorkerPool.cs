@@ -7,8 +7,9 @@ public interface IParallelJob
 }
 
 /// <summary>
-/// A persistent pool of worker threads that splits each operation's index range into one contiguous chunk per
-/// thread, the caller taking the first chunk, with a single completion barrier per operation. Workers spin briefly
+/// A persistent pool of worker threads that splits each operation's index range into a few contiguous chunks per
+/// thread, which the caller and the workers claim in turn, with a single completion barrier per operation. Claiming
+/// (rather than one fixed chunk each) lets a thread the OS or a neighbour slowed down hand its share to the others. Workers spin briefly
 /// between operations (a decode step issues hundreds of small ones) before sleeping. Jobs are reusable objects
 /// owned by the pool (<see cref="Job{T}"/>), so dispatching allocates nothing.
 /// One caller at a time: an operation must finish before the next starts.
@@ -24,7 +25,7 @@ public sealed class WorkerPool : IDisposable
     private readonly long[] _workerAllocated;
     private object?[] _jobs = new object?[8];
     private IParallelJob? _job;
-    private int _count, _chunks, _pending;
+    private int _count, _chunks, _pending, _nextChunk;
     private long _generation;
     private readonly int[] _sleeping;
     // Half a millisecond of spinning before a worker sleeps: long enough to bridge the gaps between the ops of a
@@ -88,8 +89,8 @@ public sealed class WorkerPool : IDisposable
     public void Run(IParallelJob job, int count, int minChunk = 1)
     {
         using var scope = Enter();
-        int chunks = Math.Min(Threads, Math.Max(1, count / Math.Max(1, minChunk)));
-        if (chunks <= 1 || _disposed)
+        int chunks = Math.Min(ChunksPerThread * Threads, Math.Max(1, count / Math.Max(1, minChunk)));
+        if (chunks <= 1 || Threads == 1 || _disposed)
         {
             if (count > 0) job.Run(0, count, 0);
             return;
@@ -97,12 +98,14 @@ public sealed class WorkerPool : IDisposable
         _job = job;
         _count = count;
         _chunks = chunks;
-        Volatile.Write(ref _pending, chunks - 1);
+        _nextChunk = 0;
+        int helpers = Math.Min(Threads, chunks) - 1;
+        Volatile.Write(ref _pending, helpers);
         Interlocked.Increment(ref _generation);
         // Only sleeping workers need a kernel wake-up; spinning ones see the new generation themselves.
-        for (int w = 1; w < Threads; w++)
+        for (int w = 1; w <= helpers; w++)
             if (Volatile.Read(ref _sleeping[w]) == 1) _wake[w - 1].Set();
-        job.Run(0, count / chunks, 0);
+        RunChunks(job, count, chunks, 0);
         var spin = new SpinWait();
         while (Volatile.Read(ref _pending) > 0) spin.SpinOnce(sleep1Threshold: -1);
         _job = null;
@@ -110,6 +113,19 @@ public sealed class WorkerPool : IDisposable
         {
             _error = null;
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
+        }
+    }
+
+    /// <summary>Chunks per thread: enough to even out a slowed thread, few enough that claiming costs nothing.</summary>
+    private const int ChunksPerThread = 8;
+
+    private void RunChunks(IParallelJob job, int count, int chunks, int worker)
+    {
+        int c;
+        while ((c = Interlocked.Increment(ref _nextChunk) - 1) < chunks)
+        {
+            int start = (int)((long)count * c / chunks), end = (int)((long)count * (c + 1) / chunks);
+            if (end > start) job.Run(start, end, worker);
         }
     }
 
@@ -150,11 +166,10 @@ public sealed class WorkerPool : IDisposable
             seen = Volatile.Read(ref _generation);
             var job = _job!;
             int count = _count, chunks = _chunks;
-            if (worker >= chunks) continue;
-            int start = (int)((long)count * worker / chunks), end = (int)((long)count * (worker + 1) / chunks);
+            if (worker >= Math.Min(Threads, chunks)) continue;
             try
             {
-                if (end > start) job.Run(start, end, worker);
+                RunChunks(job, count, chunks, worker);
             }
             catch (Exception e)
             {
