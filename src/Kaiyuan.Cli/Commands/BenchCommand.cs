@@ -29,7 +29,9 @@ public static class BenchCommand
         return cmd;
     }
 
-    public sealed record Result(double PpTps, double PpStd, double TgTps, double TgStd, int Threads, long ModelBytes);
+    /// <param name="PeakRssBytes">The process's peak resident set after the runs (VmHWM; 0 where the OS does not report it).</param>
+    /// <param name="KvCacheBytes">Bytes of the KV cache the runs allocated.</param>
+    public sealed record Result(double PpTps, double PpStd, double TgTps, double TgStd, int Threads, long ModelBytes, long PeakRssBytes, long KvCacheBytes);
 
     private static int Run(string path, int nPrompt, int nGen, int threads, int reps, bool json, Kaiyuan.Tensors.GgmlType cacheType)
     {
@@ -47,6 +49,8 @@ public static class BenchCommand
                 ["tg_std"] = Math.Round(r.TgStd, 3),
                 ["threads"] = r.Threads,
                 ["model_bytes"] = r.ModelBytes,
+                ["peak_rss_bytes"] = r.PeakRssBytes,
+                ["kv_cache_bytes"] = r.KvCacheBytes,
             }));
             return 0;
         }
@@ -54,6 +58,8 @@ public static class BenchCommand
         if (nPrompt > 0) Console.WriteLine($"pp{nPrompt}: {r.PpTps,10:F2} ± {r.PpStd:F2} tokens/s");
         if (nGen > 0)
             Console.WriteLine($"tg{nGen}: {r.TgTps,10:F2} ± {r.TgStd:F2} tokens/s   (weights read per token × rate = {r.ModelBytes * r.TgTps / 1e9:F2} GB/s)");
+        if (r.PeakRssBytes > 0)
+            Console.WriteLine($"peak RSS: {InfoCommand.Size(r.PeakRssBytes)} = model file + KV cache ({InfoCommand.Size(r.KvCacheBytes)}) + {InfoCommand.Size(r.PeakRssBytes - r.ModelBytes - r.KvCacheBytes)}");
         return 0;
     }
 
@@ -84,7 +90,24 @@ public static class BenchCommand
             }
         }
         long bytes = model.File.Tensors.Sum(t => t.ByteSize);
-        return new Result(Mean(pp), Std(pp), Mean(tg), Std(tg), pool.Threads, bytes);
+        return new Result(Mean(pp), Std(pp), Mean(tg), Std(tg), pool.Threads, bytes, PeakResidentBytes(), session.Cache.TotalBytes);
+    }
+
+    /// <summary>VmHWM from /proc/self/status (Linux); elsewhere the runtime's peak working set.</summary>
+    private static long PeakResidentBytes()
+    {
+        try
+        {
+            if (File.Exists("/proc/self/status"))
+                foreach (var line in File.ReadLines("/proc/self/status"))
+                    if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+                        return long.Parse(line.AsSpan(6).Trim().TrimEnd("kB").Trim(), System.Globalization.CultureInfo.InvariantCulture) * 1024;
+            return Process.GetCurrentProcess().PeakWorkingSet64;
+        }
+        catch (Exception e) when (e is IOException or FormatException or UnauthorizedAccessException)
+        {
+            return 0;
+        }
     }
 
     private static double Mean(List<double> x) => x.Count == 0 ? 0 : x.Average();
