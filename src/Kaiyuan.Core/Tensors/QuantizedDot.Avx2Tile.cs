@@ -58,6 +58,22 @@ internal static unsafe partial class Avx2Dot
         }
     }
 
+    /// <summary>True when <see cref="Dot8"/> has a kernel for <paramref name="weightType"/>.</summary>
+    public static bool HasDot8(GgmlType weightType) => weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0;
+
+    /// <summary><see cref="Dot4"/> over eight activation rows (the types of <see cref="HasDot8"/>).</summary>
+    public static void Dot8(GgmlType weightType, byte* x, byte* y, byte* side, int activationStride, int sideStride, int n, bool vnni, float* output, long outputStride)
+    {
+        int blocks = n / BlockLayouts.QK, scaleStride = sideStride / sizeof(float);
+        switch (weightType)
+        {
+            case GgmlType.Q8_0: Tile8<Q8Block>(x, y, (float*)side, activationStride, scaleStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q4_0: Tile8<Q4Block>(x, y, (float*)side, activationStride, scaleStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q5_0: Tile8<Q5Block>(x, y, (float*)side, activationStride, scaleStride, blocks, vnni, output, outputStride); break;
+            default: throw new NotSupportedException($"No eight-row dot for {weightType}.");
+        }
+    }
+
     /// <summary>The single-row dot with the row's <see cref="PrepareSide"/> data (see <see cref="Dot4"/>).</summary>
     public static float Dot1(GgmlType weightType, byte* x, byte* y, byte* side, int n, bool vnni)
     {
@@ -137,15 +153,59 @@ internal static unsafe partial class Avx2Dot
             // SumProductsSigned with the weight side hoisted: |x| once, the sign of x moved onto each activation row.
             Vector256<byte> absX = Avx2.Sign(qx, qx).AsByte();
             float dx = Half(x);
-            a0 = BlockFma(dx * s0[b], SumProductsUnsigned(absX, Avx2.Sign(Vector256.Load((sbyte*)(y0 + BlockLayouts.Q8_0.Qs)), qx), vnni), a0);
-            a1 = BlockFma(dx * s1[b], SumProductsUnsigned(absX, Avx2.Sign(Vector256.Load((sbyte*)(y1 + BlockLayouts.Q8_0.Qs)), qx), vnni), a1);
-            a2 = BlockFma(dx * s2[b], SumProductsUnsigned(absX, Avx2.Sign(Vector256.Load((sbyte*)(y2 + BlockLayouts.Q8_0.Qs)), qx), vnni), a2);
-            a3 = BlockFma(dx * s3[b], SumProductsUnsigned(absX, Avx2.Sign(Vector256.Load((sbyte*)(y3 + BlockLayouts.Q8_0.Qs)), qx), vnni), a3);
+            a0 = TokenStep(qx, absX, dx * s0[b], y0, vnni, a0);
+            a1 = TokenStep(qx, absX, dx * s1[b], y1, vnni, a1);
+            a2 = TokenStep(qx, absX, dx * s2[b], y2, vnni, a2);
+            a3 = TokenStep(qx, absX, dx * s3[b], y3, vnni, a3);
         }
 
         output[0] = HorizontalSum(a0);
         output[outputStride] = HorizontalSum(a1);
         output[2 * outputStride] = HorizontalSum(a2);
         output[3 * outputStride] = HorizontalSum(a3);
+    }
+
+    /// <summary>One activation row's share of a block: SumProductsSigned with |x| hoisted, then the block FMA.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> TokenStep(Vector256<sbyte> qx, Vector256<byte> absX, float scale, byte* y, bool vnni, Vector256<float> acc) =>
+        BlockFma(scale, SumProductsUnsigned(absX, Avx2.Sign(Vector256.Load((sbyte*)(y + BlockLayouts.Q8_0.Qs)), qx), vnni), acc);
+
+    /// <summary>
+    /// <see cref="Tile4{T}"/> over eight activation rows: the block's unpacking (the costly part for Q4_0/Q5_0) is
+    /// shared by twice as many rows, and the eight accumulators still fit the sixteen vector registers.
+    /// </summary>
+    private static void Tile8<T>(byte* x, byte* y, float* ys, int stride, int scaleStride, int blocks, bool vnni, float* output, long outputStride) where T : struct, IBlock32
+    {
+        var a0 = Vector256<float>.Zero;
+        var a1 = Vector256<float>.Zero;
+        var a2 = Vector256<float>.Zero;
+        var a3 = Vector256<float>.Zero;
+        var a4 = Vector256<float>.Zero;
+        var a5 = Vector256<float>.Zero;
+        var a6 = Vector256<float>.Zero;
+        var a7 = Vector256<float>.Zero;
+        for (int b = 0; b < blocks; b++, x += T.Size, y += BlockLayouts.Q8_0.Size, ys++)
+        {
+            Vector256<sbyte> qx = T.Quants(x);
+            Vector256<byte> absX = Avx2.Sign(qx, qx).AsByte();
+            float dx = Half(x);
+            a0 = TokenStep(qx, absX, dx * ys[0], y, vnni, a0);
+            a1 = TokenStep(qx, absX, dx * ys[scaleStride], y + stride, vnni, a1);
+            a2 = TokenStep(qx, absX, dx * ys[2 * scaleStride], y + 2 * stride, vnni, a2);
+            a3 = TokenStep(qx, absX, dx * ys[3 * scaleStride], y + 3 * stride, vnni, a3);
+            a4 = TokenStep(qx, absX, dx * ys[4 * scaleStride], y + 4 * stride, vnni, a4);
+            a5 = TokenStep(qx, absX, dx * ys[5 * scaleStride], y + 5 * stride, vnni, a5);
+            a6 = TokenStep(qx, absX, dx * ys[6 * scaleStride], y + 6 * stride, vnni, a6);
+            a7 = TokenStep(qx, absX, dx * ys[7 * scaleStride], y + 7 * stride, vnni, a7);
+        }
+
+        output[0] = HorizontalSum(a0);
+        output[outputStride] = HorizontalSum(a1);
+        output[2 * outputStride] = HorizontalSum(a2);
+        output[3 * outputStride] = HorizontalSum(a3);
+        output[4 * outputStride] = HorizontalSum(a4);
+        output[5 * outputStride] = HorizontalSum(a5);
+        output[6 * outputStride] = HorizontalSum(a6);
+        output[7 * outputStride] = HorizontalSum(a7);
     }
 }

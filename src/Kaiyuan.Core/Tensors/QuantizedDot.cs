@@ -114,6 +114,13 @@ public static class QuantizedDot
     internal static unsafe void Dot4(GgmlType weightType, byte* weightRow, byte* activations, byte* side, int activationStride, int sideStride, int n, float* output, long outputStride) =>
         Avx2Dot.Dot4(weightType, weightRow, activations, side, activationStride, sideStride, n, Vnni, output, outputStride);
 
+    /// <summary>True when <see cref="Dot8"/> runs for this weight type on this machine.</summary>
+    internal static bool HasDot8(GgmlType weightType) => IsaLevels.Best != IsaLevel.Scalar && Avx2Dot.HasDot8(weightType);
+
+    /// <summary><see cref="Dot4"/> over eight activation rows.</summary>
+    internal static unsafe void Dot8(GgmlType weightType, byte* weightRow, byte* activations, byte* side, int activationStride, int sideStride, int n, float* output, long outputStride) =>
+        Avx2Dot.Dot8(weightType, weightRow, activations, side, activationStride, sideStride, n, Vnni, output, outputStride);
+
     /// <summary>The single-row form of <see cref="Dot4"/> (same types, same result as <see cref="DotUnchecked"/>).</summary>
     internal static unsafe float Dot1(GgmlType weightType, byte* weightRow, byte* activations, byte* side, int n) =>
         Avx2Dot.Dot1(weightType, weightRow, activations, side, n, Vnni);

@@ -2,7 +2,7 @@ using Kaiyuan.Tensors;
 
 namespace Kaiyuan.Tests.Tensors;
 
-/// <summary>The four-row prompt kernels give exactly the single-row dot of each activation row.</summary>
+/// <summary>The four- and eight-row prompt kernels give exactly the single-row dot of each activation row.</summary>
 public sealed unsafe class Dot4Tests
 {
     [Theory]
@@ -22,24 +22,30 @@ public sealed unsafe class Dot4Tests
         Quantize.Row(type, weights, w);
         var actType = QuantizedDot.ActivationType(type);
         int actBytes = (int)GgmlTypeInfo.RowBytes(actType, n);
-        var act = new byte[4 * actBytes];
-        for (int j = 0; j < 4; j++)
+        const int rows = 8;
+        var act = new byte[rows * actBytes];
+        for (int j = 0; j < rows; j++)
         {
             float[] x = Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() * 6 - 3)).ToArray();
             QuantizedDot.QuantizeActivations(actType, x, act.AsSpan(j * actBytes, actBytes));
         }
-        var output = new float[4 * 3];
+        var output = new float[rows * 3];
+        var output8 = new float[rows * 3];
         int sideBytes = QuantizedDot.SideBytes(type, n);
-        var side = new byte[4 * sideBytes + 1];
+        var side = new byte[rows * sideBytes + 1];
         fixed (byte* pw = w)
         fixed (byte* pa = act)
         fixed (float* po = output)
+        fixed (float* po8 = output8)
         fixed (byte* ps = side)
         {
-            for (int j = 0; j < 4; j++) QuantizedDot.PrepareSide(type, pa + j * actBytes, n, ps + j * sideBytes);
+            for (int j = 0; j < rows; j++) QuantizedDot.PrepareSide(type, pa + j * actBytes, n, ps + j * sideBytes);
             QuantizedDot.Dot4(type, pw, pa, ps, actBytes, sideBytes, n, po, 3);
-            for (int j = 0; j < 4; j++)
+            QuantizedDot.Dot4(type, pw, pa + 4 * actBytes, ps + 4 * sideBytes, actBytes, sideBytes, n, po + 12, 3);
+            if (QuantizedDot.HasDot8(type)) QuantizedDot.Dot8(type, pw, pa, ps, actBytes, sideBytes, n, po8, 3);
+            for (int j = 0; j < rows; j++)
             {
+                if (QuantizedDot.HasDot8(type)) Assert.Equal(BitConverter.SingleToInt32Bits(output[j * 3]), BitConverter.SingleToInt32Bits(output8[j * 3]));
                 float single = QuantizedDot.VecDot(type, w, act.AsSpan(j * actBytes, actBytes), n);
                 Assert.Equal(BitConverter.SingleToInt32Bits(single), BitConverter.SingleToInt32Bits(output[j * 3]));
                 float one = QuantizedDot.Dot1(type, pw, pa + j * actBytes, ps + j * sideBytes, n);
