@@ -69,12 +69,19 @@ public static unsafe class MatMul
             int n = w.Columns, rowBytes = w.RowBytes, actBytes = _actBytes, tokens = _tokens, sideBytes = _sideBytes;
             long rows = w.Rows;
             bool tiled = _tiled;
-            int t4 = tiled ? tokens & ~3 : 0;
-            // A block of weight rows stays in cache while every group of four activation rows passes over it.
+            int t8 = tiled && QuantizedDot.HasDot8(type) ? tokens & ~7 : 0;
+            int t4 = tiled ? t8 + ((tokens - t8) & ~3) : 0;
+            // A block of weight rows stays in cache while every group of eight or four activation rows passes over it.
             for (int r0 = start; r0 < end; r0 += RowBlock)
             {
                 int r1 = Math.Min(end, r0 + RowBlock);
-                for (int t = 0; t < t4; t += 4)
+                for (int t = 0; t < t8; t += 8)
+                {
+                    byte* act = _act + (long)t * actBytes;
+                    for (int r = r0; r < r1; r++)
+                        QuantizedDot.Dot8(type, w.Data + (long)r * rowBytes, act, _side + (long)t * sideBytes, actBytes, sideBytes, n, _y + t * rows + r, rows);
+                }
+                for (int t = t8; t < t4; t += 4)
                 {
                     byte* act = _act + (long)t * actBytes;
                     for (int r = r0; r < r1; r++)
