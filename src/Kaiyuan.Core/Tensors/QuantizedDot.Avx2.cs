@@ -39,6 +39,20 @@ internal static unsafe partial class Avx2Dot
         }
     }
 
+    /// <summary>
+    /// How far ahead of the block being read the single-row kernels prefetch. A decode step streams every weight once
+    /// from DRAM; on the 2-core Zen 3 machine this was written on, the hardware prefetcher alone left ~30% of the
+    /// bandwidth unused (measured: 4 KiB ahead lifted the 136 MB Q8_0 output head from ~13 to ~16 GB/s).
+    /// </summary>
+    internal const int PrefetchDistance = 4096;
+
+    /// <summary>Prefetches the cache lines of a K-quant block <see cref="PrefetchDistance"/> bytes ahead.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchBlock(byte* x, int blockBytes)
+    {
+        for (int offset = 0; offset < blockBytes; offset += 64) Sse.Prefetch0(x + PrefetchDistance + offset);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float Half(byte* p) => Half16.ToSingle(*(ushort*)p);
 
@@ -146,6 +160,7 @@ internal static unsafe partial class Avx2Dot
         float minTerms = 0;
         for (int b = 0; b < blocks; b++, x += BlockLayouts.Q4_1.Size, y += BlockLayouts.Q8_1.Size)
         {
+            Sse.Prefetch0(x + PrefetchDistance);
             minTerms += Half(x + BlockLayouts.Q4_1.M) * Half(y + BlockLayouts.Q8_1.S);
             Vector256<byte> qx = Nibbles32(x + BlockLayouts.Q4_1.Qs);
             var qy = Vector256.Load((sbyte*)(y + BlockLayouts.Q8_1.Qs));
@@ -161,6 +176,7 @@ internal static unsafe partial class Avx2Dot
         float minTerms = 0;
         for (int b = 0; b < blocks; b++, x += BlockLayouts.Q5_1.Size, y += BlockLayouts.Q8_1.Size)
         {
+            Sse.Prefetch0(x + PrefetchDistance);
             minTerms += Half(x + BlockLayouts.Q5_1.M) * Half(y + BlockLayouts.Q8_1.S);
             Vector256<byte> high = BytesFromBits(*(uint*)(x + BlockLayouts.Q5_1.Qh)) & Vector256.Create((byte)0x10);
             Vector256<byte> qx = Nibbles32(x + BlockLayouts.Q5_1.Qs) | high;
@@ -189,6 +205,7 @@ internal static unsafe partial class Avx2Dot
         var lowBits = Vector256.Create((byte)3);
         for (int b = 0; b < blocks; b++, x += BlockLayouts.Q2_K.Size, y += BlockLayouts.Q8_K.Size)
         {
+            PrefetchBlock(x, BlockLayouts.Q2_K.Size);
             float yd = *(float*)(y + BlockLayouts.Q8_K.D);
             float d = yd * Half(x + BlockLayouts.Q2_K.D);
             float negativeDmin = -yd * Half(x + BlockLayouts.Q2_K.DMin);
@@ -225,6 +242,7 @@ internal static unsafe partial class Avx2Dot
         var lowBits = Vector256.Create((byte)3);
         for (int b = 0; b < blocks; b++, x += BlockLayouts.Q3_K.Size, y += BlockLayouts.Q8_K.Size)
         {
+            PrefetchBlock(x, BlockLayouts.Q3_K.Size);
             float d = *(float*)(y + BlockLayouts.Q8_K.D) * Half(x + BlockLayouts.Q3_K.D);
             var (scalesLow, scalesHigh) = KQuantScales.UnpackQ3K(new ReadOnlySpan<byte>(x + BlockLayouts.Q3_K.Scales, 12));
             Vector256<byte> hmask = Vector256.Load(x + BlockLayouts.Q3_K.HMask);
@@ -263,6 +281,7 @@ internal static unsafe partial class Avx2Dot
         var nibble = Vector256.Create((byte)0xF);
         for (int b = 0; b < blocks; b++, x += BlockLayouts.Q4_K.Size, y += BlockLayouts.Q8_K.Size)
         {
+            PrefetchBlock(x, BlockLayouts.Q4_K.Size);
             float yd = *(float*)(y + BlockLayouts.Q8_K.D);
             float d = yd * Half(x + BlockLayouts.Q4_K.D);
             float negativeDmin = -yd * Half(x + BlockLayouts.Q4_K.DMin);
@@ -305,6 +324,7 @@ internal static unsafe partial class Avx2Dot
         var fifthBit = Vector256.Create((byte)0x10);
         for (int b = 0; b < blocks; b++, x += BlockLayouts.Q5_K.Size, y += BlockLayouts.Q8_K.Size)
         {
+            PrefetchBlock(x, BlockLayouts.Q5_K.Size);
             float yd = *(float*)(y + BlockLayouts.Q8_K.D);
             float d = yd * Half(x + BlockLayouts.Q5_K.D);
             float negativeDmin = -yd * Half(x + BlockLayouts.Q5_K.DMin);
@@ -348,6 +368,7 @@ internal static unsafe partial class Avx2Dot
         var bias = Vector256.Create((byte)32);
         for (int b = 0; b < blocks; b++, x += BlockLayouts.Q6_K.Size, y += BlockLayouts.Q8_K.Size)
         {
+            PrefetchBlock(x, BlockLayouts.Q6_K.Size);
             float d = *(float*)(y + BlockLayouts.Q8_K.D) * Half(x + BlockLayouts.Q6_K.D);
             sbyte* scales = (sbyte*)(x + BlockLayouts.Q6_K.Scales);
             sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);

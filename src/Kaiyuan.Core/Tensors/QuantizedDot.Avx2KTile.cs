@@ -51,6 +51,7 @@ internal static unsafe partial class Avx2Dot
         var acc = Vector256<float>.Zero;
         for (int b = 0; b < blocks; b++, x += BlockLayouts.Q6_K.Size, y += BlockLayouts.Q8_K.Size, bias += 128)
         {
+            PrefetchBlock(x, BlockLayouts.Q6_K.Size);
             var blockScales = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(x + BlockLayouts.Q6_K.Scales)));
             var sums = Vector256<int>.Zero;
             for (int half = 0; half < 2; half++)

@@ -94,6 +94,7 @@ internal static unsafe partial class Avx2Dot
         var acc = Vector256<float>.Zero;
         for (int b = 0; b < blocks; b++, x += T.Size, y += BlockLayouts.Q8_0.Size)
         {
+            Sse.Prefetch0(x + PrefetchDistance);
             Vector256<sbyte> qx = T.Quants(x);
             Vector256<byte> absX = Avx2.Sign(qx, qx).AsByte();
             acc = BlockFma(Half(x) * ys[b], SumProductsUnsigned(absX, Avx2.Sign(Vector256.Load((sbyte*)(y + BlockLayouts.Q8_0.Qs)), qx), vnni), acc);
