@@ -93,9 +93,10 @@ internal static unsafe partial class Avx2Dot
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<byte> Nibbles32(byte* p)
     {
-        Vector128<byte> raw = Vector128.Load(p);
-        Vector128<byte> mask = Vector128.Create((byte)0x0F);
-        return Vector256.Create(raw & mask, Vector128.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & mask);
+        // The 16 bytes in both lanes (a load-port broadcast), the upper lane shifted down a nibble, one mask for both.
+        Vector256<byte> raw = Avx2.BroadcastVector128ToVector256(p);
+        Vector256<int> shifted = Vector256.ShiftRightLogical(raw.AsUInt16(), 4).AsInt32();
+        return Avx2.Blend(raw.AsInt32(), shifted, 0xF0).AsByte() & Vector256.Create((byte)0x0F);
     }
 
     /// <summary>Byte j is 0xFF where bit j of <paramref name="bits"/> is set, else 0.</summary>
