@@ -94,20 +94,7 @@ public static unsafe class AttentionKernel
                             {
                                 float* s = scores + h * Tile;
                                 Scores(q + h * dimK, keys, width, dimK, tile, _scale, s);
-                                // Online softmax: a larger maximum rescales what was accumulated under the old one.
-                                var tileScores = new Span<float>(s, tile);
-                                float newMax = MathF.Max(max[h], TensorPrimitives.Max(tileScores));
-                                if (newMax > max[h])
-                                {
-                                    float correction = MathF.Exp(max[h] - newMax);
-                                    sum[h] *= correction;
-                                    var o = new Span<float>(output + h * dimV, dimV);
-                                    TensorPrimitives.Multiply(o, correction, o);
-                                    max[h] = newMax;
-                                }
-                                TensorPrimitives.Subtract(tileScores, newMax, tileScores);
-                                TensorPrimitives.Exp(tileScores, tileScores);
-                                sum[h] += TensorPrimitives.Sum(tileScores);
+                                OnlineSoftmax(s, tile, ref max[h], ref sum[h], output + h * dimV, dimV);
                                 WeightedSum(s, values, width, dimV, tile, output + h * dimV);
                             }
                         }
@@ -121,6 +108,48 @@ public static unsafe class AttentionKernel
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// One tile of an online softmax: raises the running maximum to the tile's, rescaling the normaliser and the output
+    /// accumulated so far when it grows, then turns the scores into exp(score − max) and adds them to the normaliser.
+    /// </summary>
+    private static void OnlineSoftmax(float* scores, int count, ref float max, ref float sum, float* output, int dim)
+    {
+        float tileMax = float.NegativeInfinity;
+        int j = 0;
+        if (count >= 8)
+        {
+            var m = Vector256.Load(scores);
+            for (j = 8; j + 8 <= count; j += 8) m = Vector256.Max(m, Vector256.Load(scores + j));
+            var half = Vector128.Max(m.GetLower(), m.GetUpper());
+            tileMax = MathF.Max(MathF.Max(half[0], half[1]), MathF.Max(half[2], half[3]));
+        }
+        for (; j < count; j++) tileMax = MathF.Max(tileMax, scores[j]);
+
+        if (tileMax > max)
+        {
+            float correction = MathF.Exp(max - tileMax);
+            sum *= correction;
+            TensorPrimitives.Multiply(new ReadOnlySpan<float>(output, dim), correction, new Span<float>(output, dim));
+            max = tileMax;
+        }
+
+        var top = Vector256.Create(max);
+        var total = Vector256<float>.Zero;
+        for (j = 0; j + 8 <= count; j += 8)
+        {
+            var e = Vector256.Exp(Vector256.Load(scores + j) - top);
+            e.Store(scores + j);
+            total += e;
+        }
+        float tail = 0;
+        for (; j < count; j++)
+        {
+            scores[j] = MathF.Exp(scores[j] - max);
+            tail += scores[j];
+        }
+        sum += Vector256.Sum(total) + tail;
     }
 
     /// <summary>scores[j] = scale · (q · keys[j]) for <paramref name="count"/> keys <paramref name="stride"/> floats apart.</summary>
