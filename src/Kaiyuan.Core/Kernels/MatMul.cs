@@ -21,9 +21,10 @@ public static unsafe class MatMul
         QuantizedDot.CheckRows(w.Type, w.Columns);
         var actType = QuantizedDot.ActivationType(w.Type);
         int actBytes = (int)GgmlTypeInfo.RowBytes(actType, w.Columns);
-        for (int t = 0; t < tokens; t++)
-            QuantizedDot.QuantizeActivations(actType, x.Slice(t * w.Columns, w.Columns), scratch.Slice(t * actBytes, actBytes));
+        if (x.Length < tokens * w.Columns || y.Length < tokens * w.Rows || scratch.Length < ScratchBytes(w, tokens))
+            throw new ArgumentException("MatMul buffers are smaller than tokens × the matrix shape");
 
+        fixed (float* input = x)
         fixed (byte* act = scratch)
         fixed (float* output = y)
         {
@@ -31,13 +32,49 @@ public static unsafe class MatMul
             bool tiled = QuantizedDot.HasDot4(w.Type);
             int sideBytes = QuantizedDot.SideBytes(w.Type, w.Columns);
             byte* side = act + (long)tokens * actBytes;
-            if (tiled)
-                for (int t = 0; t < tokens; t++)
-                    QuantizedDot.PrepareSide(w.Type, act + (long)t * actBytes, w.Columns, side + (long)t * sideBytes);
             using var scope = pool.Enter();
+            // A prompt's activation rows are converted in parallel too; one row is not worth waking the pool for.
+            var prepare = pool.Job<PrepareJob>();
+            prepare.Set(w.Type, actType, w.Columns, input, act, actBytes, tiled, side, sideBytes);
+            if (tokens >= 4) pool.Run(prepare, tokens);
+            else prepare.Run(0, tokens, 0);
+
             var job = pool.Job<Job>();
             job.Set(w, act, actBytes, output, tokens, tiled, side, sideBytes);
             pool.Run(job, w.Rows, minChunk: 16);
+        }
+    }
+
+    /// <summary>Quantizes activation rows into the weight type's companion format and derives their side data.</summary>
+    private sealed class PrepareJob : IParallelJob
+    {
+        private GgmlType _weightType, _actType;
+        private int _columns, _actBytes, _sideBytes;
+        private float* _x;
+        private byte* _act, _side;
+        private bool _tiled;
+
+        public void Set(GgmlType weightType, GgmlType actType, int columns, float* x, byte* act, int actBytes, bool tiled, byte* side, int sideBytes)
+        {
+            _weightType = weightType;
+            _actType = actType;
+            _columns = columns;
+            _x = x;
+            _act = act;
+            _actBytes = actBytes;
+            _tiled = tiled;
+            _side = side;
+            _sideBytes = sideBytes;
+        }
+
+        public void Run(int start, int end, int worker)
+        {
+            for (int t = start; t < end; t++)
+            {
+                byte* row = _act + (long)t * _actBytes;
+                QuantizedDot.QuantizeActivations(_actType, new ReadOnlySpan<float>(_x + (long)t * _columns, _columns), new Span<byte>(row, _actBytes));
+                if (_tiled) QuantizedDot.PrepareSide(_weightType, row, _columns, _side + (long)t * _sideBytes);
+            }
         }
     }
 
