@@ -17,8 +17,7 @@ internal static unsafe partial class Avx2Dot
     /// <summary>Bytes of side data <see cref="PrepareSide"/> derives from each activation row of <paramref name="n"/> elements.</summary>
     public static int SideBytes(GgmlType weightType, int n) => weightType switch
     {
-        GgmlType.Q8_0 or GgmlType.Q4_0 => n / BlockLayouts.QK * sizeof(float),
-        GgmlType.Q5_0 => n / BlockLayouts.QK * (sizeof(float) + 16 * sizeof(short)),
+        GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 => n / BlockLayouts.QK * sizeof(float),
         GgmlType.Q6_K => n / 2 * sizeof(short),
         _ => 0,
     };
@@ -33,7 +32,6 @@ internal static unsafe partial class Avx2Dot
         {
             case GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0:
                 for (int b = 0; b < n / BlockLayouts.QK; b++) ((float*)side)[b] = Half(y + b * BlockLayouts.Q8_0.Size);
-                if (weightType == GgmlType.Q5_0) Q5PairBias(y, n, (short*)(side + n / BlockLayouts.QK * sizeof(float)));
                 break;
             case GgmlType.Q6_K:
                 Q6KPairBias(y, n, (short*)side);
@@ -84,7 +82,7 @@ internal static unsafe partial class Avx2Dot
         {
             GgmlType.Q8_0 => Tile1<Q8Block>(x, y, (float*)side, blocks, vnni),
             GgmlType.Q4_0 => Tile1<Q4Block>(x, y, (float*)side, blocks, vnni),
-            GgmlType.Q5_0 => vnni ? Tile1<Q5Block>(x, y, (float*)side, blocks, vnni) : Q5Scaled(x, y, (float*)side, (short*)(side + blocks * sizeof(float)), blocks),
+            GgmlType.Q5_0 => Tile1<Q5Block>(x, y, (float*)side, blocks, vnni),
             GgmlType.Q4_K => Q4_K(x, y, n / BlockLayouts.QK_K),
             GgmlType.Q6_K => Q6KScaled(x, y, (short*)side, n / BlockLayouts.QK_K),
             _ => throw new NotSupportedException($"No scaled dot for {weightType}."),
@@ -100,33 +98,6 @@ internal static unsafe partial class Avx2Dot
             Vector256<sbyte> qx = T.Quants(x);
             Vector256<byte> absX = Avx2.Sign(qx, qx).AsByte();
             acc = BlockFma(Half(x) * ys[b], SumProductsUnsigned(absX, Avx2.Sign(Vector256.Load((sbyte*)(y + BlockLayouts.Q8_0.Qs)), qx), vnni), acc);
-        }
-
-        return HorizontalSum(acc);
-    }
-
-    /// <summary>Q5_0's extra side data after the float scales: per block, the 16 pair sums 16·(y[2i] + y[2i+1]) as int16.</summary>
-    private static void Q5PairBias(byte* y, int n, short* bias)
-    {
-        var sixteen = Vector256.Create((byte)16);
-        for (int b = 0; b < n / BlockLayouts.QK; b++, y += BlockLayouts.Q8_0.Size, bias += 16)
-            Avx2.MultiplyAddAdjacent(sixteen, Vector256.Load((sbyte*)(y + BlockLayouts.Q8_0.Qs))).Store(bias);
-    }
-
-    /// <summary>
-    /// The decode form of Q5_0 without the sign trick: the stored 5-bit quants are unsigned, so q·y − 16·y comes from
-    /// one unsigned multiply and the row's precomputed bias, the same int16 pair sums as the signed form.
-    /// </summary>
-    private static float Q5Scaled(byte* x, byte* y, float* ys, short* bias, int blocks)
-    {
-        var acc = Vector256<float>.Zero;
-        var fifthBit = Vector256.Create((byte)0x10);
-        for (int b = 0; b < blocks; b++, x += BlockLayouts.Q5_0.Size, y += BlockLayouts.Q8_0.Size, bias += 16)
-        {
-            Sse.Prefetch0(x + PrefetchDistance);
-            Vector256<byte> q = Nibbles32(x + BlockLayouts.Q5_0.Qs) | (BytesFromBits(*(uint*)(x + BlockLayouts.Q5_0.Qh)) & fifthBit);
-            Vector256<short> pairs = Avx2.MultiplyAddAdjacent(q, Vector256.Load((sbyte*)(y + BlockLayouts.Q8_0.Qs))) - Vector256.Load(bias);
-            acc = BlockFma(Half(x) * ys[b], Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)1)), acc);
         }
 
         return HorizontalSum(acc);
