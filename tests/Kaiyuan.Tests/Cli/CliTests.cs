@@ -98,6 +98,28 @@ public class CliTests
     }
 }
 
+public class BenchMatMulCliTests
+{
+    [Fact]
+    public void MatMulBenchReportsEveryTypeAndTokenCount()
+    {
+        var r = KaiyuanProcess.Run("bench", "matmul", "--types", "q8_0,q4_k", "--rows", "64", "--cols", "256", "--tokens", "1,8", "-r", "1", "-t", "1", "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        using var doc = JsonDocument.Parse(r.Stdout);
+        var rows = doc.RootElement.EnumerateArray().ToList();
+        Assert.Equal(["q8_0:1", "q8_0:8", "q4_k:1", "q4_k:8"], rows.Select(e => $"{e.GetProperty("type").GetString()}:{e.GetProperty("tokens").GetInt32()}"));
+        Assert.All(rows, e => Assert.True(e.GetProperty("gmac_s").GetDouble() > 0 && e.GetProperty("weight_gb_s").GetDouble() > 0));
+    }
+
+    [Fact]
+    public void MatMulBenchNamesAColumnCountTheTypeCannotHold()
+    {
+        var r = KaiyuanProcess.Run("bench", "matmul", "--types", "q6_k", "--cols", "100");
+        Assert.NotEqual(0, r.ExitCode);
+        Assert.Contains("block size 256", r.Stderr);
+    }
+}
+
 public class CliTextTests
 {
     /// <summary>The README's newcomer command: aidreams260K writes its dream text, token-identical to llama.cpp.</summary>
