@@ -39,8 +39,14 @@ public static class MatMulBenchCommand
             {
                 Console.WriteLine(JsonSerializer.Serialize(results.Select(x => new Dictionary<string, object>
                 {
-                    ["type"] = x.Type.ToString().ToLowerInvariant(), ["rows"] = r, ["cols"] = c, ["tokens"] = x.Tokens, ["threads"] = pool.Threads,
-                    ["ms"] = Math.Round(x.Seconds * 1e3, 4), ["gmac_s"] = Math.Round(x.GmacPerSecond, 3), ["weight_gb_s"] = Math.Round(x.WeightGbPerSecond, 3),
+                    ["type"] = x.Type.ToString().ToLowerInvariant(),
+                    ["rows"] = r,
+                    ["cols"] = c,
+                    ["tokens"] = x.Tokens,
+                    ["threads"] = pool.Threads,
+                    ["ms"] = Math.Round(x.Seconds * 1e3, 4),
+                    ["gmac_s"] = Math.Round(x.GmacPerSecond, 3),
+                    ["weight_gb_s"] = Math.Round(x.WeightGbPerSecond, 3),
                 })));
                 return 0;
             }
