@@ -134,7 +134,7 @@ internal static unsafe partial class Avx2Dot
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<sbyte> Quants(byte* x)
         {
-            Vector256<byte> highClear = ~BytesFromBits(*(uint*)(x + BlockLayouts.Q5_0.Qh)) & Vector256.Create((byte)0xF0);
+            Vector256<byte> highClear = ~BytesFromBits(x + BlockLayouts.Q5_0.Qh) & Vector256.Create((byte)0xF0);
             return (Nibbles32(x + BlockLayouts.Q5_0.Qs) | highClear).AsSByte();
         }
     }
