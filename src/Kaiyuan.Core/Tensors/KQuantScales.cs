@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 
 namespace Kaiyuan.Tensors;
 
@@ -37,6 +38,8 @@ internal static class KQuantScales
     /// All eight scales and mins of a Q4_K / Q5_K block at once (the same values as <see cref="ScaleMinK4"/>):
     /// byte j of <paramref name="scales"/> is scale j, byte j of <paramref name="mins"/> is min j.
     /// </summary>
+    // Inlined: called once per block inside the SIMD kernels, where a call spills every vector register.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void UnpackK4(ReadOnlySpan<byte> packed, out ulong scales, out ulong mins)
     {
         uint a0 = BinaryPrimitives.ReadUInt32LittleEndian(packed);
@@ -51,6 +54,7 @@ internal static class KQuantScales
     }
 
     /// <summary>All sixteen Q3_K scales at once, still biased by 32 (byte i = <see cref="ScaleQ3K"/>(i) + 32).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static (ulong Low, ulong High) UnpackQ3K(ReadOnlySpan<byte> packed)
     {
         uint a0 = BinaryPrimitives.ReadUInt32LittleEndian(packed);
