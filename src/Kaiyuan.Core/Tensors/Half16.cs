@@ -13,23 +13,19 @@ public static class Half16
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float ToSingle(ushort h)
     {
-        uint magnitude = (uint)(h & 0x7FFF);
-        if (magnitude >= 0x7C00) return InfinityOrNaN(h);
-
-        // Placing exponent and mantissa 13 bits up gives a float 2^112 times too small (exponent bias 15 vs 127);
-        // multiplying by ±2^112 is exact for normal and subnormal halves alike and carries the sign, which keeps the
-        // whole conversion in two register moves and one multiply.
-        float scale = BitConverter.UInt32BitsToSingle(0x77800000u | ((uint)(h & 0x8000) << 16));
-        return BitConverter.UInt32BitsToSingle(magnitude << 13) * scale;
-    }
-
-    /// <summary>Infinity keeps a zero mantissa; NaN payloads shift up and gain the quiet bit.</summary>
-    private static float InfinityOrNaN(ushort h)
-    {
         uint sign = (uint)(h & 0x8000) << 16;
         uint magnitude = (uint)(h & 0x7FFF);
-        uint nanOrInf = magnitude == 0x7C00 ? 0x7F800000u : 0x7FC00000u | ((magnitude & 0x3FF) << 13);
-        return BitConverter.UInt32BitsToSingle(sign | nanOrInf);
+        if (magnitude >= 0x7C00)
+        {
+            // Infinity keeps a zero mantissa; NaN payloads shift up and gain the quiet bit.
+            uint nanOrInf = magnitude == 0x7C00 ? 0x7F800000u : 0x7FC00000u | ((magnitude & 0x3FF) << 13);
+            return BitConverter.UInt32BitsToSingle(sign | nanOrInf);
+        }
+
+        // Placing exponent and mantissa 13 bits up gives a float 2^112 times too small (exponent bias 15 vs 127);
+        // the power-of-two multiply is exact for normal and subnormal halves alike.
+        float value = BitConverter.UInt32BitsToSingle(magnitude << 13) * 5.192296858534828e33f;
+        return BitConverter.UInt32BitsToSingle(BitConverter.SingleToUInt32Bits(value) | sign);
     }
 
     /// <summary>Narrows a float to fp16 with round-to-nearest-even; overflow goes to infinity, NaN stays NaN (quiet).</summary>
