@@ -14,79 +14,43 @@ internal static unsafe class FloatDot
 {
     private const float TwoPow112 = 5.192296858534828e33f;
 
-    public static float F32(byte* x, byte* y, int n, bool wide)
+    public static float F32(byte* x, byte* y, int n, bool wide) => Dot<F32Elements>(x, y, n, wide);
+
+    public static float F16(byte* x, byte* y, int n, bool wide) => Dot<F16Elements>(x, y, n, wide);
+
+    public static float BF16(byte* x, byte* y, int n, bool wide) => Dot<BF16Elements>(x, y, n, wide);
+
+    /// <summary>How one element type widens to float: 8 or 16 at a time, or one (the tail).</summary>
+    private interface IElements
     {
-        float* a = (float*)x, b = (float*)y;
-        int main = n & ~15;
-        float sum;
-        if (wide)
-        {
-            var acc = Vector512<float>.Zero;
-            for (int i = 0; i < main; i += 16)
-            {
-                acc = Avx512F.FusedMultiplyAdd(Vector512.Load(a + i), Vector512.Load(b + i), acc);
-            }
-
-            sum = Reduce(acc.GetLower(), acc.GetUpper());
-        }
-        else
-        {
-            Vector256<float> low = Vector256<float>.Zero, high = Vector256<float>.Zero;
-            for (int i = 0; i < main; i += 16)
-            {
-                low = Fma.MultiplyAdd(Vector256.Load(a + i), Vector256.Load(b + i), low);
-                high = Fma.MultiplyAdd(Vector256.Load(a + i + 8), Vector256.Load(b + i + 8), high);
-            }
-
-            sum = Reduce(low, high);
-        }
-
-        for (int i = main; i < n; i++)
-        {
-            sum += a[i] * b[i];
-        }
-
-        return sum;
+        static abstract Vector256<float> Load8(byte* p, int i);
+        static abstract Vector512<float> Load16(byte* p, int i);
+        static abstract float Load1(byte* p, int i);
     }
 
-    public static float F16(byte* x, byte* y, int n, bool wide)
+    private readonly struct F32Elements : IElements
     {
-        ushort* a = (ushort*)x, b = (ushort*)y;
-        int main = n & ~15;
-        float sum;
-        if (wide)
-        {
-            var acc = Vector512<float>.Zero;
-            for (int i = 0; i < main; i += 16)
-            {
-                acc = Avx512F.FusedMultiplyAdd(HalfToSingle16(a + i), HalfToSingle16(b + i), acc);
-            }
-
-            sum = Reduce(acc.GetLower(), acc.GetUpper());
-        }
-        else
-        {
-            Vector256<float> low = Vector256<float>.Zero, high = Vector256<float>.Zero;
-            for (int i = 0; i < main; i += 16)
-            {
-                low = Fma.MultiplyAdd(HalfToSingle8(a + i), HalfToSingle8(b + i), low);
-                high = Fma.MultiplyAdd(HalfToSingle8(a + i + 8), HalfToSingle8(b + i + 8), high);
-            }
-
-            sum = Reduce(low, high);
-        }
-
-        for (int i = main; i < n; i++)
-        {
-            sum += Half16.ToSingle(a[i]) * Half16.ToSingle(b[i]);
-        }
-
-        return sum;
+        public static Vector256<float> Load8(byte* p, int i) => Vector256.Load((float*)p + i);
+        public static Vector512<float> Load16(byte* p, int i) => Vector512.Load((float*)p + i);
+        public static float Load1(byte* p, int i) => ((float*)p)[i];
     }
 
-    public static float BF16(byte* x, byte* y, int n, bool wide)
+    private readonly struct F16Elements : IElements
     {
-        ushort* a = (ushort*)x, b = (ushort*)y;
+        public static Vector256<float> Load8(byte* p, int i) => HalfToSingle8((ushort*)p + i);
+        public static Vector512<float> Load16(byte* p, int i) => HalfToSingle16((ushort*)p + i);
+        public static float Load1(byte* p, int i) => Half16.ToSingle(((ushort*)p)[i]);
+    }
+
+    private readonly struct BF16Elements : IElements
+    {
+        public static Vector256<float> Load8(byte* p, int i) => BFloatToSingle8((ushort*)p + i);
+        public static Vector512<float> Load16(byte* p, int i) => BFloatToSingle16((ushort*)p + i);
+        public static float Load1(byte* p, int i) => BFloat16.ToSingle(((ushort*)p)[i]);
+    }
+
+    private static float Dot<T>(byte* x, byte* y, int n, bool wide) where T : struct, IElements
+    {
         int main = n & ~15;
         float sum;
         if (wide)
@@ -94,7 +58,7 @@ internal static unsafe class FloatDot
             var acc = Vector512<float>.Zero;
             for (int i = 0; i < main; i += 16)
             {
-                acc = Avx512F.FusedMultiplyAdd(BFloatToSingle16(a + i), BFloatToSingle16(b + i), acc);
+                acc = Avx512F.FusedMultiplyAdd(T.Load16(x, i), T.Load16(y, i), acc);
             }
 
             sum = Reduce(acc.GetLower(), acc.GetUpper());
@@ -104,8 +68,8 @@ internal static unsafe class FloatDot
             Vector256<float> low = Vector256<float>.Zero, high = Vector256<float>.Zero;
             for (int i = 0; i < main; i += 16)
             {
-                low = Fma.MultiplyAdd(BFloatToSingle8(a + i), BFloatToSingle8(b + i), low);
-                high = Fma.MultiplyAdd(BFloatToSingle8(a + i + 8), BFloatToSingle8(b + i + 8), high);
+                low = Fma.MultiplyAdd(T.Load8(x, i), T.Load8(y, i), low);
+                high = Fma.MultiplyAdd(T.Load8(x, i + 8), T.Load8(y, i + 8), high);
             }
 
             sum = Reduce(low, high);
@@ -113,7 +77,7 @@ internal static unsafe class FloatDot
 
         for (int i = main; i < n; i++)
         {
-            sum += BFloat16.ToSingle(a[i]) * BFloat16.ToSingle(b[i]);
+            sum += T.Load1(x, i) * T.Load1(y, i);
         }
 
         return sum;

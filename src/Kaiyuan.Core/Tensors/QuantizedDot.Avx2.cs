@@ -24,11 +24,11 @@ internal static unsafe partial class Avx2Dot
                 GgmlType.F32 => FloatDot.F32(x, y, n, wide: wideFloat),
                 GgmlType.F16 => FloatDot.F16(x, y, n, wide: wideFloat),
                 GgmlType.BF16 => FloatDot.BF16(x, y, n, wide: wideFloat),
-                GgmlType.Q4_0 => Q4_0(x, y, n / BlockLayouts.QK, vnni),
+                GgmlType.Q4_0 => Block32<Q4Block>(x, y, n / BlockLayouts.QK, vnni),
                 GgmlType.Q4_1 => Q4_1(x, y, n / BlockLayouts.QK, vnni),
-                GgmlType.Q5_0 => Q5_0(x, y, n / BlockLayouts.QK, vnni),
+                GgmlType.Q5_0 => Block32<Q5Block>(x, y, n / BlockLayouts.QK, vnni),
                 GgmlType.Q5_1 => Q5_1(x, y, n / BlockLayouts.QK, vnni),
-                GgmlType.Q8_0 => Q8_0(x, y, n / BlockLayouts.QK, vnni),
+                GgmlType.Q8_0 => Block32<Q8Block>(x, y, n / BlockLayouts.QK, vnni),
                 GgmlType.Q2_K => Q2_K(x, y, n / BlockLayouts.QK_K),
                 GgmlType.Q3_K => Q3_K(x, y, n / BlockLayouts.QK_K),
                 GgmlType.Q4_K => Q4_K(x, y, n / BlockLayouts.QK_K),
@@ -132,42 +132,14 @@ internal static unsafe partial class Avx2Dot
     private static Vector256<float> BlockFma(float scale, Vector256<int> sums, Vector256<float> acc) =>
         Fma.MultiplyAdd(Vector256.Create(scale), Avx.ConvertToVector256Single(sums), acc);
 
-    private static float Q8_0(byte* x, byte* y, int blocks, bool vnni)
+    /// <summary>Q8_0, Q4_0 or Q5_0 (<typeparamref name="T"/> forms the block's signed quants) against a Q8_0 row.</summary>
+    private static float Block32<T>(byte* x, byte* y, int blocks, bool vnni) where T : struct, IBlock32
     {
         var acc = Vector256<float>.Zero;
-        for (int b = 0; b < blocks; b++, x += BlockLayouts.Q8_0.Size, y += BlockLayouts.Q8_0.Size)
+        for (int b = 0; b < blocks; b++, x += T.Size, y += BlockLayouts.Q8_0.Size)
         {
-            var qx = Vector256.Load((sbyte*)(x + BlockLayouts.Q8_0.Qs));
             var qy = Vector256.Load((sbyte*)(y + BlockLayouts.Q8_0.Qs));
-            acc = BlockFma(Half(x) * Half(y), SumProductsSigned(qx, qy, vnni), acc);
-        }
-
-        return HorizontalSum(acc);
-    }
-
-    private static float Q4_0(byte* x, byte* y, int blocks, bool vnni)
-    {
-        var acc = Vector256<float>.Zero;
-        for (int b = 0; b < blocks; b++, x += BlockLayouts.Q4_0.Size, y += BlockLayouts.Q8_0.Size)
-        {
-            Vector256<sbyte> qx = (Nibbles32(x + BlockLayouts.Q4_0.Qs) - Vector256.Create((byte)8)).AsSByte();
-            var qy = Vector256.Load((sbyte*)(y + BlockLayouts.Q8_0.Qs));
-            acc = BlockFma(Half(x) * Half(y), SumProductsSigned(qx, qy, vnni), acc);
-        }
-
-        return HorizontalSum(acc);
-    }
-
-    private static float Q5_0(byte* x, byte* y, int blocks, bool vnni)
-    {
-        var acc = Vector256<float>.Zero;
-        for (int b = 0; b < blocks; b++, x += BlockLayouts.Q5_0.Size, y += BlockLayouts.Q8_0.Size)
-        {
-            // q - 16 as a byte: OR 0xF0 into the nibble where the fifth bit is clear (e.g. 0x0F | 0xF0 = -1).
-            Vector256<byte> highClear = ~BytesFromBits(x + BlockLayouts.Q5_0.Qh) & Vector256.Create((byte)0xF0);
-            Vector256<sbyte> qx = (Nibbles32(x + BlockLayouts.Q5_0.Qs) | highClear).AsSByte();
-            var qy = Vector256.Load((sbyte*)(y + BlockLayouts.Q8_0.Qs));
-            acc = BlockFma(Half(x) * Half(y), SumProductsSigned(qx, qy, vnni), acc);
+            acc = BlockFma(Half(x) * Half(y), SumProductsSigned(T.Quants(x), qy, vnni), acc);
         }
 
         return HorizontalSum(acc);
@@ -302,37 +274,26 @@ internal static unsafe partial class Avx2Dot
         {
             PrefetchBlock(x, BlockLayouts.Q4_K.Size);
             float yd = *(float*)(y + BlockLayouts.Q8_K.D);
-            float d = yd * Half(x + BlockLayouts.Q4_K.D);
-            float negativeDmin = -yd * Half(x + BlockLayouts.Q4_K.DMin);
             KQuantScales.UnpackK4(new ReadOnlySpan<byte>(x + BlockLayouts.Q4_K.Scales, 12), out ulong scales, out ulong mins);
-            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
-
-            // Mins in 4 lanes (lane k: sub-blocks 2k and 2k+1), from the per-32 activation sums, as llama.cpp does.
-            Vector128<short> bsums0 = Vector128.Load((short*)(y + BlockLayouts.Q8_K.BSums));
-            Vector128<short> bsums1 = Vector128.Load((short*)(y + BlockLayouts.Q8_K.BSums) + 8);
-            Vector128<short> subBlockSums = Ssse3.HorizontalAdd(bsums0, bsums1);
             Vector128<short> mins16 = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(mins).AsByte());
-            Vector128<int> minProducts = Sse2.MultiplyAddAdjacent(mins16, subBlockSums);
+            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
 
             var sums = Vector256<int>.Zero;
             for (int pair = 0; pair < 4; pair++)
             {
-                short scale0 = (short)((scales >> (16 * pair)) & 0xFF);
-                short scale1 = (short)((scales >> (16 * pair + 8)) & 0xFF);
+                var scale0 = Vector256.Create((short)((scales >> (16 * pair)) & 0xFF));
+                var scale1 = Vector256.Create((short)((scales >> (16 * pair + 8)) & 0xFF));
                 Vector256<byte> bits = Vector256.Load(x + BlockLayouts.Q4_K.Qs + pair * 32);
                 Vector256<byte> low = bits & nibble;
                 Vector256<byte> high = Vector256.ShiftRightLogical(bits.AsUInt16(), 4).AsByte() & nibble;
-                sums += ScaledChunk(low, q8 + pair * 64, scale0, scale0);
-                sums += ScaledChunk(high, q8 + pair * 64 + 32, scale1, scale1);
+                sums += Q4KPair(low, high, q8 + pair * 64, scale0, scale1);
             }
 
-            minAcc = Fma.MultiplyAdd(Vector128.Create(negativeDmin), Sse2.ConvertToVector128Single(minProducts), minAcc);
-            acc = BlockFma(d, sums, acc);
+            minAcc = Q4KMins(y, mins16, -yd * Half(x + BlockLayouts.Q4_K.DMin), minAcc);
+            acc = BlockFma(yd * Half(x + BlockLayouts.Q4_K.D), sums, acc);
         }
 
-        minAcc = Sse.Add(minAcc, Sse.MoveHighToLow(minAcc, minAcc));
-        minAcc = Sse.AddScalar(minAcc, Sse3.MoveHighAndDuplicate(minAcc));
-        return HorizontalSum(acc) + minAcc.ToScalar();
+        return Q4KResult(acc, minAcc);
     }
 
     private static float Q5_K(byte* x, byte* y, int blocks)
@@ -381,39 +342,14 @@ internal static unsafe partial class Avx2Dot
 
     private static float Q6_K(byte* x, byte* y, int blocks)
     {
+        // The tiled kernels take the (q - 32)·y bias sums from side data; here each block forms its own.
+        short* bias = stackalloc short[128];
         var acc = Vector256<float>.Zero;
-        var nibble = Vector256.Create((byte)0xF);
-        var twoBits = Vector256.Create((byte)3);
-        var bias = Vector256.Create((byte)32);
         for (int b = 0; b < blocks; b++, x += BlockLayouts.Q6_K.Size, y += BlockLayouts.Q8_K.Size)
         {
             PrefetchBlock(x, BlockLayouts.Q6_K.Size);
-            float d = *(float*)(y + BlockLayouts.Q8_K.D) * Half(x + BlockLayouts.Q6_K.D);
-            sbyte* scales = (sbyte*)(x + BlockLayouts.Q6_K.Scales);
-            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
-
-            var sums = Vector256<int>.Zero;
-            for (int half = 0; half < 2; half++)
-            {
-                Vector256<byte> low0 = Vector256.Load(x + BlockLayouts.Q6_K.Ql + half * 64);
-                Vector256<byte> low1 = Vector256.Load(x + BlockLayouts.Q6_K.Ql + half * 64 + 32);
-                Vector256<ushort> high = Vector256.Load(x + BlockLayouts.Q6_K.Qh + half * 32).AsUInt16();
-                for (int quarter = 0; quarter < 4; quarter++)
-                {
-                    Vector256<byte> lowSource = quarter % 2 == 0 ? low0 : low1;
-                    Vector256<byte> lowNibble = quarter < 2 ? lowSource & nibble : Vector256.ShiftRightLogical(lowSource.AsUInt16(), 4).AsByte() & nibble;
-                    Vector256<byte> highPair = Vector256.ShiftRightLogical(high, 2 * quarter).AsByte() & twoBits;
-                    Vector256<byte> q = lowNibble | Vector256.ShiftLeft(highPair.AsUInt16(), 4).AsByte();
-
-                    // (q - 32) * y formed as q*y - 32*y in int16, which cannot overflow for 6-bit q.
-                    int group = half * 8 + quarter * 2;
-                    var activations = Vector256.Load(q8 + group * 16);
-                    Vector256<short> pairs = Avx2.MultiplyAddAdjacent(q, activations) - Avx2.MultiplyAddAdjacent(bias, activations);
-                    sums += Avx2.MultiplyAddAdjacent(pairs, ChunkScales(scales[group], scales[group + 1]));
-                }
-            }
-
-            acc = BlockFma(d, sums, acc);
+            Q6KPairBias(y, BlockLayouts.QK_K, bias);
+            acc = Q6KBlock(x, y, bias, acc);
         }
 
         return HorizontalSum(acc);

@@ -52,24 +52,31 @@ internal static unsafe partial class Avx2Dot
         for (int b = 0; b < blocks; b++, x += BlockLayouts.Q6_K.Size, y += BlockLayouts.Q8_K.Size, bias += 128)
         {
             PrefetchBlock(x, BlockLayouts.Q6_K.Size);
-            var blockScales = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(x + BlockLayouts.Q6_K.Scales)));
-            var sums = Vector256<int>.Zero;
-            for (int half = 0; half < 2; half++)
-            {
-                Vector256<byte> low0 = Vector256.Load(x + BlockLayouts.Q6_K.Ql + half * 64);
-                Vector256<byte> low1 = Vector256.Load(x + BlockLayouts.Q6_K.Ql + half * 64 + 32);
-                Vector256<ushort> high = Vector256.Load(x + BlockLayouts.Q6_K.Qh + half * 32).AsUInt16();
-                for (int quarter = 0; quarter < 4; quarter++)
-                {
-                    int c = half * 4 + quarter;
-                    sums += Q6Chunk(Q6Quants(low0, low1, high, quarter), y + BlockLayouts.Q8_K.Qs + c * 32, bias + c * 16, Q6ChunkScales(blockScales, c));
-                }
-            }
-
-            acc = BlockFma(*(float*)(y + BlockLayouts.Q8_K.D) * Half(x + BlockLayouts.Q6_K.D), sums, acc);
+            acc = Q6KBlock(x, y, bias, acc);
         }
 
         return HorizontalSum(acc);
+    }
+
+    /// <summary>One Q6_K block against one Q8_K block and its 128 bias sums, added into the 8 float lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Q6KBlock(byte* x, byte* y, short* bias, Vector256<float> acc)
+    {
+        var blockScales = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(x + BlockLayouts.Q6_K.Scales)));
+        var sums = Vector256<int>.Zero;
+        for (int half = 0; half < 2; half++)
+        {
+            Vector256<byte> low0 = Vector256.Load(x + BlockLayouts.Q6_K.Ql + half * 64);
+            Vector256<byte> low1 = Vector256.Load(x + BlockLayouts.Q6_K.Ql + half * 64 + 32);
+            Vector256<ushort> high = Vector256.Load(x + BlockLayouts.Q6_K.Qh + half * 32).AsUInt16();
+            for (int quarter = 0; quarter < 4; quarter++)
+            {
+                int c = half * 4 + quarter;
+                sums += Q6Chunk(Q6Quants(low0, low1, high, quarter), y + BlockLayouts.Q8_K.Qs + c * 32, bias + c * 16, Q6ChunkScales(blockScales, c));
+            }
+        }
+
+        return BlockFma(*(float*)(y + BlockLayouts.Q8_K.D) * Half(x + BlockLayouts.Q6_K.D), sums, acc);
     }
 
     private static void Q6KTile4(byte* x, byte* y, short* bias, int stride, int biasStride, int blocks, float* output, long outputStride)

@@ -97,7 +97,7 @@ internal static unsafe partial class Avx2Dot
             Sse.Prefetch0(x + PrefetchDistance);
             Vector256<sbyte> qx = T.Quants(x);
             Vector256<byte> absX = Avx2.Sign(qx, qx).AsByte();
-            acc = BlockFma(Half(x) * ys[b], SumProductsUnsigned(absX, Avx2.Sign(Vector256.Load((sbyte*)(y + BlockLayouts.Q8_0.Qs)), qx), vnni), acc);
+            acc = TokenStep(qx, absX, Half(x) * ys[b], y, vnni, acc);
         }
 
         return HorizontalSum(acc);
@@ -107,7 +107,7 @@ internal static unsafe partial class Avx2Dot
     {
         static abstract int Size { get; }
 
-        /// <summary>The block's 32 signed quants as the single-row kernel forms them.</summary>
+        /// <summary>The block's 32 signed quants.</summary>
         static abstract Vector256<sbyte> Quants(byte* x);
     }
 
@@ -134,6 +134,7 @@ internal static unsafe partial class Avx2Dot
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<sbyte> Quants(byte* x)
         {
+            // q - 16 as a byte: OR 0xF0 into the nibble where the fifth bit is clear (e.g. 0x0F | 0xF0 = -1).
             Vector256<byte> highClear = ~BytesFromBits(x + BlockLayouts.Q5_0.Qh) & Vector256.Create((byte)0xF0);
             return (Nibbles32(x + BlockLayouts.Q5_0.Qs) | highClear).AsSByte();
         }

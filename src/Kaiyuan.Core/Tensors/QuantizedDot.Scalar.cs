@@ -20,8 +20,8 @@ internal static class ScalarDot
         GgmlType.Q8_0 => Q8_0(w, a, n / BlockLayouts.QK),
         GgmlType.Q2_K => Q2_K(w, a, n / BlockLayouts.QK_K),
         GgmlType.Q3_K => Q3_K(w, a, n / BlockLayouts.QK_K),
-        GgmlType.Q4_K => Q4_K(w, a, n / BlockLayouts.QK_K),
-        GgmlType.Q5_K => Q5_K(w, a, n / BlockLayouts.QK_K),
+        GgmlType.Q4_K => Q4OrQ5_K(w, a, n / BlockLayouts.QK_K, fifthBit: false),
+        GgmlType.Q5_K => Q4OrQ5_K(w, a, n / BlockLayouts.QK_K, fifthBit: true),
         GgmlType.Q6_K => Q6_K(w, a, n / BlockLayouts.QK_K),
         _ => throw new NotSupportedException($"No vector dot for {weightType}."),
     };
@@ -279,18 +279,23 @@ internal static class ScalarDot
         return sum;
     }
 
-    private static float Q4_K(ReadOnlySpan<byte> w, ReadOnlySpan<byte> a, int blocks)
+    /// <summary>Q4_K, or Q5_K when <paramref name="fifthBit"/>: the same 6-bit scales and mins, Q5_K adds a high bit per quant.</summary>
+    private static float Q4OrQ5_K(ReadOnlySpan<byte> w, ReadOnlySpan<byte> a, int blocks, bool fifthBit)
     {
+        int size = fifthBit ? BlockLayouts.Q5_K.Size : BlockLayouts.Q4_K.Size;
+        int d = fifthBit ? BlockLayouts.Q5_K.D : BlockLayouts.Q4_K.D, dMin = fifthBit ? BlockLayouts.Q5_K.DMin : BlockLayouts.Q4_K.DMin;
+        int scalesAt = fifthBit ? BlockLayouts.Q5_K.Scales : BlockLayouts.Q4_K.Scales, qsAt = fifthBit ? BlockLayouts.Q5_K.Qs : BlockLayouts.Q4_K.Qs;
         float sum = 0;
         for (int b = 0; b < blocks; b++)
         {
-            ReadOnlySpan<byte> x = w.Slice(b * BlockLayouts.Q4_K.Size, BlockLayouts.Q4_K.Size);
+            ReadOnlySpan<byte> x = w.Slice(b * size, size);
             var y = new ActivationBlockK(a, b);
             float yd = y.D;
             ReadOnlySpan<sbyte> qy = y.Qs;
             ReadOnlySpan<short> bsums = y.BSums;
-            ReadOnlySpan<byte> scales = x.Slice(BlockLayouts.Q4_K.Scales, 12);
-            ReadOnlySpan<byte> qs = x.Slice(BlockLayouts.Q4_K.Qs, 128);
+            ReadOnlySpan<byte> scales = x.Slice(scalesAt, 12);
+            ReadOnlySpan<byte> qh = fifthBit ? x.Slice(BlockLayouts.Q5_K.Qh, 32) : default;
+            ReadOnlySpan<byte> qs = x.Slice(qsAt, 128);
 
             int sumi = 0, minSum = 0;
             for (int sub = 0; sub < 8; sub++)
@@ -302,54 +307,15 @@ internal static class ScalarDot
                 int subSum = 0;
                 for (int l = 0; l < 32; l++)
                 {
-                    subSum += ((q[l] >> shift) & 0xF) * qy[sub * 32 + l];
-                }
-
-                sumi += scale * subSum;
-            }
-
-            float d = yd * BlockFields.Half(x, BlockLayouts.Q4_K.D);
-            float dmin = yd * BlockFields.Half(x, BlockLayouts.Q4_K.DMin);
-            sum += d * sumi - dmin * minSum;
-        }
-
-        return sum;
-    }
-
-    private static float Q5_K(ReadOnlySpan<byte> w, ReadOnlySpan<byte> a, int blocks)
-    {
-        float sum = 0;
-        for (int b = 0; b < blocks; b++)
-        {
-            ReadOnlySpan<byte> x = w.Slice(b * BlockLayouts.Q5_K.Size, BlockLayouts.Q5_K.Size);
-            var y = new ActivationBlockK(a, b);
-            float yd = y.D;
-            ReadOnlySpan<sbyte> qy = y.Qs;
-            ReadOnlySpan<short> bsums = y.BSums;
-            ReadOnlySpan<byte> scales = x.Slice(BlockLayouts.Q5_K.Scales, 12);
-            ReadOnlySpan<byte> qh = x.Slice(BlockLayouts.Q5_K.Qh, 32);
-            ReadOnlySpan<byte> qs = x.Slice(BlockLayouts.Q5_K.Qs, 128);
-
-            int sumi = 0, minSum = 0;
-            for (int sub = 0; sub < 8; sub++)
-            {
-                var (scale, min) = KQuantScales.ScaleMinK4(sub, scales);
-                minSum += min * (bsums[2 * sub] + bsums[2 * sub + 1]);
-                ReadOnlySpan<byte> q = qs.Slice(sub / 2 * 32, 32);
-                int shift = (sub & 1) * 4;
-                int subSum = 0;
-                for (int l = 0; l < 32; l++)
-                {
-                    int value = ((q[l] >> shift) & 0xF) | (((qh[l] >> sub) & 1) << 4);
+                    int value = (q[l] >> shift) & 0xF;
+                    if (fifthBit) value |= ((qh[l] >> sub) & 1) << 4;
                     subSum += value * qy[sub * 32 + l];
                 }
 
                 sumi += scale * subSum;
             }
 
-            float d = yd * BlockFields.Half(x, BlockLayouts.Q5_K.D);
-            float dmin = yd * BlockFields.Half(x, BlockLayouts.Q5_K.DMin);
-            sum += d * sumi - dmin * minSum;
+            sum += yd * BlockFields.Half(x, d) * sumi - yd * BlockFields.Half(x, dMin) * minSum;
         }
 
         return sum;
