@@ -29,7 +29,7 @@ public static class BenchCommand
         return cmd;
     }
 
-    /// <param name="PeakRssBytes">The process's peak resident set after the runs (VmHWM; 0 where the OS does not report it).</param>
+    /// <param name="PeakRssBytes">The process's peak resident set after the runs (the runtime reads VmHWM on Linux).</param>
     /// <param name="KvCacheBytes">Bytes of the KV cache the runs allocated.</param>
     public sealed record Result(double PpTps, double PpStd, double TgTps, double TgStd, int Threads, long ModelBytes, long PeakRssBytes, long KvCacheBytes);
 
@@ -90,24 +90,7 @@ public static class BenchCommand
             }
         }
         long bytes = model.File.Tensors.Sum(t => t.ByteSize);
-        return new Result(Mean(pp), Std(pp), Mean(tg), Std(tg), pool.Threads, bytes, PeakResidentBytes(), session.Cache.TotalBytes);
-    }
-
-    /// <summary>VmHWM from /proc/self/status (Linux); elsewhere the runtime's peak working set.</summary>
-    private static long PeakResidentBytes()
-    {
-        try
-        {
-            if (File.Exists("/proc/self/status"))
-                foreach (var line in File.ReadLines("/proc/self/status"))
-                    if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
-                        return long.Parse(line.AsSpan(6).Trim().TrimEnd("kB").Trim(), System.Globalization.CultureInfo.InvariantCulture) * 1024;
-            return Process.GetCurrentProcess().PeakWorkingSet64;
-        }
-        catch (Exception e) when (e is IOException or FormatException or UnauthorizedAccessException)
-        {
-            return 0;
-        }
+        return new Result(Mean(pp), Std(pp), Mean(tg), Std(tg), pool.Threads, bytes, Process.GetCurrentProcess().PeakWorkingSet64, session.Cache.TotalBytes);
     }
 
     private static double Mean(List<double> x) => x.Count == 0 ? 0 : x.Average();
