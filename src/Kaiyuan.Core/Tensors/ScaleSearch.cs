@@ -27,29 +27,42 @@ internal static class ScaleSearch
     }
 
     /// <summary>
-    /// Symmetric levels in [-nmax, nmax) stored biased by nmax, weighted by x^2 (rmse_type 1 without an importance
-    /// matrix): tries the scale nmax/max and 18 nearby ones, keeping the best weighted least-squares fit.
+    /// The first fit both symmetric searches start from: levels at the scale -nmax/max (max = the value of largest
+    /// magnitude), stored plus <paramref name="levelBias"/>, with their x²-weighted sums Σw·x·l and Σw·l². False (levels
+    /// cleared) for a group too close to zero to fit.
     /// </summary>
-    public static float SymmetricWeightedBySquares(ReadOnlySpan<float> x, int nmax, Span<sbyte> levels)
+    private static bool InitialSymmetricFit(ReadOnlySpan<float> x, int nmax, Span<sbyte> levels, int levelBias, out float max, out float sumlx, out float suml2)
     {
-        float max = SignedMaxAbs(x, out float amax);
+        max = SignedMaxAbs(x, out float amax);
+        sumlx = suml2 = 0;
         if (amax < GroupMaxEpsilon)
         {
             levels[..x.Length].Clear();
-            return 0f;
+            return false;
         }
 
         float iscale = -nmax / max;
-        float sumlx = 0, suml2 = 0;
         for (int i = 0; i < x.Length; i++)
         {
             int l = Math.Clamp(Rounding.NearestInt(iscale * x[i]), -nmax, nmax - 1);
-            levels[i] = (sbyte)(l + nmax);
+            levels[i] = (sbyte)(l + levelBias);
             float w = x[i] * x[i];
             sumlx += w * x[i] * l;
             suml2 += w * l * l;
         }
 
+        return true;
+    }
+
+    /// <summary>
+    /// Symmetric levels in [-nmax, nmax) stored biased by nmax, weighted by x^2 (rmse_type 1 without an importance
+    /// matrix): tries the scale nmax/max and 18 nearby ones, keeping the best weighted least-squares fit.
+    /// </summary>
+    public static float SymmetricWeightedBySquares(ReadOnlySpan<float> x, int nmax, Span<sbyte> levels)
+    {
+        if (!InitialSymmetricFit(x, nmax, levels, levelBias: nmax, out float max, out float sumlx, out float suml2)) return 0f;
+
+        float iscale;
         float scale = suml2 != 0 ? sumlx / suml2 : 0.0f;
         float best = scale * sumlx;
         for (int step = -9; step <= 9; step++)
@@ -90,23 +103,7 @@ internal static class ScaleSearch
     /// </summary>
     public static float SymmetricIterative(ReadOnlySpan<float> x, int nmax, Span<sbyte> levels)
     {
-        float max = SignedMaxAbs(x, out float amax);
-        if (amax < GroupMaxEpsilon)
-        {
-            levels[..x.Length].Clear();
-            return 0f;
-        }
-
-        float iscale = -nmax / max;
-        float sumlx = 0, suml2 = 0;
-        for (int i = 0; i < x.Length; i++)
-        {
-            int l = Math.Clamp(Rounding.NearestInt(iscale * x[i]), -nmax, nmax - 1);
-            levels[i] = (sbyte)l;
-            float w = x[i] * x[i];
-            sumlx += w * x[i] * l;
-            suml2 += w * l * l;
-        }
+        if (!InitialSymmetricFit(x, nmax, levels, levelBias: 0, out _, out float sumlx, out float suml2)) return 0f;
 
         for (int pass = 0; pass < 5; pass++)
         {
