@@ -9,9 +9,40 @@ namespace Kaiyuan.Kernels;
 /// </summary>
 public static unsafe class MatMul
 {
+    /// <summary>
+    /// Batches of at least this many activation rows go through the panel GEMM; smaller ones would not repay the
+    /// repacking. Measured (`bench matmul`, 4864 × 1024, 2 threads, interleaved with the tiles): at 8 rows panels
+    /// already give Q8_0 32 → 42-47 GMAC/s, Q5_0 28-33 → 45, Q6_K 30 → 28-29; at 32 rows Q5_0 56-61, Q6_K 48-51.
+    /// </summary>
+    internal const int PanelMinTokens = 8;
+
+    /// <summary>Widest column range of a panel the kernels take at once: 8 KiB of quants, with its scales and a
+    /// four-row activation tile, well inside a 32 KiB L1.</summary>
+    private const int PanelColumns = 1024;
+
+    /// <summary>How a batch is computed, and the bytes of side data it derives from each activation row.</summary>
+    private static (Kernel Kernel, int SideBytes) Plan(QuantMatrix w, int tokens)
+    {
+        if (tokens >= PanelMinTokens && w.Rows >= QuantizedDot.PanelRows && QuantizedDot.HasPanels(w.Type))
+            return (Kernel.Panels, QuantizedDot.PanelSideBytes(w.Type, w.Columns));
+        return QuantizedDot.HasDot4(w.Type) ? (Kernel.Tiles, QuantizedDot.SideBytes(w.Type, w.Columns)) : (Kernel.Rows, 0);
+    }
+
+    private enum Kernel
+    {
+        /// <summary>One weight row against one activation row at a time.</summary>
+        Rows,
+
+        /// <summary>One weight row against 8, 4 or 1 activation rows (<see cref="QuantizedDot.Dot8"/>).</summary>
+        Tiles,
+
+        /// <summary>Eight repacked weight rows against four activation rows (<see cref="QuantizedDot.PanelMultiply"/>).</summary>
+        Panels,
+    }
+
     /// <summary>Bytes of scratch <see cref="Multiply"/> needs for a batch of <paramref name="tokens"/> rows.</summary>
     public static int ScratchBytes(QuantMatrix w, int tokens) =>
-        tokens * ((int)GgmlTypeInfo.RowBytes(QuantizedDot.ActivationType(w.Type), w.Columns) + QuantizedDot.SideBytes(w.Type, w.Columns));
+        tokens * ((int)GgmlTypeInfo.RowBytes(QuantizedDot.ActivationType(w.Type), w.Columns) + Plan(w, tokens).SideBytes);
 
     /// <param name="x">tokens × Columns activations.</param>
     /// <param name="y">tokens × Rows outputs.</param>
@@ -28,19 +59,30 @@ public static unsafe class MatMul
         fixed (byte* act = scratch)
         fixed (float* output = y)
         {
-            // What the tiled kernels derive from each activation row (float scales, bias sums) is formed once per matrix.
-            bool tiled = QuantizedDot.HasDot4(w.Type);
-            int sideBytes = QuantizedDot.SideBytes(w.Type, w.Columns);
+            // What the kernels derive from each activation row (float scales, bias sums) is formed once per matrix.
+            var (kernel, sideBytes) = Plan(w, tokens);
             byte* side = act + (long)tokens * actBytes;
             using var scope = pool.Enter();
             // A prompt's activation rows are converted in parallel too; one row is not worth waking the pool for.
             var prepare = pool.Job<PrepareJob>();
-            prepare.Set(w.Type, actType, w.Columns, input, act, actBytes, tiled, side, sideBytes);
+            prepare.Set(w.Type, actType, w.Columns, input, act, actBytes, kernel, side, sideBytes);
             if (tokens >= 4) pool.Run(prepare, tokens);
             else prepare.Run(0, tokens, 0);
 
+            if (kernel == Kernel.Panels)
+            {
+                var panels = pool.Job<PanelJob>();
+                panels.Set(w, act, actBytes, output, tokens, side, sideBytes, pool.Threads);
+                pool.Run(panels, w.Rows / QuantizedDot.PanelRows);
+                // Rows past the last whole panel (no model in use has any) take the plain dot.
+                for (int r = w.Rows / QuantizedDot.PanelRows * QuantizedDot.PanelRows; r < w.Rows; r++)
+                    for (int t = 0; t < tokens; t++)
+                        output[(long)t * w.Rows + r] = QuantizedDot.DotUnchecked(w.Type, w.Data + (long)r * w.RowBytes, w.RowBytes, act + (long)t * actBytes, actBytes, w.Columns);
+                return;
+            }
+
             var job = pool.Job<Job>();
-            job.Set(w, act, actBytes, output, tokens, tiled, side, sideBytes);
+            job.Set(w, act, actBytes, output, tokens, kernel == Kernel.Tiles, side, sideBytes);
             pool.Run(job, w.Rows, minChunk: 16);
         }
     }
@@ -52,9 +94,9 @@ public static unsafe class MatMul
         private int _columns, _actBytes, _sideBytes;
         private float* _x;
         private byte* _act, _side;
-        private bool _tiled;
+        private Kernel _kernel;
 
-        public void Set(GgmlType weightType, GgmlType actType, int columns, float* x, byte* act, int actBytes, bool tiled, byte* side, int sideBytes)
+        public void Set(GgmlType weightType, GgmlType actType, int columns, float* x, byte* act, int actBytes, Kernel kernel, byte* side, int sideBytes)
         {
             _weightType = weightType;
             _actType = actType;
@@ -62,7 +104,7 @@ public static unsafe class MatMul
             _x = x;
             _act = act;
             _actBytes = actBytes;
-            _tiled = tiled;
+            _kernel = kernel;
             _side = side;
             _sideBytes = sideBytes;
         }
@@ -73,7 +115,8 @@ public static unsafe class MatMul
             {
                 byte* row = _act + (long)t * _actBytes;
                 QuantizedDot.QuantizeActivations(_actType, new ReadOnlySpan<float>(_x + (long)t * _columns, _columns), new Span<byte>(row, _actBytes));
-                if (_tiled) QuantizedDot.PrepareSide(_weightType, row, _columns, _side + (long)t * _sideBytes);
+                if (_kernel == Kernel.Tiles) QuantizedDot.PrepareSide(_weightType, row, _columns, _side + (long)t * _sideBytes);
+                else if (_kernel == Kernel.Panels) QuantizedDot.PreparePanelSide(_weightType, row, _columns, _side + (long)t * _sideBytes);
             }
         }
     }
@@ -141,5 +184,67 @@ public static unsafe class MatMul
         }
 
         private const int RowBlock = 16;
+    }
+
+    /// <summary>
+    /// Repacks eight weight rows at a time into the worker's buffer, then runs every activation row over the panel
+    /// four at a time, one column range after another: each range of the panel (at most <see cref="PanelColumns"/>
+    /// columns) stays in L1 while all activation tiles pass over it.
+    /// </summary>
+    private sealed class PanelJob : IParallelJob
+    {
+        private byte[]?[] _buffers = [];
+        private QuantMatrix _w;
+        private byte* _act, _side;
+        private int _actBytes, _tokens, _sideBytes;
+        private float* _y;
+
+        public void Set(QuantMatrix w, byte* act, int actBytes, float* y, int tokens, byte* side, int sideBytes, int workers)
+        {
+            _w = w;
+            _act = act;
+            _actBytes = actBytes;
+            _y = y;
+            _tokens = tokens;
+            _side = side;
+            _sideBytes = sideBytes;
+            if (_buffers.Length < workers) Array.Resize(ref _buffers, workers);
+        }
+
+        public void Run(int start, int end, int worker)
+        {
+            var w = _w;
+            int n = w.Columns, tokens = _tokens;
+            byte* panel = Buffer(worker, QuantizedDot.PanelBytes(w.Type, n));
+            int step = ColumnStep(w.Type, n);
+            for (int p = start; p < end; p++)
+            {
+                QuantizedDot.PackPanel(w.Type, w.Data + (long)p * QuantizedDot.PanelRows * w.RowBytes, w.RowBytes, n, panel);
+                float* output = _y + p * QuantizedDot.PanelRows;
+                for (int c0 = 0; c0 < n; c0 += step)
+                {
+                    int columns = Math.Min(step, n - c0);
+                    for (int t = 0; t < tokens; t += QuantizedDot.PanelTokens)
+                        QuantizedDot.PanelMultiply(w.Type, panel, n, c0, columns, _act + (long)t * _actBytes, _actBytes, _side + (long)t * _sideBytes, _sideBytes,
+                            Math.Min(QuantizedDot.PanelTokens, tokens - t), accumulate: c0 > 0, output + (long)t * w.Rows, w.Rows);
+                }
+            }
+        }
+
+        /// <summary>Columns per range: the row split into equal whole-block ranges of at most <see cref="PanelColumns"/>.</summary>
+        private static int ColumnStep(GgmlType type, int n)
+        {
+            int block = GgmlTypeInfo.Geometry(type).BlockSize, ranges = (n + PanelColumns - 1) / PanelColumns;
+            return (n / block + ranges - 1) / ranges * block;
+        }
+
+        /// <summary>The worker's panel buffer, 64-byte aligned, grown (once per shape seen) to <paramref name="bytes"/>.</summary>
+        private byte* Buffer(int worker, int bytes)
+        {
+            ref byte[]? buffer = ref _buffers[worker];
+            if (buffer is null || buffer.Length < bytes + 64) buffer = GC.AllocateUninitializedArray<byte>(bytes + 64, pinned: true);
+            byte* start = (byte*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(buffer));
+            return (byte*)(((nint)start + 63) & ~(nint)63);
+        }
     }
 }

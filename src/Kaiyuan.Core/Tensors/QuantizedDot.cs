@@ -125,6 +125,40 @@ public static class QuantizedDot
     internal static unsafe float Dot1(GgmlType weightType, byte* weightRow, byte* activations, byte* side, int n) =>
         Avx2Dot.Dot1(weightType, weightRow, activations, side, n, Vnni);
 
+    /// <summary>True when the 8-row panel GEMM (<see cref="PackPanel"/>, <see cref="PanelMultiply"/>) runs for this weight type here.</summary>
+    internal static bool HasPanels(GgmlType weightType) => IsaLevels.Best != IsaLevel.Scalar && Avx2Dot.HasPanels(weightType);
+
+    /// <summary>Weight rows per panel.</summary>
+    internal const int PanelRows = Avx2Dot.PanelRows;
+
+    /// <summary>Activation rows per <see cref="PanelMultiply"/> call.</summary>
+    internal const int PanelTokens = Avx2Dot.PanelTokens;
+
+    /// <summary>Bytes of one packed panel of <see cref="PanelRows"/> rows of <paramref name="n"/> elements.</summary>
+    internal static int PanelBytes(GgmlType weightType, int n) => Avx2Dot.PanelBytes(weightType, n);
+
+    /// <summary>Bytes of <see cref="PreparePanelSide"/> data per activation row.</summary>
+    internal static int PanelSideBytes(GgmlType weightType, int n) => Avx2Dot.PanelSideBytes(weightType, n);
+
+    /// <summary>What the panel kernels derive once from each activation row (block scales, offset sums).</summary>
+    internal static unsafe void PreparePanelSide(GgmlType weightType, byte* activationRow, int n, byte* side)
+    {
+        if (Avx2Dot.PanelSideBytes(weightType, n) > 0) Avx2Dot.PreparePanelSide(weightType, activationRow, n, side);
+    }
+
+    /// <summary>Repacks <see cref="PanelRows"/> weight rows, <paramref name="rowBytes"/> apart, into one panel.</summary>
+    internal static unsafe void PackPanel(GgmlType weightType, byte* rows, long rowBytes, int n, byte* panel) =>
+        Avx2Dot.PackPanel(weightType, rows, rowBytes, n, panel);
+
+    /// <summary>
+    /// A panel's rows over columns [<paramref name="firstColumn"/>, + <paramref name="columns"/>) against
+    /// <paramref name="count"/> (1..<see cref="PanelTokens"/>) activation rows: the eight results for activation row t
+    /// go to <c>output + t * outputStride</c>, or are added there when <paramref name="accumulate"/>.
+    /// </summary>
+    internal static unsafe void PanelMultiply(GgmlType weightType, byte* panel, int n, int firstColumn, int columns, byte* activations, int activationStride,
+        byte* side, int sideStride, int count, bool accumulate, float* output, long outputStride) =>
+        Avx2Dot.PanelMultiply(weightType, panel, n, firstColumn, columns, activations, activationStride, side, sideStride, count, accumulate, output, outputStride);
+
     /// <summary>The dot on an explicit instruction-set tier (tests compare the tiers); arguments are not re-checked.</summary>
     internal static float VecDot(GgmlType weightType, ReadOnlySpan<byte> weightRow, ReadOnlySpan<byte> activationRow, int n, IsaLevel isa) => isa switch
     {

@@ -1,0 +1,565 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Kaiyuan.Tensors;
+
+/// <summary>
+/// Prompt GEMM over weight rows repacked eight at a time into an int8 panel: for every group of four columns the
+/// panel holds 32 bytes, four consecutive quants of each of the eight rows. One broadcast of four activation bytes
+/// then meets all eight rows in a single multiply-add, so every int32 lane is one row's running block sum, and the
+/// unpacking of the quantized format is paid once per matrix call rather than once per token tile. Unsigned quants
+/// (Q4_0, Q5_0, Q4_K, Q6_K) accumulate several steps in int16 before widening; Q8_0, which is signed, moves its sign
+/// onto the activations as the single-row kernels do.
+/// <para>
+/// The integer block sums are the single-row kernels' exactly; the float side differs in rounding order (one lane per
+/// row instead of eight lanes summed at the end), by ~1e-7 relative — the same freedom llama.cpp's repacked and
+/// tinyBLAS prompt kernels take.
+/// </para>
+/// </summary>
+internal static unsafe partial class Avx2Dot
+{
+    /// <summary>Weight rows per panel: one int32 lane each.</summary>
+    public const int PanelRows = 8;
+
+    /// <summary>Activation rows each panel kernel call handles.</summary>
+    public const int PanelTokens = 4;
+
+    /// <summary>True when the panel kernels handle <paramref name="weightType"/>.</summary>
+    public static bool HasPanels(GgmlType weightType) => weightType is GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q8_0 or GgmlType.Q4_K or GgmlType.Q6_K;
+
+    // Per-block scale data stored after the panel's quants.
+    private const int Block32ScaleBytes = PanelRows * sizeof(float);
+    // Q4_K super-block: d, dmin (8 floats each), then 8 scale and 8 min vectors (32 bytes each).
+    private const int Q4KPanelScaleBytes = 2 * 32 + 16 * 32;
+    // Q6_K super-block: d (8 floats), 16 per-sub-block scale vectors, 8 scale-pair vectors for the bias term.
+    private const int Q6KPanelScaleBytes = 32 + 24 * 32;
+
+    /// <summary>Bytes of one panel of <see cref="PanelRows"/> rows of <paramref name="n"/> elements.</summary>
+    public static int PanelBytes(GgmlType weightType, int n) => PanelRows * n + weightType switch
+    {
+        GgmlType.Q4_K => n / BlockLayouts.QK_K * Q4KPanelScaleBytes,
+        GgmlType.Q6_K => n / BlockLayouts.QK_K * Q6KPanelScaleBytes,
+        _ => n / BlockLayouts.QK * Block32ScaleBytes,
+    };
+
+    /// <summary>Bytes of side data the panel kernels need per activation row (Q8_0-paired types: scales, offset sums).</summary>
+    public static int PanelSideBytes(GgmlType weightType, int n) => weightType switch
+    {
+        GgmlType.Q4_0 or GgmlType.Q5_0 => n / BlockLayouts.QK * (sizeof(float) + sizeof(int)),
+        GgmlType.Q8_0 => n / BlockLayouts.QK * sizeof(float),
+        _ => 0,
+    };
+
+    /// <summary>
+    /// Per Q8_0 activation row: each block's scale as a float, and for the offset formats (quants stored as q + 8 or
+    /// q + 16) −offset·Σy, the term that turns Σ(q + offset)·y back into Σq·y.
+    /// </summary>
+    public static void PreparePanelSide(GgmlType weightType, byte* y, int n, byte* side)
+    {
+        int blocks = n / BlockLayouts.QK;
+        float* scales = (float*)side;
+        int* offsetSums = (int*)(side + blocks * sizeof(float));
+        int offset = weightType == GgmlType.Q4_0 ? 8 : 16;
+        for (int b = 0; b < blocks; b++, y += BlockLayouts.Q8_0.Size)
+        {
+            scales[b] = Half(y);
+            if (weightType == GgmlType.Q8_0) continue;
+            // Σy over the block: byte pairs by multiply-add with ones, then the int16 pairs summed in int32.
+            Vector256<short> pairs = Avx2.MultiplyAddAdjacent(Vector256.Create((byte)1), Vector256.Load((sbyte*)(y + BlockLayouts.Q8_0.Qs)));
+            offsetSums[b] = -offset * Vector256.Sum(Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)1)));
+        }
+    }
+
+    /// <summary>
+    /// Repacks <see cref="PanelRows"/> weight rows (<paramref name="rowBytes"/> apart) of <paramref name="n"/> elements
+    /// into <paramref name="panel"/> (<see cref="PanelBytes"/>): the quants as unsigned bytes (signed for Q8_0) in
+    /// four-column groups, then the scales per block in the form the kernels load them.
+    /// </summary>
+    public static void PackPanel(GgmlType weightType, byte* rows, long rowBytes, int n, byte* panel)
+    {
+        byte* scales = panel + PanelRows * n;
+        switch (weightType)
+        {
+            case GgmlType.Q4_0:
+                PackQuants<PanelQ4_0>(rows, rowBytes, n, panel);
+                PackBlockScales(rows, rowBytes, n, BlockLayouts.Q4_0.Size, (float*)scales);
+                break;
+            case GgmlType.Q5_0:
+                PackQuants<PanelQ5_0>(rows, rowBytes, n, panel);
+                PackBlockScales(rows, rowBytes, n, BlockLayouts.Q5_0.Size, (float*)scales);
+                break;
+            case GgmlType.Q8_0:
+                PackQuants<PanelQ8_0>(rows, rowBytes, n, panel);
+                PackBlockScales(rows, rowBytes, n, BlockLayouts.Q8_0.Size, (float*)scales);
+                break;
+            case GgmlType.Q4_K:
+                PackQuants<PanelQ4_K>(rows, rowBytes, n, panel);
+                for (int b = 0; b < n / BlockLayouts.QK_K; b++) PackQ4KScales(rows + b * BlockLayouts.Q4_K.Size, rowBytes, scales + b * Q4KPanelScaleBytes);
+                break;
+            case GgmlType.Q6_K:
+                PackQuants<PanelQ6_K>(rows, rowBytes, n, panel);
+                for (int b = 0; b < n / BlockLayouts.QK_K; b++) PackQ6KScales(rows + b * BlockLayouts.Q6_K.Size, rowBytes, scales + b * Q6KPanelScaleBytes);
+                break;
+            default:
+                throw new NotSupportedException($"No panel kernel for {weightType}.");
+        }
+    }
+
+    /// <summary>Decodes one row's 32 quants of chunk c (elements 32c..32c+31), in element order, for a panel.</summary>
+    private interface IPanelFormat
+    {
+        static abstract Vector256<byte> Chunk(byte* row, int c);
+    }
+
+    /// <summary>Q4_0 as stored: q + 8 in 0..15.</summary>
+    private readonly struct PanelQ4_0 : IPanelFormat
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<byte> Chunk(byte* row, int c) => Nibbles32(row + c * BlockLayouts.Q4_0.Size + BlockLayouts.Q4_0.Qs);
+    }
+
+    /// <summary>Q5_0 as stored: q + 16 in 0..31.</summary>
+    private readonly struct PanelQ5_0 : IPanelFormat
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<byte> Chunk(byte* row, int c)
+        {
+            byte* x = row + c * BlockLayouts.Q5_0.Size;
+            return Nibbles32(x + BlockLayouts.Q5_0.Qs) | (BytesFromBits(x + BlockLayouts.Q5_0.Qh) & Vector256.Create((byte)0x10));
+        }
+    }
+
+    /// <summary>Q8_0: signed quants.</summary>
+    private readonly struct PanelQ8_0 : IPanelFormat
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<byte> Chunk(byte* row, int c) => Vector256.Load(row + c * BlockLayouts.Q8_0.Size + BlockLayouts.Q8_0.Qs);
+    }
+
+    /// <summary>Q4_K: 0..15; each 32 bytes of nibbles hold two sub-blocks, low nibbles first.</summary>
+    private readonly struct PanelQ4_K : IPanelFormat
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<byte> Chunk(byte* row, int c)
+        {
+            Vector256<byte> bits = Vector256.Load(row + c / 8 * BlockLayouts.Q4_K.Size + BlockLayouts.Q4_K.Qs + c % 8 / 2 * 32);
+            return (c % 2 == 0 ? bits : Vector256.ShiftRightLogical(bits.AsUInt16(), 4).AsByte()) & Vector256.Create((byte)0xF);
+        }
+    }
+
+    /// <summary>Q6_K as stored: q + 32 in 0..63.</summary>
+    private readonly struct PanelQ6_K : IPanelFormat
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<byte> Chunk(byte* row, int c)
+        {
+            int half = c % 8 / 4;
+            byte* block = row + c / 8 * BlockLayouts.Q6_K.Size;
+            Vector256<byte> low0 = Vector256.Load(block + BlockLayouts.Q6_K.Ql + half * 64);
+            Vector256<byte> low1 = Vector256.Load(block + BlockLayouts.Q6_K.Ql + half * 64 + 32);
+            Vector256<ushort> high = Vector256.Load(block + BlockLayouts.Q6_K.Qh + half * 32).AsUInt16();
+            return Q6Quants(low0, low1, high, c % 4);
+        }
+    }
+
+    /// <summary>Every 32-element chunk of the eight rows, decoded and transposed into 8 panel steps (256 bytes).</summary>
+    private static void PackQuants<T>(byte* rows, long rowBytes, int n, byte* panel) where T : struct, IPanelFormat
+    {
+        for (int c = 0; c < n / BlockLayouts.QK; c++, panel += 256)
+        {
+            Transpose8x8(T.Chunk(rows, c).AsInt32(), T.Chunk(rows + rowBytes, c).AsInt32(), T.Chunk(rows + 2 * rowBytes, c).AsInt32(),
+                T.Chunk(rows + 3 * rowBytes, c).AsInt32(), T.Chunk(rows + 4 * rowBytes, c).AsInt32(), T.Chunk(rows + 5 * rowBytes, c).AsInt32(),
+                T.Chunk(rows + 6 * rowBytes, c).AsInt32(), T.Chunk(rows + 7 * rowBytes, c).AsInt32(), panel);
+        }
+    }
+
+    /// <summary>Each block's fp16 scale for the eight rows, as floats: one vector per block.</summary>
+    private static void PackBlockScales(byte* rows, long rowBytes, int n, int blockBytes, float* scales)
+    {
+        for (int b = 0; b < n / BlockLayouts.QK; b++, scales += PanelRows)
+            for (int r = 0; r < PanelRows; r++) scales[r] = Half(rows + r * rowBytes + b * blockBytes);
+    }
+
+    /// <summary>Stores the transpose of an 8×8 matrix of int32: output vector s holds dword s of each input.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose8x8(Vector256<int> v0, Vector256<int> v1, Vector256<int> v2, Vector256<int> v3,
+        Vector256<int> v4, Vector256<int> v5, Vector256<int> v6, Vector256<int> v7, byte* dst)
+    {
+        Vector256<long> t0 = Avx2.UnpackLow(v0, v1).AsInt64(), t1 = Avx2.UnpackHigh(v0, v1).AsInt64();
+        Vector256<long> t2 = Avx2.UnpackLow(v2, v3).AsInt64(), t3 = Avx2.UnpackHigh(v2, v3).AsInt64();
+        Vector256<long> t4 = Avx2.UnpackLow(v4, v5).AsInt64(), t5 = Avx2.UnpackHigh(v4, v5).AsInt64();
+        Vector256<long> t6 = Avx2.UnpackLow(v6, v7).AsInt64(), t7 = Avx2.UnpackHigh(v6, v7).AsInt64();
+        Vector256<long> u0 = Avx2.UnpackLow(t0, t2), u1 = Avx2.UnpackHigh(t0, t2);
+        Vector256<long> u2 = Avx2.UnpackLow(t1, t3), u3 = Avx2.UnpackHigh(t1, t3);
+        Vector256<long> u4 = Avx2.UnpackLow(t4, t6), u5 = Avx2.UnpackHigh(t4, t6);
+        Vector256<long> u6 = Avx2.UnpackLow(t5, t7), u7 = Avx2.UnpackHigh(t5, t7);
+        Avx2.Permute2x128(u0, u4, 0x20).Store((long*)dst);
+        Avx2.Permute2x128(u1, u5, 0x20).Store((long*)(dst + 32));
+        Avx2.Permute2x128(u2, u6, 0x20).Store((long*)(dst + 64));
+        Avx2.Permute2x128(u3, u7, 0x20).Store((long*)(dst + 96));
+        Avx2.Permute2x128(u0, u4, 0x31).Store((long*)(dst + 128));
+        Avx2.Permute2x128(u1, u5, 0x31).Store((long*)(dst + 160));
+        Avx2.Permute2x128(u2, u6, 0x31).Store((long*)(dst + 192));
+        Avx2.Permute2x128(u3, u7, 0x31).Store((long*)(dst + 224));
+    }
+
+    /// <summary>One super-block's Q4_K scales for eight rows: d, dmin, then per sub-block the (sc, sc) and (m, m) int16 pairs.</summary>
+    private static void PackQ4KScales(byte* blocks, long rowBytes, byte* dst)
+    {
+        float* d = (float*)dst;
+        int* scalePairs = (int*)(dst + 64);
+        int* minPairs = (int*)(dst + 64 + 256);
+        for (int r = 0; r < PanelRows; r++)
+        {
+            byte* x = blocks + r * rowBytes;
+            d[r] = Half(x + BlockLayouts.Q4_K.D);
+            d[PanelRows + r] = Half(x + BlockLayouts.Q4_K.DMin);
+            KQuantScales.UnpackK4(new ReadOnlySpan<byte>(x + BlockLayouts.Q4_K.Scales, 12), out ulong scales, out ulong mins);
+            for (int j = 0; j < 8; j++)
+            {
+                int sc = (int)(scales >> (8 * j)) & 0xFF, m = (int)(mins >> (8 * j)) & 0xFF;
+                scalePairs[j * PanelRows + r] = Int16Pair(sc, sc);
+                minPairs[j * PanelRows + r] = Int16Pair(m, m);
+            }
+        }
+    }
+
+    /// <summary>One super-block's Q6_K scales for eight rows: d, per sub-block (sc, sc), per sub-block pair (sc₂ⱼ, sc₂ⱼ₊₁).</summary>
+    private static void PackQ6KScales(byte* blocks, long rowBytes, byte* dst)
+    {
+        float* d = (float*)dst;
+        int* scalePairs = (int*)(dst + 32);
+        int* adjacentPairs = (int*)(dst + 32 + 16 * 32);
+        for (int r = 0; r < PanelRows; r++)
+        {
+            byte* x = blocks + r * rowBytes;
+            d[r] = Half(x + BlockLayouts.Q6_K.D);
+            sbyte* sc = (sbyte*)(x + BlockLayouts.Q6_K.Scales);
+            for (int j = 0; j < 16; j++) scalePairs[j * PanelRows + r] = Int16Pair(sc[j], sc[j]);
+            for (int p = 0; p < 8; p++) adjacentPairs[p * PanelRows + r] = Int16Pair(sc[2 * p], sc[2 * p + 1]);
+        }
+    }
+
+    /// <summary>The int32 lane holding int16 <paramref name="low"/> and <paramref name="high"/>, as vpmaddwd pairs them.</summary>
+    private static int Int16Pair(int low, int high) => (low & 0xFFFF) | (high << 16);
+
+    /// <summary>
+    /// The eight rows of <paramref name="panel"/>, over columns [<paramref name="firstColumn"/>, + <paramref name="columns"/>)
+    /// (whole blocks), against <paramref name="count"/> (1..4) activation rows <paramref name="stride"/> bytes apart with
+    /// their <see cref="PreparePanelSide"/> data: activation row t's eight results go to <c>output + t * outputStride</c>,
+    /// added to what is there when <paramref name="accumulate"/> (the later column ranges of a long row).
+    /// </summary>
+    public static void PanelMultiply(GgmlType weightType, byte* panel, int n, int firstColumn, int columns, byte* y, int stride,
+        byte* side, int sideStride, int count, bool accumulate, float* output, long outputStride)
+    {
+        bool k = weightType is GgmlType.Q4_K or GgmlType.Q6_K;
+        int blockSize = k ? BlockLayouts.QK_K : BlockLayouts.QK, first = firstColumn / blockSize, blocks = columns / blockSize;
+        int scaleBytes = weightType switch { GgmlType.Q4_K => Q4KPanelScaleBytes, GgmlType.Q6_K => Q6KPanelScaleBytes, _ => Block32ScaleBytes };
+        byte* quants = panel + first * PanelRows * blockSize;
+        byte* scales = panel + PanelRows * n + first * scaleBytes;
+        y += first * (k ? BlockLayouts.Q8_K.Size : BlockLayouts.Q8_0.Size);
+        // Side data: the block scales, then (offset formats) the offset sums.
+        byte* blockScales = side + first * sizeof(float), offsetSums = side + (n / blockSize + first) * sizeof(float);
+        var rows = new PanelRowSet(y, stride, blockScales, offsetSums, sideStride, output, outputStride, count, accumulate);
+        switch (weightType)
+        {
+            case GgmlType.Q4_0: OffsetPanel<EightSteps>(quants, (float*)scales, blocks, rows); break;
+            case GgmlType.Q5_0: OffsetPanel<FourSteps>(quants, (float*)scales, blocks, rows); break;
+            case GgmlType.Q8_0: SignedPanel(quants, (float*)scales, blocks, rows); break;
+            case GgmlType.Q4_K: Q4KPanel(quants, scales, blocks, rows); break;
+            case GgmlType.Q6_K: Q6KPanel(quants, scales, blocks, rows); break;
+            default: throw new NotSupportedException($"No panel kernel for {weightType}.");
+        }
+    }
+
+    /// <summary>
+    /// Four activation rows with their side data and outputs. Fewer than four: the missing ones repeat the last,
+    /// computing (and storing) its results again.
+    /// </summary>
+    private readonly struct PanelRowSet
+    {
+        public readonly byte* Y0, Y1, Y2, Y3;
+        public readonly float* D0, D1, D2, D3;
+        public readonly int* C0, C1, C2, C3;
+        public readonly float* O0, O1, O2, O3;
+        public readonly bool Accumulate;
+
+        public PanelRowSet(byte* y, int stride, byte* scales, byte* offsetSums, int sideStride, float* output, long outputStride, int count, bool accumulate)
+        {
+            int i1 = Math.Min(1, count - 1), i2 = Math.Min(2, count - 1), i3 = Math.Min(3, count - 1);
+            Y0 = y;
+            Y1 = y + i1 * stride;
+            Y2 = y + i2 * stride;
+            Y3 = y + i3 * stride;
+            D0 = (float*)scales;
+            D1 = (float*)(scales + i1 * sideStride);
+            D2 = (float*)(scales + i2 * sideStride);
+            D3 = (float*)(scales + i3 * sideStride);
+            C0 = (int*)offsetSums;
+            C1 = (int*)(offsetSums + i1 * sideStride);
+            C2 = (int*)(offsetSums + i2 * sideStride);
+            C3 = (int*)(offsetSums + i3 * sideStride);
+            O0 = output;
+            O1 = output + i1 * outputStride;
+            O2 = output + i2 * outputStride;
+            O3 = output + i3 * outputStride;
+            Accumulate = accumulate;
+        }
+
+        /// <summary>Starting values of the four accumulators: zero, or the outputs' partial sums.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Start(out Vector256<float> f0, out Vector256<float> f1, out Vector256<float> f2, out Vector256<float> f3)
+        {
+            if (Accumulate)
+            {
+                (f0, f1, f2, f3) = (Vector256.Load(O0), Vector256.Load(O1), Vector256.Load(O2), Vector256.Load(O3));
+                return;
+            }
+
+            f0 = f1 = f2 = f3 = Vector256<float>.Zero;
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Store(Vector256<float> f0, Vector256<float> f1, Vector256<float> f2, Vector256<float> f3)
+        {
+            f0.Store(O0);
+            f1.Store(O1);
+            f2.Store(O2);
+            f3.Store(O3);
+        }
+    }
+
+    /// <summary>Four activation bytes at <paramref name="y"/> times the panel step's 32 unsigned quants, pairwise summed.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<short> PanelStep(Vector256<byte> w, byte* y) =>
+        Avx2.MultiplyAddAdjacent(w, Vector256.Create(*(int*)y).AsSByte());
+
+    /// <summary>How many panel steps of an offset format's products fit an int16 lane without saturating.</summary>
+    private interface IStepRun
+    {
+        static abstract int Steps { get; }
+    }
+
+    /// <summary>Q4_0: (q + 8) ≤ 15, so a pair is ≤ 15·128·2 = 3,840 and eight steps stay within int16.</summary>
+    private readonly struct EightSteps : IStepRun
+    {
+        public static int Steps => 8;
+    }
+
+    /// <summary>Q5_0: (q + 16) ≤ 31, a pair ≤ 7,936, four steps per int16 run.</summary>
+    private readonly struct FourSteps : IStepRun
+    {
+        public static int Steps => 4;
+    }
+
+    /// <summary>Q4_0 / Q5_0 panels: Σ(q + offset)·y per block in int32, minus offset·Σy, scaled by dx·dy.</summary>
+    private static void OffsetPanel<TRun>(byte* panel, float* scales, int blocks, in PanelRowSet rows) where TRun : struct, IStepRun
+    {
+        float* d0 = rows.D0, d1 = rows.D1, d2 = rows.D2, d3 = rows.D3;
+        int* c0 = rows.C0, c1 = rows.C1, c2 = rows.C2, c3 = rows.C3;
+        byte* y0 = rows.Y0 + BlockLayouts.Q8_0.Qs, y1 = rows.Y1 + BlockLayouts.Q8_0.Qs;
+        byte* y2 = rows.Y2 + BlockLayouts.Q8_0.Qs, y3 = rows.Y3 + BlockLayouts.Q8_0.Qs;
+        var ones = Vector256.Create((short)1);
+        rows.Start(out var f0, out var f1, out var f2, out var f3);
+        for (int b = 0; b < blocks; b++, panel += 256, y0 += BlockLayouts.Q8_0.Size, y1 += BlockLayouts.Q8_0.Size,
+             y2 += BlockLayouts.Q8_0.Size, y3 += BlockLayouts.Q8_0.Size)
+        {
+            var i0 = Avx2.BroadcastScalarToVector256(c0 + b);
+            var i1 = Avx2.BroadcastScalarToVector256(c1 + b);
+            var i2 = Avx2.BroadcastScalarToVector256(c2 + b);
+            var i3 = Avx2.BroadcastScalarToVector256(c3 + b);
+            for (int s0 = 0; s0 < 8; s0 += TRun.Steps)
+            {
+                var w = Vector256.Load(panel + s0 * 32);
+                Vector256<short> a0 = PanelStep(w, y0 + s0 * 4), a1 = PanelStep(w, y1 + s0 * 4);
+                Vector256<short> a2 = PanelStep(w, y2 + s0 * 4), a3 = PanelStep(w, y3 + s0 * 4);
+                for (int s = s0 + 1; s < s0 + TRun.Steps; s++)
+                {
+                    w = Vector256.Load(panel + s * 32);
+                    a0 += PanelStep(w, y0 + s * 4);
+                    a1 += PanelStep(w, y1 + s * 4);
+                    a2 += PanelStep(w, y2 + s * 4);
+                    a3 += PanelStep(w, y3 + s * 4);
+                }
+
+                i0 += Avx2.MultiplyAddAdjacent(a0, ones);
+                i1 += Avx2.MultiplyAddAdjacent(a1, ones);
+                i2 += Avx2.MultiplyAddAdjacent(a2, ones);
+                i3 += Avx2.MultiplyAddAdjacent(a3, ones);
+            }
+
+            var dx = Vector256.Load(scales + b * PanelRows);
+            f0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i0), dx * d0[b], f0);
+            f1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i1), dx * d1[b], f1);
+            f2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i2), dx * d2[b], f2);
+            f3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i3), dx * d3[b], f3);
+        }
+
+        rows.Store(f0, f1, f2, f3);
+    }
+
+    /// <summary>Q8_0 panels: |x| times y carrying x's sign (products ≤ 127·128·2 fit int16 one step at a time).</summary>
+    private static void SignedPanel(byte* panel, float* scales, int blocks, in PanelRowSet rows)
+    {
+        float* d0 = rows.D0, d1 = rows.D1, d2 = rows.D2, d3 = rows.D3;
+        byte* y0 = rows.Y0 + BlockLayouts.Q8_0.Qs, y1 = rows.Y1 + BlockLayouts.Q8_0.Qs;
+        byte* y2 = rows.Y2 + BlockLayouts.Q8_0.Qs, y3 = rows.Y3 + BlockLayouts.Q8_0.Qs;
+        var ones = Vector256.Create((short)1);
+        rows.Start(out var f0, out var f1, out var f2, out var f3);
+        for (int b = 0; b < blocks; b++, panel += 256, y0 += BlockLayouts.Q8_0.Size, y1 += BlockLayouts.Q8_0.Size,
+             y2 += BlockLayouts.Q8_0.Size, y3 += BlockLayouts.Q8_0.Size)
+        {
+            var i0 = Vector256<int>.Zero;
+            var i1 = Vector256<int>.Zero;
+            var i2 = Vector256<int>.Zero;
+            var i3 = Vector256<int>.Zero;
+            for (int s = 0; s < 8; s++)
+            {
+                var w = Vector256.Load((sbyte*)(panel + s * 32));
+                Vector256<byte> absW = Avx2.Abs(w);
+                i0 += Avx2.MultiplyAddAdjacent(SignedStep(absW, w, y0 + s * 4), ones);
+                i1 += Avx2.MultiplyAddAdjacent(SignedStep(absW, w, y1 + s * 4), ones);
+                i2 += Avx2.MultiplyAddAdjacent(SignedStep(absW, w, y2 + s * 4), ones);
+                i3 += Avx2.MultiplyAddAdjacent(SignedStep(absW, w, y3 + s * 4), ones);
+            }
+
+            var dx = Vector256.Load(scales + b * PanelRows);
+            f0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i0), dx * d0[b], f0);
+            f1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i1), dx * d1[b], f1);
+            f2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i2), dx * d2[b], f2);
+            f3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i3), dx * d3[b], f3);
+        }
+
+        rows.Store(f0, f1, f2, f3);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<short> SignedStep(Vector256<byte> absW, Vector256<sbyte> w, byte* y) =>
+        Avx2.MultiplyAddAdjacent(absW, Avx2.Sign(Vector256.Create(*(int*)y).AsSByte(), w));
+
+    /// <summary>
+    /// Q4_K panels: per sub-block of 32, eight steps of q·y in int16 (q ≤ 15), weighted by the sub-block scale into
+    /// int32; the mins term from the activation's 16-element sums; both scaled by d·yd and dmin·yd per super-block.
+    /// </summary>
+    private static void Q4KPanel(byte* panel, byte* scaleData, int blocks, in PanelRowSet rows)
+    {
+        byte* y0 = rows.Y0, y1 = rows.Y1, y2 = rows.Y2, y3 = rows.Y3;
+        rows.Start(out var f0, out var f1, out var f2, out var f3);
+        for (int b = 0; b < blocks; b++, panel += 2048, scaleData += Q4KPanelScaleBytes, y0 += BlockLayouts.Q8_K.Size,
+             y1 += BlockLayouts.Q8_K.Size, y2 += BlockLayouts.Q8_K.Size, y3 += BlockLayouts.Q8_K.Size)
+        {
+            var i0 = Vector256<int>.Zero;
+            var i1 = Vector256<int>.Zero;
+            var i2 = Vector256<int>.Zero;
+            var i3 = Vector256<int>.Zero;
+            for (int j = 0; j < 8; j++)
+            {
+                byte* w = panel + j * 256;
+                int q = BlockLayouts.Q8_K.Qs + j * 32;
+                var wv = Vector256.Load(w);
+                Vector256<short> a0 = PanelStep(wv, y0 + q), a1 = PanelStep(wv, y1 + q), a2 = PanelStep(wv, y2 + q), a3 = PanelStep(wv, y3 + q);
+                for (int s = 1; s < 8; s++)
+                {
+                    wv = Vector256.Load(w + s * 32);
+                    a0 += PanelStep(wv, y0 + q + s * 4);
+                    a1 += PanelStep(wv, y1 + q + s * 4);
+                    a2 += PanelStep(wv, y2 + q + s * 4);
+                    a3 += PanelStep(wv, y3 + q + s * 4);
+                }
+
+                var scale = Vector256.Load((short*)(scaleData + 64 + j * 32));
+                i0 += Avx2.MultiplyAddAdjacent(a0, scale);
+                i1 += Avx2.MultiplyAddAdjacent(a1, scale);
+                i2 += Avx2.MultiplyAddAdjacent(a2, scale);
+                i3 += Avx2.MultiplyAddAdjacent(a3, scale);
+            }
+
+            var d = Vector256.Load((float*)scaleData);
+            f0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i0), d * *(float*)y0, f0);
+            f1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i1), d * *(float*)y1, f1);
+            f2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i2), d * *(float*)y2, f2);
+            f3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i3), d * *(float*)y3, f3);
+
+            // Σ m_j · (bsum₂ⱼ + bsum₂ⱼ₊₁): each broadcast int16 pair of the activation's sums meets (m_j, m_j).
+            var m0 = Vector256<int>.Zero;
+            var m1 = Vector256<int>.Zero;
+            var m2 = Vector256<int>.Zero;
+            var m3 = Vector256<int>.Zero;
+            for (int j = 0; j < 8; j++)
+            {
+                var mins = Vector256.Load((short*)(scaleData + 64 + 256 + j * 32));
+                int bs = BlockLayouts.Q8_K.BSums + j * 4;
+                m0 += Avx2.MultiplyAddAdjacent(mins, Vector256.Create(*(int*)(y0 + bs)).AsInt16());
+                m1 += Avx2.MultiplyAddAdjacent(mins, Vector256.Create(*(int*)(y1 + bs)).AsInt16());
+                m2 += Avx2.MultiplyAddAdjacent(mins, Vector256.Create(*(int*)(y2 + bs)).AsInt16());
+                m3 += Avx2.MultiplyAddAdjacent(mins, Vector256.Create(*(int*)(y3 + bs)).AsInt16());
+            }
+
+            var dmin = Vector256.Load((float*)scaleData + PanelRows);
+            f0 = Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(m0), dmin * *(float*)y0, f0);
+            f1 = Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(m1), dmin * *(float*)y1, f1);
+            f2 = Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(m2), dmin * *(float*)y2, f2);
+            f3 = Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(m3), dmin * *(float*)y3, f3);
+        }
+
+        rows.Store(f0, f1, f2, f3);
+    }
+
+    /// <summary>
+    /// Q6_K panels: q ≤ 63 as stored, so two steps of q·y fit int16 (≤ 32,512); each pair of steps is weighted by the
+    /// sub-block scale into int32, and 32·Σ sc_j·bsum_j is subtracted once per super-block to undo the stored offset.
+    /// </summary>
+    private static void Q6KPanel(byte* panel, byte* scaleData, int blocks, in PanelRowSet rows)
+    {
+        byte* y0 = rows.Y0, y1 = rows.Y1, y2 = rows.Y2, y3 = rows.Y3;
+        rows.Start(out var f0, out var f1, out var f2, out var f3);
+        for (int b = 0; b < blocks; b++, panel += 2048, scaleData += Q6KPanelScaleBytes, y0 += BlockLayouts.Q8_K.Size,
+             y1 += BlockLayouts.Q8_K.Size, y2 += BlockLayouts.Q8_K.Size, y3 += BlockLayouts.Q8_K.Size)
+        {
+            // The offset term first: Σ_p (sc₂ₚ·bsum₂ₚ + sc₂ₚ₊₁·bsum₂ₚ₊₁), times −32.
+            var i0 = Vector256<int>.Zero;
+            var i1 = Vector256<int>.Zero;
+            var i2 = Vector256<int>.Zero;
+            var i3 = Vector256<int>.Zero;
+            for (int p = 0; p < 8; p++)
+            {
+                var pairs = Vector256.Load((short*)(scaleData + 32 + 16 * 32 + p * 32));
+                int bs = BlockLayouts.Q8_K.BSums + p * 4;
+                i0 += Avx2.MultiplyAddAdjacent(pairs, Vector256.Create(*(int*)(y0 + bs)).AsInt16());
+                i1 += Avx2.MultiplyAddAdjacent(pairs, Vector256.Create(*(int*)(y1 + bs)).AsInt16());
+                i2 += Avx2.MultiplyAddAdjacent(pairs, Vector256.Create(*(int*)(y2 + bs)).AsInt16());
+                i3 += Avx2.MultiplyAddAdjacent(pairs, Vector256.Create(*(int*)(y3 + bs)).AsInt16());
+            }
+
+            i0 = -Vector256.ShiftLeft(i0, 5);
+            i1 = -Vector256.ShiftLeft(i1, 5);
+            i2 = -Vector256.ShiftLeft(i2, 5);
+            i3 = -Vector256.ShiftLeft(i3, 5);
+            for (int j = 0; j < 16; j++)
+            {
+                byte* w = panel + j * 128;
+                int q = BlockLayouts.Q8_K.Qs + j * 16;
+                var scale = Vector256.Load((short*)(scaleData + 32 + j * 32));
+                for (int s = 0; s < 4; s += 2)
+                {
+                    var w0 = Vector256.Load(w + s * 32);
+                    var w1 = Vector256.Load(w + s * 32 + 32);
+                    int o = q + s * 4;
+                    i0 += Avx2.MultiplyAddAdjacent(PanelStep(w0, y0 + o) + PanelStep(w1, y0 + o + 4), scale);
+                    i1 += Avx2.MultiplyAddAdjacent(PanelStep(w0, y1 + o) + PanelStep(w1, y1 + o + 4), scale);
+                    i2 += Avx2.MultiplyAddAdjacent(PanelStep(w0, y2 + o) + PanelStep(w1, y2 + o + 4), scale);
+                    i3 += Avx2.MultiplyAddAdjacent(PanelStep(w0, y3 + o) + PanelStep(w1, y3 + o + 4), scale);
+                }
+            }
+
+            var d = Vector256.Load((float*)scaleData);
+            f0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i0), d * *(float*)y0, f0);
+            f1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i1), d * *(float*)y1, f1);
+            f2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i2), d * *(float*)y2, f2);
+            f3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i3), d * *(float*)y3, f3);
+        }
+
+        rows.Store(f0, f1, f2, f3);
+    }
+}

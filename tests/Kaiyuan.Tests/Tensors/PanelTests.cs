@@ -1,0 +1,137 @@
+using Kaiyuan.Kernels;
+using Kaiyuan.Tensors;
+
+namespace Kaiyuan.Tests.Tensors;
+
+/// <summary>
+/// The 8-row panel GEMM against the single-row dot. Both form the same exact integer block sums; only the order of
+/// the float scaling differs, so results agree to float rounding (far below any quantization effect), while a wrong
+/// offset, scale or saturated int16 lane moves them by whole units of the result.
+/// </summary>
+public sealed unsafe class PanelTests
+{
+    public static TheoryData<GgmlType> Types() => [GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q5_0, GgmlType.Q4_K, GgmlType.Q6_K];
+
+    [Theory]
+    [MemberData(nameof(Types))]
+    public void PanelKernelMatchesSingleRowDot(GgmlType type)
+    {
+        if (!QuantizedDot.HasPanels(type)) Assert.Skip("no AVX2 on this machine");
+        var random = new Random(5);
+        int n = Columns(type);
+        byte[] weights = QuantizedRows(type, QuantizedDot.PanelRows, n, _ => (float)(random.NextDouble() * 2 - 1));
+        var (act, actBytes) = Activations(type, 7, n, (_, _) => (float)(random.NextDouble() * 6 - 3));
+        AssertPanelMatches(type, weights, act, actBytes, 7, n);
+    }
+
+    /// <summary>
+    /// The largest products the formats allow in every position: quants at their top code (a block's one
+    /// largest-magnitude weight takes the other end) against activations all at ±127 or −128. An int16 run that
+    /// saturated would be off by thousands.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Types))]
+    public void PanelKernelHoldsExtremeProducts(GgmlType type)
+    {
+        if (!QuantizedDot.HasPanels(type)) Assert.Skip("no AVX2 on this machine");
+        int n = Columns(type);
+        foreach (float sign in new[] { 1f, -1f })
+        {
+            byte[] weights = QuantizedRows(type, QuantizedDot.PanelRows, n, i => i % 32 == 0 ? -sign : sign * 0.99f);
+            var (act, actBytes) = Activations(type, 4, n, (t, i) => t % 2 == 0 ? 1f : -1f);
+            AssertPanelMatches(type, weights, act, actBytes, 4, n);
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Types))]
+    public void MatMulOverPanelsMatchesSingleRowDots(GgmlType type)
+    {
+        // 19 rows: two whole panels and three rows past them; 9 tokens: two full tiles and one short one; rows wider
+        // than one column range of the panel kernels.
+        const int rows = 19, tokens = 9;
+        Assert.True(tokens >= MatMul.PanelMinTokens);
+        var random = new Random(9);
+        int n = 2560;
+        byte[] weights = QuantizedRows(type, rows, n, _ => (float)(random.NextDouble() * 2 - 1));
+        float[] x = Enumerable.Range(0, tokens * n).Select(_ => (float)(random.NextDouble() * 4 - 2)).ToArray();
+        var y = new float[tokens * rows];
+        fixed (byte* pw = weights)
+        {
+            var matrix = new QuantMatrix(pw, type, rows, n);
+            using var pool = new WorkerPool(2);
+            MatMul.Multiply(matrix, x, tokens, y, new byte[MatMul.ScratchBytes(matrix, tokens)], pool);
+            var actType = QuantizedDot.ActivationType(type);
+            var act = new byte[GgmlTypeInfo.RowBytes(actType, n)];
+            for (int t = 0; t < tokens; t++)
+            {
+                QuantizedDot.QuantizeActivations(actType, x.AsSpan(t * n, n), act);
+                float[] expected = Enumerable.Range(0, rows).Select(r => QuantizedDot.VecDot(type, matrix.Row(r), act, n)).ToArray();
+                AssertClose(expected, y.AsSpan(t * rows, rows), $"{type} token {t}");
+            }
+        }
+    }
+
+    private static int Columns(GgmlType type) => GgmlTypeInfo.Geometry(type).BlockSize == 256 ? 768 : 320;
+
+    private static byte[] QuantizedRows(GgmlType type, int rows, int n, Func<int, float> value)
+    {
+        int rowBytes = (int)GgmlTypeInfo.RowBytes(type, n);
+        var data = new byte[rows * rowBytes];
+        for (int r = 0; r < rows; r++)
+            Quantize.Row(type, Enumerable.Range(0, n).Select(value).ToArray(), data.AsSpan(r * rowBytes, rowBytes));
+        return data;
+    }
+
+    private static (byte[] Data, int RowBytes) Activations(GgmlType type, int tokens, int n, Func<int, int, float> value)
+    {
+        var actType = QuantizedDot.ActivationType(type);
+        int actBytes = (int)GgmlTypeInfo.RowBytes(actType, n);
+        var act = new byte[tokens * actBytes];
+        for (int t = 0; t < tokens; t++)
+            QuantizedDot.QuantizeActivations(actType, Enumerable.Range(0, n).Select(i => value(t, i)).ToArray(), act.AsSpan(t * actBytes, actBytes));
+        return (act, actBytes);
+    }
+
+    private static void AssertPanelMatches(GgmlType type, byte[] weights, byte[] act, int actBytes, int tokens, int n)
+    {
+        int rowBytes = weights.Length / QuantizedDot.PanelRows;
+        int sideBytes = QuantizedDot.PanelSideBytes(type, n);
+        var panel = new byte[QuantizedDot.PanelBytes(type, n)];
+        var side = new byte[tokens * sideBytes + 1];
+        var output = new float[tokens * QuantizedDot.PanelRows];
+        fixed (byte* pw = weights)
+        fixed (byte* pp = panel)
+        fixed (byte* pa = act)
+        fixed (byte* ps = side)
+        fixed (float* po = output)
+        {
+            QuantizedDot.PackPanel(type, pw, rowBytes, n, pp);
+            for (int t = 0; t < tokens; t++) QuantizedDot.PreparePanelSide(type, pa + t * actBytes, n, ps + t * sideBytes);
+            // Two column ranges, the second added onto the first (as long rows are split to stay in L1).
+            int split = GgmlTypeInfo.Geometry(type).BlockSize * (n / GgmlTypeInfo.Geometry(type).BlockSize / 2);
+            for (int t = 0; t < tokens; t += QuantizedDot.PanelTokens)
+            {
+                int count = Math.Min(QuantizedDot.PanelTokens, tokens - t);
+                QuantizedDot.PanelMultiply(type, pp, n, 0, split, pa + t * actBytes, actBytes, ps + t * sideBytes, sideBytes, count, false, po + t * QuantizedDot.PanelRows, QuantizedDot.PanelRows);
+                QuantizedDot.PanelMultiply(type, pp, n, split, n - split, pa + t * actBytes, actBytes, ps + t * sideBytes, sideBytes, count, true, po + t * QuantizedDot.PanelRows, QuantizedDot.PanelRows);
+            }
+        }
+
+        for (int t = 0; t < tokens; t++)
+        {
+            float[] expected = Enumerable.Range(0, QuantizedDot.PanelRows)
+                .Select(r => QuantizedDot.VecDot(type, weights.AsSpan(r * rowBytes, rowBytes), act.AsSpan(t * actBytes, actBytes), n)).ToArray();
+            AssertClose(expected, output.AsSpan(t * QuantizedDot.PanelRows, QuantizedDot.PanelRows), $"{type} token {t}");
+        }
+    }
+
+    /// <summary>Equal up to float rounding: 1e-5 of the value plus 1e-5 of the outputs' mean magnitude.</summary>
+    private static void AssertClose(float[] expected, ReadOnlySpan<float> actual, string what)
+    {
+        float scale = expected.Average(Math.Abs);
+        Assert.True(scale > 0, $"{what}: degenerate test data");
+        for (int i = 0; i < expected.Length; i++)
+            Assert.True(Math.Abs(expected[i] - actual[i]) <= 1e-5f * (Math.Abs(expected[i]) + scale), $"{what} row {i}: {actual[i]} vs single-row dot {expected[i]}");
+    }
+}
