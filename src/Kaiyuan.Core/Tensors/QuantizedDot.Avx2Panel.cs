@@ -17,6 +17,8 @@ namespace Kaiyuan.Tensors;
 /// tinyBLAS prompt kernels take.
 /// </para>
 /// </summary>
+// The kernels are compiled fully optimized at first call ([AggressiveOptimization]): a server's first prompt would
+// otherwise run them as unoptimized tier-0 code, several times slower, until tiering caught up.
 internal static unsafe partial class Avx2Dot
 {
     /// <summary>Weight rows per panel: one int32 lane each.</summary>
@@ -164,6 +166,7 @@ internal static unsafe partial class Avx2Dot
     }
 
     /// <summary>Every 32-element chunk of the eight rows, decoded and transposed into 8 panel steps (256 bytes).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackQuants<T>(byte* rows, long rowBytes, int n, byte* panel) where T : struct, IPanelFormat
     {
         for (int c = 0; c < n / BlockLayouts.QK; c++, panel += 256)
@@ -354,6 +357,7 @@ internal static unsafe partial class Avx2Dot
     }
 
     /// <summary>Q4_0 / Q5_0 panels: Σ(q + offset)·y per block in int32, minus offset·Σy, scaled by dx·dy.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void OffsetPanel<TRun>(byte* panel, float* scales, int blocks, in PanelRowSet rows) where TRun : struct, IStepRun
     {
         float* d0 = rows.D0, d1 = rows.D1, d2 = rows.D2, d3 = rows.D3;
@@ -400,6 +404,7 @@ internal static unsafe partial class Avx2Dot
     }
 
     /// <summary>Q8_0 panels: |x| times y carrying x's sign (products ≤ 127·128·2 fit int16 one step at a time).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void SignedPanel(byte* panel, float* scales, int blocks, in PanelRowSet rows)
     {
         float* d0 = rows.D0, d1 = rows.D1, d2 = rows.D2, d3 = rows.D3;
@@ -442,6 +447,7 @@ internal static unsafe partial class Avx2Dot
     /// Q4_K panels: per sub-block of 32, eight steps of q·y in int16 (q ≤ 15), weighted by the sub-block scale into
     /// int32; the mins term from the activation's 16-element sums; both scaled by d·yd and dmin·yd per super-block.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Q4KPanel(byte* panel, byte* scaleData, int blocks, in PanelRowSet rows)
     {
         byte* y0 = rows.Y0, y1 = rows.Y1, y2 = rows.Y2, y3 = rows.Y3;
@@ -510,6 +516,7 @@ internal static unsafe partial class Avx2Dot
     /// Q6_K panels: q ≤ 63 as stored, so two steps of q·y fit int16 (≤ 32,512); each pair of steps is weighted by the
     /// sub-block scale into int32, and 32·Σ sc_j·bsum_j is subtracted once per super-block to undo the stored offset.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Q6KPanel(byte* panel, byte* scaleData, int blocks, in PanelRowSet rows)
     {
         byte* y0 = rows.Y0, y1 = rows.Y1, y2 = rows.Y2, y3 = rows.Y3;
