@@ -49,6 +49,7 @@ internal static unsafe class FloatDot
         public static float Load1(byte* p, int i) => BFloat16.ToSingle(((ushort*)p)[i]);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Dot<T>(byte* x, byte* y, int n, bool wide) where T : struct, IElements
     {
         int main = n & ~15;

@@ -133,6 +133,7 @@ internal static unsafe partial class Avx2Dot
         Fma.MultiplyAdd(Vector256.Create(scale), Avx.ConvertToVector256Single(sums), acc);
 
     /// <summary>Q8_0, Q4_0 or Q5_0 (<typeparamref name="T"/> forms the block's signed quants) against a Q8_0 row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Block32<T>(byte* x, byte* y, int blocks, bool vnni) where T : struct, IBlock32
     {
         var acc = Vector256<float>.Zero;
@@ -145,6 +146,7 @@ internal static unsafe partial class Avx2Dot
         return HorizontalSum(acc);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q4_1(byte* x, byte* y, int blocks, bool vnni)
     {
         var acc = Vector256<float>.Zero;
@@ -161,6 +163,7 @@ internal static unsafe partial class Avx2Dot
         return HorizontalSum(acc) + minTerms;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q5_1(byte* x, byte* y, int blocks, bool vnni)
     {
         var acc = Vector256<float>.Zero;
@@ -190,6 +193,7 @@ internal static unsafe partial class Avx2Dot
     private static Vector256<short> ChunkScales(short scaleLow, short scaleHigh) =>
         Vector256.Create(Vector128.Create(scaleLow), Vector128.Create(scaleHigh));
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q2_K(byte* x, byte* y, int blocks)
     {
         var acc = Vector256<float>.Zero;
@@ -227,6 +231,7 @@ internal static unsafe partial class Avx2Dot
         return HorizontalSum(acc);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q3_K(byte* x, byte* y, int blocks)
     {
         var acc = Vector256<float>.Zero;
@@ -265,6 +270,7 @@ internal static unsafe partial class Avx2Dot
         return HorizontalSum(acc);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q4_K(byte* x, byte* y, int blocks)
     {
         var acc = Vector256<float>.Zero;
@@ -296,6 +302,7 @@ internal static unsafe partial class Avx2Dot
         return Q4KResult(acc, minAcc);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q5_K(byte* x, byte* y, int blocks)
     {
         var acc = Vector256<float>.Zero;
@@ -340,6 +347,7 @@ internal static unsafe partial class Avx2Dot
         return HorizontalSum(acc) + minTerms;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q6_K(byte* x, byte* y, int blocks)
     {
         // The tiled kernels take the (q - 32)·y bias sums from side data; here each block forms its own.

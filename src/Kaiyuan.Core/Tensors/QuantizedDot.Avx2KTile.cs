@@ -46,6 +46,7 @@ internal static unsafe partial class Avx2Dot
         Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, Vector256.Load((sbyte*)y)) - Vector256.Load(bias), scales);
 
     /// <summary>Q6_K against one Q8_K row with its <see cref="Q6KPairBias"/>; equal to <c>Q6_K(x, y, blocks)</c>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q6KScaled(byte* x, byte* y, short* bias, int blocks)
     {
         var acc = Vector256<float>.Zero;
@@ -79,6 +80,7 @@ internal static unsafe partial class Avx2Dot
         return BlockFma(*(float*)(y + BlockLayouts.Q8_K.D) * Half(x + BlockLayouts.Q6_K.D), sums, acc);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Q6KTile4(byte* x, byte* y, short* bias, int stride, int biasStride, int blocks, float* output, long outputStride)
     {
         var a0 = Vector256<float>.Zero;
@@ -148,6 +150,7 @@ internal static unsafe partial class Avx2Dot
         Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(low, Vector256.Load(q8)), scale0)
         + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(high, Vector256.Load(q8 + 32)), scale1);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Q4KTile4(byte* x, byte* y, int stride, int blocks, float* output, long outputStride)
     {
         var a0 = Vector256<float>.Zero;

@@ -89,6 +89,7 @@ internal static unsafe partial class Avx2Dot
         };
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Tile1<T>(byte* x, byte* y, float* ys, int blocks, bool vnni) where T : struct, IBlock32
     {
         var acc = Vector256<float>.Zero;
@@ -140,6 +141,7 @@ internal static unsafe partial class Avx2Dot
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Tile4<T>(byte* x, byte* y, float* ys, int stride, int scaleStride, int blocks, bool vnni, float* output, long outputStride) where T : struct, IBlock32
     {
         float* s0 = ys, s1 = ys + scaleStride, s2 = ys + 2 * scaleStride, s3 = ys + 3 * scaleStride;
@@ -176,6 +178,7 @@ internal static unsafe partial class Avx2Dot
     /// <see cref="Tile4{T}"/> over eight activation rows: the block's unpacking (the costly part for Q4_0/Q5_0) is
     /// shared by twice as many rows, and the eight accumulators still fit the sixteen vector registers.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Tile8<T>(byte* x, byte* y, float* ys, int stride, int scaleStride, int blocks, bool vnni, float* output, long outputStride) where T : struct, IBlock32
     {
         var a0 = Vector256<float>.Zero;
