@@ -18,7 +18,8 @@ namespace Kaiyuan.Tensors;
 /// </para>
 /// </summary>
 // The kernels are compiled fully optimized at first call ([AggressiveOptimization]): a server's first prompt would
-// otherwise run them as unoptimized tier-0 code, several times slower, until tiering caught up.
+// otherwise run them as unoptimized tier-0 code, several times slower, until tiering caught up. They are never inlined,
+// so their code does not depend on the caller's tier or register pressure.
 internal static unsafe partial class Avx2Dot
 {
     /// <summary>Weight rows per panel: one int32 lane each.</summary>
@@ -28,22 +29,29 @@ internal static unsafe partial class Avx2Dot
     public const int PanelTokens = 4;
 
     /// <summary>True when the panel kernels handle <paramref name="weightType"/>.</summary>
-    public static bool HasPanels(GgmlType weightType) => weightType is GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q8_0 or GgmlType.Q4_K or GgmlType.Q6_K;
+    public static bool HasPanels(GgmlType weightType) => weightType is GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q8_0
+        or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K;
 
     // Per-block scale data stored after the panel's quants.
     private const int Block32ScaleBytes = PanelRows * sizeof(float);
-    // Q4_K super-block: d, dmin (8 floats each), then 8 scale and 8 min vectors (32 bytes each).
-    private const int Q4KPanelScaleBytes = 2 * 32 + 16 * 32;
-    // Q6_K super-block: d (8 floats), 16 per-sub-block scale vectors, 8 scale-pair vectors for the bias term.
-    private const int Q6KPanelScaleBytes = 32 + 24 * 32;
+    // Per super-block of the K-quants with sub-blocks of 32 (Q4_K, Q5_K): d and dmin (8 floats each), then 8 scale
+    // and 8 min vectors of 32 bytes.
+    private const int Sub32ScaleBytes = 2 * 32 + 16 * 32;
+    // With sub-blocks of 16 (Q2_K, Q3_K, Q6_K): d and dmin, 16 scale vectors, 8 vectors pairing adjacent sub-blocks'
+    // scales (Q3_K, Q6_K: for the offset term) or mins (Q2_K).
+    private const int Sub16ScaleBytes = 2 * 32 + 24 * 32;
+
+    /// <summary>Bytes of panel scale data per weight block.</summary>
+    private static int PanelScaleBytes(GgmlType weightType) => weightType switch
+    {
+        GgmlType.Q4_K or GgmlType.Q5_K => Sub32ScaleBytes,
+        GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q6_K => Sub16ScaleBytes,
+        _ => Block32ScaleBytes,
+    };
 
     /// <summary>Bytes of one panel of <see cref="PanelRows"/> rows of <paramref name="n"/> elements.</summary>
-    public static int PanelBytes(GgmlType weightType, int n) => PanelRows * n + weightType switch
-    {
-        GgmlType.Q4_K => n / BlockLayouts.QK_K * Q4KPanelScaleBytes,
-        GgmlType.Q6_K => n / BlockLayouts.QK_K * Q6KPanelScaleBytes,
-        _ => n / BlockLayouts.QK * Block32ScaleBytes,
-    };
+    public static int PanelBytes(GgmlType weightType, int n) =>
+        PanelRows * n + n / GgmlTypeInfo.Geometry(weightType).BlockSize * PanelScaleBytes(weightType);
 
     /// <summary>Bytes of side data the panel kernels need per activation row (Q8_0-paired types: scales, offset sums).</summary>
     public static int PanelSideBytes(GgmlType weightType, int n) => weightType switch
@@ -95,13 +103,25 @@ internal static unsafe partial class Avx2Dot
                 PackQuants<PanelQ8_0>(rows, rowBytes, n, panel);
                 PackBlockScales(rows, rowBytes, n, BlockLayouts.Q8_0.Size, (float*)scales);
                 break;
+            case GgmlType.Q2_K:
+                PackQuants<PanelQ2_K>(rows, rowBytes, n, panel);
+                PackKScales(weightType, rows, rowBytes, n, BlockLayouts.Q2_K.Size, scales);
+                break;
+            case GgmlType.Q3_K:
+                PackQuants<PanelQ3_K>(rows, rowBytes, n, panel);
+                PackKScales(weightType, rows, rowBytes, n, BlockLayouts.Q3_K.Size, scales);
+                break;
             case GgmlType.Q4_K:
                 PackQuants<PanelQ4_K>(rows, rowBytes, n, panel);
-                for (int b = 0; b < n / BlockLayouts.QK_K; b++) PackQ4KScales(rows + b * BlockLayouts.Q4_K.Size, rowBytes, scales + b * Q4KPanelScaleBytes);
+                PackKScales(weightType, rows, rowBytes, n, BlockLayouts.Q4_K.Size, scales);
+                break;
+            case GgmlType.Q5_K:
+                PackQuants<PanelQ5_K>(rows, rowBytes, n, panel);
+                PackKScales(weightType, rows, rowBytes, n, BlockLayouts.Q5_K.Size, scales);
                 break;
             case GgmlType.Q6_K:
                 PackQuants<PanelQ6_K>(rows, rowBytes, n, panel);
-                for (int b = 0; b < n / BlockLayouts.QK_K; b++) PackQ6KScales(rows + b * BlockLayouts.Q6_K.Size, rowBytes, scales + b * Q6KPanelScaleBytes);
+                PackKScales(weightType, rows, rowBytes, n, BlockLayouts.Q6_K.Size, scales);
                 break;
             default:
                 throw new NotSupportedException($"No panel kernel for {weightType}.");
@@ -149,6 +169,48 @@ internal static unsafe partial class Avx2Dot
             return (c % 2 == 0 ? bits : Vector256.ShiftRightLogical(bits.AsUInt16(), 4).AsByte()) & Vector256.Create((byte)0xF);
         }
     }
+
+    /// <summary>Q5_K: 0..31, Q4_K's nibbles with a fifth bit: bit c of qh byte l belongs to element 32c + l.</summary>
+    private readonly struct PanelQ5_K : IPanelFormat
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<byte> Chunk(byte* row, int c)
+        {
+            byte* block = row + c / 8 * BlockLayouts.Q5_K.Size;
+            Vector256<byte> bits = Vector256.Load(block + BlockLayouts.Q5_K.Qs + c % 8 / 2 * 32);
+            Vector256<byte> low = (c % 2 == 0 ? bits : Vector256.ShiftRightLogical(bits.AsUInt16(), 4).AsByte()) & Vector256.Create((byte)0xF);
+            return low | Vector256.ShiftLeft(BitOfEachByte(block + BlockLayouts.Q5_K.Qh, c % 8).AsUInt16(), 4).AsByte();
+        }
+    }
+
+    /// <summary>Q3_K as q + 4 in 0..7: two bits from a 2-bit plane of qs, the third (set: no −4) from hmask.</summary>
+    private readonly struct PanelQ3_K : IPanelFormat
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<byte> Chunk(byte* row, int c)
+        {
+            byte* block = row + c / 8 * BlockLayouts.Q3_K.Size;
+            Vector256<byte> low = TwoBitPlane(block + BlockLayouts.Q3_K.Qs, c % 8);
+            return low | Vector256.ShiftLeft(BitOfEachByte(block + BlockLayouts.Q3_K.HMask, c % 8).AsUInt16(), 2).AsByte();
+        }
+    }
+
+    /// <summary>Q2_K: 0..3 from the 2-bit planes.</summary>
+    private readonly struct PanelQ2_K : IPanelFormat
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<byte> Chunk(byte* row, int c) => TwoBitPlane(row + c / 8 * BlockLayouts.Q2_K.Size + BlockLayouts.Q2_K.Qs, c % 8);
+    }
+
+    /// <summary>Chunk c (0..7) of a 2-bit quant field: bits 2j..2j+1 of bytes 32h..32h+31, for c = 4h + j.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> TwoBitPlane(byte* qs, int c) =>
+        Vector256.ShiftRightLogical(Vector256.Load(qs + c / 4 * 32).AsUInt16(), 2 * (c % 4)).AsByte() & Vector256.Create((byte)3);
+
+    /// <summary>Bit <paramref name="bit"/> of each of the 32 bytes at <paramref name="p"/>, as 0 or 1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> BitOfEachByte(byte* p, int bit) =>
+        Vector256.ShiftRightLogical(Vector256.Load(p).AsUInt16(), bit).AsByte() & Vector256.Create((byte)1);
 
     /// <summary>Q6_K as stored: q + 32 in 0..63.</summary>
     private readonly struct PanelQ6_K : IPanelFormat
@@ -207,41 +269,76 @@ internal static unsafe partial class Avx2Dot
         Avx2.Permute2x128(u3, u7, 0x31).Store((long*)(dst + 224));
     }
 
-    /// <summary>One super-block's Q4_K scales for eight rows: d, dmin, then per sub-block the (sc, sc) and (m, m) int16 pairs.</summary>
-    private static void PackQ4KScales(byte* blocks, long rowBytes, byte* dst)
+    /// <summary>
+    /// Every super-block's scales for the eight rows, in the layout the kernels load: d and dmin as floats, then each
+    /// sub-block's scale as an int16 pair (sc, sc), then (Q4_K/Q5_K) the mins as (m, m) or (Q2_K, Q3_K, Q6_K)
+    /// adjacent sub-blocks' mins or scales paired for the 16-element sums of the activations.
+    /// </summary>
+    private static void PackKScales(GgmlType weightType, byte* rows, long rowBytes, int n, int blockBytes, byte* dst)
     {
-        float* d = (float*)dst;
-        int* scalePairs = (int*)(dst + 64);
-        int* minPairs = (int*)(dst + 64 + 256);
-        for (int r = 0; r < PanelRows; r++)
+        bool sub32 = weightType is GgmlType.Q4_K or GgmlType.Q5_K;
+        int subBlocks = sub32 ? 8 : 16, scaleBytes = PanelScaleBytes(weightType);
+        int* scalePairs = stackalloc int[16];
+        int* otherPairs = stackalloc int[8];
+        for (int b = 0; b < n / BlockLayouts.QK_K; b++, dst += scaleBytes)
         {
-            byte* x = blocks + r * rowBytes;
-            d[r] = Half(x + BlockLayouts.Q4_K.D);
-            d[PanelRows + r] = Half(x + BlockLayouts.Q4_K.DMin);
-            KQuantScales.UnpackK4(new ReadOnlySpan<byte>(x + BlockLayouts.Q4_K.Scales, 12), out ulong scales, out ulong mins);
-            for (int j = 0; j < 8; j++)
+            for (int r = 0; r < PanelRows; r++)
             {
-                int sc = (int)(scales >> (8 * j)) & 0xFF, m = (int)(mins >> (8 * j)) & 0xFF;
-                scalePairs[j * PanelRows + r] = Int16Pair(sc, sc);
-                minPairs[j * PanelRows + r] = Int16Pair(m, m);
+                byte* x = rows + r * rowBytes + b * blockBytes;
+                var (d, dmin) = KScales(weightType, x, scalePairs, otherPairs);
+                ((float*)dst)[r] = d;
+                ((float*)dst)[PanelRows + r] = dmin;
+                for (int j = 0; j < subBlocks; j++) ((int*)(dst + 64))[j * PanelRows + r] = scalePairs[j];
+                for (int p = 0; p < 8; p++) ((int*)(dst + 64 + subBlocks * 32))[p * PanelRows + r] = otherPairs[p];
             }
         }
     }
 
-    /// <summary>One super-block's Q6_K scales for eight rows: d, per sub-block (sc, sc), per sub-block pair (sc₂ⱼ, sc₂ⱼ₊₁).</summary>
-    private static void PackQ6KScales(byte* blocks, long rowBytes, byte* dst)
+    /// <summary>One block's d, dmin, per sub-block (sc, sc) and the eight mins or scale pairs (see <see cref="PackKScales"/>).</summary>
+    private static (float D, float DMin) KScales(GgmlType weightType, byte* x, int* scalePairs, int* otherPairs)
     {
-        float* d = (float*)dst;
-        int* scalePairs = (int*)(dst + 32);
-        int* adjacentPairs = (int*)(dst + 32 + 16 * 32);
-        for (int r = 0; r < PanelRows; r++)
+        switch (weightType)
         {
-            byte* x = blocks + r * rowBytes;
-            d[r] = Half(x + BlockLayouts.Q6_K.D);
-            sbyte* sc = (sbyte*)(x + BlockLayouts.Q6_K.Scales);
-            for (int j = 0; j < 16; j++) scalePairs[j * PanelRows + r] = Int16Pair(sc[j], sc[j]);
-            for (int p = 0; p < 8; p++) adjacentPairs[p * PanelRows + r] = Int16Pair(sc[2 * p], sc[2 * p + 1]);
+            case GgmlType.Q4_K or GgmlType.Q5_K:
+                // Q4_K and Q5_K share d, dmin and the 12-byte scale field at the same offsets.
+                KQuantScales.UnpackK4(new ReadOnlySpan<byte>(x + BlockLayouts.Q4_K.Scales, 12), out ulong scales, out ulong mins);
+                for (int j = 0; j < 8; j++)
+                {
+                    int sc = (int)(scales >> (8 * j)) & 0xFF, m = (int)(mins >> (8 * j)) & 0xFF;
+                    scalePairs[j] = Int16Pair(sc, sc);
+                    otherPairs[j] = Int16Pair(m, m);
+                }
+
+                return (Half(x + BlockLayouts.Q4_K.D), Half(x + BlockLayouts.Q4_K.DMin));
+            case GgmlType.Q2_K:
+                {
+                    byte* packed = x + BlockLayouts.Q2_K.Scales;
+                    for (int j = 0; j < 16; j++) scalePairs[j] = Int16Pair(packed[j] & 0xF, packed[j] & 0xF);
+                    for (int p = 0; p < 8; p++) otherPairs[p] = Int16Pair(packed[2 * p] >> 4, packed[2 * p + 1] >> 4);
+                    return (Half(x + BlockLayouts.Q2_K.D), Half(x + BlockLayouts.Q2_K.DMin));
+                }
+            case GgmlType.Q3_K:
+                {
+                    var (low, high) = KQuantScales.UnpackQ3K(new ReadOnlySpan<byte>(x + BlockLayouts.Q3_K.Scales, 12));
+                    int* sc = stackalloc int[16];
+                    for (int j = 0; j < 16; j++) sc[j] = (int)(((j < 8 ? low : high) >> (8 * (j % 8))) & 0xFF) - 32;
+                    SignedScalePairs(sc, scalePairs, otherPairs);
+                    return (Half(x + BlockLayouts.Q3_K.D), 0);
+                }
+            default:
+                {
+                    int* sc = stackalloc int[16];
+                    for (int j = 0; j < 16; j++) sc[j] = ((sbyte*)(x + BlockLayouts.Q6_K.Scales))[j];
+                    SignedScalePairs(sc, scalePairs, otherPairs);
+                    return (Half(x + BlockLayouts.Q6_K.D), 0);
+                }
         }
+    }
+
+    private static void SignedScalePairs(int* sc, int* scalePairs, int* adjacentPairs)
+    {
+        for (int j = 0; j < 16; j++) scalePairs[j] = Int16Pair(sc[j], sc[j]);
+        for (int p = 0; p < 8; p++) adjacentPairs[p] = Int16Pair(sc[2 * p], sc[2 * p + 1]);
     }
 
     /// <summary>The int32 lane holding int16 <paramref name="low"/> and <paramref name="high"/>, as vpmaddwd pairs them.</summary>
@@ -256,9 +353,9 @@ internal static unsafe partial class Avx2Dot
     public static void PanelMultiply(GgmlType weightType, byte* panel, int n, int firstColumn, int columns, byte* y, int stride,
         byte* side, int sideStride, int count, bool accumulate, float* output, long outputStride)
     {
-        bool k = weightType is GgmlType.Q4_K or GgmlType.Q6_K;
+        bool k = GgmlTypeInfo.Geometry(weightType).BlockSize == BlockLayouts.QK_K;
         int blockSize = k ? BlockLayouts.QK_K : BlockLayouts.QK, first = firstColumn / blockSize, blocks = columns / blockSize;
-        int scaleBytes = weightType switch { GgmlType.Q4_K => Q4KPanelScaleBytes, GgmlType.Q6_K => Q6KPanelScaleBytes, _ => Block32ScaleBytes };
+        int scaleBytes = PanelScaleBytes(weightType);
         byte* quants = panel + first * PanelRows * blockSize;
         byte* scales = panel + PanelRows * n + first * scaleBytes;
         y += first * (k ? BlockLayouts.Q8_K.Size : BlockLayouts.Q8_0.Size);
@@ -270,8 +367,11 @@ internal static unsafe partial class Avx2Dot
             case GgmlType.Q4_0: OffsetPanel<EightSteps>(quants, (float*)scales, blocks, rows); break;
             case GgmlType.Q5_0: OffsetPanel<FourSteps>(quants, (float*)scales, blocks, rows); break;
             case GgmlType.Q8_0: SignedPanel(quants, (float*)scales, blocks, rows); break;
-            case GgmlType.Q4_K: Q4KPanel(quants, scales, blocks, rows); break;
-            case GgmlType.Q6_K: Q6KPanel(quants, scales, blocks, rows); break;
+            case GgmlType.Q2_K: Sub16Panel<Q2KRuns>(quants, scales, blocks, rows); break;
+            case GgmlType.Q3_K: Sub16Panel<Q3KRuns>(quants, scales, blocks, rows); break;
+            case GgmlType.Q4_K: Sub32Panel<EightSteps>(quants, scales, blocks, rows); break;
+            case GgmlType.Q5_K: Sub32Panel<FourSteps>(quants, scales, blocks, rows); break;
+            case GgmlType.Q6_K: Sub16Panel<Q6KRuns>(quants, scales, blocks, rows); break;
             default: throw new NotSupportedException($"No panel kernel for {weightType}.");
         }
     }
@@ -344,20 +444,20 @@ internal static unsafe partial class Avx2Dot
         static abstract int Steps { get; }
     }
 
-    /// <summary>Q4_0: (q + 8) ≤ 15, so a pair is ≤ 15·128·2 = 3,840 and eight steps stay within int16.</summary>
+    /// <summary>Quants ≤ 15 (Q4_0 as stored, Q4_K): a pair is ≤ 15·128·2 = 3,840, eight steps stay within int16.</summary>
     private readonly struct EightSteps : IStepRun
     {
         public static int Steps => 8;
     }
 
-    /// <summary>Q5_0: (q + 16) ≤ 31, a pair ≤ 7,936, four steps per int16 run.</summary>
+    /// <summary>Quants ≤ 31 (Q5_0 as stored, Q5_K): a pair ≤ 7,936, four steps per int16 run.</summary>
     private readonly struct FourSteps : IStepRun
     {
         public static int Steps => 4;
     }
 
     /// <summary>Q4_0 / Q5_0 panels: Σ(q + offset)·y per block in int32, minus offset·Σy, scaled by dx·dy.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     private static void OffsetPanel<TRun>(byte* panel, float* scales, int blocks, in PanelRowSet rows) where TRun : struct, IStepRun
     {
         float* d0 = rows.D0, d1 = rows.D1, d2 = rows.D2, d3 = rows.D3;
@@ -404,7 +504,7 @@ internal static unsafe partial class Avx2Dot
     }
 
     /// <summary>Q8_0 panels: |x| times y carrying x's sign (products ≤ 127·128·2 fit int16 one step at a time).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     private static void SignedPanel(byte* panel, float* scales, int blocks, in PanelRowSet rows)
     {
         float* d0 = rows.D0, d1 = rows.D1, d2 = rows.D2, d3 = rows.D3;
@@ -444,15 +544,16 @@ internal static unsafe partial class Avx2Dot
         Avx2.MultiplyAddAdjacent(absW, Avx2.Sign(Vector256.Create(*(int*)y).AsSByte(), w));
 
     /// <summary>
-    /// Q4_K panels: per sub-block of 32, eight steps of q·y in int16 (q ≤ 15), weighted by the sub-block scale into
-    /// int32; the mins term from the activation's 16-element sums; both scaled by d·yd and dmin·yd per super-block.
+    /// K-quants with sub-blocks of 32 (Q4_K: q ≤ 15, eight steps per int16 run; Q5_K: q ≤ 31, four): per sub-block
+    /// Σq·y weighted by its scale into int32; the mins term Σ m_j·(bsum₂ⱼ + bsum₂ⱼ₊₁) from the activation's 16-element
+    /// sums; both scaled per super-block by d·yd and dmin·yd.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Q4KPanel(byte* panel, byte* scaleData, int blocks, in PanelRowSet rows)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    private static void Sub32Panel<TRun>(byte* panel, byte* scaleData, int blocks, in PanelRowSet rows) where TRun : struct, IStepRun
     {
         byte* y0 = rows.Y0, y1 = rows.Y1, y2 = rows.Y2, y3 = rows.Y3;
         rows.Start(out var f0, out var f1, out var f2, out var f3);
-        for (int b = 0; b < blocks; b++, panel += 2048, scaleData += Q4KPanelScaleBytes, y0 += BlockLayouts.Q8_K.Size,
+        for (int b = 0; b < blocks; b++, panel += 2048, scaleData += Sub32ScaleBytes, y0 += BlockLayouts.Q8_K.Size,
              y1 += BlockLayouts.Q8_K.Size, y2 += BlockLayouts.Q8_K.Size, y3 += BlockLayouts.Q8_K.Size)
         {
             var i0 = Vector256<int>.Zero;
@@ -461,24 +562,27 @@ internal static unsafe partial class Avx2Dot
             var i3 = Vector256<int>.Zero;
             for (int j = 0; j < 8; j++)
             {
-                byte* w = panel + j * 256;
-                int q = BlockLayouts.Q8_K.Qs + j * 32;
-                var wv = Vector256.Load(w);
-                Vector256<short> a0 = PanelStep(wv, y0 + q), a1 = PanelStep(wv, y1 + q), a2 = PanelStep(wv, y2 + q), a3 = PanelStep(wv, y3 + q);
-                for (int s = 1; s < 8; s++)
-                {
-                    wv = Vector256.Load(w + s * 32);
-                    a0 += PanelStep(wv, y0 + q + s * 4);
-                    a1 += PanelStep(wv, y1 + q + s * 4);
-                    a2 += PanelStep(wv, y2 + q + s * 4);
-                    a3 += PanelStep(wv, y3 + q + s * 4);
-                }
-
                 var scale = Vector256.Load((short*)(scaleData + 64 + j * 32));
-                i0 += Avx2.MultiplyAddAdjacent(a0, scale);
-                i1 += Avx2.MultiplyAddAdjacent(a1, scale);
-                i2 += Avx2.MultiplyAddAdjacent(a2, scale);
-                i3 += Avx2.MultiplyAddAdjacent(a3, scale);
+                for (int s0 = 0; s0 < 8; s0 += TRun.Steps)
+                {
+                    byte* w = panel + j * 256 + s0 * 32;
+                    int q = BlockLayouts.Q8_K.Qs + j * 32 + s0 * 4;
+                    var wv = Vector256.Load(w);
+                    Vector256<short> a0 = PanelStep(wv, y0 + q), a1 = PanelStep(wv, y1 + q), a2 = PanelStep(wv, y2 + q), a3 = PanelStep(wv, y3 + q);
+                    for (int s = 1; s < TRun.Steps; s++)
+                    {
+                        wv = Vector256.Load(w + s * 32);
+                        a0 += PanelStep(wv, y0 + q + s * 4);
+                        a1 += PanelStep(wv, y1 + q + s * 4);
+                        a2 += PanelStep(wv, y2 + q + s * 4);
+                        a3 += PanelStep(wv, y3 + q + s * 4);
+                    }
+
+                    i0 += Avx2.MultiplyAddAdjacent(a0, scale);
+                    i1 += Avx2.MultiplyAddAdjacent(a1, scale);
+                    i2 += Avx2.MultiplyAddAdjacent(a2, scale);
+                    i3 += Avx2.MultiplyAddAdjacent(a3, scale);
+                }
             }
 
             var d = Vector256.Load((float*)scaleData);
@@ -486,22 +590,7 @@ internal static unsafe partial class Avx2Dot
             f1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i1), d * *(float*)y1, f1);
             f2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i2), d * *(float*)y2, f2);
             f3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i3), d * *(float*)y3, f3);
-
-            // Σ m_j · (bsum₂ⱼ + bsum₂ⱼ₊₁): each broadcast int16 pair of the activation's sums meets (m_j, m_j).
-            var m0 = Vector256<int>.Zero;
-            var m1 = Vector256<int>.Zero;
-            var m2 = Vector256<int>.Zero;
-            var m3 = Vector256<int>.Zero;
-            for (int j = 0; j < 8; j++)
-            {
-                var mins = Vector256.Load((short*)(scaleData + 64 + 256 + j * 32));
-                int bs = BlockLayouts.Q8_K.BSums + j * 4;
-                m0 += Avx2.MultiplyAddAdjacent(mins, Vector256.Create(*(int*)(y0 + bs)).AsInt16());
-                m1 += Avx2.MultiplyAddAdjacent(mins, Vector256.Create(*(int*)(y1 + bs)).AsInt16());
-                m2 += Avx2.MultiplyAddAdjacent(mins, Vector256.Create(*(int*)(y2 + bs)).AsInt16());
-                m3 += Avx2.MultiplyAddAdjacent(mins, Vector256.Create(*(int*)(y3 + bs)).AsInt16());
-            }
-
+            PairedSums((short*)(scaleData + 64 + 256), y0, y1, y2, y3, out var m0, out var m1, out var m2, out var m3);
             var dmin = Vector256.Load((float*)scaleData + PanelRows);
             f0 = Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(m0), dmin * *(float*)y0, f0);
             f1 = Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(m1), dmin * *(float*)y1, f1);
@@ -513,50 +602,111 @@ internal static unsafe partial class Avx2Dot
     }
 
     /// <summary>
-    /// Q6_K panels: q ≤ 63 as stored, so two steps of q·y fit int16 (≤ 32,512); each pair of steps is weighted by the
-    /// sub-block scale into int32, and 32·Σ sc_j·bsum_j is subtracted once per super-block to undo the stored offset.
+    /// Σ over the eight int16 pair vectors at <paramref name="pairs"/> of each vector times a broadcast pair of the
+    /// activation block's 16-element sums (bsum₂ₚ, bsum₂ₚ₊₁), per activation row: one row's Σ_p of two products per lane.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Q6KPanel(byte* panel, byte* scaleData, int blocks, in PanelRowSet rows)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PairedSums(short* pairs, byte* y0, byte* y1, byte* y2, byte* y3,
+        out Vector256<int> s0, out Vector256<int> s1, out Vector256<int> s2, out Vector256<int> s3)
+    {
+        s0 = s1 = s2 = s3 = Vector256<int>.Zero;
+        for (int p = 0; p < 8; p++)
+        {
+            var v = Vector256.Load(pairs + p * 16);
+            int bs = BlockLayouts.Q8_K.BSums + p * 4;
+            s0 += Avx2.MultiplyAddAdjacent(v, Vector256.Create(*(int*)(y0 + bs)).AsInt16());
+            s1 += Avx2.MultiplyAddAdjacent(v, Vector256.Create(*(int*)(y1 + bs)).AsInt16());
+            s2 += Avx2.MultiplyAddAdjacent(v, Vector256.Create(*(int*)(y2 + bs)).AsInt16());
+            s3 += Avx2.MultiplyAddAdjacent(v, Vector256.Create(*(int*)(y3 + bs)).AsInt16());
+        }
+    }
+
+    /// <summary>How a K-quant with sub-blocks of 16 runs in <see cref="Sub16Panel{TFormat}"/>.</summary>
+    private interface ISub16Format
+    {
+        /// <summary>Steps (of four columns) per int16 run: 2 or 4 (a sub-block is 4).</summary>
+        static abstract int StepsPerRun { get; }
+
+        /// <summary>True when the paired vectors are mins (Q2_K, scaled by dmin); else scales for the stored offset.</summary>
+        static abstract bool HasMins { get; }
+
+        /// <summary>log2 of the offset the quants are stored with (q + 2^shift), when not <see cref="HasMins"/>.</summary>
+        static abstract int OffsetShift { get; }
+    }
+
+    /// <summary>Q6_K: q + 32 ≤ 63, so two steps per int16 run (≤ 32,256).</summary>
+    private readonly struct Q6KRuns : ISub16Format
+    {
+        public static int StepsPerRun => 2;
+        public static bool HasMins => false;
+        public static int OffsetShift => 5;
+    }
+
+    /// <summary>Q3_K: q + 4 ≤ 7, a whole sub-block per run.</summary>
+    private readonly struct Q3KRuns : ISub16Format
+    {
+        public static int StepsPerRun => 4;
+        public static bool HasMins => false;
+        public static int OffsetShift => 2;
+    }
+
+    /// <summary>Q2_K: q ≤ 3 with mins, a whole sub-block per run.</summary>
+    private readonly struct Q2KRuns : ISub16Format
+    {
+        public static int StepsPerRun => 4;
+        public static bool HasMins => true;
+        public static int OffsetShift => 0;
+    }
+
+    /// <summary>
+    /// K-quants with sub-blocks of 16 (Q2_K, Q3_K, Q6_K): per sub-block Σq·y in int16 runs, weighted by its scale into
+    /// int32. Q3_K/Q6_K store q + offset, so offset·Σ sc_j·bsum_j comes off the integer sum once per super-block; Q2_K's
+    /// mins term Σ m_j·bsum_j is scaled by dmin instead.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    private static void Sub16Panel<TFormat>(byte* panel, byte* scaleData, int blocks, in PanelRowSet rows) where TFormat : struct, ISub16Format
     {
         byte* y0 = rows.Y0, y1 = rows.Y1, y2 = rows.Y2, y3 = rows.Y3;
         rows.Start(out var f0, out var f1, out var f2, out var f3);
-        for (int b = 0; b < blocks; b++, panel += 2048, scaleData += Q6KPanelScaleBytes, y0 += BlockLayouts.Q8_K.Size,
+        for (int b = 0; b < blocks; b++, panel += 2048, scaleData += Sub16ScaleBytes, y0 += BlockLayouts.Q8_K.Size,
              y1 += BlockLayouts.Q8_K.Size, y2 += BlockLayouts.Q8_K.Size, y3 += BlockLayouts.Q8_K.Size)
         {
-            // The offset term first: Σ_p (sc₂ₚ·bsum₂ₚ + sc₂ₚ₊₁·bsum₂ₚ₊₁), times −32.
-            var i0 = Vector256<int>.Zero;
-            var i1 = Vector256<int>.Zero;
-            var i2 = Vector256<int>.Zero;
-            var i3 = Vector256<int>.Zero;
-            for (int p = 0; p < 8; p++)
+            PairedSums((short*)(scaleData + 64 + 512), y0, y1, y2, y3, out var p0, out var p1, out var p2, out var p3);
+            Vector256<int> i0, i1, i2, i3;
+            if (TFormat.HasMins)
             {
-                var pairs = Vector256.Load((short*)(scaleData + 32 + 16 * 32 + p * 32));
-                int bs = BlockLayouts.Q8_K.BSums + p * 4;
-                i0 += Avx2.MultiplyAddAdjacent(pairs, Vector256.Create(*(int*)(y0 + bs)).AsInt16());
-                i1 += Avx2.MultiplyAddAdjacent(pairs, Vector256.Create(*(int*)(y1 + bs)).AsInt16());
-                i2 += Avx2.MultiplyAddAdjacent(pairs, Vector256.Create(*(int*)(y2 + bs)).AsInt16());
-                i3 += Avx2.MultiplyAddAdjacent(pairs, Vector256.Create(*(int*)(y3 + bs)).AsInt16());
+                i0 = i1 = i2 = i3 = Vector256<int>.Zero;
+            }
+            else
+            {
+                i0 = -Vector256.ShiftLeft(p0, TFormat.OffsetShift);
+                i1 = -Vector256.ShiftLeft(p1, TFormat.OffsetShift);
+                i2 = -Vector256.ShiftLeft(p2, TFormat.OffsetShift);
+                i3 = -Vector256.ShiftLeft(p3, TFormat.OffsetShift);
             }
 
-            i0 = -Vector256.ShiftLeft(i0, 5);
-            i1 = -Vector256.ShiftLeft(i1, 5);
-            i2 = -Vector256.ShiftLeft(i2, 5);
-            i3 = -Vector256.ShiftLeft(i3, 5);
             for (int j = 0; j < 16; j++)
             {
-                byte* w = panel + j * 128;
-                int q = BlockLayouts.Q8_K.Qs + j * 16;
-                var scale = Vector256.Load((short*)(scaleData + 32 + j * 32));
-                for (int s = 0; s < 4; s += 2)
+                var scale = Vector256.Load((short*)(scaleData + 64 + j * 32));
+                for (int s0 = 0; s0 < 4; s0 += TFormat.StepsPerRun)
                 {
-                    var w0 = Vector256.Load(w + s * 32);
-                    var w1 = Vector256.Load(w + s * 32 + 32);
-                    int o = q + s * 4;
-                    i0 += Avx2.MultiplyAddAdjacent(PanelStep(w0, y0 + o) + PanelStep(w1, y0 + o + 4), scale);
-                    i1 += Avx2.MultiplyAddAdjacent(PanelStep(w0, y1 + o) + PanelStep(w1, y1 + o + 4), scale);
-                    i2 += Avx2.MultiplyAddAdjacent(PanelStep(w0, y2 + o) + PanelStep(w1, y2 + o + 4), scale);
-                    i3 += Avx2.MultiplyAddAdjacent(PanelStep(w0, y3 + o) + PanelStep(w1, y3 + o + 4), scale);
+                    byte* w = panel + j * 128 + s0 * 32;
+                    int q = BlockLayouts.Q8_K.Qs + j * 16 + s0 * 4;
+                    var wv = Vector256.Load(w);
+                    Vector256<short> a0 = PanelStep(wv, y0 + q), a1 = PanelStep(wv, y1 + q), a2 = PanelStep(wv, y2 + q), a3 = PanelStep(wv, y3 + q);
+                    for (int s = 1; s < TFormat.StepsPerRun; s++)
+                    {
+                        wv = Vector256.Load(w + s * 32);
+                        a0 += PanelStep(wv, y0 + q + s * 4);
+                        a1 += PanelStep(wv, y1 + q + s * 4);
+                        a2 += PanelStep(wv, y2 + q + s * 4);
+                        a3 += PanelStep(wv, y3 + q + s * 4);
+                    }
+
+                    i0 += Avx2.MultiplyAddAdjacent(a0, scale);
+                    i1 += Avx2.MultiplyAddAdjacent(a1, scale);
+                    i2 += Avx2.MultiplyAddAdjacent(a2, scale);
+                    i3 += Avx2.MultiplyAddAdjacent(a3, scale);
                 }
             }
 
@@ -565,6 +715,14 @@ internal static unsafe partial class Avx2Dot
             f1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i1), d * *(float*)y1, f1);
             f2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i2), d * *(float*)y2, f2);
             f3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i3), d * *(float*)y3, f3);
+            if (TFormat.HasMins)
+            {
+                var dmin = Vector256.Load((float*)scaleData + PanelRows);
+                f0 = Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(p0), dmin * *(float*)y0, f0);
+                f1 = Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(p1), dmin * *(float*)y1, f1);
+                f2 = Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(p2), dmin * *(float*)y2, f2);
+                f3 = Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(p3), dmin * *(float*)y3, f3);
+            }
         }
 
         rows.Store(f0, f1, f2, f3);
