@@ -29,10 +29,10 @@ internal static unsafe partial class Avx2Dot
     public const int PanelTokens = 4;
 
     /// <summary>True when the panel kernels handle <paramref name="weightType"/>.</summary>
-    public static bool HasPanels(GgmlType weightType) => weightType is GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q8_0
-        or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K;
+    public static bool HasPanels(GgmlType weightType) => weightType is GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0
+        or GgmlType.Q5_1 or GgmlType.Q8_0 or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K;
 
-    // Per-block scale data stored after the panel's quants.
+    // Per-block scale data stored after the panel's quants: d (and for Q4_1/Q5_1 then m) as 8 floats.
     private const int Block32ScaleBytes = PanelRows * sizeof(float);
     // Per super-block of the K-quants with sub-blocks of 32 (Q4_K, Q5_K): d and dmin (8 floats each), then 8 scale
     // and 8 min vectors of 32 bytes.
@@ -46,6 +46,7 @@ internal static unsafe partial class Avx2Dot
     {
         GgmlType.Q4_K or GgmlType.Q5_K => Sub32ScaleBytes,
         GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q6_K => Sub16ScaleBytes,
+        GgmlType.Q4_1 or GgmlType.Q5_1 => 2 * Block32ScaleBytes,
         _ => Block32ScaleBytes,
     };
 
@@ -57,18 +58,31 @@ internal static unsafe partial class Avx2Dot
     public static int PanelSideBytes(GgmlType weightType, int n) => weightType switch
     {
         GgmlType.Q4_0 or GgmlType.Q5_0 => n / BlockLayouts.QK * (sizeof(float) + sizeof(int)),
+        GgmlType.Q4_1 or GgmlType.Q5_1 => n / BlockLayouts.QK * 2 * sizeof(float),
         GgmlType.Q8_0 => n / BlockLayouts.QK * sizeof(float),
         _ => 0,
     };
 
     /// <summary>
     /// Per Q8_0 activation row: each block's scale as a float, and for the offset formats (quants stored as q + 8 or
-    /// q + 16) −offset·Σy, the term that turns Σ(q + offset)·y back into Σq·y.
+    /// q + 16) −offset·Σy, the term that turns Σ(q + offset)·y back into Σq·y. Per Q8_1 row (Q4_1, Q5_1): each
+    /// block's d and s = d·Σy as floats.
     /// </summary>
     public static void PreparePanelSide(GgmlType weightType, byte* y, int n, byte* side)
     {
         int blocks = n / BlockLayouts.QK;
         float* scales = (float*)side;
+        if (weightType is GgmlType.Q4_1 or GgmlType.Q5_1)
+        {
+            for (int b = 0; b < blocks; b++, y += BlockLayouts.Q8_1.Size)
+            {
+                scales[b] = Half(y + BlockLayouts.Q8_1.D);
+                scales[blocks + b] = Half(y + BlockLayouts.Q8_1.S);
+            }
+
+            return;
+        }
+
         int* offsetSums = (int*)(side + blocks * sizeof(float));
         int offset = weightType == GgmlType.Q4_0 ? 8 : 16;
         for (int b = 0; b < blocks; b++, y += BlockLayouts.Q8_0.Size)
@@ -98,6 +112,14 @@ internal static unsafe partial class Avx2Dot
             case GgmlType.Q5_0:
                 PackQuants<PanelQ5_0>(rows, rowBytes, n, panel);
                 PackBlockScales(rows, rowBytes, n, BlockLayouts.Q5_0.Size, (float*)scales);
+                break;
+            case GgmlType.Q4_1:
+                PackQuants<PanelQ4_1>(rows, rowBytes, n, panel);
+                PackBlockScalesAndMins(rows, rowBytes, n, BlockLayouts.Q4_1.Size, BlockLayouts.Q4_1.M, (float*)scales);
+                break;
+            case GgmlType.Q5_1:
+                PackQuants<PanelQ5_1>(rows, rowBytes, n, panel);
+                PackBlockScalesAndMins(rows, rowBytes, n, BlockLayouts.Q5_1.Size, BlockLayouts.Q5_1.M, (float*)scales);
                 break;
             case GgmlType.Q8_0:
                 PackQuants<PanelQ8_0>(rows, rowBytes, n, panel);
@@ -149,6 +171,24 @@ internal static unsafe partial class Avx2Dot
         {
             byte* x = row + c * BlockLayouts.Q5_0.Size;
             return Nibbles32(x + BlockLayouts.Q5_0.Qs) | (BytesFromBits(x + BlockLayouts.Q5_0.Qh) & Vector256.Create((byte)0x10));
+        }
+    }
+
+    /// <summary>Q4_1: q in 0..15 (x = d·q + m).</summary>
+    private readonly struct PanelQ4_1 : IPanelFormat
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<byte> Chunk(byte* row, int c) => Nibbles32(row + c * BlockLayouts.Q4_1.Size + BlockLayouts.Q4_1.Qs);
+    }
+
+    /// <summary>Q5_1: q in 0..31 (x = d·q + m).</summary>
+    private readonly struct PanelQ5_1 : IPanelFormat
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<byte> Chunk(byte* row, int c)
+        {
+            byte* x = row + c * BlockLayouts.Q5_1.Size;
+            return Nibbles32(x + BlockLayouts.Q5_1.Qs) | (BytesFromBits(x + BlockLayouts.Q5_1.Qh) & Vector256.Create((byte)0x10));
         }
     }
 
@@ -244,6 +284,19 @@ internal static unsafe partial class Avx2Dot
     {
         for (int b = 0; b < n / BlockLayouts.QK; b++, scales += PanelRows)
             for (int r = 0; r < PanelRows; r++) scales[r] = Half(rows + r * rowBytes + b * blockBytes);
+    }
+
+    /// <summary>Each block's d and m for the eight rows, as floats: two vectors per block.</summary>
+    private static void PackBlockScalesAndMins(byte* rows, long rowBytes, int n, int blockBytes, int minOffset, float* scales)
+    {
+        for (int b = 0; b < n / BlockLayouts.QK; b++, scales += 2 * PanelRows)
+        {
+            for (int r = 0; r < PanelRows; r++)
+            {
+                scales[r] = Half(rows + r * rowBytes + b * blockBytes);
+                scales[PanelRows + r] = Half(rows + r * rowBytes + b * blockBytes + minOffset);
+            }
+        }
     }
 
     /// <summary>Stores the transpose of an 8×8 matrix of int32: output vector s holds dword s of each input.</summary>
@@ -358,14 +411,16 @@ internal static unsafe partial class Avx2Dot
         int scaleBytes = PanelScaleBytes(weightType);
         byte* quants = panel + first * PanelRows * blockSize;
         byte* scales = panel + PanelRows * n + first * scaleBytes;
-        y += first * (k ? BlockLayouts.Q8_K.Size : BlockLayouts.Q8_0.Size);
+        y += first * (int)GgmlTypeInfo.RowBytes(QuantizedDot.ActivationType(weightType), blockSize);
         // Side data: the block scales, then (offset formats) the offset sums.
         byte* blockScales = side + first * sizeof(float), offsetSums = side + (n / blockSize + first) * sizeof(float);
         var rows = new PanelRowSet(y, stride, blockScales, offsetSums, sideStride, output, outputStride, count, accumulate);
         switch (weightType)
         {
-            case GgmlType.Q4_0: OffsetPanel<EightSteps>(quants, (float*)scales, blocks, rows); break;
-            case GgmlType.Q5_0: OffsetPanel<FourSteps>(quants, (float*)scales, blocks, rows); break;
+            case GgmlType.Q4_0: Block32Panel<Q4_0Runs>(quants, (float*)scales, blocks, rows); break;
+            case GgmlType.Q5_0: Block32Panel<Q5_0Runs>(quants, (float*)scales, blocks, rows); break;
+            case GgmlType.Q4_1: Block32Panel<Q4_1Runs>(quants, (float*)scales, blocks, rows); break;
+            case GgmlType.Q5_1: Block32Panel<Q5_1Runs>(quants, (float*)scales, blocks, rows); break;
             case GgmlType.Q8_0: SignedPanel(quants, (float*)scales, blocks, rows); break;
             case GgmlType.Q2_K: Sub16Panel<Q2KRuns>(quants, scales, blocks, rows); break;
             case GgmlType.Q3_K: Sub16Panel<Q3KRuns>(quants, scales, blocks, rows); break;
@@ -456,29 +511,73 @@ internal static unsafe partial class Avx2Dot
         public static int Steps => 4;
     }
 
-    /// <summary>Q4_0 / Q5_0 panels: Σ(q + offset)·y per block in int32, minus offset·Σy, scaled by dx·dy.</summary>
+    /// <summary>How an unsigned 32-element block format runs in <see cref="Block32Panel{TFormat}"/>.</summary>
+    private interface IBlock32Format : IStepRun
+    {
+        /// <summary>Q4_1/Q5_1: x = d·q + m against Q8_1 rows; else q + offset against Q8_0 rows.</summary>
+        static abstract bool HasMin { get; }
+    }
+
+    private readonly struct Q4_0Runs : IBlock32Format
+    {
+        public static int Steps => 8;
+        public static bool HasMin => false;
+    }
+
+    private readonly struct Q5_0Runs : IBlock32Format
+    {
+        public static int Steps => 4;
+        public static bool HasMin => false;
+    }
+
+    private readonly struct Q4_1Runs : IBlock32Format
+    {
+        public static int Steps => 8;
+        public static bool HasMin => true;
+    }
+
+    private readonly struct Q5_1Runs : IBlock32Format
+    {
+        public static int Steps => 4;
+        public static bool HasMin => true;
+    }
+
+    /// <summary>
+    /// Unsigned 32-element blocks: Σq·y per block in int32, scaled by dx·dy. Q4_0/Q5_0 (stored q + offset) start each
+    /// block's sum at −offset·Σy; Q4_1/Q5_1 add m·s (s = dy·Σy from the Q8_1 row) per block instead.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    private static void OffsetPanel<TRun>(byte* panel, float* scales, int blocks, in PanelRowSet rows) where TRun : struct, IStepRun
+    private static void Block32Panel<TFormat>(byte* panel, float* scales, int blocks, in PanelRowSet rows) where TFormat : struct, IBlock32Format
     {
         float* d0 = rows.D0, d1 = rows.D1, d2 = rows.D2, d3 = rows.D3;
         int* c0 = rows.C0, c1 = rows.C1, c2 = rows.C2, c3 = rows.C3;
-        byte* y0 = rows.Y0 + BlockLayouts.Q8_0.Qs, y1 = rows.Y1 + BlockLayouts.Q8_0.Qs;
-        byte* y2 = rows.Y2 + BlockLayouts.Q8_0.Qs, y3 = rows.Y3 + BlockLayouts.Q8_0.Qs;
+        int actQs = TFormat.HasMin ? BlockLayouts.Q8_1.Qs : BlockLayouts.Q8_0.Qs;
+        int actSize = TFormat.HasMin ? BlockLayouts.Q8_1.Size : BlockLayouts.Q8_0.Size;
+        int scaleStride = TFormat.HasMin ? 2 * PanelRows : PanelRows;
+        byte* y0 = rows.Y0 + actQs, y1 = rows.Y1 + actQs, y2 = rows.Y2 + actQs, y3 = rows.Y3 + actQs;
         var ones = Vector256.Create((short)1);
         rows.Start(out var f0, out var f1, out var f2, out var f3);
-        for (int b = 0; b < blocks; b++, panel += 256, y0 += BlockLayouts.Q8_0.Size, y1 += BlockLayouts.Q8_0.Size,
-             y2 += BlockLayouts.Q8_0.Size, y3 += BlockLayouts.Q8_0.Size)
+        for (int b = 0; b < blocks; b++, panel += 256, y0 += actSize, y1 += actSize, y2 += actSize, y3 += actSize)
         {
-            var i0 = Avx2.BroadcastScalarToVector256(c0 + b);
-            var i1 = Avx2.BroadcastScalarToVector256(c1 + b);
-            var i2 = Avx2.BroadcastScalarToVector256(c2 + b);
-            var i3 = Avx2.BroadcastScalarToVector256(c3 + b);
-            for (int s0 = 0; s0 < 8; s0 += TRun.Steps)
+            Vector256<int> i0, i1, i2, i3;
+            if (TFormat.HasMin)
+            {
+                i0 = i1 = i2 = i3 = Vector256<int>.Zero;
+            }
+            else
+            {
+                i0 = Avx2.BroadcastScalarToVector256(c0 + b);
+                i1 = Avx2.BroadcastScalarToVector256(c1 + b);
+                i2 = Avx2.BroadcastScalarToVector256(c2 + b);
+                i3 = Avx2.BroadcastScalarToVector256(c3 + b);
+            }
+
+            for (int s0 = 0; s0 < 8; s0 += TFormat.Steps)
             {
                 var w = Vector256.Load(panel + s0 * 32);
                 Vector256<short> a0 = PanelStep(w, y0 + s0 * 4), a1 = PanelStep(w, y1 + s0 * 4);
                 Vector256<short> a2 = PanelStep(w, y2 + s0 * 4), a3 = PanelStep(w, y3 + s0 * 4);
-                for (int s = s0 + 1; s < s0 + TRun.Steps; s++)
+                for (int s = s0 + 1; s < s0 + TFormat.Steps; s++)
                 {
                     w = Vector256.Load(panel + s * 32);
                     a0 += PanelStep(w, y0 + s * 4);
@@ -493,11 +592,20 @@ internal static unsafe partial class Avx2Dot
                 i3 += Avx2.MultiplyAddAdjacent(a3, ones);
             }
 
-            var dx = Vector256.Load(scales + b * PanelRows);
+            var dx = Vector256.Load(scales + b * scaleStride);
             f0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i0), dx * d0[b], f0);
             f1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i1), dx * d1[b], f1);
             f2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i2), dx * d2[b], f2);
             f3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i3), dx * d3[b], f3);
+            if (TFormat.HasMin)
+            {
+                // The side's second array holds s = dy·Σy as floats for these formats.
+                var m = Vector256.Load(scales + b * scaleStride + PanelRows);
+                f0 = Fma.MultiplyAdd(m, Vector256.Create(((float*)c0)[b]), f0);
+                f1 = Fma.MultiplyAdd(m, Vector256.Create(((float*)c1)[b]), f1);
+                f2 = Fma.MultiplyAdd(m, Vector256.Create(((float*)c2)[b]), f2);
+                f3 = Fma.MultiplyAdd(m, Vector256.Create(((float*)c3)[b]), f3);
+            }
         }
 
         rows.Store(f0, f1, f2, f3);

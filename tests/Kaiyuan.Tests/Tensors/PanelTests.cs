@@ -11,7 +11,7 @@ namespace Kaiyuan.Tests.Tensors;
 public sealed unsafe class PanelTests
 {
     public static TheoryData<GgmlType> Types() =>
-        [GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q5_0, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
+        [GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
 
     [Theory]
     [MemberData(nameof(Types))]
