@@ -16,14 +16,10 @@ public static unsafe class MatMul
     /// </summary>
     internal const int PanelMinTokens = 8;
 
-    /// <summary>Widest column range of a panel the kernels take at once: 8 KiB of quants, with its scales and a
-    /// four-row activation tile, well inside a 32 KiB L1.</summary>
-    private const int PanelColumns = 1024;
-
     /// <summary>How a batch is computed, and the bytes of side data it derives from each activation row.</summary>
     private static (Kernel Kernel, int SideBytes) Plan(QuantMatrix w, int tokens)
     {
-        if (tokens >= PanelMinTokens && w.Rows >= QuantizedDot.PanelRows && QuantizedDot.HasPanels(w.Type))
+        if (tokens >= PanelMinTokens && w.Rows >= QuantizedDot.PanelRows && w.Columns % 8 == 0 && QuantizedDot.HasPanels(w.Type))
             return (Kernel.Panels, QuantizedDot.PanelSideBytes(w.Type, w.Columns));
         return QuantizedDot.HasDot4(w.Type) ? (Kernel.Tiles, QuantizedDot.SideBytes(w.Type, w.Columns)) : (Kernel.Rows, 0);
     }
@@ -188,8 +184,8 @@ public static unsafe class MatMul
 
     /// <summary>
     /// Repacks eight weight rows at a time into the worker's buffer, then runs every activation row over the panel
-    /// four at a time, one column range after another: each range of the panel (at most <see cref="PanelColumns"/>
-    /// columns) stays in L1 while all activation tiles pass over it.
+    /// a few at a time, one column range after another: each range of the panel
+    /// (<see cref="QuantizedDot.PanelColumns"/>) stays in L1 while all activation tiles pass over it.
     /// </summary>
     private sealed class PanelJob : IParallelJob
     {
@@ -216,7 +212,7 @@ public static unsafe class MatMul
             var w = _w;
             int n = w.Columns, tokens = _tokens;
             byte* panel = Buffer(worker, QuantizedDot.PanelBytes(w.Type, n));
-            int step = ColumnStep(w.Type, n);
+            int step = ColumnStep(w.Type, n), tile = QuantizedDot.PanelTokens(w.Type);
             for (int p = start; p < end; p++)
             {
                 QuantizedDot.PackPanel(w.Type, w.Data + (long)p * QuantizedDot.PanelRows * w.RowBytes, w.RowBytes, n, panel);
@@ -224,17 +220,17 @@ public static unsafe class MatMul
                 for (int c0 = 0; c0 < n; c0 += step)
                 {
                     int columns = Math.Min(step, n - c0);
-                    for (int t = 0; t < tokens; t += QuantizedDot.PanelTokens)
+                    for (int t = 0; t < tokens; t += tile)
                         QuantizedDot.PanelMultiply(w.Type, panel, n, c0, columns, _act + (long)t * _actBytes, _actBytes, _side + (long)t * _sideBytes, _sideBytes,
-                            Math.Min(QuantizedDot.PanelTokens, tokens - t), accumulate: c0 > 0, output + (long)t * w.Rows, w.Rows);
+                            Math.Min(tile, tokens - t), accumulate: c0 > 0, output + (long)t * w.Rows, w.Rows);
                 }
             }
         }
 
-        /// <summary>Columns per range: the row split into equal whole-block ranges of at most <see cref="PanelColumns"/>.</summary>
+        /// <summary>Columns per range: the row split into equal whole-block ranges of at most <see cref="QuantizedDot.PanelColumns"/>.</summary>
         private static int ColumnStep(GgmlType type, int n)
         {
-            int block = GgmlTypeInfo.Geometry(type).BlockSize, ranges = (n + PanelColumns - 1) / PanelColumns;
+            int block = GgmlTypeInfo.Geometry(type).BlockSize, widest = QuantizedDot.PanelColumns(type), ranges = (n + widest - 1) / widest;
             return (n / block + ranges - 1) / ranges * block;
         }
 

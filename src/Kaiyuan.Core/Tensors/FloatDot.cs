@@ -128,4 +128,94 @@ internal static unsafe class FloatDot
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> BFloatToSingle16(ushort* p) =>
         Vector512.ShiftLeft(Avx512F.ConvertToVector512UInt32(Vector256.Load(p)), 16).AsSingle();
+
+    // Prompt GEMM for the float types: eight weight rows widened to float and packed column-major (one vector per
+    // column holds the eight rows), then one FMA per column meets a broadcast activation of each of eight rows.
+
+    /// <summary>Bytes of a float panel of eight rows of <paramref name="n"/> elements.</summary>
+    public static int PanelBytes(int n) => Avx2Dot.PanelRows * n * sizeof(float);
+
+    /// <summary>
+    /// Widens eight rows (<paramref name="rowBytes"/> apart) of <paramref name="n"/> (a multiple of 8) elements to
+    /// float and stores them column by column.
+    /// </summary>
+    public static void PackPanel(GgmlType type, byte* rows, long rowBytes, int n, float* panel)
+    {
+        switch (type)
+        {
+            case GgmlType.F32: PackPanel<F32Elements>(rows, rowBytes, n, panel); break;
+            case GgmlType.F16: PackPanel<F16Elements>(rows, rowBytes, n, panel); break;
+            case GgmlType.BF16: PackPanel<BF16Elements>(rows, rowBytes, n, panel); break;
+            default: throw new NotSupportedException($"No float panel for {type}.");
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackPanel<T>(byte* rows, long rowBytes, int n, float* panel) where T : struct, IElements
+    {
+        for (int c = 0; c < n; c += 8, panel += 64)
+        {
+            Avx2Dot.Transpose8x8(T.Load8(rows, c).AsInt32(), T.Load8(rows + rowBytes, c).AsInt32(), T.Load8(rows + 2 * rowBytes, c).AsInt32(),
+                T.Load8(rows + 3 * rowBytes, c).AsInt32(), T.Load8(rows + 4 * rowBytes, c).AsInt32(), T.Load8(rows + 5 * rowBytes, c).AsInt32(),
+                T.Load8(rows + 6 * rowBytes, c).AsInt32(), T.Load8(rows + 7 * rowBytes, c).AsInt32(), (byte*)panel);
+        }
+    }
+
+    /// <summary>An F16 or BF16 activation row (already rounded as llama.cpp rounds it) widened back to float, exactly.</summary>
+    public static void WidenRow(GgmlType type, byte* row, int n, float* output)
+    {
+        int i = 0;
+        for (; i + 8 <= n; i += 8)
+            (type == GgmlType.F16 ? F16Elements.Load8(row, i) : BF16Elements.Load8(row, i)).Store(output + i);
+        for (; i < n; i++) output[i] = type == GgmlType.F16 ? F16Elements.Load1(row, i) : BF16Elements.Load1(row, i);
+    }
+
+    /// <summary>
+    /// The panel's eight rows over <paramref name="columns"/> columns against <paramref name="count"/> (1..8) float
+    /// activation rows <paramref name="stride"/> floats apart; row t's eight results go to
+    /// <c>output + t * outputStride</c> (added there when <paramref name="accumulate"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    public static void PanelMultiply(float* panel, int columns, float* x, int stride, int count, bool accumulate, float* output, long outputStride)
+    {
+        // Fewer than eight rows: the missing ones repeat the last (computed and stored again).
+        int last = count - 1;
+        float* x0 = x, x1 = x + Math.Min(1, last) * stride, x2 = x + Math.Min(2, last) * stride, x3 = x + Math.Min(3, last) * stride;
+        float* x4 = x + Math.Min(4, last) * stride, x5 = x + Math.Min(5, last) * stride, x6 = x + Math.Min(6, last) * stride, x7 = x + last * stride;
+        float* o0 = output, o1 = output + Math.Min(1, last) * outputStride, o2 = output + Math.Min(2, last) * outputStride, o3 = output + Math.Min(3, last) * outputStride;
+        float* o4 = output + Math.Min(4, last) * outputStride, o5 = output + Math.Min(5, last) * outputStride;
+        float* o6 = output + Math.Min(6, last) * outputStride, o7 = output + last * outputStride;
+        Vector256<float> a0, a1, a2, a3, a4, a5, a6, a7;
+        if (accumulate)
+        {
+            (a0, a1, a2, a3) = (Vector256.Load(o0), Vector256.Load(o1), Vector256.Load(o2), Vector256.Load(o3));
+            (a4, a5, a6, a7) = (Vector256.Load(o4), Vector256.Load(o5), Vector256.Load(o6), Vector256.Load(o7));
+        }
+        else
+        {
+            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = Vector256<float>.Zero;
+        }
+
+        for (int k = 0; k < columns; k++, panel += Avx2Dot.PanelRows)
+        {
+            var w = Vector256.Load(panel);
+            a0 = Fma.MultiplyAdd(w, Vector256.Create(x0[k]), a0);
+            a1 = Fma.MultiplyAdd(w, Vector256.Create(x1[k]), a1);
+            a2 = Fma.MultiplyAdd(w, Vector256.Create(x2[k]), a2);
+            a3 = Fma.MultiplyAdd(w, Vector256.Create(x3[k]), a3);
+            a4 = Fma.MultiplyAdd(w, Vector256.Create(x4[k]), a4);
+            a5 = Fma.MultiplyAdd(w, Vector256.Create(x5[k]), a5);
+            a6 = Fma.MultiplyAdd(w, Vector256.Create(x6[k]), a6);
+            a7 = Fma.MultiplyAdd(w, Vector256.Create(x7[k]), a7);
+        }
+
+        a0.Store(o0);
+        a1.Store(o1);
+        a2.Store(o2);
+        a3.Store(o3);
+        a4.Store(o4);
+        a5.Store(o5);
+        a6.Store(o6);
+        a7.Store(o7);
+    }
 }

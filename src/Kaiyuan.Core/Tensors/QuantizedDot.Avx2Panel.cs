@@ -25,11 +25,19 @@ internal static unsafe partial class Avx2Dot
     /// <summary>Weight rows per panel: one int32 lane each.</summary>
     public const int PanelRows = 8;
 
-    /// <summary>Activation rows each panel kernel call handles.</summary>
-    public const int PanelTokens = 4;
+    /// <summary>Activation rows each panel kernel call handles: eight for the float types, four for the quantized.</summary>
+    public static int PanelTokens(GgmlType weightType) => IsFloat(weightType) ? 8 : 4;
+
+    /// <summary>
+    /// Widest column range a kernel call takes, so the range of the panel stays in a 32 KiB L1 with the activation
+    /// tile: 8 KiB of int8 quants (1,024 columns) or of floats (256).
+    /// </summary>
+    public static int PanelColumns(GgmlType weightType) => IsFloat(weightType) ? 256 : 1024;
+
+    private static bool IsFloat(GgmlType weightType) => weightType is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16;
 
     /// <summary>True when the panel kernels handle <paramref name="weightType"/>.</summary>
-    public static bool HasPanels(GgmlType weightType) => weightType is GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0
+    public static bool HasPanels(GgmlType weightType) => IsFloat(weightType) || weightType is GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0
         or GgmlType.Q5_1 or GgmlType.Q8_0 or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K;
 
     // Per-block scale data stored after the panel's quants: d (and for Q4_1/Q5_1 then m) as 8 floats.
@@ -51,8 +59,8 @@ internal static unsafe partial class Avx2Dot
     };
 
     /// <summary>Bytes of one panel of <see cref="PanelRows"/> rows of <paramref name="n"/> elements.</summary>
-    public static int PanelBytes(GgmlType weightType, int n) =>
-        PanelRows * n + n / GgmlTypeInfo.Geometry(weightType).BlockSize * PanelScaleBytes(weightType);
+    public static int PanelBytes(GgmlType weightType, int n) => IsFloat(weightType) ? FloatDot.PanelBytes(n)
+        : PanelRows * n + n / GgmlTypeInfo.Geometry(weightType).BlockSize * PanelScaleBytes(weightType);
 
     /// <summary>Bytes of side data the panel kernels need per activation row (Q8_0-paired types: scales, offset sums).</summary>
     public static int PanelSideBytes(GgmlType weightType, int n) => weightType switch
@@ -60,16 +68,23 @@ internal static unsafe partial class Avx2Dot
         GgmlType.Q4_0 or GgmlType.Q5_0 => n / BlockLayouts.QK * (sizeof(float) + sizeof(int)),
         GgmlType.Q4_1 or GgmlType.Q5_1 => n / BlockLayouts.QK * 2 * sizeof(float),
         GgmlType.Q8_0 => n / BlockLayouts.QK * sizeof(float),
+        GgmlType.F16 or GgmlType.BF16 => n * sizeof(float),
         _ => 0,
     };
 
     /// <summary>
-    /// Per Q8_0 activation row: each block's scale as a float, and for the offset formats (quants stored as q + 8 or
+    /// Per F16/BF16 activation row: the row widened to float. Per Q8_0 activation row: each block's scale as a float, and for the offset formats (quants stored as q + 8 or
     /// q + 16) −offset·Σy, the term that turns Σ(q + offset)·y back into Σq·y. Per Q8_1 row (Q4_1, Q5_1): each
     /// block's d and s = d·Σy as floats.
     /// </summary>
     public static void PreparePanelSide(GgmlType weightType, byte* y, int n, byte* side)
     {
+        if (weightType is GgmlType.F16 or GgmlType.BF16)
+        {
+            FloatDot.WidenRow(weightType, y, n, (float*)side);
+            return;
+        }
+
         int blocks = n / BlockLayouts.QK;
         float* scales = (float*)side;
         if (weightType is GgmlType.Q4_1 or GgmlType.Q5_1)
@@ -105,6 +120,9 @@ internal static unsafe partial class Avx2Dot
         byte* scales = panel + PanelRows * n;
         switch (weightType)
         {
+            case GgmlType.F32 or GgmlType.F16 or GgmlType.BF16:
+                FloatDot.PackPanel(weightType, rows, rowBytes, n, (float*)panel);
+                break;
             case GgmlType.Q4_0:
                 PackQuants<PanelQ4_0>(rows, rowBytes, n, panel);
                 PackBlockScales(rows, rowBytes, n, BlockLayouts.Q4_0.Size, (float*)scales);
@@ -301,7 +319,7 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>Stores the transpose of an 8×8 matrix of int32: output vector s holds dword s of each input.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Transpose8x8(Vector256<int> v0, Vector256<int> v1, Vector256<int> v2, Vector256<int> v3,
+    internal static void Transpose8x8(Vector256<int> v0, Vector256<int> v1, Vector256<int> v2, Vector256<int> v3,
         Vector256<int> v4, Vector256<int> v5, Vector256<int> v6, Vector256<int> v7, byte* dst)
     {
         Vector256<long> t0 = Avx2.UnpackLow(v0, v1).AsInt64(), t1 = Avx2.UnpackHigh(v0, v1).AsInt64();
@@ -406,6 +424,15 @@ internal static unsafe partial class Avx2Dot
     public static void PanelMultiply(GgmlType weightType, byte* panel, int n, int firstColumn, int columns, byte* y, int stride,
         byte* side, int sideStride, int count, bool accumulate, float* output, long outputStride)
     {
+        if (IsFloat(weightType))
+        {
+            // F32 rows are used as they are; F16/BF16 rows were widened into the side data.
+            float* x = weightType == GgmlType.F32 ? (float*)y : (float*)side;
+            int xStride = weightType == GgmlType.F32 ? stride / sizeof(float) : sideStride / sizeof(float);
+            FloatDot.PanelMultiply((float*)panel + firstColumn * PanelRows, columns, x + firstColumn, xStride, count, accumulate, output, outputStride);
+            return;
+        }
+
         bool k = GgmlTypeInfo.Geometry(weightType).BlockSize == BlockLayouts.QK_K;
         int blockSize = k ? BlockLayouts.QK_K : BlockLayouts.QK, first = firstColumn / blockSize, blocks = columns / blockSize;
         int scaleBytes = PanelScaleBytes(weightType);

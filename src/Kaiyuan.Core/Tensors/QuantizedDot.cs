@@ -132,7 +132,10 @@ public static class QuantizedDot
     internal const int PanelRows = Avx2Dot.PanelRows;
 
     /// <summary>Activation rows per <see cref="PanelMultiply"/> call.</summary>
-    internal const int PanelTokens = Avx2Dot.PanelTokens;
+    internal static int PanelTokens(GgmlType weightType) => Avx2Dot.PanelTokens(weightType);
+
+    /// <summary>Widest column range per <see cref="PanelMultiply"/> call that keeps its data in L1.</summary>
+    internal static int PanelColumns(GgmlType weightType) => Avx2Dot.PanelColumns(weightType);
 
     /// <summary>Bytes of one packed panel of <see cref="PanelRows"/> rows of <paramref name="n"/> elements.</summary>
     internal static int PanelBytes(GgmlType weightType, int n) => Avx2Dot.PanelBytes(weightType, n);
@@ -152,7 +155,7 @@ public static class QuantizedDot
 
     /// <summary>
     /// A panel's rows over columns [<paramref name="firstColumn"/>, + <paramref name="columns"/>) against
-    /// <paramref name="count"/> (1..<see cref="PanelTokens"/>) activation rows: the eight results for activation row t
+    /// <paramref name="count"/> (1..<see cref="PanelTokens"/>(type)) activation rows: the eight results for activation row t
     /// go to <c>output + t * outputStride</c>, or are added there when <paramref name="accumulate"/>.
     /// </summary>
     internal static unsafe void PanelMultiply(GgmlType weightType, byte* panel, int n, int firstColumn, int columns, byte* activations, int activationStride,

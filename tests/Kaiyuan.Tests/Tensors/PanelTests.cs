@@ -11,7 +11,7 @@ namespace Kaiyuan.Tests.Tensors;
 public sealed unsafe class PanelTests
 {
     public static TheoryData<GgmlType> Types() =>
-        [GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
+        [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
 
     [Theory]
     [MemberData(nameof(Types))]
@@ -111,9 +111,9 @@ public sealed unsafe class PanelTests
             for (int t = 0; t < tokens; t++) QuantizedDot.PreparePanelSide(type, pa + t * actBytes, n, ps + t * sideBytes);
             // Two column ranges, the second added onto the first (as long rows are split to stay in L1).
             int split = GgmlTypeInfo.Geometry(type).BlockSize * (n / GgmlTypeInfo.Geometry(type).BlockSize / 2);
-            for (int t = 0; t < tokens; t += QuantizedDot.PanelTokens)
+            for (int t = 0; t < tokens; t += QuantizedDot.PanelTokens(type))
             {
-                int count = Math.Min(QuantizedDot.PanelTokens, tokens - t);
+                int count = Math.Min(QuantizedDot.PanelTokens(type), tokens - t);
                 QuantizedDot.PanelMultiply(type, pp, n, 0, split, pa + t * actBytes, actBytes, ps + t * sideBytes, sideBytes, count, false, po + t * QuantizedDot.PanelRows, QuantizedDot.PanelRows);
                 QuantizedDot.PanelMultiply(type, pp, n, split, n - split, pa + t * actBytes, actBytes, ps + t * sideBytes, sideBytes, count, true, po + t * QuantizedDot.PanelRows, QuantizedDot.PanelRows);
             }
