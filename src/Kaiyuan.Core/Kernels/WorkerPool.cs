@@ -140,6 +140,9 @@ public sealed class WorkerPool : IDisposable
     private void WorkerLoop(int worker)
     {
         var wake = _wake[worker - 1];
+        // A thread's first wait allocates its wait state (136 B, measured); take it now, not when a worker first
+        // sleeps mid-generation, which broke the zero-allocation guarantee whenever a step's gap outlasted the spin.
+        wake.WaitOne(0);
         // Generation 0 is "nothing dispatched yet". Reading _generation here instead would race with a first Run()
         // that starts before this thread does, and the worker would then skip that operation forever.
         long seen = 0;
