@@ -212,18 +212,13 @@ public static unsafe class MatMul
             var w = _w;
             int n = w.Columns, tokens = _tokens;
             byte* panel = Buffer(worker, QuantizedDot.PanelBytes(w.Type, n));
-            int step = ColumnStep(w.Type, n), tile = QuantizedDot.PanelTokens(w.Type);
+            int step = ColumnStep(w.Type, n);
             for (int p = start; p < end; p++)
             {
                 QuantizedDot.PackPanel(w.Type, w.Data + (long)p * QuantizedDot.PanelRows * w.RowBytes, w.RowBytes, n, panel);
                 float* output = _y + p * QuantizedDot.PanelRows;
                 for (int c0 = 0; c0 < n; c0 += step)
-                {
-                    int columns = Math.Min(step, n - c0);
-                    for (int t = 0; t < tokens; t += tile)
-                        QuantizedDot.PanelMultiply(w.Type, panel, n, c0, columns, _act + (long)t * _actBytes, _actBytes, _side + (long)t * _sideBytes, _sideBytes,
-                            Math.Min(tile, tokens - t), accumulate: c0 > 0, output + (long)t * w.Rows, w.Rows);
-                }
+                    QuantizedDot.PanelMultiply(w.Type, panel, n, c0, Math.Min(step, n - c0), _act, _actBytes, _side, _sideBytes, tokens, accumulate: c0 > 0, output, w.Rows);
             }
         }
 

@@ -25,8 +25,10 @@ internal static unsafe partial class Avx2Dot
     /// <summary>Weight rows per panel: one int32 lane each.</summary>
     public const int PanelRows = 8;
 
-    /// <summary>Activation rows each panel kernel call handles: eight for the float types, four for the quantized.</summary>
-    public static int PanelTokens(GgmlType weightType) => IsFloat(weightType) ? 8 : 4;
+    /// <summary>Activation rows each panel kernel handles at once: eight for the float types, four for the quantized.</summary>
+    public static int PanelTokens(GgmlType weightType) => IsFloat(weightType) ? 8 : PanelTokensQuantized;
+
+    private const int PanelTokensQuantized = 4;
 
     /// <summary>
     /// Widest column range a kernel call takes, so the range of the panel stays in a 32 KiB L1 with the activation
@@ -417,44 +419,51 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>
     /// The eight rows of <paramref name="panel"/>, over columns [<paramref name="firstColumn"/>, + <paramref name="columns"/>)
-    /// (whole blocks), against <paramref name="count"/> (1..4) activation rows <paramref name="stride"/> bytes apart with
-    /// their <see cref="PreparePanelSide"/> data: activation row t's eight results go to <c>output + t * outputStride</c>,
-    /// added to what is there when <paramref name="accumulate"/> (the later column ranges of a long row).
+    /// (whole blocks), against <paramref name="tokens"/> activation rows <paramref name="stride"/> bytes apart with their
+    /// <see cref="PreparePanelSide"/> data, <see cref="PanelTokens"/> at a time: activation row t's eight results go to
+    /// <c>output + t * outputStride</c>, added to what is there when <paramref name="accumulate"/> (the later column
+    /// ranges of a long row).
     /// </summary>
     public static void PanelMultiply(GgmlType weightType, byte* panel, int n, int firstColumn, int columns, byte* y, int stride,
-        byte* side, int sideStride, int count, bool accumulate, float* output, long outputStride)
+        byte* side, int sideStride, int tokens, bool accumulate, float* output, long outputStride)
     {
         if (IsFloat(weightType))
         {
             // F32 rows are used as they are; F16/BF16 rows were widened into the side data.
-            float* x = weightType == GgmlType.F32 ? (float*)y : (float*)side;
+            float* x = (weightType == GgmlType.F32 ? (float*)y : (float*)side) + firstColumn;
             int xStride = weightType == GgmlType.F32 ? stride / sizeof(float) : sideStride / sizeof(float);
-            FloatDot.PanelMultiply((float*)panel + firstColumn * PanelRows, columns, x + firstColumn, xStride, count, accumulate, output, outputStride);
+            for (int t = 0; t < tokens; t += 8)
+                FloatDot.PanelMultiply((float*)panel + firstColumn * PanelRows, columns, x + (long)t * xStride, xStride, Math.Min(8, tokens - t),
+                    accumulate, output + t * outputStride, outputStride);
             return;
         }
 
+        // Everything that depends only on the type and the column range is worked out once for all token tiles.
         bool k = GgmlTypeInfo.Geometry(weightType).BlockSize == BlockLayouts.QK_K;
         int blockSize = k ? BlockLayouts.QK_K : BlockLayouts.QK, first = firstColumn / blockSize, blocks = columns / blockSize;
-        int scaleBytes = PanelScaleBytes(weightType);
         byte* quants = panel + first * PanelRows * blockSize;
-        byte* scales = panel + PanelRows * n + first * scaleBytes;
+        byte* scales = panel + PanelRows * n + first * PanelScaleBytes(weightType);
         y += first * (int)GgmlTypeInfo.RowBytes(QuantizedDot.ActivationType(weightType), blockSize);
         // Side data: the block scales, then (offset formats) the offset sums.
         byte* blockScales = side + first * sizeof(float), offsetSums = side + (n / blockSize + first) * sizeof(float);
-        var rows = new PanelRowSet(y, stride, blockScales, offsetSums, sideStride, output, outputStride, count, accumulate);
-        switch (weightType)
+        for (int t = 0; t < tokens; t += PanelTokensQuantized)
         {
-            case GgmlType.Q4_0: Block32Panel<Q4_0Runs>(quants, (float*)scales, blocks, rows); break;
-            case GgmlType.Q5_0: Block32Panel<Q5_0Runs>(quants, (float*)scales, blocks, rows); break;
-            case GgmlType.Q4_1: Block32Panel<Q4_1Runs>(quants, (float*)scales, blocks, rows); break;
-            case GgmlType.Q5_1: Block32Panel<Q5_1Runs>(quants, (float*)scales, blocks, rows); break;
-            case GgmlType.Q8_0: SignedPanel(quants, (float*)scales, blocks, rows); break;
-            case GgmlType.Q2_K: Sub16Panel<Q2KRuns>(quants, scales, blocks, rows); break;
-            case GgmlType.Q3_K: Sub16Panel<Q3KRuns>(quants, scales, blocks, rows); break;
-            case GgmlType.Q4_K: Sub32Panel<EightSteps>(quants, scales, blocks, rows); break;
-            case GgmlType.Q5_K: Sub32Panel<FourSteps>(quants, scales, blocks, rows); break;
-            case GgmlType.Q6_K: Sub16Panel<Q6KRuns>(quants, scales, blocks, rows); break;
-            default: throw new NotSupportedException($"No panel kernel for {weightType}.");
+            var rows = new PanelRowSet(y + (long)t * stride, stride, blockScales + (long)t * sideStride, offsetSums + (long)t * sideStride, sideStride,
+                output + t * outputStride, outputStride, Math.Min(PanelTokensQuantized, tokens - t), accumulate);
+            switch (weightType)
+            {
+                case GgmlType.Q4_0: Block32Panel<Q4_0Runs>(quants, (float*)scales, blocks, rows); break;
+                case GgmlType.Q5_0: Block32Panel<Q5_0Runs>(quants, (float*)scales, blocks, rows); break;
+                case GgmlType.Q4_1: Block32Panel<Q4_1Runs>(quants, (float*)scales, blocks, rows); break;
+                case GgmlType.Q5_1: Block32Panel<Q5_1Runs>(quants, (float*)scales, blocks, rows); break;
+                case GgmlType.Q8_0: SignedPanel(quants, (float*)scales, blocks, rows); break;
+                case GgmlType.Q2_K: Sub16Panel<Q2KRuns>(quants, scales, blocks, rows); break;
+                case GgmlType.Q3_K: Sub16Panel<Q3KRuns>(quants, scales, blocks, rows); break;
+                case GgmlType.Q4_K: Sub32Panel<EightSteps>(quants, scales, blocks, rows); break;
+                case GgmlType.Q5_K: Sub32Panel<FourSteps>(quants, scales, blocks, rows); break;
+                case GgmlType.Q6_K: Sub16Panel<Q6KRuns>(quants, scales, blocks, rows); break;
+                default: throw new NotSupportedException($"No panel kernel for {weightType}.");
+            }
         }
     }
 

@@ -155,12 +155,12 @@ public static class QuantizedDot
 
     /// <summary>
     /// A panel's rows over columns [<paramref name="firstColumn"/>, + <paramref name="columns"/>) against
-    /// <paramref name="count"/> (1..<see cref="PanelTokens"/>(type)) activation rows: the eight results for activation row t
-    /// go to <c>output + t * outputStride</c>, or are added there when <paramref name="accumulate"/>.
+    /// <paramref name="tokens"/> activation rows: the eight results for activation row t go to
+    /// <c>output + t * outputStride</c>, or are added there when <paramref name="accumulate"/>.
     /// </summary>
     internal static unsafe void PanelMultiply(GgmlType weightType, byte* panel, int n, int firstColumn, int columns, byte* activations, int activationStride,
-        byte* side, int sideStride, int count, bool accumulate, float* output, long outputStride) =>
-        Avx2Dot.PanelMultiply(weightType, panel, n, firstColumn, columns, activations, activationStride, side, sideStride, count, accumulate, output, outputStride);
+        byte* side, int sideStride, int tokens, bool accumulate, float* output, long outputStride) =>
+        Avx2Dot.PanelMultiply(weightType, panel, n, firstColumn, columns, activations, activationStride, side, sideStride, tokens, accumulate, output, outputStride);
 
     /// <summary>The dot on an explicit instruction-set tier (tests compare the tiers); arguments are not re-checked.</summary>
     internal static float VecDot(GgmlType weightType, ReadOnlySpan<byte> weightRow, ReadOnlySpan<byte> activationRow, int n, IsaLevel isa) => isa switch

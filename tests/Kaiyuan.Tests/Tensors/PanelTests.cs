@@ -111,12 +111,8 @@ public sealed unsafe class PanelTests
             for (int t = 0; t < tokens; t++) QuantizedDot.PreparePanelSide(type, pa + t * actBytes, n, ps + t * sideBytes);
             // Two column ranges, the second added onto the first (as long rows are split to stay in L1).
             int split = GgmlTypeInfo.Geometry(type).BlockSize * (n / GgmlTypeInfo.Geometry(type).BlockSize / 2);
-            for (int t = 0; t < tokens; t += QuantizedDot.PanelTokens(type))
-            {
-                int count = Math.Min(QuantizedDot.PanelTokens(type), tokens - t);
-                QuantizedDot.PanelMultiply(type, pp, n, 0, split, pa + t * actBytes, actBytes, ps + t * sideBytes, sideBytes, count, false, po + t * QuantizedDot.PanelRows, QuantizedDot.PanelRows);
-                QuantizedDot.PanelMultiply(type, pp, n, split, n - split, pa + t * actBytes, actBytes, ps + t * sideBytes, sideBytes, count, true, po + t * QuantizedDot.PanelRows, QuantizedDot.PanelRows);
-            }
+            QuantizedDot.PanelMultiply(type, pp, n, 0, split, pa, actBytes, ps, sideBytes, tokens, false, po, QuantizedDot.PanelRows);
+            QuantizedDot.PanelMultiply(type, pp, n, split, n - split, pa, actBytes, ps, sideBytes, tokens, true, po, QuantizedDot.PanelRows);
         }
 
         for (int t = 0; t < tokens; t++)
