@@ -8,9 +8,10 @@ namespace Kaiyuan.Tensors;
 /// Prompt GEMM over weight rows repacked eight at a time into an int8 panel: for every group of four columns the
 /// panel holds 32 bytes, four consecutive quants of each of the eight rows. One broadcast of four activation bytes
 /// then meets all eight rows in a single multiply-add, so every int32 lane is one row's running block sum, and the
-/// unpacking of the quantized format is paid once per matrix call rather than once per token tile. Unsigned quants
-/// (Q4_0, Q5_0, Q4_K, Q6_K) accumulate several steps in int16 before widening; Q8_0, which is signed, moves its sign
-/// onto the activations as the single-row kernels do.
+/// unpacking of the quantized format is paid once per matrix call rather than once per token tile. The 2-6-bit
+/// formats are stored unsigned (an offset, a min or a scale-weighted bias is taken off per block) and accumulate
+/// several steps in int16 before widening; Q8_0, which is signed, moves its sign onto the activations as the
+/// single-row kernels do. F32/F16/BF16 rows go to float panels (<see cref="FloatDot.PanelMultiply"/>).
 /// <para>
 /// The integer block sums are the single-row kernels' exactly; the float side differs in rounding order (one lane per
 /// row instead of eight lanes summed at the end), by ~1e-7 relative — the same freedom llama.cpp's repacked and
@@ -64,7 +65,7 @@ internal static unsafe partial class Avx2Dot
     public static int PanelBytes(GgmlType weightType, int n) => IsFloat(weightType) ? FloatDot.PanelBytes(n)
         : PanelRows * n + n / GgmlTypeInfo.Geometry(weightType).BlockSize * PanelScaleBytes(weightType);
 
-    /// <summary>Bytes of side data the panel kernels need per activation row (Q8_0-paired types: scales, offset sums).</summary>
+    /// <summary>Bytes of <see cref="PreparePanelSide"/> data per activation row.</summary>
     public static int PanelSideBytes(GgmlType weightType, int n) => weightType switch
     {
         GgmlType.Q4_0 or GgmlType.Q5_0 => n / BlockLayouts.QK * (sizeof(float) + sizeof(int)),
@@ -75,9 +76,9 @@ internal static unsafe partial class Avx2Dot
     };
 
     /// <summary>
-    /// Per F16/BF16 activation row: the row widened to float. Per Q8_0 activation row: each block's scale as a float, and for the offset formats (quants stored as q + 8 or
+    /// Per Q8_0 activation row: each block's scale as a float, and for the offset formats (quants stored as q + 8 or
     /// q + 16) −offset·Σy, the term that turns Σ(q + offset)·y back into Σq·y. Per Q8_1 row (Q4_1, Q5_1): each
-    /// block's d and s = d·Σy as floats.
+    /// block's d and s = d·Σy as floats. Per F16/BF16 row: the row widened to float.
     /// </summary>
     public static void PreparePanelSide(GgmlType weightType, byte* y, int n, byte* side)
     {
@@ -457,11 +458,11 @@ internal static unsafe partial class Avx2Dot
                 case GgmlType.Q4_1: Block32Panel<Q4_1Runs>(quants, (float*)scales, blocks, rows); break;
                 case GgmlType.Q5_1: Block32Panel<Q5_1Runs>(quants, (float*)scales, blocks, rows); break;
                 case GgmlType.Q8_0: SignedPanel(quants, (float*)scales, blocks, rows); break;
-                case GgmlType.Q2_K: Sub16Panel<Q2KRuns>(quants, scales, blocks, rows); break;
-                case GgmlType.Q3_K: Sub16Panel<Q3KRuns>(quants, scales, blocks, rows); break;
-                case GgmlType.Q4_K: Sub32Panel<EightSteps>(quants, scales, blocks, rows); break;
-                case GgmlType.Q5_K: Sub32Panel<FourSteps>(quants, scales, blocks, rows); break;
-                case GgmlType.Q6_K: Sub16Panel<Q6KRuns>(quants, scales, blocks, rows); break;
+                case GgmlType.Q2_K: KPanel<Q2KFormat>(quants, scales, blocks, rows); break;
+                case GgmlType.Q3_K: KPanel<Q3KFormat>(quants, scales, blocks, rows); break;
+                case GgmlType.Q4_K: KPanel<Q4KFormat>(quants, scales, blocks, rows); break;
+                case GgmlType.Q5_K: KPanel<Q5KFormat>(quants, scales, blocks, rows); break;
+                case GgmlType.Q6_K: KPanel<Q6KFormat>(quants, scales, blocks, rows); break;
                 default: throw new NotSupportedException($"No panel kernel for {weightType}.");
             }
         }
@@ -529,27 +530,15 @@ internal static unsafe partial class Avx2Dot
     private static Vector256<short> PanelStep(Vector256<byte> w, byte* y) =>
         Avx2.MultiplyAddAdjacent(w, Vector256.Create(*(int*)y).AsSByte());
 
-    /// <summary>How many panel steps of an offset format's products fit an int16 lane without saturating.</summary>
-    private interface IStepRun
-    {
-        static abstract int Steps { get; }
-    }
-
-    /// <summary>Quants ≤ 15 (Q4_0 as stored, Q4_K): a pair is ≤ 15·128·2 = 3,840, eight steps stay within int16.</summary>
-    private readonly struct EightSteps : IStepRun
-    {
-        public static int Steps => 8;
-    }
-
-    /// <summary>Quants ≤ 31 (Q5_0 as stored, Q5_K): a pair ≤ 7,936, four steps per int16 run.</summary>
-    private readonly struct FourSteps : IStepRun
-    {
-        public static int Steps => 4;
-    }
-
     /// <summary>How an unsigned 32-element block format runs in <see cref="Block32Panel{TFormat}"/>.</summary>
-    private interface IBlock32Format : IStepRun
+    private interface IBlock32Format
     {
+        /// <summary>
+        /// Steps per int16 run: a pair of products is ≤ 15·128·2 = 3,840 for quants ≤ 15 (eight steps fit), ≤ 7,936
+        /// for quants ≤ 31 (four).
+        /// </summary>
+        static abstract int Steps { get; }
+
         /// <summary>Q4_1/Q5_1: x = d·q + m against Q8_1 rows; else q + offset against Q8_0 rows.</summary>
         static abstract bool HasMin { get; }
     }
@@ -687,155 +676,104 @@ internal static unsafe partial class Avx2Dot
     private static Vector256<short> SignedStep(Vector256<byte> absW, Vector256<sbyte> w, byte* y) =>
         Avx2.MultiplyAddAdjacent(absW, Avx2.Sign(Vector256.Create(*(int*)y).AsSByte(), w));
 
-    /// <summary>
-    /// K-quants with sub-blocks of 32 (Q4_K: q ≤ 15, eight steps per int16 run; Q5_K: q ≤ 31, four): per sub-block
-    /// Σq·y weighted by its scale into int32; the mins term Σ m_j·(bsum₂ⱼ + bsum₂ⱼ₊₁) from the activation's 16-element
-    /// sums; both scaled per super-block by d·yd and dmin·yd.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    private static void Sub32Panel<TRun>(byte* panel, byte* scaleData, int blocks, in PanelRowSet rows) where TRun : struct, IStepRun
+    /// <summary>How a K-quant runs in <see cref="KPanel{TFormat}"/>.</summary>
+    private interface IKFormat
     {
-        byte* y0 = rows.Y0, y1 = rows.Y1, y2 = rows.Y2, y3 = rows.Y3;
-        rows.Start(out var f0, out var f1, out var f2, out var f3);
-        for (int b = 0; b < blocks; b++, panel += 2048, scaleData += Sub32ScaleBytes, y0 += BlockLayouts.Q8_K.Size,
-             y1 += BlockLayouts.Q8_K.Size, y2 += BlockLayouts.Q8_K.Size, y3 += BlockLayouts.Q8_K.Size)
-        {
-            var i0 = Vector256<int>.Zero;
-            var i1 = Vector256<int>.Zero;
-            var i2 = Vector256<int>.Zero;
-            var i3 = Vector256<int>.Zero;
-            for (int j = 0; j < 8; j++)
-            {
-                var scale = Vector256.Load((short*)(scaleData + 64 + j * 32));
-                for (int s0 = 0; s0 < 8; s0 += TRun.Steps)
-                {
-                    byte* w = panel + j * 256 + s0 * 32;
-                    int q = BlockLayouts.Q8_K.Qs + j * 32 + s0 * 4;
-                    var wv = Vector256.Load(w);
-                    Vector256<short> a0 = PanelStep(wv, y0 + q), a1 = PanelStep(wv, y1 + q), a2 = PanelStep(wv, y2 + q), a3 = PanelStep(wv, y3 + q);
-                    for (int s = 1; s < TRun.Steps; s++)
-                    {
-                        wv = Vector256.Load(w + s * 32);
-                        a0 += PanelStep(wv, y0 + q + s * 4);
-                        a1 += PanelStep(wv, y1 + q + s * 4);
-                        a2 += PanelStep(wv, y2 + q + s * 4);
-                        a3 += PanelStep(wv, y3 + q + s * 4);
-                    }
+        /// <summary>Steps (of four columns) per sub-block: 8 (sub-blocks of 32) or 4 (of 16).</summary>
+        static abstract int SubBlockSteps { get; }
 
-                    i0 += Avx2.MultiplyAddAdjacent(a0, scale);
-                    i1 += Avx2.MultiplyAddAdjacent(a1, scale);
-                    i2 += Avx2.MultiplyAddAdjacent(a2, scale);
-                    i3 += Avx2.MultiplyAddAdjacent(a3, scale);
-                }
-            }
-
-            var d = Vector256.Load((float*)scaleData);
-            f0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i0), d * *(float*)y0, f0);
-            f1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i1), d * *(float*)y1, f1);
-            f2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i2), d * *(float*)y2, f2);
-            f3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i3), d * *(float*)y3, f3);
-            PairedSums((short*)(scaleData + 64 + 256), y0, y1, y2, y3, out var m0, out var m1, out var m2, out var m3);
-            var dmin = Vector256.Load((float*)scaleData + PanelRows);
-            f0 = Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(m0), dmin * *(float*)y0, f0);
-            f1 = Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(m1), dmin * *(float*)y1, f1);
-            f2 = Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(m2), dmin * *(float*)y2, f2);
-            f3 = Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(m3), dmin * *(float*)y3, f3);
-        }
-
-        rows.Store(f0, f1, f2, f3);
-    }
-
-    /// <summary>
-    /// Σ over the eight int16 pair vectors at <paramref name="pairs"/> of each vector times a broadcast pair of the
-    /// activation block's 16-element sums (bsum₂ₚ, bsum₂ₚ₊₁), per activation row: one row's Σ_p of two products per lane.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void PairedSums(short* pairs, byte* y0, byte* y1, byte* y2, byte* y3,
-        out Vector256<int> s0, out Vector256<int> s1, out Vector256<int> s2, out Vector256<int> s3)
-    {
-        s0 = s1 = s2 = s3 = Vector256<int>.Zero;
-        for (int p = 0; p < 8; p++)
-        {
-            var v = Vector256.Load(pairs + p * 16);
-            int bs = BlockLayouts.Q8_K.BSums + p * 4;
-            s0 += Avx2.MultiplyAddAdjacent(v, Vector256.Create(*(int*)(y0 + bs)).AsInt16());
-            s1 += Avx2.MultiplyAddAdjacent(v, Vector256.Create(*(int*)(y1 + bs)).AsInt16());
-            s2 += Avx2.MultiplyAddAdjacent(v, Vector256.Create(*(int*)(y2 + bs)).AsInt16());
-            s3 += Avx2.MultiplyAddAdjacent(v, Vector256.Create(*(int*)(y3 + bs)).AsInt16());
-        }
-    }
-
-    /// <summary>How a K-quant with sub-blocks of 16 runs in <see cref="Sub16Panel{TFormat}"/>.</summary>
-    private interface ISub16Format
-    {
-        /// <summary>Steps (of four columns) per int16 run: 2 or 4 (a sub-block is 4).</summary>
+        /// <summary>Steps per int16 run, as many as the largest quant allows without saturating.</summary>
         static abstract int StepsPerRun { get; }
 
-        /// <summary>True when the paired vectors are mins (Q2_K, scaled by dmin); else scales for the stored offset.</summary>
+        /// <summary>True when the paired vectors are mins, scaled by dmin; else scales for the stored offset.</summary>
         static abstract bool HasMins { get; }
 
         /// <summary>log2 of the offset the quants are stored with (q + 2^shift), when not <see cref="HasMins"/>.</summary>
         static abstract int OffsetShift { get; }
     }
 
-    /// <summary>Q6_K: q + 32 ≤ 63, so two steps per int16 run (≤ 32,256).</summary>
-    private readonly struct Q6KRuns : ISub16Format
+    /// <summary>Q4_K: q ≤ 15, a whole sub-block of 32 per run (≤ 30,720).</summary>
+    private readonly struct Q4KFormat : IKFormat
     {
+        public static int SubBlockSteps => 8;
+        public static int StepsPerRun => 8;
+        public static bool HasMins => true;
+        public static int OffsetShift => 0;
+    }
+
+    /// <summary>Q5_K: q ≤ 31, four steps per run (≤ 31,744).</summary>
+    private readonly struct Q5KFormat : IKFormat
+    {
+        public static int SubBlockSteps => 8;
+        public static int StepsPerRun => 4;
+        public static bool HasMins => true;
+        public static int OffsetShift => 0;
+    }
+
+    /// <summary>Q6_K: q + 32 ≤ 63, two steps per run (≤ 32,256).</summary>
+    private readonly struct Q6KFormat : IKFormat
+    {
+        public static int SubBlockSteps => 4;
         public static int StepsPerRun => 2;
         public static bool HasMins => false;
         public static int OffsetShift => 5;
     }
 
-    /// <summary>Q3_K: q + 4 ≤ 7, a whole sub-block per run.</summary>
-    private readonly struct Q3KRuns : ISub16Format
+    /// <summary>Q3_K: q + 4 ≤ 7, a whole sub-block of 16 per run.</summary>
+    private readonly struct Q3KFormat : IKFormat
     {
+        public static int SubBlockSteps => 4;
         public static int StepsPerRun => 4;
         public static bool HasMins => false;
         public static int OffsetShift => 2;
     }
 
-    /// <summary>Q2_K: q ≤ 3 with mins, a whole sub-block per run.</summary>
-    private readonly struct Q2KRuns : ISub16Format
+    /// <summary>Q2_K: q ≤ 3 with mins, a whole sub-block of 16 per run.</summary>
+    private readonly struct Q2KFormat : IKFormat
     {
+        public static int SubBlockSteps => 4;
         public static int StepsPerRun => 4;
         public static bool HasMins => true;
         public static int OffsetShift => 0;
     }
 
     /// <summary>
-    /// K-quants with sub-blocks of 16 (Q2_K, Q3_K, Q6_K): per sub-block Σq·y in int16 runs, weighted by its scale into
-    /// int32. Q3_K/Q6_K store q + offset, so offset·Σ sc_j·bsum_j comes off the integer sum once per super-block; Q2_K's
-    /// mins term Σ m_j·bsum_j is scaled by dmin instead.
+    /// K-quants: per sub-block Σq·y in int16 runs, weighted by the sub-block's scale into int32, scaled per super-block
+    /// by d·yd. The term from the activation's 16-element sums, Σ_p (v₂ₚ·bsum₂ₚ + v₂ₚ₊₁·bsum₂ₚ₊₁), is either the mins
+    /// (Q2_K, Q4_K, Q5_K: scaled by dmin·yd and subtracted) or the scales times the stored offset (Q3_K, Q6_K: taken
+    /// off the integer sum).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    private static void Sub16Panel<TFormat>(byte* panel, byte* scaleData, int blocks, in PanelRowSet rows) where TFormat : struct, ISub16Format
+    private static void KPanel<TFormat>(byte* panel, byte* scaleData, int blocks, in PanelRowSet rows) where TFormat : struct, IKFormat
     {
+        int subBlocks = 64 / TFormat.SubBlockSteps, scaleBytes = 64 + subBlocks * 32 + 256;
         byte* y0 = rows.Y0, y1 = rows.Y1, y2 = rows.Y2, y3 = rows.Y3;
         rows.Start(out var f0, out var f1, out var f2, out var f3);
-        for (int b = 0; b < blocks; b++, panel += 2048, scaleData += Sub16ScaleBytes, y0 += BlockLayouts.Q8_K.Size,
+        for (int b = 0; b < blocks; b++, panel += 2048, scaleData += scaleBytes, y0 += BlockLayouts.Q8_K.Size,
              y1 += BlockLayouts.Q8_K.Size, y2 += BlockLayouts.Q8_K.Size, y3 += BlockLayouts.Q8_K.Size)
         {
-            PairedSums((short*)(scaleData + 64 + 512), y0, y1, y2, y3, out var p0, out var p1, out var p2, out var p3);
-            Vector256<int> i0, i1, i2, i3;
-            if (TFormat.HasMins)
+            short* paired = (short*)(scaleData + 64 + subBlocks * 32);
+            var i0 = Vector256<int>.Zero;
+            var i1 = Vector256<int>.Zero;
+            var i2 = Vector256<int>.Zero;
+            var i3 = Vector256<int>.Zero;
+            if (!TFormat.HasMins)
             {
-                i0 = i1 = i2 = i3 = Vector256<int>.Zero;
-            }
-            else
-            {
+                PairedSums(paired, y0, y1, y2, y3, out var p0, out var p1, out var p2, out var p3);
                 i0 = -Vector256.ShiftLeft(p0, TFormat.OffsetShift);
                 i1 = -Vector256.ShiftLeft(p1, TFormat.OffsetShift);
                 i2 = -Vector256.ShiftLeft(p2, TFormat.OffsetShift);
                 i3 = -Vector256.ShiftLeft(p3, TFormat.OffsetShift);
             }
 
-            for (int j = 0; j < 16; j++)
+            for (int j = 0; j < subBlocks; j++)
             {
                 var scale = Vector256.Load((short*)(scaleData + 64 + j * 32));
-                for (int s0 = 0; s0 < 4; s0 += TFormat.StepsPerRun)
+                for (int s0 = 0; s0 < TFormat.SubBlockSteps; s0 += TFormat.StepsPerRun)
                 {
-                    byte* w = panel + j * 128 + s0 * 32;
-                    int q = BlockLayouts.Q8_K.Qs + j * 16 + s0 * 4;
+                    int step = j * TFormat.SubBlockSteps + s0;
+                    byte* w = panel + step * 32;
+                    int q = BlockLayouts.Q8_K.Qs + step * 4;
                     var wv = Vector256.Load(w);
                     Vector256<short> a0 = PanelStep(wv, y0 + q), a1 = PanelStep(wv, y1 + q), a2 = PanelStep(wv, y2 + q), a3 = PanelStep(wv, y3 + q);
                     for (int s = 1; s < TFormat.StepsPerRun; s++)
@@ -861,14 +799,35 @@ internal static unsafe partial class Avx2Dot
             f3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i3), d * *(float*)y3, f3);
             if (TFormat.HasMins)
             {
+                PairedSums(paired, y0, y1, y2, y3, out var m0, out var m1, out var m2, out var m3);
                 var dmin = Vector256.Load((float*)scaleData + PanelRows);
-                f0 = Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(p0), dmin * *(float*)y0, f0);
-                f1 = Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(p1), dmin * *(float*)y1, f1);
-                f2 = Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(p2), dmin * *(float*)y2, f2);
-                f3 = Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(p3), dmin * *(float*)y3, f3);
+                f0 = Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(m0), dmin * *(float*)y0, f0);
+                f1 = Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(m1), dmin * *(float*)y1, f1);
+                f2 = Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(m2), dmin * *(float*)y2, f2);
+                f3 = Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(m3), dmin * *(float*)y3, f3);
             }
         }
 
         rows.Store(f0, f1, f2, f3);
+    }
+
+    /// <summary>
+    /// Σ over the eight int16 pair vectors at <paramref name="pairs"/> of each vector times a broadcast pair of the
+    /// activation block's 16-element sums (bsum₂ₚ, bsum₂ₚ₊₁), per activation row: one row's Σ_p of two products per lane.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PairedSums(short* pairs, byte* y0, byte* y1, byte* y2, byte* y3,
+        out Vector256<int> s0, out Vector256<int> s1, out Vector256<int> s2, out Vector256<int> s3)
+    {
+        s0 = s1 = s2 = s3 = Vector256<int>.Zero;
+        for (int p = 0; p < 8; p++)
+        {
+            var v = Vector256.Load(pairs + p * 16);
+            int bs = BlockLayouts.Q8_K.BSums + p * 4;
+            s0 += Avx2.MultiplyAddAdjacent(v, Vector256.Create(*(int*)(y0 + bs)).AsInt16());
+            s1 += Avx2.MultiplyAddAdjacent(v, Vector256.Create(*(int*)(y1 + bs)).AsInt16());
+            s2 += Avx2.MultiplyAddAdjacent(v, Vector256.Create(*(int*)(y2 + bs)).AsInt16());
+            s3 += Avx2.MultiplyAddAdjacent(v, Vector256.Create(*(int*)(y3 + bs)).AsInt16());
+        }
     }
 }
