@@ -17,7 +17,8 @@ internal static class ActivationQuantizer
 
     public static void Row(GgmlType activationType, ReadOnlySpan<float> x, Span<byte> dst, IsaLevel isa)
     {
-        if (isa != IsaLevel.Scalar)
+        // Arm64 uses the scalar quantizer: it writes the same bytes, and activation rows are a small part of the work.
+        if (IsaLevels.IsX86(isa))
         {
             Avx2ActivationQuantizer.Row(activationType, x, dst);
             return;

@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
 
 namespace Kaiyuan.Tensors;
@@ -16,6 +17,9 @@ internal enum IsaLevel
 
     /// <summary>As <see cref="AvxVnni"/> where available, plus 512-bit float kernels (F32/F16/BF16).</summary>
     Avx512,
+
+    /// <summary>Arm64 AdvSimd with the dot-product extension (sdot), 128-bit (<see cref="NeonDot"/>).</summary>
+    Neon,
 }
 
 internal static class IsaLevels
@@ -29,8 +33,12 @@ internal static class IsaLevels
         IsaLevel.Avx2 => Avx2.IsSupported && Fma.IsSupported,
         IsaLevel.AvxVnni => Avx2.IsSupported && Fma.IsSupported && AvxVnni.IsSupported,
         IsaLevel.Avx512 => Avx2.IsSupported && Fma.IsSupported && Avx512F.IsSupported && Avx512BW.IsSupported,
+        IsaLevel.Neon => AdvSimd.Arm64.IsSupported && Dp.IsSupported,
         _ => false,
     };
+
+    /// <summary>True for the x86 tiers, whose kernels (tiles, panels, the activation quantizer) are AVX2 code.</summary>
+    public static bool IsX86(IsaLevel level) => level is IsaLevel.Avx2 or IsaLevel.AvxVnni or IsaLevel.Avx512;
 
     private static IsaLevel Detect()
     {
@@ -44,6 +52,11 @@ internal static class IsaLevels
             return IsaLevel.AvxVnni;
         }
 
-        return IsSupported(IsaLevel.Avx2) ? IsaLevel.Avx2 : IsaLevel.Scalar;
+        if (IsSupported(IsaLevel.Avx2))
+        {
+            return IsaLevel.Avx2;
+        }
+
+        return IsSupported(IsaLevel.Neon) ? IsaLevel.Neon : IsaLevel.Scalar;
     }
 }

@@ -93,7 +93,7 @@ public static class QuantizedDot
         VecDot(weightType, new ReadOnlySpan<byte>(weightRow, weightBytes), new ReadOnlySpan<byte>(activationRow, activationBytes), n, IsaLevels.Best);
 
     /// <summary>True when <see cref="Dot4"/> runs for this weight type on this machine.</summary>
-    internal static bool HasDot4(GgmlType weightType) => IsaLevels.Best != IsaLevel.Scalar && Avx2Dot.HasDot4(weightType);
+    internal static bool HasDot4(GgmlType weightType) => IsaLevels.IsX86(IsaLevels.Best) && Avx2Dot.HasDot4(weightType);
 
     /// <summary>Bytes of <see cref="PrepareSide"/> data per activation row of <paramref name="n"/> elements (0 for none).</summary>
     internal static int SideBytes(GgmlType weightType, int n) => HasDot4(weightType) ? Avx2Dot.SideBytes(weightType, n) : 0;
@@ -115,7 +115,7 @@ public static class QuantizedDot
         Avx2Dot.Dot4(weightType, weightRow, activations, side, activationStride, sideStride, n, Vnni, output, outputStride);
 
     /// <summary>True when <see cref="Dot8"/> runs for this weight type on this machine.</summary>
-    internal static bool HasDot8(GgmlType weightType) => IsaLevels.Best != IsaLevel.Scalar && Avx2Dot.HasDot8(weightType);
+    internal static bool HasDot8(GgmlType weightType) => IsaLevels.IsX86(IsaLevels.Best) && Avx2Dot.HasDot8(weightType);
 
     /// <summary><see cref="Dot4"/> over eight activation rows.</summary>
     internal static unsafe void Dot8(GgmlType weightType, byte* weightRow, byte* activations, byte* side, int activationStride, int sideStride, int n, float* output, long outputStride) =>
@@ -126,7 +126,7 @@ public static class QuantizedDot
         Avx2Dot.Dot1(weightType, weightRow, activations, side, n, Vnni);
 
     /// <summary>True when the 8-row panel GEMM (<see cref="PackPanel"/>, <see cref="PanelMultiply"/>) runs for this weight type here.</summary>
-    internal static bool HasPanels(GgmlType weightType) => IsaLevels.Best != IsaLevel.Scalar && Avx2Dot.HasPanels(weightType);
+    internal static bool HasPanels(GgmlType weightType) => IsaLevels.IsX86(IsaLevels.Best) && Avx2Dot.HasPanels(weightType);
 
     /// <summary>Weight rows per panel.</summary>
     internal const int PanelRows = Avx2Dot.PanelRows;
@@ -169,6 +169,7 @@ public static class QuantizedDot
         IsaLevel.AvxVnni => Avx2Dot.Dot(weightType, weightRow, activationRow, n, vnni: true, wideFloat: false),
         // llama.cpp's integer kernels stay 256-bit on AVX-512 machines; only the float types widen.
         IsaLevel.Avx512 => Avx2Dot.Dot(weightType, weightRow, activationRow, n, vnni: AvxVnni.IsSupported, wideFloat: true),
+        IsaLevel.Neon => NeonDot.Dot(weightType, weightRow, activationRow, n),
         _ => ScalarDot.Dot(weightType, weightRow, activationRow, n),
     };
 }

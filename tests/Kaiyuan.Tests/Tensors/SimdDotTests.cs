@@ -54,7 +54,7 @@ public class SimdDotTests
     }
 
     private static IEnumerable<IsaLevel> SimdTiers() =>
-        new[] { IsaLevel.Avx2, IsaLevel.AvxVnni, IsaLevel.Avx512 }.Where(IsaLevels.IsSupported);
+        new[] { IsaLevel.Avx2, IsaLevel.AvxVnni, IsaLevel.Avx512, IsaLevel.Neon }.Where(IsaLevels.IsSupported);
 
     [Theory]
     [MemberData(nameof(WeightTypes))]
@@ -62,7 +62,7 @@ public class SimdDotTests
     {
         if (!SimdTiers().Any())
         {
-            Assert.Skip("This machine has no x86 SIMD tier (AVX2 + FMA); only the scalar kernels run here.");
+            Assert.Skip("This machine has no SIMD tier (x86 AVX2 + FMA, or Arm64 AdvSimd + dot product); only the scalar kernels run here.");
         }
 
         var random = new Random(7 + (int)type);
