@@ -4,6 +4,7 @@ using System.Text.Json;
 using Kaiyuan.Inference;
 using Kaiyuan.Kernels;
 using Kaiyuan.Models;
+using Kaiyuan.Tensors;
 
 namespace Kaiyuan.Cli.Commands;
 
@@ -51,10 +52,11 @@ public static class BenchCommand
                 ["model_bytes"] = r.ModelBytes,
                 ["peak_rss_bytes"] = r.PeakRssBytes,
                 ["kv_cache_bytes"] = r.KvCacheBytes,
+                ["kernels"] = QuantizedDot.KernelTier,
             }));
             return 0;
         }
-        Console.WriteLine($"model: {Path.GetFileName(path)} ({model.Config.Architecture}, {InfoCommand.Size(r.ModelBytes)}), threads: {threads}, repetitions: {reps}");
+        Console.WriteLine($"model: {Path.GetFileName(path)} ({model.Config.Architecture}, {InfoCommand.Size(r.ModelBytes)}), threads: {threads}, repetitions: {reps}, kernels: {QuantizedDot.KernelTier}");
         if (nPrompt > 0) Console.WriteLine($"pp{nPrompt}: {r.PpTps,10:F2} ± {r.PpStd:F2} tokens/s");
         if (nGen > 0)
             Console.WriteLine($"tg{nGen}: {r.TgTps,10:F2} ± {r.TgStd:F2} tokens/s   (weights read per token × rate = {r.ModelBytes * r.TgTps / 1e9:F2} GB/s)");

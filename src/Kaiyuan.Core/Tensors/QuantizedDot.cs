@@ -20,6 +20,16 @@ public static class QuantizedDot
         _ => throw new NotSupportedException($"No vector dot for weight type {weightType}."),
     };
 
+    /// <summary>The kernel tier this machine runs, as `bench` reports it: avx512, avx-vnni, avx2, arm64-neon-dot or scalar.</summary>
+    public static string KernelTier => IsaLevels.Best switch
+    {
+        IsaLevel.Avx512 => "avx512",
+        IsaLevel.AvxVnni => "avx-vnni",
+        IsaLevel.Avx2 => "avx2",
+        IsaLevel.Neon => "arm64-neon-dot",
+        _ => "scalar",
+    };
+
     /// <summary>True when <see cref="VecDot"/> handles this weight type.</summary>
     public static bool IsSupported(GgmlType weightType) => weightType is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16
         or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1 or GgmlType.Q8_0

@@ -89,8 +89,9 @@ public class CliTests
         var r = KaiyuanProcess.Run("bench", "-m", Fixtures.ModelPath("qwen2", "qwen2-q4_0.gguf"), "-p", "16", "-n", "4", "-r", "1", "-t", "1", "--json");
         Assert.True(r.ExitCode == 0, r.Stderr);
         using var doc = JsonDocument.Parse(r.Stdout);
-        foreach (var key in new[] { "pp_tps", "pp_std", "tg_tps", "tg_std", "threads", "model_bytes", "peak_rss_bytes", "kv_cache_bytes" })
+        foreach (var key in new[] { "pp_tps", "pp_std", "tg_tps", "tg_std", "threads", "model_bytes", "peak_rss_bytes", "kv_cache_bytes", "kernels" })
             Assert.True(doc.RootElement.TryGetProperty(key, out _), key);
+        Assert.Contains(doc.RootElement.GetProperty("kernels").GetString(), new[] { "avx512", "avx-vnni", "avx2", "arm64-neon-dot", "scalar" });
         Assert.True(doc.RootElement.GetProperty("tg_tps").GetDouble() > 0);
         // The runtime alone is tens of MB; the tiny model and its cache are far smaller than that.
         Assert.True(doc.RootElement.GetProperty("peak_rss_bytes").GetInt64() > 10_000_000);
