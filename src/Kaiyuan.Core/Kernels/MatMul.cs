@@ -5,7 +5,8 @@ namespace Kaiyuan.Kernels;
 /// <summary>
 /// y[t] = W · x[t] for a batch of activation rows. Each activation row is converted once to the format the weight
 /// type's dot product consumes (int8 blocks for quantized weights, as llama.cpp does), then output rows are split
-/// across threads; every weight row is read once per batch.
+/// across threads; every weight row is read once per batch. Batches of <see cref="PanelMinTokens"/> or more (prompts,
+/// many sequences at once) run as a GEMM over weight rows repacked into panels.
 /// </summary>
 public static unsafe class MatMul
 {
@@ -32,7 +33,7 @@ public static unsafe class MatMul
         /// <summary>One weight row against 8, 4 or 1 activation rows (<see cref="QuantizedDot.Dot8"/>).</summary>
         Tiles,
 
-        /// <summary>Eight repacked weight rows against four activation rows (<see cref="QuantizedDot.PanelMultiply"/>).</summary>
+        /// <summary>Eight repacked weight rows against four (quantized) or eight (float) activation rows at a time (<see cref="QuantizedDot.PanelMultiply"/>).</summary>
         Panels,
     }
 
