@@ -20,6 +20,7 @@ public static unsafe class MatMul
     /// <summary>How a batch is computed, and the bytes of side data it derives from each activation row.</summary>
     private static (Kernel Kernel, int SideBytes) Plan(QuantMatrix w, int tokens)
     {
+        // Float panels pack eight columns at a time; quantized rows are whole blocks of 32 or 256 anyway.
         if (tokens >= PanelMinTokens && w.Rows >= QuantizedDot.PanelRows && w.Columns % 8 == 0 && QuantizedDot.HasPanels(w.Type))
             return (Kernel.Panels, QuantizedDot.PanelSideBytes(w.Type, w.Columns));
         return QuantizedDot.HasDot4(w.Type) ? (Kernel.Tiles, QuantizedDot.SideBytes(w.Type, w.Columns)) : (Kernel.Rows, 0);

@@ -132,6 +132,9 @@ internal static unsafe class FloatDot
     // Prompt GEMM for the float types: eight weight rows widened to float and packed column-major (one vector per
     // column holds the eight rows), then one FMA per column meets a broadcast activation of each of eight rows.
 
+    /// <summary>Activation rows <see cref="PanelMultiply"/> takes at once (eight accumulators, one per row).</summary>
+    public const int PanelTokens = 8;
+
     /// <summary>Bytes of a float panel of eight rows of <paramref name="n"/> elements.</summary>
     public static int PanelBytes(int n) => Avx2Dot.PanelRows * n * sizeof(float);
 
@@ -171,7 +174,7 @@ internal static unsafe class FloatDot
     }
 
     /// <summary>
-    /// The panel's eight rows over <paramref name="columns"/> columns against <paramref name="count"/> (1..8) float
+    /// The panel's eight rows over <paramref name="columns"/> columns against <paramref name="count"/> (1..<see cref="PanelTokens"/>) float
     /// activation rows <paramref name="stride"/> floats apart; row t's eight results go to
     /// <c>output + t * outputStride</c> (added there when <paramref name="accumulate"/>).
     /// </summary>

@@ -26,9 +26,7 @@ internal static unsafe partial class Avx2Dot
     /// <summary>Weight rows per panel: one int32 lane each.</summary>
     public const int PanelRows = 8;
 
-    /// <summary>Activation rows each panel kernel handles at once: eight for the float types, four for the quantized.</summary>
-    public static int PanelTokens(GgmlType weightType) => IsFloat(weightType) ? 8 : PanelTokensQuantized;
-
+    /// <summary>Activation rows a quantized panel kernel handles at once (the float kernel takes <see cref="FloatDot.PanelTokens"/>).</summary>
     private const int PanelTokensQuantized = 4;
 
     /// <summary>
@@ -45,18 +43,21 @@ internal static unsafe partial class Avx2Dot
 
     // Per-block scale data stored after the panel's quants: d (and for Q4_1/Q5_1 then m) as 8 floats.
     private const int Block32ScaleBytes = PanelRows * sizeof(float);
-    // Per super-block of the K-quants with sub-blocks of 32 (Q4_K, Q5_K): d and dmin (8 floats each), then 8 scale
-    // and 8 min vectors of 32 bytes.
-    private const int Sub32ScaleBytes = 2 * 32 + 16 * 32;
-    // With sub-blocks of 16 (Q2_K, Q3_K, Q6_K): d and dmin, 16 scale vectors, 8 vectors pairing adjacent sub-blocks'
-    // scales (Q3_K, Q6_K: for the offset term) or mins (Q2_K).
-    private const int Sub16ScaleBytes = 2 * 32 + 24 * 32;
+    // A K-quant super-block's panel scales, for 8 (Q4_K, Q5_K) or 16 (Q2_K, Q3_K, Q6_K) sub-blocks: d and dmin as 8
+    // floats each, one (sc, sc) vector per sub-block, then 8 vectors of adjacent sub-blocks' mins or scales paired for
+    // the activation's 16-element sums (Q4_K/Q5_K: (m, m) per sub-block of 32; Q2_K: mins; Q3_K/Q6_K: scales).
+    private const int KScalesOffset = 2 * 32;
+
+    private static int KPairedOffset(int subBlocks) => KScalesOffset + subBlocks * 32;
+
+    private static int KScaleBytes(int subBlocks) => KPairedOffset(subBlocks) + 8 * 32;
+
+    private static int KSubBlocks(GgmlType weightType) => weightType is GgmlType.Q4_K or GgmlType.Q5_K ? 8 : 16;
 
     /// <summary>Bytes of panel scale data per weight block.</summary>
     private static int PanelScaleBytes(GgmlType weightType) => weightType switch
     {
-        GgmlType.Q4_K or GgmlType.Q5_K => Sub32ScaleBytes,
-        GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q6_K => Sub16ScaleBytes,
+        GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K => KScaleBytes(KSubBlocks(weightType)),
         GgmlType.Q4_1 or GgmlType.Q5_1 => 2 * Block32ScaleBytes,
         _ => Block32ScaleBytes,
     };
@@ -350,8 +351,7 @@ internal static unsafe partial class Avx2Dot
     /// </summary>
     private static void PackKScales(GgmlType weightType, byte* rows, long rowBytes, int n, int blockBytes, byte* dst)
     {
-        bool sub32 = weightType is GgmlType.Q4_K or GgmlType.Q5_K;
-        int subBlocks = sub32 ? 8 : 16, scaleBytes = PanelScaleBytes(weightType);
+        int subBlocks = KSubBlocks(weightType), scaleBytes = KScaleBytes(subBlocks);
         int* scalePairs = stackalloc int[16];
         int* otherPairs = stackalloc int[8];
         for (int b = 0; b < n / BlockLayouts.QK_K; b++, dst += scaleBytes)
@@ -362,8 +362,8 @@ internal static unsafe partial class Avx2Dot
                 var (d, dmin) = KScales(weightType, x, scalePairs, otherPairs);
                 ((float*)dst)[r] = d;
                 ((float*)dst)[PanelRows + r] = dmin;
-                for (int j = 0; j < subBlocks; j++) ((int*)(dst + 64))[j * PanelRows + r] = scalePairs[j];
-                for (int p = 0; p < 8; p++) ((int*)(dst + 64 + subBlocks * 32))[p * PanelRows + r] = otherPairs[p];
+                for (int j = 0; j < subBlocks; j++) ((int*)(dst + KScalesOffset))[j * PanelRows + r] = scalePairs[j];
+                for (int p = 0; p < 8; p++) ((int*)(dst + KPairedOffset(subBlocks)))[p * PanelRows + r] = otherPairs[p];
             }
         }
     }
@@ -421,7 +421,7 @@ internal static unsafe partial class Avx2Dot
     /// <summary>
     /// The eight rows of <paramref name="panel"/>, over columns [<paramref name="firstColumn"/>, + <paramref name="columns"/>)
     /// (whole blocks), against <paramref name="tokens"/> activation rows <paramref name="stride"/> bytes apart with their
-    /// <see cref="PreparePanelSide"/> data, <see cref="PanelTokens"/> at a time: activation row t's eight results go to
+    /// <see cref="PreparePanelSide"/> data, a few at a time: activation row t's eight results go to
     /// <c>output + t * outputStride</c>, added to what is there when <paramref name="accumulate"/> (the later column
     /// ranges of a long row).
     /// </summary>
@@ -433,8 +433,8 @@ internal static unsafe partial class Avx2Dot
             // F32 rows are used as they are; F16/BF16 rows were widened into the side data.
             float* x = (weightType == GgmlType.F32 ? (float*)y : (float*)side) + firstColumn;
             int xStride = weightType == GgmlType.F32 ? stride / sizeof(float) : sideStride / sizeof(float);
-            for (int t = 0; t < tokens; t += 8)
-                FloatDot.PanelMultiply((float*)panel + firstColumn * PanelRows, columns, x + (long)t * xStride, xStride, Math.Min(8, tokens - t),
+            for (int t = 0; t < tokens; t += FloatDot.PanelTokens)
+                FloatDot.PanelMultiply((float*)panel + firstColumn * PanelRows, columns, x + (long)t * xStride, xStride, Math.Min(FloatDot.PanelTokens, tokens - t),
                     accumulate, output + t * outputStride, outputStride);
             return;
         }
@@ -775,13 +775,13 @@ internal static unsafe partial class Avx2Dot
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     private static void KPanel<TFormat>(byte* panel, byte* scaleData, int blocks, in PanelRowSet rows) where TFormat : struct, IKFormat
     {
-        int subBlocks = 64 / TFormat.SubBlockSteps, scaleBytes = 64 + subBlocks * 32 + 256;
+        int subBlocks = 64 / TFormat.SubBlockSteps, scaleBytes = KScaleBytes(subBlocks);
         byte* y0 = rows.Y0, y1 = rows.Y1, y2 = rows.Y2, y3 = rows.Y3;
         rows.Start(out var f0, out var f1, out var f2, out var f3);
         for (int b = 0; b < blocks; b++, panel += 2048, scaleData += scaleBytes, y0 += BlockLayouts.Q8_K.Size,
              y1 += BlockLayouts.Q8_K.Size, y2 += BlockLayouts.Q8_K.Size, y3 += BlockLayouts.Q8_K.Size)
         {
-            short* paired = (short*)(scaleData + 64 + subBlocks * 32);
+            short* paired = (short*)(scaleData + KPairedOffset(subBlocks));
             var i0 = Vector256<int>.Zero;
             var i1 = Vector256<int>.Zero;
             var i2 = Vector256<int>.Zero;
@@ -797,7 +797,7 @@ internal static unsafe partial class Avx2Dot
 
             for (int j = 0; j < subBlocks; j++)
             {
-                var scale = Vector256.Load((short*)(scaleData + 64 + j * 32));
+                var scale = Vector256.Load((short*)(scaleData + KScalesOffset + j * 32));
                 for (int s0 = 0; s0 < TFormat.SubBlockSteps; s0 += TFormat.StepsPerRun)
                 {
                     int step = j * TFormat.SubBlockSteps + s0, q = BlockLayouts.Q8_K.Qs + step * 4;

@@ -141,9 +141,6 @@ public static class QuantizedDot
     /// <summary>Weight rows per panel.</summary>
     internal const int PanelRows = Avx2Dot.PanelRows;
 
-    /// <summary>Activation rows per <see cref="PanelMultiply"/> call.</summary>
-    internal static int PanelTokens(GgmlType weightType) => Avx2Dot.PanelTokens(weightType);
-
     /// <summary>Widest column range per <see cref="PanelMultiply"/> call that keeps its data in L1.</summary>
     internal static int PanelColumns(GgmlType weightType) => Avx2Dot.PanelColumns(weightType);
 
