@@ -27,7 +27,7 @@ public static class CommandLine
     [
         InfoCommand.Create(),
         GenerateCommand.Create(),
-        BenchCommand.Create(TokenizerBenchCommand.Create(), ServeCommand.CreateBench(), MatMulBenchCommand.Create()),
+        BenchCommand.Create(TokenizerBenchCommand.Create(), ServeCommand.CreateBench(), MatMulBenchCommand.Create(), GrammarBenchCommand.Create()),
         TokenizeCommand.CreateTokenize(),
         TokenizeCommand.CreateDetokenize(),
         TemplateCommand.Create(),

@@ -16,6 +16,8 @@ public sealed record GenerationOptions
     public bool IgnoreEndOfGeneration { get; init; }
     public Func<int, bool>? IsEndOfGeneration { get; init; }
     public bool KeepLogits { get; init; }
+    /// <summary>Restricts the tokens that may be produced (structured output); generation ends when it allows none.</summary>
+    public Constraints.TokenConstraint? Constraint { get; init; }
 }
 
 /// <summary>
@@ -30,10 +32,19 @@ public static class Generator
         if (prompt.Count == 0) throw new ArgumentException("the prompt is empty");
         var history = new List<int>(prompt);
         var logits = session.Evaluate(history.ToArray()).ToArray();
+        var mask = options.Constraint is null ? null : new ulong[(logits.Length + 63) >> 6];
         for (int produced = 0; options.MaxTokens < 0 || produced < options.MaxTokens; produced++)
         {
             if (cancel.IsCancellationRequested) yield break;
-            int id = sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(history));
+            ReadOnlySpan<ulong> allowed = default;
+            if (options.Constraint is { IsActive: true } active)
+            {
+                active.FillMask(mask);
+                if (!mask.AsSpan().ContainsAnyExcept(0UL)) yield break; // the constraint allows nothing more
+                allowed = mask;
+            }
+            int id = sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(history), allowed);
+            if (options.Constraint is { } constraint && !constraint.Accept(id)) yield break;
             yield return new GeneratedToken(id, options.KeepLogits ? logits.ToArray() : null);
             if (!options.IgnoreEndOfGeneration && options.IsEndOfGeneration?.Invoke(id) == true) yield break;
             history.Add(id);

@@ -24,8 +24,9 @@ public sealed class Sampler
 
     public SamplerOptions Options => _options;
 
-    /// <summary>Picks the next token. <paramref name="history"/> is the sequence so far (prompt and output).</summary>
-    public int Sample(ReadOnlySpan<float> logits, ReadOnlySpan<int> history)
+    /// <summary>Picks the next token. <paramref name="history"/> is the sequence so far (prompt and output);
+    /// <paramref name="allowed"/>, when not empty, is a bit per token (a structured-output mask): others cannot be picked.</summary>
+    public int Sample(ReadOnlySpan<float> logits, ReadOnlySpan<int> history, ReadOnlySpan<ulong> allowed = default)
     {
         int n = logits.Length;
         if (_logits.Length < n)
@@ -36,6 +37,7 @@ public sealed class Sampler
         }
         var l = _logits.AsSpan(0, n);
         logits.CopyTo(l);
+        if (!allowed.IsEmpty) ApplyMask(l, allowed);
         if (_options.LogitBias is { } bias)
             foreach (var (id, b) in bias)
                 if ((uint)id < (uint)n) l[id] += b;
@@ -86,6 +88,20 @@ public sealed class Sampler
             if (r <= 0) return candidates[i];
         }
         return candidates[keep - 1];
+    }
+
+    /// <summary>Sets the logit of every token outside the mask to -∞ (whole 64-token words at a time where none is allowed).</summary>
+    private static void ApplyMask(Span<float> l, ReadOnlySpan<ulong> allowed)
+    {
+        for (int w = 0; w * 64 < l.Length; w++)
+        {
+            ulong bits = w < allowed.Length ? allowed[w] : 0;
+            if (bits == ulong.MaxValue) continue;
+            int start = w * 64, end = Math.Min(start + 64, l.Length);
+            if (bits == 0) { l[start..end].Fill(float.NegativeInfinity); continue; }
+            for (int i = start; i < end; i++)
+                if ((bits & (1UL << (i - start))) == 0) l[i] = float.NegativeInfinity;
+        }
     }
 
     private void ApplyPenalties(Span<float> l, ReadOnlySpan<int> history)

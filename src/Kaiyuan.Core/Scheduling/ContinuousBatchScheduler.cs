@@ -228,7 +228,28 @@ public sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
 
     private void Emit(Sequence seq, ReadOnlySpan<float> logits)
     {
-        int id = seq.Sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(seq.History));
+        ReadOnlySpan<ulong> allowed = default;
+        if (seq.Request.Constraint is { } constraint)
+        {
+            try
+            {
+                if (constraint.IsActive)
+                {
+                    seq.Mask ??= new ulong[(logits.Length + 63) >> 6];
+                    constraint.FillMask(seq.Mask);
+                    // Nothing allowed (a grammar with a dead end): stop rather than break the constraint.
+                    if (!seq.Mask.AsSpan().ContainsAnyExcept(0UL)) { Free(seq.Slot, seq, FinishReason.MaxTokens); return; }
+                    allowed = seq.Mask;
+                }
+            }
+            catch (Constraints.GrammarException e)
+            {
+                Free(seq.Slot, seq, FinishReason.Error, e);
+                return;
+            }
+        }
+        int id = seq.Sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(seq.History), allowed);
+        if (seq.Request.Constraint is { } c && !c.Accept(id)) { Free(seq.Slot, seq, FinishReason.MaxTokens); return; }
         float logprob = float.NaN;
         TokenLogprob[]? top = null;
         if (seq.Request.TopLogprobs >= 0) (logprob, top) = Logprobs(logits, id, seq.Request.TopLogprobs);
@@ -329,6 +350,8 @@ public sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         public GenerationStream Stream { get; } = stream;
         public CancellationToken Cancel { get; } = cancel;
         public Sampler Sampler { get; } = new(request.Sampling);
+        /// <summary>The constraint's allowed-token bits, reused every step.</summary>
+        public ulong[]? Mask { get; set; }
         public List<int> History { get; } = new(request.Prompt);
         /// <summary>Tokens of History already in the KV cache.</summary>
         public int Cached { get; set; }

@@ -8,7 +8,7 @@ public enum FinishReason
 {
     /// <summary>The model produced an end-of-generation token.</summary>
     EndOfGeneration,
-    /// <summary>The request's token limit was reached.</summary>
+    /// <summary>The request's token limit was reached, or a constraint left no token to choose (OpenAI's "length").</summary>
     MaxTokens,
     /// <summary>The context window is full.</summary>
     ContextFull,
@@ -40,6 +40,8 @@ public sealed record GenerationRequest
     public int TopLogprobs { get; init; } = -1;
     /// <summary>Stops the sequence after a token for which this returns true (null: never).</summary>
     public Func<int, bool>? IsEndOfGeneration { get; init; }
+    /// <summary>Restricts the tokens this sequence may produce (structured output); one object per request.</summary>
+    public Constraints.TokenConstraint? Constraint { get; init; }
 }
 
 /// <summary>
