@@ -55,12 +55,30 @@ public sealed class CompiledGrammar
         }
     }
 
-    /// <summary>One depth-first pass over the trie, skipping every subtree whose first byte the automaton refuses.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    /// <summary>
+    /// The mask of one state. Where every plain character (see <see cref="TokenTrie.PlainUpTo"/>) moves the state the
+    /// same way for a run of characters, the plain tokens that fit the run are allowed wholesale and only the other
+    /// tokens are walked; otherwise the whole trie is walked.
+    /// </summary>
     private void Walk(int state, Span<ulong> mask)
     {
         mask.Clear();
-        var trie = Tokens;
+        int run = PlainRun(state);
+        if (run > 0)
+        {
+            var plain = Tokens.PlainUpTo[Math.Min(run, TokenTrie.MaxPlainChars)];
+            for (int i = 0; i < mask.Length; i++) mask[i] = plain[i];
+            Walk(state, Tokens.Rest, mask);
+        }
+        else Walk(state, Tokens.All, mask);
+        if (Automaton.IsAccepting(state))
+            foreach (int id in Tokens.EndOfGeneration) mask[id >> 6] |= 1UL << id;
+    }
+
+    /// <summary>One depth-first pass over a trie, skipping every subtree whose first byte the automaton refuses.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void Walk(int state, TokenTrie.Nodes trie, Span<ulong> mask)
+    {
         var automaton = Automaton;
         if (_walkStates.Length < trie.MaxDepth + 1) _walkStates = new int[trie.MaxDepth + 1];
         var at = _walkStates;
@@ -91,9 +109,65 @@ public sealed class CompiledGrammar
             for (int id = nodeToken[n]; id >= 0; id = same[id]) mask[id >> 6] |= 1UL << id;
             n++;
         }
-        if (automaton.IsAccepting(state))
-            foreach (int id in trie.EndOfGeneration) mask[id >> 6] |= 1UL << id;
     }
+
+    /// <summary>
+    /// How many plain characters in a row the state takes whatever they are: 0 when the first one already depends on
+    /// the character, <see cref="int.MaxValue"/> when it loops, else the length of the run before every character is
+    /// refused. Runs that become character-dependent part-way count as 0 (the whole trie is walked: always exact).
+    /// </summary>
+    private int PlainRun(int state)
+    {
+        var probes = PlainProbes();
+        if (probes.Length == 0) return 0;
+        Span<int> chain = stackalloc int[TokenTrie.MaxPlainChars + 1];
+        chain[0] = state;
+        for (int j = 0; j < TokenTrie.MaxPlainChars; j++)
+        {
+            int next = Automaton.Walk(chain[j], probes[0]);
+            for (int p = 1; p < probes.Length; p++)
+                if (Automaton.Walk(chain[j], probes[p]) != next) return 0;
+            if (next < 0) return j;
+            if (chain[..(j + 1)].Contains(next)) return int.MaxValue;
+            chain[j + 1] = next;
+        }
+        return TokenTrie.MaxPlainChars;
+    }
+
+    /// <summary>One byte string per combination of byte classes that a plain character can be encoded as: every plain
+    /// character moves any state exactly as one of these does. Empty when there would be too many to be worth it.</summary>
+    private byte[][] PlainProbes()
+    {
+        if (_plainProbes is { } known) return known;
+        var probes = new List<byte[]>();
+        byte[] classOf = Automaton.ClassOf.ToArray();
+        var plain = CodepointSet.Range(0x20, CodepointSet.MaxCodepoint).Except(CodepointSet.Of("\"\\"));
+        foreach (var (lo, hi) in plain.Ranges)
+            Utf8Ranges.Split(lo, hi, seq =>
+            {
+                // Per position, one byte of each class within the range; then every combination.
+                var choices = seq.Select(r =>
+                {
+                    var seen = new HashSet<int>();
+                    var bytes = new List<byte>();
+                    for (int b = r.Lo; b <= r.Hi; b++)
+                        if (seen.Add(classOf[b])) bytes.Add((byte)b);
+                    return bytes;
+                }).ToArray();
+                IEnumerable<byte[]> combos = [[]];
+                foreach (var c in choices) combos = combos.SelectMany(prefix => c.Select(b => prefix.Append(b).ToArray())).ToList();
+                foreach (var combo in combos)
+                {
+                    if (probes.Count > MaxPlainProbes) return;
+                    probes.Add(combo);
+                }
+            });
+        _plainProbes = probes.Count > MaxPlainProbes ? [] : [.. probes];
+        return _plainProbes;
+    }
+
+    private const int MaxPlainProbes = 512;
+    private byte[][]? _plainProbes;
 }
 
 /// <summary>

@@ -13,21 +13,27 @@ public sealed class TokenTrie
 {
     private static readonly ConditionalWeakTable<Vocabulary, TokenTrie> Cache = new();
 
-    internal readonly byte[] NodeByte;
-    internal readonly int[] NodeDepth;
-    internal readonly int[] SubtreeEnd;
-    /// <summary>The first token whose bytes end at a node, or -1; further tokens with the same bytes follow <see cref="SameBytes"/>.</summary>
-    internal readonly int[] NodeToken;
-    internal readonly int[] SameBytes;
+    /// <summary>Plain tokens longer than this (in characters) are walked like any other token.</summary>
+    public const int MaxPlainChars = 16;
+
     private readonly byte[] _bytes;
     private readonly int[] _offsets;
 
     public int VocabSize { get; }
-    public int NodeCount => NodeByte.Length;
-    public int MaxDepth { get; }
     public IReadOnlyList<int> EndOfGeneration { get; }
     /// <summary>ulongs in a mask over this vocabulary.</summary>
     public int MaskLength => (VocabSize + 63) >> 6;
+    /// <summary>Every token with text.</summary>
+    internal Nodes All { get; }
+    /// <summary>Every token with text but the plain ones of at most <see cref="MaxPlainChars"/> characters.</summary>
+    internal Nodes Rest { get; }
+    /// <summary>
+    /// PlainUpTo[k]: the tokens made only of whole characters that a JSON string holds unescaped (no quote, backslash
+    /// or control character) with at most k of them. Inside a string body most of the vocabulary is such tokens, and
+    /// a state that takes any such character the same way takes all of them at once: the mask walk then only visits
+    /// the rest of the trie.
+    /// </summary>
+    internal ulong[][] PlainUpTo { get; }
 
     public static TokenTrie For(Vocabulary vocabulary) => Cache.GetValue(vocabulary, v =>
         new TokenTrie(v.Count, id => v.Piece(id, renderSpecial: false).ToArray(), v.EndOfGenerationIds));
@@ -48,51 +54,92 @@ public sealed class TokenTrie
         _offsets[vocabSize] = blob.Count;
         _bytes = [.. blob];
 
-        var ids = Enumerable.Range(0, vocabSize).Where(id => _offsets[id + 1] > _offsets[id]).ToArray();
-        Array.Sort(ids, (a, b) => Bytes(a).SequenceCompareTo(Bytes(b)));
-
-        var nodeByte = new List<byte> { 0 };
-        var nodeDepth = new List<int> { 0 };
-        var nodeToken = new List<int> { -1 };
-        var subtreeEnd = new List<int> { 0 };
-        SameBytes = new int[vocabSize];
-        Array.Fill(SameBytes, -1);
-        var path = new List<int> { 0 }; // path[d] = node at depth d
-        ReadOnlySpan<byte> previous = [];
-        int lastId = -1;
-        foreach (int id in ids)
+        var withText = Enumerable.Range(0, vocabSize).Where(id => _offsets[id + 1] > _offsets[id]).ToArray();
+        All = new Nodes(this, withText);
+        PlainUpTo = new ulong[MaxPlainChars + 1][];
+        for (int k = 0; k <= MaxPlainChars; k++) PlainUpTo[k] = new ulong[MaskLength];
+        var rest = new List<int>();
+        foreach (int id in withText)
         {
-            var bytes = Bytes(id);
-            if (bytes.SequenceEqual(previous))
-            {
-                SameBytes[lastId] = id;
-                lastId = id;
-                continue;
-            }
-            int common = bytes.CommonPrefixLength(previous);
-            while (path.Count - 1 > common) // close the nodes past the common prefix
-            {
-                subtreeEnd[path[^1]] = nodeByte.Count;
-                path.RemoveAt(path.Count - 1);
-            }
-            for (int d = common; d < bytes.Length; d++)
-            {
-                nodeByte.Add(bytes[d]);
-                nodeDepth.Add(d + 1);
-                nodeToken.Add(-1);
-                subtreeEnd.Add(0);
-                path.Add(nodeByte.Count - 1);
-            }
-            nodeToken[path[^1]] = id;
-            previous = bytes;
-            lastId = id;
-            MaxDepth = Math.Max(MaxDepth, bytes.Length);
+            int chars = PlainChars(Bytes(id));
+            if (chars < 1 || chars > MaxPlainChars) { rest.Add(id); continue; }
+            for (int k = chars; k <= MaxPlainChars; k++) PlainUpTo[k][id >> 6] |= 1UL << id;
         }
-        foreach (int node in path) subtreeEnd[node] = nodeByte.Count;
-        NodeByte = [.. nodeByte];
-        NodeDepth = [.. nodeDepth];
-        NodeToken = [.. nodeToken];
-        SubtreeEnd = [.. subtreeEnd];
+        Rest = new Nodes(this, [.. rest]);
+    }
+
+    /// <summary>The characters of a token made only of whole, unescaped-in-JSON characters; -1 otherwise.</summary>
+    private static int PlainChars(ReadOnlySpan<byte> bytes)
+    {
+        int chars = 0;
+        while (!bytes.IsEmpty)
+        {
+            if (System.Text.Rune.DecodeFromUtf8(bytes, out var rune, out int used) != System.Buffers.OperationStatus.Done) return -1;
+            if (rune.Value < 0x20 || rune.Value == '"' || rune.Value == '\\') return -1;
+            bytes = bytes[used..];
+            chars++;
+        }
+        return chars;
+    }
+
+    /// <summary>A set of tokens as a trie in depth-first order, in flat arrays.</summary>
+    internal sealed class Nodes
+    {
+        public readonly byte[] NodeByte;
+        public readonly int[] NodeDepth;
+        public readonly int[] SubtreeEnd;
+        /// <summary>The first token whose bytes end at a node, or -1; further tokens with the same bytes follow <see cref="SameBytes"/>.</summary>
+        public readonly int[] NodeToken;
+        public readonly int[] SameBytes;
+        public readonly int MaxDepth;
+
+        public Nodes(TokenTrie trie, int[] ids)
+        {
+            ids = (int[])ids.Clone();
+            Array.Sort(ids, (a, b) => trie.Bytes(a).SequenceCompareTo(trie.Bytes(b)));
+            var nodeByte = new List<byte> { 0 };
+            var nodeDepth = new List<int> { 0 };
+            var nodeToken = new List<int> { -1 };
+            var subtreeEnd = new List<int> { 0 };
+            SameBytes = new int[trie.VocabSize];
+            Array.Fill(SameBytes, -1);
+            var path = new List<int> { 0 }; // path[d] = the node at depth d
+            ReadOnlySpan<byte> previous = [];
+            int lastId = -1;
+            foreach (int id in ids)
+            {
+                var bytes = trie.Bytes(id);
+                if (lastId >= 0 && bytes.SequenceEqual(previous))
+                {
+                    SameBytes[lastId] = id;
+                    lastId = id;
+                    continue;
+                }
+                int common = bytes.CommonPrefixLength(previous);
+                while (path.Count - 1 > common) // close the nodes past the common prefix
+                {
+                    subtreeEnd[path[^1]] = nodeByte.Count;
+                    path.RemoveAt(path.Count - 1);
+                }
+                for (int d = common; d < bytes.Length; d++)
+                {
+                    nodeByte.Add(bytes[d]);
+                    nodeDepth.Add(d + 1);
+                    nodeToken.Add(-1);
+                    subtreeEnd.Add(0);
+                    path.Add(nodeByte.Count - 1);
+                }
+                nodeToken[path[^1]] = id;
+                previous = bytes;
+                lastId = id;
+                MaxDepth = Math.Max(MaxDepth, bytes.Length);
+            }
+            foreach (int node in path) subtreeEnd[node] = nodeByte.Count;
+            NodeByte = [.. nodeByte];
+            NodeDepth = [.. nodeDepth];
+            NodeToken = [.. nodeToken];
+            SubtreeEnd = [.. subtreeEnd];
+        }
     }
 
     /// <summary>The text bytes of a token (empty for control and end-of-generation tokens).</summary>
