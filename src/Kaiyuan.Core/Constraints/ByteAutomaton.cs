@@ -32,7 +32,7 @@ public sealed class ByteAutomaton
     // States: configuration sets (sorted (nfaState << 32 | stack)), their transitions and whether they accept.
     private readonly List<long[]> _states = [];
     private readonly Dictionary<long[], int> _stateIds = new(new ConfigSetComparer());
-    private readonly List<bool> _accepting = [];
+    private bool[] _accepting = new bool[64];
     private int[] _transitions = [];
 
     internal ByteAutomaton(Nfa nfa)
@@ -63,12 +63,13 @@ public sealed class ByteAutomaton
     internal ReadOnlySpan<byte> ClassOf => _classOf;
 
     /// <summary>The grammar allows the input to end here.</summary>
-    public bool IsAccepting(int state) => state >= 0 && _accepting[state];
+    public bool IsAccepting(int state) => state >= 0 && Volatile.Read(ref _accepting)[state];
 
     /// <summary>The state after <paramref name="b"/>, or <see cref="Dead"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public int Step(int state, byte b)
     {
+        if (state < 0) return Dead; // a grammar that matches nothing starts dead
         int t = Volatile.Read(ref _transitions)[state * ClassCount + _classOf[b]];
         return t != Unknown ? t : Compute(state, _classOf[b]);
     }
@@ -168,7 +169,13 @@ public sealed class ByteAutomaton
             var (q, stack) = Unpack(c);
             if (stack == 0 && _nfa.EndOf[q] >= 0) { accepting = true; break; }
         }
-        _accepting.Add(accepting);
+        if (id >= _accepting.Length)
+        {
+            var grownAccepting = new bool[_accepting.Length * 2];
+            _accepting.CopyTo(grownAccepting, 0);
+            Volatile.Write(ref _accepting, grownAccepting);
+        }
+        _accepting[id] = accepting;
         int needed = _states.Count * ClassCount;
         if (_transitions.Length < needed)
         {

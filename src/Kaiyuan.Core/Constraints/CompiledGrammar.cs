@@ -63,6 +63,7 @@ public sealed class CompiledGrammar
     private void Walk(int state, Span<ulong> mask)
     {
         mask.Clear();
+        if (state < 0) return;
         int run = PlainRun(state);
         if (run > 0)
         {
