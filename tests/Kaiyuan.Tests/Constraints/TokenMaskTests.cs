@@ -72,6 +72,36 @@ public class TokenMaskTests
     }
 
     [Fact]
+    public void WarmMasksAndStepsAllocateNothing()
+    {
+        var trie = Qwen3();
+        var g = new CompiledGrammar(ByteAutomaton.Compile(TestGrammars.AnyJson()), trie);
+        var tokenizer = Tokenizer.FromGguf(Fixtures.Require("tokenizers", "ggml-vocab-qwen3.gguf"));
+        int[] ids = tokenizer.Encode("{\"id\": 7, \"tags\": [\"a\", \"b\"], \"note\": \"hello world\"}", addSpecial: false, parseSpecial: false);
+        var mask = new ulong[trie.MaskLength];
+        void Run()
+        {
+            var m = g.CreateMatcher();
+            foreach (int id in ids)
+            {
+                m.FillMask(mask);
+                Assert.True((mask[id >> 6] & (1UL << id)) != 0);
+                Assert.True(m.Accept(id));
+            }
+            Assert.True(m.IsAccepting);
+        }
+        Run(); // builds the automaton states and fills the mask cache
+        var m = g.CreateMatcher();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        foreach (int id in ids)
+        {
+            m.FillMask(mask);
+            m.Accept(id);
+        }
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
+    [Fact]
     public void MatcherAllowsEndOnlyWhenComplete()
     {
         var trie = new TokenTrie(6, id => id switch { 0 => "{"u8.ToArray(), 1 => "}"u8.ToArray(), 2 => "{}"u8.ToArray(), 3 => "x"u8.ToArray(), 4 => [], _ => [] }, [5]);
