@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using System.Text;
+using Kaiyuan.Templates.Parsing;
 using Kaiyuan.Tokenizers;
 
 namespace Kaiyuan.Constraints;
@@ -52,6 +53,23 @@ public sealed class TriggeredConstraint : TokenConstraint
             _phase = Phase.Undecided;
         }
         else _phase = Phase.Waiting;
+    }
+
+    /// <summary>
+    /// <paramref name="answer"/> applied where a chat answer starts: after the reasoning block the rendered prompt left
+    /// open (DeepSeek-R1, QwQ), or after one the model may open itself when <paramref name="mayReason"/> (the template
+    /// knows the family's markers, as Qwen3's); from the first token otherwise (no markers, or thinking switched off).
+    /// </summary>
+    /// <param name="required">Ending before the answer is refused (false when the answer itself is optional: lazy calls).</param>
+    public static TokenConstraint ForAnswer(TokenConstraint answer, Vocabulary vocabulary, ToolCallFormat? format, string prompt, bool mayReason, bool required = true)
+    {
+        if (format is not { ReasoningStart: { } start, ReasoningEnd: { } end }) return answer;
+        if (ChatOutputParser.PromptOpensReasoning(prompt, format))
+            return new TriggeredConstraint(answer, vocabulary, [end], includeTrigger: false, required);
+        // A prompt that already holds a closed, empty block has switched thinking off.
+        if (mayReason && !prompt.TrimEnd().EndsWith(end, StringComparison.Ordinal))
+            return new TriggeredConstraint(answer, vocabulary, [end], includeTrigger: false, required, opening: start);
+        return answer;
     }
 
     public bool IncludeTrigger { get; }
