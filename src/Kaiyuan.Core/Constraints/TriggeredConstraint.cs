@@ -26,6 +26,8 @@ public sealed class TriggeredConstraint : TokenConstraint
     private readonly List<byte> _window = [];
     private Phase _phase;
     private int _opened;
+    /// <summary>The opening is the only way on (the inner grammar was active); otherwise its start may turn out to be plain text.</summary>
+    private bool _strictOpening;
 
     /// <param name="inner">What applies after the trigger: a <see cref="GrammarMatcher"/> or another triggered constraint.</param>
     /// <param name="vocabulary">The model's vocabulary (token text, end-of-generation tokens).</param>
@@ -80,7 +82,8 @@ public sealed class TriggeredConstraint : TokenConstraint
     public override bool IsActive => _phase switch
     {
         Phase.Undecided => _inner.IsActive,
-        Phase.Opening or Phase.Dead => true,
+        Phase.Opening => _strictOpening,
+        Phase.Dead => true,
         Phase.Waiting => false,
         _ => _inner.IsActive,
     };
@@ -103,11 +106,11 @@ public sealed class TriggeredConstraint : TokenConstraint
                 else mask.Fill(ulong.MaxValue);
                 Allow(mask, Opener(0));
                 break;
-            case Phase.Opening:
+            case Phase.Opening when _strictOpening:
                 mask.Clear();
                 Allow(mask, Opener(_opened));
                 break;
-            case Phase.Waiting:
+            case Phase.Opening or Phase.Waiting:
                 mask.Fill(ulong.MaxValue);
                 break;
             case Phase.Inner:
@@ -130,6 +133,7 @@ public sealed class TriggeredConstraint : TokenConstraint
                     // The inner output wins a token both could start (a grammar may itself begin with the opening).
                     if (Continues(text, 0) && !(_inner is GrammarMatcher m && m.Grammar.CreateMatcher().Accept(token)))
                     {
+                        _strictOpening = _inner.IsActive;
                         _phase = Phase.Opening;
                         return Open(text);
                     }
@@ -140,7 +144,12 @@ public sealed class TriggeredConstraint : TokenConstraint
             case Phase.Opening:
                 {
                     var text = Piece(token);
-                    return Continues(text, _opened) && Open(text);
+                    if (Continues(text, _opened)) return Open(text);
+                    if (_strictOpening) return false;
+                    // Not the opening after all ("<" then "tool_call>"): what looked like its start is the inner's text.
+                    _phase = Phase.Inner;
+                    if (!Feed(_inner, _opening.AsSpan(0, _opened))) _phase = Phase.Dead;
+                    return _phase == Phase.Dead || _inner.Accept(token);
                 }
             case Phase.Waiting:
                 if (_vocabulary.IsEndOfGeneration(token)) return !Required;

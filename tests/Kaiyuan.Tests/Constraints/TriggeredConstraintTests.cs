@@ -113,4 +113,23 @@ public class TriggeredConstraintTests
         AcceptAll(c, Tokens(t, "\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"));
         Assert.True(c.IsAccepting);
     }
+
+    [Fact]
+    public void AnOptionalOpeningThatTurnsOutToBeTextIsHandedOn()
+    {
+        // Spelled out ("<", "tool", "_call", ">"), a call's opening starts like "<think>"; with optional calls it must stay free.
+        var t = Qwen3();
+        var v = t.Vocabulary;
+        var tools = new CompiledGrammar(ByteAutomaton.Compile(ToolCallGrammar.Build(ToolCallFormat.Hermes, [new ToolSignature("f", null)], parallel: false)),
+            TokenTrie.For(v));
+        var lazy = new TriggeredConstraint(tools.CreateMatcher(), v, ["<tool_call>"], includeTrigger: true, required: false);
+        var c = new TriggeredConstraint(lazy, v, ["</think>"], includeTrigger: false, required: false, opening: "<think>");
+        int[] spelled = [.. Tokens(t, "<"), .. Tokens(t, "tool_call>")];
+        Assert.False(c.IsActive);
+        AcceptAll(c, spelled);
+        Assert.True(c.IsActive); // the call is open: its grammar applies
+        Assert.False(Allowed(c, Tokens(t, "Sure")[0], v.Count));
+        AcceptAll(c, Tokens(t, "\n{\"name\": \"f\", \"arguments\": {}}\n</tool_call>"));
+        Assert.True(c.IsAccepting);
+    }
 }
