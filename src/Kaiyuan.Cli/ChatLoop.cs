@@ -37,6 +37,8 @@ internal sealed class ChatLoop(InferenceSession session, TokenCodec codec, IProm
     public SamplerOptions Sampling { get; set; } = new();
     public string? System { get; set; }
     public int MaxTokens { get; set; } = -1;
+    /// <summary>Structured output: a fresh constraint for each answer, given the rendered prompt (it may open a reasoning block).</summary>
+    public Func<string, Constraints.TokenConstraint>? Constraint { get; set; }
 
     /// <summary>Stops the answer being generated; returns false when none is (so Ctrl-C may end the program).</summary>
     public bool Cancel()
@@ -64,7 +66,8 @@ internal sealed class ChatLoop(InferenceSession session, TokenCodec codec, IProm
             turn.AddRange(_messages);
         }
         turn.Add(new ChatMessage("user", user));
-        int[] prompt = codec.Encode(format.Render(turn));
+        string rendered = format.Render(turn);
+        int[] prompt = codec.Encode(rendered);
         if (prompt.Length == 0) return "";
 
         int reuse = 0;
@@ -86,7 +89,7 @@ internal sealed class ChatLoop(InferenceSession session, TokenCodec codec, IProm
                 throw new ContextOverflowException($"the conversation has {prompt.Length} tokens; the context holds {session.ContextLength}; use /clear");
         }
 
-        var options = new GenerationOptions { MaxTokens = MaxTokens, IsEndOfGeneration = codec.IsEndOfGeneration };
+        var options = new GenerationOptions { MaxTokens = MaxTokens, IsEndOfGeneration = codec.IsEndOfGeneration, Constraint = Constraint?.Invoke(rendered) };
         var decoder = codec.CreateDecoder();
         var ids = new List<int>();
         var reply = new System.Text.StringBuilder();

@@ -208,6 +208,7 @@ public sealed class KaiyuanServer : IAsyncDisposable
             SchedulerClosedException c => new ApiException(503, c.Message, code: "shutting_down"),
             ContextOverflowException o => new ApiException(400, o.Message, code: "context_length_exceeded"),
             JsonException j => ApiException.BadRequest($"invalid JSON: {j.Message}", code: "invalid_json"),
+            Constraints.GrammarException g => ApiException.BadRequest(g.Message, code: "invalid_grammar"),
             ArgumentException or NotSupportedException or FormatException => ApiException.BadRequest(e.Message),
             _ => new ApiException(500, $"internal error: {e.Message}", code: "internal_error"),
         };

@@ -22,6 +22,8 @@ public sealed record ServerOptions
     public int MaxQueue { get; init; } = 64;
     /// <summary>How long Ctrl-C waits for running streams to finish.</summary>
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>How long a schema, grammar or tool set may take to compile for structured output (longer: a 400).</summary>
+    public TimeSpan GrammarTimeout { get; init; } = TimeSpan.FromSeconds(10);
     /// <summary>Log each request (off in tests).</summary>
     public bool RequestLogging { get; init; } = true;
 }

@@ -15,6 +15,8 @@ public sealed record GenerationSettings
     public int TopLogprobs { get; init; } = -1;
     /// <summary>Keep generating past end-of-generation tokens (llama-server's ignore_eos; benchmarks).</summary>
     public bool IgnoreEos { get; init; }
+    /// <summary>Structured output: restricts the tokens the sequence may produce (one object per request).</summary>
+    public Constraints.TokenConstraint? Constraint { get; init; }
 }
 
 /// <summary>A token of output with its log-probabilities (when asked for).</summary>
@@ -52,6 +54,7 @@ public static class TextGeneration
             MaxTokens = settings.MaxTokens,
             TopLogprobs = settings.TopLogprobs,
             IsEndOfGeneration = settings.IgnoreEos ? null : runtime.Codec.IsEndOfGeneration,
+            Constraint = settings.Constraint,
         }, stop.Token);
         outcome.PromptTokens = stream.PromptTokens;
         metrics.PromptTokens(stream.PromptTokens);
@@ -108,6 +111,9 @@ public static class TextGeneration
         if (!stopped) pending += decoder.Flush();
         if (pending.Length > 0 || tokens.Count > 0) yield return new TextPiece(pending, tokens.ToArray());
         outcome.GenerationTime = clock.Elapsed - outcome.PromptTime;
+        // A grammar that outgrows its automaton's limits mid-answer is the request's doing, not the server's.
+        if (stream.Finish == FinishReason.Error && stream.Error is Constraints.GrammarException g)
+            throw ApiException.BadRequest($"the output grammar could not be followed: {g.Message}", code: "grammar_too_complex");
         if (stream.Finish == FinishReason.Error)
             throw new ApiException(500, $"generation failed: {stream.Error?.Message}", code: "generation_failed");
         outcome.FinishReason = !stopped && stream.Finish is FinishReason.MaxTokens or FinishReason.ContextFull ? "length" : "stop";

@@ -21,6 +21,7 @@ public static class GenerateCommand
         var prompt = new Option<string>("--prompt", "-p") { Description = "Prompt text (BOS added as the model's metadata says)" };
         var promptIds = new Option<string>("--prompt-ids") { Description = "Prompt as token ids, e.g. 1,50,100 (used as given)" };
         var sampling = new SamplingArguments();
+        var constraint = new ConstraintArguments();
         var threads = Arguments.Threads();
         var ctxSize = Arguments.ContextSize();
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of streaming text" };
@@ -32,6 +33,7 @@ public static class GenerateCommand
             model, prompt, promptIds, threads, ctxSize, json, logits, ignoreEos, cacheType,
         };
         sampling.AddTo(cmd);
+        constraint.AddTo(cmd);
         cmd.Validators.Add(r =>
         {
             if ((r.GetValue(prompt) is null) == (r.GetValue(promptIds) is null)) r.AddError("give exactly one of --prompt and --prompt-ids");
@@ -40,17 +42,20 @@ public static class GenerateCommand
         {
             return Run(StoreCommands.ResolveModel(p, p.GetValue(model)!), p.GetValue(prompt), p.GetValue(promptIds), p.GetValue(sampling.Count), sampling.Read(p),
                 p.GetValue(threads), p.GetValue(ctxSize), p.GetValue(json), p.GetValue(logits), p.GetValue(ignoreEos),
-                Arguments.ParseCacheType(p.GetValue(cacheType)));
+                Arguments.ParseCacheType(p.GetValue(cacheType)), v => constraint.Compile(p, v));
         });
         return cmd;
     }
 
     private static int Run(string path, string? promptText, string? promptIdsText, int count, SamplerOptions sampling,
-        int threads, int ctxSize, bool json, bool withLogits, bool ignoreEos, Kaiyuan.Tensors.GgmlType cacheType)
+        int threads, int ctxSize, bool json, bool withLogits, bool ignoreEos, Kaiyuan.Tensors.GgmlType cacheType,
+        Func<Vocabulary?, Constraints.CompiledGrammar?> grammar)
     {
         using var model = ModelLoader.Load(path);
         // A file without tokenizer metadata can still run from --prompt-ids; its output is then ids only.
         var tokenizer = model.File.Metadata.Contains("tokenizer.ggml.model") ? Tokenizer.FromGguf(model.File.Metadata) : null;
+        // A raw prompt: the grammar applies from the first generated token.
+        var constraint = grammar(tokenizer?.Vocabulary)?.CreateMatcher();
         int[] promptIds = promptIdsText is not null
             ? Arguments.ParseIds(promptIdsText, "--prompt-ids")
             : (tokenizer ?? throw new NotSupportedException($"{Path.GetFileName(path)} has no tokenizer; use --prompt-ids"))
@@ -65,6 +70,7 @@ public static class GenerateCommand
             KeepLogits = withLogits,
             IgnoreEndOfGeneration = ignoreEos,
             IsEndOfGeneration = tokenizer is null ? null : tokenizer.IsEndOfGeneration,
+            Constraint = constraint,
         };
         var ids = new List<int>();
         var allLogits = new List<float[]>();

@@ -1,10 +1,12 @@
 using System.CommandLine;
 using System.Globalization;
+using Kaiyuan.Constraints;
 using Kaiyuan.Gguf;
 using Kaiyuan.Inference;
 using Kaiyuan.Kernels;
 using Kaiyuan.Models;
 using Kaiyuan.Sampling;
+using Kaiyuan.Templates.Parsing;
 using Kaiyuan.Tokenizers;
 
 namespace Kaiyuan.Cli.Commands;
@@ -31,6 +33,7 @@ public static class RunCommand
         var prompt = new Option<string>("--prompt", "-p") { Description = "Answer this once and exit (piped stdin works too)" };
         var system = new Option<string>("--system") { Description = "System message (chat templates only)" };
         var samplingArgs = new SamplingArguments();
+        var constraintArgs = new ConstraintArguments();
         var threads = Arguments.Threads();
         var ctxSize = Arguments.ContextSize();
         var cacheType = Arguments.CacheType();
@@ -39,6 +42,7 @@ public static class RunCommand
             model, prompt, system, threads, ctxSize, cacheType,
         };
         samplingArgs.AddTo(cmd);
+        constraintArgs.AddTo(cmd);
         cmd.SetAction(p =>
         {
             var sampling = samplingArgs.Read(p);
@@ -51,6 +55,14 @@ public static class RunCommand
             var codec = TokenCodec.For(tokenizer);
             var format = PromptFormats.For(file.Metadata, tokenizer);
             var chat = new ChatLoop(session, codec, format) { Sampling = sampling, System = p.GetValue(system), MaxTokens = p.GetValue(samplingArgs.Count) };
+            if (constraintArgs.Compile(p, tokenizer.Vocabulary) is { } grammar)
+            {
+                // The answer is constrained after any reasoning block, as the server does.
+                string? template = format.IsChat ? file.Metadata.GetStringOrNull("tokenizer.chat_template") : null;
+                var syntax = template is null ? null : OutputParserFactory.DetectFormat(template);
+                bool mayReason = syntax?.ReasoningStart is { } start && template!.Contains(start, StringComparison.Ordinal);
+                chat.Constraint = rendered => TriggeredConstraint.ForAnswer(grammar.CreateMatcher(), tokenizer.Vocabulary, syntax, rendered, mayReason);
+            }
 
             if (p.GetValue(prompt) is { } once) return AnswerOnce(chat, once);
             if (Console.IsInputRedirected)

@@ -86,12 +86,13 @@ public static class OllamaApi
     {
         var r = await JsonRequest.ReadAsync(http.Request, http.RequestAborted);
         var runtime = state.RuntimeFor(r.String("model"));
-        if (r.Has("format")) throw ApiException.Unsupported("format", "(structured output)");
+        var output = StructuredOutput.FromOllama(r);
         if (r.Has("images")) throw ApiException.Unsupported("images", "");
         var options = r.Get("options") is { ValueKind: JsonValueKind.Object } o ? new JsonRequest(o)
             : r.Has("options") ? throw ApiException.BadRequest("'options' must be an object", "options") : new JsonRequest(JsonDocument.Parse("{}").RootElement);
         string prompt;
         var tools = new List<JsonElement>();
+        bool templated = true;
         if (chat)
         {
             var messages = ApiRequests.Messages(r, ollama: true);
@@ -115,6 +116,7 @@ public static class OllamaApi
                 });
                 return;
             }
+            templated = !raw;
             if (raw) prompt = text;
             else
             {
@@ -131,6 +133,9 @@ public static class OllamaApi
             Sampling = sampling,
             MaxTokens = options.Int("num_predict", -2, int.MaxValue) is { } n && n >= 0 ? n : -1,
             Stop = options.Strings("stop", 16),
+            Constraint = templated
+                ? await StructuredOutput.ForChatAsync(state, runtime, output, new ToolUse(tools, tools.Count > 0 ? ToolMode.Auto : ToolMode.None, null, Parallel: true), prompt, http.RequestAborted)
+                : await StructuredOutput.ForPromptAsync(state, runtime, output, http.RequestAborted),
         };
         if (settings.Prompt.Count >= runtime.Engine.ContextLength)
             throw ApiException.BadRequest($"the prompt has {settings.Prompt.Count} tokens, which does not fit the context of {runtime.Engine.ContextLength} tokens",

@@ -47,11 +47,6 @@ public static class OpenAiApi
             if (r.Has(name)) throw ApiException.Unsupported(name, "");
         if (r.Int("n", 1, 128) is > 1) throw ApiException.Unsupported("n", "greater than 1");
         if (r.Int("best_of", 1, 128) is > 1) throw ApiException.Unsupported("best_of", "greater than 1");
-        if (r.Get("response_format") is { } format)
-        {
-            string type = format.ValueKind == JsonValueKind.Object && format.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString()! : "";
-            if (type != "text") throw ApiException.Unsupported("response_format", $"of type '{type}'");
-        }
     }
 
     private static int MaxTokens(JsonRequest r) =>
@@ -63,14 +58,10 @@ public static class OpenAiApi
         var runtime = state.RuntimeFor(r.String("model"));
         RejectUnsupported(r);
         var messages = ApiRequests.Messages(r);
-        var tools = ApiRequests.Tools(r);
+        var toolUse = StructuredOutput.Tools(r, ApiRequests.Tools(r));
+        var tools = toolUse.Tools;
         bool parseTools = tools.Count > 0;
-        if (r.Get("tool_choice") is { } choice)
-        {
-            string mode = choice.ValueKind == JsonValueKind.String ? choice.GetString()! : "function";
-            if (mode == "none") { tools = []; parseTools = false; }
-            else if (mode != "auto") throw ApiException.Unsupported("tool_choice", $"'{mode}' (only \"auto\" and \"none\")");
-        }
+        var output = StructuredOutput.FromOpenAi(r);
         bool logprobs = r.Bool("logprobs", false);
         int topLogprobs = r.Int("top_logprobs", 0, 20) ?? 0;
         if (r.Has("top_logprobs") && !logprobs) throw ApiException.BadRequest("'top_logprobs' needs 'logprobs': true", "top_logprobs");
@@ -83,6 +74,7 @@ public static class OpenAiApi
             Stop = r.Strings("stop", 16),
             TopLogprobs = logprobs ? topLogprobs : -1,
             IgnoreEos = r.Bool("ignore_eos", false),
+            Constraint = await StructuredOutput.ForChatAsync(state, runtime, output, toolUse, prompt, http.RequestAborted),
         };
         CheckContext(runtime, settings.Prompt.Count);
         bool stream = r.Bool("stream", false);
@@ -133,7 +125,7 @@ public static class OpenAiApi
                 any = await e.MoveNextAsync();
             }
             await Send(parser.Finish(), null);
-            string finish = seenCalls.Count > 0 ? "tool_calls" : outcome.FinishReason;
+            string finish = Finish(outcome, seenCalls.Count);
             await HttpOutput.Event(http, Chunk(new JsonObject(), finish));
             if (includeUsage)
             {
@@ -187,11 +179,14 @@ public static class OpenAiApi
                 ["index"] = 0,
                 ["message"] = message,
                 ["logprobs"] = logprobs ? new JsonObject { ["content"] = LogprobsContent(runtime, allTokens) } : null,
-                ["finish_reason"] = calls.Count > 0 ? "tool_calls" : outcome.FinishReason,
+                ["finish_reason"] = Finish(outcome, calls.Count),
             }),
             ["usage"] = Usage(outcome),
         });
     }
+
+    /// <summary>"tool_calls" when the answer ended after calls; a cut-off answer stays "length" (its last call is incomplete).</summary>
+    private static string Finish(GenerationOutcome outcome, int calls) => calls > 0 && outcome.FinishReason != "length" ? "tool_calls" : outcome.FinishReason;
 
     private static JsonObject ToolCallJson(ToolCall call) => new()
     {
@@ -265,6 +260,7 @@ public static class OpenAiApi
             Stop = r.Strings("stop", 16),
             TopLogprobs = logprobCount ?? -1,
             IgnoreEos = r.Bool("ignore_eos", false),
+            Constraint = await StructuredOutput.ForPromptAsync(state, runtime, StructuredOutput.FromOpenAi(r), http.RequestAborted),
         };
         if (settings.Prompt.Count == 0) throw ApiException.BadRequest("'prompt' is empty", "prompt");
         if (settings.Prompt.Count >= runtime.Engine.ContextLength)

@@ -12,6 +12,7 @@ namespace Kaiyuan.Server.Chat;
 public sealed class ChatMlFormatter : IPromptFormatter
 {
     public string Name => "chatml";
+    public ToolCallFormat OutputFormat => ToolCallFormat.Hermes;
 
     public IChatOutputParser CreateParser(string renderedPrompt, bool toolsOffered) =>
         new TemplateOutputParser(toolsOffered ? ToolCallFormat.Hermes : TemplateOutputParser.WithoutCalls(ToolCallFormat.Hermes));

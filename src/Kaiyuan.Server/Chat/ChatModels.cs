@@ -20,6 +20,13 @@ public interface IPromptFormatter
     string Format(IReadOnlyList<ChatMessage> messages, IReadOnlyList<JsonElement> tools, bool addGenerationPrompt);
     /// <summary>A parser for the output of a prompt this formatter rendered.</summary>
     IChatOutputParser CreateParser(string renderedPrompt, bool toolsOffered);
+
+    /// <summary>The output syntax the model was trained on (tool calls, reasoning markers); null when unknown, and then
+    /// calls cannot be forced.</summary>
+    Templates.Parsing.ToolCallFormat? OutputFormat => null;
+
+    /// <summary>The template knows a reasoning block, so the model may open one of its own at the start of its answer.</summary>
+    bool MayReason => false;
 }
 
 /// <summary>What a piece of model output turned out to be.</summary>

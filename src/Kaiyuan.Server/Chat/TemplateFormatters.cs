@@ -12,6 +12,8 @@ public sealed class JinjaPromptFormatter(string source, string bosToken, string 
     private readonly ToolCallFormat _format = OutputParserFactory.DetectFormat(source);
 
     public string Name => $"jinja ({_format.Name})";
+    public ToolCallFormat OutputFormat => _format;
+    public bool MayReason => _format.ReasoningStart is { } start && source.Contains(start, StringComparison.Ordinal);
 
     public string Format(IReadOnlyList<ChatMessage> messages, IReadOnlyList<JsonElement> tools, bool addGenerationPrompt)
     {

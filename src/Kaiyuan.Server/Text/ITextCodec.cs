@@ -14,6 +14,9 @@ public interface ITextCodec
     /// <summary>The raw bytes a token renders to (for logprob "bytes").</summary>
     byte[] TokenBytes(int id);
     IStreamingTextDecoder CreateStreamingDecoder();
+    /// <summary>The model's vocabulary, which structured output compiles its grammars against; null when the codec
+    /// has none (scripted test engines), and constrained requests are then refused.</summary>
+    Tokenizers.Vocabulary? Vocabulary => null;
 }
 
 /// <summary>Turns tokens into text one at a time, holding back incomplete UTF-8 sequences.</summary>

@@ -22,6 +22,7 @@ public sealed class TokenizerCodec(Tokenizer tokenizer) : ITextCodec
     public bool IsEndOfGeneration(int id) => tokenizer.IsEndOfGeneration(id);
     public string TokenText(int id) => (uint)id < (uint)tokenizer.VocabSize ? tokenizer.TokenText(id) : "";
     public byte[] TokenBytes(int id) => (uint)id < (uint)tokenizer.VocabSize ? tokenizer.TokenBytes(id, renderSpecial: false) : [];
+    public Vocabulary? Vocabulary => tokenizer.Vocabulary;
     public IStreamingTextDecoder CreateStreamingDecoder() => new Streaming(tokenizer.CreateStreamingDecoder(renderSpecial: false));
 
     private sealed class Streaming(StreamingDecoder decoder) : IStreamingTextDecoder
