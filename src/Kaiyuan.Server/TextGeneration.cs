@@ -17,6 +17,8 @@ public sealed record GenerationSettings
     public bool IgnoreEos { get; init; }
     /// <summary>Structured output: restricts the tokens the sequence may produce (one object per request).</summary>
     public Constraints.TokenConstraint? Constraint { get; init; }
+    /// <summary>Control tokens shown in the text anyway: the chat format's markers, for its output parser.</summary>
+    public IEnumerable<string> PreservedTokens { get; init; } = [];
 }
 
 /// <summary>A token of output with its log-probabilities (when asked for).</summary>
@@ -58,7 +60,7 @@ public static class TextGeneration
         }, stop.Token);
         outcome.PromptTokens = stream.PromptTokens;
         metrics.PromptTokens(stream.PromptTokens);
-        var decoder = runtime.Codec.CreateStreamingDecoder();
+        var decoder = runtime.Codec.CreateStreamingDecoder(settings.PreservedTokens);
         string pending = "";
         var tokens = new List<TokenInfo>();
         double last = 0;

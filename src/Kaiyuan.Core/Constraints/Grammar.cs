@@ -10,6 +10,38 @@ public abstract record GrammarNode
     public static GrammarNode Nothing { get; } = new AlternativesNode([]);
 
     public static GrammarNode Literal(string text) => new LiteralNode(System.Text.Encoding.UTF8.GetBytes(text));
+
+    /// <summary>
+    /// Marks a control token's spelling in a <see cref="TokenTrie"/>: 0xFF never occurs in UTF-8, so ordinary text
+    /// can never produce a control token, and only a grammar that names one (<see cref="SpecialToken"/>) allows it.
+    /// Text tokens holding a raw 0xFF byte (byte-fallback pieces) are left out of the trie for the same reason.
+    /// </summary>
+    public const byte SpecialTokenPrefix = 0xFF;
+
+    /// <summary>Exactly the control token whose text is <paramref name="text"/> (e.g. DeepSeek's call markers).</summary>
+    public static GrammarNode SpecialToken(string text) =>
+        new LiteralNode([SpecialTokenPrefix, .. System.Text.Encoding.UTF8.GetBytes(text)]);
+
+    /// <summary>
+    /// Template text: literal, except that every <c>&lt;…&gt;</c> marker in it may also be written as the one control
+    /// token of that text, as chat templates' markers are special tokens in some vocabularies and plain text in others.
+    /// </summary>
+    public static GrammarNode TemplateText(string text)
+    {
+        var parts = new List<GrammarNode>();
+        int at = 0;
+        while (at < text.Length)
+        {
+            int open = text.IndexOf('<', at);
+            int close = open < 0 ? -1 : text.IndexOf('>', open + 1);
+            if (close < 0) { parts.Add(Literal(text[at..])); break; }
+            string marker = text[open..(close + 1)];
+            if (open > at) parts.Add(Literal(text[at..open]));
+            parts.Add(marker.Any(char.IsWhiteSpace) ? Literal(marker) : Alt(Literal(marker), SpecialToken(marker)));
+            at = close + 1;
+        }
+        return Seq([.. parts]);
+    }
     public static GrammarNode Chars(CodepointSet set) => new CharSetNode(set);
     public static GrammarNode ByteRange(byte lo, byte hi) => new ByteRangeNode(lo, hi);
     public static GrammarNode Ref(int rule) => new RuleRefNode(rule);

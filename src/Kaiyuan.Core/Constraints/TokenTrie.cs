@@ -6,7 +6,7 @@ namespace Kaiyuan.Constraints;
 /// <summary>
 /// A vocabulary's token bytes as a trie in depth-first order, in flat arrays: a mask is one pass over the nodes
 /// that skips a whole subtree the moment the automaton refuses its first byte, so tokens that share a refused prefix
-/// cost nothing. Control and unknown tokens have no text and are never allowed as text; end-of-generation tokens are
+/// cost nothing. Unknown tokens are never allowed; control tokens only where a grammar names them (<see cref="GrammarNode.SpecialToken"/>); end-of-generation tokens are
 /// allowed exactly when the grammar may end. Built once per vocabulary.
 /// </summary>
 public sealed class TokenTrie
@@ -36,7 +36,19 @@ public sealed class TokenTrie
     internal ulong[][] PlainUpTo { get; }
 
     public static TokenTrie For(Vocabulary vocabulary) => Cache.GetValue(vocabulary, v =>
-        new TokenTrie(v.Count, id => v.Piece(id, renderSpecial: false).ToArray(), v.EndOfGenerationIds));
+        new TokenTrie(v.Count, id => Spelling(v, id), v.EndOfGenerationIds));
+
+    /// <summary>A token's text; a control token's text behind <see cref="GrammarNode.SpecialTokenPrefix"/>; unknown: none.</summary>
+    private static byte[] Spelling(Vocabulary v, int id)
+    {
+        var text = v.Piece(id, renderSpecial: false);
+        // 0xFF never occurs in UTF-8 text: a byte token holding it could only spell a control token's marker.
+        if (text.Contains(GrammarNode.SpecialTokenPrefix)) return [];
+        if (!text.IsEmpty) return text.ToArray();
+        if ((v.Attributes(id) & TokenAttributes.Control) == 0) return [];
+        var special = v.Piece(id, renderSpecial: true);
+        return special.IsEmpty ? [] : [GrammarNode.SpecialTokenPrefix, .. special];
+    }
 
     /// <param name="tokenBytes">The text bytes of each token; empty means "never text" (control tokens).</param>
     public TokenTrie(int vocabSize, Func<int, byte[]> tokenBytes, IEnumerable<int> endOfGeneration)

@@ -44,14 +44,14 @@ public static class ToolCallGrammar
         bool single = !parallel || format.Name == "llama3"; // Llama 3 answers with one bare call
         var separator = format.Name switch
         {
-            "hermes" or "qwen3-coder" or "glm-4.5" => Literal("\n"),
+            "hermes" or "qwen3-coder" or "glm-4.5" => TemplateText("\n"),
             _ => Empty,
         };
         var calls = single ? Ref(call) : Seq(Ref(call), Repeat(Seq(separator, Ref(call)), 0, -1));
         return format.Name switch
         {
-            "deepseek" or "kimi-k2" => Seq(Literal(format.SectionStart!), calls, Literal(format.SectionEnd!)),
-            "minimax-m2" => Seq(Literal(format.SectionStart! + "\n"), calls, Literal(format.SectionEnd!)),
+            "deepseek" or "kimi-k2" => Seq(TemplateText(format.SectionStart!), calls, TemplateText(format.SectionEnd!)),
+            "minimax-m2" => Seq(TemplateText(format.SectionStart! + "\n"), calls, TemplateText(format.SectionEnd!)),
             _ => calls,
         };
     }
@@ -62,16 +62,16 @@ public static class ToolCallGrammar
         GrammarNode JsonArgs() => tool.Parameters is { } p ? JsonSchemaGrammar.AddTo(g, p, options) : ObjectSchema(g, options);
         return format.Name switch
         {
-            "hermes" => Seq(Literal($"<tool_call>\n{{\"name\": {JsonSerializer.Serialize(name)}, \"arguments\": "), JsonArgs(), Literal("}\n</tool_call>")),
-            "llama3" => Seq(Literal($"{{\"name\": {JsonSerializer.Serialize(name)}, \"parameters\": "), JsonArgs(), Literal("}")),
-            "deepseek" => Seq(Literal(format.CallStart + name + "<｜tool▁sep｜>"), JsonArgs(), Literal(format.CallEnd!)),
-            "kimi-k2" => Seq(Literal(format.CallStart + "functions." + name + ":"), Digits, Literal("<|tool_call_argument_begin|>"), JsonArgs(), Literal(format.CallEnd!)),
-            "qwen3-coder" => Seq(Literal($"<tool_call>\n<function={name}>\n"),
-                TextArguments(g, tool, options, k => $"<parameter={k}>\n", "\n</parameter>\n"), Literal("</function>\n</tool_call>")),
-            "glm-4.5" => Seq(Literal($"<tool_call>{name}\n"),
-                TextArguments(g, tool, options, k => $"<arg_key>{k}</arg_key>\n<arg_value>", "</arg_value>\n"), Literal("</tool_call>")),
-            "minimax-m2" => Seq(Literal($"<invoke name=\"{name}\">\n"),
-                TextArguments(g, tool, options, k => $"<parameter name=\"{k}\">", "</parameter>\n"), Literal("</invoke>\n")),
+            "hermes" => Seq(TemplateText($"<tool_call>\n{{\"name\": {JsonSerializer.Serialize(name)}, \"arguments\": "), JsonArgs(), TemplateText("}\n</tool_call>")),
+            "llama3" => Seq(TemplateText($"{{\"name\": {JsonSerializer.Serialize(name)}, \"parameters\": "), JsonArgs(), TemplateText("}")),
+            "deepseek" => Seq(TemplateText(format.CallStart + name + "<｜tool▁sep｜>"), JsonArgs(), TemplateText(format.CallEnd!)),
+            "kimi-k2" => Seq(TemplateText(format.CallStart + "functions." + name + ":"), Digits, TemplateText("<|tool_call_argument_begin|>"), JsonArgs(), TemplateText(format.CallEnd!)),
+            "qwen3-coder" => Seq(TemplateText($"<tool_call>\n<function={name}>\n"),
+                TextArguments(g, tool, options, k => $"<parameter={k}>\n", "\n</parameter>\n"), TemplateText("</function>\n</tool_call>")),
+            "glm-4.5" => Seq(TemplateText($"<tool_call>{name}\n"),
+                TextArguments(g, tool, options, k => $"<arg_key>{k}</arg_key>\n<arg_value>", "</arg_value>\n"), TemplateText("</tool_call>")),
+            "minimax-m2" => Seq(TemplateText($"<invoke name=\"{name}\">\n"),
+                TextArguments(g, tool, options, k => $"<parameter name=\"{k}\">", "</parameter>\n"), TemplateText("</invoke>\n")),
             _ => throw new GrammarException($"the '{format.Name}' chat format has no tool-call syntax to constrain"),
         };
     }
@@ -97,7 +97,7 @@ public static class ToolCallGrammar
         var items = new List<GrammarNode>();
         foreach (var p in props.EnumerateObject())
         {
-            var element = Seq(Literal(open(p.Name)), TextValue(g, p.Value, options), Literal(close));
+            var element = Seq(TemplateText(open(p.Name)), TextValue(g, p.Value, options), TemplateText(close));
             items.Add(required.Contains(p.Name) ? element : Optional(element));
         }
         return Seq([.. items]);

@@ -12,19 +12,22 @@ public sealed class StreamingDecoder
 {
     private readonly Vocabulary _vocab;
     private readonly bool _renderSpecial;
+    private readonly IReadOnlySet<int>? _preserved;
     private byte[] _pending = new byte[64];
     private int _count;
 
-    internal StreamingDecoder(Vocabulary vocab, bool renderSpecial)
+    /// <param name="preserved">Control tokens rendered even when others are not (a chat format's markers).</param>
+    internal StreamingDecoder(Vocabulary vocab, bool renderSpecial, IReadOnlySet<int>? preserved = null)
     {
         _vocab = vocab;
         _renderSpecial = renderSpecial;
+        _preserved = preserved;
     }
 
     /// <summary>Adds a token; returns the text that is now complete (possibly empty).</summary>
     public string Append(int id)
     {
-        var piece = _vocab.Piece(id, _renderSpecial);
+        var piece = _vocab.Piece(id, _renderSpecial || _preserved?.Contains(id) == true);
         if (_count + piece.Length > _pending.Length) Array.Resize(ref _pending, Math.Max(_pending.Length * 2, _count + piece.Length));
         piece.CopyTo(_pending.AsSpan(_count));
         _count += piece.Length;

@@ -160,6 +160,10 @@ public abstract class Tokenizer
 
     /// <summary>A decoder for generated tokens that only ever returns whole UTF-8 characters.</summary>
     public StreamingDecoder CreateStreamingDecoder(bool renderSpecial = true) => new(Vocabulary, renderSpecial);
+
+    /// <summary>A decoder that hides control tokens except those spelled as one of <paramref name="preserved"/>.</summary>
+    public StreamingDecoder CreateStreamingDecoder(IEnumerable<string> preserved) =>
+        new(Vocabulary, false, preserved.Select(Vocabulary.Find).Where(id => id >= 0 && !IsEndOfGeneration(id)).ToHashSet());
 }
 
 /// <summary>A growable byte buffer without the interface overhead of ArrayBufferWriter.</summary>

@@ -136,6 +136,7 @@ public static class OllamaApi
             Constraint = templated
                 ? await StructuredOutput.ForChatAsync(state, runtime, output, new ToolUse(tools, tools.Count > 0 ? ToolMode.Auto : ToolMode.None, null, Parallel: true), prompt, http.RequestAborted)
                 : await StructuredOutput.ForPromptAsync(state, runtime, output, http.RequestAborted),
+            PreservedTokens = templated ? runtime.Formatter.OutputFormat?.Markers ?? [] : [],
         };
         if (settings.Prompt.Count >= runtime.Engine.ContextLength)
             throw ApiException.BadRequest($"the prompt has {settings.Prompt.Count} tokens, which does not fit the context of {runtime.Engine.ContextLength} tokens",

@@ -75,6 +75,7 @@ public static class OpenAiApi
             TopLogprobs = logprobs ? topLogprobs : -1,
             IgnoreEos = r.Bool("ignore_eos", false),
             Constraint = await StructuredOutput.ForChatAsync(state, runtime, output, toolUse, prompt, http.RequestAborted),
+            PreservedTokens = runtime.Formatter.OutputFormat?.Markers ?? [],
         };
         CheckContext(runtime, settings.Prompt.Count);
         bool stream = r.Bool("stream", false);

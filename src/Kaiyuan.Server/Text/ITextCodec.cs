@@ -14,6 +14,9 @@ public interface ITextCodec
     /// <summary>The raw bytes a token renders to (for logprob "bytes").</summary>
     byte[] TokenBytes(int id);
     IStreamingTextDecoder CreateStreamingDecoder();
+    /// <summary>A decoder that also shows the control tokens spelled as one of <paramref name="preserved"/> (a chat
+    /// format's tool-call markers), which the output parser must see.</summary>
+    IStreamingTextDecoder CreateStreamingDecoder(IEnumerable<string> preserved) => CreateStreamingDecoder();
     /// <summary>The model's vocabulary, which structured output compiles its grammars against; null when the codec
     /// has none (scripted test engines), and constrained requests are then refused.</summary>
     Tokenizers.Vocabulary? Vocabulary => null;

@@ -24,6 +24,7 @@ public sealed class TokenizerCodec(Tokenizer tokenizer) : ITextCodec
     public byte[] TokenBytes(int id) => (uint)id < (uint)tokenizer.VocabSize ? tokenizer.TokenBytes(id, renderSpecial: false) : [];
     public Vocabulary? Vocabulary => tokenizer.Vocabulary;
     public IStreamingTextDecoder CreateStreamingDecoder() => new Streaming(tokenizer.CreateStreamingDecoder(renderSpecial: false));
+    public IStreamingTextDecoder CreateStreamingDecoder(IEnumerable<string> preserved) => new Streaming(tokenizer.CreateStreamingDecoder(preserved));
 
     private sealed class Streaming(StreamingDecoder decoder) : IStreamingTextDecoder
     {

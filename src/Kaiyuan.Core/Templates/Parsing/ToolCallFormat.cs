@@ -36,6 +36,14 @@ public sealed partial class ToolCallFormat
     /// </summary>
     internal Func<string, int>? RawArgsStart { get; init; }
 
+    /// <summary>Markers inside a call besides its start and end (DeepSeek's name/arguments separator).</summary>
+    public IReadOnlyList<string> Separators { get; init; } = [];
+
+    /// <summary>Every marker of the syntax: where a vocabulary makes one a control token, the output must still show
+    /// it (llama.cpp's "preserved tokens"), or neither the parser nor a client could see the call.</summary>
+    public IEnumerable<string> Markers =>
+        new[] { ReasoningStart, ReasoningEnd, SectionStart, SectionEnd, CallStart, CallEnd }.OfType<string>().Concat(Separators);
+
     /// <summary>Arguments are written as text (XML-style), so a value's JSON type is guessed unless the tool schema says.</summary>
     public bool TextArguments { get; init; }
 
@@ -189,6 +197,7 @@ public sealed partial class ToolCallFormat
             return sep < 0 || body[..sep].Trim() == "function" ? -1 : sep + "<｜tool▁sep｜>".Length;
         },
         SectionStart = "<｜tool▁calls▁begin｜>",
+        Separators = ["<｜tool▁sep｜>"],
         SectionEnd = "<｜tool▁calls▁end｜>",
         CallStart = "<｜tool▁call▁begin｜>",
         CallEnd = "<｜tool▁call▁end｜>",
@@ -227,6 +236,7 @@ public sealed partial class ToolCallFormat
         Name = "kimi-k2",
         RawArgsStart = body => body.IndexOf("<|tool_call_argument_begin|>", StringComparison.Ordinal) is var i and >= 0 ? i + "<|tool_call_argument_begin|>".Length : -1,
         SectionStart = "<|tool_calls_section_begin|>",
+        Separators = ["<|tool_call_argument_begin|>"],
         SectionEnd = "<|tool_calls_section_end|>",
         CallStart = "<|tool_call_begin|>",
         CallEnd = "<|tool_call_end|>",
