@@ -90,6 +90,22 @@ public sealed class ByteAutomaton
 
     public bool Matches(string text) => Matches(System.Text.Encoding.UTF8.GetBytes(text));
 
+    /// <summary>How many configurations (alternative parses) a state holds.</summary>
+    internal int ConfigurationCount(int state) { lock (_lock) return _states[state].Length; }
+
+    /// <summary>The state of one of <paramref name="state"/>'s configurations alone: what that parse allows is a
+    /// subset of what the whole state allows.</summary>
+    internal int Part(int state, int index)
+    {
+        lock (_lock)
+        {
+            var seed = _scratchNext;
+            seed.Clear();
+            seed.Add(_states[state][index]);
+            return Intern(Closure(seed));
+        }
+    }
+
     /// <summary>Transition table access for the mask walk: a row per state, <see cref="ClassCount"/> columns.</summary>
     internal int[] Table => Volatile.Read(ref _transitions);
 
@@ -100,7 +116,8 @@ public sealed class ByteAutomaton
             int index = state * ClassCount + cls;
             if (_transitions[index] != Unknown) return _transitions[index];
             byte b = _representative[cls];
-            var next = new List<long>();
+            var next = _scratchNext;
+            next.Clear();
             foreach (long config in _states[state])
             {
                 var (q, stack) = Unpack(config);
@@ -113,34 +130,70 @@ public sealed class ByteAutomaton
         }
     }
 
+    // Scratch for Compute and Closure, reused under the lock: a new state costs no collection allocations.
+    private readonly List<long> _scratchNext = [];
+    private readonly HashSet<long> _scratchSeen = [];
+    private readonly Stack<long> _scratchWork = new();
+    private readonly List<long> _scratchKept = [];
+    private int[]?[] _epsClosure = [];
+
     /// <summary>All configurations reachable without reading, kept only where something can still happen.</summary>
     private long[] Closure(List<long> seeds)
     {
-        var seen = new HashSet<long>();
-        var work = new Stack<long>(seeds);
-        var kept = new List<long>();
+        var seen = _scratchSeen;
+        var work = _scratchWork;
+        var kept = _scratchKept;
+        seen.Clear();
+        work.Clear();
+        kept.Clear();
+        foreach (long seed in seeds) work.Push(seed);
+        const long SeedTag = 1L << 62; // a seed expanded already (seeds need not be kept states themselves)
         while (work.Count > 0)
         {
-            long config = work.Pop();
-            if (!seen.Add(config)) continue;
-            if (seen.Count > MaxConfigurations)
-                throw new GrammarException($"the grammar is too ambiguous to run (over {MaxConfigurations:N0} parses alive at once)");
-            var (q, stack) = Unpack(config);
-            if (_nfa.Bytes[q].Length > 0 || (stack == 0 && _nfa.EndOf[q] >= 0)) kept.Add(config);
-            foreach (int t in _nfa.Epsilons[q]) work.Push(Pack(t, stack));
-            foreach (var call in _nfa.Calls[q])
+            long seed = work.Pop();
+            if (!seen.Add(seed | SeedTag)) continue;
+            var (t, stack) = Unpack(seed);
+            foreach (int q in EpsilonClosure(t))
             {
-                int pushed = _nfa.IsTail[call.Return] ? stack : Push(call.Return, stack);
-                if (pushed >= 0) work.Push(Pack(_nfa.RuleStart[call.Rule], pushed));
-            }
-            if (_nfa.EndOf[q] >= 0 && stack != 0)
-            {
-                var frame = _stacks[stack];
-                work.Push(Pack(frame.Return, frame.Parent));
+                long config = Pack(q, stack);
+                if (!seen.Add(config)) continue;
+                if (seen.Count > MaxConfigurations)
+                    throw new GrammarException($"the grammar is too ambiguous to run (over {MaxConfigurations:N0} parses alive at once)");
+                if (_nfa.Bytes[q].Length > 0 || (stack == 0 && _nfa.EndOf[q] >= 0)) kept.Add(config);
+                foreach (var call in _nfa.Calls[q])
+                {
+                    int pushed = _nfa.IsTail[call.Return] ? stack : Push(call.Return, stack);
+                    if (pushed >= 0) work.Push(Pack(_nfa.RuleStart[call.Rule], pushed));
+                }
+                if (_nfa.EndOf[q] >= 0 && stack != 0)
+                {
+                    var frame = _stacks[stack];
+                    work.Push(Pack(frame.Return, frame.Parent));
+                }
             }
         }
         kept.Sort();
         return [.. kept];
+    }
+
+    /// <summary>The states reachable from <paramref name="q"/> by epsilon edges alone that read, call or end a rule
+    /// (computed once per NFA state: JSON grammars are long chains of optional pieces).</summary>
+    private int[] EpsilonClosure(int q)
+    {
+        if (_epsClosure.Length == 0) _epsClosure = new int[]?[_nfa.StateCount];
+        if (_epsClosure[q] is { } known) return known;
+        var result = new List<int>();
+        var seen = new HashSet<int>();
+        var work = new Stack<int>();
+        work.Push(q);
+        while (work.Count > 0)
+        {
+            int s = work.Pop();
+            if (!seen.Add(s)) continue;
+            if (_nfa.Bytes[s].Length > 0 || _nfa.Calls[s].Length > 0 || _nfa.EndOf[s] >= 0) result.Add(s);
+            foreach (int t in _nfa.Epsilons[s]) work.Push(t);
+        }
+        return _epsClosure[q] = [.. result];
     }
 
     private int Push(int ret, int parent)

@@ -67,18 +67,46 @@ public sealed class CompiledGrammar
         int run = PlainRun(state);
         if (run > 0)
         {
-            var plain = Tokens.PlainUpTo[Math.Min(run, TokenTrie.MaxPlainChars)];
-            for (int i = 0; i < mask.Length; i++) mask[i] = plain[i];
-            Walk(state, Tokens.Rest, mask);
+            Tokens.PlainUpTo[Math.Min(run, TokenTrie.MaxPlainChars)].CopyTo(mask);
+            Walk(state, Tokens.Rest, mask, default);
         }
-        else Walk(state, Tokens.All, mask);
+        else if (IsPlainLoop(state))
+        {
+            // One of the state's parses is a free string body: every plain token is allowed through it.
+            Tokens.PlainUpTo[TokenTrie.MaxPlainChars].CopyTo(mask);
+            Walk(state, Tokens.Rest, mask, default);
+        }
+        else if (FirstBytesIntoPlainLoops(state, _sliced))
+        {
+            // Plain tokens whose first character leads into a plain loop (a free string after a property name's
+            // first letters diverge, say) are allowed by first byte; the rest of those bytes' tokens are in Rest.
+            int slicedCount = 0;
+            foreach (bool b in _sliced) if (b) slicedCount++;
+            if (slicedCount > 128)
+            {
+                Tokens.PlainUpTo[TokenTrie.MaxPlainChars].CopyTo(mask);
+                for (int b = 0; b < 256; b++)
+                    if (!_sliced[b])
+                        foreach (int id in Tokens.PlainByFirstByte[b]) mask[id >> 6] &= ~(1UL << id);
+            }
+            else
+            {
+                for (int b = 0; b < 256; b++)
+                    if (_sliced[b])
+                        foreach (int id in Tokens.PlainByFirstByte[b]) mask[id >> 6] |= 1UL << id;
+            }
+            Walk(state, Tokens.Rest, mask, default);
+            Walk(state, Tokens.All, mask, _sliced);
+        }
+        else Walk(state, Tokens.All, mask, default);
         if (Automaton.IsAccepting(state))
             foreach (int id in Tokens.EndOfGeneration) mask[id >> 6] |= 1UL << id;
     }
 
-    /// <summary>One depth-first pass over a trie, skipping every subtree whose first byte the automaton refuses.</summary>
+    /// <summary>One depth-first pass over a trie, skipping every subtree whose first byte the automaton refuses
+    /// (and those whose first byte <paramref name="skipFirst"/> marks: their tokens are accounted for already).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void Walk(int state, TokenTrie.Nodes trie, Span<ulong> mask)
+    private void Walk(int state, TokenTrie.Nodes trie, Span<ulong> mask, ReadOnlySpan<bool> skipFirst)
     {
         var automaton = Automaton;
         if (_walkStates.Length < trie.MaxDepth + 1) _walkStates = new int[trie.MaxDepth + 1];
@@ -93,6 +121,11 @@ public sealed class CompiledGrammar
         for (int n = 1; n < count;)
         {
             int d = depth[n];
+            if (d == 1 && !skipFirst.IsEmpty && skipFirst[nodeByte[n]])
+            {
+                n = subtreeEnd[n];
+                continue;
+            }
             int from = at[d - 1];
             int cls = classOf[nodeByte[n]];
             int next = table[from * classes + cls];
@@ -119,15 +152,20 @@ public sealed class CompiledGrammar
     /// </summary>
     private int PlainRun(int state)
     {
-        var probes = PlainProbes();
-        if (probes.Length == 0) return 0;
         Span<int> chain = stackalloc int[TokenTrie.MaxPlainChars + 1];
+        Span<int> perClass = stackalloc int[256];
         chain[0] = state;
         for (int j = 0; j < TokenTrie.MaxPlainChars; j++)
         {
-            int next = Automaton.Walk(chain[j], probes[0]);
-            for (int p = 1; p < probes.Length; p++)
-                if (Automaton.Walk(chain[j], probes[p]) != next) return 0;
+            PlainTargets(chain[j], perClass);
+            int next = NotSeen;
+            foreach (int t in perClass)
+            {
+                if (t == NotSeen) continue;
+                if (t == Mixed || (next != NotSeen && t != next)) return 0;
+                next = t;
+            }
+            if (next == NotSeen) return 0;
             if (next < 0) return j;
             if (chain[..(j + 1)].Contains(next)) return int.MaxValue;
             chain[j + 1] = next;
@@ -135,40 +173,107 @@ public sealed class CompiledGrammar
         return TokenTrie.MaxPlainChars;
     }
 
-    /// <summary>One byte string per combination of byte classes that a plain character can be encoded as: every plain
-    /// character moves any state exactly as one of these does. Empty when there would be too many to be worth it.</summary>
-    private byte[][] PlainProbes()
+    private const int NotSeen = -3, Mixed = -4;
+
+    /// <summary>
+    /// Per class of first byte: the one state that every plain character starting with a byte of that class leads to
+    /// from <paramref name="state"/> (<see cref="ByteAutomaton.Dead"/> when refused), <see cref="Mixed"/> when they
+    /// lead to different states, <see cref="NotSeen"/> for classes no plain character starts with. Walks the byte
+    /// classes of each UTF-8 position once per intermediate state, not every combination of them.
+    /// </summary>
+    private void PlainTargets(int state, Span<int> perClass)
     {
-        if (_plainProbes is { } known) return known;
-        var probes = new List<byte[]>();
+        perClass.Fill(NotSeen);
+        var sequences = PlainSequences();
+        var classOf = Automaton.ClassOf;
+        _visited.Clear();
+        for (int seq = 0; seq < sequences.Length; seq++)
+            foreach (byte first in sequences[seq][0])
+            {
+                int cls = classOf[first];
+                if (perClass[cls] != Mixed) Collect(Automaton.Step(state, first), seq, 1, cls, ref perClass[cls]);
+            }
+    }
+
+    private void Collect(int state, int seq, int position, int cls, ref int found)
+    {
+        var positions = PlainSequences()[seq];
+        if (state < 0 || position == positions.Length)
+        {
+            if (found == NotSeen) found = state;
+            else if (found != state) found = Mixed;
+            return;
+        }
+        if (!_visited.Add(((long)state << 20) | ((long)seq << 10) | ((long)position << 8) | (uint)cls)) return;
+        foreach (byte b in positions[position])
+        {
+            if (found == Mixed) return;
+            Collect(Automaton.Step(state, b), seq, position + 1, cls, ref found);
+        }
+    }
+
+    /// <summary>The plain characters (all but controls, quote and backslash) as UTF-8 byte-range sequences, each
+    /// position reduced to one byte per byte class: every plain character moves a state as one such path does.</summary>
+    private byte[][][] PlainSequences()
+    {
+        if (_plainSequences is { } known) return known;
+        var sequences = new List<byte[][]>();
         byte[] classOf = Automaton.ClassOf.ToArray();
         var plain = CodepointSet.Range(0x20, CodepointSet.MaxCodepoint).Except(CodepointSet.Of("\"\\"));
         foreach (var (lo, hi) in plain.Ranges)
-            Utf8Ranges.Split(lo, hi, seq =>
+            Utf8Ranges.Split(lo, hi, seq => sequences.Add([.. seq.Select(r =>
             {
-                // Per position, one byte of each class within the range; then every combination.
-                var choices = seq.Select(r =>
-                {
-                    var seen = new HashSet<int>();
-                    var bytes = new List<byte>();
-                    for (int b = r.Lo; b <= r.Hi; b++)
-                        if (seen.Add(classOf[b])) bytes.Add((byte)b);
-                    return bytes;
-                }).ToArray();
-                IEnumerable<byte[]> combos = [[]];
-                foreach (var c in choices) combos = combos.SelectMany(prefix => c.Select(b => prefix.Append(b).ToArray())).ToList();
-                foreach (var combo in combos)
-                {
-                    if (probes.Count > MaxPlainProbes) return;
-                    probes.Add(combo);
-                }
-            });
-        _plainProbes = probes.Count > MaxPlainProbes ? [] : [.. probes];
-        return _plainProbes;
+                var seen = new HashSet<int>();
+                var bytes = new List<byte>();
+                for (int b = r.Lo; b <= r.Hi; b++)
+                    if (seen.Add(classOf[b])) bytes.Add((byte)b);
+                return bytes.ToArray();
+            })]));
+        return _plainSequences = [.. sequences];
     }
 
-    private const int MaxPlainProbes = 512;
-    private byte[][]? _plainProbes;
+    /// <summary>
+    /// Marks the bytes b for which every plain character starting with b moves <paramref name="state"/> into a state
+    /// that loops on every plain character: all plain tokens starting with b are then allowed. False if none.
+    /// </summary>
+    private bool FirstBytesIntoPlainLoops(int state, bool[] sliced)
+    {
+        Array.Clear(sliced);
+        Span<int> perClass = stackalloc int[256];
+        PlainTargets(state, perClass);
+        var classOf = Automaton.ClassOf;
+        Span<sbyte> loops = stackalloc sbyte[256]; // per first-byte class: -1 not yet known, 0 no, 1 yes
+        loops.Fill(-1);
+        bool any = false;
+        for (int b = 0x20; b <= 0xF4; b++)
+        {
+            if (b == '"' || b == '\\' || b is >= 0x80 and < 0xC2) continue; // never the first byte of a plain character
+            int cls = classOf[b];
+            if (loops[cls] < 0) loops[cls] = (sbyte)(perClass[cls] >= 0 && IsPlainLoop(perClass[cls]) ? 1 : 0);
+            if (loops[cls] == 1) sliced[b] = any = true;
+        }
+        return any;
+    }
+
+    /// <summary>The state, or one of its parses alone, takes every plain character and stays itself (the body of a
+    /// free string): every plain token is then allowed from it.</summary>
+    private bool IsPlainLoop(int state)
+    {
+        if (state < 0) return false;
+        if (_plainLoop.TryGetValue(state, out bool known)) return known;
+        bool loop = PlainRun(state) == int.MaxValue;
+        int parts = Automaton.ConfigurationCount(state);
+        for (int i = 0; !loop && parts > 1 && parts <= MaxPartsTried && i < parts; i++)
+            loop = PlainRun(Automaton.Part(state, i)) == int.MaxValue;
+        return _plainLoop[state] = loop;
+    }
+
+    private const int MaxPartsTried = 16;
+
+    private readonly bool[] _sliced = new bool[256];
+    private readonly Dictionary<int, bool> _plainLoop = [];
+    private readonly HashSet<long> _visited = [];
+    private byte[][][]? _plainSequences;
 }
 
 /// <summary>

@@ -34,6 +34,8 @@ public sealed class TokenTrie
     /// the rest of the trie.
     /// </summary>
     internal ulong[][] PlainUpTo { get; }
+    /// <summary>The tokens of <see cref="PlainUpTo"/>[<see cref="MaxPlainChars"/>] by their first byte.</summary>
+    internal int[][] PlainByFirstByte { get; }
 
     public static TokenTrie For(Vocabulary vocabulary) => Cache.GetValue(vocabulary, v =>
         new TokenTrie(v.Count, id => Spelling(v, id), v.EndOfGenerationIds));
@@ -71,12 +73,15 @@ public sealed class TokenTrie
         PlainUpTo = new ulong[MaxPlainChars + 1][];
         for (int k = 0; k <= MaxPlainChars; k++) PlainUpTo[k] = new ulong[MaskLength];
         var rest = new List<int>();
+        var byFirstByte = Enumerable.Range(0, 256).Select(_ => new List<int>()).ToArray();
         foreach (int id in withText)
         {
             int chars = PlainChars(Bytes(id));
             if (chars < 1 || chars > MaxPlainChars) { rest.Add(id); continue; }
             for (int k = chars; k <= MaxPlainChars; k++) PlainUpTo[k][id >> 6] |= 1UL << id;
+            byFirstByte[Bytes(id)[0]].Add(id);
         }
+        PlainByFirstByte = [.. byFirstByte.Select(l => l.ToArray())];
         Rest = new Nodes(this, [.. rest]);
     }
 

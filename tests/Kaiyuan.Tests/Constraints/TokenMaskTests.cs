@@ -30,6 +30,8 @@ public class TokenMaskTests
         { "any-json", "{\"name\": \"Ünïcødé 😀 text\", \"n\": [1, 2.5e3, true, null], \"o\": {}}" },
         { "short-string", "\"abcé\"" },
         { "keys", "{\"alpha\": \"x y\", \"beta\": \"\\\"q\\\"\"}" },
+        { "schema-with-extra-keys", "{\"alpha\": \"x\", \"beta\": 12, \"gamma\": [1], \"αβ\": \"z\", \"al\": null}" },
+        { "schema-bounded-strings", "{\"code\": \"AB-12\", \"note\": \"résumé ok\"}" },
     };
 
     private static Grammar Build(string kind)
@@ -40,6 +42,8 @@ public class TokenMaskTests
         return kind switch
         {
             "any-json" => TestGrammars.AnyJson(),
+            "schema-with-extra-keys" => JsonSchemaGrammar.Compile("""{"type":"object","properties":{"alpha":{"type":"string"},"beta":{"type":"integer"}}}"""),
+            "schema-bounded-strings" => JsonSchemaGrammar.Compile("""{"type":"object","properties":{"code":{"type":"string","pattern":"^[A-Z]{2}-[0-9]+$"},"note":{"type":"string","minLength":3,"maxLength":12}},"required":["code"],"additionalProperties":false}"""),
             "short-string" => Grammar.Of(Seq(Literal("\""), Repeat(plainChar, 0, 5), Literal("\""))),
             _ => Grammar.Of(Seq(Literal("{\"alpha\": "), str, Literal(", \"beta\": "), str, Literal("}"))),
         };
