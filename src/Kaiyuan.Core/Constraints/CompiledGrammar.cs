@@ -106,43 +106,49 @@ public sealed class CompiledGrammar
     /// <summary>One depth-first pass over a trie, skipping every subtree whose first byte the automaton refuses
     /// (and those whose first byte <paramref name="skipFirst"/> marks: their tokens are accounted for already).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void Walk(int state, TokenTrie.Nodes trie, Span<ulong> mask, ReadOnlySpan<bool> skipFirst)
+    private unsafe void Walk(int state, TokenTrie.Nodes trie, Span<ulong> mask, ReadOnlySpan<bool> skipFirst)
     {
         var automaton = Automaton;
         if (_walkStates.Length < trie.MaxDepth + 1) _walkStates = new int[trie.MaxDepth + 1];
-        var at = _walkStates;
-        at[0] = state;
         int classes = automaton.ClassCount;
-        var classOf = automaton.ClassOf;
         var table = automaton.Table;
-        byte[] nodeByte = trie.NodeByte;
-        int[] depth = trie.NodeDepth, subtreeEnd = trie.SubtreeEnd, nodeToken = trie.NodeToken, same = trie.SameBytes;
-        int count = nodeByte.Length;
-        for (int n = 1; n < count;)
+        int count = trie.Packed_.Length;
+        bool skipping = !skipFirst.IsEmpty;
+        // Rows, not states, along the path: one add per node instead of a multiply. Bounds are the trie's own (every
+        // depth is at most MaxDepth, every row is inside the table), so the loop runs on pointers.
+        fixed (int* rowAt = _walkStates)
+        fixed (TokenTrie.Nodes.Packed* nodes = trie.Packed_)
+        fixed (byte* classOf = automaton.ClassOf)
+        fixed (ulong* bits = mask)
+        fixed (int* same = trie.SameBytes)
+        fixed (bool* skip = skipFirst)
         {
-            int d = depth[n];
-            if (d == 1 && !skipFirst.IsEmpty && skipFirst[nodeByte[n]])
+            rowAt[0] = state * classes;
+            int* t = null;
+            fixed (int* t0 = table)
             {
-                n = subtreeEnd[n];
-                continue;
+                t = t0;
+                for (int n = 1; n < count;)
+                {
+                    var node = nodes + n;
+                    int d = node->Depth;
+                    if (skipping && d == 1 && skip[node->Byte]) { n = node->SubtreeEnd; continue; }
+                    int fromRow = rowAt[d - 1];
+                    int cls = classOf[node->Byte];
+                    int next = t[fromRow + cls];
+                    if (next < ByteAutomaton.Dead)
+                    {
+                        next = automaton.Compute(fromRow / classes, cls);
+                        if (automaton.Table != table) break; // the table grew: finish on the new one below
+                    }
+                    if (next < 0) { n = node->SubtreeEnd; continue; }
+                    rowAt[d] = next * classes;
+                    for (int id = node->Token; id >= 0; id = same[id]) bits[id >> 6] |= 1UL << id;
+                    n++;
+                }
             }
-            int from = at[d - 1];
-            int cls = classOf[nodeByte[n]];
-            int next = table[from * classes + cls];
-            if (next < ByteAutomaton.Dead)
-            {
-                next = automaton.Compute(from, cls);
-                table = automaton.Table;
-            }
-            if (next < 0)
-            {
-                n = subtreeEnd[n];
-                continue;
-            }
-            at[d] = next;
-            for (int id = nodeToken[n]; id >= 0; id = same[id]) mask[id >> 6] |= 1UL << id;
-            n++;
         }
+        if (automaton.Table != table) Walk(state, trie, mask, skipFirst); // rare: a new state outgrew the table mid-walk
     }
 
     /// <summary>
@@ -150,12 +156,12 @@ public sealed class CompiledGrammar
     /// the character, <see cref="int.MaxValue"/> when it loops, else the length of the run before every character is
     /// refused. Runs that become character-dependent part-way count as 0 (the whole trie is walked: always exact).
     /// </summary>
-    private int PlainRun(int state)
+    private int PlainRun(int state, int maxSteps = TokenTrie.MaxPlainChars)
     {
         Span<int> chain = stackalloc int[TokenTrie.MaxPlainChars + 1];
         Span<int> perClass = stackalloc int[256];
         chain[0] = state;
-        for (int j = 0; j < TokenTrie.MaxPlainChars; j++)
+        for (int j = 0; j < maxSteps; j++)
         {
             PlainTargets(chain[j], perClass);
             int next = NotSeen;
@@ -261,14 +267,16 @@ public sealed class CompiledGrammar
     {
         if (state < 0) return false;
         if (_plainLoop.TryGetValue(state, out bool known)) return known;
-        bool loop = PlainRun(state) == int.MaxValue;
+        // A free string body loops at once, or after the one character that leaves its opening state: a short chain
+        // finds it, and a state that is merely a long bounded run is not worth following here.
+        bool loop = PlainRun(state, LoopSteps) == int.MaxValue;
         int parts = Automaton.ConfigurationCount(state);
         for (int i = 0; !loop && parts > 1 && parts <= MaxPartsTried && i < parts; i++)
-            loop = PlainRun(Automaton.Part(state, i)) == int.MaxValue;
+            loop = PlainRun(Automaton.Part(state, i), LoopSteps) == int.MaxValue;
         return _plainLoop[state] = loop;
     }
 
-    private const int MaxPartsTried = 16;
+    private const int MaxPartsTried = 8, LoopSteps = 3;
 
     private readonly bool[] _sliced = new bool[256];
     private readonly Dictionary<int, bool> _plainLoop = [];

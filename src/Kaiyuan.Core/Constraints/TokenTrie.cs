@@ -102,6 +102,16 @@ public sealed class TokenTrie
     /// <summary>A set of tokens as a trie in depth-first order, in flat arrays.</summary>
     internal sealed class Nodes
     {
+        /// <summary>One node's fields side by side, for the mask walk's single pass (12 bytes a node).</summary>
+        internal struct Packed
+        {
+            public int SubtreeEnd;
+            public int Token;
+            public ushort Depth;
+            public byte Byte;
+        }
+
+        public readonly Packed[] Packed_;
         public readonly byte[] NodeByte;
         public readonly int[] NodeDepth;
         public readonly int[] SubtreeEnd;
@@ -156,6 +166,9 @@ public sealed class TokenTrie
             NodeDepth = [.. nodeDepth];
             NodeToken = [.. nodeToken];
             SubtreeEnd = [.. subtreeEnd];
+            Packed_ = new Packed[NodeByte.Length];
+            for (int i = 0; i < Packed_.Length; i++)
+                Packed_[i] = new Packed { SubtreeEnd = SubtreeEnd[i], Token = NodeToken[i], Depth = (ushort)Math.Min(NodeDepth[i], ushort.MaxValue), Byte = NodeByte[i] };
         }
     }
 
