@@ -13,8 +13,13 @@ public sealed class ByteAutomaton
 {
     public const int Dead = -1;
     private const int Unknown = -2;
-    /// <summary>Bounds memory per grammar: a generation that would need more states ends with a clear error.</summary>
-    public const int MaxStates = 60_000;
+    /// <summary>
+    /// Past this many states the automaton is cleared between tokens and rebuilt as it is used again (see
+    /// <see cref="Reset"/>): a long generation under a large grammar keeps its memory bounded instead of failing.
+    /// </summary>
+    public const int SoftMaxStates = 50_000;
+    /// <summary>States one mask may build before the next reset; a grammar that needs more in one step is refused.</summary>
+    public const int MaxStates = 4 * SoftMaxStates;
     /// <summary>Configurations one state may hold; more means a grammar far too ambiguous to run.</summary>
     public const int MaxConfigurations = 50_000;
     /// <summary>Nesting deeper than this is refused (fail closed), as JSON parsers cap depth.</summary>
@@ -52,12 +57,43 @@ public sealed class ByteAutomaton
         }
         _representative = [.. reps];
         ClassCount = _representative.Length;
-        Start = Intern(Closure([Pack(nfa.RuleStart[nfa.Root], 0)]));
+        _startConfigs = Closure([Pack(nfa.RuleStart[nfa.Root], 0)]);
+        Start = Intern(_startConfigs);
     }
 
     public static ByteAutomaton Compile(Grammar grammar) => new(Nfa.Build(grammar));
 
     public int Start { get; private set; }
+    /// <summary>Counts <see cref="Reset"/>s: a state id is valid only within the epoch it was made in.</summary>
+    public int Epoch { get; private set; }
+    /// <summary>Past <see cref="SoftMaxStates"/>: reset before the next token.</summary>
+    internal bool NeedsReset { get { lock (_lock) return _states.Count > SoftLimit; } }
+    /// <summary><see cref="SoftMaxStates"/>, lowered by tests to exercise resets.</summary>
+    internal int SoftLimit { get; set; } = SoftMaxStates;
+    private readonly long[] _startConfigs;
+
+    /// <summary>The configurations a state stands for: what a holder keeps to find its state again after a reset.</summary>
+    internal long[] Configurations(int state) { lock (_lock) return _states[state]; }
+
+    /// <summary>The id, in this epoch, of the state made of <paramref name="configurations"/>.</summary>
+    internal int StateOf(long[] configurations) { lock (_lock) return Intern(configurations); }
+
+    /// <summary>
+    /// Forgets every state and transition (call stacks stay, as configurations refer to them) and starts a new epoch.
+    /// The caller must make sure no walk is in progress and that holders of state ids re-intern them.
+    /// </summary>
+    internal void Reset()
+    {
+        lock (_lock)
+        {
+            _states.Clear();
+            _stateIds.Clear();
+            Array.Clear(_accepting);
+            _transitions.AsSpan().Fill(Unknown);
+            Start = Intern(_startConfigs);
+            Epoch++;
+        }
+    }
     public int ClassCount { get; }
     public int StateCount { get { lock (_lock) return _states.Count; } }
     internal ReadOnlySpan<byte> ClassOf => _classOf;
@@ -212,7 +248,7 @@ public sealed class ByteAutomaton
         if (configs.Length == 0) return Dead;
         if (_stateIds.TryGetValue(configs, out int id)) return id;
         if (_states.Count >= MaxStates)
-            throw new GrammarException($"the grammar needs over {MaxStates:N0} automaton states for this output; simplify it");
+            throw new GrammarException($"the grammar needs over {MaxStates:N0} automaton states for one token; simplify it");
         id = _states.Count;
         _states.Add(configs);
         _stateIds[configs] = id;

@@ -34,6 +34,7 @@ public sealed class CompiledGrammar
         // One lock: the walk's scratch is per grammar, and two sequences on one grammar rarely contend.
         lock (_cacheLock)
         {
+            ForgetIfReset();
             if (_masks.TryGetValue(state, out var hit))
             {
                 _lru.Remove(hit);
@@ -53,6 +54,43 @@ public sealed class CompiledGrammar
             _masks[state] = _lru.AddFirst((state, computed));
             computed.CopyTo(mask);
         }
+    }
+
+    /// <summary>Masks and loop facts belong to one automaton epoch.</summary>
+    private void ForgetIfReset()
+    {
+        if (_epoch == Automaton.Epoch) return;
+        _masks.Clear();
+        _lru.Clear();
+        _plainLoop.Clear();
+        _epoch = Automaton.Epoch;
+    }
+
+    private int _epoch;
+
+    /// <summary>
+    /// Brings a matcher's state into the current epoch, first resetting the automaton if it has grown past its soft
+    /// bound (no walk runs meanwhile: walks hold the same lock).
+    /// </summary>
+    internal int Sync(ref int state, ref int epoch, long[] configurations)
+    {
+        lock (_cacheLock)
+        {
+            if (Automaton.NeedsReset) Automaton.Reset();
+            ForgetIfReset();
+            if (epoch != Automaton.Epoch)
+            {
+                state = Automaton.StateOf(configurations);
+                epoch = Automaton.Epoch;
+            }
+            return state;
+        }
+    }
+
+    /// <summary>Walks bytes under the grammar's lock, so that no reset runs in between.</summary>
+    internal int Walk(int state, ReadOnlySpan<byte> bytes)
+    {
+        lock (_cacheLock) return Automaton.Walk(state, bytes);
     }
 
     /// <summary>
@@ -308,22 +346,34 @@ public sealed class GrammarMatcher : TokenConstraint
 {
     private readonly CompiledGrammar _grammar;
     private int _state;
+    private int _epoch;
+    private long[] _configurations;
 
     internal GrammarMatcher(CompiledGrammar grammar)
     {
         _grammar = grammar;
+        _epoch = grammar.Automaton.Epoch;
         _state = grammar.Automaton.Start;
+        _configurations = grammar.Automaton.Configurations(_state);
+    }
+
+    private int State => _grammar.Sync(ref _state, ref _epoch, _configurations);
+
+    private void MoveTo(int state)
+    {
+        _state = state;
+        _configurations = _grammar.Automaton.Configurations(state);
     }
 
     public CompiledGrammar Grammar => _grammar;
-    public override bool IsAccepting => _grammar.Automaton.IsAccepting(_state);
+    public override bool IsAccepting => _grammar.Automaton.IsAccepting(State);
     /// <summary>An end-of-generation token was accepted: nothing more may follow.</summary>
     public bool IsFinished { get; private set; }
 
     public override void FillMask(Span<ulong> mask)
     {
         if (IsFinished) { mask.Clear(); return; }
-        _grammar.FillMask(_state, mask);
+        _grammar.FillMask(State, mask);
     }
 
     public override bool Accept(int token)
@@ -337,24 +387,25 @@ public sealed class GrammarMatcher : TokenConstraint
         }
         var bytes = _grammar.Tokens.Bytes(token);
         if (bytes.IsEmpty) return false;
-        int next = _grammar.Automaton.Walk(_state, bytes);
+        int next = _grammar.Walk(State, bytes);
         if (next < 0) return false;
-        _state = next;
+        MoveTo(next);
         return true;
     }
 
     /// <summary>Advances over raw text (forced prefixes, or a trigger's tail already generated); false if refused.</summary>
     public bool AcceptBytes(ReadOnlySpan<byte> bytes)
     {
-        int next = _grammar.Automaton.Walk(_state, bytes);
+        int next = _grammar.Walk(State, bytes);
         if (next < 0) return false;
-        _state = next;
+        MoveTo(next);
         return true;
     }
 
     public void Reset()
     {
-        _state = _grammar.Automaton.Start;
+        _epoch = _grammar.Automaton.Epoch;
+        MoveTo(_grammar.Automaton.Start);
         IsFinished = false;
     }
 }

@@ -106,6 +106,38 @@ public class TokenMaskTests
     }
 
     [Fact]
+    public void AutomatonResetsKeepMatchersExact()
+    {
+        var trie = Qwen3();
+        var tokenizer = Tokenizer.FromGguf(Fixtures.Require("tokenizers", "ggml-vocab-qwen3.gguf"));
+        var g = new CompiledGrammar(ByteAutomaton.Compile(TestGrammars.AnyJson()), trie);
+        g.Automaton.SoftLimit = 40; // reset every few tokens
+        string text = "{\"a\": [1, 2, {\"b\": \"deep ✓\", \"c\": [[[null]]]}], \"d\": {\"e\": {\"f\": true}}, \"g\": \"end\"}";
+        int[] ids = tokenizer.Encode(text, addSpecial: false, parseSpecial: false);
+        var m = g.CreateMatcher();
+        var other = g.CreateMatcher(); // a second sequence on the same grammar, behind by a token
+        var mask = new ulong[trie.MaskLength];
+        var slow = new ulong[trie.MaskLength];
+        for (int i = 0; i < ids.Length; i++)
+        {
+            m.FillMask(mask);
+            Assert.True((mask[ids[i] >> 6] & (1UL << ids[i])) != 0, $"token {i} refused");
+            Assert.True(m.Accept(ids[i]));
+            if (i > 0) Assert.True(other.Accept(ids[i - 1]), $"second matcher lost its state at token {i}");
+        }
+        Assert.True(other.Accept(ids[^1]));
+        Assert.True(m.IsAccepting && other.IsAccepting);
+        Assert.True(g.Automaton.Epoch > 2, $"only {g.Automaton.Epoch} resets");
+        // After all the resets, masks still equal checking every token.
+        var fresh = g.CreateMatcher();
+        Assert.True(fresh.Accept(ids[0]));
+        fresh.FillMask(mask);
+        int state = g.Automaton.Walk(g.Automaton.Start, trie.Bytes(ids[0]));
+        BruteForce(g, state, slow);
+        Assert.True(mask.AsSpan().SequenceEqual(slow));
+    }
+
+    [Fact]
     public void MatcherAllowsEndOnlyWhenComplete()
     {
         var trie = new TokenTrie(6, id => id switch { 0 => "{"u8.ToArray(), 1 => "}"u8.ToArray(), 2 => "{}"u8.ToArray(), 3 => "x"u8.ToArray(), 4 => [], _ => [] }, [5]);
