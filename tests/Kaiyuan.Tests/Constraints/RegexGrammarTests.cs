@@ -218,4 +218,20 @@ public class RegexGrammarTests
         Assert.Contains(what, e.Message);
         Assert.Contains($"at position {position}", e.Message);
     }
+
+    /// <summary>Patterns that make backtracking engines take exponential time are plain automata here: a long
+    /// input that almost matches is decided in one pass (nothing here times it; a hang would stall the suite).</summary>
+    [Theory]
+    [InlineData("^(a|a)*b$")]
+    [InlineData("^(a*)*b$")]
+    [InlineData("^(a+a+)+b$")]
+    [InlineData("^(x?){30}x{30}b$")]
+    public void CatastrophicBacktrackingPatternsAreLinear(string pattern)
+    {
+        var automaton = ByteAutomaton.Compile(Grammar.Of(RegexGrammar.Parse(pattern)));
+        string almost = new('a', 20_000);
+        if (pattern.Contains('x')) almost = new string('x', 60);
+        Assert.False(automaton.Matches(almost));
+        Assert.True(automaton.Matches(almost + "b"));
+    }
 }
