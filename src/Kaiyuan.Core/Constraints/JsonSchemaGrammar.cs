@@ -7,7 +7,11 @@ namespace Kaiyuan.Constraints;
 /// <summary>Options of the JSON Schema compiler.</summary>
 public sealed record JsonSchemaOptions
 {
-    /// <summary>Longest run of whitespace allowed between JSON tokens (bounded so a sampled model cannot loop on whitespace).</summary>
+    /// <summary>
+    /// Longest run of spaces and tabs allowed between JSON tokens, after at most two line breaks (pretty-printed
+    /// indentation fits, and so does the blank line models put after a reasoning block; a sampled model cannot loop on
+    /// whitespace, nor fill an answer with blank lines).
+    /// </summary>
     public int MaxWhitespace { get; init; } = 20;
 }
 
@@ -62,8 +66,14 @@ public static class JsonSchemaGrammar
         }
     }
 
-    internal static GrammarNode Whitespace(JsonSchemaOptions options) =>
-        Repeat(Chars(CodepointSet.Of(" \t\n\r")), 0, Math.Max(0, options.MaxWhitespace));
+    internal static GrammarNode Whitespace(JsonSchemaOptions options)
+    {
+        int max = Math.Max(0, options.MaxWhitespace);
+        var blanks = Repeat(Chars(CodepointSet.Of(" \t")), 0, max);
+        if (max == 0) return Empty;
+        var lineBreak = Alt(Literal("\n"), Literal("\r\n"), Literal("\r"));
+        return Seq(Repeat(lineBreak, 0, 2), blanks);
+    }
 
     internal static JsonDocument ParseDocument(string json)
     {

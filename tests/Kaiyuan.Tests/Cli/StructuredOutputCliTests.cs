@@ -8,7 +8,7 @@ namespace Kaiyuan.Tests.Cli;
 public class StructuredOutputCliTests
 {
     private const string Verdict = """
-        {"type":"object","properties":{"answer":{"type":"string","enum":["yes","no"]},"sure":{"type":"boolean"}},"required":["answer","sure"]}
+        {"type":"object","properties":{"answer":{"type":"string","enum":["yes","no"]},"sure":{"type":"boolean"}},"required":["answer","sure"],"additionalProperties":false}
         """;
 
     private static string TempFile(string text)
@@ -27,7 +27,7 @@ public class StructuredOutputCliTests
         try
         {
             int finished = 0;
-            foreach (string seed in new[] { "1", "2" })
+            foreach (string seed in new[] { "1", "2", "3", "4", "5", "6" })
             {
                 var r = KaiyuanProcess.Run("generate", "-m", model, "-p", "Answer:", "--json-schema", schema, "--temp", "1", "--top-p", "1", "--seed", seed,
                     "-n", "300", "--json", "-t", "2");

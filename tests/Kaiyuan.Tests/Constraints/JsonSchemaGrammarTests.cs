@@ -59,6 +59,12 @@ public class JsonSchemaGrammarTests
         string schema = """{"type":"object","properties":{"a":{"type":"array"}}}""";
         Check(schema, ["{\"a\": [1, 2]}", "\t{ \"a\" :\n[ 1 ,2 ] }\r\n", "{}", "{ }"], ["{\"a\":" + new string(' ', 21) + "[]}"]);
         Accepts(schema, "{\"a\":" + new string(' ', 20) + "[]}");
+        // Pretty-printed JSON fits; runs of blank lines do not.
+        Accepts(schema, "{\n  \"a\": [\n    1,\n    2\n  ]\n}");
+        Accepts(schema, "{\r\n\t\"a\": []\r\n}");
+        Accepts(schema, "\n\n{\"a\": []}");
+        Rejects(schema, "{\n\n\n  \"a\": []}");
+        Rejects(schema, "{\"a\": [1,\n\n\n2]}");
         var tight = Compile(schema, new JsonSchemaOptions { MaxWhitespace = 0 });
         Assert.True(tight.Matches("{\"a\":[1,2]}"));
         Assert.False(tight.Matches("{\"a\": [1,2]}"));

@@ -256,7 +256,7 @@ public sealed class StructuredOutputTests(StructuredServer fixture) : IClassFixt
     {
         var chat = fixture.Chat();
         int called = 0;
-        for (long seed = 1; seed <= 4; seed++)
+        for (long seed = 1; seed <= 8; seed++)
         {
             var options = Sampled(seed);
             options.MaxOutputTokenCount = 1000; // several calls, each padded with whitespace by a random model
@@ -272,7 +272,7 @@ public sealed class StructuredOutputTests(StructuredServer fixture) : IClassFixt
             called++;
         }
         // A random model that may call again often does until it runs out of room; one finished answer is enough there.
-        Assert.True(called >= (parallel ? 1 : 2), $"only {called} of 4 answers finished");
+        Assert.True(called >= (parallel ? 1 : 2), $"only {called} of 8 answers finished");
     }
 
     [Fact]
@@ -489,12 +489,14 @@ public sealed class StructuredOutputTriggerTests
         string template = Fixtures.Require("chat-templates", "Qwen-Qwen2.5-7B-Instruct.jinja");
         await using var server = await PrefixEngine.StartAsync(template, "Let me check that.\n<tool_call>");
         const string Tools = """
-            ,"tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string","enum":["Paris","Lima"]}},"required":["city"],"additionalProperties":false}}}]
+            ,"parallel_tool_calls":false,"tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string","enum":["Paris","Lima"]}},"required":["city"],"additionalProperties":false}}}]
             """;
         int called = 0;
-        for (int seed = 1; seed <= 3; seed++)
+        string last = "";
+        for (int seed = 1; seed <= 8; seed++)
         {
             var choice = await Chat(server, Tools, seed);
+            last = choice.ToString();
             if (choice.GetProperty("finish_reason").GetString() == "length") continue;
             Assert.Equal("tool_calls", choice.GetProperty("finish_reason").GetString());
             var message = choice.GetProperty("message");
@@ -507,7 +509,7 @@ public sealed class StructuredOutputTriggerTests
             }
             called++;
         }
-        Assert.True(called >= 1, "no call finished");
+        Assert.True(called >= 1, "no call finished: " + last);
     }
 
     [Fact]
