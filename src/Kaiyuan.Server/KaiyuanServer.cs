@@ -136,7 +136,7 @@ public sealed class KaiyuanServer : IAsyncDisposable
         return next(http);
     }
 
-    /// <summary>Request ids, logs, metrics, and the one place every failure becomes an OpenAI-shaped error.</summary>
+    /// <summary>Request ids, logs, metrics, and the one place every failure becomes an error (OpenAI- or Ollama-shaped by route).</summary>
     private static async Task Guard(HttpContext http, RequestDelegate next, ServerState state, ILogger log)
     {
         string id = http.Request.Headers["X-Request-Id"].FirstOrDefault() is { Length: > 0 and <= 128 } given ? given : Guid.NewGuid().ToString("N")[..16];
@@ -152,7 +152,7 @@ public sealed class KaiyuanServer : IAsyncDisposable
             if (!http.Response.HasStarted && http.Response.StatusCode is 404 or 405)
             {
                 int status = http.Response.StatusCode;
-                await HttpOutput.Json(http, HttpOutput.Error(status, status == 404 ? $"no endpoint {http.Request.Method} {http.Request.Path}" : $"method {http.Request.Method} is not allowed on {http.Request.Path}",
+                await HttpOutput.Json(http, ErrorBody(http, status, status == 404 ? $"no endpoint {http.Request.Method} {http.Request.Path}" : $"method {http.Request.Method} is not allowed on {http.Request.Path}",
                     "invalid_request_error", null, status == 404 ? "not_found" : "method_not_allowed"), status).ConfigureAwait(false);
             }
         }
@@ -170,12 +170,12 @@ public sealed class KaiyuanServer : IAsyncDisposable
             {
                 http.Response.Clear();
                 http.Response.Headers["X-Request-Id"] = id;
-                await HttpOutput.Json(http, HttpOutput.Error(status, message, type, param, code), status).ConfigureAwait(false);
+                await HttpOutput.Json(http, ErrorBody(http, status, message, type, param, code), status).ConfigureAwait(false);
             }
             else
             {
                 // Mid-stream: say so in the stream's own framing and end it.
-                var error = HttpOutput.Error(status, message, type, param, code);
+                var error = ErrorBody(http, status, message, type, param, code);
                 try
                 {
                     if (http.Response.ContentType?.StartsWith("text/event-stream", StringComparison.Ordinal) == true) await HttpOutput.Event(http, error).ConfigureAwait(false);
@@ -196,6 +196,10 @@ public sealed class KaiyuanServer : IAsyncDisposable
                 log.LogInformation("{Method} {Path} {Status} {ElapsedMs:F1} ms", http.Request.Method, http.Request.Path.Value, http.Response.StatusCode, clock.Elapsed.TotalMilliseconds);
         }
     }
+
+    /// <summary>Ollama clients read <c>{"error":"message"}</c> on its routes; everything else gets OpenAI's error object.</summary>
+    private static JsonObject ErrorBody(HttpContext http, int status, string message, string type, string? param, string? code) =>
+        http.Request.Path.StartsWithSegments("/api") ? new JsonObject { ["error"] = message } : HttpOutput.Error(status, message, type, param, code);
 
     private static (int Status, string Message, string Type, string? Param, string? Code) Describe(Exception e)
     {
