@@ -158,15 +158,19 @@ public sealed class KaiyuanServer : IAsyncDisposable
         }
         catch (Exception e) when (http.RequestAborted.IsCancellationRequested)
         {
-            // The client went away; its sequence is already cancelled.
-            http.Response.StatusCode = 499;
+            // The client went away; its sequence is already cancelled. Nothing can be sent (a started response's status
+            // cannot change), so it is only counted and logged as cancelled, in the finally below.
             log.LogDebug("client disconnected: {Type}", e.GetType().Name);
         }
         catch (Exception e)
         {
             var (status, message, type, param, code) = Describe(e);
             if (status >= 500) log.LogError(e, "request failed");
-            if (!http.Response.HasStarted)
+            if (http.RequestAborted.IsCancellationRequested)
+            {
+                // Gone while failing: nobody to tell.
+            }
+            else if (!http.Response.HasStarted)
             {
                 http.Response.Clear();
                 http.Response.Headers["X-Request-Id"] = id;
@@ -191,9 +195,11 @@ public sealed class KaiyuanServer : IAsyncDisposable
         {
             var endpoint = http.GetEndpoint() as RouteEndpoint;
             string route = endpoint?.RoutePattern.RawText ?? "other";
-            state.Metrics.Request(route, http.Response.StatusCode);
+            // 499 (nginx's "client closed request") for a client that left, whatever status had already been sent.
+            int status = http.RequestAborted.IsCancellationRequested ? 499 : http.Response.StatusCode;
+            state.Metrics.Request(route, status);
             if (state.Options.RequestLogging)
-                log.LogInformation("{Method} {Path} {Status} {ElapsedMs:F1} ms", http.Request.Method, http.Request.Path.Value, http.Response.StatusCode, clock.Elapsed.TotalMilliseconds);
+                log.LogInformation("{Method} {Path} {Status} {ElapsedMs:F1} ms", http.Request.Method, http.Request.Path.Value, status, clock.Elapsed.TotalMilliseconds);
         }
     }
 
