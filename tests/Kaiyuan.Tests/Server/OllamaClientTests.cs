@@ -54,3 +54,29 @@ public sealed class OllamaClientTests
         Assert.False(string.IsNullOrEmpty(openAiError.GetProperty("message").GetString()));
     }
 }
+
+/// <summary>A reply made only of whitespace is what the model generated, not an empty answer.</summary>
+public sealed class WhitespaceReplyTests
+{
+    [Fact]
+    public async Task AWhitespaceOnlyReplyComesBackAsGenerated()
+    {
+        await using var server = await ScriptedEngine.StartAsync(new ScriptedEngine(_ => " \n "));
+        using var http = new HttpClient { BaseAddress = server.Address };
+        var ct = TestContext.Current.CancellationToken;
+        const string Messages = "\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]";
+
+        var whole = await (await http.PostJsonAsync("v1/chat/completions", "{" + Messages + "}")).JsonAsync();
+        Assert.Equal(" \n ", whole.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString());
+
+        var streamed = await (await http.PostJsonAsync("v1/chat/completions", """{"stream":true,""" + Messages + "}")).Content.ReadAsStringAsync(ct);
+        string text = string.Concat(streamed.Split('\n').Where(l => l.StartsWith("data: {", StringComparison.Ordinal))
+            .Select(l => JsonDocument.Parse(l[6..]).RootElement.GetProperty("choices"))
+            .Where(c => c.GetArrayLength() > 0 && c[0].GetProperty("delta").TryGetProperty("content", out var v) && v.ValueKind == JsonValueKind.String)
+            .Select(c => c[0].GetProperty("delta").GetProperty("content").GetString()));
+        Assert.Equal(" \n ", text);
+
+        var ollama = await (await http.PostJsonAsync("api/chat", """{"stream":false,""" + Messages + "}")).JsonAsync();
+        Assert.Equal(" \n ", ollama.GetProperty("message").GetProperty("content").GetString());
+    }
+}
