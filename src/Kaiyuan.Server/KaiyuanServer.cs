@@ -47,7 +47,8 @@ public sealed class KaiyuanServer : IAsyncDisposable
     {
         var state = new ServerState(options);
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ApplicationName = "kaiyuan" });
-        builder.WebHost.UseUrls($"http://{(options.Host.Contains(':', StringComparison.Ordinal) ? $"[{options.Host}]" : options.Host)}:{options.Port}");
+        string host = ListenHost(options.Host);
+        builder.WebHost.UseUrls($"http://{(host.Contains(':', StringComparison.Ordinal) ? $"[{host}]" : host)}:{options.Port}");
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;
@@ -60,6 +61,8 @@ public sealed class KaiyuanServer : IAsyncDisposable
             builder.Logging.AddSimpleConsole(o => { o.IncludeScopes = true; o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.None);
+        // A failed start (port in use) is thrown to the caller, who reports it; the host's own log of it is a stack trace.
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting", LogLevel.None);
         builder.Services.AddSingleton(state);
         if (options.CorsOrigins.Count > 0) builder.Services.AddCors();
 
@@ -96,11 +99,34 @@ public sealed class KaiyuanServer : IAsyncDisposable
             catch (Exception e)
             {
                 state.LoadError = e.Message;
-                log.LogError("cannot load the model: {Message}", e.Message);
+                // Whoever awaits WaitReadyAsync reports the error (and /health tells it), so the log keeps it out of the way.
+                log.LogDebug("cannot load the model: {Message}", e.Message);
                 throw;
             }
         }, CancellationToken.None);
         return new KaiyuanServer(app, state, loading, address);
+    }
+
+    /// <summary>
+    /// The address to bind. Kestrel takes any name it does not know as "all interfaces", so a mistyped host would
+    /// silently listen everywhere: only IP addresses and localhost pass as given; other names must resolve, and the
+    /// server listens on their first address.
+    /// </summary>
+    public static string ListenHost(string host)
+    {
+        if (System.Net.IPAddress.TryParse(host, out var ip)) return ip.ToString();
+        if (host.Equals("localhost", StringComparison.OrdinalIgnoreCase)) return "localhost";
+        System.Net.IPAddress[] resolved;
+        try
+        {
+            resolved = Uri.CheckHostName(host) == UriHostNameType.Dns ? System.Net.Dns.GetHostAddresses(host) : [];
+        }
+        catch (System.Net.Sockets.SocketException)
+        {
+            resolved = [];
+        }
+        return resolved.Length > 0 ? resolved[0].ToString()
+            : throw new ArgumentException($"cannot listen on '{host}': it is neither an IP address nor a name this machine resolves");
     }
 
     private static void MapOperations(WebApplication app)
