@@ -231,7 +231,10 @@ public sealed class KaiyuanServer : IAsyncDisposable
 
     /// <summary>Ollama clients read <c>{"error":"message"}</c> on its routes; everything else gets OpenAI's error object.</summary>
     private static JsonObject ErrorBody(HttpContext http, int status, string message, string type, string? param, string? code) =>
-        http.Request.Path.StartsWithSegments("/api") ? new JsonObject { ["error"] = message } : HttpOutput.Error(status, message, type, param, code);
+        http.Request.Path.StartsWithSegments("/api")
+            // Ollama's shape has no "param": the message names the field instead.
+            ? new JsonObject { ["error"] = param is { Length: > 0 } && !message.Contains(param, StringComparison.Ordinal) ? $"{param}: {message}" : message }
+            : HttpOutput.Error(status, message, type, param, code);
 
     private static (int Status, string Message, string Type, string? Param, string? Code) Describe(Exception e)
     {
