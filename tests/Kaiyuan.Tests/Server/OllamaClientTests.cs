@@ -12,7 +12,12 @@ public sealed class OllamaClientTests
         string path = Fixtures.ModelPath("qwen2", "qwen2-q8_0.gguf");
         await using var server = await KaiyuanServer.StartAsync(new ServerOptions
         {
-            ModelPath = path, Port = 0, Alias = "qwen2", ContextSize = 128, RequestLogging = false, Threads = 1,
+            ModelPath = path,
+            Port = 0,
+            Alias = "qwen2",
+            ContextSize = 128,
+            RequestLogging = false,
+            Threads = 1,
         }, TestContext.Current.CancellationToken);
         await server.WaitReadyAsync();
         using var http = new HttpClient { BaseAddress = server.Address };
