@@ -45,6 +45,22 @@ public static class CommandLine
     {
         var root = Build();
         var parse = root.Parse(args);
+        if (parse.Errors.Count > 0 && parse.CommandResult.Command is { Subcommands.Count: > 0 } group)
+        {
+            // A command group (kaiyuan, kaiyuan bench) without a known subcommand: name the typo and list the choices.
+            string path = parse.CommandResult.Command == root ? "kaiyuan" : $"kaiyuan {group.Name}";
+            string commands = string.Join(", ", group.Subcommands.Where(c => !c.Hidden).Select(c => c.Name));
+            if (parse.UnmatchedTokens.FirstOrDefault(t => !t.StartsWith('-')) is { } unknown)
+            {
+                Console.Error.WriteLine($"{path}: unknown command '{unknown}'; commands: {commands} (see {path} --help)");
+                return 2;
+            }
+            if (parse.UnmatchedTokens.Count == 0 && group.Action is null)
+            {
+                // Nothing asked for: the help is the answer.
+                return group.Parse(["--help"]).Invoke();
+            }
+        }
         if (parse.Errors.Count > 0)
         {
             Console.Error.WriteLine($"kaiyuan: {parse.Errors[0].Message} (see kaiyuan --help)");

@@ -47,7 +47,8 @@ public sealed class KaiyuanServer : IAsyncDisposable
     {
         var state = new ServerState(options);
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ApplicationName = "kaiyuan" });
-        builder.WebHost.UseUrls($"http://{(options.Host.Contains(':', StringComparison.Ordinal) ? $"[{options.Host}]" : options.Host)}:{options.Port}");
+        string host = ListenHost(options.Host);
+        builder.WebHost.UseUrls($"http://{(host.Contains(':', StringComparison.Ordinal) ? $"[{host}]" : host)}:{options.Port}");
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;
@@ -60,6 +61,8 @@ public sealed class KaiyuanServer : IAsyncDisposable
             builder.Logging.AddSimpleConsole(o => { o.IncludeScopes = true; o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.None);
+        // A failed start (port in use) is thrown to the caller, who reports it; the host's own log of it is a stack trace.
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting", LogLevel.None);
         builder.Services.AddSingleton(state);
         if (options.CorsOrigins.Count > 0) builder.Services.AddCors();
 
@@ -96,11 +99,34 @@ public sealed class KaiyuanServer : IAsyncDisposable
             catch (Exception e)
             {
                 state.LoadError = e.Message;
-                log.LogError("cannot load the model: {Message}", e.Message);
+                // Whoever awaits WaitReadyAsync reports the error (and /health tells it), so the log keeps it out of the way.
+                log.LogDebug("cannot load the model: {Message}", e.Message);
                 throw;
             }
         }, CancellationToken.None);
         return new KaiyuanServer(app, state, loading, address);
+    }
+
+    /// <summary>
+    /// The address to bind. Kestrel takes any name it does not know as "all interfaces", so a mistyped host would
+    /// silently listen everywhere: only IP addresses and localhost pass as given; other names must resolve, and the
+    /// server listens on their first address.
+    /// </summary>
+    public static string ListenHost(string host)
+    {
+        if (System.Net.IPAddress.TryParse(host, out var ip)) return ip.ToString();
+        if (host.Equals("localhost", StringComparison.OrdinalIgnoreCase)) return "localhost";
+        System.Net.IPAddress[] resolved;
+        try
+        {
+            resolved = Uri.CheckHostName(host) == UriHostNameType.Dns ? System.Net.Dns.GetHostAddresses(host) : [];
+        }
+        catch (System.Net.Sockets.SocketException)
+        {
+            resolved = [];
+        }
+        return resolved.Length > 0 ? resolved[0].ToString()
+            : throw new ArgumentException($"cannot listen on '{host}': it is neither an IP address nor a name this machine resolves");
     }
 
     private static void MapOperations(WebApplication app)
@@ -136,7 +162,7 @@ public sealed class KaiyuanServer : IAsyncDisposable
         return next(http);
     }
 
-    /// <summary>Request ids, logs, metrics, and the one place every failure becomes an OpenAI-shaped error.</summary>
+    /// <summary>Request ids, logs, metrics, and the one place every failure becomes an error (OpenAI- or Ollama-shaped by route).</summary>
     private static async Task Guard(HttpContext http, RequestDelegate next, ServerState state, ILogger log)
     {
         string id = http.Request.Headers["X-Request-Id"].FirstOrDefault() is { Length: > 0 and <= 128 } given ? given : Guid.NewGuid().ToString("N")[..16];
@@ -152,30 +178,34 @@ public sealed class KaiyuanServer : IAsyncDisposable
             if (!http.Response.HasStarted && http.Response.StatusCode is 404 or 405)
             {
                 int status = http.Response.StatusCode;
-                await HttpOutput.Json(http, HttpOutput.Error(status, status == 404 ? $"no endpoint {http.Request.Method} {http.Request.Path}" : $"method {http.Request.Method} is not allowed on {http.Request.Path}",
+                await HttpOutput.Json(http, ErrorBody(http, status, status == 404 ? $"no endpoint {http.Request.Method} {http.Request.Path}" : $"method {http.Request.Method} is not allowed on {http.Request.Path}",
                     "invalid_request_error", null, status == 404 ? "not_found" : "method_not_allowed"), status).ConfigureAwait(false);
             }
         }
         catch (Exception e) when (http.RequestAborted.IsCancellationRequested)
         {
-            // The client went away; its sequence is already cancelled.
-            http.Response.StatusCode = 499;
+            // The client went away; its sequence is already cancelled. Nothing can be sent (a started response's status
+            // cannot change), so it is only counted and logged as cancelled, in the finally below.
             log.LogDebug("client disconnected: {Type}", e.GetType().Name);
         }
         catch (Exception e)
         {
             var (status, message, type, param, code) = Describe(e);
             if (status >= 500) log.LogError(e, "request failed");
-            if (!http.Response.HasStarted)
+            if (http.RequestAborted.IsCancellationRequested)
+            {
+                // Gone while failing: nobody to tell.
+            }
+            else if (!http.Response.HasStarted)
             {
                 http.Response.Clear();
                 http.Response.Headers["X-Request-Id"] = id;
-                await HttpOutput.Json(http, HttpOutput.Error(status, message, type, param, code), status).ConfigureAwait(false);
+                await HttpOutput.Json(http, ErrorBody(http, status, message, type, param, code), status).ConfigureAwait(false);
             }
             else
             {
                 // Mid-stream: say so in the stream's own framing and end it.
-                var error = HttpOutput.Error(status, message, type, param, code);
+                var error = ErrorBody(http, status, message, type, param, code);
                 try
                 {
                     if (http.Response.ContentType?.StartsWith("text/event-stream", StringComparison.Ordinal) == true) await HttpOutput.Event(http, error).ConfigureAwait(false);
@@ -191,11 +221,20 @@ public sealed class KaiyuanServer : IAsyncDisposable
         {
             var endpoint = http.GetEndpoint() as RouteEndpoint;
             string route = endpoint?.RoutePattern.RawText ?? "other";
-            state.Metrics.Request(route, http.Response.StatusCode);
+            // 499 (nginx's "client closed request") for a client that left, whatever status had already been sent.
+            int status = http.RequestAborted.IsCancellationRequested ? 499 : http.Response.StatusCode;
+            state.Metrics.Request(route, status);
             if (state.Options.RequestLogging)
-                log.LogInformation("{Method} {Path} {Status} {ElapsedMs:F1} ms", http.Request.Method, http.Request.Path.Value, http.Response.StatusCode, clock.Elapsed.TotalMilliseconds);
+                log.LogInformation("{Method} {Path} {Status} {ElapsedMs:F1} ms", http.Request.Method, http.Request.Path.Value, status, clock.Elapsed.TotalMilliseconds);
         }
     }
+
+    /// <summary>Ollama clients read <c>{"error":"message"}</c> on its routes; everything else gets OpenAI's error object.</summary>
+    private static JsonObject ErrorBody(HttpContext http, int status, string message, string type, string? param, string? code) =>
+        http.Request.Path.StartsWithSegments("/api")
+            // Ollama's shape has no "param": the message names the field instead.
+            ? new JsonObject { ["error"] = param is { Length: > 0 } && !message.Contains(param, StringComparison.Ordinal) ? $"{param}: {message}" : message }
+            : HttpOutput.Error(status, message, type, param, code);
 
     private static (int Status, string Message, string Type, string? Param, string? Code) Describe(Exception e)
     {

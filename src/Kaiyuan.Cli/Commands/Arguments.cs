@@ -8,14 +8,38 @@ public static class Arguments
 {
     public static Option<string> Model(bool required = true) => new("--model", "-m") { Description = "Model: a GGUF file path or a store reference (hf.co/OWNER/REPO[:QUANT], an alias such as qwen2.5:0.5b)", Required = required };
 
+    // More threads than this only adds contention; a larger number is a typo, not a setting.
+    private static int MaxThreads => 4 * Environment.ProcessorCount;
+
+    // The help prints the default (this machine's core count) itself, so the description does not say it again.
     public static Option<int> Threads() => new("--threads", "-t")
     {
-        Description = "Worker threads (default: all cores)",
+        Description = "Worker threads (all cores unless given)",
         DefaultValueFactory = _ => Environment.ProcessorCount,
-        Validators = { r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--threads must be at least 1"); } },
+        Validators =
+        {
+            r =>
+            {
+                int n = r.GetValueOrDefault<int>();
+                if (n < 1 || n > MaxThreads)
+                    r.AddError($"--threads must be between 1 and {MaxThreads} (4 × this machine's {Environment.ProcessorCount} cores)");
+            },
+        },
     };
 
-    public static Option<int> ContextSize() => new("--ctx-size", "-c") { Description = "Context size in tokens (default: the model's, at most 4096)" };
+    public static Option<int> ContextSize() => new("--ctx-size", "-c")
+    {
+        Description = "Context size in tokens (default or 0: the model's, at most 4096)",
+        Validators = { r => { if (r.GetValueOrDefault<int>() < 0) r.AddError("--ctx-size must be a positive number of tokens (or 0: the model's)"); } },
+    };
+
+    /// <summary>A validator that refuses values outside [min, max] with a message naming the option.</summary>
+    public static void Range<T>(Option<T> option, T min, T max, string meaning) where T : struct, IComparable<T> =>
+        option.Validators.Add(r =>
+        {
+            T value = r.GetValueOrDefault<T>();
+            if (value.CompareTo(min) < 0 || value.CompareTo(max) > 0) r.AddError($"{option.Name} {value}: {meaning}");
+        });
 
     public static Option<string> CacheType() => new("--cache-type")
     {

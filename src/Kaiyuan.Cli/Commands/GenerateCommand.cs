@@ -60,8 +60,19 @@ public static class GenerateCommand
             ? Arguments.ParseIds(promptIdsText, "--prompt-ids")
             : (tokenizer ?? throw new NotSupportedException($"{Path.GetFileName(path)} has no tokenizer; use --prompt-ids"))
                 .Encode(promptText!, addSpecial: true, parseSpecial: true); // as llama.cpp tokenizes prompts
+        foreach (int id in promptIds)
+            if (id >= model.VocabSize) throw new ArgumentException($"--prompt-ids: token id {id} is outside the vocabulary (0…{model.VocabSize - 1})");
         using var pool = new WorkerPool(threads);
-        var session = new InferenceSession(model, ctxSize, pool, cacheType: cacheType);
+        InferenceSession session;
+        try
+        {
+            session = new InferenceSession(model, ctxSize, pool, cacheType: cacheType);
+        }
+        catch (OutOfMemoryException)
+        {
+            // The engine's wording also suggests --parallel, which only serve has.
+            throw new ArgumentException($"--ctx-size {ctxSize}: the KV cache for that many tokens does not fit in memory; choose a smaller context");
+        }
         if (promptIds.Length >= session.ContextLength)
             throw new ContextOverflowException($"the prompt has {promptIds.Length} tokens; the context holds {session.ContextLength}");
         var options = new GenerationOptions

@@ -24,6 +24,9 @@ public static class QuantizeCommand
             string inPath = StoreCommands.ResolveModel(p, p.GetValue(input)!);
             string outPath = Path.GetFullPath(p.GetValue(output)!);
             if (outPath == Path.GetFullPath(inPath)) throw new ArgumentException("the output would overwrite the input; choose another file");
+            // Said before the work starts, and in place of .NET's wording about the temporary ".partial" file.
+            if (Path.GetDirectoryName(outPath) is { } folder && !Directory.Exists(folder))
+                throw new DirectoryNotFoundException($"<output>: the folder {folder} does not exist");
             using var file = GgufFile.Open(inPath);
             if (p.GetValue(dryRun))
             {

@@ -58,7 +58,25 @@ public static class ServeCommand
         if (options.Port is < 0 or > 65535) throw new ArgumentException("--port must be between 0 and 65535");
         if (options.ChatTemplateFile is { } file && !File.Exists(file)) throw new FileNotFoundException($"--chat-template-file: file not found: {file}");
         if (!File.Exists(options.ModelPath)) throw new FileNotFoundException($"file not found: {options.ModelPath}");
-        await using var server = await KaiyuanServer.StartAsync(options);
+        try
+        {
+            KaiyuanServer.ListenHost(options.Host);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException($"--host: {e.Message}", e);
+        }
+        KaiyuanServer server;
+        try
+        {
+            server = await KaiyuanServer.StartAsync(options);
+        }
+        catch (IOException e)
+        {
+            // Kestrel's bind failure ("address already in use") carries the address and port.
+            throw new IOException($"cannot listen: {e.Message}", e);
+        }
+        await using var _ = server;
         Console.Error.WriteLine($"kaiyuan: serving {Path.GetFileName(options.ModelPath)} at {server.Address} (loading…)");
         try
         {

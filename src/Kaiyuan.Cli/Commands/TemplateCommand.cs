@@ -61,7 +61,7 @@ public static class TemplateCommand
             (source, modelBos, modelEos) = ReadModelTemplate(model!);
         }
 
-        var messagesNode = JsonNode.Parse(File.ReadAllText(messagesFile)) ?? throw new ArgumentException("--messages: file holds null");
+        var messagesNode = ParseJsonFile(messagesFile, "--messages") ?? throw new ArgumentException("--messages: file holds null");
         JsonNode? toolsNode = null;
         if (messagesNode is JsonObject request)
         {
@@ -70,7 +70,7 @@ public static class TemplateCommand
         }
         if (messagesNode is not JsonArray) throw new ArgumentException("--messages: expected a JSON array of messages");
         if (toolsFile != null)
-            toolsNode = JsonNode.Parse(File.ReadAllText(toolsFile));
+            toolsNode = ParseJsonFile(toolsFile, "--tools");
 
         var extra = new Dictionary<string, JsonNode?>(StringComparer.Ordinal);
         foreach (var v in vars)
@@ -114,5 +114,18 @@ public static class TemplateCommand
             return id < tokens.Length ? tokens[id] : "";
         }
         return (t, TokenText("tokenizer.ggml.bos_token_id"), TokenText("tokenizer.ggml.eos_token_id"));
+    }
+
+    /// <summary>A JSON file's content; a syntax error names the option, the file and the line instead of the parser's wording.</summary>
+    private static JsonNode? ParseJsonFile(string path, string option)
+    {
+        try
+        {
+            return JsonNode.Parse(File.ReadAllText(path));
+        }
+        catch (JsonException e)
+        {
+            throw new ArgumentException($"{option}: {path} is not valid JSON (line {(e.LineNumber ?? 0) + 1}, column {(e.BytePositionInLine ?? 0) + 1})", e);
+        }
     }
 }

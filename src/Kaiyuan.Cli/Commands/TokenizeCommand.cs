@@ -14,7 +14,7 @@ public static class TokenizeCommand
     public static Command CreateTokenize()
     {
         var model = ModelOption();
-        var text = new Option<string>("--text", "-t") { Description = "Text to tokenize; '-' reads it from standard input", Required = true };
+        var text = new Option<string>("--text") { Description = "Text to tokenize; '-' reads it from standard input", Required = true };
         var noBos = new Option<bool>("--no-bos") { Description = "Do not add BOS/EOS even where the model asks for them" };
         var special = new Option<bool>("--special") { Description = "Parse special-token texts such as <|im_start|> into their tokens" };
         var json = new Option<bool>("--json") { Description = "Print {\"ids\":[...],\"pieces\":[...]} instead of one 'id<TAB>piece' line per token" };
@@ -44,10 +44,10 @@ public static class TokenizeCommand
             int[] list = parse.GetValue(ids)!
                 .Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                 .Select(s => int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v)
-                    ? v : throw new FormatException($"'{s}' is not a token id"))
+                    ? v : throw new FormatException($"--ids: '{s}' is not a token id"))
                 .ToArray();
             foreach (int id in list)
-                if ((uint)id >= (uint)tokenizer.VocabSize) throw new FormatException($"token id {id} is outside the vocabulary (0..{tokenizer.VocabSize - 1})");
+                if ((uint)id >= (uint)tokenizer.VocabSize) throw new FormatException($"--ids: token id {id} is outside the vocabulary (0..{tokenizer.VocabSize - 1})");
             parse.InvocationConfiguration.Output.WriteLine(tokenizer.Decode(list, renderSpecial: !parse.GetValue(hideSpecial)));
         }));
         return command;
@@ -66,7 +66,8 @@ public static class TokenizeCommand
         catch (Exception e) when (e is GgufFormatException or GgufMetadataException or NotSupportedException or IOException
                                      or UnauthorizedAccessException or FormatException or ArgumentException)
         {
-            parse.InvocationConfiguration.Error.WriteLine($"error: {e.Message.ReplaceLineEndings(" ").Trim()}");
+            // The same prefix as every other command's errors.
+            parse.InvocationConfiguration.Error.WriteLine($"kaiyuan: {e.Message.ReplaceLineEndings(" ").Trim()}");
             return 1;
         }
     }

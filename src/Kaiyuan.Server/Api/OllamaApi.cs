@@ -69,7 +69,7 @@ public static class OllamaApi
         var r = await JsonRequest.ReadAsync(http.Request, http.RequestAborted);
         var runtime = state.RuntimeFor(r.String("model") ?? r.String("name"));
         var info = new JsonObject();
-        foreach (var (key, value) in runtime.Description.Info) info[key] = JsonValue.Create(value);
+        foreach (var (key, value) in runtime.Description.Info) info[key] = InfoValue(value);
         await HttpOutput.Json(http, new JsonObject
         {
             ["modelfile"] = $"FROM {state.Options.ModelPath}\n",
@@ -81,6 +81,24 @@ public static class OllamaApi
             ["modified_at"] = File.GetLastWriteTimeUtc(state.Options.ModelPath).ToString("o"),
         });
     }
+
+    // JsonValue.Create(object) needs reflection-based serialization, which this (trimmable) server has off: GGUF
+    // metadata values are converted by their own types instead.
+    private static JsonNode? InfoValue(object? value) => value switch
+    {
+        null => null,
+        string s => JsonValue.Create(s),
+        bool b => JsonValue.Create(b),
+        int i => JsonValue.Create(i),
+        long l => JsonValue.Create(l),
+        uint u => JsonValue.Create(u),
+        ulong u => JsonValue.Create(u),
+        float f => float.IsFinite(f) ? JsonValue.Create(f) : JsonValue.Create(f.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+        double d => double.IsFinite(d) ? JsonValue.Create(d) : JsonValue.Create(d.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+        byte or sbyte or short or ushort => JsonValue.Create(Convert.ToInt64(value, System.Globalization.CultureInfo.InvariantCulture)),
+        System.Collections.IEnumerable items => new JsonArray(items.Cast<object?>().Select(InfoValue).ToArray()),
+        _ => JsonValue.Create(value.ToString()),
+    };
 
     private static async Task GenerateAsync(HttpContext http, ServerState state, bool chat)
     {

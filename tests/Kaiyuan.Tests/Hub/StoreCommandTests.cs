@@ -37,7 +37,8 @@ public sealed class StoreCommandTests
     public async Task ListShowInfoAndRemoveWorkOnPulledModels()
     {
         using var hub = new FakeHub();
-        var file = new FakeHub.FakeFile("tiny-Q6_K.gguf", TestModels.SmallGguf());
+        // show and info need a model with full metadata, which only the fixtures have: without them the test is skipped.
+        var file = new FakeHub.FakeFile("tiny-Q6_K.gguf", File.ReadAllBytes(Fixtures.ModelPath("aidreams260K", "aidreams260K-q6_k.gguf")));
         hub.Add("kaiyuan-test/tiny-GGUF", file);
         using var temp = new TempStore();
         using var client = TempStore.Client(hub);

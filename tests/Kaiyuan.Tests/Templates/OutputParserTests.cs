@@ -33,6 +33,31 @@ public class OutputParserTests
         Assert.Equal(r.Content, Joined(d, x => x.Content));
     }
 
+    private static readonly ToolCallFormat Thinking = new() { Name = "thinking", ReasoningStart = "<think>", ReasoningEnd = "</think>" };
+
+    [Theory]
+    [InlineData(" ")]
+    [InlineData("\n\n")]
+    [InlineData(" \t \n ")]
+    public void AWhitespaceOnlyAnswerComesBackAsGenerated(string text)
+    {
+        foreach (var format in new[] { ToolCallFormat.Hermes, Thinking })
+        {
+            var (r, d) = Parse(format, text);
+            Assert.Equal(text, r.Content);
+            Assert.Equal(text, Joined(d, x => x.Content));
+        }
+    }
+
+    [Fact]
+    public void WhitespaceAroundReasoningIsStillTrimmed()
+    {
+        var (r, d) = Parse(Thinking, "<think>hm</think>\n\n");
+        Assert.Equal("", r.Content);
+        Assert.Equal("", Joined(d, x => x.Content));
+        Assert.Equal("hm", r.Reasoning);
+    }
+
     [Fact]
     public void PartialMarkerIsHeldBack()
     {

@@ -44,7 +44,7 @@ public class TokenizeCommandTests
         var (code, _, err) = Invoke("tokenize", "-m", "/nonexistent/model.gguf", "--text", "x");
         Assert.NotEqual(0, code);
         Assert.Single(err.Trim().Split('\n'));
-        Assert.StartsWith("error:", err);
+        Assert.StartsWith("kaiyuan: ", err);
 
         string model = Fixtures.Require("tokenizers", "ggml-vocab-llama-spm.gguf");
         var (code2, _, err2) = Invoke("detokenize", "-m", model, "--ids", "1,x");

@@ -17,6 +17,8 @@ public sealed class ChatOutputParser
     private readonly StringBuilder _buf = new();
     private readonly StringBuilder _content = new();
     private readonly StringBuilder _reasoning = new();
+    // Whitespace trimmed from the start of the output: given back when it turns out to be the whole answer.
+    private readonly StringBuilder _skipped = new();
     private readonly List<ParsedToolCall> _calls = [];
     private readonly List<OutputDelta> _pending = [];
     private State _state;
@@ -75,15 +77,23 @@ public sealed class ChatOutputParser
         {
             Process(true);
             _finished = true;
+            if (_content.Length == 0 && _calls.Count == 0 && !_sawReasoning && _skipped.Length > 0)
+            {
+                // No markup at all, only whitespace: that is the answer, not separation to trim.
+                _content.Append(_skipped);
+                _pending.Add(new OutputDelta(Content: _skipped.ToString()));
+            }
         }
         return TakePending();
     }
 
     /// <summary>Everything parsed so far (complete after <see cref="Finish"/>).</summary>
     public ParsedOutput Result => new(
-        _content.ToString().Trim(),
+        TrimUnlessBlank(_content.ToString()),
         _sawReasoning ? _reasoning.ToString().Trim() : null,
         _calls.ToList());
+
+    private static string TrimUnlessBlank(string s) => string.IsNullOrWhiteSpace(s) ? s : s.Trim();
 
     /// <summary>Parses a whole output at once.</summary>
     public static ParsedOutput ParseAll(string text, ToolCallFormat format, bool startsInReasoning = false)
@@ -105,7 +115,11 @@ public sealed class ChatOutputParser
     private void EmitContent(int from, int to)
     {
         if (_trimLeading)
+        {
+            int start = from;
             while (from < to && char.IsWhiteSpace(_buf[from])) from++;
+            if (!_sawReasoning && _calls.Count == 0 && _content.Length == 0) _skipped.Append(_buf, start, from - start);
+        }
         if (from >= to) return;
         _trimLeading = false;
         string s = _buf.ToString(from, to - from);
