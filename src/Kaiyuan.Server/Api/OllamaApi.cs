@@ -5,7 +5,7 @@ using Kaiyuan.Server.Chat;
 
 namespace Kaiyuan.Server.Api;
 
-/// <summary>The Ollama-compatible endpoints: chat, generate (NDJSON streaming), tags, show, version, ps.</summary>
+/// <summary>The Ollama-compatible endpoints: chat, generate (NDJSON streaming), embed, tags, show, version, ps.</summary>
 public static class OllamaApi
 {
     public const string Version = "0.12.0";
@@ -20,6 +20,8 @@ public static class OllamaApi
         app.MapPost("/api/show", ShowAsync);
         app.MapPost("/api/chat", (HttpContext http, ServerState state) => GenerateAsync(http, state, chat: true));
         app.MapPost("/api/generate", (HttpContext http, ServerState state) => GenerateAsync(http, state, chat: false));
+        app.MapPost("/api/embed", EmbedAsync);
+        app.MapPost("/api/embeddings", LegacyEmbeddingsAsync);
     }
 
     private static string Name(ModelRuntime runtime) => runtime.Name.Contains(':', StringComparison.Ordinal) ? runtime.Name : runtime.Name + ":latest";
@@ -99,6 +101,82 @@ public static class OllamaApi
         System.Collections.IEnumerable items => new JsonArray(items.Cast<object?>().Select(InfoValue).ToArray()),
         _ => JsonValue.Create(value.ToString()),
     };
+
+    private static async Task EmbedAsync(HttpContext http, ServerState state)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var r = await JsonRequest.ReadAsync(http.Request, http.RequestAborted);
+        var runtime = state.RuntimeFor(r.String("model"));
+        CheckOptions(r);
+        bool truncate = r.Bool("truncate", true);
+        if (r.Int("dimensions", 1, int.MaxValue) is { } dims && dims != runtime.Description.EmbeddingLength)
+            throw ApiException.Unsupported("dimensions", $"other than the model's {runtime.Description.EmbeddingLength}");
+        // Ollama takes a string or an array of strings; an empty string or list only loads the model and embeds nothing.
+        List<string> texts = r.Get("input") switch
+        {
+            null => [],
+            { ValueKind: JsonValueKind.String } s => s.GetString() is { Length: > 0 } one ? [one] : [],
+            { ValueKind: JsonValueKind.Array } a when a.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String) =>
+                a.EnumerateArray().Select(e => e.GetString()!).ToList(),
+            _ => throw ApiException.BadRequest("'input' must be a string or an array of strings", "input"),
+        };
+        if (texts.Count > 2048) throw ApiException.BadRequest("'input' takes at most 2048 items", "input");
+        var (vectors, tokens) = await EmbedTextsAsync(state, runtime, texts, truncate, "input", http.RequestAborted);
+        await HttpOutput.Json(http, new JsonObject
+        {
+            ["model"] = Name(runtime),
+            ["embeddings"] = new JsonArray(vectors.Select(v => (JsonNode)Vector(v)).ToArray()),
+            ["total_duration"] = (long)(clock.Elapsed.TotalMicroseconds * 1000),
+            ["load_duration"] = 0,
+            ["prompt_eval_count"] = tokens,
+        });
+    }
+
+    /// <summary>Ollama's older single-prompt endpoint, kept because many clients still call it.</summary>
+    private static async Task LegacyEmbeddingsAsync(HttpContext http, ServerState state)
+    {
+        var r = await JsonRequest.ReadAsync(http.Request, http.RequestAborted);
+        var runtime = state.RuntimeFor(r.String("model"));
+        CheckOptions(r);
+        string prompt = r.String("prompt") ?? "";
+        // As Ollama: an empty prompt answers an empty embedding rather than an error.
+        var (vectors, _) = await EmbedTextsAsync(state, runtime, prompt.Length > 0 ? [prompt] : [], truncate: true, "prompt", http.RequestAborted);
+        await HttpOutput.Json(http, new JsonObject { ["embedding"] = vectors.Length > 0 ? Vector(vectors[0]) : new JsonArray() });
+    }
+
+    private static void CheckOptions(JsonRequest r)
+    {
+        // keep_alive and options tune Ollama's model lifetime and runner; one resident model has nothing to tune.
+        if (r.Has("options") && r.Get("options")!.Value.ValueKind != JsonValueKind.Object) throw ApiException.BadRequest("'options' must be an object", "options");
+    }
+
+    /// <summary>The same engine call as /v1/embeddings (pooled, L2-normalised); too-long inputs are cut to the context or refused.</summary>
+    private static async Task<(float[][] Vectors, int Tokens)> EmbedTextsAsync(ServerState state, ModelRuntime runtime, List<string> texts, bool truncate,
+        string param, CancellationToken cancel)
+    {
+        if (texts.Count == 0) return ([], 0);
+        int context = runtime.Engine.ContextLength;
+        var inputs = new List<int[]>(texts.Count);
+        foreach (var text in texts)
+        {
+            var ids = runtime.Codec.Encode(text, addSpecial: true, parseSpecial: true);
+            if (ids.Length == 0) throw ApiException.BadRequest($"'{param}' holds a text with no tokens", param);
+            if (ids.Length > context)
+            {
+                if (!truncate)
+                    throw ApiException.BadRequest($"an input has {ids.Length} tokens, more than the context of {context}; send \"truncate\": true to cut it",
+                        param, "context_length_exceeded");
+                ids = ids[..context];
+            }
+            inputs.Add(ids);
+        }
+        var vectors = await runtime.Engine.EmbedAsync(inputs, cancel);
+        int tokens = inputs.Sum(i => i.Length);
+        state.Metrics.PromptTokens(tokens);
+        return (vectors, tokens);
+    }
+
+    private static JsonArray Vector(float[] v) => new(v.Select(x => (JsonNode)x).ToArray());
 
     private static async Task GenerateAsync(HttpContext http, ServerState state, bool chat)
     {
