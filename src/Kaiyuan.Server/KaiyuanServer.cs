@@ -81,6 +81,7 @@ public sealed class KaiyuanServer : IAsyncDisposable
         MapOperations(app);
         OpenAiApi.Map(app);
         OllamaApi.Map(app);
+        LlamaCppApi.Map(app);
 
         // Stop taking new work when asked to stop; Kestrel then lets running streams finish (up to DrainTimeout).
         app.Lifetime.ApplicationStopping.Register(() =>
@@ -149,7 +150,7 @@ public sealed class KaiyuanServer : IAsyncDisposable
 
     private static Task Authorize(HttpContext http, RequestDelegate next, ServerOptions options)
     {
-        if (options.ApiKey is { Length: > 0 } key && (http.Request.Path.StartsWithSegments("/v1") || http.Request.Path.StartsWithSegments("/api")))
+        if (options.ApiKey is { Length: > 0 } key && IsGuarded(http.Request.Path))
         {
             string header = http.Request.Headers.Authorization.ToString();
             string? given = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header[7..].Trim()
@@ -161,6 +162,9 @@ public sealed class KaiyuanServer : IAsyncDisposable
         }
         return next(http);
     }
+
+    private static bool IsGuarded(PathString path) =>
+        path.StartsWithSegments("/v1") || path.StartsWithSegments("/api") || LlamaCppApi.Paths.Any(p => path.StartsWithSegments(p));
 
     /// <summary>Request ids, logs, metrics, and the one place every failure becomes an error (OpenAI- or Ollama-shaped by route).</summary>
     private static async Task Guard(HttpContext http, RequestDelegate next, ServerState state, ILogger log)
