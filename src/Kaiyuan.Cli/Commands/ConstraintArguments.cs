@@ -36,10 +36,7 @@ internal sealed class ConstraintArguments
                 : ("--regex", "regex", regex!, s => Kaiyuan.Constraints.Grammar.Of(RegexGrammar.Parse(s)));
         try
         {
-            var compiled = GrammarCache.Get(kind, source, TokenTrie.For(vocabulary), () => build(source));
-            // The first mask now, so a grammar too large to run fails before any output.
-            compiled.FillMask(compiled.Automaton.Start, new ulong[compiled.Tokens.MaskLength]);
-            return compiled;
+            return GrammarCache.Get(kind, source, TokenTrie.For(vocabulary), () => build(source));
         }
         catch (GrammarException e)
         {

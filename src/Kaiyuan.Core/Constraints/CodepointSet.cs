@@ -82,20 +82,6 @@ public sealed class CodepointSet : IEquatable<CodepointSet>
 
     public CodepointSet Except(CodepointSet other) => Intersect(other.Complement());
 
-    /// <summary>Adds the other ASCII case of every ASCII letter in the set (for case-insensitive patterns).</summary>
-    public CodepointSet WithAsciiCaseFolded()
-    {
-        var extra = new List<(int, int)>(_ranges);
-        foreach (var (lo, hi) in _ranges)
-        {
-            int a = Math.Max(lo, 'a'), b = Math.Min(hi, 'z');
-            if (a <= b) extra.Add((a - 32, b - 32));
-            a = Math.Max(lo, 'A'); b = Math.Min(hi, 'Z');
-            if (a <= b) extra.Add((a + 32, b + 32));
-        }
-        return FromRanges(extra);
-    }
-
     public bool Equals(CodepointSet? other) => other is not null && _ranges.AsSpan().SequenceEqual(other._ranges);
     public override bool Equals(object? obj) => Equals(obj as CodepointSet);
     public override int GetHashCode()

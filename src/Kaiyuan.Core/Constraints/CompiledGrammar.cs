@@ -150,12 +150,12 @@ public sealed class CompiledGrammar
         if (_walkStates.Length < trie.MaxDepth + 1) _walkStates = new int[trie.MaxDepth + 1];
         int classes = automaton.ClassCount;
         var table = automaton.Table;
-        int count = trie.Packed_.Length;
+        int count = trie.Items.Length;
         bool skipping = !skipFirst.IsEmpty;
         // Rows, not states, along the path: one add per node instead of a multiply. Bounds are the trie's own (every
         // depth is at most MaxDepth, every row is inside the table), so the loop runs on pointers.
         fixed (int* rowAt = _walkStates)
-        fixed (TokenTrie.Nodes.Packed* nodes = trie.Packed_)
+        fixed (TokenTrie.Nodes.Node* nodes = trie.Items)
         fixed (byte* classOf = automaton.ClassOf)
         fixed (ulong* bits = mask)
         fixed (int* same = trie.SameBytes)

@@ -13,7 +13,8 @@ public static class GrammarCache
 
     private readonly record struct Key(string Kind, string Source, TokenTrie Tokens);
 
-    /// <summary>The cached grammar, or <paramref name="build"/>'s compiled for <paramref name="tokens"/>.
+    /// <summary>The cached grammar, or <paramref name="build"/>'s compiled for <paramref name="tokens"/> with its first
+    /// mask computed, so that a grammar too large to run fails here, before any output, not in a decode loop.
     /// Compile errors (<see cref="GrammarException"/>) are not cached.</summary>
     public static CompiledGrammar Get(string kind, string source, TokenTrie tokens, Func<Grammar> build)
     {
@@ -28,6 +29,7 @@ public static class GrammarCache
             }
         }
         var compiled = new CompiledGrammar(ByteAutomaton.Compile(build()), tokens);
+        compiled.FillMask(compiled.Automaton.Start, new ulong[tokens.MaskLength]);
         lock (Lock)
         {
             if (Entries.TryGetValue(key, out var raced)) return raced.Value.Item2;

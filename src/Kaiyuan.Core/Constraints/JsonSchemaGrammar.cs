@@ -2155,27 +2155,25 @@ internal sealed partial class SchemaCompiler
             case JsonValueKind.String: return JsonStringEncoding.Quoted(v.GetString()!);
             case JsonValueKind.Number: return Alt([.. NumberSpellings(v.GetRawText()).Select(Literal)]);
             case JsonValueKind.Array:
-                {
-                    var items = v.EnumerateArray().Select(x => ValueNode(x, depth + 1)).ToList();
-                    if (items.Count == 0) return Seq(Literal("["), _ws, Literal("]"));
-                    var seq = new List<GrammarNode> { Literal("["), _ws, items[0] };
-                    foreach (var item in items.Skip(1)) { seq.Add(_sep); seq.Add(item); }
-                    seq.Add(_ws);
-                    seq.Add(Literal("]"));
-                    return Seq([.. seq]);
-                }
+                return Delimited("[", [.. v.EnumerateArray().Select(x => ValueNode(x, depth + 1))], "]");
             case JsonValueKind.Object:
-                {
-                    var members = v.EnumerateObject().Select(p => Seq(JsonStringEncoding.Quoted(p.Name), _colon, ValueNode(p.Value, depth + 1))).ToList();
-                    if (members.Count == 0) return Seq(Literal("{"), _ws, Literal("}"));
-                    var seq = new List<GrammarNode> { Literal("{"), _ws, members[0] };
-                    foreach (var m in members.Skip(1)) { seq.Add(_sep); seq.Add(m); }
-                    seq.Add(_ws);
-                    seq.Add(Literal("}"));
-                    return Seq([.. seq]);
-                }
+                return Delimited("{", [.. v.EnumerateObject().Select(p => Seq(JsonStringEncoding.Quoted(p.Name), _colon, ValueNode(p.Value, depth + 1)))], "}");
             default: return Literal(v.GetRawText());
         }
+    }
+
+    /// <summary>A fixed JSON array or object: the items in order between the brackets, with the separators' whitespace.</summary>
+    private GrammarNode Delimited(string open, List<GrammarNode> items, string close)
+    {
+        var seq = new List<GrammarNode> { Literal(open), _ws };
+        for (int i = 0; i < items.Count; i++)
+        {
+            if (i > 0) seq.Add(_sep);
+            seq.Add(items[i]);
+        }
+        if (items.Count > 0) seq.Add(_ws);
+        seq.Add(Literal(close));
+        return Seq([.. seq]);
     }
 
     /// <summary>

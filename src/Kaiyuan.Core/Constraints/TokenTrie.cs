@@ -68,7 +68,8 @@ public sealed class TokenTrie
         _offsets[vocabSize] = blob.Count;
         _bytes = [.. blob];
 
-        var withText = Enumerable.Range(0, vocabSize).Where(id => _offsets[id + 1] > _offsets[id]).ToArray();
+        // A node keeps its depth in 16 bits: a (malformed) token longer than that is never allowed rather than mis-walked.
+        var withText = Enumerable.Range(0, vocabSize).Where(id => _offsets[id + 1] > _offsets[id] && _offsets[id + 1] - _offsets[id] <= ushort.MaxValue).ToArray();
         All = new Nodes(this, withText);
         PlainUpTo = new ulong[MaxPlainChars + 1][];
         for (int k = 0; k <= MaxPlainChars; k++) PlainUpTo[k] = new ulong[MaskLength];
@@ -99,24 +100,22 @@ public sealed class TokenTrie
         return chars;
     }
 
-    /// <summary>A set of tokens as a trie in depth-first order, in flat arrays.</summary>
+    /// <summary>A set of tokens as a trie in depth-first order, one packed record per node.</summary>
     internal sealed class Nodes
     {
         /// <summary>One node's fields side by side, for the mask walk's single pass (12 bytes a node).</summary>
-        internal struct Packed
+        internal struct Node
         {
+            /// <summary>The index just past this node's subtree: where the walk goes when it refuses this node.</summary>
             public int SubtreeEnd;
+            /// <summary>The first token whose bytes end here, or -1; more with the same bytes follow <see cref="SameBytes"/>.</summary>
             public int Token;
             public ushort Depth;
             public byte Byte;
         }
 
-        public readonly Packed[] Packed_;
-        public readonly byte[] NodeByte;
-        public readonly int[] NodeDepth;
-        public readonly int[] SubtreeEnd;
-        /// <summary>The first token whose bytes end at a node, or -1; further tokens with the same bytes follow <see cref="SameBytes"/>.</summary>
-        public readonly int[] NodeToken;
+        /// <summary>Node 0 is the root (no byte).</summary>
+        public readonly Node[] Items;
         public readonly int[] SameBytes;
         public readonly int MaxDepth;
 
@@ -124,10 +123,7 @@ public sealed class TokenTrie
         {
             ids = (int[])ids.Clone();
             Array.Sort(ids, (a, b) => trie.Bytes(a).SequenceCompareTo(trie.Bytes(b)));
-            var nodeByte = new List<byte> { 0 };
-            var nodeDepth = new List<int> { 0 };
-            var nodeToken = new List<int> { -1 };
-            var subtreeEnd = new List<int> { 0 };
+            var nodes = new List<Node> { new() { Token = -1 } };
             SameBytes = new int[trie.VocabSize];
             Array.Fill(SameBytes, -1);
             var path = new List<int> { 0 }; // path[d] = the node at depth d
@@ -143,32 +139,29 @@ public sealed class TokenTrie
                     continue;
                 }
                 int common = bytes.CommonPrefixLength(previous);
-                while (path.Count - 1 > common) // close the nodes past the common prefix
-                {
-                    subtreeEnd[path[^1]] = nodeByte.Count;
-                    path.RemoveAt(path.Count - 1);
-                }
+                while (path.Count - 1 > common) Close(); // the nodes past the common prefix
                 for (int d = common; d < bytes.Length; d++)
                 {
-                    nodeByte.Add(bytes[d]);
-                    nodeDepth.Add(d + 1);
-                    nodeToken.Add(-1);
-                    subtreeEnd.Add(0);
-                    path.Add(nodeByte.Count - 1);
+                    nodes.Add(new Node { Token = -1, Depth = (ushort)(d + 1), Byte = bytes[d] });
+                    path.Add(nodes.Count - 1);
                 }
-                nodeToken[path[^1]] = id;
+                var last = nodes[path[^1]];
+                last.Token = id;
+                nodes[path[^1]] = last;
                 previous = bytes;
                 lastId = id;
                 MaxDepth = Math.Max(MaxDepth, bytes.Length);
             }
-            foreach (int node in path) subtreeEnd[node] = nodeByte.Count;
-            NodeByte = [.. nodeByte];
-            NodeDepth = [.. nodeDepth];
-            NodeToken = [.. nodeToken];
-            SubtreeEnd = [.. subtreeEnd];
-            Packed_ = new Packed[NodeByte.Length];
-            for (int i = 0; i < Packed_.Length; i++)
-                Packed_[i] = new Packed { SubtreeEnd = SubtreeEnd[i], Token = NodeToken[i], Depth = (ushort)Math.Min(NodeDepth[i], ushort.MaxValue), Byte = NodeByte[i] };
+            while (path.Count > 0) Close();
+            Items = [.. nodes];
+
+            void Close()
+            {
+                var node = nodes[path[^1]];
+                node.SubtreeEnd = nodes.Count;
+                nodes[path[^1]] = node;
+                path.RemoveAt(path.Count - 1);
+            }
         }
     }
 

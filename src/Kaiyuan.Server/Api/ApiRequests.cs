@@ -144,4 +144,35 @@ public static class ApiRequests
     }
 
     public static long Now() => DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+
+    /// <summary>'dimensions' other than the model's embedding length is refused (no model here can shorten its vectors).</summary>
+    internal static void CheckEmbeddingDimensions(JsonRequest r, ModelRuntime runtime)
+    {
+        if (r.Int("dimensions", 1, int.MaxValue) is { } dims && dims != runtime.Description.EmbeddingLength)
+            throw ApiException.Unsupported("dimensions", $"other than the model's {runtime.Description.EmbeddingLength}");
+    }
+
+    /// <summary>
+    /// Pooled, L2-normalised embeddings of token inputs, for /v1/embeddings and Ollama's /api/embed alike. An input
+    /// longer than the context is cut to it when <paramref name="truncate"/> is true, else refused (null: the API has
+    /// no truncate option to suggest).
+    /// </summary>
+    internal static async Task<(float[][] Vectors, int Tokens)> EmbedAsync(ServerState state, ModelRuntime runtime, List<int[]> inputs, bool? truncate,
+        string param, CancellationToken cancel)
+    {
+        if (inputs.Count == 0) return ([], 0);
+        int context = runtime.Engine.ContextLength;
+        for (int i = 0; i < inputs.Count; i++)
+        {
+            if (inputs[i].Length <= context) continue;
+            if (truncate != true)
+                throw ApiException.BadRequest($"an input has {inputs[i].Length} tokens, more than the context of {context}"
+                    + (truncate is null ? "" : "; send \"truncate\": true to cut it"), param, "context_length_exceeded");
+            inputs[i] = inputs[i][..context];
+        }
+        var vectors = await runtime.Engine.EmbedAsync(inputs, cancel);
+        int tokens = inputs.Sum(i => i.Length);
+        state.Metrics.PromptTokens(tokens);
+        return (vectors, tokens);
+    }
 }

@@ -109,8 +109,7 @@ public static class OllamaApi
         var runtime = state.RuntimeFor(r.String("model"));
         CheckOptions(r);
         bool truncate = r.Bool("truncate", true);
-        if (r.Int("dimensions", 1, int.MaxValue) is { } dims && dims != runtime.Description.EmbeddingLength)
-            throw ApiException.Unsupported("dimensions", $"other than the model's {runtime.Description.EmbeddingLength}");
+        ApiRequests.CheckEmbeddingDimensions(r, runtime);
         // Ollama takes a string or an array of strings; an empty string or list only loads the model and embeds nothing.
         List<string> texts = r.Get("input") switch
         {
@@ -150,30 +149,17 @@ public static class OllamaApi
         if (r.Has("options") && r.Get("options")!.Value.ValueKind != JsonValueKind.Object) throw ApiException.BadRequest("'options' must be an object", "options");
     }
 
-    /// <summary>The same engine call as /v1/embeddings (pooled, L2-normalised); too-long inputs are cut to the context or refused.</summary>
-    private static async Task<(float[][] Vectors, int Tokens)> EmbedTextsAsync(ServerState state, ModelRuntime runtime, List<string> texts, bool truncate,
+    private static Task<(float[][] Vectors, int Tokens)> EmbedTextsAsync(ServerState state, ModelRuntime runtime, List<string> texts, bool truncate,
         string param, CancellationToken cancel)
     {
-        if (texts.Count == 0) return ([], 0);
-        int context = runtime.Engine.ContextLength;
         var inputs = new List<int[]>(texts.Count);
         foreach (var text in texts)
         {
             var ids = runtime.Codec.Encode(text, addSpecial: true, parseSpecial: true);
             if (ids.Length == 0) throw ApiException.BadRequest($"'{param}' holds a text with no tokens", param);
-            if (ids.Length > context)
-            {
-                if (!truncate)
-                    throw ApiException.BadRequest($"an input has {ids.Length} tokens, more than the context of {context}; send \"truncate\": true to cut it",
-                        param, "context_length_exceeded");
-                ids = ids[..context];
-            }
             inputs.Add(ids);
         }
-        var vectors = await runtime.Engine.EmbedAsync(inputs, cancel);
-        int tokens = inputs.Sum(i => i.Length);
-        state.Metrics.PromptTokens(tokens);
-        return (vectors, tokens);
+        return ApiRequests.EmbedAsync(state, runtime, inputs, truncate, param, cancel);
     }
 
     private static JsonArray Vector(float[] v) => new(v.Select(x => (JsonNode)x).ToArray());

@@ -336,15 +336,8 @@ public static class OpenAiApi
         var runtime = state.RuntimeFor(r.String("model"));
         string format = r.String("encoding_format") ?? "float";
         if (format is not ("float" or "base64")) throw ApiException.BadRequest("'encoding_format' must be \"float\" or \"base64\"", "encoding_format");
-        if (r.Int("dimensions", 1, int.MaxValue) is { } dims && dims != runtime.Description.EmbeddingLength)
-            throw ApiException.Unsupported("dimensions", $"other than the model's {runtime.Description.EmbeddingLength}");
-        var inputs = EmbeddingInputs(r.Get("input"), runtime);
-        foreach (var input in inputs)
-            if (input.Length > runtime.Engine.ContextLength)
-                throw ApiException.BadRequest($"an input has {input.Length} tokens; the context holds {runtime.Engine.ContextLength}", "input", "context_length_exceeded");
-        var vectors = await runtime.Engine.EmbedAsync(inputs, http.RequestAborted);
-        int tokens = inputs.Sum(i => i.Length);
-        state.Metrics.PromptTokens(tokens);
+        ApiRequests.CheckEmbeddingDimensions(r, runtime);
+        var (vectors, tokens) = await ApiRequests.EmbedAsync(state, runtime, EmbeddingInputs(r.Get("input"), runtime), truncate: null, "input", http.RequestAborted);
         var data = new JsonArray();
         for (int i = 0; i < vectors.Length; i++)
         {

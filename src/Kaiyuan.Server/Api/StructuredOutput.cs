@@ -174,13 +174,8 @@ internal static class StructuredOutput
         var timeout = state.Options.GrammarTimeout;
         var vocabulary = runtime.Codec.Vocabulary
             ?? throw ApiException.Unsupported(output.Field, "(structured output) with this model's tokenizer");
-        var work = Task.Run(() =>
-        {
-            var compiled = GrammarCache.Get(output.Kind, output.Source, TokenTrie.For(vocabulary), output.Build);
-            // The first mask now, not in the scheduler's loop: a grammar too large to run fails here, as a 400.
-            compiled.FillMask(compiled.Automaton.Start, new ulong[compiled.Tokens.MaskLength]);
-            return compiled;
-        }, CancellationToken.None);
+        // The cache computes the first mask too: a grammar too large to run fails here, as a 400, not in the scheduler.
+        var work = Task.Run(() => GrammarCache.Get(output.Kind, output.Source, TokenTrie.For(vocabulary), output.Build), CancellationToken.None);
         try
         {
             return await work.WaitAsync(timeout, cancel);
