@@ -92,7 +92,7 @@ public static class BenchCommand
             }
         }
         long bytes = model.File.Tensors.Sum(t => t.ByteSize);
-        return new Result(Mean(pp), Std(pp), Mean(tg), Std(tg), pool.Threads, bytes, Process.GetCurrentProcess().PeakWorkingSet64, session.Cache.TotalBytes);
+        return new Result(Mean(pp), Std(pp), Mean(tg), Std(tg), pool.Threads, bytes, Process.GetCurrentProcess().PeakWorkingSet64, session.Cache.ResidentBytes);
     }
 
     private static double Mean(List<double> x) => x.Count == 0 ? 0 : x.Average();

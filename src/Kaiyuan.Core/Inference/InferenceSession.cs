@@ -39,7 +39,7 @@ public sealed class InferenceSession
     /// <summary>Tokens already in the cache; the next token goes to this position.</summary>
     public int Position { get; private set; }
 
-    /// <summary>Forgets the sequence (the cache rows are simply overwritten later).</summary>
+    /// <summary>Forgets the sequence (its blocks stay and are simply overwritten later).</summary>
     public void Reset() => Position = 0;
 
     /// <summary>Evaluates tokens at the current position; returns the logits after the last one.</summary>
@@ -66,6 +66,7 @@ public sealed class InferenceSession
         for (int start = 0; start < tokens.Length; start += MaxBatch)
         {
             int n = Math.Min(MaxBatch, tokens.Length - start);
+            _cache.Reserve(0, Position + n);
             _batch.Clear();
             for (int i = 0; i < n; i++) _batch.Add(tokens[start + i], Position + i, 0);
             if (_want.Length < n) _want = new bool[MaxBatch];

@@ -34,7 +34,10 @@ public sealed class TransformerModel : IDisposable
     /// <summary>Floats each layer caches per token.</summary>
     public int[] CacheRowWidths => Layers.Select(l => l.Attention.CacheRowWidth).ToArray();
 
-    public KvCache CreateCache(int slots, int contextLength, Tensors.GgmlType type = Tensors.GgmlType.F32) => new(CacheRowWidths, slots, contextLength, type);
+    /// <summary>A paged KV cache for this model: <paramref name="sequences"/> block tables over a pool of
+    /// <paramref name="capacityBlocks"/> blocks (0: every sequence's full context).</summary>
+    public KvCache CreateCache(int sequences, int contextLength, Tensors.GgmlType type = Tensors.GgmlType.F32, int capacityBlocks = 0) =>
+        new(CacheRowWidths, sequences, contextLength, type, capacityBlocks);
 
     /// <summary>
     /// Runs the batch through the model like <see cref="Forward"/> and writes every token's final (output-normed) hidden

@@ -20,6 +20,12 @@ public sealed class AttentionKernelTests
             var random = new Random(heads * 100 + tokens);
             int width = headsKv * 2 * dim, context = start + tokens;
             var cache = new KvCache([width], 2, context + 1, type);
+            // Sequence 1 reads through a block table whose blocks are interleaved with sequence 0's, as in a shared pool.
+            for (int end = KvCache.BlockTokens; end < context + 1 + KvCache.BlockTokens; end += KvCache.BlockTokens)
+            {
+                cache.Reserve(0, Math.Min(end, context + 1));
+                cache.Reserve(1, Math.Min(end, context + 1));
+            }
             var stored = new float[context][];
             for (int p = 0; p < start; p++) stored[p] = Write(cache, random, width, p);
 

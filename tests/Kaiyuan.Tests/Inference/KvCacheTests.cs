@@ -34,7 +34,8 @@ public class KvCacheTests
         var back = new float[64];
         foreach (var (type, tolerance) in new[] { (GgmlType.F32, 0f), (GgmlType.F16, 2e-3f) })
         {
-            var cache = new KvCache([64, 64], slots: 2, contextLength: 4, type);
+            var cache = new KvCache([64, 64], sequences: 2, contextLength: 4, type);
+            Assert.True(cache.Reserve(1, 4));
             cache.Write(1, 1, 3, row);
             cache.Read(1, 1, 3, back);
             Assert.True(Goldens.MaxAbsDiff(row, back) <= tolerance, type.ToString());
