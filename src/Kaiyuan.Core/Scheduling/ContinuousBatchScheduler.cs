@@ -17,8 +17,18 @@ public sealed record SchedulerOptions
     public int ContextLength { get; init; }
     /// <summary>Requests waiting for a slot at most; more are refused with <see cref="QueueFullException"/>.</summary>
     public int MaxQueue { get; init; } = 64;
-    /// <summary>Prompt tokens prefilled per step at most, so running streams keep flowing during a long prompt.</summary>
+    /// <summary>
+    /// Prompt tokens prefilled per step at most. While other sequences decode, a step takes fewer: as many as keep
+    /// their inter-token latency within about 1.5× of a decode-only step.
+    /// </summary>
     public int PrefillChunk { get; init; } = 256;
+    /// <summary>KV cache row type (f32, f16 or q8_0).</summary>
+    public Tensors.GgmlType CacheType { get; init; } = Tensors.GgmlType.F32;
+    /// <summary>
+    /// Bytes the paged KV pool may grow to (running and cached blocks); -1: a default from free memory (at most
+    /// 8 GiB); 0: no prefix caching, room for every slot's full context. Never less than one full context.
+    /// </summary>
+    public long CacheBytes { get; init; } = -1;
     /// <summary>How embeddings pool the final hidden states: mean (default), cls (first token) or last.</summary>
     public EmbeddingPooling Pooling { get; init; } = EmbeddingPooling.Mean;
 }
@@ -26,17 +36,21 @@ public sealed record SchedulerOptions
 public enum EmbeddingPooling { Mean, Cls, Last }
 
 /// <summary>
-/// Continuous batching: a single background loop owns the model and a KV cache of <see cref="SchedulerOptions.Slots"/>
-/// slots. Every step it gathers one token from each decoding sequence plus a bounded chunk of pending prompt tokens into
-/// ONE <see cref="TransformerModel.Forward"/> call, samples each sequence's next token with its own sampler, and streams
-/// it out. New sequences join between steps; finished or cancelled ones free their slot at once. Each token's math only
-/// depends on its own sequence, so a greedy output does not depend on what else runs in the batch.
+/// Continuous batching: a single background loop owns the model and a paged KV cache shared by up to
+/// <see cref="SchedulerOptions.Slots"/> running sequences. Every step it gathers one token from each decoding sequence plus
+/// a bounded chunk of pending prompt tokens into ONE <see cref="TransformerModel.Forward"/> call, samples each sequence's
+/// next token with its own sampler, and streams it out. New sequences join between steps, first reusing whatever prefix
+/// of theirs is cached (<see cref="PrefixCache"/>); finished or cancelled ones free their slot at once and leave their
+/// blocks cached. When the pool runs out mid-generation the latest admitted sequence is preempted: its blocks stay
+/// cached and it resumes, recomputing only what was evicted. Each token's math only depends on its own sequence, so a
+/// greedy output does not depend on what else runs in the batch.
 /// </summary>
 public sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
 {
     private readonly TransformerModel _model;
     private readonly SchedulerOptions _options;
     private readonly KvCache _cache;
+    private readonly PrefixCache _prefix;
     private readonly Workspace _workspace = new();
     private readonly ForwardBatch _batch;
     private readonly ForwardContext _ctx;
@@ -44,12 +58,17 @@ public sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
     private readonly ConcurrentQueue<object> _pending = new();
     private readonly SemaphoreSlim _wake = new(0);
     private readonly Thread _thread;
-    private readonly int _embedSlot;
+    private readonly int _embedSequence;
+    private readonly List<Sequence> _preempted = [];
     private readonly float[] _logits;
     private readonly bool[] _want;
     private readonly Sequence[] _rowOwner;
     private float[] _lse = [];
     private int _pendingCount, _busy;
+    private long _admissions, _prefillTokens, _preemptions;
+    private volatile PrefixCacheStats _stats;
+    // Moving averages of a decode-only step and of one prompt token's share of a step, for sizing prefill chunks.
+    private double _decodeSeconds, _prefillTokenSeconds;
     private volatile bool _accepting = true, _stopping;
 
     public ContinuousBatchScheduler(TransformerModel model, SchedulerOptions options, WorkerPool? pool = null)
@@ -58,9 +77,11 @@ public sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         _model = model;
         _options = options;
         ContextLength = options.ContextLength > 0 ? options.ContextLength : Math.Min(model.Config.ContextLength, 4096);
-        // One extra slot, never given to a generation, holds the sequence being embedded.
-        _embedSlot = options.Slots;
-        _cache = model.CreateCache(options.Slots + 1, ContextLength);
+        // One extra block table, never given to a generation, holds the sequence being embedded.
+        _embedSequence = options.Slots;
+        _cache = model.CreateCache(options.Slots + 1, ContextLength, options.CacheType, CapacityBlocks(model, options, ContextLength));
+        _prefix = new PrefixCache(_cache, enabled: options.CacheBytes != 0);
+        _stats = _prefix.Stats;
         _batch = new ForwardBatch(options.Slots + options.PrefillChunk);
         _ctx = new ForwardContext(_batch, _cache, _workspace, pool ?? WorkerPool.Shared);
         _slots = new Sequence?[options.Slots];
@@ -75,6 +96,32 @@ public sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
     public int VocabSize => _model.VocabSize;
     public int Slots => _options.Slots;
     public SchedulerLoad Load => new(Volatile.Read(ref _pendingCount), Volatile.Read(ref _busy), _options.Slots);
+
+    /// <summary>The KV pool and prefix cache after the latest step.</summary>
+    public KvCacheReport Cache
+    {
+        get
+        {
+            var s = _stats;
+            return new KvCacheReport(s.UsedBlocks, s.CachedBlocks, s.FreeBlocks, s.CapacityBlocks, KvCache.BlockTokens, _cache.BytesPerBlock,
+                s.ResidentBytes, s.HitTokens, Interlocked.Read(ref _prefillTokens), s.Evictions, Interlocked.Read(ref _preemptions), _prefix.Enabled);
+        }
+    }
+
+    /// <summary>Pool size: what <see cref="SchedulerOptions.CacheBytes"/> asks for, never less than one full context (and a spare block).</summary>
+    private static int CapacityBlocks(TransformerModel model, SchedulerOptions options, int context)
+    {
+        long perBlock = Math.Max(1, model.CacheRowWidths.Sum(w => Tensors.GgmlTypeInfo.RowBytes(options.CacheType, w)) * KvCache.BlockTokens);
+        long minimum = KvCache.BlocksFor(context) + 1;
+        long everySlot = (long)options.Slots * KvCache.BlocksFor(context) + 1;
+        long blocks = options.CacheBytes switch
+        {
+            0 => everySlot,
+            < 0 => Math.Min(8L << 30, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 4) / perBlock,
+            var bytes => bytes / perBlock,
+        };
+        return (int)Math.Clamp(blocks, minimum, int.MaxValue / 4);
+    }
 
     /// <summary>Forward passes run so far (a test can tell batched steps from one-by-one ones).</summary>
     public long Steps { get; private set; }
@@ -144,11 +191,14 @@ public sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
             {
                 // A failed pass ends the sequences in it; the loop itself keeps serving.
                 for (int s = 0; s < _slots.Length; s++)
-                    if (_slots[s] is { } seq) Free(s, seq, FinishReason.Error, e);
+                    if (_slots[s] is { } seq) Free(seq, FinishReason.Error, e);
             }
+            _stats = _prefix.Stats;
         }
         for (int s = 0; s < _slots.Length; s++)
-            if (_slots[s] is { } seq) Free(s, seq, FinishReason.Cancelled);
+            if (_slots[s] is { } seq) Free(seq, FinishReason.Cancelled);
+        foreach (var seq in _preempted) Finish(seq, FinishReason.Cancelled);
+        _preempted.Clear();
         while (_pending.TryDequeue(out var work))
         {
             Interlocked.Decrement(ref _pendingCount);
@@ -157,20 +207,32 @@ public sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         }
     }
 
-    /// <summary>Moves queued work into free slots (embeddings run right here, between steps).</summary>
+    /// <summary>
+    /// Moves preempted, then queued, sequences into free slots while the pool has room for their uncached prompt
+    /// (embeddings run right here, between steps).
+    /// </summary>
     private void Admit()
     {
+        while (_preempted.Count > 0)
+        {
+            var seq = _preempted[0];
+            if (seq.Cancel.IsCancellationRequested) Finish(seq, FinishReason.Cancelled);
+            else if (!TryStart(seq)) return;
+            _preempted.RemoveAt(0);
+        }
         while (_pending.TryPeek(out var work))
         {
             if (work is Sequence seq && !seq.Cancel.IsCancellationRequested)
             {
-                int free = Array.IndexOf(_slots, null);
-                if (free < 0) return;
+                // Counted busy from here on: TryStart's failure path finishes it.
+                Interlocked.Increment(ref _busy);
+                if (!TryStart(seq))
+                {
+                    Interlocked.Decrement(ref _busy);
+                    return;
+                }
                 _pending.TryDequeue(out _);
                 Interlocked.Decrement(ref _pendingCount);
-                seq.Slot = free;
-                _slots[free] = seq;
-                Interlocked.Increment(ref _busy);
                 continue;
             }
             _pending.TryDequeue(out _);
@@ -180,37 +242,125 @@ public sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         }
     }
 
+    /// <summary>
+    /// Gives a sequence a slot, its cached prefix and blocks for the rest of its prompt. False when it must wait for
+    /// memory or a slot; true when it started, or failed and was finished.
+    /// </summary>
+    private bool TryStart(Sequence seq)
+    {
+        int free = Array.IndexOf(_slots, null);
+        if (free < 0) return false;
+        int matched = _prefix.Match(free, seq.History);
+        if (!_prefix.Reserve(free, seq.History.Count))
+        {
+            _prefix.Release(free, seq.History, matched);
+            if (_slots.Any(s => s is not null)) return false;
+            // Nothing else holds memory and it still does not fit (cannot happen: the pool holds a full context).
+            Finish(seq, FinishReason.Error, new InvalidOperationException($"the KV pool cannot hold {seq.History.Count} tokens"));
+            return true;
+        }
+        seq.Slot = free;
+        seq.Cached = matched;
+        seq.Admission = ++_admissions;
+        if (seq.Generated == 0) seq.Stream.CachedTokens = matched;
+        _slots[free] = seq;
+        return true;
+    }
+
     private void Step()
     {
         _batch.Clear();
-        int rows = 0;
-        // Decoding sequences first: one token each, so they advance every step.
+        int rows = 0, decoding = 0;
+        // Decoding sequences first: one token each, so they advance every step. Room for those tokens comes first, as
+        // it may preempt sequences whose tokens must then not be in the batch.
         for (int s = 0; s < _slots.Length; s++)
         {
             if (_slots[s] is not { } seq) continue;
-            if (seq.Cancel.IsCancellationRequested) { Free(s, seq, FinishReason.Cancelled); continue; }
-            if (seq.History.Count - seq.Cached != 1 || seq.Cached < seq.Request.Prompt.Count) continue;
-            AddTokens(seq, 1, ref rows);
+            if (seq.Cancel.IsCancellationRequested) Free(seq, FinishReason.Cancelled);
+            else if (seq.History.Count - seq.Cached == 1) MakeRoom(seq);
         }
-        // Then prompt chunks within the prefill budget.
-        int budget = _options.PrefillChunk;
+        for (int s = 0; s < _slots.Length; s++)
+        {
+            if (_slots[s] is not { } seq || seq.History.Count - seq.Cached != 1) continue;
+            AddTokens(seq, 1, ref rows);
+            decoding++;
+        }
+        // Then prompt chunks within the prefill budget (their blocks were reserved when they were admitted).
+        int budget = PrefillBudget(decoding), prefill = 0;
         for (int s = 0; s < _slots.Length && budget > 0; s++)
         {
-            if (_slots[s] is not { } seq || seq.Cached >= seq.Request.Prompt.Count) continue;
+            if (_slots[s] is not { } seq || seq.History.Count - seq.Cached <= 1) continue;
             int take = Math.Min(budget, seq.History.Count - seq.Cached);
             AddTokens(seq, take, ref rows);
             budget -= take;
+            prefill += take;
         }
         if (_batch.Count == 0) return;
 
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
         _model.Forward(_ctx, _want.AsSpan(0, _batch.Count), _logits.AsSpan(0, rows * _model.VocabSize));
+        Learn(System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds, decoding, prefill);
         Steps++;
+        Interlocked.Add(ref _prefillTokens, prefill);
+        for (int s = 0; s < _slots.Length; s++)
+            if (_slots[s] is { } seq) _prefix.Commit(seq.Slot, seq.History, seq.Cached);
         for (int r = 0; r < rows; r++)
         {
             var seq = _rowOwner[r];
             var logits = _logits.AsSpan(r * _model.VocabSize, _model.VocabSize);
             Emit(seq, logits);
         }
+    }
+
+    /// <summary>
+    /// Makes sure a decoding sequence has a block for its next position, preempting the latest admitted sequences (it
+    /// too, if it is the latest) when the pool is out of blocks.
+    /// </summary>
+    private void MakeRoom(Sequence seq)
+    {
+        while (!_prefix.Reserve(seq.Slot, seq.Cached + 1))
+        {
+            Sequence? latest = null;
+            foreach (var other in _slots)
+                if (other is not null && (latest is null || other.Admission > latest.Admission)) latest = other;
+            Preempt(latest!);
+            if (latest == seq) return;
+        }
+    }
+
+    /// <summary>Takes a sequence off its slot, leaving its blocks cached; it resumes first when memory allows.</summary>
+    private void Preempt(Sequence seq)
+    {
+        _prefix.Release(seq.Slot, seq.History, seq.Cached);
+        _slots[seq.Slot] = null;
+        seq.Slot = -1;
+        seq.Cached = 0;
+        _preempted.Add(seq);
+        Interlocked.Increment(ref _preemptions);
+    }
+
+    /// <summary>
+    /// Prompt tokens for this step: the whole chunk when nothing decodes; otherwise as many as keep the step within about
+    /// 1.5× a decode-only step, so running streams stay fluent while a long prompt prefills.
+    /// </summary>
+    private int PrefillBudget(int decoding)
+    {
+        if (decoding == 0) return _options.PrefillChunk;
+        if (_decodeSeconds <= 0 || _prefillTokenSeconds <= 0) return Math.Min(_options.PrefillChunk, 16);
+        double tokens = 0.5 * _decodeSeconds / _prefillTokenSeconds;
+        return (int)Math.Clamp(tokens, 4, _options.PrefillChunk);
+    }
+
+    private void Learn(double seconds, int decoding, int prefill)
+    {
+        const double Weight = 0.2;
+        if (prefill == 0)
+        {
+            _decodeSeconds = _decodeSeconds <= 0 ? seconds : _decodeSeconds + Weight * (seconds - _decodeSeconds);
+            return;
+        }
+        double perToken = (decoding > 0 && _decodeSeconds > 0 ? Math.Max(0, seconds - _decodeSeconds) : seconds) / prefill;
+        _prefillTokenSeconds = _prefillTokenSeconds <= 0 ? perToken : _prefillTokenSeconds + Weight * (perToken - _prefillTokenSeconds);
     }
 
     private void AddTokens(Sequence seq, int count, ref int rows)
@@ -238,18 +388,18 @@ public sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
                     seq.Mask ??= new ulong[(logits.Length + 63) >> 6];
                     constraint.FillMask(seq.Mask);
                     // Nothing allowed (a grammar with a dead end): stop rather than break the constraint.
-                    if (!seq.Mask.AsSpan().ContainsAnyExcept(0UL)) { Free(seq.Slot, seq, FinishReason.MaxTokens); return; }
+                    if (!seq.Mask.AsSpan().ContainsAnyExcept(0UL)) { Free(seq, FinishReason.MaxTokens); return; }
                     allowed = seq.Mask;
                 }
             }
             catch (Constraints.GrammarException e)
             {
-                Free(seq.Slot, seq, FinishReason.Error, e);
+                Free(seq, FinishReason.Error, e);
                 return;
             }
         }
         int id = seq.Sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(seq.History), allowed);
-        if (seq.Request.Constraint is { } c && !c.Accept(id)) { Free(seq.Slot, seq, FinishReason.MaxTokens); return; }
+        if (seq.Request.Constraint is { } c && !c.Accept(id)) { Free(seq, FinishReason.MaxTokens); return; }
         float logprob = float.NaN;
         TokenLogprob[]? top = null;
         if (seq.Request.TopLogprobs >= 0) (logprob, top) = Logprobs(logits, id, seq.Request.TopLogprobs);
@@ -257,9 +407,9 @@ public sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         seq.Stream.Write(new GeneratedToken(id, eog, logprob, top));
         seq.Generated++;
         seq.History.Add(id);
-        if (eog) Free(seq.Slot, seq, FinishReason.EndOfGeneration);
-        else if (seq.Request.MaxTokens >= 0 && seq.Generated >= seq.Request.MaxTokens) Free(seq.Slot, seq, FinishReason.MaxTokens);
-        else if (seq.History.Count > ContextLength) Free(seq.Slot, seq, FinishReason.ContextFull);
+        if (eog) Free(seq, FinishReason.EndOfGeneration);
+        else if (seq.Request.MaxTokens >= 0 && seq.Generated >= seq.Request.MaxTokens) Free(seq, FinishReason.MaxTokens);
+        else if (seq.History.Count > ContextLength) Free(seq, FinishReason.ContextFull);
     }
 
     private (float, TokenLogprob[]?) Logprobs(ReadOnlySpan<float> logits, int id, int topCount)
@@ -285,10 +435,18 @@ public sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         return (logits[id] - logSum, top);
     }
 
-    private void Free(int slot, Sequence seq, FinishReason reason, Exception? error = null)
+    private void Free(Sequence seq, FinishReason reason, Exception? error = null)
     {
-        if (_slots[slot] != seq) return;
-        _slots[slot] = null;
+        if (seq.Slot < 0 || _slots[seq.Slot] != seq) return;
+        // After a failed pass its newest rows may be garbage: keep only the blocks committed before.
+        _prefix.Release(seq.Slot, seq.History, error is null ? seq.Cached : 0);
+        _slots[seq.Slot] = null;
+        seq.Slot = -1;
+        Finish(seq, reason, error);
+    }
+
+    private void Finish(Sequence seq, FinishReason reason, Exception? error = null)
+    {
         Interlocked.Decrement(ref _busy);
         seq.Stream.Complete(reason, error);
     }
@@ -305,11 +463,15 @@ public sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
             {
                 var input = job.Inputs[i];
                 var sum = new float[d];
+                // Embeddings share nothing: their blocks go straight back to the pool.
+                bool room = _prefix.Reserve(_embedSequence, input.Count);
+                if (!room) _prefix.Release(_embedSequence, input, 0);
+                if (!room) throw new QueueFullException("the KV cache is full; try the embedding again later");
                 for (int start = 0; start < input.Count; start += _options.PrefillChunk)
                 {
                     int n = Math.Min(_options.PrefillChunk, input.Count - start);
                     _batch.Clear();
-                    for (int t = 0; t < n; t++) _batch.Add(input[start + t], start + t, _embedSlot);
+                    for (int t = 0; t < n; t++) _batch.Add(input[start + t], start + t, _embedSequence);
                     _model.ForwardHidden(_ctx, hidden.AsSpan(0, n * d));
                     for (int t = 0; t < n; t++)
                     {
@@ -323,6 +485,7 @@ public sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
                         if (take) TensorPrimitives.Add(sum, hidden.AsSpan(t * d, d), sum);
                     }
                 }
+                _prefix.Release(_embedSequence, input, 0);
                 float norm = TensorPrimitives.Norm(sum);
                 if (norm > 0) TensorPrimitives.Divide(sum, norm, sum);
                 results[i] = sum;
@@ -331,6 +494,7 @@ public sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         }
         catch (Exception e)
         {
+            _prefix.Release(_embedSequence, [], 0);
             job.Result.TrySetException(e);
         }
     }
@@ -357,6 +521,8 @@ public sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         public int Cached { get; set; }
         public int Generated { get; set; }
         public int Slot { get; set; } = -1;
+        /// <summary>When it last got its slot (the latest is preempted first).</summary>
+        public long Admission { get; set; }
     }
 
     private sealed class EmbedJob(IReadOnlyList<IReadOnlyList<int>> inputs, CancellationToken cancel)

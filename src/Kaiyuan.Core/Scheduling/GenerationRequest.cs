@@ -57,6 +57,8 @@ public sealed class GenerationStream : IAsyncEnumerable<GeneratedToken>
     internal GenerationStream(int promptTokens) => PromptTokens = promptTokens;
 
     public int PromptTokens { get; }
+    /// <summary>Prompt tokens whose KV came from the prefix cache (not computed); set before the first token.</summary>
+    public int CachedTokens { get; internal set; }
     public ChannelReader<GeneratedToken> Reader => _channel.Reader;
     /// <summary>Set before the stream completes.</summary>
     public FinishReason? Finish { get; private set; }
@@ -82,6 +84,22 @@ public sealed class QueueFullException(string message) : Exception(message);
 /// <summary>The scheduler no longer accepts work (shutting down; HTTP 503).</summary>
 public sealed class SchedulerClosedException(string message) : Exception(message);
 
+/// <summary>The paged KV pool and its prefix cache at a point in time.</summary>
+/// <param name="UsedBlocks">Blocks held by running sequences.</param>
+/// <param name="CachedBlocks">Blocks of finished sequences kept for reuse (evicted least recently used first).</param>
+/// <param name="FreeBlocks">Blocks that can be handed out without evicting anything.</param>
+/// <param name="CapacityBlocks">Blocks the pool may hold at most.</param>
+/// <param name="BlockTokens">Tokens per block.</param>
+/// <param name="BytesPerBlock">Bytes per block across all layers.</param>
+/// <param name="ResidentBytes">Pool memory that exists now.</param>
+/// <param name="HitTokens">Prompt tokens taken from the cache instead of computed, so far.</param>
+/// <param name="PrefillTokens">Prompt tokens computed, so far.</param>
+/// <param name="Evictions">Cached blocks evicted to make room, so far.</param>
+/// <param name="Preemptions">Sequences paused because the pool ran out, so far.</param>
+/// <param name="CachingEnabled">False with a cache size of 0.</param>
+public sealed record KvCacheReport(int UsedBlocks, int CachedBlocks, int FreeBlocks, int CapacityBlocks, int BlockTokens, long BytesPerBlock,
+    long ResidentBytes, long HitTokens, long PrefillTokens, long Evictions, long Preemptions, bool CachingEnabled);
+
 /// <summary>A point-in-time view of the scheduler's load.</summary>
 public readonly record struct SchedulerLoad(int QueueDepth, int BusySlots, int Slots);
 
@@ -94,6 +112,8 @@ public interface IGenerationEngine
     int ContextLength { get; }
     int VocabSize { get; }
     SchedulerLoad Load { get; }
+    /// <summary>The KV pool and prefix cache (null for engines without one).</summary>
+    KvCacheReport? Cache => null;
 
     /// <summary>Queues a sequence. Throws <see cref="QueueFullException"/>, <see cref="SchedulerClosedException"/>,
     /// or <see cref="Inference.ContextOverflowException"/> when the prompt does not fit.</summary>
