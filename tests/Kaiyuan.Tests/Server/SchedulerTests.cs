@@ -89,6 +89,64 @@ public sealed class SchedulerTests : IDisposable
     }
 
     [Fact]
+    public async Task RepeatedPrefixesAreReusedAndReported()
+    {
+        using var model = ModelLoader.Load(Fixtures.ModelPath("stories260K", "stories260K-f32.gguf"));
+        using var scheduler = new ContinuousBatchScheduler(model, new SchedulerOptions { Slots = 2, ContextLength = 256 }, _pool);
+        var shared = Prompt(10, 100);
+        int[] first = [.. shared, .. Prompt(11, 10)[1..]], second = [.. shared, .. Prompt(12, 10)[1..]];
+        var a = scheduler.Submit(new GenerationRequest { Prompt = first, MaxTokens = 4 }, CancellationToken.None);
+        Assert.Equal(Solo(model, first, 4), await Collect(a));
+        var b = scheduler.Submit(new GenerationRequest { Prompt = second, MaxTokens = 4 }, CancellationToken.None);
+        Assert.Equal(Solo(model, second, 4), await Collect(b));
+        Assert.Equal(0, a.CachedTokens);
+        // Three full blocks are shared, and the first 4 rows of the fourth are copied.
+        Assert.Equal(100, b.CachedTokens);
+        var report = scheduler.Cache;
+        Assert.Equal(100, report.HitTokens);
+        Assert.Equal(first.Length + second.Length - 100, report.PrefillTokens);
+        Assert.Equal(0, report.UsedBlocks);
+    }
+
+    [Fact]
+    public async Task RandomMixesUnderATinyPoolKeepOutputsAndLeakNoBlock()
+    {
+        using var model = ModelLoader.Load(Fixtures.ModelPath("stories260K", "stories260K-f32.gguf"));
+        // CacheBytes = 1 asks for less than the minimum: the pool holds one full context (6 blocks) and a spare block,
+        // so sequences wait, get preempted and find their blocks evicted.
+        using var scheduler = new ContinuousBatchScheduler(model, new SchedulerOptions { Slots = 3, ContextLength = 192, PrefillChunk = 32, CacheBytes = 1 }, _pool);
+        Assert.Equal(7, scheduler.Cache.CapacityBlocks);
+        var random = new Random(5);
+        var stems = Enumerable.Range(0, 3).Select(i => Prompt(40 + i, 110)).ToArray();
+        var runs = new List<(int[] Prompt, int Count, GenerationStream Stream, Task<int[]> Ids, bool Cancelled)>();
+        for (int i = 0; i < 24; i++)
+        {
+            var stem = stems[random.Next(stems.Length)];
+            int[] prompt = [.. stem[..random.Next(2, stem.Length)], .. Prompt(100 + i, random.Next(2, 30))[1..]];
+            int count = random.Next(1, 30);
+            bool cancel = i % 5 == 3;
+            var cts = new CancellationTokenSource();
+            var stream = scheduler.Submit(new GenerationRequest { Prompt = prompt, MaxTokens = count }, cts.Token);
+            if (cancel) cts.CancelAfter(random.Next(0, 20));
+            runs.Add((prompt, count, stream, Collect(stream), cancel));
+            if (i % 6 == 5) await Task.WhenAll(runs.Select(r => r.Ids));
+        }
+        await Task.WhenAll(runs.Select(r => r.Ids));
+        foreach (var r in runs.Where(r => !r.Cancelled))
+            Assert.Equal(Solo(model, r.Prompt, r.Count), await r.Ids);
+        foreach (var r in runs.Where(r => r.Cancelled))
+            Assert.Equal(Solo(model, r.Prompt, r.Count)[..(await r.Ids).Length], await r.Ids);
+
+        var report = scheduler.Cache;
+        Assert.True(report.Evictions > 0, "the pool was meant to be too small to keep everything");
+        Assert.True(report.HitTokens > 0);
+        Assert.True(report.Preemptions > 0, "some sequence was meant to run out of blocks mid-generation");
+        Assert.Equal(0, report.UsedBlocks);
+        Assert.Equal(report.CapacityBlocks, report.CachedBlocks + report.FreeBlocks);
+        Assert.Equal(0, scheduler.Load.BusySlots);
+    }
+
+    [Fact]
     public async Task EmbeddingsArePooledAndNormalised()
     {
         using var model = ModelLoader.Load(Fixtures.ModelPath("stories260K", "stories260K-f32.gguf"));
