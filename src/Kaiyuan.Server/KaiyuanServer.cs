@@ -138,7 +138,7 @@ public sealed class KaiyuanServer : IAsyncDisposable
         app.MapGet("/metrics", (HttpContext http, ServerState state) =>
         {
             http.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
-            return http.Response.WriteAsync(state.Metrics.Render(state.RuntimeOrNull?.Engine.Load));
+            return http.Response.WriteAsync(state.Metrics.Render(state.RuntimeOrNull?.Engine.Load, state.RuntimeOrNull?.Engine.Cache));
         });
         app.MapGet("/", async (HttpContext http) =>
         {

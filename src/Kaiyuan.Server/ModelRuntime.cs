@@ -61,6 +61,8 @@ public sealed class ModelRuntime : IDisposable
                 ContextLength = options.ContextSize,
                 MaxQueue = options.MaxQueue,
                 Pooling = pooling,
+                CacheType = options.CacheType,
+                CacheBytes = options.CacheRamMiB < 0 ? -1 : options.CacheRamMiB << 20,
             }, pool);
             long parameters = model.File.Tensors.Sum(t => t.ElementCount);
             var info = new Dictionary<string, object>

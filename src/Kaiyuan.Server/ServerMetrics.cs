@@ -21,7 +21,7 @@ public sealed class ServerMetrics
 
     public long GeneratedTokens => Interlocked.Read(ref _generatedTokens);
 
-    public string Render(SchedulerLoad? load)
+    public string Render(SchedulerLoad? load, KvCacheReport? cache = null)
     {
         var sb = new StringBuilder();
         sb.Append("# HELP kaiyuan_requests_total HTTP requests by route and status.\n# TYPE kaiyuan_requests_total counter\n");
@@ -36,6 +36,18 @@ public sealed class ServerMetrics
             Gauge(sb, "kaiyuan_queue_depth", "Requests waiting for a slot.", l.QueueDepth);
             Gauge(sb, "kaiyuan_busy_slots", "Slots generating or prefilling.", l.BusySlots);
             Gauge(sb, "kaiyuan_slots", "Slots (--parallel).", l.Slots);
+        }
+        if (cache is { } c)
+        {
+            sb.Append("# HELP kaiyuan_kv_blocks KV cache blocks: used by running requests, cached for reuse, free.\n# TYPE kaiyuan_kv_blocks gauge\n");
+            sb.Append(CultureInfo.InvariantCulture, $"kaiyuan_kv_blocks{{state=\"used\"}} {c.UsedBlocks}\nkaiyuan_kv_blocks{{state=\"cached\"}} {c.CachedBlocks}\nkaiyuan_kv_blocks{{state=\"free\"}} {c.FreeBlocks}\n");
+            Gauge(sb, "kaiyuan_kv_block_tokens", "Tokens per KV cache block.", c.BlockTokens);
+            Gauge(sb, "kaiyuan_kv_bytes_resident", "KV cache memory allocated now.", c.ResidentBytes);
+            Gauge(sb, "kaiyuan_kv_bytes_capacity", "KV cache memory the pool may grow to (--cache-ram).", (long)c.CapacityBlocks * c.BytesPerBlock);
+            Counter(sb, "kaiyuan_prefix_cache_hit_tokens_total", "Prompt tokens taken from the prefix cache instead of computed.", c.HitTokens);
+            Counter(sb, "kaiyuan_prefill_tokens_total", "Prompt tokens computed.", c.PrefillTokens);
+            Counter(sb, "kaiyuan_kv_evictions_total", "Cached KV blocks evicted to make room.", c.Evictions);
+            Counter(sb, "kaiyuan_preemptions_total", "Requests paused because KV memory ran out (they resume from the cache).", c.Preemptions);
         }
         return sb.ToString();
     }

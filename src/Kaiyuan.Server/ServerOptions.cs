@@ -13,6 +13,13 @@ public sealed record ServerOptions
     /// <summary>Context window per slot; 0: the model's, at most 4096.</summary>
     public int ContextSize { get; init; }
     public int Threads { get; init; } = Environment.ProcessorCount;
+    /// <summary>KV cache row type (f32, f16, q8_0).</summary>
+    public Tensors.GgmlType CacheType { get; init; } = Tensors.GgmlType.F32;
+    /// <summary>
+    /// MiB the paged KV pool (running and cached prefixes) may grow to; -1: from free memory, at most 8 GiB;
+    /// 0: no prefix caching. Never less than one full context.
+    /// </summary>
+    public long CacheRamMiB { get; init; } = -1;
     public string? ApiKey { get; init; }
     public string? ChatTemplateFile { get; init; }
     /// <summary>Origins allowed by CORS ("*" for any); none: CORS off.</summary>

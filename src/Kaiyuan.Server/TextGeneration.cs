@@ -33,6 +33,8 @@ public sealed class GenerationOutcome
     /// <summary>"stop" or "length" (OpenAI's words).</summary>
     public string FinishReason { get; set; } = "stop";
     public int PromptTokens { get; set; }
+    /// <summary>Prompt tokens taken from the prefix cache rather than computed.</summary>
+    public int CachedTokens { get; set; }
     public int CompletionTokens { get; set; }
     public TimeSpan PromptTime { get; set; }
     public TimeSpan GenerationTime { get; set; }
@@ -78,6 +80,7 @@ public static class TextGeneration
                     double now = clock.Elapsed.TotalSeconds;
                     if (outcome.CompletionTokens == 0)
                     {
+                        outcome.CachedTokens = stream.CachedTokens;
                         metrics.TimeToFirstToken(now);
                         outcome.PromptTime = clock.Elapsed;
                     }

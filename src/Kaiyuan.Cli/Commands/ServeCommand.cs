@@ -26,9 +26,15 @@ public static class ServeCommand
         var cors = new Option<string[]>("--cors") { Description = "Allow these browser origins (\"*\" for any)", AllowMultipleArgumentsPerToken = true };
         var maxBody = new Option<long>("--max-body") { Description = "Largest request body in bytes", DefaultValueFactory = _ => 8 * 1024 * 1024 };
         var queue = new Option<int>("--queue") { Description = "Requests waiting for a slot at most (more get 429)", DefaultValueFactory = _ => 64 };
+        var cacheType = Arguments.CacheType();
+        var cacheRam = new Option<long>("--cache-ram")
+        {
+            Description = "MiB the KV memory (running requests and cached prompt prefixes) may grow to; 0 turns prefix caching off (default: a quarter of free memory, at most 8 GiB)",
+            DefaultValueFactory = _ => -1,
+        };
         var cmd = new Command("serve", "Serve a model over HTTP: OpenAI- and Ollama-compatible API, continuous batching, chat page at /")
         {
-            model, host, port, alias, parallel, ctxSize, threads, apiKey, template, cors, maxBody, queue,
+            model, host, port, alias, parallel, ctxSize, threads, apiKey, template, cors, maxBody, queue, cacheType, cacheRam,
         };
         cmd.SetAction(p =>
         {
@@ -46,6 +52,8 @@ public static class ServeCommand
                 CorsOrigins = p.GetValue(cors) ?? [],
                 MaxRequestBodyBytes = p.GetValue(maxBody),
                 MaxQueue = p.GetValue(queue),
+                CacheType = Arguments.ParseCacheType(p.GetValue(cacheType)),
+                CacheRamMiB = p.GetValue(cacheRam),
             };
             return Serve(options).GetAwaiter().GetResult();
         });
@@ -56,6 +64,7 @@ public static class ServeCommand
     {
         if (options.Parallel < 1 || options.Parallel > 256) throw new ArgumentException("--parallel must be between 1 and 256");
         if (options.Port is < 0 or > 65535) throw new ArgumentException("--port must be between 0 and 65535");
+        if (options.CacheRamMiB is < -1 or > 1L << 30) throw new ArgumentException("--cache-ram must be a size in MiB (0: no prefix caching)");
         if (options.ChatTemplateFile is { } file && !File.Exists(file)) throw new FileNotFoundException($"--chat-template-file: file not found: {file}");
         if (!File.Exists(options.ModelPath)) throw new FileNotFoundException($"file not found: {options.ModelPath}");
         try

@@ -255,7 +255,8 @@ public static class OllamaApi
                 line["done_reason"] = outcome.FinishReason;
                 line["total_duration"] = (long)((outcome.PromptTime + outcome.GenerationTime).TotalMicroseconds * 1000);
                 line["load_duration"] = 0;
-                line["prompt_eval_count"] = outcome.PromptTokens;
+                // As Ollama: the prompt tokens evaluated, which leaves out those its cache already held.
+                line["prompt_eval_count"] = outcome.PromptTokens - outcome.CachedTokens;
                 line["prompt_eval_duration"] = (long)(outcome.PromptTime.TotalMicroseconds * 1000);
                 line["eval_count"] = outcome.CompletionTokens;
                 line["eval_duration"] = (long)(outcome.GenerationTime.TotalMicroseconds * 1000);

@@ -235,6 +235,7 @@ public static class OpenAiApi
     private static JsonObject Usage(GenerationOutcome o) => new()
     {
         ["prompt_tokens"] = o.PromptTokens,
+        ["prompt_tokens_details"] = new JsonObject { ["cached_tokens"] = o.CachedTokens },
         ["completion_tokens"] = o.CompletionTokens,
         ["total_tokens"] = o.PromptTokens + o.CompletionTokens,
     };
