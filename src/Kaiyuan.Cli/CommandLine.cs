@@ -27,7 +27,8 @@ public static class CommandLine
     [
         InfoCommand.Create(),
         GenerateCommand.Create(),
-        BenchCommand.Create(TokenizerBenchCommand.Create(), ServeCommand.CreateBench(), MatMulBenchCommand.Create(), GrammarBenchCommand.Create()),
+        BenchCommand.Create(TokenizerBenchCommand.Create(), ServeCommand.CreateBench(), PrefixBenchCommand.Create(), MatMulBenchCommand.Create(),
+            GrammarBenchCommand.Create()),
         TokenizeCommand.CreateTokenize(),
         TokenizeCommand.CreateDetokenize(),
         TemplateCommand.Create(),

@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Diagnostics;
-using System.Net.Http.Json;
 using System.Text.Json;
 using Kaiyuan.Server;
 
@@ -170,34 +169,13 @@ public static class ServeCommand
     /// <summary>Runs <paramref name="streams"/> streaming completions at once; returns the tokens generated.</summary>
     private static async Task<int> Run(HttpClient http, int streams, int nGen)
     {
-        var tasks = Enumerable.Range(0, streams).Select(async i =>
+        var tasks = Enumerable.Range(0, streams).Select(i => StreamingCompletion.PostAsync(http, "v1/completions", new Dictionary<string, object>
         {
-            using var request = new HttpRequestMessage(HttpMethod.Post, "v1/completions")
-            {
-                Content = JsonContent.Create(new Dictionary<string, object>
-                {
-                    ["prompt"] = $"Once upon a time, story number {i} began",
-                    ["max_tokens"] = nGen,
-                    ["temperature"] = 0,
-                    ["ignore_eos"] = true,
-                    ["stream"] = true,
-                    ["stream_options"] = new Dictionary<string, object> { ["include_usage"] = true },
-                }),
-            };
-            using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
-            response.EnsureSuccessStatusCode();
-            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
-            int tokens = 0;
-            while (await reader.ReadLineAsync() is { } line)
-            {
-                // Only the last chunk carries usage; skipping the others keeps the client's own work small.
-                if (!line.StartsWith("data: {", StringComparison.Ordinal) || !line.Contains("\"usage\":{", StringComparison.Ordinal)) continue;
-                using var doc = JsonDocument.Parse(line[6..]);
-                if (doc.RootElement.TryGetProperty("usage", out var usage) && usage.ValueKind == JsonValueKind.Object)
-                    tokens = usage.GetProperty("completion_tokens").GetInt32();
-            }
-            return tokens;
-        });
-        return (await Task.WhenAll(tasks)).Sum();
+            ["prompt"] = $"Once upon a time, story number {i} began",
+            ["max_tokens"] = nGen,
+            ["temperature"] = 0,
+            ["ignore_eos"] = true,
+        }));
+        return (await Task.WhenAll(tasks)).Sum(r => r.Usage.CompletionTokens);
     }
 }
