@@ -14,7 +14,11 @@ public static class SynthCommand
         var output = new Option<string>("--output", "-o") { Description = "The GGUF file to write", Required = true };
         var seed = new Option<ulong>("--seed") { Description = "Random seed (the same seed writes the same file)", DefaultValueFactory = _ => 1UL };
         var threads = Arguments.Threads();
-        var cmd = new Command("synth", "Write a GGUF model of a known shape with random weights (for benchmarking)") { like, type, output, seed, threads };
+        var vocab = new Option<string>("--vocab")
+        {
+            Description = "Copy the tokenizer and chat template from this GGUF (a vocab-only file will do), so the model can be served and chatted with",
+        };
+        var cmd = new Command("synth", "Write a GGUF model of a known shape with random weights (for benchmarking)") { like, type, output, seed, threads, vocab };
         cmd.SetAction(p =>
         {
             var shape = Synth.Shape(p.GetValue(like)!);
@@ -22,12 +26,19 @@ public static class SynthCommand
             if (!FileTypes.TryParse(typeText, out var mix) || !TensorTypePlan.Supported.Contains(mix))
                 throw new ArgumentException($"unknown quantization type '{typeText}' (supported: {string.Join(", ", TensorTypePlan.Supported)})");
             string outPath = Path.GetFullPath(p.GetValue(output)!);
+            Gguf.GgufMetadata? vocabulary = null;
+            if (p.GetValue(vocab) is { } vocabPath)
+            {
+                if (!File.Exists(vocabPath)) throw new FileNotFoundException($"--vocab: file not found: {vocabPath}");
+                using var vocabFile = Gguf.GgufFile.Open(vocabPath);
+                vocabulary = vocabFile.Metadata;
+            }
             var bar = new ProgressBar("synthesizing", bytes: false);
             var clock = Stopwatch.StartNew();
             IReadOnlyList<TensorPlan> done;
             try
             {
-                done = Synth.Write(shape, mix, outPath, p.GetValue(seed), p.GetValue(threads), bar.Report);
+                done = Synth.Write(shape, mix, outPath, p.GetValue(seed), p.GetValue(threads), bar.Report, vocabulary);
             }
             finally
             {

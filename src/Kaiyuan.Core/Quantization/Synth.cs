@@ -12,8 +12,9 @@ public sealed record SynthShape(
 /// <summary>
 /// <c>kaiyuan synth</c>: writes a GGUF with the real shapes and metadata of a known model but seeded random weights
 /// (matrices N(0, 1/fan_in)-like, norms ≈ 1, small biases), each tensor in the type <see cref="TensorTypePlan"/> picks for
-/// the mix and quantized row by row on several threads while it streams to disk. No tokenizer is written: the file
-/// runs on token ids (benchmarks), and <c>{arch}.vocab_size</c> gives the vocabulary size.
+/// the mix and quantized row by row on several threads while it streams to disk. Without a vocabulary the file runs on
+/// token ids only (<c>{arch}.vocab_size</c> gives the vocabulary size); with one (<see cref="AddVocabulary"/>) it can
+/// be served and chatted with like the real model.
 /// </summary>
 public static class Synth
 {
@@ -58,6 +59,31 @@ public static class Synth
         return md;
     }
 
+    /// <summary>
+    /// Copies a tokenizer (every <c>tokenizer.*</c> key, chat template included) from another GGUF, such as a vocab-only
+    /// file. Shorter vocabularies are padded to the shape's with unused <c>[PAD{id}]</c> tokens, as converters pad real
+    /// models whose embedding has spare rows, so every id the model can produce decodes.
+    /// </summary>
+    public static void AddVocabulary(GgufMetadata md, SynthShape s, GgufMetadata vocabulary)
+    {
+        if (!vocabulary.TryGet("tokenizer.ggml.tokens", out var tokensValue) || tokensValue.Value is not GgufArray { Items: string[] tokens })
+            throw new InvalidDataException("the vocabulary file has no tokenizer.ggml.tokens");
+        if (tokens.Length > s.VocabSize)
+            throw new InvalidDataException($"the vocabulary has {tokens.Length} tokens; the {s.Name} shape has room for {s.VocabSize}");
+        int pad = s.VocabSize - tokens.Length;
+        foreach (var (key, value) in vocabulary.Entries)
+        {
+            if (!key.StartsWith("tokenizer.", StringComparison.Ordinal)) continue;
+            md.Set(key, (key, value.Value) switch
+            {
+                ("tokenizer.ggml.tokens", _) => GgufValue.Of(GgufArray.Of([.. tokens, .. Enumerable.Range(tokens.Length, pad).Select(i => $"[PAD{i}]")])),
+                ("tokenizer.ggml.token_type", GgufArray { Items: int[] types }) => GgufValue.Of(GgufArray.Of([.. types, .. Enumerable.Repeat(5, pad)])), // 5: unused
+                ("tokenizer.ggml.scores", GgufArray { Items: float[] scores }) => GgufValue.Of(GgufArray.Of([.. scores, .. new float[pad]])),
+                _ => value,
+            });
+        }
+    }
+
     /// <summary>The tensors of the shape as F32 descriptions (name and dimensions, no data).</summary>
     public static IReadOnlyList<GgufTensor> Tensors(SynthShape s)
     {
@@ -100,10 +126,11 @@ public static class Synth
     /// The same seed gives the same file. <paramref name="progress"/> gets elements written so far and in all.
     /// </summary>
     public static IReadOnlyList<TensorPlan> Write(SynthShape shape, FileType mix, string path, ulong seed = 1, int threads = 0,
-        Action<long, long>? progress = null)
+        Action<long, long>? progress = null, GgufMetadata? vocabulary = null)
     {
         if (!TensorTypePlan.Supported.Contains(mix)) throw new ArgumentException($"unsupported mix {mix} (supported: {string.Join(", ", TensorTypePlan.Supported)})");
         var md = Metadata(shape, mix);
+        if (vocabulary is not null) AddVocabulary(md, shape, vocabulary);
         var plan = TensorTypePlan.Plan(md, Tensors(shape), mix);
         foreach (var p in plan)
             if (!Quantize.IsSupported(p.Type)) throw new NotSupportedException($"tensor '{p.Tensor.Name}' would be {p.Type}, which Kaiyuan cannot write");
