@@ -341,14 +341,16 @@ public sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
 
     /// <summary>
     /// Prompt tokens for this step: the whole chunk when nothing decodes; otherwise as many as keep the step within about
-    /// 1.5× a decode-only step, so running streams stay fluent while a long prompt prefills.
+    /// 1.8× a decode-only step (Sarathi-style stall-free batching), so running streams stay fluent while a long prompt
+    /// prefills. Late in a long prompt a token costs more (attention over everything before it): the estimate follows.
     /// </summary>
     private int PrefillBudget(int decoding)
     {
+        const double ExtraStepShare = 0.8;
         if (decoding == 0) return _options.PrefillChunk;
-        if (_decodeSeconds <= 0 || _prefillTokenSeconds <= 0) return Math.Min(_options.PrefillChunk, 16);
-        double tokens = 0.5 * _decodeSeconds / _prefillTokenSeconds;
-        return (int)Math.Clamp(tokens, 4, _options.PrefillChunk);
+        if (_decodeSeconds <= 0 || _prefillTokenSeconds <= 0) return Math.Min(_options.PrefillChunk, 8);
+        double tokens = ExtraStepShare * _decodeSeconds / _prefillTokenSeconds;
+        return (int)Math.Clamp(tokens, 1, _options.PrefillChunk);
     }
 
     private void Learn(double seconds, int decoding, int prefill)
