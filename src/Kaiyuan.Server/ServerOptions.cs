@@ -31,6 +31,11 @@ public sealed record ServerOptions
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(30);
     /// <summary>How long a schema, grammar or tool set may take to compile for structured output (longer: a 400).</summary>
     public TimeSpan GrammarTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>
+    /// How often a stream whose first token is still to come (queued, or a long prompt prefilling) says it is alive: an
+    /// SSE comment, or Ollama's empty not-done object. Clients and proxies that hear nothing for long give up.
+    /// </summary>
+    public TimeSpan StreamKeepAlive { get; init; } = TimeSpan.FromSeconds(5);
     /// <summary>Log each request (off in tests).</summary>
     public bool RequestLogging { get; init; } = true;
 }

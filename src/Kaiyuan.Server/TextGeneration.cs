@@ -41,28 +41,79 @@ public sealed class GenerationOutcome
 }
 
 /// <summary>
-/// Runs one request through the engine and turns its tokens into text: incremental UTF-8 decoding, stop strings (the
-/// text is held back while it could still become one, and a match cancels the sequence), and the metrics.
+/// One request running in the engine, its tokens turned into text: incremental UTF-8 decoding, stop strings (the text is
+/// held back while it could still become one, and a match cancels the sequence), and the metrics. <see cref="Start"/>
+/// submits at once, so the engine's refusals (queue full, context overflow, shutting down) are thrown before a response
+/// is started and keep their status; a stream can then send its headers and wait for the first token. Enumerate it once
+/// for its pieces; <see cref="Outcome"/> is complete when they run out. Disposing it stops the sequence if still running.
 /// </summary>
-public static class TextGeneration
+public sealed class TextGeneration : IAsyncEnumerable<TextPiece>, IDisposable
 {
-    public static async IAsyncEnumerable<TextPiece> RunAsync(ModelRuntime runtime, ServerMetrics metrics, GenerationSettings settings,
-        GenerationOutcome outcome, [EnumeratorCancellation] CancellationToken cancel)
+    private readonly ModelRuntime _runtime;
+    private readonly ServerMetrics _metrics;
+    private readonly GenerationSettings _settings;
+    private readonly CancellationTokenSource _stop;
+    private readonly GenerationStream _stream;
+    private readonly Stopwatch _clock;
+    private int _enumerated;
+
+    private TextGeneration(ModelRuntime runtime, ServerMetrics metrics, GenerationSettings settings, CancellationToken cancel)
     {
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
-        var clock = Stopwatch.StartNew();
-        var stream = runtime.Engine.Submit(new GenerationRequest
+        _runtime = runtime;
+        _metrics = metrics;
+        _settings = settings;
+        _stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
+        _clock = Stopwatch.StartNew();
+        try
         {
-            Prompt = settings.Prompt,
-            Sampling = settings.Sampling,
-            MaxTokens = settings.MaxTokens,
-            TopLogprobs = settings.TopLogprobs,
-            IsEndOfGeneration = settings.IgnoreEos ? null : runtime.Codec.IsEndOfGeneration,
-            Constraint = settings.Constraint,
-        }, stop.Token);
-        outcome.PromptTokens = stream.PromptTokens;
-        metrics.PromptTokens(stream.PromptTokens);
-        var decoder = runtime.Codec.CreateStreamingDecoder(settings.PreservedTokens);
+            _stream = runtime.Engine.Submit(new GenerationRequest
+            {
+                Prompt = settings.Prompt,
+                Sampling = settings.Sampling,
+                MaxTokens = settings.MaxTokens,
+                TopLogprobs = settings.TopLogprobs,
+                IsEndOfGeneration = settings.IgnoreEos ? null : runtime.Codec.IsEndOfGeneration,
+                Constraint = settings.Constraint,
+            }, _stop.Token);
+        }
+        catch
+        {
+            _stop.Dispose();
+            throw;
+        }
+        Outcome.PromptTokens = _stream.PromptTokens;
+        metrics.PromptTokens(_stream.PromptTokens);
+    }
+
+    /// <summary>Submits the request to the engine now; throws what the engine throws when it refuses it.</summary>
+    public static TextGeneration Start(ModelRuntime runtime, ServerMetrics metrics, GenerationSettings settings, CancellationToken cancel) =>
+        new(runtime, metrics, settings, cancel);
+
+    /// <summary>How the generation ended: complete once the pieces have run out.</summary>
+    public GenerationOutcome Outcome { get; } = new();
+
+    /// <summary>
+    /// Waits until the model's first token is out (or the generation has ended), calling <paramref name="keepAlive"/>
+    /// every <paramref name="interval"/> meanwhile: on a CPU, a long prompt (or a queue) can take minutes before the first
+    /// token, and a client (or proxy) that hears nothing for that long gives up, or silently sends the request again.
+    /// </summary>
+    public async Task WaitForFirstTokenAsync(TimeSpan interval, Func<Task> keepAlive)
+    {
+        // Only waits: the token stays in the channel for the enumeration. Disposing cancels a wait left behind.
+        var ready = _stream.Reader.WaitToReadAsync(_stop.Token).AsTask();
+        using (var timer = new PeriodicTimer(interval))
+            while (await Task.WhenAny(ready, timer.WaitForNextTickAsync().AsTask()).ConfigureAwait(false) != ready)
+                await keepAlive().ConfigureAwait(false);
+        await ready.ConfigureAwait(false);
+    }
+
+    public async IAsyncEnumerator<TextPiece> GetAsyncEnumerator(CancellationToken cancellationToken = default)
+    {
+        if (Interlocked.Exchange(ref _enumerated, 1) != 0) throw new InvalidOperationException("a generation's pieces can be read only once");
+        using var registration = cancellationToken.Register(_stop.Cancel);
+        var settings = _settings;
+        var outcome = Outcome;
+        var decoder = _runtime.Codec.CreateStreamingDecoder(settings.PreservedTokens);
         string pending = "";
         var tokens = new List<TokenInfo>();
         double last = 0;
@@ -71,22 +122,22 @@ public static class TextGeneration
         try
         {
             // Tokens that arrived while the client was being written to go out together: one piece, one write.
-            var reader = stream.Reader;
+            var reader = _stream.Reader;
             bool done = false;
-            while (!done && await reader.WaitToReadAsync(cancel).ConfigureAwait(false))
+            while (!done && await reader.WaitToReadAsync(_stop.Token).ConfigureAwait(false))
             {
                 while (!done && reader.TryRead(out var token))
                 {
-                    double now = clock.Elapsed.TotalSeconds;
+                    double now = _clock.Elapsed.TotalSeconds;
                     if (outcome.CompletionTokens == 0)
                     {
-                        outcome.CachedTokens = stream.CachedTokens;
-                        metrics.TimeToFirstToken(now);
-                        outcome.PromptTime = clock.Elapsed;
+                        outcome.CachedTokens = _stream.CachedTokens;
+                        _metrics.TimeToFirstToken(now);
+                        outcome.PromptTime = _clock.Elapsed;
                     }
-                    else metrics.InterTokenLatency(now - last);
+                    else _metrics.InterTokenLatency(now - last);
                     last = now;
-                    metrics.GeneratedToken();
+                    _metrics.GeneratedToken();
                     outcome.CompletionTokens++;
                     if (token.IsEndOfGeneration) { done = true; break; }
                     tokens.Add(new TokenInfo(token.Id, token.Logprob, token.TopLogprobs));
@@ -95,7 +146,7 @@ public static class TextGeneration
                     {
                         pending = pending[..at];
                         stopped = done = true;
-                        stop.Cancel();
+                        _stop.Cancel();
                     }
                 }
                 if (done) break;
@@ -111,17 +162,24 @@ public static class TextGeneration
         finally
         {
             // A stream left early (client gone, stop string) frees its slot at the next step.
-            stop.Cancel();
+            _stop.Cancel();
         }
         if (!stopped) pending += decoder.Flush();
         if (pending.Length > 0 || tokens.Count > 0) yield return new TextPiece(pending, tokens.ToArray());
-        outcome.GenerationTime = clock.Elapsed - outcome.PromptTime;
+        outcome.GenerationTime = _clock.Elapsed - outcome.PromptTime;
         // A grammar that outgrows its automaton's limits mid-answer is the request's doing, not the server's.
-        if (stream.Finish == FinishReason.Error && stream.Error is Constraints.GrammarException g)
+        if (_stream.Finish == FinishReason.Error && _stream.Error is Constraints.GrammarException g)
             throw ApiException.BadRequest($"the output grammar could not be followed: {g.Message}", code: "grammar_too_complex");
-        if (stream.Finish == FinishReason.Error)
-            throw new ApiException(500, $"generation failed: {stream.Error?.Message}", code: "generation_failed");
-        outcome.FinishReason = !stopped && stream.Finish is FinishReason.MaxTokens or FinishReason.ContextFull ? "length" : "stop";
+        if (_stream.Finish == FinishReason.Error)
+            throw new ApiException(500, $"generation failed: {_stream.Error?.Message}", code: "generation_failed");
+        outcome.FinishReason = !stopped && _stream.Finish is FinishReason.MaxTokens or FinishReason.ContextFull ? "length" : "stop";
+    }
+
+    /// <summary>Stops the sequence if it is still running (a response abandoned before or while reading it).</summary>
+    public void Dispose()
+    {
+        _stop.Cancel();
+        _stop.Dispose();
     }
 
     private static int FirstStop(string text, IReadOnlyList<string> stops)

@@ -37,17 +37,12 @@ public static class HttpOutput
         http.Response.Headers["X-Accel-Buffering"] = "no";
     }
 
-    public static async Task Event(HttpContext http, JsonNode node)
-    {
-        await http.Response.WriteAsync("data: " + Serialize(node) + "\n\n", Encoding.UTF8, http.RequestAborted).ConfigureAwait(false);
-        await http.Response.Body.FlushAsync(http.RequestAborted).ConfigureAwait(false);
-    }
+    public static Task Event(HttpContext http, JsonNode node) => Send(http, "data: " + Serialize(node) + "\n\n");
 
-    public static async Task Done(HttpContext http)
-    {
-        await http.Response.WriteAsync("data: [DONE]\n\n", Encoding.UTF8, http.RequestAborted).ConfigureAwait(false);
-        await http.Response.Body.FlushAsync(http.RequestAborted).ConfigureAwait(false);
-    }
+    public static Task Done(HttpContext http) => Send(http, "data: [DONE]\n\n");
+
+    /// <summary>An SSE comment: clients skip it, but it shows the connection is alive while the model has nothing to say yet.</summary>
+    public static Task KeepAlive(HttpContext http) => Send(http, ": keep-alive\n\n");
 
     public static void StartNdjson(HttpContext http)
     {
@@ -55,9 +50,12 @@ public static class HttpOutput
         http.Response.ContentType = "application/x-ndjson";
     }
 
-    public static async Task Line(HttpContext http, JsonNode node)
+    public static Task Line(HttpContext http, JsonNode node) => Send(http, Serialize(node) + "\n");
+
+    /// <summary>Writes and flushes at once: a stream's client reads each event as it is produced.</summary>
+    private static async Task Send(HttpContext http, string text)
     {
-        await http.Response.WriteAsync(Serialize(node) + "\n", Encoding.UTF8, http.RequestAborted).ConfigureAwait(false);
+        await http.Response.WriteAsync(text, Encoding.UTF8, http.RequestAborted).ConfigureAwait(false);
         await http.Response.Body.FlushAsync(http.RequestAborted).ConfigureAwait(false);
     }
 }

@@ -224,10 +224,11 @@ public static class OllamaApi
             throw ApiException.BadRequest($"the prompt has {settings.Prompt.Count} tokens, which does not fit the context of {runtime.Engine.ContextLength} tokens",
                 chat ? "messages" : "prompt", "context_length_exceeded");
         bool stream = r.Bool("stream", true);
-        var outcome = new GenerationOutcome();
         var parser = runtime.Formatter.CreateParser(prompt, tools.Count > 0);
         var accumulator = new ToolCallAccumulator();
-        var pieces = TextGeneration.RunAsync(runtime, state.Metrics, settings, outcome, http.RequestAborted);
+        // Submitted before anything is sent, so a refusal (queue full, context overflow) keeps its status.
+        using var generation = TextGeneration.Start(runtime, state.Metrics, settings, http.RequestAborted);
+        var outcome = generation.Outcome;
         string model = Name(runtime);
 
         JsonObject Line(string content, string thinking, IReadOnlyList<ToolCall> calls, bool done)
@@ -280,21 +281,23 @@ public static class OllamaApi
 
         if (stream)
         {
-            await using var e = pieces.GetAsyncEnumerator(http.RequestAborted);
-            bool any = await e.MoveNextAsync();
+            // An empty, not-done line goes out at once, and again while the model reads the prompt: clients take it as a
+            // chunk with no text. (Not a blank line: clients parse every line as JSON.)
+            Task Waiting() => HttpOutput.Line(http, Line("", "", [], false));
             HttpOutput.StartNdjson(http);
-            while (any)
+            await Waiting();
+            await generation.WaitForFirstTokenAsync(state.Options.StreamKeepAlive, Waiting);
+            await foreach (var piece in generation)
             {
-                var (content, thinking, calls) = Split(parser.Push(e.Current.Text), last: false);
+                var (content, thinking, calls) = Split(parser.Push(piece.Text), last: false);
                 if (content.Length > 0 || thinking.Length > 0 || calls.Count > 0) await HttpOutput.Line(http, Line(content, thinking, calls, false));
-                any = await e.MoveNextAsync();
             }
             var (lastContent, lastThinking, lastCalls) = Split(parser.Finish(), last: true);
             await HttpOutput.Line(http, Line(lastContent, lastThinking, lastCalls, true));
             return;
         }
         var all = new List<ChatDelta>();
-        await foreach (var piece in pieces) all.AddRange(parser.Push(piece.Text));
+        await foreach (var piece in generation) all.AddRange(parser.Push(piece.Text));
         all.AddRange(parser.Finish());
         var (c, t, k) = Split(all, last: true);
         await HttpOutput.Json(http, Line(c, t, k, true));

@@ -82,9 +82,10 @@ public static class OpenAiApi
         bool includeUsage = stream && r.Get("stream_options") is { ValueKind: JsonValueKind.Object } so && new JsonRequest(so).Bool("include_usage", false);
         string id = "chatcmpl-" + Guid.NewGuid().ToString("N");
         long created = ApiRequests.Now();
-        var outcome = new GenerationOutcome();
         var parser = runtime.Formatter.CreateParser(prompt, parseTools);
-        var pieces = TextGeneration.RunAsync(runtime, state.Metrics, settings, outcome, http.RequestAborted);
+        // Submitted before anything is sent, so a refusal (queue full, context overflow) keeps its status.
+        using var generation = TextGeneration.Start(runtime, state.Metrics, settings, http.RequestAborted);
+        var outcome = generation.Outcome;
 
         JsonObject Chunk(JsonObject delta, string? finish, JsonNode? logprobsNode = null) => new()
         {
@@ -99,11 +100,10 @@ public static class OpenAiApi
         if (stream)
         {
             var seenCalls = new HashSet<int>();
-            await using var e = pieces.GetAsyncEnumerator(http.RequestAborted);
-            // Start the generation before committing to a 200, so queue-full and similar errors keep their status.
-            bool any = await e.MoveNextAsync();
+            // The role chunk goes out at once, before the model has read the prompt: the client knows it was heard.
             HttpOutput.StartEventStream(http);
             await HttpOutput.Event(http, Chunk(new JsonObject { ["role"] = "assistant", ["content"] = "" }, null));
+            await generation.WaitForFirstTokenAsync(state.Options.StreamKeepAlive, () => HttpOutput.KeepAlive(http));
             async Task Send(IEnumerable<ChatDelta> deltas, IReadOnlyList<TokenInfo>? tokens)
             {
                 var lp = tokens is { Count: > 0 } && logprobs ? new JsonObject { ["content"] = LogprobsContent(runtime, tokens) } : null;
@@ -120,11 +120,7 @@ public static class OpenAiApi
                     sentLogprobs = true;
                 }
             }
-            while (any)
-            {
-                await Send(parser.Push(e.Current.Text), e.Current.Tokens);
-                any = await e.MoveNextAsync();
-            }
+            await foreach (var piece in generation) await Send(parser.Push(piece.Text), piece.Tokens);
             await Send(parser.Finish(), null);
             string finish = Finish(outcome, seenCalls.Count);
             await HttpOutput.Event(http, Chunk(new JsonObject(), finish));
@@ -158,7 +154,7 @@ public static class OpenAiApi
                 else accumulator.Add(d);
             }
         }
-        await foreach (var piece in pieces)
+        await foreach (var piece in generation)
         {
             allTokens.AddRange(piece.Tokens);
             Collect(parser.Push(piece.Text));
@@ -272,8 +268,9 @@ public static class OpenAiApi
         bool includeUsage = stream && r.Get("stream_options") is { ValueKind: JsonValueKind.Object } so && new JsonRequest(so).Bool("include_usage", false);
         string id = "cmpl-" + Guid.NewGuid().ToString("N");
         long created = ApiRequests.Now();
-        var outcome = new GenerationOutcome();
-        var pieces = TextGeneration.RunAsync(runtime, state.Metrics, settings, outcome, http.RequestAborted);
+        // Submitted before anything is sent, so a refusal (queue full, context overflow) keeps its status.
+        using var generation = TextGeneration.Start(runtime, state.Metrics, settings, http.RequestAborted);
+        var outcome = generation.Outcome;
         JsonObject Body(string text, string? finish, JsonNode? lp, bool usage) => new()
         {
             ["id"] = id,
@@ -286,23 +283,20 @@ public static class OpenAiApi
         };
         if (stream)
         {
-            await using var e = pieces.GetAsyncEnumerator(http.RequestAborted);
-            bool any = await e.MoveNextAsync();
+            // Completions have no role chunk: a comment is the first byte instead.
             HttpOutput.StartEventStream(http);
+            await HttpOutput.KeepAlive(http);
+            await generation.WaitForFirstTokenAsync(state.Options.StreamKeepAlive, () => HttpOutput.KeepAlive(http));
             int offset = 0;
-            while (any)
-            {
-                var piece = e.Current;
+            await foreach (var piece in generation)
                 await HttpOutput.Event(http, Body(piece.Text, null, logprobCount is null ? null : CompletionLogprobs(runtime, piece.Tokens, ref offset), false));
-                any = await e.MoveNextAsync();
-            }
             await HttpOutput.Event(http, Body("", outcome.FinishReason, null, includeUsage));
             await HttpOutput.Done(http);
             return;
         }
         var text = new StringBuilder();
         var tokens = new List<TokenInfo>();
-        await foreach (var piece in pieces)
+        await foreach (var piece in generation)
         {
             text.Append(piece.Text);
             tokens.AddRange(piece.Tokens);

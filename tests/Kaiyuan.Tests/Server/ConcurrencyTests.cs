@@ -59,7 +59,8 @@ public sealed class ConcurrencyTests(StoriesServer fixture) : IClassFixture<Stor
         using (var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct))
         {
             using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(ct));
-            await reader.ReadLineAsync(ct);
+            // The stream opens with a keep-alive, sent before the sequence may have a slot; text means it is running.
+            while ((await reader.ReadLineAsync(ct))?.StartsWith("data: ", StringComparison.Ordinal) == false) { }
             Assert.True(server.State.Runtime.Engine.Load.BusySlots >= 1);
         }
         // Leaving the stream cancels the sequence; its slot is free within a step or so.

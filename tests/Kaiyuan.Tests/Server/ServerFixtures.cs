@@ -88,7 +88,12 @@ public sealed class ScriptedEngine(Func<string, string> script) : IGenerationEng
     public int ContextLength => 4096;
     public int VocabSize => 65536;
     public SchedulerLoad Load => new(0, 0, 1);
+    /// <summary>Thrown by Submit: the engine refuses the request (queue full, context overflow, shutting down).</summary>
     public Exception? Throw { get; set; }
+    /// <summary>When set, Submit returns at once and the answer follows only when this completes: a long prompt prefilling.</summary>
+    public Task? Hold { get; set; }
+    /// <summary>The generation fails with this instead of answering (after <see cref="Hold"/>): a forward pass that broke.</summary>
+    public Exception? Fail { get; set; }
 
     public GenerationStream Submit(GenerationRequest request, CancellationToken cancel)
     {
@@ -97,15 +102,36 @@ public sealed class ScriptedEngine(Func<string, string> script) : IGenerationEng
         lock (Prompts) Prompts.Add(prompt);
         var stream = new GenerationStream(request.Prompt.Count);
         string answer = Script(prompt);
-        int n = 0;
-        foreach (char c in answer)
+        var fail = Fail;
+        void Answer()
         {
-            if (request.MaxTokens >= 0 && n >= request.MaxTokens) { stream.Complete(FinishReason.MaxTokens); return stream; }
-            stream.Write(new GeneratedToken(c, false, -0.5f, request.TopLogprobs > 0 ? [new TokenLogprob(c, -0.5f)] : null));
-            n++;
+            if (fail is not null) { stream.Complete(FinishReason.Error, fail); return; }
+            int n = 0;
+            foreach (char c in answer)
+            {
+                if (request.MaxTokens >= 0 && n >= request.MaxTokens) { stream.Complete(FinishReason.MaxTokens); return; }
+                stream.Write(new GeneratedToken(c, false, -0.5f, request.TopLogprobs > 0 ? [new TokenLogprob(c, -0.5f)] : null));
+                n++;
+            }
+            stream.Write(new GeneratedToken(0, true, -0.1f, null));
+            stream.Complete(FinishReason.EndOfGeneration);
         }
-        stream.Write(new GeneratedToken(0, true, -0.1f, null));
-        stream.Complete(FinishReason.EndOfGeneration);
+        if (Hold is not { } hold) Answer();
+        else
+        {
+            _ = Task.Run(async () =>
+            {
+                try
+                {
+                    await hold.WaitAsync(cancel);
+                    Answer();
+                }
+                catch (OperationCanceledException)
+                {
+                    stream.Complete(FinishReason.Cancelled);
+                }
+            }, CancellationToken.None);
+        }
         return stream;
     }
 
