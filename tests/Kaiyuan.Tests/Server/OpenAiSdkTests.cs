@@ -1,3 +1,4 @@
+using System.Net.Http.Json;
 using System.ClientModel;
 using System.Text;
 using System.Text.Json;
@@ -164,6 +165,33 @@ public sealed class OpenAiSdkTests(StoriesServer fixture) : IClassFixture<Storie
         Assert.Equal("assistant", chunks[0].GetProperty("choices")[0].GetProperty("delta").GetProperty("role").GetString());
         Assert.Equal("length", chunks[^1].GetProperty("choices")[0].GetProperty("finish_reason").GetString());
         Assert.Single(chunks.Select(c => c.GetProperty("id").GetString()).Distinct());
+    }
+
+    [Fact]
+    public async Task RepeatedSystemPromptIsServedFromThePrefixCache()
+    {
+        var chat = fixture.OpenAi().GetChatClient(fixture.Model);
+        var ct = TestContext.Current.CancellationToken;
+        string system = "You tell short stories about " + string.Join(", ", Enumerable.Range(0, 12).Select(i => $"the cat number {i}")) + ".";
+        ChatCompletion first = await chat.CompleteChatAsync([new SystemChatMessage(system), new UserChatMessage("Tell one about a dog.")], Greedy, ct);
+        ChatCompletion second = await chat.CompleteChatAsync([new SystemChatMessage(system), new UserChatMessage("Tell one about a bird.")], Greedy, ct);
+        // Other tests' prompts share at most the chat template's opening with the first; the second shares the system prompt.
+        Assert.InRange(first.Usage.InputTokenDetails.CachedTokenCount, 0, 31);
+        Assert.InRange(second.Usage.InputTokenDetails.CachedTokenCount, 64, second.Usage.InputTokenCount - 1);
+
+        using var http = fixture.Http();
+        // Ollama reports only the prompt tokens it evaluated.
+        var generate = await http.PostAsJsonAsync("api/generate", new { model = fixture.Model, prompt = system, stream = false, options = new { num_predict = 2 } }, ct);
+        var again = await http.PostAsJsonAsync("api/generate", new { model = fixture.Model, prompt = system + " And a fox.", stream = false, options = new { num_predict = 2 } }, ct);
+        using var a = JsonDocument.Parse(await generate.Content.ReadAsStringAsync(ct));
+        using var b = JsonDocument.Parse(await again.Content.ReadAsStringAsync(ct));
+        Assert.True(b.RootElement.GetProperty("prompt_eval_count").GetInt32() < a.RootElement.GetProperty("prompt_eval_count").GetInt32() / 2);
+
+        string metrics = await http.GetStringAsync("metrics", ct);
+        Assert.Matches(@"kaiyuan_prefix_cache_hit_tokens_total [1-9]", metrics);
+        Assert.Matches(@"kaiyuan_prefill_tokens_total [1-9]", metrics);
+        Assert.Contains("kaiyuan_kv_blocks{state=\"cached\"}", metrics);
+        Assert.Contains("kaiyuan_kv_bytes_resident", metrics);
     }
 
     [Fact]
