@@ -26,7 +26,12 @@ public static class PrefixBenchCommand
         var prefix = new Option<int>("--prefix") { Description = "Tokens of the shared prefix", DefaultValueFactory = _ => 4096 };
         var suffix = new Option<int>("--suffix") { Description = "Tokens each request adds after the prefix", DefaultValueFactory = _ => 64 };
         var turns = new Option<int>("--turns") { Description = "Turns of the multi-turn chat", DefaultValueFactory = _ => 8 };
-        var streams = new Option<int>("--streams") { Description = "Repeat requests sent at once", DefaultValueFactory = _ => 1 };
+        var streams = new Option<int>("--streams") { Description = "Repeat requests sent at once (also the server's slots)", DefaultValueFactory = _ => 1 };
+        var longPrompt = new Option<int>("--long")
+        {
+            Description = "Also send a prompt of this many tokens while two streams decode, and measure their inter-token latency (0: skip)",
+            DefaultValueFactory = _ => 0,
+        };
         var threads = Arguments.Threads();
         var ctxSize = Arguments.ContextSize();
         ctxSize.Description = "Context size in tokens (default: enough for the runs)";
@@ -35,20 +40,21 @@ public static class PrefixBenchCommand
         Arguments.Range(suffix, 1, 1 << 16, "the suffix must be 1 to 65536 tokens");
         Arguments.Range(turns, 1, 1000, "the chat must have 1 to 1000 turns");
         Arguments.Range(streams, 1, 256, "1 to 256 requests can be sent at once");
+        Arguments.Range(longPrompt, 0, 1 << 20, "the long prompt must be 0 (none) to 1048576 tokens");
         var cmd = new Command("prefix", "Measure prefix caching: TTFT of repeats that share a long prefix, prefill work of a multi-turn chat")
         {
-            model, prefix, suffix, turns, streams, threads, ctxSize, json,
+            model, prefix, suffix, turns, streams, longPrompt, threads, ctxSize, json,
         };
         cmd.SetAction(p =>
         {
             var settings = new Settings(StoreCommands.ResolveModel(p, p.GetValue(model)!), p.GetValue(prefix), p.GetValue(suffix), p.GetValue(turns),
-                p.GetValue(streams), p.GetValue(threads), p.GetValue(ctxSize));
+                p.GetValue(streams), p.GetValue(threads), p.GetValue(ctxSize), p.GetValue(longPrompt));
             return Run(settings, p.GetValue(json), p.InvocationConfiguration.Output).GetAwaiter().GetResult();
         });
         return cmd;
     }
 
-    private sealed record Settings(string ModelPath, int Prefix, int Suffix, int Turns, int Streams, int Threads, int ContextSize);
+    private sealed record Settings(string ModelPath, int Prefix, int Suffix, int Turns, int Streams, int Threads, int ContextSize, int Long);
 
     private sealed record Turn(int PromptTokens, int CachedTokens, int CompletionTokens, double TtftMs);
 
@@ -64,6 +70,7 @@ public static class PrefixBenchCommand
         int ctx = s.ContextSize > 0 ? s.ContextSize : DefaultContext(s);
         if (s.Prefix + s.Suffix + SharedMaxTokens > ctx)
             throw new ArgumentException($"--prefix {s.Prefix} + --suffix {s.Suffix} + {SharedMaxTokens} generated tokens do not fit --ctx-size {ctx}");
+        if (s.Long + 1 >= ctx) throw new ArgumentException($"--long {s.Long} does not fit --ctx-size {ctx}");
         var options = new ServerOptions
         {
             ModelPath = s.ModelPath,
@@ -94,6 +101,7 @@ public static class PrefixBenchCommand
         var middle = await MetricsAsync(http);
         var turns = await ChatAsync(http, random, s.Turns);
         var after = await MetricsAsync(http);
+        var longPrompt = s.Long > 0 ? await LongPromptProbe.RunAsync(http, random, vocabulary, s.Long, ctx) : null;
 
         var sharedWork = WorkOf([first.Usage, .. repeats.Select(r => r.Usage)], before, middle);
         var chatWork = WorkOf(turns.Select(t => new TokenUsage(t.PromptTokens, t.CompletionTokens, t.CachedTokens)).ToList(), middle, after);
@@ -104,6 +112,21 @@ public static class PrefixBenchCommand
         int distinct = last.PromptTokens + last.CompletionTokens;
         double chatRatio = distinct > 0 ? (double)chatWork.Computed / distinct : 0;
         var kv = KvFigures(after);
+        // What a fixed slab per slot would reserve, against what the paged pool holds (at the end of parts A and B).
+        var pool = runtime.Engine.Cache;
+        long slab = pool is null ? 0 : (long)options.Parallel * runtime.Engine.ContextLength * pool.BytesPerBlock / pool.BlockTokens;
+        Dictionary<string, object>? longFigures = longPrompt is null ? null : new()
+        {
+            ["prompt_tokens"] = longPrompt.PromptTokens,
+            ["first_byte_ms"] = Math.Round(longPrompt.FirstByteMs, 2),
+            ["ttft_ms"] = Math.Round(longPrompt.TtftMs, 2),
+            ["itl_idle_p50_ms"] = Math.Round(LongPromptProbe.Percentile(longPrompt.IdleItl, 0.5), 2),
+            ["itl_idle_p95_ms"] = Math.Round(LongPromptProbe.Percentile(longPrompt.IdleItl, 0.95), 2),
+            ["itl_loaded_p50_ms"] = Math.Round(LongPromptProbe.Percentile(longPrompt.LoadedItl, 0.5), 2),
+            ["itl_loaded_p95_ms"] = Math.Round(LongPromptProbe.Percentile(longPrompt.LoadedItl, 0.95), 2),
+            ["itl_p95_over_idle_p50"] = Math.Round(LongPromptProbe.Percentile(longPrompt.LoadedItl, 0.95) / LongPromptProbe.Percentile(longPrompt.IdleItl, 0.5), 3),
+            ["loaded_gaps"] = longPrompt.LoadedItl.Length,
+        };
 
         if (json)
         {
@@ -150,6 +173,8 @@ public static class PrefixBenchCommand
                     ["prefill_ratio"] = Math.Round(chatRatio, 4),
                 },
                 ["kv"] = kv,
+                ["kv_bytes_fixed_slabs"] = slab,
+                ["long"] = longFigures!,
             }));
             return 0;
         }
@@ -168,6 +193,12 @@ public static class PrefixBenchCommand
         output.WriteLine(string.Create(c, $"all: {sharedWork.Computed + chatWork.Computed} of {sharedWork.PromptTokens + chatWork.PromptTokens} prompt tokens prefilled " +
                                           $"({(sharedWork.FromMetric is null ? "from usage" : "kaiyuan_prefill_tokens_total")})"));
         if (kv.Count > 0) output.WriteLine("kv: " + string.Join(", ", kv.Select(p => string.Create(c, $"{p.Key} {p.Value}"))));
+        if (pool is not null)
+            output.WriteLine(string.Create(c, $"kv memory: {InfoCommand.Size(pool.ResidentBytes)} resident; fixed slabs for {options.Parallel} slots × {runtime.Engine.ContextLength} tokens would be {InfoCommand.Size(slab)}"));
+        if (longFigures is not null)
+            output.WriteLine(string.Create(c, $"long prompt: {longPrompt!.PromptTokens} tokens, first byte {longFigures["first_byte_ms"]} ms, TTFT {longFigures["ttft_ms"]} ms; " +
+                                              $"two streams' inter-token latency p50/p95 {longFigures["itl_idle_p50_ms"]}/{longFigures["itl_idle_p95_ms"]} ms idle, " +
+                                              $"{longFigures["itl_loaded_p50_ms"]}/{longFigures["itl_loaded_p95_ms"]} ms while it prefilled ({longPrompt.LoadedItl.Length} gaps; p95 ×{longFigures["itl_p95_over_idle_p50"]} of idle p50)"));
         return 0;
     }
 
@@ -180,7 +211,7 @@ public static class PrefixBenchCommand
     {
         int shared = s.Prefix + s.Suffix + SharedMaxTokens;
         int chat = SystemPromptTokens + 64 + s.Turns * 160;
-        return (Math.Max(shared, chat) + 255) / 256 * 256;
+        return (Math.Max(Math.Max(shared, chat), s.Long + 256) + 255) / 256 * 256;
     }
 
     /// <summary>Part A: the first request with the prefix, then rounds of <paramref name="streams"/> concurrent repeats with other suffixes.</summary>

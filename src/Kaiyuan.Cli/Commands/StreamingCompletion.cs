@@ -20,8 +20,10 @@ internal sealed record StreamedCompletion(double TtftMs, double TotalMs, TokenUs
 /// </summary>
 internal static class StreamingCompletion
 {
+    /// <param name="onFirstLine">Called with the milliseconds until the response's first line (a keep-alive counts).</param>
+    /// <param name="onOutput">Called with the milliseconds at which each event carrying generated output arrived.</param>
     public static async Task<StreamedCompletion> PostAsync(HttpClient http, string path, Dictionary<string, object> body, bool collectText = false,
-        CancellationToken cancel = default)
+        CancellationToken cancel = default, Action<double>? onFirstLine = null, Action<double>? onOutput = null)
     {
         body["stream"] = true;
         body["stream_options"] = new Dictionary<string, object> { ["include_usage"] = true };
@@ -34,19 +36,24 @@ internal static class StreamingCompletion
         double? ttft = null;
         var usage = default(TokenUsage);
         var text = collectText ? new StringBuilder() : null;
+        bool firstLine = true;
         while (await reader.ReadLineAsync(cancel) is { } line)
         {
+            if (firstLine) onFirstLine?.Invoke(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+            firstLine = false;
             if (!line.StartsWith("data:", StringComparison.Ordinal)) continue;
             var data = line.AsMemory(5).TrimStart();
             if (data.Span is not ['{', ..]) continue;  // [DONE]
             bool hasUsage = HasUsage(data.Span);
             // After the first token only the chunks still needed are parsed, which keeps the client's own work small.
-            if (ttft is not null && text is null && !hasUsage) continue;
+            if (ttft is not null && text is null && onOutput is null && !hasUsage) continue;
             using var doc = JsonDocument.Parse(data);
             var root = doc.RootElement;
             if (Generated(root, out string? content))
             {
-                ttft ??= Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+                double now = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+                ttft ??= now;
+                onOutput?.Invoke(now);
                 text?.Append(content);
             }
             if (hasUsage && root.TryGetProperty("usage", out var u) && u.ValueKind == JsonValueKind.Object) usage = ReadUsage(u);

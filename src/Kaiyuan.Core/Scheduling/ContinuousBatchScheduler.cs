@@ -67,8 +67,8 @@ public sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
     private int _pendingCount, _busy;
     private long _admissions, _prefillTokens, _preemptions;
     private volatile PrefixCacheStats _stats;
-    // Moving averages of a decode-only step and of one prompt token's share of a step, for sizing prefill chunks.
-    private double _decodeSeconds, _prefillTokenSeconds;
+    // A decode-only step's moving average, and the prompt tokens a step beside decoding streams may take (adapted).
+    private double _decodeSeconds, _sharedBudget = 8;
     private volatile bool _accepting = true, _stopping;
 
     public ContinuousBatchScheduler(TransformerModel model, SchedulerOptions options, WorkerPool? pool = null)
@@ -340,29 +340,29 @@ public sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
     }
 
     /// <summary>
-    /// Prompt tokens for this step: the whole chunk when nothing decodes; otherwise as many as keep the step within about
-    /// 1.8× a decode-only step (Sarathi-style stall-free batching), so running streams stay fluent while a long prompt
-    /// prefills. Late in a long prompt a token costs more (attention over everything before it): the estimate follows.
+    /// Prompt tokens for this step: the whole chunk when nothing decodes; otherwise a budget that keeps steps at about
+    /// 1.4–1.7× a decode-only step (stall-free batching, as Sarathi-Serve), so running streams stay fluent while a long
+    /// prompt prefills.
     /// </summary>
-    private int PrefillBudget(int decoding)
-    {
-        const double ExtraStepShare = 0.8;
-        if (decoding == 0) return _options.PrefillChunk;
-        if (_decodeSeconds <= 0 || _prefillTokenSeconds <= 0) return Math.Min(_options.PrefillChunk, 8);
-        double tokens = ExtraStepShare * _decodeSeconds / _prefillTokenSeconds;
-        return (int)Math.Clamp(tokens, 1, _options.PrefillChunk);
-    }
+    private int PrefillBudget(int decoding) =>
+        decoding == 0 ? _options.PrefillChunk : (int)Math.Clamp(_sharedBudget, 1, _options.PrefillChunk);
 
+    /// <summary>
+    /// Adapts the shared budget to the step times it produces (a feedback loop rather than a cost model: a token's cost
+    /// depends on the batch's shape and grows with the prompt's length, as its attention covers everything before it).
+    /// </summary>
     private void Learn(double seconds, int decoding, int prefill)
     {
-        const double Weight = 0.2;
+        const double Weight = 0.2, Low = 1.4, High = 1.7;
         if (prefill == 0)
         {
             _decodeSeconds = _decodeSeconds <= 0 ? seconds : _decodeSeconds + Weight * (seconds - _decodeSeconds);
             return;
         }
-        double perToken = (decoding > 0 && _decodeSeconds > 0 ? Math.Max(0, seconds - _decodeSeconds) : seconds) / prefill;
-        _prefillTokenSeconds = _prefillTokenSeconds <= 0 ? perToken : _prefillTokenSeconds + Weight * (perToken - _prefillTokenSeconds);
+        if (decoding == 0 || _decodeSeconds <= 0) return;
+        double slowdown = seconds / _decodeSeconds;
+        if (slowdown > High) _sharedBudget = Math.Max(1, _sharedBudget * 0.75);
+        else if (slowdown < Low) _sharedBudget = Math.Min(_options.PrefillChunk, _sharedBudget * 1.2 + 1);
     }
 
     private void AddTokens(Sequence seq, int count, ref int rows)
