@@ -51,6 +51,10 @@ public sealed class KvCache
         CapacityBlocks = (int)Math.Min(wanted, int.MaxValue / 2);
         foreach (int b in _rowBytes)
             if ((long)b * BlockTokens * SegmentBlocks > Array.MaxLength) throw new OutOfMemoryException("a KV cache row is too large");
+        // Memory is taken as tokens arrive, but one sequence must be able to reach its full context.
+        long full = (long)BlocksPerSequence * BytesPerBlock, available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (full > available)
+            throw new OutOfMemoryException($"a KV cache for {contextLength:N0} tokens needs {full / (1 << 20):N0} MiB, more than the {available / (1 << 20):N0} MiB this process may use; lower --ctx-size");
         _segments = _rowBytes.Select(_ => new List<byte[]>()).ToArray();
         // Tables are sized for the full context up front, so a decode step that opens a block allocates nothing.
         _tables = new int[sequences][];
