@@ -24,9 +24,9 @@ internal sealed class RawPromptFormat : IPromptFormat
 }
 
 /// <summary>
-/// The conversation behind <c>kaiyuan run</c>: renders the messages, reuses the KV cache when the new prompt extends what
-/// is already in it, streams the answer, and keeps the reply for the next turn. Ctrl-C (<see cref="Cancel"/>) stops the
-/// current answer only.
+/// The conversation behind <c>kaiyuan run</c>: renders the messages, keeps the part of the KV cache that the new prompt
+/// shares with what is already in it (evaluating only the rest), streams the answer, and keeps the reply for the next
+/// turn. Ctrl-C (<see cref="Cancel"/>) stops the current answer only.
 /// </summary>
 internal sealed class ChatLoop(InferenceSession session, TokenCodec codec, IPromptFormat format)
 {
@@ -70,24 +70,19 @@ internal sealed class ChatLoop(InferenceSession session, TokenCodec codec, IProm
         int[] prompt = codec.Encode(rendered);
         if (prompt.Length == 0) return "";
 
-        int reuse = 0;
-        if (format.IsChat)
-        {
-            while (reuse < _cached.Count && reuse < prompt.Length - 1 && _cached[reuse] == prompt[reuse]) reuse++;
-            if (reuse < _cached.Count) reuse = 0;
-        }
-        if (reuse == 0) session.Reset();
+        if (prompt.Length >= session.ContextLength)
+            throw new ContextOverflowException(_messages.Count == 0
+                ? $"the prompt has {prompt.Length} tokens; the context holds {session.ContextLength} (use /clear, or a larger --ctx-size)"
+                : $"the conversation has {prompt.Length} tokens; the context holds {session.ContextLength}; use /clear");
+        // The rows below any position depend only on the tokens before it, so whatever the cache shares with the new
+        // prompt stays (the re-tokenized last reply may differ from the ids generated); the last token is always
+        // evaluated, for its logits.
+        int reuse = 0, shared = Math.Min(_cached.Count, session.Position);
+        while (reuse < shared && reuse < prompt.Length - 1 && _cached[reuse] == prompt[reuse]) reuse++;
+        session.Truncate(reuse);
+        // Until this turn is done the cache holds only the shared part (a failed turn leaves nothing stale behind).
+        _cached.RemoveRange(reuse, _cached.Count - reuse);
         var fresh = prompt.AsSpan(reuse).ToArray();
-        if (session.Position + fresh.Length >= session.ContextLength)
-        {
-            if (reuse == 0)
-                throw new ContextOverflowException($"the prompt has {prompt.Length} tokens; the context holds {session.ContextLength} (use /clear, or a larger --ctx-size)");
-            session.Reset();
-            reuse = 0;
-            fresh = prompt;
-            if (fresh.Length >= session.ContextLength)
-                throw new ContextOverflowException($"the conversation has {prompt.Length} tokens; the context holds {session.ContextLength}; use /clear");
-        }
 
         var options = new GenerationOptions { MaxTokens = MaxTokens, IsEndOfGeneration = codec.IsEndOfGeneration, Constraint = Constraint?.Invoke(rendered) };
         var decoder = codec.CreateDecoder();

@@ -42,6 +42,17 @@ public sealed class InferenceSession
     /// <summary>Forgets the sequence (its blocks stay and are simply overwritten later).</summary>
     public void Reset() => Position = 0;
 
+    /// <summary>
+    /// Forgets the tokens from <paramref name="position"/> on, keeping the ones before: their rows do not depend on what
+    /// follows, so evaluation can go on from there (a chat turn that shares only a prefix with the previous one).
+    /// </summary>
+    public void Truncate(int position)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(position);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(position, Position);
+        Position = position;
+    }
+
     /// <summary>Evaluates tokens at the current position; returns the logits after the last one.</summary>
     public ReadOnlySpan<float> Evaluate(ReadOnlySpan<int> tokens)
     {
