@@ -39,6 +39,8 @@ internal sealed class ChatLoop(InferenceSession session, TokenCodec codec, IProm
     public int MaxTokens { get; set; } = -1;
     /// <summary>Structured output: a fresh constraint for each answer, given the rendered prompt (it may open a reasoning block).</summary>
     public Func<string, Constraints.TokenConstraint>? Constraint { get; set; }
+    /// <summary>Prompt prefixes on disk (<c>--prompt-cache</c>): read when they hold more of a prompt than the session, offered after each turn.</summary>
+    public PromptCacheStore? PromptCache { get; set; }
 
     /// <summary>Stops the answer being generated; returns false when none is (so Ctrl-C may end the program).</summary>
     public bool Cancel()
@@ -80,9 +82,12 @@ internal sealed class ChatLoop(InferenceSession session, TokenCodec codec, IProm
         int reuse = 0, shared = Math.Min(_cached.Count, session.Position);
         while (reuse < shared && reuse < prompt.Length - 1 && _cached[reuse] == prompt[reuse]) reuse++;
         session.Truncate(reuse);
-        // Until this turn is done the cache holds only the shared part (a failed turn leaves nothing stale behind).
-        _cached.RemoveRange(reuse, _cached.Count - reuse);
-        var fresh = prompt.AsSpan(reuse).ToArray();
+        int loaded = PromptCache is { } store ? session.LoadPrefix(store, prompt) : 0;
+        reuse = Math.Min(reuse, session.Position);
+        // Until this turn is done the cache holds only the prompt's start (a failed turn leaves nothing stale behind).
+        _cached.Clear();
+        _cached.AddRange(prompt.AsSpan(0, session.Position));
+        var fresh = prompt.AsSpan(session.Position).ToArray();
 
         var options = new GenerationOptions { MaxTokens = MaxTokens, IsEndOfGeneration = codec.IsEndOfGeneration, Constraint = Constraint?.Invoke(rendered) };
         var decoder = codec.CreateDecoder();
@@ -124,6 +129,7 @@ internal sealed class ChatLoop(InferenceSession session, TokenCodec codec, IProm
         _cached.Clear();
         _cached.AddRange(prompt);
         if (ids.Count > 1) _cached.AddRange(ids.Take(ids.Count - 1));
+        if (PromptCache is { } cache) session.SavePrefix(cache, prompt);
         if (format.IsChat)
         {
             _messages.Add(new ChatMessage("user", user));
@@ -135,7 +141,7 @@ internal sealed class ChatLoop(InferenceSession session, TokenCodec codec, IProm
             int generated = endOfGeneration ? ids.Count - 1 : ids.Count;
             stats.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{(cancelled ? "[stopped] " : "")}{generated} tokens, {Math.Max(0, ids.Count - 1) / genSeconds:F1} tokens/s " +
-                $"(prompt: {fresh.Length} tokens{(reuse > 0 ? $", {reuse} reused" : "")}, {fresh.Length / Math.Max(1e-9, promptSeconds):F1} tokens/s)"));
+                $"(prompt: {fresh.Length} tokens{(reuse > 0 ? $", {reuse} reused" : "")}{(loaded > 0 ? $", {loaded} from the prompt cache" : "")}, {fresh.Length / Math.Max(1e-9, promptSeconds):F1} tokens/s)"));
         }
         return reply.ToString();
     }

@@ -161,6 +161,32 @@ public sealed class RunTests
     }
 
     [Fact]
+    public void ASecondRunReadsItsLongPromptFromThePromptCache()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"kaiyuan-run-prompt-cache-{Guid.NewGuid():N}");
+        try
+        {
+            string prompt = string.Concat(Enumerable.Repeat("In my dream, the data flows through the nodes. ", 4));
+            string[] args = ["run", Aidreams, "-p", prompt, "--temp", "0", "-n", "12", "--threads", "1", "--prompt-cache", dir];
+            var first = ConsoleRunner.Run(args);
+            Assert.True(first.Code == 0, first.Err);
+            Assert.DoesNotContain("from the prompt cache", first.Err);
+            Assert.Single(Directory.GetFiles(dir, "*.kvc"));
+
+            var second = ConsoleRunner.Run(args);
+            Assert.True(second.Code == 0, second.Err);
+            Assert.Matches(@"prompt: \d+ tokens, \d+ from the prompt cache", second.Err);
+            Assert.Equal(first.Out, second.Out);
+            var plain = ConsoleRunner.Run(args[..^2]);
+            Assert.Equal(plain.Out, second.Out);
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void AChatTemplateShapesThePrompt()
     {
         const string template = "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}";
