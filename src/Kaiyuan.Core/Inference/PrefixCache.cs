@@ -202,7 +202,7 @@ public sealed class PrefixCache
         var table = _cache.Table(sequence);
         int taken = 0;
         while (first + taken < hit.Blocks && TryAllocate(out int b)) table[first + taken++] = b;
-        int loaded = Store.Load(hit, first, table.Slice(first, taken), _cache);
+        int loaded = taken == 0 ? 0 : Store.Load(hit, first, table.Slice(first, taken), _cache);
         for (int i = first + loaded; i < first + taken; i++)
         {
             Unref(table[i]);

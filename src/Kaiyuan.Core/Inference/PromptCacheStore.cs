@@ -254,6 +254,11 @@ public sealed class PromptCacheStore : IDisposable
                 }
             }
         }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            // Evicted by another process meanwhile: nothing wrong with it, it is just gone.
+            lock (_lock) Remove(entry);
+        }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             Ignore(entry, e.Message);
@@ -440,7 +445,7 @@ public sealed class PromptCacheStore : IDisposable
                 if (_entries.ContainsKey(name) || _ignored.Contains(name)) continue;
                 var (entry, problem) = Index(path);
                 if (entry is not null) Add(entry);
-                else Ignore(name, problem!);
+                else if (problem is not null) Ignore(name, problem);
             }
             foreach (var gone in _entries.Values.Where(e => !seen.Contains(e.Name)).ToList()) Remove(gone);
         }
@@ -457,6 +462,11 @@ public sealed class PromptCacheStore : IDisposable
         {
             using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, bufferSize: 1);
             return ReadHeader(file);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            // Deleted since the directory was listed: not a problem to report.
+            return (null, null);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -247,5 +247,12 @@ public sealed class PromptCacheSchedulerTests : IDisposable
         var (cached, report) = await Once();
         Assert.Equal(3 * T, cached);
         Assert.Equal(3 * T, report.PromptCacheTokens);
+
+        // With prefix caching in memory off (--cache-ram 0) the disk still serves the prompt.
+        options = options with { CacheRamMiB = 0 };
+        (cached, report) = await Once();
+        Assert.False(report.CachingEnabled);
+        Assert.Equal(3 * T, cached);
+        Assert.Equal(0, report.UsedBlocks);
     }
 }
