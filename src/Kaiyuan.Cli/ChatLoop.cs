@@ -24,9 +24,9 @@ internal sealed class RawPromptFormat : IPromptFormat
 }
 
 /// <summary>
-/// The conversation behind <c>kaiyuan run</c>: renders the messages, reuses the KV cache when the new prompt extends what
-/// is already in it, streams the answer, and keeps the reply for the next turn. Ctrl-C (<see cref="Cancel"/>) stops the
-/// current answer only.
+/// The conversation behind <c>kaiyuan run</c>: renders the messages, keeps the part of the KV cache that the new prompt
+/// shares with what is already in it (evaluating only the rest), streams the answer, and keeps the reply for the next
+/// turn. Ctrl-C (<see cref="Cancel"/>) stops the current answer only.
 /// </summary>
 internal sealed class ChatLoop(InferenceSession session, TokenCodec codec, IPromptFormat format)
 {
@@ -39,6 +39,8 @@ internal sealed class ChatLoop(InferenceSession session, TokenCodec codec, IProm
     public int MaxTokens { get; set; } = -1;
     /// <summary>Structured output: a fresh constraint for each answer, given the rendered prompt (it may open a reasoning block).</summary>
     public Func<string, Constraints.TokenConstraint>? Constraint { get; set; }
+    /// <summary>Prompt prefixes on disk (<c>--prompt-cache</c>): read when they hold more of a prompt than the session, offered after each turn.</summary>
+    public PromptCacheStore? PromptCache { get; set; }
 
     /// <summary>Stops the answer being generated; returns false when none is (so Ctrl-C may end the program).</summary>
     public bool Cancel()
@@ -70,24 +72,22 @@ internal sealed class ChatLoop(InferenceSession session, TokenCodec codec, IProm
         int[] prompt = codec.Encode(rendered);
         if (prompt.Length == 0) return "";
 
-        int reuse = 0;
-        if (format.IsChat)
-        {
-            while (reuse < _cached.Count && reuse < prompt.Length - 1 && _cached[reuse] == prompt[reuse]) reuse++;
-            if (reuse < _cached.Count) reuse = 0;
-        }
-        if (reuse == 0) session.Reset();
-        var fresh = prompt.AsSpan(reuse).ToArray();
-        if (session.Position + fresh.Length >= session.ContextLength)
-        {
-            if (reuse == 0)
-                throw new ContextOverflowException($"the prompt has {prompt.Length} tokens; the context holds {session.ContextLength} (use /clear, or a larger --ctx-size)");
-            session.Reset();
-            reuse = 0;
-            fresh = prompt;
-            if (fresh.Length >= session.ContextLength)
-                throw new ContextOverflowException($"the conversation has {prompt.Length} tokens; the context holds {session.ContextLength}; use /clear");
-        }
+        if (prompt.Length >= session.ContextLength)
+            throw new ContextOverflowException(_messages.Count == 0
+                ? $"the prompt has {prompt.Length} tokens; the context holds {session.ContextLength} (use /clear, or a larger --ctx-size)"
+                : $"the conversation has {prompt.Length} tokens; the context holds {session.ContextLength}; use /clear");
+        // The rows below any position depend only on the tokens before it, so whatever the cache shares with the new
+        // prompt stays (the re-tokenized last reply may differ from the ids generated); the last token is always
+        // evaluated, for its logits.
+        int reuse = 0, shared = Math.Min(_cached.Count, session.Position);
+        while (reuse < shared && reuse < prompt.Length - 1 && _cached[reuse] == prompt[reuse]) reuse++;
+        session.Truncate(reuse);
+        int loaded = PromptCache is { } store ? session.LoadPrefix(store, prompt) : 0;
+        reuse = Math.Min(reuse, session.Position);
+        // Until this turn is done the cache holds only the prompt's start (a failed turn leaves nothing stale behind).
+        _cached.Clear();
+        _cached.AddRange(prompt.AsSpan(0, session.Position));
+        var fresh = prompt.AsSpan(session.Position).ToArray();
 
         var options = new GenerationOptions { MaxTokens = MaxTokens, IsEndOfGeneration = codec.IsEndOfGeneration, Constraint = Constraint?.Invoke(rendered) };
         var decoder = codec.CreateDecoder();
@@ -129,6 +129,7 @@ internal sealed class ChatLoop(InferenceSession session, TokenCodec codec, IProm
         _cached.Clear();
         _cached.AddRange(prompt);
         if (ids.Count > 1) _cached.AddRange(ids.Take(ids.Count - 1));
+        if (PromptCache is { } cache) session.SavePrefix(cache, prompt);
         if (format.IsChat)
         {
             _messages.Add(new ChatMessage("user", user));
@@ -140,7 +141,7 @@ internal sealed class ChatLoop(InferenceSession session, TokenCodec codec, IProm
             int generated = endOfGeneration ? ids.Count - 1 : ids.Count;
             stats.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{(cancelled ? "[stopped] " : "")}{generated} tokens, {Math.Max(0, ids.Count - 1) / genSeconds:F1} tokens/s " +
-                $"(prompt: {fresh.Length} tokens{(reuse > 0 ? $", {reuse} reused" : "")}, {fresh.Length / Math.Max(1e-9, promptSeconds):F1} tokens/s)"));
+                $"(prompt: {fresh.Length} tokens{(reuse > 0 ? $", {reuse} reused" : "")}{(loaded > 0 ? $", {loaded} from the prompt cache" : "")}, {fresh.Length / Math.Max(1e-9, promptSeconds):F1} tokens/s)"));
         }
         return reply.ToString();
     }

@@ -1,4 +1,5 @@
 using Kaiyuan.Gguf;
+using Kaiyuan.Inference;
 using Kaiyuan.Kernels;
 using Kaiyuan.Models;
 using Kaiyuan.Scheduling;
@@ -41,8 +42,13 @@ public sealed class ModelRuntime : IDisposable
         var model = ModelLoader.Load(options.ModelPath);
         // The scheduler's own pool: a pool serves one caller at a time.
         var pool = new WorkerPool(Math.Max(1, options.Threads));
+        PromptCacheStore? store = null;
         try
         {
+            // The model's fingerprint is computed once, here, and only when the prompt cache is asked for.
+            if (options.PromptCacheDir is { } dir)
+                store = PromptCacheStore.Open(dir, model, options.CacheType, options.PromptCacheMaxMiB << 20,
+                    message => Console.Error.WriteLine($"kaiyuan: {message}"));
             var meta = model.File.Metadata;
             var tokenizer = Tokenizer.FromGguf(meta);
             var codec = new TokenizerCodec(tokenizer);
@@ -63,6 +69,7 @@ public sealed class ModelRuntime : IDisposable
                 Pooling = pooling,
                 CacheType = options.CacheType,
                 CacheBytes = options.CacheRamMiB < 0 ? -1 : options.CacheRamMiB << 20,
+                PromptCache = store,
             }, pool);
             long parameters = model.File.Tensors.Sum(t => t.ElementCount);
             var info = new Dictionary<string, object>
@@ -76,10 +83,11 @@ public sealed class ModelRuntime : IDisposable
             var description = new ModelDescription(arch, FileType(model.File), model.File.FileSize, parameters, engine.ContextLength,
                 model.Config.EmbeddingLength, template, info);
             string name = options.Alias ?? Path.GetFileNameWithoutExtension(options.ModelPath);
-            return new ModelRuntime(name, codec, formatter, engine, description, new Owned(engine, model, pool));
+            return new ModelRuntime(name, codec, formatter, engine, description, new Owned(engine, store, model, pool));
         }
         catch
         {
+            store?.Dispose();
             pool.Dispose();
             model.Dispose();
             throw;
@@ -91,11 +99,12 @@ public sealed class ModelRuntime : IDisposable
 
     public void Dispose() => _owned?.Dispose();
 
-    private sealed class Owned(ContinuousBatchScheduler engine, TransformerModel model, WorkerPool pool) : IDisposable
+    private sealed class Owned(ContinuousBatchScheduler engine, PromptCacheStore? store, TransformerModel model, WorkerPool pool) : IDisposable
     {
         public void Dispose()
         {
             engine.Dispose();
+            store?.Dispose();
             pool.Dispose();
             model.Dispose();
         }

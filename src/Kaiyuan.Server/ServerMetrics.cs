@@ -46,6 +46,7 @@ public sealed class ServerMetrics
             Gauge(sb, "kaiyuan_kv_bytes_capacity", "KV cache memory the pool may grow to (--cache-ram).", (long)c.CapacityBlocks * c.BytesPerBlock);
             Counter(sb, "kaiyuan_prefix_cache_hit_tokens_total", "Prompt tokens taken from the prefix cache instead of computed.", c.HitTokens);
             Counter(sb, "kaiyuan_prefill_tokens_total", "Prompt tokens computed.", c.PrefillTokens);
+            Counter(sb, "kaiyuan_prompt_cache_loaded_tokens_total", "Prompt tokens whose KV rows were read from the prompt cache on disk (--prompt-cache).", c.PromptCacheTokens);
             Counter(sb, "kaiyuan_kv_evictions_total", "Cached KV blocks evicted to make room.", c.Evictions);
             Counter(sb, "kaiyuan_preemptions_total", "Requests paused because KV memory ran out (they resume from the cache).", c.Preemptions);
         }

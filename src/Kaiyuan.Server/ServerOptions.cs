@@ -20,6 +20,10 @@ public sealed record ServerOptions
     /// 0: no prefix caching. Never less than one full context.
     /// </summary>
     public long CacheRamMiB { get; init; } = -1;
+    /// <summary>Directory where prompt prefixes are kept across restarts (<c>--prompt-cache</c>); null: none.</summary>
+    public string? PromptCacheDir { get; init; }
+    /// <summary>MiB the prompt cache directory may hold; the least recently used entries go beyond it.</summary>
+    public long PromptCacheMaxMiB { get; init; } = Inference.PromptCacheStore.DefaultMaxBytes >> 20;
     public string? ApiKey { get; init; }
     public string? ChatTemplateFile { get; init; }
     /// <summary>Origins allowed by CORS ("*" for any); none: CORS off.</summary>

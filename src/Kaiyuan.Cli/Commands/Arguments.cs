@@ -48,6 +48,22 @@ public static class Arguments
         Validators = { r => { if (r.GetValueOrDefault<string>() is not ("f32" or "f16" or "q8_0")) r.AddError("--cache-type must be f32, f16 or q8_0"); } },
     };
 
+    public static Option<string> PromptCache() => new("--prompt-cache")
+    {
+        Description = "Keep prompt prefixes (64 tokens or more) in this directory, so a later run or a restarted server reads their KV instead of computing it",
+    };
+
+    public static Option<long> PromptCacheMax()
+    {
+        var option = new Option<long>("--prompt-cache-max")
+        {
+            Description = "MiB the --prompt-cache directory may hold; the least recently used entries go beyond it",
+            DefaultValueFactory = _ => Inference.PromptCacheStore.DefaultMaxBytes >> 20,
+        };
+        Range(option, 1L, 1L << 30, "must be a size in MiB (at least 1)");
+        return option;
+    }
+
     public static Kaiyuan.Tensors.GgmlType ParseCacheType(string? text) => text switch
     {
         "f16" => Kaiyuan.Tensors.GgmlType.F16,

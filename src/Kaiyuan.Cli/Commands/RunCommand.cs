@@ -37,9 +37,11 @@ public static class RunCommand
         var threads = Arguments.Threads();
         var ctxSize = Arguments.ContextSize();
         var cacheType = Arguments.CacheType();
+        var promptCache = Arguments.PromptCache();
+        var promptCacheMax = Arguments.PromptCacheMax();
         var cmd = new Command("run", "Chat with a model in the terminal (or answer one prompt with -p)")
         {
-            model, prompt, system, threads, ctxSize, cacheType,
+            model, prompt, system, threads, ctxSize, cacheType, promptCache, promptCacheMax,
         };
         samplingArgs.AddTo(cmd);
         constraintArgs.AddTo(cmd);
@@ -50,11 +52,22 @@ public static class RunCommand
             using var file = GgufFile.Open(path);
             using var loaded = ModelLoader.Load(file);
             using var pool = new WorkerPool(p.GetValue(threads));
-            var session = new InferenceSession(loaded, p.GetValue(ctxSize), pool, cacheType: Arguments.ParseCacheType(p.GetValue(cacheType)));
+            var type = Arguments.ParseCacheType(p.GetValue(cacheType));
+            var session = new InferenceSession(loaded, p.GetValue(ctxSize), pool, cacheType: type);
+            // Disposed last: it finishes writing the entries offered.
+            using var store = p.GetValue(promptCache) is { } dir
+                ? PromptCacheStore.Open(dir, loaded, type, p.GetValue(promptCacheMax) << 20, message => Console.Error.WriteLine($"kaiyuan: {message}"))
+                : null;
             var tokenizer = Tokenizer.FromGguf(file.Metadata);
             var codec = TokenCodec.For(tokenizer);
             var format = PromptFormats.For(file.Metadata, tokenizer);
-            var chat = new ChatLoop(session, codec, format) { Sampling = sampling, System = p.GetValue(system), MaxTokens = p.GetValue(samplingArgs.Count) };
+            var chat = new ChatLoop(session, codec, format)
+            {
+                Sampling = sampling,
+                System = p.GetValue(system),
+                MaxTokens = p.GetValue(samplingArgs.Count),
+                PromptCache = store,
+            };
             if (constraintArgs.Compile(p, tokenizer.Vocabulary) is { } grammar)
             {
                 // The answer is constrained after any reasoning block, as the server does.

@@ -31,9 +31,11 @@ public static class ServeCommand
             Description = "MiB the KV memory (running requests and cached prompt prefixes) may grow to; 0 turns prefix caching off (default: a quarter of free memory, at most 8 GiB)",
             DefaultValueFactory = _ => -1,
         };
+        var promptCache = Arguments.PromptCache();
+        var promptCacheMax = Arguments.PromptCacheMax();
         var cmd = new Command("serve", "Serve a model over HTTP: OpenAI- and Ollama-compatible API, continuous batching, chat page at /")
         {
-            model, host, port, alias, parallel, ctxSize, threads, apiKey, template, cors, maxBody, queue, cacheType, cacheRam,
+            model, host, port, alias, parallel, ctxSize, threads, apiKey, template, cors, maxBody, queue, cacheType, cacheRam, promptCache, promptCacheMax,
         };
         cmd.SetAction(p =>
         {
@@ -53,6 +55,8 @@ public static class ServeCommand
                 MaxQueue = p.GetValue(queue),
                 CacheType = Arguments.ParseCacheType(p.GetValue(cacheType)),
                 CacheRamMiB = p.GetValue(cacheRam),
+                PromptCacheDir = p.GetValue(promptCache),
+                PromptCacheMaxMiB = p.GetValue(promptCacheMax),
             };
             return Serve(options).GetAwaiter().GetResult();
         });

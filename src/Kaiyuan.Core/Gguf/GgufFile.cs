@@ -13,6 +13,7 @@ public sealed unsafe class GgufFile : IDisposable
     private readonly MemoryMappedFile? _map;
     private readonly MemoryMappedViewAccessor? _view;
     private GCHandle _pinned;
+    private readonly byte* _base;
     private readonly Dictionary<string, GgufTensor> _byName;
     private bool _disposed;
 
@@ -30,6 +31,7 @@ public sealed unsafe class GgufFile : IDisposable
         _map = map;
         _view = view;
         _pinned = pinned;
+        _base = data;
         FileSize = length;
         try
         {
@@ -88,6 +90,14 @@ public sealed unsafe class GgufFile : IDisposable
     {
         var handle = GCHandle.Alloc(bytes, GCHandleType.Pinned);
         return new GgufFile(name, null, null, handle, (byte*)handle.AddrOfPinnedObject(), bytes.Length);
+    }
+
+    /// <summary>Bytes of the file as stored (header, metadata or tensor data); valid while the file is open.</summary>
+    public ReadOnlySpan<byte> RawBytes(long offset, int length)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (offset < 0 || length < 0 || offset > FileSize - length) throw new ArgumentOutOfRangeException(nameof(offset), $"{length} bytes at {offset} are outside the file");
+        return new ReadOnlySpan<byte>(_base + offset, length);
     }
 
     public GgufTensor? FindTensor(string name) => _byName.GetValueOrDefault(name);

@@ -42,6 +42,46 @@ public sealed class InferenceSession
     /// <summary>Forgets the sequence (its blocks stay and are simply overwritten later).</summary>
     public void Reset() => Position = 0;
 
+    /// <summary>
+    /// Forgets the tokens from <paramref name="position"/> on, keeping the ones before: their rows do not depend on what
+    /// follows, so evaluation can go on from there (a chat turn that shares only a prefix with the previous one).
+    /// </summary>
+    public void Truncate(int position)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(position);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(position, Position);
+        Position = position;
+    }
+
+    /// <summary>
+    /// Reads rows from a prompt cache instead of computing them: when <paramref name="store"/> holds more leading full
+    /// blocks of <paramref name="tokens"/> than the session has evaluated (never the last token, whose logits are needed),
+    /// they are loaded into the session's blocks and the position moves past them. The session must hold
+    /// <paramref name="tokens"/> up to its position. Returns the tokens loaded.
+    /// </summary>
+    public int LoadPrefix(PromptCacheStore store, IReadOnlyList<int> tokens)
+    {
+        const int T = KvCache.BlockTokens;
+        int max = Math.Min(tokens.Count - 1, ContextLength) / T;
+        if (max * T <= Position || store.Find(tokens, max) is not { } hit || hit.Tokens <= Position) return 0;
+        int from = Position / T, before = Position;
+        _cache.Reserve(0, hit.Tokens);
+        int loaded = store.Load(hit, from, _cache.Table(0)[from..hit.Blocks], _cache);
+        // A block that failed its check may be half overwritten: without any block loaded, keep only the rows before it.
+        Position = loaded > 0 ? (from + loaded) * T : Math.Min(Position, from * T);
+        return Math.Max(0, Position - before);
+    }
+
+    /// <summary>
+    /// Offers the session's leading full blocks to a prompt cache, which saves them if they are worth it (in the
+    /// background); <paramref name="tokens"/> are what the session holds from position 0.
+    /// </summary>
+    public bool SavePrefix(PromptCacheStore store, IReadOnlyList<int> tokens)
+    {
+        int blocks = Math.Min(tokens.Count, Position) / KvCache.BlockTokens;
+        return blocks >= PromptCacheStore.MinBlocks && store.TrySave(_cache, _cache.Table(0)[..blocks], tokens);
+    }
+
     /// <summary>Evaluates tokens at the current position; returns the logits after the last one.</summary>
     public ReadOnlySpan<float> Evaluate(ReadOnlySpan<int> tokens)
     {

@@ -4,7 +4,7 @@ namespace Kaiyuan.Inference;
 
 /// <summary>Counters of a <see cref="PrefixCache"/>, for metrics and benchmarks.</summary>
 public sealed record PrefixCacheStats(int UsedBlocks, int CachedBlocks, int FreeBlocks, int CapacityBlocks, long ResidentBytes,
-    long HitTokens, long Evictions);
+    long HitTokens, long Evictions, long LoadedTokens = 0);
 
 /// <summary>
 /// Automatic prefix caching over a paged <see cref="KvCache"/>: blocks are reference-counted and shared read-only
@@ -32,7 +32,7 @@ public sealed class PrefixCache
     // Least-recently-used list of cached blocks (registered, unreferenced): head is evicted first.
     private readonly int[] _prev, _next;
     private int _head = -1, _tail = -1, _lruCount, _used;
-    private long _hitTokens, _evictions;
+    private long _hitTokens, _evictions, _loadedTokens;
 
     /// <param name="cache">The paged cache whose blocks this manages (nothing else may allocate from it).</param>
     /// <param name="enabled">False: blocks are still reference-counted, but nothing is kept or shared across sequences.</param>
@@ -55,25 +55,44 @@ public sealed class PrefixCache
     public KvCache Cache => _cache;
     public bool Enabled { get; }
 
-    public PrefixCacheStats Stats => new(_used, _lruCount, _cache.FreeBlocks, _cache.CapacityBlocks, _cache.ResidentBytes, _hitTokens, _evictions);
+    /// <summary>
+    /// Prompts kept on disk (<c>--prompt-cache</c>): <see cref="Match"/> loads the full blocks the store holds beyond what
+    /// memory has, and <see cref="Persist"/> offers finished prompts to it.
+    /// </summary>
+    public PromptCacheStore? Store
+    {
+        get;
+        init
+        {
+            if (value is not null && !value.Fits(_cache)) throw new ArgumentException("the prompt cache store's row type or widths differ from the KV cache's");
+            field = value;
+        }
+    }
+
+    /// <summary>Prompt tokens whose rows were loaded from the <see cref="Store"/> (included in the hit tokens).</summary>
+    public long LoadedTokens => _loadedTokens;
+
+    public PrefixCacheStats Stats => new(_used, _lruCount, _cache.FreeBlocks, _cache.CapacityBlocks, _cache.ResidentBytes, _hitTokens, _evictions, _loadedTokens);
 
     /// <summary>Blocks that could be handed out now: free ones and cached ones that may be evicted.</summary>
     public int AvailableBlocks => _cache.FreeBlocks + _lruCount;
 
     /// <summary>
     /// Fills an empty sequence's table with the cached blocks that <paramref name="tokens"/> begins with and returns how
-    /// many leading tokens need no computing. At least the last token is always left to compute (its logits are needed).
+    /// many leading tokens need no computing: full blocks in memory, then full blocks that the <see cref="Store"/> holds
+    /// beyond them (read from disk), then the matching rows of a partial block. At least the last token is always left
+    /// to compute (its logits are needed).
     /// </summary>
     public int Match(int sequence, IReadOnlyList<int> tokens)
     {
         var table = _cache.EnsureTable(sequence, KvCache.BlocksFor(tokens.Count));
         if (table.ContainsAnyExcept(-1)) throw new InvalidOperationException($"sequence {sequence} still holds blocks");
         _committed[sequence] = 0;
-        if (!Enabled || tokens.Count < 2) return 0;
+        if ((!Enabled && Store is null) || tokens.Count < 2) return 0;
 
         ulong parent = Root;
         int blocks = 0;
-        while ((blocks + 1) * T <= tokens.Count)
+        while (Enabled && (blocks + 1) * T <= tokens.Count)
         {
             ulong key = Hash(parent, tokens, blocks * T);
             if (!_full.TryGetValue(key, out int b) || _parent[b] != parent || !SameTokens(b, tokens, blocks * T, T)) break;
@@ -82,6 +101,12 @@ public sealed class PrefixCache
             parent = key;
         }
         int limit = tokens.Count - 1, matched = blocks * T;
+        if (Store is not null && matched + T <= limit && LoadStored(sequence, tokens, blocks, limit / T) is var loaded && loaded > 0)
+        {
+            blocks += loaded;
+            matched = blocks * T;
+            parent = _key[table[blocks - 1]];
+        }
         int source = -1, rows = 0;
         if (matched > limit)
         {
@@ -149,19 +174,54 @@ public sealed class PrefixCache
     {
         var table = _cache.Table(sequence);
         int full = length / T;
-        for (int i = _committed[sequence]; i < full; i++)
-        {
-            int b = table[i];
-            ulong parent = i == 0 ? Root : _key[table[i - 1]];
-            SetContent(b, parent, tokens, i * T, T);
-            _key[b] = Hash(parent, tokens, i * T);
-            if (Enabled && !_registered[b] && !_full.ContainsKey(_key[b]))
-            {
-                _full[_key[b]] = b;
-                Register(b);
-            }
-        }
+        for (int i = _committed[sequence]; i < full; i++) Publish(table, i, tokens);
         _committed[sequence] = Math.Max(_committed[sequence], full);
+    }
+
+    /// <summary>Gives full block <paramref name="index"/> of a table its key and, unless an equal block is cached already, makes it shareable.</summary>
+    private void Publish(Span<int> table, int index, IReadOnlyList<int> tokens)
+    {
+        int b = table[index];
+        ulong parent = index == 0 ? Root : _key[table[index - 1]];
+        SetContent(b, parent, tokens, index * T, T);
+        _key[b] = Hash(parent, tokens, index * T);
+        if (Enabled && !_registered[b] && !_full.ContainsKey(_key[b]))
+        {
+            _full[_key[b]] = b;
+            Register(b);
+        }
+    }
+
+    /// <summary>
+    /// Loads full blocks <paramref name="first"/>… (fewer than <paramref name="max"/>) of a sequence from the store into
+    /// fresh blocks, published as if computed so later sequences find them in memory; returns how many.
+    /// </summary>
+    private int LoadStored(int sequence, IReadOnlyList<int> tokens, int first, int max)
+    {
+        if (Store!.Find(tokens, max) is not { } hit || hit.Blocks <= first) return 0;
+        var table = _cache.Table(sequence);
+        int taken = 0;
+        while (first + taken < hit.Blocks && TryAllocate(out int b)) table[first + taken++] = b;
+        int loaded = taken == 0 ? 0 : Store.Load(hit, first, table.Slice(first, taken), _cache);
+        for (int i = first + loaded; i < first + taken; i++)
+        {
+            Unref(table[i]);
+            table[i] = -1;
+        }
+        for (int i = first; i < first + loaded; i++) Publish(table, i, tokens);
+        _loadedTokens += (long)loaded * T;
+        return loaded;
+    }
+
+    /// <summary>
+    /// Offers the full blocks of a sequence's prompt (its first <paramref name="length"/> tokens are computed) to the
+    /// <see cref="Store"/>, which saves them if they are worth it; the file is written in the background.
+    /// </summary>
+    public bool Persist(int sequence, IReadOnlyList<int> prompt, int length)
+    {
+        if (Store is null) return false;
+        int blocks = Math.Min(length, prompt.Count) / T;
+        return blocks >= PromptCacheStore.MinBlocks && Store.TrySave(_cache, _cache.Table(sequence)[..blocks], prompt);
     }
 
     /// <summary>

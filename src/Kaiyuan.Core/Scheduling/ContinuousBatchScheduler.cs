@@ -31,6 +31,12 @@ public sealed record SchedulerOptions
     public long CacheBytes { get; init; } = -1;
     /// <summary>How embeddings pool the final hidden states: mean (default), cls (first token) or last.</summary>
     public EmbeddingPooling Pooling { get; init; } = EmbeddingPooling.Mean;
+    /// <summary>
+    /// Prompt prefixes on disk (<c>--prompt-cache</c>): a new sequence loads the full blocks it holds beyond what memory
+    /// has, and a finished one offers its prompt. Its row type and widths must be the cache's. Not owned: the scheduler
+    /// waits for its pending writes when disposed, the caller disposes it.
+    /// </summary>
+    public PromptCacheStore? PromptCache { get; init; }
 }
 
 public enum EmbeddingPooling { Mean, Cls, Last }
@@ -80,7 +86,7 @@ public sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         // One extra block table, never given to a generation, holds the sequence being embedded.
         _embedSequence = options.Slots;
         _cache = model.CreateCache(options.Slots + 1, ContextLength, options.CacheType, CapacityBlocks(model, options, ContextLength));
-        _prefix = new PrefixCache(_cache, enabled: options.CacheBytes != 0);
+        _prefix = new PrefixCache(_cache, enabled: options.CacheBytes != 0) { Store = options.PromptCache };
         _stats = _prefix.Stats;
         _batch = new ForwardBatch(options.Slots + options.PrefillChunk);
         _ctx = new ForwardContext(_batch, _cache, _workspace, pool ?? WorkerPool.Shared);
@@ -104,7 +110,7 @@ public sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         {
             var s = _stats;
             return new KvCacheReport(s.UsedBlocks, s.CachedBlocks, s.FreeBlocks, s.CapacityBlocks, KvCache.BlockTokens, _cache.BytesPerBlock,
-                s.ResidentBytes, s.HitTokens, Interlocked.Read(ref _prefillTokens), s.Evictions, Interlocked.Read(ref _preemptions), _prefix.Enabled);
+                s.ResidentBytes, s.HitTokens, Interlocked.Read(ref _prefillTokens), s.Evictions, Interlocked.Read(ref _preemptions), _prefix.Enabled, s.LoadedTokens);
         }
     }
 
@@ -440,6 +446,9 @@ public sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
     private void Free(Sequence seq, FinishReason reason, Exception? error = null)
     {
         if (seq.Slot < 0 || _slots[seq.Slot] != seq) return;
+        // A prompt seen through to a normal end may be worth keeping on disk (the store copies the rows out now and
+        // writes them in the background).
+        if (error is null && reason != FinishReason.Cancelled) _prefix.Persist(seq.Slot, seq.Request.Prompt, seq.Cached);
         // After a failed pass its newest rows may be garbage: keep only the blocks committed before.
         _prefix.Release(seq.Slot, seq.History, error is null ? seq.Cached : 0);
         _slots[seq.Slot] = null;
@@ -507,6 +516,9 @@ public sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         _stopping = true;
         _wake.Release();
         if (_thread.IsAlive && Thread.CurrentThread != _thread) _thread.Join();
+        // Entries already offered are finished (each is written under a temporary name and renamed, so even a process
+        // that dies now leaves no partial entry behind).
+        _options.PromptCache?.WaitForWrites();
         _wake.Dispose();
     }
 

@@ -97,8 +97,9 @@ public sealed class SchedulerClosedException(string message) : Exception(message
 /// <param name="Evictions">Cached blocks evicted to make room, so far.</param>
 /// <param name="Preemptions">Sequences paused because the pool ran out, so far.</param>
 /// <param name="CachingEnabled">False with a cache size of 0.</param>
+/// <param name="PromptCacheTokens">Prompt tokens whose rows were loaded from the prompt cache on disk, so far (part of the hit tokens).</param>
 public sealed record KvCacheReport(int UsedBlocks, int CachedBlocks, int FreeBlocks, int CapacityBlocks, int BlockTokens, long BytesPerBlock,
-    long ResidentBytes, long HitTokens, long PrefillTokens, long Evictions, long Preemptions, bool CachingEnabled);
+    long ResidentBytes, long HitTokens, long PrefillTokens, long Evictions, long Preemptions, bool CachingEnabled, long PromptCacheTokens = 0);
 
 /// <summary>A point-in-time view of the scheduler's load.</summary>
 public readonly record struct SchedulerLoad(int QueueDepth, int BusySlots, int Slots);

@@ -129,6 +129,64 @@ public sealed class RunTests
     }
 
     [Fact]
+    public void ATurnThatDiffersFromTheCacheMidwayKeepsTheSharedPrefix()
+    {
+        // The reply's fourth character decodes to a neighbouring id, so the next turn's prompt re-encodes the reply to
+        // tokens that differ from the ids generated from that point on: the cache is no longer a prefix of the prompt.
+        var codec = new TokenCodec
+        {
+            Encode = text => text.Select(c => (int)c % 512).ToArray(),
+            Decode = ids => new string(ids.Select(i => (char)i).ToArray()),
+            CreateDecoder = () =>
+            {
+                int n = 0;
+                return id => ((char)(n++ == 3 ? id ^ 1 : id)).ToString();
+            },
+        };
+        using var model = ModelLoader.Load(Aidreams);
+        using var pool = new WorkerPool(1);
+        var greedy = new SamplerOptions { Temperature = 0 };
+        var format = new MarkerFormat();
+        var chat = new ChatLoop(new InferenceSession(model, 0, pool), codec, format) { Sampling = greedy, MaxTokens = 10, System = "hi" };
+        var stats = new StringWriter();
+        string first = chat.Answer("In my dream", TextWriter.Null, stats);
+        string second = chat.Answer("The data flows", TextWriter.Null, stats);
+
+        int firstPrompt = format.Render([new("system", "hi"), new("user", "In my dream")]).Length;
+        string secondStats = stats.ToString().Split('\n')[1];
+        Assert.Contains($"{firstPrompt + 3} reused", secondStats);
+        var history = new List<ChatMessage> { new("system", "hi"), new("user", "In my dream"), new("assistant", first), new("user", "The data flows") };
+        var fresh = new ChatLoop(new InferenceSession(model, 0, pool), codec, new RawPromptFormat()) { Sampling = greedy, MaxTokens = 10 };
+        Assert.Equal(fresh.Answer(format.Render(history), TextWriter.Null, null), second);
+    }
+
+    [Fact]
+    public void ASecondRunReadsItsLongPromptFromThePromptCache()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"kaiyuan-run-prompt-cache-{Guid.NewGuid():N}");
+        try
+        {
+            string prompt = string.Concat(Enumerable.Repeat("In my dream, the data flows through the nodes. ", 4));
+            string[] args = ["run", Aidreams, "-p", prompt, "--temp", "0", "-n", "12", "--threads", "1", "--prompt-cache", dir];
+            var first = ConsoleRunner.Run(args);
+            Assert.True(first.Code == 0, first.Err);
+            Assert.DoesNotContain("from the prompt cache", first.Err);
+            Assert.Single(Directory.GetFiles(dir, "*.kvc"));
+
+            var second = ConsoleRunner.Run(args);
+            Assert.True(second.Code == 0, second.Err);
+            Assert.Matches(@"prompt: \d+ tokens, \d+ from the prompt cache", second.Err);
+            Assert.Equal(first.Out, second.Out);
+            var plain = ConsoleRunner.Run(args[..^2]);
+            Assert.Equal(plain.Out, second.Out);
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void AChatTemplateShapesThePrompt()
     {
         const string template = "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}";
