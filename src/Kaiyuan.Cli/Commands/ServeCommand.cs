@@ -99,8 +99,11 @@ public static class ServeCommand
             throw new InvalidOperationException($"cannot load {options.ModelPath}: {e.Message}", e);
         }
         var runtime = server.State.Runtime;
+        string kv = runtime.Engine.Cache is { } pool
+            ? $", KV memory up to {InfoCommand.Size((long)pool.CapacityBlocks * pool.BytesPerBlock)} as used{(pool.CachingEnabled ? " with prefix caching" : "")}"
+            : "";
         Console.Error.WriteLine($"kaiyuan: model '{runtime.Name}' ready ({runtime.Description.Architecture}, {runtime.Formatter.Name} chat format, " +
-                                $"{options.Parallel} slots × {runtime.Engine.ContextLength} tokens) — open {server.Address} or use {server.Address}v1; Ctrl-C stops");
+                                $"{options.Parallel} slots × {runtime.Engine.ContextLength} tokens{kv}) — open {server.Address} or use {server.Address}v1; Ctrl-C stops");
         await server.WaitForShutdownAsync();
         Console.Error.WriteLine("kaiyuan: stopping (letting running requests finish)…");
         await server.StopAsync();
