@@ -144,13 +144,16 @@ public static class AnthropicApi
         messages.AddRange(Messages(r));
         var tools = ToolChoice(r, Tools(r));
         bool? thinking = Thinking(r);
-        if (!generate) return new ChatInput { Messages = messages, Tools = tools, Thinking = thinking };
+        // A conversation that ends with the assistant's own words is continued from them (a prefill), as Anthropic does.
+        bool prefill = messages[^1] is { Role: "assistant", ToolCalls.Count: 0, Content: { } text } && !string.IsNullOrWhiteSpace(text);
+        if (!generate) return new ChatInput { Messages = messages, Tools = tools, Thinking = thinking, Continue = prefill };
         int maxTokens = r.Int("max_tokens", 1, int.MaxValue) ?? throw ApiException.BadRequest("'max_tokens' is required", "max_tokens");
         return new ChatInput
         {
             Messages = messages,
             Tools = tools,
             Thinking = thinking,
+            Continue = prefill,
             Output = StructuredOutput.FromAnthropic(r),
             Sampling = ApiRequests.Sampling(r, runtime.Engine.VocabSize),
             MaxTokens = maxTokens,

@@ -487,6 +487,21 @@ public sealed class AnthropicScriptedTests
     }
 
     [Fact]
+    public async Task AFinalAssistantMessageIsContinued()
+    {
+        var engine = new ScriptedEngine(_ => " there was a cat.");
+        await using var server = await ScriptedEngine.StartAsync(engine);
+        var client = AnthropicSdk.Client(server);
+        List<MessageParam> messages = [new UserMessageParam("Tell a story."), new AssistantMessageParam("Once upon a time")];
+        AnthropicMessage message = await client.Messages.Create(new MessageCreateParams { Model = "scripted", MaxTokens = 50, Messages = messages }, Ct);
+        // The prompt ends inside the assistant's turn, and the answer is only what the model added.
+        Assert.EndsWith("<|im_start|>user\nTell a story.<|im_end|>\n<|im_start|>assistant\nOnce upon a time", engine.Prompts[0]);
+        Assert.Equal(" there was a cat.", message.Text());
+        var count = await client.Messages.CountTokens(new MessageCountTokensParams { Model = "scripted", Messages = messages }, Ct);
+        Assert.Equal(engine.Prompts[0].Length, count.InputTokens);
+    }
+
+    [Fact]
     public async Task PingsGoOutWhileThePromptIsRead()
     {
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
