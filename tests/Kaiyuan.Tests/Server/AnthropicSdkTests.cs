@@ -144,7 +144,9 @@ public sealed class AnthropicSdkTests(StoriesServer fixture) : IClassFixture<Sto
         Assert.Equal("text/event-stream", r.Content.Headers.ContentType?.MediaType);
         var events = AnthropicSdk.Events(await r.Content.ReadAsStringAsync(Ct));
         Assert.All(events, e => Assert.Equal(e.Event, e.Data.GetProperty("type").GetString()));
-        Assert.Equal(["message_start", "ping", "content_block_start"], events.Take(3).Select(e => e.Event));
+        // More pings may follow while the prompt is read (a busy machine); then the text.
+        Assert.Equal(["message_start", "ping"], events.Take(2).Select(e => e.Event));
+        Assert.Equal("content_block_start", events.Skip(2).First(e => e.Event != "ping").Event);
         Assert.Equal(["content_block_stop", "message_delta", "message_stop"], events.TakeLast(3).Select(e => e.Event));
         var message = events[0].Data.GetProperty("message");
         Assert.Equal("message", message.GetProperty("type").GetString());
