@@ -11,7 +11,7 @@ using Microsoft.AspNetCore.Hosting.Server.Features;
 namespace Kaiyuan.Server;
 
 /// <summary>
-/// The HTTP server: Kestrel with the OpenAI and Ollama endpoints, health, metrics and the chat page. It starts
+/// The HTTP server: Kestrel with the OpenAI, Anthropic and Ollama endpoints, health, metrics and the chat page. It starts
 /// listening at once and loads the model in the background (<c>/health</c> answers 503 until it is ready).
 /// </summary>
 public sealed class KaiyuanServer : IAsyncDisposable
@@ -80,6 +80,7 @@ public sealed class KaiyuanServer : IAsyncDisposable
         app.Use((http, next) => Authorize(http, next, options));
         MapOperations(app);
         OpenAiApi.Map(app);
+        AnthropicApi.Map(app);
         OllamaApi.Map(app);
         LlamaCppApi.Map(app);
 
@@ -152,21 +153,24 @@ public sealed class KaiyuanServer : IAsyncDisposable
     {
         if (options.ApiKey is { Length: > 0 } key && IsGuarded(http.Request.Path))
         {
+            // OpenAI's clients send a bearer token, Anthropic's an x-api-key header; some send both, one of them a placeholder.
             string header = http.Request.Headers.Authorization.ToString();
-            string? given = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header[7..].Trim()
-                : http.Request.Headers["x-api-key"].FirstOrDefault();
-            if (given is null) throw new ApiException(401, "missing API key: send 'Authorization: Bearer <key>'", code: "invalid_api_key");
-            if (!System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
-                    System.Text.Encoding.UTF8.GetBytes(given), System.Text.Encoding.UTF8.GetBytes(key)))
-                throw new ApiException(401, "invalid API key", code: "invalid_api_key");
+            string? bearer = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header[7..].Trim() : null;
+            string? apiKey = http.Request.Headers["x-api-key"].FirstOrDefault();
+            if (bearer is null && apiKey is null)
+                throw new ApiException(401, "missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'", code: "invalid_api_key");
+            if (!Matches(bearer, key) && !Matches(apiKey, key)) throw new ApiException(401, "invalid API key", code: "invalid_api_key");
         }
         return next(http);
     }
 
+    private static bool Matches(string? given, string key) => given is not null && System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
+        System.Text.Encoding.UTF8.GetBytes(given), System.Text.Encoding.UTF8.GetBytes(key));
+
     private static bool IsGuarded(PathString path) =>
         path.StartsWithSegments("/v1") || path.StartsWithSegments("/api") || LlamaCppApi.Paths.Any(p => path.StartsWithSegments(p));
 
-    /// <summary>Request ids, logs, metrics, and the one place every failure becomes an error (OpenAI- or Ollama-shaped by route).</summary>
+    /// <summary>Request ids, logs, metrics, and the one place every failure becomes an error (OpenAI-, Anthropic- or Ollama-shaped by route).</summary>
     private static async Task Guard(HttpContext http, RequestDelegate next, ServerState state, ILogger log)
     {
         string id = http.Request.Headers["X-Request-Id"].FirstOrDefault() is { Length: > 0 and <= 128 } given ? given : Guid.NewGuid().ToString("N")[..16];
@@ -212,7 +216,8 @@ public sealed class KaiyuanServer : IAsyncDisposable
                 var error = ErrorBody(http, status, message, type, param, code);
                 try
                 {
-                    if (http.Response.ContentType?.StartsWith("text/event-stream", StringComparison.Ordinal) == true) await HttpOutput.Event(http, error).ConfigureAwait(false);
+                    if (http.Response.ContentType?.StartsWith("text/event-stream", StringComparison.Ordinal) == true)
+                        await (AnthropicApi.Owns(http.Request.Path) ? HttpOutput.Event(http, "error", error) : HttpOutput.Event(http, error)).ConfigureAwait(false);
                     else if (http.Response.ContentType == "application/x-ndjson") await HttpOutput.Line(http, error).ConfigureAwait(false);
                 }
                 catch (Exception) when (http.RequestAborted.IsCancellationRequested)
@@ -233,12 +238,18 @@ public sealed class KaiyuanServer : IAsyncDisposable
         }
     }
 
-    /// <summary>Ollama clients read <c>{"error":"message"}</c> on its routes; everything else gets OpenAI's error object.</summary>
-    private static JsonObject ErrorBody(HttpContext http, int status, string message, string type, string? param, string? code) =>
-        http.Request.Path.StartsWithSegments("/api")
-            // Ollama's shape has no "param": the message names the field instead.
-            ? new JsonObject { ["error"] = param is { Length: > 0 } && !message.Contains(param, StringComparison.Ordinal) ? $"{param}: {message}" : message }
-            : HttpOutput.Error(status, message, type, param, code);
+    /// <summary>
+    /// Ollama clients read <c>{"error":"message"}</c> on its routes, Anthropic's <c>{"type":"error","error":{…}}</c> on
+    /// theirs; everything else gets OpenAI's error object.
+    /// </summary>
+    private static JsonObject ErrorBody(HttpContext http, int status, string message, string type, string? param, string? code)
+    {
+        // Ollama's and Anthropic's shapes have no "param": the message names the field instead.
+        string Named() => param is { Length: > 0 } && !message.Contains(param, StringComparison.Ordinal) ? $"{param}: {message}" : message;
+        if (http.Request.Path.StartsWithSegments("/api")) return new JsonObject { ["error"] = Named() };
+        if (AnthropicApi.Owns(http.Request.Path)) return AnthropicApi.Error(status, Named());
+        return HttpOutput.Error(status, message, type, param, code);
+    }
 
     private static (int Status, string Message, string Type, string? Param, string? Code) Describe(Exception e)
     {

@@ -32,6 +32,8 @@ public sealed class GenerationOutcome
 {
     /// <summary>"stop" or "length" (OpenAI's words).</summary>
     public string FinishReason { get; set; } = "stop";
+    /// <summary>The stop string that ended the answer (null: it ended otherwise); Anthropic's API reports which one.</summary>
+    public string? StopSequence { get; set; }
     public int PromptTokens { get; set; }
     /// <summary>Prompt tokens taken from the prefix cache rather than computed.</summary>
     public int CachedTokens { get; set; }
@@ -142,9 +144,10 @@ public sealed class TextGeneration : IAsyncEnumerable<TextPiece>, IDisposable
                     if (token.IsEndOfGeneration) { done = true; break; }
                     tokens.Add(new TokenInfo(token.Id, token.Logprob, token.TopLogprobs));
                     pending += decoder.Append(token.Id);
-                    if (longestStop > 0 && FirstStop(pending, settings.Stop) is var at and >= 0)
+                    if (longestStop > 0 && FirstStop(pending, settings.Stop, out string? matched) is var at and >= 0)
                     {
                         pending = pending[..at];
+                        outcome.StopSequence = matched;
                         stopped = done = true;
                         _stop.Cancel();
                     }
@@ -182,14 +185,19 @@ public sealed class TextGeneration : IAsyncEnumerable<TextPiece>, IDisposable
         _stop.Dispose();
     }
 
-    private static int FirstStop(string text, IReadOnlyList<string> stops)
+    private static int FirstStop(string text, IReadOnlyList<string> stops, out string? matched)
     {
         int best = -1;
+        matched = null;
         foreach (var s in stops)
         {
             if (s.Length == 0) continue;
             int i = text.IndexOf(s, StringComparison.Ordinal);
-            if (i >= 0 && (best < 0 || i < best)) best = i;
+            if (i >= 0 && (best < 0 || i < best))
+            {
+                best = i;
+                matched = s;
+            }
         }
         return best;
     }

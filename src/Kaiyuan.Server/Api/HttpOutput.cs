@@ -39,6 +39,9 @@ public static class HttpOutput
 
     public static Task Event(HttpContext http, JsonNode node) => Send(http, "data: " + Serialize(node) + "\n\n");
 
+    /// <summary>A named event: Anthropic's streams give each event's type on an <c>event:</c> line, which its clients dispatch on.</summary>
+    public static Task Event(HttpContext http, string name, JsonNode node) => Send(http, "event: " + name + "\ndata: " + Serialize(node) + "\n\n");
+
     public static Task Done(HttpContext http) => Send(http, "data: [DONE]\n\n");
 
     /// <summary>An SSE comment: clients skip it, but it shows the connection is alive while the model has nothing to say yet.</summary>

@@ -59,32 +59,27 @@ public static class OpenAiApi
         RejectUnsupported(r);
         var messages = ApiRequests.Messages(r);
         var toolUse = StructuredOutput.Tools(r, ApiRequests.Tools(r));
-        var tools = toolUse.Tools;
-        bool parseTools = tools.Count > 0;
         var output = StructuredOutput.FromOpenAi(r);
         bool logprobs = r.Bool("logprobs", false);
         int topLogprobs = r.Int("top_logprobs", 0, 20) ?? 0;
         if (r.Has("top_logprobs") && !logprobs) throw ApiException.BadRequest("'top_logprobs' needs 'logprobs': true", "top_logprobs");
-        string prompt = runtime.Formatter.Format(messages, tools, addGenerationPrompt: true);
-        var settings = new GenerationSettings
+        var input = new ChatInput
         {
-            Prompt = runtime.Codec.Encode(prompt, addSpecial: true, parseSpecial: true),
+            Messages = messages,
+            Tools = toolUse,
+            Output = output,
             Sampling = ApiRequests.Sampling(r, runtime.Engine.VocabSize),
             MaxTokens = MaxTokens(r),
             Stop = r.Strings("stop", 16),
             TopLogprobs = logprobs ? topLogprobs : -1,
             IgnoreEos = r.Bool("ignore_eos", false),
-            Constraint = await StructuredOutput.ForChatAsync(state, runtime, output, toolUse, prompt, http.RequestAborted),
-            PreservedTokens = runtime.Formatter.OutputFormat?.Markers ?? [],
         };
-        CheckContext(runtime, settings.Prompt.Count);
         bool stream = r.Bool("stream", false);
         bool includeUsage = stream && r.Get("stream_options") is { ValueKind: JsonValueKind.Object } so && new JsonRequest(so).Bool("include_usage", false);
         string id = "chatcmpl-" + Guid.NewGuid().ToString("N");
         long created = ApiRequests.Now();
-        var parser = runtime.Formatter.CreateParser(prompt, parseTools);
         // Submitted before anything is sent, so a refusal (queue full, context overflow) keeps its status.
-        using var generation = TextGeneration.Start(runtime, state.Metrics, settings, http.RequestAborted);
+        using var generation = await ChatGeneration.StartAsync(state, runtime, input, http.RequestAborted);
         var outcome = generation.Outcome;
 
         JsonObject Chunk(JsonObject delta, string? finish, JsonNode? logprobsNode = null) => new()
@@ -104,11 +99,11 @@ public static class OpenAiApi
             HttpOutput.StartEventStream(http);
             await HttpOutput.Event(http, Chunk(new JsonObject { ["role"] = "assistant", ["content"] = "" }, null));
             await generation.WaitForFirstTokenAsync(state.Options.StreamKeepAlive, () => HttpOutput.KeepAlive(http));
-            async Task Send(IEnumerable<ChatDelta> deltas, IReadOnlyList<TokenInfo>? tokens)
+            await foreach (var piece in generation.ReadAsync())
             {
-                var lp = tokens is { Count: > 0 } && logprobs ? new JsonObject { ["content"] = LogprobsContent(runtime, tokens) } : null;
+                var lp = piece.Tokens.Count > 0 && logprobs ? new JsonObject { ["content"] = LogprobsContent(runtime, piece.Tokens) } : null;
                 bool sentLogprobs = false;
-                foreach (var d in deltas)
+                foreach (var d in piece.Deltas)
                 {
                     var delta = d.Kind switch
                     {
@@ -120,8 +115,6 @@ public static class OpenAiApi
                     sentLogprobs = true;
                 }
             }
-            await foreach (var piece in generation) await Send(parser.Push(piece.Text), piece.Tokens);
-            await Send(parser.Finish(), null);
             string finish = Finish(outcome, seenCalls.Count);
             await HttpOutput.Event(http, Chunk(new JsonObject(), finish));
             if (includeUsage)
@@ -141,28 +134,10 @@ public static class OpenAiApi
             return;
         }
 
-        var content = new StringBuilder();
-        var reasoning = new StringBuilder();
-        var accumulator = new ToolCallAccumulator();
-        var allTokens = new List<TokenInfo>();
-        void Collect(IEnumerable<ChatDelta> deltas)
-        {
-            foreach (var d in deltas)
-            {
-                if (d.Kind == ChatDeltaKind.Content) content.Append(d.Text);
-                else if (d.Kind == ChatDeltaKind.Reasoning) reasoning.Append(d.Text);
-                else accumulator.Add(d);
-            }
-        }
-        await foreach (var piece in generation)
-        {
-            allTokens.AddRange(piece.Tokens);
-            Collect(parser.Push(piece.Text));
-        }
-        Collect(parser.Finish());
-        var calls = accumulator.Calls;
-        var message = new JsonObject { ["role"] = "assistant", ["content"] = calls.Count > 0 && string.IsNullOrWhiteSpace(content.ToString()) ? null : content.ToString() };
-        if (reasoning.Length > 0) message["reasoning_content"] = reasoning.ToString();
+        var answer = await generation.CollectAsync();
+        var calls = answer.Calls;
+        var message = new JsonObject { ["role"] = "assistant", ["content"] = calls.Count > 0 && string.IsNullOrWhiteSpace(answer.Content) ? null : answer.Content };
+        if (answer.Reasoning.Length > 0) message["reasoning_content"] = answer.Reasoning;
         if (calls.Count > 0) message["tool_calls"] = new JsonArray(calls.Select(c => (JsonNode)ToolCallJson(c)).ToArray());
         await HttpOutput.Json(http, new JsonObject
         {
@@ -175,7 +150,7 @@ public static class OpenAiApi
             {
                 ["index"] = 0,
                 ["message"] = message,
-                ["logprobs"] = logprobs ? new JsonObject { ["content"] = LogprobsContent(runtime, allTokens) } : null,
+                ["logprobs"] = logprobs ? new JsonObject { ["content"] = LogprobsContent(runtime, answer.Tokens) } : null,
                 ["finish_reason"] = Finish(outcome, calls.Count),
             }),
             ["usage"] = Usage(outcome),
@@ -183,7 +158,7 @@ public static class OpenAiApi
     }
 
     /// <summary>"tool_calls" when the answer ended after calls; a cut-off answer stays "length" (its last call is incomplete).</summary>
-    private static string Finish(GenerationOutcome outcome, int calls) => calls > 0 && outcome.FinishReason != "length" ? "tool_calls" : outcome.FinishReason;
+    private static string Finish(GenerationOutcome outcome, int calls) => ChatGeneration.EndedWithCalls(outcome, calls) ? "tool_calls" : outcome.FinishReason;
 
     private static JsonObject ToolCallJson(ToolCall call) => new()
     {

@@ -86,6 +86,22 @@ internal static class StructuredOutput
         return Schema(format, "format", "format");
     }
 
+    /// <summary>Anthropic's structured outputs: <c>output_config.format</c> (or the beta's <c>output_format</c>), a JSON schema.</summary>
+    public static OutputGrammar? FromAnthropic(JsonRequest r)
+    {
+        var (format, field) = r.Get("output_config") is { ValueKind: JsonValueKind.Object } config
+            && config.TryGetProperty("format", out var f) && f.ValueKind != JsonValueKind.Null
+            ? (f, "output_config")
+            : (r.Get("output_format") ?? default, "output_format");
+        if (format.ValueKind == JsonValueKind.Undefined) return null;
+        string param = field == "output_config" ? "output_config.format" : field;
+        if (format.ValueKind != JsonValueKind.Object || !format.TryGetProperty("type", out var t) || t.ValueKind != JsonValueKind.String)
+            throw ApiException.BadRequest($"'{param}' must be an object with a 'type'", param);
+        if (t.GetString() != "json_schema") throw ApiException.Unsupported(param, $"of type '{t.GetString()}'");
+        if (!format.TryGetProperty("schema", out var schema)) throw ApiException.BadRequest($"'{param}' needs a 'schema'", param + ".schema");
+        return Schema(schema, field, param + ".schema");
+    }
+
     /// <summary>OpenAI's tool_choice and parallel_tool_calls over the request's tools.</summary>
     public static ToolUse Tools(JsonRequest r, List<JsonElement> tools)
     {

@@ -18,6 +18,11 @@ public interface IPromptFormatter
 {
     string Name { get; }
     string Format(IReadOnlyList<ChatMessage> messages, IReadOnlyList<JsonElement> tools, bool addGenerationPrompt);
+
+    /// <summary>Renders with the template's reasoning switch (<c>enable_thinking</c>) set, where it has one; null, or a
+    /// template without one, renders as <see cref="Format(IReadOnlyList{ChatMessage}, IReadOnlyList{JsonElement}, bool)"/>.</summary>
+    string Format(IReadOnlyList<ChatMessage> messages, IReadOnlyList<JsonElement> tools, bool addGenerationPrompt, bool? thinking) =>
+        Format(messages, tools, addGenerationPrompt);
     /// <summary>A parser for the output of a prompt this formatter rendered.</summary>
     IChatOutputParser CreateParser(string renderedPrompt, bool toolsOffered);
 

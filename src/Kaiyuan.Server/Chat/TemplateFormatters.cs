@@ -15,7 +15,11 @@ public sealed class JinjaPromptFormatter(string source, string bosToken, string 
     public ToolCallFormat OutputFormat => _format;
     public bool MayReason => _format.ReasoningStart is { } start && source.Contains(start, StringComparison.Ordinal);
 
-    public string Format(IReadOnlyList<ChatMessage> messages, IReadOnlyList<JsonElement> tools, bool addGenerationPrompt)
+    public string Format(IReadOnlyList<ChatMessage> messages, IReadOnlyList<JsonElement> tools, bool addGenerationPrompt) =>
+        Format(messages, tools, addGenerationPrompt, thinking: null);
+
+    /// <summary>Qwen3's, GLM's and DeepSeek's templates read <c>enable_thinking</c>; others never see the variable.</summary>
+    public string Format(IReadOnlyList<ChatMessage> messages, IReadOnlyList<JsonElement> tools, bool addGenerationPrompt, bool? thinking)
     {
         var array = new JsonArray();
         foreach (var m in messages)
@@ -44,6 +48,9 @@ public sealed class JinjaPromptFormatter(string source, string bosToken, string 
                 AddGenerationPrompt = addGenerationPrompt,
                 BosToken = bosToken,
                 EosToken = eosToken,
+                Extra = thinking is { } on && source.Contains("enable_thinking", StringComparison.Ordinal)
+                    ? new Dictionary<string, JsonNode?> { ["enable_thinking"] = on }
+                    : null,
             });
         }
         catch (TemplateException e)
