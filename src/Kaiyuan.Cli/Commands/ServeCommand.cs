@@ -6,7 +6,7 @@ using Kaiyuan.Server;
 namespace Kaiyuan.Cli.Commands;
 
 /// <summary>
-/// <c>kaiyuan serve</c>: an OpenAI- and Ollama-compatible HTTP server with continuous batching; and
+/// <c>kaiyuan serve</c>: an OpenAI-, Anthropic- and Ollama-compatible HTTP server with continuous batching; and
 /// <c>kaiyuan bench serve</c>: aggregate generation speed at 1, 4 and 8 concurrent streams against that server.
 /// </summary>
 public static class ServeCommand
@@ -20,7 +20,7 @@ public static class ServeCommand
         var parallel = new Option<int>("--parallel", "-np") { Description = "Sequences decoded together (slots)", DefaultValueFactory = _ => 4 };
         var ctxSize = Arguments.ContextSize();
         var threads = Arguments.Threads();
-        var apiKey = new Option<string>("--api-key") { Description = "Require this key as 'Authorization: Bearer KEY' (default: KAIYUAN_API_KEY)" };
+        var apiKey = new Option<string>("--api-key") { Description = "Require this key as 'Authorization: Bearer KEY' (or Anthropic's 'x-api-key: KEY'; default: KAIYUAN_API_KEY)" };
         var template = new Option<string>("--chat-template-file") { Description = "Chat template to use instead of the model's" };
         var cors = new Option<string[]>("--cors") { Description = "Allow these browser origins (\"*\" for any)", AllowMultipleArgumentsPerToken = true };
         var maxBody = new Option<long>("--max-body") { Description = "Largest request body in bytes", DefaultValueFactory = _ => 8 * 1024 * 1024 };
@@ -33,7 +33,7 @@ public static class ServeCommand
         };
         var promptCache = Arguments.PromptCache();
         var promptCacheMax = Arguments.PromptCacheMax();
-        var cmd = new Command("serve", "Serve a model over HTTP: OpenAI- and Ollama-compatible API, continuous batching, chat page at /")
+        var cmd = new Command("serve", "Serve a model over HTTP: OpenAI-, Anthropic- and Ollama-compatible API, continuous batching, chat page at /")
         {
             model, host, port, alias, parallel, ctxSize, threads, apiKey, template, cors, maxBody, queue, cacheType, cacheRam, promptCache, promptCacheMax,
         };
