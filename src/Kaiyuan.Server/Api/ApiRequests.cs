@@ -43,9 +43,12 @@ public static class ApiRequests
         return bias;
     }
 
-    /// <summary>Message content: a string, or an array of text parts.</summary>
-    public static string? Content(JsonElement? content, string param)
+    private static readonly string[] ChatTextParts = ["text"];
+
+    /// <summary>Message content: a string, or an array of text parts (of the given types: chat's "text" by default).</summary>
+    public static string? Content(JsonElement? content, string param, IReadOnlyCollection<string>? textTypes = null)
     {
+        textTypes ??= ChatTextParts;
         if (content is not { } c) return null;
         if (c.ValueKind == JsonValueKind.String) return c.GetString();
         if (c.ValueKind != JsonValueKind.Array) throw ApiException.BadRequest("message content must be a string or an array of content parts", param);
@@ -53,7 +56,7 @@ public static class ApiRequests
         foreach (var part in c.EnumerateArray())
         {
             string type = part.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString()! : "";
-            if (type != "text" || !part.TryGetProperty("text", out var s) || s.ValueKind != JsonValueKind.String)
+            if (!textTypes.Contains(type) || !part.TryGetProperty("text", out var s) || s.ValueKind != JsonValueKind.String)
                 throw ApiException.Unsupported(param, $"content part type '{type}'");
             text.Append(s.GetString());
         }

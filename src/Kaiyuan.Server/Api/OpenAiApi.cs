@@ -59,30 +59,28 @@ public static class OpenAiApi
         RejectUnsupported(r);
         var messages = ApiRequests.Messages(r);
         var toolUse = StructuredOutput.Tools(r, ApiRequests.Tools(r));
-        var tools = toolUse.Tools;
-        bool parseTools = tools.Count > 0;
         var output = StructuredOutput.FromOpenAi(r);
         bool logprobs = r.Bool("logprobs", false);
         int topLogprobs = r.Int("top_logprobs", 0, 20) ?? 0;
         if (r.Has("top_logprobs") && !logprobs) throw ApiException.BadRequest("'top_logprobs' needs 'logprobs': true", "top_logprobs");
-        string prompt = runtime.Formatter.Format(messages, tools, addGenerationPrompt: true);
+        var sampling = ApiRequests.Sampling(r, runtime.Engine.VocabSize);
+        var turn = await ChatTurn.RenderAsync(state, runtime, messages, toolUse, output, "messages", http.RequestAborted);
         var settings = new GenerationSettings
         {
-            Prompt = runtime.Codec.Encode(prompt, addSpecial: true, parseSpecial: true),
-            Sampling = ApiRequests.Sampling(r, runtime.Engine.VocabSize),
+            Prompt = turn.Tokens,
+            Sampling = sampling,
             MaxTokens = MaxTokens(r),
             Stop = r.Strings("stop", 16),
             TopLogprobs = logprobs ? topLogprobs : -1,
             IgnoreEos = r.Bool("ignore_eos", false),
-            Constraint = await StructuredOutput.ForChatAsync(state, runtime, output, toolUse, prompt, http.RequestAborted),
-            PreservedTokens = runtime.Formatter.OutputFormat?.Markers ?? [],
+            Constraint = turn.Constraint,
+            PreservedTokens = turn.PreservedTokens,
         };
-        CheckContext(runtime, settings.Prompt.Count);
         bool stream = r.Bool("stream", false);
         bool includeUsage = stream && r.Get("stream_options") is { ValueKind: JsonValueKind.Object } so && new JsonRequest(so).Bool("include_usage", false);
         string id = "chatcmpl-" + Guid.NewGuid().ToString("N");
         long created = ApiRequests.Now();
-        var parser = runtime.Formatter.CreateParser(prompt, parseTools);
+        var parser = turn.CreateParser(runtime);
         // Submitted before anything is sent, so a refusal (queue full, context overflow) keeps its status.
         using var generation = TextGeneration.Start(runtime, state.Metrics, settings, http.RequestAborted);
         var outcome = generation.Outcome;
@@ -236,12 +234,7 @@ public static class OpenAiApi
         ["total_tokens"] = o.PromptTokens + o.CompletionTokens,
     };
 
-    public static void CheckContext(ModelRuntime runtime, int promptTokens)
-    {
-        if (promptTokens >= runtime.Engine.ContextLength)
-            throw ApiException.BadRequest($"the prompt has {promptTokens} tokens, which does not fit the context of {runtime.Engine.ContextLength} tokens",
-                "messages", "context_length_exceeded");
-    }
+    public static void CheckContext(ModelRuntime runtime, int promptTokens) => ChatTurn.CheckContext(runtime, promptTokens, "messages");
 
     public static async Task CompletionsAsync(HttpContext http, ServerState state)
     {
