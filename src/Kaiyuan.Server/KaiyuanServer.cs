@@ -80,6 +80,7 @@ public sealed class KaiyuanServer : IAsyncDisposable
         app.Use((http, next) => Authorize(http, next, options));
         MapOperations(app);
         OpenAiApi.Map(app);
+        ResponsesApi.Map(app);
         OllamaApi.Map(app);
         LlamaCppApi.Map(app);
 
