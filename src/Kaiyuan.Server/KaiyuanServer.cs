@@ -11,8 +11,9 @@ using Microsoft.AspNetCore.Hosting.Server.Features;
 namespace Kaiyuan.Server;
 
 /// <summary>
-/// The HTTP server: Kestrel with the OpenAI, Anthropic and Ollama endpoints, health, metrics and the chat page. It starts
-/// listening at once and loads the model in the background (<c>/health</c> answers 503 until it is ready).
+/// The HTTP server: Kestrel with the OpenAI (chat, completions, Responses), Anthropic and Ollama endpoints, health,
+/// metrics and the chat page. It starts listening at once and loads the model in the background (<c>/health</c> answers
+/// 503 until it is ready).
 /// </summary>
 public sealed class KaiyuanServer : IAsyncDisposable
 {
@@ -80,6 +81,7 @@ public sealed class KaiyuanServer : IAsyncDisposable
         app.Use((http, next) => Authorize(http, next, options));
         MapOperations(app);
         OpenAiApi.Map(app);
+        ResponsesApi.Map(app);
         AnthropicApi.Map(app);
         OllamaApi.Map(app);
         LlamaCppApi.Map(app);

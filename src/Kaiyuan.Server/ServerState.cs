@@ -7,6 +7,8 @@ public sealed class ServerState(ServerOptions options)
 
     public ServerOptions Options { get; } = options;
     public ServerMetrics Metrics { get; } = new();
+    /// <summary>The Responses API's stored responses (for previous_response_id, GET and DELETE).</summary>
+    public Api.ResponseStore Responses { get; } = new();
     public DateTimeOffset Started { get; } = DateTimeOffset.UtcNow;
     public string? LoadError { get; set; }
     public bool IsReady => _runtime is not null;

@@ -43,9 +43,20 @@ public static class ApiRequests
         return bias;
     }
 
-    /// <summary>Message content: a string, or an array of text parts.</summary>
-    public static string? Content(JsonElement? content, string param)
+    /// <summary>A 400 (context_length_exceeded, naming <paramref name="param"/>) for a prompt that leaves no room in the context.</summary>
+    public static void CheckContext(ModelRuntime runtime, int promptTokens, string param)
     {
+        if (promptTokens >= runtime.Engine.ContextLength)
+            throw ApiException.BadRequest($"the prompt has {promptTokens} tokens, which does not fit the context of {runtime.Engine.ContextLength} tokens",
+                param, "context_length_exceeded");
+    }
+
+    private static readonly string[] ChatTextParts = ["text"];
+
+    /// <summary>Message content: a string, or an array of text parts (of the given types: chat's "text" by default).</summary>
+    public static string? Content(JsonElement? content, string param, IReadOnlyCollection<string>? textTypes = null)
+    {
+        textTypes ??= ChatTextParts;
         if (content is not { } c) return null;
         if (c.ValueKind == JsonValueKind.String) return c.GetString();
         if (c.ValueKind != JsonValueKind.Array) throw ApiException.BadRequest("message content must be a string or an array of content parts", param);
@@ -53,7 +64,7 @@ public static class ApiRequests
         foreach (var part in c.EnumerateArray())
         {
             string type = part.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString()! : "";
-            if (type != "text" || !part.TryGetProperty("text", out var s) || s.ValueKind != JsonValueKind.String)
+            if (!textTypes.Contains(type) || !part.TryGetProperty("text", out var s) || s.ValueKind != JsonValueKind.String)
                 throw ApiException.Unsupported(param, $"content part type '{type}'");
             text.Append(s.GetString());
         }

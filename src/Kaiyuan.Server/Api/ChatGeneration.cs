@@ -8,6 +8,8 @@ namespace Kaiyuan.Server.Api;
 internal sealed record ChatInput
 {
     public required IReadOnlyList<ChatMessage> Messages { get; init; }
+    /// <summary>The request field the conversation came in (chat's "messages", the Responses API's "input"), named by the errors about it.</summary>
+    public string MessagesParam { get; init; } = "messages";
     public ToolUse Tools { get; init; } = new([], ToolMode.None, null, Parallel: true);
     /// <summary>A structured answer (JSON schema, grammar); null: free text.</summary>
     public OutputGrammar? Output { get; init; }
@@ -59,19 +61,25 @@ internal sealed class ChatGeneration : IDisposable
         string prompt = runtime.Formatter.Format(input.Messages, input.Tools.Tools, addGenerationPrompt: false, input.Thinking);
         int at = text.Length == 0 ? -1 : prompt.LastIndexOf(text, StringComparison.Ordinal);
         if (at < 0)
-            throw ApiException.BadRequest("the model's chat template does not render the last assistant message as written, so it cannot be continued", "messages");
+            throw ApiException.BadRequest("the model's chat template does not render the last assistant message as written, so it cannot be continued", input.MessagesParam);
         return prompt[..(at + text.Length)];
     }
 
     /// <summary>The prompt's tokens (what a request is counted and billed by).</summary>
     public static int[] Encode(ModelRuntime runtime, string prompt) => runtime.Codec.Encode(prompt, addSpecial: true, parseSpecial: true);
 
+    /// <summary>
+    /// Renders and encodes the conversation, checks that it fits the context (before the constraint, whose grammar may
+    /// take a while to compile), compiles the constraint and submits the request.
+    /// </summary>
     public static async Task<ChatGeneration> StartAsync(ServerState state, ModelRuntime runtime, ChatInput input, CancellationToken cancel)
     {
         string prompt = Render(runtime, input);
+        var tokens = Encode(runtime, prompt);
+        ApiRequests.CheckContext(runtime, tokens.Length, input.MessagesParam);
         var settings = new GenerationSettings
         {
-            Prompt = Encode(runtime, prompt),
+            Prompt = tokens,
             Sampling = input.Sampling,
             MaxTokens = input.MaxTokens,
             Stop = input.Stop,
@@ -80,7 +88,6 @@ internal sealed class ChatGeneration : IDisposable
             Constraint = await StructuredOutput.ForChatAsync(state, runtime, input.Output, input.Tools, prompt, cancel),
             PreservedTokens = runtime.Formatter.OutputFormat?.Markers ?? [],
         };
-        OpenAiApi.CheckContext(runtime, settings.Prompt.Count);
         var parser = runtime.Formatter.CreateParser(prompt, input.Tools.Tools.Count > 0);
         return new ChatGeneration(TextGeneration.Start(runtime, state.Metrics, settings, cancel), parser, input.Continue);
     }

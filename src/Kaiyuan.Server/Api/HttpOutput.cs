@@ -39,7 +39,10 @@ public static class HttpOutput
 
     public static Task Event(HttpContext http, JsonNode node) => Send(http, "data: " + Serialize(node) + "\n\n");
 
-    /// <summary>A named event: Anthropic's streams give each event's type on an <c>event:</c> line, which its clients dispatch on.</summary>
+    /// <summary>
+    /// A named event: Anthropic's and the Responses API's streams give each event's type on an <c>event:</c> line, which
+    /// their clients dispatch on.
+    /// </summary>
     public static Task Event(HttpContext http, string name, JsonNode node) => Send(http, "event: " + name + "\ndata: " + Serialize(node) + "\n\n");
 
     public static Task Done(HttpContext http) => Send(http, "data: [DONE]\n\n");

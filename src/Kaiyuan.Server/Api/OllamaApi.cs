@@ -220,9 +220,7 @@ public static class OllamaApi
                 : await StructuredOutput.ForPromptAsync(state, runtime, output, http.RequestAborted),
             PreservedTokens = templated ? runtime.Formatter.OutputFormat?.Markers ?? [] : [],
         };
-        if (settings.Prompt.Count >= runtime.Engine.ContextLength)
-            throw ApiException.BadRequest($"the prompt has {settings.Prompt.Count} tokens, which does not fit the context of {runtime.Engine.ContextLength} tokens",
-                chat ? "messages" : "prompt", "context_length_exceeded");
+        ApiRequests.CheckContext(runtime, settings.Prompt.Count, chat ? "messages" : "prompt");
         bool stream = r.Bool("stream", true);
         var parser = runtime.Formatter.CreateParser(prompt, tools.Count > 0);
         var accumulator = new ToolCallAccumulator();

@@ -211,13 +211,6 @@ public static class OpenAiApi
         ["total_tokens"] = o.PromptTokens + o.CompletionTokens,
     };
 
-    public static void CheckContext(ModelRuntime runtime, int promptTokens)
-    {
-        if (promptTokens >= runtime.Engine.ContextLength)
-            throw ApiException.BadRequest($"the prompt has {promptTokens} tokens, which does not fit the context of {runtime.Engine.ContextLength} tokens",
-                "messages", "context_length_exceeded");
-    }
-
     public static async Task CompletionsAsync(HttpContext http, ServerState state)
     {
         var r = await JsonRequest.ReadAsync(http.Request, http.RequestAborted);
@@ -236,9 +229,7 @@ public static class OpenAiApi
             Constraint = await StructuredOutput.ForPromptAsync(state, runtime, StructuredOutput.FromOpenAi(r), http.RequestAborted),
         };
         if (settings.Prompt.Count == 0) throw ApiException.BadRequest("'prompt' is empty", "prompt");
-        if (settings.Prompt.Count >= runtime.Engine.ContextLength)
-            throw ApiException.BadRequest($"the prompt has {settings.Prompt.Count} tokens, which does not fit the context of {runtime.Engine.ContextLength} tokens",
-                "prompt", "context_length_exceeded");
+        ApiRequests.CheckContext(runtime, settings.Prompt.Count, "prompt");
         bool stream = r.Bool("stream", false);
         bool includeUsage = stream && r.Get("stream_options") is { ValueKind: JsonValueKind.Object } so && new JsonRequest(so).Bool("include_usage", false);
         string id = "cmpl-" + Guid.NewGuid().ToString("N");

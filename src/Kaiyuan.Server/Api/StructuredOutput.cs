@@ -32,32 +32,7 @@ internal static class StructuredOutput
     public static OutputGrammar? FromOpenAi(JsonRequest r)
     {
         var found = new List<OutputGrammar>();
-        if (r.Get("response_format") is { } format)
-        {
-            if (format.ValueKind != JsonValueKind.Object || !format.TryGetProperty("type", out var t) || t.ValueKind != JsonValueKind.String)
-                throw ApiException.BadRequest("'response_format' must be an object with a 'type'", "response_format");
-            switch (t.GetString())
-            {
-                case "text":
-                    break;
-                case "json_object":
-                    // llama-server also takes a schema here.
-                    found.Add(format.TryGetProperty("schema", out var s) ? Schema(s, "response_format", "response_format.schema") : AnyObject("response_format"));
-                    break;
-                case "json_schema":
-                    if (format.TryGetProperty("json_schema", out var js) && js.ValueKind == JsonValueKind.Object)
-                    {
-                        found.Add(js.TryGetProperty("schema", out var schema) && schema.ValueKind != JsonValueKind.Null
-                            ? Schema(schema, "response_format", "response_format.json_schema.schema")
-                            : AnyValue("response_format"));
-                    }
-                    else if (format.TryGetProperty("schema", out var bare)) found.Add(Schema(bare, "response_format", "response_format.schema"));
-                    else throw ApiException.BadRequest("'response_format' of type 'json_schema' needs a 'json_schema' object", "response_format.json_schema");
-                    break;
-                default:
-                    throw ApiException.Unsupported("response_format", $"of type '{t.GetString()}'");
-            }
-        }
+        if (r.Get("response_format") is { } format && Format(format, "response_format", "response_format") is { } requested) found.Add(requested);
         if (r.Get("json_schema") is { } jsonSchema) found.Add(Schema(jsonSchema, "json_schema", "json_schema"));
         if (r.Get("grammar") is { } grammar)
         {
@@ -68,6 +43,36 @@ internal static class StructuredOutput
         if (found.Count > 1)
             throw ApiException.BadRequest($"give only one of {string.Join(", ", found.Select(f => $"'{f.Field}'"))}", found[1].Field);
         return found.Count == 0 ? null : found[0];
+    }
+
+    /// <summary>
+    /// A format object, <c>{"type":"text"|"json_object"|"json_schema",…}</c>: chat's response_format (the schema under
+    /// "json_schema", or bare as llama-server also takes it) and the Responses API's text.format (the schema beside the
+    /// type). <paramref name="field"/> is the top-level request field, <paramref name="param"/> where the object is.
+    /// </summary>
+    public static OutputGrammar? Format(JsonElement format, string field, string param)
+    {
+        if (format.ValueKind != JsonValueKind.Object || !format.TryGetProperty("type", out var t) || t.ValueKind != JsonValueKind.String)
+            throw ApiException.BadRequest($"'{param}' must be an object with a 'type'", param);
+        switch (t.GetString())
+        {
+            case "text":
+                return null;
+            case "json_object":
+                // llama-server also takes a schema here.
+                return format.TryGetProperty("schema", out var s) ? Schema(s, field, param + ".schema") : AnyObject(field);
+            case "json_schema":
+                if (format.TryGetProperty("json_schema", out var js) && js.ValueKind == JsonValueKind.Object)
+                {
+                    return js.TryGetProperty("schema", out var schema) && schema.ValueKind != JsonValueKind.Null
+                        ? Schema(schema, field, param + ".json_schema.schema")
+                        : AnyValue(field);
+                }
+                if (format.TryGetProperty("schema", out var bare)) return Schema(bare, field, param + ".schema");
+                throw ApiException.BadRequest($"'{param}' of type 'json_schema' needs a 'schema'", param);
+            default:
+                throw ApiException.Unsupported(param, $"of type '{t.GetString()}'");
+        }
     }
 
     /// <summary>Ollama's format: "json" (any object) or a JSON Schema object; "" or absent: free text.</summary>
@@ -102,8 +107,12 @@ internal static class StructuredOutput
         return Schema(schema, field, param + ".schema");
     }
 
-    /// <summary>OpenAI's tool_choice and parallel_tool_calls over the request's tools.</summary>
-    public static ToolUse Tools(JsonRequest r, List<JsonElement> tools)
+    /// <summary>
+    /// OpenAI's tool_choice and parallel_tool_calls over the request's tools (in chat's shape). A named function is
+    /// <c>{"type":"function","function":{"name":…}}</c> in chat completions, <c>{"type":"function","name":…}</c> in the
+    /// Responses API (<paramref name="flat"/>).
+    /// </summary>
+    public static ToolUse Tools(JsonRequest r, List<JsonElement> tools, bool flat = false)
     {
         bool parallel = r.Bool("parallel_tool_calls", true);
         if (r.Get("tool_choice") is not { } choice) return new ToolUse(tools, tools.Count > 0 ? ToolMode.Auto : ToolMode.None, null, parallel);
@@ -119,9 +128,14 @@ internal static class StructuredOutput
             if (mode == ToolMode.Required && tools.Count == 0) throw ApiException.BadRequest("'tool_choice' \"required\" needs 'tools'", "tool_choice");
             return new ToolUse(mode == ToolMode.None ? [] : tools, tools.Count == 0 ? ToolMode.None : mode, null, parallel);
         }
-        if (choice.ValueKind != JsonValueKind.Object || !choice.TryGetProperty("function", out var f) || f.ValueKind != JsonValueKind.Object
-            || !f.TryGetProperty("name", out var n) || n.ValueKind != JsonValueKind.String)
-            throw ApiException.BadRequest("'tool_choice' must be a string or {\"type\":\"function\",\"function\":{\"name\":…}}", "tool_choice");
+        if (flat && choice.ValueKind == JsonValueKind.Object && choice.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String
+            && type.GetString() != "function")
+            throw ApiException.Unsupported("tool_choice", $"of type '{type.GetString()}'");
+        var named = flat ? choice : choice.ValueKind == JsonValueKind.Object && choice.TryGetProperty("function", out var f) ? f : default;
+        if (choice.ValueKind != JsonValueKind.Object || named.ValueKind != JsonValueKind.Object
+            || !named.TryGetProperty("name", out var n) || n.ValueKind != JsonValueKind.String)
+            throw ApiException.BadRequest(flat ? "'tool_choice' must be a string or {\"type\":\"function\",\"name\":…}"
+                : "'tool_choice' must be a string or {\"type\":\"function\",\"function\":{\"name\":…}}", "tool_choice");
         string name = n.GetString()!;
         if (!tools.Any(t => ToolName(t) == name)) throw ApiException.BadRequest($"'tool_choice' names '{name}', which is not in 'tools'", "tool_choice");
         return new ToolUse(tools, ToolMode.Required, name, parallel);

@@ -355,6 +355,27 @@ public sealed class StructuredOutputTests(StructuredServer fixture) : IClassFixt
     }
 
     [Fact]
+    public async Task AnOverlongPromptIsRefusedBeforeItsGrammarIsCompiled()
+    {
+        using var http = fixture.Http();
+        // The grammar would fail to compile: an overflow found first is what the client hears, naming the conversation.
+        string huge = string.Concat(Enumerable.Repeat("Once upon a time there was a girl. ", 200));
+        async Task Expect(string url, string body, string param)
+        {
+            var r = await http.PostJsonAsync(url, body);
+            string text = await r.Content.ReadAsStringAsync(Ct);
+            Assert.True(400 == (int)r.StatusCode, text);
+            var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
+            Assert.Equal("context_length_exceeded", error.GetProperty("code").GetString());
+            Assert.Equal(param, error.GetProperty("param").GetString());
+        }
+        await Expect("v1/chat/completions", Fill("""{"messages":[{"role":"user","content":"@huge@"}],"grammar":"root ::= undefined-rule"}""", ("huge", huge)),
+            "messages");
+        await Expect("v1/responses", Fill("""{"input":"@huge@","text":{"format":{"type":"json_schema","name":"x","schema":{"type":"no-such-type"}}}}""",
+            ("huge", huge)), "input");
+    }
+
+    [Fact]
     public async Task OllamaFormatConstrainsChatAndGenerate()
     {
         using var http = fixture.Http();
