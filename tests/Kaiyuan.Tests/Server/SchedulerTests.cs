@@ -140,10 +140,26 @@ public sealed class SchedulerTests : IDisposable
         var report = scheduler.Cache;
         Assert.True(report.Evictions > 0, "the pool was meant to be too small to keep everything");
         Assert.True(report.HitTokens > 0);
-        Assert.True(report.Preemptions > 0, "some sequence was meant to run out of blocks mid-generation");
         Assert.Equal(0, report.UsedBlocks);
         Assert.Equal(report.CapacityBlocks, report.CachedBlocks + report.FreeBlocks);
         Assert.Equal(0, scheduler.Load.BusySlots);
+    }
+
+    [Fact]
+    public async Task ASequenceThatRunsOutOfBlocksIsPreemptedAndResumesWithTheSameOutput()
+    {
+        using var model = ModelLoader.Load(Fixtures.ModelPath("stories260K", "stories260K-f32.gguf"));
+        // Five blocks: two 60-token prompts fit (two blocks each), but both cannot grow to 120 tokens (four each).
+        using var scheduler = new ContinuousBatchScheduler(model, new SchedulerOptions { Slots = 2, ContextLength = 128, CacheBytes = 1 }, _pool);
+        Assert.Equal(5, scheduler.Cache.CapacityBlocks);
+        int[][] prompts = [Prompt(60, 60), Prompt(61, 60)];
+        var streams = prompts.Select(p => scheduler.Submit(new GenerationRequest { Prompt = p, MaxTokens = 60 }, CancellationToken.None)).ToArray();
+        var results = await Task.WhenAll(streams.Select(Collect));
+        for (int i = 0; i < prompts.Length; i++) Assert.Equal(Solo(model, prompts[i], 60), results[i]);
+        var report = scheduler.Cache;
+        Assert.True(report.Preemptions > 0, "one sequence had to make way mid-generation");
+        Assert.Equal(0, report.UsedBlocks);
+        Assert.Equal(report.CapacityBlocks, report.CachedBlocks + report.FreeBlocks);
     }
 
     [Fact]
