@@ -75,7 +75,8 @@ public static class PrefixBenchCommand
         {
             ModelPath = s.ModelPath,
             Port = 0,
-            Parallel = Math.Max(s.Streams, 2),
+            // Part C needs a slot for the long prompt beside its two streams.
+            Parallel = Math.Max(s.Streams, s.Long > 0 ? 3 : 2),
             Threads = s.Threads,
             ContextSize = ctx,
             RequestLogging = false,

@@ -74,7 +74,8 @@ public sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
     private long _admissions, _prefillTokens, _preemptions;
     private volatile PrefixCacheStats _stats;
     // A decode-only step's moving average, and the prompt tokens a step beside decoding streams may take (adapted).
-    private double _decodeSeconds, _sharedBudget = 8;
+    private double _decodeSeconds, _sharedBudget = 8, _slowdown = 1;
+    private int _sharedSteps;
     private volatile bool _accepting = true, _stopping;
 
     public ContinuousBatchScheduler(TransformerModel model, SchedulerOptions options, WorkerPool? pool = null)
@@ -350,8 +351,16 @@ public sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
     /// 1.4–1.7× a decode-only step (stall-free batching, as Sarathi-Serve), so running streams stay fluent while a long
     /// prompt prefills.
     /// </summary>
-    private int PrefillBudget(int decoding) =>
-        decoding == 0 ? _options.PrefillChunk : (int)Math.Clamp(_sharedBudget, 1, _options.PrefillChunk);
+    private int PrefillBudget(int decoding)
+    {
+        const int Remeasure = 32;
+        if (decoding == 0) return _options.PrefillChunk;
+        // Every so often a step decodes alone, so the baseline follows the streams as their contexts (and steps) grow.
+        if (++_sharedSteps % Remeasure == 0) return 0;
+        // At least a few tokens, so a long prompt behind busy streams still moves (a step of 2 + 4 rows costs ~1.6× one
+        // of 2 rows with today's small-batch kernels on 2 cores).
+        return (int)Math.Clamp(_sharedBudget, Math.Min(4, _options.PrefillChunk), _options.PrefillChunk);
+    }
 
     /// <summary>
     /// Adapts the shared budget to the step times it produces (a feedback loop rather than a cost model: a token's cost
@@ -359,16 +368,18 @@ public sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
     /// </summary>
     private void Learn(double seconds, int decoding, int prefill)
     {
-        const double Weight = 0.2, Low = 1.4, High = 1.7;
+        const double Weight = 0.5, Low = 1.4, High = 1.7;
         if (prefill == 0)
         {
-            _decodeSeconds = _decodeSeconds <= 0 ? seconds : _decodeSeconds + Weight * (seconds - _decodeSeconds);
+            if (decoding > 0) _decodeSeconds = _decodeSeconds <= 0 ? seconds : _decodeSeconds + Weight * (seconds - _decodeSeconds);
             return;
         }
         if (decoding == 0 || _decodeSeconds <= 0) return;
-        double slowdown = seconds / _decodeSeconds;
-        if (slowdown > High) _sharedBudget = Math.Max(1, _sharedBudget * 0.75);
-        else if (slowdown < Low) _sharedBudget = Math.Min(_options.PrefillChunk, _sharedBudget * 1.2 + 1);
+        // Smoothed: on a small machine a single step can take twice the usual (the HTTP threads, the GC), and reacting to
+        // each such step would starve the prompt.
+        _slowdown += 0.2 * (seconds / _decodeSeconds - _slowdown);
+        if (_slowdown > High) _sharedBudget = Math.Max(4, _sharedBudget * 0.85);
+        else if (_slowdown < Low) _sharedBudget = Math.Min(_options.PrefillChunk, _sharedBudget * 1.1 + 1);
     }
 
     private void AddTokens(Sequence seq, int count, ref int rows)
