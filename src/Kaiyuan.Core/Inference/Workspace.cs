@@ -8,7 +8,7 @@ public enum Buf
 }
 
 /// <summary>Names of integer scratch buffers (expert routing).</summary>
-public enum IntBuf { ChosenExperts, ExpertMembers, Count }
+public enum IntBuf { ChosenExperts, ExpertMembers, AttentionBlocks, Count }
 
 /// <summary>
 /// Per-session scratch memory. Buffers grow to the largest size asked for and are then reused, so a session
@@ -18,7 +18,7 @@ public sealed class Workspace
 {
     private readonly float[][] _floats = new float[(int)Buf.Count][];
     private byte[] _bytes = [];
-    private readonly int[][] _ints = [[], []];
+    private readonly int[][] _ints = [[], [], []];
 
     public Workspace()
     {
@@ -43,6 +43,12 @@ public sealed class Workspace
         ref var buffer = ref _ints[(int)id];
         if (buffer.Length < length) buffer = new int[Math.Max(length, buffer.Length * 3 / 2)];
         return buffer.AsSpan(0, length);
+    }
+
+    public int[] IntArray(IntBuf id, int length)
+    {
+        Ints(id, length);
+        return _ints[(int)id];
     }
 
     /// <summary>Scratch for quantized activations.</summary>

@@ -27,33 +27,48 @@ public static unsafe class AttentionKernel
         var (batch, cache, ws, pool) = ctx;
         int n = batch.Count;
         int group = heads / headsKv;
-        // Split a group's heads only when there are too few (token, group) items to keep every thread busy.
-        int splits = Math.Clamp((2 * pool.Threads + n * headsKv - 1) / (n * headsKv), 1, group);
+        // Consecutive tokens of one sequence (a prompt chunk) form a query block that reads each tile of cached rows once
+        // for all of its tokens, instead of once per token: a long prompt's attention is bound by those reads.
+        var blocks = ws.IntArray(IntBuf.AttentionBlocks, n + 1);
+        int blockCount = 0;
+        for (int t = 0; t < n; t++)
+        {
+            int start = blockCount == 0 ? -1 : blocks[blockCount - 1];
+            bool extends = start >= 0 && t - start < QueryBlock && batch.Slots[t] == batch.Slots[t - 1] && batch.Positions[t] == batch.Positions[t - 1] + 1;
+            if (!extends) blocks[blockCount++] = t;
+        }
+        blocks[blockCount] = n;
+        // Split a group's heads only when there are too few (block, group) items to keep every thread busy.
+        int splits = Math.Clamp((2 * pool.Threads + blockCount * headsKv - 1) / (blockCount * headsKv), 1, group);
         int perItem = (group + splits - 1) / splits;
         int width = cache.RowWidths[layer];
-        // Per worker: scores (heads × tile), running max and normaliser per head, and a tile of converted rows.
-        int perWorker = perItem * Tile + 2 * perItem + (cache.IsF32 ? 0 : Tile * width);
+        // Per worker: scores (heads × tile) and running max and normaliser per (token, head), and a tile of converted rows.
+        int perWorker = QueryBlock * perItem * (Tile + 2) + (cache.IsF32 ? 0 : Tile * width);
         var scratch = ws.Array(Buf.Scores, pool.Threads * perWorker);
 
         using var scope = pool.Enter();
         var job = pool.Job<Job>();
-        job.Set(batch, cache, layer, q, qStride, heads, headsKv, group, splits, perItem, dimK, dimV, keyOffset, valueOffset, scale, output, scratch, perWorker);
-        pool.Run(job, n * headsKv * splits);
+        job.Set(batch, cache, layer, q, qStride, heads, headsKv, group, splits, perItem, dimK, dimV, keyOffset, valueOffset, scale, output, scratch, perWorker, blocks);
+        pool.Run(job, blockCount * headsKv * splits);
     }
+
+    /// <summary>Tokens per query block at most.</summary>
+    internal const int QueryBlock = 8;
 
     private sealed class Job : IParallelJob
     {
         private ForwardBatch _batch = null!;
         private KvCache _cache = null!;
         private float[] _q = [], _output = [], _scratch = [];
+        private int[] _blocks = [];
         private int _layer, _qStride, _heads, _headsKv, _group, _splits, _perItem, _dimK, _dimV, _keyOffset, _valueOffset, _perWorker;
         private float _scale;
 
         public void Set(ForwardBatch batch, KvCache cache, int layer, float[] q, int qStride, int heads, int headsKv, int group, int splits, int perItem,
-            int dimK, int dimV, int keyOffset, int valueOffset, float scale, float[] output, float[] scratch, int perWorker)
+            int dimK, int dimV, int keyOffset, int valueOffset, float scale, float[] output, float[] scratch, int perWorker, int[] blocks)
         {
             (_batch, _cache, _layer, _q, _qStride, _heads, _headsKv, _group, _splits, _perItem) = (batch, cache, layer, q, qStride, heads, headsKv, group, splits, perItem);
-            (_dimK, _dimV, _keyOffset, _valueOffset, _scale, _output, _scratch, _perWorker) = (dimK, dimV, keyOffset, valueOffset, scale, output, scratch, perWorker);
+            (_dimK, _dimV, _keyOffset, _valueOffset, _scale, _output, _scratch, _perWorker, _blocks) = (dimK, dimV, keyOffset, valueOffset, scale, output, scratch, perWorker, blocks);
         }
 
         public void Run(int start, int end, int worker)
@@ -63,18 +78,18 @@ public static unsafe class AttentionKernel
             fixed (float* qAll = _q)
             fixed (float* outAll = _output)
             {
-                float* scores = mine, max = mine + _perItem * Tile, sum = max + _perItem, converted = sum + _perItem;
+                int slots = QueryBlock * _perItem;
+                float* scores = mine, max = mine + slots * Tile, sum = max + slots, converted = sum + slots;
                 for (int i = start; i < end; i++)
                 {
-                    int t = i / (_headsKv * _splits), g = i / _splits % _headsKv, part = i % _splits;
+                    int b = i / (_headsKv * _splits), g = i / _splits % _headsKv, part = i % _splits;
                     int h0 = g * _group + part * _perItem, count = Math.Min(_perItem, (g + 1) * _group - h0);
                     if (count <= 0) continue;
-                    int slot = _batch.Slots[t], len = _batch.Positions[t] + 1;
-                    float* q = qAll + t * _qStride + h0 * dimK;
-                    float* output = outAll + (t * _heads + h0) * dimV;
-                    new Span<float>(output, count * dimV).Clear();
-                    new Span<float>(max, count).Fill(float.NegativeInfinity);
-                    new Span<float>(sum, count).Clear();
+                    int t0 = _blocks[b], tokens = _blocks[b + 1] - t0;
+                    int slot = _batch.Slots[t0], first = _batch.Positions[t0] + 1, len = _batch.Positions[t0 + tokens - 1] + 1;
+                    for (int k = 0; k < tokens; k++) new Span<float>(outAll + ((t0 + k) * _heads + h0) * dimV, count * dimV).Clear();
+                    new Span<float>(max, tokens * count).Fill(float.NegativeInfinity);
+                    new Span<float>(sum, tokens * count).Clear();
 
                     for (int j0 = 0; j0 < len; j0 += Tile)
                     {
@@ -90,21 +105,31 @@ public static unsafe class AttentionKernel
                         fixed (float* tileRows = rows)
                         {
                             float* keys = tileRows + _keyOffset + g * dimK, values = tileRows + _valueOffset + g * dimV;
-                            for (int h = 0; h < count; h++)
+                            for (int k = 0; k < tokens; k++)
                             {
-                                float* s = scores + h * Tile;
-                                Scores(q + h * dimK, keys, width, dimK, tile, _scale, s);
-                                OnlineSoftmax(s, tile, ref max[h], ref sum[h], output + h * dimV, dimV);
-                                WeightedSum(s, values, width, dimV, tile, output + h * dimV);
+                                // Causal: token k sees rows up to its own position.
+                                int visible = Math.Min(tile, first + k - j0);
+                                if (visible <= 0) continue;
+                                float* q = qAll + (t0 + k) * _qStride + h0 * dimK;
+                                float* output = outAll + ((t0 + k) * _heads + h0) * dimV;
+                                for (int h = 0; h < count; h++)
+                                {
+                                    int at = k * count + h;
+                                    float* s = scores + at * Tile;
+                                    Scores(q + h * dimK, keys, width, dimK, visible, _scale, s);
+                                    OnlineSoftmax(s, visible, ref max[at], ref sum[at], output + h * dimV, dimV);
+                                    WeightedSum(s, values, width, dimV, visible, output + h * dimV);
+                                }
                             }
                         }
                     }
 
-                    for (int h = 0; h < count; h++)
-                    {
-                        var o = new Span<float>(output + h * dimV, dimV);
-                        TensorPrimitives.Multiply(o, 1f / sum[h], o);
-                    }
+                    for (int k = 0; k < tokens; k++)
+                        for (int h = 0; h < count; h++)
+                        {
+                            var o = new Span<float>(outAll + ((t0 + k) * _heads + h0 + h) * dimV, dimV);
+                            TensorPrimitives.Multiply(o, 1f / sum[k * count + h], o);
+                        }
                 }
             }
         }
