@@ -71,8 +71,6 @@ public sealed class KvCache
     public int BlocksPerSequence { get; }
     /// <summary>Blocks the pool may hold at most.</summary>
     public int CapacityBlocks { get; }
-    /// <summary>Blocks whose memory exists (used, cached or free for reuse).</summary>
-    public int MaterializedBlocks => _materialized;
     /// <summary>Blocks that can be handed out without evicting anything.</summary>
     public int FreeBlocks => _free.Count + (CapacityBlocks - _materialized);
 
@@ -81,8 +79,6 @@ public sealed class KvCache
     public long BytesPerBlock => BytesPerToken * BlockTokens;
     /// <summary>Bytes of pool memory that exist now.</summary>
     public long ResidentBytes => (long)_segments[0].Count * SegmentBlocks * BytesPerBlock;
-    /// <summary>Bytes the pool may grow to.</summary>
-    public long CapacityBytes => CapacityBlocks * BytesPerBlock;
 
     public static int BlocksFor(int tokens) => (tokens + BlockTokens - 1) / BlockTokens;
 
@@ -130,14 +126,6 @@ public sealed class KvCache
         return true;
     }
 
-    /// <summary>Returns every block of a sequence's table to the pool.</summary>
-    public void ReleaseAll(int sequence)
-    {
-        var table = _tables[sequence];
-        for (int i = 0; i < table.Length; i++)
-            if (table[i] >= 0) { Release(table[i]); table[i] = -1; }
-    }
-
     private Span<byte> BlockBytes(int layer, int block)
     {
         if ((uint)block >= (uint)_materialized) throw new InvalidOperationException($"KV block {block} does not exist");
@@ -161,10 +149,6 @@ public sealed class KvCache
     /// <summary>Reads a row back as floats.</summary>
     public void Read(int layer, int sequence, int position, Span<float> row) =>
         Dequantize.Row(Type, RowBytes(layer, sequence, position, 1), row[..RowWidths[layer]]);
-
-    /// <summary>A row in place; only for an F32 cache.</summary>
-    public ReadOnlySpan<float> RowF32(int layer, int sequence, int position) =>
-        MemoryMarshal.Cast<byte, float>(RowBytes(layer, sequence, position, 1));
 
     /// <summary><paramref name="count"/> consecutive rows of one block in place, <c>RowWidths[layer]</c> floats apart; only for an F32 cache.</summary>
     public ReadOnlySpan<float> RowsF32(int layer, int sequence, int position, int count) =>

@@ -74,9 +74,6 @@ public sealed class PrefixCache
 
     public PrefixCacheStats Stats => new(_used, _lruCount, _cache.FreeBlocks, _cache.CapacityBlocks, _cache.ResidentBytes, _hitTokens, _evictions, _loadedTokens);
 
-    /// <summary>Blocks that could be handed out now: free ones and cached ones that may be evicted.</summary>
-    public int AvailableBlocks => _cache.FreeBlocks + _lruCount;
-
     /// <summary>
     /// Fills an empty sequence's table with the cached blocks that <paramref name="tokens"/> begins with and returns how
     /// many leading tokens need no computing: full blocks in memory, then full blocks that the <see cref="Store"/> holds
@@ -157,16 +154,6 @@ public sealed class PrefixCache
             table[i] = b;
         }
         return true;
-    }
-
-    /// <summary>Blocks a sequence still needs to reach <paramref name="length"/> positions.</summary>
-    public int Missing(int sequence, int length)
-    {
-        var table = _cache.Table(sequence);
-        int need = KvCache.BlocksFor(length), missing = 0;
-        for (int i = 0; i < need; i++)
-            if (i >= table.Length || table[i] < 0) missing++;
-        return missing;
     }
 
     /// <summary>Makes the sequence's blocks that are now full (its first <paramref name="length"/> tokens are computed) shareable.</summary>
@@ -253,12 +240,6 @@ public sealed class PrefixCache
         _committed[sequence] = 0;
     }
 
-    /// <summary>Drops every cached block that no sequence uses (tests; a model swap).</summary>
-    public void Clear()
-    {
-        while (_head >= 0) Evict(_head, reuse: false);
-    }
-
     private bool TryAllocate(out int block)
     {
         if (_cache.TryAllocate(out block))
@@ -268,19 +249,14 @@ public sealed class PrefixCache
             return true;
         }
         if (_head < 0) return false;
+        // Evict the least recently used cached block and hand it over as it is.
         block = _head;
-        Evict(block, reuse: true);
-        _refs[block] = 1;
-        _used++;
-        return true;
-    }
-
-    private void Evict(int block, bool reuse)
-    {
         Unlink(block);
         Unregister(block);
         _evictions++;
-        if (!reuse) _cache.Release(block);
+        _refs[block] = 1;
+        _used++;
+        return true;
     }
 
     private void Ref(int block)
