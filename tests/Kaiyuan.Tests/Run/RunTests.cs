@@ -99,16 +99,17 @@ public sealed class RunTests
             string.Concat(messages.Select(m => $"[{m.Role}]{m.Content}")) + "[assistant]";
     }
 
-    [Fact]
-    public void ReusingTheCacheAcrossTurnsGivesWhatAFreshEvaluationGives()
+    /// <summary>
+    /// Two turns of a chat over a one-token-per-character codec (ids below the vocabulary size), and the second turn's
+    /// answer from a fresh session given the whole conversation as a raw prompt.
+    /// </summary>
+    private static void TwoTurns(Func<Func<int, string>> createDecoder, Action<ChatLoop, string, string, string, string> check)
     {
-        // One token per character (ids below the vocabulary size), so a reply re-encodes to the tokens generated and
-        // the second turn's prompt extends what the cache holds.
         var codec = new TokenCodec
         {
             Encode = text => text.Select(c => (int)c % 512).ToArray(),
             Decode = ids => new string(ids.Select(i => (char)i).ToArray()),
-            CreateDecoder = () => id => ((char)id).ToString(),
+            CreateDecoder = createDecoder,
         };
         using var model = ModelLoader.Load(Aidreams);
         using var pool = new WorkerPool(1);
@@ -118,47 +119,36 @@ public sealed class RunTests
         var stats = new StringWriter();
         string first = chat.Answer("In my dream", TextWriter.Null, stats);
         string second = chat.Answer("The data flows", TextWriter.Null, stats);
-        Assert.Contains("reused", stats.ToString());
-
         var history = new List<ChatMessage> { new("system", "hi"), new("user", "In my dream"), new("assistant", first), new("user", "The data flows") };
         var fresh = new ChatLoop(new InferenceSession(model, 0, pool), codec, new RawPromptFormat()) { Sampling = greedy, MaxTokens = 10 };
-        Assert.Equal(fresh.Answer(format.Render(history), TextWriter.Null, null), second);
-
-        chat.Clear();
-        Assert.Equal(first, chat.Answer("In my dream", TextWriter.Null, null));
+        check(chat, first, second, fresh.Answer(format.Render(history), TextWriter.Null, null), stats.ToString());
     }
 
     [Fact]
-    public void ATurnThatDiffersFromTheCacheMidwayKeepsTheSharedPrefix()
-    {
+    public void ReusingTheCacheAcrossTurnsGivesWhatAFreshEvaluationGives() =>
+        // A reply re-encodes to the tokens generated, so the second turn's prompt extends what the cache holds.
+        TwoTurns(() => id => ((char)id).ToString(), (chat, first, second, freshSecond, stats) =>
+        {
+            Assert.Contains("reused", stats);
+            Assert.Equal(freshSecond, second);
+            chat.Clear();
+            Assert.Equal(first, chat.Answer("In my dream", TextWriter.Null, null));
+        });
+
+    [Fact]
+    public void ATurnThatDiffersFromTheCacheMidwayKeepsTheSharedPrefix() =>
         // The reply's fourth character decodes to a neighbouring id, so the next turn's prompt re-encodes the reply to
         // tokens that differ from the ids generated from that point on: the cache is no longer a prefix of the prompt.
-        var codec = new TokenCodec
+        TwoTurns(() =>
         {
-            Encode = text => text.Select(c => (int)c % 512).ToArray(),
-            Decode = ids => new string(ids.Select(i => (char)i).ToArray()),
-            CreateDecoder = () =>
-            {
-                int n = 0;
-                return id => ((char)(n++ == 3 ? id ^ 1 : id)).ToString();
-            },
-        };
-        using var model = ModelLoader.Load(Aidreams);
-        using var pool = new WorkerPool(1);
-        var greedy = new SamplerOptions { Temperature = 0 };
-        var format = new MarkerFormat();
-        var chat = new ChatLoop(new InferenceSession(model, 0, pool), codec, format) { Sampling = greedy, MaxTokens = 10, System = "hi" };
-        var stats = new StringWriter();
-        string first = chat.Answer("In my dream", TextWriter.Null, stats);
-        string second = chat.Answer("The data flows", TextWriter.Null, stats);
-
-        int firstPrompt = format.Render([new("system", "hi"), new("user", "In my dream")]).Length;
-        string secondStats = stats.ToString().Split('\n')[1];
-        Assert.Contains($"{firstPrompt + 3} reused", secondStats);
-        var history = new List<ChatMessage> { new("system", "hi"), new("user", "In my dream"), new("assistant", first), new("user", "The data flows") };
-        var fresh = new ChatLoop(new InferenceSession(model, 0, pool), codec, new RawPromptFormat()) { Sampling = greedy, MaxTokens = 10 };
-        Assert.Equal(fresh.Answer(format.Render(history), TextWriter.Null, null), second);
-    }
+            int n = 0;
+            return id => ((char)(n++ == 3 ? id ^ 1 : id)).ToString();
+        }, (_, _, second, freshSecond, stats) =>
+        {
+            int firstPrompt = new MarkerFormat().Render([new("system", "hi"), new("user", "In my dream")]).Length;
+            Assert.Contains($"{firstPrompt + 3} reused", stats.Split('\n')[1]);
+            Assert.Equal(freshSecond, second);
+        });
 
     [Fact]
     public void ASecondRunReadsItsLongPromptFromThePromptCache()
