@@ -58,6 +58,24 @@ internal static unsafe partial class Avx2Dot
         }
     }
 
+    /// <summary>
+    /// <see cref="Dot4"/> over two activation rows (the types of <see cref="HasDot4"/>): a decode step of two streams,
+    /// or the odd rows of a small batch, decodes each weight block once instead of once per row.
+    /// </summary>
+    public static void Dot2(GgmlType weightType, byte* x, byte* y, byte* side, int activationStride, int sideStride, int n, bool vnni, float* output, long outputStride)
+    {
+        int blocks = n / BlockLayouts.QK;
+        switch (weightType)
+        {
+            case GgmlType.Q8_0: Tile2<Q8Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
+            case GgmlType.Q4_0: Tile2<Q4Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
+            case GgmlType.Q5_0: Tile2<Q5Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
+            case GgmlType.Q4_K: Q4KTile2(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
+            case GgmlType.Q6_K: Q6KTile2(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
+            default: throw new NotSupportedException($"No two-row dot for {weightType}.");
+        }
+    }
+
     /// <summary>True when <see cref="Dot8"/> has a kernel for <paramref name="weightType"/>.</summary>
     public static bool HasDot8(GgmlType weightType) => weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0;
 
@@ -167,6 +185,25 @@ internal static unsafe partial class Avx2Dot
         output[outputStride] = HorizontalSum(a1);
         output[2 * outputStride] = HorizontalSum(a2);
         output[3 * outputStride] = HorizontalSum(a3);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Tile2<T>(byte* x, byte* y, float* ys, int stride, int scaleStride, int blocks, bool vnni, float* output, long outputStride) where T : struct, IBlock32
+    {
+        var a0 = Vector256<float>.Zero;
+        var a1 = Vector256<float>.Zero;
+        for (int b = 0; b < blocks; b++, x += T.Size, y += BlockLayouts.Q8_0.Size, ys++)
+        {
+            Sse.Prefetch0(x + PrefetchDistance);
+            Vector256<sbyte> qx = T.Quants(x);
+            Vector256<byte> absX = Avx2.Sign(qx, qx).AsByte();
+            float dx = Half(x);
+            a0 = TokenStep(qx, absX, dx * ys[0], y, vnni, a0);
+            a1 = TokenStep(qx, absX, dx * ys[scaleStride], y + stride, vnni, a1);
+        }
+
+        output[0] = HorizontalSum(a0);
+        output[outputStride] = HorizontalSum(a1);
     }
 
     /// <summary>One activation row's share of a block: SumProductsSigned with |x| hoisted, then the block FMA.</summary>

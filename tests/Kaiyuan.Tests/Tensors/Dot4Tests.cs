@@ -1,8 +1,9 @@
+using Kaiyuan.Kernels;
 using Kaiyuan.Tensors;
 
 namespace Kaiyuan.Tests.Tensors;
 
-/// <summary>The four- and eight-row prompt kernels give exactly the single-row dot of each activation row.</summary>
+/// <summary>The two-, four- and eight-row kernels give exactly the single-row dot of each activation row.</summary>
 public sealed unsafe class Dot4Tests
 {
     [Theory]
@@ -11,7 +12,7 @@ public sealed unsafe class Dot4Tests
     [InlineData(GgmlType.Q5_0)]
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.Q6_K)]
-    public void FourRowAndScaledDotsAreBitIdenticalToSingleRowDot(GgmlType type)
+    public void MultiRowAndScaledDotsAreBitIdenticalToSingleRowDot(GgmlType type)
     {
         if (!QuantizedDot.HasDot4(type)) Assert.Skip("no AVX2 on this machine");
         int n = GgmlTypeInfo.Geometry(type).BlockSize == 256 ? 768 : 320;
@@ -31,25 +32,64 @@ public sealed unsafe class Dot4Tests
         }
         var output = new float[rows * 3];
         var output8 = new float[rows * 3];
+        var output2 = new float[rows * 3];
         int sideBytes = QuantizedDot.SideBytes(type, n);
         var side = new byte[rows * sideBytes + 1];
         fixed (byte* pw = w)
         fixed (byte* pa = act)
         fixed (float* po = output)
         fixed (float* po8 = output8)
+        fixed (float* po2 = output2)
         fixed (byte* ps = side)
         {
             for (int j = 0; j < rows; j++) QuantizedDot.PrepareSide(type, pa + j * actBytes, n, ps + j * sideBytes);
             QuantizedDot.Dot4(type, pw, pa, ps, actBytes, sideBytes, n, po, 3);
             QuantizedDot.Dot4(type, pw, pa + 4 * actBytes, ps + 4 * sideBytes, actBytes, sideBytes, n, po + 12, 3);
             if (QuantizedDot.HasDot8(type)) QuantizedDot.Dot8(type, pw, pa, ps, actBytes, sideBytes, n, po8, 3);
+            for (int j = 0; j < rows; j += 2) QuantizedDot.Dot2(type, pw, pa + j * actBytes, ps + j * sideBytes, actBytes, sideBytes, n, po2 + j * 3, 3);
             for (int j = 0; j < rows; j++)
             {
                 if (QuantizedDot.HasDot8(type)) Assert.Equal(BitConverter.SingleToInt32Bits(output[j * 3]), BitConverter.SingleToInt32Bits(output8[j * 3]));
                 float single = QuantizedDot.VecDot(type, w, act.AsSpan(j * actBytes, actBytes), n);
                 Assert.Equal(BitConverter.SingleToInt32Bits(single), BitConverter.SingleToInt32Bits(output[j * 3]));
+                Assert.Equal(BitConverter.SingleToInt32Bits(single), BitConverter.SingleToInt32Bits(output2[j * 3]));
                 float one = QuantizedDot.Dot1(type, pw, pa + j * actBytes, ps + j * sideBytes, n);
                 Assert.Equal(BitConverter.SingleToInt32Bits(single), BitConverter.SingleToInt32Bits(one));
+            }
+        }
+    }
+
+    /// <summary>Every small batch (1–7 rows: the decode steps of a few streams) splits into 4-, 2- and 1-row tiles.</summary>
+    [Theory]
+    [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q6_K)]
+    [InlineData(GgmlType.Q8_0)]
+    public void SmallBatchesMatchSingleRowDotsExactly(GgmlType type)
+    {
+        if (!QuantizedDot.HasDot4(type)) Assert.Skip("no AVX2 on this machine");
+        const int rows = 37, n = 512;
+        var random = new Random(3);
+        float[] weights = Enumerable.Range(0, rows * n).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        int rowBytes = (int)GgmlTypeInfo.RowBytes(type, n);
+        var w = new byte[rows * rowBytes];
+        for (int r = 0; r < rows; r++) Quantize.Row(type, weights.AsSpan(r * n, n), w.AsSpan(r * rowBytes, rowBytes));
+        var actType = QuantizedDot.ActivationType(type);
+        var act = new byte[GgmlTypeInfo.RowBytes(actType, n)];
+        using var pool = new WorkerPool(2);
+        fixed (byte* pw = w)
+        {
+            var matrix = new QuantMatrix(pw, type, rows, n);
+            for (int tokens = 1; tokens < MatMul.PanelMinTokens; tokens++)
+            {
+                float[] x = Enumerable.Range(0, tokens * n).Select(_ => (float)(random.NextDouble() * 4 - 2)).ToArray();
+                var y = new float[tokens * rows];
+                MatMul.Multiply(matrix, x, tokens, y, new byte[MatMul.ScratchBytes(matrix, tokens)], pool);
+                for (int t = 0; t < tokens; t++)
+                {
+                    QuantizedDot.QuantizeActivations(actType, x.AsSpan(t * n, n), act);
+                    for (int r = 0; r < rows; r++)
+                        Assert.Equal(BitConverter.SingleToInt32Bits(QuantizedDot.VecDot(type, matrix.Row(r), act, n)), BitConverter.SingleToInt32Bits(y[t * rows + r]));
+                }
             }
         }
     }
