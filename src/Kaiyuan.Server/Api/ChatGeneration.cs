@@ -72,7 +72,11 @@ internal sealed class ChatGeneration : IDisposable
     /// Renders and encodes the conversation, checks that it fits the context (before the constraint, whose grammar may
     /// take a while to compile), compiles the constraint and submits the request.
     /// </summary>
-    public static async Task<ChatGeneration> StartAsync(ServerState state, ModelRuntime runtime, ChatInput input, CancellationToken cancel)
+    public static Task<ChatGeneration> StartAsync(ServerState state, ModelRuntime runtime, ChatInput input, CancellationToken cancel) =>
+        StartAsync(state.Metrics, state.Options.GrammarTimeout, runtime, input, cancel);
+
+    /// <summary>As the server's, for a caller in process: its own metrics and grammar time limit.</summary>
+    public static async Task<ChatGeneration> StartAsync(ServerMetrics metrics, TimeSpan grammarTimeout, ModelRuntime runtime, ChatInput input, CancellationToken cancel)
     {
         string prompt = Render(runtime, input);
         var tokens = Encode(runtime, prompt);
@@ -85,11 +89,11 @@ internal sealed class ChatGeneration : IDisposable
             Stop = input.Stop,
             TopLogprobs = input.TopLogprobs,
             IgnoreEos = input.IgnoreEos,
-            Constraint = await StructuredOutput.ForChatAsync(state, runtime, input.Output, input.Tools, prompt, cancel),
+            Constraint = await StructuredOutput.ForChatAsync(grammarTimeout, runtime, input.Output, input.Tools, prompt, cancel),
             PreservedTokens = runtime.Formatter.OutputFormat?.Markers ?? [],
         };
         var parser = runtime.Formatter.CreateParser(prompt, input.Tools.Tools.Count > 0);
-        return new ChatGeneration(TextGeneration.Start(runtime, state.Metrics, settings, cancel), parser, input.Continue);
+        return new ChatGeneration(TextGeneration.Start(runtime, metrics, settings, cancel), parser, input.Continue);
     }
 
     /// <summary>How the generation ended: complete once <see cref="ReadAsync"/> has run out.</summary>

@@ -145,7 +145,11 @@ internal static class StructuredOutput
     /// The constraint for a chat request (null: none): forced calls, or optional calls beside a JSON answer, or the
     /// requested grammar, with optional calls left free until their opening marker.
     /// </summary>
-    public static async Task<TokenConstraint?> ForChatAsync(ServerState state, ModelRuntime runtime, OutputGrammar? output, ToolUse tools, string prompt,
+    public static Task<TokenConstraint?> ForChatAsync(ServerState state, ModelRuntime runtime, OutputGrammar? output, ToolUse tools, string prompt,
+        CancellationToken cancel) => ForChatAsync(state.Options.GrammarTimeout, runtime, output, tools, prompt, cancel);
+
+    /// <inheritdoc cref="ForChatAsync(ServerState, ModelRuntime, OutputGrammar?, ToolUse, string, CancellationToken)"/>
+    public static async Task<TokenConstraint?> ForChatAsync(TimeSpan grammarTimeout, ModelRuntime runtime, OutputGrammar? output, ToolUse tools, string prompt,
         CancellationToken cancel)
     {
         var format = runtime.Formatter.OutputFormat;
@@ -177,14 +181,14 @@ internal static class StructuredOutput
             if (runtime.Codec.Vocabulary is null) return null;
             try
             {
-                grammar = await CompileAsync(state, runtime, output, cancel);
+                grammar = await CompileAsync(grammarTimeout, runtime, output, cancel);
             }
             catch (ApiException e) when (e.Status == 400)
             {
                 return null;
             }
         }
-        else grammar = await CompileAsync(state, runtime, output, cancel);
+        else grammar = await CompileAsync(grammarTimeout, runtime, output, cancel);
         var vocabulary = runtime.Codec.Vocabulary!;
         TokenConstraint constraint = grammar.CreateMatcher();
         if (lazyTrigger is not null) constraint = new TriggeredConstraint(constraint, vocabulary, [lazyTrigger], includeTrigger: true, required: false);
@@ -199,9 +203,11 @@ internal static class StructuredOutput
     /// Compiles (or finds in the cache) the grammar for this model's vocabulary; one that takes longer than the server's
     /// <see cref="ServerOptions.GrammarTimeout"/> is refused rather than left to tie up the server.
     /// </summary>
-    public static async Task<CompiledGrammar> CompileAsync(ServerState state, ModelRuntime runtime, OutputGrammar output, CancellationToken cancel)
+    public static Task<CompiledGrammar> CompileAsync(ServerState state, ModelRuntime runtime, OutputGrammar output, CancellationToken cancel) =>
+        CompileAsync(state.Options.GrammarTimeout, runtime, output, cancel);
+
+    private static async Task<CompiledGrammar> CompileAsync(TimeSpan timeout, ModelRuntime runtime, OutputGrammar output, CancellationToken cancel)
     {
-        var timeout = state.Options.GrammarTimeout;
         var vocabulary = runtime.Codec.Vocabulary
             ?? throw ApiException.Unsupported(output.Field, "(structured output) with this model's tokenizer");
         // The cache computes the first mask too: a grammar too large to run fails here, as a 400, not in the scheduler.
