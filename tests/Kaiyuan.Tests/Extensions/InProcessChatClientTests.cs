@@ -244,7 +244,13 @@ public sealed class InProcessToolTests(StructuredServer server) : IClassFixture<
             var response = await client.GetResponseAsync("What is the weather in Paris?",
                 new ChatOptions
                 {
-                    Temperature = 1, TopP = 1, Seed = seed, MaxOutputTokens = 300, Tools = [tool], ToolMode = ChatToolMode.RequireAny, AllowMultipleToolCalls = false,
+                    Temperature = 1,
+                    TopP = 1,
+                    Seed = seed,
+                    MaxOutputTokens = 300,
+                    Tools = [tool],
+                    ToolMode = ChatToolMode.RequireAny,
+                    AllowMultipleToolCalls = false,
                     AdditionalProperties = new() { ["strictJsonSchema"] = true },
                 }, ct);
             if (invoked.Count == 0) continue;
