@@ -219,7 +219,8 @@ public sealed class ModelRegistry : IDisposable
         }
     }
 
-    private long MemoryBudget() => Options.MemoryBudgetBytes ?? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+    /// <summary>The budget, else the memory this process may use; one model alone is not checked (as before: its weights are mapped, its KV cache grows as used).</summary>
+    private long MemoryBudget() => Options.MemoryBudgetBytes ?? (Several ? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes : long.MaxValue);
 
     private static long MiB(long bytes) => (bytes + (1 << 20) - 1) >> 20;
 

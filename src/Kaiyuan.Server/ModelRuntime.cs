@@ -113,7 +113,14 @@ public sealed class ModelRuntime : IDisposable
         // Keys and values of every layer, in the cache's row type (an estimate: attention variants store less or more).
         double perValue = options.CacheType switch { Tensors.GgmlType.F16 => 2, Tensors.GgmlType.Q8_0 => 34 / 32.0, _ => 4 };
         long perContext = (long)(config.BlockCount * (double)config.HeadCountKv * (config.KeyLength + config.ValueLength) * perValue * context);
-        long kv = options.CacheRamMiB > 0 ? Math.Max(options.CacheRamMiB << 20, perContext) : perContext * Math.Max(1, options.Parallel);
+        long everySlot = perContext * Math.Max(1, options.Parallel);
+        long kv = options.CacheRamMiB switch
+        {
+            > 0 => Math.Max(options.CacheRamMiB << 20, perContext),
+            0 => everySlot,
+            // The scheduler's own cap for a pool sized from free memory.
+            _ => Math.Min(everySlot, Math.Max(perContext, Math.Min(8L << 30, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 4))),
+        };
         return (Describe(file, context, template), file.FileSize + kv);
     }
 

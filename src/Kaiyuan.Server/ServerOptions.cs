@@ -23,7 +23,7 @@ public sealed record ServerOptions
     public TimeSpan? KeepAlive { get; init; }
     /// <summary>
     /// Bytes the loaded models may take together (weights and KV budget, as estimated before loading); null: the memory
-    /// this process may use. A model that cannot fit beside the busy ones gets 503.
+    /// this process may use, with several models (one alone is not checked). A model that cannot fit beside the busy ones gets 503.
     /// </summary>
     public long? MemoryBudgetBytes { get; init; }
     public int Parallel { get; init; } = 4;
