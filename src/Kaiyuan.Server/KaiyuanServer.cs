@@ -12,8 +12,8 @@ namespace Kaiyuan.Server;
 
 /// <summary>
 /// The HTTP server: Kestrel with the OpenAI (chat, completions, Responses), Anthropic and Ollama endpoints, health,
-/// metrics and the chat page. It starts listening at once and loads the model in the background (<c>/health</c> answers
-/// 503 until it is ready).
+/// metrics and the chat page. It starts listening at once; one model loads in the background (<c>/health</c> answers
+/// 503 until it is ready), several load on demand (<see cref="ModelRegistry"/>).
 /// </summary>
 public sealed class KaiyuanServer : IAsyncDisposable
 {
@@ -33,20 +33,20 @@ public sealed class KaiyuanServer : IAsyncDisposable
     /// <summary>The bound address, e.g. http://127.0.0.1:8080/ (the real port when 0 was asked for).</summary>
     public Uri Address { get; }
 
-    /// <summary>Completes when the model is loaded (throws if loading failed).</summary>
+    /// <summary>Completes when the model is loaded (throws if loading failed); with several models, at once.</summary>
     public Task WaitReadyAsync() => _loading;
 
     /// <summary>Completes when the application is asked to stop (Ctrl-C, SIGTERM).</summary>
     public Task WaitForShutdownAsync(CancellationToken cancel = default) => _app.WaitForShutdownAsync(cancel);
 
-    /// <summary>Starts a server for a GGUF model on disk.</summary>
+    /// <summary>Starts a server for GGUF models on disk.</summary>
     public static Task<KaiyuanServer> StartAsync(ServerOptions options, CancellationToken cancel = default) =>
-        StartAsync(options, _ => ModelRuntime.Load(options), cancel);
+        StartAsync(options, model => ModelRuntime.Load(options with { ModelPath = model.Path, Alias = model.Name }), cancel);
 
-    /// <summary>Starts a server whose model comes from <paramref name="load"/> (tests pass scripted engines).</summary>
-    public static async Task<KaiyuanServer> StartAsync(ServerOptions options, Func<ServerState, ModelRuntime> load, CancellationToken cancel = default)
+    /// <summary>Starts a server whose models come from <paramref name="load"/> (tests pass scripted engines).</summary>
+    public static async Task<KaiyuanServer> StartAsync(ServerOptions options, Func<ServedModel, ModelRuntime> load, CancellationToken cancel = default)
     {
-        var state = new ServerState(options);
+        var state = new ServerState(options, load);
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ApplicationName = "kaiyuan" });
         string host = ListenHost(options.Host);
         builder.WebHost.UseUrls($"http://{(host.Contains(':', StringComparison.Ordinal) ? $"[{host}]" : host)}:{options.Port}");
@@ -87,28 +87,26 @@ public sealed class KaiyuanServer : IAsyncDisposable
         LlamaCppApi.Map(app);
 
         // Stop taking new work when asked to stop; Kestrel then lets running streams finish (up to DrainTimeout).
-        app.Lifetime.ApplicationStopping.Register(() =>
-        {
-            if (state.RuntimeOrNull is { } runtime) _ = runtime.Engine.DrainAsync(CancellationToken.None);
-        });
+        app.Lifetime.ApplicationStopping.Register(state.Models.Drain);
 
         await app.StartAsync(cancel).ConfigureAwait(false);
         var address = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First() + "/");
-        var loading = Task.Run(() =>
-        {
-            try
-            {
-                state.SetRuntime(load(state));
-            }
-            catch (Exception e)
-            {
-                state.LoadError = e.Message;
-                // Whoever awaits WaitReadyAsync reports the error (and /health tells it), so the log keeps it out of the way.
-                log.LogDebug("cannot load the model: {Message}", e.Message);
-                throw;
-            }
-        }, CancellationToken.None);
+        var loading = state.Models.Several ? Task.CompletedTask : LoadAtStartup(state, log);
         return new KaiyuanServer(app, state, loading, address);
+    }
+
+    private static async Task LoadAtStartup(ServerState state, ILogger log)
+    {
+        try
+        {
+            await state.Models.LoadAtStartup().ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            // Whoever awaits WaitReadyAsync reports the error (and /health tells it), so the log keeps it out of the way.
+            log.LogDebug("cannot load the model: {Message}", e.Message);
+            throw;
+        }
     }
 
     /// <summary>
@@ -284,7 +282,7 @@ public sealed class KaiyuanServer : IAsyncDisposable
         {
             // The load error was logged and reported by /health.
         }
-        State.RuntimeOrNull?.Dispose();
+        State.Models.Dispose();
     }
 
     public async ValueTask DisposeAsync()

@@ -71,17 +71,7 @@ public sealed class ModelRuntime : IDisposable
                 CacheBytes = options.CacheRamMiB < 0 ? -1 : options.CacheRamMiB << 20,
                 PromptCache = store,
             }, pool);
-            long parameters = model.File.Tensors.Sum(t => t.ElementCount);
-            var info = new Dictionary<string, object>
-            {
-                ["general.architecture"] = arch,
-                [$"{arch}.context_length"] = model.Config.ContextLength,
-                [$"{arch}.embedding_length"] = model.Config.EmbeddingLength,
-                [$"{arch}.block_count"] = model.Config.BlockCount,
-                ["general.parameter_count"] = parameters,
-            };
-            var description = new ModelDescription(arch, FileType(model.File), model.File.FileSize, parameters, engine.ContextLength,
-                model.Config.EmbeddingLength, template, info);
+            var description = Describe(model.File, engine.ContextLength, template);
             string name = options.Alias ?? Path.GetFileNameWithoutExtension(options.ModelPath);
             return new ModelRuntime(name, codec, formatter, engine, description, new Owned(engine, store, model, pool));
         }
@@ -92,6 +82,46 @@ public sealed class ModelRuntime : IDisposable
             model.Dispose();
             throw;
         }
+    }
+
+    private static ModelDescription Describe(GgufFile file, int contextLength, string? template)
+    {
+        var config = ModelConfig.FromMetadata(file.Metadata);
+        string arch = file.Architecture;
+        long parameters = file.Tensors.Sum(t => t.ElementCount);
+        var info = new Dictionary<string, object>
+        {
+            ["general.architecture"] = arch,
+            [$"{arch}.context_length"] = config.ContextLength,
+            [$"{arch}.embedding_length"] = config.EmbeddingLength,
+            [$"{arch}.block_count"] = config.BlockCount,
+            ["general.parameter_count"] = parameters,
+        };
+        return new ModelDescription(arch, FileType(file), file.FileSize, parameters, contextLength, config.EmbeddingLength, template, info);
+    }
+
+    /// <summary>
+    /// What a model file says about itself without loading it (its GGUF header only), and the memory it would take
+    /// loaded: the weights, plus its KV budget (<c>--cache-ram</c>, or every slot at the full context, at least one).
+    /// </summary>
+    public static (ModelDescription Description, long Bytes) Inspect(string path, ServerOptions options)
+    {
+        using var file = GgufFile.Open(path);
+        var config = ModelConfig.FromMetadata(file.Metadata);
+        int context = options.ContextSize > 0 ? options.ContextSize : Math.Min(config.ContextLength, 4096);
+        string? template = options.ChatTemplateFile is { } templateFile ? File.ReadAllText(templateFile) : file.Metadata.GetStringOrNull("tokenizer.chat_template");
+        // Keys and values of every layer, in the cache's row type (an estimate: attention variants store less or more).
+        double perValue = options.CacheType switch { Tensors.GgmlType.F16 => 2, Tensors.GgmlType.Q8_0 => 34 / 32.0, _ => 4 };
+        long perContext = (long)(config.BlockCount * (double)config.HeadCountKv * (config.KeyLength + config.ValueLength) * perValue * context);
+        long everySlot = perContext * Math.Max(1, options.Parallel);
+        long kv = options.CacheRamMiB switch
+        {
+            > 0 => Math.Max(options.CacheRamMiB << 20, perContext),
+            0 => everySlot,
+            // The scheduler's own cap for a pool sized from free memory.
+            _ => Math.Min(everySlot, Math.Max(perContext, Math.Min(8L << 30, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 4))),
+        };
+        return (Describe(file, context, template), file.FileSize + kv);
     }
 
     private static string FileType(GgufFile file) =>

@@ -9,6 +9,23 @@ public sealed record ServerOptions
     public int Port { get; init; } = 8080;
     /// <summary>The model's name in the API (default: the file name without .gguf).</summary>
     public string? Alias { get; init; }
+    /// <summary>
+    /// Every model served, the default (<see cref="ModelPath"/>) first: a request's "model" picks one, loaded on demand.
+    /// Empty: <see cref="ModelPath"/> alone, named <see cref="Alias"/>.
+    /// </summary>
+    public IReadOnlyList<ServedModel> Models { get; init; } = [];
+    /// <summary>Models loaded at once at most (0: no limit); loading one more unloads the least recently used idle one.</summary>
+    public int MaxModels { get; init; }
+    /// <summary>
+    /// How long a model stays loaded after its last request when the request sets no keep_alive (<see cref="Server.KeepAlive.Forever"/>:
+    /// until the server stops); null: forever with one model, 5 minutes (as Ollama) with several.
+    /// </summary>
+    public TimeSpan? KeepAlive { get; init; }
+    /// <summary>
+    /// Bytes the loaded models may take together (weights and KV budget, as estimated before loading); null: the memory
+    /// this process may use, with several models (one alone is not checked). A model that cannot fit beside the busy ones gets 503.
+    /// </summary>
+    public long? MemoryBudgetBytes { get; init; }
     public int Parallel { get; init; } = 4;
     /// <summary>Context window per slot; 0: the model's, at most 4096.</summary>
     public int ContextSize { get; init; }

@@ -1,39 +1,35 @@
 namespace Kaiyuan.Server;
 
-/// <summary>What the endpoints share: the options, the metrics, and the model once it is loaded.</summary>
-public sealed class ServerState(ServerOptions options)
+/// <summary>What the endpoints share: the options, the metrics, and the models (loaded on demand by <see cref="Models"/>).</summary>
+public sealed class ServerState(ServerOptions options, Func<ServedModel, ModelRuntime> load)
 {
-    private volatile ModelRuntime? _runtime;
-
     public ServerOptions Options { get; } = options;
     public ServerMetrics Metrics { get; } = new();
     /// <summary>The Responses API's stored responses (for previous_response_id, GET and DELETE).</summary>
     public Api.ResponseStore Responses { get; } = new();
     public DateTimeOffset Started { get; } = DateTimeOffset.UtcNow;
-    public string? LoadError { get; set; }
-    public bool IsReady => _runtime is not null;
-    public ModelRuntime? RuntimeOrNull => _runtime;
+    public ModelRegistry Models { get; } = new(options, load);
+    public string? LoadError => Models.StartupError;
+    public bool IsReady => Models.Ready;
+    /// <summary>The default model when it is loaded, else another loaded one; null when none is.</summary>
+    public ModelRuntime? RuntimeOrNull => Models.AnyLoaded();
 
-    /// <summary>The model, or a 503 while it is still loading.</summary>
-    public ModelRuntime Runtime => _runtime ?? throw new ApiException(503,
+    /// <summary>The default model, or a 503 while it is still loading (or not loaded).</summary>
+    public ModelRuntime Runtime => Models.DefaultRuntime ?? throw new ApiException(503,
         LoadError is null ? "the model is still loading" : $"the model failed to load: {LoadError}", code: "model_loading");
 
-    public void SetRuntime(ModelRuntime runtime) => _runtime = runtime;
+    /// <summary>
+    /// The model a request names (404 when it names none this server serves), loaded if it is not; it stays loaded at
+    /// least until the request ends, then for <paramref name="keepAlive"/> (Ollama's keep_alive; null: the server's default).
+    /// </summary>
+    public async Task<ModelRuntime> RuntimeForAsync(HttpContext http, string? requested, string param = "model", TimeSpan? keepAlive = null) =>
+        (await LeaseAsync(http, requested, param, keepAlive).ConfigureAwait(false)).Runtime;
 
-    /// <summary>Checks a request's "model" against the served one (404 when it names another).</summary>
-    public ModelRuntime RuntimeFor(string? requested, string param = "model")
+    /// <summary>As <see cref="RuntimeForAsync"/>, with the lease itself (to release it before the request ends).</summary>
+    public async Task<ModelRegistry.Lease> LeaseAsync(HttpContext http, string? requested, string param = "model", TimeSpan? keepAlive = null)
     {
-        var runtime = Runtime;
-        if (string.IsNullOrEmpty(requested) || Matches(runtime, requested)) return runtime;
-        throw new ApiException(404, $"the model '{requested}' does not exist; this server serves '{runtime.Name}'", param, "model_not_found");
-    }
-
-    private bool Matches(ModelRuntime runtime, string requested)
-    {
-        string name = requested.EndsWith(":latest", StringComparison.Ordinal) ? requested[..^":latest".Length] : requested;
-        string file = Path.GetFileName(Options.ModelPath);
-        return string.Equals(name, runtime.Name, StringComparison.OrdinalIgnoreCase)
-            || string.Equals(name, file, StringComparison.OrdinalIgnoreCase)
-            || string.Equals(name, Path.GetFileNameWithoutExtension(file), StringComparison.OrdinalIgnoreCase);
+        var lease = await Models.AcquireAsync(Models.Find(requested, param), keepAlive, http.RequestAborted).ConfigureAwait(false);
+        http.Response.RegisterForDispose(lease);
+        return lease;
     }
 }

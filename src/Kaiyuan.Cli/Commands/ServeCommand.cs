@@ -13,7 +13,16 @@ public static class ServeCommand
 {
     public static Command Create()
     {
-        var model = Arguments.Model();
+        var model = new Option<string[]>("--model", "-m")
+        {
+            Description = "Model: a GGUF file path or a store reference (hf.co/OWNER/REPO[:QUANT], an alias such as qwen2.5:0.5b); repeat it to serve several (the first is the default)",
+        };
+        var allModels = new Option<bool>("--models") { Description = "Serve every model in the local store too (a request's \"model\" picks one; each loads on demand)" };
+        var maxModels = new Option<int>("--max-models") { Description = "Models loaded at once at most; loading one more unloads the least recently used idle one (0: no limit)" };
+        var keepAlive = new Option<string>("--keep-alive")
+        {
+            Description = "How long a model stays loaded after its last request (\"5m\", \"1h\", seconds; negative: forever), unless a request's keep_alive says (default: forever with one model, 5m with several)",
+        };
         var host = new Option<string>("--host") { Description = "Address to listen on", DefaultValueFactory = _ => "127.0.0.1" };
         var port = new Option<int>("--port") { Description = "Port to listen on (0: any free port)", DefaultValueFactory = _ => 8080 };
         var alias = new Option<string>("--alias", "-a") { Description = "Model name in the API (default: the file name)" };
@@ -35,16 +44,20 @@ public static class ServeCommand
         var promptCacheMax = Arguments.PromptCacheMax();
         var cmd = new Command("serve", "Serve a model over HTTP: OpenAI-, Anthropic- and Ollama-compatible API, continuous batching, chat page at /")
         {
-            model, host, port, alias, parallel, ctxSize, threads, apiKey, template, cors, maxBody, queue, cacheType, cacheRam, promptCache, promptCacheMax,
+            model, allModels, maxModels, keepAlive, host, port, alias, parallel, ctxSize, threads, apiKey, template, cors, maxBody, queue, cacheType, cacheRam, promptCache, promptCacheMax,
         };
         cmd.SetAction(p =>
         {
+            var models = Models(p, p.GetValue(model) ?? [], p.GetValue(allModels), p.GetValue(alias));
             var options = new ServerOptions
             {
-                ModelPath = StoreCommands.ResolveModel(p, p.GetValue(model)!),
+                ModelPath = models[0].Path,
+                Models = models,
+                MaxModels = p.GetValue(maxModels),
+                KeepAlive = p.GetValue(keepAlive) is { } given ? ParseKeepAlive(given) : null,
                 Host = p.GetValue(host)!,
                 Port = p.GetValue(port),
-                Alias = p.GetValue(alias),
+                Alias = models[0].Name,
                 Parallel = p.GetValue(parallel),
                 ContextSize = p.GetValue(ctxSize),
                 Threads = p.GetValue(threads),
@@ -63,13 +76,55 @@ public static class ServeCommand
         return cmd;
     }
 
+    /// <summary>
+    /// The models to serve: each <c>-m</c> (a file named by its file name, a store reference by what was typed; <c>--alias</c>
+    /// names the first), then with <c>--models</c> every model in the store not already named (by its catalog alias, else its reference).
+    /// </summary>
+    private static List<ServedModel> Models(ParseResult p, string[] given, bool all, string? alias)
+    {
+        var models = new List<ServedModel>();
+        foreach (var text in given)
+        {
+            string path = StoreCommands.ResolveModel(p, text);
+            models.Add(File.Exists(text) ? ServedModel.ForFile(path) : new ServedModel(text, path));
+        }
+        if (all)
+        {
+            var store = StoreCommands.StoreOf(p);
+            foreach (var m in store.List())
+            {
+                string path = store.BlobPath(m.Sha256);
+                if (!File.Exists(path) || models.Any(s => s.Path == path)) continue;
+                models.Add(new ServedModel(m.Aliases.FirstOrDefault() ?? m.Reference, path) { Aliases = [m.Reference, .. m.Aliases] });
+            }
+            if (models.Count == 0) throw new ArgumentException($"--models: the store ({store.Root}) holds no models; run `kaiyuan pull MODEL`, or pass -m");
+        }
+        if (models.Count == 0) throw new ArgumentException("no model given: pass -m MODEL (repeat it to serve several), or --models to serve the local store's");
+        if (alias is not null) models[0] = models[0] with { Name = alias, Aliases = [.. models[0].Aliases, models[0].Name] };
+        return models;
+    }
+
+    private static TimeSpan ParseKeepAlive(string text)
+    {
+        try
+        {
+            return KeepAlive.Parse(text);
+        }
+        catch (ApiException e)
+        {
+            throw new ArgumentException($"--keep-alive: {e.Message}", e);
+        }
+    }
+
     private static async Task<int> Serve(ServerOptions options)
     {
+        if (options.MaxModels < 0) throw new ArgumentException("--max-models must be 0 (no limit) or more");
         if (options.Parallel < 1 || options.Parallel > 256) throw new ArgumentException("--parallel must be between 1 and 256");
         if (options.Port is < 0 or > 65535) throw new ArgumentException("--port must be between 0 and 65535");
         if (options.CacheRamMiB is < -1 or > 1L << 30) throw new ArgumentException("--cache-ram must be a size in MiB (0: no prefix caching)");
         if (options.ChatTemplateFile is { } file && !File.Exists(file)) throw new FileNotFoundException($"--chat-template-file: file not found: {file}");
-        if (!File.Exists(options.ModelPath)) throw new FileNotFoundException($"file not found: {options.ModelPath}");
+        foreach (var m in options.Models.Count > 0 ? options.Models : [ServedModel.ForFile(options.ModelPath)])
+            if (!File.Exists(m.Path)) throw new FileNotFoundException($"file not found: {m.Path}");
         try
         {
             KaiyuanServer.ListenHost(options.Host);
@@ -89,6 +144,18 @@ public static class ServeCommand
             throw new IOException($"cannot listen: {e.Message}", e);
         }
         await using var _ = server;
+        if (server.State.Models.Several)
+        {
+            var registry = server.State.Models;
+            string limit = options.MaxModels > 0 ? $", at most {options.MaxModels} loaded at once" : "";
+            string keep = registry.DefaultKeepAlive == KeepAlive.Forever ? "until stopped" : $"{registry.DefaultKeepAlive.TotalSeconds:0} s after their last request";
+            Console.Error.WriteLine($"kaiyuan: serving {registry.Models.Count} models at {server.Address}: {string.Join(", ", registry.Models.Select(m => m.Name))} " +
+                                    $"(the first is the default; each loads on demand and stays {keep}{limit}) — Ctrl-C stops");
+            await server.WaitForShutdownAsync();
+            Console.Error.WriteLine("kaiyuan: stopping (letting running requests finish)…");
+            await server.StopAsync();
+            return 0;
+        }
         Console.Error.WriteLine($"kaiyuan: serving {Path.GetFileName(options.ModelPath)} at {server.Address} (loading…)");
         try
         {

@@ -47,7 +47,7 @@ public static class AnthropicApi
     private static async Task MessagesAsync(HttpContext http, ServerState state)
     {
         var r = await JsonRequest.ReadAsync(http.Request, http.RequestAborted);
-        var runtime = state.RuntimeFor(r.String("model"));
+        var runtime = await state.RuntimeForAsync(http, r.String("model"));
         var input = Read(r, runtime, generate: true);
         bool stream = r.Bool("stream", false);
         string id = "msg_" + Guid.NewGuid().ToString("N");
@@ -94,7 +94,7 @@ public static class AnthropicApi
     private static async Task CountTokensAsync(HttpContext http, ServerState state)
     {
         var r = await JsonRequest.ReadAsync(http.Request, http.RequestAborted);
-        var runtime = state.RuntimeFor(r.String("model"));
+        var runtime = await state.RuntimeForAsync(http, r.String("model"));
         var input = Read(r, runtime, generate: false);
         int tokens = ChatGeneration.Encode(runtime, ChatGeneration.Render(runtime, input)).Length;
         await HttpOutput.Json(http, new JsonObject { ["input_tokens"] = tokens });

@@ -22,7 +22,8 @@ internal static class LlamaCppApi
     private static async Task TokenizeAsync(HttpContext http, ServerState state)
     {
         var r = await JsonRequest.ReadAsync(http.Request, http.RequestAborted);
-        var runtime = state.Runtime;
+        // As llama.cpp, one model's tokenizer whatever "model" says; with several, "model" picks it.
+        var runtime = await state.RuntimeForAsync(http, state.Models.Several ? r.String("model") : null);
         string content = r.String("content") ?? throw ApiException.BadRequest("'content' is required", "content");
         // llama.cpp's defaults: no BOS unless asked, control-token text parsed into control tokens.
         var ids = runtime.Codec.Encode(content, r.Bool("add_special", false), r.Bool("parse_special", true));
@@ -51,7 +52,8 @@ internal static class LlamaCppApi
     private static async Task DetokenizeAsync(HttpContext http, ServerState state)
     {
         var r = await JsonRequest.ReadAsync(http.Request, http.RequestAborted);
-        var runtime = state.Runtime;
+        // As llama.cpp, one model's tokenizer whatever "model" says; with several, "model" picks it.
+        var runtime = await state.RuntimeForAsync(http, state.Models.Several ? r.String("model") : null);
         if (r.Get("tokens") is not { ValueKind: JsonValueKind.Array } array) throw ApiException.BadRequest("'tokens' must be an array of token ids", "tokens");
         int vocab = runtime.Engine.VocabSize;
         var ids = new int[array.GetArrayLength()];
@@ -69,7 +71,7 @@ internal static class LlamaCppApi
     private static async Task ApplyTemplateAsync(HttpContext http, ServerState state)
     {
         var r = await JsonRequest.ReadAsync(http.Request, http.RequestAborted);
-        var runtime = state.RuntimeFor(r.String("model"));
+        var runtime = await state.RuntimeForAsync(http, r.String("model"));
         var messages = ApiRequests.Messages(r);
         var tools = StructuredOutput.Tools(r, ApiRequests.Tools(r)).Tools;
         await HttpOutput.Json(http, new JsonObject { ["prompt"] = runtime.Formatter.Format(messages, tools, addGenerationPrompt: true) });

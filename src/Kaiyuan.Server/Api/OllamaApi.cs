@@ -13,10 +13,14 @@ public static class OllamaApi
     public static void Map(IEndpointRouteBuilder app)
     {
         app.MapGet("/api/version", (HttpContext http) => HttpOutput.Json(http, new JsonObject { ["version"] = Version }));
-        app.MapGet("/api/tags", (HttpContext http, ServerState state) =>
-            HttpOutput.Json(http, new JsonObject { ["models"] = new JsonArray(ModelEntry(state, state.Runtime, running: false)) }));
-        app.MapGet("/api/ps", (HttpContext http, ServerState state) =>
-            HttpOutput.Json(http, new JsonObject { ["models"] = new JsonArray(ModelEntry(state, state.Runtime, running: true)) }));
+        app.MapGet("/api/tags", (HttpContext http, ServerState state) => HttpOutput.Json(http, new JsonObject
+        {
+            ["models"] = new JsonArray(state.Models.Models.Select(m => (JsonNode)ModelEntry(state, m, null)).ToArray()),
+        }));
+        app.MapGet("/api/ps", (HttpContext http, ServerState state) => HttpOutput.Json(http, new JsonObject
+        {
+            ["models"] = new JsonArray(state.Models.LoadedModels().Select(l => (JsonNode)ModelEntry(state, l.Model, l)).ToArray()),
+        }));
         app.MapPost("/api/show", ShowAsync);
         app.MapPost("/api/chat", (HttpContext http, ServerState state) => GenerateAsync(http, state, chat: true));
         app.MapPost("/api/generate", (HttpContext http, ServerState state) => GenerateAsync(http, state, chat: false));
@@ -24,19 +28,19 @@ public static class OllamaApi
         app.MapPost("/api/embeddings", LegacyEmbeddingsAsync);
     }
 
-    private static string Name(ModelRuntime runtime) => runtime.Name.Contains(':', StringComparison.Ordinal) ? runtime.Name : runtime.Name + ":latest";
+    private static string Name(string name) => name.Contains(':', StringComparison.Ordinal) ? name : name + ":latest";
 
-    private static string Digest(ServerState state) =>
-        Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(Path.GetFullPath(state.Options.ModelPath))));
+    private static string Digest(ServedModel model) =>
+        Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(Path.GetFullPath(model.Path))));
 
-    private static JsonObject Details(ModelRuntime runtime) => new()
+    private static JsonObject Details(ModelDescription description) => new()
     {
         ["parent_model"] = "",
         ["format"] = "gguf",
-        ["family"] = runtime.Description.Architecture,
-        ["families"] = new JsonArray(runtime.Description.Architecture),
-        ["parameter_size"] = ParameterSize(runtime.Description.ParameterCount),
-        ["quantization_level"] = runtime.Description.FileType,
+        ["family"] = description.Architecture,
+        ["families"] = new JsonArray(description.Architecture),
+        ["parameter_size"] = ParameterSize(description.ParameterCount),
+        ["quantization_level"] = description.FileType,
     };
 
     private static string ParameterSize(long n) => n switch
@@ -46,22 +50,25 @@ public static class OllamaApi
         _ => $"{n / 1e3:F1}K",
     };
 
-    private static JsonObject ModelEntry(ServerState state, ModelRuntime runtime, bool running)
+    /// <summary>A model as /api/tags lists it (its file's size), or as /api/ps does when loaded (its memory, and when it expires).</summary>
+    private static JsonObject ModelEntry(ServerState state, ServedModel model, ModelRegistry.Loaded? loaded)
     {
+        var (description, bytes) = loaded is null ? state.Models.Describe(model) : (loaded.Runtime.Description, loaded.Bytes);
         var entry = new JsonObject
         {
-            ["name"] = Name(runtime),
-            ["model"] = Name(runtime),
-            ["modified_at"] = File.GetLastWriteTimeUtc(state.Options.ModelPath).ToString("o"),
-            ["size"] = runtime.Description.FileSize,
-            ["digest"] = Digest(state),
-            ["details"] = Details(runtime),
+            ["name"] = Name(model.Name),
+            ["model"] = Name(model.Name),
+            ["modified_at"] = File.GetLastWriteTimeUtc(model.Path).ToString("o"),
+            ["size"] = loaded is null ? description.FileSize : Math.Max(bytes, description.FileSize),
+            ["digest"] = Digest(model),
+            ["details"] = Details(description),
         };
-        if (running)
+        if (loaded is not null)
         {
-            entry["expires_at"] = DateTimeOffset.UtcNow.AddYears(100).ToString("o");
+            // Kept until the server stops: far in the future, as Ollama shows a negative keep_alive.
+            entry["expires_at"] = (loaded.ExpiresAt ?? DateTimeOffset.UtcNow.AddYears(100)).ToString("o");
             entry["size_vram"] = 0;
-            entry["context_length"] = runtime.Engine.ContextLength;
+            entry["context_length"] = loaded.Runtime.Engine.ContextLength;
         }
         return entry;
     }
@@ -69,18 +76,20 @@ public static class OllamaApi
     private static async Task ShowAsync(HttpContext http, ServerState state)
     {
         var r = await JsonRequest.ReadAsync(http.Request, http.RequestAborted);
-        var runtime = state.RuntimeFor(r.String("model") ?? r.String("name"));
+        // As Ollama, show does not load the model: its GGUF header says all this.
+        var model = state.Models.Find(r.String("model") ?? r.String("name"));
+        var description = state.Models.LoadedModels().FirstOrDefault(l => l.Model == model)?.Runtime.Description ?? state.Models.Describe(model).Description;
         var info = new JsonObject();
-        foreach (var (key, value) in runtime.Description.Info) info[key] = InfoValue(value);
+        foreach (var (key, value) in description.Info) info[key] = InfoValue(value);
         await HttpOutput.Json(http, new JsonObject
         {
-            ["modelfile"] = $"FROM {state.Options.ModelPath}\n",
+            ["modelfile"] = $"FROM {model.Path}\n",
             ["parameters"] = "",
-            ["template"] = runtime.Description.ChatTemplate ?? "",
-            ["details"] = Details(runtime),
+            ["template"] = description.ChatTemplate ?? "",
+            ["details"] = Details(description),
             ["model_info"] = info,
             ["capabilities"] = new JsonArray("completion", "tools", "embedding"),
-            ["modified_at"] = File.GetLastWriteTimeUtc(state.Options.ModelPath).ToString("o"),
+            ["modified_at"] = File.GetLastWriteTimeUtc(model.Path).ToString("o"),
         });
     }
 
@@ -106,7 +115,7 @@ public static class OllamaApi
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var r = await JsonRequest.ReadAsync(http.Request, http.RequestAborted);
-        var runtime = state.RuntimeFor(r.String("model"));
+        var runtime = await state.RuntimeForAsync(http, r.String("model"), keepAlive: KeepAlive.FromJson(r.Get("keep_alive")));
         CheckOptions(r);
         bool truncate = r.Bool("truncate", true);
         ApiRequests.CheckEmbeddingDimensions(r, runtime);
@@ -123,7 +132,7 @@ public static class OllamaApi
         var (vectors, tokens) = await EmbedTextsAsync(state, runtime, texts, truncate, "input", http.RequestAborted);
         await HttpOutput.Json(http, new JsonObject
         {
-            ["model"] = Name(runtime),
+            ["model"] = Name(runtime.Name),
             ["embeddings"] = new JsonArray(vectors.Select(v => (JsonNode)Vector(v)).ToArray()),
             ["total_duration"] = (long)(clock.Elapsed.TotalMicroseconds * 1000),
             ["load_duration"] = 0,
@@ -135,7 +144,7 @@ public static class OllamaApi
     private static async Task LegacyEmbeddingsAsync(HttpContext http, ServerState state)
     {
         var r = await JsonRequest.ReadAsync(http.Request, http.RequestAborted);
-        var runtime = state.RuntimeFor(r.String("model"));
+        var runtime = await state.RuntimeForAsync(http, r.String("model"), keepAlive: KeepAlive.FromJson(r.Get("keep_alive")));
         CheckOptions(r);
         string prompt = r.String("prompt") ?? "";
         // As Ollama: an empty prompt answers an empty embedding rather than an error.
@@ -145,7 +154,7 @@ public static class OllamaApi
 
     private static void CheckOptions(JsonRequest r)
     {
-        // keep_alive and options tune Ollama's model lifetime and runner; one resident model has nothing to tune.
+        // options tune Ollama's runner; this server's is set when it starts.
         if (r.Has("options") && r.Get("options")!.Value.ValueKind != JsonValueKind.Object) throw ApiException.BadRequest("'options' must be an object", "options");
     }
 
@@ -167,7 +176,23 @@ public static class OllamaApi
     private static async Task GenerateAsync(HttpContext http, ServerState state, bool chat)
     {
         var r = await JsonRequest.ReadAsync(http.Request, http.RequestAborted);
-        var runtime = state.RuntimeFor(r.String("model"));
+        var keepAlive = KeepAlive.FromJson(r.Get("keep_alive"));
+        var lease = await state.LeaseAsync(http, r.String("model"), keepAlive: keepAlive);
+        var runtime = lease.Runtime;
+        if (chat ? !r.Has("messages") || r.Get("messages") is { ValueKind: JsonValueKind.Array } m && m.GetArrayLength() == 0 : string.IsNullOrEmpty(r.String("prompt")))
+        {
+            // As Ollama: no prompt (or no messages) only loads the model, and a keep_alive of 0 unloads it (done here,
+            // before answering, so the client sees it gone).
+            bool unload = keepAlive == TimeSpan.Zero;
+            lease.Dispose();
+            var done = new JsonObject { ["model"] = Name(runtime.Name), ["created_at"] = DateTimeOffset.UtcNow.ToString("o") };
+            if (chat) done["message"] = new JsonObject { ["role"] = "assistant", ["content"] = "" };
+            else done["response"] = "";
+            done["done"] = true;
+            done["done_reason"] = unload ? "unload" : "load";
+            await HttpOutput.Json(http, done);
+            return;
+        }
         var output = StructuredOutput.FromOllama(r);
         if (r.Has("images")) throw ApiException.Unsupported("images", "");
         var options = r.Get("options") is { ValueKind: JsonValueKind.Object } o ? new JsonRequest(o)
@@ -185,19 +210,6 @@ public static class OllamaApi
         {
             string text = r.String("prompt") ?? "";
             bool raw = r.Bool("raw", false);
-            if (text.Length == 0)
-            {
-                // Ollama answers an empty generate with "done" (it is how clients preload a model).
-                await HttpOutput.Json(http, new JsonObject
-                {
-                    ["model"] = Name(runtime),
-                    ["created_at"] = DateTimeOffset.UtcNow.ToString("o"),
-                    ["response"] = "",
-                    ["done"] = true,
-                    ["done_reason"] = "load",
-                });
-                return;
-            }
             templated = !raw;
             if (raw) prompt = text;
             else
@@ -227,7 +239,7 @@ public static class OllamaApi
         // Submitted before anything is sent, so a refusal (queue full, context overflow) keeps its status.
         using var generation = TextGeneration.Start(runtime, state.Metrics, settings, http.RequestAborted);
         var outcome = generation.Outcome;
-        string model = Name(runtime);
+        string model = Name(runtime.Name);
 
         JsonObject Line(string content, string thinking, IReadOnlyList<ToolCall> calls, bool done)
         {

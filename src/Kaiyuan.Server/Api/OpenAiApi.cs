@@ -17,29 +17,35 @@ public static class OpenAiApi
         app.MapGet("/v1/models", (HttpContext http, ServerState state) => HttpOutput.Json(http, new JsonObject
         {
             ["object"] = "list",
-            ["data"] = new JsonArray(ModelObject(state.Runtime)),
+            ["data"] = new JsonArray(state.Models.Models.Select(m => (JsonNode)ModelObject(state, m)).ToArray()),
         }));
         app.MapGet("/v1/models/{id}", (HttpContext http, ServerState state, string id) =>
-            HttpOutput.Json(http, ModelObject(state.RuntimeFor(id, "id"))));
+            HttpOutput.Json(http, ModelObject(state, state.Models.Find(id, "id"))));
         app.MapPost("/v1/chat/completions", (HttpContext http, ServerState state) => ChatAsync(http, state));
         app.MapPost("/v1/completions", (HttpContext http, ServerState state) => CompletionsAsync(http, state));
         app.MapPost("/v1/embeddings", (HttpContext http, ServerState state) => EmbeddingsAsync(http, state));
     }
 
-    private static JsonObject ModelObject(ModelRuntime runtime) => new()
+    /// <summary>A servable model, loaded or not (its facts come from its file until it is loaded).</summary>
+    private static JsonObject ModelObject(ServerState state, ServedModel model)
     {
-        ["id"] = runtime.Name,
-        ["object"] = "model",
-        ["created"] = runtime.LoadedAt.ToUnixTimeSeconds(),
-        ["owned_by"] = "kaiyuan",
-        ["meta"] = new JsonObject
+        var loaded = state.Models.LoadedModels().FirstOrDefault(l => l.Model == model)?.Runtime;
+        var description = loaded?.Description ?? state.Models.Describe(model).Description;
+        return new JsonObject
         {
-            ["architecture"] = runtime.Description.Architecture,
-            ["n_ctx"] = runtime.Description.ContextLength,
-            ["n_params"] = runtime.Description.ParameterCount,
-            ["size"] = runtime.Description.FileSize,
-        },
-    };
+            ["id"] = loaded?.Name ?? model.Name,
+            ["object"] = "model",
+            ["created"] = (loaded?.LoadedAt ?? state.Started).ToUnixTimeSeconds(),
+            ["owned_by"] = "kaiyuan",
+            ["meta"] = new JsonObject
+            {
+                ["architecture"] = description.Architecture,
+                ["n_ctx"] = description.ContextLength,
+                ["n_params"] = description.ParameterCount,
+                ["size"] = description.FileSize,
+            },
+        };
+    }
 
     private static void RejectUnsupported(JsonRequest r)
     {
@@ -55,7 +61,7 @@ public static class OpenAiApi
     public static async Task ChatAsync(HttpContext http, ServerState state)
     {
         var r = await JsonRequest.ReadAsync(http.Request, http.RequestAborted);
-        var runtime = state.RuntimeFor(r.String("model"));
+        var runtime = await state.RuntimeForAsync(http, r.String("model"));
         RejectUnsupported(r);
         var messages = ApiRequests.Messages(r);
         var toolUse = StructuredOutput.Tools(r, ApiRequests.Tools(r));
@@ -214,7 +220,7 @@ public static class OpenAiApi
     public static async Task CompletionsAsync(HttpContext http, ServerState state)
     {
         var r = await JsonRequest.ReadAsync(http.Request, http.RequestAborted);
-        var runtime = state.RuntimeFor(r.String("model"));
+        var runtime = await state.RuntimeForAsync(http, r.String("model"));
         RejectUnsupported(r);
         if (r.Bool("echo", false)) throw ApiException.Unsupported("echo", "true");
         int? logprobCount = r.Int("logprobs", 0, 20);
@@ -294,7 +300,7 @@ public static class OpenAiApi
     public static async Task EmbeddingsAsync(HttpContext http, ServerState state)
     {
         var r = await JsonRequest.ReadAsync(http.Request, http.RequestAborted);
-        var runtime = state.RuntimeFor(r.String("model"));
+        var runtime = await state.RuntimeForAsync(http, r.String("model"));
         string format = r.String("encoding_format") ?? "float";
         if (format is not ("float" or "base64")) throw ApiException.BadRequest("'encoding_format' must be \"float\" or \"base64\"", "encoding_format");
         ApiRequests.CheckEmbeddingDimensions(r, runtime);

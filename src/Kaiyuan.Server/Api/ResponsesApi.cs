@@ -75,7 +75,7 @@ public static class ResponsesApi
     public static async Task CreateAsync(HttpContext http, ServerState state)
     {
         var r = await JsonRequest.ReadAsync(http.Request, http.RequestAborted);
-        var runtime = state.RuntimeFor(r.String("model"));
+        var runtime = await state.RuntimeForAsync(http, r.String("model"));
         foreach (var name in Unsupported)
             if (r.Has(name)) throw ApiException.Unsupported(name, "");
         if (r.Bool("background", false)) throw ApiException.Unsupported("background", "true");
