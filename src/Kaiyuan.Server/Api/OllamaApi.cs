@@ -5,7 +5,10 @@ using Kaiyuan.Server.Chat;
 
 namespace Kaiyuan.Server.Api;
 
-/// <summary>The Ollama-compatible endpoints: chat, generate (NDJSON streaming), embed, tags, show, version, ps.</summary>
+/// <summary>
+/// The Ollama-compatible endpoints: chat, generate (NDJSON streaming), embed, tags, show, version, ps; pull, delete and
+/// copy are in <see cref="OllamaModelsApi"/>.
+/// </summary>
 public static class OllamaApi
 {
     public const string Version = "0.12.0";
@@ -13,8 +16,10 @@ public static class OllamaApi
     public static void Map(IEndpointRouteBuilder app)
     {
         app.MapGet("/api/version", (HttpContext http) => HttpOutput.Json(http, new JsonObject { ["version"] = Version }));
-        app.MapGet("/api/tags", (HttpContext http, ServerState state) =>
-            HttpOutput.Json(http, new JsonObject { ["models"] = new JsonArray(ModelEntry(state, state.Runtime, running: false)) }));
+        app.MapGet("/api/tags", (HttpContext http, ServerState state) => HttpOutput.Json(http, new JsonObject
+        {
+            ["models"] = new JsonArray([ModelEntry(state, state.Runtime, running: false), .. OllamaModelsApi.StoreEntries(state)]),
+        }));
         app.MapGet("/api/ps", (HttpContext http, ServerState state) =>
             HttpOutput.Json(http, new JsonObject { ["models"] = new JsonArray(ModelEntry(state, state.Runtime, running: true)) }));
         app.MapPost("/api/show", ShowAsync);
@@ -22,6 +27,7 @@ public static class OllamaApi
         app.MapPost("/api/generate", (HttpContext http, ServerState state) => GenerateAsync(http, state, chat: false));
         app.MapPost("/api/embed", EmbedAsync);
         app.MapPost("/api/embeddings", LegacyEmbeddingsAsync);
+        OllamaModelsApi.Map(app);
     }
 
     private static string Name(ModelRuntime runtime) => runtime.Name.Contains(':', StringComparison.Ordinal) ? runtime.Name : runtime.Name + ":latest";
