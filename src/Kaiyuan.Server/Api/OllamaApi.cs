@@ -181,6 +181,8 @@ public static class OllamaApi
         string prompt;
         var tools = new List<JsonElement>();
         bool templated = true;
+        // Ollama's (deprecated but still used) conversation memory for generate: the token ids the last answer ended with.
+        int[]? context = chat ? null : Context(r, runtime);
         if (chat)
         {
             var messages = ApiRequests.Messages(r, ollama: true);
@@ -215,9 +217,14 @@ public static class OllamaApi
             }
         }
         var sampling = ApiRequests.Sampling(options, runtime.Engine.VocabSize, "options.");
+        // As Ollama: a raw prompt neither takes a context nor gives one back. A context already begins with the BOS token.
+        if (!templated) context = null;
+        int[] promptIds = runtime.Codec.Encode(prompt, addSpecial: context is not { Length: > 0 }, parseSpecial: true);
+        if (context is { Length: > 0 }) promptIds = [.. context, .. promptIds];
+        var generated = chat || !templated ? null : new List<int>();
         var settings = new GenerationSettings
         {
-            Prompt = runtime.Codec.Encode(prompt, addSpecial: true, parseSpecial: true),
+            Prompt = promptIds,
             Sampling = sampling,
             MaxTokens = options.Int("num_predict", -2, int.MaxValue) is { } n && n >= 0 ? n : -1,
             Stop = options.Strings("stop", 16),
@@ -258,6 +265,7 @@ public static class OllamaApi
             if (done)
             {
                 line["done_reason"] = outcome.FinishReason;
+                if (generated is not null) line["context"] = new JsonArray([.. promptIds.Concat(generated).Select(id => (JsonNode)id)]);
                 line["total_duration"] = (long)((outcome.PromptTime + outcome.GenerationTime).TotalMicroseconds * 1000);
                 line["load_duration"] = 0;
                 // As Ollama: the prompt tokens evaluated, which leaves out those its cache already held.
@@ -293,6 +301,7 @@ public static class OllamaApi
             await generation.WaitForFirstTokenAsync(state.Options.StreamKeepAlive, Waiting);
             await foreach (var piece in generation)
             {
+                generated?.AddRange(piece.Tokens.Select(t => t.Id));
                 var (content, thinking, calls) = Split(parser.Push(piece.Text), last: false);
                 if (content.Length > 0 || thinking.Length > 0 || calls.Count > 0) await HttpOutput.Line(http, Line(content, thinking, calls, false));
             }
@@ -301,10 +310,32 @@ public static class OllamaApi
             return;
         }
         var all = new List<ChatDelta>();
-        await foreach (var piece in generation) all.AddRange(parser.Push(piece.Text));
+        await foreach (var piece in generation)
+        {
+            generated?.AddRange(piece.Tokens.Select(t => t.Id));
+            all.AddRange(parser.Push(piece.Text));
+        }
         all.AddRange(parser.Finish());
         var (c, t, k) = Split(all, last: true);
         await HttpOutput.Json(http, Line(c, t, k, true));
+    }
+
+    /// <summary>A generate request's "context": token ids of this model, which the new prompt goes on from.</summary>
+    private static int[]? Context(JsonRequest r, ModelRuntime runtime)
+    {
+        if (r.Get("context") is not { } c) return null;
+        if (c.ValueKind != JsonValueKind.Array) throw ApiException.BadRequest("'context' must be an array of token ids", "context");
+        var ids = new int[c.GetArrayLength()];
+        int i = 0;
+        foreach (var e in c.EnumerateArray())
+        {
+            if (e.ValueKind != JsonValueKind.Number || !e.TryGetInt32(out int id))
+                throw ApiException.BadRequest("'context' must be an array of token ids", "context");
+            if (id < 0 || id >= runtime.Engine.VocabSize)
+                throw ApiException.BadRequest($"'context' holds the token id {id}, outside this model's vocabulary (0…{runtime.Engine.VocabSize - 1})", "context");
+            ids[i++] = id;
+        }
+        return ids;
     }
 
     private static JsonNode ParseArguments(string arguments)
