@@ -57,6 +57,13 @@ public sealed record ServerOptions
     /// SSE comment, or Ollama's empty not-done object. Clients and proxies that hear nothing for long give up.
     /// </summary>
     public TimeSpan StreamKeepAlive { get; init; } = TimeSpan.FromSeconds(5);
+    /// <summary>
+    /// The model store Ollama's <c>/api/pull</c>, <c>/api/delete</c> and <c>/api/copy</c> work on; null: <c>KAIYUAN_HOME</c>,
+    /// else <c>~/.kaiyuan</c> (<c>kaiyuan serve --store</c> sets it).
+    /// </summary>
+    public string? StoreRoot { get; init; }
+    /// <summary>The Hugging Face Hub <c>/api/pull</c> downloads from; null: <c>HF_ENDPOINT</c> and <c>HF_TOKEN</c>, else huggingface.co.</summary>
+    public Hub.HubOptions? Hub { get; init; }
     /// <summary>Log each request (off in tests).</summary>
     public bool RequestLogging { get; init; } = true;
 }

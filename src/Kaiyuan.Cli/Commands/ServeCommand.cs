@@ -70,6 +70,7 @@ public static class ServeCommand
                 CacheRamMiB = p.GetValue(cacheRam),
                 PromptCacheDir = p.GetValue(promptCache),
                 PromptCacheMaxMiB = p.GetValue(promptCacheMax),
+                StoreRoot = StoreCommands.StoreOf(p).Root,
             };
             return Serve(options).GetAwaiter().GetResult();
         });

@@ -10,6 +10,8 @@ namespace Kaiyuan.Hub;
 /// into <c>blobs/</c> and write the manifest. A lock file per blob makes concurrent pulls of the same file wait for each
 /// other; the later ones find the blob and reuse it.
 /// </summary>
+/// <remarks>A cancelled pull leaves its <c>.partial</c> file in <c>tmp/</c> for the next pull to resume; nothing reaches
+/// <c>blobs/</c> or <c>manifests/</c> before it is verified.</remarks>
 public sealed class ModelPuller(ModelStore store, HubClient hub, ModelCatalog catalog)
 {
     /// <summary>Human-readable progress notes (resume, retry, waiting for a lock).</summary>
@@ -17,6 +19,11 @@ public sealed class ModelPuller(ModelStore store, HubClient hub, ModelCatalog ca
     /// <summary>Bytes downloaded so far and the total (-1 when unknown).</summary>
     public Action<long, long>? Progress { get; init; }
     public TimeSpan LockPollInterval { get; init; } = TimeSpan.FromMilliseconds(200);
+    /// <summary>
+    /// Where the pull is (for Ollama's <c>/api/pull</c> status lines): the file chosen (before its download, or when it is
+    /// already in the store), the download verified, the manifest written.
+    /// </summary>
+    public Action<PullStage, HubFile>? Stage { get; init; }
 
     public async Task<StoreManifest> PullAsync(string text, CancellationToken ct = default)
     {
@@ -25,6 +32,7 @@ public sealed class ModelPuller(ModelStore store, HubClient hub, ModelCatalog ca
                                       $"or an alias ({string.Join(", ", catalog.Entries.Keys.Take(6))}, ...)");
         var file = await hub.ChooseFileAsync(reference, ct).ConfigureAwait(false);
         Log?.Invoke($"{reference.Text}: {file.Repo}/{file.Path} ({(file.Size >= 0 ? $"{file.Size:N0} bytes" : "size unknown")})");
+        Stage?.Invoke(PullStage.FileChosen, file);
 
         Directory.CreateDirectory(store.TempDir);
         string key = file.Sha256 ?? Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes($"{file.Repo}/{file.Path}")));
@@ -50,6 +58,7 @@ public sealed class ModelPuller(ModelStore store, HubClient hub, ModelCatalog ca
                     throw new HubException($"{file.Path}: downloaded {size:N0} bytes, the Hub lists {file.Size:N0}; the download was discarded, pull again");
                 }
                 Log?.Invoke("verifying SHA-256");
+                Stage?.Invoke(PullStage.Verifying, file);
                 sha = ModelStore.HashFile(partial);
                 if (expected is not null && sha != expected)
                 {
@@ -75,6 +84,7 @@ public sealed class ModelPuller(ModelStore store, HubClient hub, ModelCatalog ca
                 PulledAt = previous is not null && previous.Sha256 == sha ? previous.PulledAt : DateTimeOffset.UtcNow,
                 Aliases = [.. aliases],
             };
+            Stage?.Invoke(PullStage.WritingManifest, file);
             store.Save(manifest);
             return manifest;
         }
@@ -98,4 +108,12 @@ public sealed class ModelPuller(ModelStore store, HubClient hub, ModelCatalog ca
             }
         }
     }
+}
+
+/// <summary>The steps of a pull that <see cref="ModelPuller.Stage"/> reports.</summary>
+public enum PullStage
+{
+    FileChosen,
+    Verifying,
+    WritingManifest,
 }

@@ -99,10 +99,10 @@ public sealed record ModelReference
         return Quant is not null && m.Quant is not null && m.Quant.Equals(Quant, StringComparison.OrdinalIgnoreCase);
     }
 
-    /// <summary>The manifest in <paramref name="store"/> this reference names, or null.</summary>
+    /// <summary>The pulled manifest in <paramref name="store"/> this reference names, or null (copies go by their own name).</summary>
     public StoreManifest? FindIn(ModelStore store)
     {
-        var all = store.List();
+        var all = store.List().Where(m => m.Name is null).ToList();
         return all.FirstOrDefault(m => Alias is not null && !QuantExplicit && m.Aliases.Contains(Alias, StringComparer.OrdinalIgnoreCase))
                ?? all.FirstOrDefault(IsSatisfiedBy);
     }
@@ -116,6 +116,7 @@ public sealed record ModelReference
         if (string.IsNullOrWhiteSpace(refOrPath)) throw new ArgumentException("no model given");
         if (System.IO.File.Exists(refOrPath)) return Path.GetFullPath(refOrPath);
         store ??= ModelStore.Default();
+        if (store.FindNamed(refOrPath) is { } copy && System.IO.File.Exists(store.BlobPath(copy.Sha256))) return store.BlobPath(copy.Sha256);
         var reference = TryParse(refOrPath, ModelCatalog.For(store));
         if (reference is null)
         {

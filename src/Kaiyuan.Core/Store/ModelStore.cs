@@ -6,7 +6,8 @@ namespace Kaiyuan.Store;
 /// <summary>
 /// The local, content-addressed model store: <c>blobs/sha256-HEX</c> holds each file once, <c>manifests/hf.co/OWNER/REPO/FILE.json</c>
 /// maps a reference to its blob, and <c>tmp/</c> holds downloads in progress (<c>.partial</c>) and their locks. The root is
-/// <c>KAIYUAN_HOME</c>, else <c>~/.kaiyuan</c>. Blobs and manifests only ever appear by atomic rename, so a reader never
+/// <c>KAIYUAN_HOME</c>, else <c>~/.kaiyuan</c>. Copies made under a local name (<see cref="StoreManifest.Name"/>) live under
+/// <c>manifests/local/[NAMESPACE/]MODEL/TAG.json</c>. Blobs and manifests only ever appear by atomic rename, so a reader never
 /// sees a half-written file.
 /// </summary>
 public sealed class ModelStore
@@ -39,6 +40,51 @@ public sealed class ModelStore
     public string ManifestPath(string repo, string file) =>
         Path.Combine([ManifestsDir, "hf.co", .. repo.Split('/'), .. file.Split('/')]) + ".json";
 
+    /// <summary>Where a manifest lives: under its local name for a copy, else under its Hub repository and file.</summary>
+    public string ManifestPath(StoreManifest manifest) =>
+        manifest.Name is { } name ? NamedManifestPath(name) : ManifestPath(manifest.Repo, manifest.File);
+
+    /// <summary>
+    /// A local name in canonical form: lower-case, <c>:latest</c> when no tag is given; null when it is not
+    /// <c>[NAMESPACE/]MODEL[:TAG]</c> made of letters, digits, '_', '-' and '.' (no part starting with '.').
+    /// </summary>
+    public static string? CanonicalName(string name)
+    {
+        name = name.Trim().ToLowerInvariant();
+        int colon = name.LastIndexOf(':');
+        string path = colon >= 0 ? name[..colon] : name;
+        string tag = colon >= 0 ? name[(colon + 1)..] : "latest";
+        var parts = path.Split('/');
+        if (parts.Length is < 1 or > 2 || tag.Length is 0 or > 80 || !IsNamePart(tag) || !parts.All(IsNamePart)) return null;
+        return path + ":" + tag;
+    }
+
+    private static bool IsNamePart(string part) =>
+        part.Length is > 0 and <= 128 && part[0] != '.' && part.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-' or '.');
+
+    private string NamedManifestPath(string name)
+    {
+        var canonical = CanonicalName(name) ?? throw new ArgumentException($"'{name}' is not a valid model name (use [NAMESPACE/]MODEL[:TAG])");
+        int colon = canonical.LastIndexOf(':');
+        return Path.Combine([ManifestsDir, "local", .. canonical[..colon].Split('/'), canonical[(colon + 1)..]]) + ".json";
+    }
+
+    /// <summary>The copy saved under a local name (see <see cref="CanonicalName"/>), or null.</summary>
+    public StoreManifest? FindNamed(string name)
+    {
+        if (CanonicalName(name) is null) return null;
+        var path = NamedManifestPath(name);
+        if (!File.Exists(path)) return null;
+        try
+        {
+            return JsonSerializer.Deserialize<StoreManifest>(File.ReadAllText(path), JsonOptions);
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>Every manifest in the store, sorted by reference; unreadable ones are skipped.</summary>
     public IReadOnlyList<StoreManifest> List()
     {
@@ -67,7 +113,7 @@ public sealed class ModelStore
     public void Save(StoreManifest manifest)
     {
         if (!File.Exists(BlobPath(manifest.Sha256))) throw new InvalidOperationException($"blob sha256-{manifest.Sha256} is not in the store");
-        var path = ManifestPath(manifest.Repo, manifest.File);
+        var path = ManifestPath(manifest);
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         Directory.CreateDirectory(TempDir);
         var temp = Path.Combine(TempDir, $"manifest-{Guid.NewGuid():N}.json");
@@ -78,7 +124,7 @@ public sealed class ModelStore
     /// <summary>Removes a manifest, and its blob when no other manifest uses it. Returns whether the blob was deleted.</summary>
     public bool Remove(StoreManifest manifest)
     {
-        var path = ManifestPath(manifest.Repo, manifest.File);
+        var path = ManifestPath(manifest);
         if (File.Exists(path)) File.Delete(path);
         for (var dir = Path.GetDirectoryName(path); dir is not null && dir.Length > ManifestsDir.Length; dir = Path.GetDirectoryName(dir))
         {

@@ -20,4 +20,9 @@ public sealed record StoreManifest
     [JsonPropertyName("pulledAt")] public DateTimeOffset PulledAt { get; init; }
     /// <summary>Catalog aliases (e.g. <c>qwen2.5:0.5b</c>) this file was pulled as.</summary>
     [JsonPropertyName("aliases")] public string[] Aliases { get; init; } = [];
+    /// <summary>
+    /// The local name of a copy (Ollama's <c>/api/copy</c>: <c>model:tag</c> or <c>namespace/model:tag</c>), which points at
+    /// the same blob as the manifest it was copied from; null for a pulled model.
+    /// </summary>
+    [JsonPropertyName("name")] public string? Name { get; init; }
 }

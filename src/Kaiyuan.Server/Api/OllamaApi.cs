@@ -5,7 +5,10 @@ using Kaiyuan.Server.Chat;
 
 namespace Kaiyuan.Server.Api;
 
-/// <summary>The Ollama-compatible endpoints: chat, generate (NDJSON streaming), embed, tags, show, version, ps.</summary>
+/// <summary>
+/// The Ollama-compatible endpoints: chat, generate (NDJSON streaming), embed, tags, show, version, ps; pull, delete and
+/// copy are in <see cref="OllamaModelsApi"/>.
+/// </summary>
 public static class OllamaApi
 {
     public const string Version = "0.12.0";
@@ -15,7 +18,9 @@ public static class OllamaApi
         app.MapGet("/api/version", (HttpContext http) => HttpOutput.Json(http, new JsonObject { ["version"] = Version }));
         app.MapGet("/api/tags", (HttpContext http, ServerState state) => HttpOutput.Json(http, new JsonObject
         {
-            ["models"] = new JsonArray(state.Models.Models.Select(m => (JsonNode)ModelEntry(state, m, null)).ToArray()),
+            // The served models, then what else the store holds (pulled or copied, servable after a restart with --models).
+            ["models"] = new JsonArray([.. state.Models.Models.Select(m => (JsonNode)ModelEntry(state, m, null)),
+                .. OllamaModelsApi.StoreEntries(state, state.Models.Models.Select(m => Path.GetFullPath(m.Path)).ToHashSet())]),
         }));
         app.MapGet("/api/ps", (HttpContext http, ServerState state) => HttpOutput.Json(http, new JsonObject
         {
@@ -26,6 +31,7 @@ public static class OllamaApi
         app.MapPost("/api/generate", (HttpContext http, ServerState state) => GenerateAsync(http, state, chat: false));
         app.MapPost("/api/embed", EmbedAsync);
         app.MapPost("/api/embeddings", LegacyEmbeddingsAsync);
+        OllamaModelsApi.Map(app);
     }
 
     private static string Name(string name) => name.Contains(':', StringComparison.Ordinal) ? name : name + ":latest";
@@ -200,6 +206,8 @@ public static class OllamaApi
         string prompt;
         var tools = new List<JsonElement>();
         bool templated = true;
+        // Ollama's (deprecated but still used) conversation memory for generate: the token ids the last answer ended with.
+        int[]? context = chat ? null : Context(r, runtime);
         if (chat)
         {
             var messages = ApiRequests.Messages(r, ollama: true);
@@ -221,9 +229,14 @@ public static class OllamaApi
             }
         }
         var sampling = ApiRequests.Sampling(options, runtime.Engine.VocabSize, "options.");
+        // As Ollama: a raw prompt neither takes a context nor gives one back. A context already begins with the BOS token.
+        if (!templated) context = null;
+        int[] promptIds = runtime.Codec.Encode(prompt, addSpecial: context is not { Length: > 0 }, parseSpecial: true);
+        if (context is { Length: > 0 }) promptIds = [.. context, .. promptIds];
+        var generated = chat || !templated ? null : new List<int>();
         var settings = new GenerationSettings
         {
-            Prompt = runtime.Codec.Encode(prompt, addSpecial: true, parseSpecial: true),
+            Prompt = promptIds,
             Sampling = sampling,
             MaxTokens = options.Int("num_predict", -2, int.MaxValue) is { } n && n >= 0 ? n : -1,
             Stop = options.Strings("stop", 16),
@@ -264,6 +277,7 @@ public static class OllamaApi
             if (done)
             {
                 line["done_reason"] = outcome.FinishReason;
+                if (generated is not null) line["context"] = new JsonArray([.. promptIds.Concat(generated).Select(id => (JsonNode)id)]);
                 line["total_duration"] = (long)((outcome.PromptTime + outcome.GenerationTime).TotalMicroseconds * 1000);
                 line["load_duration"] = 0;
                 // As Ollama: the prompt tokens evaluated, which leaves out those its cache already held.
@@ -299,6 +313,7 @@ public static class OllamaApi
             await generation.WaitForFirstTokenAsync(state.Options.StreamKeepAlive, Waiting);
             await foreach (var piece in generation)
             {
+                generated?.AddRange(piece.Tokens.Select(t => t.Id));
                 var (content, thinking, calls) = Split(parser.Push(piece.Text), last: false);
                 if (content.Length > 0 || thinking.Length > 0 || calls.Count > 0) await HttpOutput.Line(http, Line(content, thinking, calls, false));
             }
@@ -307,10 +322,32 @@ public static class OllamaApi
             return;
         }
         var all = new List<ChatDelta>();
-        await foreach (var piece in generation) all.AddRange(parser.Push(piece.Text));
+        await foreach (var piece in generation)
+        {
+            generated?.AddRange(piece.Tokens.Select(t => t.Id));
+            all.AddRange(parser.Push(piece.Text));
+        }
         all.AddRange(parser.Finish());
         var (c, t, k) = Split(all, last: true);
         await HttpOutput.Json(http, Line(c, t, k, true));
+    }
+
+    /// <summary>A generate request's "context": token ids of this model, which the new prompt goes on from.</summary>
+    private static int[]? Context(JsonRequest r, ModelRuntime runtime)
+    {
+        if (r.Get("context") is not { } c) return null;
+        if (c.ValueKind != JsonValueKind.Array) throw ApiException.BadRequest("'context' must be an array of token ids", "context");
+        var ids = new int[c.GetArrayLength()];
+        int i = 0;
+        foreach (var e in c.EnumerateArray())
+        {
+            if (e.ValueKind != JsonValueKind.Number || !e.TryGetInt32(out int id))
+                throw ApiException.BadRequest("'context' must be an array of token ids", "context");
+            if (id < 0 || id >= runtime.Engine.VocabSize)
+                throw ApiException.BadRequest($"'context' holds the token id {id}, outside this model's vocabulary (0…{runtime.Engine.VocabSize - 1})", "context");
+            ids[i++] = id;
+        }
+        return ids;
     }
 
     private static JsonNode ParseArguments(string arguments)

@@ -51,7 +51,6 @@ public static class OpenAiApi
     {
         foreach (var name in Unsupported)
             if (r.Has(name)) throw ApiException.Unsupported(name, "");
-        if (r.Int("n", 1, 128) is > 1) throw ApiException.Unsupported("n", "greater than 1");
         if (r.Int("best_of", 1, 128) is > 1) throw ApiException.Unsupported("best_of", "greater than 1");
     }
 
@@ -63,6 +62,7 @@ public static class OpenAiApi
         var r = await JsonRequest.ReadAsync(http.Request, http.RequestAborted);
         var runtime = await state.RuntimeForAsync(http, r.String("model"));
         RejectUnsupported(r);
+        int n = Choices.Count(r, state);
         var messages = ApiRequests.Messages(r);
         var toolUse = StructuredOutput.Tools(r, ApiRequests.Tools(r));
         var output = StructuredOutput.FromOpenAi(r);
@@ -85,29 +85,50 @@ public static class OpenAiApi
         string id = "chatcmpl-" + Guid.NewGuid().ToString("N");
         long created = ApiRequests.Now();
         // Submitted before anything is sent, so a refusal (queue full, context overflow) keeps its status.
-        using var generation = await ChatGeneration.StartAsync(state, runtime, input, http.RequestAborted);
-        var outcome = generation.Outcome;
+        var generations = new List<ChatGeneration>(n);
+        try
+        {
+            for (int i = 0; i < n; i++)
+                generations.Add(await ChatGeneration.StartAsync(state, runtime, input with { Sampling = Choices.Sampling(input.Sampling, i) }, http.RequestAborted));
+            await ChatResponseAsync(http, state, runtime, generations, stream, includeUsage, logprobs, id, created);
+        }
+        finally
+        {
+            foreach (var g in generations) g.Dispose();
+        }
+    }
 
-        JsonObject Chunk(JsonObject delta, string? finish, JsonNode? logprobsNode = null) => new()
+    private static async Task ChatResponseAsync(HttpContext http, ServerState state, ModelRuntime runtime, List<ChatGeneration> generations,
+        bool stream, bool includeUsage, bool logprobs, string id, long created)
+    {
+        var outcomes = generations.Select(g => g.Outcome).ToList();
+
+        JsonObject Chunk(int index, JsonObject delta, string? finish, JsonNode? logprobsNode = null) => new()
         {
             ["id"] = id,
             ["object"] = "chat.completion.chunk",
             ["created"] = created,
             ["model"] = runtime.Name,
             ["system_fingerprint"] = "kaiyuan",
-            ["choices"] = new JsonArray(new JsonObject { ["index"] = 0, ["delta"] = delta, ["logprobs"] = logprobsNode, ["finish_reason"] = finish }),
+            ["choices"] = new JsonArray(new JsonObject { ["index"] = index, ["delta"] = delta, ["logprobs"] = logprobsNode, ["finish_reason"] = finish }),
         };
 
         if (stream)
         {
-            var seenCalls = new HashSet<int>();
-            // The role chunk goes out at once, before the model has read the prompt: the client knows it was heard.
+            var seenCalls = generations.Select(_ => new HashSet<int>()).ToArray();
+            // The role chunks go out at once, before the model has read the prompt: the client knows it was heard.
             HttpOutput.StartEventStream(http);
-            await HttpOutput.Event(http, Chunk(new JsonObject { ["role"] = "assistant", ["content"] = "" }, null));
-            await generation.WaitForFirstTokenAsync(state.Options.StreamKeepAlive, () => HttpOutput.KeepAlive(http));
-            await foreach (var piece in generation.ReadAsync())
+            for (int i = 0; i < generations.Count; i++) await HttpOutput.Event(http, Chunk(i, new JsonObject { ["role"] = "assistant", ["content"] = "" }, null));
+            await generations[0].WaitForFirstTokenAsync(state.Options.StreamKeepAlive, () => HttpOutput.KeepAlive(http));
+            // Each choice's chunks carry its index, interleaved as the choices produce them; each ends with its finish chunk.
+            await foreach (var (i, piece, end) in Choices.MergeAsync(generations.Select(g => g.ReadAsync()).ToList(), http.RequestAborted))
             {
-                var lp = piece.Tokens.Count > 0 && logprobs ? new JsonObject { ["content"] = LogprobsContent(runtime, piece.Tokens) } : null;
+                if (end)
+                {
+                    await HttpOutput.Event(http, Chunk(i, new JsonObject(), Finish(outcomes[i], seenCalls[i].Count)));
+                    continue;
+                }
+                var lp = piece!.Tokens.Count > 0 && logprobs ? new JsonObject { ["content"] = LogprobsContent(runtime, piece.Tokens) } : null;
                 bool sentLogprobs = false;
                 foreach (var d in piece.Deltas)
                 {
@@ -115,14 +136,12 @@ public static class OpenAiApi
                     {
                         ChatDeltaKind.Content => new JsonObject { ["content"] = d.Text },
                         ChatDeltaKind.Reasoning => new JsonObject { ["reasoning_content"] = d.Text },
-                        _ => new JsonObject { ["tool_calls"] = new JsonArray(ToolCallDelta(d, seenCalls.Add(d.Index))) },
+                        _ => new JsonObject { ["tool_calls"] = new JsonArray(ToolCallDelta(d, seenCalls[i].Add(d.Index))) },
                     };
-                    await HttpOutput.Event(http, Chunk(delta, null, sentLogprobs ? null : lp?.DeepClone()));
+                    await HttpOutput.Event(http, Chunk(i, delta, null, sentLogprobs ? null : lp?.DeepClone()));
                     sentLogprobs = true;
                 }
             }
-            string finish = Finish(outcome, seenCalls.Count);
-            await HttpOutput.Event(http, Chunk(new JsonObject(), finish));
             if (includeUsage)
             {
                 await HttpOutput.Event(http, new JsonObject
@@ -133,18 +152,30 @@ public static class OpenAiApi
                     ["model"] = runtime.Name,
                     ["system_fingerprint"] = "kaiyuan",
                     ["choices"] = new JsonArray(),
-                    ["usage"] = Usage(outcome),
+                    ["usage"] = Usage(outcomes),
                 });
             }
             await HttpOutput.Done(http);
             return;
         }
 
-        var answer = await generation.CollectAsync();
-        var calls = answer.Calls;
-        var message = new JsonObject { ["role"] = "assistant", ["content"] = calls.Count > 0 && string.IsNullOrWhiteSpace(answer.Content) ? null : answer.Content };
-        if (answer.Reasoning.Length > 0) message["reasoning_content"] = answer.Reasoning;
-        if (calls.Count > 0) message["tool_calls"] = new JsonArray(calls.Select(c => (JsonNode)ToolCallJson(c)).ToArray());
+        var answers = await Task.WhenAll(generations.Select(g => g.CollectAsync()));
+        var choices = new JsonArray();
+        for (int i = 0; i < answers.Length; i++)
+        {
+            var answer = answers[i];
+            var calls = answer.Calls;
+            var message = new JsonObject { ["role"] = "assistant", ["content"] = calls.Count > 0 && string.IsNullOrWhiteSpace(answer.Content) ? null : answer.Content };
+            if (answer.Reasoning.Length > 0) message["reasoning_content"] = answer.Reasoning;
+            if (calls.Count > 0) message["tool_calls"] = new JsonArray(calls.Select(c => (JsonNode)ToolCallJson(c)).ToArray());
+            choices.Add(new JsonObject
+            {
+                ["index"] = i,
+                ["message"] = message,
+                ["logprobs"] = logprobs ? new JsonObject { ["content"] = LogprobsContent(runtime, answer.Tokens) } : null,
+                ["finish_reason"] = Finish(outcomes[i], calls.Count),
+            });
+        }
         await HttpOutput.Json(http, new JsonObject
         {
             ["id"] = id,
@@ -152,14 +183,8 @@ public static class OpenAiApi
             ["created"] = created,
             ["model"] = runtime.Name,
             ["system_fingerprint"] = "kaiyuan",
-            ["choices"] = new JsonArray(new JsonObject
-            {
-                ["index"] = 0,
-                ["message"] = message,
-                ["logprobs"] = logprobs ? new JsonObject { ["content"] = LogprobsContent(runtime, answer.Tokens) } : null,
-                ["finish_reason"] = Finish(outcome, calls.Count),
-            }),
-            ["usage"] = Usage(outcome),
+            ["choices"] = choices,
+            ["usage"] = Usage(outcomes),
         });
     }
 
@@ -209,21 +234,29 @@ public static class OpenAiApi
 
     private static JsonArray Bytes(ModelRuntime runtime, int id) => new(runtime.Codec.TokenBytes(id).Select(b => (JsonNode)(int)b).ToArray());
 
-    private static JsonObject Usage(GenerationOutcome o) => new()
+    /// <summary>Usage of one or several choices: the prompt counted once (as OpenAI bills it), the completions of all of them.</summary>
+    private static JsonObject Usage(IReadOnlyList<GenerationOutcome> outcomes)
     {
-        ["prompt_tokens"] = o.PromptTokens,
-        ["prompt_tokens_details"] = new JsonObject { ["cached_tokens"] = o.CachedTokens },
-        ["completion_tokens"] = o.CompletionTokens,
-        ["total_tokens"] = o.PromptTokens + o.CompletionTokens,
-    };
+        var first = outcomes[0];
+        int completion = outcomes.Sum(o => o.CompletionTokens);
+        return new JsonObject
+        {
+            ["prompt_tokens"] = first.PromptTokens,
+            ["prompt_tokens_details"] = new JsonObject { ["cached_tokens"] = first.CachedTokens },
+            ["completion_tokens"] = completion,
+            ["total_tokens"] = first.PromptTokens + completion,
+        };
+    }
 
     public static async Task CompletionsAsync(HttpContext http, ServerState state)
     {
         var r = await JsonRequest.ReadAsync(http.Request, http.RequestAborted);
         var runtime = await state.RuntimeForAsync(http, r.String("model"));
         RejectUnsupported(r);
+        int n = Choices.Count(r, state);
         if (r.Bool("echo", false)) throw ApiException.Unsupported("echo", "true");
         int? logprobCount = r.Int("logprobs", 0, 20);
+        var output = StructuredOutput.FromOpenAi(r);
         var settings = new GenerationSettings
         {
             Prompt = ApiRequests.Prompt(r.Get("prompt"), runtime, "prompt"),
@@ -232,7 +265,6 @@ public static class OpenAiApi
             Stop = r.Strings("stop", 16),
             TopLogprobs = logprobCount ?? -1,
             IgnoreEos = r.Bool("ignore_eos", false),
-            Constraint = await StructuredOutput.ForPromptAsync(state, runtime, StructuredOutput.FromOpenAi(r), http.RequestAborted),
         };
         if (settings.Prompt.Count == 0) throw ApiException.BadRequest("'prompt' is empty", "prompt");
         ApiRequests.CheckContext(runtime, settings.Prompt.Count, "prompt");
@@ -240,41 +272,85 @@ public static class OpenAiApi
         bool includeUsage = stream && r.Get("stream_options") is { ValueKind: JsonValueKind.Object } so && new JsonRequest(so).Bool("include_usage", false);
         string id = "cmpl-" + Guid.NewGuid().ToString("N");
         long created = ApiRequests.Now();
-        // Submitted before anything is sent, so a refusal (queue full, context overflow) keeps its status.
-        using var generation = TextGeneration.Start(runtime, state.Metrics, settings, http.RequestAborted);
-        var outcome = generation.Outcome;
-        JsonObject Body(string text, string? finish, JsonNode? lp, bool usage) => new()
+        // Submitted before anything is sent, so a refusal (queue full, context overflow) keeps its status. Each choice has
+        // its own constraint (a constraint follows one sequence).
+        var generations = new List<TextGeneration>(n);
+        try
+        {
+            for (int i = 0; i < n; i++)
+            {
+                var choice = settings with
+                {
+                    Sampling = Choices.Sampling(settings.Sampling, i),
+                    Constraint = await StructuredOutput.ForPromptAsync(state, runtime, output, http.RequestAborted),
+                };
+                generations.Add(TextGeneration.Start(runtime, state.Metrics, choice, http.RequestAborted));
+            }
+            await CompletionsResponseAsync(http, state, runtime, generations, stream, includeUsage, logprobCount, id, created);
+        }
+        finally
+        {
+            foreach (var g in generations) g.Dispose();
+        }
+    }
+
+    private static async Task CompletionsResponseAsync(HttpContext http, ServerState state, ModelRuntime runtime, List<TextGeneration> generations,
+        bool stream, bool includeUsage, int? logprobCount, string id, long created)
+    {
+        var outcomes = generations.Select(g => g.Outcome).ToList();
+        JsonObject Choice(int index, string text, string? finish, JsonNode? lp) =>
+            new() { ["text"] = text, ["index"] = index, ["logprobs"] = lp, ["finish_reason"] = finish };
+        JsonObject Body(JsonArray choices, bool usage) => new()
         {
             ["id"] = id,
             ["object"] = "text_completion",
             ["created"] = created,
             ["model"] = runtime.Name,
             ["system_fingerprint"] = "kaiyuan",
-            ["choices"] = new JsonArray(new JsonObject { ["text"] = text, ["index"] = 0, ["logprobs"] = lp, ["finish_reason"] = finish }),
-            ["usage"] = usage ? Usage(outcome) : null,
+            ["choices"] = choices,
+            ["usage"] = usage ? Usage(outcomes) : null,
         };
         if (stream)
         {
             // Completions have no role chunk: a comment is the first byte instead.
             HttpOutput.StartEventStream(http);
             await HttpOutput.KeepAlive(http);
-            await generation.WaitForFirstTokenAsync(state.Options.StreamKeepAlive, () => HttpOutput.KeepAlive(http));
-            int offset = 0;
-            await foreach (var piece in generation)
-                await HttpOutput.Event(http, Body(piece.Text, null, logprobCount is null ? null : CompletionLogprobs(runtime, piece.Tokens, ref offset), false));
-            await HttpOutput.Event(http, Body("", outcome.FinishReason, null, includeUsage));
+            await generations[0].WaitForFirstTokenAsync(state.Options.StreamKeepAlive, () => HttpOutput.KeepAlive(http));
+            var offsets = new int[generations.Count];
+            // Each choice's chunks carry its index, interleaved as they come; the usage rides on the very last chunk.
+            int left = generations.Count;
+            await foreach (var (i, piece, end) in Choices.MergeAsync(generations, http.RequestAborted))
+            {
+                if (end)
+                {
+                    left--;
+                    await HttpOutput.Event(http, Body(new JsonArray(Choice(i, "", outcomes[i].FinishReason, null)), includeUsage && left == 0));
+                    continue;
+                }
+                var lp = logprobCount is null ? null : CompletionLogprobs(runtime, piece!.Tokens, ref offsets[i]);
+                await HttpOutput.Event(http, Body(new JsonArray(Choice(i, piece!.Text, null, lp)), false));
+            }
             await HttpOutput.Done(http);
             return;
         }
-        var text = new StringBuilder();
-        var tokens = new List<TokenInfo>();
-        await foreach (var piece in generation)
+        var answers = await Task.WhenAll(generations.Select(async g =>
         {
-            text.Append(piece.Text);
-            tokens.AddRange(piece.Tokens);
+            var text = new StringBuilder();
+            var tokens = new List<TokenInfo>();
+            await foreach (var piece in g)
+            {
+                text.Append(piece.Text);
+                tokens.AddRange(piece.Tokens);
+            }
+            return (Text: text.ToString(), Tokens: tokens);
+        }));
+        var choices = new JsonArray();
+        for (int i = 0; i < answers.Length; i++)
+        {
+            int start = 0;
+            choices.Add(Choice(i, answers[i].Text, outcomes[i].FinishReason, logprobCount is null ? null : CompletionLogprobs(runtime, answers[i].Tokens, ref start)));
         }
-        int start = 0;
-        await HttpOutput.Json(http, Body(text.ToString(), outcome.FinishReason, logprobCount is null ? null : CompletionLogprobs(runtime, tokens, ref start), true));
+        await HttpOutput.Json(http, Body(choices, true));
     }
 
     private static JsonObject CompletionLogprobs(ModelRuntime runtime, IReadOnlyList<TokenInfo> tokens, ref int offset)

@@ -158,7 +158,7 @@ public sealed class ScriptedServerTests
         await Expect(await http.PostJsonAsync("v1/chat/completions", "[1,2]"), 400);
         await Expect(await http.PostJsonAsync("v1/chat/completions", """{"messages":"hi"}"""), 400, "messages");
         await Expect(await http.PostJsonAsync("v1/chat/completions", $$"""{"model":"gpt-4o",{{Hi}}}"""), 404, "model");
-        await Expect(await http.PostJsonAsync("v1/chat/completions", $$"""{"n":2,{{Hi}}}"""), 400, "n");
+        await Expect(await http.PostJsonAsync("v1/chat/completions", $$"""{"n":0,{{Hi}}}"""), 400, "n");
         await Expect(await http.PostJsonAsync("v1/chat/completions",
             "{\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\",\"schema\":{}}}," + Hi + "}"), 400, "response_format");
         await Expect(await http.PostJsonAsync("v1/chat/completions", $$"""{"temperature":"hot",{{Hi}}}"""), 400, "temperature");
