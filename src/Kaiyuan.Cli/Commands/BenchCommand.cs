@@ -19,14 +19,15 @@ public static class BenchCommand
         var model = Arguments.Model();
         var prompt = new Option<int>("--n-prompt", "-p") { Description = "Prompt tokens to process", DefaultValueFactory = _ => 512 };
         var gen = new Option<int>("--n-gen", "-n") { Description = "Tokens to generate", DefaultValueFactory = _ => 128 };
+        var depth = new Option<int>("--n-depth", "-d") { Description = "Tokens already in the context before each test (as llama-bench's -d): decode and prompt speed deep in a long chat", DefaultValueFactory = _ => 0 };
         var threads = Arguments.Threads();
         var reps = new Option<int>("--repetitions", "-r") { Description = "Repetitions", DefaultValueFactory = _ => 5 };
         var cacheType = Arguments.CacheType();
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
-        var cmd = new Command("bench", "Measure prompt-processing and generation speed (tokens/s)") { model, prompt, gen, threads, reps, cacheType, json };
+        var cmd = new Command("bench", "Measure prompt-processing and generation speed (tokens/s)") { model, prompt, gen, depth, threads, reps, cacheType, json };
         foreach (var sub in subcommands) cmd.Subcommands.Add(sub);
-        cmd.SetAction(p => Run(StoreCommands.ResolveModel(p, p.GetValue(model)!), p.GetValue(prompt), p.GetValue(gen), p.GetValue(threads), p.GetValue(reps), p.GetValue(json),
-            Arguments.ParseCacheType(p.GetValue(cacheType))));
+        cmd.SetAction(p => Run(StoreCommands.ResolveModel(p, p.GetValue(model)!), p.GetValue(prompt), p.GetValue(gen), p.GetValue(depth), p.GetValue(threads), p.GetValue(reps),
+            p.GetValue(json), Arguments.ParseCacheType(p.GetValue(cacheType))));
         return cmd;
     }
 
@@ -34,12 +35,12 @@ public static class BenchCommand
     /// <param name="KvCacheBytes">Bytes of the KV cache the runs allocated.</param>
     public sealed record Result(double PpTps, double PpStd, double TgTps, double TgStd, int Threads, long ModelBytes, long PeakRssBytes, long KvCacheBytes);
 
-    private static int Run(string path, int nPrompt, int nGen, int threads, int reps, bool json, Kaiyuan.Tensors.GgmlType cacheType)
+    private static int Run(string path, int nPrompt, int nGen, int nDepth, int threads, int reps, bool json, Kaiyuan.Tensors.GgmlType cacheType)
     {
-        if (nPrompt < 0 || nGen < 0 || reps < 1) throw new ArgumentException("-p and -n must be ≥ 0 and -r ≥ 1");
+        if (nPrompt < 0 || nGen < 0 || nDepth < 0 || reps < 1) throw new ArgumentException("-p, -n and -d must be ≥ 0 and -r ≥ 1");
         using var model = ModelLoader.Load(path);
         using var pool = new WorkerPool(threads);
-        var r = Measure(model, nPrompt, nGen, reps, pool, cacheType);
+        var r = Measure(model, nPrompt, nGen, reps, pool, cacheType, nDepth);
         if (json)
         {
             Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
@@ -48,6 +49,7 @@ public static class BenchCommand
                 ["pp_std"] = Math.Round(r.PpStd, 3),
                 ["tg_tps"] = Math.Round(r.TgTps, 3),
                 ["tg_std"] = Math.Round(r.TgStd, 3),
+                ["n_depth"] = nDepth,
                 ["threads"] = r.Threads,
                 ["model_bytes"] = r.ModelBytes,
                 ["peak_rss_bytes"] = r.PeakRssBytes,
@@ -57,25 +59,29 @@ public static class BenchCommand
             return 0;
         }
         Console.WriteLine($"model: {Path.GetFileName(path)} ({model.Config.Architecture}, {InfoCommand.Size(r.ModelBytes)}), threads: {threads}, repetitions: {reps}, kernels: {QuantizedDot.KernelTier}");
-        if (nPrompt > 0) Console.WriteLine($"pp{nPrompt}: {r.PpTps,10:F2} ± {r.PpStd:F2} tokens/s");
+        string at = nDepth > 0 ? $" @ d{nDepth}" : "";
+        if (nPrompt > 0) Console.WriteLine($"pp{nPrompt}{at}: {r.PpTps,10:F2} ± {r.PpStd:F2} tokens/s");
         if (nGen > 0)
-            Console.WriteLine($"tg{nGen}: {r.TgTps,10:F2} ± {r.TgStd:F2} tokens/s   (weights read per token × rate = {r.ModelBytes * r.TgTps / 1e9:F2} GB/s)");
+            Console.WriteLine($"tg{nGen}{at}: {r.TgTps,10:F2} ± {r.TgStd:F2} tokens/s   (weights read per token × rate = {r.ModelBytes * r.TgTps / 1e9:F2} GB/s)");
         if (r.PeakRssBytes > 0)
             Console.WriteLine($"peak RSS: {InfoCommand.Size(r.PeakRssBytes)} = model file + KV cache ({InfoCommand.Size(r.KvCacheBytes)}) + {InfoCommand.Size(r.PeakRssBytes - r.ModelBytes - r.KvCacheBytes)}");
         return 0;
     }
 
-    public static Result Measure(TransformerModel model, int nPrompt, int nGen, int reps, WorkerPool pool, Kaiyuan.Tensors.GgmlType cacheType = Kaiyuan.Tensors.GgmlType.F32)
+    /// <param name="nDepth">Tokens evaluated once, untimed, before the runs; each run starts from them (llama-bench's -d).</param>
+    public static Result Measure(TransformerModel model, int nPrompt, int nGen, int reps, WorkerPool pool, Kaiyuan.Tensors.GgmlType cacheType = Kaiyuan.Tensors.GgmlType.F32,
+        int nDepth = 0)
     {
-        var session = new InferenceSession(model, Math.Max(16, nPrompt + nGen + 1), pool, maxBatch: Math.Max(1, nPrompt), cacheType: cacheType);
+        var session = new InferenceSession(model, Math.Max(16, nDepth + nPrompt + nGen + 1), pool, maxBatch: Math.Max(1, Math.Max(nPrompt, Math.Min(nDepth, 512))), cacheType: cacheType);
         var random = new Random(42);
         int[] tokens = Enumerable.Range(0, Math.Max(nPrompt, 1)).Select(_ => random.Next(model.VocabSize)).ToArray();
+        if (nDepth > 0) session.Evaluate(Enumerable.Range(0, nDepth).Select(_ => random.Next(model.VocabSize)).ToArray());
         var pp = new List<double>();
         var tg = new List<double>();
         Span<int> one = stackalloc int[1];
         for (int rep = 0; rep <= reps; rep++) // the first run warms up caches and the JIT
         {
-            session.Reset();
+            session.Truncate(nDepth);
             if (nPrompt > 0)
             {
                 long start = Stopwatch.GetTimestamp();
@@ -84,7 +90,7 @@ public static class BenchCommand
             }
             if (nGen > 0)
             {
-                session.Reset();
+                session.Truncate(nDepth);
                 one[0] = tokens[0];
                 long start = Stopwatch.GetTimestamp();
                 for (int i = 0; i < nGen; i++) one[0] = VectorOps.ArgMax(session.Evaluate(one));
