@@ -357,9 +357,9 @@ public sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         if (decoding == 0) return _options.PrefillChunk;
         // Every so often a step decodes alone, so the baseline follows the streams as their contexts (and steps) grow.
         if (++_sharedSteps % Remeasure == 0) return 0;
-        // At least a few tokens, so a long prompt behind busy streams still moves (a step of 2 + 4 rows costs ~1.6× one
-        // of 2 rows with today's small-batch kernels on 2 cores).
-        return (int)Math.Clamp(_sharedBudget, Math.Min(4, _options.PrefillChunk), _options.PrefillChunk);
+        // At least one token, so a long prompt behind busy streams still moves. Deep in a long prompt even one token costs
+        // about a decode step (its attention reads the whole prefix), so the floor is what bounds the streams' latency.
+        return (int)Math.Clamp(_sharedBudget, 1, _options.PrefillChunk);
     }
 
     /// <summary>
@@ -378,7 +378,7 @@ public sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         // Smoothed: on a small machine a single step can take twice the usual (the HTTP threads, the GC), and reacting to
         // each such step would starve the prompt.
         _slowdown += 0.2 * (seconds / _decodeSeconds - _slowdown);
-        if (_slowdown > High) _sharedBudget = Math.Max(4, _sharedBudget * 0.85);
+        if (_slowdown > High) _sharedBudget = Math.Max(1, _sharedBudget * 0.85);
         else if (_slowdown < Low) _sharedBudget = Math.Min(_options.PrefillChunk, _sharedBudget * 1.1 + 1);
     }
 

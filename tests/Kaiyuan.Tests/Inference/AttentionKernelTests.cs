@@ -13,7 +13,15 @@ public sealed class AttentionKernelTests
     [InlineData(14, 2, 64, 40, 0, 2)]   // prefill of 40 tokens from an empty cache
     [InlineData(4, 1, 40, 3, 70, 2)]    // MLA-like: one group, head size not a multiple of 32
     [InlineData(8, 8, 16, 5, 33, 3)]    // plain multi-head attention, tile boundary at 32
+    [InlineData(16, 2, 128, 3, 300, 2)] // head size 128, many tiles, a three-token query block
     public void MatchesTwoPassSoftmaxAttention(int heads, int headsKv, int dim, int tokens, int start, int threads)
+    {
+        // The 512-bit kernels where the machine has them, and the 256-bit ones in every case.
+        foreach (bool wide in AttentionKernel.Wide ? new[] { true, false } : [false])
+            Check(heads, headsKv, dim, tokens, start, threads, wide);
+    }
+
+    private static void Check(int heads, int headsKv, int dim, int tokens, int start, int threads, bool wide)
     {
         foreach (var type in new[] { GgmlType.F32, GgmlType.F16 })
         {
@@ -41,7 +49,7 @@ public sealed class AttentionKernelTests
             using var pool = new WorkerPool(threads);
             float scale = 1 / MathF.Sqrt(dim);
             AttentionKernel.Run(new ForwardContext(batch, cache, new Workspace(), pool), 0, q, heads * dim, heads, headsKv, dim, dim,
-                keyOffset: 0, valueOffset: headsKv * dim, scale, output);
+                keyOffset: 0, valueOffset: headsKv * dim, scale, output, wide);
 
             for (int t = 0; t < tokens; t++)
                 for (int h = 0; h < heads; h++)
@@ -60,7 +68,7 @@ public sealed class AttentionKernelTests
                         double expected = 0;
                         for (int j = 0; j < len; j++) expected += Math.Exp(scores[j] - max) / sum * Cached(stored[j], type)[headsKv * dim + g * dim + d];
                         Assert.True(Math.Abs(expected - output[(t * heads + h) * dim + d]) < 2e-4,
-                            $"{type} token {t} head {h} dim {d}: {output[(t * heads + h) * dim + d]} vs {expected}");
+                            $"{type} wide {wide} token {t} head {h} dim {d}: {output[(t * heads + h) * dim + d]} vs {expected}");
                     }
                 }
         }

@@ -99,7 +99,10 @@ public sealed class OllamaSharpTests(StoriesServer fixture) : IClassFixture<Stor
         Assert.NotEmpty(first.Context!);
         var second = await Last(Client().GenerateAsync(new GenerateRequest
         {
-            Model = fixture.Model, Prompt = "and", Context = first.Context, Options = new RequestOptions { Temperature = 0, NumPredict = 5 },
+            Model = fixture.Model,
+            Prompt = "and",
+            Context = first.Context,
+            Options = new RequestOptions { Temperature = 0, NumPredict = 5 },
         }, Ct));
         Assert.True(second.Context!.Length > first.Context!.Length);
         Assert.Equal(first.Context, second.Context[..first.Context.Length]);
