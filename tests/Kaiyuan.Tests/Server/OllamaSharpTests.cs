@@ -94,7 +94,9 @@ public sealed class OllamaSharpTests(StoriesServer fixture) : IClassFixture<Stor
         Assert.StartsWith(", there was a little girl named Lily", text.ToString(), StringComparison.Ordinal);
         Assert.Equal(20, done?.EvalCount);
 
-        // A templated generate hands back its context, and a second one goes on from it.
+        // A templated generate hands back its context, and a second one goes on from it (deprecated by Ollama, still sent
+        // by clients that chain generates).
+#pragma warning disable CS0618
         var first = await Last(Client().GenerateAsync(new GenerateRequest { Model = fixture.Model, Prompt = "Tom", Options = new RequestOptions { Temperature = 0, NumPredict = 5 } }, Ct));
         Assert.NotEmpty(first.Context!);
         var second = await Last(Client().GenerateAsync(new GenerateRequest
@@ -106,6 +108,7 @@ public sealed class OllamaSharpTests(StoriesServer fixture) : IClassFixture<Stor
         }, Ct));
         Assert.True(second.Context!.Length > first.Context!.Length);
         Assert.Equal(first.Context, second.Context[..first.Context.Length]);
+#pragma warning restore CS0618
     }
 
     private static async Task<GenerateDoneResponseStream> Last(IAsyncEnumerable<GenerateResponseStream?> stream)
