@@ -31,6 +31,8 @@ public static class RunCommand
     {
         var model = new Argument<string>("model") { Description = "A store reference (e.g. qwen2.5:0.5b, hf.co/OWNER/REPO:Q4_K_M) or a GGUF file path" };
         var prompt = new Option<string>("--prompt", "-p") { Description = "Answer this once and exit (piped stdin works too)" };
+        // Ollama's form, `run MODEL "prompt"`, is the same as -p.
+        var promptArgument = new Argument<string?>("prompt") { Description = "Answer this once and exit (as -p)", Arity = ArgumentArity.ZeroOrOne };
         var system = new Option<string>("--system") { Description = "System message (chat templates only)" };
         var samplingArgs = new SamplingArguments();
         var constraintArgs = new ConstraintArguments();
@@ -41,7 +43,7 @@ public static class RunCommand
         var promptCacheMax = Arguments.PromptCacheMax();
         var cmd = new Command("run", "Chat with a model in the terminal (or answer one prompt with -p)")
         {
-            model, prompt, system, threads, ctxSize, cacheType, promptCache, promptCacheMax,
+            model, promptArgument, prompt, system, threads, ctxSize, cacheType, promptCache, promptCacheMax,
         };
         samplingArgs.AddTo(cmd);
         constraintArgs.AddTo(cmd);
@@ -77,7 +79,9 @@ public static class RunCommand
                 chat.Constraint = rendered => TriggeredConstraint.ForAnswer(grammar.CreateMatcher(), tokenizer.Vocabulary, syntax, rendered, mayReason);
             }
 
-            if (p.GetValue(prompt) is { } once) return AnswerOnce(chat, once);
+            if (p.GetValue(prompt) is not null && p.GetValue(promptArgument) is not null)
+                throw new ArgumentException("give the prompt once: as an argument or with -p, not both");
+            if ((p.GetValue(prompt) ?? p.GetValue(promptArgument)) is { } once) return AnswerOnce(chat, once);
             if (Console.IsInputRedirected)
             {
                 string piped = Console.In.ReadToEnd().TrimEnd('\r', '\n');

@@ -130,4 +130,18 @@ public sealed class CliInputTests
         foreach (string flag in new[] { "--top-k", "--top-p", "--min-p", "--repeat-penalty" })
             Assert.Matches(@">\s+\S+.*\[default", Line(flag));
     }
+
+    [Fact]
+    public void RunTakesThePromptAsAnArgumentAsOllamaDoes()
+    {
+        string model = Fixtures.ModelPath("stories260K", "stories260K-f32.gguf");
+        var asArgument = KaiyuanProcess.Run("run", model, "Once upon a time", "-n", "12", "--temp", "0", "-t", "1");
+        var asOption = KaiyuanProcess.Run("run", model, "-p", "Once upon a time", "-n", "12", "--temp", "0", "-t", "1");
+        Assert.Equal(0, asArgument.ExitCode);
+        Assert.Equal(asOption.Stdout, asArgument.Stdout);
+        Assert.Contains("there was a little girl", asArgument.Stdout, StringComparison.Ordinal);
+        var both = KaiyuanProcess.Run("run", model, "Once", "-p", "upon");
+        Assert.NotEqual(0, both.ExitCode);
+        Assert.Contains("give the prompt once", both.Stderr, StringComparison.Ordinal);
+    }
 }
