@@ -149,7 +149,9 @@ public static unsafe class MatMul
             bool tiled = _tiled;
             int t8 = tiled && QuantizedDot.HasDot8(type) ? tokens & ~7 : 0;
             int t4 = tiled ? t8 + ((tokens - t8) & ~3) : 0;
-            int t2 = tiled ? t4 + ((tokens - t4) & ~1) : 0;
+            // Three rows left: one three-row tile; two: a two-row one; one: the single-row dot.
+            int t3 = tiled && tokens - t4 == 3 ? tokens : t4;
+            int t2 = tiled ? t3 + ((tokens - t3) & ~1) : 0;
             // A block of weight rows stays in cache while every group of eight or four activation rows passes over it.
             for (int r0 = start; r0 < end; r0 += RowBlock)
             {
@@ -166,7 +168,13 @@ public static unsafe class MatMul
                     for (int r = r0; r < r1; r++)
                         QuantizedDot.Dot4(type, w.Data + (long)r * rowBytes, act, _side + (long)t * sideBytes, actBytes, sideBytes, n, _y + t * rows + r, rows);
                 }
-                for (int t = t4; t < t2; t += 2)
+                if (t3 > t4)
+                {
+                    byte* act = _act + (long)t4 * actBytes;
+                    for (int r = r0; r < r1; r++)
+                        QuantizedDot.Dot3(type, w.Data + (long)r * rowBytes, act, _side + (long)t4 * sideBytes, actBytes, sideBytes, n, _y + t4 * rows + r, rows);
+                }
+                for (int t = t3; t < t2; t += 2)
                 {
                     byte* act = _act + (long)t * actBytes;
                     for (int r = r0; r < r1; r++)

@@ -76,6 +76,21 @@ internal static unsafe partial class Avx2Dot
         }
     }
 
+    /// <summary><see cref="Dot4"/> over three activation rows: a step of two decoding streams and one prompt token.</summary>
+    public static void Dot3(GgmlType weightType, byte* x, byte* y, byte* side, int activationStride, int sideStride, int n, bool vnni, float* output, long outputStride)
+    {
+        int blocks = n / BlockLayouts.QK;
+        switch (weightType)
+        {
+            case GgmlType.Q8_0: Tile3<Q8Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
+            case GgmlType.Q4_0: Tile3<Q4Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
+            case GgmlType.Q5_0: Tile3<Q5Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
+            case GgmlType.Q4_K: Q4KTile3(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
+            case GgmlType.Q6_K: Q6KTile3(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
+            default: throw new NotSupportedException($"No three-row dot for {weightType}.");
+        }
+    }
+
     /// <summary>True when <see cref="Dot8"/> has a kernel for <paramref name="weightType"/>.</summary>
     public static bool HasDot8(GgmlType weightType) => weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0;
 
@@ -204,6 +219,28 @@ internal static unsafe partial class Avx2Dot
 
         output[0] = HorizontalSum(a0);
         output[outputStride] = HorizontalSum(a1);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Tile3<T>(byte* x, byte* y, float* ys, int stride, int scaleStride, int blocks, bool vnni, float* output, long outputStride) where T : struct, IBlock32
+    {
+        var a0 = Vector256<float>.Zero;
+        var a1 = Vector256<float>.Zero;
+        var a2 = Vector256<float>.Zero;
+        for (int b = 0; b < blocks; b++, x += T.Size, y += BlockLayouts.Q8_0.Size, ys++)
+        {
+            Sse.Prefetch0(x + PrefetchDistance);
+            Vector256<sbyte> qx = T.Quants(x);
+            Vector256<byte> absX = Avx2.Sign(qx, qx).AsByte();
+            float dx = Half(x);
+            a0 = TokenStep(qx, absX, dx * ys[0], y, vnni, a0);
+            a1 = TokenStep(qx, absX, dx * ys[scaleStride], y + stride, vnni, a1);
+            a2 = TokenStep(qx, absX, dx * ys[2 * scaleStride], y + 2 * stride, vnni, a2);
+        }
+
+        output[0] = HorizontalSum(a0);
+        output[outputStride] = HorizontalSum(a1);
+        output[2 * outputStride] = HorizontalSum(a2);
     }
 
     /// <summary>One activation row's share of a block: SumProductsSigned with |x| hoisted, then the block FMA.</summary>

@@ -128,6 +128,10 @@ public static class QuantizedDot
     internal static unsafe void Dot2(GgmlType weightType, byte* weightRow, byte* activations, byte* side, int activationStride, int sideStride, int n, float* output, long outputStride) =>
         Avx2Dot.Dot2(weightType, weightRow, activations, side, activationStride, sideStride, n, Vnni, output, outputStride);
 
+    /// <summary><see cref="Dot4"/> over three activation rows (same types as <see cref="HasDot4"/>).</summary>
+    internal static unsafe void Dot3(GgmlType weightType, byte* weightRow, byte* activations, byte* side, int activationStride, int sideStride, int n, float* output, long outputStride) =>
+        Avx2Dot.Dot3(weightType, weightRow, activations, side, activationStride, sideStride, n, Vnni, output, outputStride);
+
     /// <summary>True when <see cref="Dot8"/> runs for this weight type on this machine.</summary>
     internal static bool HasDot8(GgmlType weightType) => IsaLevels.IsX86(IsaLevels.Best) && Avx2Dot.HasDot8(weightType);
 

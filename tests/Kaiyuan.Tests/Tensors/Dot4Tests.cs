@@ -33,6 +33,7 @@ public sealed unsafe class Dot4Tests
         var output = new float[rows * 3];
         var output8 = new float[rows * 3];
         var output2 = new float[rows * 3];
+        var output3 = new float[rows * 3];
         int sideBytes = QuantizedDot.SideBytes(type, n);
         var side = new byte[rows * sideBytes + 1];
         fixed (byte* pw = w)
@@ -40,12 +41,15 @@ public sealed unsafe class Dot4Tests
         fixed (float* po = output)
         fixed (float* po8 = output8)
         fixed (float* po2 = output2)
+        fixed (float* po3 = output3)
         fixed (byte* ps = side)
         {
             for (int j = 0; j < rows; j++) QuantizedDot.PrepareSide(type, pa + j * actBytes, n, ps + j * sideBytes);
             QuantizedDot.Dot4(type, pw, pa, ps, actBytes, sideBytes, n, po, 3);
             QuantizedDot.Dot4(type, pw, pa + 4 * actBytes, ps + 4 * sideBytes, actBytes, sideBytes, n, po + 12, 3);
             if (QuantizedDot.HasDot8(type)) QuantizedDot.Dot8(type, pw, pa, ps, actBytes, sideBytes, n, po8, 3);
+            QuantizedDot.Dot3(type, pw, pa, ps, actBytes, sideBytes, n, po3, 3);
+            QuantizedDot.Dot3(type, pw, pa + 3 * actBytes, ps + 3 * sideBytes, actBytes, sideBytes, n, po3 + 9, 3);
             for (int j = 0; j < rows; j += 2) QuantizedDot.Dot2(type, pw, pa + j * actBytes, ps + j * sideBytes, actBytes, sideBytes, n, po2 + j * 3, 3);
             for (int j = 0; j < rows; j++)
             {
@@ -53,17 +57,19 @@ public sealed unsafe class Dot4Tests
                 float single = QuantizedDot.VecDot(type, w, act.AsSpan(j * actBytes, actBytes), n);
                 Assert.Equal(BitConverter.SingleToInt32Bits(single), BitConverter.SingleToInt32Bits(output[j * 3]));
                 Assert.Equal(BitConverter.SingleToInt32Bits(single), BitConverter.SingleToInt32Bits(output2[j * 3]));
+                if (j < 6) Assert.Equal(BitConverter.SingleToInt32Bits(single), BitConverter.SingleToInt32Bits(output3[j * 3]));
                 float one = QuantizedDot.Dot1(type, pw, pa + j * actBytes, ps + j * sideBytes, n);
                 Assert.Equal(BitConverter.SingleToInt32Bits(single), BitConverter.SingleToInt32Bits(one));
             }
         }
     }
 
-    /// <summary>Every small batch (1–7 rows: the decode steps of a few streams) splits into 4-, 2- and 1-row tiles.</summary>
+    /// <summary>Every small batch (1–7 rows: the decode steps of a few streams) splits into 4-, 3-, 2- and 1-row tiles.</summary>
     [Theory]
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.Q6_K)]
     [InlineData(GgmlType.Q8_0)]
+    [InlineData(GgmlType.Q5_0)]
     public void SmallBatchesMatchSingleRowDotsExactly(GgmlType type)
     {
         if (!QuantizedDot.HasDot4(type)) Assert.Skip("no AVX2 on this machine");
