@@ -110,9 +110,18 @@ public sealed class ModelRuntime : IDisposable
         var config = ModelConfig.FromMetadata(file.Metadata);
         int context = options.ContextSize > 0 ? options.ContextSize : Math.Min(config.ContextLength, 4096);
         string? template = options.ChatTemplateFile is { } templateFile ? File.ReadAllText(templateFile) : file.Metadata.GetStringOrNull("tokenizer.chat_template");
-        // Keys and values of every layer, in the cache's row type (an estimate: attention variants store less or more).
-        double perValue = options.CacheType switch { Tensors.GgmlType.F16 => 2, Tensors.GgmlType.Q8_0 => 34 / 32.0, _ => 4 };
-        long perContext = (long)(config.BlockCount * (double)config.HeadCountKv * (config.KeyLength + config.ValueLength) * perValue * context);
+        // Bytes per cached token as the scheduler sizes its pool: the attention blocks' own rows (an MLA latent is far
+        // smaller than its heads would be). Building the model maps the file; it reads no weights.
+        long perToken;
+        try
+        {
+            perToken = ModelLoader.Load(file).CacheRowWidths.Sum(w => Tensors.GgmlTypeInfo.RowBytes(options.CacheType, w));
+        }
+        catch (NotSupportedException)
+        {
+            perToken = 0; // loading it says why
+        }
+        long perContext = perToken * context;
         long everySlot = perContext * Math.Max(1, options.Parallel);
         long kv = options.CacheRamMiB switch
         {
