@@ -4,7 +4,7 @@ using Kaiyuan.Cli.Commands;
 namespace Kaiyuan.Cli;
 
 /// <summary>The <c>kaiyuan</c> command tree and its error policy: one line on stderr and a non-zero exit, no stack trace unless --verbose.</summary>
-public static class CommandLine
+internal static class CommandLine
 {
     public static readonly Option<bool> Verbose = new("--verbose") { Description = "Show stack traces on errors", Recursive = true };
 

@@ -1,11 +1,11 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Kaiyuan.Sampling;
-using Kaiyuan.Server;
-using Kaiyuan.Server.Api;
+using Kaiyuan.Chat;
 using Microsoft.Extensions.AI;
-using ModelMessage = Kaiyuan.Server.Chat.ChatMessage;
-using ModelToolCall = Kaiyuan.Server.Chat.ToolCall;
+using ChatMessage = Microsoft.Extensions.AI.ChatMessage;
+using ModelMessage = Kaiyuan.Chat.ChatMessage;
+using ModelToolCall = Kaiyuan.Chat.ToolCall;
 
 namespace Kaiyuan.Extensions.AI;
 
@@ -149,7 +149,7 @@ internal static class ChatRequestMapper
         strict ? AIJsonUtilities.TransformSchema(schema, new AIJsonSchemaTransformOptions { DisallowAdditionalProperties = true }) : schema;
 
     /// <summary>The pipeline's refusals as .NET exceptions: a request the model cannot serve is the caller's argument error.</summary>
-    public static Exception Translate(ApiException e) => e.Status switch
+    public static Exception Translate(RequestException e) => e.Status switch
     {
         400 or 404 or 413 => new ArgumentException(e.Message, e),
         _ => new InvalidOperationException(e.Message, e),

@@ -1,8 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Text.Json;
-using Kaiyuan.Server;
-using Kaiyuan.Server.Api;
-using Kaiyuan.Server.Chat;
+using Kaiyuan.Chat;
 using Microsoft.Extensions.AI;
 using ChatMessage = Microsoft.Extensions.AI.ChatMessage;
 
@@ -48,7 +46,7 @@ public sealed class KaiyuanChatClient : IChatClient
         {
             answer = await generation.CollectAsync().ConfigureAwait(false);
         }
-        catch (ApiException e)
+        catch (RequestException e)
         {
             throw ChatRequestMapper.Translate(e);
         }
@@ -91,7 +89,7 @@ public sealed class KaiyuanChatClient : IChatClient
                 {
                     if (!await pieces.MoveNextAsync().ConfigureAwait(false)) break;
                 }
-                catch (ApiException e)
+                catch (RequestException e)
                 {
                     throw ChatRequestMapper.Translate(e);
                 }
@@ -120,9 +118,9 @@ public sealed class KaiyuanChatClient : IChatClient
         var input = ChatRequestMapper.Map(messages, options);
         try
         {
-            return await ChatGeneration.StartAsync(_model.Metrics, _model.GrammarTimeout, _model.Runtime, input, cancel).ConfigureAwait(false);
+            return await ChatGeneration.StartAsync(null, _model.GrammarTimeout, _model.Runtime, input, cancel).ConfigureAwait(false);
         }
-        catch (ApiException e)
+        catch (RequestException e)
         {
             throw ChatRequestMapper.Translate(e);
         }

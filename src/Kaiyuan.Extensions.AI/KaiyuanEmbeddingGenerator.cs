@@ -1,4 +1,4 @@
-using Kaiyuan.Server;
+using Kaiyuan.Chat;
 using Microsoft.Extensions.AI;
 
 namespace Kaiyuan.Extensions.AI;
@@ -55,7 +55,6 @@ public sealed class KaiyuanEmbeddingGenerator : IEmbeddingGenerator<string, Embe
         };
         if (inputs.Count == 0) return result;
         var vectors = await runtime.Engine.EmbedAsync(inputs, cancellationToken).ConfigureAwait(false);
-        _model.Metrics.PromptTokens(tokens);
         var created = DateTimeOffset.UtcNow;
         foreach (var vector in vectors) result.Add(new Embedding<float>(vector) { ModelId = _model.ModelId, CreatedAt = created });
         return result;

@@ -1,6 +1,6 @@
-using Kaiyuan.Server;
+using Kaiyuan.Gguf;
+using Kaiyuan.Chat;
 using Kaiyuan.Store;
-using Kaiyuan.Tensors;
 using Microsoft.Extensions.AI;
 
 namespace Kaiyuan.Extensions.AI;
@@ -34,7 +34,6 @@ public sealed class KaiyuanModel : IDisposable
     public int EmbeddingLength => Runtime.Description.EmbeddingLength;
 
     internal ModelRuntime Runtime { get; }
-    internal ServerMetrics Metrics { get; } = new();
     internal TimeSpan GrammarTimeout { get; }
 
     /// <summary>Loads a model (a GGUF path or a store reference) with default options.</summary>
@@ -56,7 +55,7 @@ public sealed class KaiyuanModel : IDisposable
             var other => throw new ArgumentException($"CacheType '{other}' is not f32, f16 or q8_0", nameof(options)),
         };
         string path = ModelReference.Resolve(options.Model, options.Store is { } root ? new ModelStore(root) : null);
-        var runtime = ModelRuntime.Load(new ServerOptions
+        var runtime = ModelRuntime.Load(new ModelOptions
         {
             ModelPath = path,
             Alias = options.ModelId,

@@ -4,7 +4,7 @@ using System.Globalization;
 namespace Kaiyuan.Cli.Commands;
 
 /// <summary>Options shared by several commands, so every command spells them the same way.</summary>
-public static class Arguments
+internal static class Arguments
 {
     public static Option<string> Model(bool required = true) => new("--model", "-m") { Description = "Model: a GGUF file path or a store reference (hf.co/OWNER/REPO[:QUANT], an alias such as qwen2.5:0.5b)", Required = required };
 
@@ -64,11 +64,11 @@ public static class Arguments
         return option;
     }
 
-    public static Kaiyuan.Tensors.GgmlType ParseCacheType(string? text) => text switch
+    public static Kaiyuan.Gguf.GgmlType ParseCacheType(string? text) => text switch
     {
-        "f16" => Kaiyuan.Tensors.GgmlType.F16,
-        "q8_0" => Kaiyuan.Tensors.GgmlType.Q8_0,
-        _ => Kaiyuan.Tensors.GgmlType.F32,
+        "f16" => Kaiyuan.Gguf.GgmlType.F16,
+        "q8_0" => Kaiyuan.Gguf.GgmlType.Q8_0,
+        _ => Kaiyuan.Gguf.GgmlType.F32,
     };
 
     /// <summary>Parses "1,2,3" (spaces allowed) into ids.</summary>

@@ -12,7 +12,7 @@ namespace Kaiyuan.Cli.Commands;
 /// <c>kaiyuan bench</c>, like llama-bench: prompt processing (one batch of -p tokens from an empty cache) and text
 /// generation (-n single-token steps) in tokens/s, mean ± sample stdev over -r repetitions after one warm-up run.
 /// </summary>
-public static class BenchCommand
+internal static class BenchCommand
 {
     public static Command Create(params Command[] subcommands)
     {
@@ -35,7 +35,7 @@ public static class BenchCommand
     /// <param name="KvCacheBytes">Bytes of the KV cache the runs allocated.</param>
     public sealed record Result(double PpTps, double PpStd, double TgTps, double TgStd, int Threads, long ModelBytes, long PeakRssBytes, long KvCacheBytes);
 
-    private static int Run(string path, int nPrompt, int nGen, int nDepth, int threads, int reps, bool json, Kaiyuan.Tensors.GgmlType cacheType)
+    private static int Run(string path, int nPrompt, int nGen, int nDepth, int threads, int reps, bool json, Kaiyuan.Gguf.GgmlType cacheType)
     {
         if (nPrompt < 0 || nGen < 0 || nDepth < 0 || reps < 1) throw new ArgumentException("-p, -n and -d must be ≥ 0 and -r ≥ 1");
         using var model = ModelLoader.Load(path);
@@ -69,7 +69,7 @@ public static class BenchCommand
     }
 
     /// <param name="nDepth">Tokens evaluated once, untimed, before the runs; each run starts from them (llama-bench's -d).</param>
-    public static Result Measure(TransformerModel model, int nPrompt, int nGen, int reps, WorkerPool pool, Kaiyuan.Tensors.GgmlType cacheType = Kaiyuan.Tensors.GgmlType.F32,
+    public static Result Measure(TransformerModel model, int nPrompt, int nGen, int reps, WorkerPool pool, Kaiyuan.Gguf.GgmlType cacheType = Kaiyuan.Gguf.GgmlType.F32,
         int nDepth = 0)
     {
         var session = new InferenceSession(model, Math.Max(16, nDepth + nPrompt + nGen + 1), pool, maxBatch: Math.Max(1, Math.Max(nPrompt, Math.Min(nDepth, 512))), cacheType: cacheType);

@@ -13,7 +13,7 @@ namespace Kaiyuan.Cli.Commands;
 /// <c>kaiyuan generate</c>: stream a completion, or with <c>--json</c> print exactly one object
 /// <c>{"prompt_ids":[...],"ids":[...],"text":"..."}</c> (plus <c>"logits"</c> with <c>--logits</c>).
 /// </summary>
-public static class GenerateCommand
+internal static class GenerateCommand
 {
     public static Command Create()
     {
@@ -48,7 +48,7 @@ public static class GenerateCommand
     }
 
     private static int Run(string path, string? promptText, string? promptIdsText, int count, SamplerOptions sampling,
-        int threads, int ctxSize, bool json, bool withLogits, bool ignoreEos, Kaiyuan.Tensors.GgmlType cacheType,
+        int threads, int ctxSize, bool json, bool withLogits, bool ignoreEos, Kaiyuan.Gguf.GgmlType cacheType,
         Func<Vocabulary?, Constraints.CompiledGrammar?> grammar)
     {
         using var model = ModelLoader.Load(path);

@@ -10,7 +10,7 @@ namespace Kaiyuan.Cli.Commands;
 /// <c>kaiyuan bench grammar -m TOKENIZER.gguf PATH...</c>: MaskBench (JSONSchemaBench's mask benchmark) over schema
 /// files, single-threaded as its authors run it: one line per file, then a summary with mask-time percentiles.
 /// </summary>
-public static class GrammarBenchCommand
+internal static class GrammarBenchCommand
 {
     public static Command Create()
     {

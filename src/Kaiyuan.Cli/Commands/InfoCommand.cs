@@ -6,7 +6,7 @@ using Kaiyuan.Models;
 namespace Kaiyuan.Cli.Commands;
 
 /// <summary><c>kaiyuan info MODEL</c>: architecture, key hyper-parameters, metadata and a tensor table.</summary>
-public static class InfoCommand
+internal static class InfoCommand
 {
     public static Command Create()
     {

@@ -1,3 +1,4 @@
+using Kaiyuan.Gguf;
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
@@ -11,7 +12,7 @@ namespace Kaiyuan.Cli.Commands;
 /// <c>kaiyuan bench matmul</c>: the quantized matrix kernels alone, like llama.cpp's <c>test-backend-ops perf</c>: a
 /// random weight matrix of each type times 1…N activation rows, median time, GMAC/s and weight bytes read per second.
 /// </summary>
-public static class MatMulBenchCommand
+internal static class MatMulBenchCommand
 {
     public static Command Create()
     {

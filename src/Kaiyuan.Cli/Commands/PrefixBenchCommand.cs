@@ -4,7 +4,7 @@ using System.Net.Http.Json;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
-using Kaiyuan.Server;
+using Kaiyuan.AspNetCore;
 using Kaiyuan.Tensors;
 
 namespace Kaiyuan.Cli.Commands;
@@ -16,7 +16,7 @@ namespace Kaiyuan.Cli.Commands;
 /// Prefill work is Σ(prompt − cached) from the responses' usage, or the server's <c>kaiyuan_prefill_tokens_total</c>
 /// when it has one; the KV figures come from <c>/metrics</c> at the end.
 /// </summary>
-public static class PrefixBenchCommand
+internal static class PrefixBenchCommand
 {
     private const int SharedMaxTokens = 8, ChatMaxTokens = 32, MinRepeats = 3, SystemPromptTokens = 300, Seed = 14;
 

@@ -6,7 +6,7 @@ using Kaiyuan.Quantization;
 namespace Kaiyuan.Cli.Commands;
 
 /// <summary><c>kaiyuan quantize IN.gguf OUT.gguf TYPE</c>: rewrite a model in a quantization mix, choosing per-tensor types as llama.cpp does.</summary>
-public static class QuantizeCommand
+internal static class QuantizeCommand
 {
     public static Command Create()
     {

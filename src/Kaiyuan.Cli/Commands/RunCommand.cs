@@ -16,7 +16,7 @@ namespace Kaiyuan.Cli.Commands;
 /// each input as a raw prompt, as llama.cpp's completion mode does). <c>-p</c> (or piped stdin) answers once and exits.
 /// A store reference that is not pulled yet is pulled first.
 /// </summary>
-public static class RunCommand
+internal static class RunCommand
 {
     private const string Help = """
         /set temperature 0.7   sampling temperature (0 = greedy); also top_k, top_p, min_p, repeat_penalty, seed, num_predict

@@ -1,7 +1,8 @@
+using Kaiyuan.Chat;
 using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
-using Kaiyuan.Server;
+using Kaiyuan.AspNetCore;
 
 namespace Kaiyuan.Cli.Commands;
 
@@ -9,7 +10,7 @@ namespace Kaiyuan.Cli.Commands;
 /// <c>kaiyuan serve</c>: an OpenAI-, Anthropic- and Ollama-compatible HTTP server with continuous batching; and
 /// <c>kaiyuan bench serve</c>: aggregate generation speed at 1, 4 and 8 concurrent streams against that server.
 /// </summary>
-public static class ServeCommand
+internal static class ServeCommand
 {
     public static Command Create()
     {
@@ -111,7 +112,7 @@ public static class ServeCommand
         {
             return KeepAlive.Parse(text);
         }
-        catch (ApiException e)
+        catch (RequestException e)
         {
             throw new ArgumentException($"--keep-alive: {e.Message}", e);
         }

@@ -8,7 +8,7 @@ using Kaiyuan.Store;
 namespace Kaiyuan.Cli.Commands;
 
 /// <summary><c>kaiyuan pull</c>, <c>list</c>, <c>show</c> and <c>rm</c>: the local model store.</summary>
-public static class StoreCommands
+internal static class StoreCommands
 {
     /// <summary>The store a command works on: <c>--store</c>, else <c>KAIYUAN_HOME</c>, else <c>~/.kaiyuan</c>.</summary>
     internal static ModelStore StoreOf(ParseResult p) => p.GetValue(CommandLine.StoreRoot) is { Length: > 0 } root ? new ModelStore(root) : ModelStore.Default();

@@ -5,7 +5,7 @@ using Kaiyuan.Quantization;
 namespace Kaiyuan.Cli.Commands;
 
 /// <summary><c>kaiyuan synth --like qwen2.5-0.5b --type q4_k_m -o FILE</c>: a random-weight model with real shapes, for benchmarks without a download.</summary>
-public static class SynthCommand
+internal static class SynthCommand
 {
     public static Command Create()
     {

@@ -6,7 +6,7 @@ using Kaiyuan.Templates;
 namespace Kaiyuan.Cli.Commands;
 
 /// <summary><c>kaiyuan template</c>: renders a chat prompt through a model's (or a file's) chat template.</summary>
-public static class TemplateCommand
+internal static class TemplateCommand
 {
     public static Command Create()
     {

@@ -9,7 +9,7 @@ using Kaiyuan.Tokenizers;
 namespace Kaiyuan.Cli.Commands;
 
 /// <summary><c>kaiyuan tokenize</c> and <c>kaiyuan detokenize</c>: a model's tokenizer from the command line.</summary>
-public static class TokenizeCommand
+internal static class TokenizeCommand
 {
     public static Command CreateTokenize()
     {

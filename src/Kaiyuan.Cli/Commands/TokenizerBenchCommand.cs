@@ -9,7 +9,7 @@ namespace Kaiyuan.Cli.Commands;
 /// <c>kaiyuan bench tokenize -m VOCAB.gguf</c>: our tokenizer against Microsoft.ML.Tokenizers' o200k (gpt-4o) tiktoken
 /// on the same ~10 MB mixed corpus, single-threaded.
 /// </summary>
-public static class TokenizerBenchCommand
+internal static class TokenizerBenchCommand
 {
     public static Command Create()
     {

@@ -95,7 +95,7 @@ public sealed class QuantizePlanTests
                 amax = MathF.Max(amax, MathF.Abs(b[i]));
                 diff = MathF.Max(diff, MathF.Abs(a[i] - b[i]));
             }
-            float bound = ours.Type is Kaiyuan.Tensors.GgmlType.F32 ? 0 : 2 * amax / 127 + 1e-6f;
+            float bound = ours.Type is Kaiyuan.Gguf.GgmlType.F32 ? 0 : 2 * amax / 127 + 1e-6f;
             Assert.True(diff <= bound, $"{ours.Name} row {r}: differs by {diff} (bound {bound})");
         }
     }
@@ -106,7 +106,7 @@ public sealed class QuantizePlanTests
         using var input = GgufFile.Open(Fixtures.ModelPath("llama", "llama-f32.gguf"));
         var output = Path.Combine(Path.GetTempPath(), $"kaiyuan-never-{Guid.NewGuid():N}.gguf");
         var e = Assert.Throws<NotSupportedException>(() =>
-            new ModelQuantizer { CanQuantize = t => t != Kaiyuan.Tensors.GgmlType.Q6_K }.Quantize(input, output, FileType.Q4_K_M));
+            new ModelQuantizer { CanQuantize = t => t != Kaiyuan.Gguf.GgmlType.Q6_K }.Quantize(input, output, FileType.Q4_K_M));
         Assert.Contains("output.weight", e.Message);
         Assert.False(File.Exists(output));
     }

@@ -1,3 +1,4 @@
+using Kaiyuan.Gguf;
 using Kaiyuan.Inference;
 using Kaiyuan.Kernels;
 using Kaiyuan.Models;

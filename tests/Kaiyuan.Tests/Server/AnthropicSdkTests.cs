@@ -6,7 +6,7 @@ using Anthropic.Core;
 using Anthropic.Exceptions;
 using Anthropic.Models.Messages;
 using Kaiyuan.Scheduling;
-using Kaiyuan.Server;
+using Kaiyuan.AspNetCore;
 using Microsoft.Extensions.AI;
 using OpenAI.Chat;
 using AnthropicMessage = Anthropic.Models.Messages.Message;
@@ -465,7 +465,7 @@ public sealed class AnthropicScriptedTests
     {
         string template = File.ReadAllText(Fixtures.Require("chat-templates", "Qwen-Qwen3-0.6B.jinja"));
         var engine = new ScriptedEngine(_ => "<think>\nHm.\n</think>\n\nHello.");
-        await using var server = await ScriptedEngine.StartAsync(engine, formatter: new Kaiyuan.Server.Chat.JinjaPromptFormatter(template, "", "<|im_end|>"));
+        await using var server = await ScriptedEngine.StartAsync(engine, formatter: new Kaiyuan.Chat.JinjaPromptFormatter(template, "", "<|im_end|>"));
         var client = AnthropicSdk.Client(server);
         var request = new MessageCreateParams { Model = "scripted", MaxTokens = 100, Messages = [new UserMessageParam("Hi")] };
 

@@ -1,6 +1,6 @@
 using System.Text;
 using System.Text.Json;
-using Kaiyuan.Server.Chat;
+using Kaiyuan.Chat;
 using OllamaSharp;
 using OllamaSharp.Models;
 

@@ -1,8 +1,8 @@
 using System.Net.Http.Headers;
 using System.Text;
 using Kaiyuan.Scheduling;
-using Kaiyuan.Server;
-using Kaiyuan.Server.Chat;
+using Kaiyuan.AspNetCore;
+using Kaiyuan.Chat;
 
 namespace Kaiyuan.Tests.Server;
 

@@ -1,7 +1,7 @@
 using System.Text;
 using System.Text.Json;
-using Kaiyuan.Server;
-using Kaiyuan.Server.Chat;
+using Kaiyuan.AspNetCore;
+using Kaiyuan.Chat;
 using Kaiyuan.Tokenizers;
 
 namespace Kaiyuan.Tests.Server;

@@ -1,6 +1,6 @@
 using System.Text.Json;
-using Kaiyuan.Server;
-using Kaiyuan.Server.Chat;
+using Kaiyuan.AspNetCore;
+using Kaiyuan.Chat;
 using OllamaSharp;
 using OllamaSharp.Models;
 
@@ -343,8 +343,8 @@ public sealed class MultiModelTests
     {
         Assert.Equal(KeepAlive.Forever, KeepAlive.Parse("-1"));
         Assert.Equal(KeepAlive.Forever, KeepAlive.Parse("-5m"));
-        Assert.Throws<ApiException>(() => KeepAlive.Parse("soon"));
-        Assert.Throws<ApiException>(() => KeepAlive.Parse("5 minutes"));
-        Assert.Throws<ApiException>(() => KeepAlive.Parse(""));
+        Assert.Throws<RequestException>(() => KeepAlive.Parse("soon"));
+        Assert.Throws<RequestException>(() => KeepAlive.Parse("5 minutes"));
+        Assert.Throws<RequestException>(() => KeepAlive.Parse(""));
     }
 }

@@ -1,5 +1,5 @@
 using System.Text.Json;
-using Kaiyuan.Server;
+using Kaiyuan.AspNetCore;
 
 namespace Kaiyuan.Tests.Server;
 

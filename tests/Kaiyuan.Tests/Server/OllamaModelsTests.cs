@@ -2,7 +2,7 @@ using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using Kaiyuan.Hub;
-using Kaiyuan.Server;
+using Kaiyuan.AspNetCore;
 using Kaiyuan.Store;
 using Kaiyuan.Tests.Hub;
 using OllamaSharp;

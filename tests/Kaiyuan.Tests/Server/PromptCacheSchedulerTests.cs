@@ -1,9 +1,11 @@
+using Kaiyuan.Chat;
+using Kaiyuan.Gguf;
 using System.Buffers.Binary;
 using Kaiyuan.Inference;
 using Kaiyuan.Kernels;
 using Kaiyuan.Models;
 using Kaiyuan.Scheduling;
-using Kaiyuan.Server;
+using Kaiyuan.AspNetCore;
 using Kaiyuan.Tensors;
 using Kaiyuan.Tests.Inference;
 

@@ -1,8 +1,8 @@
 using System.ClientModel;
 using System.Text;
 using System.Text.Json;
-using Kaiyuan.Server;
-using Kaiyuan.Server.Api;
+using Kaiyuan.AspNetCore;
+using Kaiyuan.AspNetCore.Api;
 using Microsoft.Extensions.AI;
 using OpenAI;
 using OpenAI.Chat;

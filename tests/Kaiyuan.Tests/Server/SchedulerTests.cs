@@ -3,7 +3,7 @@ using Kaiyuan.Kernels;
 using Kaiyuan.Models;
 using Kaiyuan.Sampling;
 using Kaiyuan.Scheduling;
-using Kaiyuan.Server.Chat;
+using Kaiyuan.Chat;
 
 namespace Kaiyuan.Tests.Server;
 

@@ -21,7 +21,7 @@ public sealed class ScriptedServerTests
     private static string WeatherScript(string prompt) =>
         prompt.Contains("<tool_response>", StringComparison.Ordinal) ? "<think>The tool said sunny.</think>\n\nIt is sunny in Paris." : WeatherCall;
 
-    private static OpenAIClient Client(Kaiyuan.Server.KaiyuanServer server, string key = "unused") =>
+    private static OpenAIClient Client(Kaiyuan.AspNetCore.KaiyuanServer server, string key = "unused") =>
         new(new ApiKeyCredential(key), new OpenAIClientOptions { Endpoint = new Uri(server.Address, "v1") });
 
     private static readonly ChatTool WeatherTool = ChatTool.CreateFunctionTool("get_weather", "Current weather of a city",
@@ -61,7 +61,7 @@ public sealed class ScriptedServerTests
         var engine = new ScriptedEngine(p => p.Contains("<tool_response>", StringComparison.Ordinal)
             ? "<think>\nThe tool answered.\n</think>\n\nIt is sunny in Paris."
             : "<think>\nI should call the tool.\n</think>\n\n" + WeatherCall);
-        await using var server = await ScriptedEngine.StartAsync(engine, formatter: new Kaiyuan.Server.Chat.JinjaPromptFormatter(template, "", "<|im_end|>"));
+        await using var server = await ScriptedEngine.StartAsync(engine, formatter: new Kaiyuan.Chat.JinjaPromptFormatter(template, "", "<|im_end|>"));
         var chat = Client(server).GetChatClient("scripted");
         var ct = TestContext.Current.CancellationToken;
         var options = new ChatCompletionOptions { Tools = { WeatherTool } };
@@ -224,12 +224,12 @@ public sealed class ScriptedServerTests
     public async Task HealthIs503WhileLoading()
     {
         using var release = new ManualResetEventSlim();
-        var options = new Kaiyuan.Server.ServerOptions { ModelPath = "slow.gguf", Port = 0, RequestLogging = false };
-        await using var server = await Kaiyuan.Server.KaiyuanServer.StartAsync(options, _ =>
+        var options = new Kaiyuan.AspNetCore.ServerOptions { ModelPath = "slow.gguf", Port = 0, RequestLogging = false };
+        await using var server = await Kaiyuan.AspNetCore.KaiyuanServer.StartAsync(options, _ =>
         {
             release.Wait(TimeSpan.FromSeconds(30));
-            return new Kaiyuan.Server.ModelRuntime("slow", new CharCodec(), new Kaiyuan.Server.Chat.ChatMlFormatter(), new ScriptedEngine(_ => "ok"),
-                new Kaiyuan.Server.ModelDescription("test", "F32", 0, 0, 4096, 2, null, new Dictionary<string, object>()));
+            return new Kaiyuan.Chat.ModelRuntime("slow", new CharCodec(), new Kaiyuan.Chat.ChatMlFormatter(), new ScriptedEngine(_ => "ok"),
+                new Kaiyuan.Chat.ModelDescription("test", "F32", 0, 0, 4096, 2, null, new Dictionary<string, object>()));
         }, TestContext.Current.CancellationToken);
         using var http = new HttpClient { BaseAddress = server.Address };
         var ct = TestContext.Current.CancellationToken;

@@ -2,9 +2,8 @@ using System.ClientModel;
 using System.Text;
 using System.Text.Json;
 using Kaiyuan.Scheduling;
-using Kaiyuan.Server;
-using Kaiyuan.Server.Chat;
-using Kaiyuan.Server.Text;
+using Kaiyuan.AspNetCore;
+using Kaiyuan.Chat;
 using OpenAI;
 
 namespace Kaiyuan.Tests.Server;
@@ -14,7 +13,7 @@ public sealed class StoriesServer : IAsyncLifetime
 {
     private KaiyuanServer? _server;
 
-    public KaiyuanServer Server => _server ?? throw new InvalidOperationException("not started");
+    internal KaiyuanServer Server => _server ?? throw new InvalidOperationException("not started");
     public string Model => "stories";
     public bool Available { get; private set; }
 
@@ -37,7 +36,7 @@ public sealed class StoriesServer : IAsyncLifetime
     }
 
     /// <summary>The server, or a skip when the fixture model is absent.</summary>
-    public KaiyuanServer Require()
+    internal KaiyuanServer Require()
     {
         if (!Available) Fixtures.ModelPath("stories260K", "stories260K-f32.gguf");
         return Server;
@@ -54,7 +53,7 @@ public sealed class StoriesServer : IAsyncLifetime
 }
 
 /// <summary>One character per token (id = UTF-16 code unit); id 0 ends generation.</summary>
-public sealed class CharCodec : ITextCodec
+internal sealed class CharCodec : ITextCodec
 {
     public int BosId => -1;
     public int EosId => 0;
@@ -81,7 +80,7 @@ public sealed class CharCodec : ITextCodec
 /// A stand-in engine at the scheduler boundary: answers each prompt with text chosen by <see cref="Script"/>, one
 /// character per token, then end-of-generation. Lets HTTP tests force exact model output (tool calls, reasoning).
 /// </summary>
-public sealed class ScriptedEngine(Func<string, string> script) : IGenerationEngine
+internal sealed class ScriptedEngine(Func<string, string> script) : IGenerationEngine
 {
     public Func<string, string> Script { get; } = script;
     public List<string> Prompts { get; } = [];
@@ -140,7 +139,7 @@ public sealed class ScriptedEngine(Func<string, string> script) : IGenerationEng
 
     public Task DrainAsync(CancellationToken cancel) => Task.CompletedTask;
 
-    public static async Task<KaiyuanServer> StartAsync(ScriptedEngine engine, Func<ServerOptions, ServerOptions>? configure = null, IPromptFormatter? formatter = null)
+    internal static async Task<KaiyuanServer> StartAsync(ScriptedEngine engine, Func<ServerOptions, ServerOptions>? configure = null, IPromptFormatter? formatter = null)
     {
         var options = new ServerOptions { ModelPath = "scripted.gguf", Port = 0, Alias = "scripted", RequestLogging = false };
         if (configure is not null) options = configure(options);

@@ -4,7 +4,7 @@ using System.Text;
 using System.Text.Json;
 using Kaiyuan.Inference;
 using Kaiyuan.Scheduling;
-using Kaiyuan.Server;
+using Kaiyuan.AspNetCore;
 using OllamaSharp;
 using OpenAI;
 using OpenAI.Chat;

@@ -4,11 +4,12 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Json.Schema;
 using Kaiyuan.Scheduling;
-using Kaiyuan.Server;
-using Kaiyuan.Server.Text;
+using Kaiyuan.AspNetCore;
+using Kaiyuan.Chat;
 using static Kaiyuan.Tests.Server.Bodies;
 using OpenAI;
 using OpenAI.Chat;
+using ChatMessage = OpenAI.Chat.ChatMessage;
 
 #pragma warning disable OPENAI001 // ChatCompletionOptions.Seed: evaluation-only in the SDK, and what makes these runs reproducible
 
@@ -23,7 +24,7 @@ public sealed class StructuredServer : IAsyncLifetime
     private KaiyuanServer? _server;
 
     public string Model => "qwen3-synth";
-    public KaiyuanServer Server => _server ?? throw new InvalidOperationException("not started");
+    internal KaiyuanServer Server => _server ?? throw new InvalidOperationException("not started");
 
     public async ValueTask InitializeAsync()
     {
@@ -45,7 +46,7 @@ public sealed class StructuredServer : IAsyncLifetime
         await _server.WaitReadyAsync();
     }
 
-    public KaiyuanServer Require()
+    internal KaiyuanServer Require()
     {
         if (_server is null) Fixtures.Require("models", "qwen3", "qwen3-f32.gguf");
         return Server;

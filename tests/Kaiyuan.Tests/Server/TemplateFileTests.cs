@@ -1,4 +1,4 @@
-using Kaiyuan.Server;
+using Kaiyuan.AspNetCore;
 
 namespace Kaiyuan.Tests.Server;
 

@@ -1,3 +1,4 @@
+using Kaiyuan.Gguf;
 using System.Text;
 using Kaiyuan.Tensors;
 

@@ -1,3 +1,4 @@
+using Kaiyuan.Gguf;
 using Kaiyuan.Tensors;
 
 namespace Kaiyuan.Tests.Tensors;

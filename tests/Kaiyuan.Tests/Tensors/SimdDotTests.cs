@@ -1,3 +1,4 @@
+using Kaiyuan.Gguf;
 using System.Buffers.Binary;
 using Kaiyuan.Tensors;
 

@@ -1,0 +1,86 @@
+using System.Globalization;
+using System.Text.Json;
+
+namespace Kaiyuan.AspNetCore.Api;
+
+/// <summary>Typed, validated access to a JSON request body; every problem is a 400 that names the parameter.</summary>
+internal sealed class JsonRequest(JsonElement root)
+{
+    public JsonElement Root { get; } = root;
+
+    public static async Task<JsonRequest> ReadAsync(HttpRequest request, CancellationToken cancel)
+    {
+        if (request.ContentLength is 0) throw RequestException.BadRequest("the request body is empty");
+        JsonDocument doc;
+        try
+        {
+            doc = await JsonDocument.ParseAsync(request.Body, default, cancel).ConfigureAwait(false);
+        }
+        catch (JsonException e)
+        {
+            throw RequestException.BadRequest($"the request body is not valid JSON: {e.Message}", code: "invalid_json");
+        }
+        if (doc.RootElement.ValueKind != JsonValueKind.Object) throw RequestException.BadRequest("the request body must be a JSON object", code: "invalid_json");
+        request.HttpContext.Response.RegisterForDispose(doc);
+        return new JsonRequest(doc.RootElement);
+    }
+
+    public bool Has(string name) => Root.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null;
+
+    public JsonElement? Get(string name) => Root.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null ? v : null;
+
+    public string? String(string name)
+    {
+        if (Get(name) is not { } v) return null;
+        if (v.ValueKind != JsonValueKind.String) throw RequestException.BadRequest($"'{name}' must be a string", name);
+        return v.GetString();
+    }
+
+    public bool Bool(string name, bool fallback)
+    {
+        if (Get(name) is not { } v) return fallback;
+        if (v.ValueKind is not (JsonValueKind.True or JsonValueKind.False)) throw RequestException.BadRequest($"'{name}' must be a boolean", name);
+        return v.GetBoolean();
+    }
+
+    public double? Number(string name, double min, double max) => ReadNumber(Get(name), name, min, max);
+
+    public int? Int(string name, int min, int max)
+    {
+        var d = Number(name, min, max);
+        if (d is null) return null;
+        if (d != Math.Floor(d.Value)) throw RequestException.BadRequest($"'{name}' must be an integer", name);
+        return (int)d.Value;
+    }
+
+    public static double? ReadNumber(JsonElement? element, string name, double min, double max)
+    {
+        if (element is not { } v) return null;
+        if (v.ValueKind != JsonValueKind.Number || !v.TryGetDouble(out double d)) throw RequestException.BadRequest($"'{name}' must be a number", name);
+        if (d < min || d > max)
+            throw RequestException.BadRequest($"'{name}' must be between {min.ToString(CultureInfo.InvariantCulture)} and {max.ToString(CultureInfo.InvariantCulture)}", name);
+        return d;
+    }
+
+    /// <summary>A string or an array of strings (OpenAI's "stop").</summary>
+    public IReadOnlyList<string> Strings(string name, int maxCount)
+    {
+        if (Get(name) is not { } v) return [];
+        if (v.ValueKind == JsonValueKind.String) return [v.GetString()!];
+        if (v.ValueKind != JsonValueKind.Array || v.EnumerateArray().Any(e => e.ValueKind != JsonValueKind.String))
+            throw RequestException.BadRequest($"'{name}' must be a string or an array of strings", name);
+        var list = v.EnumerateArray().Select(e => e.GetString()!).Where(s => s.Length > 0).ToList();
+        if (list.Count > maxCount) throw RequestException.BadRequest($"'{name}' takes at most {maxCount} entries", name);
+        return list;
+    }
+
+    /// <summary>A seed: any non-negative or negative 64-bit integer.</summary>
+    public ulong? Seed(string name)
+    {
+        if (Get(name) is not { } v) return null;
+        if (v.ValueKind != JsonValueKind.Number) throw RequestException.BadRequest($"'{name}' must be an integer", name);
+        if (v.TryGetInt64(out long l)) return unchecked((ulong)l);
+        if (v.TryGetUInt64(out ulong u)) return u;
+        throw RequestException.BadRequest($"'{name}' must be an integer", name);
+    }
+}

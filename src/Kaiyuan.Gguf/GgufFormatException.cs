@@ -1,0 +1,12 @@
+namespace Kaiyuan.Gguf;
+
+/// <summary>A GGUF file is malformed or unsupported; the message names the file and the problem.</summary>
+public sealed class GgufFormatException(string fileName, string problem)
+    : Exception($"{fileName}: {problem}")
+{
+    public string FileName { get; } = fileName;
+    public string Problem { get; } = problem;
+}
+
+/// <summary>A metadata key is missing or holds a value of another type than asked for.</summary>
+internal sealed class GgufMetadataException(string message) : Exception(message);

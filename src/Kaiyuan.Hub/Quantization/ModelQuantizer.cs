@@ -1,0 +1,86 @@
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+using Kaiyuan.Gguf;
+using Kaiyuan.Tensors;
+
+namespace Kaiyuan.Quantization;
+
+/// <summary>Quantizes one row of floats into the bytes of a row of <paramref name="type"/> (its block layout).</summary>
+internal delegate void RowQuantizer(GgmlType type, ReadOnlySpan<float> src, Span<byte> dst);
+
+/// <summary>
+/// Rewrites a GGUF file in a quantization mix (<c>kaiyuan quantize</c>): every tensor takes the type
+/// <see cref="TensorTypePlan"/> chooses, converted row by row on several threads (each row read as floats, then written
+/// as F16/BF16/F32 here or through <see cref="RowQuantizer"/> for block types). Metadata is copied in order, with
+/// <c>general.file_type</c> and <c>general.quantization_version</c> set as llama.cpp sets them and split keys dropped.
+/// </summary>
+public sealed class ModelQuantizer
+{
+    /// <summary>GGML's quantization format version, written to <c>general.quantization_version</c>.</summary>
+    public const uint QuantizationVersion = 2;
+
+    /// <summary>Writes rows of block-quantized types (llama.cpp's reference quantizers by default); F32, F16 and BF16 are converted here.</summary>
+    internal RowQuantizer QuantizeRow { get; init; } = Tensors.Quantize.Row;
+    /// <summary>Which block types <see cref="QuantizeRow"/> can write.</summary>
+    public Func<GgmlType, bool> CanQuantize { get; init; } = Tensors.Quantize.IsSupported;
+    public int Threads { get; init; } = Environment.ProcessorCount;
+    /// <summary>Elements converted so far and in all.</summary>
+    public Action<long, long>? Progress { get; init; }
+
+    /// <summary>Plans, converts and writes <paramref name="output"/> (atomically). Returns the plan that was carried out.</summary>
+    public IReadOnlyList<TensorPlan> Quantize(GgufFile input, string output, FileType mix)
+    {
+        var plan = TensorTypePlan.Plan(input, mix);
+        foreach (var p in plan.Where(p => p.Convert))
+        {
+            if (!GgmlTypeInfo.IsKnown(p.Tensor.Type)) throw new NotSupportedException($"tensor '{p.Tensor.Name}' has type {p.Tensor.Type}, which cannot be read");
+            if (!IsFloat(p.Type) && !CanQuantize(p.Type))
+                throw new NotSupportedException($"tensor '{p.Tensor.Name}' would be {p.Type}{(p.Note is null ? "" : $" ({p.Note})")}, which this build cannot write");
+        }
+
+        var writer = new GgufWriter { Alignment = input.Alignment };
+        foreach (var (key, value) in input.Metadata.Entries)
+            if (!key.StartsWith("split.", StringComparison.Ordinal)) writer.Metadata.Set(key, value);
+        // As gguf_set_val_* does in llama.cpp: a key set again moves to the end.
+        writer.Metadata.Remove("general.quantization_version");
+        writer.Metadata.Set("general.quantization_version", GgufValue.Of(QuantizationVersion));
+        writer.Metadata.Remove("general.file_type");
+        writer.Metadata.Set("general.file_type", GgufValue.Of((uint)mix));
+
+        long total = plan.Where(p => p.Convert).Sum(p => p.Tensor.ElementCount), done = 0;
+        Progress?.Invoke(0, total);
+        foreach (var p in plan)
+        {
+            var t = p.Tensor;
+            if (!p.Convert)
+            {
+                writer.AddTensor(t.Name, t.Type, t.Dimensions, stream => CopyRows(t, stream));
+                continue;
+            }
+            writer.AddTensor(t.Name, p.Type, t.Dimensions, stream =>
+            {
+                Convert(t, p.Type, stream, rows => Progress?.Invoke(done += rows * t.RowLength, total));
+            });
+        }
+        writer.Write(output);
+        return plan;
+    }
+
+    private static bool IsFloat(GgmlType type) => type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16;
+
+    private static void CopyRows(GgufTensor t, Stream stream)
+    {
+        if (t.ByteSize <= int.MaxValue)
+        {
+            stream.Write(t.Bytes);
+            return;
+        }
+        for (long r = 0; r < t.RowCount; r++) stream.Write(t.Row(r));
+    }
+
+    // Quantize.Row writes F32, F16 and BF16 rows too, rounding as ggml does.
+    private void Convert(GgufTensor t, GgmlType type, Stream stream, Action<long> rowsDone) =>
+        RowConverter.Write(stream, t.RowCount, checked((int)t.RowLength), type, Threads,
+            (r, values) => Dequantize.Row(t.Type, t.Row(r), values), QuantizeRow, rowsDone);
+
+}

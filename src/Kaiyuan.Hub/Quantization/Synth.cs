@@ -1,0 +1,197 @@
+using Kaiyuan.Gguf;
+using Kaiyuan.Tensors;
+
+namespace Kaiyuan.Quantization;
+
+/// <summary>The hyper-parameters of a model shape that <see cref="Synth"/> can fill with random weights.</summary>
+internal sealed record SynthShape(
+    string Name, string Architecture, int EmbeddingLength, int Layers, int Heads, int KvHeads, int HeadDim,
+    int FeedForwardLength, int VocabSize, int ContextLength, float RopeFreqBase, float RmsEpsilon,
+    bool QkvBias, bool QkNorm, bool TiedEmbeddings);
+
+/// <summary>
+/// <c>kaiyuan synth</c>: writes a GGUF with the real shapes and metadata of a known model but seeded random weights
+/// (matrices N(0, 1/fan_in)-like, norms ≈ 1, small biases), each tensor in the type <see cref="TensorTypePlan"/> picks for
+/// the mix and quantized row by row on several threads while it streams to disk. Without a vocabulary the file runs on
+/// token ids only (<c>{arch}.vocab_size</c> gives the vocabulary size); with one (<see cref="AddVocabulary"/>) it can
+/// be served and chatted with like the real model.
+/// </summary>
+internal static class Synth
+{
+    public static readonly IReadOnlyList<SynthShape> Shapes =
+    [
+        new("qwen2.5-0.5b", "qwen2", 896, 24, 14, 2, 64, 4864, 151936, 32768, 1e6f, 1e-6f, QkvBias: true, QkNorm: false, TiedEmbeddings: true),
+        new("qwen3-0.6b", "qwen3", 1024, 28, 16, 8, 128, 3072, 151936, 40960, 1e6f, 1e-6f, QkvBias: false, QkNorm: true, TiedEmbeddings: true),
+        new("llama-1b", "llama", 2048, 16, 32, 8, 64, 8192, 128256, 131072, 5e5f, 1e-5f, QkvBias: false, QkNorm: false, TiedEmbeddings: true),
+        // A few-kilobyte model for tests.
+        new("tiny", "qwen2", 256, 2, 4, 2, 64, 512, 512, 1024, 1e6f, 1e-6f, QkvBias: true, QkNorm: false, TiedEmbeddings: true),
+        new("tiny-qwen3", "qwen3", 256, 2, 4, 2, 64, 512, 512, 1024, 1e6f, 1e-6f, QkvBias: false, QkNorm: true, TiedEmbeddings: true),
+    ];
+
+    /// <summary>The shapes offered on the command line (the test shapes are accepted but not listed).</summary>
+    public static IEnumerable<string> PublicNames => Shapes.Select(s => s.Name).Where(n => !n.StartsWith("tiny", StringComparison.Ordinal));
+
+    public static SynthShape Shape(string like) =>
+        Shapes.FirstOrDefault(s => string.Equals(s.Name, like.Trim(), StringComparison.OrdinalIgnoreCase))
+        ?? throw new ArgumentException($"unknown model shape '{like}' (known: {string.Join(", ", PublicNames)})");
+
+    /// <summary>The metadata of a synthesized file in <paramref name="mix"/>.</summary>
+    public static GgufMetadata Metadata(SynthShape s, FileType mix)
+    {
+        var md = new GgufMetadata();
+        string a = s.Architecture;
+        md.Set("general.architecture", GgufValue.Of(a));
+        md.Set("general.name", GgufValue.Of($"synthetic {s.Name}"));
+        md.Set($"{a}.context_length", GgufValue.Of((uint)s.ContextLength));
+        md.Set($"{a}.embedding_length", GgufValue.Of((uint)s.EmbeddingLength));
+        md.Set($"{a}.block_count", GgufValue.Of((uint)s.Layers));
+        md.Set($"{a}.feed_forward_length", GgufValue.Of((uint)s.FeedForwardLength));
+        md.Set($"{a}.attention.head_count", GgufValue.Of((uint)s.Heads));
+        md.Set($"{a}.attention.head_count_kv", GgufValue.Of((uint)s.KvHeads));
+        md.Set($"{a}.attention.key_length", GgufValue.Of((uint)s.HeadDim));
+        md.Set($"{a}.attention.value_length", GgufValue.Of((uint)s.HeadDim));
+        md.Set($"{a}.rope.dimension_count", GgufValue.Of((uint)s.HeadDim));
+        md.Set($"{a}.rope.freq_base", GgufValue.Of(s.RopeFreqBase));
+        md.Set($"{a}.attention.layer_norm_rms_epsilon", GgufValue.Of(s.RmsEpsilon));
+        md.Set($"{a}.vocab_size", GgufValue.Of((uint)s.VocabSize));
+        md.Set("general.quantization_version", GgufValue.Of(ModelQuantizer.QuantizationVersion));
+        md.Set("general.file_type", GgufValue.Of((uint)mix));
+        return md;
+    }
+
+    /// <summary>
+    /// Copies a tokenizer (every <c>tokenizer.*</c> key, chat template included) from another GGUF, such as a vocab-only
+    /// file. Shorter vocabularies are padded to the shape's with unused <c>[PAD{id}]</c> tokens, as converters pad real
+    /// models whose embedding has spare rows, so every id the model can produce decodes.
+    /// </summary>
+    public static void AddVocabulary(GgufMetadata md, SynthShape s, GgufMetadata vocabulary)
+    {
+        if (!vocabulary.TryGet("tokenizer.ggml.tokens", out var tokensValue) || tokensValue.Value is not GgufArray { Items: string[] tokens })
+            throw new InvalidDataException("the vocabulary file has no tokenizer.ggml.tokens");
+        if (tokens.Length > s.VocabSize)
+            throw new InvalidDataException($"the vocabulary has {tokens.Length} tokens; the {s.Name} shape has room for {s.VocabSize}");
+        int pad = s.VocabSize - tokens.Length;
+        foreach (var (key, value) in vocabulary.Entries)
+        {
+            if (!key.StartsWith("tokenizer.", StringComparison.Ordinal)) continue;
+            md.Set(key, (key, value.Value) switch
+            {
+                ("tokenizer.ggml.tokens", _) => GgufValue.Of(GgufArray.Of([.. tokens, .. Enumerable.Range(tokens.Length, pad).Select(i => $"[PAD{i}]")])),
+                ("tokenizer.ggml.token_type", GgufArray { Items: int[] types }) => GgufValue.Of(GgufArray.Of([.. types, .. Enumerable.Repeat(5, pad)])), // 5: unused
+                ("tokenizer.ggml.scores", GgufArray { Items: float[] scores }) => GgufValue.Of(GgufArray.Of([.. scores, .. new float[pad]])),
+                _ => value,
+            });
+        }
+    }
+
+    /// <summary>The tensors of the shape as F32 descriptions (name and dimensions, no data).</summary>
+    public static IReadOnlyList<GgufTensor> Tensors(SynthShape s)
+    {
+        var list = new List<GgufTensor>();
+        void Add(string name, params long[] dims) =>
+            list.Add(new GgufTensor(name, GgmlType.F32, dims, 0, GgmlTypeInfo.RowBytes(GgmlType.F32, dims.Aggregate(1L, (x, d) => x * d))));
+        int e = s.EmbeddingLength, q = s.Heads * s.HeadDim, kv = s.KvHeads * s.HeadDim;
+        Add("token_embd.weight", e, s.VocabSize);
+        Add("output_norm.weight", e);
+        if (!s.TiedEmbeddings) Add("output.weight", e, s.VocabSize);
+        for (int i = 0; i < s.Layers; i++)
+        {
+            string p = $"blk.{i}.";
+            Add(p + "attn_norm.weight", e);
+            Add(p + "attn_q.weight", e, q);
+            Add(p + "attn_k.weight", e, kv);
+            Add(p + "attn_v.weight", e, kv);
+            if (s.QkvBias)
+            {
+                Add(p + "attn_q.bias", q);
+                Add(p + "attn_k.bias", kv);
+                Add(p + "attn_v.bias", kv);
+            }
+            if (s.QkNorm)
+            {
+                Add(p + "attn_q_norm.weight", s.HeadDim);
+                Add(p + "attn_k_norm.weight", s.HeadDim);
+            }
+            Add(p + "attn_output.weight", q, e);
+            Add(p + "ffn_norm.weight", e);
+            Add(p + "ffn_gate.weight", e, s.FeedForwardLength);
+            Add(p + "ffn_up.weight", e, s.FeedForwardLength);
+            Add(p + "ffn_down.weight", s.FeedForwardLength, e);
+        }
+        return list;
+    }
+
+    /// <summary>
+    /// Synthesizes <paramref name="shape"/> in <paramref name="mix"/> and writes it to <paramref name="path"/> (atomically).
+    /// The same seed gives the same file. <paramref name="progress"/> gets elements written so far and in all.
+    /// </summary>
+    public static IReadOnlyList<TensorPlan> Write(SynthShape shape, FileType mix, string path, ulong seed = 1, int threads = 0,
+        Action<long, long>? progress = null, GgufMetadata? vocabulary = null)
+    {
+        if (!TensorTypePlan.Supported.Contains(mix)) throw new ArgumentException($"unsupported mix {mix} (supported: {string.Join(", ", TensorTypePlan.Supported)})");
+        var md = Metadata(shape, mix);
+        if (vocabulary is not null) AddVocabulary(md, shape, vocabulary);
+        var plan = TensorTypePlan.Plan(md, Tensors(shape), mix);
+        foreach (var p in plan)
+            if (!Quantize.IsSupported(p.Type)) throw new NotSupportedException($"tensor '{p.Tensor.Name}' would be {p.Type}, which Kaiyuan cannot write");
+        var writer = new GgufWriter();
+        foreach (var (key, value) in md.Entries) writer.Metadata.Set(key, value);
+        long total = plan.Sum(p => p.Tensor.ElementCount), done = 0;
+        progress?.Invoke(0, total);
+        int workers = threads > 0 ? threads : Environment.ProcessorCount;
+        for (int index = 0; index < plan.Count; index++)
+        {
+            var p = plan[index];
+            ulong tensorSeed = Mix(seed, (ulong)index + 1);
+            writer.AddTensor(p.Tensor.Name, p.Type, p.Tensor.Dimensions, stream =>
+                WriteTensor(p.Tensor, p.Type, tensorSeed, workers, stream, rows => progress?.Invoke(done += rows * p.Tensor.RowLength, total)));
+        }
+        writer.Write(path);
+        return plan;
+    }
+
+    private enum Fill { Matrix, Norm, Bias }
+
+    private static Fill KindOf(GgufTensor t) =>
+        t.Name.EndsWith(".bias", StringComparison.Ordinal) ? Fill.Bias
+        : t.Dimensions.Length == 1 ? Fill.Norm
+        : Fill.Matrix;
+
+    private static void WriteTensor(GgufTensor t, GgmlType type, ulong seed, int threads, Stream stream, Action<long> rowsDone)
+    {
+        int rowLength = checked((int)t.RowLength);
+        var kind = KindOf(t);
+        // A token embedding row is a vector of the model width; weights scale by the input width (the row length).
+        float sigma = kind switch { Fill.Matrix => 1f / MathF.Sqrt(rowLength), Fill.Norm => 0.05f, _ => 0.02f };
+        float mean = kind == Fill.Norm ? 1f : 0f;
+        RowConverter.Write(stream, t.RowCount, rowLength, type, threads,
+            (r, values) => FillRow(values, Mix(seed, (ulong)r), mean, sigma), Quantize.Row, rowsDone, batchBytes: 8L << 20);
+    }
+
+    /// <summary>Approximately normal values (a sum of four uniforms, variance matched) from a splitmix64 stream.</summary>
+    internal static void FillRow(Span<float> row, ulong state, float mean, float sigma)
+    {
+        // Each 16-bit uniform has variance 1/12 of its range²; four of them summed and centred have variance 1/3.
+        float scale = sigma * MathF.Sqrt(3f) / 32768f;
+        for (int i = 0; i < row.Length; i++)
+        {
+            ulong r = Next(ref state);
+            int sum = (int)(r & 0xffff) + (int)((r >> 16) & 0xffff) + (int)((r >> 32) & 0xffff) + (int)(r >> 48) - 2 * 65535;
+            row[i] = mean + sum * scale * 0.5f;
+        }
+    }
+
+    private static ulong Next(ref ulong state)
+    {
+        ulong z = state += 0x9E3779B97F4A7C15UL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        return z ^ (z >> 31);
+    }
+
+    private static ulong Mix(ulong a, ulong b)
+    {
+        ulong s = a * 0x9E3779B97F4A7C15UL + b;
+        return Next(ref s);
+    }
+}

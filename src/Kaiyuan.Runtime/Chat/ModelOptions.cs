@@ -1,0 +1,31 @@
+using Kaiyuan.Gguf;
+
+namespace Kaiyuan.Chat;
+
+/// <summary>How a model is loaded and run: its file, the scheduler's slots and context, threads, KV cache and prompt cache.</summary>
+internal record ModelOptions
+{
+    public required string ModelPath { get; init; }
+    /// <summary>The model's name in the API (default: the file name without .gguf).</summary>
+    public string? Alias { get; init; }
+    public int Parallel { get; init; } = 4;
+    /// <summary>Context window per slot; 0: the model's, at most 4096.</summary>
+    public int ContextSize { get; init; }
+    public int Threads { get; init; } = Environment.ProcessorCount;
+    /// <summary>KV cache row type (f32, f16, q8_0).</summary>
+    public GgmlType CacheType { get; init; } = GgmlType.F32;
+    /// <summary>
+    /// MiB the paged KV pool (running and cached prefixes) may grow to; -1: from free memory, at most 8 GiB;
+    /// 0: no prefix caching. Never less than one full context.
+    /// </summary>
+    public long CacheRamMiB { get; init; } = -1;
+    /// <summary>Directory where prompt prefixes are kept across restarts (<c>--prompt-cache</c>); null: none.</summary>
+    public string? PromptCacheDir { get; init; }
+    /// <summary>MiB the prompt cache directory may hold; the least recently used entries go beyond it.</summary>
+    public long PromptCacheMaxMiB { get; init; } = Kaiyuan.Inference.PromptCacheStore.DefaultMaxBytes >> 20;
+    public string? ChatTemplateFile { get; init; }
+    /// <summary>Requests waiting for a slot at most (more get 429).</summary>
+    public int MaxQueue { get; init; } = 64;
+    /// <summary>How long a schema, grammar or tool set may take to compile for structured output (longer: a 400).</summary>
+    public TimeSpan GrammarTimeout { get; init; } = TimeSpan.FromSeconds(10);
+}

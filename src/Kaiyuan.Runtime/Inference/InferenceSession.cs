@@ -1,0 +1,125 @@
+using Kaiyuan.Gguf;
+using Kaiyuan.Kernels;
+using Kaiyuan.Models;
+using Kaiyuan.Models.Blocks;
+using Kaiyuan.Tensors;
+
+namespace Kaiyuan.Inference;
+
+/// <summary>
+/// One sequence being evaluated: owns a KV cache and scratch memory and feeds tokens through the model, a prompt in
+/// batches (prefill) or one token at a time (decode).
+/// </summary>
+public sealed class InferenceSession
+{
+    private readonly TransformerModel _model;
+    private readonly KvCache _cache;
+    private readonly Workspace _workspace = new();
+    private readonly ForwardBatch _batch;
+    private readonly ForwardContext _ctx;
+    private readonly float[] _lastLogits;
+    private bool[] _want = [];
+    private float[] _allLogits = [];
+
+    internal InferenceSession(TransformerModel model, int contextLength = 0, WorkerPool? pool = null, int maxBatch = 512,
+        GgmlType cacheType = GgmlType.F32)
+    {
+        _model = model;
+        int ctx = contextLength > 0 ? contextLength : Math.Min(model.Config.ContextLength, 4096);
+        _cache = model.CreateCache(1, ctx, cacheType);
+        MaxBatch = Math.Max(1, maxBatch);
+        _batch = new ForwardBatch(MaxBatch);
+        _ctx = new ForwardContext(_batch, _cache, _workspace, pool ?? WorkerPool.Shared);
+        _lastLogits = new float[model.VocabSize];
+    }
+
+    public TransformerModel Model => _model;
+    public int ContextLength => _cache.ContextLength;
+    internal KvCache Cache => _cache;
+    public int MaxBatch { get; }
+    /// <summary>Tokens already in the cache; the next token goes to this position.</summary>
+    public int Position { get; private set; }
+
+    /// <summary>Forgets the sequence (its blocks stay and are simply overwritten later).</summary>
+    public void Reset() => Position = 0;
+
+    /// <summary>
+    /// Forgets the tokens from <paramref name="position"/> on, keeping the ones before: their rows do not depend on what
+    /// follows, so evaluation can go on from there (a chat turn that shares only a prefix with the previous one).
+    /// </summary>
+    public void Truncate(int position)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(position);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(position, Position);
+        Position = position;
+    }
+
+    /// <summary>
+    /// Reads rows from a prompt cache instead of computing them: when <paramref name="store"/> holds more leading full
+    /// blocks of <paramref name="tokens"/> than the session has evaluated (never the last token, whose logits are needed),
+    /// they are loaded into the session's blocks and the position moves past them. The session must hold
+    /// <paramref name="tokens"/> up to its position. Returns the tokens loaded.
+    /// </summary>
+    internal int LoadPrefix(PromptCacheStore store, IReadOnlyList<int> tokens)
+    {
+        const int T = KvCache.BlockTokens;
+        int max = Math.Min(tokens.Count - 1, ContextLength) / T;
+        if (max * T <= Position || store.Find(tokens, max) is not { } hit || hit.Tokens <= Position) return 0;
+        int from = Position / T, before = Position;
+        _cache.Reserve(0, hit.Tokens);
+        int loaded = store.Load(hit, from, _cache.Table(0)[from..hit.Blocks], _cache);
+        // A block that failed its check may be half overwritten: without any block loaded, keep only the rows before it.
+        Position = loaded > 0 ? (from + loaded) * T : Math.Min(Position, from * T);
+        return Math.Max(0, Position - before);
+    }
+
+    /// <summary>
+    /// Offers the session's leading full blocks to a prompt cache, which saves them if they are worth it (in the
+    /// background); <paramref name="tokens"/> are what the session holds from position 0.
+    /// </summary>
+    internal bool SavePrefix(PromptCacheStore store, IReadOnlyList<int> tokens)
+    {
+        int blocks = Math.Min(tokens.Count, Position) / KvCache.BlockTokens;
+        return blocks >= PromptCacheStore.MinBlocks && store.TrySave(_cache, _cache.Table(0)[..blocks], tokens);
+    }
+
+    /// <summary>Evaluates tokens at the current position; returns the logits after the last one.</summary>
+    public ReadOnlySpan<float> Evaluate(ReadOnlySpan<int> tokens)
+    {
+        if (tokens.IsEmpty) throw new ArgumentException("no tokens to evaluate", nameof(tokens));
+        Run(tokens, allLogits: false);
+        return _lastLogits;
+    }
+
+    /// <summary>Evaluates tokens and returns the logits after every one of them (rows of vocabulary size).</summary>
+    public float[] EvaluateAll(ReadOnlySpan<int> tokens)
+    {
+        Run(tokens, allLogits: true);
+        return _allLogits[..(tokens.Length * _model.VocabSize)];
+    }
+
+    private void Run(ReadOnlySpan<int> tokens, bool allLogits)
+    {
+        if (Position + tokens.Length > ContextLength)
+            throw new ContextOverflowException($"{Position + tokens.Length} tokens exceed the context size of {ContextLength}");
+        int vocab = _model.VocabSize;
+        if (allLogits && _allLogits.Length < tokens.Length * vocab) _allLogits = new float[tokens.Length * vocab];
+        for (int start = 0; start < tokens.Length; start += MaxBatch)
+        {
+            int n = Math.Min(MaxBatch, tokens.Length - start);
+            _cache.Reserve(0, Position + n);
+            _batch.Clear();
+            for (int i = 0; i < n; i++) _batch.Add(tokens[start + i], Position + i, 0);
+            if (_want.Length < n) _want = new bool[MaxBatch];
+            bool lastChunk = start + n == tokens.Length;
+            for (int i = 0; i < n; i++) _want[i] = allLogits || (lastChunk && i == n - 1);
+            var dst = allLogits ? _allLogits.AsSpan(start * vocab, n * vocab) : _lastLogits.AsSpan();
+            _model.Forward(_ctx, _want.AsSpan(0, n), dst);
+            Position += n;
+        }
+        if (allLogits) _allLogits.AsSpan((tokens.Length - 1) * vocab, vocab).CopyTo(_lastLogits);
+    }
+}
+
+/// <summary>A prompt or generation does not fit the context window.</summary>
+public sealed class ContextOverflowException(string message) : Exception(message);

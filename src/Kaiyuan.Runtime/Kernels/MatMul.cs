@@ -1,0 +1,259 @@
+using Kaiyuan.Gguf;
+using Kaiyuan.Tensors;
+
+namespace Kaiyuan.Kernels;
+
+/// <summary>
+/// y[t] = W · x[t] for a batch of activation rows. Each activation row is converted once to the format the weight
+/// type's dot product consumes (int8 blocks for quantized weights, as llama.cpp does), then output rows are split
+/// across threads; every weight row is read once per batch. Batches of <see cref="PanelMinTokens"/> or more (prompts,
+/// many sequences at once) run as a GEMM over weight rows repacked into panels.
+/// </summary>
+internal static unsafe class MatMul
+{
+    /// <summary>
+    /// Batches of at least this many activation rows go through the panel GEMM; smaller ones would not repay the
+    /// repacking. Measured (`bench matmul`, 4864 × 1024, 2 threads, interleaved with the tiles): at 8 rows panels
+    /// already give Q8_0 32 → 42-47 GMAC/s, Q5_0 28-33 → 45, Q6_K 30 → 28-29; at 32 rows Q5_0 56-61, Q6_K 48-51.
+    /// </summary>
+    internal const int PanelMinTokens = 8;
+
+    /// <summary>How a batch is computed, and the bytes of side data it derives from each activation row.</summary>
+    private static (Kernel Kernel, int SideBytes) Plan(QuantMatrix w, int tokens)
+    {
+        // Float panels pack eight columns at a time; quantized rows are whole blocks of 32 or 256 anyway.
+        if (tokens >= PanelMinTokens && w.Rows >= QuantizedDot.PanelRows && w.Columns % 8 == 0 && QuantizedDot.HasPanels(w.Type))
+            return (Kernel.Panels, QuantizedDot.PanelSideBytes(w.Type, w.Columns));
+        return QuantizedDot.HasDot4(w.Type) ? (Kernel.Tiles, QuantizedDot.SideBytes(w.Type, w.Columns)) : (Kernel.Rows, 0);
+    }
+
+    private enum Kernel
+    {
+        /// <summary>One weight row against one activation row at a time.</summary>
+        Rows,
+
+        /// <summary>One weight row against 8, 4 or 1 activation rows (<see cref="QuantizedDot.Dot8"/>).</summary>
+        Tiles,
+
+        /// <summary>Eight repacked weight rows against four (quantized) or eight (float) activation rows at a time (<see cref="QuantizedDot.PanelMultiply"/>).</summary>
+        Panels,
+    }
+
+    /// <summary>Bytes of scratch <see cref="Multiply"/> needs for a batch of <paramref name="tokens"/> rows.</summary>
+    public static int ScratchBytes(QuantMatrix w, int tokens) =>
+        tokens * ((int)GgmlTypeInfo.RowBytes(QuantizedDot.ActivationType(w.Type), w.Columns) + Plan(w, tokens).SideBytes);
+
+    /// <param name="x">tokens × Columns activations.</param>
+    /// <param name="y">tokens × Rows outputs.</param>
+    /// <param name="scratch">at least <see cref="ScratchBytes"/> bytes.</param>
+    public static void Multiply(QuantMatrix w, ReadOnlySpan<float> x, int tokens, Span<float> y, Span<byte> scratch, WorkerPool pool)
+    {
+        QuantizedDot.CheckRows(w.Type, w.Columns);
+        var actType = QuantizedDot.ActivationType(w.Type);
+        int actBytes = (int)GgmlTypeInfo.RowBytes(actType, w.Columns);
+        if (x.Length < tokens * w.Columns || y.Length < tokens * w.Rows || scratch.Length < ScratchBytes(w, tokens))
+            throw new ArgumentException("MatMul buffers are smaller than tokens × the matrix shape");
+
+        fixed (float* input = x)
+        fixed (byte* act = scratch)
+        fixed (float* output = y)
+        {
+            // What the kernels derive from each activation row (float scales, bias sums) is formed once per matrix.
+            var (kernel, sideBytes) = Plan(w, tokens);
+            byte* side = act + (long)tokens * actBytes;
+            using var scope = pool.Enter();
+            // A prompt's activation rows are converted in parallel too; one row is not worth waking the pool for.
+            var prepare = pool.Job<PrepareJob>();
+            prepare.Set(w.Type, actType, w.Columns, input, act, actBytes, kernel, side, sideBytes);
+            if (tokens >= 4) pool.Run(prepare, tokens);
+            else prepare.Run(0, tokens, 0);
+
+            if (kernel == Kernel.Panels)
+            {
+                var panels = pool.Job<PanelJob>();
+                panels.Set(w, act, actBytes, output, tokens, side, sideBytes, pool.Threads);
+                pool.Run(panels, w.Rows / QuantizedDot.PanelRows);
+                // Rows past the last whole panel (no model in use has any) take the plain dot.
+                for (int r = w.Rows / QuantizedDot.PanelRows * QuantizedDot.PanelRows; r < w.Rows; r++)
+                    for (int t = 0; t < tokens; t++)
+                        output[(long)t * w.Rows + r] = QuantizedDot.DotUnchecked(w.Type, w.Data + (long)r * w.RowBytes, w.RowBytes, act + (long)t * actBytes, actBytes, w.Columns);
+                return;
+            }
+
+            var job = pool.Job<Job>();
+            job.Set(w, act, actBytes, output, tokens, kernel == Kernel.Tiles, side, sideBytes);
+            pool.Run(job, w.Rows, minChunk: 16);
+        }
+    }
+
+    /// <summary>Quantizes activation rows into the weight type's companion format and derives their side data.</summary>
+    private sealed class PrepareJob : IParallelJob
+    {
+        private GgmlType _weightType, _actType;
+        private int _columns, _actBytes, _sideBytes;
+        private float* _x;
+        private byte* _act, _side;
+        private Kernel _kernel;
+
+        public void Set(GgmlType weightType, GgmlType actType, int columns, float* x, byte* act, int actBytes, Kernel kernel, byte* side, int sideBytes)
+        {
+            _weightType = weightType;
+            _actType = actType;
+            _columns = columns;
+            _x = x;
+            _act = act;
+            _actBytes = actBytes;
+            _kernel = kernel;
+            _side = side;
+            _sideBytes = sideBytes;
+        }
+
+        public void Run(int start, int end, int worker)
+        {
+            for (int t = start; t < end; t++)
+            {
+                byte* row = _act + (long)t * _actBytes;
+                QuantizedDot.QuantizeActivations(_actType, new ReadOnlySpan<float>(_x + (long)t * _columns, _columns), new Span<byte>(row, _actBytes));
+                if (_kernel == Kernel.Tiles) QuantizedDot.PrepareSide(_weightType, row, _columns, _side + (long)t * _sideBytes);
+                else if (_kernel == Kernel.Panels) QuantizedDot.PreparePanelSide(_weightType, row, _columns, _side + (long)t * _sideBytes);
+            }
+        }
+    }
+
+    private sealed class Job : IParallelJob
+    {
+        private QuantMatrix _w;
+        private byte* _act;
+        private int _actBytes, _tokens, _sideBytes;
+        private float* _y;
+        private byte* _side;
+        private bool _tiled;
+
+        public void Set(QuantMatrix w, byte* act, int actBytes, float* y, int tokens, bool tiled, byte* side, int sideBytes)
+        {
+            _tiled = tiled;
+            _side = side;
+            _sideBytes = sideBytes;
+            _w = w;
+            _act = act;
+            _actBytes = actBytes;
+            _y = y;
+            _tokens = tokens;
+        }
+
+        public void Run(int start, int end, int worker)
+        {
+            var w = _w;
+            var type = w.Type;
+            int n = w.Columns, rowBytes = w.RowBytes, actBytes = _actBytes, tokens = _tokens, sideBytes = _sideBytes;
+            long rows = w.Rows;
+            bool tiled = _tiled;
+            int t8 = tiled && QuantizedDot.HasDot8(type) ? tokens & ~7 : 0;
+            int t4 = tiled ? t8 + ((tokens - t8) & ~3) : 0;
+            // Three rows left: one three-row tile; two: a two-row one; one: the single-row dot.
+            int t3 = tiled && tokens - t4 == 3 ? tokens : t4;
+            int t2 = tiled ? t3 + ((tokens - t3) & ~1) : 0;
+            // A block of weight rows stays in cache while every group of eight or four activation rows passes over it.
+            for (int r0 = start; r0 < end; r0 += RowBlock)
+            {
+                int r1 = Math.Min(end, r0 + RowBlock);
+                for (int t = 0; t < t8; t += 8)
+                {
+                    byte* act = _act + (long)t * actBytes;
+                    for (int r = r0; r < r1; r++)
+                        QuantizedDot.Dot8(type, w.Data + (long)r * rowBytes, act, _side + (long)t * sideBytes, actBytes, sideBytes, n, _y + t * rows + r, rows);
+                }
+                for (int t = t8; t < t4; t += 4)
+                {
+                    byte* act = _act + (long)t * actBytes;
+                    for (int r = r0; r < r1; r++)
+                        QuantizedDot.Dot4(type, w.Data + (long)r * rowBytes, act, _side + (long)t * sideBytes, actBytes, sideBytes, n, _y + t * rows + r, rows);
+                }
+                if (t3 > t4)
+                {
+                    byte* act = _act + (long)t4 * actBytes;
+                    for (int r = r0; r < r1; r++)
+                        QuantizedDot.Dot3(type, w.Data + (long)r * rowBytes, act, _side + (long)t4 * sideBytes, actBytes, sideBytes, n, _y + t4 * rows + r, rows);
+                }
+                for (int t = t3; t < t2; t += 2)
+                {
+                    byte* act = _act + (long)t * actBytes;
+                    for (int r = r0; r < r1; r++)
+                        QuantizedDot.Dot2(type, w.Data + (long)r * rowBytes, act, _side + (long)t * sideBytes, actBytes, sideBytes, n, _y + t * rows + r, rows);
+                }
+                for (int t = t2; t < tokens; t++)
+                {
+                    byte* act = _act + (long)t * actBytes;
+                    if (tiled)
+                    {
+                        byte* side = _side + (long)t * sideBytes;
+                        for (int r = r0; r < r1; r++)
+                            _y[t * rows + r] = QuantizedDot.Dot1(type, w.Data + (long)r * rowBytes, act, side, n);
+                        continue;
+                    }
+                    for (int r = r0; r < r1; r++)
+                        _y[t * rows + r] = QuantizedDot.DotUnchecked(type, w.Data + (long)r * rowBytes, rowBytes, act, actBytes, n);
+                }
+            }
+        }
+
+        private const int RowBlock = 16;
+    }
+
+    /// <summary>
+    /// Repacks eight weight rows at a time into the worker's buffer, then runs every activation row over the panel
+    /// a few at a time, one column range after another: each range of the panel
+    /// (<see cref="QuantizedDot.PanelColumns"/>) stays in L1 while all activation tiles pass over it.
+    /// </summary>
+    private sealed class PanelJob : IParallelJob
+    {
+        private byte[]?[] _buffers = [];
+        private QuantMatrix _w;
+        private byte* _act, _side;
+        private int _actBytes, _tokens, _sideBytes;
+        private float* _y;
+
+        public void Set(QuantMatrix w, byte* act, int actBytes, float* y, int tokens, byte* side, int sideBytes, int workers)
+        {
+            _w = w;
+            _act = act;
+            _actBytes = actBytes;
+            _y = y;
+            _tokens = tokens;
+            _side = side;
+            _sideBytes = sideBytes;
+            if (_buffers.Length < workers) Array.Resize(ref _buffers, workers);
+        }
+
+        public void Run(int start, int end, int worker)
+        {
+            var w = _w;
+            int n = w.Columns, tokens = _tokens;
+            byte* panel = Buffer(worker, QuantizedDot.PanelBytes(w.Type, n));
+            int step = ColumnStep(w.Type, n);
+            for (int p = start; p < end; p++)
+            {
+                QuantizedDot.PackPanel(w.Type, w.Data + (long)p * QuantizedDot.PanelRows * w.RowBytes, w.RowBytes, n, panel);
+                float* output = _y + p * QuantizedDot.PanelRows;
+                for (int c0 = 0; c0 < n; c0 += step)
+                    QuantizedDot.PanelMultiply(w.Type, panel, n, c0, Math.Min(step, n - c0), _act, _actBytes, _side, _sideBytes, tokens, accumulate: c0 > 0, output, w.Rows);
+            }
+        }
+
+        /// <summary>Columns per range: the row split into equal whole-block ranges of at most <see cref="QuantizedDot.PanelColumns"/>.</summary>
+        private static int ColumnStep(GgmlType type, int n)
+        {
+            int block = GgmlTypeInfo.Geometry(type).BlockSize, widest = QuantizedDot.PanelColumns(type), ranges = (n + widest - 1) / widest;
+            return (n / block + ranges - 1) / ranges * block;
+        }
+
+        /// <summary>The worker's panel buffer, 64-byte aligned, grown (once per shape seen) to <paramref name="bytes"/>.</summary>
+        private byte* Buffer(int worker, int bytes)
+        {
+            ref byte[]? buffer = ref _buffers[worker];
+            if (buffer is null || buffer.Length < bytes + 64) buffer = GC.AllocateUninitializedArray<byte>(bytes + 64, pinned: true);
+            byte* start = (byte*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(buffer));
+            return (byte*)(((nint)start + 63) & ~(nint)63);
+        }
+    }
+}

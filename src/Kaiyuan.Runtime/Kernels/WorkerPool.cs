@@ -1,0 +1,195 @@
+namespace Kaiyuan.Kernels;
+
+/// <summary>A unit of parallel work: processes indices [start, end) on behalf of worker <c>worker</c>.</summary>
+internal interface IParallelJob
+{
+    void Run(int start, int end, int worker);
+}
+
+/// <summary>
+/// A persistent pool of worker threads that splits each operation's index range into a few contiguous chunks per
+/// thread, which the caller and the workers claim in turn, with a single completion barrier per operation. Claiming
+/// (rather than one fixed chunk each) lets a thread the OS or a neighbour slowed down hand its share to the others. Workers spin briefly
+/// between operations (a decode step issues hundreds of small ones) before sleeping. Jobs are reusable objects
+/// owned by the pool (<see cref="Job{T}"/>), so dispatching allocates nothing.
+/// One caller at a time: an operation must finish before the next starts.
+/// </summary>
+internal sealed class WorkerPool : IDisposable
+{
+    private static int s_jobTypes;
+    private static class JobId<T> { public static readonly int Value = Interlocked.Increment(ref s_jobTypes) - 1; }
+
+    private readonly Thread[] _threads;
+    // Kernel-backed events: waking a sleeping worker must not allocate (the slim events' monitor path can).
+    private readonly AutoResetEvent[] _wake;
+    private readonly long[] _workerAllocated;
+    private object?[] _jobs = new object?[8];
+    private IParallelJob? _job;
+    private int _count, _chunks, _pending, _nextChunk;
+    private long _generation;
+    private readonly int[] _sleeping;
+    // Half a millisecond of spinning before a worker sleeps: long enough to bridge the gaps between the ops of a
+    // decode step and between steps (so no kernel wake-up is needed there), short enough not to burn a core when idle.
+    private static readonly long SpinTicks = System.Diagnostics.Stopwatch.Frequency / 2000;
+    private volatile bool _disposed;
+    private Exception? _error;
+
+    private static readonly Lazy<WorkerPool> SharedPool = new(() => new WorkerPool(Environment.ProcessorCount));
+    public static WorkerPool Shared => SharedPool.Value;
+
+    public WorkerPool(int threads)
+    {
+        Threads = Math.Max(1, threads);
+        _threads = new Thread[Threads - 1];
+        _wake = new AutoResetEvent[Threads - 1];
+        _sleeping = new int[Threads];
+        _workerAllocated = new long[Threads];
+        for (int i = 0; i < _threads.Length; i++)
+        {
+            _wake[i] = new AutoResetEvent(false);
+            int worker = i + 1;
+            _threads[i] = new Thread(() => WorkerLoop(worker)) { IsBackground = true, Name = $"kaiyuan-worker-{worker}" };
+            _threads[i].Start();
+        }
+    }
+
+    public int Threads { get; }
+
+    /// <summary>Managed bytes allocated so far on the pool's own worker threads (for allocation tests).</summary>
+    public long WorkerAllocatedBytes => _workerAllocated.Sum();
+
+    private readonly object _gate = new();
+
+    /// <summary>
+    /// Holds the pool for one caller: operations from several threads (sessions sharing a pool) run one after another
+    /// instead of trampling the pool's reusable jobs. Take it around <see cref="Job{T}"/>, the job's setup and
+    /// <see cref="Run"/>. Re-entrant, allocation-free.
+    /// </summary>
+    public Scope Enter()
+    {
+        Monitor.Enter(_gate);
+        return new Scope(_gate);
+    }
+
+    public readonly ref struct Scope(object gate)
+    {
+        public void Dispose() => Monitor.Exit(gate);
+    }
+
+    /// <summary>The pool's reusable instance of a job type; call it inside <see cref="Enter"/>.</summary>
+    public T Job<T>() where T : class, IParallelJob, new()
+    {
+        if (!Monitor.IsEntered(_gate)) throw new InvalidOperationException("WorkerPool.Job needs the pool held (WorkerPool.Enter)");
+        int id = JobId<T>.Value;
+        if (id >= _jobs.Length) Array.Resize(ref _jobs, Math.Max(id + 1, _jobs.Length * 2));
+        return (T)(_jobs[id] ??= new T());
+    }
+
+    /// <summary>Runs <paramref name="job"/> over [0, count) in chunks of at least <paramref name="minChunk"/> indices.</summary>
+    public void Run(IParallelJob job, int count, int minChunk = 1)
+    {
+        using var scope = Enter();
+        int chunks = Math.Min(ChunksPerThread * Threads, Math.Max(1, count / Math.Max(1, minChunk)));
+        if (chunks <= 1 || Threads == 1 || _disposed)
+        {
+            if (count > 0) job.Run(0, count, 0);
+            return;
+        }
+        _job = job;
+        _count = count;
+        _chunks = chunks;
+        _nextChunk = 0;
+        int helpers = Math.Min(Threads, chunks) - 1;
+        Volatile.Write(ref _pending, helpers);
+        Interlocked.Increment(ref _generation);
+        // Only sleeping workers need a kernel wake-up; spinning ones see the new generation themselves.
+        for (int w = 1; w <= helpers; w++)
+            if (Volatile.Read(ref _sleeping[w]) == 1) _wake[w - 1].Set();
+        RunChunks(job, count, chunks, 0);
+        var spin = new SpinWait();
+        while (Volatile.Read(ref _pending) > 0) spin.SpinOnce(sleep1Threshold: -1);
+        _job = null;
+        if (_error is { } error)
+        {
+            _error = null;
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
+        }
+    }
+
+    /// <summary>Chunks per thread: enough to even out a slowed thread, few enough that claiming costs nothing.</summary>
+    private const int ChunksPerThread = 8;
+
+    private void RunChunks(IParallelJob job, int count, int chunks, int worker)
+    {
+        int c;
+        while ((c = Interlocked.Increment(ref _nextChunk) - 1) < chunks)
+        {
+            int start = (int)((long)count * c / chunks), end = (int)((long)count * (c + 1) / chunks);
+            if (end > start) job.Run(start, end, worker);
+        }
+    }
+
+    /// <summary>Convenience for code off the hot path (allocates a closure).</summary>
+    public void For(int count, Action<int, int, int> body, int minChunk = 1) => Run(new DelegateJob(body), count, minChunk);
+
+    private sealed class DelegateJob(Action<int, int, int> body) : IParallelJob
+    {
+        public void Run(int start, int end, int worker) => body(start, end, worker);
+    }
+
+    private void WorkerLoop(int worker)
+    {
+        var wake = _wake[worker - 1];
+        // A thread's first wait allocates its wait state (136 B, measured); take it now, not when a worker first
+        // sleeps mid-generation, which broke the zero-allocation guarantee whenever a step's gap outlasted the spin.
+        wake.WaitOne(0);
+        // Generation 0 is "nothing dispatched yet". Reading _generation here instead would race with a first Run()
+        // that starts before this thread does, and the worker would then skip that operation forever.
+        long seen = 0;
+        while (true)
+        {
+            long spinUntil = System.Diagnostics.Stopwatch.GetTimestamp() + SpinTicks;
+            int spins = 0;
+            while (Volatile.Read(ref _generation) == seen && !_disposed)
+            {
+                if (System.Diagnostics.Stopwatch.GetTimestamp() < spinUntil)
+                {
+                    // Yield now and then so an oversubscribed machine can still run the thread we wait for.
+                    if ((++spins & 63) == 0) Thread.Yield();
+                    else Thread.SpinWait(20);
+                    continue;
+                }
+                // Announce sleep, then re-check: the dispatcher bumps the generation before reading the flag.
+                Interlocked.Exchange(ref _sleeping[worker], 1);
+                if (Volatile.Read(ref _generation) == seen && !_disposed) wake.WaitOne();
+                Interlocked.Exchange(ref _sleeping[worker], 0);
+                spinUntil = System.Diagnostics.Stopwatch.GetTimestamp() + SpinTicks;
+            }
+            if (_disposed) return;
+            seen = Volatile.Read(ref _generation);
+            var job = _job!;
+            int count = _count, chunks = _chunks;
+            if (worker >= Math.Min(Threads, chunks)) continue;
+            try
+            {
+                RunChunks(job, count, chunks, worker);
+            }
+            catch (Exception e)
+            {
+                _error = e; // rethrown on the calling thread
+            }
+            finally
+            {
+                _workerAllocated[worker] = GC.GetAllocatedBytesForCurrentThread();
+                Interlocked.Decrement(ref _pending);
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        foreach (var w in _wake) w.Set();
+    }
+}

@@ -1,0 +1,176 @@
+using Kaiyuan.Inference;
+using Kaiyuan.Kernels;
+
+namespace Kaiyuan.Models.Blocks;
+
+/// <summary>
+/// Gated feed-forward: down(SiLU(gate(x)) ⊙ up(x)). With no separate gate, <c>ffn_up</c> holds gate and up fused
+/// (gate first, as GLM-4 stores it).
+/// </summary>
+internal sealed class DenseFeedForward(Linear? gate, Linear up, Linear down) : IFeedForwardBlock
+{
+    public int HiddenSize => down.InFeatures;
+
+    public void Forward(ForwardContext ctx, ReadOnlySpan<float> x, int tokens, Span<float> output)
+    {
+        var ws = ctx.Workspace;
+        int hidden = HiddenSize;
+        var g = ws.Floats(Buf.FfnGate, tokens * hidden);
+        if (gate is not null)
+        {
+            var u = ws.Floats(Buf.FfnUp, tokens * hidden);
+            gate.Forward(x, tokens, g, ws, ctx.Pool);
+            up.Forward(x, tokens, u, ws, ctx.Pool);
+            VectorOps.SwiGlu(g, u);
+        }
+        else
+        {
+            var fused = ws.Floats(Buf.FfnUp, tokens * 2 * hidden);
+            up.Forward(x, tokens, fused, ws, ctx.Pool);
+            for (int t = 0; t < tokens; t++)
+            {
+                var row = fused.Slice(t * 2 * hidden, 2 * hidden);
+                var dst = g.Slice(t * hidden, hidden);
+                row[..hidden].CopyTo(dst);
+                VectorOps.SwiGlu(dst, row[hidden..]);
+            }
+        }
+        down.Forward(g, tokens, output, ws, ctx.Pool);
+    }
+}
+
+/// <summary>
+/// Mixture of experts: a router scores every expert per token (softmax or sigmoid), picks the top k (optionally
+/// biased by <c>exp_probs_b</c> and restricted to the best expert groups), weights them (optionally normalised and
+/// scaled), and runs only those experts; shared experts, when present, run for every token.
+/// </summary>
+internal sealed class MoeFeedForward : IFeedForwardBlock
+{
+    private readonly Linear _router;
+    private readonly float[]? _selectionBias;
+    private readonly QuantMatrix _gate, _up, _down;
+    private readonly DenseFeedForward? _shared;
+    private readonly int _experts, _used, _groups, _groupsUsed;
+    private readonly ExpertGating _gating;
+    private readonly bool _normalize;
+    private readonly float _scale;
+
+    public MoeFeedForward(ModelConfig c, Linear router, float[]? selectionBias, QuantMatrix gate, QuantMatrix up, QuantMatrix down,
+        DenseFeedForward? shared, bool normalize, float scale, ExpertGating gating)
+    {
+        (_router, _selectionBias, _gate, _up, _down, _shared, _normalize, _scale, _gating) = (router, selectionBias, gate, up, down, shared, normalize, scale, gating);
+        _experts = c.ExpertCount;
+        _used = c.ExpertUsedCount;
+        _groups = c.ExpertGroupCount;
+        _groupsUsed = c.ExpertGroupUsedCount;
+        if (_used < 1 || _used > _experts) throw new InvalidDataException($"expert_used_count {_used} is not within 1…{_experts}");
+        if (router.OutFeatures != _experts) throw new InvalidDataException($"router '{router.Name}' scores {router.OutFeatures} experts, expert_count is {_experts}");
+        if (gate.Rows % _experts != 0 || up.Rows != gate.Rows || down.Columns * _experts != gate.Rows)
+            throw new InvalidDataException("expert tensors do not match expert_count and expert_feed_forward_length");
+    }
+
+    public void Forward(ForwardContext ctx, ReadOnlySpan<float> x, int tokens, Span<float> output)
+    {
+        var ws = ctx.Workspace;
+        int d = _down.Rows / _experts, hidden = _down.Columns;
+        var probs = ws.Floats(Buf.RouterLogits, tokens * _experts);
+        _router.Forward(x, tokens, probs, ws, ctx.Pool);
+
+        var chosen = ws.Ints(IntBuf.ChosenExperts, tokens * _used);
+        var weights = ws.Floats(Buf.ExpertWeights, tokens * _used);
+        Span<float> selection = stackalloc float[_experts];
+        for (int t = 0; t < tokens; t++)
+        {
+            var p = probs.Slice(t * _experts, _experts);
+            if (_gating == ExpertGating.Sigmoid) VectorOps.Sigmoid(p);
+            else VectorOps.Softmax(p);
+            p.CopyTo(selection);
+            if (_selectionBias is not null) VectorOps.Add(selection, _selectionBias);
+            if (_groups > 1) MaskGroups(selection);
+            var ids = chosen.Slice(t * _used, _used);
+            var w = weights.Slice(t * _used, _used);
+            TopK(selection, ids);
+            float sum = 0;
+            for (int k = 0; k < _used; k++) sum += w[k] = p[ids[k]];
+            for (int k = 0; k < _used; k++)
+            {
+                if (_normalize) w[k] /= sum;
+                if (_scale != 0) w[k] *= _scale;
+            }
+        }
+
+        // Run each expert once over the tokens routed to it.
+        output[..(tokens * d)].Clear();
+        var xin = ws.Floats(Buf.ExpertIn, tokens * x.Length / tokens);
+        var xout = ws.Floats(Buf.ExpertOut, tokens * d);
+        var g = ws.Floats(Buf.FfnGate, tokens * hidden);
+        var u = ws.Floats(Buf.FfnUp, tokens * hidden);
+        var members = ws.Ints(IntBuf.ExpertMembers, tokens);
+        var memberWeights = ws.Floats(Buf.MemberWeights, tokens);
+        int dIn = x.Length / tokens;
+        for (int e = 0; e < _experts; e++)
+        {
+            int m = 0;
+            for (int t = 0; t < tokens; t++)
+                for (int k = 0; k < _used; k++)
+                    if (chosen[t * _used + k] == e)
+                    {
+                        members[m] = t;
+                        memberWeights[m++] = weights[t * _used + k];
+                    }
+            if (m == 0) continue;
+            for (int i = 0; i < m; i++) x.Slice(members[i] * dIn, dIn).CopyTo(xin.Slice(i * dIn, dIn));
+            var ge = _gate.Expert(e, _experts);
+            var ue = _up.Expert(e, _experts);
+            var de = _down.Expert(e, _experts);
+            MatMul.Multiply(ge, xin, m, g, ws.Bytes(MatMul.ScratchBytes(ge, m)), ctx.Pool);
+            MatMul.Multiply(ue, xin, m, u, ws.Bytes(MatMul.ScratchBytes(ue, m)), ctx.Pool);
+            VectorOps.SwiGlu(g[..(m * hidden)], u[..(m * hidden)]);
+            MatMul.Multiply(de, g, m, xout, ws.Bytes(MatMul.ScratchBytes(de, m)), ctx.Pool);
+            for (int i = 0; i < m; i++)
+                VectorOps.AddScaled(output.Slice(members[i] * d, d), xout.Slice(i * d, d), memberWeights[i]);
+        }
+
+        if (_shared is not null)
+        {
+            var shared = ws.Floats(Buf.SharedOut, tokens * d);
+            _shared.Forward(ctx, x, tokens, shared);
+            VectorOps.Add(output[..(tokens * d)], shared);
+        }
+    }
+
+    /// <summary>Indices of the k largest values, best first (lowest index on ties).</summary>
+    private static void TopK(ReadOnlySpan<float> values, Span<int> ids)
+    {
+        for (int k = 0; k < ids.Length; k++)
+        {
+            int best = -1;
+            for (int i = 0; i < values.Length; i++)
+            {
+                if (ids[..k].Contains(i)) continue;
+                if (best < 0 || values[i] > values[best]) best = i;
+            }
+            ids[k] = best;
+        }
+    }
+
+    /// <summary>DeepSeek-V3 group routing: keep only the groups whose two best experts score highest.</summary>
+    private void MaskGroups(Span<float> selection)
+    {
+        int perGroup = _experts / _groups;
+        Span<float> groupScores = stackalloc float[_groups];
+        Span<int> top2 = stackalloc int[Math.Min(2, perGroup)];
+        for (int gi = 0; gi < _groups; gi++)
+        {
+            var grp = selection.Slice(gi * perGroup, perGroup);
+            TopK(grp, top2);
+            float s = 0;
+            foreach (int i in top2) s += grp[i];
+            groupScores[gi] = s;
+        }
+        Span<int> keep = stackalloc int[_groupsUsed];
+        TopK(groupScores, keep);
+        for (int gi = 0; gi < _groups; gi++)
+            if (!keep.Contains(gi)) selection.Slice(gi * perGroup, perGroup).Fill(float.NegativeInfinity);
+    }
+}

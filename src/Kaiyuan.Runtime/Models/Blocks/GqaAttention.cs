@@ -1,0 +1,85 @@
+using Kaiyuan.Inference;
+using Kaiyuan.Kernels;
+
+namespace Kaiyuan.Models.Blocks;
+
+/// <summary>Where per-head query/key RMS norms apply: not at all, per head (Qwen3, GLM-4.5), or over the whole projection (MiniMax-M2).</summary>
+internal enum QkNorm { None, PerHead, Whole }
+
+/// <summary>
+/// Multi-head / grouped-query attention: Q, K, V projections (optional biases and q/k norms), rotary embedding on the
+/// first <c>rope.dimension_count</c> values of each head, causal softmax attention over the slot's cached keys.
+/// </summary>
+internal sealed class GqaAttention : IAttentionBlock
+{
+    private readonly Linear _q, _k, _v, _o;
+    private readonly float[]? _qNorm, _kNorm;
+    private readonly QkNorm _qkNorm;
+    private readonly Rope _rope;
+    private readonly int _heads, _headsKv, _headDimK, _headDimV;
+    private readonly float _scale, _eps;
+
+    public GqaAttention(ModelConfig c, Linear q, Linear k, Linear v, Linear o, Rope rope, QkNorm qkNorm = QkNorm.None, float[]? qNorm = null, float[]? kNorm = null)
+    {
+        (_q, _k, _v, _o, _rope, _qkNorm, _qNorm, _kNorm) = (q, k, v, o, rope, qkNorm, qNorm, kNorm);
+        _heads = c.HeadCount;
+        _headsKv = c.HeadCountKv;
+        _headDimK = c.KeyLength;
+        _headDimV = c.ValueLength;
+        _scale = 1f / MathF.Sqrt(_headDimK);
+        _eps = c.RmsEpsilon;
+        Expect(q, _heads * _headDimK);
+        Expect(k, _headsKv * _headDimK);
+        Expect(v, _headsKv * _headDimV);
+    }
+
+    private static void Expect(Linear l, int outputs)
+    {
+        if (l.OutFeatures != outputs) throw new InvalidDataException($"tensor '{l.Name}' has {l.OutFeatures} outputs, the hyper-parameters say {outputs}");
+    }
+
+    public int CacheRowWidth => _headsKv * (_headDimK + _headDimV);
+
+    public void Forward(ForwardContext ctx, int layer, ReadOnlySpan<float> x, Span<float> output)
+    {
+        var (batch, cache, ws, pool) = ctx;
+        int n = batch.Count, qDim = _heads * _headDimK, kDim = _headsKv * _headDimK, vDim = _headsKv * _headDimV;
+        var q = ws.Floats(Buf.Q, n * qDim);
+        var k = ws.Floats(Buf.K, n * kDim);
+        var v = ws.Floats(Buf.V, n * vDim);
+        _q.Forward(x, n, q, ws, pool);
+        _k.Forward(x, n, k, ws, pool);
+        _v.Forward(x, n, v, ws, pool);
+
+        Span<float> cos = stackalloc float[_rope.Dimensions / 2], sin = stackalloc float[_rope.Dimensions / 2];
+        for (int t = 0; t < n; t++)
+        {
+            var qt = q.Slice(t * qDim, qDim);
+            var kt = k.Slice(t * kDim, kDim);
+            switch (_qkNorm)
+            {
+                case QkNorm.PerHead:
+                    VectorOps.RmsNormGroups(qt, _heads, _qNorm, _eps);
+                    VectorOps.RmsNormGroups(kt, _headsKv, _kNorm, _eps);
+                    break;
+                case QkNorm.Whole:
+                    VectorOps.RmsNorm(qt, _qNorm, qt, _eps);
+                    VectorOps.RmsNorm(kt, _kNorm, kt, _eps);
+                    break;
+            }
+            _rope.Angles(batch.Positions[t], cos, sin);
+            _rope.Apply(qt, _headDimK, cos, sin);
+            _rope.Apply(kt, _headDimK, cos, sin);
+            // A cache row is every key head followed by every value head.
+            var row = ws.Floats(Buf.Latent, kDim + vDim);
+            kt.CopyTo(row);
+            v.Slice(t * vDim, vDim).CopyTo(row[kDim..]);
+            cache.Write(layer, batch.Slots[t], batch.Positions[t], row);
+        }
+
+        var attn = ws.Floats(Buf.Attn, n * _heads * _headDimV);
+        AttentionKernel.Run(ctx, layer, ws.Array(Buf.Q, n * qDim), qDim, _heads, _headsKv, _headDimK, _headDimV,
+            keyOffset: 0, valueOffset: kDim, _scale, ws.Array(Buf.Attn, n * _heads * _headDimV));
+        _o.Forward(attn, n, output, ws, pool);
+    }
+}

@@ -1,0 +1,21 @@
+using Kaiyuan.Inference;
+using Kaiyuan.Kernels;
+
+namespace Kaiyuan.Models.Blocks;
+
+/// <summary>Everything a block needs besides its weights for one forward pass.</summary>
+internal sealed record ForwardContext(ForwardBatch Batch, KvCache Cache, Workspace Workspace, WorkerPool Pool);
+
+/// <summary>Self-attention: reads normalised hidden rows, writes one output row per token.</summary>
+internal interface IAttentionBlock
+{
+    /// <summary>Floats cached per token by this layer.</summary>
+    int CacheRowWidth { get; }
+    void Forward(ForwardContext ctx, int layer, ReadOnlySpan<float> x, Span<float> output);
+}
+
+/// <summary>Position-wise feed-forward network (dense or mixture of experts).</summary>
+internal interface IFeedForwardBlock
+{
+    void Forward(ForwardContext ctx, ReadOnlySpan<float> x, int tokens, Span<float> output);
+}

@@ -1,0 +1,76 @@
+using Kaiyuan.Gguf;
+using Kaiyuan.Kernels;
+using Kaiyuan.Models.Blocks;
+
+namespace Kaiyuan.Models;
+
+/// <summary>
+/// Builds blocks from a GGUF file's tensors by llama.cpp's tensor names (<c>blk.N.attn_q.weight</c>, …). Family
+/// definitions call these to wire a layer; each method checks that the tensors it needs exist and fit.
+/// </summary>
+internal sealed class ModelBuilder(GgufFile file, ModelConfig config)
+{
+    public GgufFile File { get; } = file;
+    public ModelConfig Config { get; } = config;
+
+    public GgufTensor Tensor(string name) =>
+        File.FindTensor(name) ?? throw new NotSupportedException($"{Config.Architecture}: required tensor '{name}' is missing from {Path.GetFileName(File.Path)}");
+
+    public GgufTensor? OptionalTensor(string name) => File.FindTensor(name);
+
+    public bool Has(int layer, string name) => File.FindTensor($"blk.{layer}.{name}.weight") is not null;
+
+    public Linear Linear(string name) => new(Tensor(name + ".weight"), OptionalTensor(name + ".bias"));
+    public Linear Linear(int layer, string name) => Linear($"blk.{layer}.{name}");
+    public Linear? OptionalLinear(int layer, string name) => Has(layer, name) ? Linear(layer, name) : null;
+
+    public float[] Norm(int layer, string name) => Vectors.ReadF32(Tensor($"blk.{layer}.{name}.weight"));
+    public float[]? OptionalNorm(int layer, string name) => Has(layer, name) ? Norm(layer, name) : null;
+
+    public QuantMatrix Matrix(int layer, string name) => QuantMatrix.Of(Tensor($"blk.{layer}.{name}.weight"));
+
+    /// <summary>Rope frequency factors (Llama 3.1's <c>rope_freqs</c>) when present.</summary>
+    public float[]? RopeFreqFactors() => OptionalTensor("rope_freqs.weight") is { } t ? Vectors.ReadF32(t) : null;
+
+    /// <summary>Standard attention with optional q/k/v biases (found by presence) and q/k norms.</summary>
+    public GqaAttention Attention(int layer, RopeStyle style, QkNorm qkNorm = QkNorm.None) =>
+        new(Config, Linear(layer, "attn_q"), Linear(layer, "attn_k"), Linear(layer, "attn_v"), Linear(layer, "attn_output"),
+            new Rope(Config.Rope(style, freqFactors: RopeFreqFactors())), qkNorm,
+            qkNorm == QkNorm.None ? null : Norm(layer, "attn_q_norm"),
+            qkNorm == QkNorm.None ? null : Norm(layer, "attn_k_norm"));
+
+    /// <summary>DeepSeek-style multi-head latent attention (absorbed form; needs split attn_k_b / attn_v_b).</summary>
+    public MlaAttention LatentAttention(int layer, RopeStyle style)
+    {
+        if (!Has(layer, "attn_k_b"))
+            throw new NotSupportedException($"{Config.Architecture}: this file stores MLA as a combined attn_kv_b tensor; re-convert it with a current llama.cpp (split attn_k_b/attn_v_b)");
+        bool lowRankQ = Has(layer, "attn_q_a");
+        return new MlaAttention(Config,
+            lowRankQ ? Linear(layer, "attn_q_a") : null,
+            lowRankQ ? Norm(layer, "attn_q_a_norm") : null,
+            lowRankQ ? Linear(layer, "attn_q_b") : null,
+            lowRankQ ? null : Linear(layer, "attn_q"),
+            Linear(layer, "attn_kv_a_mqa"), Norm(layer, "attn_kv_a_norm"),
+            Matrix(layer, "attn_k_b"), Matrix(layer, "attn_v_b"),
+            Linear(layer, "attn_output"), new Rope(Config.Rope(style)));
+    }
+
+    /// <summary>Gated FFN; a missing <c>ffn_gate</c> means gate and up are fused in <c>ffn_up</c>.</summary>
+    public DenseFeedForward DenseFfn(int layer, string suffix = "") =>
+        new(OptionalLinear(layer, "ffn_gate" + suffix), Linear(layer, "ffn_up" + suffix), Linear(layer, "ffn_down" + suffix));
+
+    /// <summary>Routed experts plus shared experts when the file has them.</summary>
+    public MoeFeedForward MoeFfn(int layer, bool normalize, float scale, ExpertGating gating) =>
+        new(Config, Linear(layer, "ffn_gate_inp"),
+            OptionalTensor($"blk.{layer}.exp_probs_b.bias") is { } b ? Vectors.ReadF32(b) : null,
+            Matrix(layer, "ffn_gate_exps"), Matrix(layer, "ffn_up_exps"), Matrix(layer, "ffn_down_exps"),
+            Has(layer, "ffn_up_shexp") ? DenseFfn(layer, "_shexp") : null,
+            normalize, scale, gating);
+
+    /// <summary>Dense for the leading layers, MoE after (DeepSeek-V2/V3, GLM-4.5).</summary>
+    public IFeedForwardBlock DenseOrMoe(int layer, bool normalize, float scale, ExpertGating gating) =>
+        layer < Config.LeadingDenseBlockCount ? DenseFfn(layer) : MoeFfn(layer, normalize, scale, gating);
+
+    /// <summary>The gating function from metadata, or the family's default when the file does not say.</summary>
+    public ExpertGating Gating(ExpertGating fallback) => Config.ExpertGating is ExpertGating.Softmax or ExpertGating.Sigmoid ? Config.ExpertGating : fallback;
+}

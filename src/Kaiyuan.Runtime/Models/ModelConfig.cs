@@ -1,0 +1,149 @@
+using Kaiyuan.Gguf;
+using Kaiyuan.Kernels;
+
+namespace Kaiyuan.Models;
+
+/// <summary>How a mixture-of-experts router turns logits into expert probabilities (llama.cpp's numbering).</summary>
+internal enum ExpertGating { Softmax = 1, Sigmoid = 2 }
+
+/// <summary>Hyper-parameters of a transformer, read from GGUF metadata under the architecture's key prefix.</summary>
+public sealed record ModelConfig
+{
+    public required string Architecture { get; init; }
+    public required int EmbeddingLength { get; init; }
+    public required int BlockCount { get; init; }
+    public required int HeadCount { get; init; }
+    public required int HeadCountKv { get; init; }
+    public required int KeyLength { get; init; }
+    public required int ValueLength { get; init; }
+    public int FeedForwardLength { get; init; }
+    public required int VocabSize { get; init; }
+    public required int ContextLength { get; init; }
+    public required float RmsEpsilon { get; init; }
+    public required int RopeDimensions { get; init; }
+    public float RopeFreqBase { get; init; } = 10000f;
+    public string RopeScalingType { get; init; } = "none";
+    public float RopeScalingFactor { get; init; } = 1f;
+    public int RopeOriginalContext { get; init; }
+    public float RopeYarnLogMultiplier { get; init; }
+    public float RopeAttnFactor { get; init; } = 1f;
+    public float RopeYarnBetaFast { get; init; } = 32f;
+    public float RopeYarnBetaSlow { get; init; } = 1f;
+
+    // Mixture of experts.
+    public int ExpertCount { get; init; }
+    public int ExpertUsedCount { get; init; }
+    public int ExpertSharedCount { get; init; }
+    public int ExpertFeedForwardLength { get; init; }
+    public int LeadingDenseBlockCount { get; init; }
+    public float ExpertWeightsScale { get; init; }
+    public bool ExpertWeightsNorm { get; init; }
+    internal ExpertGating ExpertGating { get; init; } = ExpertGating.Softmax;
+    public int ExpertGroupCount { get; init; }
+    public int ExpertGroupUsedCount { get; init; }
+
+    // Multi-head latent attention (DeepSeek-V2/V3, Kimi K2).
+    public int QLoraRank { get; init; }
+    public int KvLoraRank { get; init; }
+    public int KeyLengthMla { get; init; }
+    public int ValueLengthMla { get; init; }
+
+    public bool IsMoe => ExpertCount > 0;
+    public bool IsMla => KvLoraRank > 0;
+
+    public static ModelConfig FromMetadata(GgufMetadata m)
+    {
+        string arch = m.GetString("general.architecture");
+        string K(string suffix) => $"{arch}.{suffix}";
+        int embd = m.GetInt32(K("embedding_length"), min: 1);
+        int heads = m.GetInt32(K("attention.head_count"), min: 1);
+        int headsKv = m.GetInt32(K("attention.head_count_kv"), heads, min: 1);
+        int headDim = embd / heads;
+        int keyLength = m.GetInt32(K("attention.key_length"), headDim, min: 1);
+        int vocab = m.Contains(K("vocab_size"))
+            ? m.GetInt32(K("vocab_size"), min: 1)
+            : m.GetArray("tokenizer.ggml.tokens").Count;
+        string scaling = m.GetStringOrNull(K("rope.scaling.type")) ?? "none";
+        int context = m.GetInt32(K("context_length"), 4096, min: 1);
+        if (headsKv > heads || heads % headsKv != 0)
+            throw new GgufMetadataException($"{arch}: head_count {heads} is not a multiple of head_count_kv {headsKv}");
+        return new ModelConfig
+        {
+            Architecture = arch,
+            EmbeddingLength = embd,
+            BlockCount = m.GetInt32(K("block_count"), min: 1),
+            HeadCount = heads,
+            HeadCountKv = headsKv,
+            KeyLength = keyLength,
+            ValueLength = m.GetInt32(K("attention.value_length"), headDim, min: 1),
+            FeedForwardLength = m.GetInt32(K("feed_forward_length"), 0, min: 0),
+            VocabSize = vocab,
+            ContextLength = context,
+            RmsEpsilon = m.GetFloat(K("attention.layer_norm_rms_epsilon"), 1e-5f),
+            RopeDimensions = m.GetInt32(K("rope.dimension_count"), keyLength, min: 0),
+            RopeFreqBase = m.GetFloat(K("rope.freq_base"), 10000f),
+            RopeScalingType = scaling,
+            RopeScalingFactor = m.GetFloat(K("rope.scaling.factor"), 1f),
+            RopeOriginalContext = m.GetInt32(K("rope.scaling.original_context_length"), context, min: 1),
+            RopeYarnLogMultiplier = m.GetFloat(K("rope.scaling.yarn_log_multiplier"), 0f),
+            RopeAttnFactor = m.GetFloat(K("rope.scaling.attn_factor"), 1f),
+            RopeYarnBetaFast = m.GetFloat(K("rope.scaling.yarn_beta_fast"), 32f),
+            RopeYarnBetaSlow = m.GetFloat(K("rope.scaling.yarn_beta_slow"), 1f),
+            ExpertCount = m.GetInt32(K("expert_count"), 0, min: 0),
+            ExpertUsedCount = m.GetInt32(K("expert_used_count"), 0, min: 0),
+            ExpertSharedCount = m.GetInt32(K("expert_shared_count"), 0, min: 0),
+            ExpertFeedForwardLength = m.GetInt32(K("expert_feed_forward_length"), 0, min: 0),
+            LeadingDenseBlockCount = m.GetInt32(K("leading_dense_block_count"), 0, min: 0),
+            ExpertWeightsScale = m.GetFloat(K("expert_weights_scale"), 0f),
+            ExpertWeightsNorm = m.GetBool(K("expert_weights_norm"), false),
+            ExpertGating = (ExpertGating)m.GetInt32(K("expert_gating_func"), 0, min: 0),
+            ExpertGroupCount = m.GetInt32(K("expert_group_count"), 0, min: 0),
+            ExpertGroupUsedCount = m.GetInt32(K("expert_group_used_count"), 0, min: 0),
+            QLoraRank = m.GetInt32(K("attention.q_lora_rank"), 0, min: 0),
+            KvLoraRank = m.GetInt32(K("attention.kv_lora_rank"), 0, min: 0),
+            KeyLengthMla = m.GetInt32(K("attention.key_length_mla"), 0, min: 0),
+            ValueLengthMla = m.GetInt32(K("attention.value_length_mla"), 0, min: 0),
+        };
+    }
+
+    /// <summary>
+    /// Rotary parameters with llama.cpp's context-time YaRN adjustments: ext_factor 1 for YaRN, and an attention
+    /// factor that cancels the magnitude correction ggml's rope applies when YaRN is on.
+    /// </summary>
+    internal RopeConfig Rope(RopeStyle style, int? dimensions = null, float[]? freqFactors = null)
+    {
+        float freqScale = RopeScalingType is "linear" or "yarn" && RopeScalingFactor > 0 ? 1f / RopeScalingFactor : 1f;
+        float extFactor = RopeScalingType == "yarn" ? 1f : 0f;
+        float attnFactor = 1f;
+        if (extFactor != 0)
+        {
+            static float MScale(float scale, float m) => scale <= 1f ? 1f : 0.1f * m * MathF.Log(scale) + 1f;
+            float factor = 1f / freqScale;
+            float logMul = EffectiveYarnLogMultiplier;
+            if (logMul != 0)
+            {
+                float mscale = Architecture == "deepseek2" && logMul != 1f ? logMul : 1f;
+                attnFactor = MScale(factor, mscale) / MScale(factor, logMul);
+            }
+            else attnFactor = MScale(factor, 1f);
+            attnFactor *= 1f / (1f + 0.1f * MathF.Log(factor));
+        }
+        attnFactor *= RopeAttnFactor;
+        return new RopeConfig
+        {
+            Dimensions = dimensions ?? RopeDimensions,
+            Style = style,
+            FreqBase = RopeFreqBase,
+            FreqScale = freqScale,
+            ExtFactor = extFactor,
+            AttnFactor = attnFactor,
+            BetaFast = RopeYarnBetaFast,
+            BetaSlow = RopeYarnBetaSlow,
+            OriginalContext = RopeOriginalContext,
+            FreqFactors = freqFactors,
+        };
+    }
+
+    /// <summary>DeepSeek-V2 converters store yarn_log_multiplier pre-multiplied by 0.1; llama.cpp undoes that.</summary>
+    public float EffectiveYarnLogMultiplier => Architecture == "deepseek2" ? RopeYarnLogMultiplier / 0.1f : RopeYarnLogMultiplier;
+}

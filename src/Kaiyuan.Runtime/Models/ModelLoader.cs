@@ -1,0 +1,47 @@
+using Kaiyuan.Gguf;
+using Kaiyuan.Kernels;
+using Kaiyuan.Models.Architectures;
+using Kaiyuan.Models.Blocks;
+
+namespace Kaiyuan.Models;
+
+/// <summary>Opens a GGUF file and assembles the model its <c>general.architecture</c> names.</summary>
+public static class ModelLoader
+{
+    internal static IReadOnlyList<IModelFamily> Families { get; } =
+        [new Llama(), new Qwen2(), new Qwen3(), new DeepSeek2(), new Glm4(), new Glm4Moe(), new MiniMaxM2()];
+
+    public static IEnumerable<string> SupportedArchitectures => Families.SelectMany(f => f.Architectures);
+
+    public static TransformerModel Load(string path)
+    {
+        var file = GgufFile.Open(path);
+        try
+        {
+            return Load(file);
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Builds the model over an open file; the model owns the file from then on.</summary>
+    public static TransformerModel Load(GgufFile file)
+    {
+        string arch = file.Architecture;
+        var family = Families.FirstOrDefault(f => f.Architectures.Contains(arch))
+            ?? throw new NotSupportedException($"architecture '{arch}' is not supported (supported: {string.Join(", ", SupportedArchitectures)})");
+        ModelConfig config;
+        try { config = ModelConfig.FromMetadata(file.Metadata); }
+        catch (GgufMetadataException e) { throw new InvalidDataException($"{Path.GetFileName(file.Path)}: {e.Message}", e); }
+        var b = new ModelBuilder(file, config);
+        var layers = Enumerable.Range(0, config.BlockCount).Select(i => family.BuildLayer(b, i)).ToArray();
+        var embedding = QuantMatrix.Of(b.Tensor("token_embd.weight"));
+        if (embedding.Columns != config.EmbeddingLength) throw new InvalidDataException($"token_embd.weight rows have {embedding.Columns} values, embedding_length is {config.EmbeddingLength}");
+        // Tied embeddings: without output.weight the head reuses the token embedding.
+        var output = QuantMatrix.Of(b.OptionalTensor("output.weight") ?? b.Tensor("token_embd.weight"));
+        return new TransformerModel(file, config, embedding, layers, Vectors.ReadF32(b.Tensor("output_norm.weight")), output);
+    }
+}

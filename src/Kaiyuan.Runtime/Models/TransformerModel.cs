@@ -1,0 +1,116 @@
+using Kaiyuan.Gguf;
+using Kaiyuan.Inference;
+using Kaiyuan.Kernels;
+using Kaiyuan.Models.Blocks;
+
+namespace Kaiyuan.Models;
+
+/// <summary>
+/// A decoder-only transformer assembled from blocks: token embedding, a stack of <see cref="TransformerLayer"/>s,
+/// final RMS norm and output head. The whole forward pass is <see cref="Forward"/>.
+/// </summary>
+public sealed class TransformerModel : IDisposable
+{
+    private readonly GgufFile _file;
+
+    internal TransformerModel(GgufFile file, ModelConfig config, QuantMatrix embedding, IReadOnlyList<TransformerLayer> layers, float[] outputNorm, QuantMatrix output)
+    {
+        _file = file;
+        Config = config;
+        Embedding = embedding;
+        Layers = layers;
+        OutputNorm = outputNorm;
+        Output = output;
+    }
+
+    public GgufFile File => _file;
+    public ModelConfig Config { get; }
+    internal QuantMatrix Embedding { get; }
+    internal IReadOnlyList<TransformerLayer> Layers { get; }
+    public float[] OutputNorm { get; }
+    internal QuantMatrix Output { get; }
+    public int VocabSize => Output.Rows;
+
+    /// <summary>Floats each layer caches per token.</summary>
+    public int[] CacheRowWidths => Layers.Select(l => l.Attention.CacheRowWidth).ToArray();
+
+    /// <summary>A paged KV cache for this model: <paramref name="sequences"/> block tables over a pool of
+    /// <paramref name="capacityBlocks"/> blocks (0: every sequence's full context).</summary>
+    internal KvCache CreateCache(int sequences, int contextLength, Gguf.GgmlType type = Gguf.GgmlType.F32, int capacityBlocks = 0) =>
+        new(CacheRowWidths, sequences, contextLength, type, capacityBlocks);
+
+    /// <summary>
+    /// Runs the batch through the model like <see cref="Forward"/> and writes every token's final (output-normed) hidden
+    /// state, rows of EmbeddingLength, into <paramref name="hidden"/>: what embeddings pool.
+    /// </summary>
+    internal void ForwardHidden(ForwardContext ctx, Span<float> hidden)
+    {
+        int n = ctx.Batch.Count, d = Config.EmbeddingLength;
+        var x = RunLayers(ctx);
+        for (int t = 0; t < n; t++) VectorOps.RmsNorm(x.Slice(t * d, d), OutputNorm, hidden.Slice(t * d, d), Config.RmsEpsilon);
+    }
+
+    /// <summary>Embeds the batch and runs every layer; returns the residual stream (rows of EmbeddingLength).</summary>
+    private Span<float> RunLayers(ForwardContext ctx)
+    {
+        var (batch, cache, ws, _) = ctx;
+        int n = batch.Count, d = Config.EmbeddingLength;
+        for (int t = 0; t < n; t++)
+        {
+            if ((uint)batch.Tokens[t] >= (uint)Embedding.Rows) throw new ArgumentOutOfRangeException(nameof(ctx), $"token id {batch.Tokens[t]} is outside the vocabulary (0…{Embedding.Rows - 1})");
+            if ((uint)batch.Positions[t] >= (uint)cache.ContextLength) throw new ArgumentOutOfRangeException(nameof(ctx), $"position {batch.Positions[t]} is beyond the context size {cache.ContextLength}");
+        }
+
+        var x = ws.Floats(Buf.Hidden, n * d);
+        for (int t = 0; t < n; t++) Embedding.DequantizeRow(batch.Tokens[t], x.Slice(t * d, d));
+
+        var normed = ws.Floats(Buf.Normed, n * d);
+        var blockOut = ws.Floats(Buf.BlockOut, n * d);
+        float eps = Config.RmsEpsilon;
+        for (int l = 0; l < Layers.Count; l++)
+        {
+            var layer = Layers[l];
+            NormRows(x, normed, layer.AttentionNorm, n, d, eps);
+            layer.Attention.Forward(ctx, l, normed, blockOut);
+            if (layer.PostAttentionNorm is not null) NormRows(blockOut, blockOut, layer.PostAttentionNorm, n, d, eps);
+            VectorOps.Add(x, blockOut);
+
+            NormRows(x, normed, layer.FeedForwardNorm, n, d, eps);
+            layer.FeedForward.Forward(ctx, normed, n, blockOut);
+            if (layer.PostFeedForwardNorm is not null) NormRows(blockOut, blockOut, layer.PostFeedForwardNorm, n, d, eps);
+            VectorOps.Add(x, blockOut);
+        }
+        return x;
+    }
+
+    /// <summary>
+    /// Runs the batch through the model, appending its keys/values to the cache, and writes logits for the tokens
+    /// flagged in <paramref name="wantLogits"/> (in batch order) into <paramref name="logits"/> (rows of VocabSize).
+    /// </summary>
+    internal void Forward(ForwardContext ctx, ReadOnlySpan<bool> wantLogits, Span<float> logits)
+    {
+        var (batch, _, ws, pool) = ctx;
+        int n = batch.Count, d = Config.EmbeddingLength;
+        float eps = Config.RmsEpsilon;
+        var x = RunLayers(ctx);
+        var normed = ws.Floats(Buf.Normed, n * d);
+
+        // Only the requested rows go through the output head (the vocabulary projection dominates small models).
+        int outputs = 0;
+        for (int t = 0; t < n; t++)
+        {
+            if (!wantLogits[t]) continue;
+            VectorOps.RmsNorm(x.Slice(t * d, d), OutputNorm, normed.Slice(outputs * d, d), eps);
+            outputs++;
+        }
+        if (outputs > 0)
+            MatMul.Multiply(Output, normed, outputs, logits[..(outputs * VocabSize)], ws.Bytes(MatMul.ScratchBytes(Output, outputs)), pool);
+    }
+
+    private static void NormRows(ReadOnlySpan<float> src, Span<float> dst, float[] weight, int n, int d, float eps)
+    {
+        for (int t = 0; t < n; t++) VectorOps.RmsNorm(src.Slice(t * d, d), weight, dst.Slice(t * d, d), eps);
+    }
+
+    public void Dispose() => _file.Dispose();
+}

@@ -1,0 +1,559 @@
+using System.Collections.Concurrent;
+using System.Numerics.Tensors;
+using Kaiyuan.Inference;
+using Kaiyuan.Kernels;
+using Kaiyuan.Models;
+using Kaiyuan.Models.Blocks;
+using Kaiyuan.Sampling;
+
+namespace Kaiyuan.Scheduling;
+
+/// <summary>How the scheduler shares the model.</summary>
+internal sealed record SchedulerOptions
+{
+    /// <summary>Sequences decoded together (KV cache slots).</summary>
+    public int Slots { get; init; } = 4;
+    /// <summary>Context window per slot; 0: the model's, at most 4096.</summary>
+    public int ContextLength { get; init; }
+    /// <summary>Requests waiting for a slot at most; more are refused with <see cref="QueueFullException"/>.</summary>
+    public int MaxQueue { get; init; } = 64;
+    /// <summary>
+    /// Prompt tokens prefilled per step at most. While other sequences decode, a step takes fewer: as many as keep
+    /// their inter-token latency within about 1.5× of a decode-only step.
+    /// </summary>
+    public int PrefillChunk { get; init; } = 256;
+    /// <summary>KV cache row type (f32, f16 or q8_0).</summary>
+    public Gguf.GgmlType CacheType { get; init; } = Gguf.GgmlType.F32;
+    /// <summary>
+    /// Bytes the paged KV pool may grow to (running and cached blocks); -1: a default from free memory (at most
+    /// 8 GiB); 0: no prefix caching, room for every slot's full context. Never less than one full context.
+    /// </summary>
+    public long CacheBytes { get; init; } = -1;
+    /// <summary>How embeddings pool the final hidden states: mean (default), cls (first token) or last.</summary>
+    public EmbeddingPooling Pooling { get; init; } = EmbeddingPooling.Mean;
+    /// <summary>
+    /// Prompt prefixes on disk (<c>--prompt-cache</c>): a new sequence loads the full blocks it holds beyond what memory
+    /// has, and a finished one offers its prompt. Its row type and widths must be the cache's. Not owned: the scheduler
+    /// waits for its pending writes when disposed, the caller disposes it.
+    /// </summary>
+    public PromptCacheStore? PromptCache { get; init; }
+}
+
+internal enum EmbeddingPooling { Mean, Cls, Last }
+
+/// <summary>
+/// Continuous batching: a single background loop owns the model and a paged KV cache shared by up to
+/// <see cref="SchedulerOptions.Slots"/> running sequences. Every step it gathers one token from each decoding sequence plus
+/// a bounded chunk of pending prompt tokens into ONE <see cref="TransformerModel.Forward"/> call, samples each sequence's
+/// next token with its own sampler, and streams it out. New sequences join between steps, first reusing whatever prefix
+/// of theirs is cached (<see cref="PrefixCache"/>); finished or cancelled ones free their slot at once and leave their
+/// blocks cached. When the pool runs out mid-generation the latest admitted sequence is preempted: its blocks stay
+/// cached and it resumes, recomputing only what was evicted. Each token's math only depends on its own sequence, so a
+/// greedy output does not depend on what else runs in the batch.
+/// </summary>
+internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
+{
+    private readonly TransformerModel _model;
+    private readonly SchedulerOptions _options;
+    private readonly KvCache _cache;
+    private readonly PrefixCache _prefix;
+    private readonly Workspace _workspace = new();
+    private readonly ForwardBatch _batch;
+    private readonly ForwardContext _ctx;
+    private readonly Sequence?[] _slots;
+    private readonly ConcurrentQueue<object> _pending = new();
+    private readonly SemaphoreSlim _wake = new(0);
+    private readonly Thread _thread;
+    private readonly int _embedSequence;
+    private readonly List<Sequence> _preempted = [];
+    private readonly float[] _logits;
+    private readonly bool[] _want;
+    private readonly Sequence[] _rowOwner;
+    private float[] _lse = [];
+    private int _pendingCount, _busy;
+    private long _admissions, _prefillTokens, _preemptions;
+    private volatile PrefixCacheStats _stats;
+    // A decode-only step's moving average, and the prompt tokens a step beside decoding streams may take (adapted).
+    private double _decodeSeconds, _sharedBudget = 8, _slowdown = 1;
+    private int _sharedSteps;
+    private volatile bool _accepting = true, _stopping;
+
+    public ContinuousBatchScheduler(TransformerModel model, SchedulerOptions options, WorkerPool? pool = null)
+    {
+        if (options.Slots < 1) throw new ArgumentOutOfRangeException(nameof(options), "at least one slot is needed");
+        _model = model;
+        _options = options;
+        ContextLength = options.ContextLength > 0 ? options.ContextLength : Math.Min(model.Config.ContextLength, 4096);
+        // One extra block table, never given to a generation, holds the sequence being embedded.
+        _embedSequence = options.Slots;
+        _cache = model.CreateCache(options.Slots + 1, ContextLength, options.CacheType, CapacityBlocks(model, options, ContextLength));
+        _prefix = new PrefixCache(_cache, enabled: options.CacheBytes != 0) { Store = options.PromptCache };
+        _stats = _prefix.Stats;
+        _batch = new ForwardBatch(options.Slots + options.PrefillChunk);
+        _ctx = new ForwardContext(_batch, _cache, _workspace, pool ?? WorkerPool.Shared);
+        _slots = new Sequence?[options.Slots];
+        _logits = new float[options.Slots * model.VocabSize];
+        _want = new bool[options.Slots + options.PrefillChunk];
+        _rowOwner = new Sequence[options.Slots];
+        _thread = new Thread(Loop) { IsBackground = true, Name = "kaiyuan-scheduler" };
+        _thread.Start();
+    }
+
+    public int ContextLength { get; }
+    public int VocabSize => _model.VocabSize;
+    public int Slots => _options.Slots;
+    public SchedulerLoad Load => new(Volatile.Read(ref _pendingCount), Volatile.Read(ref _busy), _options.Slots);
+
+    /// <summary>The KV pool and prefix cache after the latest step.</summary>
+    public KvCacheReport Cache
+    {
+        get
+        {
+            var s = _stats;
+            return new KvCacheReport(s.UsedBlocks, s.CachedBlocks, s.FreeBlocks, s.CapacityBlocks, KvCache.BlockTokens, _cache.BytesPerBlock,
+                s.ResidentBytes, s.HitTokens, Interlocked.Read(ref _prefillTokens), s.Evictions, Interlocked.Read(ref _preemptions), _prefix.Enabled, s.LoadedTokens);
+        }
+    }
+
+    /// <summary>Pool size: what <see cref="SchedulerOptions.CacheBytes"/> asks for, never less than one full context (and a spare block).</summary>
+    private static int CapacityBlocks(TransformerModel model, SchedulerOptions options, int context)
+    {
+        long perBlock = Math.Max(1, model.CacheRowWidths.Sum(w => Gguf.GgmlTypeInfo.RowBytes(options.CacheType, w)) * KvCache.BlockTokens);
+        long minimum = KvCache.BlocksFor(context) + 1;
+        long everySlot = (long)options.Slots * KvCache.BlocksFor(context) + 1;
+        long blocks = options.CacheBytes switch
+        {
+            0 => everySlot,
+            < 0 => Math.Min(8L << 30, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 4) / perBlock,
+            var bytes => bytes / perBlock,
+        };
+        return (int)Math.Clamp(blocks, minimum, int.MaxValue / 4);
+    }
+
+    /// <summary>Forward passes run so far (a test can tell batched steps from one-by-one ones).</summary>
+    public long Steps { get; private set; }
+
+    public GenerationStream Submit(GenerationRequest request, CancellationToken cancel)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (request.Prompt.Count == 0) throw new ArgumentException("the prompt is empty");
+        if (request.Prompt.Count >= ContextLength)
+            throw new ContextOverflowException($"the prompt has {request.Prompt.Count} tokens; the context holds {ContextLength}");
+        foreach (int id in request.Prompt)
+            if ((uint)id >= (uint)_model.VocabSize) throw new ArgumentException($"token id {id} is outside the vocabulary (0…{_model.VocabSize - 1})");
+        var stream = new GenerationStream(request.Prompt.Count);
+        Enqueue(new Sequence(request, stream, cancel));
+        return stream;
+    }
+
+    public Task<float[][]> EmbedAsync(IReadOnlyList<IReadOnlyList<int>> inputs, CancellationToken cancel)
+    {
+        foreach (var input in inputs)
+        {
+            if (input.Count == 0) throw new ArgumentException("an input is empty");
+            if (input.Count > ContextLength) throw new ContextOverflowException($"an input has {input.Count} tokens; the context holds {ContextLength}");
+            foreach (int id in input)
+                if ((uint)id >= (uint)_model.VocabSize) throw new ArgumentException($"token id {id} is outside the vocabulary (0…{_model.VocabSize - 1})");
+        }
+        var job = new EmbedJob(inputs, cancel);
+        Enqueue(job);
+        return job.Result.Task;
+    }
+
+    public async Task DrainAsync(CancellationToken cancel)
+    {
+        _accepting = false;
+        _wake.Release();
+        while (Volatile.Read(ref _pendingCount) + Volatile.Read(ref _busy) > 0)
+            await Task.Delay(10, cancel).ConfigureAwait(false);
+    }
+
+    private void Enqueue(object work)
+    {
+        if (!_accepting) throw new SchedulerClosedException("the server is shutting down");
+        if (Interlocked.Increment(ref _pendingCount) > _options.MaxQueue)
+        {
+            Interlocked.Decrement(ref _pendingCount);
+            throw new QueueFullException($"the queue is full ({_options.MaxQueue} requests waiting); try again later");
+        }
+        _pending.Enqueue(work);
+        _wake.Release();
+    }
+
+    private void Loop()
+    {
+        while (!_stopping)
+        {
+            try
+            {
+                Admit();
+                if (Volatile.Read(ref _busy) == 0)
+                {
+                    _wake.Wait(100);
+                    continue;
+                }
+                Step();
+            }
+            catch (Exception e)
+            {
+                // A failed pass ends the sequences in it; the loop itself keeps serving.
+                for (int s = 0; s < _slots.Length; s++)
+                    if (_slots[s] is { } seq) Free(seq, FinishReason.Error, e);
+            }
+            _stats = _prefix.Stats;
+        }
+        for (int s = 0; s < _slots.Length; s++)
+            if (_slots[s] is { } seq) Free(seq, FinishReason.Cancelled);
+        foreach (var seq in _preempted) Finish(seq, FinishReason.Cancelled);
+        _preempted.Clear();
+        while (_pending.TryDequeue(out var work))
+        {
+            Interlocked.Decrement(ref _pendingCount);
+            if (work is Sequence seq) seq.Stream.Complete(FinishReason.Cancelled);
+            else if (work is EmbedJob job) job.Result.TrySetCanceled();
+        }
+    }
+
+    /// <summary>
+    /// Moves preempted, then queued, sequences into free slots while the pool has room for their uncached prompt
+    /// (embeddings run right here, between steps).
+    /// </summary>
+    private void Admit()
+    {
+        while (_preempted.Count > 0)
+        {
+            var seq = _preempted[0];
+            if (seq.Cancel.IsCancellationRequested) Finish(seq, FinishReason.Cancelled);
+            else if (!TryStart(seq)) return;
+            _preempted.RemoveAt(0);
+        }
+        while (_pending.TryPeek(out var work))
+        {
+            if (work is Sequence seq && !seq.Cancel.IsCancellationRequested)
+            {
+                // Counted busy from here on: TryStart's failure path finishes it.
+                Interlocked.Increment(ref _busy);
+                if (!TryStart(seq))
+                {
+                    Interlocked.Decrement(ref _busy);
+                    return;
+                }
+                _pending.TryDequeue(out _);
+                Interlocked.Decrement(ref _pendingCount);
+                continue;
+            }
+            _pending.TryDequeue(out _);
+            Interlocked.Decrement(ref _pendingCount);
+            if (work is Sequence cancelled) cancelled.Stream.Complete(FinishReason.Cancelled);
+            else if (work is EmbedJob job) RunEmbedding(job);
+        }
+    }
+
+    /// <summary>
+    /// Gives a sequence a slot, its cached prefix and blocks for the rest of its prompt. False when it must wait for
+    /// memory or a slot; true when it started, or failed and was finished.
+    /// </summary>
+    private bool TryStart(Sequence seq)
+    {
+        int free = Array.IndexOf(_slots, null);
+        if (free < 0) return false;
+        int matched = _prefix.Match(free, seq.History);
+        if (!_prefix.Reserve(free, seq.History.Count))
+        {
+            _prefix.Release(free, seq.History, matched);
+            if (_slots.Any(s => s is not null)) return false;
+            // Nothing else holds memory and it still does not fit (cannot happen: the pool holds a full context).
+            Finish(seq, FinishReason.Error, new InvalidOperationException($"the KV pool cannot hold {seq.History.Count} tokens"));
+            return true;
+        }
+        seq.Slot = free;
+        seq.Cached = matched;
+        seq.Admission = ++_admissions;
+        if (seq.Generated == 0) seq.Stream.CachedTokens = matched;
+        _slots[free] = seq;
+        return true;
+    }
+
+    private void Step()
+    {
+        _batch.Clear();
+        int rows = 0, decoding = 0;
+        // Decoding sequences first: one token each, so they advance every step. Room for those tokens comes first, as
+        // it may preempt sequences whose tokens must then not be in the batch.
+        for (int s = 0; s < _slots.Length; s++)
+        {
+            if (_slots[s] is not { } seq) continue;
+            if (seq.Cancel.IsCancellationRequested) Free(seq, FinishReason.Cancelled);
+            else if (seq.History.Count - seq.Cached == 1) MakeRoom(seq);
+        }
+        for (int s = 0; s < _slots.Length; s++)
+        {
+            if (_slots[s] is not { } seq || seq.History.Count - seq.Cached != 1) continue;
+            AddTokens(seq, 1, ref rows);
+            decoding++;
+        }
+        // Then prompt chunks within the prefill budget (their blocks were reserved when they were admitted).
+        int budget = PrefillBudget(decoding), prefill = 0;
+        for (int s = 0; s < _slots.Length && budget > 0; s++)
+        {
+            if (_slots[s] is not { } seq || seq.History.Count - seq.Cached <= 1) continue;
+            int take = Math.Min(budget, seq.History.Count - seq.Cached);
+            AddTokens(seq, take, ref rows);
+            budget -= take;
+            prefill += take;
+        }
+        if (_batch.Count == 0) return;
+
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
+        _model.Forward(_ctx, _want.AsSpan(0, _batch.Count), _logits.AsSpan(0, rows * _model.VocabSize));
+        Learn(System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds, decoding, prefill);
+        Steps++;
+        Interlocked.Add(ref _prefillTokens, prefill);
+        for (int s = 0; s < _slots.Length; s++)
+            if (_slots[s] is { } seq) _prefix.Commit(seq.Slot, seq.History, seq.Cached);
+        for (int r = 0; r < rows; r++)
+        {
+            var seq = _rowOwner[r];
+            var logits = _logits.AsSpan(r * _model.VocabSize, _model.VocabSize);
+            Emit(seq, logits);
+        }
+    }
+
+    /// <summary>
+    /// Makes sure a decoding sequence has a block for its next position, preempting the latest admitted sequences (it
+    /// too, if it is the latest) when the pool is out of blocks.
+    /// </summary>
+    private void MakeRoom(Sequence seq)
+    {
+        while (!_prefix.Reserve(seq.Slot, seq.Cached + 1))
+        {
+            Sequence? latest = null;
+            foreach (var other in _slots)
+                if (other is not null && (latest is null || other.Admission > latest.Admission)) latest = other;
+            Preempt(latest!);
+            if (latest == seq) return;
+        }
+    }
+
+    /// <summary>Takes a sequence off its slot, leaving its blocks cached; it resumes first when memory allows.</summary>
+    private void Preempt(Sequence seq)
+    {
+        _prefix.Release(seq.Slot, seq.History, seq.Cached);
+        _slots[seq.Slot] = null;
+        seq.Slot = -1;
+        seq.Cached = 0;
+        _preempted.Add(seq);
+        Interlocked.Increment(ref _preemptions);
+    }
+
+    /// <summary>
+    /// Prompt tokens for this step: the whole chunk when nothing decodes; otherwise a budget that keeps steps at about
+    /// 1.4–1.7× a decode-only step (stall-free batching, as Sarathi-Serve), so running streams stay fluent while a long
+    /// prompt prefills.
+    /// </summary>
+    private int PrefillBudget(int decoding)
+    {
+        const int Remeasure = 32;
+        if (decoding == 0) return _options.PrefillChunk;
+        // Every so often a step decodes alone, so the baseline follows the streams as their contexts (and steps) grow.
+        if (++_sharedSteps % Remeasure == 0) return 0;
+        // At least one token, so a long prompt behind busy streams still moves. Deep in a long prompt even one token costs
+        // about a decode step (its attention reads the whole prefix), so the floor is what bounds the streams' latency.
+        return (int)Math.Clamp(_sharedBudget, 1, _options.PrefillChunk);
+    }
+
+    /// <summary>
+    /// Adapts the shared budget to the step times it produces (a feedback loop rather than a cost model: a token's cost
+    /// depends on the batch's shape and grows with the prompt's length, as its attention covers everything before it).
+    /// </summary>
+    private void Learn(double seconds, int decoding, int prefill)
+    {
+        const double Weight = 0.5, Low = 1.4, High = 1.7;
+        if (prefill == 0)
+        {
+            if (decoding > 0) _decodeSeconds = _decodeSeconds <= 0 ? seconds : _decodeSeconds + Weight * (seconds - _decodeSeconds);
+            return;
+        }
+        if (decoding == 0 || _decodeSeconds <= 0) return;
+        // Smoothed: on a small machine a single step can take twice the usual (the HTTP threads, the GC), and reacting to
+        // each such step would starve the prompt.
+        _slowdown += 0.2 * (seconds / _decodeSeconds - _slowdown);
+        if (_slowdown > High) _sharedBudget = Math.Max(1, _sharedBudget * 0.85);
+        else if (_slowdown < Low) _sharedBudget = Math.Min(_options.PrefillChunk, _sharedBudget * 1.1 + 1);
+    }
+
+    private void AddTokens(Sequence seq, int count, ref int rows)
+    {
+        for (int i = 0; i < count; i++)
+        {
+            int position = seq.Cached + i;
+            bool last = position == seq.History.Count - 1;
+            _want[_batch.Count] = last;
+            _batch.Add(seq.History[position], position, seq.Slot);
+            if (last) _rowOwner[rows++] = seq;
+        }
+        seq.Cached += count;
+    }
+
+    private void Emit(Sequence seq, ReadOnlySpan<float> logits)
+    {
+        ReadOnlySpan<ulong> allowed = default;
+        if (seq.Request.Constraint is { } constraint)
+        {
+            try
+            {
+                if (constraint.IsActive)
+                {
+                    seq.Mask ??= new ulong[(logits.Length + 63) >> 6];
+                    constraint.FillMask(seq.Mask);
+                    // Nothing allowed (a grammar with a dead end): stop rather than break the constraint.
+                    if (!seq.Mask.AsSpan().ContainsAnyExcept(0UL)) { Free(seq, FinishReason.MaxTokens); return; }
+                    allowed = seq.Mask;
+                }
+            }
+            catch (Constraints.GrammarException e)
+            {
+                Free(seq, FinishReason.Error, e);
+                return;
+            }
+        }
+        int id = seq.Sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(seq.History), allowed);
+        if (seq.Request.Constraint is { } c && !c.Accept(id)) { Free(seq, FinishReason.MaxTokens); return; }
+        float logprob = float.NaN;
+        TokenLogprob[]? top = null;
+        if (seq.Request.TopLogprobs >= 0) (logprob, top) = Logprobs(logits, id, seq.Request.TopLogprobs);
+        bool eog = seq.Request.IsEndOfGeneration?.Invoke(id) == true;
+        seq.Stream.Write(new GeneratedToken(id, eog, logprob, top));
+        seq.Generated++;
+        seq.History.Add(id);
+        if (eog) Free(seq, FinishReason.EndOfGeneration);
+        else if (seq.Request.MaxTokens >= 0 && seq.Generated >= seq.Request.MaxTokens) Free(seq, FinishReason.MaxTokens);
+        else if (seq.History.Count > ContextLength) Free(seq, FinishReason.ContextFull);
+    }
+
+    private (float, TokenLogprob[]?) Logprobs(ReadOnlySpan<float> logits, int id, int topCount)
+    {
+        float max = TensorPrimitives.Max(logits);
+        if (_lse.Length < logits.Length) _lse = new float[logits.Length];
+        var shifted = _lse.AsSpan(0, logits.Length);
+        TensorPrimitives.Subtract(logits, max, shifted);
+        TensorPrimitives.Exp(shifted, shifted);
+        float logSum = max + MathF.Log(TensorPrimitives.Sum(shifted));
+        if (topCount == 0) return (logits[id] - logSum, null);
+        var top = new TokenLogprob[Math.Min(topCount, logits.Length)];
+        int filled = 0;
+        for (int i = 0; i < logits.Length; i++)
+        {
+            float v = logits[i];
+            if (filled == top.Length && v <= top[filled - 1].Logprob) continue;
+            int at = filled < top.Length ? filled++ : filled - 1;
+            while (at > 0 && top[at - 1].Logprob < v) { top[at] = top[at - 1]; at--; }
+            top[at] = new TokenLogprob(i, v);
+        }
+        for (int i = 0; i < top.Length; i++) top[i] = top[i] with { Logprob = top[i].Logprob - logSum };
+        return (logits[id] - logSum, top);
+    }
+
+    private void Free(Sequence seq, FinishReason reason, Exception? error = null)
+    {
+        if (seq.Slot < 0 || _slots[seq.Slot] != seq) return;
+        // A prompt seen through to a normal end may be worth keeping on disk (the store copies the rows out now and
+        // writes them in the background).
+        if (error is null && reason != FinishReason.Cancelled) _prefix.Persist(seq.Slot, seq.Request.Prompt, seq.Cached);
+        // After a failed pass its newest rows may be garbage: keep only the blocks committed before.
+        _prefix.Release(seq.Slot, seq.History, error is null ? seq.Cached : 0);
+        _slots[seq.Slot] = null;
+        seq.Slot = -1;
+        Finish(seq, reason, error);
+    }
+
+    private void Finish(Sequence seq, FinishReason reason, Exception? error = null)
+    {
+        Interlocked.Decrement(ref _busy);
+        seq.Stream.Complete(reason, error);
+    }
+
+    private void RunEmbedding(EmbedJob job)
+    {
+        if (job.Cancel.IsCancellationRequested) { job.Result.TrySetCanceled(job.Cancel); return; }
+        try
+        {
+            int d = _model.Config.EmbeddingLength;
+            var results = new float[job.Inputs.Count][];
+            var hidden = new float[_options.PrefillChunk * d];
+            for (int i = 0; i < job.Inputs.Count; i++)
+            {
+                var input = job.Inputs[i];
+                var sum = new float[d];
+                // Embeddings share nothing: their blocks go straight back to the pool.
+                bool room = _prefix.Reserve(_embedSequence, input.Count);
+                if (!room) _prefix.Release(_embedSequence, input, 0);
+                if (!room) throw new QueueFullException("the KV cache is full; try the embedding again later");
+                for (int start = 0; start < input.Count; start += _options.PrefillChunk)
+                {
+                    int n = Math.Min(_options.PrefillChunk, input.Count - start);
+                    _batch.Clear();
+                    for (int t = 0; t < n; t++) _batch.Add(input[start + t], start + t, _embedSequence);
+                    _model.ForwardHidden(_ctx, hidden.AsSpan(0, n * d));
+                    for (int t = 0; t < n; t++)
+                    {
+                        int position = start + t;
+                        bool take = _options.Pooling switch
+                        {
+                            EmbeddingPooling.Cls => position == 0,
+                            EmbeddingPooling.Last => position == input.Count - 1,
+                            _ => true,
+                        };
+                        if (take) TensorPrimitives.Add(sum, hidden.AsSpan(t * d, d), sum);
+                    }
+                }
+                _prefix.Release(_embedSequence, input, 0);
+                float norm = TensorPrimitives.Norm(sum);
+                if (norm > 0) TensorPrimitives.Divide(sum, norm, sum);
+                results[i] = sum;
+            }
+            job.Result.TrySetResult(results);
+        }
+        catch (Exception e)
+        {
+            _prefix.Release(_embedSequence, [], 0);
+            job.Result.TrySetException(e);
+        }
+    }
+
+    public void Dispose()
+    {
+        _accepting = false;
+        _stopping = true;
+        _wake.Release();
+        if (_thread.IsAlive && Thread.CurrentThread != _thread) _thread.Join();
+        // Entries already offered are finished (each is written under a temporary name and renamed, so even a process
+        // that dies now leaves no partial entry behind).
+        _options.PromptCache?.WaitForWrites();
+        _wake.Dispose();
+    }
+
+    private sealed class Sequence(GenerationRequest request, GenerationStream stream, CancellationToken cancel)
+    {
+        public GenerationRequest Request { get; } = request;
+        public GenerationStream Stream { get; } = stream;
+        public CancellationToken Cancel { get; } = cancel;
+        public Sampler Sampler { get; } = new(request.Sampling);
+        /// <summary>The constraint's allowed-token bits, reused every step.</summary>
+        public ulong[]? Mask { get; set; }
+        public List<int> History { get; } = new(request.Prompt);
+        /// <summary>Tokens of History already in the KV cache.</summary>
+        public int Cached { get; set; }
+        public int Generated { get; set; }
+        public int Slot { get; set; } = -1;
+        /// <summary>When it last got its slot (the latest is preempted first).</summary>
+        public long Admission { get; set; }
+    }
+
+    private sealed class EmbedJob(IReadOnlyList<IReadOnlyList<int>> inputs, CancellationToken cancel)
+    {
+        public IReadOnlyList<IReadOnlyList<int>> Inputs { get; } = inputs;
+        public CancellationToken Cancel { get; } = cancel;
+        public TaskCompletionSource<float[][]> Result { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+}

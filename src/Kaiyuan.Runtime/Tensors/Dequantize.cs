@@ -1,0 +1,285 @@
+using Kaiyuan.Gguf;
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+
+namespace Kaiyuan.Tensors;
+
+/// <summary>
+/// Converts rows of any supported tensor type to float, with the arithmetic of ggml's dequantize_row_* (ggml-base is
+/// built without -march flags, so a*b+c is two roundings there, not a fused multiply-add; we do the same).
+/// </summary>
+internal static class Dequantize
+{
+    /// <summary>True for the types <see cref="Row"/> can convert.</summary>
+    public static bool IsSupported(GgmlType type) => type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16
+        or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1 or GgmlType.Q8_0 or GgmlType.Q8_1
+        or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.Q8_K;
+
+    /// <summary>Dequantizes <c>dst.Length</c> elements (a multiple of the type's block size) from <paramref name="src"/>.</summary>
+    public static void Row(GgmlType type, ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        var (blockSize, typeSize) = GgmlTypeInfo.Geometry(type);
+        if (!IsSupported(type))
+        {
+            throw new NotSupportedException($"Dequantization of {type} is not supported.");
+        }
+
+        if (dst.Length % blockSize != 0)
+        {
+            throw new ArgumentException($"Row length {dst.Length} is not a multiple of the {type} block size {blockSize}.", nameof(dst));
+        }
+
+        int blocks = dst.Length / blockSize;
+        if (src.Length < (long)blocks * typeSize)
+        {
+            throw new ArgumentException($"Source holds {src.Length} bytes; {blocks * typeSize} are needed.", nameof(src));
+        }
+
+        for (int b = 0; b < blocks; b++)
+        {
+            ReadOnlySpan<byte> block = src.Slice(b * typeSize, typeSize);
+            Span<float> y = dst.Slice(b * blockSize, blockSize);
+            switch (type)
+            {
+                case GgmlType.F32: y[0] = BinaryPrimitives.ReadSingleLittleEndian(block); break;
+                case GgmlType.F16: y[0] = Half16.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(block)); break;
+                case GgmlType.BF16: y[0] = BFloat16.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(block)); break;
+                case GgmlType.Q4_0: Q4_0(block, y); break;
+                case GgmlType.Q4_1: Q4_1(block, y); break;
+                case GgmlType.Q5_0: Q5_0(block, y); break;
+                case GgmlType.Q5_1: Q5_1(block, y); break;
+                case GgmlType.Q8_0: Q8_0(block, y); break;
+                case GgmlType.Q8_1: Q8_1(block, y); break;
+                case GgmlType.Q2_K: Q2_K(block, y); break;
+                case GgmlType.Q3_K: Q3_K(block, y); break;
+                case GgmlType.Q4_K: Q4_K(block, y); break;
+                case GgmlType.Q5_K: Q5_K(block, y); break;
+                case GgmlType.Q6_K: Q6_K(block, y); break;
+                case GgmlType.Q8_K: Q8_K(block, y); break;
+            }
+        }
+    }
+
+    private static void Q4_0(ReadOnlySpan<byte> block, Span<float> y)
+    {
+        float d = BlockFields.Half(block, BlockLayouts.Q4_0.D);
+        ReadOnlySpan<byte> qs = block.Slice(BlockLayouts.Q4_0.Qs, 16);
+        for (int j = 0; j < 16; j++)
+        {
+            y[j] = ((qs[j] & 0xF) - 8) * d;
+            y[j + 16] = ((qs[j] >> 4) - 8) * d;
+        }
+    }
+
+    private static void Q4_1(ReadOnlySpan<byte> block, Span<float> y)
+    {
+        float d = BlockFields.Half(block, BlockLayouts.Q4_1.D);
+        float m = BlockFields.Half(block, BlockLayouts.Q4_1.M);
+        ReadOnlySpan<byte> qs = block.Slice(BlockLayouts.Q4_1.Qs, 16);
+        for (int j = 0; j < 16; j++)
+        {
+            y[j] = (qs[j] & 0xF) * d + m;
+            y[j + 16] = (qs[j] >> 4) * d + m;
+        }
+    }
+
+    private static void Q5_0(ReadOnlySpan<byte> block, Span<float> y)
+    {
+        float d = BlockFields.Half(block, BlockLayouts.Q5_0.D);
+        uint qh = BlockFields.UInt32(block, BlockLayouts.Q5_0.Qh);
+        ReadOnlySpan<byte> qs = block.Slice(BlockLayouts.Q5_0.Qs, 16);
+        for (int j = 0; j < 16; j++)
+        {
+            int high0 = (int)((qh >> j) & 1) << 4;
+            int high1 = (int)((qh >> (j + 16)) & 1) << 4;
+            y[j] = (((qs[j] & 0xF) | high0) - 16) * d;
+            y[j + 16] = (((qs[j] >> 4) | high1) - 16) * d;
+        }
+    }
+
+    private static void Q5_1(ReadOnlySpan<byte> block, Span<float> y)
+    {
+        float d = BlockFields.Half(block, BlockLayouts.Q5_1.D);
+        float m = BlockFields.Half(block, BlockLayouts.Q5_1.M);
+        uint qh = BlockFields.UInt32(block, BlockLayouts.Q5_1.Qh);
+        ReadOnlySpan<byte> qs = block.Slice(BlockLayouts.Q5_1.Qs, 16);
+        for (int j = 0; j < 16; j++)
+        {
+            int high0 = (int)((qh >> j) & 1) << 4;
+            int high1 = (int)((qh >> (j + 16)) & 1) << 4;
+            y[j] = ((qs[j] & 0xF) | high0) * d + m;
+            y[j + 16] = ((qs[j] >> 4) | high1) * d + m;
+        }
+    }
+
+    private static void Q8_0(ReadOnlySpan<byte> block, Span<float> y)
+    {
+        float d = BlockFields.Half(block, BlockLayouts.Q8_0.D);
+        ReadOnlySpan<sbyte> qs = MemoryMarshal.Cast<byte, sbyte>(block.Slice(BlockLayouts.Q8_0.Qs, 32));
+        for (int j = 0; j < 32; j++)
+        {
+            y[j] = qs[j] * d;
+        }
+    }
+
+    private static void Q8_1(ReadOnlySpan<byte> block, Span<float> y)
+    {
+        float d = BlockFields.Half(block, BlockLayouts.Q8_1.D);
+        ReadOnlySpan<sbyte> qs = MemoryMarshal.Cast<byte, sbyte>(block.Slice(BlockLayouts.Q8_1.Qs, 32));
+        for (int j = 0; j < 32; j++)
+        {
+            y[j] = qs[j] * d;
+        }
+    }
+
+    private static void Q2_K(ReadOnlySpan<byte> block, Span<float> y)
+    {
+        float d = BlockFields.Half(block, BlockLayouts.Q2_K.D);
+        float dmin = BlockFields.Half(block, BlockLayouts.Q2_K.DMin);
+        ReadOnlySpan<byte> scales = block.Slice(BlockLayouts.Q2_K.Scales, 16);
+        ReadOnlySpan<byte> qs = block.Slice(BlockLayouts.Q2_K.Qs, 64);
+
+        // Each 128 elements use 32 quant bytes: four 2-bit planes (shift 0, 2, 4, 6), each plane two groups of 16.
+        int group = 0;
+        int output = 0;
+        for (int half = 0; half < 2; half++)
+        {
+            ReadOnlySpan<byte> q = qs.Slice(half * 32, 32);
+            for (int shift = 0; shift < 8; shift += 2)
+            {
+                for (int part = 0; part < 2; part++)
+                {
+                    int sc = scales[group++];
+                    float dl = d * (sc & 0xF);
+                    float ml = dmin * (sc >> 4);
+                    for (int l = 0; l < 16; l++)
+                    {
+                        y[output++] = dl * ((q[part * 16 + l] >> shift) & 3) - ml;
+                    }
+                }
+            }
+        }
+    }
+
+    private static void Q3_K(ReadOnlySpan<byte> block, Span<float> y)
+    {
+        float d = BlockFields.Half(block, BlockLayouts.Q3_K.D);
+        ReadOnlySpan<byte> hmask = block.Slice(BlockLayouts.Q3_K.HMask, 32);
+        ReadOnlySpan<byte> qs = block.Slice(BlockLayouts.Q3_K.Qs, 64);
+        ReadOnlySpan<byte> scales = block.Slice(BlockLayouts.Q3_K.Scales, 12);
+
+        // Same plane order as Q2_K; the high bit of each quant comes from hmask bit (group / 2), and a clear bit means -4.
+        int group = 0;
+        int output = 0;
+        int highBit = 1;
+        for (int half = 0; half < 2; half++)
+        {
+            ReadOnlySpan<byte> q = qs.Slice(half * 32, 32);
+            for (int shift = 0; shift < 8; shift += 2)
+            {
+                for (int part = 0; part < 2; part++)
+                {
+                    float dl = d * KQuantScales.ScaleQ3K(group++, scales);
+                    for (int l = 0; l < 16; l++)
+                    {
+                        int index = part * 16 + l;
+                        int value = ((q[index] >> shift) & 3) - ((hmask[index] & highBit) != 0 ? 0 : 4);
+                        y[output++] = dl * value;
+                    }
+                }
+
+                highBit <<= 1;
+            }
+        }
+    }
+
+    private static void Q4_K(ReadOnlySpan<byte> block, Span<float> y)
+    {
+        float d = BlockFields.Half(block, BlockLayouts.Q4_K.D);
+        float dmin = BlockFields.Half(block, BlockLayouts.Q4_K.DMin);
+        ReadOnlySpan<byte> scales = block.Slice(BlockLayouts.Q4_K.Scales, 12);
+        ReadOnlySpan<byte> qs = block.Slice(BlockLayouts.Q4_K.Qs, 128);
+
+        for (int pair = 0; pair < 4; pair++)
+        {
+            var (sc0, m0) = KQuantScales.ScaleMinK4(2 * pair, scales);
+            var (sc1, m1) = KQuantScales.ScaleMinK4(2 * pair + 1, scales);
+            float d0 = d * sc0, min0 = dmin * m0;
+            float d1 = d * sc1, min1 = dmin * m1;
+            ReadOnlySpan<byte> q = qs.Slice(pair * 32, 32);
+            Span<float> out0 = y.Slice(pair * 64, 32);
+            Span<float> out1 = y.Slice(pair * 64 + 32, 32);
+            for (int l = 0; l < 32; l++)
+            {
+                out0[l] = d0 * (q[l] & 0xF) - min0;
+                out1[l] = d1 * (q[l] >> 4) - min1;
+            }
+        }
+    }
+
+    private static void Q5_K(ReadOnlySpan<byte> block, Span<float> y)
+    {
+        float d = BlockFields.Half(block, BlockLayouts.Q5_K.D);
+        float dmin = BlockFields.Half(block, BlockLayouts.Q5_K.DMin);
+        ReadOnlySpan<byte> scales = block.Slice(BlockLayouts.Q5_K.Scales, 12);
+        ReadOnlySpan<byte> qh = block.Slice(BlockLayouts.Q5_K.Qh, 32);
+        ReadOnlySpan<byte> qs = block.Slice(BlockLayouts.Q5_K.Qs, 128);
+
+        for (int pair = 0; pair < 4; pair++)
+        {
+            var (sc0, m0) = KQuantScales.ScaleMinK4(2 * pair, scales);
+            var (sc1, m1) = KQuantScales.ScaleMinK4(2 * pair + 1, scales);
+            float d0 = d * sc0, min0 = dmin * m0;
+            float d1 = d * sc1, min1 = dmin * m1;
+            int bit0 = 1 << (2 * pair), bit1 = 2 << (2 * pair);
+            ReadOnlySpan<byte> q = qs.Slice(pair * 32, 32);
+            Span<float> out0 = y.Slice(pair * 64, 32);
+            Span<float> out1 = y.Slice(pair * 64 + 32, 32);
+            for (int l = 0; l < 32; l++)
+            {
+                out0[l] = d0 * ((q[l] & 0xF) + ((qh[l] & bit0) != 0 ? 16 : 0)) - min0;
+                out1[l] = d1 * ((q[l] >> 4) + ((qh[l] & bit1) != 0 ? 16 : 0)) - min1;
+            }
+        }
+    }
+
+    private static void Q6_K(ReadOnlySpan<byte> block, Span<float> y)
+    {
+        float d = BlockFields.Half(block, BlockLayouts.Q6_K.D);
+        ReadOnlySpan<byte> ql = block.Slice(BlockLayouts.Q6_K.Ql, 128);
+        ReadOnlySpan<byte> qh = block.Slice(BlockLayouts.Q6_K.Qh, 64);
+        ReadOnlySpan<sbyte> scales = MemoryMarshal.Cast<byte, sbyte>(block.Slice(BlockLayouts.Q6_K.Scales, 16));
+
+        // Each half of 128 elements uses 64 low-nibble bytes and 32 high-bit bytes. Element l (l < 32) of each quarter
+        // k takes the low (k = 0, 1) or high (k = 2, 3) nibble of ql[l + 32 * (k % 2)] and bits 2k..2k+1 of qh[l].
+        for (int half = 0; half < 2; half++)
+        {
+            ReadOnlySpan<byte> low = ql.Slice(half * 64, 64);
+            ReadOnlySpan<byte> high = qh.Slice(half * 32, 32);
+            ReadOnlySpan<sbyte> sc = scales.Slice(half * 8, 8);
+            Span<float> o = y.Slice(half * 128, 128);
+            for (int l = 0; l < 32; l++)
+            {
+                int group = l / 16;
+                int q1 = ((low[l] & 0xF) | ((high[l] & 3) << 4)) - 32;
+                int q2 = ((low[l + 32] & 0xF) | (((high[l] >> 2) & 3) << 4)) - 32;
+                int q3 = ((low[l] >> 4) | (((high[l] >> 4) & 3) << 4)) - 32;
+                int q4 = ((low[l + 32] >> 4) | (((high[l] >> 6) & 3) << 4)) - 32;
+                o[l] = d * sc[group] * q1;
+                o[l + 32] = d * sc[group + 2] * q2;
+                o[l + 64] = d * sc[group + 4] * q3;
+                o[l + 96] = d * sc[group + 6] * q4;
+            }
+        }
+    }
+
+    private static void Q8_K(ReadOnlySpan<byte> block, Span<float> y)
+    {
+        float d = BlockFields.Single(block, BlockLayouts.Q8_K.D);
+        ReadOnlySpan<sbyte> qs = MemoryMarshal.Cast<byte, sbyte>(block.Slice(BlockLayouts.Q8_K.Qs, 256));
+        for (int j = 0; j < 256; j++)
+        {
+            y[j] = d * qs[j];
+        }
+    }
+}

@@ -1,0 +1,217 @@
+using Kaiyuan.Gguf;
+using System.Buffers.Binary;
+
+namespace Kaiyuan.Tensors;
+
+/// <summary>
+/// Weight quantizers reproducing llama.cpp's reference quantizers without an importance matrix (quantize_row_*_ref,
+/// which is what quantize_q*_K / quantize_q4_0 … run when no imatrix is given), so a tensor quantized here is
+/// byte-identical to llama-quantize's output. The arithmetic keeps ggml's operation order (see <see cref="ScaleSearch"/>).
+/// </summary>
+internal static class Quantize
+{
+    /// <summary>True for the types <see cref="Row"/> can produce.</summary>
+    public static bool IsSupported(GgmlType type) => type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16
+        or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1 or GgmlType.Q8_0 or GgmlType.Q8_1
+        or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K;
+
+    /// <summary>
+    /// Quantizes <paramref name="src"/> (a multiple of the type's block size) into <paramref name="dst"/>, which needs
+    /// <c>GgmlTypeInfo.RowBytes(type, src.Length)</c> bytes.
+    /// </summary>
+    public static void Row(GgmlType type, ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        if (!IsSupported(type))
+        {
+            throw new NotSupportedException($"Quantization to {type} is not supported.");
+        }
+
+        var (blockSize, typeSize) = GgmlTypeInfo.Geometry(type);
+        if (src.Length % blockSize != 0)
+        {
+            throw new ArgumentException($"Row length {src.Length} is not a multiple of the {type} block size {blockSize}.", nameof(src));
+        }
+
+        long needed = GgmlTypeInfo.RowBytes(type, src.Length);
+        if (dst.Length < needed)
+        {
+            throw new ArgumentException($"Destination holds {dst.Length} bytes; {needed} are needed.", nameof(dst));
+        }
+
+        switch (type)
+        {
+            case GgmlType.F32:
+                for (int i = 0; i < src.Length; i++)
+                {
+                    BinaryPrimitives.WriteSingleLittleEndian(dst.Slice(4 * i, 4), src[i]);
+                }
+
+                return;
+            case GgmlType.F16:
+                for (int i = 0; i < src.Length; i++)
+                {
+                    BinaryPrimitives.WriteUInt16LittleEndian(dst.Slice(2 * i, 2), Half16.FromSingle(src[i]));
+                }
+
+                return;
+            case GgmlType.BF16:
+                for (int i = 0; i < src.Length; i++)
+                {
+                    BinaryPrimitives.WriteUInt16LittleEndian(dst.Slice(2 * i, 2), BFloat16.FromSingle(src[i]));
+                }
+
+                return;
+            case GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K:
+                KQuantizer.Row(type, src, dst);
+                return;
+        }
+
+        for (int b = 0; b < src.Length / blockSize; b++)
+        {
+            ReadOnlySpan<float> x = src.Slice(b * blockSize, blockSize);
+            Span<byte> y = dst.Slice(b * typeSize, typeSize);
+            switch (type)
+            {
+                case GgmlType.Q4_0: Q4_0(x, y); break;
+                case GgmlType.Q4_1: Q4_1(x, y); break;
+                case GgmlType.Q5_0: Q5_0(x, y); break;
+                case GgmlType.Q5_1: Q5_1(x, y); break;
+                case GgmlType.Q8_0: Q8(x, y, withSum: false); break;
+                case GgmlType.Q8_1: Q8(x, y, withSum: true); break;
+            }
+        }
+    }
+
+    private static void WriteHalf(Span<byte> block, int offset, float value) =>
+        BinaryPrimitives.WriteUInt16LittleEndian(block.Slice(offset, 2), Half16.FromSingle(value));
+
+    /// <summary>The signed value of largest magnitude (first on ties), which symmetric types map to the most negative level.</summary>
+    private static float SignedMaximum(ReadOnlySpan<float> x)
+    {
+        float amax = 0, max = 0;
+        foreach (float v in x)
+        {
+            if (amax < MathF.Abs(v))
+            {
+                amax = MathF.Abs(v);
+                max = v;
+            }
+        }
+
+        return max;
+    }
+
+    private static (float Min, float Max) Range(ReadOnlySpan<float> x)
+    {
+        float min = float.MaxValue, max = -float.MaxValue;
+        foreach (float v in x)
+        {
+            if (v < min)
+            {
+                min = v;
+            }
+
+            if (v > max)
+            {
+                max = v;
+            }
+        }
+
+        return (min, max);
+    }
+
+    private static void Q4_0(ReadOnlySpan<float> x, Span<byte> y)
+    {
+        float d = SignedMaximum(x) / -8;
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        WriteHalf(y, BlockLayouts.Q4_0.D, d);
+        for (int j = 0; j < 16; j++)
+        {
+            // +8.5 then truncation rounds half up into [0, 16]; 16 (only at x = max) is clamped to 15.
+            int q0 = Math.Min(15, (int)(x[j] * id + 8.5f));
+            int q1 = Math.Min(15, (int)(x[j + 16] * id + 8.5f));
+            y[BlockLayouts.Q4_0.Qs + j] = (byte)(q0 | (q1 << 4));
+        }
+    }
+
+    private static void Q4_1(ReadOnlySpan<float> x, Span<byte> y)
+    {
+        var (min, max) = Range(x);
+        float d = (max - min) / 15;
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        WriteHalf(y, BlockLayouts.Q4_1.D, d);
+        WriteHalf(y, BlockLayouts.Q4_1.M, min);
+        for (int j = 0; j < 16; j++)
+        {
+            int q0 = Math.Min(15, (int)((x[j] - min) * id + 0.5f));
+            int q1 = Math.Min(15, (int)((x[j + 16] - min) * id + 0.5f));
+            y[BlockLayouts.Q4_1.Qs + j] = (byte)(q0 | (q1 << 4));
+        }
+    }
+
+    private static void Q5_0(ReadOnlySpan<float> x, Span<byte> y)
+    {
+        float d = SignedMaximum(x) / -16;
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        WriteHalf(y, BlockLayouts.Q5_0.D, d);
+        uint qh = 0;
+        for (int j = 0; j < 16; j++)
+        {
+            int q0 = Math.Min(31, (int)(x[j] * id + 16.5f));
+            int q1 = Math.Min(31, (int)(x[j + 16] * id + 16.5f));
+            y[BlockLayouts.Q5_0.Qs + j] = (byte)((q0 & 0xF) | ((q1 & 0xF) << 4));
+            qh |= (uint)((q0 >> 4) & 1) << j;
+            qh |= (uint)((q1 >> 4) & 1) << (j + 16);
+        }
+
+        BinaryPrimitives.WriteUInt32LittleEndian(y.Slice(BlockLayouts.Q5_0.Qh, 4), qh);
+    }
+
+    private static void Q5_1(ReadOnlySpan<float> x, Span<byte> y)
+    {
+        var (min, max) = Range(x);
+        float d = (max - min) / 31;
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        WriteHalf(y, BlockLayouts.Q5_1.D, d);
+        WriteHalf(y, BlockLayouts.Q5_1.M, min);
+        uint qh = 0;
+        for (int j = 0; j < 16; j++)
+        {
+            // ggml does not clamp here: (x - min) / d never exceeds 31 + 0.5 by more than rounding.
+            int q0 = (byte)(int)((x[j] - min) * id + 0.5f);
+            int q1 = (byte)(int)((x[j + 16] - min) * id + 0.5f);
+            y[BlockLayouts.Q5_1.Qs + j] = (byte)((q0 & 0xF) | ((q1 & 0xF) << 4));
+            qh |= (uint)((q0 >> 4) & 1) << j;
+            qh |= (uint)((q1 >> 4) & 1) << (j + 16);
+        }
+
+        BinaryPrimitives.WriteUInt32LittleEndian(y.Slice(BlockLayouts.Q5_1.Qh, 4), qh);
+    }
+
+    /// <summary>quantize_row_q8_0_ref / q8_1_ref: d = max|x| / 127, q = roundf(x / d) (halves away from zero).</summary>
+    private static void Q8(ReadOnlySpan<float> x, Span<byte> y, bool withSum)
+    {
+        float amax = 0;
+        foreach (float v in x)
+        {
+            amax = MathF.Max(amax, MathF.Abs(v));
+        }
+
+        float d = amax / 127;
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        int qs = withSum ? BlockLayouts.Q8_1.Qs : BlockLayouts.Q8_0.Qs;
+        int sum = 0;
+        for (int j = 0; j < 32; j++)
+        {
+            int q = (int)MathF.Round(x[j] * id, MidpointRounding.AwayFromZero);
+            y[qs + j] = (byte)(sbyte)q;
+            sum += (sbyte)q;
+        }
+
+        WriteHalf(y, 0, d);
+        if (withSum)
+        {
+            WriteHalf(y, BlockLayouts.Q8_1.S, sum * d);
+        }
+    }
+}

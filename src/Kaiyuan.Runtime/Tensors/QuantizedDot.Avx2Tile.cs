@@ -1,0 +1,291 @@
+using Kaiyuan.Gguf;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Kaiyuan.Tensors;
+
+/// <summary>
+/// Multi-token kernels for prompt processing: one weight row against four activation rows, each weight block decoded
+/// once and applied to all four. Every result is bit-identical to <see cref="Dot"/> on that activation row (the same
+/// integer sums, the same float operations in the same order per row).
+/// </summary>
+internal static unsafe partial class Avx2Dot
+{
+    /// <summary>True when <see cref="Dot4"/> has a kernel for <paramref name="weightType"/>.</summary>
+    public static bool HasDot4(GgmlType weightType) => weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q4_K or GgmlType.Q6_K;
+
+    /// <summary>Bytes of side data <see cref="PrepareSide"/> derives from each activation row of <paramref name="n"/> elements.</summary>
+    public static int SideBytes(GgmlType weightType, int n) => weightType switch
+    {
+        GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 => n / BlockLayouts.QK * sizeof(float),
+        GgmlType.Q6_K => n / 2 * sizeof(short),
+        _ => 0,
+    };
+
+    /// <summary>
+    /// Per activation row, what the kernels would otherwise recompute for every weight row: Q8_0 block scales as floats,
+    /// Q6_K's pair bias (<see cref="Q6KPairBias"/>).
+    /// </summary>
+    public static void PrepareSide(GgmlType weightType, byte* y, int n, byte* side)
+    {
+        switch (weightType)
+        {
+            case GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0:
+                for (int b = 0; b < n / BlockLayouts.QK; b++) ((float*)side)[b] = Half(y + b * BlockLayouts.Q8_0.Size);
+                break;
+            case GgmlType.Q6_K:
+                Q6KPairBias(y, n, (short*)side);
+                break;
+        }
+    }
+
+    /// <summary>
+    /// <c>output[j * outputStride] = Dot(x, y + j * activationStride)</c> for j = 0..3, where <paramref name="y"/> holds
+    /// four activation rows <paramref name="activationStride"/> bytes apart and <paramref name="side"/> their
+    /// <see cref="PrepareSide"/> data, <paramref name="sideStride"/> bytes apart.
+    /// </summary>
+    public static void Dot4(GgmlType weightType, byte* x, byte* y, byte* side, int activationStride, int sideStride, int n, bool vnni, float* output, long outputStride)
+    {
+        int blocks = n / BlockLayouts.QK;
+        switch (weightType)
+        {
+            case GgmlType.Q8_0: Tile4<Q8Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
+            case GgmlType.Q4_0: Tile4<Q4Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
+            case GgmlType.Q5_0: Tile4<Q5Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
+            case GgmlType.Q4_K: Q4KTile4(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
+            case GgmlType.Q6_K: Q6KTile4(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
+            default: throw new NotSupportedException($"No four-row dot for {weightType}.");
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Dot4"/> over two activation rows (the types of <see cref="HasDot4"/>): a decode step of two streams,
+    /// or the odd rows of a small batch, decodes each weight block once instead of once per row.
+    /// </summary>
+    public static void Dot2(GgmlType weightType, byte* x, byte* y, byte* side, int activationStride, int sideStride, int n, bool vnni, float* output, long outputStride)
+    {
+        int blocks = n / BlockLayouts.QK;
+        switch (weightType)
+        {
+            case GgmlType.Q8_0: Tile2<Q8Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
+            case GgmlType.Q4_0: Tile2<Q4Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
+            case GgmlType.Q5_0: Tile2<Q5Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
+            case GgmlType.Q4_K: Q4KTile2(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
+            case GgmlType.Q6_K: Q6KTile2(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
+            default: throw new NotSupportedException($"No two-row dot for {weightType}.");
+        }
+    }
+
+    /// <summary><see cref="Dot4"/> over three activation rows: a step of two decoding streams and one prompt token.</summary>
+    public static void Dot3(GgmlType weightType, byte* x, byte* y, byte* side, int activationStride, int sideStride, int n, bool vnni, float* output, long outputStride)
+    {
+        int blocks = n / BlockLayouts.QK;
+        switch (weightType)
+        {
+            case GgmlType.Q8_0: Tile3<Q8Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
+            case GgmlType.Q4_0: Tile3<Q4Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
+            case GgmlType.Q5_0: Tile3<Q5Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
+            case GgmlType.Q4_K: Q4KTile3(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
+            case GgmlType.Q6_K: Q6KTile3(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
+            default: throw new NotSupportedException($"No three-row dot for {weightType}.");
+        }
+    }
+
+    /// <summary>True when <see cref="Dot8"/> has a kernel for <paramref name="weightType"/>.</summary>
+    public static bool HasDot8(GgmlType weightType) => weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0;
+
+    /// <summary><see cref="Dot4"/> over eight activation rows (the types of <see cref="HasDot8"/>).</summary>
+    public static void Dot8(GgmlType weightType, byte* x, byte* y, byte* side, int activationStride, int sideStride, int n, bool vnni, float* output, long outputStride)
+    {
+        int blocks = n / BlockLayouts.QK, scaleStride = sideStride / sizeof(float);
+        switch (weightType)
+        {
+            case GgmlType.Q8_0: Tile8<Q8Block>(x, y, (float*)side, activationStride, scaleStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q4_0: Tile8<Q4Block>(x, y, (float*)side, activationStride, scaleStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q5_0: Tile8<Q5Block>(x, y, (float*)side, activationStride, scaleStride, blocks, vnni, output, outputStride); break;
+            default: throw new NotSupportedException($"No eight-row dot for {weightType}.");
+        }
+    }
+
+    /// <summary>The single-row dot with the row's <see cref="PrepareSide"/> data (see <see cref="Dot4"/>).</summary>
+    public static float Dot1(GgmlType weightType, byte* x, byte* y, byte* side, int n, bool vnni)
+    {
+        int blocks = n / BlockLayouts.QK;
+        return weightType switch
+        {
+            GgmlType.Q8_0 => Tile1<Q8Block>(x, y, (float*)side, blocks, vnni),
+            GgmlType.Q4_0 => Tile1<Q4Block>(x, y, (float*)side, blocks, vnni),
+            GgmlType.Q5_0 => Tile1<Q5Block>(x, y, (float*)side, blocks, vnni),
+            GgmlType.Q4_K => Q4_K(x, y, n / BlockLayouts.QK_K),
+            GgmlType.Q6_K => Q6KScaled(x, y, (short*)side, n / BlockLayouts.QK_K),
+            _ => throw new NotSupportedException($"No scaled dot for {weightType}."),
+        };
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float Tile1<T>(byte* x, byte* y, float* ys, int blocks, bool vnni) where T : struct, IBlock32
+    {
+        var acc = Vector256<float>.Zero;
+        for (int b = 0; b < blocks; b++, x += T.Size, y += BlockLayouts.Q8_0.Size)
+        {
+            Sse.Prefetch0(x + PrefetchDistance);
+            Vector256<sbyte> qx = T.Quants(x);
+            Vector256<byte> absX = Avx2.Sign(qx, qx).AsByte();
+            acc = TokenStep(qx, absX, Half(x) * ys[b], y, vnni, acc);
+        }
+
+        return HorizontalSum(acc);
+    }
+
+    private interface IBlock32
+    {
+        static abstract int Size { get; }
+
+        /// <summary>The block's 32 signed quants.</summary>
+        static abstract Vector256<sbyte> Quants(byte* x);
+    }
+
+    private readonly struct Q8Block : IBlock32
+    {
+        public static int Size => BlockLayouts.Q8_0.Size;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<sbyte> Quants(byte* x) => Vector256.Load((sbyte*)(x + BlockLayouts.Q8_0.Qs));
+    }
+
+    private readonly struct Q4Block : IBlock32
+    {
+        public static int Size => BlockLayouts.Q4_0.Size;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<sbyte> Quants(byte* x) => (Nibbles32(x + BlockLayouts.Q4_0.Qs) - Vector256.Create((byte)8)).AsSByte();
+    }
+
+    private readonly struct Q5Block : IBlock32
+    {
+        public static int Size => BlockLayouts.Q5_0.Size;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<sbyte> Quants(byte* x)
+        {
+            // q - 16 as a byte: OR 0xF0 into the nibble where the fifth bit is clear (e.g. 0x0F | 0xF0 = -1).
+            Vector256<byte> highClear = ~BytesFromBits(x + BlockLayouts.Q5_0.Qh) & Vector256.Create((byte)0xF0);
+            return (Nibbles32(x + BlockLayouts.Q5_0.Qs) | highClear).AsSByte();
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Tile4<T>(byte* x, byte* y, float* ys, int stride, int scaleStride, int blocks, bool vnni, float* output, long outputStride) where T : struct, IBlock32
+    {
+        float* s0 = ys, s1 = ys + scaleStride, s2 = ys + 2 * scaleStride, s3 = ys + 3 * scaleStride;
+        var a0 = Vector256<float>.Zero;
+        var a1 = Vector256<float>.Zero;
+        var a2 = Vector256<float>.Zero;
+        var a3 = Vector256<float>.Zero;
+        byte* y0 = y, y1 = y + stride, y2 = y + 2 * stride, y3 = y + 3 * stride;
+        for (int b = 0; b < blocks; b++, x += T.Size, y0 += BlockLayouts.Q8_0.Size, y1 += BlockLayouts.Q8_0.Size,
+             y2 += BlockLayouts.Q8_0.Size, y3 += BlockLayouts.Q8_0.Size)
+        {
+            Vector256<sbyte> qx = T.Quants(x);
+            // SumProductsSigned with the weight side hoisted: |x| once, the sign of x moved onto each activation row.
+            Vector256<byte> absX = Avx2.Sign(qx, qx).AsByte();
+            float dx = Half(x);
+            a0 = TokenStep(qx, absX, dx * s0[b], y0, vnni, a0);
+            a1 = TokenStep(qx, absX, dx * s1[b], y1, vnni, a1);
+            a2 = TokenStep(qx, absX, dx * s2[b], y2, vnni, a2);
+            a3 = TokenStep(qx, absX, dx * s3[b], y3, vnni, a3);
+        }
+
+        output[0] = HorizontalSum(a0);
+        output[outputStride] = HorizontalSum(a1);
+        output[2 * outputStride] = HorizontalSum(a2);
+        output[3 * outputStride] = HorizontalSum(a3);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Tile2<T>(byte* x, byte* y, float* ys, int stride, int scaleStride, int blocks, bool vnni, float* output, long outputStride) where T : struct, IBlock32
+    {
+        var a0 = Vector256<float>.Zero;
+        var a1 = Vector256<float>.Zero;
+        for (int b = 0; b < blocks; b++, x += T.Size, y += BlockLayouts.Q8_0.Size, ys++)
+        {
+            Sse.Prefetch0(x + PrefetchDistance);
+            Vector256<sbyte> qx = T.Quants(x);
+            Vector256<byte> absX = Avx2.Sign(qx, qx).AsByte();
+            float dx = Half(x);
+            a0 = TokenStep(qx, absX, dx * ys[0], y, vnni, a0);
+            a1 = TokenStep(qx, absX, dx * ys[scaleStride], y + stride, vnni, a1);
+        }
+
+        output[0] = HorizontalSum(a0);
+        output[outputStride] = HorizontalSum(a1);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Tile3<T>(byte* x, byte* y, float* ys, int stride, int scaleStride, int blocks, bool vnni, float* output, long outputStride) where T : struct, IBlock32
+    {
+        var a0 = Vector256<float>.Zero;
+        var a1 = Vector256<float>.Zero;
+        var a2 = Vector256<float>.Zero;
+        for (int b = 0; b < blocks; b++, x += T.Size, y += BlockLayouts.Q8_0.Size, ys++)
+        {
+            Sse.Prefetch0(x + PrefetchDistance);
+            Vector256<sbyte> qx = T.Quants(x);
+            Vector256<byte> absX = Avx2.Sign(qx, qx).AsByte();
+            float dx = Half(x);
+            a0 = TokenStep(qx, absX, dx * ys[0], y, vnni, a0);
+            a1 = TokenStep(qx, absX, dx * ys[scaleStride], y + stride, vnni, a1);
+            a2 = TokenStep(qx, absX, dx * ys[2 * scaleStride], y + 2 * stride, vnni, a2);
+        }
+
+        output[0] = HorizontalSum(a0);
+        output[outputStride] = HorizontalSum(a1);
+        output[2 * outputStride] = HorizontalSum(a2);
+    }
+
+    /// <summary>One activation row's share of a block: SumProductsSigned with |x| hoisted, then the block FMA.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> TokenStep(Vector256<sbyte> qx, Vector256<byte> absX, float scale, byte* y, bool vnni, Vector256<float> acc) =>
+        BlockFma(scale, SumProductsUnsigned(absX, Avx2.Sign(Vector256.Load((sbyte*)(y + BlockLayouts.Q8_0.Qs)), qx), vnni), acc);
+
+    /// <summary>
+    /// <see cref="Tile4{T}"/> over eight activation rows: the block's unpacking (the costly part for Q4_0/Q5_0) is
+    /// shared by twice as many rows, and the eight accumulators still fit the sixteen vector registers.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Tile8<T>(byte* x, byte* y, float* ys, int stride, int scaleStride, int blocks, bool vnni, float* output, long outputStride) where T : struct, IBlock32
+    {
+        var a0 = Vector256<float>.Zero;
+        var a1 = Vector256<float>.Zero;
+        var a2 = Vector256<float>.Zero;
+        var a3 = Vector256<float>.Zero;
+        var a4 = Vector256<float>.Zero;
+        var a5 = Vector256<float>.Zero;
+        var a6 = Vector256<float>.Zero;
+        var a7 = Vector256<float>.Zero;
+        for (int b = 0; b < blocks; b++, x += T.Size, y += BlockLayouts.Q8_0.Size, ys++)
+        {
+            Vector256<sbyte> qx = T.Quants(x);
+            Vector256<byte> absX = Avx2.Sign(qx, qx).AsByte();
+            float dx = Half(x);
+            a0 = TokenStep(qx, absX, dx * ys[0], y, vnni, a0);
+            a1 = TokenStep(qx, absX, dx * ys[scaleStride], y + stride, vnni, a1);
+            a2 = TokenStep(qx, absX, dx * ys[2 * scaleStride], y + 2 * stride, vnni, a2);
+            a3 = TokenStep(qx, absX, dx * ys[3 * scaleStride], y + 3 * stride, vnni, a3);
+            a4 = TokenStep(qx, absX, dx * ys[4 * scaleStride], y + 4 * stride, vnni, a4);
+            a5 = TokenStep(qx, absX, dx * ys[5 * scaleStride], y + 5 * stride, vnni, a5);
+            a6 = TokenStep(qx, absX, dx * ys[6 * scaleStride], y + 6 * stride, vnni, a6);
+            a7 = TokenStep(qx, absX, dx * ys[7 * scaleStride], y + 7 * stride, vnni, a7);
+        }
+
+        output[0] = HorizontalSum(a0);
+        output[outputStride] = HorizontalSum(a1);
+        output[2 * outputStride] = HorizontalSum(a2);
+        output[3 * outputStride] = HorizontalSum(a3);
+        output[4 * outputStride] = HorizontalSum(a4);
+        output[5 * outputStride] = HorizontalSum(a5);
+        output[6 * outputStride] = HorizontalSum(a6);
+        output[7 * outputStride] = HorizontalSum(a7);
+    }
+}

@@ -1,0 +1,191 @@
+using Kaiyuan.Gguf;
+using System.Runtime.Intrinsics.X86;
+
+namespace Kaiyuan.Tensors;
+
+/// <summary>
+/// Dot products of a weight row with an activation row prepared in the weight type's companion format, as llama.cpp's
+/// CPU backend computes them (quantize the activations once per row, then integer block sums scaled per block).
+/// </summary>
+internal static class QuantizedDot
+{
+    /// <summary>The activation format llama.cpp pairs with a weight type (type_traits_cpu vec_dot_type).</summary>
+    public static GgmlType ActivationType(GgmlType weightType) => weightType switch
+    {
+        GgmlType.F32 => GgmlType.F32,
+        GgmlType.F16 => GgmlType.F16,
+        GgmlType.BF16 => GgmlType.BF16,
+        GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q8_0 => GgmlType.Q8_0,
+        GgmlType.Q4_1 or GgmlType.Q5_1 => GgmlType.Q8_1,
+        GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K => GgmlType.Q8_K,
+        _ => throw new NotSupportedException($"No vector dot for weight type {weightType}."),
+    };
+
+    /// <summary>The kernel tier this machine runs, as `bench` reports it: avx512, avx-vnni, avx2, arm64-neon-dot or scalar.</summary>
+    public static string KernelTier => IsaLevels.Best switch
+    {
+        IsaLevel.Avx512 => "avx512",
+        IsaLevel.AvxVnni => "avx-vnni",
+        IsaLevel.Avx2 => "avx2",
+        IsaLevel.Neon => "arm64-neon-dot",
+        _ => "scalar",
+    };
+
+    /// <summary>True when <see cref="VecDot"/> handles this weight type.</summary>
+    public static bool IsSupported(GgmlType weightType) => weightType is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16
+        or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1 or GgmlType.Q8_0
+        or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K;
+
+    /// <summary>
+    /// Converts or quantizes <paramref name="x"/> into <paramref name="activationType"/> (F32, F16, BF16, Q8_0, Q8_1 or
+    /// Q8_K), bit-exactly as llama.cpp's x86 build does. <paramref name="dst"/> needs
+    /// <c>GgmlTypeInfo.RowBytes(activationType, x.Length)</c> bytes.
+    /// </summary>
+    public static void QuantizeActivations(GgmlType activationType, ReadOnlySpan<float> x, Span<byte> dst)
+    {
+        var (blockSize, _) = GgmlTypeInfo.Geometry(activationType);
+        if (activationType is not (GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0 or GgmlType.Q8_1 or GgmlType.Q8_K))
+        {
+            throw new NotSupportedException($"{activationType} is not an activation format.");
+        }
+
+        if (x.Length % blockSize != 0)
+        {
+            throw new ArgumentException($"Row length {x.Length} is not a multiple of the {activationType} block size {blockSize}.", nameof(x));
+        }
+
+        long needed = GgmlTypeInfo.RowBytes(activationType, x.Length);
+        if (dst.Length < needed)
+        {
+            throw new ArgumentException($"Destination holds {dst.Length} bytes; {needed} are needed.", nameof(dst));
+        }
+
+        ActivationQuantizer.Row(activationType, x, dst);
+    }
+
+    /// <summary>
+    /// Dot product of a weight row of <paramref name="n"/> elements with an activation row prepared by
+    /// <see cref="QuantizeActivations"/> in <c>ActivationType(weightType)</c>.
+    /// </summary>
+    public static float VecDot(GgmlType weightType, ReadOnlySpan<byte> weightRow, ReadOnlySpan<byte> activationRow, int n)
+    {
+        if (!IsSupported(weightType))
+        {
+            throw new NotSupportedException($"No vector dot for weight type {weightType}.");
+        }
+
+        var (blockSize, _) = GgmlTypeInfo.Geometry(weightType);
+        if (n % blockSize != 0)
+        {
+            throw new ArgumentException($"Row length {n} is not a multiple of the {weightType} block size {blockSize}.", nameof(n));
+        }
+
+        if (weightRow.Length < GgmlTypeInfo.RowBytes(weightType, n)
+            || activationRow.Length < GgmlTypeInfo.RowBytes(ActivationType(weightType), n))
+        {
+            throw new ArgumentException("A row is shorter than n elements of its type.");
+        }
+
+        return VecDot(weightType, weightRow, activationRow, n, IsaLevels.Best);
+    }
+
+    private static readonly bool Vnni = IsaLevels.Best == IsaLevel.AvxVnni || IsaLevels.Best == IsaLevel.Avx512 && AvxVnni.IsSupported;
+
+    /// <summary>Checks once per matrix what <see cref="VecDot(GgmlType, ReadOnlySpan{byte}, ReadOnlySpan{byte}, int)"/> checks per call.</summary>
+    internal static void CheckRows(GgmlType weightType, int n)
+    {
+        if (!IsSupported(weightType)) throw new NotSupportedException($"No vector dot for weight type {weightType}.");
+        var (blockSize, _) = GgmlTypeInfo.Geometry(weightType);
+        if (n % blockSize != 0) throw new ArgumentException($"Row length {n} is not a multiple of the {weightType} block size {blockSize}.", nameof(n));
+    }
+
+    /// <summary>The dot without argument checks (the caller ran <see cref="CheckRows"/> and sized both rows).</summary>
+    internal static unsafe float DotUnchecked(GgmlType weightType, byte* weightRow, int weightBytes, byte* activationRow, int activationBytes, int n) =>
+        VecDot(weightType, new ReadOnlySpan<byte>(weightRow, weightBytes), new ReadOnlySpan<byte>(activationRow, activationBytes), n, IsaLevels.Best);
+
+    /// <summary>True when <see cref="Dot4"/> runs for this weight type on this machine.</summary>
+    internal static bool HasDot4(GgmlType weightType) => IsaLevels.IsX86(IsaLevels.Best) && Avx2Dot.HasDot4(weightType);
+
+    /// <summary>Bytes of <see cref="PrepareSide"/> data per activation row of <paramref name="n"/> elements (0 for none).</summary>
+    internal static int SideBytes(GgmlType weightType, int n) => HasDot4(weightType) ? Avx2Dot.SideBytes(weightType, n) : 0;
+
+    /// <summary>
+    /// Derives from an activation row, once per matrix, what <see cref="Dot4"/> and <see cref="Dot1"/> would otherwise
+    /// recompute for every weight row (float block scales, Q6_K's bias sums); <paramref name="side"/> holds
+    /// <see cref="SideBytes"/> bytes.
+    /// </summary>
+    internal static unsafe void PrepareSide(GgmlType weightType, byte* activationRow, int n, byte* side) =>
+        Avx2Dot.PrepareSide(weightType, activationRow, n, side);
+
+    /// <summary>
+    /// One weight row against four activation rows <paramref name="activationStride"/> bytes apart, with their
+    /// <see cref="PrepareSide"/> data <paramref name="sideStride"/> bytes apart: <c>output[j * outputStride]</c> gets the
+    /// dot with row j, bit-identical to <see cref="DotUnchecked"/>.
+    /// </summary>
+    internal static unsafe void Dot4(GgmlType weightType, byte* weightRow, byte* activations, byte* side, int activationStride, int sideStride, int n, float* output, long outputStride) =>
+        Avx2Dot.Dot4(weightType, weightRow, activations, side, activationStride, sideStride, n, Vnni, output, outputStride);
+
+    /// <summary><see cref="Dot4"/> over two activation rows (same types as <see cref="HasDot4"/>).</summary>
+    internal static unsafe void Dot2(GgmlType weightType, byte* weightRow, byte* activations, byte* side, int activationStride, int sideStride, int n, float* output, long outputStride) =>
+        Avx2Dot.Dot2(weightType, weightRow, activations, side, activationStride, sideStride, n, Vnni, output, outputStride);
+
+    /// <summary><see cref="Dot4"/> over three activation rows (same types as <see cref="HasDot4"/>).</summary>
+    internal static unsafe void Dot3(GgmlType weightType, byte* weightRow, byte* activations, byte* side, int activationStride, int sideStride, int n, float* output, long outputStride) =>
+        Avx2Dot.Dot3(weightType, weightRow, activations, side, activationStride, sideStride, n, Vnni, output, outputStride);
+
+    /// <summary>True when <see cref="Dot8"/> runs for this weight type on this machine.</summary>
+    internal static bool HasDot8(GgmlType weightType) => IsaLevels.IsX86(IsaLevels.Best) && Avx2Dot.HasDot8(weightType);
+
+    /// <summary><see cref="Dot4"/> over eight activation rows.</summary>
+    internal static unsafe void Dot8(GgmlType weightType, byte* weightRow, byte* activations, byte* side, int activationStride, int sideStride, int n, float* output, long outputStride) =>
+        Avx2Dot.Dot8(weightType, weightRow, activations, side, activationStride, sideStride, n, Vnni, output, outputStride);
+
+    /// <summary>The single-row form of <see cref="Dot4"/> (same types, same result as <see cref="DotUnchecked"/>).</summary>
+    internal static unsafe float Dot1(GgmlType weightType, byte* weightRow, byte* activations, byte* side, int n) =>
+        Avx2Dot.Dot1(weightType, weightRow, activations, side, n, Vnni);
+
+    /// <summary>True when the 8-row panel GEMM (<see cref="PackPanel"/>, <see cref="PanelMultiply"/>) runs for this weight type here.</summary>
+    internal static bool HasPanels(GgmlType weightType) => IsaLevels.IsX86(IsaLevels.Best) && Avx2Dot.HasPanels(weightType);
+
+    /// <summary>Weight rows per panel.</summary>
+    internal const int PanelRows = Avx2Dot.PanelRows;
+
+    /// <summary>Widest column range per <see cref="PanelMultiply"/> call that keeps its data in L1.</summary>
+    internal static int PanelColumns(GgmlType weightType) => Avx2Dot.PanelColumns(weightType);
+
+    /// <summary>Bytes of one packed panel of <see cref="PanelRows"/> rows of <paramref name="n"/> elements.</summary>
+    internal static int PanelBytes(GgmlType weightType, int n) => Avx2Dot.PanelBytes(weightType, n);
+
+    /// <summary>Bytes of <see cref="PreparePanelSide"/> data per activation row.</summary>
+    internal static int PanelSideBytes(GgmlType weightType, int n) => Avx2Dot.PanelSideBytes(weightType, n);
+
+    /// <summary>What the panel kernels derive once from each activation row (block scales, offset sums).</summary>
+    internal static unsafe void PreparePanelSide(GgmlType weightType, byte* activationRow, int n, byte* side)
+    {
+        if (Avx2Dot.PanelSideBytes(weightType, n) > 0) Avx2Dot.PreparePanelSide(weightType, activationRow, n, side);
+    }
+
+    /// <summary>Repacks <see cref="PanelRows"/> weight rows, <paramref name="rowBytes"/> apart, into one panel.</summary>
+    internal static unsafe void PackPanel(GgmlType weightType, byte* rows, long rowBytes, int n, byte* panel) =>
+        Avx2Dot.PackPanel(weightType, rows, rowBytes, n, panel);
+
+    /// <summary>
+    /// A panel's rows over columns [<paramref name="firstColumn"/>, + <paramref name="columns"/>) against
+    /// <paramref name="tokens"/> activation rows: the eight results for activation row t go to
+    /// <c>output + t * outputStride</c>, or are added there when <paramref name="accumulate"/>.
+    /// </summary>
+    internal static unsafe void PanelMultiply(GgmlType weightType, byte* panel, int n, int firstColumn, int columns, byte* activations, int activationStride,
+        byte* side, int sideStride, int tokens, bool accumulate, float* output, long outputStride) =>
+        Avx2Dot.PanelMultiply(weightType, panel, n, firstColumn, columns, activations, activationStride, side, sideStride, tokens, accumulate, output, outputStride);
+
+    /// <summary>The dot on an explicit instruction-set tier (tests compare the tiers); arguments are not re-checked.</summary>
+    internal static float VecDot(GgmlType weightType, ReadOnlySpan<byte> weightRow, ReadOnlySpan<byte> activationRow, int n, IsaLevel isa) => isa switch
+    {
+        IsaLevel.Avx2 => Avx2Dot.Dot(weightType, weightRow, activationRow, n, vnni: false, wideFloat: false),
+        IsaLevel.AvxVnni => Avx2Dot.Dot(weightType, weightRow, activationRow, n, vnni: true, wideFloat: false),
+        // llama.cpp's integer kernels stay 256-bit on AVX-512 machines; only the float types widen.
+        IsaLevel.Avx512 => Avx2Dot.Dot(weightType, weightRow, activationRow, n, vnni: AvxVnni.IsSupported, wideFloat: true),
+        IsaLevel.Neon => NeonDot.Dot(weightType, weightRow, activationRow, n),
+        _ => ScalarDot.Dot(weightType, weightRow, activationRow, n),
+    };
+}
