@@ -21,6 +21,15 @@ public sealed class InferenceSession
     private bool[] _want = [];
     private float[] _allLogits = [];
 
+    /// <summary>
+    /// A session over <paramref name="model"/> with room for <paramref name="contextLength"/> tokens (0: the model's
+    /// context, at most 4,096), its work spread over the process's shared worker threads.
+    /// </summary>
+    public InferenceSession(TransformerModel model, int contextLength = 0)
+        : this(model, contextLength, pool: null)
+    {
+    }
+
     internal InferenceSession(TransformerModel model, int contextLength = 0, WorkerPool? pool = null, int maxBatch = 512,
         GgmlType cacheType = GgmlType.F32)
     {

@@ -7,7 +7,7 @@ namespace Kaiyuan.Models;
 internal enum ExpertGating { Softmax = 1, Sigmoid = 2 }
 
 /// <summary>Hyper-parameters of a transformer, read from GGUF metadata under the architecture's key prefix.</summary>
-public sealed record ModelConfig
+internal sealed record ModelConfig
 {
     public required string Architecture { get; init; }
     public required int EmbeddingLength { get; init; }

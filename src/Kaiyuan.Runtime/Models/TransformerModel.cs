@@ -24,15 +24,19 @@ public sealed class TransformerModel : IDisposable
     }
 
     public GgufFile File => _file;
-    public ModelConfig Config { get; }
+    internal ModelConfig Config { get; }
+    /// <summary>The architecture (<c>general.architecture</c>), e.g. <c>qwen3</c>.</summary>
+    public string Architecture => Config.Architecture;
+    /// <summary>The context length the model was trained for.</summary>
+    public int TrainedContextLength => Config.ContextLength;
     internal QuantMatrix Embedding { get; }
     internal IReadOnlyList<TransformerLayer> Layers { get; }
-    public float[] OutputNorm { get; }
+    internal float[] OutputNorm { get; }
     internal QuantMatrix Output { get; }
     public int VocabSize => Output.Rows;
 
     /// <summary>Floats each layer caches per token.</summary>
-    public int[] CacheRowWidths => Layers.Select(l => l.Attention.CacheRowWidth).ToArray();
+    internal int[] CacheRowWidths => Layers.Select(l => l.Attention.CacheRowWidth).ToArray();
 
     /// <summary>A paged KV cache for this model: <paramref name="sequences"/> block tables over a pool of
     /// <paramref name="capacityBlocks"/> blocks (0: every sequence's full context).</summary>
