@@ -216,3 +216,39 @@ public sealed class Qwen3SampleTests
         Assert.Fail("no seed completed a forced call for the agent to run");
     }
 }
+
+/// <summary>The completion sample, on the runtime's public API alone, against llama.cpp's greedy ids for aidreams260K.</summary>
+public sealed class CompletionSampleTests
+{
+    [Fact]
+    public void GreedyCompletionThroughThePublicApiMatchesLlamaCpp()
+    {
+        using var model = Kaiyuan.Models.ModelLoader.Load(Fixtures.ModelPath("aidreams260K", "aidreams260K-f32.gguf"));
+        var tokenizer = Kaiyuan.Tokenizers.Tokenizer.FromGguf(model.File.Metadata);
+        foreach (var c in Kaiyuan.Tests.Models.Goldens.Load("aidreams260K", "f32"))
+        {
+            var ids = Kaiyuan.Samples.Completion.TextCompletion.Continue(model, tokenizer, c.PromptIds, c.Ids.Length,
+                Kaiyuan.Sampling.SamplerOptions.Greedy, stopAtEndOfGeneration: false).ToArray();
+            Assert.Equal(c.Ids.Length, ids.Length);
+            // Equal up to the first near-tie in llama.cpp's own logits, where float rounding may pick either token.
+            int sure = 0;
+            while (sure < c.Ids.Length && c.Margins[sure] >= 1e-3f) sure++;
+            Assert.True(sure >= 16, $"only {sure} steps have a clear margin");
+            Assert.Equal(c.Ids[..sure], ids[..sure]);
+        }
+    }
+
+    [Fact]
+    public void CompletionWritesTheDecodedTextOfItsTokens()
+    {
+        using var model = Kaiyuan.Models.ModelLoader.Load(Fixtures.ModelPath("aidreams260K", "aidreams260K-f32.gguf"));
+        var tokenizer = Kaiyuan.Tokenizers.Tokenizer.FromGguf(model.File.Metadata);
+        var output = new StringWriter();
+        int count = Kaiyuan.Samples.Completion.TextCompletion.Complete(model, tokenizer, "Once upon a time", 24, Kaiyuan.Sampling.SamplerOptions.Greedy, output);
+        var prompt = tokenizer.Encode("Once upon a time", addSpecial: true, parseSpecial: false);
+        var ids = Kaiyuan.Samples.Completion.TextCompletion.Continue(model, tokenizer, prompt, 24, Kaiyuan.Sampling.SamplerOptions.Greedy).ToArray();
+        Assert.Equal(ids.Length, count);
+        Assert.InRange(count, 1, 24);
+        Assert.Equal(tokenizer.Decode(ids, renderSpecial: false), output.ToString());
+    }
+}
