@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the kernel, golden-model and inference tests as Arm64 code under QEMU user-mode emulation, so the AdvSimd/dot-product
-# kernels (src/Kaiyuan/Tensors/QuantizedDot.Neon.cs) are checked on an x86 machine. Not part of .ci/run: emulation
+# kernels (src/Kaiyuan.Runtime/Tensors/QuantizedDot.Neon.cs) are checked on an x86 machine. Not part of .ci/run: emulation
 # makes it several minutes long.
 # Needs (Debian): dpkg --add-architecture arm64 && apt-get update &&
 #   apt-get install qemu-user-static libc6:arm64 libstdc++6:arm64 libgcc-s1:arm64 libssl3:arm64
