@@ -12,8 +12,11 @@ public sealed record ChatRenderRequest
     /// <summary>OpenAI function-tool list; null leaves the template variable <c>tools</c> undefined.</summary>
     public JsonNode? Tools { get; init; }
 
+    /// <summary>The template variable <c>add_generation_prompt</c>: end the prompt by opening the assistant's turn.</summary>
     public bool AddGenerationPrompt { get; init; } = true;
+    /// <summary>The template variable <c>bos_token</c>: the text of the model's beginning-of-sequence token.</summary>
     public string BosToken { get; init; } = "";
+    /// <summary>The template variable <c>eos_token</c>: the text of the model's end-of-sequence token.</summary>
     public string EosToken { get; init; } = "";
 
     /// <summary>
@@ -32,11 +35,14 @@ public sealed record ChatRenderRequest
 /// </summary>
 public sealed class ChatFormatter
 {
+    /// <summary>Parses <paramref name="templateSource"/> (a Jinja chat template) with <paramref name="options"/>, or the defaults when null.</summary>
+    /// <exception cref="TemplateException">The template does not parse.</exception>
     public ChatFormatter(string templateSource, TemplateOptions? options = null)
         : this(new JinjaTemplate(templateSource, options))
     {
     }
 
+    /// <summary>Uses an already parsed template.</summary>
     public ChatFormatter(JinjaTemplate template)
     {
         Template = template;
@@ -45,11 +51,14 @@ public sealed class ChatFormatter
             || src.Contains(".text", StringComparison.Ordinal);
     }
 
+    /// <summary>The chat template rendered.</summary>
     public JinjaTemplate Template { get; }
 
     /// <summary>Whether the template itself handles content given as a list of typed parts.</summary>
     public bool SupportsContentParts { get; }
 
+    /// <summary>Renders the prompt for <paramref name="request"/>.</summary>
+    /// <exception cref="TemplateException">The messages are not a JSON array, or the template failed or raised an error.</exception>
     public string Render(ChatRenderRequest request)
     {
         ArgumentNullException.ThrowIfNull(request);
@@ -68,6 +77,8 @@ public sealed class ChatFormatter
         return Template.Render(vars);
     }
 
+    /// <summary>Renders the prompt for the given fields of a <see cref="ChatRenderRequest"/>.</summary>
+    /// <exception cref="TemplateException">The messages are not a JSON array, or the template failed or raised an error.</exception>
     public string Render(JsonNode messages, JsonNode? tools = null, bool addGenerationPrompt = true, string bosToken = "",
         string eosToken = "", IReadOnlyDictionary<string, JsonNode?>? extra = null) =>
         Render(new ChatRenderRequest

@@ -11,6 +11,8 @@ public sealed class JinjaTemplate
 {
     private readonly List<Stmt> _body;
 
+    /// <summary>Parses <paramref name="source"/> with <paramref name="options"/>, or <see cref="TemplateOptions.Default"/> when null.</summary>
+    /// <exception cref="TemplateException">A syntax error, or nesting deeper than the parser allows.</exception>
     public JinjaTemplate(string source, TemplateOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(source);
@@ -26,7 +28,9 @@ public sealed class JinjaTemplate
         }
     }
 
+    /// <summary>The template's source text.</summary>
     public string Source { get; }
+    /// <summary>The options the template was parsed with and renders under.</summary>
     public TemplateOptions Options { get; }
 
     /// <summary>Renders with variables given as JSON nodes; a null node is Python None.</summary>

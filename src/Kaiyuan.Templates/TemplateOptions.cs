@@ -3,6 +3,7 @@ namespace Kaiyuan.Templates;
 /// <summary>Parsing and sandbox settings. The defaults match Hugging Face transformers' environment.</summary>
 public sealed record TemplateOptions
 {
+    /// <summary>The default options, shared.</summary>
     public static readonly TemplateOptions Default = new();
 
     /// <summary>Remove the first newline after a block tag (Jinja trim_blocks).</summary>

@@ -23,6 +23,7 @@ public sealed class KaiyuanOptions
     public int Parallel { get; set; } = 4;
     /// <inheritdoc cref="ServerOptions.ContextSize"/>
     public int ContextSize { get; set; }
+    /// <summary>Worker threads each model computes with (values below 1 count as 1); the processor count by default.</summary>
     public int Threads { get; set; } = Environment.ProcessorCount;
     /// <inheritdoc cref="ServerOptions.CacheType"/>
     public Gguf.GgmlType CacheType { get; set; } = Gguf.GgmlType.F32;
@@ -32,6 +33,7 @@ public sealed class KaiyuanOptions
     public string? PromptCacheDir { get; set; }
     /// <inheritdoc cref="ServerOptions.PromptCacheMaxMiB"/>
     public long PromptCacheMaxMiB { get; set; } = Inference.PromptCacheStore.DefaultMaxBytes >> 20;
+    /// <summary>A Jinja chat template file used instead of the one in the GGUF (<c>tokenizer.chat_template</c>); null: the model's own.</summary>
     public string? ChatTemplateFile { get; set; }
     /// <summary>Bodies larger than this get 413 in the API's error shape (the app's own Kestrel limit applies too).</summary>
     public long MaxRequestBodyBytes { get; set; } = 8 * 1024 * 1024;

@@ -7,6 +7,10 @@ namespace Kaiyuan.Hub;
 /// <summary>A failure talking to the Hub, with a message meant for the user.</summary>
 public sealed class HubException(string message, HttpStatusCode? status = null, Exception? inner = null) : Exception(message, inner)
 {
+    /// <summary>
+    /// The HTTP status behind the failure (404 also when a repository has no file that matches); null when there was none (the
+    /// Hub unreachable, an unexpected answer).
+    /// </summary>
     public HttpStatusCode? Status { get; } = status;
 }
 
@@ -16,6 +20,7 @@ public sealed record HubFile(string Repo, string Path, long Size, string? Sha256
 /// <summary>Where the Hub is and who we are to it.</summary>
 public sealed record HubOptions
 {
+    /// <summary>The Hub used when <c>HF_ENDPOINT</c> is unset: <c>https://huggingface.co</c>.</summary>
     public const string DefaultEndpoint = "https://huggingface.co";
 
     /// <summary>The Hub's base URL (<c>HF_ENDPOINT</c>).</summary>
@@ -24,10 +29,12 @@ public sealed record HubOptions
     public string? Token { get; init; }
     /// <summary>Download attempts, each resuming from what the previous ones fetched.</summary>
     public int MaxAttempts { get; init; } = 5;
+    /// <summary>The pause before each retry of an interrupted download.</summary>
     public TimeSpan RetryDelay { get; init; } = TimeSpan.FromSeconds(1);
     /// <summary>Limit for API calls (listing); downloads have none but stall detection by the TCP stack.</summary>
     public TimeSpan ApiTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>Options from <c>HF_ENDPOINT</c> and <c>HF_TOKEN</c> (trimmed; blank counts as unset), the rest at their defaults.</summary>
     public static HubOptions FromEnvironment()
     {
         var endpoint = Environment.GetEnvironmentVariable("HF_ENDPOINT");
@@ -49,8 +56,11 @@ public sealed class HubClient : IDisposable
     private readonly HttpClient _http;
     private readonly Uri _endpoint;
 
+    /// <summary>The options the client was made with.</summary>
     public HubOptions Options { get; }
 
+    /// <summary>A client for the Hub at <see cref="HubOptions.Endpoint"/>.</summary>
+    /// <exception cref="HubException">The endpoint is not an http(s) URL.</exception>
     public HubClient(HubOptions options)
     {
         Options = options;
@@ -67,11 +77,14 @@ public sealed class HubClient : IDisposable
         _http.DefaultRequestHeaders.UserAgent.ParseAdd("kaiyuan/0.1");
     }
 
+    /// <summary>Closes the client's HTTP connections.</summary>
     public void Dispose() => _http.Dispose();
 
     private static string Escape(string path) => string.Join('/', path.Split('/').Select(Uri.EscapeDataString));
 
+    /// <summary>The API URL that lists every file of <paramref name="repo"/> (<c>OWNER/REPO</c>) on its main branch.</summary>
     public Uri TreeUrl(string repo) => new(_endpoint, $"api/models/{Escape(repo)}/tree/main?recursive=true");
+    /// <summary>The download URL of <paramref name="file"/> (a path in the repository) on <paramref name="repo"/>'s main branch.</summary>
     public Uri ResolveUrl(string repo, string file) => new(_endpoint, $"{Escape(repo)}/resolve/main/{Escape(file)}");
 
     /// <summary>All files of a repository's main branch, with sizes and LFS SHA-256s.</summary>

@@ -7,10 +7,13 @@ namespace Kaiyuan.Hub;
 /// <summary>A short name for a GGUF repository on the Hub and the quantization pulled by default.</summary>
 public sealed record CatalogEntry
 {
+    /// <summary>The Hub repository, <c>OWNER/REPO</c>.</summary>
     [JsonPropertyName("repo")] public required string Repo { get; init; }
+    /// <summary>The quantization pulled by default, matched against the repository's file names (Q4_K_M unless set).</summary>
     [JsonPropertyName("quant")] public string Quant { get; init; } = "Q4_K_M";
     /// <summary>An exact file, for repositories whose names carry no quantization.</summary>
     [JsonPropertyName("file")] public string? File { get; init; }
+    /// <summary>What the model is, for listings; null when not given.</summary>
     [JsonPropertyName("description")] public string? Description { get; init; }
 }
 
@@ -47,6 +50,7 @@ public sealed class ModelCatalog
 
     private readonly Dictionary<string, CatalogEntry> _entries = new(StringComparer.OrdinalIgnoreCase);
 
+    /// <summary>Every entry by alias (case-insensitive).</summary>
     public IReadOnlyDictionary<string, CatalogEntry> Entries => _entries;
 
     private ModelCatalog() { }
@@ -79,5 +83,6 @@ public sealed class ModelCatalog
         return catalog;
     }
 
+    /// <summary>The entry for <paramref name="alias"/> (case-insensitive), or null.</summary>
     public CatalogEntry? Find(string alias) => _entries.GetValueOrDefault(alias);
 }

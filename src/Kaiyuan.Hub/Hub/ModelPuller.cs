@@ -18,6 +18,7 @@ public sealed class ModelPuller(ModelStore store, HubClient hub, ModelCatalog ca
     public Action<string>? Log { get; init; }
     /// <summary>Bytes downloaded so far and the total (-1 when unknown).</summary>
     public Action<long, long>? Progress { get; init; }
+    /// <summary>How often a pull waiting for another pull of the same file tries its lock again.</summary>
     public TimeSpan LockPollInterval { get; init; } = TimeSpan.FromMilliseconds(200);
     /// <summary>
     /// Where the pull is (for Ollama's <c>/api/pull</c> status lines): the file chosen (before its download, or when it is
@@ -25,6 +26,11 @@ public sealed class ModelPuller(ModelStore store, HubClient hub, ModelCatalog ca
     /// </summary>
     public Action<PullStage, HubFile>? Stage { get; init; }
 
+    /// <summary>
+    /// Pulls a reference (<c>hf.co/OWNER/REPO[:QUANT]</c>, <c>hf.co/OWNER/REPO/FILE.gguf</c> or a catalog alias) into the store,
+    /// or finds it there, and returns the manifest written for it.
+    /// </summary>
+    /// <exception cref="HubException">The reference is not valid, the Hub fails, or the download's size or SHA-256 is wrong.</exception>
     public async Task<StoreManifest> PullAsync(string text, CancellationToken ct = default)
     {
         var reference = ModelReference.TryParse(text, catalog)
@@ -113,7 +119,10 @@ public sealed class ModelPuller(ModelStore store, HubClient hub, ModelCatalog ca
 /// <summary>The steps of a pull that <see cref="ModelPuller.Stage"/> reports.</summary>
 public enum PullStage
 {
+    /// <summary>The file is chosen, before its download or when it is already in the store.</summary>
     FileChosen,
+    /// <summary>The download is complete and its SHA-256 is being checked.</summary>
     Verifying,
+    /// <summary>The blob is in the store and its manifest is being written.</summary>
     WritingManifest,
 }

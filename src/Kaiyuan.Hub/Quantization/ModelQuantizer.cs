@@ -23,6 +23,7 @@ public sealed class ModelQuantizer
     internal RowQuantizer QuantizeRow { get; init; } = Tensors.Quantize.Row;
     /// <summary>Which block types <see cref="QuantizeRow"/> can write.</summary>
     public Func<GgmlType, bool> CanQuantize { get; init; } = Tensors.Quantize.IsSupported;
+    /// <summary>Threads converting rows at once (values below 1 count as 1); the processor count by default.</summary>
     public int Threads { get; init; } = Environment.ProcessorCount;
     /// <summary>Elements converted so far and in all.</summary>
     public Action<long, long>? Progress { get; init; }

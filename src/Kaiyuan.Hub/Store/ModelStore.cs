@@ -14,11 +14,17 @@ public sealed class ModelStore
 {
     private static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true };
 
+    /// <summary>The store's directory (a full path).</summary>
     public string Root { get; }
+    /// <summary><c>blobs/</c>: each file once, named <c>sha256-HEX</c>.</summary>
     public string BlobsDir => Path.Combine(Root, "blobs");
+    /// <summary><c>manifests/</c>: one JSON <see cref="StoreManifest"/> per reference or local name.</summary>
     public string ManifestsDir => Path.Combine(Root, "manifests");
+    /// <summary><c>tmp/</c>: downloads in progress and their lock files.</summary>
     public string TempDir => Path.Combine(Root, "tmp");
 
+    /// <summary>The store at <paramref name="root"/> (made a full path); nothing is created until something is written.</summary>
+    /// <exception cref="ArgumentException"><paramref name="root"/> is empty.</exception>
     public ModelStore(string root)
     {
         if (string.IsNullOrWhiteSpace(root)) throw new ArgumentException("the store root is empty", nameof(root));
@@ -28,6 +34,7 @@ public sealed class ModelStore
     /// <summary>The store at <c>KAIYUAN_HOME</c>, or <c>~/.kaiyuan</c> when it is unset.</summary>
     public static ModelStore Default() => new(DefaultRoot());
 
+    /// <summary><c>KAIYUAN_HOME</c>, or <c>~/.kaiyuan</c> when it is unset.</summary>
     public static string DefaultRoot()
     {
         var home = Environment.GetEnvironmentVariable("KAIYUAN_HOME");
@@ -35,8 +42,11 @@ public sealed class ModelStore
         return Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".kaiyuan");
     }
 
+    /// <summary>Where the blob with this hex SHA-256 (any case) is, or would be.</summary>
+    /// <exception cref="ArgumentException"><paramref name="sha256"/> is not 64 hex digits.</exception>
     public string BlobPath(string sha256) => Path.Combine(BlobsDir, "sha256-" + CheckSha(sha256));
 
+    /// <summary>Where the manifest of a file pulled from the Hub is: <c>manifests/hf.co/OWNER/REPO/FILE.json</c>.</summary>
     public string ManifestPath(string repo, string file) =>
         Path.Combine([ManifestsDir, "hf.co", .. repo.Split('/'), .. file.Split('/')]) + ".json";
 
@@ -102,6 +112,10 @@ public sealed class ModelStore
         return result;
     }
 
+    /// <summary>
+    /// The manifest of <paramref name="file"/> pulled from <paramref name="repo"/>, or null when it was not pulled; an
+    /// unreadable manifest throws <see cref="System.Text.Json.JsonException"/>.
+    /// </summary>
     public StoreManifest? Find(string repo, string file)
     {
         var path = ManifestPath(repo, file);

@@ -10,13 +10,17 @@ public sealed record StoreManifest
 {
     /// <summary>The canonical reference, <c>hf.co/OWNER/REPO/FILE.gguf</c>.</summary>
     [JsonPropertyName("reference")] public required string Reference { get; init; }
+    /// <summary>The Hub repository it came from, <c>OWNER/REPO</c>.</summary>
     [JsonPropertyName("repo")] public required string Repo { get; init; }
+    /// <summary>The file's path in that repository.</summary>
     [JsonPropertyName("file")] public required string File { get; init; }
     /// <summary>The quantization named by the file (Q4_K_M, Q8_0, ...), or null when the name carries none.</summary>
     [JsonPropertyName("quant")] public string? Quant { get; init; }
+    /// <summary>The file's length in bytes.</summary>
     [JsonPropertyName("size")] public long Size { get; init; }
     /// <summary>Lower-case hex SHA-256 of the file's bytes; the blob's name.</summary>
     [JsonPropertyName("sha256")] public required string Sha256 { get; init; }
+    /// <summary>When these bytes were first pulled (UTC); pulling the same blob again keeps it.</summary>
     [JsonPropertyName("pulledAt")] public DateTimeOffset PulledAt { get; init; }
     /// <summary>Catalog aliases (e.g. <c>qwen2.5:0.5b</c>) this file was pulled as.</summary>
     [JsonPropertyName("aliases")] public string[] Aliases { get; init; } = [];

@@ -51,6 +51,7 @@ public sealed class ChatOutputParser
         }
     }
 
+    /// <summary>The output syntax this parser reads.</summary>
     public ToolCallFormat Format => _f;
 
     /// <summary>Whether a rendered prompt ends inside an open reasoning block, so output starts as reasoning.</summary>

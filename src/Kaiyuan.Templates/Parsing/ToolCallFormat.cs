@@ -11,11 +11,14 @@ public sealed partial class ToolCallFormat
     /// <summary>Name of the family, for logs.</summary>
     public required string Name { get; init; }
 
+    /// <summary>Marker opening a reasoning block, recognized only at the start of the output; null when the family has none.</summary>
     public string? ReasoningStart { get; init; } = "<think>";
+    /// <summary>Marker closing a reasoning block; null when the family has none.</summary>
     public string? ReasoningEnd { get; init; } = "</think>";
 
     /// <summary>Marker opening a block of calls (calls are only recognized inside it); null when calls stand alone.</summary>
     public string? SectionStart { get; init; }
+    /// <summary>Marker closing a block of calls, after which text is content again; null when the block runs to the end of the output.</summary>
     public string? SectionEnd { get; init; }
 
     /// <summary>Marker opening one call; null when the family has no marked calls.</summary>
