@@ -7,8 +7,8 @@ internal sealed record ServerOptions : ModelOptions
     /// <summary>0 picks a free port (tests, benchmarks).</summary>
     public int Port { get; init; } = 8080;
     /// <summary>
-    /// Every model served, the default (<see cref="ModelPath"/>) first: a request's "model" picks one, loaded on demand.
-    /// Empty: <see cref="ModelPath"/> alone, named <see cref="Alias"/>.
+    /// Every model served, the default (<see cref="ModelOptions.ModelPath"/>) first: a request's "model" picks one, loaded on demand.
+    /// Empty: <see cref="ModelOptions.ModelPath"/> alone, named <see cref="ModelOptions.Alias"/>.
     /// </summary>
     public IReadOnlyList<ServedModel> Models { get; init; } = [];
     /// <summary>Models loaded at once at most (0: no limit); loading one more unloads the least recently used idle one.</summary>

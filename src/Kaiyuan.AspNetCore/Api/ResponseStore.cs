@@ -4,6 +4,7 @@ namespace Kaiyuan.AspNetCore.Api;
 /// A response the Responses API kept (<c>store</c>, the default): the response object as sent, and the conversation it
 /// answered, so that <c>previous_response_id</c> can continue it. Held as JSON text: immutable, and its size is known.
 /// </summary>
+/// <param name="Id">The response's id (<c>resp_…</c>).</param>
 /// <param name="Json">The response object.</param>
 /// <param name="Context">A JSON array of the input items the model read: the conversation before this request (earlier
 /// inputs and outputs) followed by this request's own input; the instructions are not among them.</param>

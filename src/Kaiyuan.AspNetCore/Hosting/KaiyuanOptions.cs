@@ -21,25 +21,25 @@ public sealed class KaiyuanOptions
     public long? MemoryBudgetBytes { get; set; }
     /// <summary>Sequences decoded together (slots) per model.</summary>
     public int Parallel { get; set; } = 4;
-    /// <inheritdoc cref="ServerOptions.ContextSize"/>
+    /// <inheritdoc cref="ModelOptions.ContextSize"/>
     public int ContextSize { get; set; }
     /// <summary>Worker threads each model computes with (values below 1 count as 1); the processor count by default.</summary>
     public int Threads { get; set; } = Environment.ProcessorCount;
-    /// <inheritdoc cref="ServerOptions.CacheType"/>
+    /// <inheritdoc cref="ModelOptions.CacheType"/>
     public Gguf.GgmlType CacheType { get; set; } = Gguf.GgmlType.F32;
-    /// <inheritdoc cref="ServerOptions.CacheRamMiB"/>
+    /// <inheritdoc cref="ModelOptions.CacheRamMiB"/>
     public long CacheRamMiB { get; set; } = -1;
-    /// <inheritdoc cref="ServerOptions.PromptCacheDir"/>
+    /// <inheritdoc cref="ModelOptions.PromptCacheDir"/>
     public string? PromptCacheDir { get; set; }
-    /// <inheritdoc cref="ServerOptions.PromptCacheMaxMiB"/>
+    /// <inheritdoc cref="ModelOptions.PromptCacheMaxMiB"/>
     public long PromptCacheMaxMiB { get; set; } = Inference.PromptCacheStore.DefaultMaxBytes >> 20;
     /// <summary>A Jinja chat template file used instead of the one in the GGUF (<c>tokenizer.chat_template</c>); null: the model's own.</summary>
     public string? ChatTemplateFile { get; set; }
     /// <summary>Bodies larger than this get 413 in the API's error shape (the app's own Kestrel limit applies too).</summary>
     public long MaxRequestBodyBytes { get; set; } = 8 * 1024 * 1024;
-    /// <inheritdoc cref="ServerOptions.MaxQueue"/>
+    /// <inheritdoc cref="ModelOptions.MaxQueue"/>
     public int MaxQueue { get; set; } = 64;
-    /// <inheritdoc cref="ServerOptions.GrammarTimeout"/>
+    /// <inheritdoc cref="ModelOptions.GrammarTimeout"/>
     public TimeSpan GrammarTimeout { get; set; } = TimeSpan.FromSeconds(10);
     /// <inheritdoc cref="ServerOptions.StreamKeepAlive"/>
     public TimeSpan StreamKeepAlive { get; set; } = TimeSpan.FromSeconds(5);
