@@ -16,12 +16,19 @@ public sealed unsafe class GgufFile : IDisposable
     private readonly Dictionary<string, GgufTensor> _byName;
     private bool _disposed;
 
+    /// <summary>The path the file was opened from (the name given to <see cref="FromBytes"/> for an in-memory image).</summary>
     public string Path { get; }
+    /// <summary>The GGUF format version, 2 or 3.</summary>
     public uint Version { get; }
+    /// <summary>Alignment of tensor data in bytes: <c>general.alignment</c>, or 32 when absent.</summary>
     public int Alignment { get; }
+    /// <summary>Byte offset of the tensor data section from the start of the file.</summary>
     public long DataOffset { get; }
+    /// <summary>Size of the file in bytes.</summary>
     public long FileSize { get; }
+    /// <summary>The file's key/value metadata, in file order.</summary>
     public GgufMetadata Metadata { get; }
+    /// <summary>The tensors in file order.</summary>
     public IReadOnlyList<GgufTensor> Tensors { get; }
 
     private GgufFile(string path, MemoryMappedFile? map, MemoryMappedViewAccessor? view, GCHandle pinned, byte* data, long length)
@@ -99,14 +106,17 @@ public sealed unsafe class GgufFile : IDisposable
         return new ReadOnlySpan<byte>(_base + offset, length);
     }
 
+    /// <summary>The tensor named <paramref name="name"/>, or null when there is none.</summary>
     public GgufTensor? FindTensor(string name) => _byName.GetValueOrDefault(name);
 
+    /// <summary>The tensor named <paramref name="name"/>; throws <see cref="GgufFormatException"/> when it is missing.</summary>
     public GgufTensor GetTensor(string name) =>
         _byName.GetValueOrDefault(name) ?? throw new GgufFormatException(System.IO.Path.GetFileName(Path), $"tensor '{name}' is missing");
 
     /// <summary>The architecture name from <c>general.architecture</c>.</summary>
     public string Architecture => Metadata.GetStringOrNull("general.architecture") ?? "";
 
+    /// <summary>Unmaps the file (or unpins the array); tensor data pointers and spans are invalid afterwards.</summary>
     public void Dispose()
     {
         if (_disposed) return;

@@ -4,7 +4,9 @@ namespace Kaiyuan.Gguf;
 public sealed class GgufFormatException(string fileName, string problem)
     : Exception($"{fileName}: {problem}")
 {
+    /// <summary>The file's name (without its directory) as the message gives it.</summary>
     public string FileName { get; } = fileName;
+    /// <summary>What is wrong with the file, without the file name.</summary>
     public string Problem { get; } = problem;
 }
 

@@ -20,15 +20,23 @@ public sealed unsafe class GgufTensor
         RowBytes = GgmlTypeInfo.RowBytes(type, RowLength);
     }
 
+    /// <summary>The tensor's name, e.g. <c>blk.0.attn_q.weight</c>.</summary>
     public string Name { get; }
+    /// <summary>The element type (and so the block layout) of the data.</summary>
     public GgmlType Type { get; }
+    /// <summary>Sizes of the dimensions, innermost first: <c>Dimensions[0]</c> is the row length.</summary>
     public long[] Dimensions { get; }
     /// <summary>Offset from the start of the data section.</summary>
     public ulong Offset { get; }
+    /// <summary>Bytes of the whole tensor.</summary>
     public long ByteSize { get; }
+    /// <summary>Elements in the tensor, the product of the dimensions.</summary>
     public long ElementCount { get; }
+    /// <summary>Elements in one row, <c>Dimensions[0]</c>.</summary>
     public long RowLength { get; }
+    /// <summary>Rows in the tensor, the product of the dimensions after the first.</summary>
     public long RowCount { get; }
+    /// <summary>Bytes of one row in the tensor's type.</summary>
     public long RowBytes { get; }
 
     /// <summary>Start of the tensor's bytes; valid while the owning <see cref="GgufFile"/> is open.</summary>
@@ -39,6 +47,7 @@ public sealed unsafe class GgufTensor
         ? new ReadOnlySpan<byte>(Data, (int)ByteSize)
         : throw new InvalidOperationException($"tensor '{Name}' is {ByteSize} bytes; read it by rows");
 
+    /// <summary>The bytes of row <paramref name="row"/> (zero-based); throws when it is out of range. Valid while the file is open.</summary>
     public ReadOnlySpan<byte> Row(long row)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(row);
@@ -46,7 +55,9 @@ public sealed unsafe class GgufTensor
         return new ReadOnlySpan<byte>(Data + row * RowBytes, checked((int)RowBytes));
     }
 
+    /// <summary>The dimensions as text, e.g. <c>[4096, 32000]</c>.</summary>
     public string ShapeText => "[" + string.Join(", ", Dimensions) + "]";
 
+    /// <summary>Name, type and shape, for display.</summary>
     public override string ToString() => $"{Name} {Type} {ShapeText}";
 }

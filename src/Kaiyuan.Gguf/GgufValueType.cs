@@ -3,18 +3,31 @@ namespace Kaiyuan.Gguf;
 /// <summary>Metadata value types, numbered as the GGUF specification numbers them.</summary>
 public enum GgufValueType : uint
 {
+    /// <summary>Unsigned 8-bit integer.</summary>
     UInt8 = 0,
+    /// <summary>Signed 8-bit integer.</summary>
     Int8 = 1,
+    /// <summary>Unsigned 16-bit integer, little-endian.</summary>
     UInt16 = 2,
+    /// <summary>Signed 16-bit integer, little-endian.</summary>
     Int16 = 3,
+    /// <summary>Unsigned 32-bit integer, little-endian.</summary>
     UInt32 = 4,
+    /// <summary>Signed 32-bit integer, little-endian.</summary>
     Int32 = 5,
+    /// <summary>32-bit IEEE float, little-endian.</summary>
     Float32 = 6,
+    /// <summary>Boolean stored as one byte, 0 or 1.</summary>
     Bool = 7,
+    /// <summary>UTF-8 string prefixed by its byte length as a u64.</summary>
     String = 8,
+    /// <summary>Array: an element type (u32), a count (u64), then the elements.</summary>
     Array = 9,
+    /// <summary>Unsigned 64-bit integer, little-endian.</summary>
     UInt64 = 10,
+    /// <summary>Signed 64-bit integer, little-endian.</summary>
     Int64 = 11,
+    /// <summary>64-bit IEEE double, little-endian.</summary>
     Float64 = 12,
 }
 

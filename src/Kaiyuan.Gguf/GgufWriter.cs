@@ -12,11 +12,14 @@ public sealed class GgufWriter
     private readonly List<PendingTensor> _tensors = [];
     private readonly HashSet<string> _names = new(StringComparer.Ordinal);
 
+    /// <summary>The metadata to write, in insertion order.</summary>
     public GgufMetadata Metadata { get; } = new();
+    /// <summary>Alignment of tensor data in bytes, 32 by default; any other value is also written as <c>general.alignment</c>.</summary>
     public int Alignment { get; set; } = GgufParser.DefaultAlignment;
 
     private sealed record PendingTensor(string Name, GgmlType Type, long[] Dimensions, long ByteSize, Action<Stream> WriteData);
 
+    /// <summary>Adds a tensor whose bytes are <paramref name="data"/>, which must be exactly the tensor's byte size and stay unchanged until written.</summary>
     public void AddTensor(string name, GgmlType type, long[] dimensions, ReadOnlyMemory<byte> data)
     {
         long expected = ExpectedBytes(name, type, dimensions);
@@ -32,6 +35,7 @@ public sealed class GgufWriter
         _tensors.Add(new PendingTensor(name, type, (long[])dimensions.Clone(), bytes, writeData));
     }
 
+    /// <summary>Adds an F32 tensor, copying <paramref name="data"/>; <paramref name="dimensions"/> are innermost first.</summary>
     public void AddTensor(string name, float[] data, params long[] dimensions) =>
         AddTensor(name, GgmlType.F32, dimensions, System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan()).ToArray());
 
@@ -62,6 +66,7 @@ public sealed class GgufWriter
         }
     }
 
+    /// <summary>Writes the whole file to <paramref name="stream"/>; throws when a tensor callback writes the wrong number of bytes (checked on seekable streams only).</summary>
     public void Write(Stream stream)
     {
         if (Alignment != GgufParser.DefaultAlignment) Metadata.Set("general.alignment", GgufValue.Of((uint)Alignment));

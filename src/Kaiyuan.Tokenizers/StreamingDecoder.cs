@@ -16,6 +16,8 @@ public sealed class StreamingDecoder
     private byte[] _pending = new byte[64];
     private int _count;
 
+    /// <param name="vocab">The vocabulary whose pieces the tokens are decoded into.</param>
+    /// <param name="renderSpecial">Whether CONTROL and UNKNOWN tokens are rendered as their text (otherwise they give nothing).</param>
     /// <param name="preserved">Control tokens rendered even when others are not (a chat format's markers).</param>
     internal StreamingDecoder(Vocabulary vocab, bool renderSpecial, IReadOnlySet<int>? preserved = null)
     {

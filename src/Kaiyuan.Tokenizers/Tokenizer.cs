@@ -9,10 +9,15 @@ public abstract class Tokenizer
     private protected Tokenizer(Vocabulary vocabulary) => Vocabulary = vocabulary;
 
     internal Vocabulary Vocabulary { get; }
+    /// <summary>Number of tokens in the vocabulary; ids run from 0 to <c>VocabSize - 1</c>.</summary>
     public int VocabSize => Vocabulary.Count;
+    /// <summary>The beginning-of-sequence token id, or -1 when the vocabulary has none.</summary>
     public int BosId => Vocabulary.BosId;
+    /// <summary>The end-of-sequence token id, or -1 when the vocabulary has none.</summary>
     public int EosId => Vocabulary.EosId;
+    /// <summary>Whether <see cref="Encode(string, bool, bool)"/> with <c>addSpecial</c> prepends <see cref="BosId"/> (<c>tokenizer.ggml.add_bos_token</c> or the tokenizer's default).</summary>
     public bool AddBos => Vocabulary.AddBos;
+    /// <summary>Whether <see cref="Encode(string, bool, bool)"/> with <c>addSpecial</c> appends <see cref="EosId"/> (<c>tokenizer.ggml.add_eos_token</c> or the tokenizer's default).</summary>
     public bool AddEos => Vocabulary.AddEos;
 
     /// <summary>The value of <c>tokenizer.ggml.model</c> this tokenizer implements.</summary>
@@ -39,6 +44,7 @@ public abstract class Tokenizer
         return FromGguf(file.Metadata);
     }
 
+    /// <summary>True when <paramref name="id"/> ends generation: EOS, EOT, EOM, or another token llama.cpp treats as end-of-generation for this vocabulary.</summary>
     public bool IsEndOfGeneration(int id) => Vocabulary.IsEndOfGeneration(id);
 
     /// <summary>

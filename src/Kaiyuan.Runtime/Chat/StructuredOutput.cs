@@ -8,9 +8,13 @@ namespace Kaiyuan.Chat;
 /// What a request asks the output to be: a grammar to compile (its cache key and how to build it) and the request
 /// field it came from, so that a bad schema, grammar or pattern is a 400 that names it.
 /// </summary>
+/// <param name="Kind">What the source is ("gbnf", "json-schema", "json-object", "json-value", "tools", …); with <paramref name="Source"/>, the grammar cache's key.</param>
+/// <param name="Source">The grammar's text (a GBNF grammar, a pattern, a schema's JSON), empty where the kind says it all.</param>
 /// <param name="Field">The top-level request field ("response_format", "grammar", "format", "tool_choice").</param>
 /// <param name="Param">Where in that field the grammar's source is, for compile errors.</param>
+/// <param name="Build">Builds the grammar when the cache does not hold it.</param>
 /// <param name="Schema">For JSON output: the schema (null: any object), so tool calls can be offered beside it.</param>
+/// <param name="IsJson">The output is JSON (a schema, any object or any value), so optional tool calls can be offered beside it.</param>
 internal sealed record OutputGrammar(string Kind, string Source, string Field, string Param, Func<Grammar> Build, JsonElement? Schema = null, bool IsJson = false);
 
 /// <summary>How the request lets the model use its tools.</summary>

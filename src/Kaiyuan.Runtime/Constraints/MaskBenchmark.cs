@@ -5,11 +5,14 @@ using Kaiyuan.Tokenizers;
 namespace Kaiyuan.Constraints;
 
 /// <summary>The outcome of one MaskBench file.</summary>
+/// <param name="Id">The file's name.</param>
 /// <param name="CompileError">Why the schema did not compile, or null.</param>
 /// <param name="TtfmMicroseconds">Compile plus the first mask (time to first mask).</param>
 /// <param name="Accepted">Per test, in file order: every token allowed and the end allowed after the last.</param>
 /// <param name="Valid">Per test: whether the instance is valid under the schema.</param>
 /// <param name="Tokens">Masks computed (one per token, plus one for the end of each accepted test).</param>
+/// <param name="MaskMicrosecondsMax">The slowest mask, in microseconds (0 when none was computed).</param>
+/// <param name="MaskMicroseconds">The time of each mask, in microseconds, in the order computed.</param>
 internal sealed record MaskBenchFileResult(string Id, string? CompileError, double TtfmMicroseconds, bool[] Accepted, bool[] Valid,
     int Tokens, double MaskMicrosecondsMax, double[] MaskMicroseconds)
 {

@@ -52,7 +52,9 @@ internal sealed class TokenTrie
         return special.IsEmpty ? [] : [GrammarNode.SpecialTokenPrefix, .. special];
     }
 
+    /// <param name="vocabSize">Tokens in the vocabulary; ids run from 0 to <paramref name="vocabSize"/> - 1.</param>
     /// <param name="tokenBytes">The text bytes of each token; empty means "never text" (control tokens).</param>
+    /// <param name="endOfGeneration">The end-of-generation token ids (ids outside the vocabulary are dropped); their bytes are not in the trie.</param>
     public TokenTrie(int vocabSize, Func<int, byte[]> tokenBytes, IEnumerable<int> endOfGeneration)
     {
         VocabSize = vocabSize;

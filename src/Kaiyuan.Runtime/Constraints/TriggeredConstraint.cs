@@ -62,6 +62,11 @@ internal sealed class TriggeredConstraint : TokenConstraint
     /// open (DeepSeek-R1, QwQ), or after one the model may open itself when <paramref name="mayReason"/> (the template
     /// knows the family's markers, as Qwen3's); from the first token otherwise (no markers, or thinking switched off).
     /// </summary>
+    /// <param name="answer">The constraint on the answer itself.</param>
+    /// <param name="vocabulary">The model's vocabulary, to match the reasoning markers in tokens.</param>
+    /// <param name="format">The chat format, whose reasoning markers are looked for; null or without them: no block.</param>
+    /// <param name="prompt">The rendered prompt, which may leave a reasoning block open (or hold a closed, empty one).</param>
+    /// <param name="mayReason">The model may open a reasoning block of its own.</param>
     /// <param name="required">Ending before the answer is refused (false when the answer itself is optional: lazy calls).</param>
     public static TokenConstraint ForAnswer(TokenConstraint answer, Vocabulary vocabulary, ToolCallFormat? format, string prompt, bool mayReason, bool required = true)
     {

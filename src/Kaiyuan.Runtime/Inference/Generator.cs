@@ -6,15 +6,30 @@ namespace Kaiyuan.Inference;
 public readonly record struct GeneratedToken(int Id, float[]? Logits);
 
 /// <summary>Why generation ended.</summary>
-public enum StopReason { MaxTokens, EndOfGeneration, ContextFull, StopString, Cancelled }
+public enum StopReason
+{
+    /// <summary>The token limit was reached.</summary>
+    MaxTokens,
+    /// <summary>The model produced an end-of-generation token.</summary>
+    EndOfGeneration,
+    /// <summary>The context window is full.</summary>
+    ContextFull,
+    /// <summary>The output reached one of the caller's stop strings.</summary>
+    StopString,
+    /// <summary>The caller cancelled.</summary>
+    Cancelled,
+}
 
 /// <summary>Limits and stop conditions of one generation.</summary>
 public sealed record GenerationOptions
 {
     /// <summary>Tokens to generate at most; negative means until a stop condition or the context is full.</summary>
     public int MaxTokens { get; init; } = -1;
+    /// <summary>Keeps generating past end-of-generation tokens (benchmarks, tests); false by default.</summary>
     public bool IgnoreEndOfGeneration { get; init; }
+    /// <summary>Tells which token ids end generation (usually the tokenizer's <c>IsEndOfGeneration</c>); null: none does, so only the limits stop it.</summary>
     public Func<int, bool>? IsEndOfGeneration { get; init; }
+    /// <summary>Returns with each token a copy of the logits it was sampled from (<see cref="GeneratedToken.Logits"/>); false by default.</summary>
     public bool KeepLogits { get; init; }
     /// <summary>Restricts the tokens that may be produced (structured output); generation ends when it allows none.</summary>
     internal Constraints.TokenConstraint? Constraint { get; init; }
@@ -26,6 +41,12 @@ public sealed record GenerationOptions
 /// </summary>
 public static class Generator
 {
+    /// <summary>
+    /// Evaluates <paramref name="prompt"/> (not empty) from the session's current position and yields each token as it
+    /// is sampled, lazily. An end-of-generation token is yielded, then ends the sequence; so do
+    /// <see cref="GenerationOptions.MaxTokens"/>, a full context and cancellation, without an exception. A prompt that
+    /// does not fit throws <see cref="ContextOverflowException"/>.
+    /// </summary>
     public static IEnumerable<GeneratedToken> Generate(InferenceSession session, IReadOnlyList<int> prompt, Sampler sampler,
         GenerationOptions options, CancellationToken cancel = default)
     {

@@ -42,9 +42,12 @@ public sealed class InferenceSession
         _lastLogits = new float[model.VocabSize];
     }
 
+    /// <summary>The model this session runs.</summary>
     public TransformerModel Model => _model;
+    /// <summary>Tokens the session can hold: positions run from 0 to <c>ContextLength - 1</c>.</summary>
     public int ContextLength => _cache.ContextLength;
     internal KvCache Cache => _cache;
+    /// <summary>Most tokens sent through the model in one forward pass (512 from the public constructor); longer inputs are split.</summary>
     public int MaxBatch { get; }
     /// <summary>Tokens already in the cache; the next token goes to this position.</summary>
     public int Position { get; private set; }

@@ -43,9 +43,13 @@ internal static unsafe class MatMul
     public static int ScratchBytes(QuantMatrix w, int tokens) =>
         tokens * ((int)GgmlTypeInfo.RowBytes(QuantizedDot.ActivationType(w.Type), w.Columns) + Plan(w, tokens).SideBytes);
 
+    /// <summary>y = x · wᵀ for a batch: each of the <paramref name="tokens"/> activation rows against every weight row.</summary>
+    /// <param name="w">The weight matrix, Rows × Columns in its quantized type.</param>
     /// <param name="x">tokens × Columns activations.</param>
+    /// <param name="tokens">Activation rows in the batch.</param>
     /// <param name="y">tokens × Rows outputs.</param>
     /// <param name="scratch">at least <see cref="ScratchBytes"/> bytes.</param>
+    /// <param name="pool">The worker threads the work is split across.</param>
     public static void Multiply(QuantMatrix w, ReadOnlySpan<float> x, int tokens, Span<float> y, Span<byte> scratch, WorkerPool pool)
     {
         QuantizedDot.CheckRows(w.Type, w.Columns);

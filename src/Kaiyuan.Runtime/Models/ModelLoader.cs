@@ -11,8 +11,10 @@ public static class ModelLoader
     internal static IReadOnlyList<IModelFamily> Families { get; } =
         [new Llama(), new Qwen2(), new Qwen3(), new DeepSeek2(), new Glm4(), new Glm4Moe(), new MiniMaxM2()];
 
+    /// <summary>The <c>general.architecture</c> values <see cref="Load(string)"/> can build.</summary>
     public static IEnumerable<string> SupportedArchitectures => Families.SelectMany(f => f.Architectures);
 
+    /// <summary>Opens the GGUF file at <paramref name="path"/> and builds its model, which owns the file. Throws <see cref="GgufFormatException"/> for a malformed file, <see cref="NotSupportedException"/> for an unsupported architecture or a missing tensor, <see cref="InvalidDataException"/> for inconsistent metadata.</summary>
     public static TransformerModel Load(string path)
     {
         var file = GgufFile.Open(path);

@@ -23,6 +23,7 @@ public sealed class TransformerModel : IDisposable
         Output = output;
     }
 
+    /// <summary>The GGUF file whose mapped tensors hold the weights; the model owns it and disposes it.</summary>
     public GgufFile File => _file;
     internal ModelConfig Config { get; }
     /// <summary>The architecture (<c>general.architecture</c>), e.g. <c>qwen3</c>.</summary>
@@ -33,6 +34,7 @@ public sealed class TransformerModel : IDisposable
     internal IReadOnlyList<TransformerLayer> Layers { get; }
     internal float[] OutputNorm { get; }
     internal QuantMatrix Output { get; }
+    /// <summary>Logits per token: the rows of the output head.</summary>
     public int VocabSize => Output.Rows;
 
     /// <summary>Floats each layer caches per token.</summary>
@@ -116,5 +118,6 @@ public sealed class TransformerModel : IDisposable
         for (int t = 0; t < n; t++) VectorOps.RmsNorm(src.Slice(t * d, d), weight, dst.Slice(t * d, d), eps);
     }
 
+    /// <summary>Closes the GGUF file, unmapping the weights; neither the model nor its sessions may be used afterwards.</summary>
     public void Dispose() => _file.Dispose();
 }

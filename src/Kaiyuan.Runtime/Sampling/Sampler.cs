@@ -16,12 +16,14 @@ public sealed class Sampler
     private float[] _probs = [];
     private readonly Dictionary<int, int> _counts = new();
 
+    /// <summary>A sampler with the given options; its random generator is seeded here (from <see cref="SamplerOptions.Seed"/> when set).</summary>
     public Sampler(SamplerOptions options)
     {
         _options = options;
         _random = options.Seed is { } seed ? new Random(unchecked((int)seed ^ (int)(seed >> 32))) : new Random();
     }
 
+    /// <summary>The options this sampler was created with.</summary>
     public SamplerOptions Options => _options;
 
     /// <summary>Picks the next token. <paramref name="history"/> is the sequence so far (prompt and output);

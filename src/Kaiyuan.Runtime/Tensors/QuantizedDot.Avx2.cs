@@ -13,6 +13,11 @@ namespace Kaiyuan.Tensors;
 /// </summary>
 internal static unsafe partial class Avx2Dot
 {
+    /// <summary>Dot product of a weight row of <paramref name="n"/> elements with an activation row in the type's activation format.</summary>
+    /// <param name="weightType">The weight row's type.</param>
+    /// <param name="w">The weight row's bytes.</param>
+    /// <param name="a">The activation row's bytes, as <see cref="QuantizedDot.QuantizeActivations"/> writes them.</param>
+    /// <param name="n">Elements per row.</param>
     /// <param name="vnni">Form int8 block sums with AVX-VNNI.</param>
     /// <param name="wideFloat">Use 512-bit vectors for the float types (same lane layout, same result).</param>
     public static float Dot(GgmlType weightType, ReadOnlySpan<byte> w, ReadOnlySpan<byte> a, int n, bool vnni, bool wideFloat)

@@ -31,7 +31,7 @@ internal static class QuantizedDot
         _ => "scalar",
     };
 
-    /// <summary>True when <see cref="VecDot"/> handles this weight type.</summary>
+    /// <summary>True when <see cref="VecDot(GgmlType, ReadOnlySpan{byte}, ReadOnlySpan{byte}, int)"/> handles this weight type.</summary>
     public static bool IsSupported(GgmlType weightType) => weightType is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16
         or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1 or GgmlType.Q8_0
         or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K;

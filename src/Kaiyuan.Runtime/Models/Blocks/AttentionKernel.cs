@@ -26,6 +26,18 @@ internal static unsafe class AttentionKernel
         int keyOffset, int valueOffset, float scale, float[] output) =>
         Run(ctx, layer, q, qStride, heads, headsKv, dimK, dimV, keyOffset, valueOffset, scale, output, Wide);
 
+    /// <param name="ctx">The forward pass: its batch (slot and position of each token), KV cache, workspace and worker pool.</param>
+    /// <param name="layer">The layer whose cached rows are attended to.</param>
+    /// <param name="q">The queries: per token, <paramref name="heads"/> × <paramref name="dimK"/> floats.</param>
+    /// <param name="qStride">Floats from one token's queries to the next.</param>
+    /// <param name="heads">Query heads.</param>
+    /// <param name="headsKv">Key/value heads; each takes <paramref name="heads"/> / <paramref name="headsKv"/> consecutive query heads.</param>
+    /// <param name="dimK">Floats per query and key head.</param>
+    /// <param name="dimV">Floats per value head, and so per output head.</param>
+    /// <param name="keyOffset">Floats from the start of a cache row to its first key head.</param>
+    /// <param name="valueOffset">Floats from the start of a cache row to its first value head.</param>
+    /// <param name="scale">Multiplies every query·key score before the softmax.</param>
+    /// <param name="output">The outputs: per token, <paramref name="heads"/> × <paramref name="dimV"/> floats.</param>
     /// <param name="wide">512-bit kernels (tests run both widths on a machine that has them).</param>
     internal static void Run(ForwardContext ctx, int layer, float[] q, int qStride, int heads, int headsKv, int dimK, int dimV,
         int keyOffset, int valueOffset, float scale, float[] output, bool wide)
