@@ -40,7 +40,9 @@ public sealed class KaiyuanModel : IDisposable
     public static KaiyuanModel Load(string model) => Load(new KaiyuanModelOptions { Model = model });
 
     /// <summary>Loads a model; throws <see cref="FileNotFoundException"/> for a path or reference that names nothing,
-    /// and <see cref="Gguf.GgufFormatException"/> (or <see cref="NotSupportedException"/>) for a file it cannot run.</summary>
+    /// <see cref="Gguf.GgufFormatException"/> for a malformed file, <see cref="InvalidDataException"/> (naming the file) for
+    /// metadata the model or its tokenizer cannot use, and <see cref="NotSupportedException"/> for an architecture or tensor
+    /// type it does not run.</summary>
     public static KaiyuanModel Load(KaiyuanModelOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);

@@ -10,5 +10,9 @@ public sealed class GgufFormatException(string fileName, string problem)
     public string Problem { get; } = problem;
 }
 
-/// <summary>A metadata key is missing or holds a value of another type than asked for.</summary>
-internal sealed class GgufMetadataException(string message) : Exception(message);
+/// <summary>
+/// The metadata does not describe what it must: a key is missing, holds a value of another type than asked for, or a
+/// value the model or tokenizer cannot use (a malformed vocabulary, say).
+/// </summary>
+/// <param name="message">What is wrong, naming the key or the token.</param>
+public sealed class GgufMetadataException(string message) : Exception(message);

@@ -144,9 +144,21 @@ internal sealed class Vocabulary
         BuildEndOfGeneration();
         BuildSpecialTokenOrder();
         ApplyModelSpecificAttributes(metadata);
-        // The piece bytes are only needed for decoding: build them in the background while the merges load.
+        CheckByteTokens();
+        // The piece bytes are only needed for decoding: build them in the background while the merges load. A failure
+        // there must not escape on a pool thread (it would end the process): the Lazy keeps it for the first caller.
         _pieces = new Lazy<(byte[], int[])>(BuildPieces, LazyThreadSafetyMode.ExecutionAndPublication);
-        ThreadPool.QueueUserWorkItem(static p => _ = p.Value, _pieces, preferLocal: false);
+        ThreadPool.QueueUserWorkItem(static p =>
+        {
+            try
+            {
+                _ = p.Value;
+            }
+            catch (Exception)
+            {
+                // rethrown by the Lazy to whoever decodes first
+            }
+        }, _pieces, preferLocal: false);
     }
 
     /// <summary>An id from metadata; ids outside the vocabulary keep the previous value, and defaults outside it become -1.</summary>
@@ -325,10 +337,27 @@ internal sealed class Vocabulary
         return bytes.Count;
     }
 
+    /// <summary>
+    /// A byte token's text is <c>&lt;0xHH&gt;</c>; one whose two digits are not hex cannot be decoded, so the file is refused
+    /// here, at load, with the token named (llama.cpp fails to load it too).
+    /// </summary>
+    private void CheckByteTokens()
+    {
+        for (int id = 0; id < Count; id++)
+        {
+            if ((_attrs[id] & TokenAttributes.Byte) == 0) continue;
+            string text = _texts[id];
+            if (text.Length >= 5 && text.StartsWith("<0x", StringComparison.Ordinal) && !(char.IsAsciiHexDigit(text[3]) && char.IsAsciiHexDigit(text[4])))
+                throw new GgufMetadataException($"byte token {id} '{text}' is not of the form <0xHH>");
+        }
+    }
+
     private static byte ParseByteToken(string text) =>
         text.Length >= 5 && text.StartsWith("<0x", StringComparison.Ordinal)
-            ? Convert.ToByte(text.Substring(3, 2), 16)
+            ? (byte)(HexValue(text[3]) << 4 | HexValue(text[4]))
             : (byte)0;
+
+    private static int HexValue(char c) => c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
 
     public string Text(int id) => _texts[id];
     public float Score(int id) => _scores[id];

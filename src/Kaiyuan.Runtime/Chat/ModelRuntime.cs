@@ -48,7 +48,15 @@ internal sealed class ModelRuntime : IDisposable
                 store = PromptCacheStore.Open(dir, model, options.CacheType, options.PromptCacheMaxMiB << 20,
                     message => Console.Error.WriteLine($"kaiyuan: {message}"));
             var meta = model.File.Metadata;
-            var tokenizer = Tokenizer.FromGguf(meta);
+            Tokenizer tokenizer;
+            try
+            {
+                tokenizer = Tokenizer.FromGguf(meta);
+            }
+            catch (GgufMetadataException e)
+            {
+                throw new InvalidDataException($"{Path.GetFileName(options.ModelPath)}: {e.Message}", e);
+            }
             var codec = new TokenizerCodec(tokenizer);
             string? template = options.ChatTemplateFile is { } file ? File.ReadAllText(file) : meta.GetStringOrNull("tokenizer.chat_template");
             var formatter = PromptFormatters.For(template, options.ChatTemplateFile is not null, codec.TokenText(codec.BosId), codec.TokenText(codec.EosId));
