@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using System.Text.Unicode;
 
 namespace Kaiyuan.AspNetCore.Api;
 
@@ -11,10 +12,16 @@ internal sealed class JsonRequest(JsonElement root)
     public static async Task<JsonRequest> ReadAsync(HttpRequest request, CancellationToken cancel)
     {
         if (request.ContentLength is 0) throw RequestException.BadRequest("the request body is empty");
+        // The body is read whole (its size is bounded by the server's request body limit) to check its UTF-8 first: the
+        // JSON reader leaves a string's bytes unchecked until the string is read, deep in a handler, which would be a 500.
+        using var body = new MemoryStream();
+        await request.Body.CopyToAsync(body, cancel).ConfigureAwait(false);
+        var bytes = body.GetBuffer().AsMemory(0, (int)body.Length);
+        if (!Utf8.IsValid(bytes.Span)) throw RequestException.BadRequest("the request body is not valid UTF-8", code: "invalid_json");
         JsonDocument doc;
         try
         {
-            doc = await JsonDocument.ParseAsync(request.Body, default, cancel).ConfigureAwait(false);
+            doc = JsonDocument.Parse(bytes);
         }
         catch (JsonException e)
         {

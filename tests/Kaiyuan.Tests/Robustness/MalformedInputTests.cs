@@ -1,0 +1,81 @@
+using System.Net;
+using System.Text;
+using Kaiyuan.AspNetCore;
+using Kaiyuan.Gguf;
+using Kaiyuan.Tests.Server;
+using Kaiyuan.Tokenizers;
+
+namespace Kaiyuan.Tests.Robustness;
+
+/// <summary>The inputs that once took the process down or answered 500 (issue 21), kept as regression tests.</summary>
+public sealed class MalformedInputTests
+{
+    /// <summary>
+    /// aidreams260K's bytes with one byte token's digits mutated (<c>&lt;0x41&gt;</c> → <c>&lt;0xZ1&gt;</c>): decoding pieces were built on a
+    /// pool thread, whose FormatException aborted the process. Now the file is refused at load, naming the token.
+    /// </summary>
+    private static byte[] MutatedByteToken()
+    {
+        var bytes = File.ReadAllBytes(Fixtures.ModelPath("aidreams260K", "aidreams260K-f32.gguf"));
+        var needle = "<0x41>"u8;
+        int at = bytes.AsSpan().IndexOf(needle);
+        Assert.True(at > 0, "the fixture has no <0x41> token");
+        bytes[at + 3] = (byte)'Z';
+        return bytes;
+    }
+
+    [Fact]
+    public void ABadByteTokenIsALoadErrorNotACrash()
+    {
+        var file = GgufFile.FromBytes(MutatedByteToken(), "mutated.gguf");
+        var e = Assert.Throws<GgufMetadataException>(() => Tokenizer.FromGguf(file.Metadata));
+        Assert.Contains("<0xZ1>", e.Message);
+        // Loaded to run (the in-process API, and the server, which loads the same way): an error that names the file.
+        string path = Path.Combine(Path.GetTempPath(), $"kaiyuan-mutated-{Guid.NewGuid():N}.gguf");
+        File.WriteAllBytes(path, MutatedByteToken());
+        try
+        {
+            var load = Assert.Throws<InvalidDataException>(() => Kaiyuan.Extensions.AI.KaiyuanModel.Load(path));
+            Assert.Contains(Path.GetFileName(path), load.Message);
+            Assert.Contains("<0xZ1>", load.Message);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public void APieceThatFailsInTheBackgroundReachesTheCallerOfDecode()
+    {
+        // A valid vocabulary decodes; the background build of its pieces is awaited by the first decode.
+        var tokenizer = Tokenizer.FromGguf(Fixtures.ModelPath("aidreams260K", "aidreams260K-f32.gguf"));
+        var ids = tokenizer.Encode("In my dream", addSpecial: false, parseSpecial: false);
+        Assert.Equal("In my dream", tokenizer.Decode(ids).TrimStart());
+    }
+
+    public static TheoryData<string> JsonRoutes => new()
+    {
+        "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/messages",
+        "/api/chat", "/api/generate", "/api/embed", "/api/embeddings", "/api/show", "/tokenize", "/apply-template",
+    };
+
+    [Theory]
+    [MemberData(nameof(JsonRoutes))]
+    public async Task InvalidUtf8InAJsonBodyIsA400AndTheServerGoesOn(string route)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var server = await ScriptedEngine.StartAsync(new ScriptedEngine(_ => "fine"));
+        using var http = new HttpClient { BaseAddress = server.Address };
+        // Valid JSON structure, but a string holds bytes that are not UTF-8 (a lone continuation byte, an overlong form).
+        byte[] body = [.. "{\"model\":\"scripted\",\"prompt\":\""u8, 0x80, 0xC0, 0xAF, .. "\",\"messages\":[{\"role\":\"user\",\"content\":\"\xff\"}],\"input\":\"x\"}"u8];
+        using var content = new ByteArrayContent(body);
+        content.Headers.ContentType = new("application/json");
+        using var response = await http.PostAsync(route, content, ct);
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Contains("UTF-8", await response.Content.ReadAsStringAsync(ct));
+
+        using var ok = await http.PostAsync("/v1/completions", new StringContent("""{"model":"scripted","prompt":"hi","max_tokens":4}""", Encoding.UTF8, "application/json"), ct);
+        Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+    }
+}
