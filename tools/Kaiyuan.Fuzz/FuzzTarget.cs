@@ -1,0 +1,40 @@
+namespace Kaiyuan.Fuzz;
+
+/// <summary>
+/// One input surface. <see cref="Run"/> returns for a result or a clean error (the exceptions the surface documents) and
+/// throws anything else: that is a finding, as are a hang past the time bound and an allocation past the budget.
+/// </summary>
+internal abstract class FuzzTarget : IDisposable
+{
+    public abstract string Name { get; }
+
+    /// <summary>Inputs to mutate, built from the fixtures (read where they are, never copied into the repository).</summary>
+    public abstract IReadOnlyList<byte[]> Seeds(string fixtures);
+
+    /// <summary>Words the mutator inserts: the surface's own syntax, so that mutations reach past the first check.</summary>
+    public virtual IReadOnlyList<byte[]> Dictionary => [];
+
+    public virtual int MaxLength => 1 << 16;
+
+    /// <summary>How long one input may take.</summary>
+    public virtual TimeSpan TimeBound => TimeSpan.FromSeconds(10);
+
+    /// <summary>Bytes one input may allocate on the fuzzing thread: a base plus a multiple of its length.</summary>
+    public virtual long AllocationBudget(int length) => (64L << 20) + 256L * length;
+
+    /// <summary>Loads what every input shares (a vocabulary, a server); the fixtures root is given.</summary>
+    public virtual void Setup(string fixtures)
+    {
+    }
+
+    public abstract void Run(byte[] input);
+
+    public virtual void Dispose()
+    {
+    }
+
+    protected static byte[][] Words(params string[] words) => [.. words.Select(w => System.Text.Encoding.UTF8.GetBytes(w))];
+}
+
+/// <summary>A result that breaks the surface's rule without an exception (a 5xx answer, a server that stopped answering).</summary>
+internal sealed class FuzzFinding(string message) : Exception(message);

@@ -1,0 +1,75 @@
+using System.Diagnostics;
+using Kaiyuan.Fuzz;
+using Kaiyuan.Fuzz.Targets;
+
+// Mutation fuzzing of every surface that takes outside input. Not coverage-guided: SharpFuzz needs libFuzzer or AFL,
+// which the CI machines do not have; seeds from the real fixtures and each surface's own syntax as a dictionary take
+// the mutations deep instead. Usage: Kaiyuan.Fuzz TARGET|all [SECONDS] [--seed N] [--out DIR] [--fixtures DIR]
+var targets = new Func<FuzzTarget>[]
+{
+    () => new GgufTarget(), () => new TokenizerTarget(), () => new JinjaTarget(), () => new OutputParserTarget(),
+    () => new GrammarTarget(), () => new HttpTarget(),
+};
+string? which = args.FirstOrDefault(a => !a.StartsWith("--", StringComparison.Ordinal));
+double seconds = args.Where(a => !a.StartsWith("--", StringComparison.Ordinal)).Skip(1).Select(double.Parse).FirstOrDefault(30);
+string Option(string name, string fallback)
+{
+    int i = Array.IndexOf(args, name);
+    return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
+}
+int seed = int.Parse(Option("--seed", Environment.TickCount.ToString(System.Globalization.CultureInfo.InvariantCulture)), System.Globalization.CultureInfo.InvariantCulture);
+string repo = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "../../../../.."));
+string fixtures = Path.GetFullPath(Option("--fixtures", Path.Combine(repo, "../shared/fixtures")));
+string outDir = Path.GetFullPath(Option("--out", Path.Combine(repo, "artifacts/fuzz")));
+string corpusRoot = Path.Combine(repo, "tools/Kaiyuan.Fuzz/corpus");
+
+var chosen = targets.Select(make => make()).Where(t => which is "all" || t.Name == which).ToList();
+if (which is null || chosen.Count == 0)
+{
+    Console.Error.WriteLine($"usage: Kaiyuan.Fuzz TARGET|all [SECONDS] [--seed N] [--out DIR] [--fixtures DIR]; targets: {string.Join(", ", targets.Select(t => t().Name))}");
+    return 2;
+}
+if (!Directory.Exists(fixtures))
+{
+    Console.WriteLine($"fuzz: {fixtures} is absent; the targets' seeds come from the fixtures, so nothing is fuzzed");
+    return 0;
+}
+
+// An exception that escapes on a thread of ours ends the process: say which input did it first.
+AppDomain.CurrentDomain.UnhandledException += (_, e) =>
+{
+    var (target, input) = Fuzzer.Current;
+    Directory.CreateDirectory(outDir);
+    string file = Path.Combine(outDir, $"{target}-unhandled.bin");
+    File.WriteAllBytes(file, input);
+    Console.WriteLine($"  finding: unhandled exception on a background thread ({e.ExceptionObject.GetType().Name}) -> {file}\n{e.ExceptionObject}");
+};
+int unobserved = 0;
+TaskScheduler.UnobservedTaskException += (_, e) =>
+{
+    Interlocked.Increment(ref unobserved);
+    Console.WriteLine($"  finding: unobserved task exception: {e.Exception.InnerException?.GetType().Name}: {e.Exception.InnerException?.Message}");
+};
+
+Console.WriteLine($"fuzz: seed {seed}, {seconds} s per target, findings to {outDir}");
+bool clean = true;
+foreach (var target in chosen)
+{
+    using var _ = target;
+    var clock = Stopwatch.StartNew();
+    target.Setup(fixtures);
+    var fuzzer = new Fuzzer(target, fixtures, outDir, seed);
+    string corpusDir = Path.Combine(corpusRoot, target.Name);
+    var corpus = Directory.Exists(corpusDir)
+        ? Directory.GetFiles(corpusDir).Order(StringComparer.Ordinal).Select(f => (Path.GetFileName(f), File.ReadAllBytes(f))).ToList()
+        : [];
+    bool replayed = fuzzer.Replay(corpus);
+    bool finished = fuzzer.Run(TimeSpan.FromSeconds(seconds));
+    Console.WriteLine($"{target.Name}: {fuzzer.Executions:N0} inputs ({corpus.Count} from the corpus) in {clock.Elapsed.TotalSeconds:F1} s, " +
+        $"{fuzzer.Executions / clock.Elapsed.TotalSeconds:N0}/s, {fuzzer.Findings} findings{(finished ? "" : ", stopped by a hang")}");
+    clean &= replayed && finished && fuzzer.Findings == 0;
+    if (!finished) break;
+}
+GC.Collect();
+GC.WaitForPendingFinalizers();
+return clean && unobserved == 0 ? 0 : 1;
