@@ -21,6 +21,21 @@ public sealed class TransformerModel : IDisposable
         Layers = layers;
         OutputNorm = outputNorm;
         Output = output;
+        int embd = config.EmbeddingLength;
+        Blocks.Shapes.Require(embedding.Columns == embd, "token_embd.weight", $"has rows of {embedding.Columns} values, expected {embd}");
+        Blocks.Shapes.Require(output.Columns == embd, "output.weight", $"has rows of {output.Columns} values, expected {embd}");
+        Blocks.Shapes.Require(embedding.Rows == output.Rows, "token_embd.weight", $"has {embedding.Rows} tokens, the output {output.Rows}");
+        Blocks.Shapes.Vector(outputNorm, embd, "output_norm.weight");
+        for (int i = 0; i < layers.Count; i++)
+        {
+            var l = layers[i];
+            Blocks.Shapes.Vector(l.AttentionNorm, embd, $"blk.{i}.attn_norm.weight");
+            Blocks.Shapes.Vector(l.PostAttentionNorm, embd, $"blk.{i}.post_attention_norm.weight");
+            Blocks.Shapes.Vector(l.FeedForwardNorm, embd, $"blk.{i}.ffn_norm.weight");
+            Blocks.Shapes.Vector(l.PostFeedForwardNorm, embd, $"blk.{i}.post_ffw_norm.weight");
+            l.Attention.CheckShapes(embd);
+            l.FeedForward.CheckShapes(embd);
+        }
     }
 
     /// <summary>The GGUF file whose mapped tensors hold the weights; the model owns it and disposes it.</summary>

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text;
 using Kaiyuan.AspNetCore;
+using Kaiyuan.Models;
 using Kaiyuan.Gguf;
 using Kaiyuan.Tests.Server;
 using Kaiyuan.Tokenizers;
@@ -52,6 +53,45 @@ public sealed class MalformedInputTests
         var tokenizer = Tokenizer.FromGguf(Fixtures.ModelPath("aidreams260K", "aidreams260K-f32.gguf"));
         var ids = tokenizer.Encode("In my dream", addSpecial: false, parseSpecial: false);
         Assert.Equal("In my dream", tokenizer.Decode(ids).TrimStart());
+    }
+
+    /// <summary>The qwen3 fixture written again with one tensor replaced (its shape and data).</summary>
+    private static GgufFile Rewrite(string tensor, Func<GgufTensor, (long[] Dimensions, byte[] Data)> change)
+    {
+        using var source = GgufFile.Open(Fixtures.ModelPath("qwen3", "qwen3-f32.gguf"));
+        var writer = new GgufWriter();
+        foreach (var (key, value) in source.Metadata.Entries) writer.Metadata.Set(key, value);
+        foreach (var t in source.Tensors)
+        {
+            var (dims, data) = t.Name == tensor ? change(t) : (t.Dimensions, t.Bytes.ToArray());
+            writer.AddTensor(t.Name, t.Type, dims, data);
+        }
+        var stream = new MemoryStream();
+        writer.Write(stream);
+        return GgufFile.FromBytes(stream.ToArray(), "rewritten.gguf");
+    }
+
+    /// <summary>
+    /// Tensors whose shapes do not fit the hyper-parameters or each other (found by tools/fuzz.sh gguf as ArgumentExceptions
+    /// from the kernels on the first forward pass) are refused when the model is built, the tensor named.
+    /// </summary>
+    [Theory]
+    [InlineData("blk.0.attn_norm.weight")]
+    [InlineData("blk.1.ffn_gate.weight")]
+    [InlineData("blk.1.attn_output.weight")]
+    [InlineData("output_norm.weight")]
+    public void ATensorOfTheWrongShapeIsALoadError(string tensor)
+    {
+        using var file = Rewrite(tensor, t =>
+        {
+            // One row (or, for a vector, one value) fewer: the data still matches the shape, the model does not.
+            var dims = (long[])t.Dimensions.Clone();
+            dims[^1] -= 1;
+            long bytes = t.ByteSize / t.Dimensions[^1] * dims[^1];
+            return (dims, t.Bytes[..(int)bytes].ToArray());
+        });
+        var e = Assert.Throws<InvalidDataException>(() => ModelLoader.Load(file));
+        Assert.Contains($"'{tensor}'", e.Message);
     }
 
     public static TheoryData<string> JsonRoutes => new()

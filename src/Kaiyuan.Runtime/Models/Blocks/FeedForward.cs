@@ -11,6 +11,18 @@ internal sealed class DenseFeedForward(Linear? gate, Linear up, Linear down) : I
 {
     public int HiddenSize => down.InFeatures;
 
+    public void CheckShapes(int embedding)
+    {
+        Shapes.Input(up, embedding);
+        Shapes.Output(up, gate is null ? 2 * HiddenSize : HiddenSize);
+        if (gate is not null)
+        {
+            Shapes.Input(gate, embedding);
+            Shapes.Output(gate, HiddenSize);
+        }
+        Shapes.Output(down, embedding);
+    }
+
     public void Forward(ForwardContext ctx, ReadOnlySpan<float> x, int tokens, Span<float> output)
     {
         var ws = ctx.Workspace;
@@ -67,6 +79,15 @@ internal sealed class MoeFeedForward : IFeedForwardBlock
         if (router.OutFeatures != _experts) throw new InvalidDataException($"router '{router.Name}' scores {router.OutFeatures} experts, expert_count is {_experts}");
         if (gate.Rows % _experts != 0 || up.Rows != gate.Rows || down.Columns * _experts != gate.Rows)
             throw new InvalidDataException("expert tensors do not match expert_count and expert_feed_forward_length");
+    }
+
+    public void CheckShapes(int embedding)
+    {
+        Shapes.Input(_router, embedding);
+        Shapes.Require(_gate.Columns == embedding && _up.Columns == embedding, "ffn_gate_exps", $"experts take {_gate.Columns} inputs, expected {embedding}");
+        Shapes.Require(_down.Rows == _experts * embedding, "ffn_down_exps", $"has {_down.Rows} rows, expected {_experts} experts × {embedding}");
+        Shapes.Vector(_selectionBias, _experts, "exp_probs_b");
+        _shared?.CheckShapes(embedding);
     }
 
     public void Forward(ForwardContext ctx, ReadOnlySpan<float> x, int tokens, Span<float> output)

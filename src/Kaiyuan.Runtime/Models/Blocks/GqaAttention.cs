@@ -40,6 +40,19 @@ internal sealed class GqaAttention : IAttentionBlock
 
     public int CacheRowWidth => _headsKv * (_headDimK + _headDimV);
 
+    public void CheckShapes(int embedding)
+    {
+        Shapes.Input(_q, embedding);
+        Shapes.Input(_k, embedding);
+        Shapes.Input(_v, embedding);
+        Shapes.Input(_o, _heads * _headDimV);
+        Shapes.Output(_o, embedding);
+        // Per head (Qwen3) or over the whole projection (MiniMax-M2).
+        bool whole = _qkNorm == QkNorm.Whole;
+        Shapes.Vector(_qNorm, whole ? _heads * _headDimK : _headDimK, "attn_q_norm");
+        Shapes.Vector(_kNorm, whole ? _headsKv * _headDimK : _headDimK, "attn_k_norm");
+    }
+
     public void Forward(ForwardContext ctx, int layer, ReadOnlySpan<float> x, Span<float> output)
     {
         var (batch, cache, ws, pool) = ctx;

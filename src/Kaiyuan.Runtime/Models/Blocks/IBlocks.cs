@@ -12,10 +12,14 @@ internal interface IAttentionBlock
     /// <summary>Floats cached per token by this layer.</summary>
     int CacheRowWidth { get; }
     void Forward(ForwardContext ctx, int layer, ReadOnlySpan<float> x, Span<float> output);
+    /// <summary>Refuses, at load, tensors whose shapes do not fit each other and rows of <paramref name="embedding"/> values.</summary>
+    void CheckShapes(int embedding);
 }
 
 /// <summary>Position-wise feed-forward network (dense or mixture of experts).</summary>
 internal interface IFeedForwardBlock
 {
     void Forward(ForwardContext ctx, ReadOnlySpan<float> x, int tokens, Span<float> output);
+    /// <inheritdoc cref="IAttentionBlock.CheckShapes"/>
+    void CheckShapes(int embedding);
 }

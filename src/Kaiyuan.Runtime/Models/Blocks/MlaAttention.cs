@@ -40,6 +40,27 @@ internal sealed class MlaAttention : IAttentionBlock
 
     public int CacheRowWidth => _kvLora + _ropeDims;
 
+    public void CheckShapes(int embedding)
+    {
+        int qDim = _heads * (_nope + _ropeDims);
+        if (_q is not null)
+        {
+            Shapes.Input(_q, embedding);
+            Shapes.Output(_q, qDim);
+        }
+        else
+        {
+            Shapes.Input(_qA!, embedding);
+            Shapes.Vector(_qANorm, _qA!.OutFeatures, "attn_q_a_norm");
+            Shapes.Input(_qB!, _qA.OutFeatures);
+            Shapes.Output(_qB!, qDim);
+        }
+        Shapes.Input(_kvA, embedding);
+        Shapes.Vector(_kvANorm, _kvLora, "attn_kv_a_norm");
+        Shapes.Input(_o, _heads * _headDimV);
+        Shapes.Output(_o, embedding);
+    }
+
     public void Forward(ForwardContext ctx, int layer, ReadOnlySpan<float> x, Span<float> output)
     {
         var (batch, cache, ws, pool) = ctx;
