@@ -10,6 +10,22 @@ var targets = new Func<FuzzTarget>[]
     () => new GgufTarget(), () => new TokenizerTarget(), () => new JinjaTarget(), () => new OutputParserTarget(),
     () => new GrammarTarget(), () => new HttpTarget(),
 };
+if (args.FirstOrDefault() == "soak")
+{
+    // Kaiyuan.Fuzz soak [REQUESTS] [--concurrency N] [--seed N] [--fixtures DIR]
+    string Opt(string name, string fallback) => Array.IndexOf(args, name) is int k and >= 0 && k + 1 < args.Length ? args[k + 1] : fallback;
+    string root = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "../../../../.."));
+    string shared = Path.GetFullPath(Opt("--fixtures", Path.Combine(root, "../shared/fixtures")));
+    if (!Directory.Exists(shared))
+    {
+        Console.WriteLine($"soak: {shared} is absent; it serves a fixture model, so nothing is run");
+        return 0;
+    }
+    int count = args.Length > 1 && int.TryParse(args[1], out int n) ? n : 10_000;
+    return await Soak.RunAsync(shared, count, int.Parse(Opt("--concurrency", "32"), System.Globalization.CultureInfo.InvariantCulture),
+        int.Parse(Opt("--seed", "1"), System.Globalization.CultureInfo.InvariantCulture)) ? 0 : 1;
+}
+
 string? which = args.FirstOrDefault(a => !a.StartsWith("--", StringComparison.Ordinal));
 double seconds = args.Where(a => !a.StartsWith("--", StringComparison.Ordinal)).Skip(1).Select(double.Parse).FirstOrDefault(30);
 string Option(string name, string fallback)

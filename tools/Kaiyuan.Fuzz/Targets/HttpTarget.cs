@@ -1,12 +1,5 @@
 using System.Net;
 using System.Text;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Http.Features;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 
 namespace Kaiyuan.Fuzz.Targets;
 
@@ -35,7 +28,7 @@ internal sealed class HttpTarget : FuzzTarget
         ("/apply-template", """{"messages":[{"role":"user","content":"Hi"}]}"""),
     ];
 
-    private WebApplication? _app;
+    private LoopbackServer? _server;
     private HttpClient? _http;
     private int _runs;
 
@@ -46,24 +39,8 @@ internal sealed class HttpTarget : FuzzTarget
 
     public override void Setup(string fixtures)
     {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
-        builder.Services.AddKaiyuan(o =>
-        {
-            o.ModelPath = Path.Combine(fixtures, "models/aidreams260K/aidreams260K-f32.gguf");
-            o.Alias = "m";
-            o.Parallel = 2;
-            o.ContextSize = 256;
-            o.Threads = 1;
-        });
-        _app = builder.Build();
-        _app.MapKaiyuanEndpoints();
-        _app.StartAsync().GetAwaiter().GetResult();
-        string address = _app.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.First();
-        _http = new HttpClient { BaseAddress = new Uri(address), Timeout = TimeSpan.FromSeconds(25) };
-        // The model loads once the app has started; until then the endpoints answer 503.
-        for (int i = 0; i < 600 && _http.GetAsync("/health").GetAwaiter().GetResult().StatusCode != HttpStatusCode.OK; i++) Thread.Sleep(50);
+        _server = LoopbackServer.StartAsync(fixtures, parallel: 2).GetAwaiter().GetResult();
+        _http = _server.Http;
     }
 
     public override IReadOnlyList<byte[]> Seeds(string fixtures) =>
@@ -89,10 +66,5 @@ internal sealed class HttpTarget : FuzzTarget
             throw new FuzzFinding("the server stopped answering /health");
     }
 
-    public override void Dispose()
-    {
-        _http?.Dispose();
-        _app?.StopAsync().GetAwaiter().GetResult();
-        (_app as IDisposable)?.Dispose();
-    }
+    public override void Dispose() => _server?.DisposeAsync().AsTask().GetAwaiter().GetResult();
 }
