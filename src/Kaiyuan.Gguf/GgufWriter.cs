@@ -56,7 +56,10 @@ public sealed class GgufWriter
         try
         {
             using (var fs = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
+            {
                 Write(fs);
+                fs.Flush(flushToDisk: true); // on disk before the rename makes it the real file, should the machine go down
+            }
             File.Move(temp, path, overwrite: true);
         }
         catch

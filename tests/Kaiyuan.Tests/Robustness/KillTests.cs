@@ -1,0 +1,107 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using Kaiyuan.Gguf;
+using Kaiyuan.Models;
+using Kaiyuan.Store;
+using Kaiyuan.Tests.Hub;
+
+namespace Kaiyuan.Tests.Robustness;
+
+/// <summary>
+/// <c>kill -9</c> of the real <c>kaiyuan</c> process at many points of a quantization and of a pull: what a user saved is
+/// never left corrupt or partial under its real name, and the next run completes (a pull resumes its download).
+/// </summary>
+public sealed class KillTests
+{
+    private static Process Start(IReadOnlyDictionary<string, string>? environment, params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add("exec");
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "kaiyuan.dll"));
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        foreach (var (k, v) in environment ?? new Dictionary<string, string>()) psi.Environment[k] = v;
+        var p = Process.Start(psi)!;
+        _ = p.StandardOutput.ReadToEndAsync();
+        _ = p.StandardError.ReadToEndAsync();
+        return p;
+    }
+
+    /// <summary>Runs to the end (true) or is killed with SIGKILL after <paramref name="after"/> (false).</summary>
+    private static bool RunOrKill(TimeSpan after, IReadOnlyDictionary<string, string>? environment, params string[] args)
+    {
+        using var p = Start(environment, args);
+        if (p.WaitForExit(after)) return p.ExitCode == 0;
+        p.Kill(entireProcessTree: true); // SIGKILL: no handler, no finally block runs
+        p.WaitForExit();
+        return false;
+    }
+
+    private static void AssertCompleteModel(string path)
+    {
+        using var model = ModelLoader.Load(path);
+        Assert.True(model.VocabSize > 0);
+    }
+
+    [Fact]
+    public void AQuantizationKilledAtAnyPointLeavesNoPartialOutput()
+    {
+        string input = Fixtures.ModelPath("qwen3", "qwen3-f32.gguf");
+        string dir = Directory.CreateTempSubdirectory("kaiyuan-kill-quantize-").FullName;
+        try
+        {
+            string output = Path.Combine(dir, "out.gguf");
+            int completed = 0;
+            foreach (int ms in new[] { 30, 120, 200, 280, 360, 440, 520, 650, 800, 1000 })
+            {
+                if (File.Exists(output)) File.Delete(output);
+                if (RunOrKill(TimeSpan.FromMilliseconds(ms), null, "quantize", input, output, "Q4_K_M", "-t", "1")) completed++;
+                // Either nothing under the real name, or the whole model.
+                if (File.Exists(output)) AssertCompleteModel(output);
+            }
+            // The next run completes whatever the last one left behind (a .partial is overwritten, then renamed).
+            Assert.True(RunOrKill(TimeSpan.FromMinutes(2), null, "quantize", input, output, "Q4_K_M", "-t", "1"));
+            AssertCompleteModel(output);
+            Assert.Empty(Directory.GetFiles(dir, "*.partial"));
+            Assert.True(completed < 10, "every run finished before its kill: the kills tested nothing");
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void APullKilledAtAnyPointLeavesTheStoreConsistentAndTheNextPullResumes()
+    {
+        using var hub = new FakeHub { ChunkDelay = TimeSpan.FromMilliseconds(4) };
+        var file = new FakeHub.FakeFile("tiny-Q6_K.gguf", File.ReadAllBytes(Fixtures.ModelPath("aidreams260K", "aidreams260K-q6_k.gguf")));
+        hub.Add("kaiyuan-test/tiny-GGUF", file);
+        using var temp = new TempStore();
+        var environment = new Dictionary<string, string> { ["HF_ENDPOINT"] = hub.Endpoint };
+        string[] pull = ["pull", "hf.co/kaiyuan-test/tiny-GGUF:Q6_K", "--store", temp.Store.Root];
+        foreach (int ms in new[] { 150, 300, 450, 600, 750 })
+        {
+            RunOrKill(TimeSpan.FromMilliseconds(ms), environment, pull);
+            AssertConsistent(temp.Store);
+        }
+        Assert.True(RunOrKill(TimeSpan.FromMinutes(2), environment, pull));
+        AssertConsistent(temp.Store);
+        var manifest = Assert.Single(temp.Store.List());
+        Assert.Equal(file.Sha256, ModelStore.HashFile(temp.Store.BlobPath(manifest.Sha256)));
+        AssertCompleteModel(temp.Store.BlobPath(manifest.Sha256));
+        // Some attempt went on from the bytes an earlier, killed one had saved.
+        Assert.Contains(hub.Ranges, r => r.StartsWith("bytes=", StringComparison.Ordinal) && !r.StartsWith("bytes=0-", StringComparison.Ordinal));
+    }
+
+    /// <summary>Every manifest names a blob that is there, and every blob's content hashes to its name.</summary>
+    private static void AssertConsistent(ModelStore store)
+    {
+        foreach (var m in store.List()) Assert.True(File.Exists(store.BlobPath(m.Sha256)), $"manifest {m.Repo}/{m.File} names a missing blob");
+        if (!Directory.Exists(store.BlobsDir)) return;
+        foreach (var blob in Directory.GetFiles(store.BlobsDir))
+        {
+            using var stream = File.OpenRead(blob);
+            Assert.Equal(Path.GetFileName(blob), "sha256-" + Convert.ToHexStringLower(SHA256.HashData(stream)));
+        }
+    }
+}
