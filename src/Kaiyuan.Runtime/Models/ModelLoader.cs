@@ -39,7 +39,11 @@ public static class ModelLoader
         try { config = ModelConfig.FromMetadata(file.Metadata); }
         catch (GgufMetadataException e) { throw new InvalidDataException($"{Path.GetFileName(file.Path)}: {e.Message}", e); }
         var b = new ModelBuilder(file, config);
-        var layers = Enumerable.Range(0, config.BlockCount).Select(i => family.BuildLayer(b, i)).ToArray();
+        // Every block has tensors of its own: a count beyond the file's tensors is refused before anything is sized by it.
+        if (config.BlockCount > file.Tensors.Count)
+            throw new InvalidDataException($"{Path.GetFileName(file.Path)}: block_count is {config.BlockCount}, but the file has only {file.Tensors.Count} tensors");
+        var layers = new List<TransformerLayer>();
+        for (int i = 0; i < config.BlockCount; i++) layers.Add(family.BuildLayer(b, i));
         var embedding = QuantMatrix.Of(b.Tensor("token_embd.weight"));
         if (embedding.Columns != config.EmbeddingLength) throw new InvalidDataException($"token_embd.weight rows have {embedding.Columns} values, embedding_length is {config.EmbeddingLength}");
         // Tied embeddings: without output.weight the head reuses the token embedding.

@@ -56,11 +56,12 @@ public sealed class MalformedInputTests
     }
 
     /// <summary>The qwen3 fixture written again with one tensor replaced (its shape and data).</summary>
-    private static GgufFile Rewrite(string tensor, Func<GgufTensor, (long[] Dimensions, byte[] Data)> change)
+    private static GgufFile Rewrite(string tensor, Func<GgufTensor, (long[] Dimensions, byte[] Data)> change, Action<GgufMetadata>? metadata = null)
     {
         using var source = GgufFile.Open(Fixtures.ModelPath("qwen3", "qwen3-f32.gguf"));
         var writer = new GgufWriter();
         foreach (var (key, value) in source.Metadata.Entries) writer.Metadata.Set(key, value);
+        metadata?.Invoke(writer.Metadata);
         foreach (var t in source.Tensors)
         {
             var (dims, data) = t.Name == tensor ? change(t) : (t.Dimensions, t.Bytes.ToArray());
@@ -92,6 +93,20 @@ public sealed class MalformedInputTests
         });
         var e = Assert.Throws<InvalidDataException>(() => ModelLoader.Load(file));
         Assert.Contains($"'{tensor}'", e.Message);
+    }
+
+    /// <summary>
+    /// A block count of half a billion (one mutated byte, found by tools/fuzz.sh gguf) made the loader size an array of
+    /// layers by it before reading any: 4.3 GB for a 0.5 MB file. Now it is refused against the tensors the file has.
+    /// </summary>
+    [Fact]
+    public void AHugeBlockCountIsRefusedBeforeAnythingIsSizedByIt()
+    {
+        using var file = Rewrite("none", t => (t.Dimensions, []), m => m.Set("qwen3.block_count", GgufValue.Of(0x2000_0004u)));
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var e = Assert.Throws<InvalidDataException>(() => ModelLoader.Load(file));
+        Assert.Contains("block_count is 536870916", e.Message);
+        Assert.InRange(GC.GetAllocatedBytesForCurrentThread() - before, 0, 64 << 20);
     }
 
     public static TheoryData<string> JsonRoutes => new()
