@@ -14,7 +14,7 @@ if (args.FirstOrDefault() == "soak")
 {
     // Kaiyuan.Fuzz soak [REQUESTS] [--concurrency N] [--seed N] [--fixtures DIR]
     string Opt(string name, string fallback) => Array.IndexOf(args, name) is int k and >= 0 && k + 1 < args.Length ? args[k + 1] : fallback;
-    string root = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "../../../../.."));
+    string root = RepositoryRoot();
     string shared = Path.GetFullPath(Opt("--fixtures", Path.Combine(root, "../shared/fixtures")));
     if (!Directory.Exists(shared))
     {
@@ -34,7 +34,7 @@ string Option(string name, string fallback)
     return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
 }
 int seed = int.Parse(Option("--seed", Environment.TickCount.ToString(System.Globalization.CultureInfo.InvariantCulture)), System.Globalization.CultureInfo.InvariantCulture);
-string repo = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "../../../../.."));
+string repo = RepositoryRoot();
 string fixtures = Path.GetFullPath(Option("--fixtures", Path.Combine(repo, "../shared/fixtures")));
 string outDir = Path.GetFullPath(Option("--out", Path.Combine(repo, "artifacts/fuzz")));
 string corpusRoot = Path.Combine(repo, "tools/Kaiyuan.Fuzz/corpus");
@@ -89,3 +89,12 @@ foreach (var target in chosen)
 GC.Collect();
 GC.WaitForPendingFinalizers();
 return clean && unobserved == 0 ? 0 : 1;
+
+// The repository (for the corpus and the fixtures beside it): above the build output, or else above the working directory.
+static string RepositoryRoot()
+{
+    foreach (var start in new[] { AppContext.BaseDirectory, Directory.GetCurrentDirectory() })
+        for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "Kaiyuan.slnx"))) return dir.FullName;
+    return Directory.GetCurrentDirectory();
+}

@@ -28,8 +28,56 @@ internal sealed class JsonRequest(JsonElement root)
             throw RequestException.BadRequest($"the request body is not valid JSON: {e.Message}", code: "invalid_json");
         }
         if (doc.RootElement.ValueKind != JsonValueKind.Object) throw RequestException.BadRequest("the request body must be a JSON object", code: "invalid_json");
+        if (FindUnreadableString(doc.RootElement) is { } path)
+            throw RequestException.BadRequest($"the request body has a string that is not valid UTF-16 (an escaped lone surrogate) at ${path}", code: "invalid_json");
         request.HttpContext.Response.RegisterForDispose(doc);
         return new JsonRequest(doc.RootElement);
+    }
+
+    /// <summary>
+    /// The path of a string or property name whose escapes decode to a lone surrogate (<c>"\ud800"</c>), which the JSON
+    /// reader accepts but cannot turn into a string; null when every one reads. The document's depth is bounded by the reader.
+    /// </summary>
+    private static string? FindUnreadableString(JsonElement e)
+    {
+        switch (e.ValueKind)
+        {
+            case JsonValueKind.String:
+                try
+                {
+                    _ = e.GetString();
+                    return null;
+                }
+                catch (InvalidOperationException)
+                {
+                    return "";
+                }
+            case JsonValueKind.Array:
+                int i = 0;
+                foreach (var item in e.EnumerateArray())
+                {
+                    if (FindUnreadableString(item) is { } rest) return $"[{i}]{rest}";
+                    i++;
+                }
+                return null;
+            case JsonValueKind.Object:
+                foreach (var p in e.EnumerateObject())
+                {
+                    string name;
+                    try
+                    {
+                        name = p.Name;
+                    }
+                    catch (InvalidOperationException)
+                    {
+                        return "";
+                    }
+                    if (FindUnreadableString(p.Value) is { } rest) return $".{name}{rest}";
+                }
+                return null;
+            default:
+                return null;
+        }
     }
 
     public bool Has(string name) => Root.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null;

@@ -130,6 +130,15 @@ public sealed class MalformedInputTests
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         Assert.Contains("UTF-8", await response.Content.ReadAsStringAsync(ct));
 
+        // Valid UTF-8 whose escapes decode to a lone surrogate, in a value and in a property name (found by tools/fuzz.sh http).
+        foreach (string json in new[] { """{"model":"scripted","prompt":"\ud800","messages":[{"role":"user","content":"\udfff x"}],"input":"x"}""", """{"model":"scripted","\ud800":1}""" })
+        {
+            using var escaped = new StringContent(json, Encoding.UTF8, "application/json");
+            using var refused = await http.PostAsync(route, escaped, ct);
+            Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+            Assert.Contains("lone surrogate", await refused.Content.ReadAsStringAsync(ct));
+        }
+
         using var ok = await http.PostAsync("/v1/completions", new StringContent("""{"model":"scripted","prompt":"hi","max_tokens":4}""", Encoding.UTF8, "application/json"), ct);
         Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
     }
