@@ -29,6 +29,9 @@ internal abstract class FuzzTarget : IDisposable
 
     public abstract void Run(byte[] input);
 
+    /// <summary>How deep the inputs went (how many passed the first checks), for the report; empty when not counted.</summary>
+    public virtual string Summary => "";
+
     public virtual void Dispose()
     {
     }

@@ -82,7 +82,8 @@ foreach (var target in chosen)
     bool replayed = fuzzer.Replay(corpus);
     bool finished = fuzzer.Run(TimeSpan.FromSeconds(seconds));
     Console.WriteLine($"{target.Name}: {fuzzer.Executions:N0} inputs ({corpus.Count} from the corpus) in {clock.Elapsed.TotalSeconds:F1} s, " +
-        $"{fuzzer.Executions / clock.Elapsed.TotalSeconds:N0}/s, {fuzzer.Findings} findings{(finished ? "" : ", stopped by a hang")}");
+        $"{fuzzer.Executions / clock.Elapsed.TotalSeconds:N0}/s, {fuzzer.Findings} findings{(finished ? "" : ", stopped by a hang")}" +
+        (target.Summary.Length > 0 ? $" ({target.Summary})" : ""));
     clean &= replayed && finished && fuzzer.Findings == 0;
     if (!finished) break;
 }

@@ -12,6 +12,7 @@ namespace Kaiyuan.Fuzz.Targets;
 internal sealed class GrammarTarget : FuzzTarget
 {
     private TokenTrie? _trie;
+    private int _inputs, _compiled, _masked;
 
     public override string Name => "grammar";
 
@@ -51,6 +52,7 @@ internal sealed class GrammarTarget : FuzzTarget
     public override void Run(byte[] input)
     {
         if (input.Length == 0) return;
+        _inputs++;
         string text = Encoding.UTF8.GetString(input, 1, input.Length - 1);
         Grammar grammar;
         try
@@ -77,6 +79,7 @@ internal sealed class GrammarTarget : FuzzTarget
         {
             return;
         }
+        _compiled++;
         var matcher = compiled.CreateMatcher();
         var mask = new ulong[(_trie!.VocabSize + 63) >> 6];
         for (int step = 0; step < 12 && matcher.IsActive; step++)
@@ -94,6 +97,9 @@ internal sealed class GrammarTarget : FuzzTarget
             if (word < 0) return;
             int token = word * 64 + System.Numerics.BitOperations.TrailingZeroCount(mask[word]);
             if (!matcher.Accept(token)) throw new FuzzFinding($"the matcher refused token {token}, which its own mask allowed");
+            if (step == 0) _masked++;
         }
     }
+
+    public override string Summary => $"{_compiled:N0} of {_inputs:N0} compiled, {_masked:N0} ran their first mask";
 }
