@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
 using System.Security.Cryptography;
 using Kaiyuan.Gguf;
 using Kaiyuan.Models;
@@ -91,6 +93,98 @@ public sealed class KillTests
         AssertCompleteModel(temp.Store.BlobPath(manifest.Sha256));
         // Some attempt went on from the bytes an earlier, killed one had saved.
         Assert.Contains(hub.Ranges, r => r.StartsWith("bytes=", StringComparison.Ordinal) && !r.StartsWith("bytes=0-", StringComparison.Ordinal));
+    }
+
+    private static readonly string[] Prompts =
+    [
+        .. Enumerable.Range(0, 6).Select(i => string.Join(' ', Enumerable.Repeat($"In my dream {i} I saw a garden,", 3 + i % 4))),
+    ];
+
+    /// <summary>Starts <c>kaiyuan serve</c> on a free port; returns the process and a client for the address it announces.</summary>
+    private static async Task<(Process Process, HttpClient Http)> ServeAsync(params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add("exec");
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "kaiyuan.dll"));
+        foreach (var a in (string[])["serve", "-m", Fixtures.ModelPath("aidreams260K", "aidreams260K-f32.gguf"), "--port", "0", "-t", "1", .. args])
+            psi.ArgumentList.Add(a);
+        var process = Process.Start(psi)!;
+        _ = process.StandardOutput.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        while (await process.StandardError.ReadLineAsync(timeout.Token) is { } line)
+        {
+            var url = System.Text.RegularExpressions.Regex.Match(line, @"http://[^/\s]+/");
+            if (!line.StartsWith("kaiyuan: serving", StringComparison.Ordinal) || !url.Success) continue;
+            _ = process.StandardError.ReadToEndAsync();
+            return (process, new HttpClient { BaseAddress = new Uri(url.Value), Timeout = TimeSpan.FromSeconds(60) });
+        }
+        process.Kill(entireProcessTree: true);
+        throw new InvalidOperationException("kaiyuan serve ended before it said where it listens");
+    }
+
+    private static async Task<string> CompleteAsync(HttpClient http, string prompt, CancellationToken ct = default)
+    {
+        string body = JsonSerializer.Serialize(new { model = "aidreams260K-f32", prompt, max_tokens = 12, temperature = 0 });
+        using var response = await http.PostAsync("v1/completions", new StringContent(body, Encoding.UTF8, "application/json"), ct);
+        string text = await response.Content.ReadAsStringAsync(ct);
+        Assert.True(response.IsSuccessStatusCode, text);
+        using var doc = JsonDocument.Parse(text);
+        return doc.RootElement.GetProperty("choices")[0].GetProperty("text").GetString()!;
+    }
+
+    [Fact]
+    public async Task AServerKilledWhileWritingItsPromptCacheLeavesEntriesThatGiveTheSameAnswers()
+    {
+        // The answers computed from scratch, with no prompt cache.
+        var reference = new List<string>();
+        var (plain, plainHttp) = await ServeAsync();
+        try
+        {
+            foreach (var prompt in Prompts) reference.Add(await CompleteAsync(plainHttp, prompt));
+        }
+        finally
+        {
+            plain.Kill(entireProcessTree: true);
+            plain.Dispose();
+        }
+
+        string dir = Directory.CreateTempSubdirectory("kaiyuan-kill-prompt-cache-").FullName;
+        try
+        {
+            // Servers killed with requests (and so prompt-cache writes) in flight: each answers one request first (a fresh
+            // process is slow to its first answer), then gets all of them and is killed a moment later; the last one
+            // waits long enough for its writes to finish, so some entries are surely whole.
+            int round = 0;
+            foreach (int ms in new[] { 0, 2, 10, 30, 500 })
+            {
+                var (server, http) = await ServeAsync("--prompt-cache", dir);
+                await CompleteAsync(http, Prompts[round++ % Prompts.Length]);
+                var inFlight = Prompts.Select(p => CompleteAsync(http, p)).ToArray();
+                await Task.Delay(ms);
+                server.Kill(entireProcessTree: true);
+                server.WaitForExit();
+                server.Dispose();
+                await Task.WhenAll(inFlight.Select(t => t.ContinueWith(_ => { }, TaskScheduler.Default)));
+            }
+            // A server on what they left: every answer as computed from scratch, some of them from entries on disk.
+            var (last, lastHttp) = await ServeAsync("--prompt-cache", dir);
+            try
+            {
+                for (int i = 0; i < Prompts.Length; i++) Assert.Equal(reference[i], await CompleteAsync(lastHttp, Prompts[i]));
+                string metrics = await lastHttp.GetStringAsync("metrics");
+                Assert.Matches(@"kaiyuan_prompt_cache_loaded_tokens_total [1-9]", metrics);
+                Assert.Empty(Directory.GetFiles(dir, "*.tmp", SearchOption.AllDirectories));
+            }
+            finally
+            {
+                last.Kill(entireProcessTree: true);
+                last.Dispose();
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
     }
 
     /// <summary>Every manifest names a blob that is there, and every blob's content hashes to its name.</summary>
