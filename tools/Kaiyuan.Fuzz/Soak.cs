@@ -44,7 +44,7 @@ internal static class Soak
                     if (outcome.StartsWith('5') && outcome != "503") failures.Add($"request {i}: {outcome}");
                 }
                 int finished = Interlocked.Increment(ref done);
-                if (finished == requests / 10) warmRss = Rss();
+                if (finished == requests / 3) warmRss = Rss(); // warm: the JIT, the pools and the capped prefix cache have grown
                 if (finished % Math.Max(1, requests / 10) == 0)
                     Console.WriteLine($"  {finished,7:N0} done: resident {Rss() >> 20} MiB, managed heap {GC.GetTotalMemory(false) >> 20} MiB, " +
                         $"KV {await server.MetricAsync("kaiyuan_kv_bytes_resident") / (1 << 20):F0} MiB");
