@@ -45,10 +45,20 @@ public sealed class JinjaTemplate
     public string Render(JsonObject variables) => Render((IEnumerable<KeyValuePair<string, JsonNode?>>)variables);
 
     /// <summary>Renders with the properties of a JSON element (an object) as variables.</summary>
+    /// <exception cref="TemplateException">The element is not an object, or holds a string that is not valid Unicode
+    /// (invalid UTF-8, or an escaped lone surrogate, which the JSON reader accepts but cannot turn into text).</exception>
     public string Render(JsonElement variables)
     {
+        if (variables.ValueKind != JsonValueKind.Object) throw new TemplateException($"the variables must be a JSON object, not {variables.ValueKind}");
         var root = new Frame(null);
-        foreach (var p in variables.EnumerateObject()) root.Vars[p.Name] = Value.FromJsonElement(p.Value);
+        try
+        {
+            foreach (var p in variables.EnumerateObject()) root.Vars[p.Name] = Value.FromJsonElement(p.Value);
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new TemplateException($"the variables hold a string that is not valid Unicode: {e.Message}", inner: e);
+        }
         return RenderFrame(root);
     }
 

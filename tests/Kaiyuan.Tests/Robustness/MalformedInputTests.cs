@@ -109,6 +109,18 @@ public sealed class MalformedInputTests
         Assert.InRange(GC.GetAllocatedBytesForCurrentThread() - before, 0, 64 << 20);
     }
 
+    /// <summary>Template variables whose strings cannot be read (found by tools/fuzz.sh jinja): a TemplateException, not an InvalidOperationException.</summary>
+    [Fact]
+    public void UnreadableTemplateVariablesAreATemplateError()
+    {
+        var template = new Kaiyuan.Templates.JinjaTemplate("{{ messages[0].content }}");
+        byte[] invalidUtf8 = [.. "{\"messages\":[{\"content\":\""u8, 0xC0, 0xAF, .. "\"}]}"u8];
+        Assert.Contains("not valid Unicode", Assert.Throws<Kaiyuan.Templates.TemplateException>(
+            () => template.Render(System.Text.Json.JsonDocument.Parse(invalidUtf8).RootElement)).Message);
+        Assert.Throws<Kaiyuan.Templates.TemplateException>(() => template.Render(System.Text.Json.JsonDocument.Parse("""{"messages":[{"content":"\ud800"}]}""").RootElement));
+        Assert.Throws<Kaiyuan.Templates.TemplateException>(() => template.Render(System.Text.Json.JsonDocument.Parse("[1]").RootElement));
+    }
+
     public static TheoryData<string> JsonRoutes => new()
     {
         "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/messages",
