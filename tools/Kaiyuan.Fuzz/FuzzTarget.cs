@@ -29,6 +29,12 @@ internal abstract class FuzzTarget : IDisposable
 
     public abstract void Run(byte[] input);
 
+    /// <summary>
+    /// A mutation that knows the format (half the inputs when a target has one): it keeps the input parseable, so the
+    /// mutations reach the code behind the parser. Null: byte-level mutations only.
+    /// </summary>
+    public virtual byte[]? MutateStructure(Random random, byte[] seed) => null;
+
     /// <summary>How deep the inputs went (how many passed the first checks), for the report; empty when not counted.</summary>
     public virtual string Summary => "";
 

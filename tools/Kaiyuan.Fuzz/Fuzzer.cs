@@ -31,7 +31,7 @@ internal sealed class Fuzzer(FuzzTarget target, string fixtures, string outDir, 
     {
         var seeds = target.Seeds(fixtures);
         if (seeds.Count == 0) throw new InvalidOperationException($"{target.Name}: no seeds (are the fixtures at {fixtures}?)");
-        var mutator = new Mutator(new Random(seed), seeds, target.Dictionary, target.MaxLength);
+        var mutator = new Mutator(new Random(seed), seeds, target.Dictionary, target.MaxLength, target.MutateStructure);
         var clock = Stopwatch.StartNew();
         // The seeds themselves first: each must pass unmutated.
         foreach (var input in seeds) if (!RunAndRecord(input)) return false;

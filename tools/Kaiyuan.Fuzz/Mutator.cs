@@ -6,7 +6,8 @@ namespace Kaiyuan.Fuzz;
 /// Byte-level mutations in the manner of AFL's havoc stage: bit flips, interesting integers at any width, deleted,
 /// duplicated and inserted ranges, splices from another seed, and the target's dictionary words. Deterministic per seed.
 /// </summary>
-internal sealed class Mutator(Random random, IReadOnlyList<byte[]> seeds, IReadOnlyList<byte[]> dictionary, int maxLength)
+internal sealed class Mutator(Random random, IReadOnlyList<byte[]> seeds, IReadOnlyList<byte[]> dictionary, int maxLength,
+    Func<Random, byte[], byte[]?>? structured = null)
 {
     private static readonly long[] Interesting =
     [
@@ -17,7 +18,15 @@ internal sealed class Mutator(Random random, IReadOnlyList<byte[]> seeds, IReadO
 
     public byte[] Next()
     {
-        var data = new List<byte>(seeds[random.Next(seeds.Count)]);
+        var seed = seeds[random.Next(seeds.Count)];
+        if (structured is not null && random.Next(2) == 0 && structured(random, seed) is { } mutated)
+            return random.Next(4) == 0 ? MutateBytes(mutated) : mutated;
+        return MutateBytes(seed);
+    }
+
+    private byte[] MutateBytes(byte[] seed)
+    {
+        var data = new List<byte>(seed);
         int rounds = 1 << random.Next(4); // 1, 2, 4 or 8 mutations stacked
         for (int i = 0; i < rounds; i++) MutateOnce(data);
         if (data.Count > maxLength) data.RemoveRange(maxLength, data.Count - maxLength);

@@ -109,6 +109,20 @@ public sealed class MalformedInputTests
         Assert.InRange(GC.GetAllocatedBytesForCurrentThread() - before, 0, 64 << 20);
     }
 
+    /// <summary>
+    /// A rope dimension count beyond the head (found by tools/fuzz.sh gguf's structured mutations) sized a stack buffer
+    /// (a stack overflow ends the process) or indexed past the head; now it is refused at load.
+    /// </summary>
+    [Theory]
+    [InlineData(1u << 30)]
+    [InlineData(130u)]
+    [InlineData(7u)]
+    public void ARopeDimensionCountThatDoesNotFitTheHeadIsALoadError(uint dims)
+    {
+        using var file = Rewrite("none", t => (t.Dimensions, []), m => m.Set("qwen3.rope.dimension_count", GgufValue.Of(dims)));
+        Assert.Contains("rope.dimension_count", Assert.Throws<InvalidDataException>(() => ModelLoader.Load(file)).Message);
+    }
+
     /// <summary>Template variables whose strings cannot be read (found by tools/fuzz.sh jinja): a TemplateException, not an InvalidOperationException.</summary>
     [Fact]
     public void UnreadableTemplateVariablesAreATemplateError()

@@ -23,6 +23,93 @@ internal sealed class GgufTarget : FuzzTarget
         ".context_length", ".block_count", ".embedding_length", ".attention.head_count", "tokenizer.ggml.tokens",
         "tokenizer.ggml.merges", "tokenizer.ggml.token_type", "tokenizer.ggml.pre", "<0x41>", "blk.0.", ".weight", "token_embd");
 
+    private readonly Dictionary<byte[], GgufFile> _parsed = new(ReferenceEqualityComparer.Instance);
+
+    private static readonly long[] Integers = [0, 1, 2, 3, 7, 8, 16, 63, 64, 65, 127, 128, 4096, 65535, 65536, int.MaxValue, (long)int.MaxValue + 1, uint.MaxValue, -1, -2, int.MinValue];
+    private static readonly float[] Floats = [0, -0f, 1, -1, 1e-30f, 1e30f, float.NaN, float.PositiveInfinity, float.NegativeInfinity, float.Epsilon];
+
+    /// <summary>
+    /// The seed written again with a metadata value, an array or a tensor's shape or type changed: the header stays
+    /// valid, so the vocabulary, the hyper-parameters and the loader see the change.
+    /// </summary>
+    public override byte[]? MutateStructure(Random random, byte[] seed)
+    {
+        if (!_parsed.TryGetValue(seed, out var file)) _parsed[seed] = file = GgufFile.FromBytes(seed, "seed.gguf");
+        var writer = new GgufWriter();
+        foreach (var (key, value) in file.Metadata.Entries) writer.Metadata.Set(key, value);
+        var keys = file.Metadata.Keys.ToArray();
+        var tensors = file.Tensors.ToList();
+        for (int round = 1 + random.Next(3); round > 0; round--)
+        {
+            if (random.Next(3) > 0 && keys.Length > 0)
+            {
+                string key = keys[random.Next(keys.Length)];
+                var value = writer.Metadata.TryGet(key, out var v) ? v : default;
+                switch (value.Value)
+                {
+                    case uint or int or ulong or long or ushort or short or byte or sbyte:
+                        long n = Integers[random.Next(Integers.Length)];
+                        writer.Metadata.Set(key, random.Next(2) == 0 ? GgufValue.Of((uint)n) : GgufValue.Of((int)n));
+                        break;
+                    case float:
+                        writer.Metadata.Set(key, GgufValue.Of(Floats[random.Next(Floats.Length)]));
+                        break;
+                    case string:
+                        writer.Metadata.Set(key, GgufValue.Of(random.Next(3) switch { 0 => "", 1 => "qwen3", _ => new string('x', random.Next(1, 300)) }));
+                        break;
+                    case GgufArray array when array.Count > 0:
+                        // Shorter, or one element replaced by another's value or a hostile one.
+                        var items = (Array)array.Items.Clone();
+                        if (random.Next(2) == 0) items = CopyPrefix(items, random.Next(items.Length));
+                        else if (items is string[] texts) texts[random.Next(texts.Length)] = random.Next(2) == 0 ? texts[random.Next(texts.Length)] : "<0xZZ>";
+                        else if (items is int[] ints) ints[random.Next(ints.Length)] = (int)Integers[random.Next(Integers.Length)];
+                        else if (items is float[] floats) floats[random.Next(floats.Length)] = Floats[random.Next(Floats.Length)];
+                        writer.Metadata.Set(key, GgufValue.Of(new GgufArray(array.ElementType, items)));
+                        break;
+                    default:
+                        writer.Metadata.Remove(key);
+                        break;
+                }
+            }
+            else if (tensors.Count > 0)
+            {
+                int i = random.Next(tensors.Count);
+                if (random.Next(4) == 0)
+                {
+                    tensors.RemoveAt(i);
+                    continue;
+                }
+                var t = tensors[i];
+                var dims = (long[])t.Dimensions.Clone();
+                dims[random.Next(dims.Length)] = random.Next(3) switch { 0 => 1, 1 => dims[0] * 2, _ => Math.Max(1, dims[^1] - 1) };
+                _pending[t.Name] = (dims, random.Next(4) == 0 ? Gguf.GgmlType.F32 : t.Type);
+            }
+        }
+        foreach (var t in tensors)
+        {
+            if (_pending.Remove(t.Name, out var change))
+            {
+                long bytes = GgmlTypeInfo.RowBytes(change.Type, change.Dims[0]) * change.Dims.Skip(1).Aggregate(1L, (a, b) => a * b);
+                if (change.Dims[0] % GgmlTypeInfo.Geometry(change.Type).BlockSize != 0 || bytes is < 0 or > 8 << 20) continue;
+                writer.AddTensor(t.Name, change.Type, change.Dims, new byte[bytes]);
+            }
+            else writer.AddTensor(t.Name, t.Type, t.Dimensions, t.Bytes.ToArray());
+        }
+        _pending.Clear();
+        var stream = new MemoryStream();
+        writer.Write(stream);
+        return stream.ToArray();
+    }
+
+    private readonly Dictionary<string, (long[] Dims, Gguf.GgmlType Type)> _pending = new(StringComparer.Ordinal);
+
+    private static Array CopyPrefix(Array items, int length)
+    {
+        var copy = Array.CreateInstance(items.GetType().GetElementType()!, length);
+        Array.Copy(items, copy, length);
+        return copy;
+    }
+
     public override void Run(byte[] input)
     {
         GgufFile file;

@@ -67,6 +67,8 @@ internal sealed class MoeFeedForward : IFeedForwardBlock
     private readonly bool _normalize;
     private readonly float _scale;
 
+    private const int MaxExperts = 4096;
+
     public MoeFeedForward(ModelConfig c, Linear router, float[]? selectionBias, QuantMatrix gate, QuantMatrix up, QuantMatrix down,
         DenseFeedForward? shared, bool normalize, float scale, ExpertGating gating)
     {
@@ -75,7 +77,11 @@ internal sealed class MoeFeedForward : IFeedForwardBlock
         _used = c.ExpertUsedCount;
         _groups = c.ExpertGroupCount;
         _groupsUsed = c.ExpertGroupUsedCount;
+        // The router's scores and the group scores live on the stack: bounded far above any model's 256–512 experts.
+        if (_experts > MaxExperts) throw new InvalidDataException($"expert_count {_experts} is more than this runtime supports ({MaxExperts})");
         if (_used < 1 || _used > _experts) throw new InvalidDataException($"expert_used_count {_used} is not within 1…{_experts}");
+        if (_groups > 1 && (_experts % _groups != 0 || _groupsUsed < 1 || _groupsUsed > _groups))
+            throw new InvalidDataException($"expert_group_count {_groups} / expert_group_used_count {_groupsUsed} do not divide {_experts} experts");
         if (router.OutFeatures != _experts) throw new InvalidDataException($"router '{router.Name}' scores {router.OutFeatures} experts, expert_count is {_experts}");
         if (gate.Rows % _experts != 0 || up.Rows != gate.Rows || down.Columns * _experts != gate.Rows)
             throw new InvalidDataException("expert tensors do not match expert_count and expert_feed_forward_length");

@@ -42,6 +42,8 @@ internal sealed class GqaAttention : IAttentionBlock
 
     public void CheckShapes(int embedding)
     {
+        Shapes.Parameter(_rope.Dimensions >= 0 && _rope.Dimensions % 2 == 0 && _rope.Dimensions <= _headDimK,
+            $"rope.dimension_count is {_rope.Dimensions}; it must be even and at most the head size {_headDimK}");
         Shapes.Input(_q, embedding);
         Shapes.Input(_k, embedding);
         Shapes.Input(_v, embedding);

@@ -42,6 +42,8 @@ internal sealed class MlaAttention : IAttentionBlock
 
     public void CheckShapes(int embedding)
     {
+        Shapes.Parameter(_ropeDims >= 0 && _ropeDims % 2 == 0 && _nope >= 0,
+            $"rope.dimension_count is {_ropeDims}; it must be even and at most the key length {_nope + _ropeDims}");
         int qDim = _heads * (_nope + _ropeDims);
         if (_q is not null)
         {

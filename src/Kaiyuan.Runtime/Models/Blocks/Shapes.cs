@@ -12,6 +12,12 @@ internal static class Shapes
 
     public static void Vector(float[]? v, int length, string name) => Require(v is null || v.Length == length, name, $"has {v?.Length} values, expected {length}");
 
+    /// <summary>A hyper-parameter that must hold for the kernels (they size stack buffers and index heads by it).</summary>
+    public static void Parameter(bool ok, string problem)
+    {
+        if (!ok) throw new InvalidDataException(problem);
+    }
+
     public static void Require(bool ok, string tensor, string problem)
     {
         if (!ok) throw new InvalidDataException($"tensor '{tensor}' {problem}");
