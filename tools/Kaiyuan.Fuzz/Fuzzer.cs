@@ -35,8 +35,15 @@ internal sealed class Fuzzer(FuzzTarget target, string fixtures, string outDir, 
         var clock = Stopwatch.StartNew();
         // The seeds themselves first: each must pass unmutated.
         foreach (var input in seeds) if (!RunAndRecord(input)) return false;
+        var report = TimeSpan.FromMinutes(1);
         while (clock.Elapsed < duration)
+        {
             if (!RunAndRecord(mutator.Next())) return false;
+            if (clock.Elapsed < report) continue;
+            // A long run by hand says how far it has got, so that stopping it early loses nothing.
+            Console.WriteLine($"  {clock.Elapsed.TotalMinutes:F0} min: {Executions:N0} inputs, {Findings} findings");
+            report += TimeSpan.FromMinutes(1);
+        }
         return true;
     }
 
