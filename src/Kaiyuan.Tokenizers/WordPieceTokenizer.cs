@@ -71,7 +71,9 @@ internal sealed class WordPieceTokenizer : Tokenizer
                 break;
             }
         }
-        if (output.Count == before) output.Add(Vocabulary.UnkId);
+        // A word with no pieces is the unknown token; a vocabulary without one (a malformed file) drops the word rather
+        // than emit an id outside the vocabulary.
+        if (output.Count == before && Vocabulary.UnkId >= 0) output.Add(Vocabulary.UnkId);
     }
 
     /// <summary>llama.cpp's WPM pre-processing: normalise codepoints and cut words.</summary>

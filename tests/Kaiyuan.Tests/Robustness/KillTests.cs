@@ -135,12 +135,13 @@ public sealed class KillTests
     [Fact]
     public async Task AServerKilledWhileWritingItsPromptCacheLeavesEntriesThatGiveTheSameAnswers()
     {
+        var ct = TestContext.Current.CancellationToken;
         // The answers computed from scratch, with no prompt cache.
         var reference = new List<string>();
         var (plain, plainHttp) = await ServeAsync();
         try
         {
-            foreach (var prompt in Prompts) reference.Add(await CompleteAsync(plainHttp, prompt));
+            foreach (var prompt in Prompts) reference.Add(await CompleteAsync(plainHttp, prompt, ct));
         }
         finally
         {
@@ -158,20 +159,20 @@ public sealed class KillTests
             foreach (int ms in new[] { 0, 2, 10, 30, 500 })
             {
                 var (server, http) = await ServeAsync("--prompt-cache", dir);
-                await CompleteAsync(http, Prompts[round++ % Prompts.Length]);
-                var inFlight = Prompts.Select(p => CompleteAsync(http, p)).ToArray();
-                await Task.Delay(ms);
+                await CompleteAsync(http, Prompts[round++ % Prompts.Length], ct);
+                var inFlight = Prompts.Select(p => CompleteAsync(http, p, ct)).ToArray();
+                await Task.Delay(ms, ct);
                 server.Kill(entireProcessTree: true);
                 server.WaitForExit();
                 server.Dispose();
-                await Task.WhenAll(inFlight.Select(t => t.ContinueWith(_ => { }, TaskScheduler.Default)));
+                await Task.WhenAll(inFlight.Select(t => t.ContinueWith(_ => { }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default)));
             }
             // A server on what they left: every answer as computed from scratch, some of them from entries on disk.
             var (last, lastHttp) = await ServeAsync("--prompt-cache", dir);
             try
             {
-                for (int i = 0; i < Prompts.Length; i++) Assert.Equal(reference[i], await CompleteAsync(lastHttp, Prompts[i]));
-                string metrics = await lastHttp.GetStringAsync("metrics");
+                for (int i = 0; i < Prompts.Length; i++) Assert.Equal(reference[i], await CompleteAsync(lastHttp, Prompts[i], ct));
+                string metrics = await lastHttp.GetStringAsync("metrics", ct);
                 Assert.Matches(@"kaiyuan_prompt_cache_loaded_tokens_total [1-9]", metrics);
                 Assert.Empty(Directory.GetFiles(dir, "*.tmp", SearchOption.AllDirectories));
             }

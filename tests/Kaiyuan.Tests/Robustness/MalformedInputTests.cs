@@ -123,6 +123,31 @@ public sealed class MalformedInputTests
         Assert.Contains("rope.dimension_count", Assert.Throws<InvalidDataException>(() => ModelLoader.Load(file)).Message);
     }
 
+    /// <summary>
+    /// A WordPiece vocabulary cut short of its unknown token (found by tools/fuzz.sh gguf): a word with no pieces is dropped
+    /// instead of becoming id -1, which the model and the decoder refuse.
+    /// </summary>
+    [Fact]
+    public void AVocabularyWithoutItsUnknownTokenNeverEncodesAnIdOutsideIt()
+    {
+        using var file = GgufFile.Open(Fixtures.Require("tokenizers", "ggml-vocab-bert-bge.gguf"));
+        var metadata = new GgufMetadata();
+        foreach (var (key, value) in file.Metadata.Entries)
+        {
+            if (value.Value is GgufArray { Count: > 50 } array && key.StartsWith("tokenizer.ggml.", StringComparison.Ordinal))
+            {
+                var items = Array.CreateInstance(array.Items.GetType().GetElementType()!, 50);
+                Array.Copy(array.Items, items, 50);
+                metadata.Set(key, GgufValue.Of(new GgufArray(array.ElementType, items)));
+            }
+            else metadata.Set(key, value);
+        }
+        var tokenizer = Tokenizer.FromGguf(metadata);
+        var ids = tokenizer.Encode("zebra quartz [CLS] hello", addSpecial: true, parseSpecial: true);
+        Assert.All(ids, id => Assert.InRange(id, 0, 49));
+        tokenizer.Decode(ids);
+    }
+
     /// <summary>Template variables whose strings cannot be read (found by tools/fuzz.sh jinja): a TemplateException, not an InvalidOperationException.</summary>
     [Fact]
     public void UnreadableTemplateVariablesAreATemplateError()
