@@ -64,6 +64,7 @@ internal sealed class Vocabulary
         Kind = kind;
         _texts = metadata.GetStringArray("tokenizer.ggml.tokens");
         int n = _texts.Length;
+        if (n == 0) throw new GgufMetadataException("tokenizer.ggml.tokens is empty");
         _scores = metadata.Contains("tokenizer.ggml.scores") ? ReadScores(metadata, n) : new float[n];
         _attrs = new TokenAttributes[n];
         int[]? types = !metadata.Contains("tokenizer.ggml.token_type") ? null

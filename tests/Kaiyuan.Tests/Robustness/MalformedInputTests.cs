@@ -148,6 +148,19 @@ public sealed class MalformedInputTests
         tokenizer.Decode(ids);
     }
 
+    /// <summary>An empty token list (found by tools/fuzz.sh gguf) is refused when the tokenizer is built, not when a word is encoded.</summary>
+    [Fact]
+    public void AnEmptyVocabularyIsALoadError()
+    {
+        using var file = GgufFile.Open(Fixtures.Require("tokenizers", "ggml-vocab-bert-bge.gguf"));
+        var metadata = new GgufMetadata();
+        foreach (var (key, value) in file.Metadata.Entries)
+            metadata.Set(key, key.StartsWith("tokenizer.ggml.", StringComparison.Ordinal) && value.Value is GgufArray a
+                ? GgufValue.Of(new GgufArray(a.ElementType, Array.CreateInstance(a.Items.GetType().GetElementType()!, 0)))
+                : value);
+        Assert.Contains("tokens is empty", Assert.Throws<GgufMetadataException>(() => Tokenizer.FromGguf(metadata)).Message);
+    }
+
     /// <summary>Template variables whose strings cannot be read (found by tools/fuzz.sh jinja): a TemplateException, not an InvalidOperationException.</summary>
     [Fact]
     public void UnreadableTemplateVariablesAreATemplateError()
