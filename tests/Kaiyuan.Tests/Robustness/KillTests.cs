@@ -81,9 +81,15 @@ public sealed class KillTests
         using var temp = new TempStore();
         var environment = new Dictionary<string, string> { ["HF_ENDPOINT"] = hub.Endpoint };
         string[] pull = ["pull", "hf.co/kaiyuan-test/tiny-GGUF:Q6_K", "--store", temp.Store.Root];
-        foreach (int ms in new[] { 150, 300, 450, 600, 750 })
+        // Each pull is killed once its download has gone further than the last one's (the .partial file grows across
+        // attempts, as each resumes), so the kills land mid-download however fast or loaded the machine is.
+        foreach (int round in Enumerable.Range(1, 5))
         {
-            RunOrKill(TimeSpan.FromMilliseconds(ms), environment, pull);
+            using var p = Start(environment, pull);
+            var clock = Stopwatch.StartNew();
+            while (!p.HasExited && PartialBytes(temp) < round * file.Data.Length / 7 && clock.Elapsed < TimeSpan.FromMinutes(1)) Thread.Sleep(2);
+            if (!p.HasExited) p.Kill(entireProcessTree: true);
+            p.WaitForExit();
             AssertConsistent(temp.Store);
         }
         Assert.True(RunOrKill(TimeSpan.FromMinutes(2), environment, pull));
@@ -187,6 +193,8 @@ public sealed class KillTests
             Directory.Delete(dir, recursive: true);
         }
     }
+
+    private static long PartialBytes(TempStore temp) => temp.TempFiles("*.partial").Sum(f => new FileInfo(f).Length);
 
     /// <summary>Every manifest names a blob that is there, and every blob's content hashes to its name.</summary>
     private static void AssertConsistent(ModelStore store)
