@@ -45,7 +45,6 @@ public static class ModelLoader
         var layers = new List<TransformerLayer>();
         for (int i = 0; i < config.BlockCount; i++) layers.Add(family.BuildLayer(b, i));
         var embedding = QuantMatrix.Of(b.Tensor("token_embd.weight"));
-        if (embedding.Columns != config.EmbeddingLength) throw new InvalidDataException($"token_embd.weight rows have {embedding.Columns} values, embedding_length is {config.EmbeddingLength}");
         // Tied embeddings: without output.weight the head reuses the token embedding.
         var output = QuantMatrix.Of(b.OptionalTensor("output.weight") ?? b.Tensor("token_embd.weight"));
         return new TransformerModel(file, config, embedding, layers, Vectors.ReadF32(b.Tensor("output_norm.weight")), output);

@@ -34,4 +34,30 @@ public static class KaiyuanProcess
     }
 
     public static Result Run(params string[] args) => RunWithInput("", args);
+
+    /// <summary>
+    /// Starts <c>kaiyuan serve</c> (the arguments after "serve"), waits for its "serving" line, and returns the process,
+    /// the address it names and that line; its output is drained from then on, so it never blocks on a full pipe.
+    /// </summary>
+    public static async Task<(Process Process, Uri Address, string Banner)> StartServeAsync(params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        psi.ArgumentList.Add("exec");
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "kaiyuan.dll"));
+        psi.ArgumentList.Add("serve");
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        var process = Process.Start(psi)!;
+        _ = process.StandardOutput.ReadToEndAsync();
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+        timeout.CancelAfter(TimeSpan.FromSeconds(60));
+        while (await process.StandardError.ReadLineAsync(timeout.Token) is { } line)
+        {
+            var url = System.Text.RegularExpressions.Regex.Match(line, @"http://[^/\s]+/");
+            if (!line.StartsWith("kaiyuan: serving", StringComparison.Ordinal) || !url.Success) continue;
+            _ = process.StandardError.ReadToEndAsync();
+            return (process, new Uri(url.Value), line);
+        }
+        process.Kill(entireProcessTree: true);
+        throw new InvalidOperationException("kaiyuan serve ended before it said where it listens");
+    }
 }

@@ -7,25 +7,6 @@ namespace Kaiyuan.Tests.Cli;
 /// <summary><c>kaiyuan serve</c> with several <c>-m</c>, <c>--models</c>, <c>--max-models</c> and <c>--keep-alive</c>, as a real process.</summary>
 public sealed class ServeModelsCliTests
 {
-    /// <summary>Starts <c>kaiyuan serve</c>, waits for its "serving" line, and returns the process and the address it names.</summary>
-    private static async Task<(Process Process, Uri Address, string Banner)> StartAsync(params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        psi.ArgumentList.Add("exec");
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "kaiyuan.dll"));
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        var process = Process.Start(psi)!;
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
-        timeout.CancelAfter(TimeSpan.FromSeconds(60));
-        while (await process.StandardError.ReadLineAsync(timeout.Token) is { } line)
-        {
-            var url = System.Text.RegularExpressions.Regex.Match(line, @"http://[^/\s]+/");
-            if (line.StartsWith("kaiyuan: serving", StringComparison.Ordinal) && url.Success) return (process, new Uri(url.Value), line);
-        }
-        process.Kill(entireProcessTree: true);
-        throw new InvalidOperationException("kaiyuan serve ended before it said where it listens");
-    }
-
     private static async Task<string[]> Tags(Uri address)
     {
         using var http = new HttpClient { BaseAddress = address };
@@ -38,7 +19,7 @@ public sealed class ServeModelsCliTests
     {
         string stories = Fixtures.ModelPath("stories260K", "stories260K-f32.gguf");
         string aidreams = Fixtures.ModelPath("aidreams260K", "aidreams260K-f32.gguf");
-        var (process, address, banner) = await StartAsync("serve", "-m", stories, "-m", aidreams, "--max-models", "1", "--keep-alive", "30s", "--port", "0", "-t", "1");
+        var (process, address, banner) = await KaiyuanProcess.StartServeAsync("-m", stories, "-m", aidreams, "--max-models", "1", "--keep-alive", "30s", "--port", "0", "-t", "1");
         try
         {
             Assert.Contains("serving 2 models", banner, StringComparison.Ordinal);
@@ -70,7 +51,7 @@ public sealed class ServeModelsCliTests
                 Size = new FileInfo(aidreams).Length,
                 Aliases = ["dreams:tiny"],
             });
-            (process, address, banner) = await StartAsync("serve", "--store", root, "--models", "-m", stories, "--port", "0", "-t", "1");
+            (process, address, banner) = await KaiyuanProcess.StartServeAsync("--store", root, "--models", "-m", stories, "--port", "0", "-t", "1");
             try
             {
                 // Several models and no --keep-alive: Ollama's five minutes.

@@ -106,26 +106,12 @@ public sealed class KillTests
         .. Enumerable.Range(0, 6).Select(i => string.Join(' ', Enumerable.Repeat($"In my dream {i} I saw a garden,", 3 + i % 4))),
     ];
 
-    /// <summary>Starts <c>kaiyuan serve</c> on a free port; returns the process and a client for the address it announces.</summary>
+    /// <summary>Serves aidreams260K on a free port; returns the process and a client for the address it announces.</summary>
     private static async Task<(Process Process, HttpClient Http)> ServeAsync(params string[] args)
     {
-        var psi = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add("exec");
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "kaiyuan.dll"));
-        foreach (var a in (string[])["serve", "-m", Fixtures.ModelPath("aidreams260K", "aidreams260K-f32.gguf"), "--port", "0", "-t", "1", .. args])
-            psi.ArgumentList.Add(a);
-        var process = Process.Start(psi)!;
-        _ = process.StandardOutput.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        while (await process.StandardError.ReadLineAsync(timeout.Token) is { } line)
-        {
-            var url = System.Text.RegularExpressions.Regex.Match(line, @"http://[^/\s]+/");
-            if (!line.StartsWith("kaiyuan: serving", StringComparison.Ordinal) || !url.Success) continue;
-            _ = process.StandardError.ReadToEndAsync();
-            return (process, new HttpClient { BaseAddress = new Uri(url.Value), Timeout = TimeSpan.FromSeconds(60) });
-        }
-        process.Kill(entireProcessTree: true);
-        throw new InvalidOperationException("kaiyuan serve ended before it said where it listens");
+        var (process, address, _) = await Cli.KaiyuanProcess.StartServeAsync(
+            ["-m", Fixtures.ModelPath("aidreams260K", "aidreams260K-f32.gguf"), "--port", "0", "-t", "1", .. args]);
+        return (process, new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromSeconds(60) });
     }
 
     private static async Task<string> CompleteAsync(HttpClient http, string prompt, CancellationToken ct = default)

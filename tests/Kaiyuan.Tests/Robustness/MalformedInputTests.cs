@@ -47,9 +47,10 @@ public sealed class MalformedInputTests
     }
 
     [Fact]
-    public void APieceThatFailsInTheBackgroundReachesTheCallerOfDecode()
+    public void AVocabularyDecodesOnceItsPiecesAreBuiltInTheBackground()
     {
-        // A valid vocabulary decodes; the background build of its pieces is awaited by the first decode.
+        // The byte tokens are checked before the background build starts, so a valid vocabulary's first decode waits
+        // for that build and reads its pieces.
         var tokenizer = Tokenizer.FromGguf(Fixtures.ModelPath("aidreams260K", "aidreams260K-f32.gguf"));
         var ids = tokenizer.Encode("In my dream", addSpecial: false, parseSpecial: false);
         Assert.Equal("In my dream", tokenizer.Decode(ids).TrimStart());

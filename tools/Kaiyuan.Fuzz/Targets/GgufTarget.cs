@@ -39,6 +39,7 @@ internal sealed class GgufTarget : FuzzTarget
         foreach (var (key, value) in file.Metadata.Entries) writer.Metadata.Set(key, value);
         var keys = file.Metadata.Keys.ToArray();
         var tensors = file.Tensors.ToList();
+        var changed = new Dictionary<string, (long[] Dims, Gguf.GgmlType Type)>(StringComparer.Ordinal);
         for (int round = 1 + random.Next(3); round > 0; round--)
         {
             if (random.Next(3) > 0 && keys.Length > 0)
@@ -82,12 +83,12 @@ internal sealed class GgufTarget : FuzzTarget
                 var t = tensors[i];
                 var dims = (long[])t.Dimensions.Clone();
                 dims[random.Next(dims.Length)] = random.Next(3) switch { 0 => 1, 1 => dims[0] * 2, _ => Math.Max(1, dims[^1] - 1) };
-                _pending[t.Name] = (dims, random.Next(4) == 0 ? Gguf.GgmlType.F32 : t.Type);
+                changed[t.Name] = (dims, random.Next(4) == 0 ? Gguf.GgmlType.F32 : t.Type);
             }
         }
         foreach (var t in tensors)
         {
-            if (_pending.Remove(t.Name, out var change))
+            if (changed.TryGetValue(t.Name, out var change))
             {
                 long bytes = GgmlTypeInfo.RowBytes(change.Type, change.Dims[0]) * change.Dims.Skip(1).Aggregate(1L, (a, b) => a * b);
                 if (change.Dims[0] % GgmlTypeInfo.Geometry(change.Type).BlockSize != 0 || bytes is < 0 or > 8 << 20) continue;
@@ -95,13 +96,10 @@ internal sealed class GgufTarget : FuzzTarget
             }
             else writer.AddTensor(t.Name, t.Type, t.Dimensions, t.Bytes.ToArray());
         }
-        _pending.Clear();
         var stream = new MemoryStream();
         writer.Write(stream);
         return stream.ToArray();
     }
-
-    private readonly Dictionary<string, (long[] Dims, Gguf.GgmlType Type)> _pending = new(StringComparer.Ordinal);
 
     private static Array CopyPrefix(Array items, int length)
     {

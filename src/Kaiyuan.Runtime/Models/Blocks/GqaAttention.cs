@@ -28,14 +28,6 @@ internal sealed class GqaAttention : IAttentionBlock
         _headDimV = c.ValueLength;
         _scale = 1f / MathF.Sqrt(_headDimK);
         _eps = c.RmsEpsilon;
-        Expect(q, _heads * _headDimK);
-        Expect(k, _headsKv * _headDimK);
-        Expect(v, _headsKv * _headDimV);
-    }
-
-    private static void Expect(Linear l, int outputs)
-    {
-        if (l.OutFeatures != outputs) throw new InvalidDataException($"tensor '{l.Name}' has {l.OutFeatures} outputs, the hyper-parameters say {outputs}");
     }
 
     public int CacheRowWidth => _headsKv * (_headDimK + _headDimV);
@@ -45,8 +37,11 @@ internal sealed class GqaAttention : IAttentionBlock
         Shapes.Parameter(_rope.Dimensions >= 0 && _rope.Dimensions % 2 == 0 && _rope.Dimensions <= _headDimK,
             $"rope.dimension_count is {_rope.Dimensions}; it must be even and at most the head size {_headDimK}");
         Shapes.Input(_q, embedding);
+        Shapes.Output(_q, _heads * _headDimK);
         Shapes.Input(_k, embedding);
+        Shapes.Output(_k, _headsKv * _headDimK);
         Shapes.Input(_v, embedding);
+        Shapes.Output(_v, _headsKv * _headDimV);
         Shapes.Input(_o, _heads * _headDimV);
         Shapes.Output(_o, embedding);
         // Per head (Qwen3) or over the whole projection (MiniMax-M2).
