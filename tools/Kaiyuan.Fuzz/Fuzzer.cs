@@ -19,9 +19,11 @@ internal sealed class Fuzzer(FuzzTarget target, string fixtures, string outDir, 
         bool ok = true;
         foreach (var (name, input) in corpus)
         {
-            if (!RunOne(input, out string? problem)) continue;
+            bool hung = RunOne(input, out string? problem);
+            if (problem is null) continue;
             Console.WriteLine($"  corpus {name}: {problem}");
             ok = false;
+            if (hung) break; // the worker is stuck; nothing more can run
         }
         return ok;
     }

@@ -92,7 +92,44 @@ public sealed partial class ToolCallFormat
     private static string? JsonNameOf(string body)
     {
         var m = JsonName().Match(body);
-        return m.Success ? Regex.Unescape(m.Groups[1].Value) : null;
+        return m.Success ? UnescapeQuoted(m.Groups[1].Value) : null;
+    }
+
+    /// <summary>
+    /// The text of a quoted string a model wrote, JSON or Python style. Models write invalid escapes (<c>\x</c>,
+    /// a lone <c>\u12</c>); those are kept as written rather than rejected, since the call is still meant.
+    /// </summary>
+    internal static string UnescapeQuoted(string quoted)
+    {
+        int slash = quoted.IndexOf('\\');
+        if (slash < 0) return quoted;
+        var sb = new System.Text.StringBuilder(quoted.Length);
+        sb.Append(quoted, 0, slash);
+        for (int i = slash; i < quoted.Length; i++)
+        {
+            char c = quoted[i];
+            if (c != '\\' || i + 1 == quoted.Length)
+            {
+                sb.Append(c);
+                continue;
+            }
+            char e = quoted[++i];
+            switch (e)
+            {
+                case 'n': sb.Append('\n'); break;
+                case 't': sb.Append('\t'); break;
+                case 'r': sb.Append('\r'); break;
+                case 'b': sb.Append('\b'); break;
+                case 'f': sb.Append('\f'); break;
+                case '"' or '\'' or '\\' or '/': sb.Append(e); break;
+                case 'u' when i + 4 < quoted.Length && ushort.TryParse(quoted.AsSpan(i + 1, 4), System.Globalization.NumberStyles.AllowHexSpecifier, null, out ushort code):
+                    sb.Append((char)code);
+                    i += 4;
+                    break;
+                default: sb.Append('\\').Append(e); break;
+            }
+        }
+        return sb.ToString();
     }
 
     [GeneratedRegex("\"name\"\\s*:\\s*\"((?:[^\"\\\\]|\\\\.)*)\"")]
@@ -311,7 +348,7 @@ public sealed partial class ToolCallFormat
             if (!m.Success) return null;
             var args = new JsonObject();
             foreach (Match a in PythonKwarg().Matches(m.Groups[2].Value))
-                args[a.Groups[1].Value] = a.Groups[2].Success ? JsonValue.Create(Regex.Unescape(a.Groups[2].Value)) : ParamValue(a.Groups[3].Value);
+                args[a.Groups[1].Value] = a.Groups[2].Success ? JsonValue.Create(UnescapeQuoted(a.Groups[2].Value)) : ParamValue(a.Groups[3].Value);
             return new ParsedCall(m.Groups[1].Value, args.ToJsonString(JsonOut));
         },
     };

@@ -239,6 +239,28 @@ public class OutputParserTests
         Assert.True(JsonNode.DeepEquals(JsonNode.Parse("{\"query\": \"cats &amp; dogs\", \"n\": 5}"), JsonNode.Parse(r.ToolCalls[0].Arguments)));
     }
 
+    // Found by the parser fuzz target: a regex unescape threw on escapes a model may write (\x, a short \u).
+    [Theory]
+    [InlineData("<|python_tag|>f.call(a=\"\\x\", b=\"\\u12\")", "f", "{\"a\":\"\\\\x\",\"b\":\"\\\\u12\"}")]
+    [InlineData("<|python_tag|>f.call(a=\"line\\nnext \\u00e9 \\\"q\\\"\")", "f", "{\"a\":\"line\\nnext \u00e9 \\\"q\\\"\"}")]
+    public void InvalidEscapesInACallAreKeptAsWritten(string text, string name, string arguments)
+    {
+        var (r, _) = Parse(ToolCallFormat.Llama3, text);
+        Assert.Equal(name, r.ToolCalls.Single().Name);
+        Assert.True(JsonNode.DeepEquals(JsonNode.Parse(arguments), JsonNode.Parse(r.ToolCalls[0].Arguments)), r.ToolCalls[0].Arguments);
+    }
+
+    [Fact]
+    public void AStreamedNameWithAnInvalidEscapeDoesNotThrow()
+    {
+        // Hermes peeks at the name while the call streams, through the same unescape; the body is not valid JSON
+        // (\x), so it is no call and reaches the client as text.
+        string text = "<tool_call>\n{\"name\": \"g\\x\", \"arguments\": {}}\n</tool_call>";
+        var (r, _) = Parse(ToolCallFormat.Hermes, text);
+        Assert.Empty(r.ToolCalls);
+        Assert.Contains("g\\x", r.Content);
+    }
+
     [Fact]
     public void Llama3BareJsonAndPythonTag()
     {
