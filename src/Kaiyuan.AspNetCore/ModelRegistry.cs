@@ -284,7 +284,7 @@ internal sealed class ModelRegistry : IDisposable
     /// <summary>Stops taking work on every loaded model (the server is stopping).</summary>
     public void Drain()
     {
-        foreach (var loaded in LoadedModels()) _ = loaded.Runtime.Engine.DrainAsync(CancellationToken.None);
+        foreach (var loaded in LoadedModels()) _ = loaded.Runtime.DrainAsync(CancellationToken.None);
     }
 
     public void Dispose()

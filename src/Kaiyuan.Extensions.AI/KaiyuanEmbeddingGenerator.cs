@@ -42,10 +42,10 @@ public sealed class KaiyuanEmbeddingGenerator : IEmbeddingGenerator<string, Embe
         {
             ArgumentNullException.ThrowIfNull(value, nameof(values));
             // As /v1/embeddings encodes its inputs, so both give the same vectors.
-            int[] ids = runtime.Codec.Encode(value, addSpecial: true, parseSpecial: true);
+            int[] ids = runtime.Tokenize(value, addSpecial: true, parseSpecial: true);
             if (ids.Length == 0) throw new ArgumentException("an input is empty", nameof(values));
-            if (ids.Length > runtime.Engine.ContextLength)
-                throw new ArgumentException($"an input has {ids.Length} tokens, more than the context of {runtime.Engine.ContextLength}", nameof(values));
+            if (ids.Length > runtime.ContextLength)
+                throw new ArgumentException($"an input has {ids.Length} tokens, more than the context of {runtime.ContextLength}", nameof(values));
             inputs.Add(ids);
             tokens += ids.Length;
         }
@@ -54,7 +54,7 @@ public sealed class KaiyuanEmbeddingGenerator : IEmbeddingGenerator<string, Embe
             Usage = new UsageDetails { InputTokenCount = tokens, TotalTokenCount = tokens },
         };
         if (inputs.Count == 0) return result;
-        var vectors = await runtime.Engine.EmbedAsync(inputs, cancellationToken).ConfigureAwait(false);
+        var vectors = await runtime.EmbedAsync(inputs, cancellationToken).ConfigureAwait(false);
         var created = DateTimeOffset.UtcNow;
         foreach (var vector in vectors) result.Add(new Embedding<float>(vector) { ModelId = _model.ModelId, CreatedAt = created });
         return result;

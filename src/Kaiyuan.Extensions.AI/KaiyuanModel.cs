@@ -28,7 +28,7 @@ public sealed class KaiyuanModel : IDisposable
     public string FilePath { get; }
 
     /// <summary>The context window of each sequence, in tokens.</summary>
-    public int ContextLength => Runtime.Engine.ContextLength;
+    public int ContextLength => Runtime.ContextLength;
 
     /// <summary>The length of the model's embedding vectors.</summary>
     public int EmbeddingLength => Runtime.Description.EmbeddingLength;

@@ -155,7 +155,7 @@ internal static class AnthropicApi
             Thinking = thinking,
             Continue = prefill,
             Output = OutputRequests.FromAnthropic(r),
-            Sampling = ApiRequests.Sampling(r, runtime.Engine.VocabSize),
+            Sampling = ApiRequests.Sampling(r, runtime.VocabSize),
             MaxTokens = maxTokens,
             Stop = r.Strings("stop_sequences", 64),
         };

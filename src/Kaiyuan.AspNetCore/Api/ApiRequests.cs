@@ -129,7 +129,7 @@ internal static class ApiRequests
     public static int[] Prompt(JsonElement? prompt, ModelRuntime runtime, string param, bool addSpecial = true)
     {
         if (prompt is not { } p) throw RequestException.BadRequest($"'{param}' is required", param);
-        if (p.ValueKind == JsonValueKind.String) return runtime.Codec.Encode(p.GetString()!, addSpecial, parseSpecial: true);
+        if (p.ValueKind == JsonValueKind.String) return runtime.Tokenize(p.GetString()!, addSpecial, parseSpecial: true);
         if (p.ValueKind == JsonValueKind.Array)
         {
             var items = p.EnumerateArray().ToList();
@@ -137,8 +137,8 @@ internal static class ApiRequests
             if (items.All(e => e.ValueKind == JsonValueKind.Number))
             {
                 var ids = items.Select(e => e.TryGetInt32(out int id) ? id : -1).ToArray();
-                if (ids.Any(id => id < 0 || id >= runtime.Engine.VocabSize))
-                    throw RequestException.BadRequest($"'{param}' holds a token id outside the vocabulary (0…{runtime.Engine.VocabSize - 1})", param);
+                if (ids.Any(id => id < 0 || id >= runtime.VocabSize))
+                    throw RequestException.BadRequest($"'{param}' holds a token id outside the vocabulary (0…{runtime.VocabSize - 1})", param);
                 return ids;
             }
             if (items.Count > 1) throw RequestException.Unsupported(param, "with several prompts (batched prompts)");
@@ -164,7 +164,7 @@ internal static class ApiRequests
         string param, CancellationToken cancel)
     {
         if (inputs.Count == 0) return ([], 0);
-        int context = runtime.Engine.ContextLength;
+        int context = runtime.ContextLength;
         for (int i = 0; i < inputs.Count; i++)
         {
             if (inputs[i].Length <= context) continue;
@@ -173,7 +173,7 @@ internal static class ApiRequests
                     + (truncate is null ? "" : "; send \"truncate\": true to cut it"), param, "context_length_exceeded");
             inputs[i] = inputs[i][..context];
         }
-        var vectors = await runtime.Engine.EmbedAsync(inputs, cancel);
+        var vectors = await runtime.EmbedAsync(inputs, cancel);
         int tokens = inputs.Sum(i => i.Length);
         state.Metrics.PromptTokens(tokens);
         return (vectors, tokens);

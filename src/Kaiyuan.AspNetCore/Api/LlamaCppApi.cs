@@ -26,7 +26,7 @@ internal static class LlamaCppApi
         var runtime = await state.RuntimeForAsync(http, state.Models.Several ? r.String("model") : null);
         string content = r.String("content") ?? throw RequestException.BadRequest("'content' is required", "content");
         // llama.cpp's defaults: no BOS unless asked, control-token text parsed into control tokens.
-        var ids = runtime.Codec.Encode(content, r.Bool("add_special", false), r.Bool("parse_special", true));
+        var ids = runtime.Tokenize(content, r.Bool("add_special", false), r.Bool("parse_special", true));
         var tokens = new JsonArray();
         if (r.Bool("with_pieces", false))
             foreach (int id in ids) tokens.Add(new JsonObject { ["id"] = id, ["piece"] = Piece(runtime, id) });
@@ -38,7 +38,7 @@ internal static class LlamaCppApi
     /// <summary>A token's text, or (as llama.cpp) its bytes when they are not whole UTF-8 on their own (byte-fallback tokens).</summary>
     private static JsonNode Piece(ModelRuntime runtime, int id)
     {
-        byte[] bytes = runtime.Codec.TokenBytes(id);
+        byte[] bytes = runtime.TokenBytes(id);
         try
         {
             return StrictUtf8.GetString(bytes);
@@ -55,7 +55,7 @@ internal static class LlamaCppApi
         // As llama.cpp, one model's tokenizer whatever "model" says; with several, "model" picks it.
         var runtime = await state.RuntimeForAsync(http, state.Models.Several ? r.String("model") : null);
         if (r.Get("tokens") is not { ValueKind: JsonValueKind.Array } array) throw RequestException.BadRequest("'tokens' must be an array of token ids", "tokens");
-        int vocab = runtime.Engine.VocabSize;
+        int vocab = runtime.VocabSize;
         var ids = new int[array.GetArrayLength()];
         int i = 0;
         foreach (var e in array.EnumerateArray())
@@ -64,7 +64,7 @@ internal static class LlamaCppApi
                 throw RequestException.BadRequest($"'tokens' holds a value that is not a token id (0…{vocab - 1})", "tokens");
             ids[i++] = id;
         }
-        await HttpOutput.Json(http, new JsonObject { ["content"] = runtime.Codec.Decode(ids) });
+        await HttpOutput.Json(http, new JsonObject { ["content"] = runtime.Detokenize(ids) });
     }
 
     /// <summary>The prompt chat completions would feed the model for these messages, generation prompt included.</summary>
@@ -74,6 +74,6 @@ internal static class LlamaCppApi
         var runtime = await state.RuntimeForAsync(http, r.String("model"));
         var messages = ApiRequests.Messages(r);
         var tools = ApiRequests.ToolChoice(r, ApiRequests.Tools(r)).Tools;
-        await HttpOutput.Json(http, new JsonObject { ["prompt"] = runtime.Formatter.Format(messages, tools, addGenerationPrompt: true) });
+        await HttpOutput.Json(http, new JsonObject { ["prompt"] = runtime.FormatChat(messages, tools, addGenerationPrompt: true) });
     }
 }

@@ -74,7 +74,7 @@ internal static class OllamaApi
             // Kept until the server stops: far in the future, as Ollama shows a negative keep_alive.
             entry["expires_at"] = (loaded.ExpiresAt ?? DateTimeOffset.UtcNow.AddYears(100)).ToString("o");
             entry["size_vram"] = 0;
-            entry["context_length"] = loaded.Runtime.Engine.ContextLength;
+            entry["context_length"] = loaded.Runtime.ContextLength;
         }
         return entry;
     }
@@ -170,7 +170,7 @@ internal static class OllamaApi
         var inputs = new List<int[]>(texts.Count);
         foreach (var text in texts)
         {
-            var ids = runtime.Codec.Encode(text, addSpecial: true, parseSpecial: true);
+            var ids = runtime.Tokenize(text, addSpecial: true, parseSpecial: true);
             if (ids.Length == 0) throw RequestException.BadRequest($"'{param}' holds a text with no tokens", param);
             inputs.Add(ids);
         }
@@ -212,7 +212,7 @@ internal static class OllamaApi
         {
             var messages = ApiRequests.Messages(r, ollama: true);
             tools = ApiRequests.Tools(r);
-            prompt = runtime.Formatter.Format(messages, tools, addGenerationPrompt: true);
+            prompt = runtime.FormatChat(messages, tools, addGenerationPrompt: true);
         }
         else
         {
@@ -225,13 +225,13 @@ internal static class OllamaApi
                 var messages = new List<ChatMessage>();
                 if (r.String("system") is { } system) messages.Add(new ChatMessage("system", system));
                 messages.Add(new ChatMessage("user", text));
-                prompt = runtime.Formatter.Format(messages, [], addGenerationPrompt: true);
+                prompt = runtime.FormatChat(messages, [], addGenerationPrompt: true);
             }
         }
-        var sampling = ApiRequests.Sampling(options, runtime.Engine.VocabSize, "options.");
+        var sampling = ApiRequests.Sampling(options, runtime.VocabSize, "options.");
         // As Ollama: a raw prompt neither takes a context nor gives one back. A context already begins with the BOS token.
         if (!templated) context = null;
-        int[] promptIds = runtime.Codec.Encode(prompt, addSpecial: context is not { Length: > 0 }, parseSpecial: true);
+        int[] promptIds = runtime.Tokenize(prompt, addSpecial: context is not { Length: > 0 }, parseSpecial: true);
         if (context is { Length: > 0 }) promptIds = [.. context, .. promptIds];
         var generated = chat || !templated ? null : new List<int>();
         var settings = new GenerationSettings
@@ -243,11 +243,11 @@ internal static class OllamaApi
             Constraint = templated
                 ? await StructuredOutput.ForChatAsync(state.Options.GrammarTimeout, runtime, output, new ToolUse(tools, tools.Count > 0 ? ToolMode.Auto : ToolMode.None, null, Parallel: true), prompt, http.RequestAborted)
                 : await StructuredOutput.ForPromptAsync(state.Options.GrammarTimeout, runtime, output, http.RequestAborted),
-            PreservedTokens = templated ? runtime.Formatter.OutputFormat?.Markers ?? [] : [],
+            PreservedTokens = templated ? runtime.OutputMarkers : [],
         };
         runtime.CheckContext(settings.Prompt.Count, chat ? "messages" : "prompt");
         bool stream = r.Bool("stream", true);
-        var parser = runtime.Formatter.CreateParser(prompt, tools.Count > 0);
+        var parser = runtime.CreateOutputParser(prompt, tools.Count > 0);
         var accumulator = new ToolCallAccumulator();
         // Submitted before anything is sent, so a refusal (queue full, context overflow) keeps its status.
         using var generation = TextGeneration.Start(runtime, state.Metrics, settings, http.RequestAborted);
@@ -343,8 +343,8 @@ internal static class OllamaApi
         {
             if (e.ValueKind != JsonValueKind.Number || !e.TryGetInt32(out int id))
                 throw RequestException.BadRequest("'context' must be an array of token ids", "context");
-            if (id < 0 || id >= runtime.Engine.VocabSize)
-                throw RequestException.BadRequest($"'context' holds the token id {id}, outside this model's vocabulary (0…{runtime.Engine.VocabSize - 1})", "context");
+            if (id < 0 || id >= runtime.VocabSize)
+                throw RequestException.BadRequest($"'context' holds the token id {id}, outside this model's vocabulary (0…{runtime.VocabSize - 1})", "context");
             ids[i++] = id;
         }
         return ids;

@@ -74,7 +74,7 @@ internal static class OpenAiApi
             Messages = messages,
             Tools = toolUse,
             Output = output,
-            Sampling = ApiRequests.Sampling(r, runtime.Engine.VocabSize),
+            Sampling = ApiRequests.Sampling(r, runtime.VocabSize),
             MaxTokens = MaxTokens(r),
             Stop = r.Strings("stop", 16),
             TopLogprobs = logprobs ? topLogprobs : -1,
@@ -220,10 +220,10 @@ internal static class OpenAiApi
         {
             var top = new JsonArray();
             foreach (var alt in t.Top ?? [])
-                top.Add(new JsonObject { ["token"] = runtime.Codec.Decode([alt.Id]), ["logprob"] = alt.Logprob, ["bytes"] = Bytes(runtime, alt.Id) });
+                top.Add(new JsonObject { ["token"] = runtime.Detokenize([alt.Id]), ["logprob"] = alt.Logprob, ["bytes"] = Bytes(runtime, alt.Id) });
             array.Add(new JsonObject
             {
-                ["token"] = runtime.Codec.Decode([t.Id]),
+                ["token"] = runtime.Detokenize([t.Id]),
                 ["logprob"] = t.Logprob,
                 ["bytes"] = Bytes(runtime, t.Id),
                 ["top_logprobs"] = top,
@@ -232,7 +232,7 @@ internal static class OpenAiApi
         return array;
     }
 
-    private static JsonArray Bytes(ModelRuntime runtime, int id) => new(runtime.Codec.TokenBytes(id).Select(b => (JsonNode)(int)b).ToArray());
+    private static JsonArray Bytes(ModelRuntime runtime, int id) => new(runtime.TokenBytes(id).Select(b => (JsonNode)(int)b).ToArray());
 
     /// <summary>Usage of one or several choices: the prompt counted once (as OpenAI bills it), the completions of all of them.</summary>
     private static JsonObject Usage(IReadOnlyList<GenerationOutcome> outcomes)
@@ -260,7 +260,7 @@ internal static class OpenAiApi
         var settings = new GenerationSettings
         {
             Prompt = ApiRequests.Prompt(r.Get("prompt"), runtime, "prompt"),
-            Sampling = ApiRequests.Sampling(r, runtime.Engine.VocabSize),
+            Sampling = ApiRequests.Sampling(r, runtime.VocabSize),
             MaxTokens = r.Int("max_tokens", -1, int.MaxValue) ?? r.Int("n_predict", -1, int.MaxValue) ?? 16,
             Stop = r.Strings("stop", 16),
             TopLogprobs = logprobCount ?? -1,
@@ -361,11 +361,11 @@ internal static class OpenAiApi
         var offsets = new JsonArray();
         foreach (var t in tokens)
         {
-            string s = runtime.Codec.Decode([t.Id]);
+            string s = runtime.Detokenize([t.Id]);
             text.Add(s);
             lps.Add(t.Logprob);
             var top = new JsonObject();
-            foreach (var alt in t.Top ?? []) top[runtime.Codec.Decode([alt.Id])] = alt.Logprob;
+            foreach (var alt in t.Top ?? []) top[runtime.Detokenize([alt.Id])] = alt.Logprob;
             tops.Add(top);
             offsets.Add(offset);
             offset += s.Length;

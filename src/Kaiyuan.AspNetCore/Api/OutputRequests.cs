@@ -16,7 +16,7 @@ internal static class OutputRequests
         {
             if (grammar.ValueKind != JsonValueKind.String) throw RequestException.BadRequest("'grammar' must be a string (a GBNF grammar)", "grammar");
             string text = grammar.GetString()!;
-            if (text.Length > 0) found.Add(new OutputGrammar("gbnf", text, "grammar", "grammar", () => GbnfGrammar.Parse(text)));
+            if (text.Length > 0) found.Add(StructuredOutput.Gbnf(text, "grammar", "grammar"));
         }
         if (found.Count > 1)
             throw RequestException.BadRequest($"give only one of {string.Join(", ", found.Select(f => $"'{f.Field}'"))}", found[1].Field);

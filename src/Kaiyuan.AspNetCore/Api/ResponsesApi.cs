@@ -96,7 +96,7 @@ internal static class ResponsesApi
         var toolUse = ApiRequests.ToolChoice(r, tools, flat: true);
         var (output, textEcho) = TextFormat(r);
         var metadata = Metadata(r);
-        var sampling = ApiRequests.Sampling(r, runtime.Engine.VocabSize);
+        var sampling = ApiRequests.Sampling(r, runtime.VocabSize);
         int? maxOutput = r.Int("max_output_tokens", 1, int.MaxValue);
         bool stream = r.Bool("stream", false);
         bool store = r.Bool("store", true);
@@ -198,7 +198,7 @@ internal static class ResponsesApi
             await answer.FinishAsync(incomplete);
             // The reasoning's length in tokens, as the model's tokenizer reads it back (the parser sees text, not tokens).
             int reasoningTokens = answer.Reasoning.Length == 0 ? 0
-                : Math.Min(outcome.CompletionTokens, runtime.Codec.Encode(answer.Reasoning, addSpecial: false, parseSpecial: false).Length);
+                : Math.Min(outcome.CompletionTokens, runtime.Tokenize(answer.Reasoning, addSpecial: false, parseSpecial: false).Length);
             var response = Response(incomplete ? "incomplete" : "completed", answer.Items, answer.OutputText, outcome, reasoningTokens);
             if (store)
             {

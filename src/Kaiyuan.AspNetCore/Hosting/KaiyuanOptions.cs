@@ -32,7 +32,7 @@ public sealed class KaiyuanOptions
     /// <inheritdoc cref="ModelOptions.PromptCacheDir"/>
     public string? PromptCacheDir { get; set; }
     /// <inheritdoc cref="ModelOptions.PromptCacheMaxMiB"/>
-    public long PromptCacheMaxMiB { get; set; } = Inference.PromptCacheStore.DefaultMaxBytes >> 20;
+    public long PromptCacheMaxMiB { get; set; } = ModelOptions.DefaultPromptCacheMaxMiB;
     /// <summary>A Jinja chat template file used instead of the one in the GGUF (<c>tokenizer.chat_template</c>); null: the model's own.</summary>
     public string? ChatTemplateFile { get; set; }
     /// <summary>Bodies larger than this get 413 in the API's error shape (the app's own Kestrel limit applies too).</summary>

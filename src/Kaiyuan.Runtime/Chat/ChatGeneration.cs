@@ -4,11 +4,13 @@ using Kaiyuan.Sampling;
 namespace Kaiyuan.Chat;
 
 /// <summary>What a chat request asks of the model once an API's dialect (OpenAI's, Anthropic's) has been read.</summary>
-internal sealed record ChatInput
+public sealed record ChatInput
 {
+    /// <summary>The conversation.</summary>
     public required IReadOnlyList<ChatMessage> Messages { get; init; }
     /// <summary>The request field the conversation came in (chat's "messages", the Responses API's "input"), named by the errors about it.</summary>
     public string MessagesParam { get; init; } = "messages";
+    /// <summary>The tools on offer and whether they may, must or must not be called.</summary>
     public ToolUse Tools { get; init; } = new([], ToolMode.None, null, Parallel: true);
     /// <summary>A structured answer (JSON schema, grammar); null: free text.</summary>
     public OutputGrammar? Output { get; init; }
@@ -16,25 +18,36 @@ internal sealed record ChatInput
     public bool? Thinking { get; init; }
     /// <summary>The answer goes on from the last message, an assistant's text (Anthropic's prefill), instead of a new turn.</summary>
     public bool Continue { get; init; }
+    /// <summary>How tokens are chosen (greedy by default).</summary>
     public SamplerOptions Sampling { get; init; } = SamplerOptions.Greedy;
+    /// <summary>Tokens the answer may have at most; -1: until the context is full.</summary>
     public int MaxTokens { get; init; } = -1;
+    /// <summary>Strings that end the answer where they appear (they are not part of it).</summary>
     public IReadOnlyList<string> Stop { get; init; } = [];
+    /// <summary>Alternatives reported with each token's log-probability; -1: no log-probabilities.</summary>
     public int TopLogprobs { get; init; } = -1;
+    /// <summary>Generation goes on past end-of-generation tokens (benchmarks).</summary>
     public bool IgnoreEos { get; init; }
 }
 
 /// <summary>The parsed output of one piece of generated text, and the tokens behind it (none for the parser's remainder).</summary>
-internal sealed record ChatPiece(IReadOnlyList<ChatDelta> Deltas, IReadOnlyList<TokenInfo> Tokens);
+/// <param name="Deltas">Content, reasoning and tool-call text, in order.</param>
+/// <param name="Tokens">The tokens generated for it.</param>
+public sealed record ChatPiece(IReadOnlyList<ChatDelta> Deltas, IReadOnlyList<TokenInfo> Tokens);
 
 /// <summary>A whole answer: its text, reasoning and tool calls, and every token.</summary>
-internal sealed record ChatAnswer(string Content, string Reasoning, List<ToolCall> Calls, List<TokenInfo> Tokens);
+/// <param name="Content">The answer's text.</param>
+/// <param name="Reasoning">The model's reasoning; empty when it gave none.</param>
+/// <param name="Calls">The tool calls it made.</param>
+/// <param name="Tokens">Every token generated.</param>
+public sealed record ChatAnswer(string Content, string Reasoning, List<ToolCall> Calls, List<TokenInfo> Tokens);
 
 /// <summary>
 /// A chat request running, whatever API it came through: the conversation rendered with the model's template, the
 /// structured-output and tool-call constraint, the submission (the engine's refusals are thrown here, before a response
 /// starts, and keep their status), and the output parsed into content, reasoning and tool-call deltas.
 /// </summary>
-internal sealed class ChatGeneration : IDisposable
+public sealed class ChatGeneration : IDisposable
 {
     private readonly TextGeneration _text;
     private readonly IChatOutputParser _parser;
@@ -146,5 +159,6 @@ internal sealed class ChatGeneration : IDisposable
     /// <summary>The answer ended after its tool calls; one cut off (by the token limit) ends "length", its last call incomplete.</summary>
     public static bool EndedWithCalls(GenerationOutcome outcome, int calls) => calls > 0 && outcome.FinishReason != "length";
 
+    /// <summary>Stops the generation if it is still running.</summary>
     public void Dispose() => _text.Dispose();
 }

@@ -3,14 +3,17 @@ using Kaiyuan.Gguf;
 namespace Kaiyuan.Chat;
 
 /// <summary>How a model is loaded and run: its file, the scheduler's slots and context, threads, KV cache and prompt cache.</summary>
-internal record ModelOptions
+public record ModelOptions
 {
+    /// <summary>The GGUF file.</summary>
     public required string ModelPath { get; init; }
     /// <summary>The model's name in the API (default: the file name without .gguf).</summary>
     public string? Alias { get; init; }
+    /// <summary>Sequences the scheduler runs at once (its slots); more requests queue.</summary>
     public int Parallel { get; init; } = 4;
     /// <summary>Context window per slot; 0: the model's, at most 4096.</summary>
     public int ContextSize { get; init; }
+    /// <summary>Worker threads the model computes with.</summary>
     public int Threads { get; init; } = Environment.ProcessorCount;
     /// <summary>KV cache row type (f32, f16, q8_0).</summary>
     public GgmlType CacheType { get; init; } = GgmlType.F32;
@@ -22,7 +25,11 @@ internal record ModelOptions
     /// <summary>Directory where prompt prefixes are kept across restarts (<c>--prompt-cache</c>); null: none.</summary>
     public string? PromptCacheDir { get; init; }
     /// <summary>MiB the prompt cache directory may hold; the least recently used entries go beyond it.</summary>
-    public long PromptCacheMaxMiB { get; init; } = Kaiyuan.Inference.PromptCacheStore.DefaultMaxBytes >> 20;
+    public long PromptCacheMaxMiB { get; init; } = DefaultPromptCacheMaxMiB;
+
+    /// <summary>The default of <see cref="PromptCacheMaxMiB"/>: 4 GiB.</summary>
+    public const long DefaultPromptCacheMaxMiB = Kaiyuan.Inference.PromptCacheStore.DefaultMaxBytes >> 20;
+    /// <summary>A Jinja chat template file used instead of the model's own; null: the model's.</summary>
     public string? ChatTemplateFile { get; init; }
     /// <summary>Requests waiting for a slot at most (more get 429).</summary>
     public int MaxQueue { get; init; } = 64;

@@ -6,32 +6,70 @@ namespace Kaiyuan.Chat;
 
 /// <summary>
 /// What a request asks the output to be: a grammar to compile (its cache key and how to build it) and the request
-/// field it came from, so that a bad schema, grammar or pattern is a 400 that names it.
+/// field it came from, so that a bad schema, grammar or pattern is a 400 that names it. Made by
+/// <see cref="StructuredOutput"/>'s readers.
 /// </summary>
-/// <param name="Kind">What the source is ("gbnf", "json-schema", "json-object", "json-value", "tools", …); with <paramref name="Source"/>, the grammar cache's key.</param>
-/// <param name="Source">The grammar's text (a GBNF grammar, a pattern, a schema's JSON), empty where the kind says it all.</param>
-/// <param name="Field">The top-level request field ("response_format", "grammar", "format", "tool_choice").</param>
-/// <param name="Param">Where in that field the grammar's source is, for compile errors.</param>
-/// <param name="Build">Builds the grammar when the cache does not hold it.</param>
-/// <param name="Schema">For JSON output: the schema (null: any object), so tool calls can be offered beside it.</param>
-/// <param name="IsJson">The output is JSON (a schema, any object or any value), so optional tool calls can be offered beside it.</param>
-internal sealed record OutputGrammar(string Kind, string Source, string Field, string Param, Func<Grammar> Build, JsonElement? Schema = null, bool IsJson = false);
+public sealed class OutputGrammar
+{
+    internal OutputGrammar(string kind, string source, string field, string param, Func<Grammar> build, JsonElement? schema = null, bool isJson = false)
+    {
+        Kind = kind;
+        Source = source;
+        Field = field;
+        Param = param;
+        Build = build;
+        Schema = schema;
+        IsJson = isJson;
+    }
 
-/// <summary>How the request lets the model use its tools.</summary>
-internal enum ToolMode { None, Auto, Required }
+    /// <summary>What the source is ("gbnf", "json-schema", "json-object", "json-value", "tools", …); with <see cref="Source"/>, the grammar cache's key.</summary>
+    public string Kind { get; }
 
-/// <summary>The request's tools and what it says about calling them (OpenAI's tool_choice and parallel_tool_calls).</summary>
-internal sealed record ToolUse(IReadOnlyList<JsonElement> Tools, ToolMode Mode, string? Function, bool Parallel);
+    /// <summary>The grammar's text (a GBNF grammar, a schema's JSON), empty where the kind says it all.</summary>
+    public string Source { get; }
+
+    /// <summary>The top-level request field it came from ("response_format", "grammar", "format", "tool_choice").</summary>
+    public string Field { get; }
+
+    /// <summary>Where in that field the grammar's source is, named by compile errors.</summary>
+    public string Param { get; }
+
+    /// <summary>Builds the grammar when the cache does not hold it.</summary>
+    internal Func<Grammar> Build { get; }
+
+    /// <summary>For JSON output: the schema (null: any value), so tool calls can be offered beside it.</summary>
+    public JsonElement? Schema { get; }
+
+    /// <summary>The output is JSON (a schema, any object or any value), so optional tool calls can be offered beside it.</summary>
+    public bool IsJson { get; }
+}
+
+/// <summary>How a request lets the model use its tools.</summary>
+public enum ToolMode
+{
+    /// <summary>No calls (the tools may still be shown to the model).</summary>
+    None,
+    /// <summary>The model decides.</summary>
+    Auto,
+    /// <summary>The model must call one (or <see cref="ToolUse.Function"/>).</summary>
+    Required,
+}
+
+/// <summary>A request's tools and what it says about calling them (OpenAI's tool_choice and parallel_tool_calls).</summary>
+/// <param name="Tools">OpenAI-style tool definitions, <c>{"type":"function","function":{"name",…,"parameters"}}</c>.</param>
+/// <param name="Mode">Whether calls are off, free or required.</param>
+/// <param name="Function">The one function a required call must be to; null: any.</param>
+/// <param name="Parallel">More than one call may be made in an answer.</param>
+public sealed record ToolUse(IReadOnlyList<JsonElement> Tools, ToolMode Mode, string? Function, bool Parallel);
 
 /// <summary>
 /// Structured output: reads a response format (OpenAI's shape, which the in-process API maps to) and forced tool calls
 /// into a grammar, compiles it against the model's vocabulary (cached, with a time limit), and wraps it
 /// so that it applies where the answer starts: after a reasoning block, or (optional tool calls) from a call's opening.
 /// </summary>
-internal static class StructuredOutput
+public static class StructuredOutput
 {
     private static readonly JsonElement AnyObjectSchema = JsonDocument.Parse("""{"type":"object"}""").RootElement;
-
 
     /// <summary>
     /// A format object, <c>{"type":"text"|"json_object"|"json_schema",…}</c>: chat's response_format (the schema under
@@ -62,8 +100,6 @@ internal static class StructuredOutput
                 throw RequestException.Unsupported(param, $"of type '{t.GetString()}'");
         }
     }
-
-
 
     /// <summary>
     /// The constraint for a chat request (null: none): forced calls, or optional calls beside a JSON answer, or the
@@ -123,7 +159,7 @@ internal static class StructuredOutput
     /// Compiles (or finds in the cache) the grammar for this model's vocabulary; one that takes longer than
     /// <paramref name="timeout"/> is refused rather than left to tie up the engine.
     /// </summary>
-    public static async Task<CompiledGrammar> CompileAsync(TimeSpan timeout, ModelRuntime runtime, OutputGrammar output, CancellationToken cancel)
+    internal static async Task<CompiledGrammar> CompileAsync(TimeSpan timeout, ModelRuntime runtime, OutputGrammar output, CancellationToken cancel)
     {
         var vocabulary = runtime.Codec.Vocabulary
             ?? throw RequestException.Unsupported(output.Field, "(structured output) with this model's tokenizer");
@@ -158,21 +194,37 @@ internal static class StructuredOutput
         _ => "JSON schema",
     };
 
-    internal static OutputGrammar Schema(JsonElement schema, string field, string param)
+    /// <summary>Output that follows a JSON Schema.</summary>
+    /// <param name="schema">The schema (an object, or <c>true</c>).</param>
+    /// <param name="field">The top-level request field it came from.</param>
+    /// <param name="param">Where in that field the schema is, named by errors.</param>
+    /// <exception cref="RequestException">400: the schema is not an object.</exception>
+    public static OutputGrammar Schema(JsonElement schema, string field, string param)
     {
         if (schema.ValueKind is not (JsonValueKind.Object or JsonValueKind.True))
             throw RequestException.BadRequest($"'{param}' must be a JSON Schema object", param);
         // The element outlives the request's document only through this copy (the grammar cache may build later).
         var copy = schema.Clone();
         string source = copy.GetRawText();
-        return new OutputGrammar("json-schema", source, field, param, () => JsonSchemaGrammar.Compile(copy), copy, IsJson: true);
+        return new OutputGrammar("json-schema", source, field, param, () => JsonSchemaGrammar.Compile(copy), copy, isJson: true);
     }
 
-    internal static OutputGrammar AnyObject(string field) =>
-        new("json-object", "", field, field, () => JsonSchemaGrammar.AnyObject(), AnyObjectSchema, IsJson: true);
+    /// <summary>Output that is any JSON object (JSON mode).</summary>
+    /// <param name="field">The request field that asked for it.</param>
+    public static OutputGrammar AnyObject(string field) =>
+        new("json-object", "", field, field, () => JsonSchemaGrammar.AnyObject(), AnyObjectSchema, isJson: true);
 
-    internal static OutputGrammar AnyValue(string field) =>
-        new("json-value", "", field, field, () => JsonSchemaGrammar.AnyValue(), null, IsJson: true);
+    /// <summary>Output that is any JSON value.</summary>
+    /// <param name="field">The request field that asked for it.</param>
+    public static OutputGrammar AnyValue(string field) =>
+        new("json-value", "", field, field, () => JsonSchemaGrammar.AnyValue(), null, isJson: true);
+
+    /// <summary>Output that follows a GBNF grammar (llama.cpp's grammar format; the rule <c>root</c> is the whole answer).</summary>
+    /// <param name="grammar">The grammar's text; it is parsed when first compiled, and an invalid one is then a 400.</param>
+    /// <param name="field">The top-level request field it came from.</param>
+    /// <param name="param">Where in that field the grammar is, named by errors.</param>
+    public static OutputGrammar Gbnf(string grammar, string field, string param) =>
+        new("gbnf", grammar, field, param, () => GbnfGrammar.Parse(grammar));
 
     /// <summary>Calls in the family's syntax; with <paramref name="json"/>, a JSON answer is allowed instead.</summary>
     private static OutputGrammar ToolsGrammar(ToolCallFormat format, List<ToolSignature> tools, bool parallel, string field, OutputGrammar? json)
@@ -190,7 +242,7 @@ internal static class StructuredOutput
             g.Define(root, GrammarNode.Alt(calls, answer));
             g.Root = root;
             return g;
-        }, IsJson: false);
+        }, isJson: false);
     }
 
     private static GrammarNode Ref(int rule) => GrammarNode.Ref(rule);
@@ -216,5 +268,7 @@ internal static class StructuredOutput
         return list;
     }
 
-    internal static string ToolName(JsonElement tool) => tool.GetProperty("function").GetProperty("name").GetString()!;
+    /// <summary>The function name of an OpenAI-style tool definition.</summary>
+    /// <exception cref="KeyNotFoundException">It has no <c>function.name</c>.</exception>
+    public static string ToolName(JsonElement tool) => tool.GetProperty("function").GetProperty("name").GetString()!;
 }

@@ -6,40 +6,55 @@ using Kaiyuan.Scheduling;
 namespace Kaiyuan.Chat;
 
 /// <summary>What one completion asks for, after the API request has been validated.</summary>
-internal sealed record GenerationSettings
+public sealed record GenerationSettings
 {
+    /// <summary>The prompt's token ids.</summary>
     public required IReadOnlyList<int> Prompt { get; init; }
+    /// <summary>How tokens are chosen (greedy by default).</summary>
     public SamplerOptions Sampling { get; init; } = SamplerOptions.Greedy;
+    /// <summary>Tokens the answer may have at most; -1: until the context is full.</summary>
     public int MaxTokens { get; init; } = -1;
+    /// <summary>Strings that end the answer where they appear (they are not part of it).</summary>
     public IReadOnlyList<string> Stop { get; init; } = [];
+    /// <summary>Alternatives reported with each token's log-probability; -1: no log-probabilities.</summary>
     public int TopLogprobs { get; init; } = -1;
     /// <summary>Keep generating past end-of-generation tokens (llama-server's ignore_eos; benchmarks).</summary>
     public bool IgnoreEos { get; init; }
     /// <summary>Structured output: restricts the tokens the sequence may produce (one object per request).</summary>
+    /// <remarks>Made by <see cref="StructuredOutput.ForChatAsync"/> or <see cref="StructuredOutput.ForPromptAsync"/>.</remarks>
     public Constraints.TokenConstraint? Constraint { get; init; }
     /// <summary>Control tokens shown in the text anyway: the chat format's markers, for its output parser.</summary>
     public IEnumerable<string> PreservedTokens { get; init; } = [];
 }
 
 /// <summary>A token of output with its log-probabilities (when asked for).</summary>
-internal sealed record TokenInfo(int Id, float Logprob, TokenLogprob[]? Top);
+/// <param name="Id">The token.</param>
+/// <param name="Logprob">Its log-probability (0 when not asked for).</param>
+/// <param name="Top">The most likely alternatives at its position, when asked for.</param>
+public sealed record TokenInfo(int Id, float Logprob, TokenLogprob[]? Top);
 
 /// <summary>A piece of output text and the tokens that produced it.</summary>
-internal sealed record TextPiece(string Text, IReadOnlyList<TokenInfo> Tokens);
+/// <param name="Text">The text (whole UTF-8 characters; text that could still become a stop string is held back).</param>
+/// <param name="Tokens">The tokens behind it.</param>
+public sealed record TextPiece(string Text, IReadOnlyList<TokenInfo> Tokens);
 
 /// <summary>How a generation ended, filled in when its pieces run out.</summary>
-internal sealed class GenerationOutcome
+public sealed class GenerationOutcome
 {
     /// <summary>"stop" or "length" (OpenAI's words).</summary>
-    public string FinishReason { get; set; } = "stop";
+    public string FinishReason { get; internal set; } = "stop";
     /// <summary>The stop string that ended the answer (null: it ended otherwise); Anthropic's API reports which one.</summary>
-    public string? StopSequence { get; set; }
-    public int PromptTokens { get; set; }
+    public string? StopSequence { get; internal set; }
+    /// <summary>Tokens in the prompt.</summary>
+    public int PromptTokens { get; internal set; }
     /// <summary>Prompt tokens taken from the prefix cache rather than computed.</summary>
-    public int CachedTokens { get; set; }
-    public int CompletionTokens { get; set; }
-    public TimeSpan PromptTime { get; set; }
-    public TimeSpan GenerationTime { get; set; }
+    public int CachedTokens { get; internal set; }
+    /// <summary>Tokens generated (an end-of-generation token included).</summary>
+    public int CompletionTokens { get; internal set; }
+    /// <summary>From submission to the first token: queueing and prefill.</summary>
+    public TimeSpan PromptTime { get; internal set; }
+    /// <summary>From the first token to the last.</summary>
+    public TimeSpan GenerationTime { get; internal set; }
 }
 
 /// <summary>
@@ -49,7 +64,7 @@ internal sealed class GenerationOutcome
 /// is started and keep their status; a stream can then send its headers and wait for the first token. Enumerate it once
 /// for its pieces; <see cref="Outcome"/> is complete when they run out. Disposing it stops the sequence if still running.
 /// </summary>
-internal sealed class TextGeneration : IAsyncEnumerable<TextPiece>, IDisposable
+public sealed class TextGeneration : IAsyncEnumerable<TextPiece>, IDisposable
 {
     private readonly ModelRuntime _runtime;
     private readonly IGenerationMetrics? _metrics;
@@ -109,6 +124,8 @@ internal sealed class TextGeneration : IAsyncEnumerable<TextPiece>, IDisposable
         await ready.ConfigureAwait(false);
     }
 
+    /// <summary>The output, a piece at a time; it can be read once.</summary>
+    /// <exception cref="RequestException">The generation failed (a grammar that outgrew its limits is a 400; anything else a 500).</exception>
     public async IAsyncEnumerator<TextPiece> GetAsyncEnumerator(CancellationToken cancellationToken = default)
     {
         if (Interlocked.Exchange(ref _enumerated, 1) != 0) throw new InvalidOperationException("a generation's pieces can be read only once");

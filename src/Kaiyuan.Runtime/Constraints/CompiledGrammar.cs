@@ -324,21 +324,26 @@ internal sealed class CompiledGrammar
 
 /// <summary>
 /// Something that restricts which tokens a sequence may produce next: a grammar, or a grammar that starts only after
-/// a trigger (a reasoning block's end, a tool call's opening). One per sequence; not thread-safe.
+/// a trigger (a reasoning block's end, a tool call's opening). One per sequence; not thread-safe. Made by
+/// <see cref="Chat.StructuredOutput"/>; opaque outside the runtime.
 /// </summary>
-internal abstract class TokenConstraint
+public abstract class TokenConstraint
 {
+    internal TokenConstraint()
+    {
+    }
+
     /// <summary>Sets the bit of every allowed next token (the span is <c>ceil(vocab/64)</c> long).</summary>
-    public abstract void FillMask(Span<ulong> mask);
+    internal abstract void FillMask(Span<ulong> mask);
 
     /// <summary>Advances past a sampled token; false when the token was not allowed (the state is then unchanged).</summary>
-    public abstract bool Accept(int token);
+    internal abstract bool Accept(int token);
 
     /// <summary>The output so far is complete under the constraint (end of generation is allowed).</summary>
-    public abstract bool IsAccepting { get; }
+    internal abstract bool IsAccepting { get; }
 
     /// <summary>False while the constraint lets every token through (before its trigger): the mask can be skipped.</summary>
-    public virtual bool IsActive => true;
+    internal virtual bool IsActive => true;
 }
 
 /// <summary>Walks one sequence through a <see cref="CompiledGrammar"/>, token by token.</summary>
@@ -366,17 +371,17 @@ internal sealed class GrammarMatcher : TokenConstraint
     }
 
     public CompiledGrammar Grammar => _grammar;
-    public override bool IsAccepting => _grammar.Automaton.IsAccepting(State);
+    internal override bool IsAccepting => _grammar.Automaton.IsAccepting(State);
     /// <summary>An end-of-generation token was accepted: nothing more may follow.</summary>
     public bool IsFinished { get; private set; }
 
-    public override void FillMask(Span<ulong> mask)
+    internal override void FillMask(Span<ulong> mask)
     {
         if (IsFinished) { mask.Clear(); return; }
         _grammar.FillMask(State, mask);
     }
 
-    public override bool Accept(int token)
+    internal override bool Accept(int token)
     {
         if (IsFinished) return false;
         if (_grammar.Tokens.IsEndOfGeneration(token))

@@ -147,4 +147,4 @@ internal sealed class Grammar
 }
 
 /// <summary>A grammar, schema or pattern that cannot be compiled: the message says what and where.</summary>
-internal sealed class GrammarException(string message) : Exception(message);
+public sealed class GrammarException(string message) : Exception(message);

@@ -84,7 +84,7 @@ internal sealed class TriggeredConstraint : TokenConstraint
     /// <summary>The trigger has been seen (or the model answered without opening the optional block).</summary>
     public bool Triggered => _phase is Phase.Inner or Phase.Dead;
 
-    public override bool IsActive => _phase switch
+    internal override bool IsActive => _phase switch
     {
         Phase.Undecided => _inner.IsActive,
         Phase.Opening => _strictOpening,
@@ -93,14 +93,14 @@ internal sealed class TriggeredConstraint : TokenConstraint
         _ => _inner.IsActive,
     };
 
-    public override bool IsAccepting => _phase switch
+    internal override bool IsAccepting => _phase switch
     {
         Phase.Undecided or Phase.Inner => _inner.IsAccepting,
         Phase.Waiting => !Required,
         _ => false,
     };
 
-    public override void FillMask(Span<ulong> mask)
+    internal override void FillMask(Span<ulong> mask)
     {
         switch (_phase)
         {
@@ -128,7 +128,7 @@ internal sealed class TriggeredConstraint : TokenConstraint
         }
     }
 
-    public override bool Accept(int token)
+    internal override bool Accept(int token)
     {
         switch (_phase)
         {

@@ -19,7 +19,7 @@ internal enum FinishReason
 }
 
 /// <summary>A token and its log-probability.</summary>
-internal readonly record struct TokenLogprob(int Id, float Logprob);
+public readonly record struct TokenLogprob(int Id, float Logprob);
 
 /// <summary>One generated token as it leaves the scheduler.</summary>
 /// <param name="Id">The token id.</param>
@@ -79,10 +79,10 @@ internal sealed class GenerationStream : IAsyncEnumerable<GeneratedToken>
 }
 
 /// <summary>The scheduler's queue is full: try again later (HTTP 429).</summary>
-internal sealed class QueueFullException(string message) : Exception(message);
+public sealed class QueueFullException(string message) : Exception(message);
 
 /// <summary>The scheduler no longer accepts work (shutting down; HTTP 503).</summary>
-internal sealed class SchedulerClosedException(string message) : Exception(message);
+public sealed class SchedulerClosedException(string message) : Exception(message);
 
 /// <summary>The paged KV pool and its prefix cache at a point in time.</summary>
 /// <param name="UsedBlocks">Blocks held by running sequences.</param>
@@ -98,11 +98,11 @@ internal sealed class SchedulerClosedException(string message) : Exception(messa
 /// <param name="Preemptions">Sequences paused because the pool ran out, so far.</param>
 /// <param name="CachingEnabled">False with a cache size of 0.</param>
 /// <param name="PromptCacheTokens">Prompt tokens whose rows were loaded from the prompt cache on disk, so far (part of the hit tokens).</param>
-internal sealed record KvCacheReport(int UsedBlocks, int CachedBlocks, int FreeBlocks, int CapacityBlocks, int BlockTokens, long BytesPerBlock,
+public sealed record KvCacheReport(int UsedBlocks, int CachedBlocks, int FreeBlocks, int CapacityBlocks, int BlockTokens, long BytesPerBlock,
     long ResidentBytes, long HitTokens, long PrefillTokens, long Evictions, long Preemptions, bool CachingEnabled, long PromptCacheTokens = 0);
 
 /// <summary>A point-in-time view of the scheduler's load.</summary>
-internal readonly record struct SchedulerLoad(int QueueDepth, int BusySlots, int Slots);
+public readonly record struct SchedulerLoad(int QueueDepth, int BusySlots, int Slots);
 
 /// <summary>
 /// Something that turns prompts into token streams and embeddings: the continuous-batching scheduler over a real model,
