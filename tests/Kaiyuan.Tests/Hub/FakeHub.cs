@@ -197,6 +197,9 @@ internal sealed class FakeHub : IDisposable
             if (at - start >= cut)
             {
                 await output.FlushAsync();
+                // An abort resets the connection, and a reset discards what the client has not read yet: give it a
+                // moment to read what was sent (the tests still accept a cut a little earlier than asked).
+                await Task.Delay(100);
                 response.Abort();
                 return;
             }

@@ -60,9 +60,18 @@ public sealed class PullTests
         var ranges = hub.Ranges.ToArray();
         Assert.Equal(2, ranges.Length);
         Assert.Equal("", ranges[0]);
-        Assert.Equal($"bytes={file.Data.Length / 2}-", ranges[1]);
+        Assert.InRange(ResumedAt(ranges[1]), 1, file.Data.Length / 2);
         Assert.Contains(log, l => l.StartsWith("resuming at", StringComparison.Ordinal));
         Assert.Empty(temp.TempFiles("*.partial"));
+    }
+
+    /// <summary>Where a ranged request resumes (<c>bytes=N-</c>); the server's cut may land a little before the bytes it
+    /// sent, since a reset connection loses what the client had not read.</summary>
+    private static long ResumedAt(string range)
+    {
+        Assert.StartsWith("bytes=", range);
+        Assert.EndsWith("-", range);
+        return long.Parse(range[6..^1], System.Globalization.CultureInfo.InvariantCulture);
     }
 
     [Fact]
@@ -77,13 +86,14 @@ public sealed class PullTests
             Assert.Contains("pull again to resume", e.Message);
         }
         var partial = Assert.Single(temp.TempFiles("*.partial"));
-        Assert.Equal(file.Data.Length / 3, new FileInfo(partial).Length);
+        long kept = new FileInfo(partial).Length;
+        Assert.InRange(kept, 1, file.Data.Length / 3);
         Assert.Throws<ModelNotFoundException>(() => ModelReference.Resolve($"hf.co/{Repo}:Q6_K", temp.Store));
 
         using var client = TempStore.Client(hub);
         var manifest = await temp.Puller(hub, client).PullAsync($"hf.co/{Repo}:Q6_K", TestContext.Current.CancellationToken);
         Assert.Equal(file.Data, File.ReadAllBytes(temp.Store.BlobPath(manifest.Sha256)));
-        Assert.Equal($"bytes={file.Data.Length / 3}-", hub.Ranges.Last());
+        Assert.Equal($"bytes={kept}-", hub.Ranges.Last());
         Assert.Empty(temp.TempFiles("*.partial"));
     }
 
