@@ -114,8 +114,8 @@ internal static class PrefixBenchCommand
         double chatRatio = distinct > 0 ? (double)chatWork.Computed / distinct : 0;
         var kv = KvFigures(after);
         // What a fixed slab per slot would reserve, against what the paged pool holds (at the end of parts A and B).
-        var pool = runtime.Engine.Cache;
-        long slab = pool is null ? 0 : (long)options.Parallel * runtime.Engine.ContextLength * pool.BytesPerBlock / pool.BlockTokens;
+        var pool = runtime.Cache;
+        long slab = pool is null ? 0 : (long)options.Parallel * runtime.ContextLength * pool.BytesPerBlock / pool.BlockTokens;
         Dictionary<string, object>? longFigures = longPrompt is null ? null : new()
         {
             ["prompt_tokens"] = longPrompt.PromptTokens,
@@ -143,7 +143,7 @@ internal static class PrefixBenchCommand
                 ["threads"] = s.Threads,
                 ["kernels"] = QuantizedDot.KernelTier,
                 ["slots"] = options.Parallel,
-                ["ctx_size"] = runtime.Engine.ContextLength,
+                ["ctx_size"] = runtime.ContextLength,
                 ["prefix_tokens"] = s.Prefix,
                 ["suffix_tokens"] = s.Suffix,
                 ["streams"] = s.Streams,
@@ -182,7 +182,7 @@ internal static class PrefixBenchCommand
 
         var c = CultureInfo.InvariantCulture;
         output.WriteLine(string.Create(c, $"model: {Path.GetFileName(s.ModelPath)} ({runtime.Description.Architecture}, {runtime.Description.FileType}, {InfoCommand.Size(runtime.Description.FileSize)}), " +
-                                          $"threads: {s.Threads} of {Environment.ProcessorCount} cores ({CpuName()}, kernels: {QuantizedDot.KernelTier}), slots: {options.Parallel}, context: {runtime.Engine.ContextLength}"));
+                                          $"threads: {s.Threads} of {Environment.ProcessorCount} cores ({CpuName()}, kernels: {QuantizedDot.KernelTier}), slots: {options.Parallel}, context: {runtime.ContextLength}"));
         output.WriteLine(string.Create(c, $"shared prefix: {s.Prefix} + {s.Suffix} tokens, {repeats.Count} repeats, {s.Streams} at a time, {SharedMaxTokens} tokens generated each"));
         output.WriteLine(string.Create(c, $"  first   TTFT {first.TtftMs,10:F1} ms   cached {first.Usage.CachedTokens} of {first.Usage.PromptTokens}"));
         output.WriteLine(string.Create(c, $"  repeat  TTFT {repeatTtft,10:F1} ms   cached {Median(repeats.Select(r => (double)r.Usage.CachedTokens))} of {repeats[0].Usage.PromptTokens} (medians)   ×{ratio:F3} of the first"));
@@ -195,7 +195,7 @@ internal static class PrefixBenchCommand
                                           $"({(sharedWork.FromMetric is null ? "from usage" : "kaiyuan_prefill_tokens_total")})"));
         if (kv.Count > 0) output.WriteLine("kv: " + string.Join(", ", kv.Select(p => string.Create(c, $"{p.Key} {p.Value}"))));
         if (pool is not null)
-            output.WriteLine(string.Create(c, $"kv memory: {InfoCommand.Size(pool.ResidentBytes)} resident; fixed slabs for {options.Parallel} slots × {runtime.Engine.ContextLength} tokens would be {InfoCommand.Size(slab)}"));
+            output.WriteLine(string.Create(c, $"kv memory: {InfoCommand.Size(pool.ResidentBytes)} resident; fixed slabs for {options.Parallel} slots × {runtime.ContextLength} tokens would be {InfoCommand.Size(slab)}"));
         if (longFigures is not null)
             output.WriteLine(string.Create(c, $"long prompt: {longPrompt!.PromptTokens} tokens, first byte {longFigures["first_byte_ms"]} ms, TTFT {longFigures["ttft_ms"]} ms; " +
                                               $"two streams' inter-token latency p50/p95 {longFigures["itl_idle_p50_ms"]}/{longFigures["itl_idle_p95_ms"]} ms idle, " +

@@ -168,11 +168,11 @@ internal static class ServeCommand
             throw new InvalidOperationException($"cannot load {options.ModelPath}: {e.Message}", e);
         }
         var runtime = server.State.Runtime;
-        string kv = runtime.Engine.Cache is { } pool
+        string kv = runtime.Cache is { } pool
             ? $", KV memory up to {InfoCommand.Size((long)pool.CapacityBlocks * pool.BytesPerBlock)} as used{(pool.CachingEnabled ? " with prefix caching" : "")}"
             : "";
-        Console.Error.WriteLine($"kaiyuan: model '{runtime.Name}' ready ({runtime.Description.Architecture}, {runtime.Formatter.Name} chat format, " +
-                                $"{options.Parallel} slots × {runtime.Engine.ContextLength} tokens{kv}) — open {server.Address} or use {server.Address}v1; Ctrl-C stops");
+        Console.Error.WriteLine($"kaiyuan: model '{runtime.Name}' ready ({runtime.Description.Architecture}, {runtime.ChatFormat} chat format, " +
+                                $"{options.Parallel} slots × {runtime.ContextLength} tokens{kv}) — open {server.Address} or use {server.Address}v1; Ctrl-C stops");
         await server.WaitForShutdownAsync();
         Console.Error.WriteLine("kaiyuan: stopping (letting running requests finish)…");
         await server.StopAsync();
@@ -208,7 +208,7 @@ internal static class ServeCommand
         };
         await using var server = await KaiyuanServer.StartAsync(options);
         await server.WaitReadyAsync();
-        int ctx = server.State.Runtime.Engine.ContextLength;
+        int ctx = server.State.Runtime.ContextLength;
         nGen = Math.Min(nGen, ctx / 2);
         using var http = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromMinutes(10) };
         await Run(http, 1, Math.Min(nGen, 8));  // warm-up

@@ -51,6 +51,9 @@ public sealed class ModelRuntime : IDisposable
     /// <summary>When it was loaded.</summary>
     public DateTimeOffset LoadedAt { get; } = DateTimeOffset.UtcNow;
 
+    /// <summary>The chat format prompts are rendered in: the model's Jinja template, or ChatML when it has none.</summary>
+    public string ChatFormat => Formatter.Name;
+
     /// <summary>Tokens each sequence may hold, prompt and answer together.</summary>
     public int ContextLength => Engine.ContextLength;
 
