@@ -59,6 +59,19 @@ internal static class MatMulBenchCommand
         return command;
     }
 
+    /// <summary>
+    /// Random quants for a type Kaiyuan reads but does not write yet (the i-quants): speed does not depend on the values,
+    /// only the block scale (an fp16 at the start of these layouts) is kept small and finite.
+    /// </summary>
+    private static void RandomBlocks(GgmlType type, byte[] weights, Random random)
+    {
+        if (type is not (GgmlType.IQ4_NL or GgmlType.IQ4_XS)) throw new ArgumentException($"cannot make {type} weights to measure");
+        random.NextBytes(weights);
+        int blockBytes = GgmlTypeInfo.Geometry(type).TypeSize;
+        ushort scale = BitConverter.HalfToUInt16Bits((Half)0.01f);
+        for (int at = 0; at < weights.Length; at += blockBytes) System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(weights.AsSpan(at), scale);
+    }
+
     public sealed record Result(GgmlType Type, int Tokens, double Seconds, double GmacPerSecond, double WeightGbPerSecond);
 
     public static unsafe IEnumerable<Result> Measure(GgmlType type, int rows, int cols, int[] tokenCounts, int repetitions, WorkerPool pool)
@@ -69,11 +82,15 @@ internal static class MatMulBenchCommand
         int rowBytes = (int)GgmlTypeInfo.RowBytes(type, cols);
         var weights = new byte[(long)rows * rowBytes];
         var row = new float[cols];
-        for (int i = 0; i < rows; i++)
+        if (Quantize.IsSupported(type))
         {
-            for (int j = 0; j < cols; j++) row[j] = (float)(random.NextDouble() * 2 - 1);
-            Quantize.Row(type, row, weights.AsSpan(i * rowBytes, rowBytes));
+            for (int i = 0; i < rows; i++)
+            {
+                for (int j = 0; j < cols; j++) row[j] = (float)(random.NextDouble() * 2 - 1);
+                Quantize.Row(type, row, weights.AsSpan(i * rowBytes, rowBytes));
+            }
         }
+        else RandomBlocks(type, weights, random);
         var results = new List<Result>();
         fixed (byte* w = weights)
         {

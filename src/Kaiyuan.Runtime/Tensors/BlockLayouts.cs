@@ -91,6 +91,21 @@ internal static class BlockLayouts
     }
 
     /// <summary>block_q8_K (activations only): float d; 256 signed bytes; 16 int16 sums of each group of 16 quants.</summary>
+    /// <summary>IQ4_NL: fp16 d, then 16 bytes of 4-bit indices into <see cref="Iq4Levels"/> (low nibbles elements 0..15, high 16..31).</summary>
+    public static class IQ4_NL
+    {
+        public const int Size = 18, D = 0, Qs = 2;
+    }
+
+    /// <summary>
+    /// IQ4_XS: fp16 d; the eight 32-element sub-blocks' 6-bit scales, their high 2 bits in a uint16 (2 per sub-block) and
+    /// low 4 bits in 4 bytes (2 per byte, low nibble first); then 128 bytes of indices laid out as IQ4_NL's per sub-block.
+    /// </summary>
+    public static class IQ4_XS
+    {
+        public const int Size = 136, D = 0, ScalesH = 2, ScalesL = 4, Qs = 8;
+    }
+
     public static class Q8_K
     {
         public const int Size = 292, D = 0, Qs = 4, BSums = 260;

@@ -13,7 +13,8 @@ internal static class Dequantize
     /// <summary>True for the types <see cref="Row"/> can convert.</summary>
     public static bool IsSupported(GgmlType type) => type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16
         or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1 or GgmlType.Q8_0 or GgmlType.Q8_1
-        or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.Q8_K;
+        or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.Q8_K
+        or GgmlType.IQ4_NL or GgmlType.IQ4_XS;
 
     /// <summary>Dequantizes <c>dst.Length</c> elements (a multiple of the type's block size) from <paramref name="src"/>.</summary>
     public static void Row(GgmlType type, ReadOnlySpan<byte> src, Span<float> dst)
@@ -56,6 +57,8 @@ internal static class Dequantize
                 case GgmlType.Q5_K: Q5_K(block, y); break;
                 case GgmlType.Q6_K: Q6_K(block, y); break;
                 case GgmlType.Q8_K: Q8_K(block, y); break;
+                case GgmlType.IQ4_NL: IQ4_NL(block, y); break;
+                case GgmlType.IQ4_XS: IQ4_XS(block, y); break;
             }
         }
     }
@@ -270,6 +273,34 @@ internal static class Dequantize
                 o[l + 64] = d * sc[group + 4] * q3;
                 o[l + 96] = d * sc[group + 6] * q4;
             }
+        }
+    }
+
+    private static void IQ4_NL(ReadOnlySpan<byte> block, Span<float> y)
+    {
+        float d = BlockFields.Half(block, BlockLayouts.IQ4_NL.D);
+        Iq4Run(block.Slice(BlockLayouts.IQ4_NL.Qs, 16), d, y);
+    }
+
+    private static void IQ4_XS(ReadOnlySpan<byte> block, Span<float> y)
+    {
+        float d = BlockFields.Half(block, BlockLayouts.IQ4_XS.D);
+        for (int ib = 0; ib < 8; ib++)
+        {
+            // The sub-block scale is rounded to float once, then each level multiplied by it.
+            float dl = d * (Iq4Levels.XsScale(block, ib) - 32);
+            Iq4Run(block.Slice(BlockLayouts.IQ4_XS.Qs + 16 * ib, 16), dl, y.Slice(32 * ib, 32));
+        }
+    }
+
+    /// <summary>32 elements from 16 bytes of level indices: low nibbles first, then high nibbles.</summary>
+    private static void Iq4Run(ReadOnlySpan<byte> qs, float d, Span<float> y)
+    {
+        ReadOnlySpan<sbyte> levels = Iq4Levels.Values;
+        for (int j = 0; j < 16; j++)
+        {
+            y[j] = d * levels[qs[j] & 0xF];
+            y[j + 16] = d * levels[qs[j] >> 4];
         }
     }
 

@@ -40,6 +40,8 @@ internal static unsafe partial class Avx2Dot
                 GgmlType.Q4_K => Q4_K(x, y, n / BlockLayouts.QK_K),
                 GgmlType.Q5_K => Q5_K(x, y, n / BlockLayouts.QK_K),
                 GgmlType.Q6_K => Q6_K(x, y, n / BlockLayouts.QK_K),
+                GgmlType.IQ4_NL => Block32<Iq4NlBlock>(x, y, n / BlockLayouts.QK, vnni),
+                GgmlType.IQ4_XS => IQ4_XS(x, y, n / BlockLayouts.QK_K, vnni),
                 _ => throw new NotSupportedException($"No vector dot for {weightType}."),
             };
         }
@@ -351,6 +353,36 @@ internal static unsafe partial class Avx2Dot
         }
 
         return HorizontalSum(acc) + minTerms;
+    }
+
+    /// <summary>The IQ4 levels in both 128-bit lanes, for a per-lane byte shuffle.</summary>
+    private static readonly Vector256<sbyte> Iq4Table = Vector256.Create(Vector128.Create(Iq4Levels.Values));
+
+    /// <summary>32 IQ4 levels from 16 bytes of indices (low nibbles elements 0..15, high 16..31).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<sbyte> Iq4Quants(byte* qs) => Avx2.Shuffle(Iq4Table, Nibbles32(qs).AsSByte());
+
+    /// <summary>IQ4_XS against Q8_K: each sub-block's lane sums times its scale − 32 (exact in int32), one multiply-add per block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float IQ4_XS(byte* x, byte* y, int blocks, bool vnni)
+    {
+        var acc = Vector256<float>.Zero;
+        for (int b = 0; b < blocks; b++, x += BlockLayouts.IQ4_XS.Size, y += BlockLayouts.Q8_K.Size)
+        {
+            PrefetchBlock(x, BlockLayouts.IQ4_XS.Size);
+            var block = new ReadOnlySpan<byte>(x, BlockLayouts.IQ4_XS.Size);
+            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
+            var sums = Vector256<int>.Zero;
+            for (int ib = 0; ib < 8; ib++)
+            {
+                var products = SumProductsSigned(Iq4Quants(x + BlockLayouts.IQ4_XS.Qs + 16 * ib), Vector256.Load(q8 + 32 * ib), vnni);
+                sums += products * Vector256.Create(Iq4Levels.XsScale(block, ib) - 32);
+            }
+
+            acc = BlockFma(Half(x) * *(float*)(y + BlockLayouts.Q8_K.D), sums, acc);
+        }
+
+        return HorizontalSum(acc);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

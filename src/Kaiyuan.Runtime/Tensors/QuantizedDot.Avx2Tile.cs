@@ -13,12 +13,12 @@ namespace Kaiyuan.Tensors;
 internal static unsafe partial class Avx2Dot
 {
     /// <summary>True when <see cref="Dot4"/> has a kernel for <paramref name="weightType"/>.</summary>
-    public static bool HasDot4(GgmlType weightType) => weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q4_K or GgmlType.Q6_K;
+    public static bool HasDot4(GgmlType weightType) => weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL or GgmlType.Q4_K or GgmlType.Q6_K;
 
     /// <summary>Bytes of side data <see cref="PrepareSide"/> derives from each activation row of <paramref name="n"/> elements.</summary>
     public static int SideBytes(GgmlType weightType, int n) => weightType switch
     {
-        GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 => n / BlockLayouts.QK * sizeof(float),
+        GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL => n / BlockLayouts.QK * sizeof(float),
         GgmlType.Q6_K => n / 2 * sizeof(short),
         _ => 0,
     };
@@ -31,7 +31,7 @@ internal static unsafe partial class Avx2Dot
     {
         switch (weightType)
         {
-            case GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0:
+            case GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL:
                 for (int b = 0; b < n / BlockLayouts.QK; b++) ((float*)side)[b] = Half(y + b * BlockLayouts.Q8_0.Size);
                 break;
             case GgmlType.Q6_K:
@@ -53,6 +53,7 @@ internal static unsafe partial class Avx2Dot
             case GgmlType.Q8_0: Tile4<Q8Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_0: Tile4<Q4Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
             case GgmlType.Q5_0: Tile4<Q5Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
+            case GgmlType.IQ4_NL: Tile4<Iq4NlBlock>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_K: Q4KTile4(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q6_K: Q6KTile4(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
             default: throw new NotSupportedException($"No four-row dot for {weightType}.");
@@ -71,6 +72,7 @@ internal static unsafe partial class Avx2Dot
             case GgmlType.Q8_0: Tile2<Q8Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_0: Tile2<Q4Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
             case GgmlType.Q5_0: Tile2<Q5Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
+            case GgmlType.IQ4_NL: Tile2<Iq4NlBlock>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_K: Q4KTile2(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q6_K: Q6KTile2(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
             default: throw new NotSupportedException($"No two-row dot for {weightType}.");
@@ -86,6 +88,7 @@ internal static unsafe partial class Avx2Dot
             case GgmlType.Q8_0: Tile3<Q8Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_0: Tile3<Q4Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
             case GgmlType.Q5_0: Tile3<Q5Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
+            case GgmlType.IQ4_NL: Tile3<Iq4NlBlock>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_K: Q4KTile3(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q6_K: Q6KTile3(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
             default: throw new NotSupportedException($"No three-row dot for {weightType}.");
@@ -93,7 +96,7 @@ internal static unsafe partial class Avx2Dot
     }
 
     /// <summary>True when <see cref="Dot8"/> has a kernel for <paramref name="weightType"/>.</summary>
-    public static bool HasDot8(GgmlType weightType) => weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0;
+    public static bool HasDot8(GgmlType weightType) => weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL;
 
     /// <summary><see cref="Dot4"/> over eight activation rows (the types of <see cref="HasDot8"/>).</summary>
     public static void Dot8(GgmlType weightType, byte* x, byte* y, byte* side, int activationStride, int sideStride, int n, bool vnni, float* output, long outputStride)
@@ -104,6 +107,7 @@ internal static unsafe partial class Avx2Dot
             case GgmlType.Q8_0: Tile8<Q8Block>(x, y, (float*)side, activationStride, scaleStride, blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_0: Tile8<Q4Block>(x, y, (float*)side, activationStride, scaleStride, blocks, vnni, output, outputStride); break;
             case GgmlType.Q5_0: Tile8<Q5Block>(x, y, (float*)side, activationStride, scaleStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.IQ4_NL: Tile8<Iq4NlBlock>(x, y, (float*)side, activationStride, scaleStride, blocks, vnni, output, outputStride); break;
             default: throw new NotSupportedException($"No eight-row dot for {weightType}.");
         }
     }
@@ -117,6 +121,7 @@ internal static unsafe partial class Avx2Dot
             GgmlType.Q8_0 => Tile1<Q8Block>(x, y, (float*)side, blocks, vnni),
             GgmlType.Q4_0 => Tile1<Q4Block>(x, y, (float*)side, blocks, vnni),
             GgmlType.Q5_0 => Tile1<Q5Block>(x, y, (float*)side, blocks, vnni),
+            GgmlType.IQ4_NL => Tile1<Iq4NlBlock>(x, y, (float*)side, blocks, vnni),
             GgmlType.Q4_K => Q4_K(x, y, n / BlockLayouts.QK_K),
             GgmlType.Q6_K => Q6KScaled(x, y, (short*)side, n / BlockLayouts.QK_K),
             _ => throw new NotSupportedException($"No scaled dot for {weightType}."),
@@ -152,6 +157,14 @@ internal static unsafe partial class Avx2Dot
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<sbyte> Quants(byte* x) => Vector256.Load((sbyte*)(x + BlockLayouts.Q8_0.Qs));
+    }
+
+    private readonly struct Iq4NlBlock : IBlock32
+    {
+        public static int Size => BlockLayouts.IQ4_NL.Size;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<sbyte> Quants(byte* x) => Iq4Quants(x + BlockLayouts.IQ4_NL.Qs);
     }
 
     private readonly struct Q4Block : IBlock32

@@ -16,7 +16,8 @@ internal static unsafe class NeonDot
 {
     /// <summary>True when <see cref="Dot"/> has a NEON kernel for <paramref name="weightType"/>.</summary>
     public static bool Has(GgmlType weightType) => weightType is GgmlType.F32 or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0
-        or GgmlType.Q5_1 or GgmlType.Q8_0 or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K;
+        or GgmlType.Q5_1 or GgmlType.Q8_0 or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K
+        or GgmlType.IQ4_NL or GgmlType.IQ4_XS;
 
     public static float Dot(GgmlType weightType, ReadOnlySpan<byte> w, ReadOnlySpan<byte> a, int n)
     {
@@ -36,6 +37,8 @@ internal static unsafe class NeonDot
                 GgmlType.Q3_K => Q3_K(x, y, n / BlockLayouts.QK_K),
                 GgmlType.Q4_K => Q4OrQ5_K(x, y, n / BlockLayouts.QK_K, fifthBit: false),
                 GgmlType.Q5_K => Q4OrQ5_K(x, y, n / BlockLayouts.QK_K, fifthBit: true),
+                GgmlType.IQ4_NL => Block32<Iq4NlBlock>(x, y, n / BlockLayouts.QK),
+                GgmlType.IQ4_XS => IQ4_XS(x, y, n / BlockLayouts.QK_K),
                 _ => Q6_K(x, y, n / BlockLayouts.QK_K),
             };
         }
@@ -77,6 +80,49 @@ internal static unsafe class NeonDot
             low = Vector128.Load((sbyte*)(x + BlockLayouts.Q8_0.Qs));
             high = Vector128.Load((sbyte*)(x + BlockLayouts.Q8_0.Qs + 16));
         }
+    }
+
+    /// <summary>The IQ4 levels, for a table lookup.</summary>
+    private static readonly Vector128<byte> Iq4Table = Vector128.Create(Iq4Levels.Values).AsByte();
+
+    /// <summary>32 IQ4 levels from 16 bytes of indices as two halves (low nibbles elements 0..15, high 16..31).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Iq4Quants(byte* qs, out Vector128<sbyte> low, out Vector128<sbyte> high)
+    {
+        Vector128<byte> bits = Vector128.Load(qs);
+        low = AdvSimd.Arm64.VectorTableLookup(Iq4Table, bits & Vector128.Create((byte)0xF)).AsSByte();
+        high = AdvSimd.Arm64.VectorTableLookup(Iq4Table, AdvSimd.ShiftRightLogical(bits, 4)).AsSByte();
+    }
+
+    private readonly struct Iq4NlBlock : IBlock32
+    {
+        public static int Size => BlockLayouts.IQ4_NL.Size;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Quants(byte* x, out Vector128<sbyte> low, out Vector128<sbyte> high) => Iq4Quants(x + BlockLayouts.IQ4_NL.Qs, out low, out high);
+    }
+
+    /// <summary>IQ4_XS against Q8_K: sub-block sums weighted by their integer scales − 32, one float multiply per block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float IQ4_XS(byte* x, byte* y, int blocks)
+    {
+        float sum = 0;
+        for (int b = 0; b < blocks; b++, x += BlockLayouts.IQ4_XS.Size, y += BlockLayouts.Q8_K.Size)
+        {
+            var block = new ReadOnlySpan<byte>(x, BlockLayouts.IQ4_XS.Size);
+            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
+            int sumi = 0;
+            for (int ib = 0; ib < 8; ib++, q8 += 32)
+            {
+                Iq4Quants(x + BlockLayouts.IQ4_XS.Qs + 16 * ib, out var low, out var high);
+                int products = Vector128.Sum(Dp.DotProduct(Dp.DotProduct(Vector128<int>.Zero, low, Vector128.Load(q8)), high, Vector128.Load(q8 + 16)));
+                sumi += (Iq4Levels.XsScale(block, ib) - 32) * products;
+            }
+
+            sum += Half(x) * *(float*)(y + BlockLayouts.Q8_K.D) * sumi;
+        }
+
+        return sum;
     }
 
     private readonly struct Q4Block : IBlock32

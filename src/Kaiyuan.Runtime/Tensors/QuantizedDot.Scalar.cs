@@ -24,6 +24,8 @@ internal static class ScalarDot
         GgmlType.Q4_K => Q4OrQ5_K(w, a, n / BlockLayouts.QK_K, fifthBit: false),
         GgmlType.Q5_K => Q4OrQ5_K(w, a, n / BlockLayouts.QK_K, fifthBit: true),
         GgmlType.Q6_K => Q6_K(w, a, n / BlockLayouts.QK_K),
+        GgmlType.IQ4_NL => IQ4_NL(w, a, n / BlockLayouts.QK),
+        GgmlType.IQ4_XS => IQ4_XS(w, a, n / BlockLayouts.QK_K),
         _ => throw new NotSupportedException($"No vector dot for {weightType}."),
     };
 
@@ -62,6 +64,53 @@ internal static class ScalarDot
 
     private static ReadOnlySpan<sbyte> Int8(ReadOnlySpan<byte> block, int offset, int count) =>
         MemoryMarshal.Cast<byte, sbyte>(block.Slice(offset, count));
+
+    /// <summary>Σ levels·activations over one 32-element run: 16 bytes of level indices against 32 int8 activations.</summary>
+    private static int Iq4Run(ReadOnlySpan<byte> qs, ReadOnlySpan<sbyte> q8)
+    {
+        ReadOnlySpan<sbyte> levels = Iq4Levels.Values;
+        int sumi = 0;
+        for (int j = 0; j < 16; j++)
+        {
+            sumi += levels[qs[j] & 0xF] * q8[j] + levels[qs[j] >> 4] * q8[j + 16];
+        }
+
+        return sumi;
+    }
+
+    private static float IQ4_NL(ReadOnlySpan<byte> w, ReadOnlySpan<byte> a, int blocks)
+    {
+        float sum = 0;
+        for (int b = 0; b < blocks; b++)
+        {
+            ReadOnlySpan<byte> x = w.Slice(b * BlockLayouts.IQ4_NL.Size, BlockLayouts.IQ4_NL.Size);
+            ReadOnlySpan<byte> y = a.Slice(b * BlockLayouts.Q8_0.Size, BlockLayouts.Q8_0.Size);
+            int sumi = Iq4Run(x.Slice(BlockLayouts.IQ4_NL.Qs, 16), Int8(y, BlockLayouts.Q8_0.Qs, 32));
+            sum += BlockFields.Half(x, BlockLayouts.IQ4_NL.D) * BlockFields.Half(y, BlockLayouts.Q8_0.D) * sumi;
+        }
+
+        return sum;
+    }
+
+    /// <summary>IQ4_XS against Q8_K: each sub-block's integer sum weighted by its integer scale − 32, one float multiply per block.</summary>
+    private static float IQ4_XS(ReadOnlySpan<byte> w, ReadOnlySpan<byte> a, int blocks)
+    {
+        float sum = 0;
+        for (int b = 0; b < blocks; b++)
+        {
+            ReadOnlySpan<byte> x = w.Slice(b * BlockLayouts.IQ4_XS.Size, BlockLayouts.IQ4_XS.Size);
+            ReadOnlySpan<byte> y = a.Slice(b * BlockLayouts.Q8_K.Size, BlockLayouts.Q8_K.Size);
+            int sumi = 0;
+            for (int ib = 0; ib < 8; ib++)
+            {
+                sumi += (Iq4Levels.XsScale(x, ib) - 32) * Iq4Run(x.Slice(BlockLayouts.IQ4_XS.Qs + 16 * ib, 16), Int8(y, BlockLayouts.Q8_K.Qs + 32 * ib, 32));
+            }
+
+            sum += BlockFields.Half(x, BlockLayouts.IQ4_XS.D) * BlockFields.Single(y, BlockLayouts.Q8_K.D) * sumi;
+        }
+
+        return sum;
+    }
 
     private static float Q4_0(ReadOnlySpan<byte> w, ReadOnlySpan<byte> a, int blocks)
     {

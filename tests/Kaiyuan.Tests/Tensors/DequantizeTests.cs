@@ -142,6 +142,53 @@ public class DequantizeTests
         }
     }
 
+    /// <summary>The 16 non-uniform levels of llama.cpp's IQ4 grid, in index order.</summary>
+    private static readonly int[] Iq4Grid = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+
+    [Fact]
+    public void IQ4_NLMapsNibblesThroughTheGrid()
+    {
+        var block = new byte[18];
+        BinaryPrimitives.WriteUInt16LittleEndian(block, 0x3800); // d = 0.5
+        for (int j = 0; j < 16; j++) block[2 + j] = (byte)(j | (15 - j) << 4);
+        var y = new float[32];
+        Dequantize.Row(GgmlType.IQ4_NL, block, y);
+        for (int j = 0; j < 16; j++)
+        {
+            Assert.Equal(0.5f * Iq4Grid[j], y[j]);
+            Assert.Equal(0.5f * Iq4Grid[15 - j], y[j + 16]);
+        }
+    }
+
+    [Fact]
+    public void IQ4_XSSplitsSixBitScalesOverTwoFields()
+    {
+        // Sub-block scales 0, 1, 31, 32, 33, 47, 48, 63: low 4 bits two per byte, high 2 bits in a uint16.
+        int[] scales = [0, 1, 31, 32, 33, 47, 48, 63];
+        var block = new byte[136];
+        BinaryPrimitives.WriteUInt16LittleEndian(block, 0x3C00); // d = 1
+        int high = 0;
+        for (int ib = 0; ib < 8; ib++)
+        {
+            high |= (scales[ib] >> 4) << (2 * ib);
+            block[4 + ib / 2] |= (byte)((scales[ib] & 0xF) << (4 * (ib % 2)));
+        }
+        BinaryPrimitives.WriteUInt16LittleEndian(block.AsSpan(2), (ushort)high);
+        for (int l = 0; l < 128; l++) block[8 + l] = (byte)(l % 16 | (l * 7 % 16) << 4);
+
+        var y = new float[256];
+        Dequantize.Row(GgmlType.IQ4_XS, block, y);
+        for (int ib = 0; ib < 8; ib++)
+        {
+            for (int j = 0; j < 16; j++)
+            {
+                int l = 16 * ib + j;
+                Assert.Equal((float)(scales[ib] - 32) * Iq4Grid[l % 16], y[32 * ib + j]);
+                Assert.Equal((float)(scales[ib] - 32) * Iq4Grid[l * 7 % 16], y[32 * ib + 16 + j]);
+            }
+        }
+    }
+
     /// <summary>Inverse of ggml's get_scale_min_k4 packing, to build test blocks.</summary>
     internal static void PackScaleMinK4(int[] scales, int[] mins, Span<byte> packed)
     {
@@ -156,7 +203,7 @@ public class DequantizeTests
     public static TheoryData<string> QuantizedModelFiles() => new(
         "llama-f16.gguf", "llama-bf16.gguf", "llama-q8_0.gguf", "llama-q4_0.gguf", "llama-q4_1.gguf", "llama-q5_0.gguf",
         "llama-q5_1.gguf", "llama-q2_k.gguf", "llama-q3_k_m.gguf", "llama-q4_k_m.gguf", "llama-q5_k_m.gguf",
-        "llama-q6_k.gguf");
+        "llama-q6_k.gguf", "llama-iq4_nl.gguf", "llama-iq4_xs.gguf");
 
     /// <summary>
     /// Relative RMS error ||dequantized - original|| / ||original|| allowed per tensor, a little above what llama.cpp's
@@ -170,7 +217,7 @@ public class DequantizeTests
         GgmlType.Q8_0 => 0.01,
         GgmlType.Q6_K => 0.025,
         GgmlType.Q5_0 or GgmlType.Q5_1 or GgmlType.Q5_K => 0.05,
-        GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q4_K => 0.1,
+        GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q4_K or GgmlType.IQ4_NL or GgmlType.IQ4_XS => 0.1,
         GgmlType.Q3_K => 0.2,
         GgmlType.Q2_K => 0.4,
         _ => throw new ArgumentOutOfRangeException(nameof(type)),

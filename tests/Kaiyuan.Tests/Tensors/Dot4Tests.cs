@@ -7,10 +7,20 @@ namespace Kaiyuan.Tests.Tensors;
 /// <summary>The two-, four- and eight-row kernels give exactly the single-row dot of each activation row.</summary>
 public sealed unsafe class Dot4Tests
 {
+    /// <summary>A weight row of <paramref name="values"/> quantized, or random blocks for a type we cannot write yet.</summary>
+    private static byte[] WeightRow(GgmlType type, float[] values, Random random)
+    {
+        if (!Quantize.IsSupported(type)) return SimdDotTests.RandomWeights(type, values.Length, random);
+        var w = new byte[GgmlTypeInfo.RowBytes(type, values.Length)];
+        Quantize.Row(type, values, w);
+        return w;
+    }
+
     [Theory]
     [InlineData(GgmlType.Q8_0)]
     [InlineData(GgmlType.Q4_0)]
     [InlineData(GgmlType.Q5_0)]
+    [InlineData(GgmlType.IQ4_NL)]
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.Q6_K)]
     public void MultiRowAndScaledDotsAreBitIdenticalToSingleRowDot(GgmlType type)
@@ -20,8 +30,7 @@ public sealed unsafe class Dot4Tests
         var random = new Random(11);
         float[] weights = Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
         weights[5] = 0;
-        var w = new byte[GgmlTypeInfo.RowBytes(type, n)];
-        Quantize.Row(type, weights, w);
+        var w = WeightRow(type, weights, random);
         var actType = QuantizedDot.ActivationType(type);
         int actBytes = (int)GgmlTypeInfo.RowBytes(actType, n);
         const int rows = 8;
@@ -71,6 +80,7 @@ public sealed unsafe class Dot4Tests
     [InlineData(GgmlType.Q6_K)]
     [InlineData(GgmlType.Q8_0)]
     [InlineData(GgmlType.Q5_0)]
+    [InlineData(GgmlType.IQ4_NL)]
     public void SmallBatchesMatchSingleRowDotsExactly(GgmlType type)
     {
         if (!QuantizedDot.HasDot4(type)) Assert.Skip("no AVX2 on this machine");
@@ -79,7 +89,7 @@ public sealed unsafe class Dot4Tests
         float[] weights = Enumerable.Range(0, rows * n).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
         int rowBytes = (int)GgmlTypeInfo.RowBytes(type, n);
         var w = new byte[rows * rowBytes];
-        for (int r = 0; r < rows; r++) Quantize.Row(type, weights.AsSpan(r * n, n), w.AsSpan(r * rowBytes, rowBytes));
+        for (int r = 0; r < rows; r++) WeightRow(type, weights.AsSpan(r * n, n).ToArray(), random).CopyTo(w.AsSpan(r * rowBytes, rowBytes));
         var actType = QuantizedDot.ActivationType(type);
         var act = new byte[GgmlTypeInfo.RowBytes(actType, n)];
         using var pool = new WorkerPool(2);

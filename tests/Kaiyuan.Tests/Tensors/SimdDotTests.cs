@@ -9,7 +9,7 @@ public class SimdDotTests
 {
     public static TheoryData<GgmlType> WeightTypes() => new(
         GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1,
-        GgmlType.Q8_0, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K);
+        GgmlType.Q8_0, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS);
 
     /// <summary>Random bytes for the quants, sane fp16 scales (and no -128 in Q8_0, which llama.cpp never writes).</summary>
     internal static byte[] RandomWeights(GgmlType type, int n, Random random)
@@ -26,7 +26,7 @@ public class SimdDotTests
         random.NextBytes(bytes);
         int[] halfOffsets = type switch
         {
-            GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q8_0 => [0],
+            GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q8_0 or GgmlType.IQ4_NL or GgmlType.IQ4_XS => [0],
             GgmlType.Q4_1 or GgmlType.Q5_1 or GgmlType.Q4_K or GgmlType.Q5_K => [0, 2],
             GgmlType.Q2_K => [80, 82],
             GgmlType.Q3_K => [108],
