@@ -10,10 +10,10 @@ internal static class Iq4Levels
     public static ReadOnlySpan<sbyte> Values => [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
 
     /// <summary>The 6-bit scale of IQ4_XS sub-block <paramref name="subBlock"/> (0..7), from its two bit fields; the weight is d·(scale − 32)·level.</summary>
-    public static int XsScale(ReadOnlySpan<byte> block, int subBlock)
-    {
-        int high = (block[BlockLayouts.IQ4_XS.ScalesH] | block[BlockLayouts.IQ4_XS.ScalesH + 1] << 8) >> (2 * subBlock) & 3;
-        int low = block[BlockLayouts.IQ4_XS.ScalesL + subBlock / 2] >> (4 * (subBlock & 1)) & 0xF;
-        return low | high << 4;
-    }
+    public static int XsScale(ReadOnlySpan<byte> block, int subBlock) =>
+        XsScale(BlockFields.UInt32(block, BlockLayouts.IQ4_XS.ScalesL), block[BlockLayouts.IQ4_XS.ScalesH] | block[BlockLayouts.IQ4_XS.ScalesH + 1] << 8, subBlock);
+
+    /// <summary><see cref="XsScale(ReadOnlySpan{byte}, int)"/> from the block's two scale fields read as little-endian integers.</summary>
+    public static int XsScale(uint lowNibbles, int highPairs, int subBlock) =>
+        (int)(lowNibbles >> (4 * subBlock) & 0xF) | (highPairs >> (2 * subBlock) & 3) << 4;
 }

@@ -41,7 +41,7 @@ internal static unsafe partial class Avx2Dot
                 GgmlType.Q5_K => Q5_K(x, y, n / BlockLayouts.QK_K),
                 GgmlType.Q6_K => Q6_K(x, y, n / BlockLayouts.QK_K),
                 GgmlType.IQ4_NL => Block32<Iq4NlBlock>(x, y, n / BlockLayouts.QK, vnni),
-                GgmlType.IQ4_XS => IQ4_XS(x, y, n / BlockLayouts.QK_K, vnni),
+                GgmlType.IQ4_XS => Iq4XsTile1(x, y, n / BlockLayouts.QK_K),
                 _ => throw new NotSupportedException($"No vector dot for {weightType}."),
             };
         }
@@ -362,28 +362,6 @@ internal static unsafe partial class Avx2Dot
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<sbyte> Iq4Quants(byte* qs) => Avx2.Shuffle(Iq4Table, Nibbles32(qs).AsSByte());
 
-    /// <summary>IQ4_XS against Q8_K: each sub-block's lane sums times its scale − 32 (exact in int32), one multiply-add per block.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float IQ4_XS(byte* x, byte* y, int blocks, bool vnni)
-    {
-        var acc = Vector256<float>.Zero;
-        for (int b = 0; b < blocks; b++, x += BlockLayouts.IQ4_XS.Size, y += BlockLayouts.Q8_K.Size)
-        {
-            PrefetchBlock(x, BlockLayouts.IQ4_XS.Size);
-            var block = new ReadOnlySpan<byte>(x, BlockLayouts.IQ4_XS.Size);
-            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
-            var sums = Vector256<int>.Zero;
-            for (int ib = 0; ib < 8; ib++)
-            {
-                var products = SumProductsSigned(Iq4Quants(x + BlockLayouts.IQ4_XS.Qs + 16 * ib), Vector256.Load(q8 + 32 * ib), vnni);
-                sums += products * Vector256.Create(Iq4Levels.XsScale(block, ib) - 32);
-            }
-
-            acc = BlockFma(Half(x) * *(float*)(y + BlockLayouts.Q8_K.D), sums, acc);
-        }
-
-        return HorizontalSum(acc);
-    }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q6_K(byte* x, byte* y, int blocks)

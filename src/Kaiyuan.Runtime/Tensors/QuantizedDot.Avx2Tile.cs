@@ -13,7 +13,7 @@ namespace Kaiyuan.Tensors;
 internal static unsafe partial class Avx2Dot
 {
     /// <summary>True when <see cref="Dot4"/> has a kernel for <paramref name="weightType"/>.</summary>
-    public static bool HasDot4(GgmlType weightType) => weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL or GgmlType.Q4_K or GgmlType.Q6_K;
+    public static bool HasDot4(GgmlType weightType) => weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL or GgmlType.Q4_K or GgmlType.Q6_K or GgmlType.IQ4_XS;
 
     /// <summary>Bytes of side data <see cref="PrepareSide"/> derives from each activation row of <paramref name="n"/> elements.</summary>
     public static int SideBytes(GgmlType weightType, int n) => weightType switch
@@ -55,6 +55,7 @@ internal static unsafe partial class Avx2Dot
             case GgmlType.Q5_0: Tile4<Q5Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
             case GgmlType.IQ4_NL: Tile4<Iq4NlBlock>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_K: Q4KTile4(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
+            case GgmlType.IQ4_XS: Iq4XsTile(x, y, activationStride, 4, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q6_K: Q6KTile4(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
             default: throw new NotSupportedException($"No four-row dot for {weightType}.");
         }
@@ -74,6 +75,7 @@ internal static unsafe partial class Avx2Dot
             case GgmlType.Q5_0: Tile2<Q5Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
             case GgmlType.IQ4_NL: Tile2<Iq4NlBlock>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_K: Q4KTile2(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
+            case GgmlType.IQ4_XS: Iq4XsTile(x, y, activationStride, 2, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q6_K: Q6KTile2(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
             default: throw new NotSupportedException($"No two-row dot for {weightType}.");
         }
@@ -90,6 +92,7 @@ internal static unsafe partial class Avx2Dot
             case GgmlType.Q5_0: Tile3<Q5Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
             case GgmlType.IQ4_NL: Tile3<Iq4NlBlock>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_K: Q4KTile3(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
+            case GgmlType.IQ4_XS: Iq4XsTile(x, y, activationStride, 3, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q6_K: Q6KTile3(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
             default: throw new NotSupportedException($"No three-row dot for {weightType}.");
         }
@@ -123,10 +126,65 @@ internal static unsafe partial class Avx2Dot
             GgmlType.Q5_0 => Tile1<Q5Block>(x, y, (float*)side, blocks, vnni),
             GgmlType.IQ4_NL => Tile1<Iq4NlBlock>(x, y, (float*)side, blocks, vnni),
             GgmlType.Q4_K => Q4_K(x, y, n / BlockLayouts.QK_K),
+            GgmlType.IQ4_XS => Iq4XsTile1(x, y, n / BlockLayouts.QK_K),
             GgmlType.Q6_K => Q6KScaled(x, y, (short*)side, n / BlockLayouts.QK_K),
             _ => throw new NotSupportedException($"No scaled dot for {weightType}."),
         };
     }
+
+    /// <summary>The single-row IQ4_XS dot: <see cref="Iq4XsTile"/> over one row.</summary>
+    private static float Iq4XsTile1(byte* x, byte* y, int blocks)
+    {
+        float result;
+        Iq4XsTile(x, y, 0, 1, blocks, &result, 0);
+        return result;
+    }
+
+    /// <summary>
+    /// IQ4_XS against one to four Q8_K rows <paramref name="stride"/> bytes apart: each 32-element sub-block's levels are
+    /// looked up once for all rows, and its byte-pair sums weighted by the sub-block's scale − 32 in the 16-to-32-bit
+    /// multiply-add, as llama.cpp's AVX2 kernel does (exact: pair sums stay within int16, products within int32).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Iq4XsTile(byte* x, byte* y, int stride, int rows, int blocks, float* output, long outputStride)
+    {
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        for (int b = 0; b < blocks; b++, x += BlockLayouts.IQ4_XS.Size, y += BlockLayouts.Q8_K.Size)
+        {
+            PrefetchBlock(x, BlockLayouts.IQ4_XS.Size);
+            uint lowNibbles = *(uint*)(x + BlockLayouts.IQ4_XS.ScalesL);
+            int highPairs = *(ushort*)(x + BlockLayouts.IQ4_XS.ScalesH);
+            byte* qs = x + BlockLayouts.IQ4_XS.Qs;
+            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
+            Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
+            for (int ib = 0; ib < 8; ib++, qs += 16, q8 += 32)
+            {
+                var scale = Vector256.Create((short)(Iq4Levels.XsScale(lowNibbles, highPairs, ib) - 32));
+                Vector256<sbyte> q = Iq4Quants(qs);
+                Vector256<byte> absQ = Avx2.Sign(q, q).AsByte();
+                s0 += ScaledPairSums(absQ, q, q8, scale);
+                if (rows > 1) s1 += ScaledPairSums(absQ, q, q8 + stride, scale);
+                if (rows > 2) s2 += ScaledPairSums(absQ, q, q8 + 2 * stride, scale);
+                if (rows > 3) s3 += ScaledPairSums(absQ, q, q8 + 3 * stride, scale);
+            }
+
+            float dx = Half(x);
+            a0 = BlockFma(dx * *(float*)(y + BlockLayouts.Q8_K.D), s0, a0);
+            if (rows > 1) a1 = BlockFma(dx * *(float*)(y + stride + BlockLayouts.Q8_K.D), s1, a1);
+            if (rows > 2) a2 = BlockFma(dx * *(float*)(y + 2 * stride + BlockLayouts.Q8_K.D), s2, a2);
+            if (rows > 3) a3 = BlockFma(dx * *(float*)(y + 3 * stride + BlockLayouts.Q8_K.D), s3, a3);
+        }
+
+        output[0] = HorizontalSum(a0);
+        if (rows > 1) output[outputStride] = HorizontalSum(a1);
+        if (rows > 2) output[2 * outputStride] = HorizontalSum(a2);
+        if (rows > 3) output[3 * outputStride] = HorizontalSum(a3);
+    }
+
+    /// <summary>Σ over each group of 4 elements of q·y, each pair of products times <paramref name="scale"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> ScaledPairSums(Vector256<byte> absQ, Vector256<sbyte> q, sbyte* y, Vector256<short> scale) =>
+        Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(absQ, Avx2.Sign(Vector256.Load(y), q)), scale);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Tile1<T>(byte* x, byte* y, float* ys, int blocks, bool vnni) where T : struct, IBlock32

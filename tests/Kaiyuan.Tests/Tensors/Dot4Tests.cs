@@ -23,6 +23,7 @@ public sealed unsafe class Dot4Tests
     [InlineData(GgmlType.IQ4_NL)]
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.Q6_K)]
+    [InlineData(GgmlType.IQ4_XS)]
     public void MultiRowAndScaledDotsAreBitIdenticalToSingleRowDot(GgmlType type)
     {
         if (!QuantizedDot.HasDot4(type)) Assert.Skip("no AVX2 on this machine");
@@ -81,6 +82,7 @@ public sealed unsafe class Dot4Tests
     [InlineData(GgmlType.Q8_0)]
     [InlineData(GgmlType.Q5_0)]
     [InlineData(GgmlType.IQ4_NL)]
+    [InlineData(GgmlType.IQ4_XS)]
     public void SmallBatchesMatchSingleRowDotsExactly(GgmlType type)
     {
         if (!QuantizedDot.HasDot4(type)) Assert.Skip("no AVX2 on this machine");
