@@ -60,16 +60,22 @@ internal static class MatMulBenchCommand
     }
 
     /// <summary>
-    /// Random quants for a type Kaiyuan reads but does not write yet (the i-quants): speed does not depend on the values,
-    /// only the block scale (an fp16 at the start of these layouts) is kept small and finite.
+    /// Random quants for a type Kaiyuan reads but does not write yet (i-quants, ternary): speed does not depend on the
+    /// values, only the block scale (an fp16) is kept small and finite.
     /// </summary>
     private static void RandomBlocks(GgmlType type, byte[] weights, Random random)
     {
-        if (type is not (GgmlType.IQ4_NL or GgmlType.IQ4_XS)) throw new ArgumentException($"cannot make {type} weights to measure");
+        int scaleAt = type switch
+        {
+            GgmlType.IQ4_NL or GgmlType.IQ4_XS => 0,
+            GgmlType.TQ1_0 => 52,
+            GgmlType.TQ2_0 => 64,
+            _ => throw new ArgumentException($"cannot make {type} weights to measure"),
+        };
         random.NextBytes(weights);
         int blockBytes = GgmlTypeInfo.Geometry(type).TypeSize;
         ushort scale = BitConverter.HalfToUInt16Bits((Half)0.01f);
-        for (int at = 0; at < weights.Length; at += blockBytes) System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(weights.AsSpan(at), scale);
+        for (int at = 0; at < weights.Length; at += blockBytes) System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(weights.AsSpan(at + scaleAt), scale);
     }
 
     public sealed record Result(GgmlType Type, int Tokens, double Seconds, double GmacPerSecond, double WeightGbPerSecond);

@@ -106,6 +106,21 @@ internal static class BlockLayouts
         public const int Size = 136, D = 0, ScalesH = 2, ScalesL = 4, Qs = 8;
     }
 
+    /// <summary>
+    /// TQ1_0 (ternary, 1.69 bits): 48 bytes holding five base-3 digits each (240 elements), 4 bytes holding four each
+    /// (the last 16), then fp16 d; an element is d·(digit − 1). See <see cref="Ternary"/> for the digit order.
+    /// </summary>
+    public static class TQ1_0
+    {
+        public const int Size = 54, Qs = 0, Qh = 48, D = 52;
+    }
+
+    /// <summary>TQ2_0 (ternary, 2 bits): 64 bytes of 2-bit codes (element 128c + 32l + m in bits 2l of byte 32c + m), then fp16 d; an element is d·(code − 1).</summary>
+    public static class TQ2_0
+    {
+        public const int Size = 66, Qs = 0, D = 64;
+    }
+
     public static class Q8_K
     {
         public const int Size = 292, D = 0, Qs = 4, BSums = 260;

@@ -14,7 +14,7 @@ internal static class Dequantize
     public static bool IsSupported(GgmlType type) => type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16
         or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1 or GgmlType.Q8_0 or GgmlType.Q8_1
         or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.Q8_K
-        or GgmlType.IQ4_NL or GgmlType.IQ4_XS;
+        or GgmlType.IQ4_NL or GgmlType.IQ4_XS or GgmlType.TQ1_0 or GgmlType.TQ2_0;
 
     /// <summary>Dequantizes <c>dst.Length</c> elements (a multiple of the type's block size) from <paramref name="src"/>.</summary>
     public static void Row(GgmlType type, ReadOnlySpan<byte> src, Span<float> dst)
@@ -59,6 +59,8 @@ internal static class Dequantize
                 case GgmlType.Q8_K: Q8_K(block, y); break;
                 case GgmlType.IQ4_NL: IQ4_NL(block, y); break;
                 case GgmlType.IQ4_XS: IQ4_XS(block, y); break;
+                case GgmlType.TQ1_0: TQ1_0(block, y); break;
+                case GgmlType.TQ2_0: TQ2_0(block, y); break;
             }
         }
     }
@@ -301,6 +303,27 @@ internal static class Dequantize
         {
             y[j] = d * levels[qs[j] & 0xF];
             y[j + 16] = d * levels[qs[j] >> 4];
+        }
+    }
+
+    private static void TQ1_0(ReadOnlySpan<byte> block, Span<float> y)
+    {
+        float d = BlockFields.Half(block, BlockLayouts.TQ1_0.D);
+        for (int index = 0; index < BlockLayouts.TQ1_0.D; index++)
+        {
+            for (int n = 0; n < Ternary.DigitsOf(index); n++) y[Ternary.Element(index, n)] = Ternary.Digit(block[index], n) * d;
+        }
+    }
+
+    private static void TQ2_0(ReadOnlySpan<byte> block, Span<float> y)
+    {
+        float d = BlockFields.Half(block, BlockLayouts.TQ2_0.D);
+        for (int c = 0; c < 2; c++)
+        {
+            for (int l = 0; l < 4; l++)
+            {
+                for (int m = 0; m < 32; m++) y[128 * c + 32 * l + m] = ((block[32 * c + m] >> (2 * l) & 3) - 1) * d;
+            }
         }
     }
 

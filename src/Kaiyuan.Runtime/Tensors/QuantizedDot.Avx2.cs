@@ -42,6 +42,8 @@ internal static unsafe partial class Avx2Dot
                 GgmlType.Q6_K => Q6_K(x, y, n / BlockLayouts.QK_K),
                 GgmlType.IQ4_NL => Block32<Iq4NlBlock>(x, y, n / BlockLayouts.QK, vnni),
                 GgmlType.IQ4_XS => Iq4XsTile1(x, y, n / BlockLayouts.QK_K),
+                GgmlType.TQ1_0 => TQ1_0(x, y, n / BlockLayouts.QK_K, vnni),
+                GgmlType.TQ2_0 => TQ2_0(x, y, n / BlockLayouts.QK_K, vnni),
                 _ => throw new NotSupportedException($"No vector dot for {weightType}."),
             };
         }
@@ -362,6 +364,96 @@ internal static unsafe partial class Avx2Dot
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<sbyte> Iq4Quants(byte* qs) => Avx2.Shuffle(Iq4Table, Nibbles32(qs).AsSByte());
 
+
+    /// <summary>Σ y over a Q8_K block, from its sixteen 16-element sums, spread over eight int32 lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> ActivationSums(byte* y) =>
+        Avx2.MultiplyAddAdjacent(Vector256.Load((short*)(y + BlockLayouts.Q8_K.BSums)), Vector256.Create((short)1));
+
+    /// <summary>
+    /// TQ2_0 against Q8_K: the codes (0..2) times y summed exactly, less Σ y (each weight is code − 1), then one float
+    /// multiply-add per block in block order, so the result is the scalar reference's to the bit.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float TQ2_0(byte* x, byte* y, int blocks, bool vnni)
+    {
+        float sum = 0;
+        var three = Vector256.Create((byte)3);
+        for (int b = 0; b < blocks; b++, x += BlockLayouts.TQ2_0.Size, y += BlockLayouts.Q8_K.Size)
+        {
+            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
+            var sums = Vector256<int>.Zero;
+            for (int c = 0; c < 2; c++)
+            {
+                Vector256<ushort> bits = Vector256.Load(x + BlockLayouts.TQ2_0.Qs + 32 * c).AsUInt16();
+                for (int l = 0; l < 4; l++)
+                {
+                    Vector256<byte> codes = Vector256.ShiftRightLogical(bits, 2 * l).AsByte() & three;
+                    sums += SumProductsUnsigned(codes, Vector256.Load(q8 + 128 * c + 32 * l), vnni);
+                }
+            }
+
+            int sumi = Vector256.Sum(sums - ActivationSums(y));
+            sum += sumi * (*(float*)(y + BlockLayouts.Q8_K.D) * Half(x + BlockLayouts.TQ2_0.D));
+        }
+
+        return sum;
+    }
+
+    /// <summary>
+    /// Base-3 digits (0..2) of 32 packed bytes, digit <paramref name="power"/> = 3ⁿ per 128-bit lane: (b·3ⁿ mod 256)·3 >> 8,
+    /// in 16-bit lanes for the even and the odd bytes, recombined in place.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> TernaryDigits(Vector256<ushort> packed, Vector256<ushort> power)
+    {
+        var low = Vector256.Create((ushort)0xFF);
+        Vector256<ushort> even = ((packed & low) * power & low) * Vector256.Create((ushort)3);
+        Vector256<ushort> odd = (Vector256.ShiftRightLogical(packed, 8) * power & low) * Vector256.Create((ushort)3);
+        return (Vector256.ShiftRightLogical(even, 8) | (odd & Vector256.Create((ushort)0xFF00))).AsByte();
+    }
+
+    /// <summary>
+    /// TQ1_0 against Q8_K: digits decoded 32 at a time, their products with y summed exactly, less Σ y, then one float
+    /// multiply-add per block in block order (bit-identical to the scalar reference).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float TQ1_0(byte* x, byte* y, int blocks, bool vnni)
+    {
+        float sum = 0;
+        for (int b = 0; b < blocks; b++, x += BlockLayouts.TQ1_0.Size, y += BlockLayouts.Q8_K.Size)
+        {
+            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
+            var sums = Vector256<int>.Zero;
+            // Bytes 0..31: digit n is element 32n + m.
+            Vector256<ushort> first = Vector256.Load(x + BlockLayouts.TQ1_0.Qs).AsUInt16();
+            ushort power = 1;
+            for (int n = 0; n < 5; n++, power *= 3)
+                sums += SumProductsUnsigned(TernaryDigits(first, Vector256.Create(power)), Vector256.Load(q8 + 32 * n), vnni);
+            // Bytes 32..47 in both lanes: digits n and n + 1 side by side are elements 160 + 16n + m, 32 in a row.
+            Vector256<ushort> second = Avx2.BroadcastVector128ToVector256(x + BlockLayouts.TQ1_0.Qs + 32).AsUInt16();
+            for (int n = 0; n < 4; n += 2)
+            {
+                var powers = Vector256.Create(Vector128.Create((ushort)Powers3[n]), Vector128.Create((ushort)Powers3[n + 1]));
+                sums += SumProductsUnsigned(TernaryDigits(second, powers), Vector256.Load(q8 + 160 + 16 * n), vnni);
+            }
+
+            // Elements 224..255 in one go: digit 4 of bytes 32..47, then the qh bytes' digits 0..3 (element 240 + 4n + j
+            // is digit n of byte j: the four bytes repeated, each 16-bit lane's pair of bytes sharing one power).
+            var last = Vector256.Create(Vector128.Load(x + BlockLayouts.TQ1_0.Qs + 32), Vector128.Create(*(uint*)(x + BlockLayouts.TQ1_0.Qh)).AsByte());
+            sums += SumProductsUnsigned(TernaryDigits(last.AsUInt16(), LastPowers), Vector256.Load(q8 + 224), vnni);
+
+            int sumi = Vector256.Sum(sums - ActivationSums(y));
+            sum += sumi * (Half(x + BlockLayouts.TQ1_0.D) * *(float*)(y + BlockLayouts.Q8_K.D));
+        }
+
+        return sum;
+    }
+
+    private static ReadOnlySpan<byte> Powers3 => [1, 3, 9, 27, 81];
+
+    /// <summary>The powers for TQ1_0's elements 224..255, one per 16-bit lane (see <see cref="TQ1_0"/>).</summary>
+    private static readonly Vector256<ushort> LastPowers = Vector256.Create((ushort)81, 81, 81, 81, 81, 81, 81, 81, 1, 1, 3, 3, 9, 9, 27, 27);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q6_K(byte* x, byte* y, int blocks)

@@ -26,6 +26,8 @@ internal static class ScalarDot
         GgmlType.Q6_K => Q6_K(w, a, n / BlockLayouts.QK_K),
         GgmlType.IQ4_NL => IQ4_NL(w, a, n / BlockLayouts.QK),
         GgmlType.IQ4_XS => IQ4_XS(w, a, n / BlockLayouts.QK_K),
+        GgmlType.TQ1_0 => TQ1_0(w, a, n / BlockLayouts.QK_K),
+        GgmlType.TQ2_0 => TQ2_0(w, a, n / BlockLayouts.QK_K),
         _ => throw new NotSupportedException($"No vector dot for {weightType}."),
     };
 
@@ -107,6 +109,51 @@ internal static class ScalarDot
             }
 
             sum += BlockFields.Half(x, BlockLayouts.IQ4_XS.D) * BlockFields.Single(y, BlockLayouts.Q8_K.D) * sumi;
+        }
+
+        return sum;
+    }
+
+    /// <summary>TQ1_0 against Q8_K: an exact integer sum per block, then one float multiply by d·dy (as llama.cpp).</summary>
+    private static float TQ1_0(ReadOnlySpan<byte> w, ReadOnlySpan<byte> a, int blocks)
+    {
+        float sum = 0;
+        for (int b = 0; b < blocks; b++)
+        {
+            ReadOnlySpan<byte> x = w.Slice(b * BlockLayouts.TQ1_0.Size, BlockLayouts.TQ1_0.Size);
+            ReadOnlySpan<byte> y = a.Slice(b * BlockLayouts.Q8_K.Size, BlockLayouts.Q8_K.Size);
+            ReadOnlySpan<sbyte> q8 = Int8(y, BlockLayouts.Q8_K.Qs, BlockLayouts.QK_K);
+            int sumi = 0;
+            for (int index = 0; index < BlockLayouts.TQ1_0.D; index++)
+            {
+                for (int n = 0; n < Ternary.DigitsOf(index); n++) sumi += Ternary.Digit(x[index], n) * q8[Ternary.Element(index, n)];
+            }
+
+            sum += sumi * (BlockFields.Half(x, BlockLayouts.TQ1_0.D) * BlockFields.Single(y, BlockLayouts.Q8_K.D));
+        }
+
+        return sum;
+    }
+
+    /// <summary>TQ2_0 against Q8_K: Σ (code − 1)·y per block exactly, then one float multiply by dy·d.</summary>
+    private static float TQ2_0(ReadOnlySpan<byte> w, ReadOnlySpan<byte> a, int blocks)
+    {
+        float sum = 0;
+        for (int b = 0; b < blocks; b++)
+        {
+            ReadOnlySpan<byte> x = w.Slice(b * BlockLayouts.TQ2_0.Size, BlockLayouts.TQ2_0.Size);
+            ReadOnlySpan<byte> y = a.Slice(b * BlockLayouts.Q8_K.Size, BlockLayouts.Q8_K.Size);
+            ReadOnlySpan<sbyte> q8 = Int8(y, BlockLayouts.Q8_K.Qs, BlockLayouts.QK_K);
+            int sumi = 0;
+            for (int c = 0; c < 2; c++)
+            {
+                for (int l = 0; l < 4; l++)
+                {
+                    for (int m = 0; m < 32; m++) sumi += ((x[32 * c + m] >> (2 * l) & 3) - 1) * q8[128 * c + 32 * l + m];
+                }
+            }
+
+            sum += sumi * (BlockFields.Single(y, BlockLayouts.Q8_K.D) * BlockFields.Half(x, BlockLayouts.TQ2_0.D));
         }
 
         return sum;

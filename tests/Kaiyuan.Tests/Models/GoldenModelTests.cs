@@ -17,7 +17,7 @@ public class GoldenModelTests(ITestOutputHelper output)
         { "stories260K", "f32" }, { "stories260K", "q8_0" }, { "stories260K", "q4_k_m" },
         { "llama", "f32" }, { "llama", "f16" }, { "llama", "bf16" }, { "llama", "q8_0" }, { "llama", "q4_0" }, { "llama", "q4_1" },
         { "llama", "q5_0" }, { "llama", "q5_1" }, { "llama", "q2_k" }, { "llama", "q3_k_m" }, { "llama", "q4_k_m" }, { "llama", "q5_k_m" }, { "llama", "q6_k" },
-        { "llama", "iq4_nl" }, { "llama", "iq4_xs" }, { "qwen3moe", "iq4_xs" }, { "deepseek2", "iq4_xs" },
+        { "llama", "iq4_nl" }, { "llama", "iq4_xs" }, { "llama", "tq1_0" }, { "llama", "tq2_0" }, { "qwen3moe", "iq4_xs" }, { "deepseek2", "iq4_xs" },
         { "qwen2", "f32" }, { "qwen2", "q8_0" }, { "qwen2", "q4_0" }, { "qwen2", "q4_k_m" }, { "qwen2", "q6_k" },
         { "qwen3", "f32" }, { "qwen3", "q8_0" }, { "qwen3", "q4_0" }, { "qwen3", "q4_k_m" }, { "qwen3", "q6_k" },
         { "qwen3moe", "f32" }, { "qwen3moe", "q8_0" }, { "qwen3moe", "q4_0" }, { "qwen3moe", "q4_k_m" }, { "qwen3moe", "q6_k" },

@@ -189,6 +189,22 @@ public class DequantizeTests
         }
     }
 
+    [Fact]
+    public void TernaryBytesGiveBackEveryFiveDigitCombination()
+    {
+        // TQ1_0 packs digits d0..d4 (0..2) into ceil(Σ dᵢ·3^(4−i) · 256 / 243): every one of the 243 must read back.
+        for (int code = 0; code < 243; code++)
+        {
+            byte packed = (byte)((code * 256 + 242) / 243);
+            for (int n = 0, rest = code; n < 5; n++)
+            {
+                int power = (int)Math.Pow(3, 4 - n);
+                Assert.Equal(rest / power - 1, Ternary.Digit(packed, n));
+                rest %= power;
+            }
+        }
+    }
+
     /// <summary>Inverse of ggml's get_scale_min_k4 packing, to build test blocks.</summary>
     internal static void PackScaleMinK4(int[] scales, int[] mins, Span<byte> packed)
     {
@@ -203,7 +219,7 @@ public class DequantizeTests
     public static TheoryData<string> QuantizedModelFiles() => new(
         "llama-f16.gguf", "llama-bf16.gguf", "llama-q8_0.gguf", "llama-q4_0.gguf", "llama-q4_1.gguf", "llama-q5_0.gguf",
         "llama-q5_1.gguf", "llama-q2_k.gguf", "llama-q3_k_m.gguf", "llama-q4_k_m.gguf", "llama-q5_k_m.gguf",
-        "llama-q6_k.gguf", "llama-iq4_nl.gguf", "llama-iq4_xs.gguf");
+        "llama-q6_k.gguf", "llama-iq4_nl.gguf", "llama-iq4_xs.gguf", "llama-tq1_0.gguf", "llama-tq2_0.gguf");
 
     /// <summary>
     /// Relative RMS error ||dequantized - original|| / ||original|| allowed per tensor, a little above what llama.cpp's
@@ -220,6 +236,9 @@ public class DequantizeTests
         GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q4_K or GgmlType.IQ4_NL or GgmlType.IQ4_XS => 0.1,
         GgmlType.Q3_K => 0.2,
         GgmlType.Q2_K => 0.4,
+        // Ternary types are for models trained ternary; llama.cpp scales by max |x|, so most Gaussian weights round to 0
+        // (both layouts hold the same values, so both measure 0.804 here).
+        GgmlType.TQ1_0 or GgmlType.TQ2_0 => 0.85,
         _ => throw new ArgumentOutOfRangeException(nameof(type)),
     };
 

@@ -9,7 +9,8 @@ public class SimdDotTests
 {
     public static TheoryData<GgmlType> WeightTypes() => new(
         GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1,
-        GgmlType.Q8_0, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS);
+        GgmlType.Q8_0, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS,
+        GgmlType.TQ1_0, GgmlType.TQ2_0);
 
     /// <summary>Random bytes for the quants, sane fp16 scales (and no -128 in Q8_0, which llama.cpp never writes).</summary>
     internal static byte[] RandomWeights(GgmlType type, int n, Random random)
@@ -31,6 +32,8 @@ public class SimdDotTests
             GgmlType.Q2_K => [80, 82],
             GgmlType.Q3_K => [108],
             GgmlType.Q6_K => [208],
+            GgmlType.TQ1_0 => [52],
+            GgmlType.TQ2_0 => [64],
             _ => throw new ArgumentOutOfRangeException(nameof(type)),
         };
         for (int block = 0; block < n / blockSize; block++)
