@@ -17,7 +17,7 @@ internal static unsafe class NeonDot
     /// <summary>True when <see cref="Dot"/> has a NEON kernel for <paramref name="weightType"/>.</summary>
     public static bool Has(GgmlType weightType) => weightType is GgmlType.F32 or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0
         or GgmlType.Q5_1 or GgmlType.Q8_0 or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K
-        or GgmlType.IQ4_NL or GgmlType.IQ4_XS;
+        or GgmlType.IQ4_NL or GgmlType.IQ4_XS or GgmlType.TQ1_0 or GgmlType.TQ2_0;
 
     public static float Dot(GgmlType weightType, ReadOnlySpan<byte> w, ReadOnlySpan<byte> a, int n)
     {
@@ -39,6 +39,8 @@ internal static unsafe class NeonDot
                 GgmlType.Q5_K => Q4OrQ5_K(x, y, n / BlockLayouts.QK_K, fifthBit: true),
                 GgmlType.IQ4_NL => Block32<Iq4NlBlock>(x, y, n / BlockLayouts.QK),
                 GgmlType.IQ4_XS => IQ4_XS(x, y, n / BlockLayouts.QK_K),
+                GgmlType.TQ1_0 => TQ1_0(x, y, n / BlockLayouts.QK_K),
+                GgmlType.TQ2_0 => TQ2_0(x, y, n / BlockLayouts.QK_K),
                 _ => Q6_K(x, y, n / BlockLayouts.QK_K),
             };
         }
@@ -120,6 +122,83 @@ internal static unsafe class NeonDot
             }
 
             sum += Half(x) * *(float*)(y + BlockLayouts.Q8_K.D) * sumi;
+        }
+
+        return sum;
+    }
+
+    /// <summary>Σ y over a Q8_K block, from its sixteen 16-element sums.</summary>
+    private static int ActivationSum(byte* y)
+    {
+        var bsums = Vector128.Load((short*)(y + BlockLayouts.Q8_K.BSums)) + Vector128.Load((short*)(y + BlockLayouts.Q8_K.BSums) + 8);
+        var (low, high) = Vector128.Widen(bsums);
+        return Vector128.Sum(low + high);
+    }
+
+    /// <summary>TQ2_0 against Q8_K: Σ code·y by sdot, less Σ y (each weight is code − 1), then one float multiply per block in block order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float TQ2_0(byte* x, byte* y, int blocks)
+    {
+        float sum = 0;
+        var three = Vector128.Create((byte)3);
+        for (int b = 0; b < blocks; b++, x += BlockLayouts.TQ2_0.Size, y += BlockLayouts.Q8_K.Size)
+        {
+            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
+            var acc = Vector128<int>.Zero;
+            for (int c = 0; c < 2; c++)
+            {
+                for (int h = 0; h < 2; h++)
+                {
+                    Vector128<byte> bits = Vector128.Load(x + BlockLayouts.TQ2_0.Qs + 32 * c + 16 * h);
+                    for (int l = 0; l < 4; l++)
+                        acc = Dp.DotProduct(acc, (Vector128.ShiftRightLogical(bits, 2 * l) & three).AsSByte(), Vector128.Load(q8 + 128 * c + 32 * l + 16 * h));
+                }
+            }
+
+            int sumi = Vector128.Sum(acc) - ActivationSum(y);
+            sum += sumi * (*(float*)(y + BlockLayouts.Q8_K.D) * Half(x + BlockLayouts.TQ2_0.D));
+        }
+
+        return sum;
+    }
+
+    /// <summary>Base-3 digits (0..2) of 16 packed bytes, digit power 3ⁿ per 16-bit lane (see <see cref="Ternary"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<sbyte> TernaryDigits(Vector128<ushort> packed, Vector128<ushort> power)
+    {
+        var low = Vector128.Create((ushort)0xFF);
+        Vector128<ushort> even = ((packed & low) * power & low) * Vector128.Create((ushort)3);
+        Vector128<ushort> odd = (Vector128.ShiftRightLogical(packed, 8) * power & low) * Vector128.Create((ushort)3);
+        return (Vector128.ShiftRightLogical(even, 8) | (odd & Vector128.Create((ushort)0xFF00))).AsSByte();
+    }
+
+    /// <summary>TQ1_0 against Q8_K: digits decoded 16 at a time and summed by sdot, less Σ y, one float multiply per block in block order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float TQ1_0(byte* x, byte* y, int blocks)
+    {
+        float sum = 0;
+        for (int b = 0; b < blocks; b++, x += BlockLayouts.TQ1_0.Size, y += BlockLayouts.Q8_K.Size)
+        {
+            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
+            var acc = Vector128<int>.Zero;
+            Vector128<ushort> first0 = Vector128.Load(x + BlockLayouts.TQ1_0.Qs).AsUInt16();
+            Vector128<ushort> first1 = Vector128.Load(x + BlockLayouts.TQ1_0.Qs + 16).AsUInt16();
+            Vector128<ushort> second = Vector128.Load(x + BlockLayouts.TQ1_0.Qs + 32).AsUInt16();
+            ushort power = 1;
+            for (int n = 0; n < 5; n++, power *= 3)
+            {
+                var p = Vector128.Create(power);
+                acc = Dp.DotProduct(acc, TernaryDigits(first0, p), Vector128.Load(q8 + 32 * n));
+                acc = Dp.DotProduct(acc, TernaryDigits(first1, p), Vector128.Load(q8 + 32 * n + 16));
+                acc = Dp.DotProduct(acc, TernaryDigits(second, p), Vector128.Load(q8 + 160 + 16 * n));
+            }
+
+            // The qh bytes' digits: element 240 + 4n + j is digit n of byte j (the four bytes repeated, one power per pair).
+            var qh = Vector128.Create(*(uint*)(x + BlockLayouts.TQ1_0.Qh)).AsUInt16();
+            acc = Dp.DotProduct(acc, TernaryDigits(qh, Vector128.Create((ushort)1, 1, 3, 3, 9, 9, 27, 27)), Vector128.Load(q8 + 240));
+
+            int sumi = Vector128.Sum(acc) - ActivationSum(y);
+            sum += sumi * (Half(x + BlockLayouts.TQ1_0.D) * *(float*)(y + BlockLayouts.Q8_K.D));
         }
 
         return sum;
