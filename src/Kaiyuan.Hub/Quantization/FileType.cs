@@ -7,7 +7,7 @@ namespace Kaiyuan.Quantization;
 /// <remarks>
 /// The mixes are described as <see cref="ModelQuantizer"/> writes them for a dense model (MoE models with 8 experts get
 /// more bits for attention; rows that do not split into blocks fall back to another type). It writes F32, F16, BF16,
-/// Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and the Q2_K to Q6_K mixes but not Q2_K_S; the other values name mixes other tools write.
+/// Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, the Q2_K to Q6_K mixes and TQ1_0/TQ2_0 but not Q2_K_S; the other values name mixes other tools write.
 /// </remarks>
 public enum FileType : uint
 {
@@ -83,9 +83,9 @@ public enum FileType : uint
     IQ1_M = 31,
     /// <summary>Weight matrices in BF16.</summary>
     BF16 = 32,
-    /// <summary>Mostly TQ1_0 (ternary weights).</summary>
+    /// <summary>Mostly TQ1_0 (ternary weights, for models trained ternary): the token embedding in Q4_K, the output in Q6_K.</summary>
     TQ1_0 = 36,
-    /// <summary>Mostly TQ2_0 (ternary weights).</summary>
+    /// <summary>Mostly TQ2_0 (ternary weights, as <see cref="TQ1_0"/> in 2 bits each, faster to compute).</summary>
     TQ2_0 = 37,
     /// <summary>MXFP4 for the MoE expert weights.</summary>
     MXFP4_MOE = 38,

@@ -22,7 +22,7 @@ internal static class TensorTypePlan
     [
         FileType.F32, FileType.F16, FileType.BF16, FileType.Q8_0, FileType.Q4_0, FileType.Q4_1, FileType.Q5_0, FileType.Q5_1,
         FileType.Q2_K, FileType.Q3_K_S, FileType.Q3_K_M, FileType.Q3_K_L, FileType.Q4_K_S, FileType.Q4_K_M,
-        FileType.Q5_K_S, FileType.Q5_K_M, FileType.Q6_K,
+        FileType.Q5_K_S, FileType.Q5_K_M, FileType.Q6_K, FileType.TQ1_0, FileType.TQ2_0,
     ];
 
     /// <summary>The tensor type a mix uses by default.</summary>
@@ -41,6 +41,8 @@ internal static class TensorTypePlan
         FileType.Q4_K_S or FileType.Q4_K_M => GgmlType.Q4_K,
         FileType.Q5_K_S or FileType.Q5_K_M => GgmlType.Q5_K,
         FileType.Q6_K => GgmlType.Q6_K,
+        FileType.TQ1_0 => GgmlType.TQ1_0,
+        FileType.TQ2_0 => GgmlType.TQ2_0,
         _ => throw new NotSupportedException($"quantization mix {mix} is not supported (supported: {string.Join(", ", Supported)})"),
     };
 
@@ -160,7 +162,8 @@ internal static class TensorTypePlan
         }
         else if (name == "token_embd.weight" || name == "per_layer_token_embd.weight")
         {
-            // The mixes written here keep the default type for the token embedding (only the IQ/TQ mixes change it).
+            // Of the mixes written here only the ternary ones change the token embedding (it is not trained ternary).
+            if (mix is FileType.TQ1_0 or FileType.TQ2_0) type = GgmlType.Q4_K;
         }
         else if (name.Contains("attn_v.weight", StringComparison.Ordinal))
         {
@@ -219,6 +222,7 @@ internal static class TensorTypePlan
         type = type switch
         {
             GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.IQ4_XS => GgmlType.IQ4_NL,
+            GgmlType.TQ1_0 or GgmlType.TQ2_0 => GgmlType.Q4_0,
             GgmlType.Q4_K => GgmlType.Q5_0,
             GgmlType.Q5_K => GgmlType.Q5_1,
             GgmlType.Q6_K => GgmlType.Q8_0,

@@ -13,7 +13,7 @@ internal static class Quantize
     /// <summary>True for the types <see cref="Row"/> can produce.</summary>
     public static bool IsSupported(GgmlType type) => type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16
         or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1 or GgmlType.Q8_0 or GgmlType.Q8_1
-        or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K;
+        or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.TQ1_0 or GgmlType.TQ2_0;
 
     /// <summary>
     /// Quantizes <paramref name="src"/> (a multiple of the type's block size) into <paramref name="dst"/>, which needs
@@ -78,6 +78,8 @@ internal static class Quantize
                 case GgmlType.Q5_1: Q5_1(x, y); break;
                 case GgmlType.Q8_0: Q8(x, y, withSum: false); break;
                 case GgmlType.Q8_1: Q8(x, y, withSum: true); break;
+                case GgmlType.TQ1_0: TQ1_0(x, y); break;
+                case GgmlType.TQ2_0: TQ2_0(x, y); break;
             }
         }
     }
@@ -118,6 +120,54 @@ internal static class Quantize
         }
 
         return (min, max);
+    }
+
+    /// <summary>
+    /// The ternary level of an element, 0..2 for −1, 0, 1: x/max|x| rounded half away from zero (lroundf, as
+    /// quantize_row_tq*_ref), plus one. The types are meant for models trained ternary, where this is exact.
+    /// </summary>
+    private static int TernaryLevel(float x, float inverseScale) => (int)MathF.Round(x * inverseScale, MidpointRounding.AwayFromZero) + 1;
+
+    private static float MaxAbs(ReadOnlySpan<float> x)
+    {
+        float amax = 0;
+        foreach (float v in x) amax = MathF.Max(amax, MathF.Abs(v));
+        return amax;
+    }
+
+    /// <summary>TQ1_0: five levels per byte as base-3 digits, the byte the ceiling of their value·256/243 (see <see cref="Ternary"/>).</summary>
+    private static void TQ1_0(ReadOnlySpan<float> x, Span<byte> y)
+    {
+        float d = MaxAbs(x);
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        for (int index = 0; index < BlockLayouts.TQ1_0.D; index++)
+        {
+            int digits = Ternary.DigitsOf(index), value = 0;
+            for (int n = 0; n < digits; n++) value = value * 3 + TernaryLevel(x[Ternary.Element(index, n)], id);
+            // The qh bytes' four digits take the top places (the fifth, least significant, is 0).
+            if (digits == 4) value *= 3;
+            y[index] = (byte)((value * 256 + 242) / 243);
+        }
+
+        WriteHalf(y, BlockLayouts.TQ1_0.D, d);
+    }
+
+    /// <summary>TQ2_0: levels as 2-bit codes, element 128c + 32l + m in bits 2l of byte 32c + m.</summary>
+    private static void TQ2_0(ReadOnlySpan<float> x, Span<byte> y)
+    {
+        float d = MaxAbs(x);
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        for (int c = 0; c < 2; c++)
+        {
+            for (int m = 0; m < 32; m++)
+            {
+                int packed = 0;
+                for (int l = 0; l < 4; l++) packed |= (TernaryLevel(x[128 * c + 32 * l + m], id) & 3) << (2 * l);
+                y[BlockLayouts.TQ2_0.Qs + 32 * c + m] = (byte)packed;
+            }
+        }
+
+        WriteHalf(y, BlockLayouts.TQ2_0.D, d);
     }
 
     private static void Q4_0(ReadOnlySpan<float> x, Span<byte> y)

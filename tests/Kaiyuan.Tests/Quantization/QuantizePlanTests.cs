@@ -24,8 +24,13 @@ public sealed class QuantizePlanTests
         return data;
     }
 
+    /// <summary>Mixes whose fixtures llama.cpp made with an importance matrix: the plan must match, the bytes only where the
+    /// type ignores it (see <see cref="TernaryTensorsAreByteIdenticalToLlamaCpps"/>).</summary>
+    public static TheoryData<string, string, string> ImatrixMixes() => new() { { "llama", "f32", "tq1_0" }, { "llama", "f32", "tq2_0" } };
+
     [Theory]
     [MemberData(nameof(Mixes))]
+    [MemberData(nameof(ImatrixMixes))]
     public void EveryTensorGetsLlamaCppsType(string folder, string source, string mixName)
     {
         using var input = GgufFile.Open(Fixtures.ModelPath(folder, $"{folder}-{source}.gguf"));
@@ -73,6 +78,39 @@ public sealed class QuantizePlanTests
             }
             if (source == "f32")
                 Assert.True(File.ReadAllBytes(output).AsSpan().SequenceEqual(File.ReadAllBytes(reference.Path)), "the whole file differs from llama.cpp's");
+        }
+        finally
+        {
+            File.Delete(output);
+        }
+    }
+
+    /// <summary>
+    /// The ternary types' quantizers take no importance matrix, so their tensors are llama-quantize's to the byte even in
+    /// files it made with one (the Q4_K embedding and Q6_K output there did use it, and are not compared).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(ImatrixMixes))]
+    public void TernaryTensorsAreByteIdenticalToLlamaCpps(string folder, string source, string mixName)
+    {
+        using var input = GgufFile.Open(Fixtures.ModelPath(folder, $"{folder}-{source}.gguf"));
+        using var reference = GgufFile.Open(Fixtures.ModelPath(folder, $"{folder}-{mixName}.gguf"));
+        Assert.True(FileTypes.TryParse(mixName, out var mix));
+        var output = Path.Combine(Path.GetTempPath(), $"kaiyuan-quantize-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            new ModelQuantizer { Threads = 2 }.Quantize(input, output, mix);
+            using var result = GgufFile.Open(output);
+            int compared = 0;
+            foreach (var (ours, theirs) in result.Tensors.Zip(reference.Tensors))
+            {
+                Assert.Equal(theirs.Name, ours.Name);
+                Assert.Equal(theirs.Type, ours.Type);
+                if (theirs.Type is not (GgmlType.TQ1_0 or GgmlType.TQ2_0)) continue;
+                Assert.True(ours.Bytes.SequenceEqual(theirs.Bytes), $"{ours.Name} ({ours.Type}): bytes differ from llama.cpp's");
+                compared++;
+            }
+            Assert.Equal(14, compared);
         }
         finally
         {
