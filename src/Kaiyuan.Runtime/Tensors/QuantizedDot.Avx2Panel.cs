@@ -40,7 +40,8 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>True when the panel kernels handle <paramref name="weightType"/>.</summary>
     public static bool HasPanels(GgmlType weightType) => IsFloat(weightType) || weightType is GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0
-        or GgmlType.Q5_1 or GgmlType.Q8_0 or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K;
+        or GgmlType.Q5_1 or GgmlType.Q8_0 or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K
+        or GgmlType.IQ4_NL;
 
     // Per-block scale data stored after the panel's quants: d (and for Q4_1/Q5_1 then m) as 8 floats.
     private const int Block32ScaleBytes = PanelRows * sizeof(float);
@@ -72,7 +73,7 @@ internal static unsafe partial class Avx2Dot
     {
         GgmlType.Q4_0 or GgmlType.Q5_0 => n / BlockLayouts.QK * (sizeof(float) + sizeof(int)),
         GgmlType.Q4_1 or GgmlType.Q5_1 => n / BlockLayouts.QK * 2 * sizeof(float),
-        GgmlType.Q8_0 => n / BlockLayouts.QK * sizeof(float),
+        GgmlType.Q8_0 or GgmlType.IQ4_NL => n / BlockLayouts.QK * sizeof(float),
         GgmlType.F16 or GgmlType.BF16 => n * sizeof(float),
         _ => 0,
     };
@@ -108,7 +109,7 @@ internal static unsafe partial class Avx2Dot
         for (int b = 0; b < blocks; b++, y += BlockLayouts.Q8_0.Size)
         {
             scales[b] = Half(y);
-            if (weightType == GgmlType.Q8_0) continue;
+            if (weightType is GgmlType.Q8_0 or GgmlType.IQ4_NL) continue;
             // Σy over the block: byte pairs by multiply-add with ones, then the int16 pairs summed in int32.
             Vector256<short> pairs = Avx2.MultiplyAddAdjacent(Vector256.Create((byte)1), Vector256.Load((sbyte*)(y + BlockLayouts.Q8_0.Qs)));
             offsetSums[b] = -offset * Vector256.Sum(Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)1)));
@@ -147,6 +148,11 @@ internal static unsafe partial class Avx2Dot
             case GgmlType.Q8_0:
                 PackQuants<PanelQ8_0>(rows, rowBytes, n, panel);
                 PackBlockScales(rows, rowBytes, n, BlockLayouts.Q8_0.Size, (float*)scales);
+                break;
+            case GgmlType.IQ4_NL:
+                // Looked up into signed levels once, the panel is a Q8_0 panel: same kernel, same block scales.
+                PackQuants<PanelIq4Nl>(rows, rowBytes, n, panel);
+                PackBlockScales(rows, rowBytes, n, BlockLayouts.IQ4_NL.Size, (float*)scales);
                 break;
             case GgmlType.Q2_K:
                 PackQuants<PanelQ2_K>(rows, rowBytes, n, panel);
@@ -220,6 +226,13 @@ internal static unsafe partial class Avx2Dot
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<byte> Chunk(byte* row, int c) => Vector256.Load(row + c * BlockLayouts.Q8_0.Size + BlockLayouts.Q8_0.Qs);
+    }
+
+    /// <summary>IQ4_NL: the signed grid levels of each block (stored like Q8_0's quants).</summary>
+    private readonly struct PanelIq4Nl : IPanelFormat
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<byte> Chunk(byte* row, int c) => Iq4Quants(row + c * BlockLayouts.IQ4_NL.Size + BlockLayouts.IQ4_NL.Qs).AsByte();
     }
 
     /// <summary>Q4_K: 0..15; each 32 bytes of nibbles hold two sub-blocks, low nibbles first.</summary>
@@ -458,7 +471,7 @@ internal static unsafe partial class Avx2Dot
                 case GgmlType.Q5_0: Block32Panel<Q5_0Runs>(quants, (float*)scales, blocks, rows); break;
                 case GgmlType.Q4_1: Block32Panel<Q4_1Runs>(quants, (float*)scales, blocks, rows); break;
                 case GgmlType.Q5_1: Block32Panel<Q5_1Runs>(quants, (float*)scales, blocks, rows); break;
-                case GgmlType.Q8_0: SignedPanel(quants, (float*)scales, blocks, rows); break;
+                case GgmlType.Q8_0 or GgmlType.IQ4_NL: SignedPanel(quants, (float*)scales, blocks, rows); break;
                 case GgmlType.Q2_K: KPanel<Q2KFormat>(quants, scales, blocks, rows); break;
                 case GgmlType.Q3_K: KPanel<Q3KFormat>(quants, scales, blocks, rows); break;
                 case GgmlType.Q4_K: KPanel<Q4KFormat>(quants, scales, blocks, rows); break;
