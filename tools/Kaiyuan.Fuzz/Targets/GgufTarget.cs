@@ -133,7 +133,7 @@ internal sealed class GgufTarget : FuzzTarget
             try
             {
                 var model = ModelLoader.Load(file);
-                var session = new InferenceSession(model, 32);
+                var session = new InferenceSession(model, 32, maxBatch: 2);
                 session.Evaluate([0, Math.Min(1, model.VocabSize - 1)]);
             }
             catch (Exception e) when (IsClean(e))
