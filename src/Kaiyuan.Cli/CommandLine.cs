@@ -39,6 +39,7 @@ internal static class CommandLine
         QuantizeCommand.Create(),
         SynthCommand.Create(),
         RunCommand.Create(),
+        EvalCommand.Create(),
         ServeCommand.Create(),
     ];
 

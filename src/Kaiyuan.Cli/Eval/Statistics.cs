@@ -27,7 +27,8 @@ internal static class Statistics
         double p = (double)successes / n, z2 = z * z;
         double center = (p + z2 / (2 * n)) / (1 + z2 / n);
         double half = z * Math.Sqrt(p * (1 - p) / n + z2 / (4.0 * n * n)) / (1 + z2 / n);
-        return (Math.Max(0, center - half), Math.Min(1, center + half));
+        // At 0 or n successes the bound is exactly 0 or 1; computed, it would be off by a rounding error (and miss the score).
+        return (successes == 0 ? 0 : Math.Max(0, center - half), successes == n ? 1 : Math.Min(1, center + half));
     }
 
     /// <summary>

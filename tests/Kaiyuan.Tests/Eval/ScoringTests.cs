@@ -95,8 +95,9 @@ public sealed class ScoringTests
         Assert.Equal(0.4902, low, 4);
         Assert.Equal(0.9433, high, 4);
         Assert.Equal((0.0, 1.0), Statistics.Wilson(0, 0));
-        var (zeroLow, _) = Statistics.Wilson(0, 50);
-        Assert.Equal(0.0, zeroLow, 12);
+        // Exactly 0 and 1 at the ends, so the interval always holds the score itself.
+        Assert.Equal(0.0, Statistics.Wilson(0, 3).Low);
+        Assert.Equal(1.0, Statistics.Wilson(3, 3).High);
     }
 
     [Fact]

@@ -1,0 +1,124 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using Kaiyuan.Chat;
+using Kaiyuan.Cli.Eval;
+
+namespace Kaiyuan.Cli.Commands;
+
+/// <summary>
+/// <c>kaiyuan eval</c>: a model's quality and speed on a public benchmark, in process. This first version runs GSM8K on
+/// local models; HumanEval, CMMLU, OpenAI-compatible endpoints and costs follow (issue 18).
+/// </summary>
+internal static class EvalCommand
+{
+    public static Command Create()
+    {
+        var task = new Option<string>("--task") { Description = "Benchmark to run: gsm8k", Required = true };
+        var models = new Option<string[]>("--model", "-m")
+        {
+            Description = "Model(s) to evaluate: GGUF paths or store references (repeat the option for several)",
+            Required = true,
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var data = new Option<string>("--data") { Description = "The task's data file (GSM8K: test.jsonl of openai/grade-school-math)", Required = true };
+        var limit = new Option<int>("--limit") { Description = "Evaluate only the first N items (0: all)" };
+        var concurrency = new Option<int>("--concurrency") { Description = "Items answered at once (batched together)", DefaultValueFactory = _ => 1 };
+        var maxTokens = new Option<int>("--max-tokens") { Description = "Tokens an answer may have at most", DefaultValueFactory = _ => 512 };
+        var outDir = new Option<string>("--out") { Description = "Directory for every prompt and answer (JSONL per task and model); a stopped run resumes from it", DefaultValueFactory = _ => "eval-results" };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object per (task, model) instead of a table" };
+        var threads = Arguments.Threads();
+        var ctxSize = Arguments.ContextSize();
+        Arguments.Range(limit, 0, int.MaxValue, "must be 0 (all) or a number of items");
+        Arguments.Range(concurrency, 1, 64, "must be between 1 and 64");
+        Arguments.Range(maxTokens, 1, 1 << 20, "must be a positive number of tokens");
+        var command = new Command("eval", "Score models on a public benchmark (accuracy with a 95% interval, tokens, speed)")
+        {
+            task, models, data, limit, concurrency, maxTokens, outDir, json, threads, ctxSize,
+        };
+        command.SetAction(async (p, cancel) =>
+        {
+            string name = p.GetValue(task)!;
+            if (name != Gsm8kTask.Name)
+            {
+                p.InvocationConfiguration.Error.WriteLine($"kaiyuan: --task {name}: unknown task (known: {Gsm8kTask.Name})");
+                return 1;
+            }
+            try
+            {
+                var items = Gsm8kTask.Load(p.GetValue(data)!);
+                int n = p.GetValue(limit);
+                if (n > 0 && n < items.Count) items = items.Take(n).ToList();
+                foreach (string model in p.GetValue(models)!)
+                {
+                    string path = StoreCommands.ResolveModel(p, model);
+                    using var runtime = ModelRuntime.Load(new ModelOptions
+                    {
+                        ModelPath = path,
+                        Parallel = p.GetValue(concurrency),
+                        Threads = p.GetValue(threads),
+                        ContextSize = p.GetValue(ctxSize),
+                    });
+                    string records = Path.Combine(p.GetValue(outDir)!, name, runtime.Name + ".jsonl");
+                    var progress = p.GetValue(json) ? null : new ProgressBar($"{name} {runtime.Name}", bytes: false);
+                    var summary = await new EvalRunner(runtime, runtime.Name, p.GetValue(concurrency), p.GetValue(maxTokens))
+                        .RunGsm8kAsync(items, records, progress is null ? null : (done, total) => progress.Report(done, total), cancel);
+                    progress?.Finish();
+                    var output = p.InvocationConfiguration.Output;
+                    if (p.GetValue(json)) output.WriteLine(ToJson(summary).ToJsonString());
+                    else WriteTable(output, summary, records);
+                }
+                return 0;
+            }
+            catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+            {
+                p.InvocationConfiguration.Error.WriteLine("kaiyuan: stopped; the answers so far are saved, and the same command resumes");
+                return 130;
+            }
+            catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException or FormatException or IOException or InvalidDataException
+                                         or NotSupportedException or ArgumentException or UnauthorizedAccessException)
+            {
+                p.InvocationConfiguration.Error.WriteLine($"kaiyuan: {e.Message.ReplaceLineEndings(" ").Trim()}");
+                return 1;
+            }
+        });
+        return command;
+    }
+
+    /// <summary>The report line's contract: task, model, metric, score, ci95, n, tokens, speed, cost (null until prices are known).</summary>
+    internal static JsonObject ToJson(EvalSummary s)
+    {
+        var (low, high) = Statistics.Wilson(s.StrictCorrect, s.N);
+        var (flexLow, flexHigh) = Statistics.Wilson(s.FlexibleCorrect, s.N);
+        return new JsonObject
+        {
+            ["task"] = s.Task,
+            ["model"] = s.Model,
+            ["metric"] = "exact_match",
+            ["score"] = s.Score,
+            ["ci95"] = new JsonArray(low, high),
+            ["n"] = s.N,
+            ["tokens_in"] = s.TokensIn,
+            ["tokens_out"] = s.TokensOut,
+            ["tokens_per_s"] = Math.Round(s.TokensPerSecond, 2),
+            ["ttft_ms"] = Math.Round(s.TtftMsMedian, 1),
+            ["cost_per_1k_tasks_usd"] = null,
+            ["filter"] = "strict-match",
+            ["flexible_score"] = s.FlexibleScore,
+            ["flexible_ci95"] = new JsonArray(flexLow, flexHigh),
+            ["wall_s"] = Math.Round(s.WallSeconds, 2),
+        };
+    }
+
+    private static void WriteTable(TextWriter output, EvalSummary s, string records)
+    {
+        var c = CultureInfo.InvariantCulture;
+        var (low, high) = Statistics.Wilson(s.StrictCorrect, s.N);
+        var (flexLow, flexHigh) = Statistics.Wilson(s.FlexibleCorrect, s.N);
+        output.WriteLine(string.Create(c, $"{s.Task} · {s.Model} · {s.N} items"));
+        output.WriteLine(string.Create(c, $"  exact match, strict   {s.Score:P1}  (95% CI {low:P1} – {high:P1})"));
+        output.WriteLine(string.Create(c, $"  exact match, flexible {s.FlexibleScore:P1}  (95% CI {flexLow:P1} – {flexHigh:P1})"));
+        output.WriteLine(string.Create(c, $"  tokens in/out {s.TokensIn:N0} / {s.TokensOut:N0}, {s.TokensPerSecond:F1} tokens/s per answer, median time to first token {s.TtftMsMedian:F0} ms, wall {s.WallSeconds:F1} s"));
+        output.WriteLine($"  answers: {records}");
+    }
+}

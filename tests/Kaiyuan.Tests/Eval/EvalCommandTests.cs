@@ -1,0 +1,104 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Kaiyuan.Tests.Hub;
+
+namespace Kaiyuan.Tests.Eval;
+
+/// <summary><c>kaiyuan eval</c> through the real command line on a fixture model and the real GSM8K test set.</summary>
+[Collection("Console")]
+public sealed class EvalCommandTests : IDisposable
+{
+    private readonly string _out = Path.Combine(Path.GetTempPath(), $"kaiyuan-eval-{Guid.NewGuid():N}");
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_out)) Directory.Delete(_out, recursive: true);
+    }
+
+    private (int Code, string Out, string Err) Eval(string outDir, int limit, int concurrency = 1, params string[] more) => ConsoleRunner.Run(
+        ["eval", "--task", "gsm8k", "-m", Fixtures.ModelPath("qwen3", "qwen3-q8_0.gguf"), "--data", Fixtures.Require("eval", "gsm8k", "test.jsonl"),
+         "--limit", $"{limit}", "--max-tokens", "8", "--concurrency", $"{concurrency}", "-t", "1", "--out", outDir, .. more]);
+
+    private static List<JsonObject> Records(string outDir) =>
+        File.ReadAllLines(Path.Combine(outDir, "gsm8k", "qwen3-q8_0.jsonl")).Select(l => JsonNode.Parse(l)!.AsObject()).OrderBy(r => (int)r["index"]!).ToList();
+
+    [Fact]
+    public void PrintsTheReportContractAndSavesEveryAnswer()
+    {
+        var (code, output, error) = Eval(_out, 3, more: "--json");
+        Assert.True(code == 0, error);
+        var report = JsonNode.Parse(output.Trim())!.AsObject();
+        Assert.Equal("gsm8k", (string)report["task"]!);
+        Assert.Equal("qwen3-q8_0", (string)report["model"]!);
+        Assert.Equal("exact_match", (string)report["metric"]!);
+        Assert.Equal(3, (int)report["n"]!);
+        double score = (double)report["score"]!;
+        var ci = report["ci95"]!.AsArray().Select(v => (double)v!).ToArray();
+        Assert.True(ci.Length == 2 && ci[0] <= score && score <= ci[1], report.ToJsonString());
+        Assert.True((long)report["tokens_in"]! > 0 && (long)report["tokens_out"]! > 0);
+        Assert.True(report.ContainsKey("tokens_per_s") && report.ContainsKey("ttft_ms") && report.ContainsKey("cost_per_1k_tasks_usd"));
+
+        var records = Records(_out);
+        Assert.Equal([0, 1, 2], records.Select(r => (int)r["index"]!));
+        string firstQuestion = JsonDocument.Parse(File.ReadLines(Fixtures.Require("eval", "gsm8k", "test.jsonl")).First()).RootElement.GetProperty("question").GetString()!;
+        Assert.StartsWith(firstQuestion, (string)records[0]["prompt"]!);
+        Assert.Equal("18", (string)records[0]["reference"]!);
+        Assert.All(records, r => Assert.Equal(8, (int)r["tokens_out"]!));
+    }
+
+    [Fact]
+    public void AStoppedRunResumesWithoutAnsweringAgain()
+    {
+        Assert.Equal(0, Eval(_out, 2).Code);
+        // Mark a saved answer, and leave a line cut short as a kill would.
+        string path = Path.Combine(_out, "gsm8k", "qwen3-q8_0.jsonl");
+        var lines = File.ReadAllLines(path).ToList();
+        var marked = JsonNode.Parse(lines[0])!.AsObject();
+        marked["output"] = "saved before the kill";
+        lines[0] = marked.ToJsonString();
+        File.WriteAllText(path, string.Join('\n', lines) + "\n{\"index\":2,\"prom");
+
+        var (code, _, error) = Eval(_out, 4);
+        Assert.True(code == 0, error);
+        var records = Records(_out);
+        Assert.Equal([0, 1, 2, 3], records.Select(r => (int)r["index"]!));
+        Assert.Contains(records, r => (string)r["output"]! == "saved before the kill");
+    }
+
+    [Fact]
+    public void AnswersBatchedTogetherEqualAnswersAloneAtTemperatureZero()
+    {
+        string alone = _out + "-alone";
+        try
+        {
+            Assert.Equal(0, Eval(alone, 4, concurrency: 1).Code);
+            Assert.Equal(0, Eval(_out, 4, concurrency: 4).Code);
+            Assert.Equal(Records(alone).Select(r => (string)r["output"]!), Records(_out).Select(r => (string)r["output"]!));
+        }
+        finally
+        {
+            if (Directory.Exists(alone)) Directory.Delete(alone, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void UnknownTasksAndBadDataAreClearErrors()
+    {
+        var (code, _, error) = ConsoleRunner.Run("eval", "--task", "mmlu-pro", "-m", "x.gguf", "--data", "x.jsonl");
+        Assert.Equal(1, code);
+        Assert.Contains("unknown task", error);
+
+        string bad = Path.Combine(Path.GetTempPath(), $"kaiyuan-eval-bad-{Guid.NewGuid():N}.jsonl");
+        File.WriteAllText(bad, "{\"question\": \"2+2?\", \"answer\": \"4\"}\n");
+        try
+        {
+            (code, _, error) = ConsoleRunner.Run("eval", "--task", "gsm8k", "-m", "x.gguf", "--data", bad);
+            Assert.Equal(1, code);
+            Assert.Contains(":1: not a GSM8K item", error);
+        }
+        finally
+        {
+            File.Delete(bad);
+        }
+    }
+}
