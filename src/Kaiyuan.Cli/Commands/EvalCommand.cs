@@ -7,8 +7,8 @@ using Kaiyuan.Cli.Eval;
 namespace Kaiyuan.Cli.Commands;
 
 /// <summary>
-/// <c>kaiyuan eval</c>: a model's quality and speed on a public benchmark, in process. This first version runs GSM8K on
-/// local models; HumanEval, CMMLU, OpenAI-compatible endpoints and costs follow (issue 18).
+/// <c>kaiyuan eval</c>: models' quality and speed on a public benchmark, local models in process and any
+/// OpenAI-compatible endpoint side by side. This first version runs GSM8K; HumanEval, CMMLU and costs follow (issue 18).
 /// </summary>
 internal static class EvalCommand
 {
@@ -17,7 +17,7 @@ internal static class EvalCommand
         var task = new Option<string>("--task") { Description = "Benchmark to run: gsm8k", Required = true };
         var models = new Option<string[]>("--model", "-m")
         {
-            Description = "Model(s) to evaluate: GGUF paths or store references (repeat the option for several)",
+            Description = "Model(s) to evaluate: GGUF paths, store references, or openai:BASE_URL#MODEL for an OpenAI-compatible endpoint (repeat the option for several)",
             Required = true,
             AllowMultipleArgumentsPerToken = true,
         };
@@ -26,6 +26,7 @@ internal static class EvalCommand
         var concurrency = new Option<int>("--concurrency") { Description = "Items answered at once (batched together)", DefaultValueFactory = _ => 1 };
         var maxTokens = new Option<int>("--max-tokens") { Description = "Tokens an answer may have at most", DefaultValueFactory = _ => 512 };
         var outDir = new Option<string>("--out") { Description = "Directory for every prompt and answer (JSONL per task and model); a stopped run resumes from it", DefaultValueFactory = _ => "eval-results" };
+        var apiKeyEnv = new Option<string>("--api-key-env") { Description = "Environment variable holding the API key for openai: models", DefaultValueFactory = _ => "OPENAI_API_KEY" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object per (task, model) instead of a table" };
         var threads = Arguments.Threads();
         var ctxSize = Arguments.ContextSize();
@@ -34,7 +35,7 @@ internal static class EvalCommand
         Arguments.Range(maxTokens, 1, 1 << 20, "must be a positive number of tokens");
         var command = new Command("eval", "Score models on a public benchmark (accuracy with a 95% interval, tokens, speed)")
         {
-            task, models, data, limit, concurrency, maxTokens, outDir, json, threads, ctxSize,
+            task, models, data, limit, concurrency, maxTokens, outDir, apiKeyEnv, json, threads, ctxSize,
         };
         command.SetAction(async (p, cancel) =>
         {
@@ -49,19 +50,20 @@ internal static class EvalCommand
                 var items = Gsm8kTask.Load(p.GetValue(data)!);
                 int n = p.GetValue(limit);
                 if (n > 0 && n < items.Count) items = items.Take(n).ToList();
-                foreach (string model in p.GetValue(models)!)
+                foreach (string spec in p.GetValue(models)!)
                 {
-                    string path = StoreCommands.ResolveModel(p, model);
-                    using var runtime = ModelRuntime.Load(new ModelOptions
-                    {
-                        ModelPath = path,
-                        Parallel = p.GetValue(concurrency),
-                        Threads = p.GetValue(threads),
-                        ContextSize = p.GetValue(ctxSize),
-                    });
-                    string records = Path.Combine(p.GetValue(outDir)!, name, runtime.Name + ".jsonl");
-                    var progress = p.GetValue(json) ? null : new ProgressBar($"{name} {runtime.Name}", bytes: false);
-                    var summary = await new EvalRunner(runtime, runtime.Name, p.GetValue(concurrency), p.GetValue(maxTokens))
+                    using IEvalModel model = spec.StartsWith(OpenAiEvalModel.Prefix, StringComparison.Ordinal)
+                        ? new OpenAiEvalModel(spec, Environment.GetEnvironmentVariable(p.GetValue(apiKeyEnv)!))
+                        : new LocalEvalModel(ModelRuntime.Load(new ModelOptions
+                        {
+                            ModelPath = StoreCommands.ResolveModel(p, spec),
+                            Parallel = p.GetValue(concurrency),
+                            Threads = p.GetValue(threads),
+                            ContextSize = p.GetValue(ctxSize),
+                        }));
+                    string records = Path.Combine(p.GetValue(outDir)!, name, FileName(model.Name) + ".jsonl");
+                    var progress = p.GetValue(json) ? null : new ProgressBar($"{name} {model.Name}", bytes: false);
+                    var summary = await new EvalRunner(model, p.GetValue(concurrency), p.GetValue(maxTokens))
                         .RunGsm8kAsync(items, records, progress is null ? null : (done, total) => progress.Report(done, total), cancel);
                     progress?.Finish();
                     var output = p.InvocationConfiguration.Output;
@@ -76,7 +78,7 @@ internal static class EvalCommand
                 return 130;
             }
             catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException or FormatException or IOException or InvalidDataException
-                                         or NotSupportedException or ArgumentException or UnauthorizedAccessException)
+                                         or NotSupportedException or ArgumentException or UnauthorizedAccessException or HttpRequestException)
             {
                 p.InvocationConfiguration.Error.WriteLine($"kaiyuan: {e.Message.ReplaceLineEndings(" ").Trim()}");
                 return 1;
@@ -84,6 +86,9 @@ internal static class EvalCommand
         });
         return command;
     }
+
+    /// <summary>A model name as a file name: characters a file system refuses become '_'.</summary>
+    private static string FileName(string name) => string.Concat(name.Select(c => Path.GetInvalidFileNameChars().Contains(c) || c is ':' or '\\' ? '_' : c));
 
     /// <summary>The report line's contract: task, model, metric, score, ci95, n, tokens, speed, cost (null until prices are known).</summary>
     internal static JsonObject ToJson(EvalSummary s)

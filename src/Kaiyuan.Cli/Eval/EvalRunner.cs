@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Text.Json;
-using Kaiyuan.Chat;
 
 namespace Kaiyuan.Cli.Eval;
 
@@ -13,11 +12,11 @@ internal sealed record EvalSummary(string Task, string Model, int N, int StrictC
 }
 
 /// <summary>
-/// Runs a task's items through a model loaded in process (the same scheduler as <c>kaiyuan serve</c>, so
-/// <c>--concurrency</c> items run batched together), greedy, saving each answer as soon as it is scored: a run that is
+/// Runs a task's items through a model (in process, where <c>--concurrency</c> items run batched together in the
+/// scheduler, or behind an endpoint, with that many requests in flight), greedy, saving each answer as soon as it is scored: a run that is
 /// stopped goes on where it left off, and no item is computed twice.
 /// </summary>
-internal sealed class EvalRunner(ModelRuntime runtime, string modelName, int concurrency, int maxTokens)
+internal sealed class EvalRunner(IEvalModel model, int concurrency, int maxTokens)
 {
     public async Task<EvalSummary> RunGsm8kAsync(IReadOnlyList<Gsm8kItem> items, string recordsPath, Action<int, int>? progress, CancellationToken cancel)
     {
@@ -49,7 +48,7 @@ internal sealed class EvalRunner(ModelRuntime runtime, string modelName, int con
         var records = items.Select(i => saved[i.Index]).ToList();
         double generation = records.Sum(r => r.GenerationSeconds);
         var ttfts = records.Select(r => r.TtftMs).Order().ToList();
-        return new EvalSummary(Gsm8kTask.Name, modelName, records.Count, records.Count(r => r.StrictCorrect), records.Count(r => r.FlexibleCorrect),
+        return new EvalSummary(Gsm8kTask.Name, model.Name, records.Count, records.Count(r => r.StrictCorrect), records.Count(r => r.FlexibleCorrect),
             records.Sum(r => (long)r.TokensIn), records.Sum(r => (long)r.TokensOut), generation > 0 ? records.Sum(r => r.TokensOut) / generation : 0,
             ttfts.Count == 0 ? 0 : ttfts[ttfts.Count / 2], clock.Elapsed.TotalSeconds);
     }
@@ -57,10 +56,7 @@ internal sealed class EvalRunner(ModelRuntime runtime, string modelName, int con
     private async Task<EvalRecord> AnswerAsync(Gsm8kItem item, CancellationToken cancel)
     {
         string prompt = Gsm8kTask.Prompt(item);
-        var input = new Kaiyuan.Chat.ChatInput { Messages = [new Kaiyuan.Chat.ChatMessage("user", prompt)], MaxTokens = maxTokens };
-        using var generation = await ChatGeneration.StartAsync(null, TimeSpan.FromSeconds(10), runtime, input, cancel);
-        var answer = await generation.CollectAsync();
-        var outcome = generation.Outcome;
+        var answer = await model.AnswerAsync(prompt, maxTokens, cancel);
         string? strict = NumericAnswers.Strict(answer.Content), flexible = NumericAnswers.Flexible(answer.Content);
         return new EvalRecord
         {
@@ -72,11 +68,11 @@ internal sealed class EvalRunner(ModelRuntime runtime, string modelName, int con
             Flexible = flexible,
             StrictCorrect = NumericAnswers.Same(strict, item.Reference),
             FlexibleCorrect = NumericAnswers.Same(flexible, item.Reference),
-            TokensIn = outcome.PromptTokens,
-            TokensOut = outcome.CompletionTokens,
-            TtftMs = outcome.PromptTime.TotalMilliseconds,
-            GenerationSeconds = outcome.GenerationTime.TotalSeconds,
-            FinishReason = outcome.FinishReason,
+            TokensIn = answer.TokensIn,
+            TokensOut = answer.TokensOut,
+            TtftMs = answer.TtftMs,
+            GenerationSeconds = answer.GenerationSeconds,
+            FinishReason = answer.FinishReason,
         };
     }
 }

@@ -102,3 +102,87 @@ public sealed class EvalCommandTests : IDisposable
         }
     }
 }
+
+/// <summary><c>kaiyuan eval</c> of models behind OpenAI-compatible endpoints: a real <c>kaiyuan serve</c>, and a fake that fails first.</summary>
+[Collection("Console")]
+public sealed class EvalEndpointTests : IDisposable
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+    private readonly string _out = Path.Combine(Path.GetTempPath(), $"kaiyuan-eval-{Guid.NewGuid():N}");
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_out)) Directory.Delete(_out, recursive: true);
+    }
+
+    private static List<JsonObject> Records(string outDir, string model) =>
+        File.ReadAllLines(Path.Combine(outDir, "gsm8k", model + ".jsonl")).Select(l => JsonNode.Parse(l)!.AsObject()).OrderBy(r => (int)r["index"]!).ToList();
+
+    [Fact]
+    public async Task AModelOverHttpAnswersAsItDoesInProcess()
+    {
+        string model = Fixtures.ModelPath("qwen3", "qwen3-q8_0.gguf"), data = Fixtures.Require("eval", "gsm8k", "test.jsonl");
+        await using var server = await Kaiyuan.AspNetCore.KaiyuanServer.StartAsync(new Kaiyuan.AspNetCore.ServerOptions
+        {
+            ModelPath = model,
+            Alias = "served",
+            Port = 0,
+            Parallel = 2,
+            Threads = 1,
+            RequestLogging = false,
+        }, Ct);
+        await server.WaitReadyAsync();
+        var local = ConsoleRunner.Run("eval", "--task", "gsm8k", "-m", model, "--data", data, "--limit", "3", "--max-tokens", "8", "-t", "1", "--out", _out);
+        Assert.True(local.Code == 0, local.Err);
+        var remote = await Task.Run(() => ConsoleRunner.Run("eval", "--task", "gsm8k", "-m", $"openai:{server.Address}v1#served", "--data", data, "--limit", "3",
+            "--max-tokens", "8", "--concurrency", "2", "--out", _out, "--json"), Ct);
+        Assert.True(remote.Code == 0, remote.Err);
+        var report = JsonNode.Parse(remote.Out.Trim())!.AsObject();
+        Assert.Equal("served", (string)report["model"]!);
+        Assert.Equal(3, (int)report["n"]!);
+        var inProcess = Records(_out, "qwen3-q8_0");
+        var overHttp = Records(_out, "served");
+        Assert.Equal(inProcess.Select(r => (string)r["output"]!), overHttp.Select(r => (string)r["output"]!));
+        Assert.Equal(inProcess.Select(r => (int)r["tokens_in"]!), overHttp.Select(r => (int)r["tokens_in"]!));
+        Assert.Equal(inProcess.Select(r => (int)r["tokens_out"]!), overHttp.Select(r => (int)r["tokens_out"]!));
+    }
+
+    [Fact]
+    public async Task BusyAndFailingEndpointsAreRetriedWithBackoff()
+    {
+        using var listener = new System.Net.HttpListener();
+        int port = Random.Shared.Next(20000, 60000);
+        listener.Prefixes.Add($"http://127.0.0.1:{port}/");
+        listener.Start();
+        int requests = 0;
+        var serving = Task.Run(async () =>
+        {
+            while (listener.IsListening)
+            {
+                System.Net.HttpListenerContext context;
+                try { context = await listener.GetContextAsync(); }
+                catch (Exception) { return; }
+                int n = Interlocked.Increment(ref requests);
+                var response = context.Response;
+                if (n == 1) { response.StatusCode = 429; response.AddHeader("Retry-After", "0"); response.Close(); continue; }
+                if (n == 2) { response.StatusCode = 503; response.Close(); continue; }
+                response.ContentType = "text/event-stream";
+                byte[] body = System.Text.Encoding.UTF8.GetBytes(
+                    "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"9 * 2 = 18\\n#### 18\"}}]}\n\n" +
+                    "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n" +
+                    "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":90,\"completion_tokens\":7}}\n\ndata: [DONE]\n\n");
+                await response.OutputStream.WriteAsync(body);
+                response.Close();
+            }
+        }, Ct);
+        var (code, output, error) = await Task.Run(() => ConsoleRunner.Run("eval", "--task", "gsm8k", "-m", $"openai:http://127.0.0.1:{port}/v1#fake",
+            "--data", Fixtures.Require("eval", "gsm8k", "test.jsonl"), "--limit", "1", "--out", _out, "--json"), Ct);
+        listener.Stop();
+        Assert.True(code == 0, error);
+        Assert.Equal(3, requests);
+        var report = JsonNode.Parse(output.Trim())!.AsObject();
+        Assert.Equal(1.0, (double)report["score"]!);
+        Assert.Equal(90, (long)report["tokens_in"]!);
+        Assert.Equal(7, (long)report["tokens_out"]!);
+    }
+}
