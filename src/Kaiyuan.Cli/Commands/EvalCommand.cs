@@ -14,14 +14,15 @@ internal static class EvalCommand
 {
     public static Command Create()
     {
-        var task = new Option<string>("--task") { Description = "Benchmark to run: gsm8k", Required = true };
+        var task = new Option<string>("--task") { Description = "Benchmark to run: gsm8k, or humaneval (scores a --samples file)", Required = true };
+        var samples = new Option<string>("--samples") { Description = "HumanEval: completions to score, JSONL of {task_id, completion} (the reference harness's format)" };
+        var timeout = new Option<double>("--timeout") { Description = "HumanEval: seconds each program may run", DefaultValueFactory = _ => 3.0 };
         var models = new Option<string[]>("--model", "-m")
         {
             Description = "Model(s) to evaluate: GGUF paths, store references, or openai:BASE_URL#MODEL for an OpenAI-compatible endpoint (repeat the option for several)",
-            Required = true,
             AllowMultipleArgumentsPerToken = true,
         };
-        var data = new Option<string>("--data") { Description = "The task's data file (GSM8K: test.jsonl of openai/grade-school-math)", Required = true };
+        var data = new Option<string>("--data") { Description = "The task's data file (GSM8K: test.jsonl of openai/grade-school-math; HumanEval: HumanEval.jsonl.gz)", Required = true };
         var limit = new Option<int>("--limit") { Description = "Evaluate only the first N items (0: all)" };
         var concurrency = new Option<int>("--concurrency") { Description = "Items answered at once (batched together)", DefaultValueFactory = _ => 1 };
         var maxTokens = new Option<int>("--max-tokens") { Description = "Tokens an answer may have at most", DefaultValueFactory = _ => 512 };
@@ -35,18 +36,28 @@ internal static class EvalCommand
         Arguments.Range(maxTokens, 1, 1 << 20, "must be a positive number of tokens");
         var command = new Command("eval", "Score models on a public benchmark (accuracy with a 95% interval, tokens, speed)")
         {
-            task, models, data, limit, concurrency, maxTokens, outDir, apiKeyEnv, json, threads, ctxSize,
+            task, models, data, samples, timeout, limit, concurrency, maxTokens, outDir, apiKeyEnv, json, threads, ctxSize,
         };
         command.SetAction(async (p, cancel) =>
         {
             string name = p.GetValue(task)!;
-            if (name != Gsm8kTask.Name)
+            if (name is not (Gsm8kTask.Name or HumanEvalTask.Name))
             {
-                p.InvocationConfiguration.Error.WriteLine($"kaiyuan: --task {name}: unknown task (known: {Gsm8kTask.Name})");
+                p.InvocationConfiguration.Error.WriteLine($"kaiyuan: --task {name}: unknown task (known: {Gsm8kTask.Name}, {HumanEvalTask.Name})");
                 return 1;
             }
             try
             {
+                if (name == HumanEvalTask.Name)
+                {
+                    string file = p.GetValue(samples) ?? throw new ArgumentException("--task humaneval scores a --samples file (generating completions with a model comes next)");
+                    var problems = HumanEvalTask.LoadProblems(p.GetValue(data)!);
+                    var (passAtK, results) = await HumanEvalTask.ScoreAsync(problems, HumanEvalTask.LoadSamples(file), [1, 10, 100],
+                        new CodeSandbox(TimeSpan.FromSeconds(p.GetValue(timeout))), p.GetValue(concurrency), cancel);
+                    WriteHumanEval(p, Path.GetFileNameWithoutExtension(file), passAtK, results);
+                    return 0;
+                }
+                if (p.GetValue(models) is not { Length: > 0 }) throw new ArgumentException($"--task {name} needs at least one --model");
                 var items = Gsm8kTask.Load(p.GetValue(data)!);
                 int n = p.GetValue(limit);
                 if (n > 0 && n < items.Count) items = items.Take(n).ToList();
@@ -78,13 +89,43 @@ internal static class EvalCommand
                 return 130;
             }
             catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException or FormatException or IOException or InvalidDataException
-                                         or NotSupportedException or ArgumentException or UnauthorizedAccessException or HttpRequestException)
+                                         or NotSupportedException or ArgumentException or UnauthorizedAccessException or HttpRequestException or InvalidOperationException)
             {
                 p.InvocationConfiguration.Error.WriteLine($"kaiyuan: {e.Message.ReplaceLineEndings(" ").Trim()}");
                 return 1;
             }
         });
         return command;
+    }
+
+    private static void WriteHumanEval(ParseResult p, string name, Dictionary<int, double> passAtK, List<(string TaskId, SandboxResult Result)> results)
+    {
+        var output = p.InvocationConfiguration.Output;
+        int problems = results.Select(r => r.TaskId).Distinct().Count();
+        // The interval of pass@1 by bootstrap over problems (each problem's own pass@1 is its fraction of passing samples).
+        var perProblem = results.GroupBy(r => r.TaskId).Select(g => (double)g.Count(r => r.Result.Outcome == SandboxOutcome.Passed) / g.Count()).ToList();
+        var (low, high) = Statistics.Bootstrap(perProblem);
+        if (p.GetValue<bool>("--json"))
+        {
+            var line = new JsonObject
+            {
+                ["task"] = HumanEvalTask.Name,
+                ["model"] = name,
+                ["metric"] = "pass@1",
+                ["score"] = passAtK.GetValueOrDefault(1),
+                ["ci95"] = new JsonArray(low, high),
+                ["n"] = problems,
+                ["samples"] = results.Count,
+                ["timed_out"] = results.Count(r => r.Result.Outcome == SandboxOutcome.TimedOut),
+                ["network_isolated"] = CodeSandbox.IsolatesNetwork,
+            };
+            foreach (var (k, v) in passAtK) line[$"pass@{k}"] = v;
+            output.WriteLine(line.ToJsonString());
+            return;
+        }
+        output.WriteLine($"{HumanEvalTask.Name} · {name} · {problems} problems, {results.Count} samples");
+        foreach (var (k, v) in passAtK) output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  pass@{k} {v:P1}") + (k == 1 ? string.Create(CultureInfo.InvariantCulture, $"  (95% CI {low:P1} – {high:P1})") : ""));
+        output.WriteLine($"  timed out: {results.Count(r => r.Result.Outcome == SandboxOutcome.TimedOut)}; network {(CodeSandbox.IsolatesNetwork ? "isolated" : "NOT isolated (no unprivileged namespaces here)")}");
     }
 
     /// <summary>A model name as a file name: characters a file system refuses become '_'.</summary>

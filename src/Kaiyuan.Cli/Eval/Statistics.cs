@@ -14,6 +14,7 @@ internal static class Statistics
         ArgumentOutOfRangeException.ThrowIfLessThan(k, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(k, n);
         if (n - correct < k) return 1.0;
+        if (k == 1) return (double)correct / n; // the same value, without the product's rounding
         double fail = 1.0;
         for (int i = n - correct + 1; i <= n; i++) fail *= 1.0 - (double)k / i;
         return 1.0 - fail;

@@ -82,6 +82,20 @@ public sealed class EvalCommandTests : IDisposable
     }
 
     [Fact]
+    public void HumanEvalSamplesAreScoredLikeTheReferenceHarness()
+    {
+        var (code, output, error) = ConsoleRunner.Run("eval", "--task", "humaneval", "--data", Fixtures.Require("eval", "humaneval", "example_problem.jsonl"),
+            "--samples", Fixtures.Require("eval", "humaneval", "example_samples.jsonl"), "--json");
+        if (code != 0 && error.Contains("python3", StringComparison.Ordinal)) Assert.Skip("python3 is not installed");
+        Assert.True(code == 0, error);
+        var report = JsonNode.Parse(output.Trim())!.AsObject();
+        Assert.Equal("pass@1", (string)report["metric"]!);
+        Assert.Equal(0.5, (double)report["score"]!);
+        Assert.Equal(6, (int)report["samples"]!);
+        Assert.Equal(1, (int)report["timed_out"]!);
+    }
+
+    [Fact]
     public void UnknownTasksAndBadDataAreClearErrors()
     {
         var (code, _, error) = ConsoleRunner.Run("eval", "--task", "mmlu-pro", "-m", "x.gguf", "--data", "x.jsonl");
