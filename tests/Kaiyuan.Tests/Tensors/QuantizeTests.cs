@@ -9,8 +9,12 @@ public class QuantizeTests
     /// Every tensor of llama-f32.gguf, quantized to the type llama-quantize chose for it in each fixture, must give the
     /// fixture's bytes block for block.
     /// </summary>
+    /// <summary>The fixtures whose types Kaiyuan writes (the IQ4 files' data also came from an importance matrix the fixtures do not hold).</summary>
+    public static TheoryData<string> ReproducibleFiles() =>
+        new(DequantizeTests.QuantizedModelFiles().Select(row => row.Data).Where(f => !f.Contains("-iq", StringComparison.Ordinal)));
+
     [Theory]
-    [MemberData(nameof(DequantizeTests.QuantizedModelFiles), MemberType = typeof(DequantizeTests))]
+    [MemberData(nameof(ReproducibleFiles))]
     public void ReproducesLlamaQuantizeByteForByte(string fileName)
     {
         var quantized = new GgufTensorLocator(TestFixtures.ModelOrSkip("llama/" + fileName));
