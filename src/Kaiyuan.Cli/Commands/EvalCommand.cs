@@ -103,8 +103,7 @@ internal static class EvalCommand
         var output = p.InvocationConfiguration.Output;
         int problems = results.Select(r => r.TaskId).Distinct().Count();
         // The interval of pass@1 by bootstrap over problems (each problem's own pass@1 is its fraction of passing samples).
-        var perProblem = results.GroupBy(r => r.TaskId).Select(g => (double)g.Count(r => r.Result.Outcome == SandboxOutcome.Passed) / g.Count()).ToList();
-        var (low, high) = Statistics.Bootstrap(perProblem);
+        var (low, high) = Statistics.Bootstrap(HumanEvalTask.PerProblem(results).Select(p => Statistics.PassAtK(p.N, p.Correct, 1)).ToList());
         if (p.GetValue<bool>("--json"))
         {
             var line = new JsonObject

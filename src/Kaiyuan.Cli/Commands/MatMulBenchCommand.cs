@@ -67,9 +67,10 @@ internal static class MatMulBenchCommand
     {
         int scaleAt = type switch
         {
-            GgmlType.IQ4_NL or GgmlType.IQ4_XS => 0,
-            GgmlType.TQ1_0 => 52,
-            GgmlType.TQ2_0 => 64,
+            GgmlType.IQ4_NL => BlockLayouts.IQ4_NL.D,
+            GgmlType.IQ4_XS => BlockLayouts.IQ4_XS.D,
+            GgmlType.TQ1_0 => BlockLayouts.TQ1_0.D,
+            GgmlType.TQ2_0 => BlockLayouts.TQ2_0.D,
             _ => throw new ArgumentException($"cannot make {type} weights to measure"),
         };
         random.NextBytes(weights);

@@ -47,7 +47,7 @@ internal static class HumanEvalTask
             var (id, completion) = samples[i];
             results[i] = (id, await sandbox.RunAsync(Program(problems[id], completion), ct));
         });
-        var perProblem = results.GroupBy(r => r.TaskId).Select(g => (N: g.Count(), Correct: g.Count(r => r.Result.Outcome == SandboxOutcome.Passed))).ToList();
+        var perProblem = PerProblem(results);
         var passAtK = new Dictionary<int, double>();
         foreach (int k in ks)
         {
@@ -56,6 +56,10 @@ internal static class HumanEvalTask
         }
         return (passAtK, results.ToList());
     }
+
+    /// <summary>Samples and passing samples of each problem, in the order problems first appear.</summary>
+    public static List<(int N, int Correct)> PerProblem(IEnumerable<(string TaskId, SandboxResult Result)> results) =>
+        results.GroupBy(r => r.TaskId).Select(g => (g.Count(), g.Count(r => r.Result.Outcome == SandboxOutcome.Passed))).ToList();
 
     private static IEnumerable<JsonElement> ReadJsonLines(string path)
     {

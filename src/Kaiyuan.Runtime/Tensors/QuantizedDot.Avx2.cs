@@ -434,7 +434,7 @@ internal static unsafe partial class Avx2Dot
             Vector256<ushort> second = Avx2.BroadcastVector128ToVector256(x + BlockLayouts.TQ1_0.Qs + 32).AsUInt16();
             for (int n = 0; n < 4; n += 2)
             {
-                var powers = Vector256.Create(Vector128.Create((ushort)Powers3[n]), Vector128.Create((ushort)Powers3[n + 1]));
+                var powers = Vector256.Create(Vector128.Create((ushort)Ternary.Powers[n]), Vector128.Create((ushort)Ternary.Powers[n + 1]));
                 sums += SumProductsUnsigned(TernaryDigits(second, powers), Vector256.Load(q8 + 160 + 16 * n), vnni);
             }
 
@@ -449,8 +449,6 @@ internal static unsafe partial class Avx2Dot
 
         return sum;
     }
-
-    private static ReadOnlySpan<byte> Powers3 => [1, 3, 9, 27, 81];
 
     /// <summary>The powers for TQ1_0's elements 224..255, one per 16-bit lane (see <see cref="TQ1_0"/>).</summary>
     private static readonly Vector256<ushort> LastPowers = Vector256.Create((ushort)81, 81, 81, 81, 81, 81, 81, 81, 1, 1, 3, 3, 9, 9, 27, 27);

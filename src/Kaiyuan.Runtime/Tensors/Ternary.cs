@@ -7,7 +7,8 @@ namespace Kaiyuan.Tensors;
 /// </summary>
 internal static class Ternary
 {
-    private static ReadOnlySpan<byte> Powers => [1, 3, 9, 27, 81];
+    /// <summary>3ⁿ for digit n.</summary>
+    public static ReadOnlySpan<byte> Powers => [1, 3, 9, 27, 81];
 
     /// <summary>Digit <paramref name="n"/> (0..4) of a packed byte, minus one: −1, 0 or 1.</summary>
     public static int Digit(byte packed, int n) => ((byte)(packed * Powers[n]) * 3 >> 8) - 1;
