@@ -369,8 +369,15 @@ internal sealed class PromptCacheStore : IDisposable
                     file.Write(sum);
                 }
                 file.Flush(flushToDisk: true);
+                // Renamed while the handle (and its exclusive lock) is still held where the OS allows it, so no other
+                // process's cleanup can take the file for abandoned between closing and renaming.
+                if (!OperatingSystem.IsWindows())
+                {
+                    File.Move(temp, path, overwrite: true);
+                    temp = null;
+                }
             }
-            File.Move(temp, path, overwrite: true);
+            if (temp is not null) File.Move(temp, path, overwrite: true);
             temp = null;
             var entry = new Entry(name, path, ids, header.Length + 8, headerHash, EntryBytes(blocks));
             var extended = new List<Entry>();
@@ -410,7 +417,7 @@ internal sealed class PromptCacheStore : IDisposable
         {
             var directory = new DirectoryInfo(Directory);
             foreach (var temp in directory.EnumerateFiles(".*.tmp"))
-                if (DateTime.UtcNow - temp.LastWriteTimeUtc > StaleTemp) TryDelete(temp.FullName);
+                if (IsAbandoned(temp)) TryDelete(temp.FullName);
             var files = directory.EnumerateFiles("*" + Extension).ToList();
             long total = files.Sum(f => f.Length);
             foreach (var f in files.OrderBy(f => f.LastWriteTimeUtc))
@@ -566,6 +573,29 @@ internal sealed class PromptCacheStore : IDisposable
         while (i < n && entry[i] == tokens[i]) i++;
         return i / T;
     }
+
+    /// <summary>
+    /// A temporary entry no writer holds: a writer keeps its file open with <see cref="FileShare.None"/> (an exclusive lock
+    /// on every OS .NET runs on) until it is renamed, and a killed writer's lock goes with its process. Where locking is
+    /// turned off (DOTNET_SYSTEM_IO_DISABLEFILELOCKING) only an hour without writes marks a file as abandoned.
+    /// </summary>
+    private static bool IsAbandoned(FileInfo temp)
+    {
+        if (DateTime.UtcNow - temp.LastWriteTimeUtc > StaleTemp) return true;
+        try
+        {
+            using var probe = new FileStream(temp.FullName, FileMode.Open, FileAccess.ReadWrite, FileShare.None, bufferSize: 1);
+            return !FileLockingDisabled;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false; // held by a live writer, or already renamed or removed
+        }
+    }
+
+    private static readonly bool FileLockingDisabled =
+        (AppContext.TryGetSwitch("System.IO.DisableFileLocking", out bool off) && off) ||
+        Environment.GetEnvironmentVariable("DOTNET_SYSTEM_IO_DISABLEFILELOCKING") is "1" or "true" or "TRUE" or "True";
 
     private static void TryDelete(string path)
     {

@@ -48,6 +48,25 @@ public sealed class PromptCacheStoreTests : IDisposable
 
     private string[] Entries() => Directory.GetFiles(_dir, "*" + PromptCacheStore.Extension);
 
+    [Fact]
+    public void OpeningRemovesTheTemporaryFilesOfDeadWritersButNotOfLiveOnes()
+    {
+        Directory.CreateDirectory(_dir);
+        string abandoned = Path.Combine(_dir, ".abandoned.kvc.0123.tmp"), live = Path.Combine(_dir, ".live.kvc.4567.tmp");
+        File.WriteAllBytes(abandoned, new byte[100]);
+        // A writer in this or another process holds its file exclusively until it renames it.
+        using (var writer = new FileStream(live, FileMode.CreateNew, FileAccess.Write, FileShare.None))
+        {
+            writer.Write(new byte[100]);
+            using (Store()) { }
+            Assert.False(File.Exists(abandoned));
+            Assert.True(File.Exists(live));
+        }
+        using (Store()) { }
+        Assert.False(File.Exists(live));
+        Assert.Empty(_warnings);
+    }
+
     [Theory]
     [InlineData(GgmlType.F32)]
     [InlineData(GgmlType.Q8_0)]
