@@ -9,9 +9,10 @@ namespace Kaiyuan.AspNetCore;
 /// <summary>
 /// The HTTP server: Kestrel with the OpenAI (chat, completions, Responses), Anthropic and Ollama endpoints, health,
 /// metrics and the chat page. It starts listening at once; one model loads in the background (<c>/health</c> answers
-/// 503 until it is ready), several load on demand (<see cref="ModelRegistry"/>).
+/// 503 until it is ready), several load on demand. This is <c>kaiyuan serve</c>; an application with its own
+/// ASP.NET Core host maps the same endpoints with <c>AddKaiyuan</c> and <c>MapKaiyuanEndpoints</c> instead.
 /// </summary>
-internal sealed class KaiyuanServer : IAsyncDisposable
+public sealed class KaiyuanServer : IAsyncDisposable
 {
     private readonly WebApplication _app;
     private readonly Task _loading;
@@ -25,7 +26,17 @@ internal sealed class KaiyuanServer : IAsyncDisposable
         Address = address;
     }
 
-    public ServerState State { get; }
+    internal ServerState State { get; }
+
+    /// <summary>The models served, the default first (one, named after its file, when only a path was given).</summary>
+    public IReadOnlyList<ServedModel> Models => State.Models.Models;
+
+    /// <summary>How long a model stays loaded after its last request when the request does not say.</summary>
+    public TimeSpan DefaultKeepAlive => State.Models.DefaultKeepAlive;
+
+    /// <summary>The default model, once loaded (after <see cref="WaitReadyAsync"/>).</summary>
+    /// <exception cref="RequestException">It is not loaded (yet), or failed to load (status 503).</exception>
+    public ModelRuntime Runtime => State.Runtime;
     /// <summary>The bound address, e.g. http://127.0.0.1:8080/ (the real port when 0 was asked for).</summary>
     public Uri Address { get; }
 
@@ -40,7 +51,7 @@ internal sealed class KaiyuanServer : IAsyncDisposable
         StartAsync(options, model => ModelRuntime.Load(options with { ModelPath = model.Path, Alias = model.Name }), cancel);
 
     /// <summary>Starts a server whose models come from <paramref name="load"/> (tests pass scripted engines).</summary>
-    public static async Task<KaiyuanServer> StartAsync(ServerOptions options, Func<ServedModel, ModelRuntime> load, CancellationToken cancel = default)
+    internal static async Task<KaiyuanServer> StartAsync(ServerOptions options, Func<ServedModel, ModelRuntime> load, CancellationToken cancel = default)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ApplicationName = "kaiyuan" });
         string host = ListenHost(options.Host);
@@ -173,6 +184,7 @@ internal sealed class KaiyuanServer : IAsyncDisposable
         await _app.StopAsync(cancel).ConfigureAwait(false);
     }
 
+    /// <summary>Stops the server (as <see cref="StopAsync"/>) and frees its models.</summary>
     public async ValueTask DisposeAsync()
     {
         await StopAsync().ConfigureAwait(false);

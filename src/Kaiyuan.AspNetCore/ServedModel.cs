@@ -24,7 +24,7 @@ public sealed record ServedModel(string Name, string Path)
 }
 
 /// <summary>Ollama's keep_alive: how long a model stays loaded after a request.</summary>
-internal static class KeepAlive
+public static class KeepAlive
 {
     /// <summary>Ollama's default (OLLAMA_KEEP_ALIVE).</summary>
     public static readonly TimeSpan Default = TimeSpan.FromMinutes(5);
@@ -36,6 +36,7 @@ internal static class KeepAlive
     /// A number of seconds or a Go duration ("5m", "1h30m", "30s", "500ms"); 0 unloads at once, a negative value keeps the
     /// model forever (<see cref="Forever"/>).
     /// </summary>
+    /// <exception cref="RequestException">The text is neither (status 400, naming keep_alive).</exception>
     public static TimeSpan Parse(string text)
     {
         text = text.Trim();
@@ -67,7 +68,7 @@ internal static class KeepAlive
     }
 
     /// <summary>A request's keep_alive (a string or a number of seconds), or null when it has none.</summary>
-    public static TimeSpan? FromJson(JsonElement? value) => value switch
+    internal static TimeSpan? FromJson(JsonElement? value) => value switch
     {
         null or { ValueKind: JsonValueKind.Null } => null,
         { ValueKind: JsonValueKind.Number } n => FromSeconds(n.GetDouble()),

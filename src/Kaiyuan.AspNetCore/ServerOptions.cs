@@ -1,10 +1,11 @@
 namespace Kaiyuan.AspNetCore;
 
 /// <summary>Everything <c>kaiyuan serve</c> can be told.</summary>
-internal sealed record ServerOptions : ModelOptions
+public sealed record ServerOptions : ModelOptions
 {
+    /// <summary>The address to listen on: an IP address, <c>localhost</c>, or a name this machine resolves.</summary>
     public string Host { get; init; } = "127.0.0.1";
-    /// <summary>0 picks a free port (tests, benchmarks).</summary>
+    /// <summary>The port to listen on; 0 picks a free one (tests, benchmarks).</summary>
     public int Port { get; init; } = 8080;
     /// <summary>
     /// Every model served, the default (<see cref="ModelOptions.ModelPath"/>) first: a request's "model" picks one, loaded on demand.
@@ -23,9 +24,11 @@ internal sealed record ServerOptions : ModelOptions
     /// this process may use, with several models (one alone is not checked). A model that cannot fit beside the busy ones gets 503.
     /// </summary>
     public long? MemoryBudgetBytes { get; init; }
+    /// <summary>A key requests must carry (<c>Authorization: Bearer KEY</c> or Anthropic's <c>x-api-key</c>); null: none.</summary>
     public string? ApiKey { get; init; }
     /// <summary>Origins allowed by CORS ("*" for any); none: CORS off.</summary>
     public IReadOnlyList<string> CorsOrigins { get; init; } = [];
+    /// <summary>The largest request body taken, in bytes (413 beyond).</summary>
     public long MaxRequestBodyBytes { get; init; } = 8 * 1024 * 1024;
     /// <summary>How long Ctrl-C waits for running streams to finish.</summary>
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(30);

@@ -4,7 +4,6 @@ using System.Text.Json;
 using Kaiyuan.Inference;
 using Kaiyuan.Kernels;
 using Kaiyuan.Models;
-using Kaiyuan.Tensors;
 
 namespace Kaiyuan.Cli.Commands;
 
@@ -39,8 +38,7 @@ internal static class BenchCommand
     {
         if (nPrompt < 0 || nGen < 0 || nDepth < 0 || reps < 1) throw new ArgumentException("-p, -n and -d must be ≥ 0 and -r ≥ 1");
         using var model = ModelLoader.Load(path);
-        using var pool = new WorkerPool(threads);
-        var r = Measure(model, nPrompt, nGen, reps, pool, cacheType, nDepth);
+        var r = Measure(model, nPrompt, nGen, reps, threads, cacheType, nDepth);
         if (json)
         {
             Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
@@ -54,11 +52,11 @@ internal static class BenchCommand
                 ["model_bytes"] = r.ModelBytes,
                 ["peak_rss_bytes"] = r.PeakRssBytes,
                 ["kv_cache_bytes"] = r.KvCacheBytes,
-                ["kernels"] = QuantizedDot.KernelTier,
+                ["kernels"] = KernelBenchmarks.Tier,
             }));
             return 0;
         }
-        Console.WriteLine($"model: {Path.GetFileName(path)} ({model.Config.Architecture}, {InfoCommand.Size(r.ModelBytes)}), threads: {threads}, repetitions: {reps}, kernels: {QuantizedDot.KernelTier}");
+        Console.WriteLine($"model: {Path.GetFileName(path)} ({model.Architecture}, {InfoCommand.Size(r.ModelBytes)}), threads: {threads}, repetitions: {reps}, kernels: {KernelBenchmarks.Tier}");
         string at = nDepth > 0 ? $" @ d{nDepth}" : "";
         if (nPrompt > 0) Console.WriteLine($"pp{nPrompt}{at}: {r.PpTps,10:F2} ± {r.PpStd:F2} tokens/s");
         if (nGen > 0)
@@ -69,10 +67,11 @@ internal static class BenchCommand
     }
 
     /// <param name="nDepth">Tokens evaluated once, untimed, before the runs; each run starts from them (llama-bench's -d).</param>
-    public static Result Measure(TransformerModel model, int nPrompt, int nGen, int reps, WorkerPool pool, Kaiyuan.Gguf.GgmlType cacheType = Kaiyuan.Gguf.GgmlType.F32,
+    public static Result Measure(TransformerModel model, int nPrompt, int nGen, int reps, int threads, Kaiyuan.Gguf.GgmlType cacheType = Kaiyuan.Gguf.GgmlType.F32,
         int nDepth = 0)
     {
-        var session = new InferenceSession(model, Math.Max(16, nDepth + nPrompt + nGen + 1), pool, maxBatch: Math.Max(1, Math.Max(nPrompt, Math.Min(nDepth, 512))), cacheType: cacheType);
+        using var session = new InferenceSession(model, Math.Max(16, nDepth + nPrompt + nGen + 1), threads, cacheType,
+            maxBatch: Math.Max(1, Math.Max(nPrompt, Math.Min(nDepth, 512))));
         var random = new Random(42);
         int[] tokens = Enumerable.Range(0, Math.Max(nPrompt, 1)).Select(_ => random.Next(model.VocabSize)).ToArray();
         if (nDepth > 0) session.Evaluate(Enumerable.Range(0, nDepth).Select(_ => random.Next(model.VocabSize)).ToArray());
@@ -93,12 +92,20 @@ internal static class BenchCommand
                 session.Truncate(nDepth);
                 one[0] = tokens[0];
                 long start = Stopwatch.GetTimestamp();
-                for (int i = 0; i < nGen; i++) one[0] = VectorOps.ArgMax(session.Evaluate(one));
+                for (int i = 0; i < nGen; i++) one[0] = ArgMax(session.Evaluate(one));
                 if (rep > 0) tg.Add(nGen / Stopwatch.GetElapsedTime(start).TotalSeconds);
             }
         }
         long bytes = model.File.Tensors.Sum(t => t.ByteSize);
-        return new Result(Mean(pp), Std(pp), Mean(tg), Std(tg), pool.Threads, bytes, Process.GetCurrentProcess().PeakWorkingSet64, session.Cache.ResidentBytes);
+        return new Result(Mean(pp), Std(pp), Mean(tg), Std(tg), session.Threads, bytes, Process.GetCurrentProcess().PeakWorkingSet64, session.KvCacheBytes);
+    }
+
+    private static int ArgMax(ReadOnlySpan<float> logits)
+    {
+        int best = 0;
+        for (int i = 1; i < logits.Length; i++)
+            if (logits[i] > logits[best]) best = i;
+        return best;
     }
 
     private static double Mean(List<double> x) => x.Count == 0 ? 0 : x.Average();

@@ -23,20 +23,20 @@ internal sealed class ConstraintArguments
         });
     }
 
-    /// <summary>The requested grammar compiled for the vocabulary, or null when none was asked for. Errors name the option.</summary>
-    public CompiledGrammar? Compile(ParseResult p, Vocabulary? vocabulary)
+    /// <summary>The requested grammar compiled for the model's vocabulary, or null when none was asked for. Errors name the option.</summary>
+    public GrammarConstraint? Compile(ParseResult p, Tokenizer? tokenizer)
     {
         string? schema = p.GetValue(JsonSchema), grammar = p.GetValue(GrammarFile), regex = p.GetValue(Regex);
         if (schema is null && grammar is null && regex is null) return null;
-        if (vocabulary is null) throw new NotSupportedException("structured output (--json-schema, --grammar-file, --regex) needs the model's tokenizer");
-        var (option, kind, source, build) = schema is not null
-            ? ("--json-schema", "json-schema", Read(schema, "--json-schema"), (Func<string, Grammar>)(s => JsonSchemaGrammar.Compile(s)))
+        if (tokenizer is null) throw new NotSupportedException("structured output (--json-schema, --grammar-file, --regex) needs the model's tokenizer");
+        var (option, source, build) = schema is not null
+            ? ("--json-schema", Read(schema, "--json-schema"), (Func<string, Tokenizer, GrammarConstraint>)GrammarConstraint.FromJsonSchema)
             : grammar is not null
-                ? ("--grammar-file", "gbnf", Read(grammar, "--grammar-file"), GbnfGrammar.Parse)
-                : ("--regex", "regex", regex!, s => Kaiyuan.Constraints.Grammar.Of(RegexGrammar.Parse(s)));
+                ? ("--grammar-file", Read(grammar, "--grammar-file"), GrammarConstraint.FromGbnf)
+                : ("--regex", regex!, GrammarConstraint.FromRegex);
         try
         {
-            return GrammarCache.Get(kind, source, TokenTrie.For(vocabulary), () => build(source));
+            return build(source, tokenizer);
         }
         catch (GrammarException e)
         {

@@ -2,7 +2,6 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
 using Kaiyuan.Inference;
-using Kaiyuan.Kernels;
 using Kaiyuan.Models;
 using Kaiyuan.Sampling;
 using Kaiyuan.Tokenizers;
@@ -49,30 +48,30 @@ internal static class GenerateCommand
 
     private static int Run(string path, string? promptText, string? promptIdsText, int count, SamplerOptions sampling,
         int threads, int ctxSize, bool json, bool withLogits, bool ignoreEos, Kaiyuan.Gguf.GgmlType cacheType,
-        Func<Vocabulary?, Constraints.CompiledGrammar?> grammar)
+        Func<Tokenizer?, Constraints.GrammarConstraint?> grammar)
     {
         using var model = ModelLoader.Load(path);
         // A file without tokenizer metadata can still run from --prompt-ids; its output is then ids only.
         var tokenizer = model.File.Metadata.Contains("tokenizer.ggml.model") ? Tokenizer.FromGguf(model.File.Metadata) : null;
         // A raw prompt: the grammar applies from the first generated token.
-        var constraint = grammar(tokenizer?.Vocabulary)?.CreateMatcher();
+        var constraint = grammar(tokenizer)?.Create();
         int[] promptIds = promptIdsText is not null
             ? Arguments.ParseIds(promptIdsText, "--prompt-ids")
             : (tokenizer ?? throw new NotSupportedException($"{Path.GetFileName(path)} has no tokenizer; use --prompt-ids"))
                 .Encode(promptText!, addSpecial: true, parseSpecial: true); // as llama.cpp tokenizes prompts
         foreach (int id in promptIds)
             if (id >= model.VocabSize) throw new ArgumentException($"--prompt-ids: token id {id} is outside the vocabulary (0…{model.VocabSize - 1})");
-        using var pool = new WorkerPool(threads);
         InferenceSession session;
         try
         {
-            session = new InferenceSession(model, ctxSize, pool, cacheType: cacheType);
+            session = new InferenceSession(model, ctxSize, threads, cacheType);
         }
         catch (OutOfMemoryException)
         {
             // The engine's wording also suggests --parallel, which only serve has.
             throw new ArgumentException($"--ctx-size {ctxSize}: the KV cache for that many tokens does not fit in memory; choose a smaller context");
         }
+        using var _ = session;
         if (promptIds.Length >= session.ContextLength)
             throw new ContextOverflowException($"the prompt has {promptIds.Length} tokens; the context holds {session.ContextLength}");
         var options = new GenerationOptions

@@ -27,14 +27,13 @@ internal static class GrammarBenchCommand
     {
         var files = MaskBenchmark.FindFiles(paths);
         var tokenizer = Tokenizer.FromGguf(modelPath);
-        var trie = TokenTrie.For(tokenizer.Vocabulary);
         var results = new List<MaskBenchFileResult>(files.Count);
         var c = CultureInfo.InvariantCulture;
         if (!json)
             output.WriteLine($"{"file",-60} {"result",-12} {"ttfm µs",10} {"tokens",7} {"max mask µs",12}");
         foreach (string file in files)
         {
-            var r = MaskBenchmark.RunFile(file, tokenizer, trie);
+            var r = MaskBenchmark.RunFile(file, tokenizer);
             results.Add(r);
             if (json)
             {

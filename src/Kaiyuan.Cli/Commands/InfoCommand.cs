@@ -53,10 +53,10 @@ internal static class InfoCommand
             w.WriteLine($"support:       architecture '{file.Architecture}' is not supported by this build (supported: {string.Join(", ", ModelLoader.SupportedArchitectures)})");
             return;
         }
-        var c = ModelConfig.FromMetadata(file.Metadata);
-        w.WriteLine($"layers:        {c.BlockCount}, embedding {c.EmbeddingLength}, vocabulary {c.VocabSize}, context {c.ContextLength}");
-        w.WriteLine($"attention:     {c.HeadCount} heads, {c.HeadCountKv} KV heads, head dim k/v {c.KeyLength}/{c.ValueLength}, rope dims {c.RopeDimensions}, rope base {c.RopeFreqBase}" +
-                    (c.RopeScalingType != "none" ? $", rope scaling {c.RopeScalingType} ×{c.RopeScalingFactor} (original context {c.RopeOriginalContext})" : ""));
+        var c = ModelShape.FromMetadata(file.Metadata);
+        w.WriteLine($"layers:        {c.Layers}, embedding {c.EmbeddingLength}, vocabulary {c.VocabSize}, context {c.ContextLength}");
+        w.WriteLine($"attention:     {c.Heads} heads, {c.KvHeads} KV heads, head dim k/v {c.KeyLength}/{c.ValueLength}, rope dims {c.RopeDimensions}, rope base {c.RopeFreqBase}" +
+                    (c.RopeScaling != "none" ? $", rope scaling {c.RopeScaling} ×{c.RopeScalingFactor} (original context {c.RopeOriginalContext})" : ""));
         if (c.IsMla)
             w.WriteLine($"MLA:           q_lora_rank {c.QLoraRank}, kv_lora_rank {c.KvLoraRank}, qk head dim {c.KeyLengthMla} (rope {c.RopeDimensions}), v head dim {c.ValueLengthMla}");
         if (c.FeedForwardLength > 0) w.WriteLine($"feed-forward:  {c.FeedForwardLength}");
@@ -66,7 +66,7 @@ internal static class InfoCommand
         try
         {
             using var model = ModelLoader.Load(GgufFile.Open(file.Path));
-            long perToken = model.CacheRowWidths.Sum(x => (long)x) * sizeof(float);
+            long perToken = model.KvCacheBytesPerToken();
             w.WriteLine($"KV cache:      {perToken:N0} bytes per token (F32{(c.IsMla ? ", compressed MLA latent" : "")}), {Size(perToken * c.ContextLength)} at full context");
         }
         catch (Exception e) when (e is NotSupportedException or InvalidDataException)

@@ -5,6 +5,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using Kaiyuan.AspNetCore;
+using Kaiyuan.Kernels;
 using Kaiyuan.Tensors;
 
 namespace Kaiyuan.Cli.Commands;
@@ -106,7 +107,7 @@ internal static class PrefixBenchCommand
 
         var sharedWork = WorkOf([first.Usage, .. repeats.Select(r => r.Usage)], before, middle);
         var chatWork = WorkOf(turns.Select(t => new TokenUsage(t.PromptTokens, t.CompletionTokens, t.CachedTokens)).ToList(), middle, after);
-        var runtime = server.State.Runtime;
+        var runtime = server.Runtime;
         double repeatTtft = Median(repeats.Select(r => r.TtftMs));
         double ratio = first.TtftMs > 0 ? repeatTtft / first.TtftMs : 0;
         var last = turns[^1];
@@ -141,7 +142,7 @@ internal static class PrefixBenchCommand
                 ["cpu"] = CpuName(),
                 ["cores"] = Environment.ProcessorCount,
                 ["threads"] = s.Threads,
-                ["kernels"] = QuantizedDot.KernelTier,
+                ["kernels"] = KernelBenchmarks.Tier,
                 ["slots"] = options.Parallel,
                 ["ctx_size"] = runtime.ContextLength,
                 ["prefix_tokens"] = s.Prefix,
@@ -182,7 +183,7 @@ internal static class PrefixBenchCommand
 
         var c = CultureInfo.InvariantCulture;
         output.WriteLine(string.Create(c, $"model: {Path.GetFileName(s.ModelPath)} ({runtime.Description.Architecture}, {runtime.Description.FileType}, {InfoCommand.Size(runtime.Description.FileSize)}), " +
-                                          $"threads: {s.Threads} of {Environment.ProcessorCount} cores ({CpuName()}, kernels: {QuantizedDot.KernelTier}), slots: {options.Parallel}, context: {runtime.ContextLength}"));
+                                          $"threads: {s.Threads} of {Environment.ProcessorCount} cores ({CpuName()}, kernels: {KernelBenchmarks.Tier}), slots: {options.Parallel}, context: {runtime.ContextLength}"));
         output.WriteLine(string.Create(c, $"shared prefix: {s.Prefix} + {s.Suffix} tokens, {repeats.Count} repeats, {s.Streams} at a time, {SharedMaxTokens} tokens generated each"));
         output.WriteLine(string.Create(c, $"  first   TTFT {first.TtftMs,10:F1} ms   cached {first.Usage.CachedTokens} of {first.Usage.PromptTokens}"));
         output.WriteLine(string.Create(c, $"  repeat  TTFT {repeatTtft,10:F1} ms   cached {Median(repeats.Select(r => (double)r.Usage.CachedTokens))} of {repeats[0].Usage.PromptTokens} (medians)   ×{ratio:F3} of the first"));

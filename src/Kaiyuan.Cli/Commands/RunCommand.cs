@@ -1,12 +1,9 @@
 using System.CommandLine;
 using System.Globalization;
-using Kaiyuan.Constraints;
 using Kaiyuan.Gguf;
 using Kaiyuan.Inference;
-using Kaiyuan.Kernels;
 using Kaiyuan.Models;
 using Kaiyuan.Sampling;
-using Kaiyuan.Templates.Parsing;
 using Kaiyuan.Tokenizers;
 
 namespace Kaiyuan.Cli.Commands;
@@ -53,9 +50,8 @@ internal static class RunCommand
             string path = StoreCommands.ResolveOrPull(p, p.GetValue(model)!);
             using var file = GgufFile.Open(path);
             using var loaded = ModelLoader.Load(file);
-            using var pool = new WorkerPool(p.GetValue(threads));
             var type = Arguments.ParseCacheType(p.GetValue(cacheType));
-            var session = new InferenceSession(loaded, p.GetValue(ctxSize), pool, cacheType: type);
+            using var session = new InferenceSession(loaded, p.GetValue(ctxSize), p.GetValue(threads), type);
             // Disposed last: it finishes writing the entries offered.
             using var store = p.GetValue(promptCache) is { } dir
                 ? PromptCacheStore.Open(dir, loaded, type, p.GetValue(promptCacheMax) << 20, message => Console.Error.WriteLine($"kaiyuan: {message}"))
@@ -70,13 +66,11 @@ internal static class RunCommand
                 MaxTokens = p.GetValue(samplingArgs.Count),
                 PromptCache = store,
             };
-            if (constraintArgs.Compile(p, tokenizer.Vocabulary) is { } grammar)
+            if (constraintArgs.Compile(p, tokenizer) is { } grammar)
             {
                 // The answer is constrained after any reasoning block, as the server does.
                 string? template = format.IsChat ? file.Metadata.GetStringOrNull("tokenizer.chat_template") : null;
-                var syntax = template is null ? null : OutputParserFactory.DetectFormat(template);
-                bool mayReason = syntax?.ReasoningStart is { } start && template!.Contains(start, StringComparison.Ordinal);
-                chat.Constraint = rendered => TriggeredConstraint.ForAnswer(grammar.CreateMatcher(), tokenizer.Vocabulary, syntax, rendered, mayReason);
+                chat.Constraint = rendered => grammar.CreateForAnswer(rendered, template);
             }
 
             if (p.GetValue(prompt) is not null && p.GetValue(promptArgument) is not null)

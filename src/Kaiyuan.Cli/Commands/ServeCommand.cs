@@ -146,12 +146,11 @@ internal static class ServeCommand
             throw new IOException($"cannot listen: {e.Message}", e);
         }
         await using var _ = server;
-        if (server.State.Models.Several)
+        if (server.Models.Count > 1)
         {
-            var registry = server.State.Models;
             string limit = options.MaxModels > 0 ? $", at most {options.MaxModels} loaded at once" : "";
-            string keep = registry.DefaultKeepAlive == KeepAlive.Forever ? "until stopped" : $"{registry.DefaultKeepAlive.TotalSeconds:0} s after their last request";
-            Console.Error.WriteLine($"kaiyuan: serving {registry.Models.Count} models at {server.Address}: {string.Join(", ", registry.Models.Select(m => m.Name))} " +
+            string keep = server.DefaultKeepAlive == KeepAlive.Forever ? "until stopped" : $"{server.DefaultKeepAlive.TotalSeconds:0} s after their last request";
+            Console.Error.WriteLine($"kaiyuan: serving {server.Models.Count} models at {server.Address}: {string.Join(", ", server.Models.Select(m => m.Name))} " +
                                     $"(the first is the default; each loads on demand and stays {keep}{limit}) — Ctrl-C stops");
             await server.WaitForShutdownAsync();
             Console.Error.WriteLine("kaiyuan: stopping (letting running requests finish)…");
@@ -167,7 +166,7 @@ internal static class ServeCommand
         {
             throw new InvalidOperationException($"cannot load {options.ModelPath}: {e.Message}", e);
         }
-        var runtime = server.State.Runtime;
+        var runtime = server.Runtime;
         string kv = runtime.Cache is { } pool
             ? $", KV memory up to {InfoCommand.Size((long)pool.CapacityBlocks * pool.BytesPerBlock)} as used{(pool.CachingEnabled ? " with prefix caching" : "")}"
             : "";
@@ -208,7 +207,7 @@ internal static class ServeCommand
         };
         await using var server = await KaiyuanServer.StartAsync(options);
         await server.WaitReadyAsync();
-        int ctx = server.State.Runtime.ContextLength;
+        int ctx = server.Runtime.ContextLength;
         nGen = Math.Min(nGen, ctx / 2);
         using var http = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromMinutes(10) };
         await Run(http, 1, Math.Min(nGen, 8));  // warm-up

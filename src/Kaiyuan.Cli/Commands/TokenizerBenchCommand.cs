@@ -3,6 +3,8 @@ using System.Globalization;
 using Kaiyuan.Tokenizers;
 using Microsoft.ML.Tokenizers;
 
+using Kaiyuan.Cli.Benchmarks;
+
 namespace Kaiyuan.Cli.Commands;
 
 /// <summary>

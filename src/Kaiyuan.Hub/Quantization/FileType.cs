@@ -91,7 +91,8 @@ public enum FileType : uint
     MXFP4_MOE = 38,
 }
 
-internal static class FileTypes
+/// <summary>Names of quantization mixes (<c>general.file_type</c>), as llama.cpp spells them.</summary>
+public static class FileTypes
 {
     /// <summary>The name of a <c>general.file_type</c> value, or "unknown (N)".</summary>
     public static string Name(long value) =>

@@ -4,7 +4,22 @@ using Kaiyuan.Tensors;
 namespace Kaiyuan.Quantization;
 
 /// <summary>The hyper-parameters of a model shape that <see cref="Synth"/> can fill with random weights.</summary>
-internal sealed record SynthShape(
+/// <param name="Name">The shape's name (<c>qwen2.5-0.5b</c>).</param>
+/// <param name="Architecture">The GGUF architecture (<c>qwen2</c>).</param>
+/// <param name="EmbeddingLength">The hidden size.</param>
+/// <param name="Layers">Transformer blocks.</param>
+/// <param name="Heads">Attention (query) heads.</param>
+/// <param name="KvHeads">Key/value heads.</param>
+/// <param name="HeadDim">Dimensions per head.</param>
+/// <param name="FeedForwardLength">The feed-forward network's inner size.</param>
+/// <param name="VocabSize">Tokens in the vocabulary.</param>
+/// <param name="ContextLength">The trained context.</param>
+/// <param name="RopeFreqBase">RoPE's frequency base.</param>
+/// <param name="RmsEpsilon">RMS norm's epsilon.</param>
+/// <param name="QkvBias">Q, K and V projections have biases (Qwen2).</param>
+/// <param name="QkNorm">Queries and keys are RMS-normalized per head (Qwen3).</param>
+/// <param name="TiedEmbeddings">The output head is the token embedding.</param>
+public sealed record SynthShape(
     string Name, string Architecture, int EmbeddingLength, int Layers, int Heads, int KvHeads, int HeadDim,
     int FeedForwardLength, int VocabSize, int ContextLength, float RopeFreqBase, float RmsEpsilon,
     bool QkvBias, bool QkNorm, bool TiedEmbeddings);
@@ -16,9 +31,10 @@ internal sealed record SynthShape(
 /// token ids only (<c>{arch}.vocab_size</c> gives the vocabulary size); with one (<see cref="AddVocabulary"/>) it can
 /// be served and chatted with like the real model.
 /// </summary>
-internal static class Synth
+public static class Synth
 {
-    public static readonly IReadOnlyList<SynthShape> Shapes =
+    /// <summary>Every known shape, the test shapes (<c>tiny</c>…) included.</summary>
+    public static IReadOnlyList<SynthShape> Shapes { get; } =
     [
         new("qwen2.5-0.5b", "qwen2", 896, 24, 14, 2, 64, 4864, 151936, 32768, 1e6f, 1e-6f, QkvBias: true, QkNorm: false, TiedEmbeddings: true),
         new("qwen3-0.6b", "qwen3", 1024, 28, 16, 8, 128, 3072, 151936, 40960, 1e6f, 1e-6f, QkvBias: false, QkNorm: true, TiedEmbeddings: true),
@@ -31,12 +47,14 @@ internal static class Synth
     /// <summary>The shapes offered on the command line (the test shapes are accepted but not listed).</summary>
     public static IEnumerable<string> PublicNames => Shapes.Select(s => s.Name).Where(n => !n.StartsWith("tiny", StringComparison.Ordinal));
 
+    /// <summary>The shape named <paramref name="like"/> (case-insensitive).</summary>
+    /// <exception cref="ArgumentException">No shape has that name.</exception>
     public static SynthShape Shape(string like) =>
         Shapes.FirstOrDefault(s => string.Equals(s.Name, like.Trim(), StringComparison.OrdinalIgnoreCase))
         ?? throw new ArgumentException($"unknown model shape '{like}' (known: {string.Join(", ", PublicNames)})");
 
     /// <summary>The metadata of a synthesized file in <paramref name="mix"/>.</summary>
-    public static GgufMetadata Metadata(SynthShape s, FileType mix)
+    internal static GgufMetadata Metadata(SynthShape s, FileType mix)
     {
         var md = new GgufMetadata();
         string a = s.Architecture;
@@ -64,7 +82,7 @@ internal static class Synth
     /// file. Shorter vocabularies are padded to the shape's with unused <c>[PAD{id}]</c> tokens, as converters pad real
     /// models whose embedding has spare rows, so every id the model can produce decodes.
     /// </summary>
-    public static void AddVocabulary(GgufMetadata md, SynthShape s, GgufMetadata vocabulary)
+    internal static void AddVocabulary(GgufMetadata md, SynthShape s, GgufMetadata vocabulary)
     {
         if (!vocabulary.TryGet("tokenizer.ggml.tokens", out var tokensValue) || tokensValue.Value is not GgufArray { Items: string[] tokens })
             throw new InvalidDataException("the vocabulary file has no tokenizer.ggml.tokens");
@@ -85,7 +103,7 @@ internal static class Synth
     }
 
     /// <summary>The tensors of the shape as F32 descriptions (name and dimensions, no data).</summary>
-    public static IReadOnlyList<GgufTensor> Tensors(SynthShape s)
+    internal static IReadOnlyList<GgufTensor> Tensors(SynthShape s)
     {
         var list = new List<GgufTensor>();
         void Add(string name, params long[] dims) =>

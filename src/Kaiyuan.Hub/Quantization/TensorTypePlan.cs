@@ -16,9 +16,10 @@ public readonly record struct TensorPlan(GgufTensor Tensor, GgmlType Type, bool 
 /// not a multiple of the block (Q4_K→Q5_0, Q5_K→Q5_1, Q6_K→Q8_0, Q2_K/Q3_K→IQ4_NL; F16 when even that does not fit, or for the 32-blocks). Without an importance
 /// matrix. The 70B-only attention-V bump of llama.cpp (a model-size check) is left out.
 /// </summary>
-internal static class TensorTypePlan
+public static class TensorTypePlan
 {
-    public static readonly FileType[] Supported =
+    /// <summary>The mixes Kaiyuan writes.</summary>
+    public static IReadOnlyList<FileType> Supported { get; } =
     [
         FileType.F32, FileType.F16, FileType.BF16, FileType.Q8_0, FileType.Q4_0, FileType.Q4_1, FileType.Q5_0, FileType.Q5_1,
         FileType.Q2_K, FileType.Q3_K_S, FileType.Q3_K_M, FileType.Q3_K_L, FileType.Q4_K_S, FileType.Q4_K_M,
@@ -26,7 +27,7 @@ internal static class TensorTypePlan
     ];
 
     /// <summary>The tensor type a mix uses by default.</summary>
-    public static GgmlType DefaultType(FileType mix) => mix switch
+    internal static GgmlType DefaultType(FileType mix) => mix switch
     {
         FileType.F32 => GgmlType.F32,
         FileType.F16 => GgmlType.F16,
@@ -65,7 +66,7 @@ internal static class TensorTypePlan
     public static IReadOnlyList<TensorPlan> Plan(GgufFile file, FileType mix) => Plan(file.Metadata, file.Tensors, mix);
 
     /// <summary>Plans tensors described by metadata and tensor infos alone (no data needed), e.g. for synthesized models.</summary>
-    public static IReadOnlyList<TensorPlan> Plan(GgufMetadata md, IReadOnlyList<GgufTensor> tensors, FileType mix)
+    internal static IReadOnlyList<TensorPlan> Plan(GgufMetadata md, IReadOnlyList<GgufTensor> tensors, FileType mix)
     {
         var defaultType = DefaultType(mix);
         string arch = md.GetStringOrNull("general.architecture") ?? "";
@@ -98,7 +99,7 @@ internal static class TensorTypePlan
     }
 
     /// <summary>llama.cpp's tensor order: by block number (-1 outside the blocks), then by name.</summary>
-    public sealed class WriteOrder : IComparer<string>
+    internal sealed class WriteOrder : IComparer<string>
     {
         public static readonly WriteOrder Instance = new();
 

@@ -13,11 +13,14 @@ namespace Kaiyuan.Constraints;
 /// <param name="Tokens">Masks computed (one per token, plus one for the end of each accepted test).</param>
 /// <param name="MaskMicrosecondsMax">The slowest mask, in microseconds (0 when none was computed).</param>
 /// <param name="MaskMicroseconds">The time of each mask, in microseconds, in the order computed.</param>
-internal sealed record MaskBenchFileResult(string Id, string? CompileError, double TtfmMicroseconds, bool[] Accepted, bool[] Valid,
+public sealed record MaskBenchFileResult(string Id, string? CompileError, double TtfmMicroseconds, bool[] Accepted, bool[] Valid,
     int Tokens, double MaskMicrosecondsMax, double[] MaskMicroseconds)
 {
+    /// <summary>Compiled, and every test accepted exactly when its instance is valid.</summary>
     public bool Passing => CompileError is null && Accepted.Zip(Valid).All(p => p.First == p.Second);
+    /// <summary>An invalid instance was accepted (the constraint lets through what it must not).</summary>
     public bool InvalidationError => CompileError is null && Accepted.Zip(Valid).Any(p => p.First && !p.Second);
+    /// <summary>A valid instance was refused (and none invalid accepted).</summary>
     public bool ValidationError => CompileError is null && !InvalidationError && Accepted.Zip(Valid).Any(p => !p.First && p.Second);
 }
 
@@ -27,9 +30,13 @@ internal sealed record MaskBenchFileResult(string Id, string? CompileError, doub
 /// before it, single-threaded. Stricter than the original: the end of generation must also be allowed after the last
 /// token of an accepted instance, and an invalid instance counts as rejected when that end is refused.
 /// </summary>
-internal static class MaskBenchmark
+public static class MaskBenchmark
 {
-    public static MaskBenchFileResult RunFile(string path, Tokenizer tokenizer, TokenTrie trie)
+    /// <summary>Runs one MaskBench file (<c>{"schema":…,"tests":[{"text":…,"valid":…}]}</c>) with a model's tokenizer.</summary>
+    /// <exception cref="System.Text.Json.JsonException">The file is not JSON.</exception>
+    public static MaskBenchFileResult RunFile(string path, Tokenizer tokenizer) => RunFile(path, tokenizer, TokenTrie.For(tokenizer.Vocabulary));
+
+    internal static MaskBenchFileResult RunFile(string path, Tokenizer tokenizer, TokenTrie trie)
     {
         string id = Path.GetFileName(path);
         using var doc = JsonDocument.Parse(File.ReadAllBytes(path));

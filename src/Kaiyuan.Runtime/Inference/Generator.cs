@@ -32,7 +32,8 @@ public sealed record GenerationOptions
     /// <summary>Returns with each token a copy of the logits it was sampled from (<see cref="GeneratedToken.Logits"/>); false by default.</summary>
     public bool KeepLogits { get; init; }
     /// <summary>Restricts the tokens that may be produced (structured output); generation ends when it allows none.</summary>
-    internal Constraints.TokenConstraint? Constraint { get; init; }
+    /// <remarks>A constraint keeps the state of one generation: give each its own (<see cref="Constraints.GrammarConstraint"/> makes them).</remarks>
+    public Constraints.TokenConstraint? Constraint { get; init; }
 }
 
 /// <summary>

@@ -10,9 +10,10 @@ namespace Kaiyuan.Inference;
 /// One sequence being evaluated: owns a KV cache and scratch memory and feeds tokens through the model, a prompt in
 /// batches (prefill) or one token at a time (decode).
 /// </summary>
-public sealed class InferenceSession
+public sealed class InferenceSession : IDisposable
 {
     private readonly TransformerModel _model;
+    private readonly WorkerPool? _ownPool;
     private readonly KvCache _cache;
     private readonly Workspace _workspace = new();
     private readonly ForwardBatch _batch;
@@ -30,12 +31,33 @@ public sealed class InferenceSession
     {
     }
 
-    internal InferenceSession(TransformerModel model, int contextLength = 0, WorkerPool? pool = null, int maxBatch = 512,
-        GgmlType cacheType = GgmlType.F32)
+    /// <summary>
+    /// A session over <paramref name="model"/> with its own <paramref name="threads"/> worker threads (at least one),
+    /// room for <paramref name="contextLength"/> tokens (0: the model's context, at most 4,096), KV rows stored as
+    /// <paramref name="cacheType"/> (F32, F16, BF16, Q8_0, Q4_0, …: llama.cpp's <c>--cache-type</c>), and prompts sent
+    /// through the model <paramref name="maxBatch"/> tokens at a time. Dispose it to stop its threads.
+    /// </summary>
+    /// <exception cref="OutOfMemoryException">The KV cache for that many tokens does not fit in memory.</exception>
+    public InferenceSession(TransformerModel model, int contextLength, int threads, GgmlType cacheType = GgmlType.F32, int maxBatch = 512)
+        : this(model, contextLength, new WorkerPool(threads), maxBatch, cacheType, ownsPool: true)
     {
+    }
+
+    internal InferenceSession(TransformerModel model, int contextLength = 0, WorkerPool? pool = null, int maxBatch = 512,
+        GgmlType cacheType = GgmlType.F32, bool ownsPool = false)
+    {
+        if (ownsPool) _ownPool = pool;
         _model = model;
         int ctx = contextLength > 0 ? contextLength : Math.Min(model.Config.ContextLength, 4096);
-        _cache = model.CreateCache(1, ctx, cacheType);
+        try
+        {
+            _cache = model.CreateCache(1, ctx, cacheType);
+        }
+        catch
+        {
+            _ownPool?.Dispose();
+            throw;
+        }
         MaxBatch = Math.Max(1, maxBatch);
         _batch = new ForwardBatch(MaxBatch);
         _ctx = new ForwardContext(_batch, _cache, _workspace, pool ?? WorkerPool.Shared);
@@ -47,6 +69,10 @@ public sealed class InferenceSession
     /// <summary>Tokens the session can hold: positions run from 0 to <c>ContextLength - 1</c>.</summary>
     public int ContextLength => _cache.ContextLength;
     internal KvCache Cache => _cache;
+    /// <summary>Bytes the KV cache holds in memory now (it grows with the tokens evaluated).</summary>
+    public long KvCacheBytes => _cache.ResidentBytes;
+    /// <summary>Worker threads the session's kernels run on.</summary>
+    public int Threads => _ctx.Pool.Threads;
     /// <summary>Most tokens sent through the model in one forward pass (512 from the public constructor); longer inputs are split.</summary>
     public int MaxBatch { get; }
     /// <summary>Tokens already in the cache; the next token goes to this position.</summary>
@@ -72,7 +98,7 @@ public sealed class InferenceSession
     /// they are loaded into the session's blocks and the position moves past them. The session must hold
     /// <paramref name="tokens"/> up to its position. Returns the tokens loaded.
     /// </summary>
-    internal int LoadPrefix(PromptCacheStore store, IReadOnlyList<int> tokens)
+    public int LoadPrefix(PromptCacheStore store, IReadOnlyList<int> tokens)
     {
         const int T = KvCache.BlockTokens;
         int max = Math.Min(tokens.Count - 1, ContextLength) / T;
@@ -89,7 +115,7 @@ public sealed class InferenceSession
     /// Offers the session's leading full blocks to a prompt cache, which saves them if they are worth it (in the
     /// background); <paramref name="tokens"/> are what the session holds from position 0.
     /// </summary>
-    internal bool SavePrefix(PromptCacheStore store, IReadOnlyList<int> tokens)
+    public bool SavePrefix(PromptCacheStore store, IReadOnlyList<int> tokens)
     {
         int blocks = Math.Min(tokens.Count, Position) / KvCache.BlockTokens;
         return blocks >= PromptCacheStore.MinBlocks && store.TrySave(_cache, _cache.Table(0)[..blocks], tokens);
@@ -109,6 +135,9 @@ public sealed class InferenceSession
         Run(tokens, allLogits: true);
         return _allLogits[..(tokens.Length * _model.VocabSize)];
     }
+
+    /// <summary>Stops the session's own worker threads (a session on the shared threads has none).</summary>
+    public void Dispose() => _ownPool?.Dispose();
 
     private void Run(ReadOnlySpan<int> tokens, bool allLogits)
     {

@@ -48,12 +48,14 @@ internal sealed class PromptCacheHit
 /// </para>
 /// <para>Thread-safe: the scheduler looks up, loads and offers entries on its thread; files are written on a background task.</para>
 /// </remarks>
-internal sealed class PromptCacheStore : IDisposable
+public sealed class PromptCacheStore : IDisposable
 {
-    public const int FormatVersion = 1;
+    internal const int FormatVersion = 1;
     /// <summary>Fewest full blocks worth saving (64 tokens).</summary>
-    public const int MinBlocks = 2;
+    internal const int MinBlocks = 2;
+    /// <summary>Bytes the directory's entries may take unless told otherwise (4 GiB).</summary>
     public const long DefaultMaxBytes = 4096L << 20;
+    /// <summary>The file extension of an entry.</summary>
     public const string Extension = ".kvc";
     private const int T = KvCache.BlockTokens;
     // Magic, version, fingerprint, cache type, tokens per block, layers, tokens.
@@ -88,7 +90,7 @@ internal sealed class PromptCacheStore : IDisposable
     /// <param name="rowWidths">Floats per row, per layer (the model's <see cref="TransformerModel.CacheRowWidths"/>).</param>
     /// <param name="maxBytes">Bytes the directory's entries may take; the least recently used go beyond it.</param>
     /// <param name="warn">Where one-line warnings go (default: standard error).</param>
-    public PromptCacheStore(string directory, ReadOnlySpan<byte> fingerprint, GgmlType cacheType, IReadOnlyList<int> rowWidths,
+    internal PromptCacheStore(string directory, ReadOnlySpan<byte> fingerprint, GgmlType cacheType, IReadOnlyList<int> rowWidths,
         long maxBytes = DefaultMaxBytes, Action<string>? warn = null)
     {
         if (fingerprint.Length != 32) throw new ArgumentException("a model fingerprint is 32 bytes", nameof(fingerprint));
@@ -112,7 +114,9 @@ internal sealed class PromptCacheStore : IDisposable
         Action<string>? warn = null) =>
         new(directory, Fingerprint(model.File), cacheType, model.CacheRowWidths, maxBytes, warn);
 
+    /// <summary>The directory entries live in (full path).</summary>
     public string Directory { get; }
+    /// <summary>Bytes the directory's entries may take; the least recently used go beyond it.</summary>
     public long MaxBytes { get; }
     /// <summary>Tokens whose rows were loaded from disk, so far.</summary>
     public long LoadedTokens => Interlocked.Read(ref _loadedTokens);
@@ -133,7 +137,7 @@ internal sealed class PromptCacheStore : IDisposable
     }
 
     /// <summary>Bytes an entry of <paramref name="blocks"/> full blocks takes on disk.</summary>
-    public long EntryBytes(int blocks) => HeaderBytes(blocks * T) + blocks * (_blockBytes + 8);
+    internal long EntryBytes(int blocks) => HeaderBytes(blocks * T) + blocks * (_blockBytes + 8);
 
     private long HeaderBytes(long tokens) => FixedHeader + 4L * _widths.Length + 4 * tokens + 8;
 
@@ -141,7 +145,7 @@ internal sealed class PromptCacheStore : IDisposable
     /// What tells a model file from another, even one of the same shape: SHA-256 over the file's length, its header,
     /// metadata and tensor table, the first and last MiB of its tensor data and the first 4 KiB of every tensor.
     /// </summary>
-    public static byte[] Fingerprint(GgufFile file)
+    internal static byte[] Fingerprint(GgufFile file)
     {
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         Span<byte> length = stackalloc byte[8];
@@ -183,7 +187,7 @@ internal sealed class PromptCacheStore : IDisposable
     }
 
     /// <summary>Whether a cache stores rows as this store's entries do (same type and row widths).</summary>
-    public bool Fits(KvCache cache) => cache.Type == _type && cache.RowWidths.AsSpan().SequenceEqual(_widths);
+    internal bool Fits(KvCache cache) => cache.Type == _type && cache.RowWidths.AsSpan().SequenceEqual(_widths);
 
     private void CheckFits(KvCache cache)
     {
@@ -194,7 +198,7 @@ internal sealed class PromptCacheStore : IDisposable
     /// The entry sharing the most leading full blocks with <paramref name="tokens"/>, counting at most
     /// <paramref name="maxBlocks"/>; null when none shares a block.
     /// </summary>
-    public PromptCacheHit? Find(IReadOnlyList<int> tokens, int maxBlocks)
+    internal PromptCacheHit? Find(IReadOnlyList<int> tokens, int maxBlocks)
     {
         maxBlocks = Math.Min(maxBlocks, tokens.Count / T);
         if (maxBlocks < 1 || _disposed) return null;
@@ -218,7 +222,7 @@ internal sealed class PromptCacheStore : IDisposable
     /// checking each; returns how many were loaded. A block that fails its check stops the load (it and the rest are
     /// not loaded, its cache block may hold garbage) and the entry is ignored from then on.
     /// </summary>
-    public int Load(PromptCacheHit hit, int first, ReadOnlySpan<int> blocks, KvCache cache)
+    internal int Load(PromptCacheHit hit, int first, ReadOnlySpan<int> blocks, KvCache cache)
     {
         ArgumentNullException.ThrowIfNull(hit);
         if (first < 0 || first + blocks.Length > hit.Blocks) throw new ArgumentOutOfRangeException(nameof(first), "outside the hit");
@@ -279,7 +283,7 @@ internal sealed class PromptCacheStore : IDisposable
     /// blocks, no entry (saved or being saved) already holding them all, and within the size bound. The rows are copied
     /// now; the file is written on a background task. Returns whether it will be saved.
     /// </summary>
-    public bool TrySave(KvCache cache, ReadOnlySpan<int> blocks, IReadOnlyList<int> tokens)
+    internal bool TrySave(KvCache cache, ReadOnlySpan<int> blocks, IReadOnlyList<int> tokens)
     {
         int n = blocks.Length;
         if (_disposed || n < MinBlocks || tokens.Count < n * T) return false;

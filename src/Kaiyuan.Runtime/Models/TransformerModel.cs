@@ -52,6 +52,13 @@ public sealed class TransformerModel : IDisposable
     /// <summary>Logits per token: the rows of the output head.</summary>
     public int VocabSize => Output.Rows;
 
+    /// <summary>The model's hyper-parameters.</summary>
+    public ModelShape Shape => ModelShape.From(Config);
+
+    /// <summary>Bytes the KV cache takes per token with rows stored as <paramref name="cacheType"/>, over all layers.</summary>
+    public long KvCacheBytesPerToken(Gguf.GgmlType cacheType = Gguf.GgmlType.F32) =>
+        CacheRowWidths.Sum(w => Gguf.GgmlTypeInfo.RowBytes(cacheType, w));
+
     /// <summary>Floats each layer caches per token.</summary>
     internal int[] CacheRowWidths => Layers.Select(l => l.Attention.CacheRowWidth).ToArray();
 

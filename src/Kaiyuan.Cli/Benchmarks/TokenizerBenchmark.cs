@@ -1,7 +1,9 @@
 using System.Diagnostics;
 using System.Text;
 
-namespace Kaiyuan.Tokenizers;
+using Kaiyuan.Tokenizers;
+
+namespace Kaiyuan.Cli.Benchmarks;
 
 /// <summary>Throughput of our tokenizer against a reference encoder on the same deterministic mixed corpus.</summary>
 internal static class TokenizerBenchmark

@@ -1,0 +1,99 @@
+using System.Diagnostics;
+using Kaiyuan.Gguf;
+using Kaiyuan.Tensors;
+
+namespace Kaiyuan.Kernels;
+
+/// <summary>One measurement of <see cref="KernelBenchmarks.MatMul"/>.</summary>
+/// <param name="Type">The weight type.</param>
+/// <param name="Tokens">Activation rows per multiply.</param>
+/// <param name="Seconds">Median time of one multiply.</param>
+/// <param name="GmacPerSecond">Multiply-accumulates per second, in billions.</param>
+/// <param name="WeightGbPerSecond">Weight bytes read per second, in GB.</param>
+public sealed record MatMulTiming(GgmlType Type, int Tokens, double Seconds, double GmacPerSecond, double WeightGbPerSecond);
+
+/// <summary>
+/// The quantized kernels measured alone on this machine, as llama.cpp's <c>test-backend-ops perf</c> does: what
+/// <c>kaiyuan bench matmul</c> prints, for tools that want the figures themselves.
+/// </summary>
+public static class KernelBenchmarks
+{
+    /// <summary>The instruction-set tier the kernels run in here: "avx512", "avx-vnni", "avx2", "arm64-neon-dot" or "scalar".</summary>
+    public static string Tier => QuantizedDot.KernelTier;
+
+    /// <summary>Whether a weight type has matmul kernels.</summary>
+    public static bool Supports(GgmlType type) => QuantizedDot.IsSupported(type);
+
+    /// <summary>
+    /// Random quants for a type Kaiyuan reads but does not write yet (i-quants, ternary): speed does not depend on the
+    /// values, only the block scale (an fp16) is kept small and finite.
+    /// </summary>
+    private static void RandomBlocks(GgmlType type, byte[] weights, Random random)
+    {
+        int scaleAt = type switch
+        {
+            GgmlType.IQ4_NL => BlockLayouts.IQ4_NL.D,
+            GgmlType.IQ4_XS => BlockLayouts.IQ4_XS.D,
+            GgmlType.TQ1_0 => BlockLayouts.TQ1_0.D,
+            GgmlType.TQ2_0 => BlockLayouts.TQ2_0.D,
+            _ => throw new ArgumentException($"cannot make {type} weights to measure"),
+        };
+        random.NextBytes(weights);
+        int blockBytes = GgmlTypeInfo.Geometry(type).TypeSize;
+        ushort scale = BitConverter.HalfToUInt16Bits((Half)0.01f);
+        for (int at = 0; at < weights.Length; at += blockBytes) System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(weights.AsSpan(at + scaleAt), scale);
+    }
+
+    /// <summary>
+    /// A random <paramref name="rows"/> × <paramref name="cols"/> weight matrix of <paramref name="type"/> times 1…N
+    /// activation rows (each of <paramref name="tokenCounts"/>) on <paramref name="threads"/> threads: the median of
+    /// <paramref name="repetitions"/> timed samples after one warm-up.
+    /// </summary>
+    public static unsafe IReadOnlyList<MatMulTiming> MatMul(GgmlType type, int rows, int cols, IReadOnlyList<int> tokenCounts, int repetitions, int threads)
+    {
+        if (!Supports(type)) throw new ArgumentException($"no kernel for weight type {type}");
+        ArgumentOutOfRangeException.ThrowIfLessThan(rows, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(repetitions, 1);
+        var (blockSize, _) = GgmlTypeInfo.Geometry(type);
+        if (cols <= 0 || cols % blockSize != 0) throw new ArgumentException($"{cols} columns are not a multiple of the {type} block size {blockSize} (--cols)");
+        using var pool = new WorkerPool(threads);
+        var random = new Random(7);
+        int rowBytes = (int)GgmlTypeInfo.RowBytes(type, cols);
+        var weights = new byte[(long)rows * rowBytes];
+        var row = new float[cols];
+        if (Quantize.IsSupported(type))
+        {
+            for (int i = 0; i < rows; i++)
+            {
+                for (int j = 0; j < cols; j++) row[j] = (float)(random.NextDouble() * 2 - 1);
+                Quantize.Row(type, row, weights.AsSpan(i * rowBytes, rowBytes));
+            }
+        }
+        else RandomBlocks(type, weights, random);
+        var results = new List<MatMulTiming>();
+        fixed (byte* w = weights)
+        {
+            var matrix = new QuantMatrix(w, type, rows, cols);
+            foreach (int tokens in tokenCounts)
+            {
+                var x = new float[tokens * cols];
+                for (int i = 0; i < x.Length; i++) x[i] = (float)(random.NextDouble() * 2 - 1);
+                var y = new float[(long)tokens * rows];
+                var scratch = new byte[Kernels.MatMul.ScratchBytes(matrix, tokens)];
+                // Enough multiplies per sample that one lasts ~10 ms or more; the first sample warms up the JIT and caches.
+                int inner = Math.Max(1, (int)(2e7 / ((double)rows * cols * tokens / 32)));
+                var samples = new List<double>();
+                for (int rep = 0; rep <= repetitions; rep++)
+                {
+                    long start = Stopwatch.GetTimestamp();
+                    for (int i = 0; i < inner; i++) Kernels.MatMul.Multiply(matrix, x, tokens, y, scratch, pool);
+                    if (rep > 0) samples.Add(Stopwatch.GetElapsedTime(start).TotalSeconds / inner);
+                }
+                samples.Sort();
+                double seconds = samples[samples.Count / 2];
+                results.Add(new MatMulTiming(type, tokens, seconds, (double)rows * cols * tokens / seconds / 1e9, weights.Length / seconds / 1e9));
+            }
+        }
+        return results;
+    }
+}
