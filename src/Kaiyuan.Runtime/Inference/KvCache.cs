@@ -151,6 +151,16 @@ internal sealed class KvCache
     public void Read(int layer, int sequence, int position, Span<float> row) =>
         Dequantize.Row(Type, RowBytes(layer, sequence, position, 1), row[..RowWidths[layer]]);
 
+    /// <summary>
+    /// Reads floats <paramref name="start"/>… of a row (as many as <paramref name="values"/> holds) without converting the
+    /// rest; <paramref name="start"/> must fall on a block of the cache's type (a whole number of its blocks).
+    /// </summary>
+    public void ReadPart(int layer, int sequence, int position, int start, Span<float> values)
+    {
+        long offset = GgmlTypeInfo.RowBytes(Type, start), length = GgmlTypeInfo.RowBytes(Type, values.Length);
+        Dequantize.Row(Type, RowBytes(layer, sequence, position, 1).Slice((int)offset, (int)length), values);
+    }
+
     /// <summary><paramref name="count"/> consecutive rows of one block in place, <c>RowWidths[layer]</c> floats apart; only for an F32 cache.</summary>
     public ReadOnlySpan<float> RowsF32(int layer, int sequence, int position, int count) =>
         MemoryMarshal.Cast<byte, float>(RowBytes(layer, sequence, position, count));

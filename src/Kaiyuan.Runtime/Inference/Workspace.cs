@@ -4,11 +4,12 @@ namespace Kaiyuan.Inference;
 internal enum Buf
 {
     Hidden, Normed, BlockOut, Q, K, V, Attn, Scores, Latent, QAbsorbed, AttnLatent,
-    FfnGate, FfnUp, RouterLogits, ExpertIn, ExpertOut, ExpertWeights, MemberWeights, SharedOut, Logits, Count,
+    FfnGate, FfnUp, RouterLogits, ExpertIn, ExpertOut, ExpertWeights, MemberWeights, SharedOut, Logits,
+    IndexerQ, IndexerK, IndexerWeights, IndexerScores, CacheRow, SelectedRows, Count,
 }
 
 /// <summary>Names of integer scratch buffers (expert routing).</summary>
-internal enum IntBuf { ChosenExperts, ExpertMembers, AttentionBlocks, Count }
+internal enum IntBuf { ChosenExperts, ExpertMembers, AttentionBlocks, Selected, SelectedStarts, Count }
 
 /// <summary>
 /// Per-session scratch memory. Buffers grow to the largest size asked for and are then reused, so a session
@@ -18,7 +19,7 @@ internal sealed class Workspace
 {
     private readonly float[][] _floats = new float[(int)Buf.Count][];
     private byte[] _bytes = [];
-    private readonly int[][] _ints = [[], [], []];
+    private readonly int[][] _ints = [[], [], [], [], []];
 
     public Workspace()
     {

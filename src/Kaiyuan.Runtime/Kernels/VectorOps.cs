@@ -17,6 +17,27 @@ internal static class VectorOps
         if (!weight.IsEmpty) TensorPrimitives.Multiply(y, weight, y);
     }
 
+    /// <summary>
+    /// y = (x − mean) / sqrt(variance + eps) ⊙ w + b, the mean and variance summed in double as ggml's norm does.
+    /// </summary>
+    public static void LayerNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias, Span<float> y, float eps)
+    {
+        double sum = 0;
+        foreach (float v in x) sum += v;
+        float mean = (float)(sum / x.Length);
+        double squares = 0;
+        for (int i = 0; i < x.Length; i++)
+        {
+            float d = x[i] - mean;
+            y[i] = d;
+            squares += (double)d * d;
+        }
+        float scale = 1f / MathF.Sqrt((float)(squares / x.Length) + eps);
+        TensorPrimitives.Multiply(y[..x.Length], scale, y);
+        if (!weight.IsEmpty) TensorPrimitives.Multiply(y[..x.Length], weight, y);
+        if (!bias.IsEmpty) TensorPrimitives.Add(y[..x.Length], bias, y);
+    }
+
     /// <summary>RmsNorm applied to each of the <paramref name="groups"/> equal slices of <paramref name="x"/> in place.</summary>
     public static void RmsNormGroups(Span<float> x, int groups, ReadOnlySpan<float> weight, float eps)
     {

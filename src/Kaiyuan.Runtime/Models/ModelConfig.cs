@@ -43,6 +43,10 @@ internal sealed record ModelConfig
     public int ExpertGroupUsedCount { get; init; }
 
     // Multi-head latent attention (DeepSeek-V2/V3, Kimi K2).
+    /// <summary>DeepSeek sparse attention's lightning indexer: heads, key length and tokens each query attends to (0: dense attention).</summary>
+    public int IndexerHeadCount { get; init; }
+    public int IndexerKeyLength { get; init; }
+    public int IndexerTopK { get; init; }
     public int QLoraRank { get; init; }
     public int KvLoraRank { get; init; }
     public int KeyLengthMla { get; init; }
@@ -99,6 +103,9 @@ internal sealed record ModelConfig
             ExpertGating = (ExpertGating)m.GetInt32(K("expert_gating_func"), 0, min: 0),
             ExpertGroupCount = m.GetInt32(K("expert_group_count"), 0, min: 0),
             ExpertGroupUsedCount = m.GetInt32(K("expert_group_used_count"), 0, min: 0),
+            IndexerHeadCount = m.GetInt32(K("attention.indexer.head_count"), 0, min: 0),
+            IndexerKeyLength = m.GetInt32(K("attention.indexer.key_length"), 0, min: 0),
+            IndexerTopK = m.GetInt32(K("attention.indexer.top_k"), 0, min: 0),
             QLoraRank = m.GetInt32(K("attention.q_lora_rank"), 0, min: 0),
             KvLoraRank = m.GetInt32(K("attention.kv_lora_rank"), 0, min: 0),
             KeyLengthMla = m.GetInt32(K("attention.key_length_mla"), 0, min: 0),

@@ -26,6 +26,8 @@ public class GoldenModelTests(ITestOutputHelper output)
         { "glm4", "f32" }, { "glm4", "q8_0" }, { "glm4", "q4_0" }, { "glm4", "q4_k_m" }, { "glm4", "q6_k" },
         { "glm4moe", "f32" }, { "glm4moe", "q8_0" }, { "glm4moe", "q4_k_m" },
         { "minimax-m2", "f32" }, { "minimax-m2", "q8_0" }, { "minimax-m2", "q4_k_m" },
+        { "deepseek32", "f32" }, { "deepseek32", "q8_0" }, { "deepseek32", "q4_k_m" },
+        { "glm-dsa", "q8_0" }, { "glm-dsa", "q4_k_m" },
     };
 
     /// <summary>
@@ -33,7 +35,7 @@ public class GoldenModelTests(ITestOutputHelper output)
     /// jump by units (fixtures README §4). Such a step ends the comparison for that prompt.
     /// </summary>
     private static bool ExpertFlip(string folder, float bound, ReadOnlySpan<float> mine, ReadOnlySpan<float> golden) =>
-        bound >= 0.5f && folder is "qwen3moe" or "deepseek2" or "deepseek2-yarn" or "glm4moe" or "minimax-m2"
+        bound >= 0.5f && folder is "qwen3moe" or "deepseek2" or "deepseek2-yarn" or "glm4moe" or "minimax-m2" or "deepseek32" or "glm-dsa"
         && Goldens.MaxAbsDiff(mine, golden) > bound;
 
     internal static float Bound(string type) => type switch { "f32" => 1e-3f, "f16" => 0.05f, "bf16" => 0.15f, _ => 0.5f };
@@ -94,6 +96,7 @@ public class GoldenModelTests(ITestOutputHelper output)
     [InlineData("glm4")]
     [InlineData("glm4moe")]
     [InlineData("minimax-m2")]
+    [InlineData("deepseek32")]
     public void BatchedPrefillMatchesPromptLogitsAndSingleSteps(string folder)
     {
         var cases = Goldens.Load(folder, "f32");

@@ -6,7 +6,9 @@ namespace Kaiyuan.Models.Blocks;
 /// <summary>
 /// Multi-head latent attention (DeepSeek-V2/V3, Kimi K2) in the absorbed form: the cache keeps only the compressed
 /// latent (kv_lora_rank) and the shared rotary key (rope dims) per token; queries are mapped into latent space with
-/// <c>attn_k_b</c>, attention runs there as one-KV-head MQA, and <c>attn_v_b</c> expands each head's result.
+/// <c>attn_k_b</c>, attention runs there as one-KV-head MQA, and <c>attn_v_b</c> expands each head's result. With a
+/// <see cref="LightningIndexer"/> (DeepSeek-V3.2, GLM-5) each query attends only to the tokens the indexer picks; its
+/// key is cached after the latent and the rotary key.
 /// </summary>
 internal sealed class MlaAttention : IAttentionBlock
 {
@@ -16,13 +18,15 @@ internal sealed class MlaAttention : IAttentionBlock
     private readonly float[] _kvANorm;
     private readonly QuantMatrix _kB, _vB;
     private readonly Rope _rope;
+    private readonly LightningIndexer? _indexer;
     private readonly int _heads, _nope, _ropeDims, _kvLora, _headDimV;
     private readonly float _scale, _eps;
 
     public MlaAttention(ModelConfig c, Linear? qA, float[]? qANorm, Linear? qB, Linear? q, Linear kvA, float[] kvANorm,
-        QuantMatrix kB, QuantMatrix vB, Linear o, Rope rope)
+        QuantMatrix kB, QuantMatrix vB, Linear o, Rope rope, LightningIndexer? indexer = null)
     {
-        (_qA, _qANorm, _qB, _q, _kvA, _kvANorm, _kB, _vB, _o, _rope) = (qA, qANorm, qB, q, kvA, kvANorm, kB, vB, o, rope);
+        (_qA, _qANorm, _qB, _q, _kvA, _kvANorm, _kB, _vB, _o, _rope, _indexer) = (qA, qANorm, qB, q, kvA, kvANorm, kB, vB, o, rope, indexer);
+        if (indexer is not null && qA is null) throw new InvalidDataException("the lightning indexer needs the q-LoRA latent (attn_q_a)");
         _heads = c.HeadCount;
         _ropeDims = c.RopeDimensions;
         _nope = c.KeyLengthMla - _ropeDims;
@@ -38,7 +42,7 @@ internal sealed class MlaAttention : IAttentionBlock
         if (vB.Rows != _heads * _headDimV || vB.Columns != _kvLora) throw new InvalidDataException("attn_v_b does not match the MLA hyper-parameters");
     }
 
-    public int CacheRowWidth => _kvLora + _ropeDims;
+    public int CacheRowWidth => _kvLora + _ropeDims + (_indexer?.KeyWidth ?? 0);
 
     public void CheckShapes(int embedding)
     {
@@ -61,6 +65,7 @@ internal sealed class MlaAttention : IAttentionBlock
         Shapes.Vector(_kvANorm, _kvLora, "attn_kv_a_norm");
         Shapes.Input(_o, _heads * _headDimV);
         Shapes.Output(_o, embedding);
+        _indexer?.CheckShapes(embedding, _qA!.OutFeatures);
     }
 
     public void Forward(ForwardContext ctx, int layer, ReadOnlySpan<float> x, Span<float> output)
@@ -81,6 +86,15 @@ internal sealed class MlaAttention : IAttentionBlock
         var kvpe = ws.Floats(Buf.V, n * latentQ);
         _kvA.Forward(x, n, kvpe, ws, pool);
 
+        Span<float> indexerKeys = default, indexerQ = default, indexerW = default;
+        if (_indexer is not null)
+        {
+            indexerKeys = ws.Floats(Buf.IndexerK, n * _indexer.KeyWidth);
+            indexerQ = ws.Floats(Buf.IndexerQ, n * _indexer.Heads * _indexer.KeyWidth);
+            indexerW = ws.Floats(Buf.IndexerWeights, n * _indexer.Heads);
+            _indexer.Project(ctx, x, ws.Floats(Buf.K, n * _qA!.OutFeatures), indexerQ, indexerW, indexerKeys);
+        }
+        var cacheRow = ws.Floats(Buf.CacheRow, CacheRowWidth);
         Span<float> cos = stackalloc float[_ropeDims / 2], sin = stackalloc float[_ropeDims / 2];
         for (int t = 0; t < n; t++)
         {
@@ -90,7 +104,13 @@ internal sealed class MlaAttention : IAttentionBlock
             var row = kvpe.Slice(t * latentQ, latentQ);
             _rope.Apply(row[_kvLora..], _ropeDims, cos, sin);
             VectorOps.RmsNorm(row[.._kvLora], _kvANorm, row[.._kvLora], _eps);
-            cache.Write(layer, batch.Slots[t], batch.Positions[t], row);
+            if (_indexer is null) cache.Write(layer, batch.Slots[t], batch.Positions[t], row);
+            else
+            {
+                row.CopyTo(cacheRow);
+                indexerKeys.Slice(t * _indexer.KeyWidth, _indexer.KeyWidth).CopyTo(cacheRow[latentQ..]);
+                cache.Write(layer, batch.Slots[t], batch.Positions[t], cacheRow);
+            }
         }
 
         // Absorb attn_k_b into the queries: per head, q_nope (nope) → latent (kv_lora_rank); the rotary part follows.
@@ -110,7 +130,20 @@ internal sealed class MlaAttention : IAttentionBlock
         }
 
         var attnLatent = ws.Array(Buf.Attn, n * _heads * _kvLora);
-        AttentionKernel.Run(ctx, layer, qFull, _heads * latentQ, _heads, 1, latentQ, _kvLora, keyOffset: 0, valueOffset: 0, _scale, attnLatent);
+        if (_indexer is not null && Sparse(batch, _indexer.TopK))
+        {
+            // Each query reads only the tokens its indexer scores highest.
+            int k = _indexer.TopK, longest = 0;
+            for (int t = 0; t < n; t++) longest = Math.Max(longest, batch.Positions[t] + 1);
+            var selected = ws.IntArray(IntBuf.Selected, n * (k + 1));
+            var counts = selected.AsSpan(n * k, n);  // after the positions
+            var scores = ws.Floats(Buf.IndexerScores, longest);
+            var key = ws.Floats(Buf.CacheRow, _indexer.KeyWidth);
+            for (int t = 0; t < n; t++)
+                counts[t] = _indexer.Select(ctx, layer, t, indexerQ, indexerW, latentQ, scores, key, selected.AsSpan(t * k, k));
+            SparseAttention.Run(ctx, layer, qFull, _heads, latentQ, _kvLora, _scale, selected, n * k, k, attnLatent);
+        }
+        else AttentionKernel.Run(ctx, layer, qFull, _heads * latentQ, _heads, 1, latentQ, _kvLora, keyOffset: 0, valueOffset: 0, _scale, attnLatent);
 
         // Expand each head's latent result with attn_v_b, then project out.
         var heads = ws.Floats(Buf.FfnGate, n * _heads * _headDimV);
@@ -124,5 +157,13 @@ internal sealed class MlaAttention : IAttentionBlock
             for (int t = 0; t < n; t++) headOut.Slice(t * _headDimV, _headDimV).CopyTo(heads.Slice((t * _heads + h) * _headDimV, _headDimV));
         }
         _o.Forward(heads, n, output, ws, pool);
+    }
+
+    /// <summary>Some token of the batch sees more cached tokens than the indexer keeps (below that, attention is dense).</summary>
+    private static bool Sparse(ForwardBatch batch, int topK)
+    {
+        for (int t = 0; t < batch.Count; t++)
+            if (batch.Positions[t] + 1 > topK) return true;
+        return false;
     }
 }
