@@ -59,6 +59,8 @@ internal static class InfoCommand
                     (c.RopeScaling != "none" ? $", rope scaling {c.RopeScaling} ×{c.RopeScalingFactor} (original context {c.RopeOriginalContext})" : ""));
         if (c.IsMla)
             w.WriteLine($"MLA:           q_lora_rank {c.QLoraRank}, kv_lora_rank {c.KvLoraRank}, qk head dim {c.KeyLengthMla} (rope {c.RopeDimensions}), v head dim {c.ValueLengthMla}");
+        if (c.IsSparse)
+            w.WriteLine($"sparse attn:   lightning indexer {c.IndexerHeads} heads × {c.IndexerKeyLength}, each query attends to the top {c.IndexerTopK} tokens");
         if (c.FeedForwardLength > 0) w.WriteLine($"feed-forward:  {c.FeedForwardLength}");
         if (c.IsMoe)
             w.WriteLine($"experts:       {c.ExpertCount} experts, {c.ExpertUsedCount} active, {c.ExpertSharedCount} shared, expert FFN {c.ExpertFeedForwardLength}, " +
@@ -67,7 +69,7 @@ internal static class InfoCommand
         {
             using var model = ModelLoader.Load(GgufFile.Open(file.Path));
             long perToken = model.KvCacheBytesPerToken();
-            w.WriteLine($"KV cache:      {perToken:N0} bytes per token (F32{(c.IsMla ? ", compressed MLA latent" : "")}), {Size(perToken * c.ContextLength)} at full context");
+            w.WriteLine($"KV cache:      {perToken:N0} bytes per token (F32{(c.IsMla ? ", compressed MLA latent" : "")}{(c.IsSparse ? " and indexer keys" : "")}), {Size(perToken * c.ContextLength)} at full context");
         }
         catch (Exception e) when (e is NotSupportedException or InvalidDataException)
         {

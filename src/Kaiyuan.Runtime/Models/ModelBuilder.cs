@@ -46,12 +46,15 @@ internal sealed class ModelBuilder(GgufFile file, ModelConfig config)
     /// MLA whose queries attend only to the tokens a lightning indexer picks (DeepSeek sparse attention); the indexer's
     /// RoPE pairs dimensions as <paramref name="indexerStyle"/> says.
     /// </summary>
-    public MlaAttention SparseLatentAttention(int layer, RopeStyle style, RopeStyle indexerStyle) => LatentAttention(layer, style, new LightningIndexer(Config,
-        Linear(layer, "indexer.attn_q_b"), Linear(layer, "indexer.attn_k"),
-        Norm(layer, "indexer.k_norm"), Vectors.ReadF32(Tensor($"blk.{layer}.indexer.k_norm.bias")),
-        Linear(layer, "indexer.proj"), new Rope(Config.Rope(indexerStyle))));
+    public MlaAttention SparseLatentAttention(int layer, RopeStyle style, RopeStyle indexerStyle) =>
+        Config.IndexerFull is { } full && !full[layer]
+            ? LatentAttention(layer, style, indexer: null, sharedTopK: Config.IndexerTopK)
+            : LatentAttention(layer, style, new LightningIndexer(Config,
+                Linear(layer, "indexer.attn_q_b"), Linear(layer, "indexer.attn_k"),
+                Norm(layer, "indexer.k_norm"), Vectors.ReadF32(Tensor($"blk.{layer}.indexer.k_norm.bias")),
+                Linear(layer, "indexer.proj"), new Rope(Config.Rope(indexerStyle))));
 
-    private MlaAttention LatentAttention(int layer, RopeStyle style, LightningIndexer? indexer)
+    private MlaAttention LatentAttention(int layer, RopeStyle style, LightningIndexer? indexer, int sharedTopK = 0)
     {
         if (!Has(layer, "attn_k_b"))
             throw new NotSupportedException($"{Config.Architecture}: this file stores MLA as a combined attn_kv_b tensor; re-convert it with a current llama.cpp (split attn_k_b/attn_v_b)");
@@ -63,7 +66,7 @@ internal sealed class ModelBuilder(GgufFile file, ModelConfig config)
             lowRankQ ? null : Linear(layer, "attn_q"),
             Linear(layer, "attn_kv_a_mqa"), Norm(layer, "attn_kv_a_norm"),
             Matrix(layer, "attn_k_b"), Matrix(layer, "attn_v_b"),
-            Linear(layer, "attn_output"), new Rope(Config.Rope(style)), indexer);
+            Linear(layer, "attn_output"), new Rope(Config.Rope(style)), indexer, sharedTopK);
     }
 
     /// <summary>Gated FFN; a missing <c>ffn_gate</c> means gate and up are fused in <c>ffn_up</c>.</summary>

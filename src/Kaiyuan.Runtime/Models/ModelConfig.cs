@@ -47,6 +47,11 @@ internal sealed record ModelConfig
     public int IndexerHeadCount { get; init; }
     public int IndexerKeyLength { get; init; }
     public int IndexerTopK { get; init; }
+    /// <summary>
+    /// Per layer, whether its indexer scores tokens itself (a "full" layer) or reuses the top-k of the last full layer
+    /// before it (GLM-5.2's "shared" layers); null: every layer is full.
+    /// </summary>
+    public bool[]? IndexerFull { get; init; }
     public int QLoraRank { get; init; }
     public int KvLoraRank { get; init; }
     public int KeyLengthMla { get; init; }
@@ -106,11 +111,38 @@ internal sealed record ModelConfig
             IndexerHeadCount = m.GetInt32(K("attention.indexer.head_count"), 0, min: 0),
             IndexerKeyLength = m.GetInt32(K("attention.indexer.key_length"), 0, min: 0),
             IndexerTopK = m.GetInt32(K("attention.indexer.top_k"), 0, min: 0),
+            IndexerFull = IndexerTypes(m, arch, m.GetInt32(K("block_count"), min: 1), context),
             QLoraRank = m.GetInt32(K("attention.q_lora_rank"), 0, min: 0),
             KvLoraRank = m.GetInt32(K("attention.kv_lora_rank"), 0, min: 0),
             KeyLengthMla = m.GetInt32(K("attention.key_length_mla"), 0, min: 0),
             ValueLengthMla = m.GetInt32(K("attention.value_length_mla"), 0, min: 0),
         };
+    }
+
+    /// <summary>
+    /// <c>attention.indexer.types</c> (1 or "full": the layer's own indexer; 0 or "shared": the previous full layer's
+    /// choice). GLM-5.2 files without it use GLM-5.2's pattern (two full layers, then one in four), recognised as
+    /// llama.cpp does by a trained context of 1M tokens; earlier GLM-5 files have full indexers everywhere.
+    /// </summary>
+    private static bool[]? IndexerTypes(GgufMetadata m, string arch, int layers, int context)
+    {
+        if (m.GetArrayOrNull($"{arch}.attention.indexer.types") is { } types)
+        {
+            if (types.Count != layers) throw new GgufMetadataException($"{arch}.attention.indexer.types has {types.Count} entries for {layers} layers");
+            var full = new bool[layers];
+            for (int i = 0; i < layers; i++)
+                full[i] = types.Items.GetValue(i) switch
+                {
+                    string text => text == "full" || (text != "shared" ? throw new GgufMetadataException($"{arch}.attention.indexer.types: unknown type '{text}'") : false),
+                    IConvertible number => Convert.ToInt64(number, System.Globalization.CultureInfo.InvariantCulture) != 0,
+                    _ => throw new GgufMetadataException($"{arch}.attention.indexer.types must hold numbers or \"full\"/\"shared\""),
+                };
+            if (!full[0]) throw new GgufMetadataException($"{arch}.attention.indexer.types: the first layer cannot share a previous layer's choice");
+            return full;
+        }
+        if (arch == "glm-dsa" && context >= 1 << 20)
+            return Enumerable.Range(0, layers).Select(i => i < 2 || (i - 2) % 4 == 0).ToArray();
+        return null;
     }
 
     /// <summary>

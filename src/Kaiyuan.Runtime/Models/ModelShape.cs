@@ -46,6 +46,12 @@ public sealed record ModelShape
     public required int KeyLengthMla { get; init; }
     /// <summary>MLA's value head dimensions.</summary>
     public required int ValueLengthMla { get; init; }
+    /// <summary>DeepSeek sparse attention's lightning indexer heads (0: dense attention).</summary>
+    public required int IndexerHeads { get; init; }
+    /// <summary>Dimensions of an indexer head and of the key it caches per token.</summary>
+    public required int IndexerKeyLength { get; init; }
+    /// <summary>Tokens each query attends to at most with sparse attention.</summary>
+    public required int IndexerTopK { get; init; }
     /// <summary>Routed experts (0: a dense model).</summary>
     public required int ExpertCount { get; init; }
     /// <summary>Experts each token uses.</summary>
@@ -65,6 +71,8 @@ public sealed record ModelShape
 
     /// <summary>A mixture-of-experts model.</summary>
     public bool IsMoe => ExpertCount > 0;
+    /// <summary>Each query attends only to the top-k tokens a lightning indexer picks (DeepSeek-V3.2, GLM-5).</summary>
+    public bool IsSparse => IndexerTopK > 0;
     /// <summary>Attention caches a compressed latent (DeepSeek's multi-head latent attention).</summary>
     public bool IsMla => KvLoraRank > 0;
 
@@ -93,6 +101,9 @@ public sealed record ModelShape
         KvLoraRank = c.KvLoraRank,
         KeyLengthMla = c.KeyLengthMla,
         ValueLengthMla = c.ValueLengthMla,
+        IndexerHeads = c.IndexerHeadCount,
+        IndexerKeyLength = c.IndexerKeyLength,
+        IndexerTopK = c.IndexerTopK,
         ExpertCount = c.ExpertCount,
         ExpertUsedCount = c.ExpertUsedCount,
         ExpertSharedCount = c.ExpertSharedCount,

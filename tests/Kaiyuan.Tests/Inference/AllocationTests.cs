@@ -11,6 +11,7 @@ public class AllocationTests
     [InlineData("llama", "llama-f32.gguf")]
     [InlineData("qwen3moe", "qwen3moe-f32.gguf")]
     [InlineData("deepseek2", "deepseek2-f32.gguf")]
+    [InlineData("deepseek32", "deepseek32-f32.gguf")]
     public void DecodeStepsAllocateNothing(string folder, string file)
     {
         using var model = ModelLoader.Load(Fixtures.ModelPath(folder, file));

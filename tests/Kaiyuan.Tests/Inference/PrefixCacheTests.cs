@@ -52,6 +52,8 @@ public sealed class PrefixCacheTests
     [InlineData("minimax-m2", GgmlType.F32)]
     [InlineData("llama", GgmlType.F16)]
     [InlineData("deepseek2", GgmlType.Q8_0)]
+    [InlineData("deepseek32", GgmlType.F32)]
+    [InlineData("deepseek32", GgmlType.Q8_0)]
     public void SharedCopiedAndExtendedPrefixesGiveTheSameLogits(string folder, GgmlType type)
     {
         using var model = ModelLoader.Load(Fixtures.ModelPath(folder, $"{folder}-f32.gguf"));

@@ -70,6 +70,7 @@ public sealed class PromptCacheSchedulerTests : IDisposable
     [InlineData("stories260K", GgmlType.F32)]
     [InlineData("llama", GgmlType.F16)]
     [InlineData("deepseek2", GgmlType.Q8_0)]
+    [InlineData("deepseek32", GgmlType.Q8_0)]
     public async Task ANewSchedulerReusesWhatAnEarlierOneSavedAndAnswersTheSame(string folder, GgmlType type)
     {
         using var model = ModelLoader.Load(Fixtures.ModelPath(folder, $"{folder}-f32.gguf"));

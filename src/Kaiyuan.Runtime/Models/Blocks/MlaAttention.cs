@@ -8,7 +8,8 @@ namespace Kaiyuan.Models.Blocks;
 /// latent (kv_lora_rank) and the shared rotary key (rope dims) per token; queries are mapped into latent space with
 /// <c>attn_k_b</c>, attention runs there as one-KV-head MQA, and <c>attn_v_b</c> expands each head's result. With a
 /// <see cref="LightningIndexer"/> (DeepSeek-V3.2, GLM-5) each query attends only to the tokens the indexer picks; its
-/// key is cached after the latent and the rotary key.
+/// key is cached after the latent and the rotary key. A "shared" layer has no indexer of its own and attends to what the
+/// last full layer chose.
 /// </summary>
 internal sealed class MlaAttention : IAttentionBlock
 {
@@ -19,12 +20,15 @@ internal sealed class MlaAttention : IAttentionBlock
     private readonly QuantMatrix _kB, _vB;
     private readonly Rope _rope;
     private readonly LightningIndexer? _indexer;
+    private readonly int _topK;
     private readonly int _heads, _nope, _ropeDims, _kvLora, _headDimV;
     private readonly float _scale, _eps;
 
     public MlaAttention(ModelConfig c, Linear? qA, float[]? qANorm, Linear? qB, Linear? q, Linear kvA, float[] kvANorm,
-        QuantMatrix kB, QuantMatrix vB, Linear o, Rope rope, LightningIndexer? indexer = null)
+        QuantMatrix kB, QuantMatrix vB, Linear o, Rope rope, LightningIndexer? indexer = null, int sharedTopK = 0)
     {
+        // A layer without its own indexer but a top-k reuses the choice of the last layer that has one (GLM-5.2).
+        _topK = indexer?.TopK ?? sharedTopK;
         (_qA, _qANorm, _qB, _q, _kvA, _kvANorm, _kB, _vB, _o, _rope, _indexer) = (qA, qANorm, qB, q, kvA, kvANorm, kB, vB, o, rope, indexer);
         if (indexer is not null && qA is null) throw new InvalidDataException("the lightning indexer needs the q-LoRA latent (attn_q_a)");
         _heads = c.HeadCount;
@@ -130,17 +134,21 @@ internal sealed class MlaAttention : IAttentionBlock
         }
 
         var attnLatent = ws.Array(Buf.Attn, n * _heads * _kvLora);
-        if (_indexer is not null && Sparse(batch, _indexer.TopK))
+        if (_topK > 0 && Sparse(batch, _topK))
         {
-            // Each query reads only the tokens its indexer scores highest.
-            int k = _indexer.TopK, longest = 0;
-            for (int t = 0; t < n; t++) longest = Math.Max(longest, batch.Positions[t] + 1);
+            // Each query reads only the tokens its indexer scores highest; per token, the positions, then the counts.
+            int k = _topK;
             var selected = ws.IntArray(IntBuf.Selected, n * (k + 1));
-            var counts = selected.AsSpan(n * k, n);  // after the positions
-            var scores = ws.Floats(Buf.IndexerScores, longest);
-            var key = ws.Floats(Buf.CacheRow, _indexer.KeyWidth);
-            for (int t = 0; t < n; t++)
-                counts[t] = _indexer.Select(ctx, layer, t, indexerQ, indexerW, latentQ, scores, key, selected.AsSpan(t * k, k));
+            if (_indexer is not null)
+            {
+                var counts = selected.AsSpan(n * k, n);
+                // Sized for the whole context at once, so decoding does not grow it step by step.
+                var scores = ws.Floats(Buf.IndexerScores, cache.ContextLength);
+                var key = ws.Floats(Buf.CacheRow, _indexer.KeyWidth);
+                for (int t = 0; t < n; t++)
+                    counts[t] = _indexer.Select(ctx, layer, t, indexerQ, indexerW, latentQ, scores, key, selected.AsSpan(t * k, k));
+            }
+            // else: a shared layer, the choice of the last full layer is still in the workspace
             SparseAttention.Run(ctx, layer, qFull, _heads, latentQ, _kvLora, _scale, selected, n * k, k, attnLatent);
         }
         else AttentionKernel.Run(ctx, layer, qFull, _heads * latentQ, _heads, 1, latentQ, _kvLora, keyOffset: 0, valueOffset: 0, _scale, attnLatent);

@@ -51,7 +51,7 @@ internal static class SparseAttention
             }
         int most = 0;
         for (int t = 0; t < n; t++) most = Math.Max(most, counts[t]);
-        var scores = ws.Array(Buf.IndexerScores, pool.Threads * most);
+        var scores = ws.Array(Buf.Scores, pool.Threads * most);
         using var scope = pool.Enter();
         var job = pool.Job<Job>();
         job.Set(q, rows, selected, countsAt, starts, scores, most, heads, dimK, dimV, scale, output);
