@@ -89,34 +89,64 @@ internal sealed class LightningIndexer
     /// <paramref name="keyOffset"/> of each cached row. Returns how many.
     /// </summary>
     public int Select(ForwardContext ctx, int layer, int t, ReadOnlySpan<float> queries, ReadOnlySpan<float> weights, int keyOffset,
-        Span<float> scores, Span<float> key, Span<int> selected)
+        float[] scores, float[] keys, Span<int> selected)
     {
-        var (batch, cache, _, _) = ctx;
-        int slot = batch.Slots[t], visible = batch.Positions[t] + 1;
+        var (batch, cache, _, pool) = ctx;
+        int visible = batch.Positions[t] + 1;
         if (visible <= TopK)
         {
             for (int j = 0; j < visible; j++) selected[j] = j;
             return visible;
         }
-        int qDim = _heads * _dim;
-        var q = queries.Slice(t * qDim, qDim);
-        var w = weights.Slice(t * _heads, _heads);
-        for (int j = 0; j < visible; j++)
+        // The scores are the part that grows with the context: the cached keys are split across the threads.
+        using (pool.Enter())
         {
-            ReadOnlySpan<float> k;
-            if (cache.IsF32) k = cache.RowsF32(layer, slot, j, 1).Slice(keyOffset, _dim);
-            else
-            {
-                cache.ReadPart(layer, slot, j, keyOffset, key);
-                k = key;
-            }
-            float s = 0;
-            for (int h = 0; h < _heads; h++) s += w[h] * MathF.Max(0, TensorPrimitives.Dot(q.Slice(h * _dim, _dim), k));
-            scores[j] = s;
+            var job = pool.Job<ScoreJob>();
+            job.Set(cache, layer, batch.Slots[t], keyOffset, _heads, _dim, queries.Slice(t * _heads * _dim, _heads * _dim), weights.Slice(t * _heads, _heads),
+                scores, keys);
+            pool.Run(job, visible, minChunk: 256);
         }
-        TopIndices(scores[..visible], TopK, selected);
+        TopIndices(scores.AsSpan(0, visible), TopK, selected);
         selected[..TopK].Sort();
         return TopK;
+    }
+
+    /// <summary>score(s) = Σ_h w_h·ReLU(q_h·k(s)) for a range of cached positions.</summary>
+    private sealed class ScoreJob : IParallelJob
+    {
+        private KvCache _cache = null!;
+        private float[] _q = [], _w = [], _scores = [], _keys = [];
+        private int _layer, _slot, _keyOffset, _heads, _dim;
+
+        public void Set(KvCache cache, int layer, int slot, int keyOffset, int heads, int dim, ReadOnlySpan<float> q, ReadOnlySpan<float> w,
+            float[] scores, float[] keys)
+        {
+            (_cache, _layer, _slot, _keyOffset, _heads, _dim, _scores, _keys) = (cache, layer, slot, keyOffset, heads, dim, scores, keys);
+            // Copied: a job outlives no call, but its fields cannot hold spans.
+            if (_q.Length < q.Length) _q = new float[q.Length];
+            if (_w.Length < w.Length) _w = new float[w.Length];
+            q.CopyTo(_q);
+            w.CopyTo(_w);
+        }
+
+        public void Run(int start, int end, int worker)
+        {
+            int dim = _dim;
+            var key = _keys.AsSpan(worker * dim, dim);
+            for (int j = start; j < end; j++)
+            {
+                ReadOnlySpan<float> k;
+                if (_cache.IsF32) k = _cache.RowsF32(_layer, _slot, j, 1).Slice(_keyOffset, dim);
+                else
+                {
+                    _cache.ReadPart(_layer, _slot, j, _keyOffset, key);
+                    k = key;
+                }
+                float s = 0;
+                for (int h = 0; h < _heads; h++) s += _w[h] * MathF.Max(0, TensorPrimitives.Dot(_q.AsSpan(h * dim, dim), k));
+                _scores[j] = s;
+            }
+        }
     }
 
     /// <summary>

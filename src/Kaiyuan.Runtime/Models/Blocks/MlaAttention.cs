@@ -143,10 +143,10 @@ internal sealed class MlaAttention : IAttentionBlock
             {
                 var counts = selected.AsSpan(n * k, n);
                 // Sized for the whole context at once, so decoding does not grow it step by step.
-                var scores = ws.Floats(Buf.IndexerScores, cache.ContextLength);
-                var key = ws.Floats(Buf.CacheRow, _indexer.KeyWidth);
+                var scores = ws.Array(Buf.IndexerScores, cache.ContextLength);
+                var keys = ws.Array(Buf.CacheRow, pool.Threads * _indexer.KeyWidth);
                 for (int t = 0; t < n; t++)
-                    counts[t] = _indexer.Select(ctx, layer, t, indexerQ, indexerW, latentQ, scores, key, selected.AsSpan(t * k, k));
+                    counts[t] = _indexer.Select(ctx, layer, t, indexerQ, indexerW, latentQ, scores, keys, selected.AsSpan(t * k, k));
             }
             // else: a shared layer, the choice of the last full layer is still in the workspace
             SparseAttention.Run(ctx, layer, qFull, _heads, latentQ, _kvLora, _scale, selected, n * k, k, attnLatent);
