@@ -19,14 +19,18 @@ internal static class BenchCommand
         var prompt = new Option<int>("--n-prompt", "-p") { Description = "Prompt tokens to process", DefaultValueFactory = _ => 512 };
         var gen = new Option<int>("--n-gen", "-n") { Description = "Tokens to generate", DefaultValueFactory = _ => 128 };
         var depth = new Option<int>("--n-depth", "-d") { Description = "Tokens already in the context before each test (as llama-bench's -d): decode and prompt speed deep in a long chat", DefaultValueFactory = _ => 0 };
+        var randomDepth = new Option<bool>("--random-depth")
+        {
+            Description = "With -d: fill the depth with random KV rows instead of evaluating it (a deep context's prefill can take hours; decode cost does not depend on the cached values)",
+        };
         var threads = Arguments.Threads();
         var reps = new Option<int>("--repetitions", "-r") { Description = "Repetitions", DefaultValueFactory = _ => 5 };
         var cacheType = Arguments.CacheType();
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
-        var cmd = new Command("bench", "Measure prompt-processing and generation speed (tokens/s)") { model, prompt, gen, depth, threads, reps, cacheType, json };
+        var cmd = new Command("bench", "Measure prompt-processing and generation speed (tokens/s)") { model, prompt, gen, depth, randomDepth, threads, reps, cacheType, json };
         foreach (var sub in subcommands) cmd.Subcommands.Add(sub);
         cmd.SetAction(p => Run(StoreCommands.ResolveModel(p, p.GetValue(model)!), p.GetValue(prompt), p.GetValue(gen), p.GetValue(depth), p.GetValue(threads), p.GetValue(reps),
-            p.GetValue(json), Arguments.ParseCacheType(p.GetValue(cacheType))));
+            p.GetValue(json), Arguments.ParseCacheType(p.GetValue(cacheType)), p.GetValue(randomDepth)));
         return cmd;
     }
 
@@ -34,11 +38,11 @@ internal static class BenchCommand
     /// <param name="KvCacheBytes">Bytes of the KV cache the runs allocated.</param>
     public sealed record Result(double PpTps, double PpStd, double TgTps, double TgStd, int Threads, long ModelBytes, long PeakRssBytes, long KvCacheBytes);
 
-    private static int Run(string path, int nPrompt, int nGen, int nDepth, int threads, int reps, bool json, Kaiyuan.Gguf.GgmlType cacheType)
+    private static int Run(string path, int nPrompt, int nGen, int nDepth, int threads, int reps, bool json, Kaiyuan.Gguf.GgmlType cacheType, bool randomDepth)
     {
         if (nPrompt < 0 || nGen < 0 || nDepth < 0 || reps < 1) throw new ArgumentException("-p, -n and -d must be ≥ 0 and -r ≥ 1");
         using var model = ModelLoader.Load(path);
-        var r = Measure(model, nPrompt, nGen, reps, threads, cacheType, nDepth);
+        var r = Measure(model, nPrompt, nGen, reps, threads, cacheType, nDepth, randomDepth);
         if (json)
         {
             Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
@@ -48,6 +52,7 @@ internal static class BenchCommand
                 ["tg_tps"] = Math.Round(r.TgTps, 3),
                 ["tg_std"] = Math.Round(r.TgStd, 3),
                 ["n_depth"] = nDepth,
+                ["random_depth"] = randomDepth,
                 ["threads"] = r.Threads,
                 ["model_bytes"] = r.ModelBytes,
                 ["peak_rss_bytes"] = r.PeakRssBytes,
@@ -57,7 +62,7 @@ internal static class BenchCommand
             return 0;
         }
         Console.WriteLine($"model: {Path.GetFileName(path)} ({model.Architecture}, {InfoCommand.Size(r.ModelBytes)}), threads: {threads}, repetitions: {reps}, kernels: {KernelBenchmarks.Tier}");
-        string at = nDepth > 0 ? $" @ d{nDepth}" : "";
+        string at = nDepth > 0 ? $" @ d{nDepth}{(randomDepth ? " (random rows)" : "")}" : "";
         if (nPrompt > 0) Console.WriteLine($"pp{nPrompt}{at}: {r.PpTps,10:F2} ± {r.PpStd:F2} tokens/s");
         if (nGen > 0)
             Console.WriteLine($"tg{nGen}{at}: {r.TgTps,10:F2} ± {r.TgStd:F2} tokens/s   (weights read per token × rate = {r.ModelBytes * r.TgTps / 1e9:F2} GB/s)");
@@ -68,13 +73,14 @@ internal static class BenchCommand
 
     /// <param name="nDepth">Tokens evaluated once, untimed, before the runs; each run starts from them (llama-bench's -d).</param>
     public static Result Measure(TransformerModel model, int nPrompt, int nGen, int reps, int threads, Kaiyuan.Gguf.GgmlType cacheType = Kaiyuan.Gguf.GgmlType.F32,
-        int nDepth = 0)
+        int nDepth = 0, bool randomDepth = false)
     {
         using var session = new InferenceSession(model, Math.Max(16, nDepth + nPrompt + nGen + 1), threads, cacheType,
             maxBatch: Math.Max(1, Math.Max(nPrompt, Math.Min(nDepth, 512))));
         var random = new Random(42);
         int[] tokens = Enumerable.Range(0, Math.Max(nPrompt, 1)).Select(_ => random.Next(model.VocabSize)).ToArray();
-        if (nDepth > 0) session.Evaluate(Enumerable.Range(0, nDepth).Select(_ => random.Next(model.VocabSize)).ToArray());
+        if (randomDepth) session.AdvanceWithRandomRows(nDepth);
+        else if (nDepth > 0) session.Evaluate(Enumerable.Range(0, nDepth).Select(_ => random.Next(model.VocabSize)).ToArray());
         var pp = new List<double>();
         var tg = new List<double>();
         Span<int> one = stackalloc int[1];

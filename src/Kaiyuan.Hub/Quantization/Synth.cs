@@ -19,10 +19,31 @@ namespace Kaiyuan.Quantization;
 /// <param name="QkvBias">Q, K and V projections have biases (Qwen2).</param>
 /// <param name="QkNorm">Queries and keys are RMS-normalized per head (Qwen3).</param>
 /// <param name="TiedEmbeddings">The output head is the token embedding.</param>
+/// <param name="Mla">Multi-head latent attention (DeepSeek) instead of Q/K/V projections; null: none.</param>
+/// <param name="Moe">Routed experts after the leading dense layers; null: every layer dense.</param>
 public sealed record SynthShape(
     string Name, string Architecture, int EmbeddingLength, int Layers, int Heads, int KvHeads, int HeadDim,
     int FeedForwardLength, int VocabSize, int ContextLength, float RopeFreqBase, float RmsEpsilon,
-    bool QkvBias, bool QkNorm, bool TiedEmbeddings);
+    bool QkvBias, bool QkNorm, bool TiedEmbeddings, SynthMla? Mla = null, SynthMoe? Moe = null);
+
+/// <summary>Multi-head latent attention of a <see cref="SynthShape"/>, with DeepSeek sparse attention's indexer when <paramref name="IndexerTopK"/> is set.</summary>
+/// <param name="QLoraRank">The query latent's rank.</param>
+/// <param name="KvLoraRank">The cached key/value latent's rank.</param>
+/// <param name="RopeDims">Rotary dimensions per head (shared by the key).</param>
+/// <param name="NopeDims">Non-rotary query/key dimensions per head.</param>
+/// <param name="ValueDims">Value dimensions per head.</param>
+/// <param name="IndexerHeads">Lightning indexer heads (0: dense attention).</param>
+/// <param name="IndexerDim">Dimensions of an indexer head and key.</param>
+/// <param name="IndexerTopK">Tokens each query attends to.</param>
+public sealed record SynthMla(int QLoraRank, int KvLoraRank, int RopeDims, int NopeDims, int ValueDims, int IndexerHeads = 0, int IndexerDim = 0, int IndexerTopK = 0);
+
+/// <summary>The mixture of experts of a <see cref="SynthShape"/> (DeepSeek's: sigmoid gating with a selection bias, shared experts).</summary>
+/// <param name="Experts">Routed experts.</param>
+/// <param name="Used">Experts per token.</param>
+/// <param name="Shared">Shared experts.</param>
+/// <param name="ExpertFfn">An expert's feed-forward size.</param>
+/// <param name="LeadingDense">Dense layers before the first expert layer.</param>
+public sealed record SynthMoe(int Experts, int Used, int Shared, int ExpertFfn, int LeadingDense);
 
 /// <summary>
 /// <c>kaiyuan synth</c>: writes a GGUF with the real shapes and metadata of a known model but seeded random weights
@@ -42,6 +63,16 @@ public static class Synth
         // A few-kilobyte model for tests.
         new("tiny", "qwen2", 256, 2, 4, 2, 64, 512, 512, 1024, 1e6f, 1e-6f, QkvBias: true, QkNorm: false, TiedEmbeddings: true),
         new("tiny-qwen3", "qwen3", 256, 2, 4, 2, 64, 512, 512, 1024, 1e6f, 1e-6f, QkvBias: false, QkNorm: true, TiedEmbeddings: true),
+        new("tiny-deepseek32", "deepseek32", 256, 2, 4, 1, 96, 512, 512, 1024, 1e4f, 1e-6f, QkvBias: false, QkNorm: false, TiedEmbeddings: false,
+            new SynthMla(256, 256, 32, 64, 64, 4, 64, 8), new SynthMoe(8, 2, 1, 256, 1)),
+        // DeepSeek-V3.2's attention as it is (128 heads, latent 512 + rope 64, q latent 1536, indexer 64 × 128, top-2048)
+        // at a 2048 width, with two layers (one dense, one of small experts) and a 32k vocabulary: a model to measure
+        // sparse attention at long context with, in a file of a few hundred MB.
+        new("deepseek-v3.2-attention", "deepseek32", 2048, 2, 128, 1, 192, 4096, 32768, 163840, 1e4f, 1e-6f, QkvBias: false, QkNorm: false,
+            TiedEmbeddings: false, new SynthMla(1536, 512, 64, 128, 128, 64, 128, 2048), new SynthMoe(16, 2, 1, 512, 1)),
+        // The same model with dense attention (DeepSeek-V3's), the baseline for it.
+        new("deepseek-v3-attention", "deepseek2", 2048, 2, 128, 1, 192, 4096, 32768, 163840, 1e4f, 1e-6f, QkvBias: false, QkNorm: false,
+            TiedEmbeddings: false, new SynthMla(1536, 512, 64, 128, 128), new SynthMoe(16, 2, 1, 512, 1)),
     ];
 
     /// <summary>The shapes offered on the command line (the test shapes are accepted but not listed).</summary>
@@ -66,9 +97,40 @@ public static class Synth
         md.Set($"{a}.feed_forward_length", GgufValue.Of((uint)s.FeedForwardLength));
         md.Set($"{a}.attention.head_count", GgufValue.Of((uint)s.Heads));
         md.Set($"{a}.attention.head_count_kv", GgufValue.Of((uint)s.KvHeads));
-        md.Set($"{a}.attention.key_length", GgufValue.Of((uint)s.HeadDim));
-        md.Set($"{a}.attention.value_length", GgufValue.Of((uint)s.HeadDim));
-        md.Set($"{a}.rope.dimension_count", GgufValue.Of((uint)s.HeadDim));
+        if (s.Mla is { } mla)
+        {
+            // The absorbed form llama.cpp writes: one KV head whose key is the latent plus the rotary key.
+            md.Set($"{a}.attention.key_length", GgufValue.Of((uint)(mla.KvLoraRank + mla.RopeDims)));
+            md.Set($"{a}.attention.value_length", GgufValue.Of((uint)mla.KvLoraRank));
+            md.Set($"{a}.attention.key_length_mla", GgufValue.Of((uint)(mla.NopeDims + mla.RopeDims)));
+            md.Set($"{a}.attention.value_length_mla", GgufValue.Of((uint)mla.ValueDims));
+            md.Set($"{a}.attention.q_lora_rank", GgufValue.Of((uint)mla.QLoraRank));
+            md.Set($"{a}.attention.kv_lora_rank", GgufValue.Of((uint)mla.KvLoraRank));
+            md.Set($"{a}.rope.dimension_count", GgufValue.Of((uint)mla.RopeDims));
+            if (mla.IndexerTopK > 0)
+            {
+                md.Set($"{a}.attention.indexer.head_count", GgufValue.Of((uint)mla.IndexerHeads));
+                md.Set($"{a}.attention.indexer.key_length", GgufValue.Of((uint)mla.IndexerDim));
+                md.Set($"{a}.attention.indexer.top_k", GgufValue.Of((uint)mla.IndexerTopK));
+            }
+        }
+        else
+        {
+            md.Set($"{a}.attention.key_length", GgufValue.Of((uint)s.HeadDim));
+            md.Set($"{a}.attention.value_length", GgufValue.Of((uint)s.HeadDim));
+            md.Set($"{a}.rope.dimension_count", GgufValue.Of((uint)s.HeadDim));
+        }
+        if (s.Moe is { } moe)
+        {
+            md.Set($"{a}.expert_count", GgufValue.Of((uint)moe.Experts));
+            md.Set($"{a}.expert_used_count", GgufValue.Of((uint)moe.Used));
+            md.Set($"{a}.expert_shared_count", GgufValue.Of((uint)moe.Shared));
+            md.Set($"{a}.expert_feed_forward_length", GgufValue.Of((uint)moe.ExpertFfn));
+            md.Set($"{a}.leading_dense_block_count", GgufValue.Of((uint)moe.LeadingDense));
+            md.Set($"{a}.expert_weights_scale", GgufValue.Of(2.5f));
+            md.Set($"{a}.expert_weights_norm", GgufValue.Of(true));
+            md.Set($"{a}.expert_gating_func", GgufValue.Of(2u)); // sigmoid
+        }
         md.Set($"{a}.rope.freq_base", GgufValue.Of(s.RopeFreqBase));
         md.Set($"{a}.attention.layer_norm_rms_epsilon", GgufValue.Of(s.RmsEpsilon));
         md.Set($"{a}.vocab_size", GgufValue.Of((uint)s.VocabSize));
@@ -116,6 +178,27 @@ public static class Synth
         {
             string p = $"blk.{i}.";
             Add(p + "attn_norm.weight", e);
+            if (s.Mla is { } mla)
+            {
+                Add(p + "attn_q_a.weight", e, mla.QLoraRank);
+                Add(p + "attn_q_a_norm.weight", mla.QLoraRank);
+                Add(p + "attn_q_b.weight", mla.QLoraRank, s.Heads * (mla.NopeDims + mla.RopeDims));
+                Add(p + "attn_kv_a_mqa.weight", e, mla.KvLoraRank + mla.RopeDims);
+                Add(p + "attn_kv_a_norm.weight", mla.KvLoraRank);
+                Add(p + "attn_k_b.weight", mla.NopeDims, mla.KvLoraRank, s.Heads);
+                Add(p + "attn_v_b.weight", mla.KvLoraRank, mla.ValueDims, s.Heads);
+                Add(p + "attn_output.weight", s.Heads * mla.ValueDims, e);
+                if (mla.IndexerTopK > 0)
+                {
+                    Add(p + "indexer.attn_q_b.weight", mla.QLoraRank, mla.IndexerHeads * mla.IndexerDim);
+                    Add(p + "indexer.attn_k.weight", e, mla.IndexerDim);
+                    Add(p + "indexer.k_norm.weight", mla.IndexerDim);
+                    Add(p + "indexer.k_norm.bias", mla.IndexerDim);
+                    Add(p + "indexer.proj.weight", e, mla.IndexerHeads);
+                }
+                AddFfn(p, i);
+                continue;
+            }
             Add(p + "attn_q.weight", e, q);
             Add(p + "attn_k.weight", e, kv);
             Add(p + "attn_v.weight", e, kv);
@@ -131,12 +214,29 @@ public static class Synth
                 Add(p + "attn_k_norm.weight", s.HeadDim);
             }
             Add(p + "attn_output.weight", q, e);
+            AddFfn(p, i);
+        }
+        return list;
+
+        void AddFfn(string p, int layer)
+        {
             Add(p + "ffn_norm.weight", e);
+            if (s.Moe is { } moe && layer >= moe.LeadingDense)
+            {
+                Add(p + "ffn_gate_inp.weight", e, moe.Experts);
+                Add(p + "exp_probs_b.bias", moe.Experts);
+                Add(p + "ffn_gate_exps.weight", e, moe.ExpertFfn, moe.Experts);
+                Add(p + "ffn_up_exps.weight", e, moe.ExpertFfn, moe.Experts);
+                Add(p + "ffn_down_exps.weight", moe.ExpertFfn, e, moe.Experts);
+                Add(p + "ffn_gate_shexp.weight", e, moe.ExpertFfn * moe.Shared);
+                Add(p + "ffn_up_shexp.weight", e, moe.ExpertFfn * moe.Shared);
+                Add(p + "ffn_down_shexp.weight", moe.ExpertFfn * moe.Shared, e);
+                return;
+            }
             Add(p + "ffn_gate.weight", e, s.FeedForwardLength);
             Add(p + "ffn_up.weight", e, s.FeedForwardLength);
             Add(p + "ffn_down.weight", s.FeedForwardLength, e);
         }
-        return list;
     }
 
     /// <summary>

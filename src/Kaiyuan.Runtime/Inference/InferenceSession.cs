@@ -121,6 +121,29 @@ public sealed class InferenceSession : IDisposable
         return blocks >= PromptCacheStore.MinBlocks && store.TrySave(_cache, _cache.Table(0)[..blocks], tokens);
     }
 
+    /// <summary>
+    /// For benchmarks deep in a context: moves the position <paramref name="tokens"/> further as if they had been
+    /// evaluated, their cached rows filled with random values instead. What a later step costs does not depend on the
+    /// cached values, so a depth whose prefill would take hours can be measured in seconds; the logits that follow are
+    /// meaningless.
+    /// </summary>
+    public void AdvanceWithRandomRows(int tokens, int seed = 1)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(tokens);
+        if (Position + tokens > ContextLength)
+            throw new ContextOverflowException($"{Position + tokens} tokens exceed the context size of {ContextLength}");
+        _cache.Reserve(0, Position + tokens);
+        var random = new Random(seed);
+        var row = new float[_cache.RowWidths.Max()];
+        for (int layer = 0; layer < _cache.RowWidths.Length; layer++)
+            for (int p = Position; p < Position + tokens; p++)
+            {
+                for (int i = 0; i < row.Length; i++) row[i] = random.NextSingle() * 2 - 1;
+                _cache.Write(layer, 0, p, row);
+            }
+        Position += tokens;
+    }
+
     /// <summary>Evaluates tokens at the current position; returns the logits after the last one.</summary>
     public ReadOnlySpan<float> Evaluate(ReadOnlySpan<int> tokens)
     {

@@ -17,6 +17,7 @@ public sealed class SynthTests
     [InlineData("tiny", FileType.Q6_K)]
     [InlineData("tiny", FileType.F16)]
     [InlineData("tiny-qwen3", FileType.Q4_K_M)]
+    [InlineData("tiny-deepseek32", FileType.Q8_0)]
     public void SynthesizedModelLoadsAndRuns(string like, FileType mix)
     {
         string path = Path.Combine(Path.GetTempPath(), $"kaiyuan-synth-{Guid.NewGuid():N}.gguf");
@@ -28,7 +29,8 @@ public sealed class SynthTests
             Assert.Equal(shape.VocabSize, model.VocabSize);
             Assert.Equal(shape.Layers, model.Config.BlockCount);
             using var pool = new WorkerPool(2);
-            int[] tokens = [1, 17, 300, 42, 511];
+            // For a sparse model, more tokens than its top-k (8), so its later positions attend to a chosen few.
+            int[] tokens = shape.Mla is { IndexerTopK: > 0 } ? [1, 17, 300, 42, 511, 5, 6, 7, 8, 9, 10, 11, 12] : [1, 17, 300, 42, 511];
             var batch = new InferenceSession(model, 64, pool, maxBatch: 8);
             float[] last = batch.Evaluate(tokens).ToArray();
             Assert.All(last, v => Assert.True(float.IsFinite(v)));
@@ -38,6 +40,12 @@ public sealed class SynthTests
             float[] stepLast = [];
             foreach (int t in tokens) stepLast = steps.Evaluate([t]).ToArray();
             for (int i = 0; i < last.Length; i++) Assert.True(MathF.Abs(last[i] - stepLast[i]) <= 1e-3f + 1e-3f * MathF.Abs(last[i]), $"logit {i}: {last[i]} vs {stepLast[i]}");
+
+            // A benchmark's depth of random cache rows, then a step after it.
+            using var deep = new InferenceSession(model, 64, threads: 1);
+            deep.AdvanceWithRandomRows(40);
+            Assert.Equal(40, deep.Position);
+            Assert.All(deep.Evaluate([1]).ToArray(), v => Assert.True(float.IsFinite(v)));
         }
         finally
         {

@@ -51,43 +51,67 @@ internal static class SparseAttention
             }
         int most = 0;
         for (int t = 0; t < n; t++) most = Math.Max(most, counts[t]);
-        var scores = ws.Array(Buf.Scores, pool.Threads * most);
+        // Work items are (token, a chunk of heads): a chunk reads its token's rows tile by tile for all its heads, so the
+        // rows come from memory twice (scores, then values) rather than twice per head.
+        int chunks = Math.Clamp(2 * pool.Threads / n, 1, heads), perChunk = (heads + chunks - 1) / chunks;
+        var scores = ws.Array(Buf.Scores, pool.Threads * perChunk * most);
         using var scope = pool.Enter();
         var job = pool.Job<Job>();
-        job.Set(q, rows, selected, countsAt, starts, scores, most, heads, dimK, dimV, scale, output);
-        pool.Run(job, n * heads);
+        job.Set(q, rows, selected, countsAt, starts, scores, most, heads, perChunk, dimK, dimV, scale, output);
+        pool.Run(job, n * chunks);
     }
 
     private sealed class Job : IParallelJob
     {
+        /// <summary>Rows per tile: their keys stay in the first-level cache while every head of a chunk reads them.</summary>
+        private const int Tile = 16;
         private float[] _q = [], _rows = [], _scores = [], _output = [];
         private int[] _selected = [], _starts = [];
-        private int _countsAt, _most, _heads, _dimK, _dimV;
+        private int _countsAt, _most, _heads, _perChunk, _dimK, _dimV;
         private float _scale;
 
-        public void Set(float[] q, float[] rows, int[] selected, int countsAt, int[] starts, float[] scores, int most, int heads, int dimK, int dimV,
-            float scale, float[] output) =>
-            (_q, _rows, _selected, _countsAt, _starts, _scores, _most, _heads, _dimK, _dimV, _scale, _output) =
-            (q, rows, selected, countsAt, starts, scores, most, heads, dimK, dimV, scale, output);
+        public void Set(float[] q, float[] rows, int[] selected, int countsAt, int[] starts, float[] scores, int most, int heads, int perChunk,
+            int dimK, int dimV, float scale, float[] output) =>
+            (_q, _rows, _selected, _countsAt, _starts, _scores, _most, _heads, _perChunk, _dimK, _dimV, _scale, _output) =
+            (q, rows, selected, countsAt, starts, scores, most, heads, perChunk, dimK, dimV, scale, output);
 
         public void Run(int start, int end, int worker)
         {
-            var s = _scores.AsSpan(worker * _most, _most);
-            int dimK = _dimK, dimV = _dimV;
+            int dimK = _dimK, dimV = _dimV, chunks = (_heads + _perChunk - 1) / _perChunk;
+            var mine = _scores.AsSpan(worker * _perChunk * _most, _perChunk * _most);
             for (int item = start; item < end; item++)
             {
-                int t = item / _heads, h = item % _heads, m = _selected[_countsAt + t];
-                ReadOnlySpan<float> query = _q.AsSpan((t * _heads + h) * dimK, dimK);
-                var o = _output.AsSpan((t * _heads + h) * dimV, dimV);
+                int t = item / chunks, h0 = item % chunks * _perChunk, count = Math.Min(_perChunk, _heads - h0), m = _selected[_countsAt + t];
                 var keys = _rows.AsSpan(_starts[t] * dimK, m * dimK);
-                for (int j = 0; j < m; j++) s[j] = _scale * TensorPrimitives.Dot(query, keys.Slice(j * dimK, dimK));
-                var p = s[..m];
-                float max = TensorPrimitives.Max(p);
-                TensorPrimitives.Subtract(p, max, p);
-                TensorPrimitives.Exp(p, p);
-                float norm = 1f / TensorPrimitives.Sum(p);
-                o.Clear();
-                for (int j = 0; j < m; j++) TensorPrimitives.MultiplyAdd(keys.Slice(j * dimK, dimV), p[j] * norm, o, o);
+                for (int j0 = 0; j0 < m; j0 += Tile)
+                {
+                    int tile = Math.Min(Tile, m - j0);
+                    for (int h = 0; h < count; h++)
+                    {
+                        ReadOnlySpan<float> query = _q.AsSpan((t * _heads + h0 + h) * dimK, dimK);
+                        var s = mine.Slice(h * _most + j0, tile);
+                        for (int j = 0; j < tile; j++) s[j] = _scale * TensorPrimitives.Dot(query, keys.Slice((j0 + j) * dimK, dimK));
+                    }
+                }
+                for (int h = 0; h < count; h++)
+                {
+                    var p = mine.Slice(h * _most, m);
+                    float max = TensorPrimitives.Max(p);
+                    TensorPrimitives.Subtract(p, max, p);
+                    TensorPrimitives.Exp(p, p);
+                    TensorPrimitives.Multiply(p, 1f / TensorPrimitives.Sum(p), p);
+                    _output.AsSpan((t * _heads + h0 + h) * dimV, dimV).Clear();
+                }
+                for (int j0 = 0; j0 < m; j0 += Tile)
+                {
+                    int tile = Math.Min(Tile, m - j0);
+                    for (int h = 0; h < count; h++)
+                    {
+                        var o = _output.AsSpan((t * _heads + h0 + h) * dimV, dimV);
+                        var p = mine.Slice(h * _most + j0, tile);
+                        for (int j = 0; j < tile; j++) TensorPrimitives.MultiplyAdd(keys.Slice((j0 + j) * dimK, dimV), p[j], o, o);
+                    }
+                }
             }
         }
     }
