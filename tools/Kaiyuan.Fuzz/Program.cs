@@ -5,12 +5,13 @@ using Kaiyuan.Fuzz.Targets;
 // Fuzzing of every surface that takes outside input, two ways over the same targets (Targets/) and the same per-input
 // check (a clean error or a result; no other exception, on any thread; within a time bound and an allocation budget):
 //   Kaiyuan.Fuzz TARGET|all [SECONDS] [--seed N] [--out DIR] [--fixtures DIR]   mutation fuzzing in process (tools/fuzz.sh):
-//     seeds from the real fixtures, each surface's own syntax as a dictionary, structure-aware GGUF mutations; CI runs it.
-//   Kaiyuan.Fuzz afl TARGET        the coverage-guided harness afl-fuzz runs, with SharpFuzz, over a copy of this build
-//     whose Kaiyuan assemblies are instrumented (tools/fuzz-afl.sh builds, instruments, seeds, runs and reports)
-//   Kaiyuan.Fuzz afl-prepare TARGET DIR   AFL's seeds and dictionary for a target; prints afl-fuzz's -t
+//     seeds from the real fixtures, each surface's own syntax as a dictionary, structure-aware GGUF mutations.
+//   Kaiyuan.Fuzz afl TARGET        coverage-guided: the harness afl-fuzz (AFL++) runs, through SharpFuzz, over a copy of
+//     this build whose Kaiyuan assemblies are instrumented (tools/fuzz-afl.sh builds, instruments, seeds, runs, reports)
+//   Kaiyuan.Fuzz afl-prepare TARGET DIR   AFL's seeds, dictionary and what to instrument; prints afl-fuzz's -t
 //   Kaiyuan.Fuzz replay TARGET FILE...    inputs (AFL's findings, say) through the in-process check, problems in full
 //   Kaiyuan.Fuzz soak [REQUESTS] [--concurrency N] [--seed N] [--fixtures DIR]   a mixed-request soak of a real server
+// CI runs both kinds of fuzzing for a bounded time per target (.ci/run), and the soak.
 var targets = new Func<FuzzTarget>[]
 {
     () => new GgufTarget(), () => new TokenizerTarget(), () => new JinjaTarget(), () => new OutputParserTarget(),
