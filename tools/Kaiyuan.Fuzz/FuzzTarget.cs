@@ -11,6 +11,25 @@ internal abstract class FuzzTarget : IDisposable
     /// <summary>Inputs to mutate, built from the fixtures (read where they are, never copied into the repository).</summary>
     public abstract IReadOnlyList<byte[]> Seeds(string fixtures);
 
+    /// <summary>
+    /// A few small seeds for coverage-guided fuzzing (AFL mutates every byte of a seed, so small ones go further in the
+    /// same time): by default the seeds of at most 8 KiB, no more than 16 of them, spread over the list.
+    /// </summary>
+    public virtual IReadOnlyList<byte[]> SmallSeeds(string fixtures)
+    {
+        var small = Seeds(fixtures).Where(s => s.Length is > 0 and <= 8 << 10).ToList();
+        int step = Math.Max(1, (small.Count + 15) / 16);
+        return [.. small.Where((_, i) => i % step == 0)];
+    }
+
+    /// <summary>
+    /// What coverage-guided fuzzing instruments for this surface: per line an assembly and, optionally, the namespaces
+    /// (prefixes) of it to instrument, all of it when none. Only the code the surface runs on the input's thread: code
+    /// that runs in the set-up or on other threads meanwhile (the kernels' workers, a server's scheduler) would make the
+    /// same input's coverage vary from run to run.
+    /// </summary>
+    public abstract IReadOnlyList<string> Instrumented { get; }
+
     /// <summary>Words the mutator inserts: the surface's own syntax, so that mutations reach past the first check.</summary>
     public virtual IReadOnlyList<byte[]> Dictionary => [];
 

@@ -14,14 +14,15 @@ internal sealed class Fuzzer(FuzzTarget target, string fixtures, string outDir, 
     public int Executions { get; private set; }
     public int Findings => _findings.Values.Sum();
 
-    public bool Replay(IEnumerable<(string Name, byte[] Input)> corpus)
+    /// <summary>Runs each input once; every problem is printed, with <paramref name="kind"/> and the input's name.</summary>
+    public bool Replay(IEnumerable<(string Name, byte[] Input)> corpus, string kind = "corpus")
     {
         bool ok = true;
         foreach (var (name, input) in corpus)
         {
             bool hung = RunOne(input, out string? problem);
             if (problem is null) continue;
-            Console.WriteLine($"  corpus {name}: {problem}");
+            Console.WriteLine($"  {kind} {name}: {problem}");
             ok = false;
             if (hung) break; // the worker is stuck; nothing more can run
         }
@@ -68,8 +69,12 @@ internal sealed class Fuzzer(FuzzTarget target, string fixtures, string outDir, 
         return !hung;
     }
 
-    /// <summary>Runs one input; returns true when it hung (the worker is then abandoned and the run must end).</summary>
-    private bool RunOne(byte[] input, out string? problem)
+    /// <summary>
+    /// Runs one input through the target's check (the time bound, the allocation budget, no exception but a clean one);
+    /// returns true when it hung (the worker is then abandoned and the run must end). The coverage-guided harness runs
+    /// each of AFL's inputs through this too.
+    /// </summary>
+    public bool RunOne(byte[] input, out string? problem)
     {
         Executions++;
         _worker ??= new Worker(target);

@@ -2,9 +2,16 @@ using System.Diagnostics;
 using Kaiyuan.Fuzz;
 using Kaiyuan.Fuzz.Targets;
 
-// Mutation fuzzing of every surface that takes outside input. Not coverage-guided: SharpFuzz needs libFuzzer or AFL,
-// which the CI machines do not have; seeds from the real fixtures and each surface's own syntax as a dictionary take
-// the mutations deep instead. Usage: Kaiyuan.Fuzz TARGET|all [SECONDS] [--seed N] [--out DIR] [--fixtures DIR]
+// Fuzzing of every surface that takes outside input, two ways over the same targets (Targets/) and the same per-input
+// check (a clean error or a result; no other exception, on any thread; within a time bound and an allocation budget):
+//   Kaiyuan.Fuzz TARGET|all [SECONDS] [--seed N] [--out DIR] [--fixtures DIR]   mutation fuzzing in process (tools/fuzz.sh):
+//     seeds from the real fixtures, each surface's own syntax as a dictionary, structure-aware GGUF mutations.
+//   Kaiyuan.Fuzz afl TARGET        coverage-guided: the harness afl-fuzz (AFL++) runs, through SharpFuzz, over a copy of
+//     this build whose Kaiyuan assemblies are instrumented (tools/fuzz-afl.sh builds, instruments, seeds, runs, reports)
+//   Kaiyuan.Fuzz afl-prepare TARGET DIR   AFL's seeds, dictionary and what to instrument; prints afl-fuzz's -t
+//   Kaiyuan.Fuzz replay TARGET FILE...    inputs (AFL's findings, say) through the in-process check, problems in full
+//   Kaiyuan.Fuzz soak [REQUESTS] [--concurrency N] [--seed N] [--fixtures DIR]   a mixed-request soak of a real server
+// CI runs both kinds of fuzzing for a bounded time per target (.ci/run), and the soak.
 var targets = new Func<FuzzTarget>[]
 {
     () => new GgufTarget(), () => new TokenizerTarget(), () => new JinjaTarget(), () => new OutputParserTarget(),
@@ -24,6 +31,33 @@ if (args.FirstOrDefault() == "soak")
     int count = args.Length > 1 && int.TryParse(args[1], out int n) ? n : 10_000;
     return await Soak.RunAsync(shared, count, int.Parse(Opt("--concurrency", "32"), System.Globalization.CultureInfo.InvariantCulture),
         int.Parse(Opt("--seed", "1"), System.Globalization.CultureInfo.InvariantCulture)) ? 0 : 1;
+}
+
+if (args.FirstOrDefault() is "afl" or "afl-prepare" or "replay")
+{
+    string Opt(string name, string fallback) => Array.IndexOf(args, name) is int k and >= 0 && k + 1 < args.Length ? args[k + 1] : fallback;
+    string root = RepositoryRoot();
+    string shared = Path.GetFullPath(Opt("--fixtures", Path.Combine(root, "../shared/fixtures")));
+    string findings = Path.GetFullPath(Opt("--out", Path.Combine(root, "artifacts/fuzz")));
+    var positional = args.Where((a, i) => !a.StartsWith("--", StringComparison.Ordinal) && (i == 0 || !args[i - 1].StartsWith("--", StringComparison.Ordinal))).ToList();
+    var target = positional.Count > 1 ? targets.Select(make => make()).FirstOrDefault(t => t.Name == positional[1]) : null;
+    if (target is null || (args[0] == "afl-prepare" && positional.Count != 3))
+    {
+        Console.Error.WriteLine($"usage: Kaiyuan.Fuzz afl TARGET | afl-prepare TARGET DIR | replay TARGET FILE...; targets: {string.Join(", ", targets.Select(t => t().Name))}");
+        return 2;
+    }
+    if (!Directory.Exists(shared))
+    {
+        Console.Error.WriteLine($"fuzz: {shared} is absent; the targets' seeds and vocabularies come from the fixtures");
+        return 2;
+    }
+    using var _ = target;
+    return args[0] switch
+    {
+        "afl" => Afl.Harness(target, shared, findings),
+        "afl-prepare" => Afl.Prepare(target, shared, Path.Combine(root, "tools/Kaiyuan.Fuzz/corpus"), Path.GetFullPath(positional[2])),
+        _ => Afl.Replay(target, shared, findings, positional.Skip(2)),
+    };
 }
 
 string? which = args.FirstOrDefault(a => !a.StartsWith("--", StringComparison.Ordinal));
@@ -77,7 +111,7 @@ foreach (var target in chosen)
     var fuzzer = new Fuzzer(target, fixtures, outDir, seed);
     string corpusDir = Path.Combine(corpusRoot, target.Name);
     var corpus = Directory.Exists(corpusDir)
-        ? Directory.GetFiles(corpusDir).Order(StringComparer.Ordinal).Select(f => (Path.GetFileName(f), File.ReadAllBytes(f))).ToList()
+        ? Directory.GetFiles(corpusDir, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal).Select(f => (Path.GetFileName(f), File.ReadAllBytes(f))).ToList()
         : [];
     bool replayed = fuzzer.Replay(corpus);
     bool finished = fuzzer.Run(TimeSpan.FromSeconds(seconds));

@@ -72,8 +72,11 @@ internal sealed class ByteAutomaton
     internal int SoftLimit { get; set; } = SoftMaxStates;
     private readonly long[] _startConfigs;
 
-    /// <summary>The configurations a state stands for: what a holder keeps to find its state again after a reset.</summary>
-    internal long[] Configurations(int state) { lock (_lock) return _states[state]; }
+    /// <summary>
+    /// The configurations a state stands for: what a holder keeps to find its state again after a reset. None for
+    /// <see cref="Dead"/>, where a grammar that matches nothing starts (and which <see cref="StateOf"/> gives back for none).
+    /// </summary>
+    internal long[] Configurations(int state) { lock (_lock) return state < 0 ? [] : _states[state]; }
 
     /// <summary>The id, in this epoch, of the state made of <paramref name="configurations"/>.</summary>
     internal int StateOf(long[] configurations) { lock (_lock) return Intern(configurations); }

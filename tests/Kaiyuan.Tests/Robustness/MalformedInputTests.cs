@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text;
 using Kaiyuan.AspNetCore;
+using Kaiyuan.Constraints;
 using Kaiyuan.Models;
 using Kaiyuan.Gguf;
 using Kaiyuan.Tests.Server;
@@ -172,6 +173,33 @@ public sealed class MalformedInputTests
             () => template.Render(System.Text.Json.JsonDocument.Parse(invalidUtf8).RootElement)).Message);
         Assert.Throws<Kaiyuan.Templates.TemplateException>(() => template.Render(System.Text.Json.JsonDocument.Parse("""{"messages":[{"content":"\ud800"}]}""").RootElement));
         Assert.Throws<Kaiyuan.Templates.TemplateException>(() => template.Render(System.Text.Json.JsonDocument.Parse("[1]").RootElement));
+    }
+
+    /// <summary>
+    /// A regex or GBNF grammar that matches nothing (an empty character class; found by tools/fuzz-afl.sh grammar) starts
+    /// its automaton dead, which the automaton allows for, but creating a matcher looked up the dead state's configurations
+    /// (an ArgumentOutOfRangeException). Now the matcher stands at the dead state: it allows no token and accepts none.
+    /// </summary>
+    [Theory]
+    [InlineData("regex", "[]")]
+    [InlineData("regex", "[]d")]
+    [InlineData("gbnf", "root ::= []")]
+    public void AGrammarThatMatchesNothingAllowsNoToken(string kind, string source)
+    {
+        var grammar = kind == "regex" ? Grammar.Of(RegexGrammar.Parse(source)) : GbnfGrammar.Parse(source);
+        var tokenizer = Tokenizer.FromGguf(Fixtures.ModelPath("aidreams260K", "aidreams260K-f32.gguf"));
+        var trie = TokenTrie.For(tokenizer.Vocabulary);
+        var compiled = new CompiledGrammar(ByteAutomaton.Compile(grammar), trie);
+        var matcher = compiled.CreateMatcher();
+        var mask = new ulong[trie.MaskLength];
+        matcher.FillMask(mask);
+        Assert.All(mask, word => Assert.Equal(0UL, word));
+        Assert.False(matcher.Accept(tokenizer.Encode("d", addSpecial: false, parseSpecial: false)[0]));
+        Assert.False(matcher.IsAccepting);
+        // After the automaton is cleared (a long generation under a large grammar), the matcher finds the dead state again.
+        compiled.Automaton.Reset();
+        matcher.FillMask(mask);
+        Assert.All(mask, word => Assert.Equal(0UL, word));
     }
 
     public static TheoryData<string> JsonRoutes => new()

@@ -10,6 +10,7 @@ internal sealed class GgufTarget : FuzzTarget
 {
     public override string Name => "gguf";
     public override int MaxLength => 2 << 20;
+    public override IReadOnlyList<string> Instrumented => ["Kaiyuan.Gguf", "Kaiyuan.Tokenizers", "Kaiyuan.Runtime Kaiyuan.Models Kaiyuan.Inference"];
 
     public override IReadOnlyList<byte[]> Seeds(string fixtures) =>
     [
@@ -18,6 +19,61 @@ internal sealed class GgufTarget : FuzzTarget
         File.ReadAllBytes(Path.Combine(fixtures, "models/qwen3/qwen3-q4_0.gguf")),
         File.ReadAllBytes(Path.Combine(fixtures, "tokenizers/ggml-vocab-bert-bge.gguf")),
     ];
+
+    /// <summary>
+    /// Small files for coverage-guided fuzzing, whose every byte a mutation may hit: aidreams260K's metadata alone (its
+    /// vocabulary and hyper-parameters; the loader finds no tensors), and a one-block model on that vocabulary, 32 wide,
+    /// with grouped-query attention and tensors in F32, F16, Q8_0 and Q4_0 (random weights; about 40 KB in all).
+    /// </summary>
+    public override IReadOnlyList<byte[]> SmallSeeds(string fixtures)
+    {
+        using var source = GgufFile.Open(Path.Combine(fixtures, "models/aidreams260K/aidreams260K-f32.gguf"));
+        var metadataOnly = new GgufWriter();
+        foreach (var (key, value) in source.Metadata.Entries) metadataOnly.Metadata.Set(key, value);
+
+        var tiny = new GgufWriter();
+        foreach (var (key, value) in source.Metadata.Entries)
+            if (!key.StartsWith("llama.", StringComparison.Ordinal)) tiny.Metadata.Set(key, value);
+        const int width = 32, feedForward = 64, headDim = 16, heads = 2, kvHeads = 1;
+        foreach (var (key, value) in new (string, uint)[]
+        {
+            ("context_length", 64), ("embedding_length", width), ("feed_forward_length", feedForward), ("block_count", 1),
+            ("attention.head_count", heads), ("attention.head_count_kv", kvHeads), ("rope.dimension_count", headDim),
+        })
+            tiny.Metadata.Set($"llama.{key}", GgufValue.Of(value));
+        tiny.Metadata.Set("llama.attention.layer_norm_rms_epsilon", GgufValue.Of(1e-5f));
+        int vocab = source.Metadata.TryGet("tokenizer.ggml.tokens", out var tokens) && tokens.Value is GgufArray a ? a.Count : 512;
+        var random = new Random(1);
+        void Add(string name, Gguf.GgmlType type, long columns, long rows = 1)
+        {
+            var values = new float[columns * rows];
+            for (int i = 0; i < values.Length; i++) values[i] = rows == 1 ? 1 : (float)(random.NextDouble() - 0.5) * 0.2f;
+            long rowBytes = GgmlTypeInfo.RowBytes(type, columns);
+            var data = new byte[rowBytes * rows];
+            for (long r = 0; r < rows; r++)
+                Kaiyuan.Tensors.Quantize.Row(type, values.AsSpan((int)(r * columns), (int)columns), data.AsSpan((int)(r * rowBytes), (int)rowBytes));
+            tiny.AddTensor(name, type, rows == 1 ? [columns] : [columns, rows], data);
+        }
+        Add("token_embd.weight", Gguf.GgmlType.Q8_0, width, vocab); // tied: no output.weight
+        Add("output_norm.weight", Gguf.GgmlType.F32, width);
+        Add("blk.0.attn_norm.weight", Gguf.GgmlType.F32, width);
+        Add("blk.0.attn_q.weight", Gguf.GgmlType.Q8_0, width, heads * headDim);
+        Add("blk.0.attn_k.weight", Gguf.GgmlType.Q4_0, width, kvHeads * headDim);
+        Add("blk.0.attn_v.weight", Gguf.GgmlType.F16, width, kvHeads * headDim);
+        Add("blk.0.attn_output.weight", Gguf.GgmlType.Q8_0, heads * headDim, width);
+        Add("blk.0.ffn_norm.weight", Gguf.GgmlType.F32, width);
+        Add("blk.0.ffn_gate.weight", Gguf.GgmlType.Q4_0, width, feedForward);
+        Add("blk.0.ffn_up.weight", Gguf.GgmlType.Q8_0, width, feedForward);
+        Add("blk.0.ffn_down.weight", Gguf.GgmlType.F16, feedForward, width);
+        return [Bytes(metadataOnly), Bytes(tiny)];
+    }
+
+    private static byte[] Bytes(GgufWriter writer)
+    {
+        var stream = new MemoryStream();
+        writer.Write(stream);
+        return stream.ToArray();
+    }
 
     public override IReadOnlyList<byte[]> Dictionary => Words("GGUF", "general.architecture", "llama", "qwen3", "deepseek2",
         ".context_length", ".block_count", ".embedding_length", ".attention.head_count", "tokenizer.ggml.tokens",
@@ -108,8 +164,17 @@ internal sealed class GgufTarget : FuzzTarget
         return copy;
     }
 
+    private int _inputs, _read, _evaluated;
+
+    // The first evaluation on the fuzzing thread alone: the shared pool's workers would run the kernels beside it, so that
+    // the same input's coverage varied with their timing (and on a busy machine, its time too).
+    private static readonly Kaiyuan.Kernels.WorkerPool OneThread = new(1);
+
+    public override string Summary => $"{_read:N0} of {_inputs:N0} parsed, {_evaluated:N0} loaded and evaluated";
+
     public override void Run(byte[] input)
     {
+        _inputs++;
         GgufFile file;
         try
         {
@@ -119,11 +184,15 @@ internal sealed class GgufTarget : FuzzTarget
         {
             return;
         }
+        _read++;
         using (file)
         {
             try
             {
                 var tokenizer = Tokenizer.FromGguf(file.Metadata);
+                // Decoding first waits for the pieces the vocabulary builds on a pool thread, rather than encoding beside
+                // that build (whose interleaving would make the coverage of the same input vary).
+                tokenizer.Decode([0]);
                 var ids = tokenizer.Encode("Hello world, 你好 <s> <|im_start|>", addSpecial: true, parseSpecial: true);
                 tokenizer.Decode(ids);
             }
@@ -133,8 +202,9 @@ internal sealed class GgufTarget : FuzzTarget
             try
             {
                 var model = ModelLoader.Load(file);
-                var session = new InferenceSession(model, 32, maxBatch: 2);
+                var session = new InferenceSession(model, 32, OneThread, maxBatch: 2);
                 session.Evaluate([0, Math.Min(1, model.VocabSize - 1)]);
+                _evaluated++;
             }
             catch (Exception e) when (IsClean(e))
             {

@@ -15,6 +15,7 @@ internal sealed class GrammarTarget : FuzzTarget
     private int _inputs, _compiled, _masked;
 
     public override string Name => "grammar";
+    public override IReadOnlyList<string> Instrumented => ["Kaiyuan.Runtime Kaiyuan.Constraints"];
 
     // The server bounds compilation by --grammar-timeout (10 s by default) and refuses what takes longer; here a
     // tighter bound finds the schemas that come near it.

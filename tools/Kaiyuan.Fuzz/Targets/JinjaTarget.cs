@@ -29,6 +29,7 @@ internal sealed class JinjaTarget : FuzzTarget
     private readonly List<JinjaTemplate> _templates = [];
 
     public override string Name => "jinja";
+    public override IReadOnlyList<string> Instrumented => ["Kaiyuan.Templates"];
 
     // An input is a template ('T' and its text, rendered with the conversation above) or a context ('C' and its JSON,
     // rendered by one of the real templates): what a user's template file or a request's messages and tools can hold.

@@ -18,6 +18,7 @@ internal sealed class OutputParserTarget : FuzzTarget
         """)!;
 
     public override string Name => "parser";
+    public override IReadOnlyList<string> Instrumented => ["Kaiyuan.Templates"];
 
     public override IReadOnlyList<byte[]> Seeds(string fixtures) => Words(
         "<think>Let me see.</think>\n\nThe answer is 4.",

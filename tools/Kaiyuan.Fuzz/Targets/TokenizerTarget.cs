@@ -9,6 +9,7 @@ internal sealed class TokenizerTarget : FuzzTarget
     private readonly List<Tokenizer> _tokenizers = [];
 
     public override string Name => "tokenizer";
+    public override IReadOnlyList<string> Instrumented => ["Kaiyuan.Tokenizers"];
 
     public override void Setup(string fixtures)
     {
