@@ -50,6 +50,7 @@ public class GoldenModelTests(ITestOutputHelper output)
         // One thread: the suite runs test classes in parallel on small CI machines; threading has its own tests.
         using var pool = new WorkerPool(1);
         var session = new InferenceSession(model, 512, pool);
+        int compared = 0;
         foreach (var c in cases)
         {
             // Free-running greedy: our own ids must equal llama.cpp's up to the first step where the golden margin is
@@ -77,12 +78,16 @@ public class GoldenModelTests(ITestOutputHelper output)
                     break;
                 }
                 worst = Math.Max(worst, diff);
+                compared++;
                 Assert.True(diff <= bound, $"{folder}-{type} {c.Prompt} step {i}: max |Δlogit| {diff} > {bound}");
                 if (c.Margins[i] >= 2 * bound) Assert.Equal(c.Ids[i], VectorOps.ArgMax(logits));
                 logits = session.Evaluate([c.Ids[i]]).ToArray();
             }
             output.WriteLine($"{c.Prompt}: max |Δlogit| over {c.Ids.Length} teacher-forced steps {worst:G3} (bound {bound})");
         }
+        // A router flip may end a prompt's comparison early, but not every prompt's at its first step: a wrong model
+        // would then pass unchecked.
+        Assert.True(compared > 0, $"{folder}-{type}: no step was compared; every prompt differed from its first logits on");
     }
 
     [Theory]
