@@ -13,7 +13,7 @@ internal sealed class JinjaPromptFormatter(string source, string bosToken, strin
 
     public string Name => $"jinja ({_format.Name})";
     public ToolCallFormat OutputFormat => _format;
-    public bool MayReason => _format.ReasoningStart is { } start && source.Contains(start, StringComparison.Ordinal);
+    public bool MayReason => Constraints.TriggeredConstraint.MayReason(_format, source);
 
     public string Format(IReadOnlyList<ChatMessage> messages, IReadOnlyList<JsonElement> tools, bool addGenerationPrompt) =>
         Format(messages, tools, addGenerationPrompt, thinking: null);

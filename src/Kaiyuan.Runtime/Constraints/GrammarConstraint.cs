@@ -56,7 +56,7 @@ public sealed class GrammarConstraint
     {
         ArgumentNullException.ThrowIfNull(renderedPrompt);
         var format = chatTemplate is null ? null : OutputParserFactory.DetectFormat(chatTemplate);
-        bool mayReason = format?.ReasoningStart is { } start && chatTemplate!.Contains(start, StringComparison.Ordinal);
+        bool mayReason = chatTemplate is not null && TriggeredConstraint.MayReason(format, chatTemplate);
         return TriggeredConstraint.ForAnswer(_grammar.CreateMatcher(), _vocabulary, format, renderedPrompt, mayReason);
     }
 }

@@ -57,6 +57,10 @@ internal sealed class TriggeredConstraint : TokenConstraint
         else _phase = Phase.Waiting;
     }
 
+    /// <summary>Whether a model whose chat template is <paramref name="template"/> may open a reasoning block of its own: the template knows the family's opening marker.</summary>
+    public static bool MayReason(ToolCallFormat? format, string template) =>
+        format?.ReasoningStart is { } start && template.Contains(start, StringComparison.Ordinal);
+
     /// <summary>
     /// <paramref name="answer"/> applied where a chat answer starts: after the reasoning block the rendered prompt left
     /// open (DeepSeek-R1, QwQ), or after one the model may open itself when <paramref name="mayReason"/> (the template
