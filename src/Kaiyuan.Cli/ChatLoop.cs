@@ -81,7 +81,8 @@ internal sealed class ChatLoop(InferenceSession session, TokenCodec codec, IProm
         // evaluated, for its logits.
         int reuse = 0, shared = Math.Min(_cached.Count, session.Position);
         while (reuse < shared && reuse < prompt.Length - 1 && _cached[reuse] == prompt[reuse]) reuse++;
-        session.Truncate(reuse);
+        // A hybrid model's state goes back only to where it was kept (an earlier prompt's end): Rewind says where.
+        session.Rewind(reuse);
         int loaded = PromptCache is { } store ? session.LoadPrefix(store, prompt) : 0;
         reuse = Math.Min(reuse, session.Position);
         // Until this turn is done the cache holds only the prompt's start (a failed turn leaves nothing stale behind).

@@ -21,6 +21,9 @@ public sealed class InferenceSession : IDisposable
     private readonly float[] _lastLogits;
     private bool[] _want = [];
     private float[] _allLogits = [];
+    // A hybrid model's recurrent state cannot be cut back, so the state after each prompt is kept to go back to.
+    private readonly List<(int Position, float[] State)> _snapshots = [];
+    private const int KeptSnapshots = 2;
 
     /// <summary>
     /// A session over <paramref name="model"/> with room for <paramref name="contextLength"/> tokens (0: the model's
@@ -79,17 +82,67 @@ public sealed class InferenceSession : IDisposable
     public int Position { get; private set; }
 
     /// <summary>Forgets the sequence (its blocks stay and are simply overwritten later).</summary>
-    public void Reset() => Position = 0;
+    public void Reset()
+    {
+        Position = 0;
+        _snapshots.Clear();
+    }
 
     /// <summary>
     /// Forgets the tokens from <paramref name="position"/> on, keeping the ones before: their rows do not depend on what
-    /// follows, so evaluation can go on from there (a chat turn that shares only a prefix with the previous one).
+    /// follows, so evaluation can go on from there (a chat turn that shares only a prefix with the previous one). A hybrid
+    /// model (<see cref="TransformerModel.IsRecurrent"/>) can only go back to where it kept its state (the end of an
+    /// earlier prompt, or 0); elsewhere this throws, and <see cref="Rewind"/> goes back as near as it can.
     /// </summary>
+    /// <exception cref="InvalidOperationException">A hybrid model's state was not kept at <paramref name="position"/>.</exception>
     public void Truncate(int position)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(position);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(position, Position);
+        if (_cache.Recurrent is not null && position != Position && position != 0 && !_snapshots.Exists(s => s.Position == position))
+            throw new InvalidOperationException($"the recurrent state was not kept at position {position}; use Rewind");
+        Rewind(position);
+    }
+
+    /// <summary>
+    /// Goes back to <paramref name="position"/> or, for a hybrid model, to the nearest earlier position whose state was
+    /// kept (the end of one of the last prompts evaluated; 0 at worst). Returns the new <see cref="Position"/>: the tokens
+    /// from there on must be evaluated again.
+    /// </summary>
+    public int Rewind(int position)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(position);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(position, Position);
+        if (_cache.Recurrent is { } state && position != Position)
+        {
+            int best = -1;
+            for (int i = 0; i < _snapshots.Count; i++)
+                if (_snapshots[i].Position <= position && (best < 0 || _snapshots[i].Position > _snapshots[best].Position)) best = i;
+            position = best < 0 ? 0 : _snapshots[best].Position;
+            if (best >= 0) state.Restore(0, _snapshots[best].State, position);
+            // States kept further on belong to the tokens being dropped.
+            _snapshots.RemoveAll(s => s.Position > position);
+        }
         Position = position;
+        return position;
+    }
+
+    /// <summary>Keeps the recurrent state at the current position (after a prompt) to <see cref="Rewind"/> to later.</summary>
+    private void KeepState(RecurrentState state)
+    {
+        if (_snapshots.Exists(s => s.Position == Position)) return;
+        // The oldest snapshot's memory is reused once as many are kept as allowed.
+        float[] buffer;
+        if (_snapshots.Count < KeptSnapshots) buffer = new float[state.FloatsPerSequence];
+        else
+        {
+            int oldest = 0;
+            for (int i = 1; i < _snapshots.Count; i++) if (_snapshots[i].Position < _snapshots[oldest].Position) oldest = i;
+            buffer = _snapshots[oldest].State;
+            _snapshots.RemoveAt(oldest);
+        }
+        state.Save(0, buffer);
+        _snapshots.Add((Position, buffer));
     }
 
     /// <summary>
@@ -101,6 +154,8 @@ public sealed class InferenceSession : IDisposable
     public int LoadPrefix(PromptCacheStore store, IReadOnlyList<int> tokens)
     {
         const int T = KvCache.BlockTokens;
+        // The files hold KV rows, not a hybrid model's recurrent state.
+        if (_cache.Recurrent is not null) return 0;
         int max = Math.Min(tokens.Count - 1, ContextLength) / T;
         if (max * T <= Position || store.Find(tokens, max) is not { } hit || hit.Tokens <= Position) return 0;
         int from = Position / T, before = Position;
@@ -118,7 +173,7 @@ public sealed class InferenceSession : IDisposable
     public bool SavePrefix(PromptCacheStore store, IReadOnlyList<int> tokens)
     {
         int blocks = Math.Min(tokens.Count, Position) / KvCache.BlockTokens;
-        return blocks >= PromptCacheStore.MinBlocks && store.TrySave(_cache, _cache.Table(0)[..blocks], tokens);
+        return _cache.Recurrent is null && blocks >= PromptCacheStore.MinBlocks && store.TrySave(_cache, _cache.Table(0)[..blocks], tokens);
     }
 
     /// <summary>
@@ -142,6 +197,8 @@ public sealed class InferenceSession : IDisposable
                 _cache.Write(layer, 0, p, row);
             }
         Position += tokens;
+        // A recurrent layer costs the same at any depth: its (zero) state simply counts as having seen the tokens.
+        _cache.Recurrent?.SetLength(0, Position);
     }
 
     /// <summary>Evaluates tokens at the current position; returns the logits after the last one.</summary>
@@ -182,6 +239,7 @@ public sealed class InferenceSession : IDisposable
             Position += n;
         }
         if (allLogits) _allLogits.AsSpan((tokens.Length - 1) * vocab, vocab).CopyTo(_lastLogits);
+        if (_cache.Recurrent is { } state && tokens.Length > 1) KeepState(state);
     }
 }
 

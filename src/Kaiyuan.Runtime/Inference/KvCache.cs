@@ -63,6 +63,8 @@ internal sealed class KvCache
     }
 
     public int Sequences { get; }
+    /// <summary>The recurrent layers' per-sequence state of a hybrid model (null when every layer attends over rows).</summary>
+    public RecurrentState? Recurrent { get; init; }
     /// <summary>Positions one sequence may hold at most.</summary>
     public int ContextLength { get; }
     public GgmlType Type { get; }
@@ -79,7 +81,7 @@ internal sealed class KvCache
     public long BytesPerToken => _rowBytes.Sum(b => (long)b);
     public long BytesPerBlock => BytesPerToken * BlockTokens;
     /// <summary>Bytes of pool memory that exist now.</summary>
-    public long ResidentBytes => (long)_segments[0].Count * SegmentBlocks * BytesPerBlock;
+    public long ResidentBytes => (long)_segments[0].Count * SegmentBlocks * BytesPerBlock + (Recurrent?.ResidentBytes ?? 0);
 
     public static int BlocksFor(int tokens) => (tokens + BlockTokens - 1) / BlockTokens;
 

@@ -14,6 +14,11 @@ internal sealed record PrefixCacheStats(int UsedBlocks, int CachedBlocks, int Fr
 /// finished sequences stay cached, partial tail blocks included, until memory is needed: then the least recently used
 /// go first, the deepest of a sequence before its head.
 /// </summary>
+/// <remarks>
+/// A hybrid model's recurrent state cannot be rebuilt from rows, so for such a model a prefix is reused only up to the end
+/// of a full block whose state was kept (<see cref="KeepState"/>: the scheduler keeps it where a prompt's last full block
+/// ends and, for a generation, at its latest block boundary), as llama.cpp's and vLLM's hybrid prefix caches do.
+/// </remarks>
 /// <remarks>Not thread-safe: the scheduler loop owns it. Sequences are the cache's block tables.</remarks>
 internal sealed class PrefixCache
 {
@@ -32,6 +37,11 @@ internal sealed class PrefixCache
     // Least-recently-used list of cached blocks (registered, unreferenced): head is evicted first.
     private readonly int[] _prev, _next;
     private int _head = -1, _tail = -1, _lruCount, _used;
+    // Recurrent states kept at block boundaries, by the key of the block they end with; least recently used first.
+    private readonly Dictionary<ulong, LinkedListNode<KeptState>> _states = [];
+    private readonly LinkedList<KeptState> _stateOrder = new();
+
+    private sealed record KeptState(ulong Key, int[] Tokens, float[] State);
     private long _hitTokens, _evictions, _loadedTokens;
 
     /// <param name="cache">The paged cache whose blocks this manages (nothing else may allocate from it).</param>
@@ -98,6 +108,7 @@ internal sealed class PrefixCache
             parent = key;
         }
         int limit = tokens.Count - 1, matched = blocks * T;
+        if (_cache.Recurrent is { } recurrent) return MatchState(sequence, tokens, blocks, limit, recurrent);
         if (Store is not null && matched + T <= limit && LoadStored(sequence, tokens, blocks, limit / T) is var loaded && loaded > 0)
         {
             blocks += loaded;
@@ -136,6 +147,88 @@ internal sealed class PrefixCache
         _committed[sequence] = blocks;
         _hitTokens += matched;
         return matched;
+    }
+
+    /// <summary>
+    /// Most recurrent states kept: two per sequence (a prompt's end and a generation's latest block boundary). Each is the
+    /// model's whole per-sequence state (<see cref="RecurrentState.BytesPerSequence"/>).
+    /// </summary>
+    public int MaxKeptStates => 2 * _cache.Sequences;
+
+    /// <summary>Recurrent states kept now.</summary>
+    public int KeptStates => _states.Count;
+
+    /// <summary>
+    /// A hybrid model's match: of the leading full blocks found, the deepest whose state was kept (and leaves the last
+    /// token to compute) is where the sequence resumes; its state is restored and the blocks past it are let go.
+    /// </summary>
+    private int MatchState(int sequence, IReadOnlyList<int> tokens, int blocks, int limit, RecurrentState recurrent)
+    {
+        var table = _cache.Table(sequence);
+        int keep = blocks;
+        KeptState? kept = null;
+        for (; keep > 0; keep--)
+            if (keep * T <= limit && _states.TryGetValue(_key[table[keep - 1]], out var node) && SamePrefix(node.Value.Tokens, tokens))
+            {
+                kept = node.Value;
+                _stateOrder.Remove(node);
+                _stateOrder.AddLast(node);
+                break;
+            }
+        for (int i = blocks - 1; i >= keep; i--)
+        {
+            Unref(table[i]);
+            table[i] = -1;
+        }
+        if (kept is not null) recurrent.Restore(sequence, kept.State, keep * T);
+        _committed[sequence] = keep;
+        _hitTokens += keep * T;
+        return keep * T;
+    }
+
+    private static bool SamePrefix(int[] prefix, IReadOnlyList<int> tokens)
+    {
+        if (prefix.Length > tokens.Count) return false;
+        for (int i = 0; i < prefix.Length; i++)
+            if (prefix[i] != tokens[i]) return false;
+        return true;
+    }
+
+    /// <summary>
+    /// Keeps a hybrid model's recurrent state of a sequence whose first <paramref name="length"/> tokens are computed and
+    /// committed, <paramref name="length"/> ending a full block, so later sequences sharing those tokens resume there.
+    /// <paramref name="replacing"/> (a key this returned before) is dropped first. Returns the state's key, 0 if none was kept.
+    /// </summary>
+    public ulong KeepState(int sequence, IReadOnlyList<int> tokens, int length, ulong replacing = 0)
+    {
+        if (!Enabled || _cache.Recurrent is not { } recurrent || length == 0 || length % T != 0 || length / T > _committed[sequence]) return 0;
+        ulong key = _key[_cache.Table(sequence)[length / T - 1]];
+        if (replacing != 0 && replacing != key && _states.Remove(replacing, out var old)) _stateOrder.Remove(old);
+        if (_states.TryGetValue(key, out var node) && SamePrefix(node.Value.Tokens, tokens) && node.Value.Tokens.Length == length)
+        {
+            _stateOrder.Remove(node);
+            _stateOrder.AddLast(node);
+            return key;
+        }
+        if (node is not null)
+        {
+            _states.Remove(key);
+            _stateOrder.Remove(node);
+        }
+        // At the limit the least recently used state makes room (its memory is reused).
+        float[] buffer;
+        if (_states.Count >= MaxKeptStates && _stateOrder.First is { } lru)
+        {
+            _stateOrder.RemoveFirst();
+            _states.Remove(lru.Value.Key);
+            buffer = lru.Value.State;
+        }
+        else buffer = new float[recurrent.FloatsPerSequence];
+        recurrent.Save(sequence, buffer);
+        var prefix = new int[length];
+        for (int i = 0; i < length; i++) prefix[i] = tokens[i];
+        _states[key] = _stateOrder.AddLast(new KeptState(key, prefix, buffer));
+        return key;
     }
 
     /// <summary>
@@ -206,7 +299,8 @@ internal sealed class PrefixCache
     /// </summary>
     public bool Persist(int sequence, IReadOnlyList<int> prompt, int length)
     {
-        if (Store is null) return false;
+        // The store holds KV rows, not a hybrid model's recurrent state.
+        if (Store is null || _cache.Recurrent is not null) return false;
         int blocks = Math.Min(length, prompt.Count) / T;
         return blocks >= PromptCacheStore.MinBlocks && Store.TrySave(_cache, _cache.Table(sequence)[..blocks], prompt);
     }

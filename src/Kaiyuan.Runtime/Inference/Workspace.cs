@@ -5,11 +5,12 @@ internal enum Buf
 {
     Hidden, Normed, BlockOut, Q, K, V, Attn, Scores, Latent, QAbsorbed, AttnLatent,
     FfnGate, FfnUp, RouterLogits, ExpertIn, ExpertOut, ExpertWeights, MemberWeights, SharedOut, Logits,
-    IndexerQ, IndexerK, IndexerWeights, IndexerScores, CacheRow, SelectedRows, Count,
+    IndexerQ, IndexerK, IndexerWeights, IndexerScores, CacheRow, SelectedRows,
+    QGated, AttnGate, SsmMixed, SsmConv, SsmGate, SsmDecay, SsmWrite, SsmOut, SsmScratch, Count,
 }
 
 /// <summary>Names of integer scratch buffers (expert routing).</summary>
-internal enum IntBuf { ChosenExperts, ExpertMembers, AttentionBlocks, Selected, SelectedStarts, Count }
+internal enum IntBuf { ChosenExperts, ExpertMembers, AttentionBlocks, Selected, SelectedStarts, SequenceRuns, Count }
 
 /// <summary>
 /// Per-session scratch memory. Buffers grow to the largest size asked for and are then reused, so a session
@@ -19,11 +20,12 @@ internal sealed class Workspace
 {
     private readonly float[][] _floats = new float[(int)Buf.Count][];
     private byte[] _bytes = [];
-    private readonly int[][] _ints = [[], [], [], [], []];
+    private readonly int[][] _ints = new int[(int)IntBuf.Count][];
 
     public Workspace()
     {
         for (int i = 0; i < _floats.Length; i++) _floats[i] = [];
+        for (int i = 0; i < _ints.Length; i++) _ints[i] = [];
     }
 
     public Span<float> Floats(Buf id, int length)

@@ -70,6 +70,19 @@ internal static class VectorOps
         }
     }
 
+    /// <summary>SiLU in place: x · sigmoid(x), vectorised like <see cref="SwiGlu"/>.</summary>
+    public static void Silu(Span<float> x)
+    {
+        int i = 0;
+        ref float x0 = ref MemoryMarshal.GetReference(x);
+        for (; i <= x.Length - Vector256<float>.Count; i += Vector256<float>.Count)
+        {
+            var v = Vector256.LoadUnsafe(ref x0, (nuint)i);
+            (v / (Vector256<float>.One + Vector256.Exp(-v))).StoreUnsafe(ref x0, (nuint)i);
+        }
+        for (; i < x.Length; i++) x[i] /= 1f + MathF.Exp(-x[i]);
+    }
+
     /// <summary>In-place softmax; the normaliser is summed in double as ggml's soft_max does.</summary>
     public static void Softmax(Span<float> x)
     {

@@ -39,6 +39,17 @@ internal sealed class ModelBuilder(GgufFile file, ModelConfig config)
             qkNorm == QkNorm.None ? null : Norm(layer, "attn_q_norm"),
             qkNorm == QkNorm.None ? null : Norm(layer, "attn_k_norm"));
 
+    /// <summary>Qwen3.5's full attention: a sigmoid output gate fused into <c>attn_q</c>, per-head q/k norms.</summary>
+    public GqaAttention GatedAttention(int layer, RopeStyle style) =>
+        new(Config, Linear(layer, "attn_q"), Linear(layer, "attn_k"), Linear(layer, "attn_v"), Linear(layer, "attn_output"),
+            new Rope(Config.Rope(style)), QkNorm.PerHead, Norm(layer, "attn_q_norm"), Norm(layer, "attn_k_norm"), outputGate: true);
+
+    /// <summary>Gated DeltaNet linear attention (a recurrent layer of a hybrid model).</summary>
+    public GatedDeltaNet LinearAttention(int layer) =>
+        new(Config, Linear(layer, "attn_qkv"), Linear(layer, "attn_gate"), Linear(layer, "ssm_alpha"), Linear(layer, "ssm_beta"), Linear(layer, "ssm_out"),
+            Vectors.ReadF32(Tensor($"blk.{layer}.ssm_conv1d.weight")), Vectors.ReadF32(Tensor($"blk.{layer}.ssm_dt.bias")),
+            Vectors.ReadF32(Tensor($"blk.{layer}.ssm_a")), Norm(layer, "ssm_norm"));
+
     /// <summary>DeepSeek-style multi-head latent attention (absorbed form; needs split attn_k_b / attn_v_b).</summary>
     public MlaAttention LatentAttention(int layer, RopeStyle style) => LatentAttention(layer, style, indexer: null);
 
@@ -79,7 +90,7 @@ internal sealed class ModelBuilder(GgufFile file, ModelConfig config)
             OptionalTensor($"blk.{layer}.exp_probs_b.bias") is { } b ? Vectors.ReadF32(b) : null,
             Matrix(layer, "ffn_gate_exps"), Matrix(layer, "ffn_up_exps"), Matrix(layer, "ffn_down_exps"),
             Has(layer, "ffn_up_shexp") ? DenseFfn(layer, "_shexp") : null,
-            normalize, scale, gating);
+            normalize, scale, gating, OptionalNorm(layer, "ffn_gate_inp_shexp"));
 
     /// <summary>Dense for the leading layers, MoE after (DeepSeek-V2/V3, GLM-4.5).</summary>
     public IFeedForwardBlock DenseOrMoe(int layer, bool normalize, float scale, ExpertGating gating) =>

@@ -57,7 +57,26 @@ internal sealed record ModelConfig
     public int KeyLengthMla { get; init; }
     public int ValueLengthMla { get; init; }
 
+    // Gated delta-net linear attention (Qwen3.5's recurrent layers), llama.cpp's ssm.* keys.
+    /// <summary>Width of the causal depthwise convolution over the mixed q/k/v projections.</summary>
+    public int SsmConvKernel { get; init; }
+    /// <summary>Floats per key and value head (the per-head state is this squared).</summary>
+    public int SsmStateSize { get; init; }
+    /// <summary>Key (and query) heads of the linear layers.</summary>
+    public int SsmGroupCount { get; init; }
+    /// <summary>Value heads of the linear layers, each with its own decay and state.</summary>
+    public int SsmTimeStepRank { get; init; }
+    /// <summary>Value heads × value head size.</summary>
+    public int SsmInnerSize { get; init; }
+    /// <summary>Per layer, whether it is recurrent (linear attention) rather than full attention; null: none is.</summary>
+    public bool[]? RecurrentLayers { get; init; }
+    /// <summary>Multimodal RoPE's sections (pairs of rotary dimensions per position axis); for text every axis sees the same position.</summary>
+    public int[]? RopeSections { get; init; }
+    /// <summary>Multi-token-prediction (NextN) layers stored after the main stack; loaded, not run.</summary>
+    public int NextnLayers { get; init; }
+
     public bool IsMoe => ExpertCount > 0;
+    public bool IsHybrid => RecurrentLayers is not null;
     public bool IsMla => KvLoraRank > 0;
 
     public static ModelConfig FromMetadata(GgufMetadata m)
@@ -76,11 +95,16 @@ internal sealed record ModelConfig
         int context = m.GetInt32(K("context_length"), 4096, min: 1);
         if (headsKv > heads || heads % headsKv != 0)
             throw new GgufMetadataException($"{arch}: head_count {heads} is not a multiple of head_count_kv {headsKv}");
+        int allLayers = m.GetInt32(K("block_count"), min: 1);
+        int nextn = m.GetInt32(K("nextn_predict_layers"), 0, min: 0);
+        if (nextn >= allLayers) throw new GgufMetadataException($"{arch}: nextn_predict_layers {nextn} leaves no main layers of {allLayers}");
+        int layers = allLayers - nextn;
         return new ModelConfig
         {
             Architecture = arch,
             EmbeddingLength = embd,
-            BlockCount = m.GetInt32(K("block_count"), min: 1),
+            BlockCount = layers,
+            NextnLayers = nextn,
             HeadCount = heads,
             HeadCountKv = headsKv,
             KeyLength = keyLength,
@@ -111,12 +135,49 @@ internal sealed record ModelConfig
             IndexerHeadCount = m.GetInt32(K("attention.indexer.head_count"), 0, min: 0),
             IndexerKeyLength = m.GetInt32(K("attention.indexer.key_length"), 0, min: 0),
             IndexerTopK = m.GetInt32(K("attention.indexer.top_k"), 0, min: 0),
-            IndexerFull = IndexerTypes(m, arch, m.GetInt32(K("block_count"), min: 1), context),
+            IndexerFull = IndexerTypes(m, arch, layers, context),
+            SsmConvKernel = m.GetInt32(K("ssm.conv_kernel"), 0, min: 0),
+            SsmStateSize = m.GetInt32(K("ssm.state_size"), 0, min: 0),
+            SsmGroupCount = m.GetInt32(K("ssm.group_count"), 0, min: 0),
+            SsmTimeStepRank = m.GetInt32(K("ssm.time_step_rank"), 0, min: 0),
+            SsmInnerSize = m.GetInt32(K("ssm.inner_size"), 0, min: 0),
+            RecurrentLayers = RecurrentPattern(m, arch, layers),
+            RopeSections = m.GetArrayOrNull(K("rope.dimension_sections")) is { } sections ? IntArray(sections, K("rope.dimension_sections")) : null,
             QLoraRank = m.GetInt32(K("attention.q_lora_rank"), 0, min: 0),
             KvLoraRank = m.GetInt32(K("attention.kv_lora_rank"), 0, min: 0),
             KeyLengthMla = m.GetInt32(K("attention.key_length_mla"), 0, min: 0),
             ValueLengthMla = m.GetInt32(K("attention.value_length_mla"), 0, min: 0),
         };
+    }
+
+    /// <summary>
+    /// Which layers are recurrent in a hybrid model: <c>attention.recurrent_layers</c> where the file lists them, else every
+    /// layer but each <c>full_attention_interval</c>-th (Qwen3.5: three linear layers, then one full attention).
+    /// </summary>
+    private static bool[]? RecurrentPattern(GgufMetadata m, string arch, int layers)
+    {
+        if (!m.Contains($"{arch}.ssm.state_size")) return null;
+        if (m.GetArrayOrNull($"{arch}.attention.recurrent_layers") is { } listed)
+        {
+            var flags = IntArray(listed, $"{arch}.attention.recurrent_layers");
+            if (flags.Length < layers) throw new GgufMetadataException($"{arch}.attention.recurrent_layers has {flags.Length} entries for {layers} layers");
+            return flags[..layers].Select(f => f != 0).ToArray();
+        }
+        int interval = m.GetInt32($"{arch}.full_attention_interval", 4, min: 1);
+        return Enumerable.Range(0, layers).Select(i => (i + 1) % interval != 0).ToArray();
+    }
+
+    private static int[] IntArray(GgufArray array, string key)
+    {
+        var values = new int[array.Count];
+        for (int i = 0; i < values.Length; i++)
+            values[i] = array.Items.GetValue(i) switch
+            {
+                bool b => b ? 1 : 0,
+                IConvertible number when Convert.ToInt64(number, System.Globalization.CultureInfo.InvariantCulture) is var v && v is >= int.MinValue and <= int.MaxValue => (int)v,
+                _ => throw new GgufMetadataException($"{key} must hold numbers"),
+            };
+        return values;
     }
 
     /// <summary>

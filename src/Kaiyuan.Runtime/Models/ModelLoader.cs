@@ -9,7 +9,7 @@ namespace Kaiyuan.Models;
 public static class ModelLoader
 {
     internal static IReadOnlyList<IModelFamily> Families { get; } =
-        [new Llama(), new Qwen2(), new Qwen3(), new DeepSeek2(), new DeepSeek32(), new Glm4(), new Glm4Moe(), new MiniMaxM2()];
+        [new Llama(), new Qwen2(), new Qwen3(), new Qwen35(), new DeepSeek2(), new DeepSeek32(), new Glm4(), new Glm4Moe(), new MiniMaxM2()];
 
     /// <summary>The <c>general.architecture</c> values <see cref="Load(string)"/> can build.</summary>
     public static IEnumerable<string> SupportedArchitectures => Families.SelectMany(f => f.Architectures);

@@ -62,10 +62,19 @@ public sealed class TransformerModel : IDisposable
     /// <summary>Floats each layer caches per token.</summary>
     internal int[] CacheRowWidths => Layers.Select(l => l.Attention.CacheRowWidth).ToArray();
 
+    /// <summary>Floats of recurrent state each layer keeps per sequence (0 for attention layers).</summary>
+    internal int[] StateWidths => Layers.Select(l => l.Attention.StateWidth).ToArray();
+
+    /// <summary>Whether some layers keep a recurrent state instead of (or beside) cached rows: a hybrid model such as Qwen3.5.</summary>
+    public bool IsRecurrent => Layers.Any(l => l.Attention.StateWidth > 0);
+
+    /// <summary>Bytes of recurrent state per sequence (constant, whatever its length); 0 for a plain transformer.</summary>
+    public long RecurrentStateBytes => StateWidths.Sum(w => (long)w) * sizeof(float);
+
     /// <summary>A paged KV cache for this model: <paramref name="sequences"/> block tables over a pool of
-    /// <paramref name="capacityBlocks"/> blocks (0: every sequence's full context).</summary>
+    /// <paramref name="capacityBlocks"/> blocks (0: every sequence's full context), with recurrent state beside it for a hybrid model.</summary>
     internal KvCache CreateCache(int sequences, int contextLength, Gguf.GgmlType type = Gguf.GgmlType.F32, int capacityBlocks = 0) =>
-        new(CacheRowWidths, sequences, contextLength, type, capacityBlocks);
+        new(CacheRowWidths, sequences, contextLength, type, capacityBlocks) { Recurrent = IsRecurrent ? new RecurrentState(StateWidths, sequences) : null };
 
     /// <summary>
     /// Runs the batch through the model like <see cref="Forward"/> and writes every token's final (output-normed) hidden
@@ -89,6 +98,8 @@ public sealed class TransformerModel : IDisposable
             if ((uint)batch.Positions[t] >= (uint)cache.ContextLength) throw new ArgumentOutOfRangeException(nameof(ctx), $"position {batch.Positions[t]} is beyond the context size {cache.ContextLength}");
         }
 
+        if (cache.Recurrent is { } state) ContinueStates(batch, state);
+
         var x = ws.Floats(Buf.Hidden, n * d);
         for (int t = 0; t < n; t++) Embedding.DequantizeRow(batch.Tokens[t], x.Slice(t * d, d));
 
@@ -105,10 +116,35 @@ public sealed class TransformerModel : IDisposable
 
             NormRows(x, normed, layer.FeedForwardNorm, n, d, eps);
             layer.FeedForward.Forward(ctx, normed, n, blockOut);
+
             if (layer.PostFeedForwardNorm is not null) NormRows(blockOut, blockOut, layer.PostFeedForwardNorm, n, d, eps);
             VectorOps.Add(x, blockOut);
         }
+        if (cache.Recurrent is { } after)
+            for (int t = 0; t < n; t++) after.SetLength(batch.Slots[t], batch.Positions[t] + 1);
         return x;
+    }
+
+    /// <summary>
+    /// A recurrent state can only go on from where it stopped: each sequence's tokens must be consecutive in the batch and
+    /// start at position 0 (a fresh state) or at the state's length. Anything else would silently mix histories.
+    /// </summary>
+    private static void ContinueStates(ForwardBatch batch, RecurrentState state)
+    {
+        for (int t = 0; t < batch.Count; t++)
+        {
+            int slot = batch.Slots[t], position = batch.Positions[t];
+            if (t > 0 && slot == batch.Slots[t - 1])
+            {
+                if (position != batch.Positions[t - 1] + 1) throw new InvalidOperationException($"sequence {slot}: positions {batch.Positions[t - 1]} and {position} are not consecutive");
+                continue;
+            }
+            for (int u = 0; u < t; u++)
+                if (batch.Slots[u] == slot) throw new InvalidOperationException($"sequence {slot}: its tokens are not together in the batch");
+            if (position == 0) state.Reset(slot);
+            else if (state.Length(slot) != position)
+                throw new InvalidOperationException($"sequence {slot}: its recurrent state holds {state.Length(slot)} tokens, the batch continues at {position}");
+        }
     }
 
     /// <summary>

@@ -298,6 +298,9 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         {
             if (_slots[s] is not { } seq || seq.History.Count - seq.Cached <= 1) continue;
             int take = Math.Min(budget, seq.History.Count - seq.Cached);
+            // A hybrid model's chunk stops where the prompt's last full block ends, so its state there can be kept.
+            int keepAt = (seq.History.Count - 1) / KvCache.BlockTokens * KvCache.BlockTokens;
+            if (_cache.Recurrent is not null && seq.Cached < keepAt) take = Math.Min(take, keepAt - seq.Cached);
             AddTokens(seq, take, ref rows);
             budget -= take;
             prefill += take;
@@ -310,13 +313,28 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         Steps++;
         Interlocked.Add(ref _prefillTokens, prefill);
         for (int s = 0; s < _slots.Length; s++)
-            if (_slots[s] is { } seq) _prefix.Commit(seq.Slot, seq.History, seq.Cached);
+            if (_slots[s] is { } seq)
+            {
+                _prefix.Commit(seq.Slot, seq.History, seq.Cached);
+                if (_cache.Recurrent is not null && seq.Cached % KvCache.BlockTokens == 0) KeepState(seq);
+            }
         for (int r = 0; r < rows; r++)
         {
             var seq = _rowOwner[r];
             var logits = _logits.AsSpan(r * _model.VocabSize, _model.VocabSize);
             Emit(seq, logits);
         }
+    }
+
+    /// <summary>
+    /// Keeps a hybrid model's state at a block boundary: where the prompt's last full block ends, and during generation
+    /// the latest boundary only (each replaces the one before), so a long answer does not crowd out other prompts' states.
+    /// </summary>
+    private void KeepState(Sequence seq)
+    {
+        bool generating = seq.Cached > seq.Request.Prompt.Count;
+        ulong key = _prefix.KeepState(seq.Slot, seq.History, seq.Cached, generating ? seq.GenerationState : 0);
+        if (generating && key != 0) seq.GenerationState = key;
     }
 
     /// <summary>
@@ -548,6 +566,8 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         public int Slot { get; set; } = -1;
         /// <summary>When it last got its slot (the latest is preempted first).</summary>
         public long Admission { get; set; }
+        /// <summary>A hybrid model's state kept at this generation's latest block boundary (a prefix cache key; 0: none).</summary>
+        public ulong GenerationState { get; set; }
     }
 
     private sealed class EmbedJob(IReadOnlyList<IReadOnlyList<int>> inputs, CancellationToken cancel)

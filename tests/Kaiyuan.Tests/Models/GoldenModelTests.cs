@@ -28,6 +28,8 @@ public class GoldenModelTests(ITestOutputHelper output)
         { "minimax-m2", "f32" }, { "minimax-m2", "q8_0" }, { "minimax-m2", "q4_k_m" },
         { "deepseek32", "f32" }, { "deepseek32", "q8_0" }, { "deepseek32", "q4_k_m" },
         { "glm-dsa", "q8_0" }, { "glm-dsa", "q4_k_m" },
+        { "qwen35", "f32" }, { "qwen35", "q8_0" }, { "qwen35", "q4_k_m" }, { "qwen35", "q6_k" },
+        { "qwen35moe", "f32" }, { "qwen35moe", "q8_0" }, { "qwen35moe", "q4_k_m" }, { "qwen35moe", "q6_k" },
     };
 
     /// <summary>
@@ -35,7 +37,7 @@ public class GoldenModelTests(ITestOutputHelper output)
     /// jump by units (fixtures README §4). Such a step ends the comparison for that prompt.
     /// </summary>
     private static bool ExpertFlip(string folder, float bound, ReadOnlySpan<float> mine, ReadOnlySpan<float> golden) =>
-        bound >= 0.5f && folder is "qwen3moe" or "deepseek2" or "deepseek2-yarn" or "glm4moe" or "minimax-m2" or "deepseek32" or "glm-dsa"
+        bound >= 0.5f && folder is "qwen3moe" or "deepseek2" or "deepseek2-yarn" or "glm4moe" or "minimax-m2" or "deepseek32" or "glm-dsa" or "qwen35moe"
         && Goldens.MaxAbsDiff(mine, golden) > bound;
 
     internal static float Bound(string type) => type switch { "f32" => 1e-3f, "f16" => 0.05f, "bf16" => 0.15f, _ => 0.5f };
@@ -90,6 +92,13 @@ public class GoldenModelTests(ITestOutputHelper output)
         Assert.True(compared > 0, $"{folder}-{type}: no step was compared; every prompt differed from its first logits on");
     }
 
+    /// <summary>
+    /// Batched against single-step logits. qwen35moe measures 1.9e-4: its linear layers RMS-normalise read-outs that
+    /// nearly cancel in this random-weight model, which magnifies the batched GEMM's other summation order (with the
+    /// per-row kernels the same prompt differs by 1e-5); the delta rule's chunked and step forms have their own test.
+    /// </summary>
+    private static float StepBound(string folder) => folder == "qwen35moe" ? 3e-4f : 1e-4f;
+
     [Theory]
     [InlineData("aidreams260K")]
     [InlineData("stories260K")]
@@ -102,6 +111,8 @@ public class GoldenModelTests(ITestOutputHelper output)
     [InlineData("glm4moe")]
     [InlineData("minimax-m2")]
     [InlineData("deepseek32")]
+    [InlineData("qwen35")]
+    [InlineData("qwen35moe")]
     public void BatchedPrefillMatchesPromptLogitsAndSingleSteps(string folder)
     {
         var cases = Goldens.Load(folder, "f32");
@@ -122,7 +133,7 @@ public class GoldenModelTests(ITestOutputHelper output)
                 var reference = c.PromptLogits?[i] ?? (i == c.PromptIds.Length - 1 ? c.Logits[0] : null);
                 if (reference is not null) Assert.True(Goldens.MaxAbsDiff(row, reference) <= 1e-3f, $"{folder} prompt position {i} vs llama.cpp");
                 var single = stepped.Evaluate([c.PromptIds[i]]);
-                Assert.True(Goldens.MaxAbsDiff(row, single) <= 1e-4f, $"{folder} position {i}: batched vs single-step");
+                Assert.True(Goldens.MaxAbsDiff(row, single) <= StepBound(folder), $"{folder} position {i}: batched vs single-step differ by {Goldens.MaxAbsDiff(row, single)}");
             }
         }
     }

@@ -54,7 +54,8 @@ internal sealed class DenseFeedForward(Linear? gate, Linear up, Linear down) : I
 /// <summary>
 /// Mixture of experts: a router scores every expert per token (softmax or sigmoid), picks the top k (optionally
 /// biased by <c>exp_probs_b</c> and restricted to the best expert groups), weights them (optionally normalised and
-/// scaled), and runs only those experts; shared experts, when present, run for every token.
+/// scaled), and runs only those experts; shared experts, when present, run for every token, scaled by
+/// sigmoid(<c>ffn_gate_inp_shexp</c> · x) where the file has that gate (Qwen3.5-MoE).
 /// </summary>
 internal sealed class MoeFeedForward : IFeedForwardBlock
 {
@@ -62,6 +63,7 @@ internal sealed class MoeFeedForward : IFeedForwardBlock
     private readonly float[]? _selectionBias;
     private readonly QuantMatrix _gate, _up, _down;
     private readonly DenseFeedForward? _shared;
+    private readonly float[]? _sharedGate;
     private readonly int _experts, _used, _groups, _groupsUsed;
     private readonly ExpertGating _gating;
     private readonly bool _normalize;
@@ -70,9 +72,9 @@ internal sealed class MoeFeedForward : IFeedForwardBlock
     private const int MaxExperts = 4096;
 
     public MoeFeedForward(ModelConfig c, Linear router, float[]? selectionBias, QuantMatrix gate, QuantMatrix up, QuantMatrix down,
-        DenseFeedForward? shared, bool normalize, float scale, ExpertGating gating)
+        DenseFeedForward? shared, bool normalize, float scale, ExpertGating gating, float[]? sharedGate = null)
     {
-        (_router, _selectionBias, _gate, _up, _down, _shared, _normalize, _scale, _gating) = (router, selectionBias, gate, up, down, shared, normalize, scale, gating);
+        (_router, _selectionBias, _gate, _up, _down, _shared, _normalize, _scale, _gating, _sharedGate) = (router, selectionBias, gate, up, down, shared, normalize, scale, gating, sharedGate);
         _experts = c.ExpertCount;
         _used = c.ExpertUsedCount;
         _groups = c.ExpertGroupCount;
@@ -93,6 +95,8 @@ internal sealed class MoeFeedForward : IFeedForwardBlock
         Shapes.Require(_gate.Columns == embedding && _up.Columns == embedding, "ffn_gate_exps", $"experts take {_gate.Columns} inputs, expected {embedding}");
         Shapes.Require(_down.Rows == _experts * embedding, "ffn_down_exps", $"has {_down.Rows} rows, expected {_experts} experts × {embedding}");
         Shapes.Vector(_selectionBias, _experts, "exp_probs_b");
+        Shapes.Vector(_sharedGate, embedding, "ffn_gate_inp_shexp");
+        Shapes.Require(_sharedGate is null || _shared is not null, "ffn_gate_inp_shexp", "gates a shared expert the file does not have");
         _shared?.CheckShapes(embedding);
     }
 
@@ -162,7 +166,13 @@ internal sealed class MoeFeedForward : IFeedForwardBlock
         {
             var shared = ws.Floats(Buf.SharedOut, tokens * d);
             _shared.Forward(ctx, x, tokens, shared);
-            VectorOps.Add(output[..(tokens * d)], shared);
+            if (_sharedGate is null) VectorOps.Add(output[..(tokens * d)], shared);
+            else
+                for (int t = 0; t < tokens; t++)
+                {
+                    float gate = 1f / (1f + MathF.Exp(-System.Numerics.Tensors.TensorPrimitives.Dot(x.Slice(t * dIn, dIn), _sharedGate)));
+                    VectorOps.AddScaled(output.Slice(t * d, d), shared.Slice(t * d, d), gate);
+                }
         }
     }
 

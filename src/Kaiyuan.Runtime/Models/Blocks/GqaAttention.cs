@@ -8,7 +8,9 @@ internal enum QkNorm { None, PerHead, Whole }
 
 /// <summary>
 /// Multi-head / grouped-query attention: Q, K, V projections (optional biases and q/k norms), rotary embedding on the
-/// first <c>rope.dimension_count</c> values of each head, causal softmax attention over the slot's cached keys.
+/// first <c>rope.dimension_count</c> values of each head, causal softmax attention over the slot's cached keys. With an
+/// output gate (Qwen3.5's full-attention layers) <c>attn_q</c> yields, per head, the query followed by as many gate
+/// values, and each head's output is multiplied by sigmoid(gate) before the output projection.
 /// </summary>
 internal sealed class GqaAttention : IAttentionBlock
 {
@@ -18,10 +20,12 @@ internal sealed class GqaAttention : IAttentionBlock
     private readonly Rope _rope;
     private readonly int _heads, _headsKv, _headDimK, _headDimV;
     private readonly float _scale, _eps;
+    private readonly bool _outputGate;
 
-    public GqaAttention(ModelConfig c, Linear q, Linear k, Linear v, Linear o, Rope rope, QkNorm qkNorm = QkNorm.None, float[]? qNorm = null, float[]? kNorm = null)
+    public GqaAttention(ModelConfig c, Linear q, Linear k, Linear v, Linear o, Rope rope, QkNorm qkNorm = QkNorm.None, float[]? qNorm = null, float[]? kNorm = null,
+        bool outputGate = false)
     {
-        (_q, _k, _v, _o, _rope, _qkNorm, _qNorm, _kNorm) = (q, k, v, o, rope, qkNorm, qNorm, kNorm);
+        (_q, _k, _v, _o, _rope, _qkNorm, _qNorm, _kNorm, _outputGate) = (q, k, v, o, rope, qkNorm, qNorm, kNorm, outputGate);
         _heads = c.HeadCount;
         _headsKv = c.HeadCountKv;
         _headDimK = c.KeyLength;
@@ -37,7 +41,8 @@ internal sealed class GqaAttention : IAttentionBlock
         Shapes.Parameter(_rope.Dimensions >= 0 && _rope.Dimensions % 2 == 0 && _rope.Dimensions <= _headDimK,
             $"rope.dimension_count is {_rope.Dimensions}; it must be even and at most the head size {_headDimK}");
         Shapes.Input(_q, embedding);
-        Shapes.Output(_q, _heads * _headDimK);
+        Shapes.Output(_q, (_outputGate ? 2 : 1) * _heads * _headDimK);
+        Shapes.Parameter(!_outputGate || _headDimK == _headDimV, $"a gated attention needs equal key and value head sizes, not {_headDimK} and {_headDimV}");
         Shapes.Input(_k, embedding);
         Shapes.Output(_k, _headsKv * _headDimK);
         Shapes.Input(_v, embedding);
@@ -57,7 +62,9 @@ internal sealed class GqaAttention : IAttentionBlock
         var q = ws.Floats(Buf.Q, n * qDim);
         var k = ws.Floats(Buf.K, n * kDim);
         var v = ws.Floats(Buf.V, n * vDim);
-        _q.Forward(x, n, q, ws, pool);
+        var gate = _outputGate ? ws.Floats(Buf.AttnGate, n * qDim) : default;
+        if (_outputGate) SplitQueryAndGate(x, n, q, gate, ws, pool);
+        else _q.Forward(x, n, q, ws, pool);
         _k.Forward(x, n, k, ws, pool);
         _v.Forward(x, n, v, ws, pool);
 
@@ -90,6 +97,26 @@ internal sealed class GqaAttention : IAttentionBlock
         var attn = ws.Floats(Buf.Attn, n * _heads * _headDimV);
         AttentionKernel.Run(ctx, layer, ws.Array(Buf.Q, n * qDim), qDim, _heads, _headsKv, _headDimK, _headDimV,
             keyOffset: 0, valueOffset: kDim, _scale, ws.Array(Buf.Attn, n * _heads * _headDimV));
+        if (_outputGate)
+        {
+            VectorOps.Sigmoid(gate);
+            System.Numerics.Tensors.TensorPrimitives.Multiply(attn, gate, attn);
+        }
         _o.Forward(attn, n, output, ws, pool);
+    }
+
+    /// <summary>Projects the fused query-and-gate rows and separates them: per head, the query, then its gate.</summary>
+    private void SplitQueryAndGate(ReadOnlySpan<float> x, int n, Span<float> q, Span<float> gate, Workspace ws, WorkerPool pool)
+    {
+        int d = _headDimK, qDim = _heads * d;
+        var fused = ws.Floats(Buf.QGated, n * 2 * qDim);
+        _q.Forward(x, n, fused, ws, pool);
+        for (int t = 0; t < n; t++)
+            for (int h = 0; h < _heads; h++)
+            {
+                var src = fused.Slice((t * _heads + h) * 2 * d, 2 * d);
+                src[..d].CopyTo(q.Slice(t * qDim + h * d, d));
+                src[d..].CopyTo(gate.Slice(t * qDim + h * d, d));
+            }
     }
 }

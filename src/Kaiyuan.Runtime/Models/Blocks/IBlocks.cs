@@ -11,6 +11,8 @@ internal interface IAttentionBlock
 {
     /// <summary>Floats cached per token by this layer.</summary>
     int CacheRowWidth { get; }
+    /// <summary>Floats of constant-size recurrent state per sequence (linear attention); 0 for attention over cached rows.</summary>
+    int StateWidth => 0;
     void Forward(ForwardContext ctx, int layer, ReadOnlySpan<float> x, Span<float> output);
     /// <summary>Refuses, at load, tensors whose shapes do not fit each other and rows of <paramref name="embedding"/> values.</summary>
     void CheckShapes(int embedding);
