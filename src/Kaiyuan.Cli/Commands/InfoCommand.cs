@@ -61,6 +61,13 @@ internal static class InfoCommand
             w.WriteLine($"MLA:           q_lora_rank {c.QLoraRank}, kv_lora_rank {c.KvLoraRank}, qk head dim {c.KeyLengthMla} (rope {c.RopeDimensions}), v head dim {c.ValueLengthMla}");
         if (c.IsSparse)
             w.WriteLine($"sparse attn:   lightning indexer {c.IndexerHeads} heads × {c.IndexerKeyLength}, each query attends to the top {c.IndexerTopK} tokens");
+        if (c.RecurrentLayers is { } recurrent)
+        {
+            string pattern = string.Concat(recurrent.Select(r => r ? 'L' : 'A'));
+            w.WriteLine($"linear attn:   Gated DeltaNet in {recurrent.Count(r => r)} of {recurrent.Count} layers, {c.SsmKeyHeads} key / {c.SsmValueHeads} value heads × {c.SsmStateSize}, conv kernel {c.SsmConvKernel}");
+            w.WriteLine($"layer pattern: {(pattern.Length > 64 ? pattern[..64] + "…" : pattern)} (L linear attention, A full attention)");
+        }
+        if (c.NextnLayers > 0) w.WriteLine($"MTP:           {c.NextnLayers} NextN layer(s) after the main stack (loaded, not run)");
         if (c.FeedForwardLength > 0) w.WriteLine($"feed-forward:  {c.FeedForwardLength}");
         if (c.IsMoe)
             w.WriteLine($"experts:       {c.ExpertCount} experts, {c.ExpertUsedCount} active, {c.ExpertSharedCount} shared, expert FFN {c.ExpertFeedForwardLength}, " +
@@ -69,7 +76,9 @@ internal static class InfoCommand
         {
             using var model = ModelLoader.Load(GgufFile.Open(file.Path));
             long perToken = model.KvCacheBytesPerToken();
-            w.WriteLine($"KV cache:      {perToken:N0} bytes per token (F32{(c.IsMla ? ", compressed MLA latent" : "")}{(c.IsSparse ? " and indexer keys" : "")}), {Size(perToken * c.ContextLength)} at full context");
+            w.WriteLine($"KV cache:      {perToken:N0} bytes per token (F32{(c.IsMla ? ", compressed MLA latent" : "")}{(c.IsSparse ? " and indexer keys" : "")}{(c.IsHybrid ? ", full-attention layers only" : "")}), {Size(perToken * c.ContextLength)} at full context");
+            if (model.IsRecurrent)
+                w.WriteLine($"state:         {model.RecurrentStateBytes:N0} bytes per sequence ({Size(model.RecurrentStateBytes)}: convolution windows and delta-rule states, whatever the context length)");
         }
         catch (Exception e) when (e is NotSupportedException or InvalidDataException)
         {

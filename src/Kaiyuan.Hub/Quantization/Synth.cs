@@ -21,10 +21,20 @@ namespace Kaiyuan.Quantization;
 /// <param name="TiedEmbeddings">The output head is the token embedding.</param>
 /// <param name="Mla">Multi-head latent attention (DeepSeek) instead of Q/K/V projections; null: none.</param>
 /// <param name="Moe">Routed experts after the leading dense layers; null: every layer dense.</param>
+/// <param name="Hybrid">Gated DeltaNet linear attention in most layers (Qwen3.5); null: attention everywhere.</param>
 public sealed record SynthShape(
     string Name, string Architecture, int EmbeddingLength, int Layers, int Heads, int KvHeads, int HeadDim,
     int FeedForwardLength, int VocabSize, int ContextLength, float RopeFreqBase, float RmsEpsilon,
-    bool QkvBias, bool QkNorm, bool TiedEmbeddings, SynthMla? Mla = null, SynthMoe? Moe = null);
+    bool QkvBias, bool QkNorm, bool TiedEmbeddings, SynthMla? Mla = null, SynthMoe? Moe = null, SynthHybrid? Hybrid = null);
+
+/// <summary>The linear-attention layers of a hybrid <see cref="SynthShape"/> (Qwen3.5's Gated DeltaNet).</summary>
+/// <param name="KeyHeads">Key (and query) heads.</param>
+/// <param name="ValueHeads">Value heads, each with its own state.</param>
+/// <param name="HeadDim">Dimensions per key and value head.</param>
+/// <param name="ConvKernel">The causal convolution's width.</param>
+/// <param name="FullAttentionInterval">Every this-many-th layer is full (gated) attention.</param>
+/// <param name="RopeDims">Rotary dimensions of a full-attention head (the rest is not rotated).</param>
+public sealed record SynthHybrid(int KeyHeads, int ValueHeads, int HeadDim, int ConvKernel, int FullAttentionInterval, int RopeDims);
 
 /// <summary>Multi-head latent attention of a <see cref="SynthShape"/>, with DeepSeek sparse attention's indexer when <paramref name="IndexerTopK"/> is set.</summary>
 /// <param name="QLoraRank">The query latent's rank.</param>
@@ -65,6 +75,12 @@ public static class Synth
         new("tiny-qwen3", "qwen3", 256, 2, 4, 2, 64, 512, 512, 1024, 1e6f, 1e-6f, QkvBias: false, QkNorm: true, TiedEmbeddings: true),
         new("tiny-deepseek32", "deepseek32", 256, 2, 4, 1, 96, 512, 512, 1024, 1e4f, 1e-6f, QkvBias: false, QkNorm: false, TiedEmbeddings: false,
             new SynthMla(256, 256, 32, 64, 64, 4, 64, 8), new SynthMoe(8, 2, 1, 256, 1)),
+        new("tiny-qwen35", "qwen35", 256, 4, 4, 2, 64, 512, 512, 1024, 1e7f, 1e-6f, QkvBias: false, QkNorm: true, TiedEmbeddings: true,
+            Hybrid: new SynthHybrid(2, 4, 32, 4, 4, 16)),
+        // Qwen3.5-0.8B: 24 layers (18 Gated DeltaNet with 16 key and 16 value heads of 128, 6 gated attention with 8 heads
+        // and 2 KV heads of 256, a quarter of each rotated), a 248k vocabulary.
+        new("qwen3.5-0.8b", "qwen35", 1024, 24, 8, 2, 256, 3584, 248320, 262144, 1e7f, 1e-6f, QkvBias: false, QkNorm: true, TiedEmbeddings: true,
+            Hybrid: new SynthHybrid(16, 16, 128, 4, 4, 64)),
         // DeepSeek-V3.2's attention as it is (128 heads, latent 512 + rope 64, q latent 1536, indexer 64 × 128, top-2048)
         // at a 2048 width, with two layers (one dense, one of small experts) and a 32k vocabulary: a model to measure
         // sparse attention at long context with, in a file of a few hundred MB.
@@ -118,7 +134,19 @@ public static class Synth
         {
             md.Set($"{a}.attention.key_length", GgufValue.Of((uint)s.HeadDim));
             md.Set($"{a}.attention.value_length", GgufValue.Of((uint)s.HeadDim));
-            md.Set($"{a}.rope.dimension_count", GgufValue.Of((uint)s.HeadDim));
+            md.Set($"{a}.rope.dimension_count", GgufValue.Of((uint)(s.Hybrid?.RopeDims ?? s.HeadDim)));
+        }
+        if (s.Hybrid is { } h)
+        {
+            md.Set($"{a}.ssm.conv_kernel", GgufValue.Of((uint)h.ConvKernel));
+            md.Set($"{a}.ssm.state_size", GgufValue.Of((uint)h.HeadDim));
+            md.Set($"{a}.ssm.group_count", GgufValue.Of((uint)h.KeyHeads));
+            md.Set($"{a}.ssm.time_step_rank", GgufValue.Of((uint)h.ValueHeads));
+            md.Set($"{a}.ssm.inner_size", GgufValue.Of((uint)(h.ValueHeads * h.HeadDim)));
+            md.Set($"{a}.full_attention_interval", GgufValue.Of((uint)h.FullAttentionInterval));
+            // Multimodal RoPE's sections over the rotary pairs, as Qwen3.5 splits them (text sees one position in all).
+            int pairs = h.RopeDims / 2, third = (pairs + 2) / 3;
+            md.Set($"{a}.rope.dimension_sections", GgufValue.Of(GgufArray.Of(new[] { third, third, pairs - 2 * third, 0 })));
         }
         if (s.Moe is { } moe)
         {
@@ -178,6 +206,36 @@ public static class Synth
         {
             string p = $"blk.{i}.";
             Add(p + "attn_norm.weight", e);
+            if (s.Hybrid is { } h)
+            {
+                Add(p + "post_attention_norm.weight", e);
+                if ((i + 1) % h.FullAttentionInterval != 0)
+                {
+                    int keys = h.KeyHeads * h.HeadDim, values = h.ValueHeads * h.HeadDim;
+                    Add(p + "attn_qkv.weight", e, 2 * keys + values);
+                    Add(p + "attn_gate.weight", e, values);
+                    Add(p + "ssm_conv1d.weight", h.ConvKernel, 2 * keys + values);
+                    Add(p + "ssm_dt.bias", h.ValueHeads);
+                    Add(p + "ssm_a", h.ValueHeads);
+                    Add(p + "ssm_alpha.weight", e, h.ValueHeads);
+                    Add(p + "ssm_beta.weight", e, h.ValueHeads);
+                    Add(p + "ssm_norm.weight", h.HeadDim);
+                    Add(p + "ssm_out.weight", values, e);
+                }
+                else
+                {
+                    Add(p + "attn_q.weight", e, 2 * q);
+                    Add(p + "attn_k.weight", e, kv);
+                    Add(p + "attn_v.weight", e, kv);
+                    Add(p + "attn_q_norm.weight", s.HeadDim);
+                    Add(p + "attn_k_norm.weight", s.HeadDim);
+                    Add(p + "attn_output.weight", q, e);
+                }
+                Add(p + "ffn_gate.weight", e, s.FeedForwardLength);
+                Add(p + "ffn_up.weight", e, s.FeedForwardLength);
+                Add(p + "ffn_down.weight", s.FeedForwardLength, e);
+                continue;
+            }
             if (s.Mla is { } mla)
             {
                 Add(p + "attn_q_a.weight", e, mla.QLoraRank);
@@ -268,10 +326,11 @@ public static class Synth
         return plan;
     }
 
-    private enum Fill { Matrix, Norm, Bias }
+    private enum Fill { Matrix, Norm, Bias, Decay }
 
     private static Fill KindOf(GgufTensor t) =>
-        t.Name.EndsWith(".bias", StringComparison.Ordinal) ? Fill.Bias
+        t.Name.EndsWith(".ssm_a", StringComparison.Ordinal) ? Fill.Decay
+        : t.Name.EndsWith(".bias", StringComparison.Ordinal) ? Fill.Bias
         : t.Dimensions.Length == 1 ? Fill.Norm
         : Fill.Matrix;
 
@@ -280,8 +339,9 @@ public static class Synth
         int rowLength = checked((int)t.RowLength);
         var kind = KindOf(t);
         // A token embedding row is a vector of the model width; weights scale by the input width (the row length).
-        float sigma = kind switch { Fill.Matrix => 1f / MathF.Sqrt(rowLength), Fill.Norm => 0.05f, _ => 0.02f };
-        float mean = kind == Fill.Norm ? 1f : 0f;
+        float sigma = kind switch { Fill.Matrix => 1f / MathF.Sqrt(rowLength), Fill.Norm or Fill.Decay => 0.05f, _ => 0.02f };
+        // A linear layer's A is −exp(A_log): negative, so its state decays rather than grows.
+        float mean = kind switch { Fill.Norm => 1f, Fill.Decay => -1f, _ => 0f };
         RowConverter.Write(stream, t.RowCount, rowLength, type, threads,
             (r, values) => FillRow(values, Mix(seed, (ulong)r), mean, sigma), Quantize.Row, rowsDone, batchBytes: 8L << 20);
     }

@@ -69,6 +69,21 @@ public sealed record ModelShape
     /// <summary>The factor the experts' weighted sum is scaled by.</summary>
     public required float ExpertWeightsScale { get; init; }
 
+    /// <summary>Per layer, whether it is a recurrent linear-attention layer (Qwen3.5's Gated DeltaNet); null when none is.</summary>
+    public IReadOnlyList<bool>? RecurrentLayers { get; init; }
+    /// <summary>Floats per key and value head of the linear layers (each head's state is this squared).</summary>
+    public int SsmStateSize { get; init; }
+    /// <summary>Key heads of the linear layers.</summary>
+    public int SsmKeyHeads { get; init; }
+    /// <summary>Value heads of the linear layers.</summary>
+    public int SsmValueHeads { get; init; }
+    /// <summary>The linear layers' causal convolution width.</summary>
+    public int SsmConvKernel { get; init; }
+    /// <summary>Multi-token-prediction (NextN) layers after the main stack (loaded, not run).</summary>
+    public int NextnLayers { get; init; }
+
+    /// <summary>A hybrid of recurrent linear-attention layers and full attention (Qwen3.5).</summary>
+    public bool IsHybrid => RecurrentLayers is not null;
     /// <summary>A mixture-of-experts model.</summary>
     public bool IsMoe => ExpertCount > 0;
     /// <summary>Each query attends only to the top-k tokens a lightning indexer picks (DeepSeek-V3.2, GLM-5).</summary>
@@ -112,5 +127,11 @@ public sealed record ModelShape
         ExpertGating = c.ExpertGating.ToString(),
         ExpertWeightsNorm = c.ExpertWeightsNorm,
         ExpertWeightsScale = c.ExpertWeightsScale,
+        RecurrentLayers = c.RecurrentLayers,
+        SsmStateSize = c.SsmStateSize,
+        SsmKeyHeads = c.SsmGroupCount,
+        SsmValueHeads = c.SsmTimeStepRank,
+        SsmConvKernel = c.SsmConvKernel,
+        NextnLayers = c.NextnLayers,
     };
 }

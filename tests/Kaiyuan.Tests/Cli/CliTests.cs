@@ -51,6 +51,18 @@ public class CliTests
     }
 
     [Fact]
+    public void InfoShowsAHybridModelsLayerPatternAndStateBytes()
+    {
+        var r = KaiyuanProcess.Run("info", Fixtures.ModelPath("qwen35", "qwen35-q8_0.gguf"), "--no-tensors");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains("layer pattern: LLLA", r.Stdout);
+        // One full-attention layer caches K and V (2 heads × 64 each); three linear layers keep a 3-row window of 256
+        // channels and 4 heads' 32 × 32 states.
+        Assert.Contains("1,024 bytes per token", r.Stdout);
+        Assert.Contains("58,368 bytes per sequence", r.Stdout);
+    }
+
+    [Fact]
     public void BadArgumentsGiveOneLineAndNonZeroExit()
     {
         var missing = KaiyuanProcess.Run("generate", "-m", "/nonexistent/model.gguf", "--prompt-ids", "1,2");

@@ -18,6 +18,8 @@ public sealed class SynthTests
     [InlineData("tiny", FileType.F16)]
     [InlineData("tiny-qwen3", FileType.Q4_K_M)]
     [InlineData("tiny-deepseek32", FileType.Q8_0)]
+    [InlineData("tiny-qwen35", FileType.Q8_0)]
+    [InlineData("tiny-qwen35", FileType.Q4_K_M)]
     public void SynthesizedModelLoadsAndRuns(string like, FileType mix)
     {
         string path = Path.Combine(Path.GetTempPath(), $"kaiyuan-synth-{Guid.NewGuid():N}.gguf");
