@@ -197,8 +197,13 @@ public sealed class InferenceSession : IDisposable
                 _cache.Write(layer, 0, p, row);
             }
         Position += tokens;
-        // A recurrent layer costs the same at any depth: its (zero) state simply counts as having seen the tokens.
-        _cache.Recurrent?.SetLength(0, Position);
+        // A recurrent layer costs the same at any depth: its (zero) state simply counts as having seen the tokens, and is
+        // kept there so runs can start from this depth again.
+        if (_cache.Recurrent is { } state)
+        {
+            state.SetLength(0, Position);
+            KeepState(state);
+        }
     }
 
     /// <summary>Evaluates tokens at the current position; returns the logits after the last one.</summary>
@@ -221,6 +226,7 @@ public sealed class InferenceSession : IDisposable
 
     private void Run(ReadOnlySpan<int> tokens, bool allLogits)
     {
+        bool prompt = tokens.Length > 1 || Position == 0;
         if (Position + tokens.Length > ContextLength)
             throw new ContextOverflowException($"{Position + tokens.Length} tokens exceed the context size of {ContextLength}");
         int vocab = _model.VocabSize;
@@ -239,7 +245,8 @@ public sealed class InferenceSession : IDisposable
             Position += n;
         }
         if (allLogits) _allLogits.AsSpan((tokens.Length - 1) * vocab, vocab).CopyTo(_lastLogits);
-        if (_cache.Recurrent is { } state && tokens.Length > 1) KeepState(state);
+        // After a prompt (not after each decoded token) the state is kept to go back to.
+        if (_cache.Recurrent is { } state && prompt) KeepState(state);
     }
 }
 

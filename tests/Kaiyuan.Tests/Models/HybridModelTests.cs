@@ -60,7 +60,7 @@ public sealed class HybridModelTests : IDisposable
 
         var chunked = (float[])start.Clone();
         var actual = new float[tokens * dimV];
-        var scratch = new float[DeltaRule.ScratchFloats(dimV)];
+        var scratch = new float[DeltaRule.ScratchFloats(dimK, dimV)];
         for (int t = 0; t < tokens; t += DeltaRule.ChunkTokens)
         {
             int n = Math.Min(DeltaRule.ChunkTokens, tokens - t);

@@ -13,7 +13,7 @@ namespace Kaiyuan.Models.Blocks;
 /// </summary>
 /// <remarks>
 /// What the layer remembers is constant-size, per sequence: the last kernel−1 projected rows (the convolution's window)
-/// and a value × key matrix per head, kept in the cache's <see cref="RecurrentState"/>. A prompt runs through the rule
+/// and a key × value matrix per head, kept in the cache's <see cref="RecurrentState"/>. A prompt runs through the rule
 /// in chunks; a decode step is a single update.
 /// </remarks>
 internal sealed class GatedDeltaNet : IAttentionBlock
@@ -101,7 +101,7 @@ internal sealed class GatedDeltaNet : IAttentionBlock
         NormalizeQueriesAndKeys(conv, n);
 
         var read = ws.Array(Buf.SsmOut, n * vDim);
-        var scratch = ws.Array(Buf.SsmScratch, pool.Threads * DeltaRule.ScratchFloats(_dimV));
+        var scratch = ws.Array(Buf.SsmScratch, pool.Threads * DeltaRule.ScratchFloats(_dimK, _dimV));
         using (pool.Enter())
         {
             var job = pool.Job<Job>();
@@ -183,7 +183,7 @@ internal sealed class GatedDeltaNet : IAttentionBlock
         {
             var b = _block;
             int heads = b._valueHeads, dimK = b._dimK, dimV = b._dimV, c = b._channels, vDim = heads * dimV;
-            var scratch = _scratch.AsSpan(worker * DeltaRule.ScratchFloats(dimV), DeltaRule.ScratchFloats(dimV));
+            var scratch = _scratch.AsSpan(worker * DeltaRule.ScratchFloats(dimK, dimV), DeltaRule.ScratchFloats(dimK, dimV));
             for (int item = start; item < end; item++)
             {
                 int r = item / heads, h = item % heads, keyHead = h % b._keyHeads;
