@@ -168,6 +168,64 @@ public sealed class HybridModelTests : IDisposable
     }
 
     [Fact]
+    public async Task ACancelledSequenceLeavesNothingBehindForTheNextOnItsSlot()
+    {
+        using var model = Load();
+        using var scheduler = new ContinuousBatchScheduler(model, new SchedulerOptions { Slots = 1, ContextLength = 256, PrefillChunk = 16 }, _pool);
+        using var cancel = new CancellationTokenSource();
+        var first = scheduler.Submit(new GenerationRequest { Prompt = Prompt(40, 45), MaxTokens = 100 }, cancel.Token);
+        int seen = 0;
+        await foreach (var _ in first)
+            if (++seen == 3) cancel.Cancel();
+        Assert.Equal(FinishReason.Cancelled, first.Finish);
+        // The same slot, a prompt sharing the cancelled one's first block: it resumes at the kept state or starts over,
+        // never from the cancelled sequence's later state.
+        int[] next = [.. Prompt(40, 45)[..33], .. Prompt(41, 20)[1..]];
+        var second = scheduler.Submit(new GenerationRequest { Prompt = next, MaxTokens = 8 }, CancellationToken.None);
+        Assert.Equal(Solo(model, next, 8), await Collect(second));
+    }
+
+    [Fact]
+    public void NextNLayersLoadAndAreNotRun()
+    {
+        // The fixture with a multi-token-prediction layer appended (a copy of its last layer plus the NextN tensors), as
+        // Qwen3.5 files with MTP store it: the main stack's logits must not change.
+        string path = Path.Combine(Path.GetTempPath(), $"kaiyuan-mtp-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            using (var source = Kaiyuan.Gguf.GgufFile.Open(Fixtures.ModelPath("qwen35", "qwen35-f32.gguf")))
+            {
+                var writer = new Kaiyuan.Gguf.GgufWriter();
+                foreach (var (key, value) in source.Metadata.Entries)
+                    writer.Metadata.Set(key, key == "qwen35.block_count" ? Kaiyuan.Gguf.GgufValue.Of(5u) : value);
+                writer.Metadata.Set("qwen35.nextn_predict_layers", Kaiyuan.Gguf.GgufValue.Of(1u));
+                foreach (var t in source.Tensors)
+                {
+                    writer.AddTensor(t.Name, t.Type, t.Dimensions, t.Bytes.ToArray());
+                    if (t.Name.StartsWith("blk.3.", StringComparison.Ordinal))
+                        writer.AddTensor("blk.4." + t.Name[6..], t.Type, t.Dimensions, t.Bytes.ToArray());
+                }
+                writer.AddTensor("blk.4.nextn.eh_proj.weight", new float[2 * 256 * 256], 512, 256);
+                writer.AddTensor("blk.4.nextn.enorm.weight", new float[256], 256);
+                writer.AddTensor("blk.4.nextn.hnorm.weight", new float[256], 256);
+                writer.Write(path);
+            }
+            using var original = Load();
+            using var withMtp = ModelLoader.Load(path);
+            Assert.Equal(4, withMtp.Shape.Layers);
+            Assert.Equal(1, withMtp.Shape.NextnLayers);
+            var prompt = Prompt(50, 20);
+            var a = new InferenceSession(original, 64, _pool).Evaluate(prompt).ToArray();
+            var b = new InferenceSession(withMtp, 64, _pool).Evaluate(prompt).ToArray();
+            Assert.Equal(a, b);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
     public async Task APrefixIsReusedWhereItsStateWasKept()
     {
         using var model = Load();
