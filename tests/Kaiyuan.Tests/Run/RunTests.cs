@@ -103,7 +103,7 @@ public sealed class RunTests
     /// Two turns of a chat over a one-token-per-character codec (ids below the vocabulary size), and the second turn's
     /// answer from a fresh session given the whole conversation as a raw prompt.
     /// </summary>
-    private static void TwoTurns(Func<Func<int, string>> createDecoder, Action<ChatLoop, string, string, string, string> check)
+    private static void TwoTurns(Func<Func<int, string>> createDecoder, Action<ChatLoop, string, string, string, string> check, string? modelPath = null)
     {
         var codec = new TokenCodec
         {
@@ -111,7 +111,7 @@ public sealed class RunTests
             Decode = ids => new string(ids.Select(i => (char)i).ToArray()),
             CreateDecoder = createDecoder,
         };
-        using var model = ModelLoader.Load(Aidreams);
+        using var model = ModelLoader.Load(modelPath ?? Aidreams);
         using var pool = new WorkerPool(1);
         var greedy = new SamplerOptions { Temperature = 0 };
         var format = new MarkerFormat();
@@ -149,6 +149,21 @@ public sealed class RunTests
             Assert.Contains($"{firstPrompt + 3} reused", stats.Split('\n')[1]);
             Assert.Equal(freshSecond, second);
         });
+
+    [Fact]
+    public void AHybridModelsTurnThatDiffersMidwayGoesBackToTheLastPromptsEnd() =>
+        // Qwen3.5's recurrent state cannot be cut back to where the re-encoded reply departs from the ids generated; the
+        // session kept it at the end of the first prompt, so the second turn resumes there.
+        TwoTurns(() =>
+        {
+            int n = 0;
+            return id => ((char)(n++ == 3 ? id ^ 1 : id)).ToString();
+        }, (_, _, second, freshSecond, stats) =>
+        {
+            int firstPrompt = new MarkerFormat().Render([new("system", "hi"), new("user", "In my dream")]).Length;
+            Assert.Contains($"{firstPrompt} reused", stats.Split('\n')[1]);
+            Assert.Equal(freshSecond, second);
+        }, Fixtures.ModelPath("qwen35", "qwen35-f32.gguf"));
 
     [Fact]
     public void ASecondRunReadsItsLongPromptFromThePromptCache()
