@@ -18,14 +18,6 @@ public sealed class HybridModelTests : IDisposable
 
     public void Dispose() => _pool.Dispose();
 
-    private static int[] Prompt(int seed, int length)
-    {
-        var random = new Random(seed);
-        var ids = new int[length];
-        ids[0] = 1;
-        for (int i = 1; i < length; i++) ids[i] = random.Next(3, 512);
-        return ids;
-    }
 
     private static TransformerModel Load(string folder = "qwen35") => ModelLoader.Load(Fixtures.ModelPath(folder, $"{folder}-f32.gguf"));
 
@@ -79,7 +71,7 @@ public sealed class HybridModelTests : IDisposable
     {
         // 150 tokens: the delta rule's chunks of 64 end inside the prompt, and the second piece starts from a carried state.
         using var model = Load(folder);
-        var prompt = Prompt(7, 150);
+        var prompt = TestSequences.Prompt(7, 150);
         var batched = new InferenceSession(model, 256, _pool);
         var first = batched.EvaluateAll(prompt.AsSpan(0, 40)).ToArray();
         var rest = batched.EvaluateAll(prompt.AsSpan(40));
@@ -102,7 +94,7 @@ public sealed class HybridModelTests : IDisposable
         using var model = Load();
         Assert.True(model.IsRecurrent);
         Assert.True(model.RecurrentStateBytes > 0);
-        var prompt = Prompt(9, 60);
+        var prompt = TestSequences.Prompt(9, 60);
         var session = new InferenceSession(model, 256, _pool);
         session.Evaluate(prompt.AsSpan(0, 30));
         var expected = session.Evaluate(prompt.AsSpan(30)).ToArray();
@@ -138,19 +130,8 @@ public sealed class HybridModelTests : IDisposable
         Assert.Contains("holds 2 tokens", e.Message);
     }
 
-    private static async Task<int[]> Collect(GenerationStream stream)
-    {
-        var ids = new List<int>();
-        await foreach (var t in stream) ids.Add(t.Id);
-        return [.. ids];
-    }
 
-    private int[] Solo(TransformerModel model, int[] prompt, int count)
-    {
-        var session = new InferenceSession(model, 256, _pool);
-        return Generator.Generate(session, prompt, new Sampler(SamplerOptions.Greedy), new GenerationOptions { MaxTokens = count, IgnoreEndOfGeneration = true })
-            .Select(t => t.Id).ToArray();
-    }
+    private int[] Solo(TransformerModel model, int[] prompt, int count) => TestSequences.Solo(model, prompt, count, _pool);
 
     [Theory]
     [InlineData("qwen35")]
@@ -159,10 +140,10 @@ public sealed class HybridModelTests : IDisposable
     {
         using var model = Load(folder);
         using var scheduler = new ContinuousBatchScheduler(model, new SchedulerOptions { Slots = 8, ContextLength = 256, PrefillChunk = 24 }, _pool);
-        int[][] prompts = Enumerable.Range(0, 8).Select(i => Prompt(20 + i, 5 + 13 * i)).ToArray();
+        int[][] prompts = Enumerable.Range(0, 8).Select(i => TestSequences.Prompt(20 + i, 5 + 13 * i)).ToArray();
         const int count = 10;
         var streams = prompts.Select(p => scheduler.Submit(new GenerationRequest { Prompt = p, MaxTokens = count }, CancellationToken.None)).ToArray();
-        var results = await Task.WhenAll(streams.Select(Collect));
+        var results = await Task.WhenAll(streams.Select(TestSequences.Collect));
         for (int i = 0; i < prompts.Length; i++) Assert.Equal(Solo(model, prompts[i], count), results[i]);
         Assert.Equal(0, scheduler.Load.BusySlots);
     }
@@ -173,16 +154,16 @@ public sealed class HybridModelTests : IDisposable
         using var model = Load();
         using var scheduler = new ContinuousBatchScheduler(model, new SchedulerOptions { Slots = 1, ContextLength = 256, PrefillChunk = 16 }, _pool);
         using var cancel = new CancellationTokenSource();
-        var first = scheduler.Submit(new GenerationRequest { Prompt = Prompt(40, 45), MaxTokens = 100 }, cancel.Token);
+        var first = scheduler.Submit(new GenerationRequest { Prompt = TestSequences.Prompt(40, 45), MaxTokens = 100 }, cancel.Token);
         int seen = 0;
         await foreach (var _ in first)
             if (++seen == 3) cancel.Cancel();
         Assert.Equal(FinishReason.Cancelled, first.Finish);
         // The same slot, a prompt sharing the cancelled one's first block: it resumes at the kept state or starts over,
         // never from the cancelled sequence's later state.
-        int[] next = [.. Prompt(40, 45)[..33], .. Prompt(41, 20)[1..]];
+        int[] next = [.. TestSequences.Prompt(40, 45)[..33], .. TestSequences.Prompt(41, 20)[1..]];
         var second = scheduler.Submit(new GenerationRequest { Prompt = next, MaxTokens = 8 }, CancellationToken.None);
-        Assert.Equal(Solo(model, next, 8), await Collect(second));
+        Assert.Equal(Solo(model, next, 8), await TestSequences.Collect(second));
     }
 
     [Fact]
@@ -214,7 +195,7 @@ public sealed class HybridModelTests : IDisposable
             using var withMtp = ModelLoader.Load(path);
             Assert.Equal(4, withMtp.Shape.Layers);
             Assert.Equal(1, withMtp.Shape.NextnLayers);
-            var prompt = Prompt(50, 20);
+            var prompt = TestSequences.Prompt(50, 20);
             var a = new InferenceSession(original, 64, _pool).Evaluate(prompt).ToArray();
             var b = new InferenceSession(withMtp, 64, _pool).Evaluate(prompt).ToArray();
             Assert.Equal(a, b);
@@ -230,25 +211,25 @@ public sealed class HybridModelTests : IDisposable
     {
         using var model = Load();
         using var scheduler = new ContinuousBatchScheduler(model, new SchedulerOptions { Slots = 2, ContextLength = 256, PrefillChunk = 48 }, _pool);
-        var shared = Prompt(30, 100);
-        int[] first = [.. shared, .. Prompt(31, 10)[1..]], second = [.. shared, .. Prompt(32, 10)[1..]];
+        var shared = TestSequences.Prompt(30, 100);
+        int[] first = [.. shared, .. TestSequences.Prompt(31, 10)[1..]], second = [.. shared, .. TestSequences.Prompt(32, 10)[1..]];
         var a = scheduler.Submit(new GenerationRequest { Prompt = first, MaxTokens = 40 }, CancellationToken.None);
-        Assert.Equal(Solo(model, first, 40), await Collect(a));
+        Assert.Equal(Solo(model, first, 40), await TestSequences.Collect(a));
         // The first prompt's state was kept where its last full block ends (96 tokens, within the shared 100).
         var b = scheduler.Submit(new GenerationRequest { Prompt = second, MaxTokens = 6 }, CancellationToken.None);
-        Assert.Equal(Solo(model, second, 6), await Collect(b));
+        Assert.Equal(Solo(model, second, 6), await TestSequences.Collect(b));
         Assert.Equal(96, b.CachedTokens);
 
         // A follow-up that extends the first exchange resumes at the generation's latest block boundary (128 tokens).
-        int[] exchange = [.. first, .. Solo(model, first, 40)], followUp = [.. exchange, .. Prompt(33, 8)[1..]];
+        int[] exchange = [.. first, .. Solo(model, first, 40)], followUp = [.. exchange, .. TestSequences.Prompt(33, 8)[1..]];
         var c = scheduler.Submit(new GenerationRequest { Prompt = followUp, MaxTokens = 6 }, CancellationToken.None);
-        Assert.Equal(Solo(model, followUp, 6), await Collect(c));
+        Assert.Equal(Solo(model, followUp, 6), await TestSequences.Collect(c));
         Assert.Equal(128, c.CachedTokens);
 
         // A prompt sharing only part of a block resumes at the last kept state before it: nothing here.
-        int[] other = [.. shared[..20], .. Prompt(34, 50)[1..]];
+        int[] other = [.. shared[..20], .. TestSequences.Prompt(34, 50)[1..]];
         var d = scheduler.Submit(new GenerationRequest { Prompt = other, MaxTokens = 4 }, CancellationToken.None);
-        Assert.Equal(Solo(model, other, 4), await Collect(d));
+        Assert.Equal(Solo(model, other, 4), await TestSequences.Collect(d));
         Assert.Equal(0, d.CachedTokens);
     }
 }

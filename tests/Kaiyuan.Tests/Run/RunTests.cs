@@ -135,15 +135,18 @@ public sealed class RunTests
             Assert.Equal(first, chat.Answer("In my dream", TextWriter.Null, null));
         });
 
+    /// <summary>A decoder whose reply's fourth character decodes to a neighbouring id.</summary>
+    private static Func<int, string> DepartingAtTheFourthCharacter()
+    {
+        int n = 0;
+        return id => ((char)(n++ == 3 ? id ^ 1 : id)).ToString();
+    }
+
     [Fact]
     public void ATurnThatDiffersFromTheCacheMidwayKeepsTheSharedPrefix() =>
         // The reply's fourth character decodes to a neighbouring id, so the next turn's prompt re-encodes the reply to
         // tokens that differ from the ids generated from that point on: the cache is no longer a prefix of the prompt.
-        TwoTurns(() =>
-        {
-            int n = 0;
-            return id => ((char)(n++ == 3 ? id ^ 1 : id)).ToString();
-        }, (_, _, second, freshSecond, stats) =>
+        TwoTurns(DepartingAtTheFourthCharacter, (_, _, second, freshSecond, stats) =>
         {
             int firstPrompt = new MarkerFormat().Render([new("system", "hi"), new("user", "In my dream")]).Length;
             Assert.Contains($"{firstPrompt + 3} reused", stats.Split('\n')[1]);
@@ -154,11 +157,7 @@ public sealed class RunTests
     public void AHybridModelsTurnThatDiffersMidwayGoesBackToTheLastPromptsEnd() =>
         // Qwen3.5's recurrent state cannot be cut back to where the re-encoded reply departs from the ids generated; the
         // session kept it at the end of the first prompt, so the second turn resumes there.
-        TwoTurns(() =>
-        {
-            int n = 0;
-            return id => ((char)(n++ == 3 ? id ^ 1 : id)).ToString();
-        }, (_, _, second, freshSecond, stats) =>
+        TwoTurns(DepartingAtTheFourthCharacter, (_, _, second, freshSecond, stats) =>
         {
             int firstPrompt = new MarkerFormat().Render([new("system", "hi"), new("user", "In my dream")]).Length;
             Assert.Contains($"{firstPrompt} reused", stats.Split('\n')[1]);

@@ -10,41 +10,22 @@ namespace Kaiyuan.Tests.Server;
 /// <summary>The continuous-batching scheduler against the single-sequence decode loop.</summary>
 public sealed class SchedulerTests : IDisposable
 {
-    private static int[] Prompt(int seed, int length)
-    {
-        var random = new Random(seed);
-        var ids = new int[length];
-        ids[0] = 1;
-        for (int i = 1; i < length; i++) ids[i] = random.Next(3, 512);
-        return ids;
-    }
 
     // Each test owns its worker pool: a pool serves one caller at a time, and test classes run in parallel.
     private readonly WorkerPool _pool = new(2);
 
-    private int[] Solo(TransformerModel model, int[] prompt, int count)
-    {
-        var session = new InferenceSession(model, 256, _pool);
-        return Generator.Generate(session, prompt, new Sampler(SamplerOptions.Greedy), new GenerationOptions { MaxTokens = count, IgnoreEndOfGeneration = true })
-            .Select(t => t.Id).ToArray();
-    }
+    private int[] Solo(TransformerModel model, int[] prompt, int count) => TestSequences.Solo(model, prompt, count, _pool);
 
-    private static async Task<int[]> Collect(GenerationStream stream)
-    {
-        var ids = new List<int>();
-        await foreach (var t in stream) ids.Add(t.Id);
-        return [.. ids];
-    }
 
     [Fact]
     public async Task BatchedSequencesEqualSoloDecodingWithChunkedPrefill()
     {
         using var model = ModelLoader.Load(Fixtures.ModelPath("stories260K", "stories260K-f32.gguf"));
         using var scheduler = new ContinuousBatchScheduler(model, new SchedulerOptions { Slots = 4, ContextLength = 256, PrefillChunk = 16 }, _pool);
-        int[][] prompts = [Prompt(1, 40), Prompt(2, 7), Prompt(3, 70), Prompt(4, 3), Prompt(5, 25)];
+        int[][] prompts = [TestSequences.Prompt(1, 40), TestSequences.Prompt(2, 7), TestSequences.Prompt(3, 70), TestSequences.Prompt(4, 3), TestSequences.Prompt(5, 25)];
         const int count = 12;
         var streams = prompts.Select(p => scheduler.Submit(new GenerationRequest { Prompt = p, MaxTokens = count }, CancellationToken.None)).ToArray();
-        var results = await Task.WhenAll(streams.Select(Collect));
+        var results = await Task.WhenAll(streams.Select(TestSequences.Collect));
         for (int i = 0; i < prompts.Length; i++)
         {
             Assert.Equal(Solo(model, prompts[i], count), results[i]);
@@ -62,29 +43,29 @@ public sealed class SchedulerTests : IDisposable
         using var model = ModelLoader.Load(Fixtures.ModelPath("stories260K", "stories260K-f32.gguf"));
         using var scheduler = new ContinuousBatchScheduler(model, new SchedulerOptions { Slots = 1, ContextLength = 128, MaxQueue = 1 }, _pool);
         using var cancel = new CancellationTokenSource();
-        var first = scheduler.Submit(new GenerationRequest { Prompt = Prompt(1, 8), MaxTokens = 100 }, cancel.Token);
+        var first = scheduler.Submit(new GenerationRequest { Prompt = TestSequences.Prompt(1, 8), MaxTokens = 100 }, cancel.Token);
         var accepted = new List<GenerationStream>();
         Assert.Throws<QueueFullException>(() =>
         {
-            for (int i = 0; i < 3; i++) accepted.Add(scheduler.Submit(new GenerationRequest { Prompt = Prompt(2, 8), MaxTokens = 2 }, CancellationToken.None));
+            for (int i = 0; i < 3; i++) accepted.Add(scheduler.Submit(new GenerationRequest { Prompt = TestSequences.Prompt(2, 8), MaxTokens = 2 }, CancellationToken.None));
         });
         await foreach (var _ in first)
         {
             cancel.Cancel();
         }
         Assert.Equal(FinishReason.Cancelled, first.Finish);
-        foreach (var s in accepted) await Collect(s);
+        foreach (var s in accepted) await TestSequences.Collect(s);
 
         // Stops at the first token the request calls end-of-generation.
-        int[] solo = Solo(model, Prompt(3, 8), 5);
-        var eog = scheduler.Submit(new GenerationRequest { Prompt = Prompt(3, 8), MaxTokens = 50, IsEndOfGeneration = id => id == solo[2] }, CancellationToken.None);
-        var ids = await Collect(eog);
+        int[] solo = Solo(model, TestSequences.Prompt(3, 8), 5);
+        var eog = scheduler.Submit(new GenerationRequest { Prompt = TestSequences.Prompt(3, 8), MaxTokens = 50, IsEndOfGeneration = id => id == solo[2] }, CancellationToken.None);
+        var ids = await TestSequences.Collect(eog);
         Assert.Equal(FinishReason.EndOfGeneration, eog.Finish);
         Assert.Equal(solo[..(Array.IndexOf(solo, solo[2]) + 1)], ids);
 
-        Assert.Throws<ContextOverflowException>(() => scheduler.Submit(new GenerationRequest { Prompt = Prompt(4, 128) }, CancellationToken.None));
-        var full = scheduler.Submit(new GenerationRequest { Prompt = Prompt(4, 120) }, CancellationToken.None);
-        Assert.Equal(9, (await Collect(full)).Length);
+        Assert.Throws<ContextOverflowException>(() => scheduler.Submit(new GenerationRequest { Prompt = TestSequences.Prompt(4, 128) }, CancellationToken.None));
+        var full = scheduler.Submit(new GenerationRequest { Prompt = TestSequences.Prompt(4, 120) }, CancellationToken.None);
+        Assert.Equal(9, (await TestSequences.Collect(full)).Length);
         Assert.Equal(FinishReason.ContextFull, full.Finish);
     }
 
@@ -93,12 +74,12 @@ public sealed class SchedulerTests : IDisposable
     {
         using var model = ModelLoader.Load(Fixtures.ModelPath("stories260K", "stories260K-f32.gguf"));
         using var scheduler = new ContinuousBatchScheduler(model, new SchedulerOptions { Slots = 2, ContextLength = 256 }, _pool);
-        var shared = Prompt(10, 100);
-        int[] first = [.. shared, .. Prompt(11, 10)[1..]], second = [.. shared, .. Prompt(12, 10)[1..]];
+        var shared = TestSequences.Prompt(10, 100);
+        int[] first = [.. shared, .. TestSequences.Prompt(11, 10)[1..]], second = [.. shared, .. TestSequences.Prompt(12, 10)[1..]];
         var a = scheduler.Submit(new GenerationRequest { Prompt = first, MaxTokens = 4 }, CancellationToken.None);
-        Assert.Equal(Solo(model, first, 4), await Collect(a));
+        Assert.Equal(Solo(model, first, 4), await TestSequences.Collect(a));
         var b = scheduler.Submit(new GenerationRequest { Prompt = second, MaxTokens = 4 }, CancellationToken.None);
-        Assert.Equal(Solo(model, second, 4), await Collect(b));
+        Assert.Equal(Solo(model, second, 4), await TestSequences.Collect(b));
         Assert.Equal(0, a.CachedTokens);
         // Three full blocks are shared, and the first 4 rows of the fourth are copied.
         Assert.Equal(100, b.CachedTokens);
@@ -117,18 +98,18 @@ public sealed class SchedulerTests : IDisposable
         using var scheduler = new ContinuousBatchScheduler(model, new SchedulerOptions { Slots = 3, ContextLength = 192, PrefillChunk = 32, CacheBytes = 1 }, _pool);
         Assert.Equal(7, scheduler.Cache.CapacityBlocks);
         var random = new Random(5);
-        var stems = Enumerable.Range(0, 3).Select(i => Prompt(40 + i, 110)).ToArray();
+        var stems = Enumerable.Range(0, 3).Select(i => TestSequences.Prompt(40 + i, 110)).ToArray();
         var runs = new List<(int[] Prompt, int Count, GenerationStream Stream, Task<int[]> Ids, bool Cancelled)>();
         for (int i = 0; i < 24; i++)
         {
             var stem = stems[random.Next(stems.Length)];
-            int[] prompt = [.. stem[..random.Next(2, stem.Length)], .. Prompt(100 + i, random.Next(2, 30))[1..]];
+            int[] prompt = [.. stem[..random.Next(2, stem.Length)], .. TestSequences.Prompt(100 + i, random.Next(2, 30))[1..]];
             int count = random.Next(1, 30);
             bool cancel = i % 5 == 3;
             var cts = new CancellationTokenSource();
             var stream = scheduler.Submit(new GenerationRequest { Prompt = prompt, MaxTokens = count }, cts.Token);
             if (cancel) cts.CancelAfter(random.Next(0, 20));
-            runs.Add((prompt, count, stream, Collect(stream), cancel));
+            runs.Add((prompt, count, stream, TestSequences.Collect(stream), cancel));
             if (i % 6 == 5) await Task.WhenAll(runs.Select(r => r.Ids));
         }
         await Task.WhenAll(runs.Select(r => r.Ids));
@@ -152,9 +133,9 @@ public sealed class SchedulerTests : IDisposable
         // Five blocks: two 60-token prompts fit (two blocks each), but both cannot grow to 120 tokens (four each).
         using var scheduler = new ContinuousBatchScheduler(model, new SchedulerOptions { Slots = 2, ContextLength = 128, CacheBytes = 1 }, _pool);
         Assert.Equal(5, scheduler.Cache.CapacityBlocks);
-        int[][] prompts = [Prompt(60, 60), Prompt(61, 60)];
+        int[][] prompts = [TestSequences.Prompt(60, 60), TestSequences.Prompt(61, 60)];
         var streams = prompts.Select(p => scheduler.Submit(new GenerationRequest { Prompt = p, MaxTokens = 60 }, CancellationToken.None)).ToArray();
-        var results = await Task.WhenAll(streams.Select(Collect));
+        var results = await Task.WhenAll(streams.Select(TestSequences.Collect));
         for (int i = 0; i < prompts.Length; i++) Assert.Equal(Solo(model, prompts[i], 60), results[i]);
         var report = scheduler.Cache;
         Assert.True(report.Preemptions > 0, "one sequence had to make way mid-generation");
@@ -167,7 +148,7 @@ public sealed class SchedulerTests : IDisposable
     {
         using var model = ModelLoader.Load(Fixtures.ModelPath("stories260K", "stories260K-f32.gguf"));
         using var scheduler = new ContinuousBatchScheduler(model, new SchedulerOptions { Slots = 1, ContextLength = 128, PrefillChunk = 8 }, _pool);
-        var vectors = await scheduler.EmbedAsync([Prompt(1, 20), Prompt(2, 5), Prompt(1, 20)], CancellationToken.None);
+        var vectors = await scheduler.EmbedAsync([TestSequences.Prompt(1, 20), TestSequences.Prompt(2, 5), TestSequences.Prompt(1, 20)], CancellationToken.None);
         Assert.Equal(3, vectors.Length);
         Assert.All(vectors, v => Assert.Equal(1.0, Math.Sqrt(v.Sum(x => (double)x * x)), 4));
         Assert.Equal(vectors[0], vectors[2]);
