@@ -7,6 +7,35 @@ namespace Kaiyuan.Tests.Tensors;
 public class DequantizeTests
 {
     [Fact]
+    public void VectorRowsOfKvCacheTypesEqualTheElementwiseDefinition()
+    {
+        // F16 rows (every bit pattern: subnormals, infinities, NaNs) and Q8_0 blocks with varied scales, as a KV cache
+        // holds them: the vector paths must give exactly half → float and int8 × scale.
+        var halves = new byte[65536 * 2];
+        for (int i = 0; i < 65536; i++) BinaryPrimitives.WriteUInt16LittleEndian(halves.AsSpan(2 * i), (ushort)i);
+        var y = new float[65536];
+        Dequantize.Row(GgmlType.F16, halves, y);
+        for (int i = 0; i < 65536; i++)
+        {
+            float expected = Half16.ToSingle((ushort)i);
+            Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(y[i]) || float.IsNaN(expected) && float.IsNaN(y[i]), $"half 0x{i:X4}");
+        }
+
+        var random = new Random(4);
+        const int blocks = 40;
+        var q8 = new byte[blocks * 34];
+        random.NextBytes(q8);
+        for (int b = 0; b < blocks; b++) BinaryPrimitives.WriteUInt16LittleEndian(q8.AsSpan(b * 34), Half16.FromSingle((random.NextSingle() - 0.5f) * 0.01f));
+        var rows = new float[blocks * 32];
+        Dequantize.Row(GgmlType.Q8_0, q8, rows);
+        for (int b = 0; b < blocks; b++)
+        {
+            float d = Half16.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(q8.AsSpan(b * 34)));
+            for (int j = 0; j < 32; j++) Assert.Equal((sbyte)q8[b * 34 + 2 + j] * d, rows[b * 32 + j]);
+        }
+    }
+
+    [Fact]
     public void Q4_0BlockWithUnitScale()
     {
         var block = new byte[18];
