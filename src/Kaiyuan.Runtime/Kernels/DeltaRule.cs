@@ -1,6 +1,6 @@
+using System.Numerics;
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
 
 namespace Kaiyuan.Kernels;
 
@@ -39,7 +39,7 @@ internal static class DeltaRule
         // One pass over the state rows: decay, write, and read with the query.
         ref float o0 = ref MemoryMarshal.GetReference(output);
         ref float u0 = ref MemoryMarshal.GetReference(u);
-        int w = Vector256<float>.Count;
+        int w = Vector<float>.Count;
         for (int i = 0; i < dimK; i++)
         {
             var row = state.Slice(i * dimV, dimV);
@@ -48,9 +48,9 @@ internal static class DeltaRule
             int j = 0;
             for (; j + w <= dimV; j += w)
             {
-                var r = Vector256.FusedMultiplyAdd(Vector256.Create(ki), Vector256.LoadUnsafe(ref u0, (nuint)j), Vector256.LoadUnsafe(ref r0, (nuint)j) * decay);
+                var r = Vector.FusedMultiplyAdd(new Vector<float>(ki), Vector.LoadUnsafe(ref u0, (nuint)j), Vector.LoadUnsafe(ref r0, (nuint)j) * decay);
                 r.StoreUnsafe(ref r0, (nuint)j);
-                Vector256.FusedMultiplyAdd(Vector256.Create(qi), r, Vector256.LoadUnsafe(ref o0, (nuint)j)).StoreUnsafe(ref o0, (nuint)j);
+                Vector.FusedMultiplyAdd(new Vector<float>(qi), r, Vector.LoadUnsafe(ref o0, (nuint)j)).StoreUnsafe(ref o0, (nuint)j);
             }
             for (; j < dimV; j++)
             {

@@ -1,12 +1,12 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
+using System.Numerics;
 
 namespace Kaiyuan.Kernels;
 
 /// <summary>
 /// C += A · B for the small float matrices of the delta rule (tens to hundreds of rows and columns, in the first-level
-/// cache): a register tile of four rows of C by two vectors of columns accumulates over the shared dimension, so each B
+/// cache), in the machine's vector width (256 bits on x86 with AVX2, 128 on Arm64): a register tile of four rows of C by two vectors of columns accumulates over the shared dimension, so each B
 /// load feeds four multiply-adds and each A value is broadcast once per tile.
 /// </summary>
 internal static class SmallGemm
@@ -23,7 +23,7 @@ internal static class SmallGemm
         ref float a0 = ref MemoryMarshal.GetReference(a);
         ref float b0 = ref MemoryMarshal.GetReference(b);
         ref float c0 = ref MemoryMarshal.GetReference(c);
-        int w = Vector256<float>.Count, j = 0;
+        int w = Vector<float>.Count, j = 0;
         for (; j + 2 * w <= n; j += 2 * w)
         {
             int i = 0;
@@ -33,9 +33,9 @@ internal static class SmallGemm
         for (; j + w <= n; j += w)
             for (int i = 0; i < m; i++)
             {
-                var acc = Vector256.LoadUnsafe(ref c0, (nuint)(i * ldc + j));
+                var acc = Vector.LoadUnsafe(ref c0, (nuint)(i * ldc + j));
                 for (int p = 0; p < k; p++)
-                    acc = Vector256.FusedMultiplyAdd(Vector256.Create(Unsafe.Add(ref a0, i * lda + p)), Vector256.LoadUnsafe(ref b0, (nuint)(p * ldb + j)), acc);
+                    acc = Vector.FusedMultiplyAdd(new Vector<float>(Unsafe.Add(ref a0, i * lda + p)), Vector.LoadUnsafe(ref b0, (nuint)(p * ldb + j)), acc);
                 acc.StoreUnsafe(ref c0, (nuint)(i * ldc + j));
             }
         for (; j < n; j++)
@@ -50,33 +50,33 @@ internal static class SmallGemm
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Tile4x2(ref float a0, int lda, ref float b0, int ldb, ref float c0, int ldc, int i, int j, int k)
     {
-        int w = Vector256<float>.Count;
+        int w = Vector<float>.Count;
         ref float r0 = ref Unsafe.Add(ref c0, i * ldc + j);
         ref float r1 = ref Unsafe.Add(ref r0, ldc);
         ref float r2 = ref Unsafe.Add(ref r1, ldc);
         ref float r3 = ref Unsafe.Add(ref r2, ldc);
-        Vector256<float> c00 = Vector256.LoadUnsafe(ref r0), c01 = Vector256.LoadUnsafe(ref r0, (nuint)w);
-        Vector256<float> c10 = Vector256.LoadUnsafe(ref r1), c11 = Vector256.LoadUnsafe(ref r1, (nuint)w);
-        Vector256<float> c20 = Vector256.LoadUnsafe(ref r2), c21 = Vector256.LoadUnsafe(ref r2, (nuint)w);
-        Vector256<float> c30 = Vector256.LoadUnsafe(ref r3), c31 = Vector256.LoadUnsafe(ref r3, (nuint)w);
+        Vector<float> c00 = Vector.LoadUnsafe(ref r0), c01 = Vector.LoadUnsafe(ref r0, (nuint)w);
+        Vector<float> c10 = Vector.LoadUnsafe(ref r1), c11 = Vector.LoadUnsafe(ref r1, (nuint)w);
+        Vector<float> c20 = Vector.LoadUnsafe(ref r2), c21 = Vector.LoadUnsafe(ref r2, (nuint)w);
+        Vector<float> c30 = Vector.LoadUnsafe(ref r3), c31 = Vector.LoadUnsafe(ref r3, (nuint)w);
         ref float ai = ref Unsafe.Add(ref a0, i * lda);
         for (int p = 0; p < k; p++)
         {
             ref float bp = ref Unsafe.Add(ref b0, p * ldb + j);
-            var v0 = Vector256.LoadUnsafe(ref bp);
-            var v1 = Vector256.LoadUnsafe(ref bp, (nuint)w);
-            var x = Vector256.Create(Unsafe.Add(ref ai, p));
-            c00 = Vector256.FusedMultiplyAdd(x, v0, c00);
-            c01 = Vector256.FusedMultiplyAdd(x, v1, c01);
-            x = Vector256.Create(Unsafe.Add(ref ai, lda + p));
-            c10 = Vector256.FusedMultiplyAdd(x, v0, c10);
-            c11 = Vector256.FusedMultiplyAdd(x, v1, c11);
-            x = Vector256.Create(Unsafe.Add(ref ai, 2 * lda + p));
-            c20 = Vector256.FusedMultiplyAdd(x, v0, c20);
-            c21 = Vector256.FusedMultiplyAdd(x, v1, c21);
-            x = Vector256.Create(Unsafe.Add(ref ai, 3 * lda + p));
-            c30 = Vector256.FusedMultiplyAdd(x, v0, c30);
-            c31 = Vector256.FusedMultiplyAdd(x, v1, c31);
+            var v0 = Vector.LoadUnsafe(ref bp);
+            var v1 = Vector.LoadUnsafe(ref bp, (nuint)w);
+            var x = new Vector<float>(Unsafe.Add(ref ai, p));
+            c00 = Vector.FusedMultiplyAdd(x, v0, c00);
+            c01 = Vector.FusedMultiplyAdd(x, v1, c01);
+            x = new Vector<float>(Unsafe.Add(ref ai, lda + p));
+            c10 = Vector.FusedMultiplyAdd(x, v0, c10);
+            c11 = Vector.FusedMultiplyAdd(x, v1, c11);
+            x = new Vector<float>(Unsafe.Add(ref ai, 2 * lda + p));
+            c20 = Vector.FusedMultiplyAdd(x, v0, c20);
+            c21 = Vector.FusedMultiplyAdd(x, v1, c21);
+            x = new Vector<float>(Unsafe.Add(ref ai, 3 * lda + p));
+            c30 = Vector.FusedMultiplyAdd(x, v0, c30);
+            c31 = Vector.FusedMultiplyAdd(x, v1, c31);
         }
         c00.StoreUnsafe(ref r0);
         c01.StoreUnsafe(ref r0, (nuint)w);
@@ -91,16 +91,16 @@ internal static class SmallGemm
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Tile1x2(ref float a0, int lda, ref float b0, int ldb, ref float c0, int ldc, int i, int j, int k)
     {
-        int w = Vector256<float>.Count;
+        int w = Vector<float>.Count;
         ref float r0 = ref Unsafe.Add(ref c0, i * ldc + j);
-        Vector256<float> c00 = Vector256.LoadUnsafe(ref r0), c01 = Vector256.LoadUnsafe(ref r0, (nuint)w);
+        Vector<float> c00 = Vector.LoadUnsafe(ref r0), c01 = Vector.LoadUnsafe(ref r0, (nuint)w);
         ref float ai = ref Unsafe.Add(ref a0, i * lda);
         for (int p = 0; p < k; p++)
         {
             ref float bp = ref Unsafe.Add(ref b0, p * ldb + j);
-            var x = Vector256.Create(Unsafe.Add(ref ai, p));
-            c00 = Vector256.FusedMultiplyAdd(x, Vector256.LoadUnsafe(ref bp), c00);
-            c01 = Vector256.FusedMultiplyAdd(x, Vector256.LoadUnsafe(ref bp, (nuint)w), c01);
+            var x = new Vector<float>(Unsafe.Add(ref ai, p));
+            c00 = Vector.FusedMultiplyAdd(x, Vector.LoadUnsafe(ref bp), c00);
+            c01 = Vector.FusedMultiplyAdd(x, Vector.LoadUnsafe(ref bp, (nuint)w), c01);
         }
         c00.StoreUnsafe(ref r0);
         c01.StoreUnsafe(ref r0, (nuint)w);

@@ -2,6 +2,7 @@ using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using Kaiyuan.Gguf;
 using Kaiyuan.Inference;
 using Kaiyuan.Kernels;
 
@@ -95,6 +96,10 @@ internal static unsafe class AttentionKernel
         public void Run(int start, int end, int worker)
         {
             int width = _cache.RowWidths[_layer], dimK = _dimK, dimV = _dimV;
+            // A converted cache reads only the group's heads when they start on whole blocks of its type (separate K and V
+            // heads; MLA's one group shares its latent between key and value, so the row is converted once).
+            int block = GgmlTypeInfo.Geometry(_cache.Type).BlockSize;
+            bool partial = !_cache.IsF32 && _headsKv > 1 && _keyOffset % block == 0 && _valueOffset % block == 0 && dimK % block == 0 && dimV % block == 0;
             fixed (float* mine = &_scratch[worker * _perWorker])
             fixed (float* qAll = _q)
             fixed (float* outAll = _output)
@@ -116,7 +121,20 @@ internal static unsafe class AttentionKernel
                     {
                         int tile = Math.Min(Tile, len - j0);
                         ReadOnlySpan<float> rows;
+                        int stride = width, keyAt = _keyOffset + g * dimK, valueAt = _valueOffset + g * dimV;
                         if (_cache.IsF32) rows = _cache.RowsF32(_layer, slot, j0, tile);
+                        else if (partial)
+                        {
+                            // Only this group's key and value heads are converted: rows of [keys | values].
+                            stride = dimK + dimV;
+                            for (int j = 0; j < tile; j++)
+                            {
+                                _cache.ReadPart(_layer, slot, j0 + j, keyAt, new Span<float>(converted + j * stride, dimK));
+                                _cache.ReadPart(_layer, slot, j0 + j, valueAt, new Span<float>(converted + j * stride + dimK, dimV));
+                            }
+                            (keyAt, valueAt) = (0, dimK);
+                            rows = new ReadOnlySpan<float>(converted, tile * stride);
+                        }
                         else
                         {
                             for (int j = 0; j < tile; j++) _cache.Read(_layer, slot, j0 + j, new Span<float>(converted + j * width, width));
@@ -125,7 +143,7 @@ internal static unsafe class AttentionKernel
 
                         fixed (float* tileRows = rows)
                         {
-                            float* keys = tileRows + _keyOffset + g * dimK, values = tileRows + _valueOffset + g * dimV;
+                            float* keys = tileRows + keyAt, values = tileRows + valueAt;
                             for (int k = 0; k < tokens; k++)
                             {
                                 // Causal: token k sees rows up to its own position.
@@ -137,9 +155,9 @@ internal static unsafe class AttentionKernel
                                 {
                                     int at = k * count + h;
                                     float* s = scores + at * Tile;
-                                    Scores(q + h * dimK, keys, width, dimK, visible, _scale, s, _wide);
+                                    Scores(q + h * dimK, keys, stride, dimK, visible, _scale, s, _wide);
                                     OnlineSoftmax(s, visible, ref max[at], ref sum[at], output + h * dimV, dimV, _wide);
-                                    WeightedSum(s, values, width, dimV, visible, output + h * dimV, _wide);
+                                    WeightedSum(s, values, stride, dimV, visible, output + h * dimV, _wide);
                                 }
                             }
                         }
