@@ -163,6 +163,18 @@ internal sealed class KvCache
         Dequantize.Row(Type, RowBytes(layer, sequence, position, 1).Slice((int)offset, (int)length), values);
     }
 
+    /// <summary>
+    /// Converts floats <paramref name="start"/>… (as many as <paramref name="length"/>) of <paramref name="count"/>
+    /// consecutive rows of one block into <paramref name="dst"/>, rows <paramref name="dstStride"/> floats apart: one
+    /// lookup for the whole tile; <paramref name="start"/> and <paramref name="length"/> fall on whole blocks of the type.
+    /// </summary>
+    public void ReadTile(int layer, int sequence, int position, int count, int start, int length, Span<float> dst, int dstStride)
+    {
+        var rows = RowBytes(layer, sequence, position, count);
+        int rowBytes = _rowBytes[layer], offset = (int)GgmlTypeInfo.RowBytes(Type, start), part = (int)GgmlTypeInfo.RowBytes(Type, length);
+        for (int r = 0; r < count; r++) Dequantize.Row(Type, rows.Slice(r * rowBytes + offset, part), dst.Slice(r * dstStride, length));
+    }
+
     /// <summary><paramref name="count"/> consecutive rows of one block in place, <c>RowWidths[layer]</c> floats apart; only for an F32 cache.</summary>
     public ReadOnlySpan<float> RowsF32(int layer, int sequence, int position, int count) =>
         MemoryMarshal.Cast<byte, float>(RowBytes(layer, sequence, position, count));

@@ -21,6 +21,23 @@ internal static class Dequantize
     /// <summary>Dequantizes <c>dst.Length</c> elements (a multiple of the type's block size) from <paramref name="src"/>.</summary>
     public static void Row(GgmlType type, ReadOnlySpan<byte> src, Span<float> dst)
     {
+        // The types a KV cache is kept in are read in short pieces at every attention step: converted with vector code and
+        // checked no more than slicing does (the same values: a half converts exactly, an int8 times its scale with the
+        // scalar path's one rounding).
+        if (BitConverter.IsLittleEndian)
+            switch (type)
+            {
+                case GgmlType.F32:
+                    MemoryMarshal.Cast<byte, float>(src[..(dst.Length * sizeof(float))]).CopyTo(dst);
+                    return;
+                case GgmlType.F16:
+                    TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<byte, Half>(src[..(dst.Length * 2)]), dst);
+                    return;
+                case GgmlType.Q8_0 when Vector256.IsHardwareAccelerated && dst.Length % 32 == 0:
+                    Q8_0Row(src[..(dst.Length / 32 * BlockLayouts.Q8_0.Size)], dst, dst.Length / 32);
+                    return;
+            }
+
         var (blockSize, typeSize) = GgmlTypeInfo.Geometry(type);
         if (!IsSupported(type))
         {
@@ -37,22 +54,6 @@ internal static class Dequantize
         {
             throw new ArgumentException($"Source holds {src.Length} bytes; {blocks * typeSize} are needed.", nameof(src));
         }
-
-        // The types a KV cache is kept in are read row by row at every attention step: converted with vector code (the
-        // same values: a half, a bfloat or an int8 times its scale converts exactly or with the scalar path's one rounding).
-        if (BitConverter.IsLittleEndian)
-            switch (type)
-            {
-                case GgmlType.F32:
-                    MemoryMarshal.Cast<byte, float>(src[..(dst.Length * sizeof(float))]).CopyTo(dst);
-                    return;
-                case GgmlType.F16:
-                    TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<byte, Half>(src[..(dst.Length * 2)]), dst);
-                    return;
-                case GgmlType.Q8_0 when Vector256.IsHardwareAccelerated:
-                    Q8_0Row(src, dst, blocks);
-                    return;
-            }
 
         for (int b = 0; b < blocks; b++)
         {

@@ -127,11 +127,8 @@ internal static unsafe class AttentionKernel
                         {
                             // Only this group's key and value heads are converted: rows of [keys | values].
                             stride = dimK + dimV;
-                            for (int j = 0; j < tile; j++)
-                            {
-                                _cache.ReadPart(_layer, slot, j0 + j, keyAt, new Span<float>(converted + j * stride, dimK));
-                                _cache.ReadPart(_layer, slot, j0 + j, valueAt, new Span<float>(converted + j * stride + dimK, dimV));
-                            }
+                            _cache.ReadTile(_layer, slot, j0, tile, keyAt, dimK, new Span<float>(converted, tile * stride), stride);
+                            _cache.ReadTile(_layer, slot, j0, tile, valueAt, dimV, new Span<float>(converted + dimK, tile * stride - dimK), stride);
                             (keyAt, valueAt) = (0, dimK);
                             rows = new ReadOnlySpan<float>(converted, tile * stride);
                         }
