@@ -79,6 +79,9 @@ internal sealed record ModelConfig
     public bool IsHybrid => RecurrentLayers is not null;
     public bool IsMla => KvLoraRank > 0;
 
+    /// <summary>Layers a model may have at most.</summary>
+    public const int MaxLayers = 65536;
+
     public static ModelConfig FromMetadata(GgufMetadata m)
     {
         string arch = m.GetString("general.architecture");
@@ -96,6 +99,9 @@ internal sealed record ModelConfig
         if (headsKv > heads || heads % headsKv != 0)
             throw new GgufMetadataException($"{arch}: head_count {heads} is not a multiple of head_count_kv {headsKv}");
         int allLayers = m.GetInt32(K("block_count"), min: 1);
+        // Per-layer tables are sized by it before any tensor is looked at: far beyond any model (a few hundred layers), a
+        // corrupt count is refused here rather than allocated.
+        if (allLayers > MaxLayers) throw new GgufMetadataException($"{arch}: block_count is {allLayers}, more than this runtime supports ({MaxLayers} layers)");
         int nextn = m.GetInt32(K("nextn_predict_layers"), 0, min: 0);
         if (nextn >= allLayers) throw new GgufMetadataException($"{arch}: nextn_predict_layers {nextn} leaves no main layers of {allLayers}");
         int layers = allLayers - nextn;

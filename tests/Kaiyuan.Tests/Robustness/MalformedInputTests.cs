@@ -58,9 +58,9 @@ public sealed class MalformedInputTests
     }
 
     /// <summary>The qwen3 fixture written again with one tensor replaced (its shape and data).</summary>
-    private static GgufFile Rewrite(string tensor, Func<GgufTensor, (long[] Dimensions, byte[] Data)> change, Action<GgufMetadata>? metadata = null)
+    private static GgufFile Rewrite(string tensor, Func<GgufTensor, (long[] Dimensions, byte[] Data)> change, Action<GgufMetadata>? metadata = null, string folder = "qwen3")
     {
-        using var source = GgufFile.Open(Fixtures.ModelPath("qwen3", "qwen3-f32.gguf"));
+        using var source = GgufFile.Open(Fixtures.ModelPath(folder, $"{folder}-f32.gguf"));
         var writer = new GgufWriter();
         foreach (var (key, value) in source.Metadata.Entries) writer.Metadata.Set(key, value);
         metadata?.Invoke(writer.Metadata);
@@ -109,6 +109,32 @@ public sealed class MalformedInputTests
         var e = Assert.Throws<InvalidDataException>(() => ModelLoader.Load(file));
         Assert.Contains("block_count is 536870916", e.Message);
         Assert.InRange(GC.GetAllocatedBytesForCurrentThread() - before, 0, 64 << 20);
+    }
+
+    /// <summary>
+    /// The same for a hybrid model, whose pattern of linear and full-attention layers is sized by the block count while the
+    /// metadata is read (found by tools/fuzz.sh gguf on the qwen35 seed: an OutOfMemoryException).
+    /// </summary>
+    [Fact]
+    public void AHybridModelsHugeBlockCountIsRefusedBeforeItsLayerPatternIsSized()
+    {
+        using var file = Rewrite("none", t => (t.Dimensions, []), m => m.Set("qwen35.block_count", GgufValue.Of(0x7000_0000u)), "qwen35");
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var e = Assert.Throws<InvalidDataException>(() => ModelLoader.Load(file));
+        Assert.Contains("block_count is 1879048192", e.Message);
+        Assert.InRange(GC.GetAllocatedBytesForCurrentThread() - before, 0, 64 << 20);
+    }
+
+    /// <summary>Linear-attention hyper-parameters that do not fit each other are load errors naming the key.</summary>
+    [Theory]
+    [InlineData("qwen35.ssm.conv_kernel", 0u, "ssm.conv_kernel")]
+    [InlineData("qwen35.ssm.time_step_rank", 3u, "ssm.time_step_rank")]
+    [InlineData("qwen35.ssm.state_size", 4096u, "ssm.inner_size")]
+    [InlineData("qwen35.ssm.inner_size", 100u, "ssm.inner_size")]
+    public void InconsistentLinearAttentionHyperParametersAreLoadErrors(string key, uint value, string named)
+    {
+        using var file = Rewrite("none", t => (t.Dimensions, []), m => m.Set(key, GgufValue.Of(value)), "qwen35");
+        Assert.Contains(named, Assert.Throws<InvalidDataException>(() => ModelLoader.Load(file)).Message);
     }
 
     /// <summary>

@@ -17,6 +17,8 @@ internal sealed class GgufTarget : FuzzTarget
         File.ReadAllBytes(Path.Combine(fixtures, "models/aidreams260K/aidreams260K-q6_k.gguf")),
         File.ReadAllBytes(Path.Combine(fixtures, "models/aidreams260K/aidreams260K-f16.gguf")),
         File.ReadAllBytes(Path.Combine(fixtures, "models/qwen3/qwen3-q4_0.gguf")),
+        // A hybrid: Gated DeltaNet layers with their ssm.* hyper-parameters and recurrent state.
+        File.ReadAllBytes(Path.Combine(fixtures, "models/qwen35/qwen35-q4_k_m.gguf")),
         File.ReadAllBytes(Path.Combine(fixtures, "tokenizers/ggml-vocab-bert-bge.gguf")),
     ];
 
@@ -75,7 +77,8 @@ internal sealed class GgufTarget : FuzzTarget
         return stream.ToArray();
     }
 
-    public override IReadOnlyList<byte[]> Dictionary => Words("GGUF", "general.architecture", "llama", "qwen3", "deepseek2",
+    public override IReadOnlyList<byte[]> Dictionary => Words("GGUF", "general.architecture", "llama", "qwen3", "deepseek2", "qwen35",
+        ".ssm.conv_kernel", ".ssm.state_size", ".ssm.group_count", ".ssm.time_step_rank", ".ssm.inner_size", ".full_attention_interval",
         ".context_length", ".block_count", ".embedding_length", ".attention.head_count", "tokenizer.ggml.tokens",
         "tokenizer.ggml.merges", "tokenizer.ggml.token_type", "tokenizer.ggml.pre", "<0x41>", "blk.0.", ".weight", "token_embd");
 
