@@ -157,11 +157,8 @@ internal sealed class KvCache
     /// Reads floats <paramref name="start"/>… of a row (as many as <paramref name="values"/> holds) without converting the
     /// rest; <paramref name="start"/> must fall on a block of the cache's type (a whole number of its blocks).
     /// </summary>
-    public void ReadPart(int layer, int sequence, int position, int start, Span<float> values)
-    {
-        long offset = GgmlTypeInfo.RowBytes(Type, start), length = GgmlTypeInfo.RowBytes(Type, values.Length);
-        Dequantize.Row(Type, RowBytes(layer, sequence, position, 1).Slice((int)offset, (int)length), values);
-    }
+    public void ReadPart(int layer, int sequence, int position, int start, Span<float> values) =>
+        ReadTile(layer, sequence, position, 1, start, values.Length, values, values.Length);
 
     /// <summary>
     /// Converts floats <paramref name="start"/>… (as many as <paramref name="length"/>) of <paramref name="count"/>

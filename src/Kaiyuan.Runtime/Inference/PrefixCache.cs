@@ -18,8 +18,8 @@ internal sealed record PrefixCacheStats(int UsedBlocks, int CachedBlocks, int Fr
 /// A hybrid model's recurrent state cannot be rebuilt from rows, so for such a model a prefix is reused only up to the end
 /// of a full block whose state was kept (<see cref="KeepState"/>: the scheduler keeps it where a prompt's last full block
 /// ends and, for a generation, at its latest block boundary), as llama.cpp's and vLLM's hybrid prefix caches do.
+/// Not thread-safe: the scheduler loop owns it. Sequences are the cache's block tables.
 /// </remarks>
-/// <remarks>Not thread-safe: the scheduler loop owns it. Sequences are the cache's block tables.</remarks>
 internal sealed class PrefixCache
 {
     private const ulong Root = 0x9E3779B97F4A7C15UL;
@@ -151,12 +151,9 @@ internal sealed class PrefixCache
 
     /// <summary>
     /// Most recurrent states kept: two per sequence (a prompt's end and a generation's latest block boundary). Each is the
-    /// model's whole per-sequence state (<see cref="RecurrentState.BytesPerSequence"/>).
+    /// model's whole per-sequence state (<see cref="RecurrentState.FloatsPerSequence"/> floats).
     /// </summary>
     public int MaxKeptStates => 2 * _cache.Sequences;
-
-    /// <summary>Recurrent states kept now.</summary>
-    public int KeptStates => _states.Count;
 
     /// <summary>
     /// A hybrid model's match: of the leading full blocks found, the deepest whose state was kept (and leaves the last

@@ -24,9 +24,7 @@ internal sealed class RecurrentState
     }
 
     public int[] Widths { get; }
-    public int Sequences => _layers.Length;
     public long FloatsPerSequence { get; }
-    public long BytesPerSequence => FloatsPerSequence * sizeof(float);
 
     /// <summary>Bytes of state that exist now (sequences that have been used).</summary>
     public long ResidentBytes

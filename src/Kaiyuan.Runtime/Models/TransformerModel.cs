@@ -116,7 +116,6 @@ public sealed class TransformerModel : IDisposable
 
             NormRows(x, normed, layer.FeedForwardNorm, n, d, eps);
             layer.FeedForward.Forward(ctx, normed, n, blockOut);
-
             if (layer.PostFeedForwardNorm is not null) NormRows(blockOut, blockOut, layer.PostFeedForwardNorm, n, d, eps);
             VectorOps.Add(x, blockOut);
         }

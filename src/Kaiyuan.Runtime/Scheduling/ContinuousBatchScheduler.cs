@@ -316,7 +316,8 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
             if (_slots[s] is { } seq)
             {
                 _prefix.Commit(seq.Slot, seq.History, seq.Cached);
-                if (_cache.Recurrent is not null && seq.Cached % KvCache.BlockTokens == 0) KeepState(seq);
+                if (seq.ReachedBoundary) KeepState(seq);
+                seq.ReachedBoundary = false;
             }
         for (int r = 0; r < rows; r++)
         {
@@ -411,6 +412,8 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
             if (last) _rowOwner[rows++] = seq;
         }
         seq.Cached += count;
+        // Only a step that brings a hybrid model's sequence onto a block boundary has a state there worth keeping.
+        seq.ReachedBoundary = _cache.Recurrent is not null && seq.Cached % KvCache.BlockTokens == 0;
     }
 
     private void Emit(Sequence seq, ReadOnlySpan<float> logits)
@@ -568,6 +571,8 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         public long Admission { get; set; }
         /// <summary>A hybrid model's state kept at this generation's latest block boundary (a prefix cache key; 0: none).</summary>
         public ulong GenerationState { get; set; }
+        /// <summary>This step's tokens end on a block boundary (set as they are added, cleared once the step is done).</summary>
+        public bool ReachedBoundary { get; set; }
     }
 
     private sealed class EmbedJob(IReadOnlyList<IReadOnlyList<int>> inputs, CancellationToken cancel)

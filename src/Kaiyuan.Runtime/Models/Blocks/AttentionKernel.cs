@@ -134,7 +134,7 @@ internal static unsafe class AttentionKernel
                         }
                         else
                         {
-                            for (int j = 0; j < tile; j++) _cache.Read(_layer, slot, j0 + j, new Span<float>(converted + j * width, width));
+                            _cache.ReadTile(_layer, slot, j0, tile, 0, width, new Span<float>(converted, tile * width), width);
                             rows = new ReadOnlySpan<float>(converted, tile * width);
                         }
 

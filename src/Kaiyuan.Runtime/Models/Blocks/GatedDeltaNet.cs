@@ -86,8 +86,8 @@ internal sealed class GatedDeltaNet : IAttentionBlock
                 int i = t * _valueHeads + h;
                 float a = decay[i] + _dtBias[h];
                 decay[i] = (a > 20f ? a : MathF.Log(1f + MathF.Exp(a))) * _a[h];
-                write[i] = 1f / (1f + MathF.Exp(-write[i]));
             }
+        VectorOps.Sigmoid(write);
 
         // Runs: a sequence's consecutive tokens (the model checked they continue its state).
         var runs = ws.IntArray(IntBuf.SequenceRuns, n + 1);
@@ -109,17 +109,14 @@ internal sealed class GatedDeltaNet : IAttentionBlock
             pool.Run(job, count * _valueHeads);
         }
 
-        // Gated RMS norm per head: norm(o) ⊙ SiLU(gate).
-        for (int t = 0; t < n; t++)
-            for (int h = 0; h < _valueHeads; h++)
-            {
-                var o = read.AsSpan(t * vDim + h * _dimV, _dimV);
-                VectorOps.RmsNorm(o, _norm, o, _eps);
-                var z = gate.Slice(t * vDim + h * _dimV, _dimV);
-                VectorOps.Silu(z);
-                TensorPrimitives.Multiply(o, z, o);
-            }
-        _out.Forward(read.AsSpan(0, n * vDim), n, output, ws, pool);
+        // Gated RMS norm per head: SiLU(gate) ⊙ norm(o), written over the gate.
+        for (int i = 0; i < n * _valueHeads; i++)
+        {
+            var o = read.AsSpan(i * _dimV, _dimV);
+            VectorOps.RmsNorm(o, _norm, o, _eps);
+        }
+        VectorOps.SwiGlu(gate, read.AsSpan(0, n * vDim));
+        _out.Forward(gate, n, output, ws, pool);
     }
 
     /// <summary>
@@ -192,12 +189,9 @@ internal sealed class GatedDeltaNet : IAttentionBlock
                 int qAt = keyHead * dimK, kAt = (b._keyHeads + keyHead) * dimK, vAt = 2 * b._keyHeads * dimK + h * dimV;
                 if (last - first == 1)
                 {
-                    for (int t = first; t < last; t++)
-                    {
-                        var row = _conv.AsSpan(t * c, c);
-                        DeltaRule.Step(headState, row.Slice(qAt, dimK), row.Slice(kAt, dimK), row.Slice(vAt, dimV),
-                            _decay[t * heads + h], _write[t * heads + h], _read.AsSpan(t * vDim + h * dimV, dimV));
-                    }
+                    var row = _conv.AsSpan(first * c, c);
+                    DeltaRule.Step(headState, row.Slice(qAt, dimK), row.Slice(kAt, dimK), row.Slice(vAt, dimV),
+                        _decay[first * heads + h], _write[first * heads + h], _read.AsSpan(first * vDim + h * dimV, dimV));
                     continue;
                 }
                 for (int t = first; t < last; t += DeltaRule.ChunkTokens)
