@@ -36,12 +36,18 @@ public static class KernelBenchmarks
             GgmlType.IQ4_XS => BlockLayouts.IQ4_XS.D,
             GgmlType.TQ1_0 => BlockLayouts.TQ1_0.D,
             GgmlType.TQ2_0 => BlockLayouts.TQ2_0.D,
+            GgmlType.IQ1_M => -1,
+            _ when IqGridDecoder.Handles(type) => 0,
             _ => throw new ArgumentException($"cannot make {type} weights to measure"),
         };
         random.NextBytes(weights);
         int blockBytes = GgmlTypeInfo.Geometry(type).TypeSize;
         ushort scale = BitConverter.HalfToUInt16Bits((Half)0.01f);
-        for (int at = 0; at < weights.Length; at += blockBytes) System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(weights.AsSpan(at + scaleAt), scale);
+        for (int at = 0; at < weights.Length; at += blockBytes)
+        {
+            if (scaleAt < 0) IqGridDecoder.WriteIq1MScale(weights.AsSpan(at, blockBytes), scale);
+            else System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(weights.AsSpan(at + scaleAt), scale);
+        }
     }
 
     /// <summary>

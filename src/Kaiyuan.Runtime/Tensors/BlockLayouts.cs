@@ -90,7 +90,6 @@ internal static class BlockLayouts
         public const int Size = 210, Ql = 0, Qh = 128, Scales = 192, D = 208;
     }
 
-    /// <summary>block_q8_K (activations only): float d; 256 signed bytes; 16 int16 sums of each group of 16 quants.</summary>
     /// <summary>IQ4_NL: fp16 d, then 16 bytes of 4-bit indices into <see cref="Iq4Levels"/> (low nibbles elements 0..15, high 16..31).</summary>
     public static class IQ4_NL
     {
@@ -121,6 +120,71 @@ internal static class BlockLayouts
         public const int Size = 66, Qs = 0, D = 64;
     }
 
+    /// <summary>
+    /// IQ2_XXS: fp16 d, then per 32-element sub-block two uint32: the first holds four 8-bit grid indices (8 elements
+    /// each, <see cref="IqGrids.Iq2Xxs"/>), the second four 7-bit sign fields and, in its top 4 bits, the scale s
+    /// (x = d·(2s+1)/8·grid·sign).
+    /// </summary>
+    public static class IQ2_XXS
+    {
+        public const int Size = 66, D = 0, Qs = 2;
+    }
+
+    /// <summary>
+    /// IQ2_XS: fp16 d; 32 uint16 (a 9-bit grid index into <see cref="IqGrids.Iq2Xs"/> and a 7-bit sign field per 8
+    /// elements); 8 bytes of two 4-bit scales per sub-block of 32 (one per 16 elements).
+    /// </summary>
+    public static class IQ2_XS
+    {
+        public const int Size = 74, D = 0, Qs = 2, Scales = 66;
+    }
+
+    /// <summary>
+    /// IQ2_S: fp16 d; 32 bytes of grid index low bits and 32 bytes of plain 8-bit signs (one per 8 elements); 8 bytes of
+    /// index high bits (2 per group of 8); 8 bytes of two 4-bit scales per sub-block. Grid <see cref="IqGrids.Iq2S"/>.
+    /// </summary>
+    public static class IQ2_S
+    {
+        public const int Size = 82, D = 0, Qs = 2, Signs = 34, Qh = 66, Scales = 74;
+    }
+
+    /// <summary>
+    /// IQ3_XXS: fp16 d; 64 bytes of grid indices (4 elements each, <see cref="IqGrids.Iq3Xxs"/>); per sub-block a uint32
+    /// of four 7-bit sign fields and a 4-bit scale s on top (x = d·(2s+1)/4·grid·sign).
+    /// </summary>
+    public static class IQ3_XXS
+    {
+        public const int Size = 98, D = 0, Qs = 2, ScalesAndSigns = 66;
+    }
+
+    /// <summary>
+    /// IQ3_S: fp16 d; 64 bytes of grid index low bits; 8 bytes of their ninth bits (one byte per sub-block); 32 bytes of
+    /// plain signs; 4 bytes of 4-bit scales, one per sub-block (x = d·(2s+1)·grid·sign). Grid <see cref="IqGrids.Iq3S"/>.
+    /// </summary>
+    public static class IQ3_S
+    {
+        public const int Size = 110, D = 0, Qs = 2, Qh = 66, Signs = 74, Scales = 106;
+    }
+
+    /// <summary>
+    /// IQ1_S: fp16 d; 32 bytes of grid index low bits; per sub-block a uint16 holding the index high bits (3 per group of
+    /// 8), a 3-bit scale s (bits 12–14) and the sign of the shift (bit 15): x = d·(2s+1)·(grid ± 1/8).
+    /// </summary>
+    public static class IQ1_S
+    {
+        public const int Size = 50, D = 0, Qs = 2, Qh = 34;
+    }
+
+    /// <summary>
+    /// IQ1_M: 32 bytes of grid index low bits; 16 bytes of high bits and shift signs (a nibble per group of 8); 8 bytes
+    /// of 3-bit scales (two per sub-block) whose four top nibbles together form the fp16 d.
+    /// </summary>
+    public static class IQ1_M
+    {
+        public const int Size = 56, Qs = 0, Qh = 32, Scales = 48;
+    }
+
+    /// <summary>block_q8_K (activations only): float d; 256 signed bytes; 16 int16 sums of each group of 16 quants.</summary>
     public static class Q8_K
     {
         public const int Size = 292, D = 0, Qs = 4, BSums = 260;

@@ -16,7 +16,7 @@ internal static class Dequantize
     public static bool IsSupported(GgmlType type) => type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16
         or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1 or GgmlType.Q8_0 or GgmlType.Q8_1
         or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.Q8_K
-        or GgmlType.IQ4_NL or GgmlType.IQ4_XS or GgmlType.TQ1_0 or GgmlType.TQ2_0;
+        or GgmlType.IQ4_NL or GgmlType.IQ4_XS or GgmlType.TQ1_0 or GgmlType.TQ2_0 || IqGridDecoder.Handles(type);
 
     /// <summary>Dequantizes <c>dst.Length</c> elements (a multiple of the type's block size) from <paramref name="src"/>.</summary>
     public static void Row(GgmlType type, ReadOnlySpan<byte> src, Span<float> dst)
@@ -80,6 +80,7 @@ internal static class Dequantize
                 case GgmlType.IQ4_XS: IQ4_XS(block, y); break;
                 case GgmlType.TQ1_0: TQ1_0(block, y); break;
                 case GgmlType.TQ2_0: TQ2_0(block, y); break;
+                default: GridBlock(type, block, y); break;
             }
         }
     }
@@ -362,6 +363,23 @@ internal static class Dequantize
             {
                 for (int m = 0; m < 32; m++) y[128 * c + 32 * l + m] = ((block[32 * c + m] >> (2 * l) & 3) - 1) * d;
             }
+        }
+    }
+
+    /// <summary>
+    /// A grid i-quant block: per half sub-block the scale d·unit·(2s+1) is rounded to float once and each value
+    /// (grid ± shift/8, exact in float) multiplied by it, as ggml's dequantize_row_iq* do.
+    /// </summary>
+    private static void GridBlock(GgmlType type, ReadOnlySpan<byte> block, Span<float> y)
+    {
+        float d = IqGridDecoder.Scale(type, block), unit = IqGridDecoder.Unit(type);
+        Span<sbyte> q = stackalloc sbyte[32];
+        Span<sbyte> shifts = stackalloc sbyte[4];
+        for (int sub = 0; sub < 8; sub++)
+        {
+            IqGridDecoder.SubBlock(type, block, sub, q, out int m0, out int m1, shifts);
+            float d0 = d * m0 * unit, d1 = d * m1 * unit;
+            for (int j = 0; j < 32; j++) y[32 * sub + j] = (j < 16 ? d0 : d1) * (q[j] + shifts[j / 8] * 0.125f);
         }
     }
 

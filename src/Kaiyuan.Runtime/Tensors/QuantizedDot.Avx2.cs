@@ -44,6 +44,7 @@ internal static unsafe partial class Avx2Dot
                 GgmlType.IQ4_XS => Iq4XsTile1(x, y, n / BlockLayouts.QK_K),
                 GgmlType.TQ1_0 => TQ1_0(x, y, n / BlockLayouts.QK_K, vnni),
                 GgmlType.TQ2_0 => TQ2_0(x, y, n / BlockLayouts.QK_K, vnni),
+                _ when IqGridDecoder.Handles(weightType) => GridQuant(weightType, x, y, n / BlockLayouts.QK_K),
                 _ => throw new NotSupportedException($"No vector dot for {weightType}."),
             };
         }

@@ -41,7 +41,7 @@ internal static unsafe partial class Avx2Dot
     /// <summary>True when the panel kernels handle <paramref name="weightType"/>.</summary>
     public static bool HasPanels(GgmlType weightType) => IsFloat(weightType) || weightType is GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0
         or GgmlType.Q5_1 or GgmlType.Q8_0 or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K
-        or GgmlType.IQ4_NL;
+        or GgmlType.IQ4_NL || IqGridDecoder.Handles(weightType);
 
     // Per-block scale data stored after the panel's quants: d (and for Q4_1/Q5_1 then m) as 8 floats.
     private const int Block32ScaleBytes = PanelRows * sizeof(float);
@@ -54,12 +54,14 @@ internal static unsafe partial class Avx2Dot
 
     private static int KScaleBytes(int subBlocks) => KPairedOffset(subBlocks) + 8 * 32;
 
+    // The grid i-quants run as K-quants with 16 sub-blocks of 16 (their odd multipliers) and an offset.
     private static int KSubBlocks(GgmlType weightType) => weightType is GgmlType.Q4_K or GgmlType.Q5_K ? 8 : 16;
 
     /// <summary>Bytes of panel scale data per weight block.</summary>
     private static int PanelScaleBytes(GgmlType weightType) => weightType switch
     {
         GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K => KScaleBytes(KSubBlocks(weightType)),
+        _ when IqGridDecoder.Handles(weightType) => KScaleBytes(16),
         GgmlType.Q4_1 or GgmlType.Q5_1 => 2 * Block32ScaleBytes,
         _ => Block32ScaleBytes,
     };
@@ -173,6 +175,10 @@ internal static unsafe partial class Avx2Dot
             case GgmlType.Q6_K:
                 PackQuants<PanelQ6_K>(rows, rowBytes, n, panel);
                 PackKScales(weightType, rows, rowBytes, n, BlockLayouts.Q6_K.Size, scales);
+                break;
+            case var _ when IqGridDecoder.Handles(weightType):
+                PackGridQuants(weightType, rows, rowBytes, n, panel);
+                PackKScales(weightType, rows, rowBytes, n, GgmlTypeInfo.Geometry(weightType).TypeSize, scales);
                 break;
             default:
                 throw new NotSupportedException($"No panel kernel for {weightType}.");
@@ -413,6 +419,13 @@ internal static unsafe partial class Avx2Dot
                     SignedScalePairs(sc, scalePairs, otherPairs);
                     return (Half(x + BlockLayouts.Q3_K.D), 0);
                 }
+            case var _ when IqGridDecoder.Handles(weightType):
+                {
+                    int* sc = stackalloc int[16];
+                    for (int sub = 0; sub < 8; sub++) GridSubBlock(weightType, x, sub, out _, out sc[2 * sub], out sc[2 * sub + 1]);
+                    SignedScalePairs(sc, scalePairs, otherPairs);
+                    return (GridScale(weightType, x) * GridUnit(weightType), 0);
+                }
             default:
                 {
                     int* sc = stackalloc int[16];
@@ -477,6 +490,8 @@ internal static unsafe partial class Avx2Dot
                 case GgmlType.Q4_K: KPanel<Q4KFormat>(quants, scales, blocks, rows); break;
                 case GgmlType.Q5_K: KPanel<Q5KFormat>(quants, scales, blocks, rows); break;
                 case GgmlType.Q6_K: KPanel<Q6KFormat>(quants, scales, blocks, rows); break;
+                case GgmlType.IQ2_XXS or GgmlType.IQ2_XS or GgmlType.IQ2_S or GgmlType.IQ3_XXS: KPanel<GridWideFormat>(quants, scales, blocks, rows); break;
+                case GgmlType.IQ3_S or GgmlType.IQ1_S or GgmlType.IQ1_M: KPanel<GridNarrowFormat>(quants, scales, blocks, rows); break;
                 default: throw new NotSupportedException($"No panel kernel for {weightType}.");
             }
         }
@@ -769,6 +784,24 @@ internal static unsafe partial class Avx2Dot
         public static int StepsPerRun => 4;
         public static bool HasMins => false;
         public static int OffsetShift => 2;
+    }
+
+    /// <summary>IQ2_* and IQ3_XXS: |q| ≤ 62 stored as q + 64 ≤ 126, one step per run (≤ 32,256).</summary>
+    private readonly struct GridWideFormat : IKFormat
+    {
+        public static int SubBlockSteps => 4;
+        public static int StepsPerRun => 1;
+        public static bool HasMins => false;
+        public static int OffsetShift => 6;
+    }
+
+    /// <summary>IQ3_S and the 1-bit types: |q| ≤ 15 stored as q + 16 ≤ 31, a whole sub-block of 16 per run (≤ 31,744).</summary>
+    private readonly struct GridNarrowFormat : IKFormat
+    {
+        public static int SubBlockSteps => 4;
+        public static int StepsPerRun => 4;
+        public static bool HasMins => false;
+        public static int OffsetShift => 4;
     }
 
     /// <summary>Q2_K: q ≤ 3 with mins, a whole sub-block of 16 per run.</summary>

@@ -28,6 +28,7 @@ internal static class ScalarDot
         GgmlType.IQ4_XS => IQ4_XS(w, a, n / BlockLayouts.QK_K),
         GgmlType.TQ1_0 => TQ1_0(w, a, n / BlockLayouts.QK_K),
         GgmlType.TQ2_0 => TQ2_0(w, a, n / BlockLayouts.QK_K),
+        _ when IqGridDecoder.Handles(weightType) => GridQuant(weightType, w, a, n / BlockLayouts.QK_K),
         _ => throw new NotSupportedException($"No vector dot for {weightType}."),
     };
 
@@ -112,6 +113,47 @@ internal static class ScalarDot
         }
 
         return sum;
+    }
+
+    /// <summary>
+    /// A grid i-quant against Q8_K: per block the exact integer Σ(2s+1)·Σq·q8 over the half sub-blocks (and, for the
+    /// 1-bit types, Σ(2s+1)·shift·Σq8 for the 1/8 shifts), then one float multiply by d·dy; the type's power-of-two unit
+    /// is applied to the row's sum, as llama.cpp does.
+    /// </summary>
+    private static float GridQuant(GgmlType type, ReadOnlySpan<byte> w, ReadOnlySpan<byte> a, int blocks)
+    {
+        int size = GgmlTypeInfo.Geometry(type).TypeSize;
+        Span<sbyte> q = stackalloc sbyte[32];
+        Span<sbyte> shifts = stackalloc sbyte[4];
+        float sum = 0;
+        for (int b = 0; b < blocks; b++)
+        {
+            ReadOnlySpan<byte> x = w.Slice(b * size, size);
+            ReadOnlySpan<byte> y = a.Slice(b * BlockLayouts.Q8_K.Size, BlockLayouts.Q8_K.Size);
+            int sumi = 0, shiftSum = 0;
+            for (int sub = 0; sub < 8; sub++)
+            {
+                IqGridDecoder.SubBlock(type, x, sub, q, out int m0, out int m1, shifts);
+                ReadOnlySpan<sbyte> q8 = Int8(y, BlockLayouts.Q8_K.Qs + 32 * sub, 32);
+                for (int g = 0; g < 4; g++)
+                {
+                    int products = 0, activations = 0;
+                    for (int j = 8 * g; j < 8 * g + 8; j++)
+                    {
+                        products += q[j] * q8[j];
+                        activations += q8[j];
+                    }
+
+                    int m = g < 2 ? m0 : m1;
+                    sumi += m * products;
+                    shiftSum += m * shifts[g] * activations;
+                }
+            }
+
+            sum += IqGridDecoder.Scale(type, x) * BlockFields.Single(y, BlockLayouts.Q8_K.D) * (sumi + 0.125f * shiftSum);
+        }
+
+        return IqGridDecoder.Unit(type) * sum;
     }
 
     /// <summary>TQ1_0 against Q8_K: an exact integer sum per block, then one float multiply by d·dy (as llama.cpp).</summary>

@@ -19,6 +19,7 @@ internal static class QuantizedDot
         GgmlType.Q4_1 or GgmlType.Q5_1 => GgmlType.Q8_1,
         GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.IQ4_XS
             or GgmlType.TQ1_0 or GgmlType.TQ2_0 => GgmlType.Q8_K,
+        _ when IqGridDecoder.Handles(weightType) => GgmlType.Q8_K,
         GgmlType.IQ4_NL => GgmlType.Q8_0,
         _ => throw new NotSupportedException($"No vector dot for weight type {weightType}."),
     };
@@ -37,7 +38,7 @@ internal static class QuantizedDot
     public static bool IsSupported(GgmlType weightType) => weightType is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16
         or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1 or GgmlType.Q8_0
         or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.IQ4_NL or GgmlType.IQ4_XS
-        or GgmlType.TQ1_0 or GgmlType.TQ2_0;
+        or GgmlType.TQ1_0 or GgmlType.TQ2_0 || IqGridDecoder.Handles(weightType);
 
     /// <summary>
     /// Converts or quantizes <paramref name="x"/> into <paramref name="activationType"/> (F32, F16, BF16, Q8_0, Q8_1 or

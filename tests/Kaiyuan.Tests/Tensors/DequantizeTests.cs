@@ -248,7 +248,9 @@ public class DequantizeTests
     public static TheoryData<string> QuantizedModelFiles() => new(
         "llama-f16.gguf", "llama-bf16.gguf", "llama-q8_0.gguf", "llama-q4_0.gguf", "llama-q4_1.gguf", "llama-q5_0.gguf",
         "llama-q5_1.gguf", "llama-q2_k.gguf", "llama-q3_k_m.gguf", "llama-q4_k_m.gguf", "llama-q5_k_m.gguf",
-        "llama-q6_k.gguf", "llama-iq4_nl.gguf", "llama-iq4_xs.gguf", "llama-tq1_0.gguf", "llama-tq2_0.gguf");
+        "llama-q6_k.gguf", "llama-iq4_nl.gguf", "llama-iq4_xs.gguf", "llama-tq1_0.gguf", "llama-tq2_0.gguf",
+        "llama-iq1_s.gguf", "llama-iq1_m.gguf", "llama-iq2_xxs.gguf", "llama-iq2_xs.gguf", "llama-iq2_s.gguf", "llama-iq2_m.gguf",
+        "llama-iq3_xxs.gguf", "llama-iq3_s.gguf", "llama-iq3_m.gguf");
 
     /// <summary>
     /// Relative RMS error ||dequantized - original|| / ||original|| allowed per tensor, a little above what llama.cpp's
@@ -268,6 +270,12 @@ public class DequantizeTests
         // Ternary types are for models trained ternary; llama.cpp scales by max |x|, so most Gaussian weights round to 0
         // (both layouts hold the same values, so both measure 0.804 here).
         GgmlType.TQ1_0 or GgmlType.TQ2_0 => 0.85,
+        // The grid i-quants without an importance matrix (measured: IQ3_S 0.166, IQ3_XXS 0.191, IQ2_S 0.257, IQ2_XS 0.311,
+        // IQ2_XXS 0.354, IQ1_M 0.477, IQ1_S 0.506).
+        GgmlType.IQ3_S or GgmlType.IQ3_XXS => 0.22,
+        GgmlType.IQ2_S => 0.3,
+        GgmlType.IQ2_XS or GgmlType.IQ2_XXS => 0.4,
+        GgmlType.IQ1_S or GgmlType.IQ1_M => 0.55,
         _ => throw new ArgumentOutOfRangeException(nameof(type)),
     };
 

@@ -25,7 +25,15 @@ public class QuantizedDotTests
             Assert.True(QuantizedDot.IsSupported(t));
         }
 
-        Assert.False(QuantizedDot.IsSupported(GgmlType.IQ2_XXS));
+        foreach (var t in new[] { GgmlType.IQ1_S, GgmlType.IQ1_M, GgmlType.IQ2_XXS, GgmlType.IQ2_XS, GgmlType.IQ2_S, GgmlType.IQ3_XXS, GgmlType.IQ3_S, GgmlType.IQ4_XS })
+        {
+            Assert.Equal(GgmlType.Q8_K, QuantizedDot.ActivationType(t));
+            Assert.True(QuantizedDot.IsSupported(t));
+        }
+
+        Assert.Equal(GgmlType.Q8_0, QuantizedDot.ActivationType(GgmlType.IQ4_NL));
+        // Activation-only types are never weights here.
+        Assert.False(QuantizedDot.IsSupported(GgmlType.Q8_K));
     }
 
     [Fact]

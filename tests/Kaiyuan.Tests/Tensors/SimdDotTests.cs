@@ -10,7 +10,8 @@ public class SimdDotTests
     public static TheoryData<GgmlType> WeightTypes() => new(
         GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1,
         GgmlType.Q8_0, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS,
-        GgmlType.TQ1_0, GgmlType.TQ2_0);
+        GgmlType.TQ1_0, GgmlType.TQ2_0, GgmlType.IQ1_S, GgmlType.IQ1_M, GgmlType.IQ2_XXS, GgmlType.IQ2_XS, GgmlType.IQ2_S,
+        GgmlType.IQ3_XXS, GgmlType.IQ3_S);
 
     /// <summary>Random bytes for the quants, sane fp16 scales (and no -128 in Q8_0, which llama.cpp never writes).</summary>
     internal static byte[] RandomWeights(GgmlType type, int n, Random random)
@@ -27,7 +28,9 @@ public class SimdDotTests
         random.NextBytes(bytes);
         int[] halfOffsets = type switch
         {
-            GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q8_0 or GgmlType.IQ4_NL or GgmlType.IQ4_XS => [0],
+            GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q8_0 or GgmlType.IQ4_NL or GgmlType.IQ4_XS or GgmlType.IQ1_S or GgmlType.IQ2_XXS
+                or GgmlType.IQ2_XS or GgmlType.IQ2_S or GgmlType.IQ3_XXS or GgmlType.IQ3_S => [0],
+            GgmlType.IQ1_M => [],
             GgmlType.Q4_1 or GgmlType.Q5_1 or GgmlType.Q4_K or GgmlType.Q5_K => [0, 2],
             GgmlType.Q2_K => [80, 82],
             GgmlType.Q3_K => [108],
@@ -43,6 +46,11 @@ public class SimdDotTests
             {
                 float value = (float)(random.NextDouble() * 0.02 - (offset == halfOffsets[0] ? 0.0 : 0.01));
                 BinaryPrimitives.WriteUInt16LittleEndian(b.Slice(offset, 2), Half16.FromSingle(value));
+            }
+
+            if (type == GgmlType.IQ1_M)
+            {
+                IqGridDecoder.WriteIq1MScale(b, Half16.FromSingle((float)(random.NextDouble() * 0.02)));
             }
 
             if (type == GgmlType.Q8_0)
