@@ -45,6 +45,17 @@ internal static class IqGrids
     /// </summary>
     public static readonly byte[] EvenSigns = EvenSignsFromParity();
 
+    /// <summary><see cref="EvenSigns"/> as eight bytes of 1 or −1 each, the form the SIMD kernels multiply by.</summary>
+    public static readonly ulong[] EvenSignVectors = SignVectors(EvenSigns);
+
+    private static ulong[] SignVectors(byte[] signs)
+    {
+        var table = GC.AllocateArray<ulong>(signs.Length, pinned: true);
+        for (int i = 0; i < signs.Length; i++)
+            for (int j = 0; j < 8; j++) table[i] |= (ulong)((signs[i] >> j & 1) != 0 ? 0xFF : 0x01) << (8 * j);
+        return table;
+    }
+
     private static byte[] EvenSignsFromParity()
     {
         var table = GC.AllocateArray<byte>(128, pinned: true);

@@ -177,8 +177,7 @@ internal static unsafe partial class Avx2Dot
                 PackKScales(weightType, rows, rowBytes, n, BlockLayouts.Q6_K.Size, scales);
                 break;
             case var _ when IqGridDecoder.Handles(weightType):
-                PackGridQuants(weightType, rows, rowBytes, n, panel);
-                PackKScales(weightType, rows, rowBytes, n, GgmlTypeInfo.Geometry(weightType).TypeSize, scales);
+                PackGridPanel(weightType, rows, rowBytes, n, panel);
                 break;
             default:
                 throw new NotSupportedException($"No panel kernel for {weightType}.");
@@ -418,13 +417,6 @@ internal static unsafe partial class Avx2Dot
                     for (int j = 0; j < 16; j++) sc[j] = (int)(((j < 8 ? low : high) >> (8 * (j % 8))) & 0xFF) - 32;
                     SignedScalePairs(sc, scalePairs, otherPairs);
                     return (Half(x + BlockLayouts.Q3_K.D), 0);
-                }
-            case var _ when IqGridDecoder.Handles(weightType):
-                {
-                    int* sc = stackalloc int[16];
-                    for (int sub = 0; sub < 8; sub++) GridSubBlock(weightType, x, sub, out _, out sc[2 * sub], out sc[2 * sub + 1]);
-                    SignedScalePairs(sc, scalePairs, otherPairs);
-                    return (GridScale(weightType, x) * GridUnit(weightType), 0);
                 }
             default:
                 {
