@@ -19,8 +19,21 @@ internal static class Quantize
     /// Quantizes <paramref name="src"/> (a multiple of the type's block size) into <paramref name="dst"/>, which needs
     /// <c>GgmlTypeInfo.RowBytes(type, src.Length)</c> bytes.
     /// </summary>
-    public static void Row(GgmlType type, ReadOnlySpan<float> src, Span<byte> dst)
+    public static void Row(GgmlType type, ReadOnlySpan<float> src, Span<byte> dst) => Row(type, src, dst, default);
+
+    /// <summary>
+    /// <see cref="Row(GgmlType, ReadOnlySpan{float}, Span{byte})"/> with an importance per column (an importance
+    /// matrix's mean squared activation of each input feature, as llama.cpp's <c>quant_weights</c>), which weights the
+    /// error each quantizer minimises; empty for none, else one value per element of <paramref name="src"/>. Types
+    /// whose llama.cpp quantizer ignores it (F32, F16, BF16, Q8_0, TQ1_0, TQ2_0) ignore it here too.
+    /// </summary>
+    public static void Row(GgmlType type, ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
     {
+        if (!importance.IsEmpty && importance.Length != src.Length)
+        {
+            throw new ArgumentException($"Importance has {importance.Length} values for a row of {src.Length}.", nameof(importance));
+        }
+
         if (!IsSupported(type))
         {
             throw new NotSupportedException($"Quantization to {type} is not supported.");
