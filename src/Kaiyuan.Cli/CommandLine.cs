@@ -37,6 +37,7 @@ internal static class CommandLine
         StoreCommands.Show(),
         StoreCommands.Remove(),
         QuantizeCommand.Create(),
+        ImatrixCommand.Create(),
         SynthCommand.Create(),
         RunCommand.Create(),
         EvalCommand.Create(),

@@ -15,7 +15,11 @@ internal static class QuantizeCommand
         var type = new Argument<string>("type") { Description = $"The mix: {string.Join(", ", TensorTypePlan.Supported)}" };
         var threads = Arguments.Threads();
         var dryRun = new Option<bool>("--dry-run") { Description = "Print the type each tensor would get, and write nothing" };
-        var cmd = new Command("quantize", "Quantize a GGUF model (the same per-tensor types as llama.cpp's llama-quantize)") { input, output, type, threads, dryRun };
+        var imatrix = new Option<string?>("--imatrix")
+        {
+            Description = "An importance matrix (llama.cpp's imatrix GGUF or .dat, or `kaiyuan imatrix`'s) to weight each column's error by",
+        };
+        var cmd = new Command("quantize", "Quantize a GGUF model (the same per-tensor types as llama.cpp's llama-quantize)") { input, output, type, threads, dryRun, imatrix };
         cmd.SetAction(p =>
         {
             string typeText = p.GetValue(type)!;
@@ -34,8 +38,23 @@ internal static class QuantizeCommand
                     Console.Out.WriteLine($"{plan.Tensor.Name,-40} {plan.Tensor.Type,-6} -> {plan.Type,-6}{(plan.Note is null ? "" : "  (" + plan.Note + ")")}");
                 return 0;
             }
+            ImportanceMatrix? importance = null;
+            string? importancePath = p.GetValue(imatrix);
+            if (importancePath is not null)
+            {
+                importance = ImportanceMatrix.Load(Path.GetFullPath(importancePath));
+                Console.Error.WriteLine($"importance matrix: {importance.EntryCount} entries from {importancePath}" +
+                                        (importance.ChunkCount > 0 ? $", {importance.ChunkCount} chunks" : ""));
+            }
+
             var bar = new ProgressBar("quantizing", bytes: false);
-            var quantizer = new ModelQuantizer { Threads = p.GetValue(threads), Progress = bar.Report };
+            var quantizer = new ModelQuantizer
+            {
+                Threads = p.GetValue(threads),
+                Progress = bar.Report,
+                Importance = importance,
+                ImportanceFile = importancePath,
+            };
             var clock = Stopwatch.StartNew();
             IReadOnlyList<TensorPlan> done;
             try

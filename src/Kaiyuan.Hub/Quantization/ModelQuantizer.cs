@@ -5,8 +5,11 @@ using Kaiyuan.Tensors;
 
 namespace Kaiyuan.Quantization;
 
-/// <summary>Quantizes one row of floats into the bytes of a row of <paramref name="type"/> (its block layout).</summary>
-internal delegate void RowQuantizer(GgmlType type, ReadOnlySpan<float> src, Span<byte> dst);
+/// <summary>
+/// Quantizes one row of floats into the bytes of a row of <paramref name="type"/> (its block layout), weighting each
+/// element's error by its column's <paramref name="importance"/> (empty: no importance matrix).
+/// </summary>
+internal delegate void RowQuantizer(GgmlType type, ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance);
 
 /// <summary>
 /// Rewrites a GGUF file in a quantization mix (<c>kaiyuan quantize</c>): every tensor takes the type
@@ -27,6 +30,14 @@ public sealed class ModelQuantizer
     public int Threads { get; init; } = Environment.ProcessorCount;
     /// <summary>Elements converted so far and in all.</summary>
     public Action<long, long>? Progress { get; init; }
+    /// <summary>
+    /// The importance matrix the quantizers weight their errors by (llama-quantize's <c>--imatrix</c>), or null. A tensor
+    /// it covers must match its columns × matrices (the token embedding, which it never covers properly, is then
+    /// quantized without it); its source is recorded in the <c>quantize.imatrix.*</c> keys.
+    /// </summary>
+    public ImportanceMatrix? Importance { get; init; }
+    /// <summary>Where <see cref="Importance"/> was read from, for <c>quantize.imatrix.file</c>.</summary>
+    public string? ImportanceFile { get; init; }
 
     /// <summary>Plans, converts and writes <paramref name="output"/> (atomically). Returns the plan that was carried out.</summary>
     public IReadOnlyList<TensorPlan> Quantize(GgufFile input, string output, FileType mix)
@@ -47,6 +58,16 @@ public sealed class ModelQuantizer
         writer.Metadata.Set("general.quantization_version", GgufValue.Of(QuantizationVersion));
         writer.Metadata.Remove("general.file_type");
         writer.Metadata.Set("general.file_type", GgufValue.Of((uint)mix));
+        if (Importance is { } importance)
+        {
+            // The keys llama-quantize records, so a reader can tell what the low-bit tensors were tuned on.
+            if (ImportanceFile is not null) writer.Metadata.Set("quantize.imatrix.file", GgufValue.Of(ImportanceFile));
+            if (importance.Datasets.Count > 0) writer.Metadata.Set("quantize.imatrix.dataset", GgufValue.Of(importance.Datasets[0]));
+            writer.Metadata.Set("quantize.imatrix.entries_count", GgufValue.Of((uint)importance.EntryCount));
+            if (importance.ChunkCount > 0) writer.Metadata.Set("quantize.imatrix.chunks_count", GgufValue.Of((uint)importance.ChunkCount));
+        }
+
+        var weights = plan.Where(p => p.Convert).ToDictionary(p => p.Tensor.Name, p => ImportanceOf(p.Tensor, p.Type), StringComparer.Ordinal);
 
         long total = plan.Where(p => p.Convert).Sum(p => p.Tensor.ElementCount), done = 0;
         Progress?.Invoke(0, total);
@@ -60,7 +81,7 @@ public sealed class ModelQuantizer
             }
             writer.AddTensor(t.Name, p.Type, t.Dimensions, stream =>
             {
-                Convert(t, p.Type, stream, rows => Progress?.Invoke(done += rows * t.RowLength, total));
+                Convert(t, p.Type, weights[t.Name], stream, rows => Progress?.Invoke(done += rows * t.RowLength, total));
             });
         }
         writer.Write(output);
@@ -79,9 +100,21 @@ public sealed class ModelQuantizer
         for (long r = 0; r < t.RowCount; r++) stream.Write(t.Row(r));
     }
 
+    /// <summary>The importance of <paramref name="t"/>'s columns per matrix (its experts, for a stacked MoE tensor), if any.</summary>
+    private float[]? ImportanceOf(GgufTensor t, GgmlType type)
+    {
+        if (Importance is null || IsFloat(type) || !Importance.TryGet(t.Name, out var values)) return null;
+        long matrices = t.Dimensions.Skip(2).Aggregate(1L, (a, b) => a * b);
+        if (values.Length == t.RowLength * matrices) return values;
+        // llama-quantize stops here too: quantizing most of a model silently without its importance matrix is worse.
+        if (t.Name == "token_embd.weight") return null;
+        throw new InvalidDataException($"the importance matrix has {values.Length} values for '{t.Name}', which needs {t.RowLength} × {matrices}");
+    }
+
     // Quantize.Row writes F32, F16 and BF16 rows too, rounding as ggml does.
-    private void Convert(GgufTensor t, GgmlType type, Stream stream, Action<long> rowsDone) =>
+    private void Convert(GgufTensor t, GgmlType type, float[]? importance, Stream stream, Action<long> rowsDone) =>
         RowConverter.Write(stream, t.RowCount, checked((int)t.RowLength), type, Threads,
-            (r, values) => Dequantize.Row(t.Type, t.Row(r), values), QuantizeRow, rowsDone);
+            (r, values) => Dequantize.Row(t.Type, t.Row(r), values), QuantizeRow, rowsDone,
+            importance: importance, rowsPerMatrix: t.Dimensions.Length > 1 ? t.Dimensions[1] : 1);
 
 }

@@ -9,11 +9,13 @@ internal delegate void RowSource(long row, Span<float> values);
 /// <summary>
 /// Converts a tensor row by row into a block type and streams it out: rows are produced and quantized in parallel
 /// batches of a few megabytes, so tensors larger than memory pass through. Shared by <c>quantize</c> and <c>synth</c>.
+/// With an <c>importance</c> (columns × matrices, as <see cref="ImportanceMatrix"/> holds it), row r is quantized with
+/// the slice of matrix r / <c>rowsPerMatrix</c>.
 /// </summary>
 internal static class RowConverter
 {
     public static void Write(Stream stream, long rows, int rowLength, GgmlType type, int threads, RowSource source,
-        RowQuantizer quantize, Action<long> rowsDone, long batchBytes = 16L << 20)
+        RowQuantizer quantize, Action<long> rowsDone, long batchBytes = 16L << 20, float[]? importance = null, long rowsPerMatrix = 1)
     {
         int outRowBytes = checked((int)GgmlTypeInfo.RowBytes(type, rowLength));
         int batchRows = (int)Math.Clamp(batchBytes / Math.Max(1, outRowBytes), 1, Math.Max(1, rows));
@@ -28,7 +30,9 @@ internal static class RowConverter
             {
                 var row = floats.Value!;
                 source(start + i, row);
-                quantize(type, row, batch.AsSpan(i * outRowBytes, outRowBytes));
+                long r = start + i;
+                var weights = importance is null ? default : importance.AsSpan(checked((int)(r / rowsPerMatrix * rowLength)), rowLength);
+                quantize(type, row, batch.AsSpan(i * outRowBytes, outRowBytes), weights);
             });
             stream.Write(batch, 0, count * outRowBytes);
             rowsDone(count);

@@ -57,6 +57,7 @@ internal static unsafe class MatMul
         int actBytes = (int)GgmlTypeInfo.RowBytes(actType, w.Columns);
         if (x.Length < tokens * w.Columns || y.Length < tokens * w.Rows || scratch.Length < ScratchBytes(w, tokens))
             throw new ArgumentException("MatMul buffers are smaller than tokens × the matrix shape");
+        if (ActivationTap.Observer is { } observer && w.Name is not null) observer.Observe(w, x, tokens);
 
         fixed (float* input = x)
         fixed (byte* act = scratch)

@@ -14,21 +14,27 @@ internal readonly unsafe struct QuantMatrix
     public readonly int Rows;
     public readonly int Columns;
     public readonly int RowBytes;
+    /// <summary>The tensor it comes from (null for a matrix made up in code), for <see cref="ActivationTap"/>.</summary>
+    public readonly string? Name;
+    /// <summary>Which of the tensor's <see cref="Matrices"/> stacked matrices (experts, heads) this is.</summary>
+    public readonly int Matrix;
+    public readonly int Matrices;
 
-    public QuantMatrix(byte* data, GgmlType type, int rows, int columns)
+    public QuantMatrix(byte* data, GgmlType type, int rows, int columns, string? name = null, int matrix = 0, int matrices = 1)
     {
         Data = data;
         Type = type;
         Rows = rows;
         Columns = columns;
         RowBytes = checked((int)GgmlTypeInfo.RowBytes(type, columns));
+        (Name, Matrix, Matrices) = (name, matrix, matrices);
     }
 
     /// <summary>The matrix of a 2-D tensor, or of a 3-D tensor's experts stacked (use <see cref="Expert"/>).</summary>
     public static QuantMatrix Of(GgufTensor t)
     {
         if (!QuantizedDot.IsSupported(t.Type)) throw new NotSupportedException($"tensor '{t.Name}' has type {t.Type}, which Kaiyuan does not support yet");
-        return new QuantMatrix(t.Data, t.Type, checked((int)t.RowCount), checked((int)t.RowLength));
+        return new QuantMatrix(t.Data, t.Type, checked((int)t.RowCount), checked((int)t.RowLength), t.Name);
     }
 
     public ReadOnlySpan<byte> Row(int r) => new(Data + (long)r * RowBytes, RowBytes);
@@ -37,7 +43,7 @@ internal readonly unsafe struct QuantMatrix
     public QuantMatrix Expert(int e, int experts)
     {
         int rows = Rows / experts;
-        return new QuantMatrix(Data + (long)e * rows * RowBytes, Type, rows, Columns);
+        return new QuantMatrix(Data + (long)e * rows * RowBytes, Type, rows, Columns, Name, e, experts);
     }
 
     /// <summary>Copies row <paramref name="r"/> as floats (embedding lookup).</summary>
