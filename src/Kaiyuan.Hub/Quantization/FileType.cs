@@ -7,7 +7,8 @@ namespace Kaiyuan.Quantization;
 /// <remarks>
 /// The mixes are described as <see cref="ModelQuantizer"/> writes them for a dense model (MoE models with 8 experts get
 /// more bits for attention; rows that do not split into blocks fall back to another type). It writes F32, F16, BF16,
-/// Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, the Q2_K to Q6_K mixes and TQ1_0/TQ2_0 but not Q2_K_S; the other values name mixes other tools write.
+/// Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, the Q2_K to Q6_K mixes, IQ4_NL, IQ4_XS and TQ1_0/TQ2_0 but not Q2_K_S; the other values
+/// name mixes other tools write.
 /// </remarks>
 public enum FileType : uint
 {
@@ -67,7 +68,10 @@ public enum FileType : uint
     IQ3_XXS = 23,
     /// <summary>Mostly IQ1_S.</summary>
     IQ1_S = 24,
-    /// <summary>Mostly IQ4_NL.</summary>
+    /// <summary>
+    /// Mostly IQ4_NL (4-bit non-linear levels, 32-element blocks): Q5_K for <c>attn_v</c> with four or more query heads per
+    /// KV head and for the first eighth of <c>ffn_down</c>, Q6_K for the output.
+    /// </summary>
     IQ4_NL = 25,
     /// <summary>IQ3 mix, small.</summary>
     IQ3_S = 26,
@@ -77,7 +81,7 @@ public enum FileType : uint
     IQ2_S = 28,
     /// <summary>IQ2 mix, medium.</summary>
     IQ2_M = 29,
-    /// <summary>Mostly IQ4_XS.</summary>
+    /// <summary>Mostly IQ4_XS (IQ4_NL's levels with 6-bit block scales in 256-element super-blocks), bumped as <see cref="IQ4_NL"/>.</summary>
     IQ4_XS = 30,
     /// <summary>Mostly IQ1_M.</summary>
     IQ1_M = 31,

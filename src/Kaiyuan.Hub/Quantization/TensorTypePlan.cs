@@ -11,10 +11,11 @@ public readonly record struct TensorPlan(GgufTensor Tensor, GgmlType Type, bool 
 /// the mixes Kaiyuan writes: which tensors are left alone (1-D tensors such as norms and biases, <c>*_norm.weight</c>,
 /// the MoE router <c>ffn_gate_inp</c>, position embeddings); the output head (and a tied token embedding) in Q6_K (Q8_0
 /// when rows do not split into 256-blocks); the <c>attn_v</c> / <c>ffn_down</c> / <c>attn_output</c> / <c>attn_qkv</c>
-/// bumps of the Q2_K, Q3_K_*, Q4_K_* and Q5_K_* mixes, with the first/last-eighth-and-every-third-layer rule of the _M
-/// mixes; the 8-expert bumps (attention V/K to Q8_0, attention output to Q5_K); and the fallbacks when a row length is
-/// not a multiple of the block (Q4_K→Q5_0, Q5_K→Q5_1, Q6_K→Q8_0, Q2_K/Q3_K→IQ4_NL; F16 when even that does not fit, or for the 32-blocks). Without an importance
-/// matrix. The 70B-only attention-V bump of llama.cpp (a model-size check) is left out.
+/// bumps of the Q2_K, Q3_K_*, Q4_K_*, Q5_K_* and IQ4_* mixes, with the first/last-eighth-and-every-third-layer rule of
+/// the _M mixes; the 8-expert bumps (attention V/K to Q8_0, attention output to Q5_K); and the fallbacks when a row length
+/// is not a multiple of the block (Q4_K→Q5_0, Q5_K→Q5_1, Q6_K→Q8_0, Q2_K/Q3_K/IQ4_XS→IQ4_NL; F16 when even that does not
+/// fit, or for the 32-blocks). Without an importance matrix, so the IQ4 mixes take llama.cpp's no-imatrix bump of the
+/// first eighth of <c>ffn_down</c> to Q5_K. The 70B-only attention-V bump of llama.cpp (a model-size check) is left out.
 /// </summary>
 public static class TensorTypePlan
 {
@@ -23,7 +24,7 @@ public static class TensorTypePlan
     [
         FileType.F32, FileType.F16, FileType.BF16, FileType.Q8_0, FileType.Q4_0, FileType.Q4_1, FileType.Q5_0, FileType.Q5_1,
         FileType.Q2_K, FileType.Q3_K_S, FileType.Q3_K_M, FileType.Q3_K_L, FileType.Q4_K_S, FileType.Q4_K_M,
-        FileType.Q5_K_S, FileType.Q5_K_M, FileType.Q6_K, FileType.TQ1_0, FileType.TQ2_0,
+        FileType.Q5_K_S, FileType.Q5_K_M, FileType.Q6_K, FileType.IQ4_NL, FileType.IQ4_XS, FileType.TQ1_0, FileType.TQ2_0,
     ];
 
     /// <summary>The tensor type a mix uses by default.</summary>
@@ -42,6 +43,8 @@ public static class TensorTypePlan
         FileType.Q4_K_S or FileType.Q4_K_M => GgmlType.Q4_K,
         FileType.Q5_K_S or FileType.Q5_K_M => GgmlType.Q5_K,
         FileType.Q6_K => GgmlType.Q6_K,
+        FileType.IQ4_NL => GgmlType.IQ4_NL,
+        FileType.IQ4_XS => GgmlType.IQ4_XS,
         FileType.TQ1_0 => GgmlType.TQ1_0,
         FileType.TQ2_0 => GgmlType.TQ2_0,
         _ => throw new NotSupportedException($"quantization mix {mix} is not supported (supported: {string.Join(", ", Supported)})"),
@@ -171,6 +174,7 @@ public static class TensorTypePlan
             if (mix == FileType.Q2_K) type = s.NGqa >= 4 ? GgmlType.Q4_K : GgmlType.Q3_K;
             else if (mix == FileType.Q3_K_M) type = s.IAttentionWv < 2 ? GgmlType.Q5_K : GgmlType.Q4_K;
             else if (mix == FileType.Q3_K_L) type = GgmlType.Q5_K;
+            else if (mix is FileType.IQ4_NL or FileType.IQ4_XS && s.NGqa >= 4) type = GgmlType.Q5_K;
             else if (mix is FileType.Q4_K_M or FileType.Q5_K_M && UseMoreBits(s.IAttentionWv, s.NAttentionWv)) type = GgmlType.Q6_K;
             else if (mix == FileType.Q4_K_S && s.IAttentionWv < 4) type = GgmlType.Q5_K;
             if (s.NExpert == 8) type = GgmlType.Q8_0;
@@ -193,6 +197,8 @@ public static class TensorTypePlan
                 if (falcon) type = layer < n / 16 ? GgmlType.Q6_K : UseMoreBits(layer, n) ? GgmlType.Q5_K : GgmlType.Q4_K;
                 else if (UseMoreBits(layer, n)) type = GgmlType.Q6_K;
             }
+            // llama.cpp does this only without an importance matrix, which this writer never has.
+            else if (mix is FileType.IQ4_NL or FileType.IQ4_XS && layer < n / 8) type = GgmlType.Q5_K;
             else if (mix == FileType.Q5_K_M && UseMoreBits(layer, n)) type = GgmlType.Q6_K;
             else if (mix == FileType.Q4_K_S && !falcon && layer < n / 8) type = GgmlType.Q5_K;
             s.IFfnDown++;
@@ -203,7 +209,8 @@ public static class TensorTypePlan
             {
                 if (s.NExpert == 8)
                 {
-                    if (mix is FileType.Q2_K or FileType.Q3_K_S or FileType.Q3_K_M or FileType.Q4_K_S or FileType.Q4_K_M) type = GgmlType.Q5_K;
+                    if (mix is FileType.Q2_K or FileType.Q3_K_S or FileType.Q3_K_M or FileType.Q4_K_S or FileType.Q4_K_M
+                        or FileType.IQ4_NL or FileType.IQ4_XS) type = GgmlType.Q5_K;
                 }
                 else if (mix == FileType.Q2_K) type = GgmlType.Q3_K;
                 else if (mix == FileType.Q3_K_M) type = GgmlType.Q4_K;

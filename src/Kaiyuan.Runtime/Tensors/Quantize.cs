@@ -5,15 +5,17 @@ namespace Kaiyuan.Tensors;
 
 /// <summary>
 /// Weight quantizers reproducing llama.cpp's reference quantizers without an importance matrix (quantize_row_*_ref,
-/// which is what quantize_q*_K / quantize_q4_0 … run when no imatrix is given), so a tensor quantized here is
-/// byte-identical to llama-quantize's output. The arithmetic keeps ggml's operation order (see <see cref="ScaleSearch"/>).
+/// which is what quantize_q*_K / quantize_q4_0 … run when no imatrix is given), and IQ4_NL / IQ4_XS with or without
+/// one, so a tensor quantized here is byte-identical to llama-quantize's output. The arithmetic keeps ggml's operation
+/// order (see <see cref="ScaleSearch"/>).
 /// </summary>
 internal static class Quantize
 {
-    /// <summary>True for the types <see cref="Row(GgmlType, ReadOnlySpan{float}, Span{byte})"/> can produce.</summary>
+    /// <summary>True for the types <see cref="Row(GgmlType, ReadOnlySpan{float}, Span{byte}, ReadOnlySpan{float})"/> can produce.</summary>
     public static bool IsSupported(GgmlType type) => type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16
         or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1 or GgmlType.Q8_0 or GgmlType.Q8_1
-        or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.TQ1_0 or GgmlType.TQ2_0;
+        or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.TQ1_0 or GgmlType.TQ2_0
+        or GgmlType.IQ4_NL or GgmlType.IQ4_XS;
 
     /// <summary>
     /// Quantizes <paramref name="src"/> (a multiple of the type's block size) into <paramref name="dst"/>, which needs
@@ -25,7 +27,8 @@ internal static class Quantize
     /// <see cref="Row(GgmlType, ReadOnlySpan{float}, Span{byte})"/> with an importance per column (an importance
     /// matrix's mean squared activation of each input feature, as llama.cpp's <c>quant_weights</c>), which weights the
     /// error each quantizer minimises; empty for none, else one value per element of <paramref name="src"/>. Types
-    /// whose llama.cpp quantizer ignores it (F32, F16, BF16, Q8_0, TQ1_0, TQ2_0) ignore it here too.
+    /// whose llama.cpp quantizer ignores it (F32, F16, BF16, Q8_0, TQ1_0, TQ2_0) ignore it here too; of the others only
+    /// IQ4_NL and IQ4_XS use it so far (the rest quantize as without one).
     /// </summary>
     public static void Row(GgmlType type, ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
     {
@@ -76,6 +79,9 @@ internal static class Quantize
                 return;
             case GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K:
                 KQuantizer.Row(type, src, dst);
+                return;
+            case GgmlType.IQ4_NL or GgmlType.IQ4_XS:
+                Iq4Quantizer.Row(type, src, dst, importance);
                 return;
         }
 

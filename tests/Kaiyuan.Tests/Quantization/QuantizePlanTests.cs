@@ -28,9 +28,17 @@ public sealed class QuantizePlanTests
     /// <see cref="TernaryFilesAreLlamaCppsToTheByteButTheImportanceMatrixKeys"/>).</summary>
     public static TheoryData<string, string, string> ImatrixMixes() => new() { { "llama", "f32", "tq1_0" }, { "llama", "f32", "tq2_0" } };
 
+    /// <summary>IQ4 fixtures, made with an importance matrix that their IQ4 and K-quant tensors used (see
+    /// <see cref="Iq4FilesAreLlamaCppsWhereNoImportanceMatrixWasUsed"/>).</summary>
+    public static TheoryData<string, string, string> Iq4Mixes() => new()
+    {
+        { "llama", "f32", "iq4_nl" }, { "llama", "f32", "iq4_xs" }, { "qwen3moe", "f32", "iq4_xs" }, { "deepseek2", "f32", "iq4_xs" },
+    };
+
     [Theory]
     [MemberData(nameof(Mixes))]
     [MemberData(nameof(ImatrixMixes))]
+    [MemberData(nameof(Iq4Mixes))]
     public void EveryTensorGetsLlamaCppsType(string folder, string source, string mixName)
     {
         using var input = GgufFile.Open(Fixtures.ModelPath(folder, $"{folder}-{source}.gguf"));
@@ -76,6 +84,69 @@ public sealed class QuantizePlanTests
             Assert.Equal(reference.Metadata.Keys.Where(k => !k.StartsWith("quantize.imatrix.", StringComparison.Ordinal)), result.Metadata.Keys);
             CompareTensors(result, reference, exact: true);
         });
+
+    /// <summary>
+    /// Our IQ4 files differ from llama-quantize's only where its importance matrix was used: the metadata but for the
+    /// matrix's keys, every tensor's type and shape, and the bytes of the tensors the matrix does not reach (the token
+    /// embedding, which is looked up rather than multiplied, the output head, which llama-imatrix leaves out, Q8_0, which
+    /// ignores it, and the unquantized ones) are equal.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Iq4Mixes))]
+    public void Iq4FilesAreLlamaCppsWhereNoImportanceMatrixWasUsed(string folder, string source, string mixName) =>
+        Quantized(folder, source, mixName, (_, result, reference) =>
+        {
+            Assert.Equal(reference.Metadata.Keys.Where(k => !k.StartsWith("quantize.imatrix.", StringComparison.Ordinal)), result.Metadata.Keys);
+            Assert.Equal(reference.Tensors.Count, result.Tensors.Count);
+            int identical = 0;
+            foreach (var (ours, theirs) in result.Tensors.Zip(reference.Tensors))
+            {
+                Assert.Equal(theirs.Name, ours.Name);
+                Assert.Equal(theirs.Type, ours.Type);
+                Assert.Equal(theirs.Dimensions, ours.Dimensions);
+                if (theirs.Name is not ("token_embd.weight" or "output.weight") && theirs.Type is not (GgmlType.Q8_0 or GgmlType.F32)) continue;
+                Assert.True(ours.Bytes.SequenceEqual(theirs.Bytes), $"{ours.Name} ({ours.Type}): bytes differ from llama.cpp's");
+                identical++;
+            }
+            Assert.True(identical >= 2);
+        });
+
+    /// <summary>
+    /// A model we quantized to an IQ4 mix loads and runs: fed llama.cpp's F32 greedy ids, its logits stay as close to the
+    /// F32 goldens as llama.cpp's own IQ4 file's do, give or take (ours has no importance matrix to lean on).
+    /// </summary>
+    [Theory]
+    [InlineData("llama", "iq4_nl")]
+    [InlineData("llama", "iq4_xs")]
+    [InlineData("qwen3moe", "iq4_xs")]
+    public void Iq4ModelsRunCloseToF32(string folder, string mixName) =>
+        Quantized(folder, "f32", mixName, (output, _, _) =>
+        {
+            var cases = Kaiyuan.Tests.Models.Goldens.Load(folder, "f32");
+            float ours = WorstLogitDifference(output, cases), theirs = WorstLogitDifference(Fixtures.ModelPath(folder, $"{folder}-{mixName}.gguf"), cases);
+            TestContext.Current.TestOutputHelper?.WriteLine($"{folder} {mixName}: max |Δlogit| vs F32 {ours:G3} (llama.cpp's file with its importance matrix: {theirs:G3})");
+            Assert.True(ours <= Math.Max(1.5f * theirs, 0.5f), $"{folder} {mixName}: ours differs from F32 by {ours}, llama.cpp's by {theirs}");
+        });
+
+    /// <summary>The largest logit difference from the F32 goldens over every teacher-forced step of every prompt.</summary>
+    private static float WorstLogitDifference(string path, Kaiyuan.Tests.Models.GoldenCase[] cases)
+    {
+        using var model = Kaiyuan.Models.ModelLoader.Load(path);
+        using var pool = new Kaiyuan.Kernels.WorkerPool(1);
+        var session = new Kaiyuan.Inference.InferenceSession(model, 512, pool);
+        float worst = 0;
+        foreach (var c in cases)
+        {
+            session.Reset();
+            var logits = session.Evaluate(c.PromptIds).ToArray();
+            for (int i = 0; i < c.Ids.Length; i++)
+            {
+                worst = Math.Max(worst, Kaiyuan.Tests.Models.Goldens.MaxAbsDiff(logits, c.Logits[i]));
+                logits = session.Evaluate([c.Ids[i]]).ToArray();
+            }
+        }
+        return worst;
+    }
 
     /// <summary>Quantizes a fixture to a mix into a temporary file and hands it, opened, to <paramref name="check"/> with llama.cpp's file.</summary>
     private static void Quantized(string folder, string source, string mixName, Action<string, GgufFile, GgufFile> check)
@@ -129,6 +200,38 @@ public sealed class QuantizePlanTests
             float bound = ours.Type is Kaiyuan.Gguf.GgmlType.F32 ? 0 : 2 * amax / 127 + 1e-6f;
             Assert.True(diff <= bound, $"{ours.Name} row {r}: differs by {diff} (bound {bound})");
         }
+    }
+
+    /// <summary>
+    /// The IQ4 rules the two-layer, two-queries-per-KV-head fixtures do not reach, on real shapes: attention V in Q5_K with
+    /// four or more query heads per KV head, the first eighth of <c>ffn_down</c> in Q5_K (llama.cpp's rule without an
+    /// importance matrix), and rows that do not split into 256 falling back from IQ4_XS to IQ4_NL (Q5_K to Q5_1).
+    /// </summary>
+    [Theory]
+    [InlineData(FileType.IQ4_XS)]
+    [InlineData(FileType.IQ4_NL)]
+    public void Iq4MixesOfRealShapes(FileType mix)
+    {
+        var main = mix == FileType.IQ4_XS ? GgmlType.IQ4_XS : GgmlType.IQ4_NL;
+        // Llama 3.2 1B: 16 layers, 32 query heads on 8 KV heads, 2048 wide, tied output.
+        var shape = Synth.Shape("llama-1b");
+        var plan = TensorTypePlan.Plan(Synth.Metadata(shape, mix), Synth.Tensors(shape), mix).ToDictionary(p => p.Tensor.Name, p => p.Type);
+        Assert.Equal(GgmlType.Q6_K, plan["token_embd.weight"]);
+        for (int layer = 0; layer < 16; layer++)
+        {
+            Assert.Equal(GgmlType.Q5_K, plan[$"blk.{layer}.attn_v.weight"]);
+            Assert.Equal(layer < 2 ? GgmlType.Q5_K : main, plan[$"blk.{layer}.ffn_down.weight"]);
+            Assert.Equal(main, plan[$"blk.{layer}.attn_q.weight"]);
+        }
+
+        // Qwen2.5 0.5B: 896-wide rows, 14 query heads on 2 KV heads, 24 layers, tied output.
+        shape = Synth.Shape("qwen2.5-0.5b");
+        plan = TensorTypePlan.Plan(Synth.Metadata(shape, mix), Synth.Tensors(shape), mix).ToDictionary(p => p.Tensor.Name, p => p.Type);
+        Assert.Equal(GgmlType.Q8_0, plan["token_embd.weight"]);
+        Assert.Equal(GgmlType.IQ4_NL, plan["blk.5.attn_q.weight"]);
+        Assert.Equal(GgmlType.Q5_1, plan["blk.5.attn_v.weight"]);
+        Assert.Equal(GgmlType.Q5_K, plan["blk.2.ffn_down.weight"]);
+        Assert.Equal(main, plan["blk.3.ffn_down.weight"]);
     }
 
     [Fact]

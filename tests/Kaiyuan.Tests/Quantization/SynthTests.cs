@@ -16,6 +16,7 @@ public sealed class SynthTests
     [InlineData("tiny", FileType.Q4_0)]
     [InlineData("tiny", FileType.Q6_K)]
     [InlineData("tiny", FileType.F16)]
+    [InlineData("tiny", FileType.IQ4_XS)]
     [InlineData("tiny-qwen3", FileType.Q4_K_M)]
     [InlineData("tiny-deepseek32", FileType.Q8_0)]
     [InlineData("tiny-qwen35", FileType.Q8_0)]

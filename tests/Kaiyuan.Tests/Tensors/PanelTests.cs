@@ -87,32 +87,9 @@ public sealed unsafe class PanelTests
         for (int r = 0; r < rows; r++)
         {
             float[] x = Enumerable.Range(0, n).Select(value).ToArray();
-            if (type == GgmlType.IQ4_NL) Iq4NlRow(x, data.AsSpan(r * rowBytes, rowBytes));
-            else Quantize.Row(type, x, data.AsSpan(r * rowBytes, rowBytes));
+            Quantize.Row(type, x, data.AsSpan(r * rowBytes, rowBytes));
         }
         return data;
-    }
-
-    /// <summary>
-    /// IQ4_NL blocks for tests (Kaiyuan does not write the type yet): d = −max|x|/127 when the extreme is positive, so the
-    /// extreme takes the −127 level as llama.cpp's quantizer would, and every element its nearest level.
-    /// </summary>
-    private static void Iq4NlRow(float[] x, Span<byte> row)
-    {
-        int[] levels = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
-        for (int b = 0; b < x.Length / 32; b++)
-        {
-            var block = row.Slice(b * 18, 18);
-            float max = x.Skip(32 * b).Take(32).MaxBy(MathF.Abs);
-            float d = max / -127f;
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(block, BitConverter.HalfToUInt16Bits((Half)d));
-            for (int j = 0; j < 32; j++)
-            {
-                int index = Enumerable.Range(0, 16).MinBy(k => d == 0 ? 0 : MathF.Abs(levels[k] * d - x[32 * b + j]));
-                if (j < 16) block[2 + j] = (byte)index;
-                else block[2 + j - 16] |= (byte)(index << 4);
-            }
-        }
     }
 
     private static (byte[] Data, int RowBytes) Activations(GgmlType type, int tokens, int n, Func<int, int, float> value)
