@@ -32,12 +32,6 @@ internal static class QuantizeCommand
             if (Path.GetDirectoryName(outPath) is { } folder && !Directory.Exists(folder))
                 throw new DirectoryNotFoundException($"<output>: the folder {folder} does not exist");
             using var file = GgufFile.Open(inPath);
-            if (p.GetValue(dryRun))
-            {
-                foreach (var plan in TensorTypePlan.Plan(file, mix))
-                    Console.Out.WriteLine($"{plan.Tensor.Name,-40} {plan.Tensor.Type,-6} -> {plan.Type,-6}{(plan.Note is null ? "" : "  (" + plan.Note + ")")}");
-                return 0;
-            }
             ImportanceMatrix? importance = null;
             string? importancePath = p.GetValue(imatrix);
             if (importancePath is not null)
@@ -47,6 +41,12 @@ internal static class QuantizeCommand
                                         (importance.ChunkCount > 0 ? $", {importance.ChunkCount} chunks" : ""));
             }
 
+            if (p.GetValue(dryRun))
+            {
+                foreach (var plan in TensorTypePlan.Plan(file, mix, withImportance: importance is not null))
+                    Console.Out.WriteLine($"{plan.Tensor.Name,-40} {plan.Tensor.Type,-6} -> {plan.Type,-6}{(plan.Note is null ? "" : "  (" + plan.Note + ")")}");
+                return 0;
+            }
             var bar = new ProgressBar("quantizing", bytes: false);
             var quantizer = new ModelQuantizer
             {

@@ -42,7 +42,7 @@ public sealed class ModelQuantizer
     /// <summary>Plans, converts and writes <paramref name="output"/> (atomically). Returns the plan that was carried out.</summary>
     public IReadOnlyList<TensorPlan> Quantize(GgufFile input, string output, FileType mix)
     {
-        var plan = TensorTypePlan.Plan(input, mix);
+        var plan = TensorTypePlan.Plan(input, mix, withImportance: Importance is not null);
         foreach (var p in plan.Where(p => p.Convert))
         {
             if (!GgmlTypeInfo.IsKnown(p.Tensor.Type)) throw new NotSupportedException($"tensor '{p.Tensor.Name}' has type {p.Tensor.Type}, which cannot be read");

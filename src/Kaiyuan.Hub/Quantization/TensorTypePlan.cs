@@ -14,8 +14,8 @@ public readonly record struct TensorPlan(GgufTensor Tensor, GgmlType Type, bool 
 /// bumps of the Q2_K, Q3_K_*, Q4_K_*, Q5_K_* and IQ4_* mixes, with the first/last-eighth-and-every-third-layer rule of
 /// the _M mixes; the 8-expert bumps (attention V/K to Q8_0, attention output to Q5_K); and the fallbacks when a row length
 /// is not a multiple of the block (Q4_K→Q5_0, Q5_K→Q5_1, Q6_K→Q8_0, Q2_K/Q3_K/IQ4_XS→IQ4_NL; F16 when even that does not
-/// fit, or for the 32-blocks). Without an importance matrix, so the IQ4 mixes take llama.cpp's no-imatrix bump of the
-/// first eighth of <c>ffn_down</c> to Q5_K. The 70B-only attention-V bump of llama.cpp (a model-size check) is left out.
+/// fit, or for the 32-blocks). The first eighth of <c>ffn_down</c> depends on the importance matrix as in llama.cpp:
+/// Q5_K in the IQ4 mixes only without one, Q4_1/Q5_1 in Q4_0/Q5_0 only with one. The 70B-only attention-V bump of llama.cpp (a model-size check) is left out.
 /// </summary>
 public static class TensorTypePlan
 {
@@ -68,8 +68,16 @@ public static class TensorTypePlan
     /// </summary>
     public static IReadOnlyList<TensorPlan> Plan(GgufFile file, FileType mix) => Plan(file.Metadata, file.Tensors, mix);
 
+    /// <summary>
+    /// <see cref="Plan(GgufFile, FileType)"/> for a run with an importance matrix when <paramref name="withImportance"/>:
+    /// llama.cpp then leaves the first eighth of <c>ffn_down</c> at IQ4 in the IQ4 mixes, and lifts it from Q4_0/Q5_0
+    /// to Q4_1/Q5_1 in those mixes.
+    /// </summary>
+    public static IReadOnlyList<TensorPlan> Plan(GgufFile file, FileType mix, bool withImportance) =>
+        Plan(file.Metadata, file.Tensors, mix, withImportance);
+
     /// <summary>Plans tensors described by metadata and tensor infos alone (no data needed), e.g. for synthesized models.</summary>
-    internal static IReadOnlyList<TensorPlan> Plan(GgufMetadata md, IReadOnlyList<GgufTensor> tensors, FileType mix)
+    internal static IReadOnlyList<TensorPlan> Plan(GgufMetadata md, IReadOnlyList<GgufTensor> tensors, FileType mix, bool withImportance = false)
     {
         var defaultType = DefaultType(mix);
         string arch = md.GetStringOrNull("general.architecture") ?? "";
@@ -80,7 +88,7 @@ public static class TensorTypePlan
         int nGqa = nHeadKv > 0 ? nHead / nHeadKv : 1;
         bool hasOutput = tensors.Any(t => t.Name == "output.weight");
         int nAttentionWv = tensors.Count(t => t.Name.Contains("attn_v.weight") || t.Name.Contains("attn_qkv.weight") || t.Name.Contains("attn_kv_b.weight"));
-        var state = new State { NLayer = nLayer, NExpert = Math.Max(1, nExpert), NGqa = nGqa, HasOutput = hasOutput, NAttentionWv = nAttentionWv, Arch = arch };
+        var state = new State { NLayer = nLayer, NExpert = Math.Max(1, nExpert), NGqa = nGqa, HasOutput = hasOutput, NAttentionWv = nAttentionWv, Arch = arch, HasImportance = withImportance };
 
         var plans = new List<TensorPlan>(tensors.Count);
         foreach (var t in tensors.OrderBy(t => t.Name, WriteOrder.Instance))
@@ -124,7 +132,7 @@ public static class TensorTypePlan
     private sealed class State
     {
         public int NLayer, NExpert, NGqa, NAttentionWv, IAttentionWv, IFfnDown;
-        public bool HasOutput;
+        public bool HasOutput, HasImportance;
         public string Arch = "";
     }
 
@@ -197,10 +205,12 @@ public static class TensorTypePlan
                 if (falcon) type = layer < n / 16 ? GgmlType.Q6_K : UseMoreBits(layer, n) ? GgmlType.Q5_K : GgmlType.Q4_K;
                 else if (UseMoreBits(layer, n)) type = GgmlType.Q6_K;
             }
-            // llama.cpp does this only without an importance matrix, which this writer never has.
-            else if (mix is FileType.IQ4_NL or FileType.IQ4_XS && layer < n / 8) type = GgmlType.Q5_K;
+            else if (mix is FileType.IQ4_NL or FileType.IQ4_XS && layer < n / 8 && !s.HasImportance) type = GgmlType.Q5_K;
             else if (mix == FileType.Q5_K_M && UseMoreBits(layer, n)) type = GgmlType.Q6_K;
             else if (mix == FileType.Q4_K_S && !falcon && layer < n / 8) type = GgmlType.Q5_K;
+            // Guards the first ffn_down layers, which go wrong even with an importance matrix in Q4_0/Q5_0.
+            else if (mix is FileType.Q4_0 or FileType.Q5_0 && s.HasImportance && layer < n / 8)
+                type = mix == FileType.Q4_0 ? GgmlType.Q4_1 : GgmlType.Q5_1;
             s.IFfnDown++;
         }
         else if (name.Contains("attn_output.weight", StringComparison.Ordinal))

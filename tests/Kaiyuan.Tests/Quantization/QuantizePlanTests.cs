@@ -234,6 +234,25 @@ public sealed class QuantizePlanTests
         Assert.Equal(main, plan["blk.3.ffn_down.weight"]);
     }
 
+    /// <summary>
+    /// llama.cpp's two rules that depend on an importance matrix, on the 16-layer Llama 3.2 1B shape: with one, the
+    /// first two <c>ffn_down</c> stay in the IQ4 type, and Q4_0/Q5_0 lift them to Q4_1/Q5_1 instead.
+    /// </summary>
+    [Theory]
+    [InlineData(FileType.IQ4_XS, GgmlType.Q5_K, GgmlType.IQ4_XS)]
+    [InlineData(FileType.Q4_0, GgmlType.Q4_0, GgmlType.Q4_1)]
+    [InlineData(FileType.Q5_0, GgmlType.Q5_0, GgmlType.Q5_1)]
+    public void FirstFfnDownLayersFollowTheImportanceMatrix(FileType mix, GgmlType without, GgmlType with)
+    {
+        var shape = Synth.Shape("llama-1b");
+        foreach (bool importance in new[] { false, true })
+        {
+            var plan = TensorTypePlan.Plan(Synth.Metadata(shape, mix), Synth.Tensors(shape), mix, importance).ToDictionary(p => p.Tensor.Name, p => p.Type);
+            for (int layer = 0; layer < 4; layer++)
+                Assert.Equal(layer < 2 ? (importance ? with : without) : TensorTypePlan.DefaultType(mix), plan[$"blk.{layer}.ffn_down.weight"]);
+        }
+    }
+
     [Fact]
     public void TypesTheQuantizerCannotWriteAreRefusedBeforeWriting()
     {
