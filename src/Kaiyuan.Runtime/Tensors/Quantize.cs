@@ -1,13 +1,15 @@
 using Kaiyuan.Gguf;
 using System.Buffers.Binary;
+using System.Runtime.InteropServices;
 
 namespace Kaiyuan.Tensors;
 
 /// <summary>
-/// Weight quantizers reproducing llama.cpp's reference quantizers without an importance matrix (quantize_row_*_ref,
-/// which is what quantize_q*_K / quantize_q4_0 … run when no imatrix is given), and IQ4_NL / IQ4_XS with or without
-/// one, so a tensor quantized here is byte-identical to llama-quantize's output. The arithmetic keeps ggml's operation
-/// order (see <see cref="ScaleSearch"/>).
+/// Weight quantizers reproducing llama.cpp's: without an importance matrix its reference quantizers (quantize_row_*_ref,
+/// which is what quantize_q*_K / quantize_q4_0 … run when no imatrix is given), so a tensor quantized here is
+/// byte-identical to llama-quantize's output; with one, its importance-matrix paths (quantize_row_*_impl) for the legacy
+/// and K-quant types; IQ4_NL / IQ4_XS with or without one. The arithmetic keeps ggml's operation order (see
+/// <see cref="ScaleSearch"/>).
 /// </summary>
 internal static class Quantize
 {
@@ -27,8 +29,7 @@ internal static class Quantize
     /// <see cref="Row(GgmlType, ReadOnlySpan{float}, Span{byte})"/> with an importance per column (an importance
     /// matrix's mean squared activation of each input feature, as llama.cpp's <c>quant_weights</c>), which weights the
     /// error each quantizer minimises; empty for none, else one value per element of <paramref name="src"/>. Types
-    /// whose llama.cpp quantizer ignores it (F32, F16, BF16, Q8_0, TQ1_0, TQ2_0) ignore it here too; of the others only
-    /// IQ4_NL and IQ4_XS use it so far (the rest quantize as without one).
+    /// whose llama.cpp quantizer ignores it (F32, F16, BF16, Q8_0, TQ1_0, TQ2_0) ignore it here too.
     /// </summary>
     public static void Row(GgmlType type, ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
     {
@@ -78,11 +79,17 @@ internal static class Quantize
 
                 return;
             case GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K:
-                KQuantizer.Row(type, src, dst);
+                KQuantizer.Row(type, src, dst, importance);
                 return;
             case GgmlType.IQ4_NL or GgmlType.IQ4_XS:
                 Iq4Quantizer.Row(type, src, dst, importance);
                 return;
+        }
+
+        if (!importance.IsEmpty && type is GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1)
+        {
+            LegacyWeighted(type, src, dst, importance);
+            return;
         }
 
         for (int b = 0; b < src.Length / blockSize; b++)
@@ -101,6 +108,77 @@ internal static class Quantize
                 case GgmlType.TQ2_0: TQ2_0(x, y); break;
             }
         }
+    }
+
+    /// <summary>
+    /// quantize_row_q4_0_impl … q5_1_impl: every element weighted by its importance times sqrt(sigma2 + x²), sigma2 the
+    /// row's mean square (so the importance decides, and small values still count), then the types' levels fitted by
+    /// weighted least squares: symmetric (make_qx_quants) for Q4_0/Q5_0, with a min (make_qkx3_quants) for Q4_1/Q5_1.
+    /// </summary>
+    private static void LegacyWeighted(GgmlType type, ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
+    {
+        const int blockSize = 32;
+        int typeSize = GgmlTypeInfo.Geometry(type).TypeSize;
+        Span<float> weights = stackalloc float[blockSize];
+        Span<byte> levels = stackalloc byte[blockSize];
+        Span<byte> scratch = stackalloc byte[blockSize];
+        float sigma2 = ScaleSearch.SumOfSquares(src) / src.Length;
+        for (int b = 0; b < src.Length / blockSize; b++)
+        {
+            ReadOnlySpan<float> x = src.Slice(b * blockSize, blockSize);
+            Span<byte> y = dst.Slice(b * typeSize, typeSize);
+            ScaleSearch.ImportanceWeights(x, importance.Slice(b * blockSize, blockSize), sigma2, weights);
+            switch (type)
+            {
+                case GgmlType.Q4_0:
+                    WriteHalf(y, BlockLayouts.Q4_0.D, ScaleSearch.SymmetricWeighted(x, weights, 8, MemoryMarshal.Cast<byte, sbyte>(levels)));
+                    PackNibbles(levels, y.Slice(BlockLayouts.Q4_0.Qs, 16));
+                    break;
+                case GgmlType.Q5_0:
+                    WriteHalf(y, BlockLayouts.Q5_0.D, ScaleSearch.SymmetricWeighted(x, weights, 16, MemoryMarshal.Cast<byte, sbyte>(levels)));
+                    PackNibbles(levels, y.Slice(BlockLayouts.Q5_0.Qs, 16));
+                    BinaryPrimitives.WriteUInt32LittleEndian(y.Slice(BlockLayouts.Q5_0.Qh, 4), FifthBits(levels));
+                    break;
+                case GgmlType.Q4_1:
+                    {
+                        float d = ScaleSearch.AsymmetricWithMin(x, weights, 15, levels, scratch, out float negatedMin, -0.9f, 0.05f, 36, false, boundedLevels: true);
+                        WriteHalf(y, BlockLayouts.Q4_1.D, d);
+                        WriteHalf(y, BlockLayouts.Q4_1.M, -negatedMin);
+                        PackNibbles(levels, y.Slice(BlockLayouts.Q4_1.Qs, 16));
+                        break;
+                    }
+                case GgmlType.Q5_1:
+                    {
+                        float d = ScaleSearch.AsymmetricWithMin(x, weights, 31, levels, scratch, out float negatedMin, -0.9f, 0.05f, 36, false, boundedLevels: true);
+                        WriteHalf(y, BlockLayouts.Q5_1.D, d);
+                        WriteHalf(y, BlockLayouts.Q5_1.M, -negatedMin);
+                        PackNibbles(levels, y.Slice(BlockLayouts.Q5_1.Qs, 16));
+                        BinaryPrimitives.WriteUInt32LittleEndian(y.Slice(BlockLayouts.Q5_1.Qh, 4), FifthBits(levels));
+                        break;
+                    }
+            }
+        }
+    }
+
+    /// <summary>The low nibbles of 32 levels, element j in the low and j + 16 in the high half of byte j.</summary>
+    private static void PackNibbles(ReadOnlySpan<byte> levels, Span<byte> qs)
+    {
+        for (int j = 0; j < 16; j++)
+        {
+            qs[j] = (byte)((levels[j] & 0xF) | ((levels[j + 16] & 0xF) << 4));
+        }
+    }
+
+    /// <summary>The fifth bit of each of 32 levels, element j at bit j.</summary>
+    private static uint FifthBits(ReadOnlySpan<byte> levels)
+    {
+        uint qh = 0;
+        for (int j = 0; j < 32; j++)
+        {
+            qh |= (uint)((levels[j] >> 4) & 1) << j;
+        }
+
+        return qh;
     }
 
     private static void WriteHalf(Span<byte> block, int offset, float value) =>

@@ -1,13 +1,45 @@
 namespace Kaiyuan.Tensors;
 
 /// <summary>
-/// ggml's scale searches for the K-quant reference quantizers (make_qx_quants, make_q3_quants, make_qkx2_quants).
-/// Arithmetic is written in ggml's evaluation order, one rounding per C operator, so the chosen levels match bit for bit.
+/// ggml's scale searches for the K-quant and legacy quantizers (make_qx_quants, make_q3_quants, make_qkx2_quants and,
+/// for the importance-matrix paths, make_qkx3_quants and make_qp_quants). Arithmetic is written in ggml's evaluation order, one rounding per C operator, so the chosen levels match bit for bit.
 /// </summary>
 internal static class ScaleSearch
 {
     /// <summary>Groups whose largest magnitude is below this are stored as all-zero (GROUP_MAX_EPS).</summary>
     public const float GroupMaxEpsilon = 1e-15f;
+
+    /// <summary>Σ x², summed in order, for the importance paths' sigma2 (over the row for the legacy types, the super-block for K-quants).</summary>
+    public static float SumOfSquares(ReadOnlySpan<float> x)
+    {
+        float sum = 0;
+        for (int i = 0; i < x.Length; i++)
+        {
+            sum += x[i] * x[i];
+        }
+
+        return sum;
+    }
+
+    /// <summary>
+    /// The importance paths' element weights, qw·sqrt(sigma2 + x²): the importance scaled so that small values still
+    /// count; returns their sum, which weights the group when its scale is itself quantized.
+    /// </summary>
+    public static float ImportanceWeights(ReadOnlySpan<float> x, ReadOnlySpan<float> qw, float sigma2, Span<float> weights)
+    {
+        for (int l = 0; l < x.Length; l++)
+        {
+            weights[l] = qw[l] * MathF.Sqrt(sigma2 + x[l] * x[l]);
+        }
+
+        float sum = 0;
+        for (int l = 0; l < x.Length; l++)
+        {
+            sum += weights[l];
+        }
+
+        return sum;
+    }
 
     /// <summary>The value of largest magnitude, with its sign (the first one on ties); its magnitude in <paramref name="amax"/>.</summary>
     private static float SignedMaxAbs(ReadOnlySpan<float> x, out float amax)
@@ -26,12 +58,16 @@ internal static class ScaleSearch
         return max;
     }
 
+    /// <summary>The weight of element <paramref name="i"/>: the importance-derived one when given, else x² (rmse_type 1).</summary>
+    private static float WeightOf(ReadOnlySpan<float> x, ReadOnlySpan<float> weights, int i) => weights.IsEmpty ? x[i] * x[i] : weights[i];
+
     /// <summary>
     /// The first fit both symmetric searches start from: levels at the scale -nmax/max (max = the value of largest
-    /// magnitude), stored plus <paramref name="levelBias"/>, with their x²-weighted sums Σw·x·l and Σw·l². False (levels
-    /// cleared) for a group too close to zero to fit.
+    /// magnitude), stored plus <paramref name="levelBias"/>, with their weighted sums Σw·x·l and Σw·l² (w = x² when
+    /// <paramref name="weights"/> is empty). False (levels cleared) for a group too close to zero to fit.
     /// </summary>
-    private static bool InitialSymmetricFit(ReadOnlySpan<float> x, int nmax, Span<sbyte> levels, int levelBias, out float max, out float sumlx, out float suml2)
+    private static bool InitialSymmetricFit(ReadOnlySpan<float> x, ReadOnlySpan<float> weights, int nmax, Span<sbyte> levels, int levelBias,
+        out float max, out float sumlx, out float suml2)
     {
         max = SignedMaxAbs(x, out float amax);
         sumlx = suml2 = 0;
@@ -46,7 +82,7 @@ internal static class ScaleSearch
         {
             int l = Math.Clamp(Rounding.NearestInt(iscale * x[i]), -nmax, nmax - 1);
             levels[i] = (sbyte)(l + levelBias);
-            float w = x[i] * x[i];
+            float w = WeightOf(x, weights, i);
             sumlx += w * x[i] * l;
             suml2 += w * l * l;
         }
@@ -55,12 +91,13 @@ internal static class ScaleSearch
     }
 
     /// <summary>
-    /// Symmetric levels in [-nmax, nmax) stored biased by nmax, weighted by x^2 (rmse_type 1 without an importance
-    /// matrix): tries the scale nmax/max and 18 nearby ones, keeping the best weighted least-squares fit.
+    /// Symmetric levels in [-nmax, nmax) stored biased by nmax (make_qx_quants, rmse_type 1): tries the scale nmax/max
+    /// and 18 nearby ones, keeping the best weighted least-squares fit. <paramref name="weights"/> are the per-element
+    /// weights an importance matrix gives (quant_weights); empty weights each value by x², as without one.
     /// </summary>
-    public static float SymmetricWeightedBySquares(ReadOnlySpan<float> x, int nmax, Span<sbyte> levels)
+    public static float SymmetricWeighted(ReadOnlySpan<float> x, ReadOnlySpan<float> weights, int nmax, Span<sbyte> levels)
     {
-        if (!InitialSymmetricFit(x, nmax, levels, levelBias: nmax, out float max, out float sumlx, out float suml2)) return 0f;
+        if (!InitialSymmetricFit(x, weights, nmax, levels, levelBias: nmax, out float max, out float sumlx, out float suml2)) return 0f;
 
         float iscale;
         float scale = suml2 != 0 ? sumlx / suml2 : 0.0f;
@@ -77,7 +114,7 @@ internal static class ScaleSearch
             for (int i = 0; i < x.Length; i++)
             {
                 int l = Math.Clamp(Rounding.NearestInt(iscale * x[i]), -nmax, nmax - 1);
-                float w = x[i] * x[i];
+                float w = WeightOf(x, weights, i);
                 sumlx += w * x[i] * l;
                 suml2 += w * l * l;
             }
@@ -103,7 +140,7 @@ internal static class ScaleSearch
     /// </summary>
     public static float SymmetricIterative(ReadOnlySpan<float> x, int nmax, Span<sbyte> levels)
     {
-        if (!InitialSymmetricFit(x, nmax, levels, levelBias: 0, out _, out float sumlx, out float suml2)) return 0f;
+        if (!InitialSymmetricFit(x, default, nmax, levels, levelBias: 0, out _, out float sumlx, out float suml2)) return 0f;
 
         for (int pass = 0; pass < 5; pass++)
         {
@@ -148,10 +185,13 @@ internal static class ScaleSearch
     /// <summary>
     /// Asymmetric levels in [0, nmax] with a min (make_qkx2_quants): fit x ~ scale * l + min (min &lt;= 0) by weighted
     /// least squares over nstep + 1 candidate scales, keeping the one with the least weighted error (absolute or
-    /// squared). Returns the scale; <paramref name="negatedMin"/> receives -min.
+    /// squared). Returns the scale; <paramref name="negatedMin"/> receives -min. <paramref name="boundedLevels"/> selects
+    /// make_qkx3_quants (the importance-matrix paths), which is the same search except that a candidate's level is
+    /// rounded from iscale·(x - min) after bounding it to (0, nmax]: the same levels for every in-range value, but
+    /// defined when a fitted min near max makes that product huge or not a number.
     /// </summary>
     public static float AsymmetricWithMin(ReadOnlySpan<float> x, ReadOnlySpan<float> weights, int nmax, Span<byte> levels,
-        Span<byte> scratch, out float negatedMin, float rmin, float rdelta, int nstep, bool useAbsoluteError)
+        Span<byte> scratch, out float negatedMin, float rmin, float rdelta, int nstep, bool useAbsoluteError, bool boundedLevels = false)
     {
         int n = x.Length;
         float min = x[0], max = x[0];
@@ -210,7 +250,17 @@ internal static class ScaleSearch
             float sumL = 0, sumL2 = 0, sumXL = 0;
             for (int i = 0; i < n; i++)
             {
-                int l = Math.Max(0, Math.Min(nmax, Rounding.NearestInt(iscale * (x[i] - min))));
+                int l;
+                if (boundedLevels)
+                {
+                    float v = iscale * (x[i] - min);
+                    l = v > 0 ? Rounding.NearestInt(MathF.Min(v, nmax)) : 0;
+                }
+                else
+                {
+                    l = Math.Max(0, Math.Min(nmax, Rounding.NearestInt(iscale * (x[i] - min))));
+                }
+
                 scratch[i] = (byte)l;
                 float w = weights[i];
                 sumL += w * l;
@@ -249,5 +299,113 @@ internal static class ScaleSearch
 
         negatedMin = -min;
         return scale;
+    }
+
+    /// <summary>
+    /// Non-negative levels in [0, nmax] for non-negative values (make_qp_quants), which the importance-matrix K-quants use
+    /// to quantize their group scales and mins against the super-block scale, each group weighted by its summed element
+    /// weights: the best of nine scales near nmax/max by weighted squared error, then up to 5 passes moving single levels
+    /// while the weighted least-squares fit improves. Returns that fit's scale.
+    /// </summary>
+    /// <remarks>
+    /// Levels are stored as bytes, as ggml's uint8_t: a negative value (a negative scale, which the searches can in
+    /// principle return) wraps there, and the stored, wrapped level is what later steps read back.
+    /// </remarks>
+    public static float NonNegativeWeighted(ReadOnlySpan<float> x, ReadOnlySpan<float> weights, int nmax, Span<byte> levels)
+    {
+        int n = x.Length;
+        float max = 0;
+        for (int i = 0; i < n; i++)
+        {
+            max = max > x[i] ? max : x[i];
+        }
+
+        if (max < GroupMaxEpsilon)
+        {
+            levels[..n].Clear();
+            return 0f;
+        }
+
+        float iscale = nmax / max;
+        for (int i = 0; i < n; i++)
+        {
+            levels[i] = (byte)Rounding.NearestInt(iscale * x[i]);
+        }
+
+        float scale = 1 / iscale;
+        float bestError = 0;
+        for (int i = 0; i < n; i++)
+        {
+            float diff = x[i] - scale * levels[i];
+            bestError += weights[i] * diff * diff;
+        }
+
+        for (int step = -4; step <= 4; step++)
+        {
+            if (step == 0)
+            {
+                continue;
+            }
+
+            float stepIscale = (0.1f * step + nmax) / max;
+            float stepScale = 1 / stepIscale;
+            float error = 0;
+            for (int i = 0; i < n; i++)
+            {
+                int l = Math.Min(nmax, Rounding.NearestInt(stepIscale * x[i]));
+                float diff = x[i] - stepScale * l;
+                error += weights[i] * diff * diff;
+            }
+
+            if (error < bestError)
+            {
+                bestError = error;
+                iscale = stepIscale;
+            }
+        }
+
+        float sumlx = 0, suml2 = 0;
+        for (int i = 0; i < n; i++)
+        {
+            int l = Math.Min(nmax, Rounding.NearestInt(iscale * x[i]));
+            levels[i] = (byte)l;
+            float w = weights[i];
+            sumlx += w * x[i] * l;
+            suml2 += w * l * l;
+        }
+
+        for (int pass = 0; pass < 5; pass++)
+        {
+            int changed = 0;
+            for (int i = 0; i < n; i++)
+            {
+                float w = weights[i];
+                float slx = sumlx - w * x[i] * levels[i];
+                float sl2 = suml2 - w * levels[i] * levels[i];
+                if (slx > 0 && sl2 > 0)
+                {
+                    int newLevel = Math.Min(nmax, Rounding.NearestInt(x[i] * sl2 / slx));
+                    if (newLevel != levels[i])
+                    {
+                        slx += w * x[i] * newLevel;
+                        sl2 += w * newLevel * newLevel;
+                        if (slx * slx * suml2 > sumlx * sumlx * sl2)
+                        {
+                            levels[i] = (byte)newLevel;
+                            sumlx = slx;
+                            suml2 = sl2;
+                            changed++;
+                        }
+                    }
+                }
+            }
+
+            if (changed == 0)
+            {
+                break;
+            }
+        }
+
+        return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
     }
 }
