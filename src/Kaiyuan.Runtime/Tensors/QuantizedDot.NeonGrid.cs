@@ -151,7 +151,7 @@ internal static unsafe partial class NeonDot
                         grid + (q[2] | (bits << 6 & 256)), grid + (q[3] | (bits << 5 & 256))), lowNegative);
                     high = Negated(Points(grid + (q[4] | (bits << 4 & 256)), grid + (q[5] | (bits << 3 & 256)),
                         grid + (q[6] | (bits << 2 & 256)), grid + (q[7] | (bits << 1 & 256))), highNegative);
-                    m0 = m1 = 2 * (x[BlockLayouts.IQ3_S.Scales + sub / 2] >> (4 * (sub % 2)) & 0xF) + 1;
+                    m0 = m1 = 2 * (x[BlockLayouts.IQ3_S.Scales + (sub >> 1)] >> (4 * (sub & 1)) & 0xF) + 1;
                     return;
                 }
             case GgmlType.IQ1_S:
