@@ -10,7 +10,7 @@ namespace Kaiyuan.Tensors;
 /// </summary>
 internal static class Quantize
 {
-    /// <summary>True for the types <see cref="Row"/> can produce.</summary>
+    /// <summary>True for the types <see cref="Row(GgmlType, ReadOnlySpan{float}, Span{byte})"/> can produce.</summary>
     public static bool IsSupported(GgmlType type) => type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16
         or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1 or GgmlType.Q8_0 or GgmlType.Q8_1
         or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.TQ1_0 or GgmlType.TQ2_0;
