@@ -10,14 +10,14 @@ namespace Kaiyuan.Tensors;
 /// kernels: a block's int8 products summed by sdot into four int32 lanes, converted and multiply-added with the block
 /// scale (even and odd blocks in separate accumulators), K-quant sub-blocks reduced to scalars and weighted by their
 /// integer scales. The integer sums are exact, so results differ from the scalar reference only in float rounding.
-/// Types without a kernel here use the scalar reference.
+/// The grid i-quants are in QuantizedDot.NeonGrid.cs. Types without a kernel here use the scalar reference.
 /// </summary>
-internal static unsafe class NeonDot
+internal static unsafe partial class NeonDot
 {
     /// <summary>True when <see cref="Dot"/> has a NEON kernel for <paramref name="weightType"/>.</summary>
     public static bool Has(GgmlType weightType) => weightType is GgmlType.F32 or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0
         or GgmlType.Q5_1 or GgmlType.Q8_0 or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K
-        or GgmlType.IQ4_NL or GgmlType.IQ4_XS or GgmlType.TQ1_0 or GgmlType.TQ2_0;
+        or GgmlType.IQ4_NL or GgmlType.IQ4_XS or GgmlType.TQ1_0 or GgmlType.TQ2_0 || IqGridDecoder.Handles(weightType);
 
     public static float Dot(GgmlType weightType, ReadOnlySpan<byte> w, ReadOnlySpan<byte> a, int n)
     {
@@ -41,6 +41,7 @@ internal static unsafe class NeonDot
                 GgmlType.IQ4_XS => IQ4_XS(x, y, n / BlockLayouts.QK_K),
                 GgmlType.TQ1_0 => TQ1_0(x, y, n / BlockLayouts.QK_K),
                 GgmlType.TQ2_0 => TQ2_0(x, y, n / BlockLayouts.QK_K),
+                _ when IqGridDecoder.Handles(weightType) => GridQuant(weightType, x, y, n / BlockLayouts.QK_K),
                 _ => Q6_K(x, y, n / BlockLayouts.QK_K),
             };
         }
