@@ -15,7 +15,7 @@ using Kaiyuan.Fuzz.Targets;
 var targets = new Func<FuzzTarget>[]
 {
     () => new GgufTarget(), () => new TokenizerTarget(), () => new JinjaTarget(), () => new OutputParserTarget(),
-    () => new GrammarTarget(), () => new HttpTarget(),
+    () => new GrammarTarget(), () => new HttpTarget(), () => new ImatrixTarget(),
 };
 if (args.FirstOrDefault() == "soak")
 {

@@ -167,24 +167,25 @@ public sealed class ImportanceMatrix
         using var stream = File.OpenRead(path);
         using var reader = new BinaryReader(stream, Encoding.UTF8);
         long length = stream.Length;
-        int Count(string what, long max)
+        // A count of items of itemBytes each, bounded by the bytes left after it, so a corrupt file cannot ask for an
+        // unbounded allocation or a read past its end.
+        int Count(string what, int itemBytes)
         {
             if (stream.Position + 4 > length) throw new InvalidDataException($"{path}: truncated at {what}");
             int v = reader.ReadInt32();
-            if (v < 0 || v > max) throw new InvalidDataException($"{path}: {what} {v} is out of range");
+            if (v < 0 || (long)v * itemBytes > length - stream.Position) throw new InvalidDataException($"{path}: {what} {v} is out of range");
             return v;
         }
 
-        int n = Count("the entry count", int.MaxValue);
+        int n = Count("the entry count", 1);
         if (n == 0) throw new InvalidDataException($"{path}: no importance entries");
         var entries = new Dictionary<string, float[]>(StringComparer.Ordinal);
         for (int e = 0; e < n; e++)
         {
-            // Every count is bounded by the bytes left, so a corrupt file cannot ask for an unbounded allocation.
-            int nameLength = Count("a name length", length - stream.Position);
+            int nameLength = Count("a name length", 1);
             string name = Encoding.UTF8.GetString(reader.ReadBytes(nameLength));
             int calls = reader.ReadInt32();
-            int values = Count($"the value count of '{name}'", (length - stream.Position) / 4);
+            int values = Count($"the value count of '{name}'", 4);
             var bytes = reader.ReadBytes(values * 4);
             var data = new float[values];
             for (int i = 0; i < values; i++)
@@ -204,7 +205,7 @@ public sealed class ImportanceMatrix
             chunks = Math.Max(0, reader.ReadInt32());
             if (stream.Position + 4 <= length)
             {
-                int nameLength = Count("the dataset name length", length - stream.Position - 4);
+                int nameLength = Count("the dataset name length", 1);
                 datasets.Add(Encoding.UTF8.GetString(reader.ReadBytes(nameLength)));
             }
         }
