@@ -111,7 +111,18 @@ public sealed class KillTests
     {
         var (process, address, _) = await Cli.KaiyuanProcess.StartServeAsync(
             ["-m", Fixtures.ModelPath("aidreams260K", "aidreams260K-f32.gguf"), "--port", "0", "-t", "1", .. args]);
-        return (process, new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromSeconds(60) });
+        var http = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromSeconds(60) };
+        // The server listens before its model has loaded (answering 503 meanwhile); on a busy machine that takes a while.
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (true)
+        {
+            using var health = await http.GetAsync("health", TestContext.Current.CancellationToken);
+            if (health.IsSuccessStatusCode) break;
+            Assert.True(DateTime.UtcNow < deadline, "the server's model did not load within 60 s");
+            await Task.Delay(50, TestContext.Current.CancellationToken);
+        }
+
+        return (process, http);
     }
 
     private static async Task<string> CompleteAsync(HttpClient http, string prompt, CancellationToken ct = default)
