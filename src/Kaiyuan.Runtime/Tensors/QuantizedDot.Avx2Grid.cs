@@ -4,19 +4,12 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
+using static Kaiyuan.Tensors.IqGridKernels;
+
 namespace Kaiyuan.Tensors;
 
 internal static unsafe partial class Avx2Dot
 {
-    // The pinned codebooks (see IqGrids), read through raw pointers so that decoding needs no fixed statement.
-    private static readonly ulong* Grid2Xxs = (ulong*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(IqGrids.Iq2Xxs));
-    private static readonly ulong* Grid2Xs = (ulong*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(IqGrids.Iq2Xs));
-    private static readonly ulong* Grid2S = (ulong*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(IqGrids.Iq2S));
-    private static readonly uint* Grid3Xxs = (uint*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(IqGrids.Iq3Xxs));
-    private static readonly uint* Grid3S = (uint*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(IqGrids.Iq3S));
-    private static readonly ulong* Grid1 = (ulong*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(IqGrids.Iq1S));
-    private static readonly ulong* EvenSignVectors = (ulong*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(IqGrids.EvenSignVectors));
-
     /// <summary>
     /// A grid i-quant row against Q8_K. Each sub-block's magnitudes (<see cref="GridSubBlock"/>) meet the activations
     /// carrying the weights' signs in one unsigned-by-signed multiply-add, which forms the pair sums, and a second, by
@@ -32,26 +25,6 @@ internal static unsafe partial class Avx2Dot
         GgmlType.IQ1_S => GridQuant<Iq1SGrid>(x, y, blocks),
         _ => GridQuant<Iq1MGrid>(x, y, blocks),
     };
-
-    /// <summary>Names a grid type at compile time, so each kernel is specialised and its decoding switch folds away.</summary>
-    private interface IGridType
-    {
-        static abstract GgmlType Type { get; }
-    }
-
-    private readonly struct Iq2XxsGrid : IGridType { public static GgmlType Type => GgmlType.IQ2_XXS; }
-
-    private readonly struct Iq2XsGrid : IGridType { public static GgmlType Type => GgmlType.IQ2_XS; }
-
-    private readonly struct Iq2SGrid : IGridType { public static GgmlType Type => GgmlType.IQ2_S; }
-
-    private readonly struct Iq3XxsGrid : IGridType { public static GgmlType Type => GgmlType.IQ3_XXS; }
-
-    private readonly struct Iq3SGrid : IGridType { public static GgmlType Type => GgmlType.IQ3_S; }
-
-    private readonly struct Iq1SGrid : IGridType { public static GgmlType Type => GgmlType.IQ1_S; }
-
-    private readonly struct Iq1MGrid : IGridType { public static GgmlType Type => GgmlType.IQ1_M; }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float GridQuant<T>(byte* x, byte* y, int blocks) where T : struct, IGridType
@@ -132,17 +105,6 @@ internal static unsafe partial class Avx2Dot
             }
         }
     }
-
-    /// <summary>The block's d (IQ1_M keeps its fp16 bits in the top nibbles of its scale words).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float GridScale(GgmlType type, byte* x) =>
-        type == GgmlType.IQ1_M ? IqGridDecoder.Scale(type, new ReadOnlySpan<byte>(x, BlockLayouts.IQ1_M.Size)) : Half(x);
-
-    /// <summary>
-    /// The unit <see cref="GridSubBlock"/>'s integers count in, times d: <see cref="IqGridDecoder.Unit"/>, except that
-    /// the 1-bit types' values are 8·grid ± 1 and so count in eighths.
-    /// </summary>
-    private static float GridUnit(GgmlType type) => type is GgmlType.IQ1_S or GgmlType.IQ1_M ? 0.125f : IqGridDecoder.Unit(type);
 
     /// <summary>
     /// Sub-block <paramref name="sub"/> (32 elements) of grid block <paramref name="x"/>: its values' magnitudes, one
@@ -239,8 +201,6 @@ internal static unsafe partial class Avx2Dot
         return magnitudes;
     }
 
-    private static (int Low, int High) Multipliers(byte scales) => (2 * (scales & 0xF) + 1, 2 * (scales >> 4) + 1);
-
     /// <summary>The four 7-bit sign fields of a packed word, each completed to 8 signs, as 32 bytes of ±1.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<sbyte> EvenSigns4(ulong* evenSigns, uint packed) =>
@@ -260,17 +220,6 @@ internal static unsafe partial class Avx2Dot
         return Vector256.Equals(spread & bitOfByte, bitOfByte).AsSByte() | Vector256<sbyte>.One;
     }
 
-    /// <summary>Bytes per block of a grid type (a constant once specialised).</summary>
-    private static int GridBlockBytes(GgmlType type) => type switch
-    {
-        GgmlType.IQ2_XXS => BlockLayouts.IQ2_XXS.Size,
-        GgmlType.IQ2_XS => BlockLayouts.IQ2_XS.Size,
-        GgmlType.IQ2_S => BlockLayouts.IQ2_S.Size,
-        GgmlType.IQ3_XXS => BlockLayouts.IQ3_XXS.Size,
-        GgmlType.IQ3_S => BlockLayouts.IQ3_S.Size,
-        GgmlType.IQ1_S => BlockLayouts.IQ1_S.Size,
-        _ => BlockLayouts.IQ1_M.Size,
-    };
 
     /// <summary>The codebook of a grid type: 8-byte points (the 2-bit and 1-bit grids) or 4-byte points (IQ3).</summary>
     private static void* GridTable(GgmlType type) => type switch

@@ -4,19 +4,12 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 
+using static Kaiyuan.Tensors.IqGridKernels;
+
 namespace Kaiyuan.Tensors;
 
 internal static unsafe partial class NeonDot
 {
-    // The pinned codebooks (see IqGrids), read through raw pointers so that decoding needs no fixed statement.
-    private static readonly ulong* Grid2Xxs = (ulong*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(IqGrids.Iq2Xxs));
-    private static readonly ulong* Grid2Xs = (ulong*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(IqGrids.Iq2Xs));
-    private static readonly ulong* Grid2S = (ulong*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(IqGrids.Iq2S));
-    private static readonly uint* Grid3Xxs = (uint*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(IqGrids.Iq3Xxs));
-    private static readonly uint* Grid3S = (uint*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(IqGrids.Iq3S));
-    private static readonly ulong* Grid1 = (ulong*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(IqGrids.Iq1S));
-    private static readonly ulong* EvenSignVectors = (ulong*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(IqGrids.EvenSignVectors));
-
     /// <summary>
     /// A grid i-quant row against Q8_K. Each sub-block becomes two vectors of signed int8 weights
     /// (<see cref="GridHalves"/>); the signs go onto the weights rather than the activations, since Q8_K may hold −128,
@@ -33,26 +26,6 @@ internal static unsafe partial class NeonDot
         GgmlType.IQ1_S => GridQuant<Iq1SGrid>(x, y, blocks),
         _ => GridQuant<Iq1MGrid>(x, y, blocks),
     };
-
-    /// <summary>Names a grid type at compile time, so each kernel is specialised and its decoding switch folds away.</summary>
-    private interface IGridType
-    {
-        static abstract GgmlType Type { get; }
-    }
-
-    private readonly struct Iq2XxsGrid : IGridType { public static GgmlType Type => GgmlType.IQ2_XXS; }
-
-    private readonly struct Iq2XsGrid : IGridType { public static GgmlType Type => GgmlType.IQ2_XS; }
-
-    private readonly struct Iq2SGrid : IGridType { public static GgmlType Type => GgmlType.IQ2_S; }
-
-    private readonly struct Iq3XxsGrid : IGridType { public static GgmlType Type => GgmlType.IQ3_XXS; }
-
-    private readonly struct Iq3SGrid : IGridType { public static GgmlType Type => GgmlType.IQ3_S; }
-
-    private readonly struct Iq1SGrid : IGridType { public static GgmlType Type => GgmlType.IQ1_S; }
-
-    private readonly struct Iq1MGrid : IGridType { public static GgmlType Type => GgmlType.IQ1_M; }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float GridQuant<T>(byte* x, byte* y, int blocks) where T : struct, IGridType
@@ -187,8 +160,6 @@ internal static unsafe partial class NeonDot
         }
     }
 
-    private static (int Low, int High) Multipliers(byte scales) => (2 * (scales & 0xF) + 1, 2 * (scales >> 4) + 1);
-
     /// <summary>Two 8-byte table entries as one vector, <paramref name="first"/> in the low half, loaded straight into the register.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector128<sbyte> Points(ulong* first, ulong* second) =>
@@ -221,27 +192,4 @@ internal static unsafe partial class NeonDot
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector128<sbyte> Eighths(Vector128<sbyte> points, Vector128<sbyte> shifts) =>
         AdvSimd.ShiftLeftLogical(points, 3) + shifts;
-
-    /// <summary>The block's d (IQ1_M keeps its fp16 bits in the top nibbles of its scale words).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float GridScale(GgmlType type, byte* x) =>
-        type == GgmlType.IQ1_M ? IqGridDecoder.Scale(type, new ReadOnlySpan<byte>(x, BlockLayouts.IQ1_M.Size)) : Half(x);
-
-    /// <summary>
-    /// The unit <see cref="GridHalves"/>' integers count in, times d: <see cref="IqGridDecoder.Unit"/>, except that the
-    /// 1-bit types' values are 8·grid ± 1 and so count in eighths.
-    /// </summary>
-    private static float GridUnit(GgmlType type) => type is GgmlType.IQ1_S or GgmlType.IQ1_M ? 0.125f : IqGridDecoder.Unit(type);
-
-    /// <summary>Bytes per block of a grid type (a constant once specialised).</summary>
-    private static int GridBlockBytes(GgmlType type) => type switch
-    {
-        GgmlType.IQ2_XXS => BlockLayouts.IQ2_XXS.Size,
-        GgmlType.IQ2_XS => BlockLayouts.IQ2_XS.Size,
-        GgmlType.IQ2_S => BlockLayouts.IQ2_S.Size,
-        GgmlType.IQ3_XXS => BlockLayouts.IQ3_XXS.Size,
-        GgmlType.IQ3_S => BlockLayouts.IQ3_S.Size,
-        GgmlType.IQ1_S => BlockLayouts.IQ1_S.Size,
-        _ => BlockLayouts.IQ1_M.Size,
-    };
 }
