@@ -40,6 +40,24 @@ internal static unsafe class IqGridKernels
 
     public readonly struct Iq1MGrid : IGridType { public static GgmlType Type => GgmlType.IQ1_M; }
 
+    /// <summary>A row kernel specialised per grid type (<see cref="Dot{TKernel}"/> picks the specialisation).</summary>
+    public interface IRowKernel
+    {
+        static abstract float Dot<T>(byte* x, byte* y, int blocks) where T : struct, IGridType;
+    }
+
+    /// <summary>Runs <typeparamref name="TKernel"/>'s kernel specialised for <paramref name="type"/>.</summary>
+    public static float Dot<TKernel>(GgmlType type, byte* x, byte* y, int blocks) where TKernel : IRowKernel => type switch
+    {
+        GgmlType.IQ2_XXS => TKernel.Dot<Iq2XxsGrid>(x, y, blocks),
+        GgmlType.IQ2_XS => TKernel.Dot<Iq2XsGrid>(x, y, blocks),
+        GgmlType.IQ2_S => TKernel.Dot<Iq2SGrid>(x, y, blocks),
+        GgmlType.IQ3_XXS => TKernel.Dot<Iq3XxsGrid>(x, y, blocks),
+        GgmlType.IQ3_S => TKernel.Dot<Iq3SGrid>(x, y, blocks),
+        GgmlType.IQ1_S => TKernel.Dot<Iq1SGrid>(x, y, blocks),
+        _ => TKernel.Dot<Iq1MGrid>(x, y, blocks),
+    };
+
     /// <summary>The block's d (IQ1_M keeps its fp16 bits in the top nibbles of its scale words).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float GridScale(GgmlType type, byte* x) =>

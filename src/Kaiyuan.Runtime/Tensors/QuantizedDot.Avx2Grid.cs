@@ -15,16 +15,12 @@ internal static unsafe partial class Avx2Dot
     /// carrying the weights' signs in one unsigned-by-signed multiply-add, which forms the pair sums, and a second, by
     /// the two halves' odd multipliers, the 8 int32 lanes; each block's lanes are converted and multiply-added with d·dy.
     /// </summary>
-    private static float GridQuant(GgmlType type, byte* x, byte* y, int blocks) => type switch
+    private static float GridQuant(GgmlType type, byte* x, byte* y, int blocks) => Dot<Avx2GridRows>(type, x, y, blocks);
+
+    private readonly struct Avx2GridRows : IRowKernel
     {
-        GgmlType.IQ2_XXS => GridQuant<Iq2XxsGrid>(x, y, blocks),
-        GgmlType.IQ2_XS => GridQuant<Iq2XsGrid>(x, y, blocks),
-        GgmlType.IQ2_S => GridQuant<Iq2SGrid>(x, y, blocks),
-        GgmlType.IQ3_XXS => GridQuant<Iq3XxsGrid>(x, y, blocks),
-        GgmlType.IQ3_S => GridQuant<Iq3SGrid>(x, y, blocks),
-        GgmlType.IQ1_S => GridQuant<Iq1SGrid>(x, y, blocks),
-        _ => GridQuant<Iq1MGrid>(x, y, blocks),
-    };
+        public static float Dot<T>(byte* x, byte* y, int blocks) where T : struct, IGridType => GridQuant<T>(x, y, blocks);
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float GridQuant<T>(byte* x, byte* y, int blocks) where T : struct, IGridType

@@ -16,16 +16,12 @@ internal static unsafe partial class NeonDot
     /// whose negation is no byte. sdot sums each half, multiply-added into the block's int32 lanes by the half's odd
     /// multiplier; the block's exact integer sum is weighted by d·dy in block order, the total by the type's unit.
     /// </summary>
-    private static float GridQuant(GgmlType type, byte* x, byte* y, int blocks) => type switch
+    private static float GridQuant(GgmlType type, byte* x, byte* y, int blocks) => Dot<NeonGridRows>(type, x, y, blocks);
+
+    private readonly struct NeonGridRows : IRowKernel
     {
-        GgmlType.IQ2_XXS => GridQuant<Iq2XxsGrid>(x, y, blocks),
-        GgmlType.IQ2_XS => GridQuant<Iq2XsGrid>(x, y, blocks),
-        GgmlType.IQ2_S => GridQuant<Iq2SGrid>(x, y, blocks),
-        GgmlType.IQ3_XXS => GridQuant<Iq3XxsGrid>(x, y, blocks),
-        GgmlType.IQ3_S => GridQuant<Iq3SGrid>(x, y, blocks),
-        GgmlType.IQ1_S => GridQuant<Iq1SGrid>(x, y, blocks),
-        _ => GridQuant<Iq1MGrid>(x, y, blocks),
-    };
+        public static float Dot<T>(byte* x, byte* y, int blocks) where T : struct, IGridType => GridQuant<T>(x, y, blocks);
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float GridQuant<T>(byte* x, byte* y, int blocks) where T : struct, IGridType
