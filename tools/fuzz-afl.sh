@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of one input surface, or all of them: tools/fuzz-afl.sh TARGET|all [SECONDS] [--seed N].
-# Targets as tools/fuzz.sh's (gguf, tokenizer, jinja, parser, grammar, http), each run by afl-fuzz (AFL++) for SECONDS
+# Targets as tools/fuzz.sh's (gguf, tokenizer, jinja, parser, grammar, http, imatrix), each run by afl-fuzz (AFL++) for SECONDS
 # (default 60) through SharpFuzz: a copy of the fuzz tool's build, under artifacts/afl/TARGET/, in which the assemblies
 # (or namespaces) the target's surface runs are instrumented for AFL's edge coverage. Seeds: the checked-in corpus (tools/Kaiyuan.Fuzz/corpus/TARGET/, seeds/ included)
 # and small seeds made from the fixtures at run time; the target's words as AFL's dictionary. Each input passes the same
@@ -11,7 +11,7 @@
 # restored here); the exit status is 2 when either is missing or afl-fuzz fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-all=(gguf tokenizer jinja parser grammar http)
+all=(gguf tokenizer jinja parser grammar http imatrix)
 which=${1:-}
 seconds=60
 seed=()
