@@ -22,29 +22,72 @@ internal static unsafe partial class Avx2Dot
         public static float Dot<T>(byte* x, byte* y, int blocks) where T : struct, IGridType => GridQuant<T>(x, y, blocks);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float GridQuant<T>(byte* x, byte* y, int blocks) where T : struct, IGridType
+    {
+        float result;
+        GridTile<T>(x, y, 0, 1, blocks, &result, 0);
+        return result;
+    }
+
+    /// <summary>
+    /// One grid row against 1–4 activation rows <paramref name="stride"/> bytes apart (a decode step of several
+    /// streams): each sub-block is decoded once and meets every row, each row's sums formed exactly as the single-row
+    /// dot forms them, so every result equals it to the bit.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void GridTile<T>(byte* x, byte* y, int stride, int rows, int blocks, float* output, long outputStride) where T : struct, IGridType
     {
         int size = GridBlockBytes(T.Type);
         void* grid = GridTable(T.Type);
         ulong* evenSigns = EvenSignVectors;
-        var acc = Vector256<float>.Zero;
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
         for (int b = 0; b < blocks; b++, x += size, y += BlockLayouts.Q8_K.Size)
         {
             PrefetchBlock(x, size);
-            var sums = Vector256<int>.Zero;
-            for (int sub = 0; sub < 8; sub++)
+            Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
+            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
+            for (int sub = 0; sub < 8; sub++, q8 += 32)
             {
                 Vector256<byte> magnitudes = GridSubBlock(T.Type, grid, evenSigns, x, sub, out var signs, out int m0, out int m1);
-                var q8 = Avx2.Sign(Vector256.Load((sbyte*)(y + BlockLayouts.Q8_K.Qs + 32 * sub)), signs);
-                Vector256<short> pairs = Avx2.MultiplyAddAdjacent(magnitudes, q8);
-                sums += Avx2.MultiplyAddAdjacent(pairs, Vector256.Create(Vector128.Create((short)m0), Vector128.Create((short)m1)));
+                var multipliers = Vector256.Create(Vector128.Create((short)m0), Vector128.Create((short)m1));
+                s0 += GridSums(magnitudes, signs, q8, multipliers);
+                if (rows > 1) s1 += GridSums(magnitudes, signs, q8 + stride, multipliers);
+                if (rows > 2) s2 += GridSums(magnitudes, signs, q8 + 2 * stride, multipliers);
+                if (rows > 3) s3 += GridSums(magnitudes, signs, q8 + 3 * stride, multipliers);
             }
 
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sums), Vector256.Create(GridScale(T.Type, x) * *(float*)(y + BlockLayouts.Q8_K.D)), acc);
+            float dx = GridScale(T.Type, x);
+            a0 = BlockFma(dx * *(float*)(y + BlockLayouts.Q8_K.D), s0, a0);
+            if (rows > 1) a1 = BlockFma(dx * *(float*)(y + stride + BlockLayouts.Q8_K.D), s1, a1);
+            if (rows > 2) a2 = BlockFma(dx * *(float*)(y + 2 * stride + BlockLayouts.Q8_K.D), s2, a2);
+            if (rows > 3) a3 = BlockFma(dx * *(float*)(y + 3 * stride + BlockLayouts.Q8_K.D), s3, a3);
         }
 
-        return GridUnit(T.Type) * HorizontalSum(acc);
+        float unit = GridUnit(T.Type);
+        output[0] = unit * HorizontalSum(a0);
+        if (rows > 1) output[outputStride] = unit * HorizontalSum(a1);
+        if (rows > 2) output[2 * outputStride] = unit * HorizontalSum(a2);
+        if (rows > 3) output[3 * outputStride] = unit * HorizontalSum(a3);
+    }
+
+    /// <summary>A sub-block's 8 int32 lanes for one activation row: its signs moved onto the row, then both multiply-adds.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> GridSums(Vector256<byte> magnitudes, Vector256<sbyte> signs, sbyte* q8, Vector256<short> multipliers) =>
+        Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(magnitudes, Avx2.Sign(Vector256.Load(q8), signs)), multipliers);
+
+    /// <summary>The 2–4-row form of the grid row kernels (<see cref="Dot4"/> and its smaller tiles).</summary>
+    private static void GridTile(GgmlType type, byte* x, byte* y, int stride, int rows, int blocks, float* output, long outputStride)
+    {
+        switch (type)
+        {
+            case GgmlType.IQ2_XXS: GridTile<Iq2XxsGrid>(x, y, stride, rows, blocks, output, outputStride); break;
+            case GgmlType.IQ2_XS: GridTile<Iq2XsGrid>(x, y, stride, rows, blocks, output, outputStride); break;
+            case GgmlType.IQ2_S: GridTile<Iq2SGrid>(x, y, stride, rows, blocks, output, outputStride); break;
+            case GgmlType.IQ3_XXS: GridTile<Iq3XxsGrid>(x, y, stride, rows, blocks, output, outputStride); break;
+            case GgmlType.IQ3_S: GridTile<Iq3SGrid>(x, y, stride, rows, blocks, output, outputStride); break;
+            case GgmlType.IQ1_S: GridTile<Iq1SGrid>(x, y, stride, rows, blocks, output, outputStride); break;
+            default: GridTile<Iq1MGrid>(x, y, stride, rows, blocks, output, outputStride); break;
+        }
     }
 
     /// <summary>

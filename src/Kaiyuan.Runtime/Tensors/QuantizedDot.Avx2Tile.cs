@@ -13,7 +13,8 @@ namespace Kaiyuan.Tensors;
 internal static unsafe partial class Avx2Dot
 {
     /// <summary>True when <see cref="Dot4"/> has a kernel for <paramref name="weightType"/>.</summary>
-    public static bool HasDot4(GgmlType weightType) => weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL or GgmlType.Q4_K or GgmlType.Q6_K or GgmlType.IQ4_XS;
+    public static bool HasDot4(GgmlType weightType) => weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL or GgmlType.Q4_K or GgmlType.Q6_K or GgmlType.IQ4_XS
+        || IqGridDecoder.Handles(weightType);
 
     /// <summary>Bytes of side data <see cref="PrepareSide"/> derives from each activation row of <paramref name="n"/> elements.</summary>
     public static int SideBytes(GgmlType weightType, int n) => weightType switch
@@ -57,6 +58,7 @@ internal static unsafe partial class Avx2Dot
             case GgmlType.Q4_K: Q4KTile4(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.IQ4_XS: Iq4XsTile(x, y, activationStride, 4, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q6_K: Q6KTile4(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
+            case var _ when IqGridDecoder.Handles(weightType): GridTile(weightType, x, y, activationStride, 4, n / BlockLayouts.QK_K, output, outputStride); break;
             default: throw new NotSupportedException($"No four-row dot for {weightType}.");
         }
     }
@@ -77,6 +79,7 @@ internal static unsafe partial class Avx2Dot
             case GgmlType.Q4_K: Q4KTile2(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.IQ4_XS: Iq4XsTile(x, y, activationStride, 2, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q6_K: Q6KTile2(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
+            case var _ when IqGridDecoder.Handles(weightType): GridTile(weightType, x, y, activationStride, 2, n / BlockLayouts.QK_K, output, outputStride); break;
             default: throw new NotSupportedException($"No two-row dot for {weightType}.");
         }
     }
@@ -94,6 +97,7 @@ internal static unsafe partial class Avx2Dot
             case GgmlType.Q4_K: Q4KTile3(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.IQ4_XS: Iq4XsTile(x, y, activationStride, 3, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q6_K: Q6KTile3(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
+            case var _ when IqGridDecoder.Handles(weightType): GridTile(weightType, x, y, activationStride, 3, n / BlockLayouts.QK_K, output, outputStride); break;
             default: throw new NotSupportedException($"No three-row dot for {weightType}.");
         }
     }
@@ -128,6 +132,7 @@ internal static unsafe partial class Avx2Dot
             GgmlType.Q4_K => Q4_K(x, y, n / BlockLayouts.QK_K),
             GgmlType.IQ4_XS => Iq4XsTile1(x, y, n / BlockLayouts.QK_K),
             GgmlType.Q6_K => Q6KScaled(x, y, (short*)side, n / BlockLayouts.QK_K),
+            _ when IqGridDecoder.Handles(weightType) => GridQuant(weightType, x, y, n / BlockLayouts.QK_K),
             _ => throw new NotSupportedException($"No scaled dot for {weightType}."),
         };
     }
