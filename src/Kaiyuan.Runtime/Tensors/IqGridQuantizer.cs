@@ -5,8 +5,8 @@ using System.Runtime.InteropServices;
 namespace Kaiyuan.Tensors;
 
 /// <summary>
-/// Quantizers for the grid i-quants reproducing llama.cpp's (quantize_iq2_xxs, quantize_iq2_xs, quantize_iq3_xxs,
-/// quantize_iq3_s), so that with the same importance they write the same bytes. Each group of 32 (IQ2_XS: 16) is folded
+/// Quantizers for the grid i-quants reproducing llama.cpp's (quantize_iq2_xxs, quantize_iq2_xs, quantize_iq2_s,
+/// quantize_iq3_xxs, quantize_iq3_s), so that with the same importance they write the same bytes. Each group of 32 (IQ2_XS, IQ2_S: 16) is folded
 /// to magnitudes with signs kept apart (the 7-bit sign fields force an even count of negatives by flipping the least
 /// important element), then a range of scales is tried: every group of 8 (IQ3: 4) magnitudes is rounded to odd lattice
 /// levels and, when that point is not on the grid, replaced by its best listed neighbour (<see cref="IqGridNeighbours"/>);
@@ -20,8 +20,12 @@ internal static class IqGridQuantizer
     /// <summary>Groups below this maximum magnitude are stored as zero in IQ3_XXS (GROUP_MAX_EPS_IQ3_XXS).</summary>
     private const float Iq3XxsEpsilon = 1e-8f;
 
+    /// <summary>The same for IQ2_S (GROUP_MAX_EPS_IQ2_S).</summary>
+    private const float Iq2SEpsilon = 1e-8f;
+
     /// <summary>The types this class writes.</summary>
-    public static bool Handles(GgmlType type) => type is GgmlType.IQ2_XXS or GgmlType.IQ2_XS or GgmlType.IQ3_XXS or GgmlType.IQ3_S;
+    public static bool Handles(GgmlType type) => type is GgmlType.IQ2_XXS or GgmlType.IQ2_XS or GgmlType.IQ2_S or GgmlType.IQ3_XXS
+        or GgmlType.IQ3_S;
 
     /// <summary>
     /// The types llama.cpp refuses to make without an importance matrix (llama-quant.cpp): their few levels lose too much
@@ -55,7 +59,8 @@ internal static class IqGridQuantizer
             switch (type)
             {
                 case GgmlType.IQ2_XXS: Iq2Xxs(x, qw, y, grid, s); break;
-                case GgmlType.IQ2_XS: Iq2Xs(x, qw, y, grid, s); break;
+                case GgmlType.IQ2_XS: Iq2XsOrS(x, qw, y, grid, s, xs: true); break;
+                case GgmlType.IQ2_S: Iq2XsOrS(x, qw, y, grid, s, xs: false); break;
                 case GgmlType.IQ3_XXS: Iq3(x, qw, y, grid, s, xxs: true); break;
                 case GgmlType.IQ3_S: Iq3(x, qw, y, grid, s, xxs: false); break;
                 default: throw new NotSupportedException($"Quantization to {type} is not supported.");
@@ -274,26 +279,38 @@ internal static class IqGridQuantizer
     }
 
     /// <summary>
-    /// IQ2_XS (quantize_row_iq2_xs_impl): groups of 16, levels 0..2, 19 scales around max/5; only the groups that fell
-    /// off the grid are re-rounded with the winner.
+    /// IQ2_XS and IQ2_S (quantize_row_iq2_xs_impl, quantize_row_iq2_s_impl): groups of 16, levels 0..2, 19 scales around
+    /// max/5; only the groups that fell off the grid are re-rounded with the winner. IQ2_XS keeps 7-bit parity signs
+    /// beside a 9-bit grid index; IQ2_S plain 8-bit signs, a 10-bit index, a sigma2 twice as large (and, without an
+    /// importance, weights sigma2/4 + x²) and d stored with a 0.9875 fudge factor.
     /// </summary>
-    private static void Iq2Xs(ReadOnlySpan<float> x, ReadOnlySpan<float> qw, Span<byte> y, IqGridNeighbours grid, Scratch s)
+    private static void Iq2XsOrS(ReadOnlySpan<float> x, ReadOnlySpan<float> qw, Span<byte> y, IqGridNeighbours grid, Scratch s, bool xs)
     {
         const int kMaxQ = 3;
         Span<float> weight = s.Weight[..16], xval = s.XVal[..16], waux = s.WAux[..16];
         Span<sbyte> levels = s.Levels[..16], trial = s.Trial[..16];
-        Span<byte> qs = y.Slice(BlockLayouts.IQ2_XS.Qs, 64);
         float maxScale = 0;
-        float sigma2 = ScaleSearch.SumOfSquares(x) / SuperBlock;
+        float sumx2 = ScaleSearch.SumOfSquares(x);
+        float sigma2 = xs ? sumx2 / SuperBlock : 2 * sumx2 / SuperBlock;
         for (int ib = 0; ib < 16; ib++)
         {
             var xb = x.Slice(16 * ib, 16);
-            Weights(xb, qw.Slice(16 * ib, 16), sigma2, weight, waux);
-            for (int k = 0; k < 2; k++) s.Signs[k] = EvenSigns(xb.Slice(8 * k, 8), weight.Slice(8 * k, 8), xval.Slice(8 * k, 8));
+            if (xs || !qw.IsEmpty) Weights(xb, qw.Slice(16 * ib, 16), sigma2, weight, waux);
+            else
+            {
+                for (int i = 0; i < 16; i++) weight[i] = 0.25f * sigma2 + xb[i] * xb[i];
+                for (int i = 0; i < 16; i++) waux[i] = MathF.Sqrt(weight[i]);
+            }
+
+            for (int k = 0; k < 2; k++)
+            {
+                s.Signs[k] = xs ? EvenSigns(xb.Slice(8 * k, 8), weight.Slice(8 * k, 8), xval.Slice(8 * k, 8)) : PlainSigns(xb.Slice(8 * k, 8), xval.Slice(8 * k, 8));
+            }
+
             float max = Max(xval);
             levels.Clear();
             s.Scales[ib] = 0;
-            if (max < ScaleSearch.GroupMaxEpsilon) continue;
+            if (max < (xs ? ScaleSearch.GroupMaxEpsilon : Iq2SEpsilon)) continue;
             float best = 0;
             float scale = max / (2 * kMaxQ - 1);
             s.OnGrid[..2].Fill(true);
@@ -316,12 +333,21 @@ internal static class IqGridQuantizer
             if (scale < 0)
             {
                 scale = -scale;
-                for (int k = 0; k < 2; k++) s.Signs[k] = (byte)(~s.Signs[k] & 127);
+                for (int k = 0; k < 2; k++) s.Signs[k] = (byte)(xs ? ~s.Signs[k] & 127 : ~s.Signs[k]);
             }
 
             for (int k = 0; k < 2; k++)
             {
-                BinaryPrimitives.WriteUInt16LittleEndian(qs.Slice(4 * ib + 2 * k, 2), (ushort)(IndexOfGroup(grid, k, levels) | s.Signs[k] << 9));
+                int index = IndexOfGroup(grid, k, levels), group = 2 * ib + k;
+                if (xs)
+                {
+                    BinaryPrimitives.WriteUInt16LittleEndian(y.Slice(BlockLayouts.IQ2_XS.Qs + 2 * group, 2), (ushort)(index | s.Signs[k] << 9));
+                    continue;
+                }
+
+                y[BlockLayouts.IQ2_S.Qs + group] = (byte)index;
+                y[BlockLayouts.IQ2_S.Qh + group / 4] |= (byte)((index >> 8) << (2 * (group % 4)));
+                y[BlockLayouts.IQ2_S.Signs + group] = s.Signs[k];
             }
 
             s.Scales[ib] = scale;
@@ -330,14 +356,33 @@ internal static class IqGridQuantizer
 
         if (maxScale == 0)
         {
-            qs.Clear();
+            // IQ2_XS zeroes its quants; IQ2_S leaves what it wrote (both with d = 0, so it all decodes to zero).
+            if (xs) y.Slice(BlockLayouts.IQ2_XS.Qs, 64).Clear();
             return;
         }
 
         float d = maxScale / 31;
-        BinaryPrimitives.WriteUInt16LittleEndian(y.Slice(BlockLayouts.IQ2_XS.D, 2), Half16.FromSingle(d));
+        BinaryPrimitives.WriteUInt16LittleEndian(y[..2], Half16.FromSingle(xs ? d : d * 0.9875f));
         float inverse = 1 / d;
-        for (int ib = 0; ib < 16; ib++) y[BlockLayouts.IQ2_XS.Scales + ib / 2] |= (byte)(ScaleCode(inverse, s.Scales[ib]) << (4 * (ib % 2)));
+        int scalesAt = xs ? BlockLayouts.IQ2_XS.Scales : BlockLayouts.IQ2_S.Scales;
+        for (int ib = 0; ib < 16; ib++) y[scalesAt + ib / 2] |= (byte)(ScaleCode(inverse, s.Scales[ib]) << (4 * (ib % 2)));
+    }
+
+    /// <summary>Folds 8 values to magnitudes and returns their plain 8-bit sign field (IQ2_S, IQ3_S).</summary>
+    private static byte PlainSigns(ReadOnlySpan<float> xb, Span<float> xval)
+    {
+        int bits = 0;
+        for (int i = 0; i < 8; i++)
+        {
+            if (xb[i] >= 0) xval[i] = xb[i];
+            else
+            {
+                xval[i] = -xb[i];
+                bits |= 1 << i;
+            }
+        }
+
+        return (byte)bits;
     }
 
     /// <summary>
@@ -383,21 +428,7 @@ internal static class IqGridQuantizer
             Weights(xb, qw.IsEmpty ? default : qw.Slice(32 * ib, 32), sigma2, weight, waux);
             for (int k = 0; k < 4; k++)
             {
-                if (xxs)
-                {
-                    s.Signs[k] = EvenSigns(xb.Slice(8 * k, 8), weight.Slice(8 * k, 8), xval.Slice(8 * k, 8));
-                    continue;
-                }
-
-                int bits = 0;
-                for (int i = 0; i < 8; i++)
-                {
-                    float v = xb[8 * k + i];
-                    xval[8 * k + i] = v >= 0 ? v : -v;
-                    if (!(v >= 0)) bits |= 1 << i;
-                }
-
-                s.Signs[k] = (byte)bits;
+                s.Signs[k] = xxs ? EvenSigns(xb.Slice(8 * k, 8), weight.Slice(8 * k, 8), xval.Slice(8 * k, 8)) : PlainSigns(xb.Slice(8 * k, 8), xval.Slice(8 * k, 8));
             }
 
             float max = Max(xval);
