@@ -155,6 +155,40 @@ internal sealed class IqGridNeighbours
         return best;
     }
 
+    /// <summary>
+    /// For an off-grid key of the 1-bit grid: the neighbour minimising Σ w·(scale·v[l] − x)², v the three values its
+    /// levels stand for (the first on ties), as iq1_find_best_neighbour2; its levels go to <paramref name="levels"/>.
+    /// </summary>
+    public int NearestByValues(int key, ReadOnlySpan<float> xval, ReadOnlySpan<float> weight, float scale, ReadOnlySpan<float> values, Span<sbyte> levels)
+    {
+        int at = -map[key] - 1;
+        int count = lists[at];
+        float bestD2 = float.MaxValue;
+        int best = -1;
+        for (int j = 1; j <= count; j++)
+        {
+            int p = lists[at + j];
+            float d2 = 0;
+            for (int i = 0; i < Dimension; i++)
+            {
+                float q = values[(points[p * Dimension + i] - 1) / 2];
+                float w = weight[i];
+                float diff = scale * q - xval[i];
+                d2 += w * diff * diff;
+            }
+
+            if (d2 < bestD2)
+            {
+                bestD2 = d2;
+                best = p;
+            }
+        }
+
+        if (best < 0) best = lists[at + 1];
+        Levels(best, levels);
+        return best;
+    }
+
     /// <summary>The odd coordinate 2l+1 of grid point <paramref name="index"/>'s element <paramref name="i"/>.</summary>
     public int Coordinate(int index, int i) => points[index * Dimension + i];
 

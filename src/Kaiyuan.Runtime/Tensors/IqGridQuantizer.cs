@@ -24,8 +24,8 @@ internal static class IqGridQuantizer
     private const float Iq2SEpsilon = 1e-8f;
 
     /// <summary>The types this class writes.</summary>
-    public static bool Handles(GgmlType type) => type is GgmlType.IQ2_XXS or GgmlType.IQ2_XS or GgmlType.IQ2_S or GgmlType.IQ3_XXS
-        or GgmlType.IQ3_S;
+    public static bool Handles(GgmlType type) => type is GgmlType.IQ1_S or GgmlType.IQ1_M or GgmlType.IQ2_XXS or GgmlType.IQ2_XS
+        or GgmlType.IQ2_S or GgmlType.IQ3_XXS or GgmlType.IQ3_S;
 
     /// <summary>
     /// The types llama.cpp refuses to make without an importance matrix (llama-quant.cpp): their few levels lose too much
@@ -44,6 +44,12 @@ internal static class IqGridQuantizer
         {
             throw new ArgumentException(
                 $"{type} needs an importance matrix (kaiyuan quantize --imatrix FILE), as llama.cpp's quantizer does.", nameof(importance));
+        }
+
+        if (type is GgmlType.IQ1_S or GgmlType.IQ1_M)
+        {
+            Iq1Quantizer.Row(type, src, dst, importance);
+            return;
         }
 
         var grid = IqGridNeighbours.For(type);
