@@ -7,9 +7,9 @@ namespace Kaiyuan.Quantization;
 /// <remarks>
 /// The mixes are described as <see cref="ModelQuantizer"/> writes them for a dense model (MoE models with 8 experts get
 /// more bits for attention; rows that do not split into blocks fall back to another type). It writes F32, F16, BF16,
-/// Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, the Q2_K to Q6_K mixes, IQ4_NL, IQ4_XS, TQ1_0/TQ2_0 and the IQ2_XXS, IQ2_XS, IQ2_S,
-/// IQ2_M, IQ3_XXS, IQ3_S and IQ3_M mixes (the 2-bit ones only with an importance matrix) but not Q2_K_S, IQ3_XS, IQ1_S
-/// or IQ1_M; the other values name mixes other tools write.
+/// Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, the Q2_K to Q6_K mixes, IQ4_NL, IQ4_XS, TQ1_0/TQ2_0 and the IQ1_S, IQ1_M, IQ2_XXS,
+/// IQ2_XS, IQ2_S, IQ2_M, IQ3_XXS, IQ3_S and IQ3_M mixes (the 1- and 2-bit ones only with an importance matrix) but not
+/// Q2_K_S or IQ3_XS; the other values name mixes other tools write.
 /// </remarks>
 public enum FileType : uint
 {
@@ -74,7 +74,7 @@ public enum FileType : uint
     /// matrix <c>attn_v</c> is IQ3_S and <c>ffn_down</c> Q3_K (Q4_K in the first eighth).
     /// </summary>
     IQ3_XXS = 23,
-    /// <summary>Mostly IQ1_S.</summary>
+    /// <summary>Mostly IQ1_S (needs an importance matrix): IQ2_XXS for <c>attn_output</c>, otherwise bumped as <see cref="IQ2_XXS"/>.</summary>
     IQ1_S = 24,
     /// <summary>
     /// Mostly IQ4_NL (4-bit non-linear levels, 32-element blocks): Q5_K for <c>attn_v</c> with four or more query heads per
@@ -94,7 +94,7 @@ public enum FileType : uint
     IQ2_M = 29,
     /// <summary>Mostly IQ4_XS (IQ4_NL's levels with 6-bit block scales in 256-element super-blocks), bumped as <see cref="IQ4_NL"/>.</summary>
     IQ4_XS = 30,
-    /// <summary>Mostly IQ1_M.</summary>
+    /// <summary>Mostly IQ1_M (needs an importance matrix), bumped as <see cref="IQ1_S"/>.</summary>
     IQ1_M = 31,
     /// <summary>Weight matrices in BF16.</summary>
     BF16 = 32,

@@ -11,7 +11,7 @@ public readonly record struct TensorPlan(GgufTensor Tensor, GgmlType Type, bool 
 /// the mixes Kaiyuan writes: which tensors are left alone (1-D tensors such as norms and biases, <c>*_norm.weight</c>,
 /// the MoE router <c>ffn_gate_inp</c>, position embeddings); the output head (and a tied token embedding) in Q6_K (Q8_0
 /// when rows do not split into 256-blocks); the <c>attn_v</c> / <c>ffn_down</c> / <c>attn_output</c> / <c>attn_qkv</c>
-/// bumps of the Q2_K, Q3_K_*, Q4_K_*, Q5_K_*, IQ4_* and IQ2_*/IQ3_* mixes (the 1- and 2-bit i-quant mixes by their own
+/// bumps of the Q2_K, Q3_K_*, Q4_K_*, Q5_K_*, IQ4_* and IQ1_*/IQ2_*/IQ3_* mixes (the 1- and 2-bit i-quant mixes by their own
 /// rules), with the first/last-eighth-and-every-third-layer rule of
 /// the _M mixes; the 8-expert bumps (attention V/K to Q8_0, attention output to Q5_K); and the fallbacks when a row length
 /// is not a multiple of the block (Q4_K→Q5_0, Q5_K→Q5_1, Q6_K→Q8_0, Q2_K/Q3_K/IQ4_XS and the grid i-quants→IQ4_NL; F16 when even that does not
@@ -28,6 +28,7 @@ public static class TensorTypePlan
         FileType.Q2_K, FileType.Q3_K_S, FileType.Q3_K_M, FileType.Q3_K_L, FileType.Q4_K_S, FileType.Q4_K_M,
         FileType.Q5_K_S, FileType.Q5_K_M, FileType.Q6_K, FileType.IQ4_NL, FileType.IQ4_XS, FileType.TQ1_0, FileType.TQ2_0,
         FileType.IQ2_XXS, FileType.IQ2_XS, FileType.IQ2_S, FileType.IQ2_M, FileType.IQ3_XXS, FileType.IQ3_S, FileType.IQ3_M,
+        FileType.IQ1_S, FileType.IQ1_M,
     ];
 
     /// <summary>The tensor type a mix uses by default.</summary>
@@ -55,6 +56,8 @@ public static class TensorTypePlan
         FileType.IQ2_M => GgmlType.IQ2_S,
         FileType.IQ3_XXS => GgmlType.IQ3_XXS,
         FileType.IQ3_S or FileType.IQ3_M => GgmlType.IQ3_S,
+        FileType.IQ1_S => GgmlType.IQ1_S,
+        FileType.IQ1_M => GgmlType.IQ1_M,
         _ => throw new NotSupportedException($"quantization mix {mix} is not supported (supported: {string.Join(", ", Supported)})"),
     };
 

@@ -39,7 +39,7 @@ public sealed class QuantizePlanTests
     public static TheoryData<string, string, string> GridMixes()
     {
         var data = new TheoryData<string, string, string>();
-        foreach (var mix in new[] { "iq2_xxs", "iq2_xs", "iq2_s", "iq2_m", "iq3_xxs", "iq3_s", "iq3_m" }) data.Add("llama", "f32", mix);
+        foreach (var mix in new[] { "iq1_s", "iq1_m", "iq2_xxs", "iq2_xs", "iq2_s", "iq2_m", "iq3_xxs", "iq3_s", "iq3_m" }) data.Add("llama", "f32", mix);
         foreach (var folder in new[] { "qwen3moe", "deepseek2" })
         {
             data.Add(folder, "f32", "iq2_xxs");
@@ -175,6 +175,8 @@ public sealed class QuantizePlanTests
     /// matrix from real text) do.
     /// </summary>
     [Theory]
+    [InlineData("llama", "iq1_s")]
+    [InlineData("llama", "iq1_m")]
     [InlineData("llama", "iq2_xxs")]
     [InlineData("llama", "iq2_xs")]
     [InlineData("llama", "iq2_s")]
@@ -193,13 +195,15 @@ public sealed class QuantizePlanTests
             Assert.True(ours <= Math.Max(1.5f * theirs, 0.5f), $"{folder} {mixName}: ours differs from F32 by {ours}, llama.cpp's by {theirs}");
         }, importance: ComputedImportance(folder));
 
-    /// <summary>The 2-bit mixes refuse to start without an importance matrix, naming the option, and write nothing.</summary>
+    /// <summary>The 1- and 2-bit mixes refuse to start without an importance matrix, naming the option, and write nothing.</summary>
     [Theory]
+    [InlineData(FileType.IQ1_S)]
+    [InlineData(FileType.IQ1_M)]
     [InlineData(FileType.IQ2_XXS)]
     [InlineData(FileType.IQ2_XS)]
     [InlineData(FileType.IQ2_S)]
     [InlineData(FileType.IQ2_M)]
-    public void TwoBitGridMixesRequireAnImportanceMatrix(FileType mix)
+    public void OneAndTwoBitGridMixesRequireAnImportanceMatrix(FileType mix)
     {
         using var input = GgufFile.Open(Fixtures.ModelPath("llama", "llama-f32.gguf"));
         var output = Path.Combine(Path.GetTempPath(), $"kaiyuan-never-{Guid.NewGuid():N}.gguf");

@@ -4,15 +4,18 @@ using Kaiyuan.Tensors;
 namespace Kaiyuan.Tests.Tensors;
 
 /// <summary>
-/// The grid i-quant quantizers (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S): blocks built from grid points come back as
+/// The grid i-quant quantizers (IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S): blocks built from grid points come back as
 /// those points, the error on Gaussian rows and the llama fixture's weights stays within what llama.cpp's own files
-/// reach, an importance vector helps, the 2-bit types refuse to run without one, the SIMD dot products read our bytes as
+/// reach, an importance vector helps, the 1- and 2-bit types refuse to run without one, the SIMD dot products read our bytes as
 /// the scalar one does, and where llama.cpp's fixtures hold a grid tensor quantized without an importance matrix our
 /// bytes are its bytes.
 /// </summary>
 public class IqGridQuantizerTests
 {
     public static TheoryData<GgmlType> GridTypes() => new(GgmlType.IQ2_XXS, GgmlType.IQ2_XS, GgmlType.IQ2_S, GgmlType.IQ3_XXS, GgmlType.IQ3_S);
+
+    public static TheoryData<GgmlType> AllGridTypes() => new(GgmlType.IQ1_S, GgmlType.IQ1_M, GgmlType.IQ2_XXS, GgmlType.IQ2_XS, GgmlType.IQ2_S,
+        GgmlType.IQ3_XXS, GgmlType.IQ3_S);
 
     private static bool HasParitySigns(GgmlType type) => type is GgmlType.IQ2_XXS or GgmlType.IQ2_XS or GgmlType.IQ3_XXS;
 
@@ -149,8 +152,67 @@ public class IqGridQuantizerTests
         }
     }
 
+    /// <summary>
+    /// The 1-bit types: each group of 8 is a random grid point's levels −1, 0, 1, shifted by ±1/8 (per 32 in IQ1_S, per 8
+    /// in IQ1_M), times an odd multiple of one unit per 32 (IQ1_S) or 16 (IQ1_M), the largest 15: the exhaustive split
+    /// search must find every point, shift and multiplier.
+    /// </summary>
     [Theory]
-    [MemberData(nameof(GridTypes))]
+    [InlineData(GgmlType.IQ1_S)]
+    [InlineData(GgmlType.IQ1_M)]
+    public void OneBitBlocksOfGridPointsDecodeToThosePoints(GgmlType type)
+    {
+        const float unit = 1f / 1024;
+        var random = new Random(23 + (int)type);
+        ReadOnlySpan<ushort> points = IqGridPoints.Iq1S;
+        bool m = type == GgmlType.IQ1_M;
+        const int blocks = 4;
+        var x = new float[256 * blocks];
+        var expectedQ = new int[x.Length];
+        var expectedShift = new int[x.Length / 8];
+        var expectedMultiplier = new int[x.Length / 16];
+        int partSize = m ? 16 : 32;
+        for (int part = 0; part < x.Length / partSize; part++)
+        {
+            int multiplier = part % (256 / partSize) == 2 ? 15 : 2 * random.Next(8) + 1;
+            for (int h = 0; h < partSize / 16; h++) expectedMultiplier[part * partSize / 16 + h] = multiplier;
+            int shift = random.Next(2) == 0 ? 1 : -1;
+            for (int g = 0; g < partSize / 8; g++)
+            {
+                if (m && g > 0) shift = random.Next(2) == 0 ? 1 : -1;
+                int index = random.Next(points.Length);
+                expectedShift[part * partSize / 8 + g] = shift;
+                for (int i = 0; i < 8; i++)
+                {
+                    int at = part * partSize + 8 * g + i;
+                    int level = (points[index] >> (2 * i) & 3) - 1;
+                    x[at] = unit * multiplier * (level + shift / 8f);
+                    expectedQ[at] = level;
+                }
+            }
+        }
+
+        byte[] bytes = Quantized(type, x, Ones(x.Length));
+        int blockBytes = GgmlTypeInfo.Geometry(type).TypeSize;
+        Span<sbyte> q = stackalloc sbyte[32];
+        Span<sbyte> shifts = stackalloc sbyte[4];
+        for (int b = 0; b < blocks; b++)
+        {
+            ReadOnlySpan<byte> block = bytes.AsSpan(b * blockBytes, blockBytes);
+            for (int sub = 0; sub < 8; sub++)
+            {
+                IqGridDecoder.SubBlock(type, block, sub, q, out int m0, out int m1, shifts);
+                int at = 256 * b + 32 * sub;
+                for (int i = 0; i < 32; i++) Assert.True(expectedQ[at + i] == q[i], $"{type} element {at + i}: {q[i]}, expected {expectedQ[at + i]}");
+                for (int g = 0; g < 4; g++) Assert.Equal(expectedShift[at / 8 + g], shifts[g]);
+                Assert.Equal(expectedMultiplier[at / 16], m0);
+                Assert.Equal(expectedMultiplier[at / 16 + 1], m1);
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(AllGridTypes))]
     public void AnAllZeroRowIsStoredAsZero(GgmlType type)
     {
         var y = RoundTrip(type, new float[512], Ones(512));
@@ -158,7 +220,7 @@ public class IqGridQuantizerTests
     }
 
     [Theory]
-    [MemberData(nameof(GridTypes))]
+    [MemberData(nameof(AllGridTypes))]
     public void GaussianRowsQuantizeWithinTheFixturesErrorBound(GgmlType type)
     {
         var x = Gaussian(256 * 64, 3);
@@ -180,10 +242,12 @@ public class IqGridQuantizerTests
     }
 
     [Theory]
+    [InlineData(GgmlType.IQ1_S)]
+    [InlineData(GgmlType.IQ1_M)]
     [InlineData(GgmlType.IQ2_XXS)]
     [InlineData(GgmlType.IQ2_XS)]
     [InlineData(GgmlType.IQ2_S)]
-    public void TwoBitTypesRequireAnImportanceMatrix(GgmlType type)
+    public void OneAndTwoBitTypesRequireAnImportanceMatrix(GgmlType type)
     {
         var x = Gaussian(256, 5);
         var e = Assert.Throws<ArgumentException>(() => Quantize.Row(type, x, new byte[GgmlTypeInfo.RowBytes(type, 256)]));
@@ -196,7 +260,7 @@ public class IqGridQuantizerTests
     /// error weighted by that importance, which is what the quantizer minimises).
     /// </summary>
     [Theory]
-    [MemberData(nameof(GridTypes))]
+    [MemberData(nameof(AllGridTypes))]
     public void LlamaTensorsQuantizeWithinTheFixturesErrorBound(GgmlType type)
     {
         var original = new GgufTensorLocator(TestFixtures.ModelOrSkip("llama/llama-f32.gguf"));
@@ -230,7 +294,7 @@ public class IqGridQuantizerTests
 
     /// <summary>A skewed importance lowers the importance-weighted error against a uniform one, clearly.</summary>
     [Theory]
-    [MemberData(nameof(GridTypes))]
+    [MemberData(nameof(AllGridTypes))]
     public void AnImportanceVectorLowersTheImportanceWeightedError(GgmlType type)
     {
         const int n = 1024;
@@ -254,7 +318,7 @@ public class IqGridQuantizerTests
 
     /// <summary>Rows we quantized read the same through every SIMD tier as through the scalar dot product.</summary>
     [Theory]
-    [MemberData(nameof(GridTypes))]
+    [MemberData(nameof(AllGridTypes))]
     public void SimdDotOfQuantizedRowsMatchesScalar(GgmlType type)
     {
         var tiers = new[] { IsaLevel.Avx2, IsaLevel.AvxVnni, IsaLevel.Avx512, IsaLevel.Neon }.Where(IsaLevels.IsSupported).ToArray();
@@ -288,7 +352,7 @@ public class IqGridQuantizerTests
     /// however many threads ask for it at once.
     /// </summary>
     [Theory]
-    [MemberData(nameof(GridTypes))]
+    [MemberData(nameof(AllGridTypes))]
     public void EveryReachablePointHasNeighboursAndTheTableIsShared(GgmlType type)
     {
         var tables = new IqGridNeighbours[8];
