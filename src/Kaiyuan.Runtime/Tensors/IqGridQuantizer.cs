@@ -6,9 +6,10 @@ namespace Kaiyuan.Tensors;
 
 /// <summary>
 /// Quantizers for the grid i-quants reproducing llama.cpp's (quantize_iq2_xxs, quantize_iq2_xs, quantize_iq2_s,
-/// quantize_iq3_xxs, quantize_iq3_s), so that with the same importance they write the same bytes. Each group of 32 (IQ2_XS, IQ2_S: 16) is folded
-/// to magnitudes with signs kept apart (the 7-bit sign fields force an even count of negatives by flipping the least
-/// important element), then a range of scales is tried: every group of 8 (IQ3: 4) magnitudes is rounded to odd lattice
+/// quantize_iq3_xxs, quantize_iq3_s; IQ1_S and IQ1_M are <see cref="Iq1Quantizer"/>'s), so that with the same importance
+/// they write the same bytes. Each group of 32 (IQ2_XS, IQ2_S: 16) is folded to magnitudes with signs kept apart (where
+/// the format stores 7-bit sign fields, an even count of negatives is forced by flipping the least important element),
+/// then a range of scales is tried: every group of 8 (IQ3: 4) magnitudes is rounded to odd lattice
 /// levels and, when that point is not on the grid, replaced by its best listed neighbour (<see cref="IqGridNeighbours"/>);
 /// the scale with the best weighted least-squares fit wins and is refined once. The groups' scales are finally stored as
 /// 4-bit odd multiples of one fp16 block scale. Arithmetic follows ggml's operation order, one rounding per C operator.
@@ -22,10 +23,6 @@ internal static class IqGridQuantizer
 
     /// <summary>The same for IQ2_S (GROUP_MAX_EPS_IQ2_S).</summary>
     private const float Iq2SEpsilon = 1e-8f;
-
-    /// <summary>The types this class writes.</summary>
-    public static bool Handles(GgmlType type) => type is GgmlType.IQ1_S or GgmlType.IQ1_M or GgmlType.IQ2_XXS or GgmlType.IQ2_XS
-        or GgmlType.IQ2_S or GgmlType.IQ3_XXS or GgmlType.IQ3_S;
 
     /// <summary>
     /// The types llama.cpp refuses to make without an importance matrix (llama-quant.cpp): their few levels lose too much
