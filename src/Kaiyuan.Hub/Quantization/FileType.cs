@@ -7,8 +7,9 @@ namespace Kaiyuan.Quantization;
 /// <remarks>
 /// The mixes are described as <see cref="ModelQuantizer"/> writes them for a dense model (MoE models with 8 experts get
 /// more bits for attention; rows that do not split into blocks fall back to another type). It writes F32, F16, BF16,
-/// Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, the Q2_K to Q6_K mixes, IQ4_NL, IQ4_XS and TQ1_0/TQ2_0 but not Q2_K_S; the other values
-/// name mixes other tools write.
+/// Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, the Q2_K to Q6_K mixes, IQ4_NL, IQ4_XS, TQ1_0/TQ2_0 and the IQ1_S, IQ1_M, IQ2_XXS,
+/// IQ2_XS, IQ2_S, IQ2_M, IQ3_XXS, IQ3_S and IQ3_M mixes (the 1- and 2-bit ones only with an importance matrix) but not
+/// Q2_K_S or IQ3_XS; the other values name mixes other tools write.
 /// </remarks>
 public enum FileType : uint
 {
@@ -56,34 +57,44 @@ public enum FileType : uint
     Q5_K_M = 17,
     /// <summary>Q6_K for the weight matrices.</summary>
     Q6_K = 18,
-    /// <summary>Mostly IQ2_XXS.</summary>
+    /// <summary>
+    /// Mostly IQ2_XXS (needs an importance matrix): Q2_K for <c>attn_v</c> (Q4_K with four or more query heads per KV head
+    /// or experts), the first eighth of <c>ffn_down</c> and the token embedding, Q5_K for the output.
+    /// </summary>
     IQ2_XXS = 19,
-    /// <summary>Mostly IQ2_XS.</summary>
+    /// <summary>Mostly IQ2_XS (needs an importance matrix), bumped as <see cref="IQ2_XXS"/>.</summary>
     IQ2_XS = 20,
     /// <summary>Mostly Q2_K, small mix.</summary>
     Q2_K_S = 21,
     /// <summary>IQ3 mix, extra small.</summary>
     IQ3_XS = 22,
-    /// <summary>Mostly IQ3_XXS.</summary>
+    /// <summary>
+    /// Mostly IQ3_XXS: IQ2_S for <c>attn_q</c> and <c>attn_k</c>, IQ3_S for <c>attn_output</c> and the token embedding,
+    /// Q4_K for <c>attn_v</c> with four or more query heads per KV head, Q5_K for the output. Without an importance
+    /// matrix <c>attn_v</c> is IQ3_S and <c>ffn_down</c> Q3_K (Q4_K in the first eighth).
+    /// </summary>
     IQ3_XXS = 23,
-    /// <summary>Mostly IQ1_S.</summary>
+    /// <summary>Mostly IQ1_S (needs an importance matrix): IQ2_XXS for <c>attn_output</c>, otherwise bumped as <see cref="IQ2_XXS"/>.</summary>
     IQ1_S = 24,
     /// <summary>
     /// Mostly IQ4_NL (4-bit non-linear levels, 32-element blocks): Q5_K for <c>attn_v</c> with four or more query heads per
     /// KV head and for the first eighth of <c>ffn_down</c>, Q6_K for the output.
     /// </summary>
     IQ4_NL = 25,
-    /// <summary>IQ3 mix, small.</summary>
+    /// <summary>Mostly IQ3_S: Q4_K for <c>attn_v</c> with four or more query heads per KV head, Q6_K for the output.</summary>
     IQ3_S = 26,
-    /// <summary>IQ3 mix, medium.</summary>
+    /// <summary>Mostly IQ3_S, medium mix: Q4_K for <c>attn_v</c>, <c>attn_output</c>, <c>attn_qkv</c> and the first eighth of <c>ffn_down</c>, Q6_K for the output.</summary>
     IQ3_M = 27,
-    /// <summary>IQ2 mix, small.</summary>
+    /// <summary>
+    /// IQ2 mix, small (needs an importance matrix): mostly IQ2_XS, IQ3_S for <c>attn_v</c> (Q4_K as <see cref="IQ2_XXS"/>),
+    /// <c>attn_output</c>, the first eighth of <c>ffn_down</c> and the token embedding, Q5_K for the output.
+    /// </summary>
     IQ2_S = 28,
-    /// <summary>IQ2 mix, medium.</summary>
+    /// <summary>IQ2 mix, medium (needs an importance matrix): as <see cref="IQ2_S"/> with IQ2_S for most tensors.</summary>
     IQ2_M = 29,
     /// <summary>Mostly IQ4_XS (IQ4_NL's levels with 6-bit block scales in 256-element super-blocks), bumped as <see cref="IQ4_NL"/>.</summary>
     IQ4_XS = 30,
-    /// <summary>Mostly IQ1_M.</summary>
+    /// <summary>Mostly IQ1_M (needs an importance matrix), bumped as <see cref="IQ1_S"/>.</summary>
     IQ1_M = 31,
     /// <summary>Weight matrices in BF16.</summary>
     BF16 = 32,

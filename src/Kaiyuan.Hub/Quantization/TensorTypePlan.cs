@@ -11,11 +11,13 @@ public readonly record struct TensorPlan(GgufTensor Tensor, GgmlType Type, bool 
 /// the mixes Kaiyuan writes: which tensors are left alone (1-D tensors such as norms and biases, <c>*_norm.weight</c>,
 /// the MoE router <c>ffn_gate_inp</c>, position embeddings); the output head (and a tied token embedding) in Q6_K (Q8_0
 /// when rows do not split into 256-blocks); the <c>attn_v</c> / <c>ffn_down</c> / <c>attn_output</c> / <c>attn_qkv</c>
-/// bumps of the Q2_K, Q3_K_*, Q4_K_*, Q5_K_* and IQ4_* mixes, with the first/last-eighth-and-every-third-layer rule of
+/// bumps of the Q2_K, Q3_K_*, Q4_K_*, Q5_K_*, IQ4_* and IQ1_*/IQ2_*/IQ3_* mixes (the 1- and 2-bit i-quant mixes by their own
+/// rules), with the first/last-eighth-and-every-third-layer rule of
 /// the _M mixes; the 8-expert bumps (attention V/K to Q8_0, attention output to Q5_K); and the fallbacks when a row length
-/// is not a multiple of the block (Q4_K→Q5_0, Q5_K→Q5_1, Q6_K→Q8_0, Q2_K/Q3_K/IQ4_XS→IQ4_NL; F16 when even that does not
+/// is not a multiple of the block (Q4_K→Q5_0, Q5_K→Q5_1, Q6_K→Q8_0, Q2_K/Q3_K/IQ4_XS and the grid i-quants→IQ4_NL; F16 when even that does not
 /// fit, or for the 32-blocks). The first eighth of <c>ffn_down</c> depends on the importance matrix as in llama.cpp:
-/// Q5_K in the IQ4 mixes only without one, Q4_1/Q5_1 in Q4_0/Q5_0 only with one. The 70B-only attention-V bump of llama.cpp (a model-size check) is left out.
+/// Q5_K in the IQ4 mixes only without one, Q4_1/Q5_1 in Q4_0/Q5_0 only with one; so do IQ3_XXS's <c>attn_v</c>
+/// and <c>ffn_down</c> (IQ3_S and Q3_K/Q4_K without one). The 70B-only attention-V bump of llama.cpp (a model-size check) is left out.
 /// </summary>
 public static class TensorTypePlan
 {
@@ -25,6 +27,8 @@ public static class TensorTypePlan
         FileType.F32, FileType.F16, FileType.BF16, FileType.Q8_0, FileType.Q4_0, FileType.Q4_1, FileType.Q5_0, FileType.Q5_1,
         FileType.Q2_K, FileType.Q3_K_S, FileType.Q3_K_M, FileType.Q3_K_L, FileType.Q4_K_S, FileType.Q4_K_M,
         FileType.Q5_K_S, FileType.Q5_K_M, FileType.Q6_K, FileType.IQ4_NL, FileType.IQ4_XS, FileType.TQ1_0, FileType.TQ2_0,
+        FileType.IQ2_XXS, FileType.IQ2_XS, FileType.IQ2_S, FileType.IQ2_M, FileType.IQ3_XXS, FileType.IQ3_S, FileType.IQ3_M,
+        FileType.IQ1_S, FileType.IQ1_M,
     ];
 
     /// <summary>The tensor type a mix uses by default.</summary>
@@ -47,6 +51,13 @@ public static class TensorTypePlan
         FileType.IQ4_XS => GgmlType.IQ4_XS,
         FileType.TQ1_0 => GgmlType.TQ1_0,
         FileType.TQ2_0 => GgmlType.TQ2_0,
+        FileType.IQ2_XXS => GgmlType.IQ2_XXS,
+        FileType.IQ2_XS or FileType.IQ2_S => GgmlType.IQ2_XS,
+        FileType.IQ2_M => GgmlType.IQ2_S,
+        FileType.IQ3_XXS => GgmlType.IQ3_XXS,
+        FileType.IQ3_S or FileType.IQ3_M => GgmlType.IQ3_S,
+        FileType.IQ1_S => GgmlType.IQ1_S,
+        FileType.IQ1_M => GgmlType.IQ1_M,
         _ => throw new NotSupportedException($"quantization mix {mix} is not supported (supported: {string.Join(", ", Supported)})"),
     };
 
@@ -150,6 +161,10 @@ public static class TensorTypePlan
         return (int)md.GetInteger(key);
     }
 
+    /// <summary>Attention V and the tensors that hold it (fused QKV, MLA's kv_b), which llama.cpp's IQ mixes treat alike.</summary>
+    private static bool IsAttentionV(string name) => name.Contains("attn_v.weight", StringComparison.Ordinal)
+        || name.Contains("attn_qkv.weight", StringComparison.Ordinal) || name.Contains("attn_kv_b.weight", StringComparison.Ordinal);
+
     /// <summary>llama.cpp's first, eighth-from-each-end and every-third-layer rule for the _M mixes.</summary>
     private static bool UseMoreBits(int layer, int layers) => layer < layers / 8 || layer >= 7 * layers / 8 || (layer - layers / 8) % 3 == 2;
 
@@ -170,18 +185,51 @@ public static class TensorTypePlan
         if (name == "output.weight" || !s.HasOutput && name == "token_embd.weight")
         {
             if (s.Arch == "falcon" || nx % GgmlTypeInfo.Geometry(type).BlockSize != 0) type = GgmlType.Q8_0;
+            // The low-bit i-quant mixes spend less on the output head.
+            else if (mix is FileType.IQ2_XXS or FileType.IQ2_XS or FileType.IQ3_XXS or FileType.IQ1_S or FileType.IQ2_S
+                     or FileType.IQ2_M or FileType.IQ1_M) type = GgmlType.Q5_K;
             else if (type != GgmlType.Q8_0) type = GgmlType.Q6_K;
         }
         else if (name == "token_embd.weight" || name == "per_layer_token_embd.weight")
         {
-            // Of the mixes written here only the ternary ones change the token embedding (it is not trained ternary).
+            // The ternary and low-bit i-quant mixes change the token embedding: it is looked up, never covered by an
+            // importance matrix, so it gets a type that needs none.
             if (mix is FileType.TQ1_0 or FileType.TQ2_0) type = GgmlType.Q4_K;
+            else if (mix is FileType.IQ2_XXS or FileType.IQ2_XS or FileType.IQ1_S or FileType.IQ1_M) type = GgmlType.Q2_K;
+            else if (mix is FileType.IQ2_S or FileType.IQ2_M or FileType.IQ3_XXS) type = GgmlType.IQ3_S;
+        }
+        else if (mix is FileType.IQ2_XXS or FileType.IQ2_XS or FileType.IQ2_S or FileType.IQ2_M or FileType.IQ1_S or FileType.IQ1_M)
+        {
+            // The 1- and 2-bit mixes have rules of their own (and none of the later branches apply to them).
+            bool iq2sOrM = mix is FileType.IQ2_S or FileType.IQ2_M;
+            if (IsAttentionV(name))
+            {
+                if (s.NGqa >= 4 || s.NExpert >= 4) type = GgmlType.Q4_K;
+                else type = iq2sOrM ? GgmlType.IQ3_S : GgmlType.Q2_K;
+                s.IAttentionWv++;
+            }
+            else if (s.NExpert == 8 && name.Contains("attn_k.weight", StringComparison.Ordinal)) type = GgmlType.Q4_K;
+            else if (name.Contains("ffn_down", StringComparison.Ordinal))
+            {
+                // Counted in tensors, not layers, as llama.cpp does here.
+                if (s.IFfnDown < s.NLayer / 8) type = iq2sOrM ? GgmlType.IQ3_S : GgmlType.Q2_K;
+                s.IFfnDown++;
+            }
+            else if (name.Contains("attn_output.weight", StringComparison.Ordinal))
+            {
+                if (s.NExpert == 8) type = GgmlType.Q5_K;
+                else if (mix is FileType.IQ1_S or FileType.IQ1_M) type = GgmlType.IQ2_XXS;
+                else if (iq2sOrM) type = GgmlType.IQ3_S;
+            }
         }
         else if (name.Contains("attn_v.weight", StringComparison.Ordinal))
         {
             if (mix == FileType.Q2_K) type = s.NGqa >= 4 ? GgmlType.Q4_K : GgmlType.Q3_K;
             else if (mix == FileType.Q3_K_M) type = s.IAttentionWv < 2 ? GgmlType.Q5_K : GgmlType.Q4_K;
             else if (mix == FileType.Q3_K_L) type = GgmlType.Q5_K;
+            // Without an importance matrix IQ3_XXS would be too coarse for V.
+            else if (mix == FileType.IQ3_XXS) type = s.NGqa >= 4 ? GgmlType.Q4_K : !s.HasImportance ? GgmlType.IQ3_S : GgmlType.IQ3_XXS;
+            else if (mix == FileType.IQ3_S && s.NGqa >= 4 || mix == FileType.IQ3_M) type = GgmlType.Q4_K;
             else if (mix is FileType.IQ4_NL or FileType.IQ4_XS && s.NGqa >= 4) type = GgmlType.Q5_K;
             else if (mix is FileType.Q4_K_M or FileType.Q5_K_M && UseMoreBits(s.IAttentionWv, s.NAttentionWv)) type = GgmlType.Q6_K;
             else if (mix == FileType.Q4_K_S && s.IAttentionWv < 4) type = GgmlType.Q5_K;
@@ -191,14 +239,21 @@ public static class TensorTypePlan
         else if (name.Contains("attn_k.weight", StringComparison.Ordinal))
         {
             if (s.NExpert == 8) type = GgmlType.Q8_0;
+            else if (mix == FileType.IQ3_XXS) type = GgmlType.IQ2_S;
+        }
+        else if (name.Contains("attn_q.weight", StringComparison.Ordinal))
+        {
+            if (mix == FileType.IQ3_XXS) type = GgmlType.IQ2_S;
         }
         else if (name.Contains("ffn_down", StringComparison.Ordinal))
         {
             int layer = LayerOf(s, name, s.IFfnDown), n = s.NLayer;
             bool falcon = s.Arch == "falcon";
             if (mix == FileType.Q2_K) type = GgmlType.Q3_K;
+            else if (mix == FileType.IQ3_XXS && !s.HasImportance) type = layer < n / 8 ? GgmlType.Q4_K : GgmlType.Q3_K;
             else if (mix == FileType.Q3_K_M)
                 type = layer < n / 16 ? GgmlType.Q5_K : !falcon || UseMoreBits(layer, n) ? GgmlType.Q4_K : GgmlType.Q3_K;
+            else if (mix == FileType.IQ3_M && (layer < n / 8 || s.NExpert == 8 && UseMoreBits(layer, n))) type = GgmlType.Q4_K;
             else if (mix == FileType.Q3_K_L) type = falcon ? GgmlType.Q4_K : GgmlType.Q5_K;
             else if (mix == FileType.Q4_K_M)
             {
@@ -220,9 +275,11 @@ public static class TensorTypePlan
                 if (s.NExpert == 8)
                 {
                     if (mix is FileType.Q2_K or FileType.Q3_K_S or FileType.Q3_K_M or FileType.Q4_K_S or FileType.Q4_K_M
-                        or FileType.IQ4_NL or FileType.IQ4_XS) type = GgmlType.Q5_K;
+                        or FileType.IQ4_NL or FileType.IQ4_XS or FileType.IQ3_XXS or FileType.IQ3_S or FileType.IQ3_M) type = GgmlType.Q5_K;
                 }
                 else if (mix == FileType.Q2_K) type = GgmlType.Q3_K;
+                else if (mix == FileType.IQ3_XXS) type = GgmlType.IQ3_S;
+                else if (mix == FileType.IQ3_M) type = GgmlType.Q4_K;
                 else if (mix == FileType.Q3_K_M) type = GgmlType.Q4_K;
                 else if (mix == FileType.Q3_K_L) type = GgmlType.Q5_K;
             }
@@ -230,7 +287,7 @@ public static class TensorTypePlan
         }
         else if (name.Contains("attn_qkv.weight", StringComparison.Ordinal))
         {
-            if (mix is FileType.Q3_K_M or FileType.Q3_K_L) type = GgmlType.Q4_K;
+            if (mix is FileType.Q3_K_M or FileType.Q3_K_L or FileType.IQ3_M) type = GgmlType.Q4_K;
             else if (mix == FileType.Q4_K_M) type = GgmlType.Q5_K;
             else if (mix == FileType.Q5_K_M) type = GgmlType.Q6_K;
         }
@@ -239,7 +296,8 @@ public static class TensorTypePlan
         var wanted = type;
         type = type switch
         {
-            GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.IQ4_XS => GgmlType.IQ4_NL,
+            GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.IQ4_XS or GgmlType.IQ1_S or GgmlType.IQ1_M or GgmlType.IQ2_XXS
+                or GgmlType.IQ2_XS or GgmlType.IQ2_S or GgmlType.IQ3_XXS or GgmlType.IQ3_S => GgmlType.IQ4_NL,
             GgmlType.TQ1_0 or GgmlType.TQ2_0 => GgmlType.Q4_0,
             GgmlType.Q4_K => GgmlType.Q5_0,
             GgmlType.Q5_K => GgmlType.Q5_1,

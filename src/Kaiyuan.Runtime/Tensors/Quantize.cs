@@ -8,7 +8,8 @@ namespace Kaiyuan.Tensors;
 /// Weight quantizers reproducing llama.cpp's: without an importance matrix its reference quantizers (quantize_row_*_ref,
 /// which is what quantize_q*_K / quantize_q4_0 … run when no imatrix is given), so a tensor quantized here is
 /// byte-identical to llama-quantize's output; with one, its importance-matrix paths (quantize_row_*_impl) for the legacy
-/// and K-quant types; IQ4_NL / IQ4_XS with or without one. The arithmetic keeps ggml's operation order (see
+/// and K-quant types; IQ4_NL / IQ4_XS and the grid types IQ3_XXS / IQ3_S with or without one; IQ1_S / IQ1_M /
+/// IQ2_XXS / IQ2_XS / IQ2_S only with one (see <see cref="IqGridQuantizer"/>). The arithmetic keeps ggml's operation order (see
 /// <see cref="ScaleSearch"/>).
 /// </summary>
 internal static class Quantize
@@ -17,7 +18,8 @@ internal static class Quantize
     public static bool IsSupported(GgmlType type) => type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16
         or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1 or GgmlType.Q8_0 or GgmlType.Q8_1
         or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.TQ1_0 or GgmlType.TQ2_0
-        or GgmlType.IQ4_NL or GgmlType.IQ4_XS;
+        or GgmlType.IQ4_NL or GgmlType.IQ4_XS or GgmlType.IQ2_XXS or GgmlType.IQ2_XS or GgmlType.IQ2_S
+        or GgmlType.IQ3_XXS or GgmlType.IQ3_S or GgmlType.IQ1_S or GgmlType.IQ1_M;
 
     /// <summary>
     /// Quantizes <paramref name="src"/> (a multiple of the type's block size) into <paramref name="dst"/>, which needs
@@ -83,6 +85,9 @@ internal static class Quantize
                 return;
             case GgmlType.IQ4_NL or GgmlType.IQ4_XS:
                 Iq4Quantizer.Row(type, src, dst, importance);
+                return;
+            case GgmlType.IQ2_XXS or GgmlType.IQ2_XS or GgmlType.IQ2_S or GgmlType.IQ3_XXS or GgmlType.IQ3_S or GgmlType.IQ1_S or GgmlType.IQ1_M:
+                IqGridQuantizer.Row(type, src, dst, importance);
                 return;
         }
 

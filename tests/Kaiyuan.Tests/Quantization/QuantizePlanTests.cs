@@ -35,10 +35,24 @@ public sealed class QuantizePlanTests
         { "llama", "f32", "iq4_nl" }, { "llama", "f32", "iq4_xs" }, { "qwen3moe", "f32", "iq4_xs" }, { "deepseek2", "f32", "iq4_xs" },
     };
 
+    /// <summary>Grid i-quant fixtures (IQ2_*, IQ3_*), made with an importance matrix as llama.cpp requires for most of them.</summary>
+    public static TheoryData<string, string, string> GridMixes()
+    {
+        var data = new TheoryData<string, string, string>();
+        foreach (var mix in new[] { "iq1_s", "iq1_m", "iq2_xxs", "iq2_xs", "iq2_s", "iq2_m", "iq3_xxs", "iq3_s", "iq3_m" }) data.Add("llama", "f32", mix);
+        foreach (var folder in new[] { "qwen3moe", "deepseek2" })
+        {
+            data.Add(folder, "f32", "iq2_xxs");
+            data.Add(folder, "f32", "iq3_xxs");
+        }
+        return data;
+    }
+
     [Theory]
     [MemberData(nameof(Mixes))]
     [MemberData(nameof(ImatrixMixes))]
     [MemberData(nameof(Iq4Mixes))]
+    [MemberData(nameof(GridMixes))]
     public void EveryTensorGetsLlamaCppsType(string folder, string source, string mixName)
     {
         using var input = GgufFile.Open(Fixtures.ModelPath(folder, $"{folder}-{source}.gguf"));
@@ -46,7 +60,8 @@ public sealed class QuantizePlanTests
         Assert.True(FileTypes.TryParse(mixName, out var mix), mixName);
         Assert.Equal((long)mix, reference.Metadata.GetInteger("general.file_type"));
 
-        var plan = TensorTypePlan.Plan(input, mix);
+        // The i-quant fixtures were made with an importance matrix, which some of their rules depend on.
+        var plan = TensorTypePlan.Plan(input, mix, withImportance: mixName.StartsWith("iq", StringComparison.Ordinal));
         Assert.Equal(reference.Tensors.Select(t => t.Name), plan.Select(p => p.Tensor.Name));
         var wrong = plan.Zip(reference.Tensors)
             .Where(x => x.First.Type != x.Second.Type)
@@ -128,6 +143,101 @@ public sealed class QuantizePlanTests
             Assert.True(ours <= Math.Max(1.5f * theirs, 0.5f), $"{folder} {mixName}: ours differs from F32 by {ours}, llama.cpp's by {theirs}");
         });
 
+    /// <summary>
+    /// Our grid i-quant files, quantized with an importance matrix computed here on the F32 model, have llama.cpp's
+    /// metadata (but for the matrix's keys), tensor types and shapes, and its bytes wherever its importance matrix was not
+    /// used: the token embedding and output head (IQ3_S, Q2_K, Q5_K …) and the unquantized tensors.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(GridMixes))]
+    public void GridFilesAreLlamaCppsWhereNoImportanceMatrixWasUsed(string folder, string source, string mixName) =>
+        Quantized(folder, source, mixName, (_, result, reference) =>
+        {
+            Assert.Equal(reference.Metadata.Keys.Where(k => !k.StartsWith("quantize.imatrix.", StringComparison.Ordinal)),
+                result.Metadata.Keys.Where(k => !k.StartsWith("quantize.imatrix.", StringComparison.Ordinal)));
+            Assert.Equal(reference.Tensors.Count, result.Tensors.Count);
+            int identical = 0;
+            foreach (var (ours, theirs) in result.Tensors.Zip(reference.Tensors))
+            {
+                Assert.Equal(theirs.Name, ours.Name);
+                Assert.Equal(theirs.Type, ours.Type);
+                Assert.Equal(theirs.Dimensions, ours.Dimensions);
+                if (theirs.Name is not ("token_embd.weight" or "output.weight") && theirs.Type is not (GgmlType.Q8_0 or GgmlType.F32)) continue;
+                Assert.True(ours.Bytes.SequenceEqual(theirs.Bytes), $"{ours.Name} ({ours.Type}): bytes differ from llama.cpp's");
+                identical++;
+            }
+            Assert.True(identical >= 2);
+        }, importance: ComputedImportance(folder));
+
+    /// <summary>
+    /// A model we quantized to a grid mix with an importance matrix computed on random text loads and runs: its logits
+    /// on llama.cpp's F32 greedy ids stay about as close to the F32 goldens as llama.cpp's own file's (made with a
+    /// matrix from real text) do.
+    /// </summary>
+    [Theory]
+    [InlineData("llama", "iq1_s")]
+    [InlineData("llama", "iq1_m")]
+    [InlineData("llama", "iq2_xxs")]
+    [InlineData("llama", "iq2_xs")]
+    [InlineData("llama", "iq2_s")]
+    [InlineData("llama", "iq2_m")]
+    [InlineData("llama", "iq3_xxs")]
+    [InlineData("llama", "iq3_s")]
+    [InlineData("llama", "iq3_m")]
+    [InlineData("qwen3moe", "iq2_xxs")]
+    [InlineData("qwen3moe", "iq3_xxs")]
+    public void GridModelsRunCloseToF32(string folder, string mixName) =>
+        Quantized(folder, "f32", mixName, (output, _, _) =>
+        {
+            var cases = Kaiyuan.Tests.Models.Goldens.Load(folder, "f32");
+            float ours = WorstLogitDifference(output, cases), theirs = WorstLogitDifference(Fixtures.ModelPath(folder, $"{folder}-{mixName}.gguf"), cases);
+            TestContext.Current.TestOutputHelper?.WriteLine($"{folder} {mixName}: max |Δlogit| vs F32 {ours:G3} (llama.cpp's file: {theirs:G3})");
+            Assert.True(ours <= Math.Max(1.5f * theirs, 0.5f), $"{folder} {mixName}: ours differs from F32 by {ours}, llama.cpp's by {theirs}");
+        }, importance: ComputedImportance(folder));
+
+    /// <summary>The 1- and 2-bit mixes refuse to start without an importance matrix, naming the option, and write nothing.</summary>
+    [Theory]
+    [InlineData(FileType.IQ1_S)]
+    [InlineData(FileType.IQ1_M)]
+    [InlineData(FileType.IQ2_XXS)]
+    [InlineData(FileType.IQ2_XS)]
+    [InlineData(FileType.IQ2_S)]
+    [InlineData(FileType.IQ2_M)]
+    public void OneAndTwoBitGridMixesRequireAnImportanceMatrix(FileType mix)
+    {
+        using var input = GgufFile.Open(Fixtures.ModelPath("llama", "llama-f32.gguf"));
+        var output = Path.Combine(Path.GetTempPath(), $"kaiyuan-never-{Guid.NewGuid():N}.gguf");
+        var e = Assert.Throws<ArgumentException>(() => new ModelQuantizer { Threads = 2 }.Quantize(input, output, mix));
+        Assert.Contains("--imatrix", e.Message);
+        Assert.False(File.Exists(output));
+    }
+
+    private static readonly Dictionary<string, ImportanceMatrix> Importances = [];
+
+    /// <summary>An importance matrix of a fixture's F32 model over a few chunks of random token ids (computed once per model).</summary>
+    private static ImportanceMatrix ComputedImportance(string folder)
+    {
+        lock (Importances)
+        {
+            if (Importances.TryGetValue(folder, out var cached)) return cached;
+            using var model = Kaiyuan.Models.ModelLoader.Load(Fixtures.ModelPath(folder, $"{folder}-f32.gguf"));
+            var random = new Random(11);
+            // Ids from 3 up: past the control tokens.
+            var tokens = Enumerable.Range(0, 4 * 64).Select(_ => random.Next(3, model.VocabSize)).ToArray();
+            var file = Path.Combine(Path.GetTempPath(), $"kaiyuan-imatrix-{Guid.NewGuid():N}.gguf");
+            try
+            {
+                var matrix = ImportanceMatrix.Compute(model, tokens, file, new ImportanceOptions { ChunkSize = 64, Threads = 2 });
+                Importances[folder] = matrix;
+                return matrix;
+            }
+            finally
+            {
+                File.Delete(file);
+            }
+        }
+    }
+
     /// <summary>The largest logit difference from the F32 goldens over every teacher-forced step of every prompt.</summary>
     private static float WorstLogitDifference(string path, Kaiyuan.Tests.Models.GoldenCase[] cases)
     {
@@ -149,7 +259,7 @@ public sealed class QuantizePlanTests
     }
 
     /// <summary>Quantizes a fixture to a mix into a temporary file and hands it, opened, to <paramref name="check"/> with llama.cpp's file.</summary>
-    private static void Quantized(string folder, string source, string mixName, Action<string, GgufFile, GgufFile> check)
+    private static void Quantized(string folder, string source, string mixName, Action<string, GgufFile, GgufFile> check, ImportanceMatrix? importance = null)
     {
         using var input = GgufFile.Open(Fixtures.ModelPath(folder, $"{folder}-{source}.gguf"));
         using var reference = GgufFile.Open(Fixtures.ModelPath(folder, $"{folder}-{mixName}.gguf"));
@@ -157,7 +267,7 @@ public sealed class QuantizePlanTests
         var output = Path.Combine(Path.GetTempPath(), $"kaiyuan-quantize-{Guid.NewGuid():N}.gguf");
         try
         {
-            new ModelQuantizer { Threads = 2 }.Quantize(input, output, mix);
+            new ModelQuantizer { Threads = 2, Importance = importance }.Quantize(input, output, mix);
             using var result = GgufFile.Open(output);
             Assert.Equal((long)mix, result.Metadata.GetInteger("general.file_type"));
             Assert.Equal(2, result.Metadata.GetInteger("general.quantization_version"));
