@@ -177,6 +177,34 @@ internal static class IqGridQuantizer
     }
 
     /// <summary>Weighted least-squares sums of the odd levels 2l+1 against the magnitudes.</summary>
+    /// <summary>
+    /// The IQ2_XS/IQ2_S/IQ3 scale search: every group rounded at the inverse scales (2·kMaxQ − 1 + step·stepSize)/max for
+    /// step in ±steps, keeping the levels of the best weighted least-squares fit (and which groups were on the grid).
+    /// Returns the fitted scale, or max/(2·kMaxQ − 1) when no candidate fits.
+    /// </summary>
+    private static float SearchScale(IqGridNeighbours grid, int groups, int steps, float stepSize, float max, int kMaxQ, ReadOnlySpan<float> weight,
+        ReadOnlySpan<float> xval, ReadOnlySpan<float> waux, Span<sbyte> levels, Span<sbyte> trial, Span<bool> onGrid, Span<bool> trialOnGrid)
+    {
+        float best = 0;
+        float scale = max / (2 * kMaxQ - 1);
+        for (int step = -steps; step <= steps; step++)
+        {
+            float id = (2 * kMaxQ - 1 + step * stepSize) / max;
+            float thisScale = 1 / id;
+            for (int k = 0; k < groups; k++) RoundGroup(grid, k, id, thisScale, kMaxQ - 1, xval, waux, trial, out trialOnGrid[k]);
+            var (sumqx, sumq2) = Fit(weight, xval, trial);
+            if (sumq2 > 0 && sumqx * sumqx > best * sumq2)
+            {
+                scale = sumqx / sumq2;
+                best = scale * sumqx;
+                trial.CopyTo(levels);
+                trialOnGrid[..groups].CopyTo(onGrid);
+            }
+        }
+
+        return scale;
+    }
+
     private static (float SumQX, float SumQ2) Fit(ReadOnlySpan<float> weight, ReadOnlySpan<float> xval, ReadOnlySpan<sbyte> levels)
     {
         float sumqx = 0, sumq2 = 0;
@@ -314,23 +342,8 @@ internal static class IqGridQuantizer
             levels.Clear();
             s.Scales[ib] = 0;
             if (max < (xs ? ScaleSearch.GroupMaxEpsilon : Iq2SEpsilon)) continue;
-            float best = 0;
-            float scale = max / (2 * kMaxQ - 1);
             s.OnGrid[..2].Fill(true);
-            for (int step = -9; step <= 9; step++)
-            {
-                float id = (2 * kMaxQ - 1 + step * 0.1f) / max;
-                float thisScale = 1 / id;
-                for (int k = 0; k < 2; k++) RoundGroup(grid, k, id, thisScale, kMaxQ - 1, xval, waux, trial, out s.TrialOnGrid[k]);
-                var (sumqx, sumq2) = Fit(weight, xval, trial);
-                if (sumq2 > 0 && sumqx * sumqx > best * sumq2)
-                {
-                    scale = sumqx / sumq2;
-                    best = scale * sumqx;
-                    trial.CopyTo(levels);
-                    s.TrialOnGrid[..2].CopyTo(s.OnGrid);
-                }
-            }
+            float scale = SearchScale(grid, 2, 9, 0.1f, max, kMaxQ, weight, xval, waux, levels, trial, s.OnGrid, s.TrialOnGrid);
 
             scale = RefineOffGrid(grid, 2, scale, kMaxQ - 1, weight, xval, waux, levels, s.OnGrid, refineAll: false);
             if (scale < 0)
@@ -438,24 +451,9 @@ internal static class IqGridQuantizer
             levels.Clear();
             s.Scales[ib] = 0;
             if (xxs ? max < Iq3XxsEpsilon : max == 0) continue;
-            float best = 0;
-            float scale = max / (2 * kMaxQ - 1);
             // IQ3_XXS starts every group as on the grid, IQ3_S as off it (so IQ3_S always refines when no scale fit).
             s.OnGrid.Fill(xxs);
-            for (int step = -steps; step <= steps; step++)
-            {
-                float id = (2 * kMaxQ - 1 + step * 0.2f) / max;
-                float thisScale = 1 / id;
-                for (int k = 0; k < 8; k++) RoundGroup(grid, k, id, thisScale, kMaxQ - 1, xval, waux, trial, out s.TrialOnGrid[k]);
-                var (sumqx, sumq2) = Fit(weight, xval, trial);
-                if (sumq2 > 0 && sumqx * sumqx > best * sumq2)
-                {
-                    scale = sumqx / sumq2;
-                    best = scale * sumqx;
-                    trial.CopyTo(levels);
-                    s.TrialOnGrid.CopyTo(s.OnGrid);
-                }
-            }
+            float scale = SearchScale(grid, 8, steps, 0.2f, max, kMaxQ, weight, xval, waux, levels, trial, s.OnGrid, s.TrialOnGrid);
 
             scale = RefineOffGrid(grid, 8, scale, kMaxQ - 1, weight, xval, waux, levels, s.OnGrid, refineAll: !xxs);
             if (scale < 0)

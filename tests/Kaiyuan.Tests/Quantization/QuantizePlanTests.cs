@@ -109,22 +109,7 @@ public sealed class QuantizePlanTests
     [Theory]
     [MemberData(nameof(Iq4Mixes))]
     public void Iq4FilesAreLlamaCppsWhereNoImportanceMatrixWasUsed(string folder, string source, string mixName) =>
-        Quantized(folder, source, mixName, (_, result, reference) =>
-        {
-            Assert.Equal(reference.Metadata.Keys.Where(k => !k.StartsWith("quantize.imatrix.", StringComparison.Ordinal)), result.Metadata.Keys);
-            Assert.Equal(reference.Tensors.Count, result.Tensors.Count);
-            int identical = 0;
-            foreach (var (ours, theirs) in result.Tensors.Zip(reference.Tensors))
-            {
-                Assert.Equal(theirs.Name, ours.Name);
-                Assert.Equal(theirs.Type, ours.Type);
-                Assert.Equal(theirs.Dimensions, ours.Dimensions);
-                if (theirs.Name is not ("token_embd.weight" or "output.weight") && theirs.Type is not (GgmlType.Q8_0 or GgmlType.F32)) continue;
-                Assert.True(ours.Bytes.SequenceEqual(theirs.Bytes), $"{ours.Name} ({ours.Type}): bytes differ from llama.cpp's");
-                identical++;
-            }
-            Assert.True(identical >= 2);
-        });
+        Quantized(folder, source, mixName, (_, result, reference) => AssertLlamaCppsWhereNoImportanceMatrixWasUsed(result, reference));
 
     /// <summary>
     /// A model we quantized to an IQ4 mix loads and runs: fed llama.cpp's F32 greedy ids, its logits stay as close to the
@@ -151,23 +136,31 @@ public sealed class QuantizePlanTests
     [Theory]
     [MemberData(nameof(GridMixes))]
     public void GridFilesAreLlamaCppsWhereNoImportanceMatrixWasUsed(string folder, string source, string mixName) =>
-        Quantized(folder, source, mixName, (_, result, reference) =>
+        Quantized(folder, source, mixName, (_, result, reference) => AssertLlamaCppsWhereNoImportanceMatrixWasUsed(result, reference),
+            importance: ComputedImportance(folder));
+
+    /// <summary>
+    /// Metadata (but the importance-matrix keys) and every tensor's name, type and shape as llama.cpp's file, and the bytes
+    /// of the tensors its importance matrix did not cover (token embedding, output, Q8_0 and F32) too.
+    /// </summary>
+    private static void AssertLlamaCppsWhereNoImportanceMatrixWasUsed(GgufFile result, GgufFile reference)
+    {
+        static IEnumerable<string> Keys(GgufFile f) => f.Metadata.Keys.Where(k => !k.StartsWith("quantize.imatrix.", StringComparison.Ordinal));
+        Assert.Equal(Keys(reference), Keys(result));
+        Assert.Equal(reference.Tensors.Count, result.Tensors.Count);
+        int identical = 0;
+        foreach (var (ours, theirs) in result.Tensors.Zip(reference.Tensors))
         {
-            Assert.Equal(reference.Metadata.Keys.Where(k => !k.StartsWith("quantize.imatrix.", StringComparison.Ordinal)),
-                result.Metadata.Keys.Where(k => !k.StartsWith("quantize.imatrix.", StringComparison.Ordinal)));
-            Assert.Equal(reference.Tensors.Count, result.Tensors.Count);
-            int identical = 0;
-            foreach (var (ours, theirs) in result.Tensors.Zip(reference.Tensors))
-            {
-                Assert.Equal(theirs.Name, ours.Name);
-                Assert.Equal(theirs.Type, ours.Type);
-                Assert.Equal(theirs.Dimensions, ours.Dimensions);
-                if (theirs.Name is not ("token_embd.weight" or "output.weight") && theirs.Type is not (GgmlType.Q8_0 or GgmlType.F32)) continue;
-                Assert.True(ours.Bytes.SequenceEqual(theirs.Bytes), $"{ours.Name} ({ours.Type}): bytes differ from llama.cpp's");
-                identical++;
-            }
-            Assert.True(identical >= 2);
-        }, importance: ComputedImportance(folder));
+            Assert.Equal(theirs.Name, ours.Name);
+            Assert.Equal(theirs.Type, ours.Type);
+            Assert.Equal(theirs.Dimensions, ours.Dimensions);
+            if (theirs.Name is not ("token_embd.weight" or "output.weight") && theirs.Type is not (GgmlType.Q8_0 or GgmlType.F32)) continue;
+            Assert.True(ours.Bytes.SequenceEqual(theirs.Bytes), $"{ours.Name} ({ours.Type}): bytes differ from llama.cpp's");
+            identical++;
+        }
+
+        Assert.True(identical >= 2);
+    }
 
     /// <summary>
     /// A model we quantized to a grid mix with an importance matrix computed on random text loads and runs: its logits

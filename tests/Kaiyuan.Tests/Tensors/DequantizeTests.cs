@@ -252,6 +252,21 @@ public class DequantizeTests
         "llama-iq1_s.gguf", "llama-iq1_m.gguf", "llama-iq2_xxs.gguf", "llama-iq2_xs.gguf", "llama-iq2_s.gguf", "llama-iq2_m.gguf",
         "llama-iq3_xxs.gguf", "llama-iq3_s.gguf", "llama-iq3_m.gguf");
 
+    internal static double Square(double v) => v * v;
+
+    /// <summary>||actual − expected|| / ||expected||.</summary>
+    internal static double RelativeRms(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual)
+    {
+        double errorSquares = 0, valueSquares = 0;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            errorSquares += Square(actual[i] - expected[i]);
+            valueSquares += Square(expected[i]);
+        }
+
+        return Math.Sqrt(errorSquares / valueSquares);
+    }
+
     /// <summary>
     /// Relative RMS error ||dequantized - original|| / ||original|| allowed per tensor, a little above what llama.cpp's
     /// quantizers reach on these N(0, 1/fan_in) weights (a wrong layout gives errors of order 1).

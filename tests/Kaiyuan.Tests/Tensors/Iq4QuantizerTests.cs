@@ -2,6 +2,8 @@ using System.Buffers.Binary;
 using Kaiyuan.Gguf;
 using Kaiyuan.Tensors;
 
+using static Kaiyuan.Tests.Tensors.DequantizeTests;
+
 namespace Kaiyuan.Tests.Tensors;
 
 /// <summary>
@@ -150,20 +152,6 @@ public class Iq4QuantizerTests
         TestContext.Current.TestOutputHelper?.WriteLine($"{type}: importance-weighted squared error {with:G4} with, {without:G4} without");
         Assert.True(with <= without, $"{type}: {with} with the importance vector, {without} without");
         Assert.True(with < 0.95 * without, "a strongly non-uniform importance should help clearly");
-    }
-
-    private static double Square(double v) => v * v;
-
-    private static double RelativeRms(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual)
-    {
-        double errorSquares = 0, valueSquares = 0;
-        for (int i = 0; i < expected.Length; i++)
-        {
-            errorSquares += Square(actual[i] - expected[i]);
-            valueSquares += Square(expected[i]);
-        }
-
-        return Math.Sqrt(errorSquares / valueSquares);
     }
 
     public static TheoryData<string> Iq4Files() => new("llama/llama-iq4_nl.gguf", "llama/llama-iq4_xs.gguf", "qwen3moe/qwen3moe-iq4_xs.gguf", "deepseek2/deepseek2-iq4_xs.gguf");

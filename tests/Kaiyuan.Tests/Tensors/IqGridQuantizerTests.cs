@@ -1,6 +1,8 @@
 using Kaiyuan.Gguf;
 using Kaiyuan.Tensors;
 
+using static Kaiyuan.Tests.Tensors.DequantizeTests;
+
 namespace Kaiyuan.Tests.Tensors;
 
 /// <summary>
@@ -134,22 +136,7 @@ public class IqGridQuantizerTests
             }
         }
 
-        byte[] bytes = Quantized(type, x, Ones(x.Length));
-        int blockBytes = GgmlTypeInfo.Geometry(type).TypeSize;
-        Span<sbyte> q = stackalloc sbyte[32];
-        Span<sbyte> shifts = stackalloc sbyte[4];
-        for (int b = 0; b < blocks; b++)
-        {
-            ReadOnlySpan<byte> block = bytes.AsSpan(b * blockBytes, blockBytes);
-            for (int sub = 0; sub < 8; sub++)
-            {
-                IqGridDecoder.SubBlock(type, block, sub, q, out int m0, out int m1, shifts);
-                int at = 256 * b + 32 * sub;
-                for (int i = 0; i < 32; i++) Assert.True(expectedQ[at + i] == q[i], $"{type} element {at + i}: {q[i]}, expected {expectedQ[at + i]}");
-                Assert.Equal(expectedMultiplier[at / 16], m0);
-                Assert.Equal(expectedMultiplier[at / 16 + 1], m1);
-            }
-        }
+        AssertDecodesTo(type, Quantized(type, x, Ones(x.Length)), blocks, expectedQ, expectedMultiplier, null);
     }
 
     /// <summary>
@@ -192,7 +179,12 @@ public class IqGridQuantizerTests
             }
         }
 
-        byte[] bytes = Quantized(type, x, Ones(x.Length));
+        AssertDecodesTo(type, Quantized(type, x, Ones(x.Length)), blocks, expectedQ, expectedMultiplier, expectedShift);
+    }
+
+    /// <summary>Every sub-block of <paramref name="bytes"/> decodes to the expected grid values, multipliers and (1-bit types) shifts.</summary>
+    private static void AssertDecodesTo(GgmlType type, byte[] bytes, int blocks, int[] expectedQ, int[] expectedMultiplier, int[]? expectedShift)
+    {
         int blockBytes = GgmlTypeInfo.Geometry(type).TypeSize;
         Span<sbyte> q = stackalloc sbyte[32];
         Span<sbyte> shifts = stackalloc sbyte[4];
@@ -204,7 +196,8 @@ public class IqGridQuantizerTests
                 IqGridDecoder.SubBlock(type, block, sub, q, out int m0, out int m1, shifts);
                 int at = 256 * b + 32 * sub;
                 for (int i = 0; i < 32; i++) Assert.True(expectedQ[at + i] == q[i], $"{type} element {at + i}: {q[i]}, expected {expectedQ[at + i]}");
-                for (int g = 0; g < 4; g++) Assert.Equal(expectedShift[at / 8 + g], shifts[g]);
+                if (expectedShift is not null)
+                    for (int g = 0; g < 4; g++) Assert.Equal(expectedShift[at / 8 + g], shifts[g]);
                 Assert.Equal(expectedMultiplier[at / 16], m0);
                 Assert.Equal(expectedMultiplier[at / 16 + 1], m1);
             }
@@ -424,17 +417,4 @@ public class IqGridQuantizerTests
         Assert.True(quantized.Data(tensor).SequenceEqual(actual), $"{fileName} token_embd.weight (IQ3_S): bytes differ from llama-quantize's");
     }
 
-    private static double Square(double v) => v * v;
-
-    private static double RelativeRms(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual)
-    {
-        double errorSquares = 0, valueSquares = 0;
-        for (int i = 0; i < expected.Length; i++)
-        {
-            errorSquares += Square(actual[i] - expected[i]);
-            valueSquares += Square(expected[i]);
-        }
-
-        return Math.Sqrt(errorSquares / valueSquares);
-    }
 }
