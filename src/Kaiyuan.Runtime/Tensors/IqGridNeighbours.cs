@@ -125,39 +125,12 @@ internal sealed class IqGridNeighbours
     /// For an off-grid key: the neighbour minimising Σ w·(scale·q − x)², q the odd coordinates (the first on ties), as
     /// iq2_find_best_neighbour / iq3_find_best_neighbour; its levels go to <paramref name="levels"/>.
     /// </summary>
-    public int Nearest(int key, ReadOnlySpan<float> xval, ReadOnlySpan<float> weight, float scale, Span<sbyte> levels)
-    {
-        int at = -map[key] - 1;
-        int count = lists[at];
-        float bestD2 = float.MaxValue;
-        int best = -1;
-        for (int j = 1; j <= count; j++)
-        {
-            int p = lists[at + j];
-            float d2 = 0;
-            for (int i = 0; i < Dimension; i++)
-            {
-                float q = points[p * Dimension + i];
-                float diff = scale * q - xval[i];
-                d2 += weight[i] * diff * diff;
-            }
-
-            if (d2 < bestD2)
-            {
-                bestD2 = d2;
-                best = p;
-            }
-        }
-
-        // NaN inputs compare false everywhere; fall back to the nearest point by distance, as no point won.
-        if (best < 0) best = lists[at + 1];
-        Levels(best, levels);
-        return best;
-    }
+    public int Nearest(int key, ReadOnlySpan<float> xval, ReadOnlySpan<float> weight, float scale, Span<sbyte> levels) =>
+        NearestByValues(key, xval, weight, scale, default, levels);
 
     /// <summary>
-    /// For an off-grid key of the 1-bit grid: the neighbour minimising Σ w·(scale·v[l] − x)², v the three values its
-    /// levels stand for (the first on ties), as iq1_find_best_neighbour2; its levels go to <paramref name="levels"/>.
+    /// <see cref="Nearest"/> with q the value each level stands for in <paramref name="values"/> (the 1-bit grid, as
+    /// iq1_find_best_neighbour2), or the odd coordinate itself when <paramref name="values"/> is empty.
     /// </summary>
     public int NearestByValues(int key, ReadOnlySpan<float> xval, ReadOnlySpan<float> weight, float scale, ReadOnlySpan<float> values, Span<sbyte> levels)
     {
@@ -171,10 +144,10 @@ internal sealed class IqGridNeighbours
             float d2 = 0;
             for (int i = 0; i < Dimension; i++)
             {
-                float q = values[(points[p * Dimension + i] - 1) / 2];
-                float w = weight[i];
+                int coordinate = points[p * Dimension + i];
+                float q = values.IsEmpty ? coordinate : values[(coordinate - 1) / 2];
                 float diff = scale * q - xval[i];
-                d2 += w * diff * diff;
+                d2 += weight[i] * diff * diff;
             }
 
             if (d2 < bestD2)
@@ -184,6 +157,7 @@ internal sealed class IqGridNeighbours
             }
         }
 
+        // NaN inputs compare false everywhere; fall back to the list's first point, as no point won.
         if (best < 0) best = lists[at + 1];
         Levels(best, levels);
         return best;

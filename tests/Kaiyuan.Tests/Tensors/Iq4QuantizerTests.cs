@@ -170,21 +170,25 @@ public class Iq4QuantizerTests
         foreach (var tensor in quantized.Tensors.Values)
         {
             if (tensor.Name is not ("token_embd.weight" or "output.weight") && tensor.Type != GgmlType.Q8_0) continue;
-            var reference = original.Tensors[tensor.Name];
-            var source = new float[reference.Elements];
-            Dequantize.Row(GgmlType.F32, original.Data(reference), source);
-            var actual = new byte[tensor.ByteCount];
-            long rowBytes = GgmlTypeInfo.RowBytes(tensor.Type, tensor.RowLength);
-            for (long row = 0; row < tensor.Rows; row++)
-            {
-                Quantize.Row(tensor.Type, source.AsSpan((int)(row * tensor.RowLength), (int)tensor.RowLength), actual.AsSpan((int)(row * rowBytes), (int)rowBytes));
-            }
-
+            byte[] actual = QuantizedFromF32(original, tensor);
             Assert.True(quantized.Data(tensor).SequenceEqual(actual), $"{fileName} {tensor.Name} ({tensor.Type}): bytes differ from llama-quantize's");
             compared.Add($"{tensor.Name} ({tensor.Type})");
         }
 
         TestContext.Current.TestOutputHelper?.WriteLine($"{fileName}: byte-identical {string.Join(", ", compared)}");
         Assert.Contains(compared, c => c.StartsWith("token_embd.weight (IQ4_", StringComparison.Ordinal));
+    }
+
+    /// <summary>The F32 original of <paramref name="tensor"/> quantized here (without an importance matrix) to its type.</summary>
+    internal static byte[] QuantizedFromF32(GgufTensorLocator original, GgufTensorLocator.TensorEntry tensor)
+    {
+        var reference = original.Tensors[tensor.Name];
+        var source = new float[reference.Elements];
+        Dequantize.Row(GgmlType.F32, original.Data(reference), source);
+        var actual = new byte[tensor.ByteCount];
+        long rowBytes = GgmlTypeInfo.RowBytes(tensor.Type, tensor.RowLength);
+        for (long row = 0; row < tensor.Rows; row++)
+            Quantize.Row(tensor.Type, source.AsSpan((int)(row * tensor.RowLength), (int)tensor.RowLength), actual.AsSpan((int)(row * rowBytes), (int)rowBytes));
+        return actual;
     }
 }

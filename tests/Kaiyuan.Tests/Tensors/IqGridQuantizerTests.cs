@@ -404,17 +404,7 @@ public class IqGridQuantizerTests
         var original = new GgufTensorLocator(TestFixtures.ModelOrSkip(fileName[..fileName.LastIndexOf('-')] + "-f32.gguf"));
         var tensor = quantized.Tensors["token_embd.weight"];
         Assert.Equal(GgmlType.IQ3_S, tensor.Type);
-        var reference = original.Tensors["token_embd.weight"];
-        var source = new float[reference.Elements];
-        Dequantize.Row(GgmlType.F32, original.Data(reference), source);
-        var actual = new byte[tensor.ByteCount];
-        long rowBytes = GgmlTypeInfo.RowBytes(tensor.Type, tensor.RowLength);
-        for (long row = 0; row < tensor.Rows; row++)
-        {
-            Quantize.Row(tensor.Type, source.AsSpan((int)(row * tensor.RowLength), (int)tensor.RowLength), actual.AsSpan((int)(row * rowBytes), (int)rowBytes));
-        }
-
+        byte[] actual = Iq4QuantizerTests.QuantizedFromF32(original, tensor);
         Assert.True(quantized.Data(tensor).SequenceEqual(actual), $"{fileName} token_embd.weight (IQ3_S): bytes differ from llama-quantize's");
     }
-
 }
