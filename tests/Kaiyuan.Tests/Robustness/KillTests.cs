@@ -112,14 +112,23 @@ public sealed class KillTests
         var (process, address, _) = await Cli.KaiyuanProcess.StartServeAsync(
             ["-m", Fixtures.ModelPath("aidreams260K", "aidreams260K-f32.gguf"), "--port", "0", "-t", "1", .. args]);
         var http = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromSeconds(60) };
-        // The server listens before its model has loaded (answering 503 meanwhile); on a busy machine that takes a while.
-        var deadline = DateTime.UtcNow.AddSeconds(60);
-        while (true)
+        try
         {
-            using var health = await http.GetAsync("health", TestContext.Current.CancellationToken);
-            if (health.IsSuccessStatusCode) break;
-            Assert.True(DateTime.UtcNow < deadline, "the server's model did not load within 60 s");
-            await Task.Delay(50, TestContext.Current.CancellationToken);
+            // The server listens before its model has loaded (answering 503 meanwhile); on a busy machine that takes a while.
+            var deadline = DateTime.UtcNow.AddSeconds(60);
+            while (true)
+            {
+                using var health = await http.GetAsync("health", TestContext.Current.CancellationToken);
+                if (health.IsSuccessStatusCode) break;
+                Assert.True(DateTime.UtcNow < deadline, "the server's model did not load within 60 s");
+                await Task.Delay(50, TestContext.Current.CancellationToken);
+            }
+        }
+        catch
+        {
+            process.Kill(entireProcessTree: true);
+            process.Dispose();
+            throw;
         }
 
         return (process, http);
@@ -162,12 +171,21 @@ public sealed class KillTests
             foreach (int ms in new[] { 0, 2, 10, 30, 500 })
             {
                 var (server, http) = await ServeAsync("--prompt-cache", dir);
-                await CompleteAsync(http, Prompts[round++ % Prompts.Length], ct);
-                var inFlight = Prompts.Select(p => CompleteAsync(http, p, ct)).ToArray();
-                await Task.Delay(ms, ct);
-                server.Kill(entireProcessTree: true);
-                server.WaitForExit();
-                server.Dispose();
+                Task[] inFlight;
+                try
+                {
+                    await CompleteAsync(http, Prompts[round++ % Prompts.Length], ct);
+                    inFlight = Prompts.Select(p => CompleteAsync(http, p, ct)).ToArray();
+                    await Task.Delay(ms, ct);
+                }
+                finally
+                {
+                    // Killed whatever happened, so a failed round leaves no server behind.
+                    server.Kill(entireProcessTree: true);
+                    server.WaitForExit();
+                    server.Dispose();
+                }
+
                 await Task.WhenAll(inFlight.Select(t => t.ContinueWith(_ => { }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default)));
             }
             // A server on what they left: every answer as computed from scratch, some of them from entries on disk.
