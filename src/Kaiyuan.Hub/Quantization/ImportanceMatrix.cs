@@ -115,7 +115,7 @@ public sealed class ImportanceMatrix
         foreach (var sums in file.Tensors.Where(t => t.Name.EndsWith(".in_sum2", StringComparison.Ordinal)))
         {
             string name = sums.Name[..^".in_sum2".Length];
-            var counts = file.Tensors.FirstOrDefault(t => t.Name == name + ".counts")
+            var counts = file.FindTensor(name + ".counts")
                 ?? throw new InvalidDataException($"{path}: '{sums.Name}' has no '{name}.counts' beside it");
             if (sums.Type != GgmlType.F32 || counts.Type != GgmlType.F32)
                 throw new InvalidDataException($"{path}: '{name}' is stored as {sums.Type}/{counts.Type}; F32 expected");

@@ -69,13 +69,12 @@ public sealed class ModelQuantizer
 
         var weights = plan.Where(p => p.Convert).ToDictionary(p => p.Tensor.Name, p => ImportanceOf(p.Tensor, p.Type), StringComparer.Ordinal);
         // As llama-quantize, refuse before writing anything: the 1- and 2-bit grid types are unusable without importance.
-        foreach (var p in plan.Where(p => p.Convert && weights[p.Tensor.Name] is null && Tensors.IqGridQuantizer.RequiresImportance(p.Type)))
+        if (plan.FirstOrDefault(p => p.Convert && weights[p.Tensor.Name] is null && Tensors.IqGridQuantizer.RequiresImportance(p.Type)) is { Tensor: not null } bare)
         {
             throw new ArgumentException(Importance is null
-                ? $"the {mix} mix needs an importance matrix (kaiyuan quantize --imatrix FILE): tensor '{p.Tensor.Name}' would be {p.Type}"
-                : $"the importance matrix has no entry for '{p.Tensor.Name}', which would be {p.Type} and needs one");
+                ? $"the {mix} mix needs an importance matrix (kaiyuan quantize --imatrix FILE): tensor '{bare.Tensor.Name}' would be {bare.Type}"
+                : $"the importance matrix has no entry for '{bare.Tensor.Name}', which would be {bare.Type} and needs one");
         }
-
 
         long total = plan.Where(p => p.Convert).Sum(p => p.Tensor.ElementCount), done = 0;
         Progress?.Invoke(0, total);
