@@ -50,19 +50,6 @@ internal static class Iq1Quantizer
         }
     }
 
-    /// <summary>Element weights: importance·sqrt(sigma2 + x²), or x² without an importance.</summary>
-    private static void Weights(ReadOnlySpan<float> xb, ReadOnlySpan<float> qw, float sigma2, Span<float> weight)
-    {
-        if (qw.IsEmpty)
-        {
-            for (int i = 0; i < xb.Length; i++) weight[i] = xb[i] * xb[i];
-        }
-        else
-        {
-            for (int i = 0; i < xb.Length; i++) weight[i] = qw[i] * MathF.Sqrt(sigma2 + xb[i] * xb[i]);
-        }
-    }
-
     private static float MaxAbs(ReadOnlySpan<float> xb)
     {
         float max = MathF.Abs(xb[0]);
@@ -116,7 +103,7 @@ internal static class Iq1Quantizer
         for (int ib = 0; ib < SuperBlock / size; ib++)
         {
             var xb = x.Slice(size * ib, size);
-            Weights(xb, qw.Slice(size * ib, size), sigma2, weight);
+            ScaleSearch.ElementWeights(xb, qw.Slice(size * ib, size), sigma2, weight);
             scales[ib] = 0;
             shifts[ib] = 1;
             float max = MaxAbs(xb);
@@ -234,7 +221,7 @@ internal static class Iq1Quantizer
         for (int ib = 0; ib < SuperBlock / size; ib++)
         {
             var xb = x.Slice(size * ib, size);
-            Weights(xb, qw.IsEmpty ? default : qw.Slice(size * ib, size), sigma2, weight);
+            ScaleSearch.ElementWeights(xb, qw.IsEmpty ? default : qw.Slice(size * ib, size), sigma2, weight);
             scales[ib] = 0;
             shifts[ib] = 0;
             float max = MaxAbs(xb[..size]);
@@ -345,7 +332,7 @@ internal static class Iq1Quantizer
             y[BlockLayouts.IQ1_M.Qh + ib] |= masks[shifts[ib]];
             // Refit d to the multipliers as stored, over the whole block, reading the points back as written.
             var xb = x.Slice(size * ib, size);
-            Weights(xb, qw.IsEmpty ? default : qw.Slice(size * ib, size), sigma2, weight);
+            ScaleSearch.ElementWeights(xb, qw.IsEmpty ? default : qw.Slice(size * ib, size), sigma2, weight);
             for (int k = 0; k < 2; k++)
             {
                 var values = HalfValues(shifts[ib], k);

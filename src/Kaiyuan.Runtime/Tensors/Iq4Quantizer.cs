@@ -106,12 +106,7 @@ internal static class Iq4Quantizer
     }
 
     /// <summary>2·mean(x²) over the super-block: the floor the importance-weighted error weights add to x².</summary>
-    private static float MeanSquareTimesTwo(ReadOnlySpan<float> x)
-    {
-        float sum = 0;
-        foreach (float v in x) sum += v * v;
-        return sum * (2f / x.Length);
-    }
+    private static float MeanSquareTimesTwo(ReadOnlySpan<float> x) => ScaleSearch.SumOfSquares(x) * (2f / x.Length);
 
     /// <summary>
     /// The weighted least-squares scale of one 32-element block: first the scale mapping the signed maximum to +127 (the
@@ -120,10 +115,7 @@ internal static class Iq4Quantizer
     /// </summary>
     private static float SearchScale(ReadOnlySpan<float> xb, ReadOnlySpan<float> qw, float sigma2, Span<float> weight, Span<byte> levels)
     {
-        for (int j = 0; j < BlockSize; j++)
-        {
-            weight[j] = qw.IsEmpty ? xb[j] * xb[j] : qw[j] * MathF.Sqrt(sigma2 + xb[j] * xb[j]);
-        }
+        ScaleSearch.ElementWeights(xb, qw, sigma2, weight);
 
         float amax = 0, max = 0;
         for (int j = 0; j < BlockSize; j++)

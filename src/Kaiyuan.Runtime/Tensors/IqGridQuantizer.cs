@@ -87,20 +87,12 @@ internal static class IqGridQuantizer
     }
 
     /// <summary>
-    /// Element weights: importance·sqrt(sigma2 + x²) with an importance, else x² (the IQ3 types' fallback); and their
-    /// square roots, which weigh the neighbour searches.
+    /// <see cref="ScaleSearch.ElementWeights"/> (x² without an importance: the IQ3 types' fallback) and their square roots,
+    /// which weigh the neighbour searches.
     /// </summary>
     private static void Weights(ReadOnlySpan<float> xb, ReadOnlySpan<float> qw, float sigma2, Span<float> weight, Span<float> waux)
     {
-        if (qw.IsEmpty)
-        {
-            for (int i = 0; i < xb.Length; i++) weight[i] = xb[i] * xb[i];
-        }
-        else
-        {
-            for (int i = 0; i < xb.Length; i++) weight[i] = qw[i] * MathF.Sqrt(sigma2 + xb[i] * xb[i]);
-        }
-
+        ScaleSearch.ElementWeights(xb, qw, sigma2, weight);
         for (int i = 0; i < xb.Length; i++) waux[i] = MathF.Sqrt(weight[i]);
     }
 

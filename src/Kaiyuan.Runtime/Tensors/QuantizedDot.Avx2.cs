@@ -129,10 +129,15 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>Byte j is 0xFF where bit j of the 32-bit little-endian value at <paramref name="bits"/> is set, else 0.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> BytesFromBits(byte* bits)
-    {
+    private static Vector256<byte> BytesFromBits(byte* bits) =>
         // Broadcast straight from memory: a load, where a value in a register costs two more vector operations.
-        Vector256<byte> spread = Avx2.Shuffle(Avx2.BroadcastScalarToVector256((uint*)bits).AsByte(),
+        BytesFromBroadcastBits(Avx2.BroadcastScalarToVector256((uint*)bits));
+
+    /// <summary><see cref="BytesFromBits"/> of a 32-bit value already broadcast to every lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> BytesFromBroadcastBits(Vector256<uint> bits)
+    {
+        Vector256<byte> spread = Avx2.Shuffle(bits.AsByte(),
             Vector256.Create((byte)0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
                              2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
         Vector256<byte> bitOfByte = Vector256.Create(0x8040201008040201UL).AsByte();

@@ -269,15 +269,7 @@ internal static unsafe partial class Avx2Dot
     /// <see cref="BytesFromBits"/>), so that no local of the kernel has its address taken and all stay in registers.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<sbyte> SignsFromBits(uint bits)
-    {
-        Vector256<byte> spread = Avx2.Shuffle(Vector256.Create(bits).AsByte(),
-            Vector256.Create((byte)0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
-                             2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
-        Vector256<byte> bitOfByte = Vector256.Create(0x8040201008040201UL).AsByte();
-        return Vector256.Equals(spread & bitOfByte, bitOfByte).AsSByte() | Vector256<sbyte>.One;
-    }
-
+    private static Vector256<sbyte> SignsFromBits(uint bits) => BytesFromBroadcastBits(Vector256.Create(bits)).AsSByte() | Vector256<sbyte>.One;
 
     /// <summary>The codebook of a grid type: 8-byte points (the 2-bit and 1-bit grids) or 4-byte points (IQ3).</summary>
     private static void* GridTable(GgmlType type) => type switch

@@ -22,16 +22,24 @@ internal static class ScaleSearch
     }
 
     /// <summary>
-    /// The importance paths' element weights, qw·sqrt(sigma2 + x²): the importance scaled so that small values still
-    /// count; returns their sum, which weights the group when its scale is itself quantized.
+    /// The element weights of ggml's quantizers: qw·sqrt(sigma2 + x²) with an importance (the importance scaled so that
+    /// small values still count), x² without one.
     /// </summary>
-    public static float ImportanceWeights(ReadOnlySpan<float> x, ReadOnlySpan<float> qw, float sigma2, Span<float> weights)
+    public static void ElementWeights(ReadOnlySpan<float> x, ReadOnlySpan<float> qw, float sigma2, Span<float> weights)
     {
         for (int l = 0; l < x.Length; l++)
         {
-            weights[l] = qw[l] * MathF.Sqrt(sigma2 + x[l] * x[l]);
+            weights[l] = qw.IsEmpty ? x[l] * x[l] : qw[l] * MathF.Sqrt(sigma2 + x[l] * x[l]);
         }
+    }
 
+    /// <summary>
+    /// The importance paths' <see cref="ElementWeights"/>; returns their sum, which weights the group when its scale is
+    /// itself quantized.
+    /// </summary>
+    public static float ImportanceWeights(ReadOnlySpan<float> x, ReadOnlySpan<float> qw, float sigma2, Span<float> weights)
+    {
+        ElementWeights(x, qw, sigma2, weights);
         float sum = 0;
         for (int l = 0; l < x.Length; l++)
         {
