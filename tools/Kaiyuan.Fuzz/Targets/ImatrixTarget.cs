@@ -5,12 +5,26 @@ namespace Kaiyuan.Fuzz.Targets;
 
 /// <summary>
 /// Importance matrices (<c>kaiyuan quantize --imatrix</c>): llama.cpp's imatrix GGUF and its older <c>.dat</c> form, read
-/// from a file as the command does, then applied to a small tensor's quantization.
+/// from a file as the command does, then applied by quantizing a small model with it (a stacked 32 × 4 × 2 tensor named
+/// like the seeds' entry, so a matching matrix weights its rows and any other shape is refused by name).
 /// </summary>
 internal sealed class ImatrixTarget : FuzzTarget
 {
     private readonly string _path = Path.Combine(Path.GetTempPath(), $"kaiyuan-fuzz-imatrix-{Environment.ProcessId}.bin");
-    private int _inputs, _loaded;
+    private readonly string _model = Path.Combine(Path.GetTempPath(), $"kaiyuan-fuzz-imatrix-{Environment.ProcessId}.gguf");
+    private readonly string _output = Path.Combine(Path.GetTempPath(), $"kaiyuan-fuzz-imatrix-{Environment.ProcessId}-q.gguf");
+    private GgufFile? _source;
+    private int _inputs, _loaded, _applied;
+
+    public override void Setup(string fixtures)
+    {
+        var writer = new GgufWriter();
+        writer.Metadata.Set("general.architecture", GgufValue.Of("llama"));
+        var random = new Random(1);
+        writer.AddTensor("blk.0.attn_q.weight", Enumerable.Range(0, 32 * 4 * 2).Select(_ => (float)(random.NextDouble() - 0.5)).ToArray(), 32, 4, 2);
+        writer.Write(_model);
+        _source = GgufFile.Open(_model);
+    }
 
     public override string Name => "imatrix";
     public override IReadOnlyList<string> Instrumented => ["Kaiyuan.Hub Kaiyuan.Quantization", "Kaiyuan.Gguf"];
@@ -63,15 +77,23 @@ internal sealed class ImatrixTarget : FuzzTarget
         }
 
         _loaded++;
-        // Whatever loaded is applied: its values were checked finite and non-negative, so quantizing must succeed.
-        if (matrix.EntryCount < 1) throw new InvalidOperationException("a matrix without entries loaded");
+        try
+        {
+            // Loaded values are finite and non-negative, so quantizing with them must succeed or refuse a shape by name.
+            new ModelQuantizer { Threads = 1, Importance = matrix }.Quantize(_source!, _output, FileType.Q4_0);
+            _applied++;
+        }
+        catch (InvalidDataException)
+        {
+        }
     }
 
-    public override string Summary => $"{_inputs} inputs, {_loaded} loaded";
+    public override string Summary => $"{_inputs} inputs, {_loaded} loaded, {_applied} applied";
 
     public override void Dispose()
     {
-        File.Delete(_path);
+        _source?.Dispose();
+        foreach (var file in new[] { _path, _model, _output }) File.Delete(file);
         base.Dispose();
     }
 }
