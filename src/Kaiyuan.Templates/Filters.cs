@@ -24,6 +24,8 @@ internal static class Filters
         {
             case "tojson":
                 {
+                    // A bounded indent: a huge one (the fuzzer's 9,999,999,994) would build gigabytes of spaces.
+                    if (a.Get(0, "indent") is IntValue { V: < 0 or > 64 } big) throw ip.Error($"tojson indent {big.V} is out of range (0…64)");
                     int? indent = a.Get(0, "indent") is IntValue iv ? (int)iv.V : null;
                     bool ascii = a.Get(-1, "ensure_ascii")?.IsTruthy ?? false;
                     bool sort = a.Get(-1, "sort_keys")?.IsTruthy ?? false;
