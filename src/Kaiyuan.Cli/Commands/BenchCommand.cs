@@ -27,25 +27,32 @@ internal static class BenchCommand
         var reps = new Option<int>("--repetitions", "-r") { Description = "Repetitions", DefaultValueFactory = _ => 5 };
         var cacheType = Arguments.CacheType();
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
-        var cmd = new Command("bench", "Measure prompt-processing and generation speed (tokens/s)") { model, prompt, gen, depth, randomDepth, threads, reps, cacheType, json };
+        var noBandwidth = new Option<bool>("--no-bandwidth") { Description = "Skip measuring the memory read bandwidth (the ceiling decode is compared with)" };
+        var cmd = new Command("bench", "Measure prompt-processing and generation speed (tokens/s)") { model, prompt, gen, depth, randomDepth, threads, reps, cacheType, json, noBandwidth };
         foreach (var sub in subcommands) cmd.Subcommands.Add(sub);
         cmd.SetAction(p => Run(StoreCommands.ResolveModel(p, p.GetValue(model)!), p.GetValue(prompt), p.GetValue(gen), p.GetValue(depth), p.GetValue(threads), p.GetValue(reps),
-            p.GetValue(json), Arguments.ParseCacheType(p.GetValue(cacheType)), p.GetValue(randomDepth)));
+            p.GetValue(json), Arguments.ParseCacheType(p.GetValue(cacheType)), p.GetValue(randomDepth), !p.GetValue(noBandwidth)));
         return cmd;
     }
 
+    /// <param name="ModelBytes">Bytes of all the file's tensors.</param>
+    /// <param name="DecodeBytesPerToken">Weight bytes one decode step reads (<see cref="DecodeWeightBytes"/>).</param>
     /// <param name="PeakRssBytes">The process's peak resident set after the runs (the runtime reads VmHWM on Linux).</param>
     /// <param name="KvCacheBytes">Bytes of the KV cache the runs allocated.</param>
-    public sealed record Result(double PpTps, double PpStd, double TgTps, double TgStd, int Threads, long ModelBytes, long PeakRssBytes, long KvCacheBytes);
+    public sealed record Result(double PpTps, double PpStd, double TgTps, double TgStd, int Threads, long ModelBytes, long DecodeBytesPerToken, long PeakRssBytes, long KvCacheBytes);
 
-    private static int Run(string path, int nPrompt, int nGen, int nDepth, int threads, int reps, bool json, Kaiyuan.Gguf.GgmlType cacheType, bool randomDepth)
+    private static int Run(string path, int nPrompt, int nGen, int nDepth, int threads, int reps, bool json, Kaiyuan.Gguf.GgmlType cacheType, bool randomDepth, bool bandwidth)
     {
         if (nPrompt < 0 || nGen < 0 || nDepth < 0 || reps < 1) throw new ArgumentException("-p, -n and -d must be ≥ 0 and -r ≥ 1");
         using var model = ModelLoader.Load(path);
         var r = Measure(model, nPrompt, nGen, reps, threads, cacheType, nDepth, randomDepth);
+        var resident = ResidentMemory.Read(path);
+        // Measured after the runs with as many threads, so decode is compared with the ceiling it could have reached here.
+        var ceiling = bandwidth && nGen > 0 ? KernelBenchmarks.ReadBandwidth(r.Threads) : null;
+        double decodeGbps = r.DecodeBytesPerToken * r.TgTps / 1e9;
         if (json)
         {
-            Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
+            Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object?>
             {
                 ["pp_tps"] = Math.Round(r.PpTps, 3),
                 ["pp_std"] = Math.Round(r.PpStd, 3),
@@ -55,7 +62,13 @@ internal static class BenchCommand
                 ["random_depth"] = randomDepth,
                 ["threads"] = r.Threads,
                 ["model_bytes"] = r.ModelBytes,
+                ["decode_bytes_per_token"] = r.DecodeBytesPerToken,
+                ["decode_read_gb_s"] = Math.Round(decodeGbps, 3),
+                ["bandwidth_gb_s"] = ceiling is null ? null : Math.Round(ceiling.BestGbPerSecond, 3),
+                ["bandwidth_share"] = ceiling is null ? null : Math.Round(decodeGbps / ceiling.BestGbPerSecond, 4),
                 ["peak_rss_bytes"] = r.PeakRssBytes,
+                ["rss_file_bytes"] = resident?.FileBytes,
+                ["rss_anon_bytes"] = resident?.AnonymousBytes,
                 ["kv_cache_bytes"] = r.KvCacheBytes,
                 ["kernels"] = KernelBenchmarks.Tier,
             }));
@@ -65,10 +78,40 @@ internal static class BenchCommand
         string at = nDepth > 0 ? $" @ d{nDepth}{(randomDepth ? " (random rows)" : "")}" : "";
         if (nPrompt > 0) Console.WriteLine($"pp{nPrompt}{at}: {r.PpTps,10:F2} ± {r.PpStd:F2} tokens/s");
         if (nGen > 0)
-            Console.WriteLine($"tg{nGen}{at}: {r.TgTps,10:F2} ± {r.TgStd:F2} tokens/s   (weights read per token × rate = {r.ModelBytes * r.TgTps / 1e9:F2} GB/s)");
+        {
+            Console.WriteLine($"tg{nGen}{at}: {r.TgTps,10:F2} ± {r.TgStd:F2} tokens/s   (weights read per token {InfoCommand.Size(r.DecodeBytesPerToken)} × rate = {decodeGbps:F2} GB/s"
+                + (ceiling is null ? ")" : $", {decodeGbps / ceiling.BestGbPerSecond:P0} of this machine's {ceiling.BestGbPerSecond:F1} GB/s read bandwidth with {ceiling.Threads} threads)"));
+        }
+        // The mapped file counts only where its pages were touched, so the peak is split by what is resident now rather
+        // than by subtracting the file's size from it.
         if (r.PeakRssBytes > 0)
-            Console.WriteLine($"peak RSS: {InfoCommand.Size(r.PeakRssBytes)} = model file + KV cache ({InfoCommand.Size(r.KvCacheBytes)}) + {InfoCommand.Size(r.PeakRssBytes - r.ModelBytes - r.KvCacheBytes)}");
+            Console.WriteLine($"peak RSS: {InfoCommand.Size(r.PeakRssBytes)}" + (resident is { } m
+                ? $"; resident now: model file pages {InfoCommand.Size(m.FileBytes)} of {InfoCommand.Size(r.ModelBytes)}, anonymous {InfoCommand.Size(m.AnonymousBytes)} (KV cache {InfoCommand.Size(r.KvCacheBytes)})"
+                : $" (KV cache {InfoCommand.Size(r.KvCacheBytes)})"));
         return 0;
+    }
+
+    /// <summary>
+    /// Weight bytes one decode step reads: every tensor of the layers that run, but of a mixture-of-experts layer's
+    /// stacked experts only the share that is active (used / count), of the token embeddings one row (all of it when
+    /// the output projection is tied to it), and nothing of multi-token-prediction layers, which are loaded, not run.
+    /// </summary>
+    public static long DecodeWeightBytes(TransformerModel model)
+    {
+        var shape = model.Shape;
+        bool tied = !model.File.Tensors.Any(t => t.Name == "output.weight");
+        double bytes = 0;
+        foreach (var t in model.File.Tensors)
+        {
+            if (t.Name.StartsWith("blk.", StringComparison.Ordinal)
+                && int.TryParse(t.Name.AsSpan(4, t.Name.IndexOf('.', 4) - 4), out int layer) && layer >= shape.Layers)
+                continue;
+            if (t.Name == "token_embd.weight" && !tied) bytes += t.ByteSize / Math.Max(1, model.VocabSize);
+            else if (t.Name.Contains("_exps.", StringComparison.Ordinal) && shape.ExpertCount > 0)
+                bytes += (double)t.ByteSize * shape.ExpertUsedCount / shape.ExpertCount;
+            else bytes += t.ByteSize;
+        }
+        return (long)bytes;
     }
 
     /// <param name="nDepth">Tokens evaluated once, untimed, before the runs; each run starts from them (llama-bench's -d).</param>
@@ -103,7 +146,7 @@ internal static class BenchCommand
             }
         }
         long bytes = model.File.Tensors.Sum(t => t.ByteSize);
-        return new Result(Mean(pp), Std(pp), Mean(tg), Std(tg), session.Threads, bytes, Process.GetCurrentProcess().PeakWorkingSet64, session.KvCacheBytes);
+        return new Result(Mean(pp), Std(pp), Mean(tg), Std(tg), session.Threads, bytes, DecodeWeightBytes(model), Process.GetCurrentProcess().PeakWorkingSet64, session.KvCacheBytes);
     }
 
     private static int ArgMax(ReadOnlySpan<float> logits)

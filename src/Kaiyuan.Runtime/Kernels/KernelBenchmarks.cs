@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using Kaiyuan.Gguf;
 using Kaiyuan.Tensors;
 
@@ -11,6 +13,13 @@ namespace Kaiyuan.Kernels;
 /// <param name="GmacPerSecond">Multiply-accumulates per second, in billions.</param>
 /// <param name="WeightGbPerSecond">Weight bytes read per second, in GB.</param>
 public sealed record MatMulTiming(GgmlType Type, int Tokens, double Seconds, double GmacPerSecond, double WeightGbPerSecond);
+
+/// <summary>One measurement of <see cref="KernelBenchmarks.ReadBandwidth"/>.</summary>
+/// <param name="Threads">Threads that read the buffer together.</param>
+/// <param name="Bytes">Size of the buffer read in each sample.</param>
+/// <param name="MedianGbPerSecond">Median read rate over the samples, in GB/s.</param>
+/// <param name="BestGbPerSecond">Best read rate, in GB/s: the ceiling a decode step that only streams weights could reach.</param>
+public sealed record BandwidthTiming(int Threads, long Bytes, double MedianGbPerSecond, double BestGbPerSecond);
 
 /// <summary>
 /// The quantized kernels measured alone on this machine, as llama.cpp's <c>test-backend-ops perf</c> does: what
@@ -103,5 +112,59 @@ public static class KernelBenchmarks
             }
         }
         return results;
+    }
+
+    /// <summary>
+    /// This machine's memory read bandwidth as decode sees it: <paramref name="threads"/> threads of the same worker pool
+    /// the kernels use stream a buffer far larger than the caches with vector loads, in chunks claimed as the kernels
+    /// claim rows; the median and best of <paramref name="repetitions"/> samples after one warm-up.
+    /// </summary>
+    public static unsafe BandwidthTiming ReadBandwidth(int threads, long bytes = 512L << 20, int repetitions = 7)
+    {
+        const int Chunk = 1 << 20;
+        ArgumentOutOfRangeException.ThrowIfLessThan(bytes, (long)Chunk);
+        ArgumentOutOfRangeException.ThrowIfLessThan(repetitions, 1);
+        bytes -= bytes % Chunk;
+        using var pool = new WorkerPool(threads);
+        byte* buffer = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
+        try
+        {
+            // Written first, so every page is resident and backed by its own memory (not the shared zero page).
+            new Span<byte>(buffer, Chunk).Fill(1);
+            for (long at = Chunk; at < bytes; at += Chunk) Buffer.MemoryCopy(buffer, buffer + at, Chunk, Chunk);
+            var sums = new ulong[pool.Threads * 8]; // a cache line per worker, so the sums do not share one
+            var samples = new List<double>();
+            for (int rep = 0; rep <= repetitions; rep++)
+            {
+                long start = Stopwatch.GetTimestamp();
+                pool.For((int)(bytes / Chunk), (first, end, worker) =>
+                {
+                    for (int c = first; c < end; c++) sums[worker * 8] += SumChunk(buffer + (long)c * Chunk, Chunk);
+                });
+                double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
+                if (rep > 0) samples.Add(bytes / seconds / 1e9);
+            }
+            if (sums.Sum(x => (double)x) == 0) throw new InvalidOperationException("the bandwidth buffer read back empty");
+            samples.Sort();
+            return new BandwidthTiming(pool.Threads, bytes, samples[samples.Count / 2], samples[^1]);
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(buffer);
+        }
+    }
+
+    /// <summary>Reads a chunk with four independent vector sums, so the loads, not an add chain, set the pace.</summary>
+    private static unsafe ulong SumChunk(byte* p, int length)
+    {
+        Vector256<ulong> a = default, b = default, c = default, d = default;
+        for (int i = 0; i < length; i += 128)
+        {
+            a += Vector256.Load((ulong*)(p + i));
+            b += Vector256.Load((ulong*)(p + i + 32));
+            c += Vector256.Load((ulong*)(p + i + 64));
+            d += Vector256.Load((ulong*)(p + i + 96));
+        }
+        return Vector256.Sum(a + b + c + d);
     }
 }

@@ -98,16 +98,50 @@ public class CliTests
     [Fact]
     public void BenchJsonHasTheContractFields()
     {
-        var r = KaiyuanProcess.Run("bench", "-m", Fixtures.ModelPath("qwen2", "qwen2-q4_0.gguf"), "-p", "16", "-n", "4", "-r", "1", "-t", "1", "--json");
+        var r = KaiyuanProcess.Run("bench", "-m", Fixtures.ModelPath("qwen2", "qwen2-q4_0.gguf"), "-p", "16", "-n", "4", "-r", "1", "-t", "1", "--json", "--no-bandwidth");
         Assert.True(r.ExitCode == 0, r.Stderr);
         using var doc = JsonDocument.Parse(r.Stdout);
-        foreach (var key in new[] { "pp_tps", "pp_std", "tg_tps", "tg_std", "threads", "model_bytes", "peak_rss_bytes", "kv_cache_bytes", "kernels" })
+        foreach (var key in new[] { "pp_tps", "pp_std", "tg_tps", "tg_std", "threads", "model_bytes", "decode_bytes_per_token", "peak_rss_bytes", "rss_file_bytes", "rss_anon_bytes", "kv_cache_bytes", "kernels" })
             Assert.True(doc.RootElement.TryGetProperty(key, out _), key);
         Assert.Contains(doc.RootElement.GetProperty("kernels").GetString(), new[] { "avx512", "avx-vnni", "avx2", "arm64-neon-dot", "scalar" });
         Assert.True(doc.RootElement.GetProperty("tg_tps").GetDouble() > 0);
         // The runtime alone is tens of MB; the tiny model and its cache are far smaller than that.
         Assert.True(doc.RootElement.GetProperty("peak_rss_bytes").GetInt64() > 10_000_000);
         Assert.True(doc.RootElement.GetProperty("kv_cache_bytes").GetInt64() > 0);
+        // The resident part of the mapped file is the file's pages that were read: all of them after decoding, no more.
+        long fileBytes = doc.RootElement.GetProperty("rss_file_bytes").GetInt64(), modelBytes = doc.RootElement.GetProperty("model_bytes").GetInt64();
+        Assert.InRange(fileBytes, modelBytes / 2, new FileInfo(Fixtures.ModelPath("qwen2", "qwen2-q4_0.gguf")).Length + 4096);
+        Assert.Equal(JsonValueKind.Null, doc.RootElement.GetProperty("bandwidth_gb_s").ValueKind);
+    }
+
+    [Fact]
+    public void MemoryBenchMeasuresAReadRate()
+    {
+        var r = KaiyuanProcess.Run("bench", "memory", "--size", "64", "-r", "2", "-t", "2", "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        using var doc = JsonDocument.Parse(r.Stdout);
+        Assert.Equal(2, doc.RootElement.GetProperty("threads").GetInt32());
+        Assert.Equal(64L << 20, doc.RootElement.GetProperty("bytes").GetInt64());
+        double median = doc.RootElement.GetProperty("median_gb_s").GetDouble(), best = doc.RootElement.GetProperty("best_gb_s").GetDouble();
+        Assert.True(median > 0.1 && best >= median, $"{median} / {best}");
+    }
+
+    /// <summary>
+    /// A decode step reads a mixture-of-experts layer's active experts only (2 of qwen3moe's 8) and one row of the
+    /// token embeddings: the per-token bytes the bandwidth share is computed from, spelled out from the file's tensors.
+    /// </summary>
+    [Fact]
+    public void DecodeBytesCountOnlyTheActiveExperts()
+    {
+        using var model = Kaiyuan.Models.ModelLoader.Load(Fixtures.ModelPath("qwen3moe", "qwen3moe-q4_k_m.gguf"));
+        var tensors = model.File.Tensors;
+        long experts = tensors.Where(t => t.Name.EndsWith("_exps.weight", StringComparison.Ordinal)).Sum(t => t.ByteSize);
+        long embeddings = tensors.Single(t => t.Name == "token_embd.weight").ByteSize;
+        long rest = tensors.Sum(t => t.ByteSize) - experts - embeddings;
+        Assert.True(experts > 0 && tensors.Any(t => t.Name == "output.weight"));
+        Assert.Equal((8, 2), (model.Shape.ExpertCount, model.Shape.ExpertUsedCount));
+        long expected = rest + experts * 2 / 8 + embeddings / model.VocabSize;
+        Assert.InRange(Kaiyuan.Cli.Commands.BenchCommand.DecodeWeightBytes(model), expected - 1, expected + 1);
     }
 }
 
