@@ -18,10 +18,17 @@ internal static class SynthCommand
         {
             Description = "Copy the tokenizer and chat template from this GGUF (a vocab-only file will do), so the model can be served and chatted with",
         };
-        var cmd = new Command("synth", "Write a GGUF model of a known shape with random weights (for benchmarking)") { like, type, output, seed, threads, vocab };
+        var layers = new Option<int>("--layers")
+        {
+            Description = "Keep only the first N layers (0: all): a big model's per-layer speed in a file that fits this machine; the name records it",
+        };
+        Arguments.Range(layers, 0, 4096, "must be 0 (all) or a number of layers");
+        var cmd = new Command("synth", "Write a GGUF model of a known shape with random weights (for benchmarking)") { like, type, output, seed, threads, vocab, layers };
         cmd.SetAction(p =>
         {
             var shape = Synth.Shape(p.GetValue(like)!);
+            int keep = p.GetValue(layers);
+            if (keep > 0) shape = Synth.WithLayers(shape, keep);
             string typeText = p.GetValue(type)!;
             if (!FileTypes.TryParse(typeText, out var mix) || !TensorTypePlan.Supported.Contains(mix))
                 throw new ArgumentException($"unknown quantization type '{typeText}' (supported: {string.Join(", ", TensorTypePlan.Supported)})");

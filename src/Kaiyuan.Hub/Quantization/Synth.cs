@@ -47,13 +47,18 @@ public sealed record SynthHybrid(int KeyHeads, int ValueHeads, int HeadDim, int 
 /// <param name="IndexerTopK">Tokens each query attends to.</param>
 public sealed record SynthMla(int QLoraRank, int KvLoraRank, int RopeDims, int NopeDims, int ValueDims, int IndexerHeads = 0, int IndexerDim = 0, int IndexerTopK = 0);
 
-/// <summary>The mixture of experts of a <see cref="SynthShape"/> (DeepSeek's: sigmoid gating with a selection bias, shared experts).</summary>
+/// <summary>
+/// The mixture of experts of a <see cref="SynthShape"/>: DeepSeek's (sigmoid gating with a selection bias, shared
+/// experts) or, with <paramref name="DeepSeekGating"/> false, Qwen3-MoE's (softmax over the router, no bias, whose
+/// architecture fixes the gating rather than the file's metadata).
+/// </summary>
 /// <param name="Experts">Routed experts.</param>
 /// <param name="Used">Experts per token.</param>
 /// <param name="Shared">Shared experts.</param>
 /// <param name="ExpertFfn">An expert's feed-forward size.</param>
 /// <param name="LeadingDense">Dense layers before the first expert layer.</param>
-public sealed record SynthMoe(int Experts, int Used, int Shared, int ExpertFfn, int LeadingDense);
+/// <param name="DeepSeekGating">DeepSeek's gating metadata and selection bias.</param>
+public sealed record SynthMoe(int Experts, int Used, int Shared, int ExpertFfn, int LeadingDense, bool DeepSeekGating = true);
 
 /// <summary>
 /// <c>kaiyuan synth</c>: writes a GGUF with the real shapes and metadata of a known model but seeded random weights
@@ -75,6 +80,8 @@ public static class Synth
         new("tiny-qwen3", "qwen3", 256, 2, 4, 2, 64, 512, 512, 1024, 1e6f, 1e-6f, QkvBias: false, QkNorm: true, TiedEmbeddings: true),
         new("tiny-deepseek32", "deepseek32", 256, 2, 4, 1, 96, 512, 512, 1024, 1e4f, 1e-6f, QkvBias: false, QkNorm: false, TiedEmbeddings: false,
             new SynthMla(256, 256, 32, 64, 64, 4, 64, 8), new SynthMoe(8, 2, 1, 256, 1)),
+        new("tiny-qwen3moe", "qwen3moe", 256, 2, 4, 2, 64, 512, 512, 1024, 1e6f, 1e-6f, QkvBias: false, QkNorm: true, TiedEmbeddings: false,
+            Moe: new SynthMoe(8, 2, 0, 128, 0, DeepSeekGating: false)),
         new("tiny-qwen35", "qwen35", 256, 4, 4, 2, 64, 512, 512, 1024, 1e7f, 1e-6f, QkvBias: false, QkNorm: true, TiedEmbeddings: true,
             Hybrid: new SynthHybrid(2, 4, 32, 4, 4, 16)),
         // Qwen3.5-0.8B: 24 layers (18 Gated DeltaNet with 16 key and 16 value heads of 128, 6 gated attention with 8 heads
@@ -89,6 +96,10 @@ public static class Synth
         // The same model with dense attention (DeepSeek-V3's), the baseline for it.
         new("deepseek-v3-attention", "deepseek2", 2048, 2, 128, 1, 192, 4096, 32768, 163840, 1e4f, 1e-6f, QkvBias: false, QkNorm: false,
             TiedEmbeddings: false, new SynthMla(1536, 512, 64, 128, 128), new SynthMoe(16, 2, 1, 512, 1)),
+        // Qwen3-30B-A3B: 48 layers of 128 experts (8 active, 768 wide) behind 32-head GQA attention; with --layers a few
+        // of them make a file that fits a small machine and decodes like the whole model per layer.
+        new("qwen3moe-30b-a3b", "qwen3moe", 2048, 48, 32, 4, 128, 6144, 151936, 40960, 1e6f, 1e-6f, QkvBias: false, QkNorm: true,
+            TiedEmbeddings: false, Moe: new SynthMoe(128, 8, 0, 768, 0, DeepSeekGating: false)),
     ];
 
     /// <summary>The shapes offered on the command line (the test shapes are accepted but not listed).</summary>
@@ -99,6 +110,21 @@ public static class Synth
     public static SynthShape Shape(string like) =>
         Shapes.FirstOrDefault(s => string.Equals(s.Name, like.Trim(), StringComparison.OrdinalIgnoreCase))
         ?? throw new ArgumentException($"unknown model shape '{like}' (known: {string.Join(", ", PublicNames)})");
+
+    /// <summary>
+    /// <paramref name="shape"/> cut to its first <paramref name="layers"/> layers (its name says so). A hybrid keeps
+    /// whole groups of linear layers and their full-attention layer, a MoE model at least one expert layer.
+    /// </summary>
+    /// <exception cref="ArgumentException">The cut would leave no layer of a kind the shape has, or adds layers.</exception>
+    public static SynthShape WithLayers(SynthShape shape, int layers)
+    {
+        if (layers < 1 || layers > shape.Layers) throw new ArgumentException($"--layers {layers}: the {shape.Name} shape has 1…{shape.Layers} layers");
+        if (shape.Hybrid is { } h && layers % h.FullAttentionInterval != 0)
+            throw new ArgumentException($"--layers {layers}: the {shape.Name} shape repeats in groups of {h.FullAttentionInterval} layers");
+        if (shape.Moe is { } moe && layers <= moe.LeadingDense)
+            throw new ArgumentException($"--layers {layers}: the {shape.Name} shape's first {moe.LeadingDense} layers are dense; keep at least one expert layer");
+        return layers == shape.Layers ? shape : shape with { Name = $"{shape.Name} (first {layers} of {shape.Layers} layers)", Layers = layers };
+    }
 
     /// <summary>The metadata of a synthesized file in <paramref name="mix"/>.</summary>
     internal static GgufMetadata Metadata(SynthShape s, FileType mix)
@@ -152,12 +178,15 @@ public static class Synth
         {
             md.Set($"{a}.expert_count", GgufValue.Of((uint)moe.Experts));
             md.Set($"{a}.expert_used_count", GgufValue.Of((uint)moe.Used));
-            md.Set($"{a}.expert_shared_count", GgufValue.Of((uint)moe.Shared));
             md.Set($"{a}.expert_feed_forward_length", GgufValue.Of((uint)moe.ExpertFfn));
-            md.Set($"{a}.leading_dense_block_count", GgufValue.Of((uint)moe.LeadingDense));
-            md.Set($"{a}.expert_weights_scale", GgufValue.Of(2.5f));
-            md.Set($"{a}.expert_weights_norm", GgufValue.Of(true));
-            md.Set($"{a}.expert_gating_func", GgufValue.Of(2u)); // sigmoid
+            if (moe.DeepSeekGating)
+            {
+                md.Set($"{a}.expert_shared_count", GgufValue.Of((uint)moe.Shared));
+                md.Set($"{a}.leading_dense_block_count", GgufValue.Of((uint)moe.LeadingDense));
+                md.Set($"{a}.expert_weights_scale", GgufValue.Of(2.5f));
+                md.Set($"{a}.expert_weights_norm", GgufValue.Of(true));
+                md.Set($"{a}.expert_gating_func", GgufValue.Of(2u)); // sigmoid
+            }
         }
         md.Set($"{a}.rope.freq_base", GgufValue.Of(s.RopeFreqBase));
         md.Set($"{a}.attention.layer_norm_rms_epsilon", GgufValue.Of(s.RmsEpsilon));
@@ -282,10 +311,11 @@ public static class Synth
             if (s.Moe is { } moe && layer >= moe.LeadingDense)
             {
                 Add(p + "ffn_gate_inp.weight", e, moe.Experts);
-                Add(p + "exp_probs_b.bias", moe.Experts);
+                if (moe.DeepSeekGating) Add(p + "exp_probs_b.bias", moe.Experts);
                 Add(p + "ffn_gate_exps.weight", e, moe.ExpertFfn, moe.Experts);
                 Add(p + "ffn_up_exps.weight", e, moe.ExpertFfn, moe.Experts);
                 Add(p + "ffn_down_exps.weight", moe.ExpertFfn, e, moe.Experts);
+                if (moe.Shared == 0) return;
                 Add(p + "ffn_gate_shexp.weight", e, moe.ExpertFfn * moe.Shared);
                 Add(p + "ffn_up_shexp.weight", e, moe.ExpertFfn * moe.Shared);
                 Add(p + "ffn_down_shexp.weight", moe.ExpertFfn * moe.Shared, e);

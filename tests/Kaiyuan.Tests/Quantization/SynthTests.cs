@@ -21,6 +21,7 @@ public sealed class SynthTests
     [InlineData("tiny-deepseek32", FileType.Q8_0)]
     [InlineData("tiny-qwen35", FileType.Q8_0)]
     [InlineData("tiny-qwen35", FileType.Q4_K_M)]
+    [InlineData("tiny-qwen3moe", FileType.Q4_K_M)]
     public void SynthesizedModelLoadsAndRuns(string like, FileType mix)
     {
         string path = Path.Combine(Path.GetTempPath(), $"kaiyuan-synth-{Guid.NewGuid():N}.gguf");
@@ -86,5 +87,28 @@ public sealed class SynthTests
         Assert.Throws<ArgumentException>(() => Synth.Shape("no-such-model"));
         Assert.Contains("llama-1b", Synth.PublicNames);
         Assert.DoesNotContain("tiny", Synth.PublicNames);
+    }
+
+    /// <summary>
+    /// The Qwen3-30B-A3B shape has the published model's parameters: 30.5 B in all, 3.3 B active per token (8 of 128
+    /// experts, embeddings counted); <c>--layers</c> keeps the first layers and says so in the name, and refuses a cut the shape cannot take.
+    /// </summary>
+    [Fact]
+    public void Qwen3MoeShapeHasThePublishedParameterCounts()
+    {
+        var shape = Synth.Shape("qwen3moe-30b-a3b");
+        var tensors = Synth.Tensors(shape);
+        long total = tensors.Sum(t => t.ElementCount);
+        long experts = tensors.Where(t => t.Name.Contains("_exps.", StringComparison.Ordinal)).Sum(t => t.ElementCount);
+        Assert.InRange(total / 1e9, 30.4, 30.6);
+        Assert.InRange((total - experts * 120 / 128) / 1e9, 3.25, 3.4); // the published count includes the embeddings
+
+        var cut = Synth.WithLayers(shape, 4);
+        Assert.Equal(4, cut.Layers);
+        Assert.Contains("first 4 of 48 layers", cut.Name);
+        Assert.Equal(4, Synth.Tensors(cut).Count(t => t.Name.EndsWith("ffn_down_exps.weight", StringComparison.Ordinal)));
+        Assert.Throws<ArgumentException>(() => Synth.WithLayers(shape, 49));
+        Assert.Throws<ArgumentException>(() => Synth.WithLayers(Synth.Shape("qwen3.5-0.8b"), 6)); // groups of 4
+        Assert.Throws<ArgumentException>(() => Synth.WithLayers(Synth.Shape("deepseek-v3-attention"), 1)); // only the dense layer
     }
 }
