@@ -21,7 +21,7 @@ internal sealed class ServerMetrics : IGenerationMetrics
 
     public long GeneratedTokens => Interlocked.Read(ref _generatedTokens);
 
-    public string Render(SchedulerLoad? load, KvCacheReport? cache = null)
+    public string Render(SchedulerLoad? load, KvCacheReport? cache = null, SpeculationReport? speculation = null)
     {
         var sb = new StringBuilder();
         sb.Append("# HELP kaiyuan_requests_total HTTP requests by route and status.\n# TYPE kaiyuan_requests_total counter\n");
@@ -49,6 +49,11 @@ internal sealed class ServerMetrics : IGenerationMetrics
             Counter(sb, "kaiyuan_prompt_cache_loaded_tokens_total", "Prompt tokens whose KV rows were read from the prompt cache on disk (--prompt-cache).", c.PromptCacheTokens);
             Counter(sb, "kaiyuan_kv_evictions_total", "Cached KV blocks evicted to make room.", c.Evictions);
             Counter(sb, "kaiyuan_preemptions_total", "Requests paused because KV memory ran out (they resume from the cache).", c.Preemptions);
+        }
+        if (speculation is { } d)
+        {
+            Counter(sb, "kaiyuan_draft_tokens_total", "Tokens proposed by speculative decoding (--lookup) and verified.", d.DraftedTokens);
+            Counter(sb, "kaiyuan_draft_tokens_accepted_total", "Proposed tokens the model produced itself (each one a step saved).", d.AcceptedTokens);
         }
         return sb.ToString();
     }

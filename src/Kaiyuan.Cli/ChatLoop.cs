@@ -41,6 +41,8 @@ internal sealed class ChatLoop(InferenceSession session, TokenCodec codec, IProm
     public Func<string, Constraints.TokenConstraint>? Constraint { get; set; }
     /// <summary>Prompt prefixes on disk (<c>--prompt-cache</c>): read when they hold more of a prompt than the session, offered after each turn.</summary>
     public PromptCacheStore? PromptCache { get; set; }
+    /// <summary>Prompt-lookup draft tokens per step (0: no speculation).</summary>
+    public int LookupDraftTokens { get; set; }
 
     /// <summary>Stops the answer being generated; returns false when none is (so Ctrl-C may end the program).</summary>
     public bool Cancel()
@@ -90,7 +92,13 @@ internal sealed class ChatLoop(InferenceSession session, TokenCodec codec, IProm
         _cached.AddRange(prompt.AsSpan(0, session.Position));
         var fresh = prompt.AsSpan(session.Position).ToArray();
 
-        var options = new GenerationOptions { MaxTokens = MaxTokens, IsEndOfGeneration = codec.IsEndOfGeneration, Constraint = Constraint?.Invoke(rendered) };
+        var options = new GenerationOptions
+        {
+            MaxTokens = MaxTokens,
+            IsEndOfGeneration = codec.IsEndOfGeneration,
+            Constraint = Constraint?.Invoke(rendered),
+            LookupDraftTokens = LookupDraftTokens,
+        };
         var decoder = codec.CreateDecoder();
         var ids = new List<int>();
         var reply = new System.Text.StringBuilder();

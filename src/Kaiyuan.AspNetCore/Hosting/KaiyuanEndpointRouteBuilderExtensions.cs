@@ -69,7 +69,7 @@ public static class KaiyuanEndpointRouteBuilderExtensions
         app.MapGet("/metrics", (HttpContext http, ServerState state) =>
         {
             http.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
-            return http.Response.WriteAsync(state.Metrics.Render(state.RuntimeOrNull?.CurrentLoad, state.RuntimeOrNull?.Cache));
+            return http.Response.WriteAsync(state.Metrics.Render(state.RuntimeOrNull?.CurrentLoad, state.RuntimeOrNull?.Cache, state.RuntimeOrNull?.Speculation));
         });
         app.MapGet("/", async (HttpContext http) =>
         {

@@ -21,6 +21,7 @@ internal static class GenerateCommand
         var promptIds = new Option<string>("--prompt-ids") { Description = "Prompt as token ids, e.g. 1,50,100 (used as given)" };
         var sampling = new SamplingArguments();
         var constraint = new ConstraintArguments();
+        var speculation = new SpeculationArguments();
         var threads = Arguments.Threads();
         var ctxSize = Arguments.ContextSize();
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of streaming text" };
@@ -33,6 +34,7 @@ internal static class GenerateCommand
         };
         sampling.AddTo(cmd);
         constraint.AddTo(cmd);
+        speculation.AddTo(cmd);
         cmd.Validators.Add(r =>
         {
             if ((r.GetValue(prompt) is null) == (r.GetValue(promptIds) is null)) r.AddError("give exactly one of --prompt and --prompt-ids");
@@ -41,14 +43,14 @@ internal static class GenerateCommand
         {
             return Run(StoreCommands.ResolveModel(p, p.GetValue(model)!), p.GetValue(prompt), p.GetValue(promptIds), p.GetValue(sampling.Count), sampling.Read(p),
                 p.GetValue(threads), p.GetValue(ctxSize), p.GetValue(json), p.GetValue(logits), p.GetValue(ignoreEos),
-                Arguments.ParseCacheType(p.GetValue(cacheType)), v => constraint.Compile(p, v));
+                Arguments.ParseCacheType(p.GetValue(cacheType)), v => constraint.Compile(p, v), speculation.Read(p));
         });
         return cmd;
     }
 
     private static int Run(string path, string? promptText, string? promptIdsText, int count, SamplerOptions sampling,
         int threads, int ctxSize, bool json, bool withLogits, bool ignoreEos, Kaiyuan.Gguf.GgmlType cacheType,
-        Func<Tokenizer?, Constraints.GrammarConstraint?> grammar)
+        Func<Tokenizer?, Constraints.GrammarConstraint?> grammar, int lookupDraft)
     {
         using var model = ModelLoader.Load(path);
         // A file without tokenizer metadata can still run from --prompt-ids; its output is then ids only.
@@ -81,6 +83,7 @@ internal static class GenerateCommand
             IgnoreEndOfGeneration = ignoreEos,
             IsEndOfGeneration = tokenizer is null ? null : tokenizer.IsEndOfGeneration,
             Constraint = constraint,
+            LookupDraftTokens = lookupDraft,
         };
         var ids = new List<int>();
         var allLogits = new List<float[]>();

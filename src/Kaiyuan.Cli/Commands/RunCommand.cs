@@ -44,6 +44,8 @@ internal static class RunCommand
         };
         samplingArgs.AddTo(cmd);
         constraintArgs.AddTo(cmd);
+        var speculation = new SpeculationArguments();
+        speculation.AddTo(cmd);
         cmd.SetAction(p =>
         {
             var sampling = samplingArgs.Read(p);
@@ -65,6 +67,7 @@ internal static class RunCommand
                 System = p.GetValue(system),
                 MaxTokens = p.GetValue(samplingArgs.Count),
                 PromptCache = store,
+                LookupDraftTokens = speculation.Read(p),
             };
             if (constraintArgs.Compile(p, tokenizer) is { } grammar)
             {

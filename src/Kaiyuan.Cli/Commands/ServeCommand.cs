@@ -47,6 +47,8 @@ internal static class ServeCommand
         {
             model, allModels, maxModels, keepAlive, host, port, alias, parallel, ctxSize, threads, apiKey, template, cors, maxBody, queue, cacheType, cacheRam, promptCache, promptCacheMax,
         };
+        var speculation = new SpeculationArguments();
+        speculation.AddTo(cmd);
         cmd.SetAction(p =>
         {
             var models = Models(p, p.GetValue(model) ?? [], p.GetValue(allModels), p.GetValue(alias));
@@ -71,6 +73,7 @@ internal static class ServeCommand
                 CacheRamMiB = p.GetValue(cacheRam),
                 PromptCacheDir = p.GetValue(promptCache),
                 PromptCacheMaxMiB = p.GetValue(promptCacheMax),
+                LookupDraftTokens = speculation.Read(p),
                 StoreRoot = StoreCommands.StoreOf(p).Root,
             };
             return Serve(options).GetAwaiter().GetResult();

@@ -35,4 +35,10 @@ public record ModelOptions
     public int MaxQueue { get; init; } = 64;
     /// <summary>How long a schema, grammar or tool set may take to compile for structured output (longer: a 400).</summary>
     public TimeSpan GrammarTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>
+    /// Prompt-lookup speculative decoding (<c>--lookup</c>): up to this many tokens per step proposed from the text so far
+    /// and verified in the same batched pass, which speeds up answers that copy their input (code edits, extraction,
+    /// retrieval) and leaves every output unchanged; 0: off.
+    /// </summary>
+    public int LookupDraftTokens { get; init; }
 }

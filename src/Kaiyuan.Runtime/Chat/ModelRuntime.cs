@@ -66,6 +66,9 @@ public sealed class ModelRuntime : IDisposable
     /// <summary>The KV pool and prefix cache now: blocks used, cached and free, hits and evictions so far.</summary>
     public KvCacheReport? Cache => Engine.Cache;
 
+    /// <summary>Prompt-lookup speculation so far (<see cref="ModelOptions.LookupDraftTokens"/>): tokens drafted and accepted; null where it is off.</summary>
+    public SpeculationReport? Speculation => Engine.Speculation;
+
     /// <summary>Token ids for <paramref name="text"/>.</summary>
     /// <param name="text">The text.</param>
     /// <param name="addSpecial">Adds the BOS token where the model asks for one.</param>
@@ -145,6 +148,7 @@ public sealed class ModelRuntime : IDisposable
                 CacheType = options.CacheType,
                 CacheBytes = options.CacheRamMiB < 0 ? -1 : options.CacheRamMiB << 20,
                 PromptCache = store,
+                LookupDraft = options.LookupDraftTokens,
             }, pool);
             var description = Describe(model.File, engine.ContextLength, template);
             string name = options.Alias ?? Path.GetFileNameWithoutExtension(options.ModelPath);

@@ -34,6 +34,12 @@ public sealed record GenerationOptions
     /// <summary>Restricts the tokens that may be produced (structured output); generation ends when it allows none.</summary>
     /// <remarks>A constraint keeps the state of one generation: give each its own (<see cref="Constraints.GrammarConstraint"/> makes them).</remarks>
     public Constraints.TokenConstraint? Constraint { get; init; }
+    /// <summary>
+    /// Prompt-lookup speculation: up to this many tokens proposed from earlier text per step and checked in one batched
+    /// pass (0: off). The output is the same as without it; only the speed changes. Hybrid models, whose recurrent state
+    /// cannot take back rejected tokens, decode one token at a time.
+    /// </summary>
+    public int LookupDraftTokens { get; init; }
 }
 
 /// <summary>
@@ -53,8 +59,15 @@ public static class Generator
     {
         if (prompt.Count == 0) throw new ArgumentException("the prompt is empty");
         var history = new List<int>(prompt);
+        int vocab = session.Model.VocabSize;
         var logits = session.Evaluate(history.ToArray()).ToArray();
         var mask = options.Constraint is null ? null : new ulong[(logits.Length + 63) >> 6];
+        var lookup = options.LookupDraftTokens > 0 && !session.Model.IsRecurrent ? new Speculative.PromptLookup(options.LookupDraftTokens) : null;
+        // A speculative pass fed [token, draft…] and got a row of logits after each; the rows are used in turn while the
+        // sampled tokens agree with the draft, and the cache is cut back at the first that does not.
+        var fed = new int[1 + (lookup?.MaxDraft ?? 0)];
+        float[]? rows = null;
+        int fedCount = 0, row = 0, passStart = 0;
         for (int produced = 0; options.MaxTokens < 0 || produced < options.MaxTokens; produced++)
         {
             if (cancel.IsCancellationRequested) yield break;
@@ -65,14 +78,44 @@ public static class Generator
                 if (!mask.AsSpan().ContainsAnyExcept(0UL)) yield break; // the constraint allows nothing more
                 allowed = mask;
             }
-            int id = sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(history), allowed);
+            var current = rows is null ? logits : rows.AsSpan(row * vocab, vocab);
+            int id = sampler.Sample(current, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(history), allowed);
             if (options.Constraint is { } constraint && !constraint.Accept(id)) yield break;
-            yield return new GeneratedToken(id, options.KeepLogits ? logits.ToArray() : null);
+            yield return new GeneratedToken(id, options.KeepLogits ? (rows is null ? logits : rows.AsSpan(row * vocab, vocab)).ToArray() : null);
             if (!options.IgnoreEndOfGeneration && options.IsEndOfGeneration?.Invoke(id) == true) yield break;
             history.Add(id);
-            if (session.Position >= session.ContextLength) yield break;
             if (options.MaxTokens >= 0 && produced + 1 >= options.MaxTokens) yield break;
-            session.Evaluate([id]).CopyTo(logits);
+            if (rows is not null)
+            {
+                // The draft token after this row was what the model chose: the next row already holds its logits.
+                if (row + 1 < fedCount && fed[row + 1] == id)
+                {
+                    row++;
+                    continue;
+                }
+                lookup!.Observe(fedCount - 1, row);
+                session.Truncate(passStart + row + 1);
+                rows = null;
+            }
+            if (session.Position >= session.ContextLength) yield break;
+            int drafted = 0;
+            if (lookup is not null)
+            {
+                // Never past the context or the token limit: a draft beyond either could not be kept.
+                int room = Math.Min(session.ContextLength - session.Position - 1,
+                    options.MaxTokens < 0 ? int.MaxValue : options.MaxTokens - produced - 2);
+                drafted = lookup.Propose(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(history), fed.AsSpan(1), room);
+            }
+            if (drafted == 0)
+            {
+                session.Evaluate([id]).CopyTo(logits);
+                continue;
+            }
+            fed[0] = id;
+            fedCount = 1 + drafted;
+            passStart = session.Position;
+            rows = session.EvaluateRows(fed.AsSpan(0, fedCount));
+            row = 0;
         }
     }
 }

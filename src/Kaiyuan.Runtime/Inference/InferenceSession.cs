@@ -80,6 +80,9 @@ public sealed class InferenceSession : IDisposable
     public int MaxBatch { get; }
     /// <summary>Tokens already in the cache; the next token goes to this position.</summary>
     public int Position { get; private set; }
+    /// <summary>Forward passes and tokens fed through them so far (tests tell speculative from one-by-one decoding).</summary>
+    internal long Passes { get; private set; }
+    internal long FedTokens { get; private set; }
 
     /// <summary>Forgets the sequence (its blocks stay and are simply overwritten later).</summary>
     public void Reset()
@@ -221,6 +224,17 @@ public sealed class InferenceSession : IDisposable
         return _allLogits[..(tokens.Length * _model.VocabSize)];
     }
 
+    /// <summary>
+    /// Evaluates tokens and returns the session's own buffer of logits after every one of them (rows of vocabulary
+    /// size; the first <c>tokens.Length</c> rows are valid until the next evaluation): a speculative pass's rows without
+    /// a copy.
+    /// </summary>
+    internal float[] EvaluateRows(ReadOnlySpan<int> tokens)
+    {
+        Run(tokens, allLogits: true);
+        return _allLogits;
+    }
+
     /// <summary>Stops the session's own worker threads (a session on the shared threads has none).</summary>
     public void Dispose() => _ownPool?.Dispose();
 
@@ -243,6 +257,8 @@ public sealed class InferenceSession : IDisposable
             var dst = allLogits ? _allLogits.AsSpan(start * vocab, n * vocab) : _lastLogits.AsSpan();
             _model.Forward(_ctx, _want.AsSpan(0, n), dst);
             Position += n;
+            Passes++;
+            FedTokens += n;
         }
         if (allLogits) _allLogits.AsSpan((tokens.Length - 1) * vocab, vocab).CopyTo(_lastLogits);
         // After a prompt (not after each decoded token) the state is kept to go back to.

@@ -37,6 +37,11 @@ internal sealed record SchedulerOptions
     /// waits for its pending writes when disposed, the caller disposes it.
     /// </summary>
     public PromptCacheStore? PromptCache { get; init; }
+    /// <summary>
+    /// Prompt-lookup speculation: up to this many tokens per decoding sequence proposed from its own earlier text each
+    /// step and verified in the same batched pass (0: off). Outputs are unchanged; hybrid models do not speculate.
+    /// </summary>
+    public int LookupDraft { get; init; }
 }
 
 internal enum EmbeddingPooling { Mean, Cls, Last }
@@ -69,9 +74,10 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
     private readonly float[] _logits;
     private readonly bool[] _want;
     private readonly Sequence[] _rowOwner;
+    private readonly int _maxDraft;
     private float[] _lse = [];
     private int _pendingCount, _busy;
-    private long _admissions, _prefillTokens, _preemptions;
+    private long _admissions, _prefillTokens, _preemptions, _draftedTokens, _acceptedDrafts;
     private volatile PrefixCacheStats _stats;
     // A decode-only step's moving average, and the prompt tokens a step beside decoding streams may take (adapted).
     private double _decodeSeconds, _sharedBudget = 8, _slowdown = 1;
@@ -89,12 +95,15 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         _cache = model.CreateCache(options.Slots + 1, ContextLength, options.CacheType, CapacityBlocks(model, options, ContextLength));
         _prefix = new PrefixCache(_cache, enabled: options.CacheBytes != 0) { Store = options.PromptCache };
         _stats = _prefix.Stats;
-        _batch = new ForwardBatch(options.Slots + options.PrefillChunk);
+        // A hybrid model's recurrent state cannot take back rejected draft tokens.
+        _maxDraft = model.IsRecurrent ? 0 : Math.Max(0, options.LookupDraft);
+        int decodeRows = options.Slots * (1 + _maxDraft);
+        _batch = new ForwardBatch(decodeRows + options.PrefillChunk);
         _ctx = new ForwardContext(_batch, _cache, _workspace, pool ?? WorkerPool.Shared);
         _slots = new Sequence?[options.Slots];
-        _logits = new float[options.Slots * model.VocabSize];
-        _want = new bool[options.Slots + options.PrefillChunk];
-        _rowOwner = new Sequence[options.Slots];
+        _logits = new float[decodeRows * model.VocabSize];
+        _want = new bool[decodeRows + options.PrefillChunk];
+        _rowOwner = new Sequence[decodeRows];
         _thread = new Thread(Loop) { IsBackground = true, Name = "kaiyuan-scheduler" };
         _thread.Start();
     }
@@ -129,6 +138,10 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         };
         return (int)Math.Clamp(blocks, minimum, int.MaxValue / 4);
     }
+
+    /// <summary>Draft tokens proposed and accepted so far (prompt-lookup speculation).</summary>
+    public SpeculationReport? Speculation => _maxDraft == 0 ? null
+        : new SpeculationReport(Interlocked.Read(ref _draftedTokens), Interlocked.Read(ref _acceptedDrafts));
 
     /// <summary>Forward passes run so far (a test can tell batched steps from one-by-one ones).</summary>
     public long Steps { get; private set; }
@@ -290,6 +303,7 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         {
             if (_slots[s] is not { } seq || seq.History.Count - seq.Cached != 1) continue;
             AddTokens(seq, 1, ref rows);
+            AddDraft(seq, ref rows);
             decoding++;
         }
         // Then prompt chunks within the prefill budget (their blocks were reserved when they were admitted).
@@ -319,12 +333,51 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
                 if (seq.ReachedBoundary) KeepState(seq);
                 seq.ReachedBoundary = false;
             }
-        for (int r = 0; r < rows; r++)
+        for (int r = 0; r < rows;)
         {
             var seq = _rowOwner[r];
-            var logits = _logits.AsSpan(r * _model.VocabSize, _model.VocabSize);
-            Emit(seq, logits);
+            int drafted = seq.Drafted, accepted = 0;
+            seq.Drafted = 0;
+            // A sequence's rows in turn while the sampled token is its next draft token: that token's cache row and the
+            // logits after it are then what a step of its own would have computed.
+            for (int j = 0; ; j++)
+            {
+                Emit(seq, _logits.AsSpan((r + j) * _model.VocabSize, _model.VocabSize));
+                if (j == drafted || seq.Slot < 0 || seq.History[^1] != seq.Draft![j]) break;
+                seq.Cached++;
+                accepted++;
+            }
+            if (drafted > 0)
+            {
+                seq.Lookup!.Observe(drafted, accepted);
+                Interlocked.Add(ref _draftedTokens, drafted);
+                Interlocked.Add(ref _acceptedDrafts, accepted);
+            }
+            r += drafted + 1;
         }
+    }
+
+    /// <summary>
+    /// Proposes a decoding sequence's next tokens from its own earlier text and adds them after its token, each with
+    /// its logits wanted. Only where they fit its context, token limit and blocks it can get: speculation never
+    /// preempts anyone.
+    /// </summary>
+    private void AddDraft(Sequence seq, ref int rows)
+    {
+        if (_maxDraft == 0) return;
+        int room = ContextLength - seq.Cached - 1;
+        if (seq.Request.MaxTokens >= 0) room = Math.Min(room, seq.Request.MaxTokens - seq.Generated - 1);
+        seq.Lookup ??= new Speculative.PromptLookup(_maxDraft);
+        seq.Draft ??= new int[_maxDraft];
+        int k = seq.Lookup.Propose(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(seq.History), seq.Draft, room);
+        if (k == 0 || !_prefix.Reserve(seq.Slot, seq.Cached + k)) return;
+        for (int i = 0; i < k; i++)
+        {
+            _want[_batch.Count] = true;
+            _batch.Add(seq.Draft[i], seq.Cached + i, seq.Slot);
+            _rowOwner[rows++] = seq;
+        }
+        seq.Drafted = k;
     }
 
     /// <summary>
@@ -573,6 +626,11 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         public ulong GenerationState { get; set; }
         /// <summary>This step's tokens end on a block boundary (set as they are added, cleared once the step is done).</summary>
         public bool ReachedBoundary { get; set; }
+        /// <summary>Prompt-lookup drafting for this sequence (made at its first decode step when speculation is on).</summary>
+        public Speculative.PromptLookup? Lookup { get; set; }
+        /// <summary>The draft tokens of the step in flight; <see cref="Drafted"/> of them are in the batch after its token.</summary>
+        public int[]? Draft { get; set; }
+        public int Drafted { get; set; }
     }
 
     private sealed class EmbedJob(IReadOnlyList<IReadOnlyList<int>> inputs, CancellationToken cancel)

@@ -101,6 +101,15 @@ public sealed class SchedulerClosedException(string message) : Exception(message
 public sealed record KvCacheReport(int UsedBlocks, int CachedBlocks, int FreeBlocks, int CapacityBlocks, int BlockTokens, long BytesPerBlock,
     long ResidentBytes, long HitTokens, long PrefillTokens, long Evictions, long Preemptions, bool CachingEnabled, long PromptCacheTokens = 0);
 
+/// <summary>Speculative decoding so far: draft tokens proposed and the share the model confirmed.</summary>
+/// <param name="DraftedTokens">Draft tokens verified so far.</param>
+/// <param name="AcceptedTokens">Draft tokens the model produced itself, so far (each saved a step).</param>
+public sealed record SpeculationReport(long DraftedTokens, long AcceptedTokens)
+{
+    /// <summary>Accepted over drafted tokens (0 before any draft).</summary>
+    public double AcceptanceRate => DraftedTokens == 0 ? 0 : (double)AcceptedTokens / DraftedTokens;
+}
+
 /// <summary>A point-in-time view of the scheduler's load.</summary>
 public readonly record struct SchedulerLoad(int QueueDepth, int BusySlots, int Slots);
 
@@ -115,6 +124,8 @@ internal interface IGenerationEngine
     SchedulerLoad Load { get; }
     /// <summary>The KV pool and prefix cache (null for engines without one).</summary>
     KvCacheReport? Cache => null;
+    /// <summary>Speculative decoding's figures (null where it is off).</summary>
+    SpeculationReport? Speculation => null;
 
     /// <summary>Queues a sequence. Throws <see cref="QueueFullException"/>, <see cref="SchedulerClosedException"/>,
     /// or <see cref="Inference.ContextOverflowException"/> when the prompt does not fit.</summary>

@@ -1,0 +1,53 @@
+namespace Kaiyuan.Speculative;
+
+/// <summary>
+/// Prompt-lookup drafting (n-gram speculation, no second model): the tokens that followed the latest earlier occurrence
+/// of the sequence's last few tokens are proposed as its next ones. Strong where an answer copies its input — code
+/// edits, retrieval-augmented answers, extraction — and free elsewhere, as nothing is proposed without a match. The
+/// target model checks every proposal in one batched pass, so the output does not change.
+/// </summary>
+internal sealed class PromptLookup(int maxDraft, int maxNgram = 3, int minNgram = 2)
+{
+    /// <summary>Most tokens proposed at once.</summary>
+    public int MaxDraft { get; } = Math.Max(1, maxDraft);
+
+    // Proposals shrink after a miss and grow back while they are taken whole, so a sequence that stopped copying
+    // wastes little work on rows that are thrown away.
+    private int _budget = Math.Max(1, maxDraft);
+
+    /// <summary>
+    /// Writes up to <see cref="MaxDraft"/> proposed continuations of <paramref name="history"/> (at most
+    /// <paramref name="room"/>) into <paramref name="draft"/>; returns how many (0: no earlier occurrence).
+    /// </summary>
+    public int Propose(ReadOnlySpan<int> history, Span<int> draft, int room)
+    {
+        int limit = Math.Min(Math.Min(_budget, room), draft.Length);
+        if (limit <= 0 || history.Length < minNgram + 1) return 0;
+        // One backward pass over the occurrences of the last token (a vectorised search), keeping the one with the longest
+        // matching n-gram before it and, among equals, the latest: what the text did most recently is the best guess.
+        int last = history[^1], bestEnd = -1, bestLength = minNgram - 1;
+        for (int end = history.Length - 2; end >= 0; end--)
+        {
+            end = history[..(end + 1)].LastIndexOf(last);
+            if (end < 0) break;
+            int length = 1;
+            while (length < maxNgram && end - length >= 0 && history[end - length] == history[^(length + 1)]) length++;
+            if (length > bestLength)
+            {
+                (bestEnd, bestLength) = (end, length);
+                if (length == maxNgram) break;
+            }
+        }
+        if (bestEnd < 0) return 0;
+        int count = Math.Min(limit, history.Length - 1 - bestEnd);
+        history.Slice(bestEnd + 1, count).CopyTo(draft);
+        return count;
+    }
+
+    /// <summary>Learns from a verified proposal: <paramref name="accepted"/> of <paramref name="proposed"/> tokens were taken.</summary>
+    public void Observe(int proposed, int accepted)
+    {
+        if (proposed == 0) return;
+        _budget = accepted == proposed ? Math.Min(MaxDraft, _budget + 2) : Math.Max(1, accepted + 1);
+    }
+}

@@ -1,0 +1,173 @@
+using Kaiyuan.Chat;
+using Kaiyuan.Inference;
+using Kaiyuan.Kernels;
+using Kaiyuan.Models;
+using Kaiyuan.Sampling;
+using Kaiyuan.Scheduling;
+using Kaiyuan.Speculative;
+
+namespace Kaiyuan.Tests.Speculative;
+
+/// <summary>Prompt-lookup drafting: what it proposes, and that verifying the proposals changes no output.</summary>
+public sealed class PromptLookupTests : IDisposable
+{
+    private readonly WorkerPool _pool = new(2);
+
+    public void Dispose() => _pool.Dispose();
+
+    private static int[] Propose(int[] history, int maxDraft = 8, int room = 100)
+    {
+        var draft = new int[maxDraft];
+        int n = new PromptLookup(maxDraft).Propose(history, draft, room);
+        return draft[..n];
+    }
+
+    [Fact]
+    public void ProposesWhatFollowedTheLongestLatestMatch()
+    {
+        // "5 6" occurs twice before the end; the latest occurrence (followed by 9 9) wins over the first (7 8).
+        Assert.Equal([9, 9, 1, 5, 6], Propose([0, 5, 6, 7, 8, 2, 5, 6, 9, 9, 1, 5, 6]));
+        // The whole trigram "1 5 6" occurred at the start: that match is longer, so it wins.
+        Assert.Equal([7, 8, 2, 5, 6, 9, 9, 1], Propose([1, 5, 6, 7, 8, 2, 5, 6, 9, 9, 1, 5, 6]));
+        // A three-token match beats a later two-token one.
+        Assert.Equal([40, 41], Propose([3, 4, 5, 40, 41, 0, 4, 5, 50, 3, 4, 5], maxDraft: 2));
+        // No earlier bigram ending in the last token: nothing (a lone repeated token is not enough).
+        Assert.Empty(Propose([1, 2, 3, 4, 2]));
+        Assert.Empty(Propose([7]));
+        // Bounded by the room left (context, token limit).
+        Assert.Equal([7], Propose([5, 6, 7, 8, 5, 6], room: 1));
+        Assert.Empty(Propose([5, 6, 7, 8, 5, 6], room: 0));
+    }
+
+    [Fact]
+    public void ProposalsShrinkAfterAMissAndGrowWhileTaken()
+    {
+        var lookup = new PromptLookup(8);
+        int[] history = [.. Enumerable.Range(0, 20), .. Enumerable.Range(0, 2)];
+        var draft = new int[8];
+        Assert.Equal(8, lookup.Propose(history, draft, 100));
+        lookup.Observe(8, 1);
+        Assert.Equal(2, lookup.Propose(history, draft, 100));
+        lookup.Observe(2, 2);
+        Assert.Equal(4, lookup.Propose(history, draft, 100));
+    }
+
+    /// <summary>
+    /// Greedy decoding with lookup speculation gives the same ids, token for token, as one token at a time, on
+    /// every attention kind (dense GQA, MLA's latent cache, experts), while fewer passes run when the text repeats.
+    /// </summary>
+    [Theory]
+    [InlineData("aidreams260K", "aidreams260K-f32.gguf")]
+    [InlineData("llama", "llama-q4_k_m.gguf")]
+    [InlineData("qwen3", "qwen3-q8_0.gguf")]
+    [InlineData("deepseek2", "deepseek2-q4_k_m.gguf")]
+    [InlineData("qwen3moe", "qwen3moe-q4_0.gguf")]
+    public void GreedyOutputIsUnchanged(string family, string file)
+    {
+        using var model = ModelLoader.Load(Fixtures.ModelPath(family, file));
+        // A prompt that repeats itself, so there is something to look up from the start.
+        int[] once = TestSequences.Prompt(11, 24);
+        int[] prompt = [.. once, .. once[1..], .. once[1..12]];
+        const int count = 48;
+        var plain = new InferenceSession(model, 256, _pool);
+        int[] expected = Generate(plain, prompt, count, lookup: 0);
+        var speculative = new InferenceSession(model, 256, _pool);
+        int[] actual = Generate(speculative, prompt, count, lookup: 8);
+        Assert.Equal(expected, actual);
+        Assert.True(speculative.Passes < plain.Passes, $"{speculative.Passes} passes with lookup, {plain.Passes} without");
+        Assert.Equal(prompt.Length + count - 1, speculative.Position);
+    }
+
+    private static int[] Generate(InferenceSession session, int[] prompt, int count, int lookup, SamplerOptions? sampling = null) =>
+        Generator.Generate(session, prompt, new Sampler(sampling ?? SamplerOptions.Greedy),
+            new GenerationOptions { MaxTokens = count, IgnoreEndOfGeneration = true, LookupDraftTokens = lookup }).Select(t => t.Id).ToArray();
+
+    /// <summary>
+    /// Sampled output keeps the model's distribution: taking a draft token exactly when the sampled token equals it is
+    /// speculative sampling's accept/reject rule for a draft that proposes one token with certainty. Thousands of
+    /// seeded three-token samples with and without lookup, many of whose drafts are rejected, agree by a chi-square
+    /// test on the second and third tokens' joint outcomes.
+    /// </summary>
+    [Fact]
+    public void SampledOutputKeepsTheDistribution()
+    {
+        using var file = Kaiyuan.Gguf.GgufFile.Open(Fixtures.ModelPath("aidreams260K", "aidreams260K-f32.gguf"));
+        using var model = ModelLoader.Load(file);
+        // The model's own greedy continuation C of a text P, then P again: drafts propose C, which a sample at a moderate
+        // temperature follows often but not always.
+        int[] p = Kaiyuan.Tokenizers.Tokenizer.FromGguf(file.Metadata).Encode("I had a dream.", addSpecial: true, parseSpecial: false);
+        int[] continuation = Generate(new InferenceSession(model, 64, _pool), p, 8, lookup: 0);
+        int[] prompt = [.. p, .. continuation, .. p[1..]];
+        var sampling = new SamplerOptions { Temperature = 0.5f, TopK = 0, TopP = 1, MinP = 0 };
+        const int runs = 2000;
+        var counts = new Dictionary<(int, int), int[]>();
+        long fed = 0, kept = 0, speculativePasses = 0;
+        foreach (int mode in new[] { 0, 1 })
+            for (int run = 0; run < runs; run++)
+            {
+                var session = new InferenceSession(model, 64, _pool);
+                int[] ids = Generate(session, prompt, 4, lookup: mode * 4, sampling with { Seed = SplitMix((ulong)(run * 2 + mode)) });
+                if (mode == 1)
+                {
+                    fed += session.FedTokens - prompt.Length;
+                    speculativePasses += session.Passes - 1;
+                    kept += session.Position - prompt.Length;
+                }
+                var key = (ids[1], ids[2]);
+                if (!counts.TryGetValue(key, out var c)) counts[key] = c = new int[2];
+                c[mode]++;
+            }
+        // Drafts were proposed, and some were rejected (what the accept/reject rule is about).
+        // (without lookup each run feeds 3 tokens in 3 passes after its prompt)
+        Assert.True(fed - kept > runs / 10 && speculativePasses < 3 * runs * 9 / 10, $"{fed} tokens fed, {kept} kept, {speculativePasses} passes");
+        // Two-sample chi-square over outcomes seen at least 10 times in all (the rest pooled).
+        var cells = counts.Values.Where(c => c[0] + c[1] >= 10).ToList();
+        int[] rest = [runs - cells.Sum(c => c[0]), runs - cells.Sum(c => c[1])];
+        if (rest[0] + rest[1] > 0) cells.Add(rest);
+        double chi2 = cells.Sum(c => Math.Pow(c[0] - c[1], 2) / (c[0] + c[1]));
+        int df = cells.Count - 1;
+        Assert.True(df >= 3, $"only {df + 1} outcome classes");
+        // The 0.999 quantile of chi-square with df degrees of freedom (Wilson–Hilferty): a true difference fails this, chance does not.
+        double z = 3.09, bound = df * Math.Pow(1 - 2.0 / (9 * df) + z * Math.Sqrt(2.0 / (9 * df)), 3);
+        Assert.True(chi2 < bound, $"chi2 {chi2:F1} over {df} degrees of freedom (bound {bound:F1})");
+    }
+
+    /// <summary>
+    /// Seeds far apart: System.Random's seeded generator gives correlated first draws for adjacent seeds, which would
+    /// make the two groups' samples differ by their seeds rather than by the decoding.
+    /// </summary>
+    private static ulong SplitMix(ulong x)
+    {
+        x += 0x9E3779B97F4A7C15UL;
+        x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9UL;
+        x = (x ^ (x >> 27)) * 0x94D049BB133111EBUL;
+        return x ^ (x >> 31);
+    }
+
+    /// <summary>
+    /// The scheduler speculates per sequence inside its batched steps: greedy ids equal solo decoding for several
+    /// concurrent sequences, drafts are accepted, and every block returns to the pool. (F32 weights: with quantized
+    /// ones a chunked prefill inside mixed batches can already move a near-tied logit by rounding, speculation or not.)
+    /// </summary>
+    [Fact]
+    public async Task SchedulerSpeculatesPerSequenceWithUnchangedOutput()
+    {
+        using var model = ModelLoader.Load(Fixtures.ModelPath("llama", "llama-f32.gguf"));
+        using var scheduler = new ContinuousBatchScheduler(model, new SchedulerOptions { Slots = 3, ContextLength = 256, PrefillChunk = 32, LookupDraft = 6 }, _pool);
+        int[][] prompts = [.. Enumerable.Range(0, 4).Select(i =>
+        {
+            int[] once = TestSequences.Prompt(20 + i, 16 + 4 * i);
+            return (int[])[.. once, .. once[1..]];
+        })];
+        const int count = 40;
+        var streams = prompts.Select(p => scheduler.Submit(new GenerationRequest { Prompt = p, MaxTokens = count }, CancellationToken.None)).ToArray();
+        var results = await Task.WhenAll(streams.Select(TestSequences.Collect));
+        for (int i = 0; i < prompts.Length; i++)
+            Assert.Equal(TestSequences.Solo(model, prompts[i], count, _pool), results[i]);
+        var report = scheduler.Speculation!;
+        Assert.True(report.AcceptedTokens > 0 && report.DraftedTokens >= report.AcceptedTokens, $"{report}");
+        Assert.Equal(0, scheduler.Load.BusySlots);
+        var cache = scheduler.Cache;
+        Assert.Equal(0, cache.UsedBlocks);
+    }
+}
