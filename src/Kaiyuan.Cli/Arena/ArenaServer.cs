@@ -124,8 +124,21 @@ internal sealed class ArenaServer : IAsyncDisposable
         app.MapPost("/api/battles", Battle);
         app.MapPost("/api/battles/{id}/vote", Vote);
         app.MapGet("/api/leaderboard", LeaderboardJson);
-        // Anything else (an unknown path, a wrong method): a JSON 404/405 rather than an empty body.
-        app.MapFallback(http => WriteError(http, 404, $"no such endpoint: {http.Request.Method} {http.Request.Path}"));
+        // Anything else: a JSON 405 for a known path asked with the wrong method, else a JSON 404.
+        app.MapFallback(http =>
+        {
+            string path = http.Request.Path.Value?.TrimEnd('/') ?? "";
+            string? allowed = path switch
+            {
+                "" or "/leaderboard" or "/api/info" or "/api/leaderboard" => "GET",
+                "/api/battles" => "POST",
+                _ when path.StartsWith("/api/battles/", StringComparison.Ordinal) && path.EndsWith("/vote", StringComparison.Ordinal) => "POST",
+                _ => null,
+            };
+            if (allowed is null) return WriteError(http, 404, $"no such endpoint: {http.Request.Method} {http.Request.Path}");
+            http.Response.Headers.Allow = allowed;
+            return WriteError(http, 405, $"{http.Request.Method} is not allowed on {http.Request.Path} (use {allowed})");
+        });
     }
 
     private bool Authorized(HttpRequest request)
