@@ -398,6 +398,13 @@ internal sealed class VoteLimiter(int limit, TimeSpan window, TimeProvider? cloc
     public bool TryTake(string voter, out TimeSpan retryAfter)
     {
         var now = _clock.GetUtcNow();
+        // Voters who have not voted for a whole window are forgotten, so made-up voter ids cannot grow the table for ever.
+        if (_votes.Count > 10_000)
+        {
+            foreach (var (key, queue) in _votes)
+                lock (queue)
+                    if (queue.Count == 0 || now - queue.Last() >= window) _votes.TryRemove(key, out _);
+        }
         var times = _votes.GetOrAdd(voter, _ => new Queue<DateTimeOffset>());
         lock (times)
         {
