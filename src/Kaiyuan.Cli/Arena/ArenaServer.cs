@@ -144,7 +144,8 @@ internal sealed class ArenaServer : IAsyncDisposable
     private bool Authorized(HttpRequest request)
     {
         string header = request.Headers.Authorization.ToString();
-        string? given = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header[7..].Trim() : request.Cookies["arena_token"];
+        // A header only, never a cookie: a browser does not attach it to another site's requests, so no cross-site request can vote.
+        string? given = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header[7..].Trim() : null;
         if (given is null) return false;
         return CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(given), Encoding.UTF8.GetBytes(_options.Token));
     }
