@@ -41,6 +41,7 @@ internal static class CommandLine
         SynthCommand.Create(),
         RunCommand.Create(),
         EvalCommand.Create(),
+        ArenaCommand.Create(),
         ServeCommand.Create(),
     ];
 

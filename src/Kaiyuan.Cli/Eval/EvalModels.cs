@@ -19,12 +19,20 @@ internal interface IEvalModel : IDisposable
 
     /// <summary>The greedy answer to one user message.</summary>
     Task<EvalAnswer> AnswerAsync(string userMessage, int maxTokens, CancellationToken cancel);
+
+    /// <summary>The answer's text as it is generated (the arena streams it); by default, the whole answer at once.</summary>
+    async IAsyncEnumerable<string> StreamAsync(string userMessage, int maxTokens, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancel)
+    {
+        yield return (await AnswerAsync(userMessage, maxTokens, cancel)).Content;
+    }
 }
 
 /// <summary>A GGUF model loaded in process: its scheduler batches the concurrent answers.</summary>
-internal sealed class LocalEvalModel(ModelRuntime runtime) : IEvalModel
+internal sealed partial class LocalEvalModel(ModelRuntime runtime) : IEvalModel
 {
     public string Name => runtime.Name;
+
+    internal ModelRuntime Runtime => runtime;
 
     public async Task<EvalAnswer> AnswerAsync(string userMessage, int maxTokens, CancellationToken cancel)
     {
@@ -44,7 +52,7 @@ internal sealed class LocalEvalModel(ModelRuntime runtime) : IEvalModel
 /// (or counted chunks when the server sends none). 429 and 5xx answers and dropped connections are retried with
 /// exponential backoff, honouring Retry-After.
 /// </summary>
-internal sealed class OpenAiEvalModel : IEvalModel
+internal sealed partial class OpenAiEvalModel : IEvalModel
 {
     public const string Prefix = "openai:";
     private readonly HttpClient _http;
