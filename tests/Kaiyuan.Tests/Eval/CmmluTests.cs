@@ -1,0 +1,142 @@
+using System.Text.Json.Nodes;
+using Kaiyuan.Cli.Eval;
+using Kaiyuan.Tests.Hub;
+
+namespace Kaiyuan.Tests.Eval;
+
+/// <summary>CMMLU: its data and prompt format as CMMLU's harness has them, and choice scoring against the model's own logits.</summary>
+public sealed class CmmluTests
+{
+    private static string Data => Fixtures.Require("eval", "cmmlu");
+
+    [Fact]
+    public void EveryTestQuestionLoadsAndEverySubjectHasItsChineseNameAndCategories()
+    {
+        var task = CmmluTask.Load(Data, 0, null);
+        // Every row of the 67 test files: 11,582, as Python's csv module also counts them (the fixtures' README says 11,528).
+        Assert.Equal(11582, task.Count);
+        var subjects = task.Items.Select(i => i.Subject).Distinct().ToList();
+        Assert.Equal(67, subjects.Count);
+        Assert.All(subjects, s => Assert.True(CmmluTask.Subjects.ContainsKey(s), s));
+        // CMMLU's categories: a subject in one of the four fields, and some also China-specific.
+        var perCategory = CmmluTask.Categories.ToDictionary(c => c, c => CmmluTask.Subjects.Count(s => s.Value.Categories.Contains(c)));
+        Assert.Equal(67, CmmluTask.Subjects.Values.Count(f => f.Categories.Count(c => c != "China specific") == 1));
+        Assert.Equal(new Dictionary<string, int> { ["STEM"] = 17, ["Humanities"] = 13, ["Social Science"] = 22, ["Other"] = 15, ["China specific"] = 15 }, perCategory);
+        Assert.All(task.Items, i => Assert.Contains(i.Answer, new[] { "A", "B", "C", "D" }));
+    }
+
+    [Fact]
+    public void ThePromptIsFiveShotInCmmlusOwnFormat()
+    {
+        var task = CmmluTask.Load(Data, 2, ["agronomy"]);
+        Assert.Equal(2, task.Count);
+        string prompt = task.Prompt(task.Items[0]);
+        const string Expected = "以下是关于农学的单项选择题，请直接给出正确答案的选项。\n\n"
+            + "题目：肉牛屠宰后，胴体的哪个部位肉质较好\nA. 胸\nB. 腹\nC. 大腿\nD. 小腿\n答案是：C\n\n"
+            + "题目：下列鸭品种中，产蛋量最高的品种是\nA. 高邮鸭\nB. 北京鸭\nC. 樱桃谷鸭\nD. 绍鸭\n答案是：D\n\n"
+            + "题目：常见家畜中输精管不形成输精管壶腹的是\nA. 马\nB. 猪\nC. 牛\nD. 羊\n答案是：B\n\n"
+            + "题目：牛的发情周期平均为\nA. 16～17天\nB. 21天\nC. 28天\nD. 19～20天\n答案是：B\n\n"
+            + "题目：羊胴体中，肉质较好的部位是\nA. 胸下肉\nB. 肩胛肉\nC. 后腿肉\nD. 小腿肉\n答案是：C\n\n"
+            + "题目：在农业生产中被当作极其重要的劳动对象发挥作用，最主要的不可替代的基本生产资料是\nA. 农业生产工具\nB. 土地\nC. 劳动力\nD. 资金\n答案是：";
+        Assert.Equal(Expected, prompt);
+        Assert.Equal("B", task.Items[0].Answer);
+    }
+
+    [Fact]
+    public void TheChoiceIsTheLikeliestLetterOrElseTheFirstLetterStandingAlone()
+    {
+        string[] letters = ["A", "B", "C", "D"];
+        var byLogprobs = new EvalAnswer("A", 1, 1, 0, 0, "length") { ChoiceLogprobs = new Dictionary<string, double> { ["A"] = -3, ["B"] = -0.5, ["C"] = -0.5, ["D"] = -9 } };
+        Assert.Equal(("B", "logprobs"), CmmluTask.Choose(byLogprobs, letters)); // the first of equals
+        Assert.Equal(("C", "generated"), CmmluTask.Choose(new EvalAnswer("Answer: C", 1, 3, 0, 0, "stop"), letters));
+        Assert.Equal("B", CmmluTask.FirstLetter("答案是B。", letters));
+        Assert.Null(CmmluTask.FirstLetter("No letter at all", letters));
+        // An endpoint's first-token alternatives: " A" counts as "A", other tokens do not.
+        Assert.Equal(new Dictionary<string, double> { ["A"] = -1.5, ["B"] = -0.2 },
+            OpenAiEvalModel.ChoiceLogprobs([(" A", -1.5), ("B", -0.2), ("The", -0.1), ("A", -2.5)], letters));
+        Assert.Null(OpenAiEvalModel.ChoiceLogprobs([("The", -0.1)], letters));
+    }
+
+    [Fact]
+    public void MalformedDataIsAnErrorNamingFileAndLine()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"kaiyuan-cmmlu-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(Path.Combine(dir, "test"));
+        Directory.CreateDirectory(Path.Combine(dir, "dev"));
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "dev", "arts.csv"), ",Question,A,B,C,D,Answer\n0,\"q, with a comma\",a,b,c,d,A\n");
+            File.WriteAllText(Path.Combine(dir, "test", "arts.csv"), ",Question,A,B,C,D,Answer\n0,q,a,b,c,d,B\n1,q,a,b,c,d,E\n");
+            var e = Assert.Throws<FormatException>(() => CmmluTask.Load(dir, 0, null));
+            Assert.Contains("arts.csv:3: the answer 'E'", e.Message);
+            File.WriteAllText(Path.Combine(dir, "test", "arts.csv"), ",Question,A,B,C,D,Answer\n0,\"a quoted field\nover two lines\",a,b,c,d,B\n1,q,a,b\n");
+            e = Assert.Throws<FormatException>(() => CmmluTask.Load(dir, 0, null));
+            Assert.Contains("arts.csv:4: 4 fields", e.Message);
+            File.WriteAllText(Path.Combine(dir, "test", "arts.csv"), ",Question,A,B,C,D,Answer\n0,\"a quoted field\nover two lines\",a,b,c,d,B\n");
+            var task = CmmluTask.Load(dir, 0, null);
+            Assert.Equal("a quoted field\nover two lines", task.Items[0].Question);
+            Assert.Contains("题目：q, with a comma\nA. a", task.Prompt(task.Items[0]));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+}
+
+/// <summary>
+/// CMMLU's choice scoring end to end: what <c>kaiyuan eval</c> picks for a local model (the letters' log-probabilities from
+/// the scheduler) against the argmax of the same letters' logits that <c>kaiyuan generate --logits</c> prints for the same
+/// prompt (a separate inference session).
+/// </summary>
+[Collection("Console")]
+public sealed class CmmluCommandTests : IDisposable
+{
+    private readonly string _out = Path.Combine(Path.GetTempPath(), $"kaiyuan-eval-{Guid.NewGuid():N}");
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_out)) Directory.Delete(_out, recursive: true);
+    }
+
+    [Fact]
+    public void ChoiceScoringEqualsTheArgmaxOfGeneratesLogits()
+    {
+        string model = Fixtures.ModelPath("qwen3", "qwen3-q8_0.gguf");
+        var (code, output, error) = ConsoleRunner.Run("eval", "--task", "cmmlu", "-m", model, "--data", Fixtures.Require("eval", "cmmlu"), "--limit", "2",
+            "--subjects", "arts,virology,computer_science", "-c", "2048", "-t", "1", "--concurrency", "2", "--out", _out, "--json");
+        Assert.True(code == 0, error);
+        var report = JsonNode.Parse(output.Trim())!.AsObject();
+        Assert.Equal("cmmlu", (string)report["task"]!);
+        Assert.Equal("accuracy", (string)report["metric"]!);
+        Assert.Equal(6, (int)report["n"]!);
+        Assert.Equal(6, (int)report["scored_by_logprobs"]!);
+        Assert.Equal(3, report["subjects"]!.AsObject().Count);
+        Assert.True(report["categories"]!.AsObject().ContainsKey("STEM"));
+        foreach (string key in new[] { "score", "ci95", "tokens_in", "tokens_out", "tokens_per_s", "ttft_ms", "cost_per_1k_tasks_usd" }) Assert.True(report.ContainsKey(key), key);
+
+        // The letters' token ids, as the tokenizer command gives them (the last token: SentencePiece puts a space piece first).
+        var ids = new[] { "A", "B", "C", "D" }.ToDictionary(l => l, l =>
+        {
+            var t = ConsoleRunner.Run("tokenize", "-m", model, "--text", l, "--no-bos", "--json");
+            Assert.True(t.Code == 0, t.Err);
+            return (int)JsonNode.Parse(t.Out)!["ids"]!.AsArray()[^1]!;
+        });
+        var records = File.ReadAllLines(Path.Combine(_out, "cmmlu", "qwen3-q8_0.jsonl")).Select(l => JsonNode.Parse(l)!.AsObject()).ToList();
+        Assert.Equal(6, records.Count);
+        int correct = 0;
+        foreach (var record in records)
+        {
+            var generate = ConsoleRunner.Run("generate", "-m", model, "-p", (string)record["prompt"]!, "-n", "1", "--ignore-eos", "-c", "2048", "-t", "1", "--json", "--logits");
+            Assert.True(generate.Code == 0, generate.Err);
+            var logits = JsonNode.Parse(generate.Out)!["logits"]!.AsArray()[0]!.AsArray().Select(v => (double)v!).ToArray();
+            double max = logits.Max(), logSum = max + Math.Log(logits.Sum(v => Math.Exp(v - max)));
+            string argmax = ids.OrderByDescending(p => logits[p.Value]).First().Key;
+            Assert.Equal(argmax, (string)record["extracted"]!);
+            var scored = record["choice_logprobs"]!.AsObject();
+            foreach (var (letter, id) in ids) Assert.Equal(logits[id] - logSum, (double)scored[letter]!, 2e-3);
+            if ((bool)record["correct"]!) correct++;
+        }
+        Assert.Equal(correct / 6.0, (double)report["score"]!, 12);
+    }
+}
