@@ -275,7 +275,7 @@ internal sealed class OpenAiEvalModel : IEvalModel
 
     /// <summary>The first token's alternatives: chat's <c>content[0].top_logprobs</c> ({token, logprob} objects), or text
     /// completions' <c>top_logprobs[0]</c> (a token → logprob map); null when the chunk has none.</summary>
-    private static List<(string, double)>? FirstTop(JsonElement logprobs)
+    internal static List<(string, double)>? FirstTop(JsonElement logprobs)
     {
         var top = new List<(string, double)>();
         if (logprobs.TryGetProperty("content", out var content) && content.ValueKind == JsonValueKind.Array && content.GetArrayLength() > 0)

@@ -55,6 +55,11 @@ public sealed class CmmluTests
         Assert.Equal(new Dictionary<string, double> { ["A"] = -1.5, ["B"] = -0.2 },
             OpenAiEvalModel.ChoiceLogprobs([(" A", -1.5), ("B", -0.2), ("The", -0.1), ("A", -2.5)], letters));
         Assert.Null(OpenAiEvalModel.ChoiceLogprobs([("The", -0.1)], letters));
+        // Chat streams the alternatives as {token, logprob} objects, text completions as a token → logprob map.
+        using var chat = System.Text.Json.JsonDocument.Parse("""{"content":[{"token":"B","logprob":-0.1,"top_logprobs":[{"token":"B","logprob":-0.1},{"token":"A","logprob":-2.0}]}]}""");
+        Assert.Equal([("B", -0.1), ("A", -2.0)], OpenAiEvalModel.FirstTop(chat.RootElement)!);
+        using var text = System.Text.Json.JsonDocument.Parse("""{"tokens":["C"],"token_logprobs":[-0.3],"top_logprobs":[{"C":-0.3,"D":-1.25}]}""");
+        Assert.Equal([("C", -0.3), ("D", -1.25)], OpenAiEvalModel.FirstTop(text.RootElement)!);
     }
 
     [Fact]
@@ -138,5 +143,97 @@ public sealed class CmmluCommandTests : IDisposable
             if ((bool)record["correct"]!) correct++;
         }
         Assert.Equal(correct / 6.0, (double)report["score"]!, 12);
+    }
+
+    /// <summary>A served model asked through <c>/v1/completions</c> for the same prompts: any letter among its 20 likeliest
+    /// first tokens has the log-probability the local run computed; through chat the same task runs to a score too.</summary>
+    [Fact]
+    public async Task AServedModelsLogprobsAgreeWithTheLocalScores()
+    {
+        string model = Fixtures.ModelPath("qwen3", "qwen3-q8_0.gguf"), data = Fixtures.Require("eval", "cmmlu");
+        await using var server = await Kaiyuan.AspNetCore.KaiyuanServer.StartAsync(new Kaiyuan.AspNetCore.ServerOptions
+        {
+            ModelPath = model,
+            Alias = "served",
+            Port = 0,
+            Parallel = 2,
+            Threads = 1,
+            ContextSize = 2048,
+            RequestLogging = false,
+        }, TestContext.Current.CancellationToken);
+        await server.WaitReadyAsync();
+        string[] common = ["eval", "--task", "cmmlu", "--data", data, "--limit", "1", "--subjects", "arts,virology,genetics", "--concurrency", "2", "--json"];
+        var local = ConsoleRunner.Run([.. common, "-m", model, "-c", "2048", "-t", "1", "--out", _out]);
+        Assert.True(local.Code == 0, local.Err);
+        var remote = await Task.Run(() => ConsoleRunner.Run([.. common, "-m", $"openai:{server.Address}v1#served", "--completions", "--out", _out]), TestContext.Current.CancellationToken);
+        Assert.True(remote.Code == 0, remote.Err);
+        var chat = await Task.Run(() => ConsoleRunner.Run([.. common, "-m", $"openai:{server.Address}v1#served", "--out", Path.Combine(_out, "chat")]), TestContext.Current.CancellationToken);
+        Assert.True(chat.Code == 0, chat.Err);
+        Assert.Equal(3, (int)JsonNode.Parse(chat.Out.Trim())!["n"]!);
+
+        List<JsonObject> Records(string name) => File.ReadAllLines(Path.Combine(_out, "cmmlu", name + ".jsonl")).Select(l => JsonNode.Parse(l)!.AsObject()).OrderBy(r => (int)r["index"]!).ToList();
+        var inProcess = Records("qwen3-q8_0");
+        var served = Records("served");
+        Assert.Equal(inProcess.Select(r => (string)r["prompt"]!), served.Select(r => (string)r["prompt"]!));
+        for (int i = 0; i < served.Count; i++)
+        {
+            if (served[i]["choice_logprobs"] is not JsonObject top) continue;
+            Assert.Equal("logprobs", (string)served[i]["detail"]!);
+            var all = inProcess[i]["choice_logprobs"]!.AsObject();
+            foreach (var (letter, lp) in top)
+            {
+                Assert.Equal((double)all[letter]!, (double)lp!, 2e-3);
+            }
+            if (top.Count == 4) Assert.Equal((string)inProcess[i]["extracted"]!, (string)served[i]["extracted"]!);
+        }
+        // A random-weight model rarely ranks a letter among its 20 likeliest tokens: those answers fall back to the letter written.
+        Assert.All(served.Where(r => r["choice_logprobs"] is null), r => Assert.Equal("generated", (string)r["detail"]!));
+    }
+
+    /// <summary>An endpoint's first-token log-probabilities decide where they name letters; an answer without them is read for its letter.</summary>
+    [Fact]
+    public async Task EndpointLogprobsDecideAndAnAnswerWithoutThemIsReadForItsLetter()
+    {
+        using var listener = new System.Net.HttpListener();
+        int port = Random.Shared.Next(20000, 60000);
+        listener.Prefixes.Add($"http://127.0.0.1:{port}/");
+        listener.Start();
+        var bodies = new List<JsonObject>();
+        var serving = Task.Run(async () =>
+        {
+            while (listener.IsListening)
+            {
+                System.Net.HttpListenerContext context;
+                try { context = await listener.GetContextAsync(); }
+                catch (Exception) { return; }
+                using (var reader = new StreamReader(context.Request.InputStream)) bodies.Add(JsonNode.Parse(await reader.ReadToEndAsync())!.AsObject());
+                // Text completions give log-probabilities ("A" likelier than " B", the written token "x" likeliest); chat writes "C" and gives none.
+                string chunk = context.Request.Url!.AbsolutePath == "/v1/completions"
+                    ? """{"choices":[{"index":0,"text":"x","logprobs":{"tokens":["x"],"token_logprobs":[-0.1],"top_logprobs":[{"x":-0.1," B":-1.5,"A":-0.9}]}}]}"""
+                    : """{"choices":[{"index":0,"delta":{"content":"C"},"logprobs":null}]}""";
+                context.Response.ContentType = "text/event-stream";
+                await context.Response.OutputStream.WriteAsync(System.Text.Encoding.UTF8.GetBytes($"data: {chunk}\n\ndata: [DONE]\n\n"));
+                context.Response.Close();
+            }
+        }, TestContext.Current.CancellationToken);
+        string[] args = ["eval", "--task", "cmmlu", "-m", $"openai:http://127.0.0.1:{port}/v1#fake", "--data", Fixtures.Require("eval", "cmmlu"), "--limit", "1", "--subjects", "arts", "--json"];
+        var text = await Task.Run(() => ConsoleRunner.Run([.. args, "--completions", "--out", Path.Combine(_out, "text")]), TestContext.Current.CancellationToken);
+        var chat = await Task.Run(() => ConsoleRunner.Run([.. args, "--out", Path.Combine(_out, "chat")]), TestContext.Current.CancellationToken);
+        listener.Stop();
+        Assert.True(text.Code == 0, text.Err);
+        Assert.True(chat.Code == 0, chat.Err);
+        var byLogprobs = JsonNode.Parse(File.ReadAllText(Path.Combine(_out, "text", "cmmlu", "fake.jsonl")))!;
+        Assert.Equal("A", (string)byLogprobs["extracted"]!);
+        Assert.Equal("logprobs", (string)byLogprobs["detail"]!);
+        Assert.Equal(2, byLogprobs["choice_logprobs"]!.AsObject().Count);
+        var byText = JsonNode.Parse(File.ReadAllText(Path.Combine(_out, "chat", "cmmlu", "fake.jsonl")))!;
+        Assert.Equal("C", (string)byText["extracted"]!);
+        Assert.Equal("generated", (string)byText["detail"]!);
+        // What was asked: one token, with 20 alternatives, in each API's words.
+        Assert.Equal(20, (int)bodies[0]["logprobs"]!);
+        Assert.Equal(1, (int)bodies[0]["max_tokens"]!);
+        Assert.True((bool)bodies[1]["logprobs"]!);
+        Assert.Equal(20, (int)bodies[1]["top_logprobs"]!);
+        Assert.Equal((string)bodies[0]["prompt"]!, (string)bodies[1]["messages"]![0]!["content"]!);
     }
 }
