@@ -16,7 +16,7 @@ internal sealed record CmmluItem(string Subject, string Row, string Question, st
 /// gives them, else by the first option letter of its answer. Accuracy is over all questions (with a Wilson interval);
 /// each subject's accuracy and each category's (the mean of its subjects', as CMMLU reports them) are reported too.
 /// </summary>
-internal sealed partial class CmmluTask(IReadOnlyList<CmmluItem> items, IReadOnlyDictionary<string, string> prompts) : IEvalTask
+internal sealed partial class CmmluTask(IReadOnlyList<CmmluItem> items, IReadOnlyDictionary<string, (string Header, string[] Shots)> prompts) : IEvalTask
 {
     public const string Name = "cmmlu";
 
@@ -128,16 +128,15 @@ internal sealed partial class CmmluTask(IReadOnlyList<CmmluItem> items, IReadOnl
         }
         if (subjects.Count == 0) throw new FileNotFoundException($"{testDir} has no <subject>.csv");
         var items = new List<CmmluItem>();
-        var prompts = new Dictionary<string, string>(StringComparer.Ordinal);
+        var prompts = new Dictionary<string, (string, string[])>(StringComparer.Ordinal);
         foreach (string subject in subjects)
         {
             string testFile = Path.Combine(testDir, subject + ".csv");
             if (!Subjects.TryGetValue(subject, out var facts)) throw new FormatException($"{testFile}: '{subject}' is not one of CMMLU's 67 subjects");
             var test = ReadQuestions(testFile, subject);
             var dev = ReadQuestions(Path.Combine(devDir, subject + ".csv"), subject);
-            var header = new StringBuilder($"以下是关于{facts.Chinese}的单项选择题，请直接给出正确答案的选项。\n\n");
-            foreach (var example in dev.Take(Shots)) header.Append(Question(example)).Append(example.Answer).Append("\n\n");
-            prompts[subject] = header.ToString();
+            prompts[subject] = ($"以下是关于{facts.Chinese}的单项选择题，请直接给出正确答案的选项。\n\n",
+                dev.Take(Shots).Select(example => Question(example) + example.Answer + "\n\n").ToArray());
             items.AddRange(limit > 0 ? test.Take(limit) : test);
         }
         return new CmmluTask(items, prompts);
@@ -152,7 +151,25 @@ internal sealed partial class CmmluTask(IReadOnlyList<CmmluItem> items, IReadOnl
     }
 
     /// <summary>The five-shot prompt of an item.</summary>
-    public string Prompt(CmmluItem item) => prompts[item.Subject] + Question(item);
+    public string Prompt(CmmluItem item) => Prompt(item, prompts[item.Subject].Shots);
+
+    private string Prompt(CmmluItem item, IEnumerable<string> shots) => prompts[item.Subject].Header + string.Concat(shots) + Question(item);
+
+    /// <summary>
+    /// The prompt that fits the model: five-shot, or, where that is too long for its context, with the longest examples
+    /// (by characters) left out one at a time (as CMMLU's harness shortens a prompt), down to none.
+    /// </summary>
+    public string Prompt(CmmluItem item, IEvalModel model)
+    {
+        var shots = prompts[item.Subject].Shots.ToList();
+        string prompt = Prompt(item, shots);
+        while (shots.Count > 0 && !model.Fits(prompt))
+        {
+            shots.Remove(shots.MaxBy(s => s.Length)!);
+            prompt = Prompt(item, shots);
+        }
+        return prompt;
+    }
 
     private static List<CmmluItem> ReadQuestions(string path, string subject)
     {
@@ -172,7 +189,7 @@ internal sealed partial class CmmluTask(IReadOnlyList<CmmluItem> items, IReadOnl
     }
 
     /// <summary>The next token only: its letters' log-probabilities decide (with one token to read, where they cannot).</summary>
-    public EvalRequest Request(int index, int sample, IEvalModel model) => new() { Prompt = Prompt(items[index]), Raw = true, MaxTokens = 1, Choices = Letters };
+    public EvalRequest Request(int index, int sample, IEvalModel model) => new() { Prompt = Prompt(items[index], model), Raw = true, MaxTokens = 1, Choices = Letters };
 
     public Task<EvalRecord> ScoreAsync(EvalRecord answered, EvalAnswer answer, CancellationToken cancel)
     {
@@ -216,6 +233,10 @@ internal sealed partial class CmmluTask(IReadOnlyList<CmmluItem> items, IReadOnl
     [GeneratedRegex("(?<![A-Za-z])[A-Z](?![A-Za-z])")]
     private static partial Regex StandaloneCapital();
 
+    /// <summary>An example's end in a prompt: its answer letter and the blank line.</summary>
+    [GeneratedRegex("\n答案是：[ABCD]\n\n")]
+    private static partial Regex AnsweredExample();
+
     public EvalResult Summarize(string model, IReadOnlyList<EvalRecord> records, string recordsPath)
     {
         int n = records.Count, correct = records.Count(r => r.Correct == true);
@@ -231,6 +252,7 @@ internal sealed partial class CmmluTask(IReadOnlyList<CmmluItem> items, IReadOnl
         }
         double subjectMean = bySubject.Count == 0 ? 0 : bySubject.Values.Average(s => s.Accuracy);
         int byLogprobs = records.Count(r => r.Detail == "logprobs");
+        int shortened = records.Count(r => AnsweredExample().Count(r.Prompt) < Shots);
         var categories = new JsonObject();
         foreach (var (category, accuracy) in byCategory) categories[category] = accuracy;
         var subjects = new JsonObject();
@@ -240,10 +262,11 @@ internal sealed partial class CmmluTask(IReadOnlyList<CmmluItem> items, IReadOnl
         {
             $"{Name} · {model} · {n} questions, {bySubject.Count} subjects, {Shots}-shot",
             EvalReport.ScoreLine("accuracy", score, low, high),
-            string.Create(c, $"  mean of subjects {subjectMean:P1} (CMMLU's average); scored by log-probabilities {byLogprobs}, by the generated letter {n - byLogprobs}"),
+            string.Create(c, $"  mean of subjects {subjectMean:P1} (CMMLU's average); scored by log-probabilities {byLogprobs}, by the generated letter {n - byLogprobs}")
+                + (shortened > 0 ? $"; {shortened} prompts with fewer than {Shots} examples (the context is short)" : ""),
             "  " + string.Join("  ", byCategory.Select(p => string.Create(c, $"{p.Key} {p.Value:P1}"))),
         };
-        var cells = bySubject.Select(s => string.Create(c, $"{s.Key,-38} {s.Value.Accuracy,6:P1} ({s.Value.N})")).ToList();
+        var cells = bySubject.Select(s => string.Create(c, $"{s.Key,-38} {s.Value.Accuracy,7:P1} ({s.Value.N})")).ToList();
         for (int i = 0; i < cells.Count; i += 2) lines.Add("    " + string.Join("   ", cells.Skip(i).Take(2)));
         return new EvalResult(Name, model, "accuracy", score, low, high, n)
         {
@@ -252,6 +275,7 @@ internal sealed partial class CmmluTask(IReadOnlyList<CmmluItem> items, IReadOnl
                 ["shots"] = Shots,
                 ["subject_mean"] = subjectMean,
                 ["scored_by_logprobs"] = byLogprobs,
+                ["fewer_shots"] = shortened,
                 ["categories"] = categories,
                 ["subjects"] = subjects,
             },

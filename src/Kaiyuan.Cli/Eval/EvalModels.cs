@@ -46,6 +46,9 @@ internal interface IEvalModel : IDisposable
 
     /// <summary>One answer to a request.</summary>
     Task<EvalAnswer> GenerateAsync(EvalRequest request, CancellationToken cancel);
+
+    /// <summary>False when a raw prompt is known to leave no room for an answer in the model's context (an endpoint's is not known: true).</summary>
+    bool Fits(string rawPrompt);
 }
 
 /// <summary>A GGUF model loaded in process: its scheduler batches the concurrent answers.</summary>
@@ -56,6 +59,8 @@ internal sealed class LocalEvalModel(ModelRuntime runtime) : IEvalModel
     public string Name => runtime.Name;
 
     public bool CompletesRawText => true;
+
+    public bool Fits(string rawPrompt) => runtime.Tokenize(rawPrompt).Length < runtime.ContextLength;
 
     public async Task<EvalAnswer> GenerateAsync(EvalRequest request, CancellationToken cancel)
     {
@@ -161,6 +166,8 @@ internal sealed class OpenAiEvalModel : IEvalModel
     public string Name => _model;
 
     public bool CompletesRawText => _completions;
+
+    public bool Fits(string rawPrompt) => true;
 
     public async Task<EvalAnswer> GenerateAsync(EvalRequest request, CancellationToken cancel)
     {

@@ -42,6 +42,32 @@ public sealed class CmmluTests
         Assert.Equal("B", task.Items[0].Answer);
     }
 
+    /// <summary>A model that takes prompts up to a length in characters.</summary>
+    private sealed class ShortModel(int length) : IEvalModel
+    {
+        public string Name => "short";
+        public bool CompletesRawText => true;
+        public bool Fits(string rawPrompt) => rawPrompt.Length <= length;
+        public Task<EvalAnswer> GenerateAsync(EvalRequest request, CancellationToken cancel) => throw new NotSupportedException();
+        public void Dispose() { }
+    }
+
+    [Fact]
+    public void APromptTooLongForTheContextLosesItsLongestExamplesFirst()
+    {
+        var task = CmmluTask.Load(Data, 1, ["agronomy"]);
+        var item = task.Items[0];
+        string full = task.Prompt(item);
+        Assert.Equal(full, task.Prompt(item, new ShortModel(full.Length)));
+        string shorter = task.Prompt(item, new ShortModel(full.Length - 1));
+        // One character too many: the longest example goes, the others stay in order.
+        var examples = full.Split("\n\n")[1..^1];
+        string longest = examples.MaxBy(e => e.Length)!;
+        Assert.Equal(full.Replace(longest + "\n\n", "", StringComparison.Ordinal), shorter);
+        // Nothing fits: the header and the question alone.
+        Assert.Equal("以下是关于农学的单项选择题，请直接给出正确答案的选项。\n\n" + CmmluTask.Question(item), task.Prompt(item, new ShortModel(10)));
+    }
+
     [Fact]
     public void TheChoiceIsTheLikeliestLetterOrElseTheFirstLetterStandingAlone()
     {
