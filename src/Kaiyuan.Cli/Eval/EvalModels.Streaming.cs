@@ -26,7 +26,7 @@ internal sealed partial class OpenAiEvalModel
 {
     /// <summary>
     /// The answer's text as the endpoint streams it. 429 and 5xx answers and dropped connections before the answer
-    /// starts are retried like <see cref="AnswerAsync"/>'s; once text has been shown, a failure is the caller's.
+    /// starts are retried like <see cref="GenerateAsync"/>'s; once text has been shown, a failure is the caller's.
     /// </summary>
     public async IAsyncEnumerable<string> StreamAsync(string userMessage, int maxTokens, [EnumeratorCancellation] CancellationToken cancel)
     {

@@ -8,6 +8,15 @@ namespace Kaiyuan.Cli.Eval;
 internal sealed record EvalRecord
 {
     public required int Index { get; init; }
+    /// <summary>Which of an item's samples (HumanEval's pass@k draws several); 0 for the one answer of most tasks.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public int Sample { get; init; }
+    /// <summary>The item's name in its data set (HumanEval's task_id, a custom item's id); null where the index is its name.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Id { get; init; }
+    /// <summary>The group an item is reported in (CMMLU's subject).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Subject { get; init; }
     public required string Prompt { get; init; }
     public required string Reference { get; init; }
     public required string Output { get; init; }
@@ -20,6 +29,18 @@ internal sealed record EvalRecord
     public double TtftMs { get; init; }
     public double GenerationSeconds { get; init; }
     public string FinishReason { get; init; } = "stop";
+    /// <summary>What the scorer read from the output (a choice letter, a completion, JSON); null for GSM8K, whose readings are <see cref="Strict"/> and <see cref="Flexible"/>.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Extracted { get; init; }
+    /// <summary>The scorer's verdict; null for GSM8K, whose verdicts are <see cref="StrictCorrect"/> and <see cref="FlexibleCorrect"/>.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public bool? Correct { get; init; }
+    /// <summary>How the verdict was reached (CMMLU: "logprobs" or "generated"), or why it failed (a sandbox's outcome and output, a schema error).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Detail { get; init; }
+    /// <summary>Each choice's log-probability as the answer's first token, where the model gave them.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public Dictionary<string, double>? ChoiceLogprobs { get; init; }
 
     public static readonly JsonSerializerOptions Json = new()
     {
@@ -29,12 +50,12 @@ internal sealed record EvalRecord
     };
 
     /// <summary>
-    /// The records already saved in <paramref name="path"/> (a run that was stopped): each index once. A last line cut
+    /// The records already saved in <paramref name="path"/> (a run that was stopped): each (index, sample) once. A last line cut
     /// short by a kill is dropped (its item runs again); any other unreadable line is an error, not silently skipped.
     /// </summary>
-    public static Dictionary<int, EvalRecord> ReadSaved(string path)
+    public static Dictionary<(int Index, int Sample), EvalRecord> ReadSaved(string path)
     {
-        var saved = new Dictionary<int, EvalRecord>();
+        var saved = new Dictionary<(int, int), EvalRecord>();
         if (!File.Exists(path)) return saved;
         string[] lines = File.ReadAllLines(path);
         for (int i = 0; i < lines.Length; i++)
@@ -43,7 +64,7 @@ internal sealed record EvalRecord
             try
             {
                 var record = JsonSerializer.Deserialize<EvalRecord>(lines[i], Json) ?? throw new JsonException("null");
-                saved[record.Index] = record;
+                saved[(record.Index, record.Sample)] = record;
             }
             catch (JsonException) when (i == lines.Length - 1)
             {

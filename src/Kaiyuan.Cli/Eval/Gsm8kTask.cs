@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 
 namespace Kaiyuan.Cli.Eval;
 
@@ -10,9 +11,57 @@ internal sealed record Gsm8kItem(int Index, string Question, string Reference);
 /// <c>#### N</c>, the dataset's own answer line; answers are scored by lm-evaluation-harness's strict and flexible
 /// matches (<see cref="NumericAnswers"/>).
 /// </summary>
-internal static class Gsm8kTask
+internal sealed class Gsm8kTask(IReadOnlyList<Gsm8kItem> items, int maxTokens) : IEvalTask
 {
     public const string Name = "gsm8k";
+
+    string IEvalTask.Name => Name;
+
+    public int Count => items.Count;
+
+    public int SamplesPerItem => 1;
+
+    /// <summary>The question as a chat message, answered greedily.</summary>
+    public EvalRequest Request(int index, int sample, IEvalModel model) => new() { Prompt = Prompt(items[index]), MaxTokens = maxTokens };
+
+    public Task<EvalRecord> ScoreAsync(EvalRecord answered, EvalAnswer answer, CancellationToken cancel)
+    {
+        var item = items[answered.Index];
+        string? strict = NumericAnswers.Strict(answer.Content), flexible = NumericAnswers.Flexible(answer.Content);
+        return Task.FromResult(answered with
+        {
+            Reference = item.Reference,
+            Strict = strict,
+            Flexible = flexible,
+            StrictCorrect = NumericAnswers.Same(strict, item.Reference),
+            FlexibleCorrect = NumericAnswers.Same(flexible, item.Reference),
+            ChoiceLogprobs = null,
+        });
+    }
+
+    /// <summary>Exact match by the strict filter (the headline, as lm-evaluation-harness reports it), and by the flexible one.</summary>
+    public EvalResult Summarize(string model, IReadOnlyList<EvalRecord> records, string recordsPath)
+    {
+        int n = records.Count, strict = records.Count(r => r.StrictCorrect), flexible = records.Count(r => r.FlexibleCorrect);
+        var (low, high) = Statistics.Wilson(strict, n);
+        var (flexLow, flexHigh) = Statistics.Wilson(flexible, n);
+        double score = n == 0 ? 0 : (double)strict / n, flexibleScore = n == 0 ? 0 : (double)flexible / n;
+        return new EvalResult(Name, model, "exact_match", score, low, high, n)
+        {
+            Extra = new JsonObject
+            {
+                ["filter"] = "strict-match",
+                ["flexible_score"] = flexibleScore,
+                ["flexible_ci95"] = new JsonArray(flexLow, flexHigh),
+            },
+            Lines =
+            [
+                $"{Name} · {model} · {n} items",
+                EvalReport.ScoreLine("exact match, strict  ", score, low, high),
+                EvalReport.ScoreLine("exact match, flexible", flexibleScore, flexLow, flexHigh),
+            ],
+        };
+    }
 
     /// <summary>The instruction after each question: the dataset's answer format, so the strict match can apply.</summary>
     public const string Instruction = "Solve the problem step by step. End your answer with a last line of the form \"#### <number>\".";

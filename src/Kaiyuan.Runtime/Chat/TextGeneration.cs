@@ -18,6 +18,9 @@ public sealed record GenerationSettings
     public IReadOnlyList<string> Stop { get; init; } = [];
     /// <summary>Alternatives reported with each token's log-probability; -1: no log-probabilities.</summary>
     public int TopLogprobs { get; init; } = -1;
+    /// <summary>Token ids whose log-probabilities every generated token reports in <see cref="TokenInfo.Scored"/>, however
+    /// unlikely they are (scoring a multiple-choice answer by its letters); null: none.</summary>
+    public IReadOnlyList<int>? ScoredTokens { get; init; }
     /// <summary>Keep generating past end-of-generation tokens (llama-server's ignore_eos; benchmarks).</summary>
     public bool IgnoreEos { get; init; }
     /// <summary>Structured output: restricts the tokens the sequence may produce (one object per request).</summary>
@@ -31,7 +34,11 @@ public sealed record GenerationSettings
 /// <param name="Id">The token.</param>
 /// <param name="Logprob">Its log-probability (0 when not asked for).</param>
 /// <param name="Top">The most likely alternatives at its position, when asked for.</param>
-public sealed record TokenInfo(int Id, float Logprob, TokenLogprob[]? Top);
+public sealed record TokenInfo(int Id, float Logprob, TokenLogprob[]? Top)
+{
+    /// <summary>The log-probabilities of <see cref="GenerationSettings.ScoredTokens"/> at this token's position, in their order; null unless asked for.</summary>
+    public TokenLogprob[]? Scored { get; init; }
+}
 
 /// <summary>A piece of output text and the tokens that produced it.</summary>
 /// <param name="Text">The text (whole UTF-8 characters; text that could still become a stop string is held back).</param>
@@ -89,6 +96,7 @@ public sealed class TextGeneration : IAsyncEnumerable<TextPiece>, IDisposable
                 Sampling = settings.Sampling,
                 MaxTokens = settings.MaxTokens,
                 TopLogprobs = settings.TopLogprobs,
+                ScoredTokens = settings.ScoredTokens,
                 IsEndOfGeneration = settings.IgnoreEos ? null : runtime.Codec.IsEndOfGeneration,
                 Constraint = settings.Constraint,
             }, _stop.Token);
@@ -159,7 +167,7 @@ public sealed class TextGeneration : IAsyncEnumerable<TextPiece>, IDisposable
                     _metrics?.GeneratedToken();
                     outcome.CompletionTokens++;
                     if (token.IsEndOfGeneration) { done = true; break; }
-                    tokens.Add(new TokenInfo(token.Id, token.Logprob, token.TopLogprobs));
+                    tokens.Add(new TokenInfo(token.Id, token.Logprob, token.TopLogprobs) { Scored = token.Scored });
                     pending += decoder.Append(token.Id);
                     if (longestStop > 0 && FirstStop(pending, settings.Stop, out string? matched) is var at and >= 0)
                     {

@@ -496,8 +496,9 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         float logprob = float.NaN;
         TokenLogprob[]? top = null;
         if (seq.Request.TopLogprobs >= 0) (logprob, top) = Logprobs(logits, id, seq.Request.TopLogprobs);
+        TokenLogprob[]? scored = seq.Request.ScoredTokens is { } ids ? Scored(logits, ids) : null;
         bool eog = seq.Request.IsEndOfGeneration?.Invoke(id) == true;
-        seq.Stream.Write(new GeneratedToken(id, eog, logprob, top));
+        seq.Stream.Write(new GeneratedToken(id, eog, logprob, top) { Scored = scored });
         seq.Generated++;
         seq.History.Add(id);
         if (eog) Free(seq, FinishReason.EndOfGeneration);
@@ -505,14 +506,29 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         else if (seq.History.Count > ContextLength) Free(seq, FinishReason.ContextFull);
     }
 
-    private (float, TokenLogprob[]?) Logprobs(ReadOnlySpan<float> logits, int id, int topCount)
+    /// <summary>The log-probabilities of given tokens (an id outside the vocabulary gets -∞).</summary>
+    private TokenLogprob[] Scored(ReadOnlySpan<float> logits, IReadOnlyList<int> ids)
+    {
+        float logSum = LogSumExp(logits);
+        var scored = new TokenLogprob[ids.Count];
+        for (int i = 0; i < scored.Length; i++)
+            scored[i] = new TokenLogprob(ids[i], (uint)ids[i] < (uint)logits.Length ? logits[ids[i]] - logSum : float.NegativeInfinity);
+        return scored;
+    }
+
+    private float LogSumExp(ReadOnlySpan<float> logits)
     {
         float max = TensorPrimitives.Max(logits);
         if (_lse.Length < logits.Length) _lse = new float[logits.Length];
         var shifted = _lse.AsSpan(0, logits.Length);
         TensorPrimitives.Subtract(logits, max, shifted);
         TensorPrimitives.Exp(shifted, shifted);
-        float logSum = max + MathF.Log(TensorPrimitives.Sum(shifted));
+        return max + MathF.Log(TensorPrimitives.Sum(shifted));
+    }
+
+    private (float, TokenLogprob[]?) Logprobs(ReadOnlySpan<float> logits, int id, int topCount)
+    {
+        float logSum = LogSumExp(logits);
         if (topCount == 0) return (logits[id] - logSum, null);
         var top = new TokenLogprob[Math.Min(topCount, logits.Length)];
         int filled = 0;

@@ -26,7 +26,11 @@ public readonly record struct TokenLogprob(int Id, float Logprob);
 /// <param name="IsEndOfGeneration">True for the end-of-generation token that stopped the sequence (not text).</param>
 /// <param name="Logprob">Log-probability of the token under the model's raw logits (NaN unless asked for).</param>
 /// <param name="TopLogprobs">The most likely alternatives, when asked for.</param>
-internal sealed record GeneratedToken(int Id, bool IsEndOfGeneration, float Logprob, TokenLogprob[]? TopLogprobs);
+internal sealed record GeneratedToken(int Id, bool IsEndOfGeneration, float Logprob, TokenLogprob[]? TopLogprobs)
+{
+    /// <summary>The log-probabilities of <see cref="GenerationRequest.ScoredTokens"/> at this position, in their order (null unless asked for).</summary>
+    public TokenLogprob[]? Scored { get; init; }
+}
 
 /// <summary>What one sequence asks of the scheduler.</summary>
 internal sealed record GenerationRequest
@@ -38,6 +42,8 @@ internal sealed record GenerationRequest
     public int MaxTokens { get; init; } = -1;
     /// <summary>-1: no log-probabilities; 0: the chosen token's; k &gt; 0: also the k most likely tokens.</summary>
     public int TopLogprobs { get; init; } = -1;
+    /// <summary>Token ids whose log-probabilities each generated token reports, wherever they rank (multiple-choice scoring); null: none.</summary>
+    public IReadOnlyList<int>? ScoredTokens { get; init; }
     /// <summary>Stops the sequence after a token for which this returns true (null: never).</summary>
     public Func<int, bool>? IsEndOfGeneration { get; init; }
     /// <summary>Restricts the tokens this sequence may produce (structured output); one object per request.</summary>

@@ -13,7 +13,11 @@ internal sealed class ScriptedModel(string name, string answer, bool fails = fal
 {
     public string Name => name;
 
-    public Task<EvalAnswer> AnswerAsync(string userMessage, int maxTokens, CancellationToken cancel) =>
+    public bool CompletesRawText => false;
+
+    public bool Fits(string rawPrompt) => true;
+
+    public Task<EvalAnswer> GenerateAsync(EvalRequest request, CancellationToken cancel) =>
         Task.FromResult(new EvalAnswer(answer, 1, 1, 0, 0, "stop"));
 
     public async IAsyncEnumerable<string> StreamAsync(string userMessage, int maxTokens, [EnumeratorCancellation] CancellationToken cancel)
