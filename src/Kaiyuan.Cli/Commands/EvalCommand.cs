@@ -8,7 +8,7 @@ namespace Kaiyuan.Cli.Commands;
 
 /// <summary>
 /// <c>kaiyuan eval</c>: models' quality and speed on a public benchmark, local models in process and any
-/// OpenAI-compatible endpoint side by side. This first version runs GSM8K; HumanEval, CMMLU and costs follow (issue 18).
+/// OpenAI-compatible endpoint side by side, with each one's cost per 1,000 tasks, a table at the end and --out/report.html (Eval/EvalReporter).
 /// </summary>
 internal static class EvalCommand
 {
@@ -29,6 +29,7 @@ internal static class EvalCommand
         var outDir = new Option<string>("--out") { Description = "Directory for every prompt and answer (JSONL per task and model); a stopped run resumes from it", DefaultValueFactory = _ => "eval-results" };
         var apiKeyEnv = new Option<string>("--api-key-env") { Description = "Environment variable holding the API key for openai: models", DefaultValueFactory = _ => "OPENAI_API_KEY" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object per (task, model) instead of a table" };
+        var (machineCost, powerWatts, electricity, pricesFile) = EvalCostOptions.Create();
         var threads = Arguments.Threads();
         var ctxSize = Arguments.ContextSize();
         Arguments.Range(limit, 0, int.MaxValue, "must be 0 (all) or a number of items");
@@ -37,6 +38,7 @@ internal static class EvalCommand
         var command = new Command("eval", "Score models on a public benchmark (accuracy with a 95% interval, tokens, speed)")
         {
             task, models, data, samples, timeout, limit, concurrency, maxTokens, outDir, apiKeyEnv, json, threads, ctxSize,
+            machineCost, powerWatts, electricity, pricesFile, EvalReportCommand.Create(),
         };
         command.SetAction(async (p, cancel) =>
         {
@@ -61,6 +63,7 @@ internal static class EvalCommand
                 var items = Gsm8kTask.Load(p.GetValue(data)!);
                 int n = p.GetValue(limit);
                 if (n > 0 && n < items.Count) items = items.Take(n).ToList();
+                var reporter = new EvalReporter(p.GetValue(outDir)!, EvalPrices.Load(p.GetValue(pricesFile)), EvalCostOptions.Rates(p, machineCost, powerWatts, electricity));
                 foreach (string spec in p.GetValue(models)!)
                 {
                     using IEvalModel model = spec.StartsWith(OpenAiEvalModel.Prefix, StringComparison.Ordinal)
@@ -73,14 +76,17 @@ internal static class EvalCommand
                             ContextSize = p.GetValue(ctxSize),
                         }));
                     string records = Path.Combine(p.GetValue(outDir)!, name, FileName(model.Name) + ".jsonl");
-                    var progress = p.GetValue(json) ? null : new ProgressBar($"{name} {model.Name}", bytes: false);
+                    var progress = p.GetValue(json) ? null : new EvalProgress($"{name} {model.Name}");
                     var summary = await new EvalRunner(model, p.GetValue(concurrency), p.GetValue(maxTokens))
                         .RunGsm8kAsync(items, records, progress is null ? null : (done, total) => progress.Report(done, total), cancel);
                     progress?.Finish();
                     var output = p.InvocationConfiguration.Output;
-                    if (p.GetValue(json)) output.WriteLine(ToJson(summary).ToJsonString());
+                    var line = reporter.Add(ToJson(summary), model is OpenAiEvalModel ? EvalModelKind.Endpoint : EvalModelKind.Local);
+                    if (p.GetValue(json)) output.WriteLine(line.ToJsonString(EvalRecord.Json));
                     else WriteTable(output, summary, records);
                 }
+                string report = reporter.Finish(p.GetValue(json) ? null : p.InvocationConfiguration.Output);
+                p.InvocationConfiguration.Error.WriteLine($"report: {report}");
                 return 0;
             }
             catch (OperationCanceledException) when (cancel.IsCancellationRequested)
