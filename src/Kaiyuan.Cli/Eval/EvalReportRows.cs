@@ -39,7 +39,8 @@ internal sealed record EvalRow(string Task, string Model, string Metric, double 
         >= 100 => string.Create(C, $"${usd:N0}"),
         >= 1 => string.Create(C, $"${usd:0.00}"),
         >= 0.01 => string.Create(C, $"${usd:0.000}"),
-        _ => string.Create(C, $"${usd:0.00e0}"),
+        // Three significant digits, without an exponent a reader must decode.
+        _ => "$" + Math.Round(usd, Math.Min(15, 2 - (int)Math.Floor(Math.Log10(usd)))).ToString("0.############", C),
     };
 
     public static string Count(long? n) => n is { } v ? v.ToString("N0", C) : "–";
@@ -57,11 +58,13 @@ internal static class EvalComparison
     public static string Versus(EvalRow row, IReadOnlyList<EvalRow> task)
     {
         var c = CultureInfo.InvariantCulture;
+        // The first of the best-scoring rows is the one the others are measured against (ties included).
         var best = task.MaxBy(r => r.Score)!;
         var parts = new List<string>();
-        if (row.Score >= best.Score) parts.Add("best score");
+        if (ReferenceEquals(row, best)) parts.Add("best score");
+        else if (row.Score >= best.Score) parts.Add("ties best");
         else parts.Add(string.Create(c, $"−{(best.Score - row.Score) * 100:0.0} pts"));
-        if (!ReferenceEquals(row, best) && row.Score < best.Score && row.CostPer1k is { } mine && best.CostPer1k is { } theirs)
+        if (!ReferenceEquals(row, best) && row.CostPer1k is { } mine && best.CostPer1k is { } theirs)
         {
             if (mine > 0 && theirs > mine) parts.Add(string.Create(c, $"×{Ratio(theirs / mine)} cheaper"));
             else if (theirs > 0 && mine > theirs) parts.Add(string.Create(c, $"×{Ratio(mine / theirs)} dearer"));
