@@ -67,10 +67,21 @@ internal static class EvalHtmlReport
         {
             var group = task.ToList();
             html.Append(CultureInfo.InvariantCulture, $"<h2>{E(task.Key)}</h2>\n");
-            if (EvalPlots.ScoreVersusCost(task.Key, group) is { } cost)
+            string? cost, speed;
+            try
+            {
+                (cost, speed) = (EvalPlots.ScoreVersusCost(task.Key, group), EvalPlots.ScoreVersusSpeed(task.Key, group));
+            }
+            catch (Exception e) when (e is DllNotFoundException or TypeInitializationException or EntryPointNotFoundException or BadImageFormatException)
+            {
+                // A platform without SkiaSharp's native library still gets the table; the plots are what it cannot draw.
+                html.Append(CultureInfo.InvariantCulture, $"<p class=\"note\">No plots: the drawing library could not load here ({E(e.GetBaseException().Message)}).</p>\n");
+                continue;
+            }
+            if (cost is not null)
                 html.Append("<figure>").Append(cost).Append("<figcaption class=\"note\">Filled points and the dashed line: the Pareto frontier, models that no other beats on both score and cost.</figcaption></figure>\n");
             else html.Append("<p class=\"note\">No model of this task has a cost, so there is no cost plot.</p>\n");
-            if (EvalPlots.ScoreVersusSpeed(task.Key, group) is { } speed) html.Append("<figure>").Append(speed).Append("</figure>\n");
+            if (speed is not null) html.Append("<figure>").Append(speed).Append("</figure>\n");
         }
         html.Append("</body></html>\n");
         return html.ToString();

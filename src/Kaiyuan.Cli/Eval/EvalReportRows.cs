@@ -66,9 +66,10 @@ internal static class EvalComparison
         else parts.Add(string.Create(c, $"−{(best.Score - row.Score) * 100:0.0} pts"));
         if (!ReferenceEquals(row, best) && row.CostPer1k is { } mine && best.CostPer1k is { } theirs)
         {
-            if (mine > 0 && theirs > mine) parts.Add(string.Create(c, $"×{Ratio(theirs / mine)} cheaper"));
-            else if (theirs > 0 && mine > theirs) parts.Add(string.Create(c, $"×{Ratio(mine / theirs)} dearer"));
-            else if (mine == theirs) parts.Add("same cost");
+            // Within 5% a ratio would print as ×1.0, which says nothing: call it the same cost.
+            if (mine > 0 && theirs >= mine * 1.05) parts.Add(string.Create(c, $"×{Ratio(theirs / mine)} cheaper"));
+            else if (theirs > 0 && mine >= theirs * 1.05) parts.Add(string.Create(c, $"×{Ratio(mine / theirs)} dearer"));
+            else parts.Add("about the same cost");
         }
         var priced = task.Where(r => r.CostPer1k is not null).ToList();
         if (priced.Count > 1 && row.CostPer1k is { } cost && cost <= priced.Min(r => r.CostPer1k!.Value)) parts.Add("cheapest");

@@ -38,12 +38,14 @@ public sealed class EvalComparisonTests
         var dear = Row("local", 0.55, 3.50);
         var unpriced = Row("mine", 0.70, null);
         var tie = Row("twin", 0.93, 0.875);
-        var task = new List<EvalRow> { best, cheap, dear, unpriced, tie };
+        var close = Row("close", 0.90, 1.70);
+        var task = new List<EvalRow> { best, cheap, dear, unpriced, tie, close };
         Assert.Equal("best score", EvalComparison.Versus(best, task));
         Assert.Equal("−32.0 pts · ×7.0 cheaper · cheapest", EvalComparison.Versus(cheap, task));
         Assert.Equal("−38.0 pts · ×2.0 dearer", EvalComparison.Versus(dear, task));
         Assert.Equal("−23.0 pts", EvalComparison.Versus(unpriced, task));
         Assert.Equal("ties best · ×2.0 cheaper", EvalComparison.Versus(tie, task));
+        Assert.Equal("−3.0 pts · about the same cost", EvalComparison.Versus(close, task));
     }
 
     [Fact]
