@@ -8,7 +8,8 @@ namespace Kaiyuan.Cli.Commands;
 /// <summary>
 /// <c>kaiyuan eval</c>: models' quality and speed on a benchmark, local models in process and any OpenAI-compatible
 /// endpoint side by side: GSM8K, HumanEval (generated and run, or saved samples rescored), CMMLU, and user-defined
-/// tasks (issue 18). Every task reports one JSON object per (task, model) through <see cref="EvalReport.ToJson"/>.
+/// tasks (issue 18). Every task reports one JSON object per (task, model) through <see cref="EvalReport.ToJson"/>, with
+/// each model's cost per 1,000 tasks; a table at the end and --out/report.html (<see cref="EvalReporter"/>).
 /// </summary>
 internal static class EvalCommand
 {
@@ -39,6 +40,7 @@ internal static class EvalCommand
         var outDir = new Option<string>("--out") { Description = "Directory for every prompt and answer (JSONL per task and model); a stopped run resumes from it", DefaultValueFactory = _ => "eval-results" };
         var apiKeyEnv = new Option<string>("--api-key-env") { Description = "Environment variable holding the API key for openai: models", DefaultValueFactory = _ => "OPENAI_API_KEY" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object per (task, model) instead of a table" };
+        var (machineCost, powerWatts, electricity, pricesFile) = EvalCostOptions.Create();
         var threads = Arguments.Threads();
         var ctxSize = Arguments.ContextSize();
         Arguments.Range(limit, 0, int.MaxValue, "must be 0 (all) or a number of items");
@@ -48,6 +50,7 @@ internal static class EvalCommand
         var command = new Command("eval", "Score models on a benchmark (accuracy with a 95% interval, tokens, speed)")
         {
             task, models, data, samples, samplesPerTask, temperature, completions, timeout, subjects, limit, concurrency, maxTokens, outDir, apiKeyEnv, json, threads, ctxSize,
+            machineCost, powerWatts, electricity, pricesFile, EvalReportCommand.Create(),
         };
         command.SetAction(async (p, cancel) =>
         {
@@ -79,6 +82,7 @@ internal static class EvalCommand
                     _ => CustomTask.Load(customFile ? name : Data(p, data, name), n, p.GetValue(maxTokens), sandbox),
                 };
                 if (p.GetValue(models) is not { Length: > 0 }) throw new ArgumentException($"--task {name} needs at least one --model");
+                var reporter = new EvalReporter(p.GetValue(outDir)!, EvalPrices.Load(p.GetValue(pricesFile)), EvalCostOptions.Rates(p, machineCost, powerWatts, electricity));
                 foreach (string spec in p.GetValue(models)!)
                 {
                     using IEvalModel model = spec.StartsWith(OpenAiEvalModel.Prefix, StringComparison.Ordinal)
@@ -91,12 +95,16 @@ internal static class EvalCommand
                             ContextSize = p.GetValue(ctxSize),
                         }));
                     string records = Path.Combine(p.GetValue(outDir)!, FileName(evalTask.Name), FileName(model.Name) + ".jsonl");
-                    var progress = p.GetValue(json) ? null : new ProgressBar($"{evalTask.Name} {model.Name}", bytes: false);
+                    var progress = p.GetValue(json) ? null : new EvalProgress($"{evalTask.Name} {model.Name}");
                     var result = await new EvalRunner(model, p.GetValue(concurrency))
                         .RunAsync(evalTask, records, progress is null ? null : (done, total) => progress.Report(done, total), cancel);
                     progress?.Finish();
-                    Write(p, result, records);
+                    var line = reporter.Add(ToJson(result), model is OpenAiEvalModel ? EvalModelKind.Endpoint : EvalModelKind.Local);
+                    if (p.GetValue(json)) output.WriteLine(line.ToJsonString(EvalRecord.Json));
+                    else EvalReport.WriteTable(output, result, records);
                 }
+                string report = reporter.Finish(p.GetValue(json) ? null : p.InvocationConfiguration.Output);
+                p.InvocationConfiguration.Error.WriteLine($"report: {report}");
                 return 0;
             }
             catch (OperationCanceledException) when (cancel.IsCancellationRequested)
