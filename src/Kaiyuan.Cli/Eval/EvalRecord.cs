@@ -28,6 +28,9 @@ internal sealed record EvalRecord
     public int TokensOut { get; init; }
     public double TtftMs { get; init; }
     public double GenerationSeconds { get; init; }
+    /// <summary>The run's wall-clock seconds when this answer was saved, counting earlier runs it resumed: a resumed run's wall time (and so a local model's cost) covers every answer.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public double WallSeconds { get; init; }
     public string FinishReason { get; init; } = "stop";
     /// <summary>What the scorer read from the output (a choice letter, a completion, JSON); null for GSM8K, whose readings are <see cref="Strict"/> and <see cref="Flexible"/>.</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]

@@ -21,6 +21,8 @@ internal sealed class EvalRunner(IEvalModel model, int concurrency)
 
         var all = Enumerable.Range(0, task.Count).SelectMany(i => Enumerable.Range(0, task.SamplesPerItem).Select(s => (Index: i, Sample: s))).ToList();
         var pending = all.Where(k => !saved.ContainsKey(k)).ToList();
+        // Time spent by the runs this one resumes (the latest wall time saved), so the total covers every answer.
+        double earlier = saved.Count == 0 ? 0 : saved.Values.Max(r => r.WallSeconds);
         var clock = Stopwatch.StartNew();
         int done = all.Count - pending.Count;
         progress?.Invoke(done, all.Count);
@@ -34,6 +36,7 @@ internal sealed class EvalRunner(IEvalModel model, int concurrency)
                 var record = await task.ScoreAsync(Answered(key.Index, key.Sample, request, answer), answer, ct);
                 lock (writeLock)
                 {
+                    record = record with { WallSeconds = earlier + clock.Elapsed.TotalSeconds };
                     writer.WriteLine(JsonSerializer.Serialize(record, EvalRecord.Json));
                     writer.Flush();
                     saved[key] = record;
@@ -42,7 +45,7 @@ internal sealed class EvalRunner(IEvalModel model, int concurrency)
             });
         }
         var records = all.Select(k => saved[k]).ToList();
-        return task.Summarize(model.Name, records, recordsPath) with { Speed = EvalSpeed.Of(records, clock.Elapsed) };
+        return task.Summarize(model.Name, records, recordsPath) with { Speed = EvalSpeed.Of(records, clock.Elapsed + TimeSpan.FromSeconds(earlier)) };
     }
 
     /// <summary>An answer as a record, before the task's verdict.</summary>

@@ -69,7 +69,12 @@ public sealed class ArenaBrowserTests : IDisposable
         var store = ArenaStore.Open(Path.Combine(_dir, "arena.db"));
         await using var server = await ArenaServer.StartAsync(new ArenaOptions
         {
-            Models = [stories, qwen3], Store = store, Token = Token, Port = 0, MaxTokens = 40, Prompts = ArenaCommand_DefaultPrompts(),
+            Models = [stories, qwen3],
+            Store = store,
+            Token = Token,
+            Port = 0,
+            MaxTokens = 40,
+            Prompts = ArenaCommand_DefaultPrompts(),
         }, Ct);
         var page = await browser.NewPageAsync();
         var dialogs = new List<string>();

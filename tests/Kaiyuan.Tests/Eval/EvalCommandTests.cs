@@ -63,6 +63,11 @@ public sealed class EvalCommandTests : IDisposable
         var records = Records(_out);
         Assert.Equal([0, 1, 2, 3], records.Select(r => (int)r["index"]!));
         Assert.Contains(records, r => (string)r["output"]! == "saved before the kill");
+        // The resumed run's clock starts where the first one stopped, so its wall time (a local model's cost) covers all four answers.
+        double first = records.Take(2).Max(r => (double)r["wall_seconds"]!);
+        Assert.True(first > 0 && records.Skip(2).All(r => (double)r["wall_seconds"]! > first), string.Join(", ", records.Select(r => r["wall_seconds"])));
+        double total = (double)JsonNode.Parse(File.ReadAllLines(Path.Combine(_out, "summary.jsonl"))[^1])!["wall_s"]!;
+        Assert.True(total >= records.Max(r => (double)r["wall_seconds"]!) - 0.01, $"{total}");
     }
 
     [Fact]
