@@ -15,7 +15,7 @@ internal sealed record ResidentMemory(long FileBytes, long AnonymousBytes)
         long anonymous = -1;
         foreach (string line in File.ReadLines(Status))
             if (line.StartsWith("RssAnon:", StringComparison.Ordinal)) anonymous = Kilobytes(line);
-        string path = Path.GetFullPath(mappedFile);
+        string path = RealPath(mappedFile);
         long file = 0;
         bool inFile = false;
         foreach (string line in File.ReadLines(Maps))
@@ -25,6 +25,19 @@ internal sealed record ResidentMemory(long FileBytes, long AnonymousBytes)
             else if (inFile && line.StartsWith("Rss:", StringComparison.Ordinal)) file += Math.Max(0, Kilobytes(line));
         }
         return anonymous < 0 ? null : new ResidentMemory(file, anonymous);
+    }
+
+    /// <summary>The path with every symbolic link along it resolved, as the kernel names the mapping.</summary>
+    private static string RealPath(string file)
+    {
+        string path = Path.GetPathRoot(Path.GetFullPath(file))!;
+        foreach (string part in Path.GetFullPath(file)[path.Length..].Split(Path.DirectorySeparatorChar, StringSplitOptions.RemoveEmptyEntries))
+        {
+            path = Path.Combine(path, part);
+            FileSystemInfo info = Directory.Exists(path) ? new DirectoryInfo(path) : new FileInfo(path);
+            if (info.LinkTarget is not null && info.ResolveLinkTarget(returnFinalTarget: true) is { } target) path = Path.GetFullPath(target.FullName);
+        }
+        return path;
     }
 
     private static long Kilobytes(string line)
