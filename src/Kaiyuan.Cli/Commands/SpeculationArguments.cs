@@ -10,7 +10,7 @@ internal sealed class SpeculationArguments
         Description = "Prompt-lookup speculative decoding: propose the tokens that followed the last few tokens earlier in the text and verify them in one pass (same output, faster when the answer copies its input)",
     };
 
-    public Option<int> DraftMax { get; } = new("--draft-max") { Description = "Tokens proposed per step at most", DefaultValueFactory = _ => 8 };
+    public Option<int> DraftMax { get; } = new("--draft-max") { Description = "Tokens proposed per step at most (generate and run use at most 6)", DefaultValueFactory = _ => 6 };
 
     public SpeculationArguments() => Arguments.Range(DraftMax, 1, 64, "must be between 1 and 64");
 

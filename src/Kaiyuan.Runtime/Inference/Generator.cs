@@ -36,8 +36,9 @@ public sealed record GenerationOptions
     public Constraints.TokenConstraint? Constraint { get; init; }
     /// <summary>
     /// Prompt-lookup speculation: up to this many tokens proposed from earlier text per step and checked in one batched
-    /// pass (0: off). The output is the same as without it; only the speed changes. Hybrid models, whose recurrent state
-    /// cannot take back rejected tokens, decode one token at a time.
+    /// pass (0: off; at most 6 are used, so that pass rounds exactly as single-token steps). The output is the same as
+    /// without it; only the speed changes. Hybrid models, whose recurrent state cannot take back rejected tokens, decode
+    /// one token at a time.
     /// </summary>
     public int LookupDraftTokens { get; init; }
 }
@@ -62,7 +63,10 @@ public static class Generator
         int vocab = session.Model.VocabSize;
         var logits = session.Evaluate(history.ToArray()).ToArray();
         var mask = options.Constraint is null ? null : new ulong[(logits.Length + 63) >> 6];
-        var lookup = options.LookupDraftTokens > 0 && !session.Model.IsRecurrent ? new Speculative.PromptLookup(options.LookupDraftTokens) : null;
+        // At most 6 drafts, so the verifying pass (7 tokens) stays below the batch size where the matmuls switch to their
+        // panel kernels: its rows then round exactly as single-token steps do, and greedy output is the same tokens.
+        var lookup = options.LookupDraftTokens > 0 && !session.Model.IsRecurrent
+            ? new Speculative.PromptLookup(Math.Min(options.LookupDraftTokens, Kernels.MatMul.PanelMinTokens - 2)) : null;
         // A speculative pass fed [token, draft…] and got a row of logits after each; the rows are used in turn while the
         // sampled tokens agree with the draft, and the cache is cut back at the first that does not.
         var fed = new int[1 + (lookup?.MaxDraft ?? 0)];

@@ -53,8 +53,10 @@ internal enum EmbeddingPooling { Mean, Cls, Last }
 /// next token with its own sampler, and streams it out. New sequences join between steps, first reusing whatever prefix
 /// of theirs is cached (<see cref="PrefixCache"/>); finished or cancelled ones free their slot at once and leave their
 /// blocks cached. When the pool runs out mid-generation the latest admitted sequence is preempted: its blocks stay
-/// cached and it resumes, recomputing only what was evicted. Each token's math only depends on its own sequence, so a
-/// greedy output does not depend on what else runs in the batch.
+/// cached and it resumes, recomputing only what was evicted. Each token's math only depends on its own sequence: with
+/// float weights a greedy output is the same whatever else runs in the batch. With quantized weights a step of 8 or more
+/// tokens multiplies through the panel kernels, which sum in another order than single rows do (last-bit differences),
+/// and re-quantizing the activations can grow that into a different token where two were nearly tied.
 /// </summary>
 internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
 {
