@@ -161,14 +161,26 @@ internal sealed partial class CmmluTask(IReadOnlyList<CmmluItem> items, IReadOnl
     /// </summary>
     public string Prompt(CmmluItem item, IEvalModel model)
     {
-        var shots = prompts[item.Subject].Shots.ToList();
-        string prompt = Prompt(item, shots);
-        while (shots.Count > 0 && !model.Fits(prompt))
+        for (int shots = Shots; ; shots--)
         {
-            shots.Remove(shots.MaxBy(s => s.Length)!);
-            prompt = Prompt(item, shots);
+            string prompt = Prompt(item, shots);
+            if (shots == 0 || model.Fits(prompt)) return prompt;
         }
-        return prompt;
+    }
+
+    /// <summary>The prompt with <paramref name="count"/> examples: the longest (by characters) left out first.</summary>
+    private string Prompt(CmmluItem item, int count)
+    {
+        var shots = prompts[item.Subject].Shots.ToList();
+        while (shots.Count > count) shots.Remove(shots.MaxBy(s => s.Length)!);
+        return Prompt(item, shots);
+    }
+
+    /// <summary>An endpoint's context is not known beforehand: a prompt it refuses as too long is asked again with one example fewer.</summary>
+    public EvalRequest? Shorten(int index, EvalRequest refused)
+    {
+        int examples = AnsweredExample().Count(refused.Prompt);
+        return examples == 0 ? null : refused with { Prompt = Prompt(items[index], examples - 1) };
     }
 
     private static List<CmmluItem> ReadQuestions(string path, string subject)

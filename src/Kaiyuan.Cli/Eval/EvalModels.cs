@@ -35,6 +35,9 @@ internal sealed record EvalAnswer(string Content, int TokensIn, int TokensOut, d
     public IReadOnlyDictionary<string, double>? ChoiceLogprobs { get; init; }
 }
 
+/// <summary>An endpoint refused a prompt as longer than its model's context.</summary>
+internal sealed class PromptTooLongException(string message) : HttpRequestException(message, null, HttpStatusCode.BadRequest);
+
 /// <summary>A model under evaluation: one in process, or one behind an OpenAI-compatible endpoint.</summary>
 internal interface IEvalModel : IDisposable
 {
@@ -235,8 +238,15 @@ internal sealed partial class OpenAiEvalModel : IEvalModel
                 else
                 {
                     if (!response.IsSuccessStatusCode)
-                        throw new HttpRequestException($"{_model}: the endpoint answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(cancel)}",
-                            null, response.StatusCode);
+                    {
+                        string error = await response.Content.ReadAsStringAsync(cancel);
+                        string message = $"{_model}: the endpoint answered {(int)response.StatusCode}: {error}";
+                        // A prompt longer than the model's context (OpenAI's code context_length_exceeded; other servers word it
+                        // their own way, all naming the context): a task may ask again with a shorter one.
+                        if (response.StatusCode == HttpStatusCode.BadRequest && error.Contains("context", StringComparison.OrdinalIgnoreCase))
+                            throw new PromptTooLongException(message);
+                        throw new HttpRequestException(message, null, response.StatusCode);
+                    }
                     return await ReadStreamAsync(response, clock, cancel);
                 }
             }
@@ -274,9 +284,13 @@ internal sealed partial class OpenAiEvalModel : IEvalModel
             // Chat streams deltas; text completions stream "text".
             var piece = choice.TryGetProperty("delta", out var delta) && delta.TryGetProperty("content", out var c1) ? c1
                 : choice.TryGetProperty("text", out var t1) ? t1 : default;
-            if (piece.ValueKind == JsonValueKind.String)
+            // The first token is the first text, answer or reasoning: servers send an empty role chunk (kaiyuan serve at
+            // once, to keep the client from timing out while a long prompt is read) that is no token yet.
+            bool reasoning = delta.ValueKind == JsonValueKind.Object && delta.TryGetProperty("reasoning_content", out var r1)
+                && r1.ValueKind == JsonValueKind.String && r1.GetString()!.Length > 0;
+            if (ttft < 0 && (reasoning || (piece.ValueKind == JsonValueKind.String && piece.GetString()!.Length > 0))) ttft = clock.Elapsed.TotalMilliseconds;
+            if (piece.ValueKind == JsonValueKind.String && piece.GetString()!.Length > 0)
             {
-                if (ttft < 0) ttft = clock.Elapsed.TotalMilliseconds;
                 content.Append(piece.GetString());
                 chunks++;
             }

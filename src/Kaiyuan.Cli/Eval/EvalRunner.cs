@@ -32,7 +32,19 @@ internal sealed class EvalRunner(IEvalModel model, int concurrency)
             await Parallel.ForEachAsync(pending, new ParallelOptions { MaxDegreeOfParallelism = concurrency, CancellationToken = cancel }, async (key, ct) =>
             {
                 var request = task.Request(key.Index, key.Sample, model);
-                var answer = await model.GenerateAsync(request, ct);
+                EvalAnswer answer;
+                while (true)
+                {
+                    try
+                    {
+                        answer = await model.GenerateAsync(request, ct);
+                        break;
+                    }
+                    catch (PromptTooLongException) when (task.Shorten(key.Index, request) is { } shorter)
+                    {
+                        request = shorter;
+                    }
+                }
                 var record = await task.ScoreAsync(Answered(key.Index, key.Sample, request, answer), answer, ct);
                 lock (writeLock)
                 {

@@ -20,6 +20,9 @@ internal interface IEvalTask
     /// <summary>What the model is asked for item <paramref name="index"/>'s sample <paramref name="sample"/>.</summary>
     EvalRequest Request(int index, int sample, IEvalModel model);
 
+    /// <summary>A shorter request for item <paramref name="index"/> after an endpoint refused <paramref name="refused"/> as too long for its context; null: none.</summary>
+    EvalRequest? Shorten(int index, EvalRequest refused) => null;
+
     /// <summary>The record of an answer (the runner's <paramref name="answered"/> has the prompt, output and costs) with the task's verdict.</summary>
     Task<EvalRecord> ScoreAsync(EvalRecord answered, EvalAnswer answer, CancellationToken cancel);
 

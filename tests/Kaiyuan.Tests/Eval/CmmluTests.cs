@@ -68,6 +68,47 @@ public sealed class CmmluTests
         Assert.Equal("以下是关于农学的单项选择题，请直接给出正确答案的选项。\n\n" + CmmluTask.Question(item), task.Prompt(item, new ShortModel(10)));
     }
 
+    /// <summary>An endpoint whose context is only found out by its refusals: prompts over a length in characters are refused as too long.</summary>
+    private sealed class RefusingEndpoint(int length) : IEvalModel
+    {
+        public List<int> Asked { get; } = [];
+        public string Name => "refusing";
+        public bool CompletesRawText => true;
+        public bool Fits(string rawPrompt) => true;
+
+        public Task<EvalAnswer> GenerateAsync(EvalRequest request, CancellationToken cancel)
+        {
+            lock (Asked) Asked.Add(request.Prompt.Length);
+            if (request.Prompt.Length > length) throw new PromptTooLongException("refusing: the endpoint answered 400: context_length_exceeded");
+            return Task.FromResult(new EvalAnswer("B", 10, 1, 1, 0.01, "stop"));
+        }
+
+        public void Dispose() { }
+    }
+
+    [Fact]
+    public async Task AnEndpointThatRefusesAPromptAsTooLongIsAskedAgainWithFewerExamples()
+    {
+        var task = CmmluTask.Load(Data, 1, ["agronomy"]);
+        string full = task.Prompt(task.Items[0]);
+        using var endpoint = new RefusingEndpoint(full.Length - 100);
+        string records = Path.Combine(Path.GetTempPath(), $"kaiyuan-cmmlu-{Guid.NewGuid():N}.jsonl");
+        try
+        {
+            var result = await new EvalRunner(endpoint, 1).RunAsync(task, records, null, TestContext.Current.CancellationToken);
+            Assert.Equal(1, result.N);
+            // Asked with five examples, refused, then with one fewer at a time until it fitted: the prompt the local path
+            // would have chosen for a context of that size.
+            string fitted = task.Prompt(task.Items[0], new ShortModel(full.Length - 100));
+            Assert.True(endpoint.Asked.Count >= 2 && endpoint.Asked[0] == full.Length && endpoint.Asked[^1] == fitted.Length, string.Join(",", endpoint.Asked));
+            Assert.Equal(fitted, (string)System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllLines(records).Single())!["prompt"]!);
+        }
+        finally
+        {
+            File.Delete(records);
+        }
+    }
+
     [Fact]
     public void TheChoiceIsTheLikeliestLetterOrElseTheFirstLetterStandingAlone()
     {
