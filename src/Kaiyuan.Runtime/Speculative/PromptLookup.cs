@@ -24,24 +24,26 @@ internal sealed class PromptLookup(int maxDraft, int maxNgram = 3, int minNgram 
         int limit = Math.Min(Math.Min(_budget, room), draft.Length);
         if (limit <= 0 || history.Length < minNgram + 1) return 0;
         // One backward pass over the occurrences of the last token (a vectorised search), keeping the one with the longest
-        // matching n-gram before it and, among equals, the latest: what the text did most recently is the best guess.
-        int last = history[^1], bestEnd = -1, bestLength = minNgram - 1;
+        // matching n-gram before it and, among equals, the latest that leaves a full draft after it: what the text did
+        // most recently is the best guess, but inside a run of repeats the latest match is the run's own previous
+        // step, one token from the end, where an earlier one can propose the whole draft.
+        int last = history[^1], bestEnd = -1, bestLength = minNgram - 1, bestCount = 0;
         for (int end = history.Length - 2; end >= 0; end--)
         {
             end = history[..(end + 1)].LastIndexOf(last);
             if (end < 0) break;
             int length = 1;
             while (length < maxNgram && end - length >= 0 && history[end - length] == history[^(length + 1)]) length++;
-            if (length > bestLength)
+            int count = Math.Min(limit, history.Length - 1 - end);
+            if (length >= minNgram && (length > bestLength || (length == bestLength && count > bestCount)))
             {
-                (bestEnd, bestLength) = (end, length);
-                if (length == maxNgram) break;
+                (bestEnd, bestLength, bestCount) = (end, length, count);
+                if (length == maxNgram && count == limit) break;
             }
         }
         if (bestEnd < 0) return 0;
-        int count = Math.Min(limit, history.Length - 1 - bestEnd);
-        history.Slice(bestEnd + 1, count).CopyTo(draft);
-        return count;
+        history.Slice(bestEnd + 1, bestCount).CopyTo(draft);
+        return bestCount;
     }
 
     /// <summary>Learns from a verified proposal: <paramref name="accepted"/> of <paramref name="proposed"/> tokens were taken.</summary>

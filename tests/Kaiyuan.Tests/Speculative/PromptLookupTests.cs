@@ -26,7 +26,11 @@ public sealed class PromptLookupTests : IDisposable
     public void ProposesWhatFollowedTheLongestLatestMatch()
     {
         // "5 6" occurs twice before the end; the latest occurrence (followed by 9 9) wins over the first (7 8).
-        Assert.Equal([9, 9, 1, 5, 6], Propose([0, 5, 6, 7, 8, 2, 5, 6, 9, 9, 1, 5, 6]));
+        Assert.Equal([9, 9, 1, 5, 6], Propose([0, 5, 6, 7, 8, 2, 5, 6, 9, 9, 1, 5, 6], maxDraft: 5));
+        // Wanting more than the latest match leaves, an earlier one with a longer continuation is taken.
+        Assert.Equal([7, 8, 2, 5, 6, 9, 9, 1], Propose([0, 5, 6, 7, 8, 2, 5, 6, 9, 9, 1, 5, 6]));
+        // Inside a run of repeats: the whole draft, not the one token after the run's previous step.
+        Assert.Equal([4, 4, 4], Propose([1, 4, 4, 4, 4, 4, 4], maxDraft: 3));
         // The whole trigram "1 5 6" occurred at the start: that match is longer, so it wins.
         Assert.Equal([7, 8, 2, 5, 6, 9, 9, 1], Propose([1, 5, 6, 7, 8, 2, 5, 6, 9, 9, 1, 5, 6]));
         // A three-token match beats a later two-token one.
