@@ -286,7 +286,7 @@ public sealed class CmmluCommandTests : IDisposable
         string[] args = ["eval", "--task", "cmmlu", "-m", $"openai:http://127.0.0.1:{port}/v1#fake", "--data", Fixtures.Require("eval", "cmmlu"), "--limit", "1", "--subjects", "arts", "--json"];
         var text = await Task.Run(() => ConsoleRunner.Run([.. args, "--completions", "--out", Path.Combine(_out, "text")]), TestContext.Current.CancellationToken);
         var chat = await Task.Run(() => ConsoleRunner.Run([.. args, "--out", Path.Combine(_out, "chat")]), TestContext.Current.CancellationToken);
-        listener.Stop();
+        listener.Close(); // Close alone: Stop then Close removes the port twice, and the second rebinds it (EADDRINUSE under TIME_WAIT)
         Assert.True(text.Code == 0, text.Err);
         Assert.True(chat.Code == 0, chat.Err);
         var byLogprobs = JsonNode.Parse(File.ReadAllText(Path.Combine(_out, "text", "cmmlu", "fake.jsonl")))!;

@@ -196,7 +196,7 @@ public sealed class EvalEndpointTests : IDisposable
         }, Ct);
         var (code, output, error) = await Task.Run(() => ConsoleRunner.Run("eval", "--task", "gsm8k", "-m", $"openai:http://127.0.0.1:{port}/v1#fake",
             "--data", Fixtures.Require("eval", "gsm8k", "test.jsonl"), "--limit", "1", "--out", _out, "--json"), Ct);
-        listener.Stop();
+        listener.Close(); // Close alone: Stop then Close removes the port twice, and the second rebinds it (EADDRINUSE under TIME_WAIT)
         Assert.True(code == 0, error);
         Assert.Equal(3, requests);
         var report = JsonNode.Parse(output.Trim())!.AsObject();

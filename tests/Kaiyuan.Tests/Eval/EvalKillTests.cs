@@ -24,7 +24,12 @@ public sealed class EvalKillTests : IDisposable
     {
         var ct = TestContext.Current.CancellationToken;
         using var listener = new HttpListener();
-        int port = Random.Shared.Next(20000, 60000);
+        int port;
+        using (var probe = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0))
+        {
+            probe.Start();
+            port = ((IPEndPoint)probe.LocalEndpoint).Port;
+        }
         listener.Prefixes.Add($"http://127.0.0.1:{port}/");
         listener.Start();
         int inFlight = 0, maxInFlight = 0;
@@ -84,7 +89,7 @@ public sealed class EvalKillTests : IDisposable
 
         // Second run: the rest, and nothing that was saved asked again.
         var second = await Task.Run(() => KaiyuanProcess.Run(args), ct);
-        listener.Stop();
+        listener.Close(); // Close alone: Stop then Close removes the port twice, and the second rebinds it (EADDRINUSE under TIME_WAIT)
         Assert.True(second.ExitCode == 0, second.Stderr);
         var report = JsonNode.Parse(second.Stdout.Trim())!;
         Assert.Equal(16, (int)report["n"]!);

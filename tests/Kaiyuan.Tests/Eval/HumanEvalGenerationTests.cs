@@ -129,7 +129,7 @@ public sealed class HumanEvalGenerationTests : IDisposable
             Assert.True(code == 0, error);
             Assert.Equal(1.0, (double)JsonNode.Parse(output.Trim())!["score"]!);
         }
-        listener.Stop();
+        listener.Close(); // Close alone: Stop then Close removes the port twice, and the second rebinds it (EADDRINUSE under TIME_WAIT)
         Assert.Equal(["/v1/completions", "/v1/chat/completions"], paths);
         Assert.Equal(problem.Prompt, (string)bodies[0]["prompt"]!);
         Assert.Equal(HumanEvalTask.StopSequences, bodies[0]["stop"]!.AsArray().Select(s => (string)s!));

@@ -220,7 +220,8 @@ internal sealed class FakeHub : IDisposable
 
     public void Dispose()
     {
-        _listener.Stop();
+        // Close alone (it stops too): Stop then Close makes the managed listener remove its port twice, and the second
+        // removal binds the port anew, which fails with "address already in use" while cut connections sit in TIME_WAIT.
         _listener.Close();
         try { _loop.Wait(TimeSpan.FromSeconds(5)); }
         catch (AggregateException) { }
