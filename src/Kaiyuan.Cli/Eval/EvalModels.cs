@@ -182,6 +182,15 @@ internal sealed partial class OpenAiEvalModel : IEvalModel
 
     public async Task<EvalAnswer> GenerateAsync(EvalRequest request, CancellationToken cancel)
     {
+        var (path, body) = Body(request);
+        using var response = await SendAsync(path, body, cancel);
+        var answer = await ReadStreamAsync(response.Response, response.Clock, cancel);
+        return request.Choices is null ? answer.Item1 : answer.Item1 with { ChoiceLogprobs = ChoiceLogprobs(answer.Item2, request.Choices) };
+    }
+
+    /// <summary>The streamed request for <paramref name="request"/>: its path (chat or text completions) and JSON body.</summary>
+    private (string Path, string Body) Body(EvalRequest request)
+    {
         bool text = request.Raw && _completions;
         var body = new JsonObject { ["model"] = _model };
         if (text) body["prompt"] = request.Prompt;
@@ -203,8 +212,7 @@ internal sealed partial class OpenAiEvalModel : IEvalModel
         }
         body["stream"] = true;
         body["stream_options"] = new JsonObject { ["include_usage"] = true };
-        var answer = await PostAsync(text ? "completions" : "chat/completions", body.ToJsonString(), cancel);
-        return request.Choices is null ? answer.Answer : answer.Answer with { ChoiceLogprobs = ChoiceLogprobs(answer.FirstTop, request.Choices) };
+        return (text ? "completions" : "chat/completions", body.ToJsonString());
     }
 
     /// <summary>Each choice's log-probability among the first token's alternatives (a token " A" counts as "A"); null when none is there.</summary>
@@ -220,7 +228,17 @@ internal sealed partial class OpenAiEvalModel : IEvalModel
         return found.Count == 0 ? null : found;
     }
 
-    private async Task<(EvalAnswer Answer, List<(string, double)>? FirstTop)> PostAsync(string path, string body, CancellationToken cancel)
+    /// <summary>A successful streamed response, and the clock started as the request was sent.</summary>
+    internal sealed record Sent(HttpResponseMessage Response, Stopwatch Clock) : IDisposable
+    {
+        public void Dispose() => Response.Dispose();
+    }
+
+    /// <summary>
+    /// Posts <paramref name="body"/> and returns the response once its headers say it succeeded: 429 and 5xx answers and
+    /// dropped connections are retried with exponential backoff (honouring Retry-After); a 4xx is final.
+    /// </summary>
+    internal async Task<Sent> SendAsync(string path, string body, CancellationToken cancel)
     {
         for (int attempt = 1; ; attempt++)
         {
@@ -229,10 +247,11 @@ internal sealed partial class OpenAiEvalModel : IEvalModel
             {
                 using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = new StringContent(body, Encoding.UTF8, "application/json") };
                 var clock = Stopwatch.StartNew();
-                using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancel);
+                var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancel);
                 if (response.StatusCode == HttpStatusCode.TooManyRequests || (int)response.StatusCode >= 500)
                 {
                     retryAfter = response.Headers.RetryAfter?.Delta;
+                    response.Dispose();
                     if (attempt >= _attempts) throw new HttpRequestException($"{_model}: the endpoint answered {(int)response.StatusCode} {attempt} times");
                 }
                 else
@@ -240,6 +259,7 @@ internal sealed partial class OpenAiEvalModel : IEvalModel
                     if (!response.IsSuccessStatusCode)
                     {
                         string error = await response.Content.ReadAsStringAsync(cancel);
+                        response.Dispose();
                         string message = $"{_model}: the endpoint answered {(int)response.StatusCode}: {error}";
                         // A prompt longer than the model's context (OpenAI's code context_length_exceeded; other servers word it
                         // their own way, all naming the context): a task may ask again with a shorter one.
@@ -247,7 +267,7 @@ internal sealed partial class OpenAiEvalModel : IEvalModel
                             throw new PromptTooLongException(message);
                         throw new HttpRequestException(message, null, response.StatusCode);
                     }
-                    return await ReadStreamAsync(response, clock, cancel);
+                    return new Sent(response, clock);
                 }
             }
             catch (HttpRequestException e) when (e.StatusCode is null && attempt < _attempts && !cancel.IsCancellationRequested)
