@@ -164,15 +164,7 @@ public sealed class ArenaBrowserTests : IDisposable
     /// </summary>
     private static (HttpListener Listener, string Url) HostileEndpoint(string answer)
     {
-        int port;
-        using (var probe = new TcpListener(IPAddress.Loopback, 0))
-        {
-            probe.Start();
-            port = ((IPEndPoint)probe.LocalEndpoint).Port;
-        }
-        var listener = new HttpListener();
-        listener.Prefixes.Add($"http://127.0.0.1:{port}/");
-        listener.Start();
+        var (listener, url) = LoopbackListener.Start();
         _ = Task.Run(async () =>
         {
             while (listener.IsListening)
@@ -203,7 +195,7 @@ public sealed class ArenaBrowserTests : IDisposable
                 });
             }
         });
-        return (listener, $"http://127.0.0.1:{port}/v1");
+        return (listener, url + "/v1");
     }
 
     [Fact]

@@ -261,10 +261,8 @@ public sealed class CmmluCommandTests : IDisposable
     [Fact]
     public async Task EndpointLogprobsDecideAndAnAnswerWithoutThemIsReadForItsLetter()
     {
-        using var listener = new System.Net.HttpListener();
-        int port = Random.Shared.Next(20000, 60000);
-        listener.Prefixes.Add($"http://127.0.0.1:{port}/");
-        listener.Start();
+        var (listener, url) = LoopbackListener.Start();
+        using var listening = listener;
         var bodies = new List<JsonObject>();
         var serving = Task.Run(async () =>
         {
@@ -283,7 +281,7 @@ public sealed class CmmluCommandTests : IDisposable
                 context.Response.Close();
             }
         }, TestContext.Current.CancellationToken);
-        string[] args = ["eval", "--task", "cmmlu", "-m", $"openai:http://127.0.0.1:{port}/v1#fake", "--data", Fixtures.Require("eval", "cmmlu"), "--limit", "1", "--subjects", "arts", "--json"];
+        string[] args = ["eval", "--task", "cmmlu", "-m", $"openai:{url}/v1#fake", "--data", Fixtures.Require("eval", "cmmlu"), "--limit", "1", "--subjects", "arts", "--json"];
         var text = await Task.Run(() => ConsoleRunner.Run([.. args, "--completions", "--out", Path.Combine(_out, "text")]), TestContext.Current.CancellationToken);
         var chat = await Task.Run(() => ConsoleRunner.Run([.. args, "--out", Path.Combine(_out, "chat")]), TestContext.Current.CancellationToken);
         listener.Close(); // Close alone: Stop then Close removes the port twice, and the second rebinds it (EADDRINUSE under TIME_WAIT)

@@ -169,10 +169,8 @@ public sealed class EvalEndpointTests : IDisposable
     [Fact]
     public async Task BusyAndFailingEndpointsAreRetriedWithBackoff()
     {
-        using var listener = new System.Net.HttpListener();
-        int port = Random.Shared.Next(20000, 60000);
-        listener.Prefixes.Add($"http://127.0.0.1:{port}/");
-        listener.Start();
+        var (listener, url) = LoopbackListener.Start();
+        using var listening = listener;
         int requests = 0;
         var serving = Task.Run(async () =>
         {
@@ -194,7 +192,7 @@ public sealed class EvalEndpointTests : IDisposable
                 response.Close();
             }
         }, Ct);
-        var (code, output, error) = await Task.Run(() => ConsoleRunner.Run("eval", "--task", "gsm8k", "-m", $"openai:http://127.0.0.1:{port}/v1#fake",
+        var (code, output, error) = await Task.Run(() => ConsoleRunner.Run("eval", "--task", "gsm8k", "-m", $"openai:{url}/v1#fake",
             "--data", Fixtures.Require("eval", "gsm8k", "test.jsonl"), "--limit", "1", "--out", _out, "--json"), Ct);
         listener.Close(); // Close alone: Stop then Close removes the port twice, and the second rebinds it (EADDRINUSE under TIME_WAIT)
         Assert.True(code == 0, error);

@@ -23,15 +23,8 @@ public sealed class EvalKillTests : IDisposable
     public async Task ASlowEndpointIsAskedConcurrentlyAndAKilledRunResumes()
     {
         var ct = TestContext.Current.CancellationToken;
-        using var listener = new HttpListener();
-        int port;
-        using (var probe = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0))
-        {
-            probe.Start();
-            port = ((IPEndPoint)probe.LocalEndpoint).Port;
-        }
-        listener.Prefixes.Add($"http://127.0.0.1:{port}/");
-        listener.Start();
+        var (listener, url) = LoopbackListener.Start();
+        using var listening = listener;
         int inFlight = 0, maxInFlight = 0;
         var asked = new ConcurrentDictionary<string, int>();
         var serving = Task.Run(async () =>
@@ -64,7 +57,7 @@ public sealed class EvalKillTests : IDisposable
                 });
             }
         }, ct);
-        string[] args = ["eval", "--task", "gsm8k", "-m", $"openai:http://127.0.0.1:{port}/v1#slow", "--data", Fixtures.Require("eval", "gsm8k", "test.jsonl"),
+        string[] args = ["eval", "--task", "gsm8k", "-m", $"openai:{url}/v1#slow", "--data", Fixtures.Require("eval", "gsm8k", "test.jsonl"),
             "--limit", "16", "--concurrency", "4", "--out", _out, "--json"];
         string records = Path.Combine(_out, "gsm8k", "slow.jsonl");
 

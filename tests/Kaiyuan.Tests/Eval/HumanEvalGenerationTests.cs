@@ -98,10 +98,8 @@ public sealed class HumanEvalGenerationTests : IDisposable
         RequirePython();
         string data = Fixtures.Require("eval", "humaneval", "HumanEval.jsonl.gz");
         var problem = HumanEvalTask.LoadProblemList(data)[0];
-        using var listener = new HttpListener();
-        int port = Random.Shared.Next(20000, 60000);
-        listener.Prefixes.Add($"http://127.0.0.1:{port}/");
-        listener.Start();
+        var (listener, url) = LoopbackListener.Start();
+        using var listening = listener;
         var paths = new List<string>();
         var bodies = new List<JsonObject>();
         var serving = Task.Run(async () =>
@@ -124,7 +122,7 @@ public sealed class HumanEvalGenerationTests : IDisposable
         }, Ct);
         foreach (bool completions in new[] { true, false })
         {
-            string[] args = ["eval", "--task", "humaneval", "-m", $"openai:http://127.0.0.1:{port}/v1#fake", "--data", data, "--limit", "1", "--out", Path.Combine(_out, $"{completions}"), "--json"];
+            string[] args = ["eval", "--task", "humaneval", "-m", $"openai:{url}/v1#fake", "--data", data, "--limit", "1", "--out", Path.Combine(_out, $"{completions}"), "--json"];
             var (code, output, error) = await Task.Run(() => ConsoleRunner.Run(completions ? [.. args, "--completions"] : args), Ct);
             Assert.True(code == 0, error);
             Assert.Equal(1.0, (double)JsonNode.Parse(output.Trim())!["score"]!);

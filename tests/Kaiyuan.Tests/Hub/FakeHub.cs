@@ -29,7 +29,7 @@ internal sealed class FakeHub : IDisposable
         public bool Forbidden { get; init; }
     }
 
-    private readonly HttpListener _listener = new();
+    private readonly HttpListener _listener;
     private readonly Task _loop;
     private int _cdnRequests;
 
@@ -46,15 +46,7 @@ internal sealed class FakeHub : IDisposable
 
     public FakeHub()
     {
-        using (var probe = new TcpListener(IPAddress.Loopback, 0))
-        {
-            probe.Start();
-            int port = ((IPEndPoint)probe.LocalEndpoint).Port;
-            probe.Stop();
-            Endpoint = $"http://127.0.0.1:{port}";
-        }
-        _listener.Prefixes.Add(Endpoint + "/");
-        _listener.Start();
+        (_listener, Endpoint) = LoopbackListener.Start();
         _loop = Task.Run(Loop);
     }
 
