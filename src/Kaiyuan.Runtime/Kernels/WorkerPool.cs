@@ -8,11 +8,12 @@ internal interface IParallelJob
 
 /// <summary>
 /// A persistent pool of worker threads that splits each operation's index range into a few contiguous chunks per
-/// thread, which the caller and the workers claim in turn, with a single completion barrier per operation. Claiming
-/// (rather than one fixed chunk each) lets a thread the OS or a neighbour slowed down hand its share to the others. Workers spin briefly
-/// between operations (a decode step issues hundreds of small ones) before sleeping. Jobs are reusable objects
-/// owned by the pool (<see cref="Job{T}"/>), so dispatching allocates nothing.
-/// One caller at a time: an operation must finish before the next starts.
+/// thread, which the caller and the workers claim in turn. An operation is complete when all its chunks are, not when
+/// every worker has checked in: a worker the OS has not scheduled (another busy process on its core) costs nothing,
+/// the others take its chunks. Claims carry the operation's generation, so a worker that wakes late can never take a
+/// chunk of a later operation with a stale view of it. Workers spin briefly between operations (a decode step issues
+/// hundreds of small ones) before sleeping. Jobs are reusable objects owned by the pool (<see cref="Job{T}"/>), so
+/// dispatching allocates nothing. One caller at a time: an operation must finish before the next starts.
 /// </summary>
 internal sealed class WorkerPool : IDisposable
 {
@@ -25,21 +26,43 @@ internal sealed class WorkerPool : IDisposable
     private readonly long[] _workerAllocated;
     private object?[] _jobs = new object?[8];
     private IParallelJob? _job;
-    private int _count, _chunks, _pending, _nextChunk;
+    private int _count, _done;
     private long _generation;
+    // The operation's claim word: generation (high 32 bits), chunk count (16 bits), next chunk (16 bits). One CAS both
+    // checks that a chunk belongs to the operation a worker woke for and takes it.
+    private long _claim;
     private readonly int[] _sleeping;
     // Half a millisecond of spinning before a worker sleeps: long enough to bridge the gaps between the ops of a
     // decode step and between steps (so no kernel wake-up is needed there), short enough not to burn a core when idle.
     private static readonly long SpinTicks = System.Diagnostics.Stopwatch.Frequency / 2000;
     private volatile bool _disposed;
+    // Adapting to other busy processes: how many threads operations use now, and the run-queue waits last seen.
+    private readonly RunQueueClock? _runQueue;
+    private readonly long[] _waitSeen;
+    private int _active, _callerSeen;
+    private long _windowStart, _probeAt, _backoff = InitialBackoff;
+    private static readonly long WindowTicks = System.Diagnostics.Stopwatch.Frequency / 50;
+    private static readonly long InitialBackoff = System.Diagnostics.Stopwatch.Frequency / 4;
+    private static readonly long MaxBackoff = System.Diagnostics.Stopwatch.Frequency * 2;
+    /// <summary>A thread that waited for a CPU this share of a window marks the machine as oversubscribed.</summary>
+    private const double ContendedShare = 0.2;
     private Exception? _error;
 
     private static readonly Lazy<WorkerPool> SharedPool = new(() => new WorkerPool(Environment.ProcessorCount));
     public static WorkerPool Shared => SharedPool.Value;
 
-    public WorkerPool(int threads)
+    /// <param name="threads">Threads at most, the caller's included.</param>
+    /// <param name="adaptive">
+    /// Use fewer threads while other processes keep the CPUs busy (Linux; <c>KAIYUAN_ADAPTIVE_THREADS=0</c> turns it
+    /// off everywhere).
+    /// </param>
+    public WorkerPool(int threads, bool adaptive = true)
     {
         Threads = Math.Max(1, threads);
+        _active = Threads;
+        _waitSeen = new long[Threads];
+        if (adaptive && Threads > 1 && RunQueueClock.Supported && Environment.GetEnvironmentVariable("KAIYUAN_ADAPTIVE_THREADS") != "0")
+            _runQueue = new RunQueueClock(Threads);
         _threads = new Thread[Threads - 1];
         _wake = new AutoResetEvent[Threads - 1];
         _sleeping = new int[Threads];
@@ -54,6 +77,9 @@ internal sealed class WorkerPool : IDisposable
     }
 
     public int Threads { get; }
+
+    /// <summary>Threads operations use now: fewer than <see cref="Threads"/> while the machine is oversubscribed.</summary>
+    public int ActiveThreads => Volatile.Read(ref _active);
 
     /// <summary>Managed bytes allocated so far on the pool's own worker threads (for allocation tests).</summary>
     public long WorkerAllocatedBytes => _workerAllocated.Sum();
@@ -89,25 +115,26 @@ internal sealed class WorkerPool : IDisposable
     public void Run(IParallelJob job, int count, int minChunk = 1)
     {
         using var scope = Enter();
-        int chunks = Math.Min(ChunksPerThread * Threads, Math.Max(1, count / Math.Max(1, minChunk)));
-        if (chunks <= 1 || Threads == 1 || _disposed)
+        if (_runQueue is not null) AdaptToContention();
+        int active = _active;
+        int chunks = Math.Min(ChunksPerThread * active, Math.Max(1, count / Math.Max(1, minChunk)));
+        if (chunks <= 1 || active == 1 || _disposed)
         {
             if (count > 0) job.Run(0, count, 0);
             return;
         }
         _job = job;
         _count = count;
-        _chunks = chunks;
-        _nextChunk = 0;
-        int helpers = Math.Min(Threads, chunks) - 1;
-        Volatile.Write(ref _pending, helpers);
-        Interlocked.Increment(ref _generation);
+        Volatile.Write(ref _done, 0);
+        long generation = Interlocked.Increment(ref _generation);
+        Volatile.Write(ref _claim, (generation << 32) | ((long)chunks << 16));
+        int helpers = Math.Min(active, chunks) - 1;
         // Only sleeping workers need a kernel wake-up; spinning ones see the new generation themselves.
         for (int w = 1; w <= helpers; w++)
             if (Volatile.Read(ref _sleeping[w]) == 1) _wake[w - 1].Set();
-        RunChunks(job, count, chunks, 0);
+        RunChunks((int)generation, 0);
         var spin = new SpinWait();
-        while (Volatile.Read(ref _pending) > 0) spin.SpinOnce(sleep1Threshold: -1);
+        while (Volatile.Read(ref _done) < chunks) spin.SpinOnce(sleep1Threshold: -1);
         _job = null;
         if (_error is { } error)
         {
@@ -116,16 +143,71 @@ internal sealed class WorkerPool : IDisposable
         }
     }
 
+    /// <summary>
+    /// Every window (20 ms), looks at how long each thread in use waited for a CPU while runnable. Threads that wait are
+    /// threads another process is taking turns with, and every operation then waits for the chunk a preempted thread
+    /// holds (and a spinning helper takes CPU time from the caller): with two threads on two cores and one busy neighbour,
+    /// decode ran at 70% of one thread's speed. So one thread less is used; after a back-off (a quarter of a second,
+    /// doubling to two while it keeps failing) one more is tried again.
+    /// </summary>
+    private void AdaptToContention()
+    {
+        long now = System.Diagnostics.Stopwatch.GetTimestamp();
+        if (now - _windowStart < WindowTicks) return;
+        double windowNs = (now - _windowStart) * (1e9 / System.Diagnostics.Stopwatch.Frequency);
+        double worst = 0;
+        int caller = Environment.CurrentManagedThreadId;
+        for (int slot = 0; slot < Threads; slot++)
+        {
+            long wait = slot == 0 ? RunQueueClock.CallerWaitNanoseconds() : _runQueue!.WaitNanoseconds(slot);
+            bool comparable = wait >= 0 && _waitSeen[slot] > 0 && slot < _active && (slot > 0 || caller == _callerSeen);
+            if (comparable) worst = Math.Max(worst, (wait - _waitSeen[slot]) / windowNs);
+            _waitSeen[slot] = wait;
+        }
+        _callerSeen = caller;
+        _windowStart = now;
+        if (worst > ContendedShare)
+        {
+            if (_active == 1) return;
+            _active--;
+            _probeAt = now + _backoff;
+            _backoff = Math.Min(_backoff * 2, MaxBackoff);
+        }
+        else if (_active < Threads)
+        {
+            if (now >= _probeAt) _active++;
+        }
+        else _backoff = InitialBackoff;
+    }
+
     /// <summary>Chunks per thread: enough to even out a slowed thread, few enough that claiming costs nothing.</summary>
     private const int ChunksPerThread = 8;
 
-    private void RunChunks(IParallelJob job, int count, int chunks, int worker)
+    /// <summary>Claims and runs chunks of operation <paramref name="generation"/> until none is left.</summary>
+    private void RunChunks(int generation, int worker)
     {
-        int c;
-        while ((c = Interlocked.Increment(ref _nextChunk) - 1) < chunks)
+        if (worker >= Volatile.Read(ref _active)) return;
+        while (true)
         {
-            int start = (int)((long)count * c / chunks), end = (int)((long)count * (c + 1) / chunks);
-            if (end > start) job.Run(start, end, worker);
+            long claim = Volatile.Read(ref _claim);
+            int next = (int)(claim & 0xFFFF), chunks = (int)((claim >> 16) & 0xFFFF);
+            if ((int)(claim >> 32) != generation || next >= chunks) return;
+            if (Interlocked.CompareExchange(ref _claim, claim + 1, claim) != claim) continue;
+            // The chunk is ours, so the operation cannot finish (nor its fields change) before we are done with it.
+            try
+            {
+                int count = _count;
+                int start = (int)((long)count * next / chunks), end = (int)((long)count * (next + 1) / chunks);
+                if (end > start) _job!.Run(start, end, worker);
+            }
+            catch (Exception e)
+            {
+                _error = e; // rethrown on the calling thread
+            }
+            finally
+            {
+                Interlocked.Increment(ref _done);
+            }
         }
     }
 
@@ -143,6 +225,7 @@ internal sealed class WorkerPool : IDisposable
         // A thread's first wait allocates its wait state (136 B, measured); take it now, not when a worker first
         // sleeps mid-generation, which broke the zero-allocation guarantee whenever a step's gap outlasted the spin.
         wake.WaitOne(0);
+        _runQueue?.Register(worker);
         // Generation 0 is "nothing dispatched yet". Reading _generation here instead would race with a first Run()
         // that starts before this thread does, and the worker would then skip that operation forever.
         long seen = 0;
@@ -152,7 +235,8 @@ internal sealed class WorkerPool : IDisposable
             int spins = 0;
             while (Volatile.Read(ref _generation) == seen && !_disposed)
             {
-                if (System.Diagnostics.Stopwatch.GetTimestamp() < spinUntil)
+                // A thread left out while the machine is oversubscribed sleeps at once instead of spinning.
+                if (worker < Volatile.Read(ref _active) && System.Diagnostics.Stopwatch.GetTimestamp() < spinUntil)
                 {
                     // Yield now and then so an oversubscribed machine can still run the thread we wait for.
                     if ((++spins & 63) == 0) Thread.Yield();
@@ -167,22 +251,8 @@ internal sealed class WorkerPool : IDisposable
             }
             if (_disposed) return;
             seen = Volatile.Read(ref _generation);
-            var job = _job!;
-            int count = _count, chunks = _chunks;
-            if (worker >= Math.Min(Threads, chunks)) continue;
-            try
-            {
-                RunChunks(job, count, chunks, worker);
-            }
-            catch (Exception e)
-            {
-                _error = e; // rethrown on the calling thread
-            }
-            finally
-            {
-                _workerAllocated[worker] = GC.GetAllocatedBytesForCurrentThread();
-                Interlocked.Decrement(ref _pending);
-            }
+            RunChunks((int)seen, worker);
+            _workerAllocated[worker] = GC.GetAllocatedBytesForCurrentThread();
         }
     }
 
@@ -191,5 +261,6 @@ internal sealed class WorkerPool : IDisposable
         if (_disposed) return;
         _disposed = true;
         foreach (var w in _wake) w.Set();
+        _runQueue?.Dispose();
     }
 }
