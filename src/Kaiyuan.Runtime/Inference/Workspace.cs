@@ -10,7 +10,7 @@ internal enum Buf
 }
 
 /// <summary>Names of integer scratch buffers (expert routing).</summary>
-internal enum IntBuf { ChosenExperts, ExpertMembers, AttentionBlocks, Selected, SelectedStarts, SequenceRuns, Count }
+internal enum IntBuf { ChosenExperts, ExpertMembers, ActiveExperts, AttentionBlocks, Selected, SelectedStarts, SequenceRuns, Count }
 
 /// <summary>
 /// Per-session scratch memory. Buffers grow to the largest size asked for and are then reused, so a session

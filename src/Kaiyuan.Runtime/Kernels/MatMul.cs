@@ -125,84 +125,189 @@ internal static unsafe class MatMul
         }
     }
 
+    /// <summary>One matrix's share of a row-kernel multiply: its weights, prepared activation rows and outputs.</summary>
+    private struct RowWork
+    {
+        public QuantMatrix W;
+        public byte* Act, Side;
+        public int ActBytes, Tokens, SideBytes;
+        public float* Y;
+        public bool Tiled;
+    }
+
     private sealed class Job : IParallelJob
     {
-        private QuantMatrix _w;
-        private byte* _act;
-        private int _actBytes, _tokens, _sideBytes;
-        private float* _y;
-        private byte* _side;
-        private bool _tiled;
+        private RowWork _work;
 
-        public void Set(QuantMatrix w, byte* act, int actBytes, float* y, int tokens, bool tiled, byte* side, int sideBytes)
+        public void Set(QuantMatrix w, byte* act, int actBytes, float* y, int tokens, bool tiled, byte* side, int sideBytes) =>
+            _work = new RowWork { W = w, Act = act, ActBytes = actBytes, Y = y, Tokens = tokens, Tiled = tiled, Side = side, SideBytes = sideBytes };
+
+        public void Run(int start, int end, int worker) => RunRows(in _work, start, end);
+    }
+
+    /// <summary>Weight rows [start, end) of one matrix against all its activation rows, with the widest tiles that fit.</summary>
+    private static void RunRows(in RowWork work, int start, int end)
+    {
+        var w = work.W;
+        var type = w.Type;
+        int n = w.Columns, rowBytes = w.RowBytes, actBytes = work.ActBytes, tokens = work.Tokens, sideBytes = work.SideBytes;
+        long rows = w.Rows;
+        bool tiled = work.Tiled;
+        byte* actBase = work.Act, sideBase = work.Side;
+        float* y = work.Y;
+        int t8 = tiled && QuantizedDot.HasDot8(type) ? tokens & ~7 : 0;
+        int t4 = tiled ? t8 + ((tokens - t8) & ~3) : 0;
+        // Three rows left: one three-row tile; two: a two-row one; one: the single-row dot.
+        int t3 = tiled && tokens - t4 == 3 ? tokens : t4;
+        int t2 = tiled ? t3 + ((tokens - t3) & ~1) : 0;
+        // A block of weight rows stays in cache while every group of eight or four activation rows passes over it.
+        for (int r0 = start; r0 < end; r0 += RowBlock)
         {
-            _tiled = tiled;
-            _side = side;
-            _sideBytes = sideBytes;
-            _w = w;
-            _act = act;
-            _actBytes = actBytes;
-            _y = y;
-            _tokens = tokens;
+            int r1 = Math.Min(end, r0 + RowBlock);
+            for (int t = 0; t < t8; t += 8)
+            {
+                byte* act = actBase + (long)t * actBytes;
+                for (int r = r0; r < r1; r++)
+                    QuantizedDot.Dot8(type, w.Data + (long)r * rowBytes, act, sideBase + (long)t * sideBytes, actBytes, sideBytes, n, y + t * rows + r, rows);
+            }
+            for (int t = t8; t < t4; t += 4)
+            {
+                byte* act = actBase + (long)t * actBytes;
+                for (int r = r0; r < r1; r++)
+                    QuantizedDot.Dot4(type, w.Data + (long)r * rowBytes, act, sideBase + (long)t * sideBytes, actBytes, sideBytes, n, y + t * rows + r, rows);
+            }
+            if (t3 > t4)
+            {
+                byte* act = actBase + (long)t4 * actBytes;
+                for (int r = r0; r < r1; r++)
+                    QuantizedDot.Dot3(type, w.Data + (long)r * rowBytes, act, sideBase + (long)t4 * sideBytes, actBytes, sideBytes, n, y + t4 * rows + r, rows);
+            }
+            for (int t = t3; t < t2; t += 2)
+            {
+                byte* act = actBase + (long)t * actBytes;
+                for (int r = r0; r < r1; r++)
+                    QuantizedDot.Dot2(type, w.Data + (long)r * rowBytes, act, sideBase + (long)t * sideBytes, actBytes, sideBytes, n, y + t * rows + r, rows);
+            }
+            for (int t = t2; t < tokens; t++)
+            {
+                byte* act = actBase + (long)t * actBytes;
+                if (tiled)
+                {
+                    byte* side = sideBase + (long)t * sideBytes;
+                    for (int r = r0; r < r1; r++)
+                        y[t * rows + r] = QuantizedDot.Dot1(type, w.Data + (long)r * rowBytes, act, side, n);
+                    continue;
+                }
+                for (int r = r0; r < r1; r++)
+                    y[t * rows + r] = QuantizedDot.DotUnchecked(type, w.Data + (long)r * rowBytes, rowBytes, act, actBytes, n);
+            }
+        }
+    }
+
+    private const int RowBlock = 16;
+
+    /// <summary>
+    /// Several small multiplies as one parallel pass: a mixture-of-experts layer's active experts at decode are a dozen
+    /// matrices of a few hundred rows each, and one operation per matrix spent more on waking and waiting for the
+    /// threads than on the rows. Each part is computed exactly as <see cref="Multiply"/> computes it (the same row
+    /// kernels, so the same bits); parts that read the same activation rows with the same weight type share their
+    /// quantized form. Batches of <see cref="PanelMinTokens"/> rows or more belong to <see cref="Multiply"/>.
+    /// Take the pool (<see cref="WorkerPool.Enter"/>) around <see cref="WorkerPool.Job{T}"/>, the parts and <see cref="Run"/>.
+    /// </summary>
+    internal sealed class Group : IParallelJob
+    {
+        private RowWork[] _parts = new RowWork[16];
+        private nint[] _inputs = new nint[16];
+        private int[] _firstRow = new int[17];
+        private int _count;
+
+        public void Clear() => _count = 0;
+
+        /// <summary>Adds <paramref name="tokens"/> activation rows at <paramref name="x"/> against <paramref name="w"/>, into <paramref name="y"/> (tokens × rows).</summary>
+        public void Add(QuantMatrix w, float* x, int tokens, float* y)
+        {
+            if (tokens >= PanelMinTokens) throw new ArgumentOutOfRangeException(nameof(tokens), "a batch this large goes through MatMul.Multiply");
+            QuantizedDot.CheckRows(w.Type, w.Columns);
+            if (_count == _parts.Length)
+            {
+                Array.Resize(ref _parts, _count * 2);
+                Array.Resize(ref _inputs, _count * 2);
+                Array.Resize(ref _firstRow, _count * 2 + 1);
+            }
+            var (kernel, sideBytes) = Plan(w, tokens);
+            _parts[_count] = new RowWork
+            {
+                W = w,
+                Tokens = tokens,
+                Y = y,
+                Tiled = kernel == Kernel.Tiles,
+                SideBytes = sideBytes,
+                ActBytes = (int)GgmlTypeInfo.RowBytes(QuantizedDot.ActivationType(w.Type), w.Columns),
+            };
+            _inputs[_count] = (nint)x;
+            _firstRow[_count + 1] = _firstRow[_count] + w.Rows;
+            _count++;
         }
 
-        public void Run(int start, int end, int worker)
+        /// <summary>True when part <paramref name="i"/> can read part <paramref name="i"/> − 1's prepared activations.</summary>
+        private bool SharesInput(int i) => i > 0 && _inputs[i] == _inputs[i - 1] && _parts[i].Tokens == _parts[i - 1].Tokens
+            && _parts[i].W.Type == _parts[i - 1].W.Type && _parts[i].W.Columns == _parts[i - 1].W.Columns;
+
+        /// <summary>Bytes of scratch <see cref="Run"/> needs for the parts added.</summary>
+        public int ScratchBytes()
         {
-            var w = _w;
-            var type = w.Type;
-            int n = w.Columns, rowBytes = w.RowBytes, actBytes = _actBytes, tokens = _tokens, sideBytes = _sideBytes;
-            long rows = w.Rows;
-            bool tiled = _tiled;
-            int t8 = tiled && QuantizedDot.HasDot8(type) ? tokens & ~7 : 0;
-            int t4 = tiled ? t8 + ((tokens - t8) & ~3) : 0;
-            // Three rows left: one three-row tile; two: a two-row one; one: the single-row dot.
-            int t3 = tiled && tokens - t4 == 3 ? tokens : t4;
-            int t2 = tiled ? t3 + ((tokens - t3) & ~1) : 0;
-            // A block of weight rows stays in cache while every group of eight or four activation rows passes over it.
-            for (int r0 = start; r0 < end; r0 += RowBlock)
+            int bytes = 0;
+            for (int i = 0; i < _count; i++)
+                if (!SharesInput(i)) bytes += _parts[i].Tokens * (_parts[i].ActBytes + _parts[i].SideBytes);
+            return bytes;
+        }
+
+        /// <summary>Prepares every part's activations (on this thread: a few rows), then runs all their rows in one pass.</summary>
+        public void Run(Span<byte> scratch, WorkerPool pool)
+        {
+            if (scratch.Length < ScratchBytes()) throw new ArgumentException("MatMul.Group scratch is smaller than ScratchBytes()");
+            fixed (byte* start = scratch)
             {
-                int r1 = Math.Min(end, r0 + RowBlock);
-                for (int t = 0; t < t8; t += 8)
+                byte* next = start;
+                for (int i = 0; i < _count; i++)
                 {
-                    byte* act = _act + (long)t * actBytes;
-                    for (int r = r0; r < r1; r++)
-                        QuantizedDot.Dot8(type, w.Data + (long)r * rowBytes, act, _side + (long)t * sideBytes, actBytes, sideBytes, n, _y + t * rows + r, rows);
-                }
-                for (int t = t8; t < t4; t += 4)
-                {
-                    byte* act = _act + (long)t * actBytes;
-                    for (int r = r0; r < r1; r++)
-                        QuantizedDot.Dot4(type, w.Data + (long)r * rowBytes, act, _side + (long)t * sideBytes, actBytes, sideBytes, n, _y + t * rows + r, rows);
-                }
-                if (t3 > t4)
-                {
-                    byte* act = _act + (long)t4 * actBytes;
-                    for (int r = r0; r < r1; r++)
-                        QuantizedDot.Dot3(type, w.Data + (long)r * rowBytes, act, _side + (long)t4 * sideBytes, actBytes, sideBytes, n, _y + t4 * rows + r, rows);
-                }
-                for (int t = t3; t < t2; t += 2)
-                {
-                    byte* act = _act + (long)t * actBytes;
-                    for (int r = r0; r < r1; r++)
-                        QuantizedDot.Dot2(type, w.Data + (long)r * rowBytes, act, _side + (long)t * sideBytes, actBytes, sideBytes, n, _y + t * rows + r, rows);
-                }
-                for (int t = t2; t < tokens; t++)
-                {
-                    byte* act = _act + (long)t * actBytes;
-                    if (tiled)
+                    ref var part = ref _parts[i];
+                    var w = part.W;
+                    if (ActivationTap.Observer is { } observer && w.Name is not null)
+                        observer.Observe(w, new ReadOnlySpan<float>((float*)_inputs[i], part.Tokens * w.Columns), part.Tokens);
+                    if (SharesInput(i))
                     {
-                        byte* side = _side + (long)t * sideBytes;
-                        for (int r = r0; r < r1; r++)
-                            _y[t * rows + r] = QuantizedDot.Dot1(type, w.Data + (long)r * rowBytes, act, side, n);
+                        part.Act = _parts[i - 1].Act;
+                        part.Side = _parts[i - 1].Side;
                         continue;
                     }
-                    for (int r = r0; r < r1; r++)
-                        _y[t * rows + r] = QuantizedDot.DotUnchecked(type, w.Data + (long)r * rowBytes, rowBytes, act, actBytes, n);
+                    part.Act = next;
+                    part.Side = next + (long)part.Tokens * part.ActBytes;
+                    next = part.Side + (long)part.Tokens * part.SideBytes;
+                    var actType = QuantizedDot.ActivationType(w.Type);
+                    for (int t = 0; t < part.Tokens; t++)
+                    {
+                        byte* row = part.Act + (long)t * part.ActBytes;
+                        QuantizedDot.QuantizeActivations(actType, new ReadOnlySpan<float>((float*)_inputs[i] + (long)t * w.Columns, w.Columns), new Span<byte>(row, part.ActBytes));
+                        if (part.Tiled) QuantizedDot.PrepareSide(w.Type, row, w.Columns, part.Side + (long)t * part.SideBytes);
+                    }
                 }
+                pool.Run(this, _firstRow[_count], minChunk: 16);
             }
         }
 
-        private const int RowBlock = 16;
+        /// <summary>Rows [start, end) of the parts laid end to end.</summary>
+        void IParallelJob.Run(int start, int end, int worker)
+        {
+            int i = 0;
+            while (_firstRow[i + 1] <= start) i++;
+            for (; start < end; i++)
+            {
+                int partEnd = Math.Min(end, _firstRow[i + 1]);
+                RunRows(in _parts[i], start - _firstRow[i], partEnd - _firstRow[i]);
+                start = partEnd;
+            }
+        }
     }
 
     /// <summary>

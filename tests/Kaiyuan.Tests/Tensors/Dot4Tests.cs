@@ -120,4 +120,60 @@ public sealed unsafe class Dot4Tests
             }
         }
     }
+
+    /// <summary>
+    /// A grouped pass (a MoE layer's active experts at decode) gives every part exactly what its own multiply gives:
+    /// parts of different types and widths, 1–7 activation rows, parts that share their input (gate and up) and parts
+    /// that only look alike.
+    /// </summary>
+    [Fact]
+    public void AGroupOfMultipliesMatchesEachMultiplyExactly()
+    {
+        var random = new Random(11);
+        using var pool = new WorkerPool(2);
+        (GgmlType Type, int Rows, int Columns)[] shapes =
+            [(GgmlType.Q4_K, 40, 512), (GgmlType.Q4_K, 40, 512), (GgmlType.Q6_K, 24, 256), (GgmlType.Q8_0, 56, 96), (GgmlType.F32, 9, 64), (GgmlType.Q5_0, 33, 512)];
+        var weights = shapes.Select(s => Enumerable.Range(0, s.Rows).SelectMany(_ => WeightRow(s.Type, RandomFloats(random, s.Columns, 1), random)).ToArray()).ToArray();
+        var handles = weights.Select(w => System.Runtime.InteropServices.GCHandle.Alloc(w, System.Runtime.InteropServices.GCHandleType.Pinned)).ToArray();
+        try
+        {
+            var matrices = shapes.Select((s, i) => new QuantMatrix((byte*)handles[i].AddrOfPinnedObject(), s.Type, s.Rows, s.Columns)).ToArray();
+            for (int tokens = 1; tokens < MatMul.PanelMinTokens; tokens++)
+            {
+                var inputs = shapes.Select(s => RandomFloats(random, tokens * s.Columns, 2)).ToArray();
+                inputs[1] = inputs[0]; // gate and up read one input
+                var expected = matrices.Select((m, i) =>
+                {
+                    var y = new float[tokens * m.Rows];
+                    MatMul.Multiply(m, inputs[i], tokens, y, new byte[MatMul.ScratchBytes(m, tokens)], pool);
+                    return y;
+                }).ToArray();
+                var outputs = matrices.Select(m => new float[tokens * m.Rows]).ToArray();
+                var pins = inputs.Concat(outputs).Select(a => System.Runtime.InteropServices.GCHandle.Alloc(a, System.Runtime.InteropServices.GCHandleType.Pinned)).ToArray();
+                try
+                {
+                    using var scope = pool.Enter();
+                    var group = pool.Job<MatMul.Group>();
+                    group.Clear();
+                    for (int i = 0; i < matrices.Length; i++)
+                        group.Add(matrices[i], (float*)pins[i].AddrOfPinnedObject(), tokens, (float*)pins[inputs.Length + i].AddrOfPinnedObject());
+                    group.Run(new byte[group.ScratchBytes()], pool);
+                }
+                finally
+                {
+                    foreach (var pin in pins) pin.Free();
+                }
+                for (int i = 0; i < matrices.Length; i++)
+                    Assert.True(expected[i].Select(BitConverter.SingleToInt32Bits).SequenceEqual(outputs[i].Select(BitConverter.SingleToInt32Bits)),
+                        $"{shapes[i].Type} part {i}, {tokens} rows");
+            }
+        }
+        finally
+        {
+            foreach (var handle in handles) handle.Free();
+        }
+    }
+
+    private static float[] RandomFloats(Random random, int count, float range) =>
+        Enumerable.Range(0, count).Select(_ => (float)(random.NextDouble() * 2 - 1) * range).ToArray();
 }

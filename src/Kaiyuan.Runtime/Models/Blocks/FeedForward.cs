@@ -132,13 +132,34 @@ internal sealed class MoeFeedForward : IFeedForwardBlock
 
         // Run each expert once over the tokens routed to it.
         output[..(tokens * d)].Clear();
-        var xin = ws.Floats(Buf.ExpertIn, tokens * x.Length / tokens);
+        int dIn = x.Length / tokens;
+        if (tokens < MatMul.PanelMinTokens) ForwardExpertsTogether(ctx, x, tokens, chosen, weights, output, d, hidden, dIn);
+        else ForwardExpertsInTurn(ctx, x, tokens, chosen, weights, output, d, hidden, dIn);
+
+        if (_shared is not null)
+        {
+            var shared = ws.Floats(Buf.SharedOut, tokens * d);
+            _shared.Forward(ctx, x, tokens, shared);
+            if (_sharedGate is null) VectorOps.Add(output[..(tokens * d)], shared);
+            else
+                for (int t = 0; t < tokens; t++)
+                {
+                    float gate = 1f / (1f + MathF.Exp(-System.Numerics.Tensors.TensorPrimitives.Dot(x.Slice(t * dIn, dIn), _sharedGate)));
+                    VectorOps.AddScaled(output.Slice(t * d, d), shared.Slice(t * d, d), gate);
+                }
+        }
+    }
+
+    /// <summary>A prompt: each active expert's three projections over the tokens routed to it, through the panel kernels.</summary>
+    private void ForwardExpertsInTurn(ForwardContext ctx, ReadOnlySpan<float> x, int tokens, Span<int> chosen, Span<float> weights, Span<float> output, int d, int hidden, int dIn)
+    {
+        var ws = ctx.Workspace;
+        var xin = ws.Floats(Buf.ExpertIn, tokens * dIn);
         var xout = ws.Floats(Buf.ExpertOut, tokens * d);
         var g = ws.Floats(Buf.FfnGate, tokens * hidden);
         var u = ws.Floats(Buf.FfnUp, tokens * hidden);
         var members = ws.Ints(IntBuf.ExpertMembers, tokens);
         var memberWeights = ws.Floats(Buf.MemberWeights, tokens);
-        int dIn = x.Length / tokens;
         for (int e = 0; e < _experts; e++)
         {
             int m = 0;
@@ -161,19 +182,67 @@ internal sealed class MoeFeedForward : IFeedForwardBlock
             for (int i = 0; i < m; i++)
                 VectorOps.AddScaled(output.Slice(members[i] * d, d), xout.Slice(i * d, d), memberWeights[i]);
         }
+    }
 
-        if (_shared is not null)
+    /// <summary>
+    /// Fewer tokens than the panel kernels take (decode): every active expert's gate and up rows in one parallel pass,
+    /// then every down projection in another (<see cref="MatMul.Group"/>), instead of three passes per expert, each
+    /// waking the threads for a few hundred rows. The same kernels and the same order of sums: the same bits.
+    /// </summary>
+    private unsafe void ForwardExpertsTogether(ForwardContext ctx, ReadOnlySpan<float> x, int tokens, Span<int> chosen, Span<float> weights, Span<float> output, int d, int hidden, int dIn)
+    {
+        var ws = ctx.Workspace;
+        int routed = tokens * _used;
+        // Routed rows grouped by expert (ascending), tokens in order within each: the order outputs are summed in.
+        var members = ws.Ints(IntBuf.ExpertMembers, routed);
+        var memberWeights = ws.Floats(Buf.MemberWeights, routed);
+        var active = ws.Ints(IntBuf.ActiveExperts, 2 * routed + 2);
+        int rows = 0, count = 0;
+        for (int e = 0; e < _experts; e++)
         {
-            var shared = ws.Floats(Buf.SharedOut, tokens * d);
-            _shared.Forward(ctx, x, tokens, shared);
-            if (_sharedGate is null) VectorOps.Add(output[..(tokens * d)], shared);
-            else
-                for (int t = 0; t < tokens; t++)
-                {
-                    float gate = 1f / (1f + MathF.Exp(-System.Numerics.Tensors.TensorPrimitives.Dot(x.Slice(t * dIn, dIn), _sharedGate)));
-                    VectorOps.AddScaled(output.Slice(t * d, d), shared.Slice(t * d, d), gate);
-                }
+            int first = rows;
+            for (int t = 0; t < tokens; t++)
+                for (int k = 0; k < _used; k++)
+                    if (chosen[t * _used + k] == e)
+                    {
+                        members[rows] = t;
+                        memberWeights[rows++] = weights[t * _used + k];
+                    }
+            if (rows == first) continue;
+            active[2 * count] = e;
+            active[2 * count++ + 1] = first;
         }
+        active[2 * count + 1] = rows;
+
+        var xin = ws.Floats(Buf.ExpertIn, rows * dIn);
+        var g = ws.Floats(Buf.FfnGate, rows * hidden);
+        var u = ws.Floats(Buf.FfnUp, rows * hidden);
+        var xout = ws.Floats(Buf.ExpertOut, rows * d);
+        for (int i = 0; i < rows; i++) x.Slice(members[i] * dIn, dIn).CopyTo(xin.Slice(i * dIn, dIn));
+        var pool = ctx.Pool;
+        using (pool.Enter())
+            fixed (float* xp = xin, gp = g, up = u, op = xout)
+            {
+                var group = pool.Job<MatMul.Group>();
+                group.Clear();
+                for (int i = 0; i < count; i++)
+                {
+                    int e = active[2 * i], first = active[2 * i + 1], m = active[2 * i + 3] - first;
+                    group.Add(_gate.Expert(e, _experts), xp + (long)first * dIn, m, gp + (long)first * hidden);
+                    group.Add(_up.Expert(e, _experts), xp + (long)first * dIn, m, up + (long)first * hidden);
+                }
+                group.Run(ws.Bytes(group.ScratchBytes()), pool);
+                VectorOps.SwiGlu(g, u);
+                group.Clear();
+                for (int i = 0; i < count; i++)
+                {
+                    int e = active[2 * i], first = active[2 * i + 1], m = active[2 * i + 3] - first;
+                    group.Add(_down.Expert(e, _experts), gp + (long)first * hidden, m, op + (long)first * d);
+                }
+                group.Run(ws.Bytes(group.ScratchBytes()), pool);
+            }
+        for (int i = 0; i < rows; i++)
+            VectorOps.AddScaled(output.Slice(members[i] * d, d), xout.Slice(i * d, d), memberWeights[i]);
     }
 
     /// <summary>Indices of the k largest values, best first (lowest index on ties).</summary>
