@@ -4,13 +4,13 @@ namespace Kaiyuan.Inference;
 internal enum Buf
 {
     Hidden, Normed, BlockOut, Q, K, V, Attn, Scores, Latent, QAbsorbed, AttnLatent,
-    FfnGate, FfnUp, RouterLogits, ExpertIn, ExpertOut, ExpertWeights, MemberWeights, SharedOut, Logits,
+    FfnGate, FfnUp, RouterLogits, ExpertIn, ExpertOut, GroupIn, GroupGate, GroupUp, GroupOut, ExpertWeights, MemberWeights, SharedOut, Logits,
     IndexerQ, IndexerK, IndexerWeights, IndexerScores, CacheRow, SelectedRows,
     QGated, AttnGate, SsmMixed, SsmConv, SsmGate, SsmDecay, SsmWrite, SsmOut, SsmScratch, Count,
 }
 
 /// <summary>Names of integer scratch buffers (expert routing).</summary>
-internal enum IntBuf { ChosenExperts, ExpertMembers, ActiveExperts, AttentionBlocks, Selected, SelectedStarts, SequenceRuns, Count }
+internal enum IntBuf { ChosenExperts, ExpertMembers, ExpertStarts, ExpertSlots, AttentionBlocks, Selected, SelectedStarts, SequenceRuns, Count }
 
 /// <summary>
 /// Per-session scratch memory. Buffers grow to the largest size asked for and are then reused, so a session

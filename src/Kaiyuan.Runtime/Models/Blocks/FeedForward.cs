@@ -133,8 +133,7 @@ internal sealed class MoeFeedForward : IFeedForwardBlock
         // Run each expert once over the tokens routed to it.
         output[..(tokens * d)].Clear();
         int dIn = x.Length / tokens;
-        if (tokens < MatMul.PanelMinTokens) ForwardExpertsTogether(ctx, x, tokens, chosen, weights, output, d, hidden, dIn);
-        else ForwardExpertsInTurn(ctx, x, tokens, chosen, weights, output, d, hidden, dIn);
+        ForwardExperts(ctx, x, tokens, chosen, weights, output, d, hidden, dIn);
 
         if (_shared is not null)
         {
@@ -150,99 +149,100 @@ internal sealed class MoeFeedForward : IFeedForwardBlock
         }
     }
 
-    /// <summary>A prompt: each active expert's three projections over the tokens routed to it, through the panel kernels.</summary>
-    private void ForwardExpertsInTurn(ForwardContext ctx, ReadOnlySpan<float> x, int tokens, Span<int> chosen, Span<float> weights, Span<float> output, int d, int hidden, int dIn)
-    {
-        var ws = ctx.Workspace;
-        var xin = ws.Floats(Buf.ExpertIn, tokens * dIn);
-        var xout = ws.Floats(Buf.ExpertOut, tokens * d);
-        var g = ws.Floats(Buf.FfnGate, tokens * hidden);
-        var u = ws.Floats(Buf.FfnUp, tokens * hidden);
-        var members = ws.Ints(IntBuf.ExpertMembers, tokens);
-        var memberWeights = ws.Floats(Buf.MemberWeights, tokens);
-        for (int e = 0; e < _experts; e++)
-        {
-            int m = 0;
-            for (int t = 0; t < tokens; t++)
-                for (int k = 0; k < _used; k++)
-                    if (chosen[t * _used + k] == e)
-                    {
-                        members[m] = t;
-                        memberWeights[m++] = weights[t * _used + k];
-                    }
-            if (m == 0) continue;
-            for (int i = 0; i < m; i++) x.Slice(members[i] * dIn, dIn).CopyTo(xin.Slice(i * dIn, dIn));
-            var ge = _gate.Expert(e, _experts);
-            var ue = _up.Expert(e, _experts);
-            var de = _down.Expert(e, _experts);
-            MatMul.Multiply(ge, xin, m, g, ws.Bytes(MatMul.ScratchBytes(ge, m)), ctx.Pool);
-            MatMul.Multiply(ue, xin, m, u, ws.Bytes(MatMul.ScratchBytes(ue, m)), ctx.Pool);
-            VectorOps.SwiGlu(g[..(m * hidden)], u[..(m * hidden)]);
-            MatMul.Multiply(de, g, m, xout, ws.Bytes(MatMul.ScratchBytes(de, m)), ctx.Pool);
-            for (int i = 0; i < m; i++)
-                VectorOps.AddScaled(output.Slice(members[i] * d, d), xout.Slice(i * d, d), memberWeights[i]);
-        }
-    }
-
     /// <summary>
-    /// Fewer tokens than the panel kernels take (decode): every active expert's gate and up rows in one parallel pass,
-    /// then every down projection in another (<see cref="MatMul.Group"/>), instead of three passes per expert, each
-    /// waking the threads for a few hundred rows. The same kernels and the same order of sums: the same bits.
+    /// Each active expert once over the tokens routed to it. Experts with fewer tokens than the panel kernels take (all
+    /// of them at decode) run together: their gate and up rows in one parallel pass, then their down rows in another
+    /// (<see cref="MatMul.Group"/>), instead of three passes each that wake the threads for a few hundred rows. Experts
+    /// with more run one by one through the panels. Outputs are summed in expert order either way.
     /// </summary>
-    private unsafe void ForwardExpertsTogether(ForwardContext ctx, ReadOnlySpan<float> x, int tokens, Span<int> chosen, Span<float> weights, Span<float> output, int d, int hidden, int dIn)
+    private unsafe void ForwardExperts(ForwardContext ctx, ReadOnlySpan<float> x, int tokens, ReadOnlySpan<int> chosen, ReadOnlySpan<float> weights,
+        Span<float> output, int d, int hidden, int dIn)
     {
         var ws = ctx.Workspace;
+        var pool = ctx.Pool;
         int routed = tokens * _used;
-        // Routed rows grouped by expert (ascending), tokens in order within each: the order outputs are summed in.
+        // Routed rows sorted by expert (a counting sort), tokens in order within each expert.
+        var starts = ws.Ints(IntBuf.ExpertStarts, _experts + 1);
+        var slots = ws.Ints(IntBuf.ExpertSlots, _experts);
         var members = ws.Ints(IntBuf.ExpertMembers, routed);
         var memberWeights = ws.Floats(Buf.MemberWeights, routed);
-        var active = ws.Ints(IntBuf.ActiveExperts, 2 * routed + 2);
-        int rows = 0, count = 0;
+        starts.Clear();
+        for (int i = 0; i < routed; i++) starts[chosen[i] + 1]++;
+        for (int e = 0; e < _experts; e++) starts[e + 1] += starts[e];
+        starts[.._experts].CopyTo(slots);
+        for (int i = 0; i < routed; i++)
+        {
+            int at = slots[chosen[i]]++;
+            members[at] = i / _used;
+            memberWeights[at] = weights[i];
+        }
+
+        // The experts with few tokens, laid end to end: slots[e] becomes each one's first row there (-1: runs alone).
+        int few = 0;
         for (int e = 0; e < _experts; e++)
         {
-            int first = rows;
-            for (int t = 0; t < tokens; t++)
-                for (int k = 0; k < _used; k++)
-                    if (chosen[t * _used + k] == e)
-                    {
-                        members[rows] = t;
-                        memberWeights[rows++] = weights[t * _used + k];
-                    }
-            if (rows == first) continue;
-            active[2 * count] = e;
-            active[2 * count++ + 1] = first;
+            int m = starts[e + 1] - starts[e];
+            slots[e] = m is > 0 and < MatMul.PanelMinTokens ? few : -1;
+            if (slots[e] >= 0) few += m;
         }
-        active[2 * count + 1] = rows;
+        var fewOut = ws.Floats(Buf.GroupOut, few * d);
+        if (few > 0)
+        {
+            var xin = ws.Floats(Buf.GroupIn, few * dIn);
+            var g = ws.Floats(Buf.GroupGate, few * hidden);
+            var u = ws.Floats(Buf.GroupUp, few * hidden);
+            for (int e = 0; e < _experts; e++)
+                for (int i = 0; slots[e] >= 0 && i < starts[e + 1] - starts[e]; i++)
+                    x.Slice(members[starts[e] + i] * dIn, dIn).CopyTo(xin.Slice((slots[e] + i) * dIn, dIn));
+            using (pool.Enter())
+                fixed (float* xp = xin, gp = g, up = u, op = fewOut)
+                {
+                    var group = pool.Job<MatMul.Group>();
+                    group.Clear();
+                    for (int e = 0; e < _experts; e++)
+                    {
+                        if (slots[e] < 0) continue;
+                        int first = slots[e], m = starts[e + 1] - starts[e];
+                        group.Add(_gate.Expert(e, _experts), xp + (long)first * dIn, m, gp + (long)first * hidden);
+                        group.Add(_up.Expert(e, _experts), xp + (long)first * dIn, m, up + (long)first * hidden);
+                    }
+                    group.Run(ws.Bytes(group.ScratchBytes()), pool);
+                    VectorOps.SwiGlu(g, u);
+                    group.Clear();
+                    for (int e = 0; e < _experts; e++)
+                    {
+                        if (slots[e] < 0) continue;
+                        int first = slots[e], m = starts[e + 1] - starts[e];
+                        group.Add(_down.Expert(e, _experts), gp + (long)first * hidden, m, op + (long)first * d);
+                    }
+                    group.Run(ws.Bytes(group.ScratchBytes()), pool);
+                }
+        }
 
-        var xin = ws.Floats(Buf.ExpertIn, rows * dIn);
-        var g = ws.Floats(Buf.FfnGate, rows * hidden);
-        var u = ws.Floats(Buf.FfnUp, rows * hidden);
-        var xout = ws.Floats(Buf.ExpertOut, rows * d);
-        for (int i = 0; i < rows; i++) x.Slice(members[i] * dIn, dIn).CopyTo(xin.Slice(i * dIn, dIn));
-        var pool = ctx.Pool;
-        using (pool.Enter())
-            fixed (float* xp = xin, gp = g, up = u, op = xout)
+        for (int e = 0; e < _experts; e++)
+        {
+            int first = starts[e], m = starts[e + 1] - first;
+            if (m == 0) continue;
+            Span<float> result;
+            if (slots[e] >= 0) result = fewOut.Slice(slots[e] * d, m * d);
+            else
             {
-                var group = pool.Job<MatMul.Group>();
-                group.Clear();
-                for (int i = 0; i < count; i++)
-                {
-                    int e = active[2 * i], first = active[2 * i + 1], m = active[2 * i + 3] - first;
-                    group.Add(_gate.Expert(e, _experts), xp + (long)first * dIn, m, gp + (long)first * hidden);
-                    group.Add(_up.Expert(e, _experts), xp + (long)first * dIn, m, up + (long)first * hidden);
-                }
-                group.Run(ws.Bytes(group.ScratchBytes()), pool);
+                var xin = ws.Floats(Buf.ExpertIn, m * dIn);
+                var g = ws.Floats(Buf.FfnGate, m * hidden);
+                var u = ws.Floats(Buf.FfnUp, m * hidden);
+                result = ws.Floats(Buf.ExpertOut, m * d);
+                for (int i = 0; i < m; i++) x.Slice(members[first + i] * dIn, dIn).CopyTo(xin.Slice(i * dIn, dIn));
+                var ge = _gate.Expert(e, _experts);
+                var ue = _up.Expert(e, _experts);
+                var de = _down.Expert(e, _experts);
+                MatMul.Multiply(ge, xin, m, g, ws.Bytes(MatMul.ScratchBytes(ge, m)), pool);
+                MatMul.Multiply(ue, xin, m, u, ws.Bytes(MatMul.ScratchBytes(ue, m)), pool);
                 VectorOps.SwiGlu(g, u);
-                group.Clear();
-                for (int i = 0; i < count; i++)
-                {
-                    int e = active[2 * i], first = active[2 * i + 1], m = active[2 * i + 3] - first;
-                    group.Add(_down.Expert(e, _experts), gp + (long)first * hidden, m, op + (long)first * d);
-                }
-                group.Run(ws.Bytes(group.ScratchBytes()), pool);
+                MatMul.Multiply(de, g, m, result, ws.Bytes(MatMul.ScratchBytes(de, m)), pool);
             }
-        for (int i = 0; i < rows; i++)
-            VectorOps.AddScaled(output.Slice(members[i] * d, d), xout.Slice(i * d, d), memberWeights[i]);
+            for (int i = 0; i < m; i++)
+                VectorOps.AddScaled(output.Slice(members[first + i] * d, d), result.Slice(i * d, d), memberWeights[first + i]);
+        }
     }
 
     /// <summary>Indices of the k largest values, best first (lowest index on ties).</summary>
