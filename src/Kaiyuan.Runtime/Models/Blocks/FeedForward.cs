@@ -31,8 +31,7 @@ internal sealed class DenseFeedForward(Linear? gate, Linear up, Linear down) : I
         if (gate is not null)
         {
             var u = ws.Floats(Buf.FfnUp, tokens * hidden);
-            gate.Forward(x, tokens, g, ws, ctx.Pool);
-            up.Forward(x, tokens, u, ws, ctx.Pool);
+            Linear.ForwardTogether(x, tokens, ws, ctx.Pool, gate, g, up, u);
             VectorOps.SwiGlu(g, u);
         }
         else

@@ -63,10 +63,12 @@ internal sealed class GqaAttention : IAttentionBlock
         var k = ws.Floats(Buf.K, n * kDim);
         var v = ws.Floats(Buf.V, n * vDim);
         var gate = _outputGate ? ws.Floats(Buf.AttnGate, n * qDim) : default;
-        if (_outputGate) SplitQueryAndGate(x, n, q, gate, ws, pool);
-        else _q.Forward(x, n, q, ws, pool);
-        _k.Forward(x, n, k, ws, pool);
-        _v.Forward(x, n, v, ws, pool);
+        if (_outputGate)
+        {
+            SplitQueryAndGate(x, n, q, gate, ws, pool);
+            Linear.ForwardTogether(x, n, ws, pool, _k, k, _v, v);
+        }
+        else Linear.ForwardTogether(x, n, ws, pool, _q, q, _k, k, _v, v);
 
         Span<float> cos = stackalloc float[_rope.Dimensions / 2], sin = stackalloc float[_rope.Dimensions / 2];
         for (int t = 0; t < n; t++)
