@@ -44,6 +44,16 @@ public sealed class DraftModel
     public int MaxDraft { get; }
 
     private DraftModelProposer? _single;
+    private long _drafted, _accepted;
+
+    /// <summary>Tokens this draft proposed and the target verified so far, and how many of them it accepted (every sequence together).</summary>
+    public Scheduling.SpeculationReport Speculation => new(Interlocked.Read(ref _drafted), Interlocked.Read(ref _accepted));
+
+    internal void Count(int proposed, int accepted)
+    {
+        Interlocked.Add(ref _drafted, proposed);
+        Interlocked.Add(ref _accepted, accepted);
+    }
 
     /// <summary>
     /// The draft state that follows one single-sequence session (kept across generations, so a chat's next turn feeds
@@ -59,7 +69,7 @@ public sealed class DraftModel
 
     /// <summary>A fresh draft state (its own KV cache) for one sequence at a time, computing on <paramref name="pool"/>.</summary>
     internal DraftModelProposer CreateProposer(int contextLength, WorkerPool pool) =>
-        new(new InferenceSession(Model, contextLength, pool), MaxDraft, Target.VocabSize);
+        new(this, new InferenceSession(Model, contextLength, pool));
 
     /// <summary>Throws a one-line <see cref="ArgumentException"/> when <paramref name="draft"/> cannot draft for <paramref name="target"/>.</summary>
     private static void EnsureCompatible(TransformerModel draft, TransformerModel target)
@@ -89,17 +99,18 @@ public sealed class DraftModel
 /// Each proposal first cuts the draft's cache back to what it shares with the history (the accepted tokens), feeds the
 /// rest (usually one or two tokens), then takes the draft's greedy choice token by token.
 /// </summary>
-internal sealed class DraftModelProposer(InferenceSession session, int maxDraft, int targetVocab) : IDraftProposer
+internal sealed class DraftModelProposer(DraftModel owner, InferenceSession session) : IDraftProposer
 {
     // The tokens in the session's cache, from position 0 (its Position is their count).
     private readonly List<int> _fed = [];
     private readonly int[] _next = new int[1];
     // As prompt lookup: proposals shrink after a miss and grow back while they are taken whole, so a stretch the draft
     // guesses badly costs few draft passes and verified rows.
-    private int _budget = maxDraft;
+    private int _budget = owner.MaxDraft;
+    private readonly int _targetVocab = owner.Target.VocabSize;
 
     public InferenceSession Session { get; } = session;
-    public int MaxDraft { get; } = maxDraft;
+    public int MaxDraft { get; } = owner.MaxDraft;
 
     public int Propose(ReadOnlySpan<int> history, Span<int> draft, int room)
     {
@@ -121,7 +132,7 @@ internal sealed class DraftModelProposer(InferenceSession session, int maxDraft,
             {
                 int id = TensorPrimitives.IndexOfMax(logits);
                 // A padding row beyond the target's vocabulary is no token it could produce.
-                if (id >= targetVocab) break;
+                if (id >= _targetVocab) break;
                 draft[n++] = id;
                 if (n == limit) break;
                 _next[0] = id;
@@ -142,6 +153,7 @@ internal sealed class DraftModelProposer(InferenceSession session, int maxDraft,
     public void Observe(int proposed, int accepted)
     {
         if (proposed == 0) return;
+        owner.Count(proposed, accepted);
         _budget = accepted == proposed ? Math.Min(MaxDraft, _budget + 2) : Math.Max(1, accepted + 1);
     }
 }
