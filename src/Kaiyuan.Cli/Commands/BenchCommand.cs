@@ -175,7 +175,9 @@ internal static class BenchCommand
                 session.Truncate(nDepth);
                 one[0] = tokens[0];
                 long start = Stopwatch.GetTimestamp();
-                for (int i = 0; i < nGen; i++) one[0] = ArgMax(session.Evaluate(one));
+                // Beside a draft, through the same generator and sampler, so the two differ only by the speculation.
+                if (draft is not null) foreach (var _ in Generator.Generate(session, [tokens[0]], greedy, speculative with { Draft = null })) { }
+                else for (int i = 0; i < nGen; i++) one[0] = ArgMax(session.Evaluate(one));
                 if (rep > 0) tg.Add(nGen / Stopwatch.GetElapsedTime(start).TotalSeconds);
             }
             // Right after each plain run, on the same tokens and depth, so both see the same machine (interleaved).

@@ -107,7 +107,12 @@ internal sealed class DraftModelProposer(DraftModel owner, InferenceSession sess
     // As prompt lookup: proposals shrink after a miss and grow back while they are taken whole, so a stretch the draft
     // guesses badly costs few draft passes and verified rows.
     private int _budget = owner.MaxDraft;
+    // Unlike a lookup, which proposes nothing without a match, a draft always has a guess; when even its first token
+    // keeps missing, each guess costs a draft pass and a wider verify, so it sits out a growing number of steps.
+    private int _pause, _pauseLength;
     private readonly int _targetVocab = owner.Target.VocabSize;
+
+    private const int MaxPause = 16;
 
     public InferenceSession Session { get; } = session;
     public int MaxDraft { get; } = owner.MaxDraft;
@@ -117,6 +122,11 @@ internal sealed class DraftModelProposer(DraftModel owner, InferenceSession sess
         // Drafts fed back take positions up to history.Length + limit - 2.
         int limit = Math.Min(Math.Min(_budget, room), Math.Min(draft.Length, Session.ContextLength - history.Length + 1));
         if (limit <= 0 || history.IsEmpty) return 0;
+        if (_pause > 0)
+        {
+            _pause--;
+            return 0;
+        }
         try
         {
             int keep = history.CommonPrefixLength(CollectionsMarshal.AsSpan(_fed));
@@ -154,6 +164,8 @@ internal sealed class DraftModelProposer(DraftModel owner, InferenceSession sess
     {
         if (proposed == 0) return;
         owner.Count(proposed, accepted);
+        _pauseLength = accepted > 0 ? 0 : Math.Min(2 * _pauseLength + 1, MaxPause);
+        _pause = _pauseLength;
         _budget = accepted == proposed ? Math.Min(MaxDraft, _budget + 2) : Math.Max(1, accepted + 1);
     }
 }
