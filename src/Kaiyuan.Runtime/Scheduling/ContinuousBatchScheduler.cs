@@ -375,8 +375,8 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
 
     /// <summary>
     /// Proposes a decoding sequence's next tokens (from its own earlier text, or by the draft model on its slot) and adds
-    /// them after its token, each with its logits wanted. Only where they fit its context, token limit and blocks it can get: speculation never
-    /// preempts anyone.
+    /// them after its token, each with its logits wanted. Only where they fit its context, token limit and blocks it can
+    /// get: speculation never preempts anyone.
     /// </summary>
     private void AddDraft(Sequence seq, ref int rows)
     {
