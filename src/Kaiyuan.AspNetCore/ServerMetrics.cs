@@ -52,7 +52,7 @@ internal sealed class ServerMetrics : IGenerationMetrics
         }
         if (speculation is { } d)
         {
-            Counter(sb, "kaiyuan_draft_tokens_total", "Tokens proposed by speculative decoding (--lookup) and verified.", d.DraftedTokens);
+            Counter(sb, "kaiyuan_draft_tokens_total", "Tokens proposed by speculative decoding (--lookup or --model-draft) and verified.", d.DraftedTokens);
             Counter(sb, "kaiyuan_draft_tokens_accepted_total", "Proposed tokens the model produced itself (each one a step saved).", d.AcceptedTokens);
         }
         return sb.ToString();

@@ -43,6 +43,8 @@ internal sealed class ChatLoop(InferenceSession session, TokenCodec codec, IProm
     public PromptCacheStore? PromptCache { get; set; }
     /// <summary>Prompt-lookup draft tokens per step (0: no speculation).</summary>
     public int LookupDraftTokens { get; set; }
+    /// <summary>A draft model that proposes tokens for the session's model (null: none).</summary>
+    public Speculative.DraftModel? Draft { get; set; }
 
     /// <summary>Stops the answer being generated; returns false when none is (so Ctrl-C may end the program).</summary>
     public bool Cancel()
@@ -98,6 +100,7 @@ internal sealed class ChatLoop(InferenceSession session, TokenCodec codec, IProm
             IsEndOfGeneration = codec.IsEndOfGeneration,
             Constraint = Constraint?.Invoke(rendered),
             LookupDraftTokens = LookupDraftTokens,
+            Draft = Draft,
         };
         var decoder = codec.CreateDecoder();
         var ids = new List<int>();

@@ -4,12 +4,15 @@ using System.Text.Json;
 using Kaiyuan.Inference;
 using Kaiyuan.Kernels;
 using Kaiyuan.Models;
+using Kaiyuan.Sampling;
+using Kaiyuan.Scheduling;
 
 namespace Kaiyuan.Cli.Commands;
 
 /// <summary>
 /// <c>kaiyuan bench</c>, like llama-bench: prompt processing (one batch of -p tokens from an empty cache) and text
-/// generation (-n single-token steps) in tokens/s, mean ± sample stdev over -r repetitions after one warm-up run.
+/// generation (-n single-token steps) in tokens/s, mean ± sample stdev over -r repetitions after one warm-up run; with
+/// <c>--model-draft</c>, generation with that draft model too, each run right after a plain one.
 /// </summary>
 internal static class BenchCommand
 {
@@ -28,10 +31,17 @@ internal static class BenchCommand
         var cacheType = Arguments.CacheType();
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
         var noBandwidth = new Option<bool>("--no-bandwidth") { Description = "Skip measuring the memory read bandwidth (the ceiling decode is compared with)" };
-        var cmd = new Command("bench", "Measure prompt-processing and generation speed (tokens/s)") { model, prompt, gen, depth, randomDepth, threads, reps, cacheType, json, noBandwidth };
+        var draftModel = new Option<string>("--model-draft", "-md")
+        {
+            Description = "Also measure generation with speculative decoding by this draft model (same vocabulary), interleaved with plain generation: speed, tokens drafted and the share accepted",
+        };
+        var draftMax = new Option<int>("--draft-max") { Description = "With --model-draft: tokens proposed per step at most (at most 6 are used)", DefaultValueFactory = _ => 6 };
+        Arguments.Range(draftMax, 1, 64, "must be between 1 and 64");
+        var cmd = new Command("bench", "Measure prompt-processing and generation speed (tokens/s)") { model, prompt, gen, depth, randomDepth, threads, reps, cacheType, json, noBandwidth, draftModel, draftMax };
         foreach (var sub in subcommands) cmd.Subcommands.Add(sub);
         cmd.SetAction(p => Run(StoreCommands.ResolveModel(p, p.GetValue(model)!), p.GetValue(prompt), p.GetValue(gen), p.GetValue(depth), p.GetValue(threads), p.GetValue(reps),
-            p.GetValue(json), Arguments.ParseCacheType(p.GetValue(cacheType)), p.GetValue(randomDepth), !p.GetValue(noBandwidth)));
+            p.GetValue(json), Arguments.ParseCacheType(p.GetValue(cacheType)), p.GetValue(randomDepth), !p.GetValue(noBandwidth),
+            p.GetValue(draftModel) is { } d ? StoreCommands.ResolveModel(p, d) : null, p.GetValue(draftMax)));
         return cmd;
     }
 
@@ -39,13 +49,24 @@ internal static class BenchCommand
     /// <param name="DecodeBytesPerToken">Weight bytes one decode step reads (<see cref="DecodeWeightBytes"/>).</param>
     /// <param name="PeakRssBytes">The process's peak resident set after the runs (the runtime reads VmHWM on Linux).</param>
     /// <param name="KvCacheBytes">Bytes of the KV cache the runs allocated.</param>
-    public sealed record Result(double PpTps, double PpStd, double TgTps, double TgStd, int Threads, long ModelBytes, long DecodeBytesPerToken, long PeakRssBytes, long KvCacheBytes);
+    /// <param name="Draft">Generation with the draft model, when one was given.</param>
+    public sealed record Result(double PpTps, double PpStd, double TgTps, double TgStd, int Threads, long ModelBytes, long DecodeBytesPerToken, long PeakRssBytes, long KvCacheBytes,
+        DraftResult? Draft = null);
 
-    private static int Run(string path, int nPrompt, int nGen, int nDepth, int threads, int reps, bool json, Kaiyuan.Gguf.GgmlType cacheType, bool randomDepth, bool bandwidth)
+    /// <summary>Speculative generation's speed and how much of the draft was accepted (all repetitions together).</summary>
+    public sealed record DraftResult(double TgTps, double TgStd, long Drafted, long Accepted)
+    {
+        public double AcceptanceRate => Drafted == 0 ? 0 : (double)Accepted / Drafted;
+    }
+
+    private static int Run(string path, int nPrompt, int nGen, int nDepth, int threads, int reps, bool json, Kaiyuan.Gguf.GgmlType cacheType, bool randomDepth, bool bandwidth,
+        string? draftPath, int draftMax)
     {
         if (nPrompt < 0 || nGen < 0 || nDepth < 0 || reps < 1) throw new ArgumentException("-p, -n and -d must be ≥ 0 and -r ≥ 1");
         using var model = ModelLoader.Load(path);
-        var r = Measure(model, nPrompt, nGen, reps, threads, cacheType, nDepth, randomDepth);
+        using var draftModel = draftPath is null ? null : ModelLoader.Load(draftPath);
+        var draft = draftModel is null ? null : new Speculative.DraftModel(draftModel, model, draftMax);
+        var r = Measure(model, nPrompt, nGen, reps, threads, cacheType, nDepth, randomDepth, draft);
         var resident = ResidentMemory.Read(path);
         // Measured after the runs with as many threads, so decode is compared with the ceiling it could have reached here.
         var ceiling = bandwidth && nGen > 0 ? KernelBenchmarks.ReadBandwidth(r.Threads) : null;
@@ -71,6 +92,12 @@ internal static class BenchCommand
                 ["rss_anon_bytes"] = resident?.AnonymousBytes,
                 ["kv_cache_bytes"] = r.KvCacheBytes,
                 ["kernels"] = KernelBenchmarks.Tier,
+                ["draft_model"] = draftPath is null ? null : Path.GetFileName(draftPath),
+                ["tg_draft_tps"] = r.Draft is { } dj ? Math.Round(dj.TgTps, 3) : null,
+                ["tg_draft_std"] = r.Draft is { } ds ? Math.Round(ds.TgStd, 3) : null,
+                ["draft_tokens"] = r.Draft?.Drafted,
+                ["draft_tokens_accepted"] = r.Draft?.Accepted,
+                ["draft_acceptance_rate"] = r.Draft is { } da ? Math.Round(da.AcceptanceRate, 4) : null,
             }));
             return 0;
         }
@@ -81,6 +108,9 @@ internal static class BenchCommand
         {
             Console.WriteLine($"tg{nGen}{at}: {r.TgTps,10:F2} ± {r.TgStd:F2} tokens/s   (weights read per token {InfoCommand.Size(r.DecodeBytesPerToken)} × rate = {decodeGbps:F2} GB/s"
                 + (ceiling is null ? ")" : $", {decodeGbps / ceiling.BestGbPerSecond:P0} of this machine's {ceiling.BestGbPerSecond:F1} GB/s read bandwidth with {ceiling.Threads} threads)"));
+            if (r.Draft is { } d)
+                Console.WriteLine($"tg{nGen}{at} with draft {Path.GetFileName(draftPath)}: {d.TgTps,10:F2} ± {d.TgStd:F2} tokens/s   ({d.TgTps / Math.Max(1e-9, r.TgTps):F2}× plain; " +
+                                  $"{d.Accepted} of {d.Drafted} drafted tokens accepted = {d.AcceptanceRate:P1})");
         }
         // The mapped file counts only where its pages were touched, so the peak is split by what is resident now rather
         // than by subtracting the file's size from it.
@@ -116,7 +146,7 @@ internal static class BenchCommand
 
     /// <param name="nDepth">Tokens evaluated once, untimed, before the runs; each run starts from them (llama-bench's -d).</param>
     public static Result Measure(TransformerModel model, int nPrompt, int nGen, int reps, int threads, Kaiyuan.Gguf.GgmlType cacheType = Kaiyuan.Gguf.GgmlType.F32,
-        int nDepth = 0, bool randomDepth = false)
+        int nDepth = 0, bool randomDepth = false, Speculative.DraftModel? draft = null)
     {
         using var session = new InferenceSession(model, Math.Max(16, nDepth + nPrompt + nGen + 1), threads, cacheType,
             maxBatch: Math.Max(1, Math.Max(nPrompt, Math.Min(nDepth, 512))));
@@ -126,6 +156,10 @@ internal static class BenchCommand
         else if (nDepth > 0) session.Evaluate(Enumerable.Range(0, nDepth).Select(_ => random.Next(model.VocabSize)).ToArray());
         var pp = new List<double>();
         var tg = new List<double>();
+        var tgDraft = new List<double>();
+        var warm = new SpeculationReport(0, 0);
+        var speculative = new GenerationOptions { MaxTokens = nGen, IgnoreEndOfGeneration = true, Draft = draft };
+        var greedy = new Sampler(SamplerOptions.Greedy);
         Span<int> one = stackalloc int[1];
         for (int rep = 0; rep <= reps; rep++) // the first run warms up caches and the JIT
         {
@@ -141,12 +175,27 @@ internal static class BenchCommand
                 session.Truncate(nDepth);
                 one[0] = tokens[0];
                 long start = Stopwatch.GetTimestamp();
-                for (int i = 0; i < nGen; i++) one[0] = ArgMax(session.Evaluate(one));
+                // Beside a draft, through the same generator and sampler, so the two differ only by the speculation.
+                if (draft is not null) foreach (var _ in Generator.Generate(session, [tokens[0]], greedy, speculative with { Draft = null })) { }
+                else for (int i = 0; i < nGen; i++) one[0] = ArgMax(session.Evaluate(one));
                 if (rep > 0) tg.Add(nGen / Stopwatch.GetElapsedTime(start).TotalSeconds);
+            }
+            // Right after each plain run, on the same tokens and depth, so both see the same machine (interleaved).
+            if (nGen > 0 && draft is not null)
+            {
+                session.Truncate(nDepth);
+                long start = Stopwatch.GetTimestamp();
+                foreach (var _ in Generator.Generate(session, [tokens[0]], greedy, speculative)) { }
+                if (rep > 0) tgDraft.Add(nGen / Stopwatch.GetElapsedTime(start).TotalSeconds);
+                else warm = draft.Speculation;
             }
         }
         long bytes = model.File.Tensors.Sum(t => t.ByteSize);
-        return new Result(Mean(pp), Std(pp), Mean(tg), Std(tg), session.Threads, bytes, DecodeWeightBytes(model), Process.GetCurrentProcess().PeakWorkingSet64, session.KvCacheBytes);
+        var counted = draft?.Speculation;
+        var draftResult = draft is null || nGen == 0 ? null
+            : new DraftResult(Mean(tgDraft), Std(tgDraft), counted!.DraftedTokens - warm.DraftedTokens, counted.AcceptedTokens - warm.AcceptedTokens);
+        return new Result(Mean(pp), Std(pp), Mean(tg), Std(tg), session.Threads, bytes, DecodeWeightBytes(model), Process.GetCurrentProcess().PeakWorkingSet64, session.KvCacheBytes,
+            draftResult);
     }
 
     private static int ArgMax(ReadOnlySpan<float> logits)

@@ -43,16 +43,19 @@ internal static class GenerateCommand
         {
             return Run(StoreCommands.ResolveModel(p, p.GetValue(model)!), p.GetValue(prompt), p.GetValue(promptIds), p.GetValue(sampling.Count), sampling.Read(p),
                 p.GetValue(threads), p.GetValue(ctxSize), p.GetValue(json), p.GetValue(logits), p.GetValue(ignoreEos),
-                Arguments.ParseCacheType(p.GetValue(cacheType)), v => constraint.Compile(p, v), speculation.Read(p));
+                Arguments.ParseCacheType(p.GetValue(cacheType)), v => constraint.Compile(p, v), speculation.Read(p),
+                speculation.DraftModelPath(p), p.GetValue(speculation.DraftMax));
         });
         return cmd;
     }
 
     private static int Run(string path, string? promptText, string? promptIdsText, int count, SamplerOptions sampling,
         int threads, int ctxSize, bool json, bool withLogits, bool ignoreEos, Kaiyuan.Gguf.GgmlType cacheType,
-        Func<Tokenizer?, Constraints.GrammarConstraint?> grammar, int lookupDraft)
+        Func<Tokenizer?, Constraints.GrammarConstraint?> grammar, int lookupDraft, string? draftPath, int draftMax)
     {
         using var model = ModelLoader.Load(path);
+        using var draftModel = draftPath is null ? null : ModelLoader.Load(draftPath);
+        var draft = draftModel is null ? null : new Speculative.DraftModel(draftModel, model, draftMax);
         // A file without tokenizer metadata can still run from --prompt-ids; its output is then ids only.
         var tokenizer = model.File.Metadata.Contains("tokenizer.ggml.model") ? Tokenizer.FromGguf(model.File.Metadata) : null;
         // A raw prompt: the grammar applies from the first generated token.
@@ -84,6 +87,7 @@ internal static class GenerateCommand
             IsEndOfGeneration = tokenizer is null ? null : tokenizer.IsEndOfGeneration,
             Constraint = constraint,
             LookupDraftTokens = lookupDraft,
+            Draft = draft,
         };
         var ids = new List<int>();
         var allLogits = new List<float[]>();

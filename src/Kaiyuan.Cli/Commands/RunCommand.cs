@@ -54,6 +54,7 @@ internal static class RunCommand
             using var loaded = ModelLoader.Load(file);
             var type = Arguments.ParseCacheType(p.GetValue(cacheType));
             using var session = new InferenceSession(loaded, p.GetValue(ctxSize), p.GetValue(threads), type);
+            using var draftModel = speculation.DraftModelPath(p) is { } draftPath ? ModelLoader.Load(draftPath) : null;
             // Disposed last: it finishes writing the entries offered.
             using var store = p.GetValue(promptCache) is { } dir
                 ? PromptCacheStore.Open(dir, loaded, type, p.GetValue(promptCacheMax) << 20, message => Console.Error.WriteLine($"kaiyuan: {message}"))
@@ -68,6 +69,7 @@ internal static class RunCommand
                 MaxTokens = p.GetValue(samplingArgs.Count),
                 PromptCache = store,
                 LookupDraftTokens = speculation.Read(p),
+                Draft = draftModel is null ? null : new Speculative.DraftModel(draftModel, loaded, p.GetValue(speculation.DraftMax)),
             };
             if (constraintArgs.Compile(p, tokenizer) is { } grammar)
             {

@@ -52,6 +52,9 @@ internal static class ServeCommand
         cmd.SetAction(p =>
         {
             var models = Models(p, p.GetValue(model) ?? [], p.GetValue(allModels), p.GetValue(alias));
+            string? draftPath = speculation.DraftModelPath(p);
+            // A draft shares one model's vocabulary; the others would refuse it as they load.
+            if (draftPath is not null && models.Count > 1) throw new ArgumentException("--model-draft drafts for one model: serve a single -m");
             var options = new ServerOptions
             {
                 ModelPath = models[0].Path,
@@ -74,6 +77,8 @@ internal static class ServeCommand
                 PromptCacheDir = p.GetValue(promptCache),
                 PromptCacheMaxMiB = p.GetValue(promptCacheMax),
                 LookupDraftTokens = speculation.Read(p),
+                DraftModelPath = draftPath,
+                DraftModelTokens = p.GetValue(speculation.DraftMax),
                 StoreRoot = StoreCommands.StoreOf(p).Root,
             };
             return Serve(options).GetAwaiter().GetResult();

@@ -10,6 +10,11 @@ internal sealed class SpeculationArguments
         Description = "Prompt-lookup speculative decoding: propose the tokens that followed the last few tokens earlier in the text and verify them in one pass (same output, faster when the answer copies its input)",
     };
 
+    public Option<string> ModelDraft { get; } = new("--model-draft", "-md")
+    {
+        Description = "Speculative decoding with a draft model: a smaller GGUF (path or store reference) with the same vocabulary proposes tokens greedily and the model verifies them in one pass (same output; sampled output keeps its distribution). Not with --lookup",
+    };
+
     public Option<int> DraftMax { get; } = new("--draft-max") { Description = "Tokens proposed per step at most (generate and run use at most 6)", DefaultValueFactory = _ => 6 };
 
     public SpeculationArguments() => Arguments.Range(DraftMax, 1, 64, "must be between 1 and 64");
@@ -17,9 +22,18 @@ internal sealed class SpeculationArguments
     public void AddTo(Command command)
     {
         command.Options.Add(Lookup);
+        command.Options.Add(ModelDraft);
         command.Options.Add(DraftMax);
+        // One proposer per sequence: both would need a rule for merging proposals, which neither output would gain from.
+        command.Validators.Add(r =>
+        {
+            if (r.GetValue(Lookup) && r.GetValue(ModelDraft) is not null) r.AddError("choose one of --lookup and --model-draft");
+        });
     }
 
-    /// <summary>Draft tokens per step, 0 when speculation is off.</summary>
+    /// <summary>Prompt-lookup draft tokens per step, 0 when it is off.</summary>
     public int Read(ParseResult p) => p.GetValue(Lookup) ? p.GetValue(DraftMax) : 0;
+
+    /// <summary>The draft model's file (a store reference resolved), null when there is none.</summary>
+    public string? DraftModelPath(ParseResult p) => p.GetValue(ModelDraft) is { } given ? StoreCommands.ResolveModel(p, given) : null;
 }

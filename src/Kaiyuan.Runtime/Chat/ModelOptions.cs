@@ -41,4 +41,13 @@ public record ModelOptions
     /// retrieval) and leaves every output unchanged; 0: off.
     /// </summary>
     public int LookupDraftTokens { get; init; }
+    /// <summary>
+    /// Speculative decoding with a draft model (<c>--model-draft</c>): a smaller GGUF with the same vocabulary (e.g.
+    /// Qwen2.5-0.5B for Qwen2.5-7B) proposes each running request's next tokens greedily, with a KV cache of its own per
+    /// slot, and the model verifies them in its batched pass. Outputs are unchanged (sampled ones keep the model's
+    /// distribution). Not with <see cref="LookupDraftTokens"/>; null: none.
+    /// </summary>
+    public string? DraftModelPath { get; init; }
+    /// <summary>Tokens the draft model proposes per step at most (<c>--draft-max</c>).</summary>
+    public int DraftModelTokens { get; init; } = 6;
 }

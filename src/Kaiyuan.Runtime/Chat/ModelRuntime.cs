@@ -66,7 +66,7 @@ public sealed class ModelRuntime : IDisposable
     /// <summary>The KV pool and prefix cache now: blocks used, cached and free, hits and evictions so far.</summary>
     public KvCacheReport? Cache => Engine.Cache;
 
-    /// <summary>Prompt-lookup speculation so far (<see cref="ModelOptions.LookupDraftTokens"/>): tokens drafted and accepted; null where it is off.</summary>
+    /// <summary>Speculation so far (<see cref="ModelOptions.LookupDraftTokens"/> or <see cref="ModelOptions.DraftModelPath"/>): tokens drafted and accepted; null where it is off.</summary>
     public SpeculationReport? Speculation => Engine.Speculation;
 
     /// <summary>Token ids for <paramref name="text"/>.</summary>
@@ -113,8 +113,16 @@ public sealed class ModelRuntime : IDisposable
         // The scheduler's own pool: a pool serves one caller at a time.
         var pool = new WorkerPool(Math.Max(1, options.Threads));
         PromptCacheStore? store = null;
+        TransformerModel? draftModel = null;
         try
         {
+            Speculative.DraftModel? draft = null;
+            if (options.DraftModelPath is { } draftPath)
+            {
+                if (options.LookupDraftTokens > 0) throw new ArgumentException("choose one kind of speculation: prompt lookup or a draft model");
+                draftModel = ModelLoader.Load(draftPath);
+                draft = new Speculative.DraftModel(draftModel, model, Math.Max(1, options.DraftModelTokens));
+            }
             // The model's fingerprint is computed once, here, and only when the prompt cache is asked for.
             if (options.PromptCacheDir is { } dir)
                 store = PromptCacheStore.Open(dir, model, options.CacheType, options.PromptCacheMaxMiB << 20,
@@ -149,16 +157,18 @@ public sealed class ModelRuntime : IDisposable
                 CacheBytes = options.CacheRamMiB < 0 ? -1 : options.CacheRamMiB << 20,
                 PromptCache = store,
                 LookupDraft = options.LookupDraftTokens,
+                DraftModel = draft,
             }, pool);
             var description = Describe(model.File, engine.ContextLength, template);
             string name = options.Alias ?? Path.GetFileNameWithoutExtension(options.ModelPath);
-            return new ModelRuntime(name, codec, formatter, engine, description, new Owned(engine, store, model, pool));
+            return new ModelRuntime(name, codec, formatter, engine, description, new Owned(engine, store, model, pool, draftModel));
         }
         catch
         {
             store?.Dispose();
             pool.Dispose();
             model.Dispose();
+            draftModel?.Dispose();
             throw;
         }
     }
@@ -231,7 +241,7 @@ public sealed class ModelRuntime : IDisposable
     /// <summary>Stops the scheduler and unmaps the model file.</summary>
     public void Dispose() => _owned?.Dispose();
 
-    private sealed class Owned(ContinuousBatchScheduler engine, PromptCacheStore? store, TransformerModel model, WorkerPool pool) : IDisposable
+    private sealed class Owned(ContinuousBatchScheduler engine, PromptCacheStore? store, TransformerModel model, WorkerPool pool, TransformerModel? draft) : IDisposable
     {
         public void Dispose()
         {
@@ -239,6 +249,7 @@ public sealed class ModelRuntime : IDisposable
             store?.Dispose();
             pool.Dispose();
             model.Dispose();
+            draft?.Dispose();
         }
     }
 }

@@ -41,6 +41,14 @@ public sealed record GenerationOptions
     /// one token at a time.
     /// </summary>
     public int LookupDraftTokens { get; init; }
+    /// <summary>
+    /// Speculative decoding with a draft model (<c>--model-draft</c>): it proposes up to its
+    /// <see cref="Speculative.DraftModel.MaxDraft"/> tokens (at most 6 used) per step, greedily, and the session's model
+    /// verifies them in one batched pass. Outputs are the same as without it (sampled ones keep the distribution); it
+    /// keeps its state between generations on the same session, so a chat's next turn feeds it only what is new. Not
+    /// with <see cref="LookupDraftTokens"/>; null: none.
+    /// </summary>
+    public Speculative.DraftModel? Draft { get; init; }
 }
 
 /// <summary>
@@ -65,11 +73,15 @@ public static class Generator
         var mask = options.Constraint is null ? null : new ulong[(logits.Length + 63) >> 6];
         // At most 6 drafts, so the verifying pass (7 tokens) stays below the batch size where the matmuls switch to their
         // panel kernels: its rows then round exactly as single-token steps do, and greedy output is the same tokens.
-        var lookup = options.LookupDraftTokens > 0 && !session.Model.IsRecurrent
-            ? new Speculative.PromptLookup(Math.Min(options.LookupDraftTokens, Kernels.MatMul.PanelMinTokens - 2)) : null;
+        const int MaxVerified = Kernels.MatMul.PanelMinTokens - 2;
+        if (options.Draft is not null && options.LookupDraftTokens > 0)
+            throw new ArgumentException("choose one kind of speculation: prompt lookup or a draft model");
+        Speculative.IDraftProposer? proposer = options.Draft is { } draftModel ? draftModel.ProposerFor(session)
+            : options.LookupDraftTokens > 0 && !session.Model.IsRecurrent ? new Speculative.PromptLookup(Math.Min(options.LookupDraftTokens, MaxVerified))
+            : null;
         // A speculative pass fed [token, draft…] and got a row of logits after each; the rows are used in turn while the
         // sampled tokens agree with the draft, and the cache is cut back at the first that does not.
-        var fed = new int[1 + (lookup?.MaxDraft ?? 0)];
+        var fed = new int[1 + Math.Min(proposer?.MaxDraft ?? 0, MaxVerified)];
         float[]? rows = null;
         int fedCount = 0, row = 0, passStart = 0;
         for (int produced = 0; options.MaxTokens < 0 || produced < options.MaxTokens; produced++)
@@ -97,18 +109,18 @@ public static class Generator
                     row++;
                     continue;
                 }
-                lookup!.Observe(fedCount - 1, row);
+                proposer!.Observe(fedCount - 1, row);
                 session.Truncate(passStart + row + 1);
                 rows = null;
             }
             if (session.Position >= session.ContextLength) yield break;
             int drafted = 0;
-            if (lookup is not null)
+            if (proposer is not null)
             {
                 // Never past the context or the token limit: a draft beyond either could not be kept.
                 int room = Math.Min(session.ContextLength - session.Position - 1,
                     options.MaxTokens < 0 ? int.MaxValue : options.MaxTokens - produced - 2);
-                drafted = lookup.Propose(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(history), fed.AsSpan(1), room);
+                drafted = proposer.Propose(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(history), fed.AsSpan(1), room);
             }
             if (drafted == 0)
             {

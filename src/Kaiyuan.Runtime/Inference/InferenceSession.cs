@@ -72,6 +72,8 @@ public sealed class InferenceSession : IDisposable
     /// <summary>Tokens the session can hold: positions run from 0 to <c>ContextLength - 1</c>.</summary>
     public int ContextLength => _cache.ContextLength;
     internal KvCache Cache => _cache;
+    /// <summary>The worker threads it computes on (a draft model's session for it shares them).</summary>
+    internal WorkerPool Pool => _ctx.Pool;
     /// <summary>Bytes the KV cache holds in memory now (it grows with the tokens evaluated).</summary>
     public long KvCacheBytes => _cache.ResidentBytes;
     /// <summary>Worker threads the session's kernels run on.</summary>

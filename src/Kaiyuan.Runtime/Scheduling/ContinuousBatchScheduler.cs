@@ -42,6 +42,12 @@ internal sealed record SchedulerOptions
     /// step and verified in the same batched pass (0: off). Outputs are unchanged; hybrid models do not speculate.
     /// </summary>
     public int LookupDraft { get; init; }
+    /// <summary>
+    /// Speculation with a draft model: each decoding sequence's next tokens (up to its
+    /// <see cref="Speculative.DraftModel.MaxDraft"/>) proposed greedily by the draft, which keeps a KV cache per slot,
+    /// and verified in the same batched pass. Not with <see cref="LookupDraft"/>; null: none.
+    /// </summary>
+    public Speculative.DraftModel? DraftModel { get; init; }
 }
 
 internal enum EmbeddingPooling { Mean, Cls, Last }
@@ -77,6 +83,8 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
     private readonly bool[] _want;
     private readonly Sequence[] _rowOwner;
     private readonly int _maxDraft;
+    // A draft model's state per slot (made at the slot's first decode step): the sequence on a slot proposes through it.
+    private readonly Speculative.DraftModelProposer?[] _draftStates;
     private float[] _lse = [];
     private int _pendingCount, _busy;
     private long _admissions, _prefillTokens, _preemptions, _draftedTokens, _acceptedDrafts;
@@ -97,8 +105,14 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         _cache = model.CreateCache(options.Slots + 1, ContextLength, options.CacheType, CapacityBlocks(model, options, ContextLength));
         _prefix = new PrefixCache(_cache, enabled: options.CacheBytes != 0) { Store = options.PromptCache };
         _stats = _prefix.Stats;
-        // A hybrid model's recurrent state cannot take back rejected draft tokens.
-        _maxDraft = model.IsRecurrent ? 0 : Math.Max(0, options.LookupDraft);
+        if (options.DraftModel is { } draft)
+        {
+            if (options.LookupDraft > 0) throw new ArgumentException("choose one kind of speculation: prompt lookup or a draft model");
+            if (draft.Target != model) throw new ArgumentException("the draft model was made for another target model");
+        }
+        // A hybrid model's recurrent state cannot take back rejected draft tokens (a draft model refuses one).
+        _maxDraft = options.DraftModel?.MaxDraft ?? (model.IsRecurrent ? 0 : Math.Max(0, options.LookupDraft));
+        _draftStates = new Speculative.DraftModelProposer?[options.DraftModel is null ? 0 : options.Slots];
         int decodeRows = options.Slots * (1 + _maxDraft);
         _batch = new ForwardBatch(decodeRows + options.PrefillChunk);
         _ctx = new ForwardContext(_batch, _cache, _workspace, pool ?? WorkerPool.Shared);
@@ -351,7 +365,7 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
             }
             if (drafted > 0)
             {
-                seq.Lookup!.Observe(drafted, accepted);
+                seq.Proposer!.Observe(drafted, accepted);
                 Interlocked.Add(ref _draftedTokens, drafted);
                 Interlocked.Add(ref _acceptedDrafts, accepted);
             }
@@ -360,18 +374,23 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
     }
 
     /// <summary>
-    /// Proposes a decoding sequence's next tokens from its own earlier text and adds them after its token, each with
-    /// its logits wanted. Only where they fit its context, token limit and blocks it can get: speculation never
-    /// preempts anyone.
+    /// Proposes a decoding sequence's next tokens (from its own earlier text, or by the draft model on its slot) and adds
+    /// them after its token, each with its logits wanted. Only where they fit its context, token limit and blocks it can
+    /// get: speculation never preempts anyone.
     /// </summary>
     private void AddDraft(Sequence seq, ref int rows)
     {
         if (_maxDraft == 0) return;
         int room = ContextLength - seq.Cached - 1;
         if (seq.Request.MaxTokens >= 0) room = Math.Min(room, seq.Request.MaxTokens - seq.Generated - 1);
-        seq.Lookup ??= new Speculative.PromptLookup(_maxDraft);
+        if (room <= 0) return;
+        // A slot's draft state is the sequence's own while it holds the slot: a sequence preempted and resumed elsewhere
+        // brings the new slot's draft cache up to date with its history (the cache is cut back to what they share).
+        if (_options.DraftModel is { } draftModel)
+            seq.Proposer = _draftStates[seq.Slot] ??= draftModel.CreateProposer(ContextLength, _ctx.Pool);
+        else seq.Proposer ??= new Speculative.PromptLookup(_maxDraft);
         seq.Draft ??= new int[_maxDraft];
-        int k = seq.Lookup.Propose(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(seq.History), seq.Draft, room);
+        int k = seq.Proposer.Propose(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(seq.History), seq.Draft, room);
         if (k == 0 || !_prefix.Reserve(seq.Slot, seq.Cached + k)) return;
         for (int i = 0; i < k; i++)
         {
@@ -644,8 +663,8 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         public ulong GenerationState { get; set; }
         /// <summary>This step's tokens end on a block boundary (set as they are added, cleared once the step is done).</summary>
         public bool ReachedBoundary { get; set; }
-        /// <summary>Prompt-lookup drafting for this sequence (made at its first decode step when speculation is on).</summary>
-        public Speculative.PromptLookup? Lookup { get; set; }
+        /// <summary>Who drafts for this sequence: its prompt lookup (made at its first decode step when speculation is on), or its slot's draft model state.</summary>
+        public Speculative.IDraftProposer? Proposer { get; set; }
         /// <summary>The draft tokens of the step in flight; <see cref="Drafted"/> of them are in the batch after its token.</summary>
         public int[]? Draft { get; set; }
         public int Drafted { get; set; }

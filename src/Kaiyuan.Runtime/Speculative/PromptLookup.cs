@@ -6,7 +6,7 @@ namespace Kaiyuan.Speculative;
 /// edits, retrieval-augmented answers, extraction — and free elsewhere, as nothing is proposed without a match. The
 /// target model checks every proposal in one batched pass, so the output does not change.
 /// </summary>
-internal sealed class PromptLookup(int maxDraft, int maxNgram = 3, int minNgram = 2)
+internal sealed class PromptLookup(int maxDraft, int maxNgram = 3, int minNgram = 2) : IDraftProposer
 {
     /// <summary>Most tokens proposed at once.</summary>
     public int MaxDraft { get; } = Math.Max(1, maxDraft);

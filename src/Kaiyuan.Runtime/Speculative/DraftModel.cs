@@ -1,0 +1,171 @@
+using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
+using Kaiyuan.Inference;
+using Kaiyuan.Kernels;
+using Kaiyuan.Models;
+
+namespace Kaiyuan.Speculative;
+
+/// <summary>
+/// Speculative decoding with a draft model (<c>--model-draft</c>): a smaller model with the target's vocabulary proposes
+/// the next tokens greedily and the target verifies them all in one batched pass. A draft token is kept exactly when the
+/// token sampled from the target's own distribution equals it; for a greedy (deterministic) draft that is speculative
+/// sampling's accept/reject rule, so greedy output is the target's token for token and sampled output keeps its
+/// distribution. The draft keeps its own KV cache per sequence, cut back to the accepted tokens and fed only what is new.
+/// Not thread-safe: one generation at a time uses it (the server gives each slot its own state).
+/// </summary>
+public sealed class DraftModel
+{
+    /// <summary>
+    /// A draft for <paramref name="target"/>: <paramref name="model"/> must share its vocabulary (the same token texts for
+    /// the same ids; the embedding tables may differ by a few padding rows) and neither may be a hybrid model, whose
+    /// recurrent state cannot take back rejected tokens.
+    /// </summary>
+    /// <param name="model">The draft model (not owned).</param>
+    /// <param name="target">The model whose output it speeds up (not owned).</param>
+    /// <param name="maxDraft">Tokens proposed per step at most (a single sequence verifies at most 6).</param>
+    /// <exception cref="ArgumentException">The vocabularies differ, or a model is hybrid.</exception>
+    public DraftModel(TransformerModel model, TransformerModel target, int maxDraft = 6)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(target);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxDraft, 1);
+        EnsureCompatible(model, target);
+        Model = model;
+        Target = target;
+        MaxDraft = maxDraft;
+    }
+
+    /// <summary>The draft model.</summary>
+    public TransformerModel Model { get; }
+    /// <summary>The model it drafts for.</summary>
+    public TransformerModel Target { get; }
+    /// <summary>Tokens proposed per step at most.</summary>
+    public int MaxDraft { get; }
+
+    private DraftModelProposer? _single;
+    private long _drafted, _accepted;
+
+    /// <summary>Tokens this draft proposed and the target verified so far, and how many of them it accepted (every sequence together).</summary>
+    public Scheduling.SpeculationReport Speculation => new(Interlocked.Read(ref _drafted), Interlocked.Read(ref _accepted));
+
+    internal void Count(int proposed, int accepted)
+    {
+        Interlocked.Add(ref _drafted, proposed);
+        Interlocked.Add(ref _accepted, accepted);
+    }
+
+    /// <summary>
+    /// The draft state that follows one single-sequence session (kept across generations, so a chat's next turn feeds
+    /// the draft only what changed).
+    /// </summary>
+    internal DraftModelProposer ProposerFor(InferenceSession target)
+    {
+        if (target.Model != Target) throw new ArgumentException("the draft model was made for another target model");
+        if (_single is null || _single.Session.ContextLength != target.ContextLength || _single.Session.Pool != target.Pool)
+            _single = CreateProposer(target.ContextLength, target.Pool);
+        return _single;
+    }
+
+    /// <summary>A fresh draft state (its own KV cache) for one sequence at a time, computing on <paramref name="pool"/>.</summary>
+    internal DraftModelProposer CreateProposer(int contextLength, WorkerPool pool) =>
+        new(this, new InferenceSession(Model, contextLength, pool));
+
+    /// <summary>Throws a one-line <see cref="ArgumentException"/> when <paramref name="draft"/> cannot draft for <paramref name="target"/>.</summary>
+    private static void EnsureCompatible(TransformerModel draft, TransformerModel target)
+    {
+        string draftName = Path.GetFileName(draft.File.Path), targetName = Path.GetFileName(target.File.Path);
+        if (draft.IsRecurrent || target.IsRecurrent)
+            throw new ArgumentException($"{(draft.IsRecurrent ? draftName : targetName)} is a hybrid model: its recurrent state cannot take back rejected draft tokens, so it cannot use a draft model");
+        const string Tokens = "tokenizer.ggml.tokens";
+        string[] d = draft.File.Metadata.Contains(Tokens) ? draft.File.Metadata.GetStringArray(Tokens)
+            : throw new ArgumentException($"{draftName} has no vocabulary to compare with {targetName}'s");
+        string[] t = target.File.Metadata.Contains(Tokens) ? target.File.Metadata.GetStringArray(Tokens)
+            : throw new ArgumentException($"{targetName} has no vocabulary to compare with {draftName}'s");
+        // Models of one family may pad their token lists differently (Qwen2.5 0.5B and 7B); the ids both have must agree.
+        const int Padding = 128;
+        int mismatch = -1;
+        for (int i = 0; i < Math.Min(d.Length, t.Length) && mismatch < 0; i++)
+            if (!string.Equals(d[i], t[i], StringComparison.Ordinal)) mismatch = i;
+        if (mismatch >= 0 || Math.Abs(d.Length - t.Length) > Padding)
+            throw new ArgumentException(mismatch >= 0
+                ? $"the draft model {draftName} has another vocabulary than {targetName} (token {mismatch} differs); a draft model must share the target's vocabulary"
+                : $"the draft model {draftName} has another vocabulary than {targetName} ({d.Length} tokens against {t.Length}); a draft model must share the target's vocabulary");
+    }
+}
+
+/// <summary>
+/// One sequence's draft state: a session over the draft model that holds the sequence's tokens, and how many to propose.
+/// Each proposal first cuts the draft's cache back to what it shares with the history (the accepted tokens), feeds the
+/// rest (usually one or two tokens), then takes the draft's greedy choice token by token.
+/// </summary>
+internal sealed class DraftModelProposer(DraftModel owner, InferenceSession session) : IDraftProposer
+{
+    // The tokens in the session's cache, from position 0 (its Position is their count).
+    private readonly List<int> _fed = [];
+    private readonly int[] _next = new int[1];
+    // As prompt lookup: proposals shrink after a miss and grow back while they are taken whole, so a stretch the draft
+    // guesses badly costs few draft passes and verified rows.
+    private int _budget = owner.MaxDraft;
+    // Unlike a lookup, which proposes nothing without a match, a draft always has a guess; when even its first token
+    // keeps missing, each guess costs a draft pass and a wider verify, so it sits out a growing number of steps.
+    private int _pause, _pauseLength;
+    private readonly int _targetVocab = owner.Target.VocabSize;
+
+    private const int MaxPause = 16;
+
+    public InferenceSession Session { get; } = session;
+    public int MaxDraft { get; } = owner.MaxDraft;
+
+    public int Propose(ReadOnlySpan<int> history, Span<int> draft, int room)
+    {
+        // Drafts fed back take positions up to history.Length + limit - 2.
+        int limit = Math.Min(Math.Min(_budget, room), Math.Min(draft.Length, Session.ContextLength - history.Length + 1));
+        if (limit <= 0 || history.IsEmpty) return 0;
+        if (_pause > 0)
+        {
+            _pause--;
+            return 0;
+        }
+        try
+        {
+            int keep = history.CommonPrefixLength(CollectionsMarshal.AsSpan(_fed));
+            // Everything is already in the cache: the last token is fed again for the logits after it.
+            if (keep == history.Length) keep--;
+            Session.Truncate(keep);
+            _fed.RemoveRange(keep, _fed.Count - keep);
+            var fresh = history[keep..];
+            var logits = Session.Evaluate(fresh);
+            _fed.AddRange(fresh);
+            int n = 0;
+            while (true)
+            {
+                int id = TensorPrimitives.IndexOfMax(logits);
+                // A padding row beyond the target's vocabulary is no token it could produce.
+                if (id >= _targetVocab) break;
+                draft[n++] = id;
+                if (n == limit) break;
+                _next[0] = id;
+                logits = Session.Evaluate(_next);
+                _fed.Add(id);
+            }
+            return n;
+        }
+        catch
+        {
+            // The cache and the record of it may disagree now: start over next time.
+            Session.Reset();
+            _fed.Clear();
+            throw;
+        }
+    }
+
+    public void Observe(int proposed, int accepted)
+    {
+        if (proposed == 0) return;
+        owner.Count(proposed, accepted);
+        _pauseLength = accepted > 0 ? 0 : Math.Min(2 * _pauseLength + 1, MaxPause);
+        _pause = _pauseLength;
+        _budget = accepted == proposed ? Math.Min(MaxDraft, _budget + 2) : Math.Max(1, accepted + 1);
+    }
+}
