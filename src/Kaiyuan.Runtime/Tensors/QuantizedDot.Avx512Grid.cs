@@ -65,27 +65,34 @@ internal static unsafe partial class Avx2Dot
             var signBytes = Avx512Vbmi.PermuteVar64x8x2(signs0, fields, signs1);
             var multipliers = (fields & multiplierBits) | multiplierOne;
 
-            var sums = Vector512<int>.Zero;
+            // The four steps written out: as a loop the JIT kept its counter and control offsets in scalar registers.
             sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
-            for (int step = 0; step < 4; step++, q8 += 64)
-            {
-                byte* control = stepControls + 192 * step;
-                var points = Avx512BW.PermuteVar32x16(code, Vector512.Load((short*)control)).AsUInt64();
-                var magnitudes = Avx512Vbmi.PermuteVar64x8(levels, Avx512Vbmi.MultiShift(coordinateShifts, points));
-
-                var groupSigns = Avx512Vbmi.PermuteVar64x8(signBytes, Vector512.Load(control + 64));
-                var negative = ~Vector512.Equals(groupSigns & laneBits, Vector512<byte>.Zero);
-                var activations = Vector512.Load(q8);
-                activations = Vector512.ConditionalSelect(negative.AsSByte(), Vector512<sbyte>.Zero - activations, activations);
-
-                var stepMultipliers = Avx512Vbmi.PermuteVar64x8(multipliers, Vector512.Load(control + 128)).AsInt16();
-                sums += Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(magnitudes, activations), stepMultipliers);
-            }
+            var sums = Iq2XxsStep(code, signBytes, multipliers, q8, stepControls, levels, coordinateShifts, laneBits)
+                + Iq2XxsStep(code, signBytes, multipliers, q8 + 64, stepControls + 192, levels, coordinateShifts, laneBits)
+                + Iq2XxsStep(code, signBytes, multipliers, q8 + 128, stepControls + 384, levels, coordinateShifts, laneBits)
+                + Iq2XxsStep(code, signBytes, multipliers, q8 + 192, stepControls + 576, levels, coordinateShifts, laneBits);
 
             acc = BlockFma(GridScale(GgmlType.IQ2_XXS, x) * *(float*)(y + BlockLayouts.Q8_K.D), sums.GetLower() + sums.GetUpper(), acc);
         }
 
         return GridUnit(GgmlType.IQ2_XXS) * HorizontalSum(acc);
+    }
+
+    /// <summary>One step of <see cref="Iq2XxsVbmi"/>: 64 weights placed from the block's decoded vectors and multiplied.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Iq2XxsStep(Vector512<short> code, Vector512<byte> signBytes, Vector512<byte> multipliers, sbyte* q8, byte* control,
+        Vector512<byte> levels, Vector512<byte> coordinateShifts, Vector512<byte> laneBits)
+    {
+        var points = Avx512BW.PermuteVar32x16(code, Vector512.Load((short*)control)).AsUInt64();
+        var magnitudes = Avx512Vbmi.PermuteVar64x8(levels, Avx512Vbmi.MultiShift(coordinateShifts, points));
+
+        var groupSigns = Avx512Vbmi.PermuteVar64x8(signBytes, Vector512.Load(control + 64));
+        var negative = ~Vector512.Equals(groupSigns & laneBits, Vector512<byte>.Zero);
+        var activations = Vector512.Load(q8);
+        activations = Vector512.ConditionalSelect(negative.AsSByte(), Vector512<sbyte>.Zero - activations, activations);
+
+        var stepMultipliers = Avx512Vbmi.PermuteVar64x8(multipliers, Vector512.Load(control + 128)).AsInt16();
+        return Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(magnitudes, activations), stepMultipliers);
     }
 
     /// <summary>
