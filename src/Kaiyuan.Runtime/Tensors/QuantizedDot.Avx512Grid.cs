@@ -57,8 +57,9 @@ internal static unsafe partial class Avx2Dot
             var qs = Vector512.Load(x + BlockLayouts.IQ2_XXS.Qs);
 
             var indices = Avx512Vbmi.PermuteVar64x8(qs, indexBytes).AsInt16();
-            var bit6 = ~Vector512.Equals(indices & Vector512.Create((short)0x40), Vector512<short>.Zero);
-            var bit7 = ~Vector512.Equals(indices & Vector512.Create((short)0x80), Vector512<short>.Zero);
+            // Index bits 6 and 7 spread over their lanes by shifts (a compare went through a mask register and back).
+            var bit6 = Vector512.ShiftRightArithmetic(indices << 9, 15);
+            var bit7 = Vector512.ShiftRightArithmetic(indices << 8, 15);
             var low = Vector512.ConditionalSelect(bit6, Avx512BW.PermuteVar32x16x2(codes2, indices, codes3), Avx512BW.PermuteVar32x16x2(codes0, indices, codes1));
             var high = Vector512.ConditionalSelect(bit6, Avx512BW.PermuteVar32x16x2(codes6, indices, codes7), Avx512BW.PermuteVar32x16x2(codes4, indices, codes5));
             var code = Vector512.ConditionalSelect(bit7, high, low);
