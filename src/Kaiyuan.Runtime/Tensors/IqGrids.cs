@@ -31,7 +31,7 @@ internal static class IqGrids
     /// The 2-bit grids' three magnitudes: near 1, 3 and 5 in units of 1/8, the middle and top nudged up (25 and 43,
     /// not 24 and 40) as the format defines them.
     /// </summary>
-    private static ReadOnlySpan<byte> Iq2Levels => [0x08, 0x19, 0x2B];
+    internal static ReadOnlySpan<byte> Iq2Levels => [0x08, 0x19, 0x2B];
 
     /// <summary>IQ3_XXS's eight magnitudes: 4·(2l+1) for l below 7, the top one 62.</summary>
     private static ReadOnlySpan<byte> Iq3XxsLevels => [0x04, 0x0C, 0x14, 0x1C, 0x24, 0x2C, 0x34, 0x3E];

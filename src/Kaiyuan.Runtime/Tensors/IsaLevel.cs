@@ -15,7 +15,7 @@ internal enum IsaLevel
     /// <summary>As <see cref="Avx2"/>, with AVX-VNNI vpdpbusd for the int8 block sums (same integers).</summary>
     AvxVnni,
 
-    /// <summary>As <see cref="AvxVnni"/> where available, plus 512-bit float kernels (F32/F16/BF16).</summary>
+    /// <summary>As <see cref="AvxVnni"/> where available, plus 512-bit float kernels (F32/F16/BF16) and, with VBMI, the IQ2_XXS row dot.</summary>
     Avx512,
 
     /// <summary>Arm64 AdvSimd with the dot-product extension (sdot), 128-bit (<see cref="NeonDot"/>).</summary>

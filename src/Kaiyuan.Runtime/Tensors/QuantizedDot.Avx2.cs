@@ -19,17 +19,17 @@ internal static unsafe partial class Avx2Dot
     /// <param name="a">The activation row's bytes, as <see cref="QuantizedDot.QuantizeActivations"/> writes them.</param>
     /// <param name="n">Elements per row.</param>
     /// <param name="vnni">Form int8 block sums with AVX-VNNI.</param>
-    /// <param name="wideFloat">Use 512-bit vectors for the float types (same lane layout, same result).</param>
-    public static float Dot(GgmlType weightType, ReadOnlySpan<byte> w, ReadOnlySpan<byte> a, int n, bool vnni, bool wideFloat)
+    /// <param name="wide">Use the 512-bit kernels where one exists: the float types, and IQ2_XXS where the CPU has VBMI (same lane layout, same result).</param>
+    public static float Dot(GgmlType weightType, ReadOnlySpan<byte> w, ReadOnlySpan<byte> a, int n, bool vnni, bool wide)
     {
         fixed (byte* x = w)
         fixed (byte* y = a)
         {
             return weightType switch
             {
-                GgmlType.F32 => FloatDot.F32(x, y, n, wide: wideFloat),
-                GgmlType.F16 => FloatDot.F16(x, y, n, wide: wideFloat),
-                GgmlType.BF16 => FloatDot.BF16(x, y, n, wide: wideFloat),
+                GgmlType.F32 => FloatDot.F32(x, y, n, wide: wide),
+                GgmlType.F16 => FloatDot.F16(x, y, n, wide: wide),
+                GgmlType.BF16 => FloatDot.BF16(x, y, n, wide: wide),
                 GgmlType.Q4_0 => Block32<Q4Block>(x, y, n / BlockLayouts.QK, vnni),
                 GgmlType.Q4_1 => Q4_1(x, y, n / BlockLayouts.QK, vnni),
                 GgmlType.Q5_0 => Block32<Q5Block>(x, y, n / BlockLayouts.QK, vnni),
@@ -44,7 +44,7 @@ internal static unsafe partial class Avx2Dot
                 GgmlType.IQ4_XS => Iq4XsTile1(x, y, n / BlockLayouts.QK_K),
                 GgmlType.TQ1_0 => TQ1_0(x, y, n / BlockLayouts.QK_K, vnni),
                 GgmlType.TQ2_0 => TQ2_0(x, y, n / BlockLayouts.QK_K, vnni),
-                _ when IqGridDecoder.Handles(weightType) => GridQuant(weightType, x, y, n / BlockLayouts.QK_K),
+                _ when IqGridDecoder.Handles(weightType) => GridQuant(weightType, x, y, n / BlockLayouts.QK_K, wide),
                 _ => throw new NotSupportedException($"No vector dot for {weightType}."),
             };
         }

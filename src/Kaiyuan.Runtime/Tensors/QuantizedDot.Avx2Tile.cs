@@ -132,7 +132,7 @@ internal static unsafe partial class Avx2Dot
             GgmlType.Q4_K => Q4_K(x, y, n / BlockLayouts.QK_K),
             GgmlType.IQ4_XS => Iq4XsTile1(x, y, n / BlockLayouts.QK_K),
             GgmlType.Q6_K => Q6KScaled(x, y, (short*)side, n / BlockLayouts.QK_K),
-            _ when IqGridDecoder.Handles(weightType) => GridQuant(weightType, x, y, n / BlockLayouts.QK_K),
+            _ when IqGridDecoder.Handles(weightType) => GridQuant(weightType, x, y, n / BlockLayouts.QK_K, IsaLevels.Best == IsaLevel.Avx512),
             _ => throw new NotSupportedException($"No scaled dot for {weightType}."),
         };
     }

@@ -185,10 +185,11 @@ internal static class QuantizedDot
     /// <summary>The dot on an explicit instruction-set tier (tests compare the tiers); arguments are not re-checked.</summary>
     internal static float VecDot(GgmlType weightType, ReadOnlySpan<byte> weightRow, ReadOnlySpan<byte> activationRow, int n, IsaLevel isa) => isa switch
     {
-        IsaLevel.Avx2 => Avx2Dot.Dot(weightType, weightRow, activationRow, n, vnni: false, wideFloat: false),
-        IsaLevel.AvxVnni => Avx2Dot.Dot(weightType, weightRow, activationRow, n, vnni: true, wideFloat: false),
-        // llama.cpp's integer kernels stay 256-bit on AVX-512 machines; only the float types widen.
-        IsaLevel.Avx512 => Avx2Dot.Dot(weightType, weightRow, activationRow, n, vnni: AvxVnni.IsSupported, wideFloat: true),
+        IsaLevel.Avx2 => Avx2Dot.Dot(weightType, weightRow, activationRow, n, vnni: false, wide: false),
+        IsaLevel.AvxVnni => Avx2Dot.Dot(weightType, weightRow, activationRow, n, vnni: true, wide: false),
+        // llama.cpp's integer kernels stay 256-bit on AVX-512 machines; the float types widen, and IQ2_XXS where VBMI
+        // decodes its grid in registers (its lanes fold back to the 256-bit layout, so every tier agrees to the bit).
+        IsaLevel.Avx512 => Avx2Dot.Dot(weightType, weightRow, activationRow, n, vnni: AvxVnni.IsSupported, wide: true),
         IsaLevel.Neon => NeonDot.Dot(weightType, weightRow, activationRow, n),
         _ => ScalarDot.Dot(weightType, weightRow, activationRow, n),
     };

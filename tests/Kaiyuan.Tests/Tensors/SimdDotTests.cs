@@ -118,4 +118,79 @@ public class SimdDotTests
             }
         }
     }
+
+    /// <summary>
+    /// IQ2_XXS's VBMI kernel (the AVX-512 tier where the CPU has VBMI) against the AVX2 kernel to the bit, and against
+    /// the scalar reference, on rows that use every grid index and every sign field in every position of a step, the
+    /// extreme sub-block scales (0 and 15), extreme block scales and activations at ±127.
+    /// </summary>
+    [Fact]
+    public void Iq2XxsVbmiKernelMatchesAvx2OnEveryIndexAndSign()
+    {
+        if (!IsaLevels.IsSupported(IsaLevel.Avx512) || !Avx2Dot.HasVbmi)
+        {
+            Assert.Skip("This machine has no AVX-512 VBMI; the IQ2_XXS dot runs the AVX2 grid kernel here.");
+        }
+
+        const int blocks = 24, n = blocks * 256;
+        var random = new Random(2026);
+        float[] blockScales = [1e-3f, 60000f, 6.1e-5f, 5.96e-8f, 0.5f, 1f];
+        var activationType = QuantizedDot.ActivationType(GgmlType.IQ2_XXS);
+        for (int trial = 0; trial < 12; trial++)
+        {
+            var weights = new byte[GgmlTypeInfo.RowBytes(GgmlType.IQ2_XXS, n)];
+            for (int b = 0; b < blocks; b++)
+            {
+                Span<byte> block = weights.AsSpan(b * BlockLayouts.IQ2_XXS.Size, BlockLayouts.IQ2_XXS.Size);
+                float d = b < blockScales.Length ? blockScales[b] : (float)(random.NextDouble() * 0.02);
+                BinaryPrimitives.WriteUInt16LittleEndian(block, Half16.FromSingle(trial % 2 == 0 ? d : -d));
+                for (int sub = 0; sub < 8; sub++)
+                {
+                    // Group g of the row takes index g + trial (mod 256) and sign field 37·g + trial (mod 128), so the row
+                    // holds each index and field several times, each in a different group position from trial to trial.
+                    int scale = ((b + sub) % 4) switch { 0 => 0, 1 => 15, _ => random.Next(16) };
+                    uint packed = (uint)scale << 28;
+                    for (int g = 0; g < 4; g++)
+                    {
+                        int group = 32 * b + 4 * sub + g;
+                        block[BlockLayouts.IQ2_XXS.Qs + 8 * sub + g] = (byte)(group + trial);
+                        packed |= (uint)((37 * group + trial) & 127) << (7 * g);
+                    }
+
+                    BinaryPrimitives.WriteUInt32LittleEndian(block[(BlockLayouts.IQ2_XXS.Qs + 8 * sub + 4)..], packed);
+                }
+            }
+
+            float[] x = QuantizedDotTests.RandomActivations(n, 100 + trial);
+            if (trial % 3 == 0)
+            {
+                // Every activation at the top of its block's range: quantized to ±127.
+                for (int i = 0; i < n; i++) x[i] = random.Next(2) == 0 ? 4f : -4f;
+            }
+
+            var activations = new byte[GgmlTypeInfo.RowBytes(activationType, n)];
+            QuantizedDot.QuantizeActivations(activationType, x, activations);
+
+            float avx2 = QuantizedDot.VecDot(GgmlType.IQ2_XXS, weights, activations, n, IsaLevel.Avx2);
+            float vbmi = QuantizedDot.VecDot(GgmlType.IQ2_XXS, weights, activations, n, IsaLevel.Avx512);
+            float scalar = QuantizedDot.VecDot(GgmlType.IQ2_XXS, weights, activations, n, IsaLevel.Scalar);
+            Assert.Equal(BitConverter.SingleToInt32Bits(avx2), BitConverter.SingleToInt32Bits(vbmi));
+            var w = new float[n];
+            var a = new float[n];
+            Dequantize.Row(GgmlType.IQ2_XXS, weights, w);
+            Dequantize.Row(activationType, activations, a);
+            double magnitude = 0;
+            for (int i = 0; i < n; i++) magnitude += Math.Abs((double)w[i] * a[i]);
+            Assert.True(Math.Abs(vbmi - scalar) <= 1e-5 * magnitude, $"trial {trial}: vbmi {vbmi} vs scalar {scalar} (sum |w*a| = {magnitude:G4})");
+
+            // Each block alone too, so a block's error cannot hide in the row's sum.
+            for (int b = 0; b < blocks; b++)
+            {
+                var wb = weights.AsSpan(b * BlockLayouts.IQ2_XXS.Size, BlockLayouts.IQ2_XXS.Size);
+                var ab = activations.AsSpan(b * BlockLayouts.Q8_K.Size, BlockLayouts.Q8_K.Size);
+                Assert.Equal(BitConverter.SingleToInt32Bits(QuantizedDot.VecDot(GgmlType.IQ2_XXS, wb, ab, 256, IsaLevel.Avx2)),
+                    BitConverter.SingleToInt32Bits(QuantizedDot.VecDot(GgmlType.IQ2_XXS, wb, ab, 256, IsaLevel.Avx512)));
+            }
+        }
+    }
 }

@@ -1,0 +1,153 @@
+using Kaiyuan.Gguf;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+using static Kaiyuan.Tensors.IqGridKernels;
+
+namespace Kaiyuan.Tensors;
+
+internal static unsafe partial class Avx2Dot
+{
+    /// <summary>True when <see cref="Iq2XxsVbmi"/> can run: 512-bit byte permutes (AVX-512 VBMI) besides AVX-512 BW.</summary>
+    internal static bool HasVbmi => Avx512Vbmi.IsSupported && Avx512BW.IsSupported;
+
+    /// <summary>
+    /// An IQ2_XXS row against Q8_K, decoded in registers without a scalar table load: the AVX2 kernel's grid and sign
+    /// loads, each a load plus a vector insert per 8 weights, bound it by decoding (0.42× Q4_K's speed per weight byte).
+    /// Once per block, the 32 groups' 16-bit point codes (2 bits per coordinate) are looked up at once, one group per
+    /// 16-bit lane (word permutes over four 64-entry tables, chosen by index bits 6 and 7), the 32 sign fields completed
+    /// by a 128-byte table permute and the 8 multipliers 2s+1 formed; codes and sign bytes are then gathered so that
+    /// qword g holds those of group g of each of the four steps. Per 64 weights (two sub-blocks) a multishift brings
+    /// coordinate j's 2 bits of its qword's code for the step to byte j, and a permute maps them to 8, 25 or 43; a second
+    /// multishift brings bit j of the step's sign byte to byte j's sign bit, the mask that negates the activations.
+    /// Lanes 0–7 of the int32 sums hold elements 4k..4k+3 of the first sub-block, lanes 8–15 of the second, each times
+    /// its multiplier; the two halves added give the AVX2 kernel's eight lanes exactly, so the float arithmetic after
+    /// them, and the result, is the same to the bit.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float Iq2XxsVbmi(byte* x, byte* y, int blocks)
+    {
+        byte* tables = Iq2XxsVbmiTables;
+        var codes0 = Vector512.Load((short*)tables); var codes1 = Vector512.Load((short*)(tables + 64));
+        var codes2 = Vector512.Load((short*)(tables + 128)); var codes3 = Vector512.Load((short*)(tables + 192));
+        var codes4 = Vector512.Load((short*)(tables + 256)); var codes5 = Vector512.Load((short*)(tables + 320));
+        var codes6 = Vector512.Load((short*)(tables + 384)); var codes7 = Vector512.Load((short*)(tables + 448));
+        var signs0 = Vector512.Load(tables + 512); var signs1 = Vector512.Load(tables + 576);
+        var levels = Vector512.Load(tables + 640);
+        byte* stepControls = tables + 704;
+
+        // Word w of the index vector holds group w's index byte (byte w % 4 of sub-block w / 4) in both halves.
+        var indexBytes = Vector512.Load(tables + 704 + 4 * 192);
+        // Qword g of the block's codes and of its sign bytes holds groups g, 8 + g, 16 + g and 24 + g: the groups at g in
+        // each of the four steps, so that a step selects its own by shifting alone.
+        var codesByStep = Vector512.Load((short*)(tables + 704 + 4 * 192 + 64));
+        var signsByStep = Vector512.Load(tables + 704 + 4 * 192 + 128);
+        // Bytes 0–3 of qword s: sub-block s's four 7-bit sign fields (bit 7 is ignored by the table permute); byte 4:
+        // bits 59–63, 2s and a sign bit, from which the multiplier 2s + 1.
+        var fieldShifts = Vector512.Create(0x3B3B3B3B352E2720UL).AsByte();
+        var multiplierBits = Vector512.Create(0x0000001E00000000UL).AsByte();
+        var multiplierOne = Vector512.Create(0x0000000100000000UL).AsByte();
+
+        var acc = Vector256<float>.Zero;
+        for (int b = 0; b < blocks; b++, x += BlockLayouts.IQ2_XXS.Size, y += BlockLayouts.Q8_K.Size)
+        {
+            PrefetchBlock(x, BlockLayouts.IQ2_XXS.Size);
+            var qs = Vector512.Load(x + BlockLayouts.IQ2_XXS.Qs);
+
+            var indices = Avx512Vbmi.PermuteVar64x8(qs, indexBytes).AsInt16();
+            // Index bits 6 and 7 spread over their lanes by shifts (a compare went through a mask register and back).
+            var bit6 = Vector512.ShiftRightArithmetic(indices << 9, 15);
+            var bit7 = Vector512.ShiftRightArithmetic(indices << 8, 15);
+            var low = Vector512.ConditionalSelect(bit6, Avx512BW.PermuteVar32x16x2(codes2, indices, codes3), Avx512BW.PermuteVar32x16x2(codes0, indices, codes1));
+            var high = Vector512.ConditionalSelect(bit6, Avx512BW.PermuteVar32x16x2(codes6, indices, codes7), Avx512BW.PermuteVar32x16x2(codes4, indices, codes5));
+            var code = Vector512.ConditionalSelect(bit7, high, low);
+
+            var fields = Avx512Vbmi.MultiShift(fieldShifts, qs.AsUInt64());
+            var signBytes = Avx512Vbmi.PermuteVar64x8x2(signs0, fields, signs1);
+            var multipliers = (fields & multiplierBits) | multiplierOne;
+            var stepCodes = Avx512BW.PermuteVar32x16(code, codesByStep).AsUInt64();
+            var stepSigns = Avx512Vbmi.PermuteVar64x8(signBytes, signsByStep).AsUInt64();
+
+            // The four steps written out: as a loop the JIT kept its counter and control offsets in scalar registers.
+            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
+            var sums = Iq2XxsStep(stepCodes, stepSigns, multipliers, q8, stepControls, levels)
+                + Iq2XxsStep(stepCodes, stepSigns, multipliers, q8 + 64, stepControls + 192, levels)
+                + Iq2XxsStep(stepCodes, stepSigns, multipliers, q8 + 128, stepControls + 384, levels)
+                + Iq2XxsStep(stepCodes, stepSigns, multipliers, q8 + 192, stepControls + 576, levels);
+
+            acc = BlockFma(GridScale(GgmlType.IQ2_XXS, x) * *(float*)(y + BlockLayouts.Q8_K.D), sums.GetLower() + sums.GetUpper(), acc);
+        }
+
+        return GridUnit(GgmlType.IQ2_XXS) * HorizontalSum(acc);
+    }
+
+    /// <summary>One step of <see cref="Iq2XxsVbmi"/>: 64 weights placed from the block's decoded vectors and multiplied.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Iq2XxsStep(Vector512<ulong> stepCodes, Vector512<ulong> stepSigns, Vector512<byte> multipliers, sbyte* q8, byte* control,
+        Vector512<byte> levels)
+    {
+        // Byte j takes coordinate j's 2 bits of the step's code in its qword (bits 16·step + 2j on), and bit j of the
+        // step's sign byte in its sign bit (bits 8·step + j − 7 on).
+        var magnitudes = Avx512Vbmi.PermuteVar64x8(levels, Avx512Vbmi.MultiShift(Vector512.Load(control), stepCodes));
+        var negative = Vector512.LessThan(Avx512Vbmi.MultiShift(Vector512.Load(control + 64), stepSigns).AsSByte(), Vector512<sbyte>.Zero);
+        var activations = Vector512.Load(q8);
+        activations = Vector512.ConditionalSelect(negative.AsSByte(), Vector512<sbyte>.Zero - activations, activations);
+
+        var stepMultipliers = Avx512Vbmi.PermuteVar64x8(multipliers, Vector512.Load(control + 128)).AsInt16();
+        return Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(magnitudes, activations), stepMultipliers);
+    }
+
+    /// <summary>
+    /// What <see cref="Iq2XxsVbmi"/> permutes over and with, 64-byte aligned: the 256 IQ2_XXS point codes as 16-bit
+    /// words (<see cref="IqGridPoints.Iq2Xxs"/>), the 128 completed sign bytes (<see cref="IqGrids.EvenSigns"/>), the
+    /// three magnitudes repeated over 64 bytes (a permute reads 6 index bits), per step of 64 weights the multishift controls
+    /// that select its codes' coordinates and its sign bits and the permute that places its multipliers in the 16-bit
+    /// lanes, then the controls that spread the 32 index bytes into 16-bit lanes and gather the codes and sign bytes
+    /// by step.
+    /// </summary>
+    private static readonly byte* Iq2XxsVbmiTables = BuildIq2XxsVbmiTables();
+
+    private static byte* BuildIq2XxsVbmiTables()
+    {
+        var tables = (byte*)NativeMemory.AlignedAlloc(704 + 4 * 192 + 192, 64);
+        ReadOnlySpan<ushort> points = IqGridPoints.Iq2Xxs;
+        for (int i = 0; i < 256; i++) ((ushort*)tables)[i] = points[i];
+        for (int i = 0; i < 128; i++) tables[512 + i] = IqGrids.EvenSigns[i];
+        for (int i = 0; i < 64; i++) tables[640 + i] = (i & 3) < 3 ? IqGrids.Iq2Levels[i & 3] : (byte)0;
+        for (int step = 0; step < 4; step++)
+        {
+            byte* control = tables + 704 + 192 * step;
+            for (int g = 0; g < 8; g++)
+            {
+                for (int j = 0; j < 8; j++)
+                {
+                    control[8 * g + j] = (byte)(16 * step + 2 * j);
+                    control[64 + 8 * g + j] = (byte)((8 * step + j - 7) & 63);
+                }
+            }
+
+            // 16-bit lane w, the pair sum of the step's elements 2w and 2w + 1, is sub-block 2·step + w / 16's; byte 5 is 0.
+            for (int w = 0; w < 32; w++)
+            {
+                control[128 + 2 * w] = (byte)(8 * (2 * step + w / 16) + 4);
+                control[128 + 2 * w + 1] = (byte)(8 * (2 * step + w / 16) + 5);
+            }
+        }
+
+        byte* spread = tables + 704 + 4 * 192;
+        for (int w = 0; w < 32; w++) spread[2 * w] = spread[2 * w + 1] = (byte)(8 * (w / 4) + w % 4);
+        for (int g = 0; g < 8; g++)
+        {
+            for (int step = 0; step < 4; step++)
+            {
+                int group = 8 * step + g;
+                ((short*)(spread + 64))[4 * g + step] = (short)group;
+                spread[128 + 8 * g + step] = (byte)(8 * (group / 4) + group % 4);
+                spread[128 + 8 * g + 4 + step] = 0;
+            }
+        }
+        return tables;
+    }
+}
