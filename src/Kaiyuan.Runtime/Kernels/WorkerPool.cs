@@ -10,7 +10,8 @@ internal interface IParallelJob
 /// A persistent pool of worker threads that splits each operation's index range into a few contiguous chunks per
 /// thread, which the caller and the workers claim in turn. An operation is complete when all its chunks are, not when
 /// every worker has checked in: a worker the OS has not scheduled (another busy process on its core) costs nothing,
-/// the others take its chunks. Claims carry the operation's generation, so a worker that wakes late can never take a
+/// the others take its chunks (decode with `-t 2` beside one busy process: 19–22 → 24–26 tokens/s, no slower than
+/// `-t 1`). Claims carry the operation's generation, so a worker that wakes late can never take a
 /// chunk of a later operation with a stale view of it. Workers spin briefly between operations (a decode step issues
 /// hundreds of small ones) before sleeping. Jobs are reusable objects owned by the pool (<see cref="Job{T}"/>), so
 /// dispatching allocates nothing. One caller at a time: an operation must finish before the next starts.
@@ -36,33 +37,14 @@ internal sealed class WorkerPool : IDisposable
     // decode step and between steps (so no kernel wake-up is needed there), short enough not to burn a core when idle.
     private static readonly long SpinTicks = System.Diagnostics.Stopwatch.Frequency / 2000;
     private volatile bool _disposed;
-    // Adapting to other busy processes: how many threads operations use now, and the run-queue waits last seen.
-    private readonly RunQueueClock? _runQueue;
-    private readonly long[] _waitSeen;
-    private int _active, _callerSeen;
-    private long _windowStart, _probeAt, _backoff = InitialBackoff;
-    private static readonly long WindowTicks = System.Diagnostics.Stopwatch.Frequency / 50;
-    private static readonly long InitialBackoff = System.Diagnostics.Stopwatch.Frequency / 4;
-    private static readonly long MaxBackoff = System.Diagnostics.Stopwatch.Frequency * 2;
-    /// <summary>A thread that waited for a CPU this share of a window marks the machine as oversubscribed.</summary>
-    private const double ContendedShare = 0.2;
     private Exception? _error;
 
     private static readonly Lazy<WorkerPool> SharedPool = new(() => new WorkerPool(Environment.ProcessorCount));
     public static WorkerPool Shared => SharedPool.Value;
 
-    /// <param name="threads">Threads at most, the caller's included.</param>
-    /// <param name="adaptive">
-    /// Use fewer threads while other processes keep the CPUs busy (Linux; <c>KAIYUAN_ADAPTIVE_THREADS=0</c> turns it
-    /// off everywhere).
-    /// </param>
-    public WorkerPool(int threads, bool adaptive = true)
+    public WorkerPool(int threads)
     {
         Threads = Math.Max(1, threads);
-        _active = Threads;
-        _waitSeen = new long[Threads];
-        if (adaptive && Threads > 1 && RunQueueClock.Supported && Environment.GetEnvironmentVariable("KAIYUAN_ADAPTIVE_THREADS") != "0")
-            _runQueue = new RunQueueClock(Threads);
         _threads = new Thread[Threads - 1];
         _wake = new AutoResetEvent[Threads - 1];
         _sleeping = new int[Threads];
@@ -77,9 +59,6 @@ internal sealed class WorkerPool : IDisposable
     }
 
     public int Threads { get; }
-
-    /// <summary>Threads operations use now: fewer than <see cref="Threads"/> while the machine is oversubscribed.</summary>
-    public int ActiveThreads => Volatile.Read(ref _active);
 
     /// <summary>Managed bytes allocated so far on the pool's own worker threads (for allocation tests).</summary>
     public long WorkerAllocatedBytes => _workerAllocated.Sum();
@@ -115,10 +94,8 @@ internal sealed class WorkerPool : IDisposable
     public void Run(IParallelJob job, int count, int minChunk = 1)
     {
         using var scope = Enter();
-        if (_runQueue is not null) AdaptToContention();
-        int active = _active;
-        int chunks = Math.Min(ChunksPerThread * active, Math.Max(1, count / Math.Max(1, minChunk)));
-        if (chunks <= 1 || active == 1 || _disposed)
+        int chunks = Math.Min(ChunksPerThread * Threads, Math.Max(1, count / Math.Max(1, minChunk)));
+        if (chunks <= 1 || Threads == 1 || _disposed)
         {
             if (count > 0) job.Run(0, count, 0);
             return;
@@ -128,7 +105,7 @@ internal sealed class WorkerPool : IDisposable
         Volatile.Write(ref _done, 0);
         long generation = Interlocked.Increment(ref _generation);
         Volatile.Write(ref _claim, (generation << 32) | ((long)chunks << 16));
-        int helpers = Math.Min(active, chunks) - 1;
+        int helpers = Math.Min(Threads, chunks) - 1;
         // Only sleeping workers need a kernel wake-up; spinning ones see the new generation themselves.
         for (int w = 1; w <= helpers; w++)
             if (Volatile.Read(ref _sleeping[w]) == 1) _wake[w - 1].Set();
@@ -143,50 +120,12 @@ internal sealed class WorkerPool : IDisposable
         }
     }
 
-    /// <summary>
-    /// Every window (20 ms), looks at how long each thread in use waited for a CPU while runnable. Threads that wait are
-    /// threads another process is taking turns with, and every operation then waits for the chunk a preempted thread
-    /// holds (and a spinning helper takes CPU time from the caller): with two threads on two cores and one busy neighbour,
-    /// decode ran at 70% of one thread's speed. So one thread less is used; after a back-off (a quarter of a second,
-    /// doubling to two while it keeps failing) one more is tried again.
-    /// </summary>
-    private void AdaptToContention()
-    {
-        long now = System.Diagnostics.Stopwatch.GetTimestamp();
-        if (now - _windowStart < WindowTicks) return;
-        double windowNs = (now - _windowStart) * (1e9 / System.Diagnostics.Stopwatch.Frequency);
-        double worst = 0;
-        int caller = Environment.CurrentManagedThreadId;
-        for (int slot = 0; slot < Threads; slot++)
-        {
-            long wait = slot == 0 ? RunQueueClock.CallerWaitNanoseconds() : _runQueue!.WaitNanoseconds(slot);
-            bool comparable = wait >= 0 && _waitSeen[slot] > 0 && slot < _active && (slot > 0 || caller == _callerSeen);
-            if (comparable) worst = Math.Max(worst, (wait - _waitSeen[slot]) / windowNs);
-            _waitSeen[slot] = wait;
-        }
-        _callerSeen = caller;
-        _windowStart = now;
-        if (worst > ContendedShare)
-        {
-            if (_active == 1) return;
-            _active--;
-            _probeAt = now + _backoff;
-            _backoff = Math.Min(_backoff * 2, MaxBackoff);
-        }
-        else if (_active < Threads)
-        {
-            if (now >= _probeAt) _active++;
-        }
-        else _backoff = InitialBackoff;
-    }
-
     /// <summary>Chunks per thread: enough to even out a slowed thread, few enough that claiming costs nothing.</summary>
     private const int ChunksPerThread = 8;
 
     /// <summary>Claims and runs chunks of operation <paramref name="generation"/> until none is left.</summary>
     private void RunChunks(int generation, int worker)
     {
-        if (worker >= Volatile.Read(ref _active)) return;
         while (true)
         {
             long claim = Volatile.Read(ref _claim);
@@ -225,7 +164,6 @@ internal sealed class WorkerPool : IDisposable
         // A thread's first wait allocates its wait state (136 B, measured); take it now, not when a worker first
         // sleeps mid-generation, which broke the zero-allocation guarantee whenever a step's gap outlasted the spin.
         wake.WaitOne(0);
-        _runQueue?.Register(worker);
         // Generation 0 is "nothing dispatched yet". Reading _generation here instead would race with a first Run()
         // that starts before this thread does, and the worker would then skip that operation forever.
         long seen = 0;
@@ -235,8 +173,7 @@ internal sealed class WorkerPool : IDisposable
             int spins = 0;
             while (Volatile.Read(ref _generation) == seen && !_disposed)
             {
-                // A thread left out while the machine is oversubscribed sleeps at once instead of spinning.
-                if (worker < Volatile.Read(ref _active) && System.Diagnostics.Stopwatch.GetTimestamp() < spinUntil)
+                if (System.Diagnostics.Stopwatch.GetTimestamp() < spinUntil)
                 {
                     // Yield now and then so an oversubscribed machine can still run the thread we wait for.
                     if ((++spins & 63) == 0) Thread.Yield();
@@ -261,6 +198,5 @@ internal sealed class WorkerPool : IDisposable
         if (_disposed) return;
         _disposed = true;
         foreach (var w in _wake) w.Set();
-        _runQueue?.Dispose();
     }
 }
