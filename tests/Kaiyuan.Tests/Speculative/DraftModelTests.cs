@@ -70,7 +70,7 @@ public sealed class DraftModelTests : IDisposable
             for (int run = 0; run < runs; run++)
             {
                 var session = new InferenceSession(model, 64, _pool);
-                int[] ids = Generate(session, prompt, 4, mode == 1 ? draft : null, sampling with { Seed = SplitMix((ulong)(run * 2 + mode)) });
+                int[] ids = Generate(session, prompt, 4, mode == 1 ? draft : null, sampling with { Seed = SamplingStatistics.SplitMix((ulong)(run * 2 + mode)) });
                 if (mode == 1)
                 {
                     fed += session.FedTokens - prompt.Length;
@@ -83,24 +83,7 @@ public sealed class DraftModelTests : IDisposable
             }
         // Drafts were taken (fewer passes than three per run) and some were rejected (what the rule is about).
         Assert.True(fed - kept > runs / 10 && passes < 3 * runs * 9 / 10, $"{fed} tokens fed, {kept} kept, {passes} passes");
-        var cells = counts.Values.Where(c => c[0] + c[1] >= 10).ToList();
-        int[] rest = [runs - cells.Sum(c => c[0]), runs - cells.Sum(c => c[1])];
-        if (rest[0] + rest[1] > 0) cells.Add(rest);
-        double chi2 = cells.Sum(c => Math.Pow(c[0] - c[1], 2) / (c[0] + c[1]));
-        int df = cells.Count - 1;
-        Assert.True(df >= 3, $"only {df + 1} outcome classes");
-        // The 0.999 quantile of chi-square with df degrees of freedom (Wilson–Hilferty).
-        double z = 3.09, bound = df * Math.Pow(1 - 2.0 / (9 * df) + z * Math.Sqrt(2.0 / (9 * df)), 3);
-        Assert.True(chi2 < bound, $"chi2 {chi2:F1} over {df} degrees of freedom (bound {bound:F1})");
-    }
-
-    /// <summary>Seeds far apart (adjacent System.Random seeds give correlated first draws).</summary>
-    private static ulong SplitMix(ulong x)
-    {
-        x += 0x9E3779B97F4A7C15UL;
-        x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9UL;
-        x = (x ^ (x >> 27)) * 0x94D049BB133111EBUL;
-        return x ^ (x >> 31);
+        SamplingStatistics.AssertSameDistribution(counts.Values, runs);
     }
 
     /// <summary>A draft with another vocabulary, or a hybrid model whose state cannot take tokens back, is refused in one line.</summary>

@@ -110,7 +110,7 @@ public sealed class PromptLookupTests : IDisposable
             for (int run = 0; run < runs; run++)
             {
                 var session = new InferenceSession(model, 64, _pool);
-                int[] ids = Generate(session, prompt, 4, lookup: mode * 4, sampling with { Seed = SplitMix((ulong)(run * 2 + mode)) });
+                int[] ids = Generate(session, prompt, 4, lookup: mode * 4, sampling with { Seed = SamplingStatistics.SplitMix((ulong)(run * 2 + mode)) });
                 if (mode == 1)
                 {
                     fed += session.FedTokens - prompt.Length;
@@ -124,28 +124,7 @@ public sealed class PromptLookupTests : IDisposable
         // Drafts were proposed, and some were rejected (what the accept/reject rule is about).
         // (without lookup each run feeds 3 tokens in 3 passes after its prompt)
         Assert.True(fed - kept > runs / 10 && speculativePasses < 3 * runs * 9 / 10, $"{fed} tokens fed, {kept} kept, {speculativePasses} passes");
-        // Two-sample chi-square over outcomes seen at least 10 times in all (the rest pooled).
-        var cells = counts.Values.Where(c => c[0] + c[1] >= 10).ToList();
-        int[] rest = [runs - cells.Sum(c => c[0]), runs - cells.Sum(c => c[1])];
-        if (rest[0] + rest[1] > 0) cells.Add(rest);
-        double chi2 = cells.Sum(c => Math.Pow(c[0] - c[1], 2) / (c[0] + c[1]));
-        int df = cells.Count - 1;
-        Assert.True(df >= 3, $"only {df + 1} outcome classes");
-        // The 0.999 quantile of chi-square with df degrees of freedom (Wilson–Hilferty): a true difference fails this, chance does not.
-        double z = 3.09, bound = df * Math.Pow(1 - 2.0 / (9 * df) + z * Math.Sqrt(2.0 / (9 * df)), 3);
-        Assert.True(chi2 < bound, $"chi2 {chi2:F1} over {df} degrees of freedom (bound {bound:F1})");
-    }
-
-    /// <summary>
-    /// Seeds far apart: System.Random's seeded generator gives correlated first draws for adjacent seeds, which would
-    /// make the two groups' samples differ by their seeds rather than by the decoding.
-    /// </summary>
-    private static ulong SplitMix(ulong x)
-    {
-        x += 0x9E3779B97F4A7C15UL;
-        x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9UL;
-        x = (x ^ (x >> 27)) * 0x94D049BB133111EBUL;
-        return x ^ (x >> 31);
+        SamplingStatistics.AssertSameDistribution(counts.Values, runs);
     }
 
     /// <summary>
