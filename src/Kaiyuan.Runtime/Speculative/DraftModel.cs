@@ -104,8 +104,7 @@ internal sealed class DraftModelProposer(DraftModel owner, InferenceSession sess
     // The tokens in the session's cache, from position 0 (its Position is their count).
     private readonly List<int> _fed = [];
     private readonly int[] _next = new int[1];
-    // As prompt lookup: proposals shrink after a miss and grow back while they are taken whole, so a stretch the draft
-    // guesses badly costs few draft passes and verified rows.
+    // As prompt lookup (DraftBudget): a stretch the draft guesses badly costs few draft passes and verified rows.
     private int _budget = owner.MaxDraft;
     // Unlike a lookup, which proposes nothing without a match, a draft always has a guess; when even its first token
     // keeps missing, each guess costs a draft pass and a wider verify, so it sits out a growing number of steps.
@@ -166,6 +165,6 @@ internal sealed class DraftModelProposer(DraftModel owner, InferenceSession sess
         owner.Count(proposed, accepted);
         _pauseLength = accepted > 0 ? 0 : Math.Min(2 * _pauseLength + 1, MaxPause);
         _pause = _pauseLength;
-        _budget = accepted == proposed ? Math.Min(MaxDraft, _budget + 2) : Math.Max(1, accepted + 1);
+        _budget = DraftBudget.Next(_budget, MaxDraft, proposed, accepted);
     }
 }

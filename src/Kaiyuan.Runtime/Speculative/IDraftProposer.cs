@@ -21,3 +21,14 @@ internal interface IDraftProposer
     /// <summary>Learns from a verified proposal: <paramref name="accepted"/> of <paramref name="proposed"/> tokens were taken.</summary>
     void Observe(int proposed, int accepted);
 }
+
+/// <summary>How many tokens a proposer offers next, for lookup and draft alike.</summary>
+internal static class DraftBudget
+{
+    /// <summary>
+    /// Proposals shrink after a miss (to one more than was taken) and grow back by two while they are taken whole, so a
+    /// stretch the proposer guesses badly costs few thrown-away rows.
+    /// </summary>
+    public static int Next(int budget, int maxDraft, int proposed, int accepted) =>
+        accepted == proposed ? Math.Min(maxDraft, budget + 2) : Math.Max(1, accepted + 1);
+}

@@ -11,8 +11,7 @@ internal sealed class PromptLookup(int maxDraft, int maxNgram = 3, int minNgram 
     /// <summary>Most tokens proposed at once.</summary>
     public int MaxDraft { get; } = Math.Max(1, maxDraft);
 
-    // Proposals shrink after a miss and grow back while they are taken whole, so a sequence that stopped copying
-    // wastes little work on rows that are thrown away.
+    // Shrinks after a miss, grows while taken (DraftBudget): a sequence that stopped copying wastes few rows.
     private int _budget = Math.Max(1, maxDraft);
 
     /// <summary>
@@ -50,6 +49,6 @@ internal sealed class PromptLookup(int maxDraft, int maxNgram = 3, int minNgram 
     public void Observe(int proposed, int accepted)
     {
         if (proposed == 0) return;
-        _budget = accepted == proposed ? Math.Min(MaxDraft, _budget + 2) : Math.Max(1, accepted + 1);
+        _budget = DraftBudget.Next(_budget, MaxDraft, proposed, accepted);
     }
 }

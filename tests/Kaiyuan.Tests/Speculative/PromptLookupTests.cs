@@ -104,27 +104,11 @@ public sealed class PromptLookupTests : IDisposable
         int[] prompt = [.. p, .. continuation, .. p[1..]];
         var sampling = new SamplerOptions { Temperature = 0.5f, TopK = 0, TopP = 1, MinP = 0 };
         const int runs = 2000;
-        var counts = new Dictionary<(int, int), int[]>();
-        long fed = 0, kept = 0, speculativePasses = 0;
-        foreach (int mode in new[] { 0, 1 })
-            for (int run = 0; run < runs; run++)
-            {
-                var session = new InferenceSession(model, 64, _pool);
-                int[] ids = Generate(session, prompt, 4, lookup: mode * 4, sampling with { Seed = SamplingStatistics.SplitMix((ulong)(run * 2 + mode)) });
-                if (mode == 1)
-                {
-                    fed += session.FedTokens - prompt.Length;
-                    speculativePasses += session.Passes - 1;
-                    kept += session.Position - prompt.Length;
-                }
-                var key = (ids[1], ids[2]);
-                if (!counts.TryGetValue(key, out var c)) counts[key] = c = new int[2];
-                c[mode]++;
-            }
-        // Drafts were proposed, and some were rejected (what the accept/reject rule is about).
-        // (without lookup each run feeds 3 tokens in 3 passes after its prompt)
-        Assert.True(fed - kept > runs / 10 && speculativePasses < 3 * runs * 9 / 10, $"{fed} tokens fed, {kept} kept, {speculativePasses} passes");
-        SamplingStatistics.AssertSameDistribution(counts.Values, runs);
+        SamplingStatistics.AssertSpeculationKeepsTheDistribution(runs, prompt.Length, (speculative, seed) =>
+        {
+            var session = new InferenceSession(model, 64, _pool);
+            return (session, Generate(session, prompt, 4, lookup: speculative ? 4 : 0, sampling with { Seed = seed }));
+        });
     }
 
     /// <summary>

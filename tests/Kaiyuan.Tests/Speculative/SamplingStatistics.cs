@@ -1,3 +1,5 @@
+using Kaiyuan.Inference;
+
 namespace Kaiyuan.Tests.Speculative;
 
 /// <summary>What the speculative-sampling tests share: seeds far apart, and a two-sample test of sampled outcomes.</summary>
@@ -30,5 +32,33 @@ internal static class SamplingStatistics
         Assert.True(df >= 3, $"only {df + 1} outcome classes");
         double z = 3.09, bound = df * Math.Pow(1 - 2.0 / (9 * df) + z * Math.Sqrt(2.0 / (9 * df)), 3);
         Assert.True(chi2 < bound, $"chi2 {chi2:F1} over {df} degrees of freedom (bound {bound:F1})");
+    }
+
+    /// <summary>
+    /// Samples <paramref name="runs"/> seeded generations each way (<paramref name="generate"/> with speculation off, then
+    /// on: it makes the session, generates and returns the ids), checks that drafts were taken and some rejected (what
+    /// the accept/reject rule is about; without drafts each run feeds 3 tokens in 3 passes after its prompt), and that
+    /// the second and third tokens' joint outcomes cannot tell the two apart.
+    /// </summary>
+    public static void AssertSpeculationKeepsTheDistribution(int runs, int promptLength, Func<bool, ulong, (InferenceSession Session, int[] Ids)> generate)
+    {
+        var counts = new Dictionary<(int, int), int[]>();
+        long fed = 0, kept = 0, passes = 0;
+        foreach (int mode in new[] { 0, 1 })
+            for (int run = 0; run < runs; run++)
+            {
+                var (session, ids) = generate(mode == 1, SplitMix((ulong)(run * 2 + mode)));
+                if (mode == 1)
+                {
+                    fed += session.FedTokens - promptLength;
+                    passes += session.Passes - 1;
+                    kept += session.Position - promptLength;
+                }
+                var key = (ids[1], ids[2]);
+                if (!counts.TryGetValue(key, out var c)) counts[key] = c = new int[2];
+                c[mode]++;
+            }
+        Assert.True(fed - kept > runs / 10 && passes < 3 * runs * 9 / 10, $"{fed} tokens fed, {kept} kept, {passes} passes");
+        AssertSameDistribution(counts.Values, runs);
     }
 }
