@@ -27,7 +27,7 @@ internal static class CommandLine
     [
         InfoCommand.Create(),
         GenerateCommand.Create(),
-        BenchCommand.Create(TokenizerBenchCommand.Create(), ServeCommand.CreateBench(), PrefixBenchCommand.Create(), MatMulBenchCommand.Create(), MemoryBenchCommand.Create(),
+        BenchCommand.Create(TokenizerBenchCommand.Create(), ServeCommand.CreateBench(), PrefixBenchCommand.Create(), MatMulBenchCommand.Create(), AttentionBenchCommand.Create(), MemoryBenchCommand.Create(),
             GrammarBenchCommand.Create()),
         TokenizeCommand.CreateTokenize(),
         TokenizeCommand.CreateDetokenize(),

@@ -21,6 +21,15 @@ public sealed record MatMulTiming(GgmlType Type, int Tokens, double Seconds, dou
 /// <param name="BestGbPerSecond">Best read rate, in GB/s: the ceiling a decode step that only streams weights could reach.</param>
 public sealed record BandwidthTiming(int Threads, long Bytes, double MedianGbPerSecond, double BestGbPerSecond);
 
+/// <summary>One measurement of <see cref="KernelBenchmarks.Attention"/>.</summary>
+/// <param name="CacheType">The KV cache's row type.</param>
+/// <param name="Depth">Rows cached before the query tokens.</param>
+/// <param name="Tokens">Consecutive query tokens of the one sequence (1: decode; more: a prompt chunk).</param>
+/// <param name="Seconds">Median time of one attention call (one layer).</param>
+/// <param name="GflopPerSecond">Scores and weighted sums (2 flops per multiply-add), in billions per second.</param>
+/// <param name="CacheGbPerSecond">Cached rows' bytes read per second (each row once per call), in GB.</param>
+public sealed record AttentionTiming(GgmlType CacheType, int Depth, int Tokens, double Seconds, double GflopPerSecond, double CacheGbPerSecond);
+
 /// <summary>
 /// The quantized kernels measured alone on this machine, as llama.cpp's <c>test-backend-ops perf</c> does: what
 /// <c>kaiyuan bench matmul</c> prints, for tools that want the figures themselves.
@@ -178,5 +187,61 @@ public static class KernelBenchmarks
             h += Vector256.Load((ulong*)(p + i + 96));
         }
         return Vector256.Sum(e + f + g + h);
+    }
+
+    /// <summary>
+    /// One layer's causal attention alone (<c>kaiyuan bench attention</c>): <paramref name="heads"/> query heads over
+    /// <paramref name="headsKv"/> key/value heads of <paramref name="headDim"/> floats, <paramref name="tokens"/> query
+    /// tokens after <paramref name="depth"/> cached rows of random values, on <paramref name="threads"/> threads; the median of
+    /// <paramref name="repetitions"/> samples after a warm-up. Decode deep in a long context is bound by this kernel.
+    /// </summary>
+    public static AttentionTiming Attention(GgmlType cacheType, int heads, int headsKv, int headDim, int depth, int tokens, int repetitions, int threads)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(headsKv, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(tokens, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(depth);
+        ArgumentOutOfRangeException.ThrowIfLessThan(repetitions, 1);
+        if (heads % headsKv != 0) throw new ArgumentException($"{heads} query heads do not divide into {headsKv} key/value heads");
+        int width = headsKv * 2 * headDim, length = depth + tokens;
+        // As many layers as make ~256 MiB, called in turn as a decode step does: each call then reads its rows from memory,
+        // not from a cache that held them since the last call.
+        long layerBytes = (long)length * GgmlTypeInfo.RowBytes(cacheType, width);
+        int layers = (int)Math.Clamp((256L << 20) / layerBytes, 1, 64);
+        var cache = new Inference.KvCache(Enumerable.Repeat(width, layers).ToArray(), 1, length, cacheType);
+        if (!cache.Reserve(0, length)) throw new InvalidOperationException("the KV pool cannot hold the rows");
+        var random = new Random(11);
+        var row = new float[width];
+        for (int p = 0; p < length; p++)
+        {
+            for (int i = 0; i < width; i++) row[i] = (float)(random.NextDouble() * 2 - 1);
+            for (int layer = 0; layer < layers; layer++) cache.Write(layer, 0, p, row);
+        }
+        var batch = new Models.Blocks.ForwardBatch(tokens);
+        for (int t = 0; t < tokens; t++) batch.Add(0, depth + t, 0);
+        var q = new float[tokens * heads * headDim];
+        for (int i = 0; i < q.Length; i++) q[i] = (float)(random.NextDouble() * 2 - 1);
+        var output = new float[tokens * heads * headDim];
+        using var pool = new WorkerPool(threads);
+        var ctx = new Models.Blocks.ForwardContext(batch, cache, new Inference.Workspace(), pool);
+        // Each query token t multiplies-and-adds every visible row (depth + t + 1 of them) into a score and a weighted sum per head.
+        double flops = 0;
+        for (int t = 0; t < tokens; t++) flops += 2.0 * 2 * heads * headDim * (depth + t + 1);
+        int inner = Math.Max(1, (int)(2e7 / Math.Max(1, flops / 16)));
+        int next = 0;
+        void Call() => Models.Blocks.AttentionKernel.Run(ctx, next++ % layers, q, heads * headDim, heads, headsKv, headDim, headDim, keyOffset: 0,
+            valueOffset: headsKv * headDim, 1 / MathF.Sqrt(headDim), output);
+        // A second of calls first: the kernels' loops run long, and the runtime replaces their first code (tier 0, then
+        // on-stack replacement) with optimized code only after a delay.
+        for (long warm = Stopwatch.GetTimestamp(); Stopwatch.GetElapsedTime(warm).TotalSeconds < 1;) Call();
+        var samples = new List<double>();
+        for (int rep = 0; rep < repetitions; rep++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            for (int i = 0; i < inner; i++) Call();
+            samples.Add(Stopwatch.GetElapsedTime(start).TotalSeconds / inner);
+        }
+        samples.Sort();
+        double seconds = samples[samples.Count / 2];
+        return new AttentionTiming(cacheType, depth, tokens, seconds, flops / seconds / 1e9, layerBytes / seconds / 1e9);
     }
 }
