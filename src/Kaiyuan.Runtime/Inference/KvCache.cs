@@ -169,6 +169,18 @@ internal sealed class KvCache
     {
         var rows = RowBytes(layer, sequence, position, count);
         int rowBytes = _rowBytes[layer], offset = (int)GgmlTypeInfo.RowBytes(Type, start), part = (int)GgmlTypeInfo.RowBytes(Type, length);
+        if (Type == GgmlType.F16)
+        {
+            // Checked once for the tile, then converted row by row without slicing.
+            if ((long)(count - 1) * dstStride + length > dst.Length || offset + part > rowBytes) throw new ArgumentOutOfRangeException(nameof(dst));
+            unsafe
+            {
+                fixed (byte* src = rows)
+                fixed (float* to = dst)
+                    for (int r = 0; r < count; r++) Half16.Widen((ushort*)(src + r * rowBytes + offset), to + r * dstStride, length);
+            }
+            return;
+        }
         for (int r = 0; r < count; r++) Dequantize.Row(Type, rows.Slice(r * rowBytes + offset, part), dst.Slice(r * dstStride, length));
     }
 

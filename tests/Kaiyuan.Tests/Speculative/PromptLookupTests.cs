@@ -78,8 +78,35 @@ public sealed class PromptLookupTests : IDisposable
         var speculative = new InferenceSession(model, 256, _pool);
         int[] actual = Generate(speculative, prompt, count, lookup: 8);
         Assert.Equal(expected, actual);
-        Assert.True(speculative.Passes < plain.Passes, $"{speculative.Passes} passes with lookup, {plain.Passes} without");
+        // Never more passes; fewer wherever the greedy text continues a run it has seen before. Whether a random-weight
+        // model's text does is chance (a change in the last bits of its logits can decide it), so that is checked, not assumed.
+        Assert.True(speculative.Passes <= plain.Passes, $"{speculative.Passes} passes with lookup, {plain.Passes} without");
+        if (ContinuesAUniqueTrigram(prompt, expected))
+            Assert.True(speculative.Passes < plain.Passes, $"{speculative.Passes} passes with lookup, {plain.Passes} without");
         Assert.Equal(prompt.Length + count - 1, speculative.Position);
+    }
+
+    /// <summary>
+    /// Whether some generated token follows three tokens that occurred exactly once before, followed by that same token:
+    /// there the lookup's longest match is that one occurrence, so its first proposed token is accepted.
+    /// </summary>
+    private static bool ContinuesAUniqueTrigram(int[] prompt, int[] generated)
+    {
+        int[] text = [.. prompt, .. generated];
+        // The first generated token comes from the prompt's pass, and the last is never verified against a proposal.
+        for (int i = prompt.Length + 1; i < text.Length - 1; i++)
+        {
+            var tail = text.AsSpan(i - 3, 3);
+            int matches = 0, follows = -1;
+            for (int j = 0; j + 3 < i; j++)
+                if (text.AsSpan(j, 3).SequenceEqual(tail))
+                {
+                    matches++;
+                    follows = text[j + 3];
+                }
+            if (matches == 1 && follows == text[i]) return true;
+        }
+        return false;
     }
 
     private static int[] Generate(InferenceSession session, int[] prompt, int count, int lookup, SamplerOptions? sampling = null) =>
