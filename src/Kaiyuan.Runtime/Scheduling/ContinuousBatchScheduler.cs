@@ -92,6 +92,13 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
     // A decode-only step's moving average, and the prompt tokens a step beside decoding streams may take (adapted).
     private double _decodeSeconds, _sharedBudget = 8, _slowdown = 1;
     private int _sharedSteps;
+    // A long prompt beside decoding streams prefills on threads of its own (made at first need; null where it cannot).
+    private const int SplitMinTokens = 4 * KvCache.BlockTokens;
+    private SplitPrefill? _split;
+    private bool _splitTried;
+    private ForwardContext? _decodeCtx;
+    private Sequence? _prefilling;
+    private int _prefillTake;
     private volatile bool _accepting = true, _stopping;
 
     public ContinuousBatchScheduler(TransformerModel model, SchedulerOptions options, WorkerPool? pool = null)
@@ -162,6 +169,9 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
     /// <summary>Forward passes run so far (a test can tell batched steps from one-by-one ones).</summary>
     public long Steps { get; private set; }
 
+    /// <summary>Prompt chunks run on threads of their own beside decoding streams (<see cref="SplitPrefill"/>).</summary>
+    public long SplitChunks { get; private set; }
+
     public GenerationStream Submit(GenerationRequest request, CancellationToken cancel)
     {
         ArgumentNullException.ThrowIfNull(request);
@@ -225,12 +235,15 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
             }
             catch (Exception e)
             {
-                // A failed pass ends the sequences in it; the loop itself keeps serving.
+                // A failed pass ends the sequences in it; the loop itself keeps serving. A split chunk still running
+                // writes into its sequence's blocks: it is waited for first.
+                FinishSplitPrefill(wait: true);
                 for (int s = 0; s < _slots.Length; s++)
                     if (_slots[s] is { } seq) Free(seq, FinishReason.Error, e);
             }
             _stats = _prefix.Stats;
         }
+        FinishSplitPrefill(wait: true);
         for (int s = 0; s < _slots.Length; s++)
             if (_slots[s] is { } seq) Free(seq, FinishReason.Cancelled);
         foreach (var seq in _preempted) Finish(seq, FinishReason.Cancelled);
@@ -305,13 +318,15 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
 
     private void Step()
     {
+        FinishSplitPrefill();
         _batch.Clear();
         int rows = 0, decoding = 0;
         // Decoding sequences first: one token each, so they advance every step. Room for those tokens comes first, as
         // it may preempt sequences whose tokens must then not be in the batch.
         for (int s = 0; s < _slots.Length; s++)
         {
-            if (_slots[s] is not { } seq) continue;
+            // A prompt whose chunk is running on its own threads is left alone until the chunk is done.
+            if (_slots[s] is not { } seq || seq == _prefilling) continue;
             if (seq.Cancel.IsCancellationRequested) Free(seq, FinishReason.Cancelled);
             else if (seq.History.Count - seq.Cached == 1) MakeRoom(seq);
         }
@@ -322,11 +337,13 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
             AddDraft(seq, ref rows);
             decoding++;
         }
-        // Then prompt chunks within the prefill budget (their blocks were reserved when they were admitted).
+        // Then prompt chunks within the prefill budget (their blocks were reserved when they were admitted); a long one
+        // beside decoding streams runs on threads of its own instead.
+        StartSplitPrefill(decoding);
         int budget = PrefillBudget(decoding), prefill = 0;
         for (int s = 0; s < _slots.Length && budget > 0; s++)
         {
-            if (_slots[s] is not { } seq || seq.History.Count - seq.Cached <= 1) continue;
+            if (_slots[s] is not { } seq || seq == _prefilling || seq.History.Count - seq.Cached <= 1) continue;
             int take = Math.Min(budget, seq.History.Count - seq.Cached);
             // A hybrid model's chunk stops where the prompt's last full block ends, so its state there can be kept.
             int keepAt = (seq.History.Count - 1) / KvCache.BlockTokens * KvCache.BlockTokens;
@@ -335,15 +352,21 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
             budget -= take;
             prefill += take;
         }
-        if (_batch.Count == 0) return;
+        if (_batch.Count == 0)
+        {
+            // Only a split prompt is running: wait for its chunk rather than spin.
+            _split?.Wait(5);
+            return;
+        }
 
         long start = System.Diagnostics.Stopwatch.GetTimestamp();
-        _model.Forward(_ctx, _want.AsSpan(0, _batch.Count), _logits.AsSpan(0, rows * _model.VocabSize));
-        Learn(System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds, decoding, prefill);
+        _model.Forward(_prefilling is null ? _ctx : _decodeCtx!, _want.AsSpan(0, _batch.Count), _logits.AsSpan(0, rows * _model.VocabSize));
+        // Steps on part of the threads say nothing about the decode-only step the shared budget is measured against.
+        if (_prefilling is null) Learn(System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds, decoding, prefill);
         Steps++;
         Interlocked.Add(ref _prefillTokens, prefill);
         for (int s = 0; s < _slots.Length; s++)
-            if (_slots[s] is { } seq)
+            if (_slots[s] is { } seq && seq != _prefilling)
             {
                 _prefix.Commit(seq.Slot, seq.History, seq.Cached);
                 if (seq.ReachedBoundary) KeepState(seq);
@@ -422,7 +445,7 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         {
             Sequence? latest = null;
             foreach (var other in _slots)
-                if (other is not null && (latest is null || other.Admission > latest.Admission)) latest = other;
+                if (other is not null && other != _prefilling && (latest is null || other.Admission > latest.Admission)) latest = other;
             Preempt(latest!);
             if (latest == seq) return;
         }
@@ -437,6 +460,50 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         seq.Cached = 0;
         _preempted.Add(seq);
         Interlocked.Increment(ref _preemptions);
+    }
+
+    /// <summary>
+    /// Starts the next chunk of the earliest admitted long prompt on threads of its own while other sequences decode (see
+    /// <see cref="SplitPrefill"/>): one chunk at a time, applied by <see cref="FinishSplitPrefill"/> once done.
+    /// </summary>
+    private void StartSplitPrefill(int decoding)
+    {
+        if (_prefilling is not null || decoding == 0) return;
+        Sequence? next = null;
+        foreach (var seq in _slots)
+            if (seq is not null && seq.History.Count - seq.Cached >= SplitMinTokens && (next is null || seq.Admission < next.Admission)) next = seq;
+        if (next is null) return;
+        if (!_splitTried)
+        {
+            _splitTried = true;
+            _split = SplitPrefill.Create(_model, _cache, _ctx.Pool.Threads, _options.PrefillChunk);
+            if (_split is not null) _decodeCtx = _ctx with { Pool = _split.DecodePool };
+        }
+        if (_split is null) return;
+        _prefillTake = Math.Min(_split.Capacity, next.History.Count - next.Cached);
+        _split.Start(next.Slot, next.History, next.Cached, _prefillTake);
+        _prefilling = next;
+        SplitChunks++;
+    }
+
+    /// <summary>Applies a finished split chunk: its rows join the sequence's cache, and a prompt it completed samples its first token.</summary>
+    private void FinishSplitPrefill(bool wait = false)
+    {
+        if (_prefilling is not { } seq) return;
+        if (wait) _split!.Wait(Timeout.Infinite);
+        if (!_split!.Done) return;
+        _prefilling = null;
+        Steps++;
+        if (_split.Error is { } error)
+        {
+            Free(seq, FinishReason.Error, error);
+            return;
+        }
+        seq.Cached += _prefillTake;
+        Interlocked.Add(ref _prefillTokens, _prefillTake);
+        _prefix.Commit(seq.Slot, seq.History, seq.Cached);
+        if (seq.Cancel.IsCancellationRequested) Free(seq, FinishReason.Cancelled);
+        else if (seq.Cached == seq.History.Count) Emit(seq, _split.Logits);
     }
 
     /// <summary>
@@ -638,6 +705,7 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         _stopping = true;
         _wake.Release();
         if (_thread.IsAlive && Thread.CurrentThread != _thread) _thread.Join();
+        _split?.Dispose();
         // Entries already offered are finished (each is written under a temporary name and renamed, so even a process
         // that dies now leaves no partial entry behind).
         _options.PromptCache?.WaitForWrites();

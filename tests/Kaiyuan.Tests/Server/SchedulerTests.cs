@@ -126,6 +126,50 @@ public sealed class SchedulerTests : IDisposable
         Assert.Equal(0, scheduler.Load.BusySlots);
     }
 
+    /// <summary>
+    /// A long prompt that arrives while others decode prefills on threads of its own (SplitPrefill), chunk by chunk: every
+    /// output equals solo decoding, a cancelled long prompt stops at a chunk's end, and no block is left in use.
+    /// </summary>
+    [Fact]
+    public async Task ALongPromptBesideDecodingStreamsPrefillsOnItsOwnThreadsWithTheSameOutputs()
+    {
+        using var model = ModelLoader.Load(Fixtures.ModelPath("stories260K", "stories260K-f32.gguf"));
+        using var scheduler = new ContinuousBatchScheduler(model, new SchedulerOptions { Slots = 4, ContextLength = 256, PrefillChunk = 32 }, _pool);
+        int[][] running = [TestSequences.Prompt(61, 5), TestSequences.Prompt(62, 9)];
+        var streams = running.Select(p => scheduler.Submit(new GenerationRequest { Prompt = p, MaxTokens = 240 }, CancellationToken.None)).ToArray();
+        // Both decode before the long prompts arrive (a first token means the prompt is done).
+        var decoding = running.Select(_ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).ToArray();
+        var collected = streams.Select((s, i) => CollectSignallingFirst(s, decoding[i])).ToArray();
+        await Task.WhenAll(decoding.Select(d => d.Task));
+        int[] longPrompt = TestSequences.Prompt(63, 200), cancelledPrompt = TestSequences.Prompt(64, 220);
+        var longStream = scheduler.Submit(new GenerationRequest { Prompt = longPrompt, MaxTokens = 10 }, CancellationToken.None);
+        using var cts = new CancellationTokenSource();
+        var cancelled = scheduler.Submit(new GenerationRequest { Prompt = cancelledPrompt, MaxTokens = 10 }, cts.Token);
+        var cancelledIds = TestSequences.Collect(cancelled);
+        cts.CancelAfter(2);
+
+        Assert.Equal(Solo(model, longPrompt, 10), await TestSequences.Collect(longStream));
+        for (int i = 0; i < running.Length; i++) Assert.Equal(Solo(model, running[i], 240), await collected[i]);
+        int[] partial = await cancelledIds;
+        Assert.Equal(Solo(model, cancelledPrompt, 10)[..partial.Length], partial);
+        Assert.True(scheduler.SplitChunks > 0, "the long prompt was meant to prefill beside the decoding streams");
+        var report = scheduler.Cache;
+        Assert.Equal(0, report.UsedBlocks);
+        Assert.Equal(0, scheduler.Load.BusySlots);
+    }
+
+    private static async Task<int[]> CollectSignallingFirst(GenerationStream stream, TaskCompletionSource first)
+    {
+        var ids = new List<int>();
+        await foreach (var t in stream)
+        {
+            ids.Add(t.Id);
+            first.TrySetResult();
+        }
+        first.TrySetResult();
+        return [.. ids];
+    }
+
     [Fact]
     public async Task ASequenceThatRunsOutOfBlocksIsPreemptedAndResumesWithTheSameOutput()
     {
