@@ -169,7 +169,7 @@ internal sealed class KvCache
     {
         var rows = RowBytes(layer, sequence, position, count);
         int rowBytes = _rowBytes[layer], offset = (int)GgmlTypeInfo.RowBytes(Type, start), part = (int)GgmlTypeInfo.RowBytes(Type, length);
-        if (Type == GgmlType.F16)
+        if (Type is GgmlType.F16 or GgmlType.Q8_0)
         {
             // Checked once for the tile, then converted row by row without slicing.
             if ((long)(count - 1) * dstStride + length > dst.Length || offset + part > rowBytes) throw new ArgumentOutOfRangeException(nameof(dst));
@@ -177,7 +177,11 @@ internal sealed class KvCache
             {
                 fixed (byte* src = rows)
                 fixed (float* to = dst)
-                    for (int r = 0; r < count; r++) Half16.Widen((ushort*)(src + r * rowBytes + offset), to + r * dstStride, length);
+                    for (int r = 0; r < count; r++)
+                    {
+                        if (Type == GgmlType.F16) Half16.Widen((ushort*)(src + r * rowBytes + offset), to + r * dstStride, length);
+                        else Dequantize.Q8_0Blocks(src + r * rowBytes + offset, to + r * dstStride, length / 32);
+                    }
             }
             return;
         }

@@ -24,8 +24,10 @@ public sealed class AttentionKernelTests
 
     private static void Check(int heads, int headsKv, int dim, int tokens, int start, int threads, bool wide)
     {
-        foreach (var type in new[] { GgmlType.F32, GgmlType.F16 })
+        foreach (var type in new[] { GgmlType.F32, GgmlType.F16, GgmlType.Q8_0 })
         {
+            // A Q8_0 cache holds rows of whole 32-value blocks.
+            if (type == GgmlType.Q8_0 && headsKv * 2 * dim % 32 != 0) continue;
             var random = new Random(heads * 100 + tokens);
             int width = headsKv * 2 * dim, context = start + tokens;
             var cache = new KvCache([width], 2, context + 1, type);
@@ -60,14 +62,14 @@ public sealed class AttentionKernelTests
                     for (int j = 0; j < len; j++)
                     {
                         double s = 0;
-                        for (int d = 0; d < dim; d++) s += (double)q[(t * heads + h) * dim + d] * Cached(stored[j], type)[g * dim + d];
+                        for (int d = 0; d < dim; d++) s += (double)q[(t * heads + h) * dim + d] * stored[j][g * dim + d];
                         scores[j] = s * scale;
                     }
                     double max = scores.Max(), sum = scores.Sum(s => Math.Exp(s - max));
                     for (int d = 0; d < dim; d++)
                     {
                         double expected = 0;
-                        for (int j = 0; j < len; j++) expected += Math.Exp(scores[j] - max) / sum * Cached(stored[j], type)[headsKv * dim + g * dim + d];
+                        for (int j = 0; j < len; j++) expected += Math.Exp(scores[j] - max) / sum * stored[j][headsKv * dim + g * dim + d];
                         Assert.True(Math.Abs(expected - output[(t * heads + h) * dim + d]) < 2e-4,
                             $"{type} wide {wide} token {t} head {h} dim {d}: {output[(t * heads + h) * dim + d]} vs {expected}");
                     }
@@ -75,14 +77,13 @@ public sealed class AttentionKernelTests
         }
     }
 
+    /// <summary>Writes a random row and returns it as the cache holds it (F16 and Q8_0 round each value), read back one row at a time.</summary>
     private static float[] Write(KvCache cache, Random random, int width, int position)
     {
         var row = Enumerable.Range(0, width).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
         cache.Write(0, 1, position, row);
-        return row;
+        var held = new float[width];
+        cache.Read(0, 1, position, held);
+        return held;
     }
-
-    /// <summary>The row as the cache holds it (an F16 cache rounds each value).</summary>
-    private static float[] Cached(float[] row, GgmlType type) =>
-        type == GgmlType.F16 ? row.Select(v => Half16.ToSingle(Half16.FromSingle(v))).ToArray() : row;
 }
