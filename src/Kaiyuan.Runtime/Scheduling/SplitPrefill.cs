@@ -28,6 +28,7 @@ internal sealed class SplitPrefill : IDisposable
     private readonly SemaphoreSlim _start = new(0);
     private readonly ManualResetEventSlim _done = new(true);
     private volatile bool _stopping;
+    private bool _endsPrompt;
     private Exception? _error;
 
     private SplitPrefill(TransformerModel model, KvCache cache, int threads, int chunk)
@@ -72,6 +73,7 @@ internal sealed class SplitPrefill : IDisposable
             _want[i] = position == history.Count - 1;
             _batch.Add(history[position], position, slot);
         }
+        _endsPrompt = from + count == history.Count;
         _error = null;
         _done.Reset();
         _start.Release();
@@ -91,8 +93,7 @@ internal sealed class SplitPrefill : IDisposable
             if (_stopping) return;
             try
             {
-                int wanted = _want.AsSpan(0, _batch.Count).Contains(true) ? 1 : 0;
-                _model.Forward(_ctx, _want.AsSpan(0, _batch.Count), _logits.AsSpan(0, wanted * _model.VocabSize));
+                _model.Forward(_ctx, _want.AsSpan(0, _batch.Count), _logits.AsSpan(0, _endsPrompt ? _model.VocabSize : 0));
             }
             catch (Exception e)
             {

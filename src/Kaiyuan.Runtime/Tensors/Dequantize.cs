@@ -32,10 +32,20 @@ internal static class Dequantize
                     MemoryMarshal.Cast<byte, float>(src[..(dst.Length * sizeof(float))]).CopyTo(dst);
                     return;
                 case GgmlType.F16:
-                    TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<byte, Half>(src[..(dst.Length * 2)]), dst);
+                    unsafe
+                    {
+                        fixed (byte* from = src[..(dst.Length * 2)])
+                        fixed (float* to = dst)
+                            Half16.Widen((ushort*)from, to, dst.Length);
+                    }
                     return;
-                case GgmlType.Q8_0 when Vector256.IsHardwareAccelerated && dst.Length % 32 == 0:
-                    Q8_0Row(src[..(dst.Length / 32 * BlockLayouts.Q8_0.Size)], dst, dst.Length / 32);
+                case GgmlType.Q8_0 when dst.Length % 32 == 0:
+                    unsafe
+                    {
+                        fixed (byte* from = src[..(dst.Length / 32 * BlockLayouts.Q8_0.Size)])
+                        fixed (float* to = dst)
+                            Q8_0Blocks(from, to, dst.Length / 32);
+                    }
                     return;
             }
 
@@ -139,8 +149,9 @@ internal static class Dequantize
     }
 
     /// <summary>
-    /// <paramref name="blocks"/> Q8_0 blocks at <paramref name="src"/> as floats, each q · d rounded once as
-    /// <see cref="Q8_0Row"/> does, 16 at a time with AVX-512 (a KV cache's tiles, read at every attention step).
+    /// <paramref name="blocks"/> Q8_0 blocks at <paramref name="src"/> as floats, each q · d rounded once as the
+    /// element-wise definition does, with the widest vectors the machine has (a KV cache's tiles are read this way at
+    /// every attention step).
     /// </summary>
     internal static unsafe void Q8_0Blocks(byte* src, float* dst, int blocks)
     {
@@ -154,27 +165,33 @@ internal static class Dequantize
                 (Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(q))) * scale).Store(dst);
                 (Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(q + 16))) * scale).Store(dst + 16);
             }
+            else if (Vector256.IsHardwareAccelerated)
+            {
+                var scale = Vector256.Create(d);
+                var (lo, hi) = Vector256.Widen(Vector256.Load(q));
+                var (q0, q1) = Vector256.Widen(lo);
+                var (q2, q3) = Vector256.Widen(hi);
+                (Vector256.ConvertToSingle(q0) * scale).Store(dst);
+                (Vector256.ConvertToSingle(q1) * scale).Store(dst + 8);
+                (Vector256.ConvertToSingle(q2) * scale).Store(dst + 16);
+                (Vector256.ConvertToSingle(q3) * scale).Store(dst + 24);
+            }
+            else if (Vector128.IsHardwareAccelerated)
+            {
+                var scale = Vector128.Create(d);
+                for (int half = 0; half < 32; half += 16)
+                {
+                    var (lo, hi) = Vector128.Widen(Vector128.Load(q + half));
+                    var (q0, q1) = Vector128.Widen(lo);
+                    var (q2, q3) = Vector128.Widen(hi);
+                    (Vector128.ConvertToSingle(q0) * scale).Store(dst + half);
+                    (Vector128.ConvertToSingle(q1) * scale).Store(dst + half + 4);
+                    (Vector128.ConvertToSingle(q2) * scale).Store(dst + half + 8);
+                    (Vector128.ConvertToSingle(q3) * scale).Store(dst + half + 12);
+                }
+            }
             else
                 for (int i = 0; i < 32; i++) dst[i] = q[i] * d;
-        }
-    }
-
-    private static void Q8_0Row(ReadOnlySpan<byte> src, Span<float> dst, int blocks)
-    {
-        int size = BlockLayouts.Q8_0.Size;
-        for (int b = 0; b < blocks; b++)
-        {
-            var block = src.Slice(b * size, size);
-            var d = Vector256.Create(BlockFields.Half(block, BlockLayouts.Q8_0.D));
-            var qs = Vector256.Create(MemoryMarshal.Cast<byte, sbyte>(block.Slice(BlockLayouts.Q8_0.Qs, 32)));
-            var (lo, hi) = Vector256.Widen(qs);
-            var (q0, q1) = Vector256.Widen(lo);
-            var (q2, q3) = Vector256.Widen(hi);
-            var y = dst.Slice(b * 32, 32);
-            (Vector256.ConvertToSingle(q0) * d).CopyTo(y);
-            (Vector256.ConvertToSingle(q1) * d).CopyTo(y[8..]);
-            (Vector256.ConvertToSingle(q2) * d).CopyTo(y[16..]);
-            (Vector256.ConvertToSingle(q3) * d).CopyTo(y[24..]);
         }
     }
 

@@ -169,7 +169,7 @@ internal static unsafe class AttentionKernel
                                         new Span<float>(s, tile).Clear();
                                         continue;
                                     }
-                                    if (!byColumns) Scores(q + h * dimK, keys, stride, dimK, visible, _scale, s, _wide);
+                                    if (!byColumns) Scores(q + h * dimK, keys, stride, dimK, visible, _scale, s);
                                     OnlineSoftmax(s, visible, ref max[at], ref sum[at], output + h * dimV, dimV, _wide);
                                     new Span<float>(s + visible, tile - visible).Clear();
                                 }
@@ -364,12 +364,14 @@ internal static unsafe class AttentionKernel
         return max;
     }
 
-    /// <summary>scores[j] = scale · (q · keys[j]) for <paramref name="count"/> keys <paramref name="stride"/> floats apart.</summary>
-    private static void Scores(float* q, float* keys, int stride, int dim, int count, float scale, float* scores, bool wide)
+    /// <summary>
+    /// scores[j] = scale · (q · keys[j]) for <paramref name="count"/> keys <paramref name="stride"/> floats apart: the 256-bit
+    /// path and head sizes <see cref="ScoresByColumns"/> does not take.
+    /// </summary>
+    private static void Scores(float* q, float* keys, int stride, int dim, int count, float scale, float* scores)
     {
         int j = 0;
-        if (wide && dim % 16 == 0) j = Scores8Wide(q, keys, stride, dim, count, scale, scores);
-        else if (dim % 8 == 0 && Avx.IsSupported) j = Scores8(q, keys, stride, dim, count, scale, scores);
+        if (dim % 8 == 0 && Avx.IsSupported) j = Scores8(q, keys, stride, dim, count, scale, scores);
         for (; j < count; j++)
             scores[j] = TensorPrimitives.Dot(new ReadOnlySpan<float>(q, dim), new ReadOnlySpan<float>(keys + j * stride, dim)) * scale;
     }
@@ -402,36 +404,6 @@ internal static unsafe class AttentionKernel
         }
         return j;
     }
-
-    /// <summary><see cref="Scores8"/> with 512-bit vectors (head sizes that are multiples of 16).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static int Scores8Wide(float* q, float* keys, int stride, int dim, int count, float scale, float* scores)
-    {
-        int j = 0;
-        nint step = stride;
-        for (; j + 8 <= count; j += 8)
-        {
-            float* k0 = keys + j * step, k1 = k0 + step, k2 = k1 + step, k3 = k2 + step, k4 = k3 + step, k5 = k4 + step, k6 = k5 + step, k7 = k6 + step;
-            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
-            for (float* qd = q, qEnd = q + dim; qd < qEnd; qd += 16, k0 += 16, k1 += 16, k2 += 16, k3 += 16, k4 += 16, k5 += 16, k6 += 16, k7 += 16)
-            {
-                var x = Vector512.Load(qd);
-                a0 = Vector512.FusedMultiplyAdd(x, Vector512.Load(k0), a0);
-                a1 = Vector512.FusedMultiplyAdd(x, Vector512.Load(k1), a1);
-                a2 = Vector512.FusedMultiplyAdd(x, Vector512.Load(k2), a2);
-                a3 = Vector512.FusedMultiplyAdd(x, Vector512.Load(k3), a3);
-                a4 = Vector512.FusedMultiplyAdd(x, Vector512.Load(k4), a4);
-                a5 = Vector512.FusedMultiplyAdd(x, Vector512.Load(k5), a5);
-                a6 = Vector512.FusedMultiplyAdd(x, Vector512.Load(k6), a6);
-                a7 = Vector512.FusedMultiplyAdd(x, Vector512.Load(k7), a7);
-            }
-            (Sum8(Halves(a0), Halves(a1), Halves(a2), Halves(a3), Halves(a4), Halves(a5), Halves(a6), Halves(a7)) * scale).Store(scores + j);
-        }
-        return j;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Halves(Vector512<float> v) => v.GetLower() + v.GetUpper();
 
     /// <summary>
     /// The lane sums of eight vectors as one vector, [Σa0 … Σa7]: two rounds of pairwise horizontal adds, then the two
