@@ -155,6 +155,15 @@ internal static unsafe class MatMul
         bool tiled = work.Tiled;
         byte* actBase = work.Act, sideBase = work.Side;
         float* y = work.Y;
+        if (tokens == 1 && tiled && QuantizedDot.HasDot1Rows2(type))
+        {
+            // One token: the range's two halves side by side, each read front to back as the prefetchers expect.
+            int half = (end - start) / 2;
+            for (int r = start; r < start + half; r++)
+                QuantizedDot.Dot1Rows2(type, w.Data + (long)r * rowBytes, (long)half * rowBytes, actBase, sideBase, n, y + r, half);
+            if ((end - start) % 2 != 0) y[end - 1] = QuantizedDot.Dot1(type, w.Data + (long)(end - 1) * rowBytes, actBase, sideBase, n);
+            return;
+        }
         int t8 = tiled && QuantizedDot.HasDot8(type) ? tokens & ~7 : 0;
         int t4 = tiled ? t8 + ((tokens - t8) & ~3) : 0;
         // Three rows left: one three-row tile; two: a two-row one; one: the single-row dot.

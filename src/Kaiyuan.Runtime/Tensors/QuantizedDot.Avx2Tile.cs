@@ -19,6 +19,7 @@ internal static unsafe partial class Avx2Dot
     /// <summary>Bytes of side data <see cref="PrepareSide"/> derives from each activation row of <paramref name="n"/> elements.</summary>
     public static int SideBytes(GgmlType weightType, int n) => weightType switch
     {
+        GgmlType.Q5_0 when HasQ5_0Vbmi => n / BlockLayouts.QK * sizeof(float) + n / 2 * sizeof(short),
         GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL => n / BlockLayouts.QK * sizeof(float),
         GgmlType.Q6_K => n / 2 * sizeof(short),
         _ => 0,
@@ -26,7 +27,7 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>
     /// Per activation row, what the kernels would otherwise recompute for every weight row: Q8_0 block scales as floats,
-    /// Q6_K's pair bias (<see cref="Q6KPairBias"/>).
+    /// followed for Q5_0 on AVX-512 VBMI by its pair bias (<see cref="Q5PairBias"/>); Q6_K's pair bias (<see cref="Q6KPairBias"/>).
     /// </summary>
     public static void PrepareSide(GgmlType weightType, byte* y, int n, byte* side)
     {
@@ -34,6 +35,7 @@ internal static unsafe partial class Avx2Dot
         {
             case GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL:
                 for (int b = 0; b < n / BlockLayouts.QK; b++) ((float*)side)[b] = Half(y + b * BlockLayouts.Q8_0.Size);
+                if (weightType == GgmlType.Q5_0 && HasQ5_0Vbmi) Q5PairBias(y, n, (short*)(side + n / BlockLayouts.QK * sizeof(float)));
                 break;
             case GgmlType.Q6_K:
                 Q6KPairBias(y, n, (short*)side);
@@ -74,6 +76,7 @@ internal static unsafe partial class Avx2Dot
         {
             case GgmlType.Q8_0: Tile2<Q8Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_0: Tile2<Q4Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
+            case GgmlType.Q5_0 when HasQ5_0Vbmi: Q5_0Vbmi(x, 0, y, activationStride, side, sideStride, 2, blocks, vnni, output, outputStride); break;
             case GgmlType.Q5_0: Tile2<Q5Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
             case GgmlType.IQ4_NL: Tile2<Iq4NlBlock>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_K: Q4KTile2(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
@@ -119,6 +122,31 @@ internal static unsafe partial class Avx2Dot
         }
     }
 
+    /// <summary>True when <see cref="Dot1Rows2"/> has a kernel for <paramref name="weightType"/> on this machine.</summary>
+    public static bool HasDot1Rows2(GgmlType weightType) => weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL;
+
+    /// <summary>
+    /// <see cref="Dot1"/> of two weight rows (<paramref name="weightStride"/> bytes apart) with one activation row, into
+    /// <c>output[0]</c> and <c>output[outputStride]</c>, each bit-identical to <see cref="Dot1"/>. A one-token multiply
+    /// walks the two halves of each worker's rows this way: twice the memory streams in flight per core, and two
+    /// independent accumulation chains where one waited on its own latency (`bench matmul --rows 16384 --cols 4096
+    /// --tokens 1 -t 2`, Zen 5, interleaved with the one-row build: Q8_0 45–49 → 60–70 GMAC/s, Q4_0 40–48 → 46–52,
+    /// Q5_0 24–27 → 31–35 with its VBMI kernel).
+    /// </summary>
+    public static void Dot1Rows2(GgmlType weightType, byte* x, long weightStride, byte* y, byte* side, int n, bool vnni, float* output, long outputStride)
+    {
+        int blocks = n / BlockLayouts.QK;
+        switch (weightType)
+        {
+            case GgmlType.Q5_0 when HasQ5_0Vbmi: Q5_0Vbmi(x, weightStride, y, 0, side, 0, 2, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q8_0: Tile1Rows2<Q8Block>(x, weightStride, y, (float*)side, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q4_0: Tile1Rows2<Q4Block>(x, weightStride, y, (float*)side, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q5_0: Tile1Rows2<Q5Block>(x, weightStride, y, (float*)side, blocks, vnni, output, outputStride); break;
+            case GgmlType.IQ4_NL: Tile1Rows2<Iq4NlBlock>(x, weightStride, y, (float*)side, blocks, vnni, output, outputStride); break;
+            default: throw new NotSupportedException($"No two-weight-row dot for {weightType}.");
+        }
+    }
+
     /// <summary>The single-row dot with the row's <see cref="PrepareSide"/> data (see <see cref="Dot4"/>).</summary>
     public static float Dot1(GgmlType weightType, byte* x, byte* y, byte* side, int n, bool vnni)
     {
@@ -127,6 +155,7 @@ internal static unsafe partial class Avx2Dot
         {
             GgmlType.Q8_0 => Tile1<Q8Block>(x, y, (float*)side, blocks, vnni),
             GgmlType.Q4_0 => Tile1<Q4Block>(x, y, (float*)side, blocks, vnni),
+            GgmlType.Q5_0 when HasQ5_0Vbmi => Q5_0Vbmi(x, y, side, blocks, vnni),
             GgmlType.Q5_0 => Tile1<Q5Block>(x, y, (float*)side, blocks, vnni),
             GgmlType.IQ4_NL => Tile1<Iq4NlBlock>(x, y, (float*)side, blocks, vnni),
             GgmlType.Q4_K => Q4_K(x, y, n / BlockLayouts.QK_K),
@@ -204,6 +233,26 @@ internal static unsafe partial class Avx2Dot
         }
 
         return HorizontalSum(acc);
+    }
+
+    /// <summary><see cref="Tile1{T}"/> over two weight rows <paramref name="weightStride"/> bytes apart and one activation row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Tile1Rows2<T>(byte* x, long weightStride, byte* y, float* ys, int blocks, bool vnni, float* output, long outputStride) where T : struct, IBlock32
+    {
+        var acc0 = Vector256<float>.Zero;
+        var acc1 = Vector256<float>.Zero;
+        byte* x1 = x + weightStride;
+        for (int b = 0; b < blocks; b++, x += T.Size, x1 += T.Size, y += BlockLayouts.Q8_0.Size)
+        {
+            Sse.Prefetch0(x + PrefetchDistance);
+            Sse.Prefetch0(x1 + PrefetchDistance);
+            Vector256<sbyte> q0 = T.Quants(x), q1 = T.Quants(x1);
+            acc0 = TokenStep(q0, Avx2.Sign(q0, q0).AsByte(), Half(x) * ys[b], y, vnni, acc0);
+            acc1 = TokenStep(q1, Avx2.Sign(q1, q1).AsByte(), Half(x1) * ys[b], y, vnni, acc1);
+        }
+
+        output[0] = HorizontalSum(acc0);
+        output[outputStride] = HorizontalSum(acc1);
     }
 
     private interface IBlock32

@@ -144,6 +144,13 @@ internal static class QuantizedDot
     internal static unsafe void Dot8(GgmlType weightType, byte* weightRow, byte* activations, byte* side, int activationStride, int sideStride, int n, float* output, long outputStride) =>
         Avx2Dot.Dot8(weightType, weightRow, activations, side, activationStride, sideStride, n, Vnni, output, outputStride);
 
+    /// <summary>True when <see cref="Dot1Rows2"/> runs for this weight type on this machine.</summary>
+    internal static bool HasDot1Rows2(GgmlType weightType) => IsaLevels.IsX86(IsaLevels.Best) && Avx2Dot.HasDot1Rows2(weightType);
+
+    /// <summary><see cref="Dot1"/> of two weight rows <paramref name="weightStride"/> bytes apart with one activation row, into <c>output[0]</c> and <c>output[outputStride]</c>.</summary>
+    internal static unsafe void Dot1Rows2(GgmlType weightType, byte* weightRow, long weightStride, byte* activations, byte* side, int n, float* output, long outputStride) =>
+        Avx2Dot.Dot1Rows2(weightType, weightRow, weightStride, activations, side, n, Vnni, output, outputStride);
+
     /// <summary>The single-row form of <see cref="Dot4"/> (same types, same result as <see cref="DotUnchecked"/>).</summary>
     internal static unsafe float Dot1(GgmlType weightType, byte* weightRow, byte* activations, byte* side, int n) =>
         Avx2Dot.Dot1(weightType, weightRow, activations, side, n, Vnni);

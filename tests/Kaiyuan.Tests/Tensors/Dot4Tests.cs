@@ -5,7 +5,7 @@ using Kaiyuan.Tensors;
 namespace Kaiyuan.Tests.Tensors;
 
 /// <summary>The two-, four- and eight-row kernels give exactly the single-row dot of each activation row.</summary>
-public sealed unsafe class Dot4Tests
+public sealed unsafe partial class Dot4Tests
 {
     /// <summary>A weight row of <paramref name="values"/> quantized, or random blocks for a type we cannot write yet.</summary>
     private static byte[] WeightRow(GgmlType type, float[] values, Random random)
@@ -64,6 +64,7 @@ public sealed unsafe class Dot4Tests
         fixed (byte* ps = side)
         {
             for (int j = 0; j < rows; j++) QuantizedDot.PrepareSide(type, pa + j * actBytes, n, ps + j * sideBytes);
+            float* both = stackalloc float[2];
             QuantizedDot.Dot4(type, pw, pa, ps, actBytes, sideBytes, n, po, 3);
             QuantizedDot.Dot4(type, pw, pa + 4 * actBytes, ps + 4 * sideBytes, actBytes, sideBytes, n, po + 12, 3);
             if (QuantizedDot.HasDot8(type)) QuantizedDot.Dot8(type, pw, pa, ps, actBytes, sideBytes, n, po8, 3);
@@ -79,6 +80,79 @@ public sealed unsafe class Dot4Tests
                 if (j < 6) Assert.Equal(BitConverter.SingleToInt32Bits(single), BitConverter.SingleToInt32Bits(output3[j * 3]));
                 float one = QuantizedDot.Dot1(type, pw, pa + j * actBytes, ps + j * sideBytes, n);
                 Assert.Equal(BitConverter.SingleToInt32Bits(single), BitConverter.SingleToInt32Bits(one));
+                if (QuantizedDot.HasDot1Rows2(type))
+                {
+                    // The same row twice, as the two weight rows of the one-token kernel (its stride here: 0).
+                    QuantizedDot.Dot1Rows2(type, pw, 0, pa + j * actBytes, ps + j * sideBytes, n, both, 1);
+                    Assert.Equal(BitConverter.SingleToInt32Bits(single), BitConverter.SingleToInt32Bits(both[0]));
+                    Assert.Equal(BitConverter.SingleToInt32Bits(single), BitConverter.SingleToInt32Bits(both[1]));
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Q5_0's dots on AVX-512 VBMI (two blocks per step, unsigned quants less a per-row pair bias) — one row, two
+    /// activation rows, two weight rows — equal the 256-bit dot to the bit on raw random blocks (every nibble and
+    /// fifth-bit pattern, in each element position), rows of 1 to 14 blocks (the two-block loop and its one- and
+    /// two-block tails), block scales at fp16's extremes and activations at ±127; a row that ends where readable memory
+    /// ends is never read past.
+    /// </summary>
+    [Fact]
+    public void Q5_0WideSingleRowDotMatchesThe256BitDotOnEveryBitPattern()
+    {
+        if (!Avx2Dot.HasQ5_0Vbmi) Assert.Skip("This machine has no AVX-512 VBMI; Q5_0 runs the 256-bit kernel here.");
+        var random = new Random(5);
+        float[] scales = [0f, 60000f, -6.1e-5f, 5.96e-8f, -1f, 0.01f];
+        for (int blocks = 1; blocks <= 14; blocks++)
+        {
+            int n = blocks * BlockLayouts.QK;
+            for (int trial = 0; trial < 20; trial++)
+            {
+                // Two weight rows, for the one-token kernel that takes two at once.
+                int rowBytes = (int)GgmlTypeInfo.RowBytes(GgmlType.Q5_0, n);
+                var w2 = new byte[2 * rowBytes];
+                random.NextBytes(w2);
+                for (int b = 0; b < 2 * blocks; b++)
+                {
+                    float d = (b + trial) % 3 == 0 ? scales[(b + trial) % scales.Length] : (float)(random.NextDouble() * 0.02 - 0.01);
+                    System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(w2.AsSpan(b * BlockLayouts.Q5_0.Size), Half16.FromSingle(d));
+                }
+                var w = w2[..rowBytes];
+                // Two activation rows: the single-row dot takes each, the two-row dot (two streams' decode) both at once.
+                float[] x = Enumerable.Range(0, 2 * n).Select(_ => trial % 4 == 0 ? (random.Next(2) == 0 ? 3f : -3f) : (float)(random.NextDouble() * 6 - 3)).ToArray();
+                int actBytes = (int)GgmlTypeInfo.RowBytes(GgmlType.Q8_0, n), sideBytes = QuantizedDot.SideBytes(GgmlType.Q5_0, n);
+                var act = new byte[2 * actBytes];
+                var side = new byte[2 * sideBytes];
+                var pair = new float[2];
+                for (int j = 0; j < 2; j++) QuantizedDot.QuantizeActivations(GgmlType.Q8_0, x.AsSpan(j * n, n), act.AsSpan(j * actBytes, actBytes));
+                var rows2 = new float[2];
+                fixed (byte* pw = w)
+                fixed (byte* pw2 = w2)
+                fixed (byte* pa = act)
+                fixed (byte* ps = side)
+                fixed (float* pp = pair)
+                fixed (float* pr = rows2)
+                {
+                    for (int j = 0; j < 2; j++) QuantizedDot.PrepareSide(GgmlType.Q5_0, pa + j * actBytes, n, ps + j * sideBytes);
+                    QuantizedDot.Dot2(GgmlType.Q5_0, pw, pa, ps, actBytes, sideBytes, n, pp, 1);
+                    QuantizedDot.Dot1Rows2(GgmlType.Q5_0, pw2, rowBytes, pa, ps, n, pr, 1);
+                    for (int r = 0; r < 2; r++)
+                        Assert.Equal(BitConverter.SingleToInt32Bits(QuantizedDot.VecDot(GgmlType.Q5_0, w2.AsSpan(r * rowBytes, rowBytes), act.AsSpan(0, actBytes), n, IsaLevel.Avx2)),
+                            BitConverter.SingleToInt32Bits(rows2[r]));
+                    using var guarded = GuardedEnd.Create(w);
+                    for (int j = 0; j < 2; j++)
+                    {
+                        float narrow = QuantizedDot.VecDot(GgmlType.Q5_0, w, act.AsSpan(j * actBytes, actBytes), n, IsaLevel.Avx2);
+                        float wide = QuantizedDot.Dot1(GgmlType.Q5_0, pw, pa + j * actBytes, ps + j * sideBytes, n);
+                        Assert.True(BitConverter.SingleToInt32Bits(narrow) == BitConverter.SingleToInt32Bits(wide),
+                            $"{blocks} blocks, trial {trial}, row {j}: 512-bit {wide} vs 256-bit {narrow}");
+                        Assert.Equal(BitConverter.SingleToInt32Bits(narrow), BitConverter.SingleToInt32Bits(pair[j]));
+                        // The same row ending where readable memory ends: a load that strays past the row faults.
+                        if (guarded is not null)
+                            Assert.Equal(BitConverter.SingleToInt32Bits(narrow), BitConverter.SingleToInt32Bits(QuantizedDot.Dot1(GgmlType.Q5_0, guarded.Data, pa + j * actBytes, ps + j * sideBytes, n)));
+                    }
+                }
             }
         }
     }
@@ -88,6 +162,7 @@ public sealed unsafe class Dot4Tests
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.Q6_K)]
     [InlineData(GgmlType.Q8_0)]
+    [InlineData(GgmlType.Q4_0)]
     [InlineData(GgmlType.Q5_0)]
     [InlineData(GgmlType.IQ4_NL)]
     [InlineData(GgmlType.IQ4_XS)]
@@ -176,4 +251,45 @@ public sealed unsafe class Dot4Tests
 
     private static float[] RandomFloats(Random random, int count, float range) =>
         Enumerable.Range(0, count).Select(_ => (float)(random.NextDouble() * 2 - 1) * range).ToArray();
+
+    /// <summary>Bytes copied to the very end of a readable page that is followed by an inaccessible one (Linux only).</summary>
+    private sealed partial class GuardedEnd : IDisposable
+    {
+        private const int ProtNone = 0, ProtRead = 1, ProtWrite = 2, MapPrivate = 2, MapAnonymous = 0x20;
+        private readonly byte* _map;
+        private readonly nuint _length;
+
+        private GuardedEnd(byte* map, nuint length, byte* data)
+        {
+            _map = map;
+            _length = length;
+            Data = data;
+        }
+
+        public byte* Data { get; }
+
+        public static GuardedEnd? Create(byte[] bytes)
+        {
+            if (!OperatingSystem.IsLinux()) return null;
+            nuint page = (nuint)Environment.SystemPageSize;
+            nuint readable = ((nuint)bytes.Length + page - 1) / page * page;
+            byte* map = (byte*)Mmap(null, readable + page, ProtRead | ProtWrite, MapPrivate | MapAnonymous, -1, 0);
+            Assert.True(map != (byte*)-1, "mmap failed");
+            Assert.Equal(0, Mprotect(map + readable, page, ProtNone));
+            byte* data = map + readable - (nuint)bytes.Length;
+            bytes.CopyTo(new Span<byte>(data, bytes.Length));
+            return new GuardedEnd(map, readable + page, data);
+        }
+
+        public void Dispose() => Munmap(_map, _length);
+
+        [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "mmap")]
+        private static partial void* Mmap(void* address, nuint length, int protection, int flags, int fd, nint offset);
+
+        [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "mprotect")]
+        private static partial int Mprotect(void* address, nuint length, int protection);
+
+        [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "munmap")]
+        private static partial int Munmap(void* address, nuint length);
+    }
 }

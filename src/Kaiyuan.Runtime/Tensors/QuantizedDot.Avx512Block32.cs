@@ -1,0 +1,150 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Kaiyuan.Tensors;
+
+internal static unsafe partial class Avx2Dot
+{
+    /// <summary>True when <see cref="Q5_0Vbmi"/> runs for single activation rows (the <see cref="PrepareSide"/> data then holds its pair bias).</summary>
+    internal static bool HasQ5_0Vbmi => HasVbmi;
+
+    /// <summary>
+    /// A Q5_0 row against one Q8_0 row, two blocks per 512-bit step. The 256-bit kernel spends about 25 instructions on
+    /// each 22-byte block, mostly forming the signed quants (spreading the 32 fifth bits to bytes, the nibbles to two
+    /// halves), which made Q5_0 — 42% of the bytes of a Qwen2.5-0.5B Q4_K_M file, whose 896-wide rows cannot take
+    /// K-quants — the one type of that file whose decode was bound by compute, not memory. Here one 64-byte load holds
+    /// both blocks; a byte permute puts each output byte's source byte in its qword and a multishift takes the low or the
+    /// high nibble, a second pair brings each element's fifth bit to bit 4, and the unsigned quants u = q + 16 go straight
+    /// into the unsigned-by-signed multiply. The activations' 16·(y₂ₖ + y₂ₖ₊₁), computed once per activation row
+    /// (<see cref="Q5PairBias"/>), are subtracted from the pair sums, leaving exactly the pair sums of q·y. Lanes 0–7 of
+    /// the int32 sums are the first block's (lane k: elements 4k..4k+3), lanes 8–15 the second's, and each half meets its
+    /// block scale in the same float multiply-add, in block order, as the 256-bit kernel: the result is the same to the bit.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float Q5_0Vbmi(byte* x, byte* y, byte* side, int blocks, bool vnni)
+    {
+        float result;
+        Q5_0Vbmi(x, 0, y, 0, side, 0, 1, blocks, vnni, &result, 0);
+        return result;
+    }
+
+    /// <summary>
+    /// Two dots of <see cref="Q5_0Vbmi(byte*, byte*, byte*, int, bool)"/> at once: weight row <paramref name="x"/> with
+    /// activation row <paramref name="y"/>, and the weight row <paramref name="weightStride"/> bytes on with the
+    /// activation row <paramref name="activationStride"/> bytes on (its side data <paramref name="sideStride"/> on).
+    /// A zero stride shares that side: one weight row against two streams' activations (unpacked once), or two weight rows
+    /// against one token's (<see cref="Dot1Rows2"/>). Each dot's float accumulation is a chain of dependent multiply-adds,
+    /// one per block in the 256-bit kernel's order (which the result must match); two interleaved chains overlap.
+    /// Measured: the wider unpacking alone, or two rows alone, moved `bench matmul` Q5_0 one-token figures by less than
+    /// the noise; both together 24–28 → 31–35 GMAC/s (16384×4096, 2 threads, Zen 5).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Q5_0Vbmi(byte* x, long weightStride, byte* y, int activationStride, byte* side, int sideStride, int dots, int blocks, bool vnni, float* output, long outputStride)
+    {
+        byte* controls = Q5Controls;
+        var nibbleSource = Vector512.Load(controls);
+        var nibbleShift = Vector512.Load(controls + 64);
+        var highSource = Vector512.Load(controls + 128);
+        var highShift = Vector512.Load(controls + 192);
+        bool twoWeightRows = dots > 1 && weightStride != 0;
+        byte* x1 = x + weightStride;
+        float* ys0 = (float*)side, ys1 = (float*)(side + sideStride);
+        short* bias0 = (short*)(side + blocks * sizeof(float)), bias1 = (short*)((byte*)bias0 + sideStride);
+        byte* y0 = y, y1 = y + activationStride;
+        var acc0 = Vector256<float>.Zero;
+        var acc1 = Vector256<float>.Zero;
+        int b = 0;
+        // The 64-byte load reads 20 bytes past the pair: only while a further block follows in the row.
+        for (; b + 3 <= blocks; b += 2, x += 2 * BlockLayouts.Q5_0.Size, x1 += 2 * BlockLayouts.Q5_0.Size,
+             y0 += 2 * BlockLayouts.Q8_0.Size, y1 += 2 * BlockLayouts.Q8_0.Size)
+        {
+            Sse.Prefetch0(x + PrefetchDistance);
+            var u0 = Q5UnsignedPair(x, nibbleSource, nibbleShift, highSource, highShift);
+            acc0 = Q5PairStep(u0, y0, bias0 + 16 * b, Half(x) * ys0[b], Half(x + BlockLayouts.Q5_0.Size) * ys0[b + 1], acc0);
+            if (dots > 1)
+            {
+                byte* xs = x;
+                var u1 = u0;
+                if (twoWeightRows)
+                {
+                    Sse.Prefetch0(x1 + PrefetchDistance);
+                    u1 = Q5UnsignedPair(x1, nibbleSource, nibbleShift, highSource, highShift);
+                    xs = x1;
+                }
+                acc1 = Q5PairStep(u1, y1, bias1 + 16 * b, Half(xs) * ys1[b], Half(xs + BlockLayouts.Q5_0.Size) * ys1[b + 1], acc1);
+            }
+        }
+        for (; b < blocks; b++, x += BlockLayouts.Q5_0.Size, x1 += BlockLayouts.Q5_0.Size, y0 += BlockLayouts.Q8_0.Size, y1 += BlockLayouts.Q8_0.Size)
+        {
+            Vector256<sbyte> qx = Q5Block.Quants(x);
+            acc0 = TokenStep(qx, Avx2.Sign(qx, qx).AsByte(), Half(x) * ys0[b], y0, vnni, acc0);
+            if (dots > 1)
+            {
+                byte* xs = twoWeightRows ? x1 : x;
+                Vector256<sbyte> q1 = Q5Block.Quants(xs);
+                acc1 = TokenStep(q1, Avx2.Sign(q1, q1).AsByte(), Half(xs) * ys1[b], y1, vnni, acc1);
+            }
+        }
+
+        output[0] = HorizontalSum(acc0);
+        if (dots > 1) output[outputStride] = HorizontalSum(acc1);
+    }
+
+    /// <summary>Two Q5_0 blocks' unsigned quants q + 16 (bytes 0–31 the first block's elements in order, 32–63 the second's), from one 64-byte load.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<byte> Q5UnsignedPair(byte* x, Vector512<byte> nibbleSource, Vector512<byte> nibbleShift, Vector512<byte> highSource, Vector512<byte> highShift)
+    {
+        var raw = Vector512.Load(x);
+        var nibbles = Avx512Vbmi.MultiShift(nibbleShift, Avx512Vbmi.PermuteVar64x8(raw, nibbleSource).AsUInt64());
+        var fifth = Avx512Vbmi.MultiShift(highShift, Avx512Vbmi.PermuteVar64x8(raw, highSource).AsUInt64());
+        return (nibbles & Vector512.Create((byte)0x0F)) | (fifth & Vector512.Create((byte)0x10));
+    }
+
+    /// <summary>One activation row's share of a pair of Q5_0 blocks: exact int32 sums of q·y per 4 elements, then each block's FMA in order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Q5PairStep(Vector512<byte> unsignedQuants, byte* y, short* bias, float scale0, float scale1, Vector256<float> acc)
+    {
+        var activations = Vector512.Create(Vector256.Load((sbyte*)(y + BlockLayouts.Q8_0.Qs)),
+                                           Vector256.Load((sbyte*)(y + BlockLayouts.Q8_0.Size + BlockLayouts.Q8_0.Qs)));
+        var pairs = Avx512BW.MultiplyAddAdjacent(unsignedQuants, activations) - Vector512.Load(bias);
+        var sums = Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(pairs, Vector512.Create((short)1)));
+        acc = Fma.MultiplyAdd(Vector256.Create(scale0), sums.GetLower(), acc);
+        return Fma.MultiplyAdd(Vector256.Create(scale1), sums.GetUpper(), acc);
+    }
+
+    /// <summary>
+    /// 16·(y₂ₖ + y₂ₖ₊₁) for each pair of a Q8_0 activation row's quants, as int16 in element order: what
+    /// <see cref="Q5_0Vbmi"/> subtracts from the products of the unsigned quants q + 16.
+    /// </summary>
+    private static void Q5PairBias(byte* y, int n, short* bias)
+    {
+        for (int b = 0; b < n / BlockLayouts.QK; b++)
+        {
+            sbyte* q = (sbyte*)(y + b * BlockLayouts.Q8_0.Size + BlockLayouts.Q8_0.Qs);
+            for (int k = 0; k < BlockLayouts.QK / 2; k++) bias[b * (BlockLayouts.QK / 2) + k] = (short)(16 * (q[2 * k] + q[2 * k + 1]));
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Q5_0Vbmi"/>'s permute and multishift controls for output byte o (block h = o / 32, element i = o % 32
+    /// of it): the nibble source qs[i % 16] and its shift (high nibble for i ≥ 16); the fifth-bit source, the block's
+    /// four qh bytes in each qword, and a shift of i − 4 (mod 64, the multishift rotates) that lands qh bit i on bit 4.
+    /// </summary>
+    private static readonly byte* Q5Controls = BuildQ5Controls();
+
+    private static byte* BuildQ5Controls()
+    {
+        var controls = (byte*)NativeMemory.AlignedAlloc(256, 64);
+        for (int o = 0; o < 64; o++)
+        {
+            int block = o / 32, element = o % 32;
+            controls[o] = (byte)(block * BlockLayouts.Q5_0.Size + BlockLayouts.Q5_0.Qs + element % 16);
+            controls[64 + o] = (byte)(8 * (o % 8) + (element >= 16 ? 4 : 0));
+            controls[128 + o] = (byte)(block * BlockLayouts.Q5_0.Size + BlockLayouts.Q5_0.Qh + o % 4);
+            controls[192 + o] = (byte)((element - 4) & 63);
+        }
+        return controls;
+    }
+}
