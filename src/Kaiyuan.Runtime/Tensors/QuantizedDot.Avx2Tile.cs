@@ -123,7 +123,8 @@ internal static unsafe partial class Avx2Dot
     }
 
     /// <summary>True when <see cref="Dot1Rows2"/> has a kernel for <paramref name="weightType"/> on this machine.</summary>
-    public static bool HasDot1Rows2(GgmlType weightType) => weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL;
+    public static bool HasDot1Rows2(GgmlType weightType) => weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL
+        || (weightType == GgmlType.Q4_K && HasWideQ4K);
 
     /// <summary>
     /// <see cref="Dot1"/> of two weight rows (<paramref name="weightStride"/> bytes apart) with one activation row, into
@@ -139,6 +140,7 @@ internal static unsafe partial class Avx2Dot
         switch (weightType)
         {
             case GgmlType.Q5_0 when HasQ5_0Vbmi: Q5_0Vbmi(x, weightStride, y, 0, side, 0, 2, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q4_K when HasWideQ4K: Q4_KWide(x, weightStride, y, 2, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q8_0: Tile1Rows2<Q8Block>(x, weightStride, y, (float*)side, blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_0: Tile1Rows2<Q4Block>(x, weightStride, y, (float*)side, blocks, vnni, output, outputStride); break;
             case GgmlType.Q5_0: Tile1Rows2<Q5Block>(x, weightStride, y, (float*)side, blocks, vnni, output, outputStride); break;
@@ -158,6 +160,7 @@ internal static unsafe partial class Avx2Dot
             GgmlType.Q5_0 when HasQ5_0Vbmi => Q5_0Vbmi(x, y, side, blocks, vnni),
             GgmlType.Q5_0 => Tile1<Q5Block>(x, y, (float*)side, blocks, vnni),
             GgmlType.IQ4_NL => Tile1<Iq4NlBlock>(x, y, (float*)side, blocks, vnni),
+            GgmlType.Q4_K when HasWideQ4K => Q4_KWide(x, y, n / BlockLayouts.QK_K),
             GgmlType.Q4_K => Q4_K(x, y, n / BlockLayouts.QK_K),
             GgmlType.IQ4_XS => Iq4XsTile1(x, y, n / BlockLayouts.QK_K),
             GgmlType.Q6_K => Q6KScaled(x, y, (short*)side, n / BlockLayouts.QK_K),

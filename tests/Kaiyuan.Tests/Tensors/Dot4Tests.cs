@@ -157,6 +157,46 @@ public sealed unsafe partial class Dot4Tests
         }
     }
 
+    /// <summary>
+    /// Q4_K's 512-bit dot (AVX-512 BW: two pairs of sub-blocks per step) equals the 256-bit dot to the bit on raw random
+    /// blocks — every 6-bit scale and min pattern and every nibble — with d and dmin at fp16's extremes and activations
+    /// at ±127, through both the single-row dot and the AVX-512 tier of the vector dot.
+    /// </summary>
+    [Fact]
+    public void Q4_KWideDotMatchesThe256BitDotOnEveryBitPattern()
+    {
+        if (!Avx2Dot.HasWideQ4K) Assert.Skip("This machine has no AVX-512 BW; Q4_K runs the 256-bit kernel here.");
+        var random = new Random(44);
+        float[] scales = [0f, 60000f, -6.1e-5f, 5.96e-8f, -1f, 0.01f];
+        for (int blocks = 1; blocks <= 4; blocks++)
+        {
+            int n = blocks * BlockLayouts.QK_K;
+            for (int trial = 0; trial < 50; trial++)
+            {
+                var w = new byte[GgmlTypeInfo.RowBytes(GgmlType.Q4_K, n)];
+                random.NextBytes(w);
+                for (int b = 0; b < blocks; b++)
+                {
+                    if ((b + trial) % 3 != 0) continue;
+                    var block = w.AsSpan(b * BlockLayouts.Q4_K.Size);
+                    System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(block[BlockLayouts.Q4_K.D..], Half16.FromSingle(scales[(b + trial) % scales.Length]));
+                    System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(block[BlockLayouts.Q4_K.DMin..], Half16.FromSingle(scales[(b + 2 * trial) % scales.Length]));
+                }
+                float[] x = Enumerable.Range(0, n).Select(_ => trial % 4 == 0 ? (random.Next(2) == 0 ? 3f : -3f) : (float)(random.NextDouble() * 6 - 3)).ToArray();
+                var act = new byte[GgmlTypeInfo.RowBytes(GgmlType.Q8_K, n)];
+                QuantizedDot.QuantizeActivations(GgmlType.Q8_K, x, act);
+                float narrow = QuantizedDot.VecDot(GgmlType.Q4_K, w, act, n, IsaLevel.Avx2);
+                float tier = QuantizedDot.VecDot(GgmlType.Q4_K, w, act, n, IsaLevel.Avx512);
+                float one;
+                fixed (byte* pw = w)
+                fixed (byte* pa = act)
+                    one = QuantizedDot.Dot1(GgmlType.Q4_K, pw, pa, pa, n);
+                Assert.True(BitConverter.SingleToInt32Bits(narrow) == BitConverter.SingleToInt32Bits(one), $"{blocks} blocks, trial {trial}: 512-bit {one} vs 256-bit {narrow}");
+                Assert.Equal(BitConverter.SingleToInt32Bits(narrow), BitConverter.SingleToInt32Bits(tier));
+            }
+        }
+    }
+
     /// <summary>Every small batch (1–7 rows: the decode steps of a few streams) splits into 4-, 3-, 2- and 1-row tiles.</summary>
     [Theory]
     [InlineData(GgmlType.Q4_K)]
