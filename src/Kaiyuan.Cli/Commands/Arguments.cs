@@ -48,6 +48,17 @@ internal static class Arguments
         Validators = { r => { if (r.GetValueOrDefault<string>() is not ("f32" or "f16" or "q8_0")) r.AddError("--cache-type must be f32, f16 or q8_0"); } },
     };
 
+    public static Option<string> PrefillPriority()
+    {
+        var option = new Option<string>("--prefill-priority")
+        {
+            Description = "Scheduling class of a long prompt's prefill while other requests stream: low (Linux SCHED_IDLE: the streams never wait behind it; it uses only CPU time nothing else wants) or normal",
+            DefaultValueFactory = _ => "low",
+        };
+        option.AcceptOnlyFromAmong("low", "normal");
+        return option;
+    }
+
     public static Option<string> PromptCache() => new("--prompt-cache")
     {
         Description = "Keep prompt prefixes (64 tokens or more) in this directory, so a later run or a restarted server reads their KV instead of computing it",

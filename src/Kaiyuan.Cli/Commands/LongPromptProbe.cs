@@ -8,7 +8,8 @@ namespace Kaiyuan.Cli.Commands;
 /// <param name="TtftMs">From sending it to its first generated token.</param>
 /// <param name="IdleItl">The running streams' inter-token gaps (ms) before the long prompt was sent.</param>
 /// <param name="LoadedItl">Their gaps while it prefilled (from sending it to its first token).</param>
-internal sealed record LongPromptResult(int PromptTokens, double FirstByteMs, double TtftMs, double[] IdleItl, double[] LoadedItl);
+/// <param name="IdleAfterItl">Their gaps once it answered, idle again at the depth they had by then.</param>
+internal sealed record LongPromptResult(int PromptTokens, double FirstByteMs, double TtftMs, double[] IdleItl, double[] LoadedItl, double[] IdleAfterItl);
 
 /// <summary>
 /// <c>kaiyuan bench prefix --long N</c>: two streams decode; after their latency settles, one prompt of N tokens arrives and
@@ -17,7 +18,8 @@ internal sealed record LongPromptResult(int PromptTokens, double FirstByteMs, do
 /// </summary>
 internal static class LongPromptProbe
 {
-    private const int Streams = 2, IdleGaps = 24, StreamPromptTokens = 32;
+    // 64 idle gaps per stream: with 24, the idle p50 and p95 moved by a third between runs of one build.
+    private const int Streams = 2, IdleGaps = 64, StreamPromptTokens = 32;
 
     public static async Task<LongPromptResult> RunAsync(HttpClient http, Random random, int[] vocabulary, int longTokens, int context)
     {
@@ -62,24 +64,34 @@ internal static class LongPromptProbe
             ["ignore_eos"] = true,
         }, onFirstLine: ms => firstByte = ms);
         double answered = sent + longRequest.TtftMs;
+        // Idle again at the depth the streams have reached: their own contexts grew by thousands of tokens while the
+        // prompt prefilled, which alone slows their steps (attention reads every row they hold).
+        int[] atAnswer = arrivals.Select(Count).ToArray();
+        while (Enumerable.Range(0, Streams).Any(i => Count(arrivals[i]) < atAnswer[i] + IdleGaps + 2))
+        {
+            if (streams.FirstOrDefault(t => t.IsCompleted) is { } ended) await ended;
+            await Task.Delay(20);
+        }
         await stop.CancelAsync();
         await Task.WhenAll(streams);
 
         var idle = new List<double>();
         var loaded = new List<double>();
-        foreach (var a in arrivals)
+        var idleAfter = new List<double>();
+        for (int i = 0; i < Streams; i++)
         {
             double[] times;
-            lock (a) times = [.. a];
+            lock (arrivals[i]) times = [.. arrivals[i]];
             for (int j = 1; j < times.Length; j++)
             {
                 double gap = times[j] - times[j - 1];
-                // Skip each stream's first gaps: its own prompt and the JIT's warm-up.
+                // Skip each stream's first gaps: its own prompt and the JIT's warm-up; and the first after the answer.
                 if (times[j] <= sent && j >= 4) idle.Add(gap);
                 else if (times[j - 1] >= sent && times[j] <= answered) loaded.Add(gap);
+                else if (j > atAnswer[i] && j <= atAnswer[i] + IdleGaps) idleAfter.Add(gap);
             }
         }
-        return new LongPromptResult(longTokens, firstByte, longRequest.TtftMs, [.. idle], [.. loaded]);
+        return new LongPromptResult(longTokens, firstByte, longRequest.TtftMs, [.. idle], [.. loaded], [.. idleAfter]);
     }
 
     private static int Count(List<double> list)

@@ -36,6 +36,7 @@ internal static class PrefixBenchCommand
         var threads = Arguments.Threads();
         var ctxSize = Arguments.ContextSize();
         ctxSize.Description = "Context size in tokens (default: enough for the runs)";
+        var prefillPriority = Arguments.PrefillPriority();
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
         Arguments.Range(prefix, 1, 1 << 20, "the prefix must be 1 to 1048576 tokens");
         Arguments.Range(suffix, 1, 1 << 16, "the suffix must be 1 to 65536 tokens");
@@ -44,18 +45,18 @@ internal static class PrefixBenchCommand
         Arguments.Range(longPrompt, 0, 1 << 20, "the long prompt must be 0 (none) to 1048576 tokens");
         var cmd = new Command("prefix", "Measure prefix caching: TTFT of repeats that share a long prefix, prefill work of a multi-turn chat")
         {
-            model, prefix, suffix, turns, streams, longPrompt, threads, ctxSize, json,
+            model, prefix, suffix, turns, streams, longPrompt, threads, ctxSize, prefillPriority, json,
         };
         cmd.SetAction(p =>
         {
             var settings = new Settings(StoreCommands.ResolveModel(p, p.GetValue(model)!), p.GetValue(prefix), p.GetValue(suffix), p.GetValue(turns),
-                p.GetValue(streams), p.GetValue(threads), p.GetValue(ctxSize), p.GetValue(longPrompt));
+                p.GetValue(streams), p.GetValue(threads), p.GetValue(ctxSize), p.GetValue(longPrompt), p.GetValue(prefillPriority) == "low");
             return Run(settings, p.GetValue(json), p.InvocationConfiguration.Output).GetAwaiter().GetResult();
         });
         return cmd;
     }
 
-    private sealed record Settings(string ModelPath, int Prefix, int Suffix, int Turns, int Streams, int Threads, int ContextSize, int Long);
+    private sealed record Settings(string ModelPath, int Prefix, int Suffix, int Turns, int Streams, int Threads, int ContextSize, int Long, bool LowPriorityPrefill);
 
     private sealed record Turn(int PromptTokens, int CachedTokens, int CompletionTokens, double TtftMs);
 
@@ -82,6 +83,7 @@ internal static class PrefixBenchCommand
             ContextSize = ctx,
             RequestLogging = false,
             MaxQueue = Math.Max(64, 2 * s.Streams),
+            LowPriorityPrefill = s.LowPriorityPrefill,
         };
         await using var server = await KaiyuanServer.StartAsync(options);
         try
@@ -127,7 +129,10 @@ internal static class PrefixBenchCommand
             ["itl_loaded_p50_ms"] = Math.Round(LongPromptProbe.Percentile(longPrompt.LoadedItl, 0.5), 2),
             ["itl_loaded_p95_ms"] = Math.Round(LongPromptProbe.Percentile(longPrompt.LoadedItl, 0.95), 2),
             ["itl_p95_over_idle_p50"] = Math.Round(LongPromptProbe.Percentile(longPrompt.LoadedItl, 0.95) / LongPromptProbe.Percentile(longPrompt.IdleItl, 0.5), 3),
+            ["itl_idle_after_p50_ms"] = Math.Round(LongPromptProbe.Percentile(longPrompt.IdleAfterItl, 0.5), 2),
+            ["itl_idle_after_p95_ms"] = Math.Round(LongPromptProbe.Percentile(longPrompt.IdleAfterItl, 0.95), 2),
             ["loaded_gaps"] = longPrompt.LoadedItl.Length,
+            ["prefill_priority"] = s.LowPriorityPrefill ? "low" : "normal",
         };
 
         if (json)
@@ -200,7 +205,8 @@ internal static class PrefixBenchCommand
         if (longFigures is not null)
             output.WriteLine(string.Create(c, $"long prompt: {longPrompt!.PromptTokens} tokens, first byte {longFigures["first_byte_ms"]} ms, TTFT {longFigures["ttft_ms"]} ms; " +
                                               $"two streams' inter-token latency p50/p95 {longFigures["itl_idle_p50_ms"]}/{longFigures["itl_idle_p95_ms"]} ms idle, " +
-                                              $"{longFigures["itl_loaded_p50_ms"]}/{longFigures["itl_loaded_p95_ms"]} ms while it prefilled ({longPrompt.LoadedItl.Length} gaps; p95 ×{longFigures["itl_p95_over_idle_p50"]} of idle p50)"));
+                                              $"{longFigures["itl_loaded_p50_ms"]}/{longFigures["itl_loaded_p95_ms"]} ms while it prefilled ({longPrompt.LoadedItl.Length} gaps; p95 ×{longFigures["itl_p95_over_idle_p50"]} of idle p50), " +
+                                              $"{longFigures["itl_idle_after_p50_ms"]}/{longFigures["itl_idle_after_p95_ms"]} ms idle again at their new depth"));
         return 0;
     }
 

@@ -43,9 +43,10 @@ internal static class ServeCommand
         };
         var promptCache = Arguments.PromptCache();
         var promptCacheMax = Arguments.PromptCacheMax();
+        var prefillPriority = Arguments.PrefillPriority();
         var cmd = new Command("serve", "Serve a model over HTTP: OpenAI-, Anthropic- and Ollama-compatible API, continuous batching, chat page at /")
         {
-            model, allModels, maxModels, keepAlive, host, port, alias, parallel, ctxSize, threads, apiKey, template, cors, maxBody, queue, cacheType, cacheRam, promptCache, promptCacheMax,
+            model, allModels, maxModels, keepAlive, host, port, alias, parallel, ctxSize, threads, apiKey, template, cors, maxBody, queue, cacheType, cacheRam, promptCache, promptCacheMax, prefillPriority,
         };
         var speculation = new SpeculationArguments();
         speculation.AddTo(cmd);
@@ -79,6 +80,7 @@ internal static class ServeCommand
                 LookupDraftTokens = speculation.Read(p),
                 DraftModelPath = draftPath,
                 DraftModelTokens = p.GetValue(speculation.DraftMax),
+                LowPriorityPrefill = p.GetValue(prefillPriority) == "low",
                 StoreRoot = StoreCommands.StoreOf(p).Root,
             };
             return Serve(options).GetAwaiter().GetResult();

@@ -50,4 +50,10 @@ public record ModelOptions
     public string? DraftModelPath { get; init; }
     /// <summary>Tokens the draft model proposes per step at most (<c>--draft-max</c>).</summary>
     public int DraftModelTokens { get; init; } = 6;
+    /// <summary>
+    /// A long prompt that arrives while other requests stream prefills on half the threads in the OS's lowest
+    /// scheduling class (Linux SCHED_IDLE; <c>--prefill-priority low</c>), so the streams' tokens never wait behind it;
+    /// it then runs only on CPU time nothing else on the machine wants. False: normal priority.
+    /// </summary>
+    public bool LowPriorityPrefill { get; init; } = true;
 }

@@ -158,6 +158,7 @@ public sealed class ModelRuntime : IDisposable
                 PromptCache = store,
                 LookupDraft = options.LookupDraftTokens,
                 DraftModel = draft,
+                BackgroundPrefill = options.LowPriorityPrefill,
             }, pool);
             var description = Describe(model.File, engine.ContextLength, template);
             string name = options.Alias ?? Path.GetFileNameWithoutExtension(options.ModelPath);

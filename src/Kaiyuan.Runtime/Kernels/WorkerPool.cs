@@ -42,7 +42,9 @@ internal sealed class WorkerPool : IDisposable
     private static readonly Lazy<WorkerPool> SharedPool = new(() => new WorkerPool(Environment.ProcessorCount));
     public static WorkerPool Shared => SharedPool.Value;
 
-    public WorkerPool(int threads)
+    /// <param name="threads">Threads an operation runs on, the caller's included.</param>
+    /// <param name="background">Run the pool's own threads in the OS's lowest scheduling class (<see cref="BackgroundThread"/>).</param>
+    public WorkerPool(int threads, bool background = false)
     {
         Threads = Math.Max(1, threads);
         _threads = new Thread[Threads - 1];
@@ -53,7 +55,12 @@ internal sealed class WorkerPool : IDisposable
         {
             _wake[i] = new AutoResetEvent(false);
             int worker = i + 1;
-            _threads[i] = new Thread(() => WorkerLoop(worker)) { IsBackground = true, Name = $"kaiyuan-worker-{worker}" };
+            _threads[i] = new Thread(() =>
+            {
+                if (background) BackgroundThread.Lower();
+                WorkerLoop(worker);
+            })
+            { IsBackground = true, Name = background ? $"kaiyuan-bg-{worker}" : $"kaiyuan-worker-{worker}" };
             _threads[i].Start();
         }
     }

@@ -48,6 +48,11 @@ internal sealed record SchedulerOptions
     /// and verified in the same batched pass. Not with <see cref="LookupDraft"/>; null: none.
     /// </summary>
     public Speculative.DraftModel? DraftModel { get; init; }
+    /// <summary>
+    /// A long prompt prefilled beside decoding streams (<see cref="SplitPrefill"/>) runs in the OS's lowest scheduling
+    /// class: the streams and their HTTP hand-offs preempt it at once. It then progresses only on cores nothing else wants.
+    /// </summary>
+    public bool BackgroundPrefill { get; init; }
 }
 
 internal enum EmbeddingPooling { Mean, Cls, Last }
@@ -168,6 +173,9 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
 
     /// <summary>Forward passes run so far (a test can tell batched steps from one-by-one ones).</summary>
     public long Steps { get; private set; }
+
+    /// <summary>The split prefill thread's Linux thread id, once one has run (see <see cref="SchedulerOptions.BackgroundPrefill"/>).</summary>
+    internal int? PrefillLinuxThreadId => _split?.LinuxThreadId;
 
     /// <summary>Prompt chunks run on threads of their own beside decoding streams (<see cref="SplitPrefill"/>).</summary>
     public long SplitChunks { get; private set; }
@@ -476,7 +484,7 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         if (!_splitTried)
         {
             _splitTried = true;
-            _split = SplitPrefill.Create(_model, _cache, _ctx.Pool.Threads, _options.PrefillChunk);
+            _split = SplitPrefill.Create(_model, _cache, _ctx.Pool.Threads, _options.PrefillChunk, _options.BackgroundPrefill);
             if (_split is not null) _decodeCtx = _ctx with { Pool = _split.DecodePool };
         }
         if (_split is null) return;

@@ -30,13 +30,15 @@ internal sealed class SplitPrefill : IDisposable
     private volatile bool _stopping;
     private bool _endsPrompt;
     private Exception? _error;
+    private readonly bool _background;
 
-    private SplitPrefill(TransformerModel model, KvCache cache, int threads, int chunk)
+    private SplitPrefill(TransformerModel model, KvCache cache, int threads, int chunk, bool background)
     {
+        _background = background;
         _model = model;
         int decodeThreads = threads / 2;
         DecodePool = new WorkerPool(decodeThreads);
-        _prefillPool = new WorkerPool(threads - decodeThreads);
+        _prefillPool = new WorkerPool(threads - decodeThreads, background);
         _batch = new ForwardBatch(chunk);
         _ctx = new ForwardContext(_batch, cache, new Workspace(), _prefillPool);
         _want = new bool[chunk];
@@ -46,8 +48,9 @@ internal sealed class SplitPrefill : IDisposable
     }
 
     /// <summary>A split for a pool of <paramref name="threads"/>, or null where splitting cannot help (one thread) or cannot work (a hybrid model's recurrent state is stepped in order with the batch).</summary>
-    public static SplitPrefill? Create(TransformerModel model, KvCache cache, int threads, int chunk) =>
-        threads >= 2 && cache.Recurrent is null ? new SplitPrefill(model, cache, threads, chunk) : null;
+    /// <param name="background">Prefill in the OS's lowest scheduling class (<see cref="BackgroundThread"/>), so the streams' threads and their token hand-offs never wait behind it.</param>
+    public static SplitPrefill? Create(TransformerModel model, KvCache cache, int threads, int chunk, bool background) =>
+        threads >= 2 && cache.Recurrent is null ? new SplitPrefill(model, cache, threads, chunk, background) : null;
 
     /// <summary>The threads the streams decode on while a chunk runs.</summary>
     public WorkerPool DecodePool { get; }
@@ -85,8 +88,13 @@ internal sealed class SplitPrefill : IDisposable
     /// <summary>The running chunk's failure, once it is done (null: it succeeded).</summary>
     public Exception? Error => Done ? _error : null;
 
+    /// <summary>The prefill thread's Linux thread id, once it has started (for tests of its scheduling class).</summary>
+    public int? LinuxThreadId { get; private set; }
+
     private void Loop()
     {
+        if (_background) BackgroundThread.Lower();
+        LinuxThreadId = BackgroundThread.CurrentLinuxThreadId();
         while (true)
         {
             _start.Wait();

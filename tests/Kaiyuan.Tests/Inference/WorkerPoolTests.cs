@@ -59,4 +59,30 @@ public class WorkerPoolTests
         pool.Run(job, 500);
         Assert.All(job.Hits, h => Assert.Equal(1, h));
     }
+
+    private sealed class ThreadIdJob : IParallelJob
+    {
+        public readonly System.Collections.Concurrent.ConcurrentDictionary<int, int> Workers = new();
+
+        public void Run(int start, int end, int worker)
+        {
+            Workers.TryAdd(worker, BackgroundThread.CurrentLinuxThreadId() ?? -1);
+            // Long enough that every worker wakes and claims a chunk of its own.
+            Thread.Sleep(2);
+        }
+    }
+
+    /// <summary>A background pool's own threads run in Linux's SCHED_IDLE class (policy 5); the caller's thread is left as it was.</summary>
+    [Fact]
+    public void ABackgroundPoolsWorkersRunInTheIdleSchedulingClass()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        using var pool = new WorkerPool(3, background: true);
+        var job = new ThreadIdJob();
+        for (int attempt = 0; attempt < 50 && job.Workers.Count < 3; attempt++) pool.Run(job, 64, minChunk: 1);
+        Assert.Equal(3, job.Workers.Count);
+        Assert.Equal(0, BackgroundThread.LinuxPolicy(job.Workers[0]));
+        Assert.Equal(5, BackgroundThread.LinuxPolicy(job.Workers[1]));
+        Assert.Equal(5, BackgroundThread.LinuxPolicy(job.Workers[2]));
+    }
 }

@@ -130,11 +130,13 @@ public sealed class SchedulerTests : IDisposable
     /// A long prompt that arrives while others decode prefills on threads of its own (SplitPrefill), chunk by chunk: every
     /// output equals solo decoding, a cancelled long prompt stops at a chunk's end, and no block is left in use.
     /// </summary>
-    [Fact]
-    public async Task ALongPromptBesideDecodingStreamsPrefillsOnItsOwnThreadsWithTheSameOutputs()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task ALongPromptBesideDecodingStreamsPrefillsOnItsOwnThreadsWithTheSameOutputs(bool background)
     {
         using var model = ModelLoader.Load(Fixtures.ModelPath("stories260K", "stories260K-f32.gguf"));
-        using var scheduler = new ContinuousBatchScheduler(model, new SchedulerOptions { Slots = 4, ContextLength = 256, PrefillChunk = 32 }, _pool);
+        using var scheduler = new ContinuousBatchScheduler(model, new SchedulerOptions { Slots = 4, ContextLength = 256, PrefillChunk = 32, BackgroundPrefill = background }, _pool);
         int[][] running = [TestSequences.Prompt(61, 5), TestSequences.Prompt(62, 9)];
         var streams = running.Select(p => scheduler.Submit(new GenerationRequest { Prompt = p, MaxTokens = 240 }, CancellationToken.None)).ToArray();
         // Both decode before the long prompts arrive (a first token means the prompt is done).
@@ -153,6 +155,8 @@ public sealed class SchedulerTests : IDisposable
         int[] partial = await cancelledIds;
         Assert.Equal(Solo(model, cancelledPrompt, 10)[..partial.Length], partial);
         Assert.True(scheduler.SplitChunks > 0, "the long prompt was meant to prefill beside the decoding streams");
+        if (OperatingSystem.IsLinux())
+            Assert.Equal(background ? 5 : 0, BackgroundThread.LinuxPolicy(scheduler.PrefillLinuxThreadId!.Value)); // SCHED_IDLE : SCHED_OTHER
         var report = scheduler.Cache;
         Assert.Equal(0, report.UsedBlocks);
         Assert.Equal(0, scheduler.Load.BusySlots);
