@@ -124,7 +124,7 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>True when <see cref="Dot1Rows2"/> has a kernel for <paramref name="weightType"/> on this machine.</summary>
     public static bool HasDot1Rows2(GgmlType weightType) => weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL
-        || (weightType == GgmlType.Q4_K && HasWideQ4K);
+        || (weightType is GgmlType.Q4_K or GgmlType.Q6_K && HasWideQ4K);
 
     /// <summary>
     /// <see cref="Dot1"/> of two weight rows (<paramref name="weightStride"/> bytes apart) with one activation row, into
@@ -141,6 +141,7 @@ internal static unsafe partial class Avx2Dot
         {
             case GgmlType.Q5_0 when HasQ5_0Vbmi: Q5_0Vbmi(x, weightStride, y, 0, side, 0, 2, blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_K when HasWideQ4K: Q4_KWide(x, weightStride, y, 2, n / BlockLayouts.QK_K, output, outputStride); break;
+            case GgmlType.Q6_K when HasWideQ4K: Q6_KWide(x, weightStride, y, (short*)side, 2, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q8_0: Tile1Rows2<Q8Block>(x, weightStride, y, (float*)side, blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_0: Tile1Rows2<Q4Block>(x, weightStride, y, (float*)side, blocks, vnni, output, outputStride); break;
             case GgmlType.Q5_0: Tile1Rows2<Q5Block>(x, weightStride, y, (float*)side, blocks, vnni, output, outputStride); break;
@@ -163,6 +164,7 @@ internal static unsafe partial class Avx2Dot
             GgmlType.Q4_K when HasWideQ4K => Q4_KWide(x, y, n / BlockLayouts.QK_K),
             GgmlType.Q4_K => Q4_K(x, y, n / BlockLayouts.QK_K),
             GgmlType.IQ4_XS => Iq4XsTile1(x, y, n / BlockLayouts.QK_K),
+            GgmlType.Q6_K when HasWideQ4K => Q6_KWide(x, y, (short*)side, n / BlockLayouts.QK_K),
             GgmlType.Q6_K => Q6KScaled(x, y, (short*)side, n / BlockLayouts.QK_K),
             _ when IqGridDecoder.Handles(weightType) => GridQuant(weightType, x, y, n / BlockLayouts.QK_K, IsaLevels.Best == IsaLevel.Avx512),
             _ => throw new NotSupportedException($"No scaled dot for {weightType}."),

@@ -244,4 +244,79 @@ internal static unsafe partial class Avx2Dot
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<byte> Q4KScaleControl(int first, int second) =>
         Vector512.Create(Vector256.Create((ushort)(2 * first | (2 * first + 1) << 8)), Vector256.Create((ushort)(2 * second | (2 * second + 1) << 8))).AsByte();
+
+    /// <summary>
+    /// Q6_K against one Q8_K row and its <see cref="Q6KPairBias"/> on AVX-512 BW: two 32-element chunks per 512-bit step.
+    /// A half block's 64 low-nibble bytes are one load (chunks 0 and 1 take their low nibbles, 2 and 3 their high ones),
+    /// its 32 high-bit bytes are broadcast to both halves and shifted per half by a word-variable shift, and each step's
+    /// sixteen scales come from one word permute of the block's scales. Lanes 0–7 of the int32 sums are the first chunk's
+    /// in the 256-bit kernel's layout, lanes 8–15 the second's; exact integer sums, so the two halves added are the 256-bit
+    /// kernel's sums and the result is the same to the bit.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float Q6_KWide(byte* x, byte* y, short* bias, int blocks)
+    {
+        float result;
+        Q6_KWide(x, 0, y, bias, 1, blocks, &result, 0);
+        return result;
+    }
+
+    /// <summary><see cref="Q6_KWide(byte*, byte*, short*, int)"/> of one or two weight rows <paramref name="weightStride"/> bytes apart against one activation row (<see cref="Dot1Rows2"/>).</summary>
+    // Not inlined into the one-row wrapper, where its own inlinees would no longer fit the JIT's budget.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void Q6_KWide(byte* x, long weightStride, byte* y, short* bias, int rows, int blocks, float* output, long outputStride)
+    {
+        var acc0 = Vector256<float>.Zero;
+        var acc1 = Vector256<float>.Zero;
+        byte* x1 = x + weightStride;
+        float* halves = HalfTable;
+        for (int b = 0; b < blocks; b++, x += BlockLayouts.Q6_K.Size, x1 += BlockLayouts.Q6_K.Size, y += BlockLayouts.Q8_K.Size, bias += 128)
+        {
+            float yd = *(float*)(y + BlockLayouts.Q8_K.D);
+            acc0 = Q6KWideBlock(x, y, bias, yd, halves, acc0);
+            if (rows > 1) acc1 = Q6KWideBlock(x1, y, bias, yd, halves, acc1);
+        }
+
+        output[0] = HorizontalSum(acc0);
+        if (rows > 1) output[outputStride] = HorizontalSum(acc1);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Q6KWideBlock(byte* x, byte* y, short* bias, float yd, float* halves, Vector256<float> acc)
+    {
+        PrefetchBlock(x, BlockLayouts.Q6_K.Size);
+        var scales = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(x + BlockLayouts.Q6_K.Scales))).ToVector512Unsafe();
+        var nibble = Vector512.Create((byte)0xF);
+        var sums = Vector512<int>.Zero;
+        for (int half = 0; half < 2; half++)
+        {
+            var low = Vector512.Load(x + BlockLayouts.Q6_K.Ql + half * 64);
+            var high = Vector512.Create(Vector256.Load(x + BlockLayouts.Q6_K.Qh + half * 32)).AsUInt16();
+            byte* q8 = y + BlockLayouts.Q8_K.Qs + half * 128;
+            short* chunkBias = bias + half * 64;
+            // Chunks 4·half + 0 and + 1: low nibbles, high-bit pairs 0 and 1; chunks + 2 and + 3: high nibbles, pairs 2 and 3.
+            var first = (low & nibble) | Q6HighBits(high, Vector512.Create(Vector256.Create((ushort)0), Vector256.Create((ushort)2)));
+            var second = (Vector512.ShiftRightLogical(low.AsUInt16(), 4).AsByte() & nibble) | Q6HighBits(high, Vector512.Create(Vector256.Create((ushort)4), Vector256.Create((ushort)6)));
+            sums += Q6WideChunks(first, q8, chunkBias, Avx512BW.PermuteVar32x16(scales, Q6ScaleControl(8 * half)));
+            sums += Q6WideChunks(second, q8 + 64, chunkBias + 32, Avx512BW.PermuteVar32x16(scales, Q6ScaleControl(8 * half + 4)));
+        }
+
+        return BlockFma(yd * halves[*(ushort*)(x + BlockLayouts.Q6_K.D)], sums.GetLower() + sums.GetUpper(), acc);
+    }
+
+    /// <summary>Each byte's two high bits, taken <paramref name="shifts"/> bits down (per word), moved to bits 4 and 5.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<byte> Q6HighBits(Vector512<ushort> high, Vector512<ushort> shifts) =>
+        Vector512.ShiftLeft(Avx512BW.ShiftRightLogicalVariable(high, shifts) & Vector512.Create((ushort)0x0303), 4).AsByte();
+
+    /// <summary>Two chunks' (q − 32)·y: q·y − bias in int16, then weighted by their scales into int32 lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Q6WideChunks(Vector512<byte> q, byte* y, short* bias, Vector512<short> scales) =>
+        Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(q, Vector512.Load((sbyte*)y)) - Vector512.Load(bias), scales);
+
+    /// <summary>Word w takes scale <paramref name="first"/> + w / 8: sixteen elements per scale, two chunks of two scales each.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<short> Q6ScaleControl(int first) =>
+        Vector512.Create(Vector256.Create(Vector128.Create((short)first), Vector128.Create((short)(first + 1))),
+                         Vector256.Create(Vector128.Create((short)(first + 2)), Vector128.Create((short)(first + 3))));
 }

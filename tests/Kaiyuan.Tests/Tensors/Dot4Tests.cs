@@ -158,41 +158,51 @@ public sealed unsafe partial class Dot4Tests
     }
 
     /// <summary>
-    /// Q4_K's 512-bit dot (AVX-512 BW: two pairs of sub-blocks per step) equals the 256-bit dot to the bit on raw random
-    /// blocks — every 6-bit scale and min pattern and every nibble — with d and dmin at fp16's extremes and activations
-    /// at ±127, through both the single-row dot and the AVX-512 tier of the vector dot.
+    /// The 512-bit K-quant dots (AVX-512 BW: Q4_K two pairs of sub-blocks per step, Q6_K two chunks) equal the 256-bit
+    /// dot to the bit on raw random blocks — every scale, min, nibble and high-bit pattern — with block scales at fp16's
+    /// extremes and activations at ±127, one row at a time and two weight rows at once.
     /// </summary>
-    [Fact]
-    public void Q4_KWideDotMatchesThe256BitDotOnEveryBitPattern()
+    [Theory]
+    [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q6_K)]
+    public void WideKQuantDotsMatchThe256BitDotOnEveryBitPattern(GgmlType type)
     {
-        if (!Avx2Dot.HasWideQ4K) Assert.Skip("This machine has no AVX-512 BW; Q4_K runs the 256-bit kernel here.");
+        if (!Avx2Dot.HasWideQ4K) Assert.Skip("This machine has no AVX-512 BW; the K-quants run their 256-bit kernels here.");
         var random = new Random(44);
         float[] scales = [0f, 60000f, -6.1e-5f, 5.96e-8f, -1f, 0.01f];
+        int blockBytes = GgmlTypeInfo.Geometry(type).TypeSize;
+        int[] scaleOffsets = type == GgmlType.Q4_K ? [BlockLayouts.Q4_K.D, BlockLayouts.Q4_K.DMin] : [BlockLayouts.Q6_K.D];
         for (int blocks = 1; blocks <= 4; blocks++)
         {
-            int n = blocks * BlockLayouts.QK_K;
+            int n = blocks * BlockLayouts.QK_K, rowBytes = (int)GgmlTypeInfo.RowBytes(type, n);
             for (int trial = 0; trial < 50; trial++)
             {
-                var w = new byte[GgmlTypeInfo.RowBytes(GgmlType.Q4_K, n)];
+                var w = new byte[2 * rowBytes];
                 random.NextBytes(w);
-                for (int b = 0; b < blocks; b++)
-                {
-                    if ((b + trial) % 3 != 0) continue;
-                    var block = w.AsSpan(b * BlockLayouts.Q4_K.Size);
-                    System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(block[BlockLayouts.Q4_K.D..], Half16.FromSingle(scales[(b + trial) % scales.Length]));
-                    System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(block[BlockLayouts.Q4_K.DMin..], Half16.FromSingle(scales[(b + 2 * trial) % scales.Length]));
-                }
+                for (int b = 0; b < 2 * blocks; b++)
+                    for (int k = 0; k < scaleOffsets.Length; k++)
+                        if ((b + trial + k) % 3 == 0)
+                            System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(w.AsSpan(b * blockBytes + scaleOffsets[k]), Half16.FromSingle(scales[(b + (k + 1) * trial) % scales.Length]));
                 float[] x = Enumerable.Range(0, n).Select(_ => trial % 4 == 0 ? (random.Next(2) == 0 ? 3f : -3f) : (float)(random.NextDouble() * 6 - 3)).ToArray();
                 var act = new byte[GgmlTypeInfo.RowBytes(GgmlType.Q8_K, n)];
                 QuantizedDot.QuantizeActivations(GgmlType.Q8_K, x, act);
-                float narrow = QuantizedDot.VecDot(GgmlType.Q4_K, w, act, n, IsaLevel.Avx2);
-                float tier = QuantizedDot.VecDot(GgmlType.Q4_K, w, act, n, IsaLevel.Avx512);
-                float one;
+                var side = new byte[QuantizedDot.SideBytes(type, n) + 1];
+                var both = new float[2];
                 fixed (byte* pw = w)
                 fixed (byte* pa = act)
-                    one = QuantizedDot.Dot1(GgmlType.Q4_K, pw, pa, pa, n);
-                Assert.True(BitConverter.SingleToInt32Bits(narrow) == BitConverter.SingleToInt32Bits(one), $"{blocks} blocks, trial {trial}: 512-bit {one} vs 256-bit {narrow}");
-                Assert.Equal(BitConverter.SingleToInt32Bits(narrow), BitConverter.SingleToInt32Bits(tier));
+                fixed (byte* ps = side)
+                fixed (float* pb = both)
+                {
+                    QuantizedDot.PrepareSide(type, pa, n, ps);
+                    QuantizedDot.Dot1Rows2(type, pw, rowBytes, pa, ps, n, pb, 1);
+                    for (int r = 0; r < 2; r++)
+                    {
+                        float narrow = QuantizedDot.VecDot(type, w.AsSpan(r * rowBytes, rowBytes), act, n, IsaLevel.Avx2);
+                        float one = QuantizedDot.Dot1(type, pw + r * rowBytes, pa, ps, n);
+                        Assert.True(BitConverter.SingleToInt32Bits(narrow) == BitConverter.SingleToInt32Bits(one), $"{blocks} blocks, trial {trial}, row {r}: 512-bit {one} vs 256-bit {narrow}");
+                        Assert.Equal(BitConverter.SingleToInt32Bits(narrow), BitConverter.SingleToInt32Bits(both[r]));
+                    }
+                }
             }
         }
     }
