@@ -48,12 +48,18 @@ internal static class LongPromptProbe
             }
         })).ToArray();
 
-        // Idle: both streams decoding, nothing else.
-        while (arrivals.Any(a => Count(a) < IdleGaps + 4))
+        // Until every stream has this many arrivals (a stream that ended early throws its error here).
+        async Task WaitForArrivals(Func<int, int> count)
         {
-            if (streams.FirstOrDefault(t => t.IsCompleted) is { } ended) await ended;
-            await Task.Delay(20);
+            while (Enumerable.Range(0, Streams).Any(i => Count(arrivals[i]) < count(i)))
+            {
+                if (streams.FirstOrDefault(t => t.IsCompleted) is { } ended) await ended;
+                await Task.Delay(20);
+            }
         }
+
+        // Idle: both streams decoding, nothing else.
+        await WaitForArrivals(_ => IdleGaps + 4);
         double sent = clock.Elapsed.TotalMilliseconds;
         double firstByte = double.NaN;
         var longRequest = await StreamingCompletion.PostAsync(http, "v1/completions", new Dictionary<string, object>
@@ -67,11 +73,7 @@ internal static class LongPromptProbe
         // Idle again at the depth the streams have reached: their own contexts grew by thousands of tokens while the
         // prompt prefilled, which alone slows their steps (attention reads every row they hold).
         int[] atAnswer = arrivals.Select(Count).ToArray();
-        while (Enumerable.Range(0, Streams).Any(i => Count(arrivals[i]) < atAnswer[i] + IdleGaps + 2))
-        {
-            if (streams.FirstOrDefault(t => t.IsCompleted) is { } ended) await ended;
-            await Task.Delay(20);
-        }
+        await WaitForArrivals(i => atAnswer[i] + IdleGaps + 2);
         await stop.CancelAsync();
         await Task.WhenAll(streams);
 

@@ -19,7 +19,7 @@ internal static unsafe partial class Avx2Dot
     /// <summary>Bytes of side data <see cref="PrepareSide"/> derives from each activation row of <paramref name="n"/> elements.</summary>
     public static int SideBytes(GgmlType weightType, int n) => weightType switch
     {
-        GgmlType.Q5_0 when HasQ5_0Vbmi => n / BlockLayouts.QK * sizeof(float) + n / 2 * sizeof(short),
+        GgmlType.Q5_0 when HasVbmi => n / BlockLayouts.QK * sizeof(float) + n / 2 * sizeof(short),
         GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL => n / BlockLayouts.QK * sizeof(float),
         GgmlType.Q6_K => n / 2 * sizeof(short),
         _ => 0,
@@ -35,7 +35,7 @@ internal static unsafe partial class Avx2Dot
         {
             case GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL:
                 for (int b = 0; b < n / BlockLayouts.QK; b++) ((float*)side)[b] = Half(y + b * BlockLayouts.Q8_0.Size);
-                if (weightType == GgmlType.Q5_0 && HasQ5_0Vbmi) Q5PairBias(y, n, (short*)(side + n / BlockLayouts.QK * sizeof(float)));
+                if (weightType == GgmlType.Q5_0 && HasVbmi) Q5PairBias(y, n, (short*)(side + n / BlockLayouts.QK * sizeof(float)));
                 break;
             case GgmlType.Q6_K:
                 Q6KPairBias(y, n, (short*)side);
@@ -76,7 +76,7 @@ internal static unsafe partial class Avx2Dot
         {
             case GgmlType.Q8_0: Tile2<Q8Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_0: Tile2<Q4Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
-            case GgmlType.Q5_0 when HasQ5_0Vbmi: Q5_0Vbmi(x, 0, y, activationStride, side, sideStride, 2, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q5_0 when HasVbmi: Q5_0Vbmi(x, 0, y, activationStride, side, sideStride, 2, blocks, vnni, output, outputStride); break;
             case GgmlType.Q5_0: Tile2<Q5Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
             case GgmlType.IQ4_NL: Tile2<Iq4NlBlock>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_K: Q4KTile2(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
@@ -124,7 +124,7 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>True when <see cref="Dot1Rows2"/> has a kernel for <paramref name="weightType"/> on this machine.</summary>
     public static bool HasDot1Rows2(GgmlType weightType) => weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL
-        || (weightType is GgmlType.Q4_K or GgmlType.Q6_K && HasWideQ4K);
+        || (weightType is GgmlType.Q4_K or GgmlType.Q6_K && HasWideKQuants);
 
     /// <summary>
     /// <see cref="Dot1"/> of two weight rows (<paramref name="weightStride"/> bytes apart) with one activation row, into
@@ -139,9 +139,9 @@ internal static unsafe partial class Avx2Dot
         int blocks = n / BlockLayouts.QK;
         switch (weightType)
         {
-            case GgmlType.Q5_0 when HasQ5_0Vbmi: Q5_0Vbmi(x, weightStride, y, 0, side, 0, 2, blocks, vnni, output, outputStride); break;
-            case GgmlType.Q4_K when HasWideQ4K: Q4_KWide(x, weightStride, y, 2, n / BlockLayouts.QK_K, output, outputStride); break;
-            case GgmlType.Q6_K when HasWideQ4K: Q6_KWide(x, weightStride, y, (short*)side, 2, n / BlockLayouts.QK_K, output, outputStride); break;
+            case GgmlType.Q5_0 when HasVbmi: Q5_0Vbmi(x, weightStride, y, 0, side, 0, 2, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q4_K when HasWideKQuants: Q4_KWide(x, weightStride, y, 2, n / BlockLayouts.QK_K, output, outputStride); break;
+            case GgmlType.Q6_K when HasWideKQuants: Q6_KWide(x, weightStride, y, (short*)side, 2, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q8_0: Tile1Rows2<Q8Block>(x, weightStride, y, (float*)side, blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_0: Tile1Rows2<Q4Block>(x, weightStride, y, (float*)side, blocks, vnni, output, outputStride); break;
             case GgmlType.Q5_0: Tile1Rows2<Q5Block>(x, weightStride, y, (float*)side, blocks, vnni, output, outputStride); break;
@@ -158,13 +158,13 @@ internal static unsafe partial class Avx2Dot
         {
             GgmlType.Q8_0 => Tile1<Q8Block>(x, y, (float*)side, blocks, vnni),
             GgmlType.Q4_0 => Tile1<Q4Block>(x, y, (float*)side, blocks, vnni),
-            GgmlType.Q5_0 when HasQ5_0Vbmi => Q5_0Vbmi(x, y, side, blocks, vnni),
+            GgmlType.Q5_0 when HasVbmi => Q5_0Vbmi(x, y, side, blocks, vnni),
             GgmlType.Q5_0 => Tile1<Q5Block>(x, y, (float*)side, blocks, vnni),
             GgmlType.IQ4_NL => Tile1<Iq4NlBlock>(x, y, (float*)side, blocks, vnni),
-            GgmlType.Q4_K when HasWideQ4K => Q4_KWide(x, y, n / BlockLayouts.QK_K),
+            GgmlType.Q4_K when HasWideKQuants => Q4_KWide(x, y, n / BlockLayouts.QK_K),
             GgmlType.Q4_K => Q4_K(x, y, n / BlockLayouts.QK_K),
             GgmlType.IQ4_XS => Iq4XsTile1(x, y, n / BlockLayouts.QK_K),
-            GgmlType.Q6_K when HasWideQ4K => Q6_KWide(x, y, (short*)side, n / BlockLayouts.QK_K),
+            GgmlType.Q6_K when HasWideKQuants => Q6_KWide(x, y, (short*)side, n / BlockLayouts.QK_K),
             GgmlType.Q6_K => Q6KScaled(x, y, (short*)side, n / BlockLayouts.QK_K),
             _ when IqGridDecoder.Handles(weightType) => GridQuant(weightType, x, y, n / BlockLayouts.QK_K, IsaLevels.Best == IsaLevel.Avx512),
             _ => throw new NotSupportedException($"No scaled dot for {weightType}."),

@@ -7,9 +7,6 @@ namespace Kaiyuan.Tensors;
 
 internal static unsafe partial class Avx2Dot
 {
-    /// <summary>True when <see cref="Q5_0Vbmi(byte*, byte*, byte*, int, bool)"/> runs for Q5_0's one- and two-row dots (the <see cref="PrepareSide"/> data then holds its pair bias).</summary>
-    internal static bool HasQ5_0Vbmi => HasVbmi;
-
     /// <summary>
     /// A Q5_0 row against one Q8_0 row, two blocks per 512-bit step. The 256-bit kernel spends about 25 instructions on
     /// each 22-byte block, mostly forming the signed quants (spreading the 32 fifth bits to bytes, the nibbles to two
@@ -121,11 +118,9 @@ internal static unsafe partial class Avx2Dot
     /// </summary>
     private static void Q5PairBias(byte* y, int n, short* bias)
     {
-        for (int b = 0; b < n / BlockLayouts.QK; b++)
-        {
-            sbyte* q = (sbyte*)(y + b * BlockLayouts.Q8_0.Size + BlockLayouts.Q8_0.Qs);
-            for (int k = 0; k < BlockLayouts.QK / 2; k++) bias[b * (BlockLayouts.QK / 2) + k] = (short)(16 * (q[2 * k] + q[2 * k + 1]));
-        }
+        var sixteen = Vector256.Create((byte)16);
+        for (int b = 0; b < n / BlockLayouts.QK; b++, y += BlockLayouts.Q8_0.Size, bias += BlockLayouts.QK / 2)
+            Avx2.MultiplyAddAdjacent(sixteen, Vector256.Load((sbyte*)(y + BlockLayouts.Q8_0.Qs))).Store(bias);
     }
 
     /// <summary>
@@ -149,8 +144,8 @@ internal static unsafe partial class Avx2Dot
         return controls;
     }
 
-    /// <summary>True when <see cref="Q4_KWide(byte*, byte*, int)"/> runs: 512-bit byte and word operations (AVX-512 BW).</summary>
-    internal static bool HasWideQ4K => Avx512BW.IsSupported;
+    /// <summary>True when the 512-bit K-quant kernels (<see cref="Q4_KWide(byte*, byte*, int)"/>, <see cref="Q6_KWide(byte*, byte*, short*, int)"/>) run: byte and word operations of AVX-512 BW.</summary>
+    internal static bool HasWideKQuants => Avx512BW.IsSupported;
 
     /// <summary>
     /// A Q4_K row against Q8_K, two 64-element pairs of sub-blocks per 512-bit step where the 256-bit kernel takes one.

@@ -101,7 +101,7 @@ public sealed unsafe partial class Dot4Tests
     [Fact]
     public void Q5_0WideSingleRowDotMatchesThe256BitDotOnEveryBitPattern()
     {
-        if (!Avx2Dot.HasQ5_0Vbmi) Assert.Skip("This machine has no AVX-512 VBMI; Q5_0 runs the 256-bit kernel here.");
+        if (!Avx2Dot.HasVbmi) Assert.Skip("This machine has no AVX-512 VBMI; Q5_0 runs the 256-bit kernel here.");
         var random = new Random(5);
         float[] scales = [0f, 60000f, -6.1e-5f, 5.96e-8f, -1f, 0.01f];
         for (int blocks = 1; blocks <= 14; blocks++)
@@ -167,7 +167,7 @@ public sealed unsafe partial class Dot4Tests
     [InlineData(GgmlType.Q6_K)]
     public void WideKQuantDotsMatchThe256BitDotOnEveryBitPattern(GgmlType type)
     {
-        if (!Avx2Dot.HasWideQ4K) Assert.Skip("This machine has no AVX-512 BW; the K-quants run their 256-bit kernels here.");
+        if (!Avx2Dot.HasWideKQuants) Assert.Skip("This machine has no AVX-512 BW; the K-quants run their 256-bit kernels here.");
         var random = new Random(44);
         float[] scales = [0f, 60000f, -6.1e-5f, 5.96e-8f, -1f, 0.01f];
         int blockBytes = GgmlTypeInfo.Geometry(type).TypeSize;
