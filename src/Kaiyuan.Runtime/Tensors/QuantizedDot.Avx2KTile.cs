@@ -207,13 +207,18 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>A Q4_K block's minimum term for one activation row: 4 lanes, lane k from sub-blocks 2k and 2k+1.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<float> Q4KMins(byte* y, Vector128<short> mins16, float negativeDmin, Vector128<float> minAcc)
-    {
-        Vector128<short> bsums0 = Vector128.Load((short*)(y + BlockLayouts.Q8_K.BSums));
-        Vector128<short> bsums1 = Vector128.Load((short*)(y + BlockLayouts.Q8_K.BSums) + 8);
-        Vector128<int> minProducts = Sse2.MultiplyAddAdjacent(mins16, Ssse3.HorizontalAdd(bsums0, bsums1));
-        return Fma.MultiplyAdd(Vector128.Create(negativeDmin), Sse2.ConvertToVector128Single(minProducts), minAcc);
-    }
+    private static Vector128<float> Q4KMins(byte* y, Vector128<short> mins16, float negativeDmin, Vector128<float> minAcc) =>
+        Q4KMins(Q4KSubBlockSums(y), mins16, negativeDmin, minAcc);
+
+    /// <summary>The eight 32-element sub-block sums of a Q8_K block's quants (its sixteen bsums added in pairs).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<short> Q4KSubBlockSums(byte* y) =>
+        Ssse3.HorizontalAdd(Vector128.Load((short*)(y + BlockLayouts.Q8_K.BSums)), Vector128.Load((short*)(y + BlockLayouts.Q8_K.BSums) + 8));
+
+    /// <summary><see cref="Q4KMins(byte*, Vector128{short}, float, Vector128{float})"/> with the sub-block sums already formed.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> Q4KMins(Vector128<short> subBlockSums, Vector128<short> mins16, float negativeDmin, Vector128<float> minAcc) =>
+        Fma.MultiplyAdd(Vector128.Create(negativeDmin), Sse2.ConvertToVector128Single(Sse2.MultiplyAddAdjacent(mins16, subBlockSums)), minAcc);
 
     /// <summary>The closing reduction of <c>Q4_K</c>: the block sums' hsum_float_8 plus the mins' 4-lane sum.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
