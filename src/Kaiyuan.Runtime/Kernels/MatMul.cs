@@ -159,7 +159,12 @@ internal static unsafe class MatMul
         {
             // One token: the range's two halves side by side, each read front to back as the prefetchers expect.
             int half = (end - start) / 2;
-            for (int r = start; r < start + half; r++)
+            int r = start;
+            // Two adjacent rows of each half at once where a type has four independent accumulation chains to gain.
+            if (QuantizedDot.HasDot1Rows4(type))
+                for (; r + 1 < start + half; r += 2)
+                    QuantizedDot.Dot1Rows4(type, w.Data + (long)r * rowBytes, rowBytes, (long)half * rowBytes, actBase, sideBase, n, y + r, half);
+            for (; r < start + half; r++)
                 QuantizedDot.Dot1Rows2(type, w.Data + (long)r * rowBytes, (long)half * rowBytes, actBase, sideBase, n, y + r, half);
             if ((end - start) % 2 != 0) y[end - 1] = QuantizedDot.Dot1(type, w.Data + (long)(end - 1) * rowBytes, actBase, sideBase, n);
             return;

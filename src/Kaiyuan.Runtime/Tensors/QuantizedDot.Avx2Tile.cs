@@ -150,6 +150,20 @@ internal static unsafe partial class Avx2Dot
         }
     }
 
+    /// <summary>True when <see cref="Dot1Rows4"/> has a kernel for <paramref name="weightType"/> on this machine.</summary>
+    public static bool HasDot1Rows4(GgmlType weightType) => weightType == GgmlType.Q5_0 && HasVbmi;
+
+    /// <summary>
+    /// <see cref="Dot1"/> of four weight rows — two adjacent rows at <paramref name="x"/> and two at <paramref name="x"/> +
+    /// <paramref name="weightStride"/> — with one activation row, into <c>output[0]</c>, <c>output[1]</c>,
+    /// <c>output[outputStride]</c> and <c>output[outputStride + 1]</c>, each bit-identical to <see cref="Dot1"/>.
+    /// </summary>
+    public static void Dot1Rows4(GgmlType weightType, byte* x, int rowBytes, long weightStride, byte* y, byte* side, int n, bool vnni, float* output, long outputStride)
+    {
+        if (weightType == GgmlType.Q5_0 && HasVbmi) Q5_0VbmiRows4(x, rowBytes, weightStride, y, side, n / BlockLayouts.QK, vnni, output, outputStride);
+        else throw new NotSupportedException($"No four-weight-row dot for {weightType}.");
+    }
+
     /// <summary>The single-row dot with the row's <see cref="PrepareSide"/> data (see <see cref="Dot4"/>).</summary>
     public static float Dot1(GgmlType weightType, byte* x, byte* y, byte* side, int n, bool vnni)
     {

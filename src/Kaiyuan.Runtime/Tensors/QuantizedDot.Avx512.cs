@@ -90,6 +90,74 @@ internal static unsafe partial class Avx2Dot
         if (dots > 1) output[outputStride] = HorizontalSum(acc1);
     }
 
+    /// <summary>
+    /// Four weight rows of <see cref="Q5_0Vbmi(byte*, byte*, byte*, int, bool)"/> against one activation row: rows
+    /// <paramref name="x"/> and <paramref name="x"/> + <paramref name="rowBytes"/>, and the same two
+    /// <paramref name="weightStride"/> bytes on, into <c>output[0]</c>, <c>output[1]</c>, <c>output[outputStride]</c> and
+    /// <c>output[outputStride + 1]</c>. Each dot's float accumulation is one chain of dependent multiply-adds in block
+    /// order, which the result must keep (two per step of two blocks, four cycles each): with two rows that latency, not
+    /// the decoding, bound the kernel; four chains overlap. The activations and their pair bias are loaded once for all
+    /// four rows. Each row's arithmetic is the one-row kernel's, so each result is the same to the bit.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void Q5_0VbmiRows4(byte* x, int rowBytes, long weightStride, byte* y, byte* side, int blocks, bool vnni, float* output, long outputStride)
+    {
+        byte* controls = Q5Controls;
+        float* halves = HalfTable;
+        var nibbleSource = Vector512.Load(controls);
+        var nibbleShift = Vector512.Load(controls + 64);
+        var highSource = Vector512.Load(controls + 128);
+        var highShift = Vector512.Load(controls + 192);
+        byte* x0 = x, x1 = x + rowBytes, x2 = x + weightStride, x3 = x2 + rowBytes;
+        float* ys = (float*)side;
+        short* bias = (short*)(side + blocks * sizeof(float));
+        var acc0 = Vector256<float>.Zero;
+        var acc1 = Vector256<float>.Zero;
+        var acc2 = Vector256<float>.Zero;
+        var acc3 = Vector256<float>.Zero;
+        int b = 0;
+        // The 64-byte loads read 20 bytes past the pair: only while a further block follows in the row.
+        for (; b + 3 <= blocks; b += 2, x0 += 2 * BlockLayouts.Q5_0.Size, x1 += 2 * BlockLayouts.Q5_0.Size, x2 += 2 * BlockLayouts.Q5_0.Size,
+             x3 += 2 * BlockLayouts.Q5_0.Size, y += 2 * BlockLayouts.Q8_0.Size)
+        {
+            // Rows x1 and x3 follow x0 and x2 within a row's length: these two prefetches run ahead of all four.
+            Sse.Prefetch0(x0 + PrefetchDistance);
+            Sse.Prefetch0(x2 + PrefetchDistance);
+            var activations = Q5PairActivations(y);
+            var pairBias = Vector512.Load(bias + 16 * b);
+            float ys0 = ys[b], ys1 = ys[b + 1];
+            acc0 = Q5PairStep(Q5UnsignedPair(x0, nibbleSource, nibbleShift, highSource, highShift), activations, pairBias,
+                              halves[*(ushort*)x0] * ys0, halves[*(ushort*)(x0 + BlockLayouts.Q5_0.Size)] * ys1, acc0);
+            acc1 = Q5PairStep(Q5UnsignedPair(x1, nibbleSource, nibbleShift, highSource, highShift), activations, pairBias,
+                              halves[*(ushort*)x1] * ys0, halves[*(ushort*)(x1 + BlockLayouts.Q5_0.Size)] * ys1, acc1);
+            acc2 = Q5PairStep(Q5UnsignedPair(x2, nibbleSource, nibbleShift, highSource, highShift), activations, pairBias,
+                              halves[*(ushort*)x2] * ys0, halves[*(ushort*)(x2 + BlockLayouts.Q5_0.Size)] * ys1, acc2);
+            acc3 = Q5PairStep(Q5UnsignedPair(x3, nibbleSource, nibbleShift, highSource, highShift), activations, pairBias,
+                              halves[*(ushort*)x3] * ys0, halves[*(ushort*)(x3 + BlockLayouts.Q5_0.Size)] * ys1, acc3);
+        }
+        for (; b < blocks; b++, x0 += BlockLayouts.Q5_0.Size, x1 += BlockLayouts.Q5_0.Size, x2 += BlockLayouts.Q5_0.Size, x3 += BlockLayouts.Q5_0.Size,
+             y += BlockLayouts.Q8_0.Size)
+        {
+            acc0 = Q5TokenStep(x0, halves, ys[b], y, vnni, acc0);
+            acc1 = Q5TokenStep(x1, halves, ys[b], y, vnni, acc1);
+            acc2 = Q5TokenStep(x2, halves, ys[b], y, vnni, acc2);
+            acc3 = Q5TokenStep(x3, halves, ys[b], y, vnni, acc3);
+        }
+
+        output[0] = HorizontalSum(acc0);
+        output[1] = HorizontalSum(acc1);
+        output[outputStride] = HorizontalSum(acc2);
+        output[outputStride + 1] = HorizontalSum(acc3);
+    }
+
+    /// <summary>One Q5_0 block by the 256-bit token step, as the one-row kernel takes a row's last block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Q5TokenStep(byte* x, float* halves, float activationScale, byte* y, bool vnni, Vector256<float> acc)
+    {
+        Vector256<sbyte> qx = Q5Block.Quants(x);
+        return TokenStep(qx, Avx2.Sign(qx, qx).AsByte(), halves[*(ushort*)x] * activationScale, y, vnni, acc);
+    }
+
     /// <summary>Two Q5_0 blocks' unsigned quants q + 16 (bytes 0–31 the first block's elements in order, 32–63 the second's), from one 64-byte load.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<byte> Q5UnsignedPair(byte* x, Vector512<byte> nibbleSource, Vector512<byte> nibbleShift, Vector512<byte> highSource, Vector512<byte> highShift)
@@ -102,12 +170,21 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>One activation row's share of a pair of Q5_0 blocks: exact int32 sums of q·y per 4 elements, then each block's FMA in order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Q5PairStep(Vector512<byte> unsignedQuants, byte* y, short* bias, float scale0, float scale1, Vector256<float> acc)
-    {
+    private static Vector256<float> Q5PairStep(Vector512<byte> unsignedQuants, byte* y, short* bias, float scale0, float scale1, Vector256<float> acc) =>
+        Q5PairStep(unsignedQuants, Q5PairActivations(y), Vector512.Load(bias), scale0, scale1, acc);
+
+    /// <summary>The quants of two consecutive Q8_0 activation blocks in one vector.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<sbyte> Q5PairActivations(byte* y) =>
         // An insert from memory: Vector512.Create of two halves went through a stack temporary and two inserts.
-        var activations = Avx512F.InsertVector256(Vector256.Load((sbyte*)(y + BlockLayouts.Q8_0.Qs)).ToVector512Unsafe(),
-                                                  Vector256.Load((sbyte*)(y + BlockLayouts.Q8_0.Size + BlockLayouts.Q8_0.Qs)), 1);
-        var pairs = Avx512BW.MultiplyAddAdjacent(unsignedQuants, activations) - Vector512.Load(bias);
+        Avx512F.InsertVector256(Vector256.Load((sbyte*)(y + BlockLayouts.Q8_0.Qs)).ToVector512Unsafe(),
+                                Vector256.Load((sbyte*)(y + BlockLayouts.Q8_0.Size + BlockLayouts.Q8_0.Qs)), 1);
+
+    /// <summary><see cref="Q5PairStep(Vector512{byte}, byte*, short*, float, float, Vector256{float})"/> with the activations and their pair bias already loaded.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Q5PairStep(Vector512<byte> unsignedQuants, Vector512<sbyte> activations, Vector512<short> pairBias, float scale0, float scale1, Vector256<float> acc)
+    {
+        var pairs = Avx512BW.MultiplyAddAdjacent(unsignedQuants, activations) - pairBias;
         var sums = Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(pairs, Vector512.Create((short)1)));
         acc = Fma.MultiplyAdd(Vector256.Create(scale0), sums.GetLower(), acc);
         return Fma.MultiplyAdd(Vector256.Create(scale1), sums.GetUpper(), acc);

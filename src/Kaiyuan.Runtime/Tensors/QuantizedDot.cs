@@ -151,6 +151,18 @@ internal static class QuantizedDot
     internal static unsafe void Dot1Rows2(GgmlType weightType, byte* weightRow, long weightStride, byte* activations, byte* side, int n, float* output, long outputStride) =>
         Avx2Dot.Dot1Rows2(weightType, weightRow, weightStride, activations, side, n, Vnni, output, outputStride);
 
+    /// <summary>True when <see cref="Dot1Rows4"/> runs for this weight type on this machine.</summary>
+    internal static bool HasDot1Rows4(GgmlType weightType) => IsaLevels.IsX86(IsaLevels.Best) && Avx2Dot.HasDot1Rows4(weightType);
+
+    /// <summary>
+    /// Four weight rows against one activation row: rows <paramref name="weightRow"/> and the one after it
+    /// (<paramref name="rowBytes"/> on) into <c>output[0]</c> and <c>output[1]</c>, the same two
+    /// <paramref name="weightStride"/> bytes on into <c>output[outputStride]</c> and <c>output[outputStride + 1]</c>;
+    /// each bit-identical to <see cref="Dot1"/>.
+    /// </summary>
+    internal static unsafe void Dot1Rows4(GgmlType weightType, byte* weightRow, int rowBytes, long weightStride, byte* activations, byte* side, int n, float* output, long outputStride) =>
+        Avx2Dot.Dot1Rows4(weightType, weightRow, rowBytes, weightStride, activations, side, n, Vnni, output, outputStride);
+
     /// <summary>The single-row form of <see cref="Dot4"/> (same types, same result as <see cref="DotUnchecked"/>).</summary>
     internal static unsafe float Dot1(GgmlType weightType, byte* weightRow, byte* activations, byte* side, int n) =>
         Avx2Dot.Dot1(weightType, weightRow, activations, side, n, Vnni);

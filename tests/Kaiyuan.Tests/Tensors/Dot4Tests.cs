@@ -109,11 +109,11 @@ public sealed unsafe partial class Dot4Tests
             int n = blocks * BlockLayouts.QK;
             for (int trial = 0; trial < 20; trial++)
             {
-                // Two weight rows, for the one-token kernel that takes two at once.
+                // Four weight rows, for the one-token kernels that take two and four at once.
                 int rowBytes = (int)GgmlTypeInfo.RowBytes(GgmlType.Q5_0, n);
-                var w2 = new byte[2 * rowBytes];
+                var w2 = new byte[4 * rowBytes];
                 random.NextBytes(w2);
-                for (int b = 0; b < 2 * blocks; b++)
+                for (int b = 0; b < 4 * blocks; b++)
                 {
                     float d = (b + trial) % 3 == 0 ? scales[(b + trial) % scales.Length] : (float)(random.NextDouble() * 0.02 - 0.01);
                     System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(w2.AsSpan(b * BlockLayouts.Q5_0.Size), Half16.FromSingle(d));
@@ -140,6 +140,23 @@ public sealed unsafe partial class Dot4Tests
                     for (int r = 0; r < 2; r++)
                         Assert.Equal(BitConverter.SingleToInt32Bits(QuantizedDot.VecDot(GgmlType.Q5_0, w2.AsSpan(r * rowBytes, rowBytes), act.AsSpan(0, actBytes), n, IsaLevel.Avx2)),
                             BitConverter.SingleToInt32Bits(rows2[r]));
+                    // Rows 0 and 1, and 2 and 3 (two rows on): four chains at once; the last row ends where readable memory does.
+                    Assert.True(QuantizedDot.HasDot1Rows4(GgmlType.Q5_0));
+                    var rows4 = new float[4];
+                    var guardedRows4 = new float[4];
+                    using var guarded4 = GuardedEnd.Create(w2);
+                    fixed (float* p4 = rows4)
+                    fixed (float* g4 = guardedRows4)
+                    {
+                        QuantizedDot.Dot1Rows4(GgmlType.Q5_0, pw2, rowBytes, 2L * rowBytes, pa, ps, n, p4, 2);
+                        QuantizedDot.Dot1Rows4(GgmlType.Q5_0, guarded4 is null ? pw2 : guarded4.Data, rowBytes, 2L * rowBytes, pa, ps, n, g4, 2);
+                    }
+                    for (int r = 0; r < 4; r++)
+                    {
+                        int expected = BitConverter.SingleToInt32Bits(QuantizedDot.VecDot(GgmlType.Q5_0, w2.AsSpan(r * rowBytes, rowBytes), act.AsSpan(0, actBytes), n, IsaLevel.Avx2));
+                        Assert.True(expected == BitConverter.SingleToInt32Bits(rows4[r]), $"{blocks} blocks, trial {trial}, four-row dot, row {r}");
+                        Assert.Equal(expected, BitConverter.SingleToInt32Bits(guardedRows4[r]));
+                    }
                     using var guarded = GuardedEnd.Create(w);
                     for (int j = 0; j < 2; j++)
                     {
