@@ -120,9 +120,12 @@ internal static unsafe partial class Avx2Dot
         for (; b + 3 <= blocks; b += 2, x0 += 2 * BlockLayouts.Q5_0.Size, x1 += 2 * BlockLayouts.Q5_0.Size, x2 += 2 * BlockLayouts.Q5_0.Size,
              x3 += 2 * BlockLayouts.Q5_0.Size, y += 2 * BlockLayouts.Q8_0.Size)
         {
-            // Rows x1 and x3 follow x0 and x2 within a row's length: these two prefetches run ahead of all four.
+            // All four streams: successive calls take rows two apart, so the first rows' prefetches alone would leave
+            // every other row's length unfetched.
             Sse.Prefetch0(x0 + PrefetchDistance);
+            Sse.Prefetch0(x1 + PrefetchDistance);
             Sse.Prefetch0(x2 + PrefetchDistance);
+            Sse.Prefetch0(x3 + PrefetchDistance);
             var activations = Q5PairActivations(y);
             var pairBias = Vector512.Load(bias + 16 * b);
             float ys0 = ys[b], ys1 = ys[b + 1];
