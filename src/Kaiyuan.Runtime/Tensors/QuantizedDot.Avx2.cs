@@ -464,12 +464,12 @@ internal static unsafe partial class Avx2Dot
     {
         // The tiled kernels take the (q - 32)·y bias sums from side data; here each block forms its own.
         short* bias = stackalloc short[128];
-        float* halves = HalfTable;
         var acc = Vector256<float>.Zero;
         for (int b = 0; b < blocks; b++, x += BlockLayouts.Q6_K.Size, y += BlockLayouts.Q8_K.Size)
         {
+            PrefetchBlock(x, BlockLayouts.Q6_K.Size);
             Q6KPairBias(y, BlockLayouts.QK_K, bias);
-            acc = Q6KBlock(x, y, bias, halves, acc);
+            acc = Q6KBlock(x, y, bias, acc);
         }
 
         return HorizontalSum(acc);

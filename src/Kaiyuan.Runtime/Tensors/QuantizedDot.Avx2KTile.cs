@@ -49,82 +49,71 @@ internal static unsafe partial class Avx2Dot
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q6KScaled(byte* x, byte* y, short* bias, int blocks)
     {
-        // The table before the accumulator: live across the static-base helper call, the JIT kept it in memory.
-        float* halves = HalfTable;
         var acc = Vector256<float>.Zero;
         for (int b = 0; b < blocks; b++, x += BlockLayouts.Q6_K.Size, y += BlockLayouts.Q8_K.Size, bias += 128)
-            acc = Q6KBlock(x, y, bias, halves, acc);
+        {
+            PrefetchBlock(x, BlockLayouts.Q6_K.Size);
+            acc = Q6KBlock(x, y, bias, acc);
+        }
 
         return HorizontalSum(acc);
     }
 
     /// <summary>One Q6_K block against one Q8_K block and its 128 bias sums, added into the 8 float lanes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Q6KBlock(byte* x, byte* y, short* bias, float* halves, Vector256<float> acc)
+    private static Vector256<float> Q6KBlock(byte* x, byte* y, short* bias, Vector256<float> acc)
     {
-        var s0 = Vector256<int>.Zero;
-        var unused = Vector256<int>.Zero;
-        Q6KBlockRows(x, y, bias, 0, 0, 1, ref s0, ref unused, ref unused, ref unused);
-        return BlockFma(*(float*)(y + BlockLayouts.Q8_K.D) * halves[*(ushort*)(x + BlockLayouts.Q6_K.D)], s0, acc);
-    }
-
-    /// <summary>
-    /// A Q6_K block's eight chunks against <paramref name="rows"/> (1–4, a constant at each call) activation rows
-    /// <paramref name="stride"/> bytes apart, each chunk decoded once: the sums of row r into <paramref name="s0"/>…
-    /// <paramref name="s3"/>. Written out chunk by chunk with constant chunk numbers: as loops over a variable chunk the
-    /// JIT kept the chunk's choices as branches and its shifts by a register (Q6_K decode at 21 GMAC/s, AVX2).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Q6KBlockRows(byte* x, byte* y, short* bias, int stride, int biasStride, int rows,
-        ref Vector256<int> s0, ref Vector256<int> s1, ref Vector256<int> s2, ref Vector256<int> s3)
-    {
-        PrefetchBlock(x, BlockLayouts.Q6_K.Size);
         var blockScales = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(x + BlockLayouts.Q6_K.Scales)));
-        Q6KChunkRows(x, 0, blockScales, y, bias, stride, biasStride, rows, ref s0, ref s1, ref s2, ref s3);
-        Q6KChunkRows(x, 1, blockScales, y, bias, stride, biasStride, rows, ref s0, ref s1, ref s2, ref s3);
-        Q6KChunkRows(x, 2, blockScales, y, bias, stride, biasStride, rows, ref s0, ref s1, ref s2, ref s3);
-        Q6KChunkRows(x, 3, blockScales, y, bias, stride, biasStride, rows, ref s0, ref s1, ref s2, ref s3);
-        Q6KChunkRows(x, 4, blockScales, y, bias, stride, biasStride, rows, ref s0, ref s1, ref s2, ref s3);
-        Q6KChunkRows(x, 5, blockScales, y, bias, stride, biasStride, rows, ref s0, ref s1, ref s2, ref s3);
-        Q6KChunkRows(x, 6, blockScales, y, bias, stride, biasStride, rows, ref s0, ref s1, ref s2, ref s3);
-        Q6KChunkRows(x, 7, blockScales, y, bias, stride, biasStride, rows, ref s0, ref s1, ref s2, ref s3);
-    }
+        var sums = Vector256<int>.Zero;
+        for (int half = 0; half < 2; half++)
+        {
+            Vector256<byte> low0 = Vector256.Load(x + BlockLayouts.Q6_K.Ql + half * 64);
+            Vector256<byte> low1 = Vector256.Load(x + BlockLayouts.Q6_K.Ql + half * 64 + 32);
+            Vector256<ushort> high = Vector256.Load(x + BlockLayouts.Q6_K.Qh + half * 32).AsUInt16();
+            for (int quarter = 0; quarter < 4; quarter++)
+            {
+                int c = half * 4 + quarter;
+                sums += Q6Chunk(Q6Quants(low0, low1, high, quarter), y + BlockLayouts.Q8_K.Qs + c * 32, bias + c * 16, Q6ChunkScales(blockScales, c));
+            }
+        }
 
-    /// <summary>Chunk <paramref name="c"/> of a Q6_K block, decoded once, against <paramref name="rows"/> activation rows (see <see cref="Q6KBlockRows"/>).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Q6KChunkRows(byte* x, int c, Vector256<short> blockScales, byte* y, short* bias, int stride, int biasStride, int rows,
-        ref Vector256<int> s0, ref Vector256<int> s1, ref Vector256<int> s2, ref Vector256<int> s3)
-    {
-        int half = c / 4, quarter = c % 4;
-        Vector256<byte> low0 = Vector256.Load(x + BlockLayouts.Q6_K.Ql + half * 64);
-        Vector256<byte> low1 = Vector256.Load(x + BlockLayouts.Q6_K.Ql + half * 64 + 32);
-        Vector256<ushort> high = Vector256.Load(x + BlockLayouts.Q6_K.Qh + half * 32).AsUInt16();
-        Vector256<byte> q = Q6Quants(low0, low1, high, quarter);
-        Vector256<short> scales = Q6ChunkScales(blockScales, c);
-        byte* yc = y + BlockLayouts.Q8_K.Qs + c * 32;
-        short* bc = bias + c * 16;
-        s0 += Q6Chunk(q, yc, bc, scales);
-        if (rows > 1) s1 += Q6Chunk(q, yc + stride, bc + biasStride, scales);
-        if (rows > 2) s2 += Q6Chunk(q, yc + 2 * stride, bc + 2 * biasStride, scales);
-        if (rows > 3) s3 += Q6Chunk(q, yc + 3 * stride, bc + 3 * biasStride, scales);
+        return BlockFma(*(float*)(y + BlockLayouts.Q8_K.D) * Half(x + BlockLayouts.Q6_K.D), sums, acc);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Q6KTile4(byte* x, byte* y, short* bias, int stride, int biasStride, int blocks, float* output, long outputStride)
     {
-        float* halves = HalfTable;
         var a0 = Vector256<float>.Zero;
         var a1 = Vector256<float>.Zero;
         var a2 = Vector256<float>.Zero;
         var a3 = Vector256<float>.Zero;
         for (int b = 0; b < blocks; b++, x += BlockLayouts.Q6_K.Size, y += BlockLayouts.Q8_K.Size, bias += 128)
         {
+            var blockScales = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(x + BlockLayouts.Q6_K.Scales)));
             var s0 = Vector256<int>.Zero;
             var s1 = Vector256<int>.Zero;
             var s2 = Vector256<int>.Zero;
             var s3 = Vector256<int>.Zero;
-            Q6KBlockRows(x, y, bias, stride, biasStride, 4, ref s0, ref s1, ref s2, ref s3);
-            float dx = halves[*(ushort*)(x + BlockLayouts.Q6_K.D)];
+            for (int half = 0; half < 2; half++)
+            {
+                Vector256<byte> low0 = Vector256.Load(x + BlockLayouts.Q6_K.Ql + half * 64);
+                Vector256<byte> low1 = Vector256.Load(x + BlockLayouts.Q6_K.Ql + half * 64 + 32);
+                Vector256<ushort> high = Vector256.Load(x + BlockLayouts.Q6_K.Qh + half * 32).AsUInt16();
+                for (int quarter = 0; quarter < 4; quarter++)
+                {
+                    int c = half * 4 + quarter;
+                    Vector256<byte> q = Q6Quants(low0, low1, high, quarter);
+                    Vector256<short> scales = Q6ChunkScales(blockScales, c);
+                    byte* yc = y + BlockLayouts.Q8_K.Qs + c * 32;
+                    short* bc = bias + c * 16;
+                    s0 += Q6Chunk(q, yc, bc, scales);
+                    s1 += Q6Chunk(q, yc + stride, bc + biasStride, scales);
+                    s2 += Q6Chunk(q, yc + 2 * stride, bc + 2 * biasStride, scales);
+                    s3 += Q6Chunk(q, yc + 3 * stride, bc + 3 * biasStride, scales);
+                }
+            }
+
+            float dx = Half(x + BlockLayouts.Q6_K.D);
             a0 = BlockFma(*(float*)(y + BlockLayouts.Q8_K.D) * dx, s0, a0);
             a1 = BlockFma(*(float*)(y + stride + BlockLayouts.Q8_K.D) * dx, s1, a1);
             a2 = BlockFma(*(float*)(y + 2 * stride + BlockLayouts.Q8_K.D) * dx, s2, a2);
@@ -140,16 +129,32 @@ internal static unsafe partial class Avx2Dot
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Q6KTile2(byte* x, byte* y, short* bias, int stride, int biasStride, int blocks, float* output, long outputStride)
     {
-        float* halves = HalfTable;
         var a0 = Vector256<float>.Zero;
         var a1 = Vector256<float>.Zero;
         for (int b = 0; b < blocks; b++, x += BlockLayouts.Q6_K.Size, y += BlockLayouts.Q8_K.Size, bias += 128)
         {
+            PrefetchBlock(x, BlockLayouts.Q6_K.Size);
+            var blockScales = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(x + BlockLayouts.Q6_K.Scales)));
             var s0 = Vector256<int>.Zero;
             var s1 = Vector256<int>.Zero;
-            var unused = Vector256<int>.Zero;
-            Q6KBlockRows(x, y, bias, stride, biasStride, 2, ref s0, ref s1, ref unused, ref unused);
-            float dx = halves[*(ushort*)(x + BlockLayouts.Q6_K.D)];
+            for (int half = 0; half < 2; half++)
+            {
+                Vector256<byte> low0 = Vector256.Load(x + BlockLayouts.Q6_K.Ql + half * 64);
+                Vector256<byte> low1 = Vector256.Load(x + BlockLayouts.Q6_K.Ql + half * 64 + 32);
+                Vector256<ushort> high = Vector256.Load(x + BlockLayouts.Q6_K.Qh + half * 32).AsUInt16();
+                for (int quarter = 0; quarter < 4; quarter++)
+                {
+                    int c = half * 4 + quarter;
+                    Vector256<byte> q = Q6Quants(low0, low1, high, quarter);
+                    Vector256<short> scales = Q6ChunkScales(blockScales, c);
+                    byte* yc = y + BlockLayouts.Q8_K.Qs + c * 32;
+                    short* bc = bias + c * 16;
+                    s0 += Q6Chunk(q, yc, bc, scales);
+                    s1 += Q6Chunk(q, yc + stride, bc + biasStride, scales);
+                }
+            }
+
+            float dx = Half(x + BlockLayouts.Q6_K.D);
             a0 = BlockFma(*(float*)(y + BlockLayouts.Q8_K.D) * dx, s0, a0);
             a1 = BlockFma(*(float*)(y + stride + BlockLayouts.Q8_K.D) * dx, s1, a1);
         }
@@ -161,18 +166,35 @@ internal static unsafe partial class Avx2Dot
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Q6KTile3(byte* x, byte* y, short* bias, int stride, int biasStride, int blocks, float* output, long outputStride)
     {
-        float* halves = HalfTable;
         var a0 = Vector256<float>.Zero;
         var a1 = Vector256<float>.Zero;
         var a2 = Vector256<float>.Zero;
         for (int b = 0; b < blocks; b++, x += BlockLayouts.Q6_K.Size, y += BlockLayouts.Q8_K.Size, bias += 128)
         {
+            PrefetchBlock(x, BlockLayouts.Q6_K.Size);
+            var blockScales = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(x + BlockLayouts.Q6_K.Scales)));
             var s0 = Vector256<int>.Zero;
             var s1 = Vector256<int>.Zero;
             var s2 = Vector256<int>.Zero;
-            var unused = Vector256<int>.Zero;
-            Q6KBlockRows(x, y, bias, stride, biasStride, 3, ref s0, ref s1, ref s2, ref unused);
-            float dx = halves[*(ushort*)(x + BlockLayouts.Q6_K.D)];
+            for (int half = 0; half < 2; half++)
+            {
+                Vector256<byte> low0 = Vector256.Load(x + BlockLayouts.Q6_K.Ql + half * 64);
+                Vector256<byte> low1 = Vector256.Load(x + BlockLayouts.Q6_K.Ql + half * 64 + 32);
+                Vector256<ushort> high = Vector256.Load(x + BlockLayouts.Q6_K.Qh + half * 32).AsUInt16();
+                for (int quarter = 0; quarter < 4; quarter++)
+                {
+                    int c = half * 4 + quarter;
+                    Vector256<byte> q = Q6Quants(low0, low1, high, quarter);
+                    Vector256<short> scales = Q6ChunkScales(blockScales, c);
+                    byte* yc = y + BlockLayouts.Q8_K.Qs + c * 32;
+                    short* bc = bias + c * 16;
+                    s0 += Q6Chunk(q, yc, bc, scales);
+                    s1 += Q6Chunk(q, yc + stride, bc + biasStride, scales);
+                    s2 += Q6Chunk(q, yc + 2 * stride, bc + 2 * biasStride, scales);
+                }
+            }
+
+            float dx = Half(x + BlockLayouts.Q6_K.D);
             a0 = BlockFma(*(float*)(y + BlockLayouts.Q8_K.D) * dx, s0, a0);
             a1 = BlockFma(*(float*)(y + stride + BlockLayouts.Q8_K.D) * dx, s1, a1);
             a2 = BlockFma(*(float*)(y + 2 * stride + BlockLayouts.Q8_K.D) * dx, s2, a2);
