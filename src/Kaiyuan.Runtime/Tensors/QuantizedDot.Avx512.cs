@@ -41,11 +41,8 @@ internal static unsafe partial class Avx2Dot
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Q5_0Vbmi(byte* x, long weightStride, byte* y, int activationStride, byte* side, int sideStride, int dots, int blocks, bool vnni, float* output, long outputStride)
     {
-        byte* controls = Q5Controls;
-        var nibbleSource = Vector512.Load(controls);
-        var nibbleShift = Vector512.Load(controls + 64);
-        var highSource = Vector512.Load(controls + 128);
-        var highShift = Vector512.Load(controls + 192);
+        var unpack = new Q5Unpack(Q5Controls);
+        float* halves = HalfTable;
         bool twoWeightRows = dots > 1 && weightStride != 0;
         byte* x1 = x + weightStride;
         float* ys0 = (float*)side, ys1 = (float*)(side + sideStride);
@@ -59,7 +56,7 @@ internal static unsafe partial class Avx2Dot
              y0 += 2 * BlockLayouts.Q8_0.Size, y1 += 2 * BlockLayouts.Q8_0.Size)
         {
             Sse.Prefetch0(x + PrefetchDistance);
-            var u0 = Q5UnsignedPair(x, nibbleSource, nibbleShift, highSource, highShift);
+            var u0 = Q5UnsignedPair(x, in unpack);
             acc0 = Q5PairStep(u0, y0, bias0 + 16 * b, Half(x) * ys0[b], Half(x + BlockLayouts.Q5_0.Size) * ys0[b + 1], acc0);
             if (dots > 1)
             {
@@ -68,7 +65,7 @@ internal static unsafe partial class Avx2Dot
                 if (twoWeightRows)
                 {
                     Sse.Prefetch0(x1 + PrefetchDistance);
-                    u1 = Q5UnsignedPair(x1, nibbleSource, nibbleShift, highSource, highShift);
+                    u1 = Q5UnsignedPair(x1, in unpack);
                     xs = x1;
                 }
                 acc1 = Q5PairStep(u1, y1, bias1 + 16 * b, Half(xs) * ys1[b], Half(xs + BlockLayouts.Q5_0.Size) * ys1[b + 1], acc1);
@@ -76,14 +73,8 @@ internal static unsafe partial class Avx2Dot
         }
         for (; b < blocks; b++, x += BlockLayouts.Q5_0.Size, x1 += BlockLayouts.Q5_0.Size, y0 += BlockLayouts.Q8_0.Size, y1 += BlockLayouts.Q8_0.Size)
         {
-            Vector256<sbyte> qx = Q5Block.Quants(x);
-            acc0 = TokenStep(qx, Avx2.Sign(qx, qx).AsByte(), Half(x) * ys0[b], y0, vnni, acc0);
-            if (dots > 1)
-            {
-                byte* xs = twoWeightRows ? x1 : x;
-                Vector256<sbyte> q1 = Q5Block.Quants(xs);
-                acc1 = TokenStep(q1, Avx2.Sign(q1, q1).AsByte(), Half(xs) * ys1[b], y1, vnni, acc1);
-            }
+            acc0 = Q5TokenStep(x, halves, ys0[b], y0, vnni, acc0);
+            if (dots > 1) acc1 = Q5TokenStep(twoWeightRows ? x1 : x, halves, ys1[b], y1, vnni, acc1);
         }
 
         output[0] = HorizontalSum(acc0);
@@ -102,12 +93,8 @@ internal static unsafe partial class Avx2Dot
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Q5_0VbmiRows4(byte* x, int rowBytes, long weightStride, byte* y, byte* side, int blocks, bool vnni, float* output, long outputStride)
     {
-        byte* controls = Q5Controls;
+        var unpack = new Q5Unpack(Q5Controls);
         float* halves = HalfTable;
-        var nibbleSource = Vector512.Load(controls);
-        var nibbleShift = Vector512.Load(controls + 64);
-        var highSource = Vector512.Load(controls + 128);
-        var highShift = Vector512.Load(controls + 192);
         byte* x0 = x, x1 = x + rowBytes, x2 = x + weightStride, x3 = x2 + rowBytes;
         float* ys = (float*)side;
         short* bias = (short*)(side + blocks * sizeof(float));
@@ -129,14 +116,10 @@ internal static unsafe partial class Avx2Dot
             var activations = Q5PairActivations(y);
             var pairBias = Vector512.Load(bias + 16 * b);
             float ys0 = ys[b], ys1 = ys[b + 1];
-            acc0 = Q5PairStep(Q5UnsignedPair(x0, nibbleSource, nibbleShift, highSource, highShift), activations, pairBias,
-                              halves[*(ushort*)x0] * ys0, halves[*(ushort*)(x0 + BlockLayouts.Q5_0.Size)] * ys1, acc0);
-            acc1 = Q5PairStep(Q5UnsignedPair(x1, nibbleSource, nibbleShift, highSource, highShift), activations, pairBias,
-                              halves[*(ushort*)x1] * ys0, halves[*(ushort*)(x1 + BlockLayouts.Q5_0.Size)] * ys1, acc1);
-            acc2 = Q5PairStep(Q5UnsignedPair(x2, nibbleSource, nibbleShift, highSource, highShift), activations, pairBias,
-                              halves[*(ushort*)x2] * ys0, halves[*(ushort*)(x2 + BlockLayouts.Q5_0.Size)] * ys1, acc2);
-            acc3 = Q5PairStep(Q5UnsignedPair(x3, nibbleSource, nibbleShift, highSource, highShift), activations, pairBias,
-                              halves[*(ushort*)x3] * ys0, halves[*(ushort*)(x3 + BlockLayouts.Q5_0.Size)] * ys1, acc3);
+            acc0 = Q5RowPair(x0, in unpack, activations, pairBias, halves, ys0, ys1, acc0);
+            acc1 = Q5RowPair(x1, in unpack, activations, pairBias, halves, ys0, ys1, acc1);
+            acc2 = Q5RowPair(x2, in unpack, activations, pairBias, halves, ys0, ys1, acc2);
+            acc3 = Q5RowPair(x3, in unpack, activations, pairBias, halves, ys0, ys1, acc3);
         }
         for (; b < blocks; b++, x0 += BlockLayouts.Q5_0.Size, x1 += BlockLayouts.Q5_0.Size, x2 += BlockLayouts.Q5_0.Size, x3 += BlockLayouts.Q5_0.Size,
              y += BlockLayouts.Q8_0.Size)
@@ -153,7 +136,7 @@ internal static unsafe partial class Avx2Dot
         output[outputStride + 1] = HorizontalSum(acc3);
     }
 
-    /// <summary>One Q5_0 block by the 256-bit token step, as the one-row kernel takes a row's last block.</summary>
+    /// <summary>One Q5_0 block by the 256-bit token step: a row's last block, where a 64-byte load would read past the row.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Q5TokenStep(byte* x, float* halves, float activationScale, byte* y, bool vnni, Vector256<float> acc)
     {
@@ -161,13 +144,27 @@ internal static unsafe partial class Avx2Dot
         return TokenStep(qx, Avx2.Sign(qx, qx).AsByte(), halves[*(ushort*)x] * activationScale, y, vnni, acc);
     }
 
+    /// <summary>One weight row's pair of Q5_0 blocks at <paramref name="x"/> against loaded activations: unpacked, each block times its scale and its activation block's.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Q5RowPair(byte* x, in Q5Unpack unpack, Vector512<sbyte> activations, Vector512<short> pairBias, float* halves,
+        float activationScale0, float activationScale1, Vector256<float> acc) =>
+        Q5PairStep(Q5UnsignedPair(x, in unpack), activations, pairBias,
+                   halves[*(ushort*)x] * activationScale0, halves[*(ushort*)(x + BlockLayouts.Q5_0.Size)] * activationScale1, acc);
+
+    /// <summary><see cref="Q5Controls"/> in registers: the permutes and multishifts that unpack a pair of blocks.</summary>
+    private readonly struct Q5Unpack(byte* controls)
+    {
+        public readonly Vector512<byte> NibbleSource = Vector512.Load(controls), NibbleShift = Vector512.Load(controls + 64),
+                                        HighSource = Vector512.Load(controls + 128), HighShift = Vector512.Load(controls + 192);
+    }
+
     /// <summary>Two Q5_0 blocks' unsigned quants q + 16 (bytes 0–31 the first block's elements in order, 32–63 the second's), from one 64-byte load.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<byte> Q5UnsignedPair(byte* x, Vector512<byte> nibbleSource, Vector512<byte> nibbleShift, Vector512<byte> highSource, Vector512<byte> highShift)
+    private static Vector512<byte> Q5UnsignedPair(byte* x, in Q5Unpack unpack)
     {
         var raw = Vector512.Load(x);
-        var nibbles = Avx512Vbmi.MultiShift(nibbleShift, Avx512Vbmi.PermuteVar64x8(raw, nibbleSource).AsUInt64());
-        var fifth = Avx512Vbmi.MultiShift(highShift, Avx512Vbmi.PermuteVar64x8(raw, highSource).AsUInt64());
+        var nibbles = Avx512Vbmi.MultiShift(unpack.NibbleShift, Avx512Vbmi.PermuteVar64x8(raw, unpack.NibbleSource).AsUInt64());
+        var fifth = Avx512Vbmi.MultiShift(unpack.HighShift, Avx512Vbmi.PermuteVar64x8(raw, unpack.HighSource).AsUInt64());
         return (nibbles & Vector512.Create((byte)0x0F)) | (fifth & Vector512.Create((byte)0x10));
     }
 
@@ -401,9 +398,9 @@ internal static unsafe partial class Avx2Dot
     }
 
     /// <summary>
-    /// A Q8_K block's quants and <see cref="Q6KPairBias"/> sums in registers, read once for both weight rows: loads, a
-    /// third of them split across cache lines (Q8_K blocks are 292 bytes), bound the kernel (without the bias loads it
-    /// ran 30% faster).
+    /// A Q8_K block's quants and <see cref="Q6KPairBias"/> sums in registers, read once for both weight rows: loads bound
+    /// the kernel (without the bias loads it ran 30% faster), and the quants' 64-byte loads mostly straddle two cache
+    /// lines (Q8_K blocks are 292 bytes).
     /// </summary>
     private readonly struct Q6KActivations
     {
