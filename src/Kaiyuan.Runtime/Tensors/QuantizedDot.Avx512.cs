@@ -443,25 +443,41 @@ internal static unsafe partial class Avx2Dot
     private static Vector512<int> Q6KWideHalf(byte* ql, byte* qh, short* controls, Vector512<sbyte> firstActivations, Vector512<short> firstBias,
         Vector512<sbyte> secondActivations, Vector512<short> secondBias, Vector512<short> firstScales, Vector512<short> secondScales)
     {
-        var low = Vector512.Load(ql);
-        // The 32 high-bit bytes in both halves by a load and an insert: Avx512F.BroadcastVector256ToVector512 from this
-        // pointer compiled (.NET 10.0.12) to code whose results did not depend on the bytes loaded at all.
-        var highHalf = Vector256.Load(qh);
-        var high = Avx512F.InsertVector256(highHalf.ToVector512Unsafe(), highHalf, 1).AsUInt16();
-        var nibble = Vector512.Create((byte)0x0F);
-        var highBits = Vector512.Create((byte)0x30);
-        // High-bit pairs 0 and 1 go left by 4 and 2 (word 256 on), pairs 2 and 3 right by 0 and 2 (word 288 on); word
-        // shifts spill bits into the neighbouring byte, and the mask of bits 4–5 drops them.
-        var first = (low & nibble) | (Avx512BW.ShiftLeftLogicalVariable(high, Vector512.Load((ushort*)controls + 256)).AsByte() & highBits);
-        var second = (Vector512.ShiftRightLogical(low.AsUInt16(), 4).AsByte() & nibble)
+        var quants = new Q6KHalfQuants(ql, qh, controls);
+        return Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(quants.First, firstActivations) - firstBias, firstScales)
+             + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(quants.Second, secondActivations) - secondBias, secondScales);
+    }
+
+    /// <summary>
+    /// Half a Q6_K block's quants as stored (q + 32): <see cref="First"/> holds chunks 0 and 1 (the low nibbles with high-bit
+    /// pairs 0 and 1), <see cref="Second"/> chunks 2 and 3 (the high nibbles with pairs 2 and 3), each in element order.
+    /// </summary>
+    private readonly struct Q6KHalfQuants
+    {
+        public readonly Vector512<byte> First, Second;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Q6KHalfQuants(byte* ql, byte* qh, short* controls)
+        {
+            var low = Vector512.Load(ql);
+            // The 32 high-bit bytes in both halves by a load and an insert: Avx512F.BroadcastVector256ToVector512 from this
+            // pointer compiled (.NET 10.0.12) to code whose results did not depend on the bytes loaded at all.
+            var highHalf = Vector256.Load(qh);
+            var high = Avx512F.InsertVector256(highHalf.ToVector512Unsafe(), highHalf, 1).AsUInt16();
+            var nibble = Vector512.Create((byte)0x0F);
+            var highBits = Vector512.Create((byte)0x30);
+            // High-bit pairs 0 and 1 go left by 4 and 2 (word 256 on), pairs 2 and 3 right by 0 and 2 (word 288 on); word
+            // shifts spill bits into the neighbouring byte, and the mask of bits 4–5 drops them.
+            First = (low & nibble) | (Avx512BW.ShiftLeftLogicalVariable(high, Vector512.Load((ushort*)controls + 256)).AsByte() & highBits);
+            Second = (Vector512.ShiftRightLogical(low.AsUInt16(), 4).AsByte() & nibble)
                    | (Avx512BW.ShiftRightLogicalVariable(high, Vector512.Load((ushort*)controls + 288)).AsByte() & highBits);
-        return Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(first, firstActivations) - firstBias, firstScales)
-             + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(second, secondActivations) - secondBias, secondScales);
+        }
     }
 
     /// <summary>
     /// The constant vectors of the 512-bit K-quant kernels, 64-byte aligned: Q4_K's scale permutes (word 0 on), Q6_K's
-    /// (word 128 on) and its high-bit shifts (word 256 on). Written as <c>Vector512.Create</c> of 256-bit halves in the
+    /// (word 128 on) and its high-bit shifts (word 256 on); for the multi-token Q4_K tile, the scale permutes of its
+    /// sub-block pairs (word 320 on) and its nibble shifts (word 448 on). Written as <c>Vector512.Create</c> of 256-bit halves in the
     /// loops, the JIT assembled each one on the stack with two inserts every block, which held Q6_K to 18 GMAC/s and Q4_K
     /// to 42 (one thread, in cache).
     /// </summary>
@@ -469,7 +485,7 @@ internal static unsafe partial class Avx2Dot
 
     private static byte* BuildWideKControls()
     {
-        var controls = (short*)NativeMemory.AlignedAlloc(320 * sizeof(short), 64);
+        var controls = (short*)NativeMemory.AlignedAlloc(480 * sizeof(short), 64);
         ReadOnlySpan<int> q4Low = [0, 2, 4, 6], q4High = [1, 3, 5, 7];
         for (int step = 0; step < 2; step++)
         {
@@ -486,6 +502,9 @@ internal static unsafe partial class Avx2Dot
             controls[256 + w] = (short)(w < 16 ? 4 : 2);
             controls[288 + w] = (short)(w < 16 ? 0 : 2);
         }
+        for (int pair = 0; pair < 4; pair++)
+            for (int w = 0; w < 32; w++) controls[320 + 32 * pair + w] = (short)(w < 16 ? 2 * pair : 2 * pair + 1);
+        for (int w = 0; w < 32; w++) controls[448 + w] = (short)(w < 16 ? 0 : 4);
         return (byte*)controls;
     }
 }

@@ -177,7 +177,7 @@ public sealed unsafe partial class Dot4Tests
     /// <summary>
     /// The 512-bit K-quant dots (AVX-512 BW: Q4_K two pairs of sub-blocks per step, Q6_K two chunks) equal the 256-bit
     /// dot to the bit on raw random blocks — every scale, min, nibble and high-bit pattern — with block scales at fp16's
-    /// extremes and activations at ±127, one row at a time and two weight rows at once.
+    /// extremes and activations at ±127: one row at a time, two weight rows at once, and the 2-, 3- and 4-token tiles.
     /// </summary>
     [Theory]
     [InlineData(GgmlType.Q4_K)]
@@ -200,31 +200,52 @@ public sealed unsafe partial class Dot4Tests
                     for (int k = 0; k < scaleOffsets.Length; k++)
                         if ((b + trial + k) % 3 == 0)
                             System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(w.AsSpan(b * blockBytes + scaleOffsets[k]), Half16.FromSingle(scales[(b + (k + 1) * trial) % scales.Length]));
-                float[] x = Enumerable.Range(0, n).Select(_ => trial % 4 == 0 ? (random.Next(2) == 0 ? 3f : -3f) : (float)(random.NextDouble() * 6 - 3)).ToArray();
-                var act = new byte[GgmlTypeInfo.RowBytes(GgmlType.Q8_K, n)];
-                QuantizedDot.QuantizeActivations(GgmlType.Q8_K, x, act);
-                var side = new byte[QuantizedDot.SideBytes(type, n) + 1];
+                // Four activation rows: the first for the one-token dots, all four for the tiles.
+                int actBytes = (int)GgmlTypeInfo.RowBytes(GgmlType.Q8_K, n), sideBytes = QuantizedDot.SideBytes(type, n);
+                var act = new byte[4 * actBytes];
+                for (int t = 0; t < 4; t++)
+                {
+                    float[] x = Enumerable.Range(0, n).Select(_ => (trial + t) % 4 == 0 ? (random.Next(2) == 0 ? 3f : -3f) : (float)(random.NextDouble() * 6 - 3)).ToArray();
+                    QuantizedDot.QuantizeActivations(GgmlType.Q8_K, x, act.AsSpan(t * actBytes, actBytes));
+                }
+                var side = new byte[4 * sideBytes + 1];
                 var both = new float[2];
+                var tiles = new float[3 * 4];
                 fixed (byte* pw = w)
                 fixed (byte* pa = act)
                 fixed (byte* ps = side)
                 fixed (float* pb = both)
+                fixed (float* pt = tiles)
                 {
-                    QuantizedDot.PrepareSide(type, pa, n, ps);
+                    for (int t = 0; t < 4; t++) QuantizedDot.PrepareSide(type, pa + t * actBytes, n, ps + t * sideBytes);
                     QuantizedDot.Dot1Rows2(type, pw, rowBytes, pa, ps, n, pb, 1);
                     for (int r = 0; r < 2; r++)
                     {
-                        float narrow = QuantizedDot.VecDot(type, w.AsSpan(r * rowBytes, rowBytes), act, n, IsaLevel.Avx2);
+                        float narrow = QuantizedDot.VecDot(type, w.AsSpan(r * rowBytes, rowBytes), act.AsSpan(0, actBytes), n, IsaLevel.Avx2);
                         float one = QuantizedDot.Dot1(type, pw + r * rowBytes, pa, ps, n);
                         Assert.True(BitConverter.SingleToInt32Bits(narrow) == BitConverter.SingleToInt32Bits(one), $"{blocks} blocks, trial {trial}, row {r}: 512-bit {one} vs 256-bit {narrow}");
                         Assert.Equal(BitConverter.SingleToInt32Bits(narrow), BitConverter.SingleToInt32Bits(both[r]));
+                    }
+                    byte* row = pw + trial % 2 * rowBytes;
+                    QuantizedDot.Dot4(type, row, pa, ps, actBytes, sideBytes, n, pt, 1);
+                    QuantizedDot.Dot3(type, row, pa, ps, actBytes, sideBytes, n, pt + 4, 1);
+                    QuantizedDot.Dot2(type, row, pa + 2 * actBytes, ps + 2 * sideBytes, actBytes, sideBytes, n, pt + 8 + 2, 1);
+                    for (int t = 0; t < 4; t++)
+                    {
+                        float narrow = QuantizedDot.VecDot(type, w.AsSpan(trial % 2 * rowBytes, rowBytes), act.AsSpan(t * actBytes, actBytes), n, IsaLevel.Avx2);
+                        Assert.True(BitConverter.SingleToInt32Bits(narrow) == BitConverter.SingleToInt32Bits(tiles[t]), $"{blocks} blocks, trial {trial}, 4-token tile row {t}: {tiles[t]} vs 256-bit {narrow}");
+                        if (t < 3) Assert.Equal(BitConverter.SingleToInt32Bits(narrow), BitConverter.SingleToInt32Bits(tiles[4 + t]));
+                        if (t >= 2) Assert.Equal(BitConverter.SingleToInt32Bits(narrow), BitConverter.SingleToInt32Bits(tiles[8 + t]));
                     }
                 }
             }
         }
     }
 
-    /// <summary>Every small batch (1–7 rows: the decode steps of a few streams) splits into 4-, 3-, 2- and 1-row tiles.</summary>
+    /// <summary>
+    /// Every batch below the type's panel size (1–7 rows: the decode steps of a few streams; up to 31 for the K-quants
+    /// on AVX-512: a mixture-of-experts prompt's experts) splits into 4-, 3-, 2- and 1-row tiles.
+    /// </summary>
     [Theory]
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.Q6_K)]
@@ -248,7 +269,7 @@ public sealed unsafe partial class Dot4Tests
         fixed (byte* pw = w)
         {
             var matrix = new QuantMatrix(pw, type, rows, n);
-            for (int tokens = 1; tokens < MatMul.PanelMinTokens; tokens++)
+            for (int tokens = 1; tokens < MatMul.PanelMinTokensFor(type); tokens++)
             {
                 float[] x = Enumerable.Range(0, tokens * n).Select(_ => (float)(random.NextDouble() * 4 - 2)).ToArray();
                 var y = new float[tokens * rows];
