@@ -90,7 +90,7 @@ internal static unsafe class MatMul
             {
                 var panels = pool.Job<PanelJob>();
                 panels.Set(w, act, actBytes, output, tokens, side, sideBytes, pool.Threads);
-                pool.Run(panels, w.Rows / QuantizedDot.PanelRows);
+                pool.Run(panels, w.Rows / QuantizedDot.PanelRows, minChunk: QuantizedDot.HasPanelPairs(w.Type) ? 2 : 1);
                 // Rows past the last whole panel (no model in use has any) take the plain dot.
                 for (int r = w.Rows / QuantizedDot.PanelRows * QuantizedDot.PanelRows; r < w.Rows; r++)
                     for (int t = 0; t < tokens; t++)
@@ -359,16 +359,30 @@ internal static unsafe class MatMul
             _tokens = tokens;
             _side = side;
             _sideBytes = sideBytes;
-            if (_buffers.Length < workers) Array.Resize(ref _buffers, workers);
+            if (_buffers.Length < 2 * workers) Array.Resize(ref _buffers, 2 * workers);
         }
 
         public void Run(int start, int end, int worker)
         {
             var w = _w;
             int n = w.Columns, tokens = _tokens;
-            byte* panel = Buffer(worker, QuantizedDot.PanelBytes(w.Type, n));
+            byte* panel = Buffer(2 * worker, QuantizedDot.PanelBytes(w.Type, n));
             int step = ColumnStep(w.Type, n);
-            for (int p = start; p < end; p++)
+            int p = start;
+            if (QuantizedDot.HasPanelPairs(w.Type))
+            {
+                // Two panels at a time where the kernels take sixteen rows; a range's odd last panel takes the 8-row kernel.
+                byte* second = Buffer(2 * worker + 1, QuantizedDot.PanelBytes(w.Type, n));
+                for (; p + 1 < end; p += 2)
+                {
+                    QuantizedDot.PackPanel(w.Type, w.Data + (long)p * QuantizedDot.PanelRows * w.RowBytes, w.RowBytes, n, panel);
+                    QuantizedDot.PackPanel(w.Type, w.Data + (long)(p + 1) * QuantizedDot.PanelRows * w.RowBytes, w.RowBytes, n, second);
+                    float* output = _y + p * QuantizedDot.PanelRows;
+                    for (int c0 = 0; c0 < n; c0 += step)
+                        QuantizedDot.PanelPairMultiply(w.Type, panel, second, n, c0, Math.Min(step, n - c0), _act, _actBytes, tokens, accumulate: c0 > 0, output, w.Rows);
+                }
+            }
+            for (; p < end; p++)
             {
                 QuantizedDot.PackPanel(w.Type, w.Data + (long)p * QuantizedDot.PanelRows * w.RowBytes, w.RowBytes, n, panel);
                 float* output = _y + p * QuantizedDot.PanelRows;
@@ -384,10 +398,10 @@ internal static unsafe class MatMul
             return (n / block + ranges - 1) / ranges * block;
         }
 
-        /// <summary>The worker's panel buffer, 64-byte aligned, grown (once per shape seen) to <paramref name="bytes"/>.</summary>
-        private byte* Buffer(int worker, int bytes)
+        /// <summary>Panel buffer <paramref name="index"/> (two per worker), 64-byte aligned, grown (once per shape seen) to <paramref name="bytes"/>.</summary>
+        private byte* Buffer(int index, int bytes)
         {
-            ref byte[]? buffer = ref _buffers[worker];
+            ref byte[]? buffer = ref _buffers[index];
             if (buffer is null || buffer.Length < bytes + 64) buffer = GC.AllocateUninitializedArray<byte>(bytes + 64, pinned: true);
             byte* start = (byte*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(buffer));
             return (byte*)(((nint)start + 63) & ~(nint)63);
