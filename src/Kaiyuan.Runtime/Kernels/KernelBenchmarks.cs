@@ -71,7 +71,7 @@ public static class KernelBenchmarks
     /// <summary>
     /// A random <paramref name="rows"/> × <paramref name="cols"/> weight matrix of <paramref name="type"/> times 1…N
     /// activation rows (each of <paramref name="tokenCounts"/>) on <paramref name="threads"/> threads: the median of
-    /// <paramref name="repetitions"/> timed samples after one warm-up.
+    /// <paramref name="repetitions"/> timed samples after a second of warm-up.
     /// </summary>
     public static unsafe IReadOnlyList<MatMulTiming> MatMul(GgmlType type, int rows, int cols, IReadOnlyList<int> tokenCounts, int repetitions, int threads)
     {
@@ -106,14 +106,18 @@ public static class KernelBenchmarks
                 for (int i = 0; i < x.Length; i++) x[i] = (float)(random.NextDouble() * 2 - 1);
                 var y = new float[(long)tokens * rows];
                 var scratch = new byte[Kernels.MatMul.ScratchBytes(matrix, tokens)];
-                // Enough multiplies per sample that one lasts ~10 ms or more; the first sample warms up the JIT and caches.
+                // Enough multiplies per sample that one lasts ~10 ms or more. A second of warm-up first: the dispatch
+                // code a batch size reaches first runs unoptimized until tiered compilation replaces it, which one
+                // warm-up sample did not outlast (a case right after another token count read 51 GMAC/s, not 145).
                 int inner = Math.Max(1, (int)(2e7 / ((double)rows * cols * tokens / 32)));
+                for (long warm = Stopwatch.GetTimestamp(); Stopwatch.GetElapsedTime(warm).TotalSeconds < 1;)
+                    Kernels.MatMul.Multiply(matrix, x, tokens, y, scratch, pool);
                 var samples = new List<double>();
-                for (int rep = 0; rep <= repetitions; rep++)
+                for (int rep = 0; rep < repetitions; rep++)
                 {
                     long start = Stopwatch.GetTimestamp();
                     for (int i = 0; i < inner; i++) Kernels.MatMul.Multiply(matrix, x, tokens, y, scratch, pool);
-                    if (rep > 0) samples.Add(Stopwatch.GetElapsedTime(start).TotalSeconds / inner);
+                    samples.Add(Stopwatch.GetElapsedTime(start).TotalSeconds / inner);
                 }
                 samples.Sort();
                 double seconds = samples[samples.Count / 2];

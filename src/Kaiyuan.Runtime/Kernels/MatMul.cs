@@ -21,13 +21,14 @@ internal static unsafe class MatMul
     /// Batches of at least this many activation rows go through the panel GEMM; smaller ones would not repay the
     /// repacking. Measured (`bench matmul`, 4864 × 1024, 2 threads, interleaved with the tiles): at 8 rows panels
     /// already give Q8_0 32 → 42-47 GMAC/s, Q5_0 28-33 → 45, Q6_K 30 → 28-29; at 32 rows Q5_0 56-61, Q6_K 48-51.
-    /// Q4_K and Q6_K tiles take more: on AVX-512 their tiles (64 elements per step) run at 145-150 and ~127 GMAC/s
-    /// for any batch, which the panels reach only at 24-32 rows (768 × 2048, 2 threads, Zen 5); their 256-bit tiles
-    /// (~120 and ~89) at 12-16 rows. Those sizes are a mixture-of-experts prompt's: each expert sees a few tokens.
+    /// Q4_K and Q6_K tiles hold out longer: on AVX-512 they run at ~147 and ~122 GMAC/s for any batch, and the panels
+    /// (two at a time there) pass them at 16-20 rows (Q4_K 16 rows: 130-155, 20: 165-177; Q6_K 16: 110-120, 20: 123-141;
+    /// 768-4096 × 768-2048, 2 threads, Zen 5); their 256-bit tiles (~120 and ~89) meet the 8-row panels at 12-16 rows.
+    /// Those sizes are a mixture-of-experts prompt's: each expert sees a few tokens.
     /// </summary>
     internal static int PanelMinTokensFor(GgmlType type) => type switch
     {
-        GgmlType.Q4_K or GgmlType.Q6_K when QuantizedDot.HasDot4(type) => Avx2Dot.HasWideKQuants ? 32 : 16,
+        GgmlType.Q4_K or GgmlType.Q6_K when QuantizedDot.HasDot4(type) => 16,
         _ => PanelMinTokens,
     };
 

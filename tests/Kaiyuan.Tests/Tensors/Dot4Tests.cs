@@ -243,8 +243,8 @@ public sealed unsafe partial class Dot4Tests
     }
 
     /// <summary>
-    /// Every batch below the type's panel size (1–7 rows: the decode steps of a few streams; up to 31 for the K-quants
-    /// on AVX-512: a mixture-of-experts prompt's experts) splits into 4-, 3-, 2- and 1-row tiles.
+    /// Every batch below the type's panel size (1–7 rows: the decode steps of a few streams; up to 15 for Q4_K and Q6_K:
+    /// a mixture-of-experts prompt's experts) splits into 4-, 3-, 2- and 1-row tiles.
     /// </summary>
     [Theory]
     [InlineData(GgmlType.Q4_K)]
