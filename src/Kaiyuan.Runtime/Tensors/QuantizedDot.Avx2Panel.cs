@@ -371,6 +371,17 @@ internal static unsafe partial class Avx2Dot
     private static void PackKScales(GgmlType weightType, byte* rows, long rowBytes, int n, int blockBytes, byte* dst)
     {
         int subBlocks = KSubBlocks(weightType), scaleBytes = KScaleBytes(subBlocks);
+        if (weightType is GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K)
+        {
+            // The common K-quants by vectors, a row's scales per vector and an 8×8 transpose per field: one row at a time
+            // by scalar stores, the scales took as long as repacking the quants (a fifth of a MoE prompt's panel time).
+            for (int b = 0; b < n / BlockLayouts.QK_K; b++, dst += scaleBytes)
+            {
+                if (weightType == GgmlType.Q6_K) PackQ6KScales(rows + b * blockBytes, rowBytes, dst);
+                else PackK4Scales(rows + b * blockBytes, rowBytes, dst);
+            }
+            return;
+        }
         int* scalePairs = stackalloc int[16];
         int* otherPairs = stackalloc int[8];
         for (int b = 0; b < n / BlockLayouts.QK_K; b++, dst += scaleBytes)
@@ -385,6 +396,57 @@ internal static unsafe partial class Avx2Dot
                 for (int p = 0; p < 8; p++) ((int*)(dst + KPairedOffset(subBlocks)))[p * PanelRows + r] = otherPairs[p];
             }
         }
+    }
+
+    /// <summary>
+    /// <see cref="PackKScales"/> of one Q4_K or Q5_K block of the eight rows: each row's eight scales and eight mins widened
+    /// to (v, v) int16 pairs, one vector per row and field, then transposed so each sub-block's vector holds the rows.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackK4Scales(byte* block, long rowBytes, byte* dst)
+    {
+        var sc = stackalloc Vector256<int>[PanelRows];
+        var mn = stackalloc Vector256<int>[PanelRows];
+        for (int r = 0; r < PanelRows; r++, block += rowBytes)
+        {
+            KQuantScales.UnpackK4(new ReadOnlySpan<byte>(block + BlockLayouts.Q4_K.Scales, 12), out ulong scales, out ulong mins);
+            var s32 = Avx2.ConvertToVector256Int32(Vector128.CreateScalar(scales).AsByte());
+            var m32 = Avx2.ConvertToVector256Int32(Vector128.CreateScalar(mins).AsByte());
+            sc[r] = s32 | Vector256.ShiftLeft(s32, 16);
+            mn[r] = m32 | Vector256.ShiftLeft(m32, 16);
+            ((float*)dst)[r] = Half(block + BlockLayouts.Q4_K.D);
+            ((float*)dst)[PanelRows + r] = Half(block + BlockLayouts.Q4_K.DMin);
+        }
+        Transpose8x8(sc[0], sc[1], sc[2], sc[3], sc[4], sc[5], sc[6], sc[7], dst + KScalesOffset);
+        Transpose8x8(mn[0], mn[1], mn[2], mn[3], mn[4], mn[5], mn[6], mn[7], dst + KPairedOffset(8));
+    }
+
+    /// <summary>
+    /// <see cref="PackKScales"/> of one Q6_K block of the eight rows: each row's sixteen signed scales as (sc, sc) pairs
+    /// (two vectors per row) and as adjacent pairs (sc₂ₚ, sc₂ₚ₊₁), which are simply the scales widened to int16; then the
+    /// same transposes as <see cref="PackK4Scales"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackQ6KScales(byte* block, long rowBytes, byte* dst)
+    {
+        var low = stackalloc Vector256<int>[PanelRows];
+        var high = stackalloc Vector256<int>[PanelRows];
+        var adjacent = stackalloc Vector256<int>[PanelRows];
+        var wordMask = Vector256.Create(0xFFFF);
+        for (int r = 0; r < PanelRows; r++, block += rowBytes)
+        {
+            var scales = Vector128.Load((sbyte*)(block + BlockLayouts.Q6_K.Scales));
+            var s0 = Avx2.ConvertToVector256Int32(scales);
+            var s1 = Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(scales, 8));
+            low[r] = (s0 & wordMask) | Vector256.ShiftLeft(s0, 16);
+            high[r] = (s1 & wordMask) | Vector256.ShiftLeft(s1, 16);
+            adjacent[r] = Avx2.ConvertToVector256Int16(scales).AsInt32();
+            ((float*)dst)[r] = Half(block + BlockLayouts.Q6_K.D);
+            ((float*)dst)[PanelRows + r] = 0;
+        }
+        Transpose8x8(low[0], low[1], low[2], low[3], low[4], low[5], low[6], low[7], dst + KScalesOffset);
+        Transpose8x8(high[0], high[1], high[2], high[3], high[4], high[5], high[6], high[7], dst + KScalesOffset + 8 * 32);
+        Transpose8x8(adjacent[0], adjacent[1], adjacent[2], adjacent[3], adjacent[4], adjacent[5], adjacent[6], adjacent[7], dst + KPairedOffset(16));
     }
 
     /// <summary>One block's d, dmin, per sub-block (sc, sc) and the eight mins or scale pairs (see <see cref="PackKScales"/>).</summary>
