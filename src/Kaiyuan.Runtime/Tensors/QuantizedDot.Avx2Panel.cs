@@ -312,12 +312,80 @@ internal static unsafe partial class Avx2Dot
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackQuants<T>(byte* rows, long rowBytes, int n, byte* panel) where T : struct, IPanelFormat
     {
-        for (int c = 0; c < n / BlockLayouts.QK; c++, panel += 256)
+        int c = 0;
+        if (Avx512F.IsSupported)
+        {
+            // Two chunks per 512-bit row vector, transposed by three rounds of two-source dword permutes: a third of the
+            // 256-bit transpose's shuffles per chunk.
+            int* indices = PanelTransposeIndices;
+            for (; c + 1 < n / BlockLayouts.QK; c += 2, panel += 512)
+            {
+                TransposeChunkPair(ChunkPair<T>(rows, c), ChunkPair<T>(rows + rowBytes, c), ChunkPair<T>(rows + 2 * rowBytes, c), ChunkPair<T>(rows + 3 * rowBytes, c),
+                    ChunkPair<T>(rows + 4 * rowBytes, c), ChunkPair<T>(rows + 5 * rowBytes, c), ChunkPair<T>(rows + 6 * rowBytes, c), ChunkPair<T>(rows + 7 * rowBytes, c),
+                    indices, panel);
+            }
+        }
+        for (; c < n / BlockLayouts.QK; c++, panel += 256)
         {
             Transpose8x8(T.Chunk(rows, c).AsInt32(), T.Chunk(rows + rowBytes, c).AsInt32(), T.Chunk(rows + 2 * rowBytes, c).AsInt32(),
                 T.Chunk(rows + 3 * rowBytes, c).AsInt32(), T.Chunk(rows + 4 * rowBytes, c).AsInt32(), T.Chunk(rows + 5 * rowBytes, c).AsInt32(),
                 T.Chunk(rows + 6 * rowBytes, c).AsInt32(), T.Chunk(rows + 7 * rowBytes, c).AsInt32(), panel);
         }
+    }
+
+    /// <summary>Chunks <paramref name="c"/> and <paramref name="c"/> + 1 of one row as dwords 0–7 and 8–15.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> ChunkPair<T>(byte* row, int c) where T : struct, IPanelFormat =>
+        Avx512F.InsertVector256(T.Chunk(row, c).AsInt32().ToVector512Unsafe(), T.Chunk(row, c + 1).AsInt32(), 1);
+
+    /// <summary>
+    /// Stores two chunks' panel steps (512 bytes): dword s·8 + r of each chunk's 256 bytes is dword s of row r's chunk.
+    /// Round one interleaves row pairs, round two row quads (steps 0–3 and 4–7 apart), round three puts the quads
+    /// together two steps at a time; each round is eight two-source permutes.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void TransposeChunkPair(Vector512<int> v0, Vector512<int> v1, Vector512<int> v2, Vector512<int> v3,
+        Vector512<int> v4, Vector512<int> v5, Vector512<int> v6, Vector512<int> v7, int* indices, byte* dst)
+    {
+        var pairLow = Vector512.Load(indices);
+        var pairHigh = Vector512.Load(indices + 16);
+        var quadLow = Vector512.Load(indices + 32);
+        var quadHigh = Vector512.Load(indices + 48);
+        var stepsLow = Vector512.Load(indices + 64);
+        var stepsHigh = Vector512.Load(indices + 80);
+        for (int chunk = 0; chunk < 2; chunk++, dst += 256)
+        {
+            var pairs = chunk == 0 ? pairLow : pairHigh;
+            var p01 = Avx512F.PermuteVar16x32x2(v0, pairs, v1);
+            var p23 = Avx512F.PermuteVar16x32x2(v2, pairs, v3);
+            var p45 = Avx512F.PermuteVar16x32x2(v4, pairs, v5);
+            var p67 = Avx512F.PermuteVar16x32x2(v6, pairs, v7);
+            for (int half = 0; half < 2; half++)
+            {
+                var quad = half == 0 ? quadLow : quadHigh;
+                var q0123 = Avx512F.PermuteVar16x32x2(p01, quad, p23);
+                var q4567 = Avx512F.PermuteVar16x32x2(p45, quad, p67);
+                Avx512F.PermuteVar16x32x2(q0123, stepsLow, q4567).Store((int*)(dst + half * 128));
+                Avx512F.PermuteVar16x32x2(q0123, stepsHigh, q4567).Store((int*)(dst + half * 128 + 64));
+            }
+        }
+    }
+
+    /// <summary>The six index vectors of <see cref="TransposeChunkPair"/>, 64-byte aligned (16 dwords each; 16 + i selects the second source).</summary>
+    private static readonly int* PanelTransposeIndices = BuildPanelTransposeIndices();
+
+    private static int* BuildPanelTransposeIndices()
+    {
+        var indices = (int*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(96 * sizeof(int), 64);
+        for (int j = 0; j < 16; j++)
+        {
+            for (int chunk = 0; chunk < 2; chunk++) indices[16 * chunk + j] = j % 2 * 16 + chunk * 8 + j / 2;
+            // Round two: step h·4 + j / 4 of row j % 4 of the quad, rows 0–1 from the first pair, 2–3 from the second.
+            for (int half = 0; half < 2; half++) indices[32 + 16 * half + j] = (j % 4 < 2 ? 0 : 16) + (half * 4 + j / 4) * 2 + j % 2;
+            // Round three: steps 2g and 2g + 1 of the half, rows 0–3 from the first quad, 4–7 from the second.
+            for (int g = 0; g < 2; g++) indices[64 + 16 * g + j] = (j % 8 < 4 ? 0 : 16) + (2 * g + j / 8) * 4 + j % 4;
+        }
+        return indices;
     }
 
     /// <summary>Each block's fp16 scale for the eight rows, as floats: one vector per block.</summary>
