@@ -6,37 +6,27 @@ namespace Kaiyuan.Kernels;
 /// <summary>
 /// y[t] = W · x[t] for a batch of activation rows. Each activation row is converted once to the format the weight
 /// type's dot product consumes (int8 blocks for quantized weights, as llama.cpp does), then output rows are split
-/// across threads; every weight row is read once per batch. Batches of <see cref="PanelMinTokensFor"/> or more (prompts,
+/// across threads; every weight row is read once per batch. Batches of <see cref="PanelMinTokens"/> or more (prompts,
 /// many sequences at once) run as a GEMM over weight rows repacked into panels.
 /// </summary>
 internal static unsafe class MatMul
 {
     /// <summary>
-    /// The smallest batch any weight type takes through the panel GEMM (<see cref="PanelMinTokensFor"/>): batches below
-    /// it run the row kernels for every type, so their rows round exactly as single-token steps do.
-    /// </summary>
-    internal const int PanelMinTokens = 8;
-
-    /// <summary>
     /// Batches of at least this many activation rows go through the panel GEMM; smaller ones would not repay the
     /// repacking. Measured (`bench matmul`, 4864 × 1024, 2 threads, interleaved with the tiles): at 8 rows panels
     /// already give Q8_0 32 → 42-47 GMAC/s, Q5_0 28-33 → 45, Q6_K 30 → 28-29; at 32 rows Q5_0 56-61, Q6_K 48-51.
-    /// Q4_K and Q6_K tiles hold out longer: on AVX-512 they run at ~147 and ~122 GMAC/s for any batch, and the panels
-    /// (two at a time there) pass them at 16-20 rows (Q4_K 16 rows: 130-155, 20: 165-177; Q6_K 16: 110-120, 20: 123-141;
-    /// 768-4096 × 768-2048, 2 threads, Zen 5); their 256-bit tiles (~120 and ~89) meet the 8-row panels at 12-16 rows.
-    /// Those sizes are a mixture-of-experts prompt's: each expert sees a few tokens.
+    /// Since the K-quant scales are packed by vectors, 8 rows holds for Q4_K and Q6_K too, whose tiles run at any batch
+    /// size what they run at four rows (768-4096 × 768-2048, 2 threads, Zen 5: panels at 8 rows 141-167 and 124-143
+    /// GMAC/s, two at a time on AVX-512, tiles 120-135 and 110-122; with AVX-512 off 131-139 and 110-114 against 110-127
+    /// and 86-91).
     /// </summary>
-    internal static int PanelMinTokensFor(GgmlType type) => type switch
-    {
-        GgmlType.Q4_K or GgmlType.Q6_K when QuantizedDot.HasDot4(type) => 16,
-        _ => PanelMinTokens,
-    };
+    internal const int PanelMinTokens = 8;
 
     /// <summary>How a batch is computed, and the bytes of side data it derives from each activation row.</summary>
     private static (Kernel Kernel, int SideBytes) Plan(QuantMatrix w, int tokens)
     {
         // Float panels pack eight columns at a time; quantized rows are whole blocks of 32 or 256 anyway.
-        if (tokens >= PanelMinTokensFor(w.Type) && w.Rows >= QuantizedDot.PanelRows && w.Columns % 8 == 0 && QuantizedDot.HasPanels(w.Type))
+        if (tokens >= PanelMinTokens && w.Rows >= QuantizedDot.PanelRows && w.Columns % 8 == 0 && QuantizedDot.HasPanels(w.Type))
             return (Kernel.Panels, QuantizedDot.PanelSideBytes(w.Type, w.Columns));
         return QuantizedDot.HasDot4(w.Type) ? (Kernel.Tiles, QuantizedDot.SideBytes(w.Type, w.Columns)) : (Kernel.Rows, 0);
     }
@@ -239,7 +229,7 @@ internal static unsafe class MatMul
     /// matrices of a few hundred rows each, and one operation per matrix spent more on waking and waiting for the
     /// threads than on the rows. Each part is computed exactly as <see cref="Multiply"/> computes it (the same row
     /// kernels, so the same bits); parts that read the same activation rows with the same weight type share their
-    /// quantized form. Batches of <see cref="PanelMinTokensFor"/> rows or more belong to <see cref="Multiply"/>.
+    /// quantized form. Batches of <see cref="PanelMinTokens"/> rows or more belong to <see cref="Multiply"/>.
     /// Take the pool (<see cref="WorkerPool.Enter"/>) around <see cref="WorkerPool.Job{T}"/>, the parts and <see cref="Run"/>.
     /// </summary>
     internal sealed class Group : IParallelJob
@@ -254,7 +244,7 @@ internal static unsafe class MatMul
         /// <summary>Adds <paramref name="tokens"/> activation rows at <paramref name="x"/> against <paramref name="w"/>, into <paramref name="y"/> (tokens × rows).</summary>
         public void Add(QuantMatrix w, float* x, int tokens, float* y)
         {
-            if (tokens >= PanelMinTokensFor(w.Type)) throw new ArgumentOutOfRangeException(nameof(tokens), "a batch this large goes through MatMul.Multiply");
+            if (tokens >= PanelMinTokens) throw new ArgumentOutOfRangeException(nameof(tokens), "a batch this large goes through MatMul.Multiply");
             QuantizedDot.CheckRows(w.Type, w.Columns);
             if (_count == _parts.Length)
             {

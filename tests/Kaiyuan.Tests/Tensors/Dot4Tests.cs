@@ -242,10 +242,7 @@ public sealed unsafe partial class Dot4Tests
         }
     }
 
-    /// <summary>
-    /// Every batch below the type's panel size (1–7 rows: the decode steps of a few streams; up to 15 for Q4_K and Q6_K:
-    /// a mixture-of-experts prompt's experts) splits into 4-, 3-, 2- and 1-row tiles.
-    /// </summary>
+    /// <summary>Every small batch (1–7 rows: the decode steps of a few streams) splits into 4-, 3-, 2- and 1-row tiles.</summary>
     [Theory]
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.Q6_K)]
@@ -269,7 +266,7 @@ public sealed unsafe partial class Dot4Tests
         fixed (byte* pw = w)
         {
             var matrix = new QuantMatrix(pw, type, rows, n);
-            for (int tokens = 1; tokens < MatMul.PanelMinTokensFor(type); tokens++)
+            for (int tokens = 1; tokens < MatMul.PanelMinTokens; tokens++)
             {
                 float[] x = Enumerable.Range(0, tokens * n).Select(_ => (float)(random.NextDouble() * 4 - 2)).ToArray();
                 var y = new float[tokens * rows];

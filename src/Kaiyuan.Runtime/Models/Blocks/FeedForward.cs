@@ -177,11 +177,11 @@ internal sealed class MoeFeedForward : IFeedForwardBlock
         }
 
         // The experts with few tokens, laid end to end: slots[e] becomes each one's first row there (-1: runs alone).
-        int few = 0, panelMin = Math.Min(MatMul.PanelMinTokensFor(_gate.Type), Math.Min(MatMul.PanelMinTokensFor(_up.Type), MatMul.PanelMinTokensFor(_down.Type)));
+        int few = 0;
         for (int e = 0; e < _experts; e++)
         {
             int m = starts[e + 1] - starts[e];
-            slots[e] = m > 0 && m < panelMin ? few : -1;
+            slots[e] = m is > 0 and < MatMul.PanelMinTokens ? few : -1;
             if (slots[e] >= 0) few += m;
         }
         var fewOut = ws.Floats(Buf.GroupOut, few * d);

@@ -39,9 +39,7 @@ internal sealed class Linear
     public static unsafe void ForwardTogether(ReadOnlySpan<float> x, int tokens, Workspace ws, WorkerPool pool,
         Linear a, Span<float> ya, Linear b, Span<float> yb, Linear? c = null, Span<float> yc = default)
     {
-        int panelMin = Math.Min(MatMul.PanelMinTokensFor(a.Weight.Type), MatMul.PanelMinTokensFor(b.Weight.Type));
-        if (c is not null) panelMin = Math.Min(panelMin, MatMul.PanelMinTokensFor(c.Weight.Type));
-        if (tokens >= panelMin)
+        if (tokens >= MatMul.PanelMinTokens)
         {
             a.Forward(x, tokens, ya, ws, pool);
             b.Forward(x, tokens, yb, ws, pool);
