@@ -249,6 +249,15 @@ internal static unsafe partial class Avx2Dot
             Vector256<byte> bits = Vector256.Load(row + c / 8 * BlockLayouts.Q4_K.Size + BlockLayouts.Q4_K.Qs + c % 8 / 2 * 32);
             return (c % 2 == 0 ? bits : Vector256.ShiftRightLogical(bits.AsUInt16(), 4).AsByte()) & Vector256.Create((byte)0xF);
         }
+
+        /// <summary>An even chunk and the next: the low and the high nibbles of the same 32 bytes, by one load and one variable shift.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<int> ChunkPair(byte* row, int c, Vector512<ushort> nibbleShifts)
+        {
+            Vector256<byte> bits = Vector256.Load(row + c / 8 * BlockLayouts.Q4_K.Size + BlockLayouts.Q4_K.Qs + c % 8 / 2 * 32);
+            var both = Avx512F.InsertVector256(bits.ToVector512Unsafe(), bits, 1).AsUInt16();
+            return (Avx512BW.ShiftRightLogicalVariable(both, nibbleShifts).AsByte() & Vector512.Create((byte)0xF)).AsInt32();
+        }
     }
 
     /// <summary>Q5_K: 0..31, Q4_K's nibbles with a fifth bit: bit c of qh byte l belongs to element 32c + l.</summary>
@@ -318,11 +327,12 @@ internal static unsafe partial class Avx2Dot
             // Two chunks per 512-bit row vector, transposed by three rounds of two-source dword permutes: a third of the
             // 256-bit transpose's shuffles per chunk.
             int* indices = PanelTransposeIndices;
+            var nibbleShifts = Vector512.Load((ushort*)(indices + 96));
             for (; c + 1 < n / BlockLayouts.QK; c += 2, panel += 512)
             {
-                TransposeChunkPair(ChunkPair<T>(rows, c), ChunkPair<T>(rows + rowBytes, c), ChunkPair<T>(rows + 2 * rowBytes, c), ChunkPair<T>(rows + 3 * rowBytes, c),
-                    ChunkPair<T>(rows + 4 * rowBytes, c), ChunkPair<T>(rows + 5 * rowBytes, c), ChunkPair<T>(rows + 6 * rowBytes, c), ChunkPair<T>(rows + 7 * rowBytes, c),
-                    indices, panel);
+                TransposeChunkPair(ChunkPair<T>(rows, c, nibbleShifts), ChunkPair<T>(rows + rowBytes, c, nibbleShifts), ChunkPair<T>(rows + 2 * rowBytes, c, nibbleShifts),
+                    ChunkPair<T>(rows + 3 * rowBytes, c, nibbleShifts), ChunkPair<T>(rows + 4 * rowBytes, c, nibbleShifts), ChunkPair<T>(rows + 5 * rowBytes, c, nibbleShifts),
+                    ChunkPair<T>(rows + 6 * rowBytes, c, nibbleShifts), ChunkPair<T>(rows + 7 * rowBytes, c, nibbleShifts), indices, panel);
             }
         }
         for (; c < n / BlockLayouts.QK; c++, panel += 256)
@@ -333,10 +343,11 @@ internal static unsafe partial class Avx2Dot
         }
     }
 
-    /// <summary>Chunks <paramref name="c"/> and <paramref name="c"/> + 1 of one row as dwords 0–7 and 8–15.</summary>
+    /// <summary>Chunks <paramref name="c"/> (even) and <paramref name="c"/> + 1 of one row as dwords 0–7 and 8–15.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> ChunkPair<T>(byte* row, int c) where T : struct, IPanelFormat =>
-        Avx512F.InsertVector256(T.Chunk(row, c).AsInt32().ToVector512Unsafe(), T.Chunk(row, c + 1).AsInt32(), 1);
+    private static Vector512<int> ChunkPair<T>(byte* row, int c, Vector512<ushort> nibbleShifts) where T : struct, IPanelFormat =>
+        typeof(T) == typeof(PanelQ4_K) ? PanelQ4_K.ChunkPair(row, c, nibbleShifts)
+        : Avx512F.InsertVector256(T.Chunk(row, c).AsInt32().ToVector512Unsafe(), T.Chunk(row, c + 1).AsInt32(), 1);
 
     /// <summary>
     /// Stores two chunks' panel steps (512 bytes): dword s·8 + r of each chunk's 256 bytes is dword s of row r's chunk.
@@ -371,12 +382,16 @@ internal static unsafe partial class Avx2Dot
         }
     }
 
-    /// <summary>The six index vectors of <see cref="TransposeChunkPair"/>, 64-byte aligned (16 dwords each; 16 + i selects the second source).</summary>
+    /// <summary>
+    /// The six index vectors of <see cref="TransposeChunkPair"/>, 64-byte aligned (16 dwords each; 16 + i selects the
+    /// second source), then Q4_K's nibble shifts (words 0–15 by 0, 16–31 by 4).
+    /// </summary>
     private static readonly int* PanelTransposeIndices = BuildPanelTransposeIndices();
 
     private static int* BuildPanelTransposeIndices()
     {
-        var indices = (int*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(96 * sizeof(int), 64);
+        var indices = (int*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(112 * sizeof(int), 64);
+        for (int w = 0; w < 32; w++) ((ushort*)(indices + 96))[w] = (ushort)(w < 16 ? 0 : 4);
         for (int j = 0; j < 16; j++)
         {
             for (int chunk = 0; chunk < 2; chunk++) indices[16 * chunk + j] = j % 2 * 16 + chunk * 8 + j / 2;
