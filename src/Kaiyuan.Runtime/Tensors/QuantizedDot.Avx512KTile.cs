@@ -83,29 +83,11 @@ internal static unsafe partial class Avx2Dot
                 if (T.Count > 3) s3 += ScaledProducts(quants, (sbyte*)(y3 + BlockLayouts.Q8_K.Qs + step), scale);
             }
 
-            // As the single-row kernel: d = yd·dx, −dmin = −yd·dminX, with the block's mins folded in first.
             float dx = halves[*(ushort*)(x + BlockLayouts.Q4_K.D)], dminX = halves[*(ushort*)(x + BlockLayouts.Q4_K.DMin)];
-            float yd0 = *(float*)(y + BlockLayouts.Q8_K.D);
-            m0 = Q4KMins(y, mins16, -yd0 * dminX, m0);
-            a0 = BlockFma(yd0 * dx, s0.GetLower() + s0.GetUpper(), a0);
-            if (T.Count > 1)
-            {
-                float yd1 = *(float*)(y1 + BlockLayouts.Q8_K.D);
-                m1 = Q4KMins(y1, mins16, -yd1 * dminX, m1);
-                a1 = BlockFma(yd1 * dx, s1.GetLower() + s1.GetUpper(), a1);
-            }
-            if (T.Count > 2)
-            {
-                float yd2 = *(float*)(y2 + BlockLayouts.Q8_K.D);
-                m2 = Q4KMins(y2, mins16, -yd2 * dminX, m2);
-                a2 = BlockFma(yd2 * dx, s2.GetLower() + s2.GetUpper(), a2);
-            }
-            if (T.Count > 3)
-            {
-                float yd3 = *(float*)(y3 + BlockLayouts.Q8_K.D);
-                m3 = Q4KMins(y3, mins16, -yd3 * dminX, m3);
-                a3 = BlockFma(yd3 * dx, s3.GetLower() + s3.GetUpper(), a3);
-            }
+            Q4KTokenBlock(y, mins16, dx, dminX, s0, ref m0, ref a0);
+            if (T.Count > 1) Q4KTokenBlock(y1, mins16, dx, dminX, s1, ref m1, ref a1);
+            if (T.Count > 2) Q4KTokenBlock(y2, mins16, dx, dminX, s2, ref m2, ref a2);
+            if (T.Count > 3) Q4KTokenBlock(y3, mins16, dx, dminX, s3, ref m3, ref a3);
         }
 
         output[0] = Q4KResult(a0, m0);
@@ -114,15 +96,31 @@ internal static unsafe partial class Avx2Dot
         if (T.Count > 3) output[3 * outputStride] = Q4KResult(a3, m3);
     }
 
+    /// <summary>
+    /// One activation row's part of a Q4_K block, as the single-row kernel: d = yd·dx, −dmin = −yd·dminX, the block's mins
+    /// folded in first, then its scaled sums (the two halves of <paramref name="sums"/> added).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q4KTokenBlock(byte* y, Vector128<short> mins16, float dx, float dminX, Vector512<int> sums, ref Vector128<float> minAcc, ref Vector256<float> acc)
+    {
+        float yd = *(float*)(y + BlockLayouts.Q8_K.D);
+        minAcc = Q4KMins(y, mins16, -yd * dminX, minAcc);
+        acc = BlockFma(yd * dx, sums.GetLower() + sums.GetUpper(), acc);
+    }
+
     /// <summary>64 unsigned quants against 64 activations, each 32-element half's pair sums times its word scales.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<int> ScaledProducts(Vector512<byte> quants, sbyte* q, Vector512<short> scales) =>
         Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(quants, Vector512.Load(q)), scales);
 
-    /// <summary>(q + 32)·y less the activations' pair bias (<see cref="Q6KPairBias"/>), times the word scales.</summary>
+    /// <summary>
+    /// Half a Q6_K block against one activation row's 128 quants at <paramref name="y"/> and their pair bias
+    /// (<see cref="Q6KPairBias"/>): (q + 32)·y less the bias, times the word scales, both steps summed.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> ScaledProducts(Vector512<byte> quants, sbyte* q, short* bias, Vector512<short> scales) =>
-        Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(quants, Vector512.Load(q)) - Vector512.Load(bias), scales);
+    private static Vector512<int> Q6KHalfSums(in Q6KHalfQuants quants, byte* y, short* bias, Vector512<short> firstScales, Vector512<short> secondScales) =>
+        Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(quants.First, Vector512.Load((sbyte*)y)) - Vector512.Load(bias), firstScales)
+        + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(quants.Second, Vector512.Load((sbyte*)y + 64)) - Vector512.Load(bias + 32), secondScales);
 
     /// <summary>
     /// Q6_K against <typeparamref name="T"/> activation rows <paramref name="stride"/> bytes apart, with their pair bias
@@ -138,7 +136,10 @@ internal static unsafe partial class Avx2Dot
         var a1 = Vector256<float>.Zero;
         var a2 = Vector256<float>.Zero;
         var a3 = Vector256<float>.Zero;
-        for (int b = 0; b < blocks; b++, x += BlockLayouts.Q6_K.Size, y += BlockLayouts.Q8_K.Size, bias += 128)
+        byte* y1 = y + stride, y2 = y + 2 * stride, y3 = y + 3 * stride;
+        short* bias1 = bias + biasStride, bias2 = bias + 2 * biasStride, bias3 = bias + 3 * biasStride;
+        for (int b = 0; b < blocks; b++, x += BlockLayouts.Q6_K.Size, y += BlockLayouts.Q8_K.Size, y1 += BlockLayouts.Q8_K.Size, y2 += BlockLayouts.Q8_K.Size,
+             y3 += BlockLayouts.Q8_K.Size, bias += 128, bias1 += 128, bias2 += 128, bias3 += 128)
         {
             PrefetchBlock(x, BlockLayouts.Q6_K.Size);
             var scales = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(x + BlockLayouts.Q6_K.Scales))).ToVector512Unsafe();
@@ -152,22 +153,18 @@ internal static unsafe partial class Avx2Dot
                 // Word w of step s's scale permute takes scale 4s + w / 8 (controls at word 128 + 32s).
                 var firstScales = Avx512BW.PermuteVar32x16(scales, Vector512.Load(controls + 128 + 64 * half));
                 var secondScales = Avx512BW.PermuteVar32x16(scales, Vector512.Load(controls + 160 + 64 * half));
-                sbyte* q = (sbyte*)(y + BlockLayouts.Q8_K.Qs) + 128 * half;
-                short* c = bias + 64 * half;
-                s0 += ScaledProducts(quants.First, q, c, firstScales) + ScaledProducts(quants.Second, q + 64, c + 32, secondScales);
-                if (T.Count > 1)
-                    s1 += ScaledProducts(quants.First, q + stride, c + biasStride, firstScales) + ScaledProducts(quants.Second, q + stride + 64, c + biasStride + 32, secondScales);
-                if (T.Count > 2)
-                    s2 += ScaledProducts(quants.First, q + 2 * stride, c + 2 * biasStride, firstScales) + ScaledProducts(quants.Second, q + 2 * stride + 64, c + 2 * biasStride + 32, secondScales);
-                if (T.Count > 3)
-                    s3 += ScaledProducts(quants.First, q + 3 * stride, c + 3 * biasStride, firstScales) + ScaledProducts(quants.Second, q + 3 * stride + 64, c + 3 * biasStride + 32, secondScales);
+                int q = BlockLayouts.Q8_K.Qs + 128 * half, c = 64 * half;
+                s0 += Q6KHalfSums(in quants, y + q, bias + c, firstScales, secondScales);
+                if (T.Count > 1) s1 += Q6KHalfSums(in quants, y1 + q, bias1 + c, firstScales, secondScales);
+                if (T.Count > 2) s2 += Q6KHalfSums(in quants, y2 + q, bias2 + c, firstScales, secondScales);
+                if (T.Count > 3) s3 += Q6KHalfSums(in quants, y3 + q, bias3 + c, firstScales, secondScales);
             }
 
             float dx = halves[*(ushort*)(x + BlockLayouts.Q6_K.D)];
             a0 = BlockFma(*(float*)(y + BlockLayouts.Q8_K.D) * dx, s0.GetLower() + s0.GetUpper(), a0);
-            if (T.Count > 1) a1 = BlockFma(*(float*)(y + stride + BlockLayouts.Q8_K.D) * dx, s1.GetLower() + s1.GetUpper(), a1);
-            if (T.Count > 2) a2 = BlockFma(*(float*)(y + 2 * stride + BlockLayouts.Q8_K.D) * dx, s2.GetLower() + s2.GetUpper(), a2);
-            if (T.Count > 3) a3 = BlockFma(*(float*)(y + 3 * stride + BlockLayouts.Q8_K.D) * dx, s3.GetLower() + s3.GetUpper(), a3);
+            if (T.Count > 1) a1 = BlockFma(*(float*)(y1 + BlockLayouts.Q8_K.D) * dx, s1.GetLower() + s1.GetUpper(), a1);
+            if (T.Count > 2) a2 = BlockFma(*(float*)(y2 + BlockLayouts.Q8_K.D) * dx, s2.GetLower() + s2.GetUpper(), a2);
+            if (T.Count > 3) a3 = BlockFma(*(float*)(y3 + BlockLayouts.Q8_K.D) * dx, s3.GetLower() + s3.GetUpper(), a3);
         }
 
         output[0] = HorizontalSum(a0);
