@@ -322,12 +322,30 @@ internal static unsafe partial class Avx2Dot
     private static void PackQuants<T>(byte* rows, long rowBytes, int n, byte* panel) where T : struct, IPanelFormat
     {
         int c = 0;
-        if (Avx512F.IsSupported)
+        if (Avx512BW.IsSupported)
         {
             // Two chunks per 512-bit row vector, transposed by three rounds of two-source dword permutes: a third of the
             // 256-bit transpose's shuffles per chunk.
             int* indices = PanelTransposeIndices;
             var nibbleShifts = Vector512.Load((ushort*)(indices + 96));
+            if (typeof(T) == typeof(PanelQ6_K))
+            {
+                // Q6_K: a half block's four chunks come unpacked two by two from one load of its low and high bits each
+                // (Q6KHalfQuants); each pass keeps one of the two pairs, and the JIT drops the other's operations.
+                short* controls = (short*)WideKControls;
+                for (; c < n / BlockLayouts.QK; c += 4, panel += 1024)
+                {
+                    long at = c / 8 * BlockLayouts.Q6_K.Size;
+                    int half = c % 8 / 4;
+                    byte* ql = rows + at + BlockLayouts.Q6_K.Ql + 64 * half, qh = rows + at + BlockLayouts.Q6_K.Qh + 32 * half;
+                    TransposeChunkPair(Q6First(ql, qh, controls), Q6First(ql + rowBytes, qh + rowBytes, controls), Q6First(ql + 2 * rowBytes, qh + 2 * rowBytes, controls),
+                        Q6First(ql + 3 * rowBytes, qh + 3 * rowBytes, controls), Q6First(ql + 4 * rowBytes, qh + 4 * rowBytes, controls), Q6First(ql + 5 * rowBytes, qh + 5 * rowBytes, controls),
+                        Q6First(ql + 6 * rowBytes, qh + 6 * rowBytes, controls), Q6First(ql + 7 * rowBytes, qh + 7 * rowBytes, controls), indices, panel);
+                    TransposeChunkPair(Q6Second(ql, qh, controls), Q6Second(ql + rowBytes, qh + rowBytes, controls), Q6Second(ql + 2 * rowBytes, qh + 2 * rowBytes, controls),
+                        Q6Second(ql + 3 * rowBytes, qh + 3 * rowBytes, controls), Q6Second(ql + 4 * rowBytes, qh + 4 * rowBytes, controls), Q6Second(ql + 5 * rowBytes, qh + 5 * rowBytes, controls),
+                        Q6Second(ql + 6 * rowBytes, qh + 6 * rowBytes, controls), Q6Second(ql + 7 * rowBytes, qh + 7 * rowBytes, controls), indices, panel + 512);
+                }
+            }
             for (; c + 1 < n / BlockLayouts.QK; c += 2, panel += 512)
             {
                 TransposeChunkPair(ChunkPair<T>(rows, c, nibbleShifts), ChunkPair<T>(rows + rowBytes, c, nibbleShifts), ChunkPair<T>(rows + 2 * rowBytes, c, nibbleShifts),
@@ -342,6 +360,12 @@ internal static unsafe partial class Avx2Dot
                 T.Chunk(rows + 6 * rowBytes, c).AsInt32(), T.Chunk(rows + 7 * rowBytes, c).AsInt32(), panel);
         }
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Q6First(byte* ql, byte* qh, short* controls) => new Q6KHalfQuants(ql, qh, controls).First.AsInt32();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Q6Second(byte* ql, byte* qh, short* controls) => new Q6KHalfQuants(ql, qh, controls).Second.AsInt32();
 
     /// <summary>Chunks <paramref name="c"/> (even) and <paramref name="c"/> + 1 of one row as dwords 0–7 and 8–15.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
