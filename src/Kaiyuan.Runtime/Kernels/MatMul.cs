@@ -54,29 +54,54 @@ internal static unsafe class MatMul
     /// <param name="y">tokens × Rows outputs.</param>
     /// <param name="scratch">at least <see cref="ScratchBytes"/> bytes.</param>
     /// <param name="pool">The worker threads the work is split across.</param>
-    public static void Multiply(QuantMatrix w, ReadOnlySpan<float> x, int tokens, Span<float> y, Span<byte> scratch, WorkerPool pool)
+    public static void Multiply(QuantMatrix w, ReadOnlySpan<float> x, int tokens, Span<float> y, Span<byte> scratch, WorkerPool pool) =>
+        MultiplyShared(x, tokens, scratch, pool, w, y);
+
+    /// <summary>True when <paramref name="a"/> and <paramref name="b"/> can share one input's prepared activations (<see cref="MultiplyShared"/>).</summary>
+    public static bool CanShareInput(QuantMatrix a, QuantMatrix b, int tokens) => a.Type == b.Type && a.Columns == b.Columns && Plan(a, tokens) == Plan(b, tokens);
+
+    /// <summary>
+    /// <see cref="Multiply"/> of one input against two or three matrices of one type and width (q, k and v; gate and
+    /// up): the activation rows are quantized once, not once per matrix, and each matrix's results are the same bits
+    /// as its own <see cref="Multiply"/>.
+    /// </summary>
+    public static void MultiplyShared(ReadOnlySpan<float> x, int tokens, Span<byte> scratch, WorkerPool pool,
+        QuantMatrix a, Span<float> ya, QuantMatrix? b = null, Span<float> yb = default, QuantMatrix? c = null, Span<float> yc = default)
     {
-        QuantizedDot.CheckRows(w.Type, w.Columns);
-        var actType = QuantizedDot.ActivationType(w.Type);
-        int actBytes = (int)GgmlTypeInfo.RowBytes(actType, w.Columns);
-        if (x.Length < tokens * w.Columns || y.Length < tokens * w.Rows || scratch.Length < ScratchBytes(w, tokens))
+        QuantizedDot.CheckRows(a.Type, a.Columns);
+        var actType = QuantizedDot.ActivationType(a.Type);
+        int actBytes = (int)GgmlTypeInfo.RowBytes(actType, a.Columns);
+        if (x.Length < tokens * a.Columns || scratch.Length < ScratchBytes(a, tokens))
             throw new ArgumentException("MatMul buffers are smaller than tokens × the matrix shape");
-        if (ActivationTap.Observer is { } observer && w.Name is not null) observer.Observe(w, x, tokens);
+        if (b is { } bw && !CanShareInput(a, bw, tokens) || c is { } cw && !CanShareInput(a, cw, tokens))
+            throw new ArgumentException("matrices that share an input must have one type, width and kernel");
 
         fixed (float* input = x)
         fixed (byte* act = scratch)
-        fixed (float* output = y)
         {
             // What the kernels derive from each activation row (float scales, bias sums) is formed once per matrix.
-            var (kernel, sideBytes) = Plan(w, tokens);
+            var (kernel, sideBytes) = Plan(a, tokens);
             byte* side = act + (long)tokens * actBytes;
             using var scope = pool.Enter();
             // A prompt's activation rows are converted in parallel too; one row is not worth waking the pool for.
             var prepare = pool.Job<PrepareJob>();
-            prepare.Set(w.Type, actType, w.Columns, input, act, actBytes, kernel, side, sideBytes);
+            prepare.Set(a.Type, actType, a.Columns, input, act, actBytes, kernel, side, sideBytes);
             if (tokens >= 4) pool.Run(prepare, tokens);
             else prepare.Run(0, tokens, 0);
 
+            RunPrepared(a, x, tokens, ya, act, actBytes, kernel, side, sideBytes, pool);
+            if (b is { } second) RunPrepared(second, x, tokens, yb, act, actBytes, kernel, side, sideBytes, pool);
+            if (c is { } third) RunPrepared(third, x, tokens, yc, act, actBytes, kernel, side, sideBytes, pool);
+        }
+    }
+
+    /// <summary>One matrix against activation rows already prepared for its type.</summary>
+    private static void RunPrepared(QuantMatrix w, ReadOnlySpan<float> x, int tokens, Span<float> y, byte* act, int actBytes, Kernel kernel, byte* side, int sideBytes, WorkerPool pool)
+    {
+        if (y.Length < tokens * w.Rows) throw new ArgumentException("MatMul buffers are smaller than tokens × the matrix shape");
+        if (ActivationTap.Observer is { } observer && w.Name is not null) observer.Observe(w, x, tokens);
+        fixed (float* output = y)
+        {
             if (kernel == Kernel.Panels)
             {
                 var panels = pool.Job<PanelJob>();

@@ -121,6 +121,48 @@ public sealed unsafe class PanelTests
         }
     }
 
+    /// <summary>
+    /// One input against two or three matrices of one type (q, k, v; gate and up), quantized once, gives each matrix
+    /// exactly what its own multiply gives, through the panels and through the tiles; matrices of another type or width
+    /// are refused.
+    /// </summary>
+    [Theory]
+    [InlineData(GgmlType.Q4_K, 9)]
+    [InlineData(GgmlType.Q4_K, 3)]
+    [InlineData(GgmlType.Q8_0, 12)]
+    [InlineData(GgmlType.Q5_0, 5)]
+    public void SharedInputMultipliesEqualEachMultiply(GgmlType type, int tokens)
+    {
+        if (!QuantizedDot.HasPanels(type)) Assert.Skip("no AVX2 on this machine");
+        var random = new Random(23);
+        int n = 512;
+        int[] rows = [40, 24, 16];
+        var weights = rows.Select(r => QuantizedRows(type, r, n, _ => (float)(random.NextDouble() * 2 - 1))).ToArray();
+        float[] x = Enumerable.Range(0, tokens * n).Select(_ => (float)(random.NextDouble() * 4 - 2)).ToArray();
+        using var pool = new WorkerPool(2);
+        fixed (byte* p0 = weights[0])
+        fixed (byte* p1 = weights[1])
+        fixed (byte* p2 = weights[2])
+        {
+            QuantMatrix[] m = [new(p0, type, rows[0], n), new(p1, type, rows[1], n), new(p2, type, rows[2], n)];
+            var expected = m.Select(w =>
+            {
+                var y = new float[tokens * w.Rows];
+                MatMul.Multiply(w, x, tokens, y, new byte[MatMul.ScratchBytes(w, tokens)], pool);
+                return y;
+            }).ToArray();
+            var shared = m.Select(w => new float[tokens * w.Rows]).ToArray();
+            Assert.True(MatMul.CanShareInput(m[0], m[1], tokens) && MatMul.CanShareInput(m[0], m[2], tokens));
+            MatMul.MultiplyShared(x, tokens, new byte[MatMul.ScratchBytes(m[0], tokens)], pool, m[0], shared[0], m[1], shared[1], m[2], shared[2]);
+            for (int i = 0; i < 3; i++)
+                Assert.Equal(expected[i].Select(BitConverter.SingleToInt32Bits), shared[i].Select(BitConverter.SingleToInt32Bits));
+
+            var other = new QuantMatrix(p1, type == GgmlType.Q8_0 ? GgmlType.Q4_0 : GgmlType.Q8_0, 8, n);
+            Assert.False(MatMul.CanShareInput(m[0], other, tokens));
+            Assert.Throws<ArgumentException>(() => MatMul.MultiplyShared(x, tokens, new byte[MatMul.ScratchBytes(m[0], tokens)], pool, m[0], shared[0], other, new float[tokens * 8]));
+        }
+    }
+
     private static int Columns(GgmlType type) => GgmlTypeInfo.Geometry(type).BlockSize == 256 ? 768 : 320;
 
     private static byte[] QuantizedRows(GgmlType type, int rows, int n, Func<int, float> value)

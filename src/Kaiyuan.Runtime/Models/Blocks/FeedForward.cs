@@ -234,8 +234,12 @@ internal sealed class MoeFeedForward : IFeedForwardBlock
                 var ge = _gate.Expert(e, _experts);
                 var ue = _up.Expert(e, _experts);
                 var de = _down.Expert(e, _experts);
-                MatMul.Multiply(ge, xin, m, g, ws.Bytes(MatMul.ScratchBytes(ge, m)), pool);
-                MatMul.Multiply(ue, xin, m, u, ws.Bytes(MatMul.ScratchBytes(ue, m)), pool);
+                if (MatMul.CanShareInput(ge, ue, m)) MatMul.MultiplyShared(xin, m, ws.Bytes(MatMul.ScratchBytes(ge, m)), pool, ge, g, ue, u);
+                else
+                {
+                    MatMul.Multiply(ge, xin, m, g, ws.Bytes(MatMul.ScratchBytes(ge, m)), pool);
+                    MatMul.Multiply(ue, xin, m, u, ws.Bytes(MatMul.ScratchBytes(ue, m)), pool);
+                }
                 VectorOps.SwiGlu(g, u);
                 MatMul.Multiply(de, g, m, result, ws.Bytes(MatMul.ScratchBytes(de, m)), pool);
             }

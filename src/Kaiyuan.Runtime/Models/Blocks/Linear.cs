@@ -41,9 +41,18 @@ internal sealed class Linear
     {
         if (tokens >= MatMul.PanelMinTokens)
         {
-            a.Forward(x, tokens, ya, ws, pool);
-            b.Forward(x, tokens, yb, ws, pool);
-            c?.Forward(x, tokens, yc, ws, pool);
+            // Through the panels in turn, the input quantized once for those of the first one's type.
+            bool shareB = MatMul.CanShareInput(a.Weight, b.Weight, tokens), shareC = c is not null && MatMul.CanShareInput(a.Weight, c.Weight, tokens);
+            a.CheckSizes(x, tokens, ya);
+            b.CheckSizes(x, tokens, yb);
+            c?.CheckSizes(x, tokens, yc);
+            MatMul.MultiplyShared(x, tokens, ws.Bytes(MatMul.ScratchBytes(a.Weight, tokens)), pool, a.Weight, ya,
+                shareB ? b.Weight : null, shareB ? yb : default, shareC ? c!.Weight : null, shareC ? yc : default);
+            a.AddBias(ya, tokens);
+            if (shareB) b.AddBias(yb, tokens);
+            else b.Forward(x, tokens, yb, ws, pool);
+            if (shareC) c!.AddBias(yc, tokens);
+            else c?.Forward(x, tokens, yc, ws, pool);
             return;
         }
         a.CheckSizes(x, tokens, ya);
