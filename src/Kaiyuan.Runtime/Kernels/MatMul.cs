@@ -395,7 +395,7 @@ internal static unsafe class MatMul
                     QuantizedDot.PackPanel(w.Type, w.Data + (long)(p + 1) * QuantizedDot.PanelRows * w.RowBytes, w.RowBytes, n, second);
                     float* output = _y + p * QuantizedDot.PanelRows;
                     for (int c0 = 0; c0 < n; c0 += step)
-                        QuantizedDot.PanelPairMultiply(w.Type, panel, second, n, c0, Math.Min(step, n - c0), _act, _actBytes, tokens, accumulate: c0 > 0, output, w.Rows);
+                        QuantizedDot.PanelPairMultiply(w.Type, panel, second, n, c0, Math.Min(step, n - c0), _act, _actBytes, _side, _sideBytes, tokens, accumulate: c0 > 0, output, w.Rows);
                 }
             }
             for (; p < end; p++)

@@ -6,7 +6,7 @@ using System.Runtime.Intrinsics.X86;
 namespace Kaiyuan.Tensors;
 
 /// <summary>
-/// The K-quant panel GEMM on AVX-512 BW: two packed panels (sixteen weight rows) side by side, one in each 256-bit half
+/// The K-quant and unsigned 32-element panel GEMMs on AVX-512 BW: two packed panels (sixteen weight rows) side by side, one in each 256-bit half
 /// of every vector, so one broadcast of four activation bytes meets sixteen rows in a single multiply-add where the
 /// 256-bit kernel meets eight. The panels keep their 8-row layout (each half is one panel's step, put together by a
 /// load and an insert shared by the four activation rows). Each lane is one weight row and does exactly what its lane
@@ -15,26 +15,38 @@ namespace Kaiyuan.Tensors;
 /// </summary>
 internal static unsafe partial class Avx2Dot
 {
-    /// <summary>True when <see cref="PanelPairMultiply"/> runs for <paramref name="weightType"/> here: the K-quant panel formats on AVX-512 BW.</summary>
+    /// <summary>
+    /// True when <see cref="PanelPairMultiply"/> runs for <paramref name="weightType"/> here: the K-quant and unsigned
+    /// 32-element panel formats on AVX-512 BW (Q8_0 and IQ4_NL move their sign onto the activations, which has no
+    /// 512-bit instruction).
+    /// </summary>
     public static bool HasPanelPairs(GgmlType weightType) => HasWideKQuants && weightType is GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K
-        or GgmlType.Q5_K or GgmlType.Q6_K;
+        or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q4_1 or GgmlType.Q5_1;
 
     /// <summary>
     /// <see cref="PanelMultiply"/> of two panels at once (<paramref name="panelB"/>'s rows follow <paramref name="panelA"/>'s):
     /// activation row t's sixteen results go to <c>output + t * outputStride</c>.
     /// </summary>
     public static void PanelPairMultiply(GgmlType weightType, byte* panelA, byte* panelB, int n, int firstColumn, int columns, byte* y, int stride,
-        int tokens, bool accumulate, float* output, long outputStride)
+        byte* side, int sideStride, int tokens, bool accumulate, float* output, long outputStride)
     {
-        int first = firstColumn / BlockLayouts.QK_K, blocks = columns / BlockLayouts.QK_K;
-        long quantsAt = first * PanelRows * BlockLayouts.QK_K, scalesAt = PanelRows * n + first * PanelScaleBytes(weightType);
-        y += first * BlockLayouts.Q8_K.Size;
+        bool k = GgmlTypeInfo.Geometry(weightType).BlockSize == BlockLayouts.QK_K;
+        int blockSize = k ? BlockLayouts.QK_K : BlockLayouts.QK, first = firstColumn / blockSize, blocks = columns / blockSize;
+        long quantsAt = first * PanelRows * blockSize, scalesAt = PanelRows * n + first * PanelScaleBytes(weightType);
+        y += first * (int)GgmlTypeInfo.RowBytes(QuantizedDot.ActivationType(weightType), blockSize);
+        // Side data (32-element formats): the block scales, then the offset sums.
+        byte* blockScales = side + first * sizeof(float), offsetSums = side + (n / blockSize + first) * sizeof(float);
         for (int t = 0; t < tokens; t += PanelTokensQuantized)
         {
-            var rows = new PanelRowSet(y + (long)t * stride, stride, null, null, 0, output + t * outputStride, outputStride, Math.Min(PanelTokensQuantized, tokens - t), accumulate);
+            var rows = new PanelRowSet(y + (long)t * stride, stride, blockScales + (long)t * sideStride, offsetSums + (long)t * sideStride, sideStride,
+                output + t * outputStride, outputStride, Math.Min(PanelTokensQuantized, tokens - t), accumulate);
             var pair = new PanelPair(panelA + quantsAt, panelB + quantsAt, panelA + scalesAt, panelB + scalesAt);
             switch (weightType)
             {
+                case GgmlType.Q4_0: Block32PanelPair<Q4_0Runs>(pair, blocks, rows); break;
+                case GgmlType.Q5_0: Block32PanelPair<Q5_0Runs>(pair, blocks, rows); break;
+                case GgmlType.Q4_1: Block32PanelPair<Q4_1Runs>(pair, blocks, rows); break;
+                case GgmlType.Q5_1: Block32PanelPair<Q5_1Runs>(pair, blocks, rows); break;
                 case GgmlType.Q2_K: KPanelPair<Q2KFormat>(pair, blocks, rows); break;
                 case GgmlType.Q3_K: KPanelPair<Q3KFormat>(pair, blocks, rows); break;
                 case GgmlType.Q4_K: KPanelPair<Q4KFormat>(pair, blocks, rows); break;
@@ -59,6 +71,69 @@ internal static unsafe partial class Avx2Dot
     /// <summary>Four activation bytes broadcast to every lane, as the panel step meets them.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<sbyte> Broadcast4(byte* y) => Vector512.Create(*(int*)y).AsSByte();
+
+    /// <summary><see cref="Block32Panel{TFormat}"/> over two panels: sixteen weight rows, one per int32 lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    private static void Block32PanelPair<TFormat>(in PanelPair pair, int blocks, in PanelRowSet rows) where TFormat : struct, IBlock32Format
+    {
+        byte* panel = pair.Quants, scales = pair.Scales;
+        long quantsToB = pair.QuantsToB, scalesToB = pair.ScalesToB;
+        float* d0 = rows.D0, d1 = rows.D1, d2 = rows.D2, d3 = rows.D3;
+        int* c0 = rows.C0, c1 = rows.C1, c2 = rows.C2, c3 = rows.C3;
+        int actQs = TFormat.HasMin ? BlockLayouts.Q8_1.Qs : BlockLayouts.Q8_0.Qs;
+        int actSize = TFormat.HasMin ? BlockLayouts.Q8_1.Size : BlockLayouts.Q8_0.Size;
+        int scaleBytes = (TFormat.HasMin ? 2 : 1) * PanelRows * sizeof(float);
+        byte* y0 = rows.Y0 + actQs, y1 = rows.Y1 + actQs, y2 = rows.Y2 + actQs, y3 = rows.Y3 + actQs;
+        var ones = Vector512.Create((short)1);
+        var f0 = rows.Accumulate ? Vector512.Load(rows.O0) : Vector512<float>.Zero;
+        var f1 = rows.Accumulate ? Vector512.Load(rows.O1) : Vector512<float>.Zero;
+        var f2 = rows.Accumulate ? Vector512.Load(rows.O2) : Vector512<float>.Zero;
+        var f3 = rows.Accumulate ? Vector512.Load(rows.O3) : Vector512<float>.Zero;
+        for (int b = 0; b < blocks; b++, panel += 256, scales += scaleBytes, y0 += actSize, y1 += actSize, y2 += actSize, y3 += actSize)
+        {
+            Vector512<int> i0, i1, i2, i3;
+            if (TFormat.HasMin)
+            {
+                i0 = i1 = i2 = i3 = Vector512<int>.Zero;
+            }
+            else
+            {
+                i0 = Vector512.Create(c0[b]);
+                i1 = Vector512.Create(c1[b]);
+                i2 = Vector512.Create(c2[b]);
+                i3 = Vector512.Create(c3[b]);
+            }
+
+            for (int s0 = 0; s0 < 8; s0 += TFormat.Steps)
+            {
+                UnsignedRun(panel + s0 * 32, quantsToB, TFormat.Steps, y0 + s0 * 4, y1 + s0 * 4, y2 + s0 * 4, y3 + s0 * 4, out var a0, out var a1, out var a2, out var a3);
+                i0 += Avx512BW.MultiplyAddAdjacent(a0, ones);
+                i1 += Avx512BW.MultiplyAddAdjacent(a1, ones);
+                i2 += Avx512BW.MultiplyAddAdjacent(a2, ones);
+                i3 += Avx512BW.MultiplyAddAdjacent(a3, ones);
+            }
+
+            var dx = Halves(scales, scalesToB).AsSingle();
+            f0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(i0), dx * d0[b], f0);
+            f1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(i1), dx * d1[b], f1);
+            f2 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(i2), dx * d2[b], f2);
+            f3 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(i3), dx * d3[b], f3);
+            if (TFormat.HasMin)
+            {
+                // The side's second array holds s = dy·Σy as floats for these formats.
+                var m = Halves(scales + PanelRows * sizeof(float), scalesToB).AsSingle();
+                f0 = Avx512F.FusedMultiplyAdd(m, Vector512.Create(((float*)c0)[b]), f0);
+                f1 = Avx512F.FusedMultiplyAdd(m, Vector512.Create(((float*)c1)[b]), f1);
+                f2 = Avx512F.FusedMultiplyAdd(m, Vector512.Create(((float*)c2)[b]), f2);
+                f3 = Avx512F.FusedMultiplyAdd(m, Vector512.Create(((float*)c3)[b]), f3);
+            }
+        }
+
+        f0.Store(rows.O0);
+        f1.Store(rows.O1);
+        f2.Store(rows.O2);
+        f3.Store(rows.O3);
+    }
 
     /// <summary><see cref="KPanel{TFormat}"/> over two panels: sixteen weight rows, one per int32 lane.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]

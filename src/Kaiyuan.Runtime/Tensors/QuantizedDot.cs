@@ -209,8 +209,8 @@ internal static class QuantizedDot
     /// the sixteen results for activation row t go to <c>output + t * outputStride</c>, each equal to the 8-row call's.
     /// </summary>
     internal static unsafe void PanelPairMultiply(GgmlType weightType, byte* panelA, byte* panelB, int n, int firstColumn, int columns, byte* activations,
-        int activationStride, int tokens, bool accumulate, float* output, long outputStride) =>
-        Avx2Dot.PanelPairMultiply(weightType, panelA, panelB, n, firstColumn, columns, activations, activationStride, tokens, accumulate, output, outputStride);
+        int activationStride, byte* side, int sideStride, int tokens, bool accumulate, float* output, long outputStride) =>
+        Avx2Dot.PanelPairMultiply(weightType, panelA, panelB, n, firstColumn, columns, activations, activationStride, side, sideStride, tokens, accumulate, output, outputStride);
 
     /// <summary>The dot on an explicit instruction-set tier (tests compare the tiers); arguments are not re-checked.</summary>
     internal static float VecDot(GgmlType weightType, ReadOnlySpan<byte> weightRow, ReadOnlySpan<byte> activationRow, int n, IsaLevel isa) => isa switch

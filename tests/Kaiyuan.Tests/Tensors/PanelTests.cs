@@ -77,7 +77,7 @@ public sealed unsafe class PanelTests
 
     /// <summary>
     /// Two panels at once (AVX-512: sixteen rows per vector) give each row exactly what its 8-row panel gives, on raw
-    /// random blocks (every quant, scale and min pattern), for 1–7 activation rows and with a second column range
+    /// random blocks (every quant, scale, min and fifth-bit pattern), for 1–7 activation rows and with a second column range
     /// added onto the first.
     /// </summary>
     [Theory]
@@ -86,34 +86,41 @@ public sealed unsafe class PanelTests
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.Q5_K)]
     [InlineData(GgmlType.Q6_K)]
+    [InlineData(GgmlType.Q4_0)]
+    [InlineData(GgmlType.Q5_0)]
+    [InlineData(GgmlType.Q4_1)]
+    [InlineData(GgmlType.Q5_1)]
     public void PanelPairsEqualTheirTwoPanelsToTheBit(GgmlType type)
     {
         if (!QuantizedDot.HasPanelPairs(type)) Assert.Skip("The panel pair kernels need AVX-512 BW, which this machine lacks.");
         var random = new Random(17);
-        int n = 1024, rowBytes = (int)GgmlTypeInfo.RowBytes(type, n), panelBytes = QuantizedDot.PanelBytes(type, n);
+        int n = 1024, rowBytes = (int)GgmlTypeInfo.RowBytes(type, n), panelBytes = QuantizedDot.PanelBytes(type, n), sideBytes = QuantizedDot.PanelSideBytes(type, n);
         byte[] weights = SimdDotTests.RandomWeights(type, 2 * QuantizedDot.PanelRows * n, random);
         for (int tokens = 1; tokens <= 7; tokens++)
         {
             var (act, actBytes) = Activations(type, tokens, n, (t, _) => t == 1 ? (random.Next(2) == 0 ? 3f : -3f) : (float)(random.NextDouble() * 6 - 3));
             var panels = new byte[2 * panelBytes];
+            var side = new byte[tokens * sideBytes + 1];
             var single = new float[tokens * 2 * QuantizedDot.PanelRows];
             var paired = new float[tokens * 2 * QuantizedDot.PanelRows];
             fixed (byte* pw = weights)
             fixed (byte* pp = panels)
             fixed (byte* pa = act)
+            fixed (byte* pside = side)
             fixed (float* ps = single)
             fixed (float* pd = paired)
             {
                 QuantizedDot.PackPanel(type, pw, rowBytes, n, pp);
                 QuantizedDot.PackPanel(type, pw + QuantizedDot.PanelRows * rowBytes, rowBytes, n, pp + panelBytes);
+                for (int t = 0; t < tokens; t++) QuantizedDot.PreparePanelSide(type, pa + t * actBytes, n, pside + t * sideBytes);
                 const int split = 512, stride = 2 * QuantizedDot.PanelRows;
                 for (int half = 0; half < 2; half++)
                 {
-                    QuantizedDot.PanelMultiply(type, pp + half * panelBytes, n, 0, split, pa, actBytes, null, 0, tokens, false, ps + half * QuantizedDot.PanelRows, stride);
-                    QuantizedDot.PanelMultiply(type, pp + half * panelBytes, n, split, n - split, pa, actBytes, null, 0, tokens, true, ps + half * QuantizedDot.PanelRows, stride);
+                    QuantizedDot.PanelMultiply(type, pp + half * panelBytes, n, 0, split, pa, actBytes, pside, sideBytes, tokens, false, ps + half * QuantizedDot.PanelRows, stride);
+                    QuantizedDot.PanelMultiply(type, pp + half * panelBytes, n, split, n - split, pa, actBytes, pside, sideBytes, tokens, true, ps + half * QuantizedDot.PanelRows, stride);
                 }
-                QuantizedDot.PanelPairMultiply(type, pp, pp + panelBytes, n, 0, split, pa, actBytes, tokens, false, pd, stride);
-                QuantizedDot.PanelPairMultiply(type, pp, pp + panelBytes, n, split, n - split, pa, actBytes, tokens, true, pd, stride);
+                QuantizedDot.PanelPairMultiply(type, pp, pp + panelBytes, n, 0, split, pa, actBytes, pside, sideBytes, tokens, false, pd, stride);
+                QuantizedDot.PanelPairMultiply(type, pp, pp + panelBytes, n, split, n - split, pa, actBytes, pside, sideBytes, tokens, true, pd, stride);
             }
             for (int i = 0; i < single.Length; i++)
                 Assert.True(BitConverter.SingleToInt32Bits(single[i]) == BitConverter.SingleToInt32Bits(paired[i]),
