@@ -713,6 +713,28 @@ internal static unsafe partial class Avx2Dot
             f2.Store(O2);
             f3.Store(O3);
         }
+
+        /// <summary><see cref="Start"/> for sixteen rows (two panels).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void StartPair(out Vector512<float> f0, out Vector512<float> f1, out Vector512<float> f2, out Vector512<float> f3)
+        {
+            if (Accumulate)
+            {
+                (f0, f1, f2, f3) = (Vector512.Load(O0), Vector512.Load(O1), Vector512.Load(O2), Vector512.Load(O3));
+                return;
+            }
+
+            f0 = f1 = f2 = f3 = Vector512<float>.Zero;
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void StorePair(Vector512<float> f0, Vector512<float> f1, Vector512<float> f2, Vector512<float> f3)
+        {
+            f0.Store(O0);
+            f1.Store(O1);
+            f2.Store(O2);
+            f3.Store(O3);
+        }
     }
 
     /// <summary>Four activation bytes at <paramref name="y"/> times the panel step's 32 unsigned quants, pairwise summed.</summary>

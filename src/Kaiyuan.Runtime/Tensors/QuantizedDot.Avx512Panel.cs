@@ -85,10 +85,7 @@ internal static unsafe partial class Avx2Dot
         int scaleBytes = (TFormat.HasMin ? 2 : 1) * PanelRows * sizeof(float);
         byte* y0 = rows.Y0 + actQs, y1 = rows.Y1 + actQs, y2 = rows.Y2 + actQs, y3 = rows.Y3 + actQs;
         var ones = Vector512.Create((short)1);
-        var f0 = rows.Accumulate ? Vector512.Load(rows.O0) : Vector512<float>.Zero;
-        var f1 = rows.Accumulate ? Vector512.Load(rows.O1) : Vector512<float>.Zero;
-        var f2 = rows.Accumulate ? Vector512.Load(rows.O2) : Vector512<float>.Zero;
-        var f3 = rows.Accumulate ? Vector512.Load(rows.O3) : Vector512<float>.Zero;
+        rows.StartPair(out var f0, out var f1, out var f2, out var f3);
         for (int b = 0; b < blocks; b++, panel += 256, scales += scaleBytes, y0 += actSize, y1 += actSize, y2 += actSize, y3 += actSize)
         {
             Vector512<int> i0, i1, i2, i3;
@@ -129,10 +126,7 @@ internal static unsafe partial class Avx2Dot
             }
         }
 
-        f0.Store(rows.O0);
-        f1.Store(rows.O1);
-        f2.Store(rows.O2);
-        f3.Store(rows.O3);
+        rows.StorePair(f0, f1, f2, f3);
     }
 
     /// <summary><see cref="KPanel{TFormat}"/> over two panels: sixteen weight rows, one per int32 lane.</summary>
@@ -143,10 +137,7 @@ internal static unsafe partial class Avx2Dot
         byte* panel = pair.Quants, scaleData = pair.Scales;
         long quantsToB = pair.QuantsToB, scalesToB = pair.ScalesToB;
         byte* y0 = rows.Y0, y1 = rows.Y1, y2 = rows.Y2, y3 = rows.Y3;
-        var f0 = rows.Accumulate ? Vector512.Load(rows.O0) : Vector512<float>.Zero;
-        var f1 = rows.Accumulate ? Vector512.Load(rows.O1) : Vector512<float>.Zero;
-        var f2 = rows.Accumulate ? Vector512.Load(rows.O2) : Vector512<float>.Zero;
-        var f3 = rows.Accumulate ? Vector512.Load(rows.O3) : Vector512<float>.Zero;
+        rows.StartPair(out var f0, out var f1, out var f2, out var f3);
         for (int b = 0; b < blocks; b++, panel += 2048, scaleData += scaleBytes, y0 += BlockLayouts.Q8_K.Size,
              y1 += BlockLayouts.Q8_K.Size, y2 += BlockLayouts.Q8_K.Size, y3 += BlockLayouts.Q8_K.Size)
         {
@@ -195,10 +186,7 @@ internal static unsafe partial class Avx2Dot
         }
 
         // Fewer than four activation rows repeat the last one's pointers: storing it again stores the same values.
-        f0.Store(rows.O0);
-        f1.Store(rows.O1);
-        f2.Store(rows.O2);
-        f3.Store(rows.O3);
+        rows.StorePair(f0, f1, f2, f3);
     }
 
     /// <summary><see cref="UnsignedRun(byte*, int, byte*, byte*, byte*, byte*, out Vector256{short}, out Vector256{short}, out Vector256{short}, out Vector256{short})"/> over two panels.</summary>
