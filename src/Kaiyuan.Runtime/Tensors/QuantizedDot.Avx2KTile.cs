@@ -80,8 +80,30 @@ internal static unsafe partial class Avx2Dot
         return BlockFma(*(float*)(y + BlockLayouts.Q8_K.D) * Half(x + BlockLayouts.Q6_K.D), sums, acc);
     }
 
+    /// <summary>Activation rows a tile takes: a constant per instantiation, so the JIT drops the code of the rows not taken.</summary>
+    private interface ITileRows
+    {
+        static abstract int Count { get; }
+    }
+
+    private readonly struct TwoRows : ITileRows
+    {
+        public static int Count => 2;
+    }
+
+    private readonly struct ThreeRows : ITileRows
+    {
+        public static int Count => 3;
+    }
+
+    private readonly struct FourRows : ITileRows
+    {
+        public static int Count => 4;
+    }
+
+    /// <summary>Q6_K against <typeparamref name="T"/> activation rows <paramref name="stride"/> bytes apart, with their pair bias <paramref name="biasStride"/> int16 apart.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Q6KTile4(byte* x, byte* y, short* bias, int stride, int biasStride, int blocks, float* output, long outputStride)
+    private static void Q6KTile<T>(byte* x, byte* y, short* bias, int stride, int biasStride, int blocks, float* output, long outputStride) where T : struct, ITileRows
     {
         var a0 = Vector256<float>.Zero;
         var a1 = Vector256<float>.Zero;
@@ -89,6 +111,7 @@ internal static unsafe partial class Avx2Dot
         var a3 = Vector256<float>.Zero;
         for (int b = 0; b < blocks; b++, x += BlockLayouts.Q6_K.Size, y += BlockLayouts.Q8_K.Size, bias += 128)
         {
+            PrefetchBlock(x, BlockLayouts.Q6_K.Size);
             var blockScales = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(x + BlockLayouts.Q6_K.Scales)));
             var s0 = Vector256<int>.Zero;
             var s1 = Vector256<int>.Zero;
@@ -107,102 +130,23 @@ internal static unsafe partial class Avx2Dot
                     byte* yc = y + BlockLayouts.Q8_K.Qs + c * 32;
                     short* bc = bias + c * 16;
                     s0 += Q6Chunk(q, yc, bc, scales);
-                    s1 += Q6Chunk(q, yc + stride, bc + biasStride, scales);
-                    s2 += Q6Chunk(q, yc + 2 * stride, bc + 2 * biasStride, scales);
-                    s3 += Q6Chunk(q, yc + 3 * stride, bc + 3 * biasStride, scales);
+                    if (T.Count > 1) s1 += Q6Chunk(q, yc + stride, bc + biasStride, scales);
+                    if (T.Count > 2) s2 += Q6Chunk(q, yc + 2 * stride, bc + 2 * biasStride, scales);
+                    if (T.Count > 3) s3 += Q6Chunk(q, yc + 3 * stride, bc + 3 * biasStride, scales);
                 }
             }
 
             float dx = Half(x + BlockLayouts.Q6_K.D);
             a0 = BlockFma(*(float*)(y + BlockLayouts.Q8_K.D) * dx, s0, a0);
-            a1 = BlockFma(*(float*)(y + stride + BlockLayouts.Q8_K.D) * dx, s1, a1);
-            a2 = BlockFma(*(float*)(y + 2 * stride + BlockLayouts.Q8_K.D) * dx, s2, a2);
-            a3 = BlockFma(*(float*)(y + 3 * stride + BlockLayouts.Q8_K.D) * dx, s3, a3);
+            if (T.Count > 1) a1 = BlockFma(*(float*)(y + stride + BlockLayouts.Q8_K.D) * dx, s1, a1);
+            if (T.Count > 2) a2 = BlockFma(*(float*)(y + 2 * stride + BlockLayouts.Q8_K.D) * dx, s2, a2);
+            if (T.Count > 3) a3 = BlockFma(*(float*)(y + 3 * stride + BlockLayouts.Q8_K.D) * dx, s3, a3);
         }
 
         output[0] = HorizontalSum(a0);
-        output[outputStride] = HorizontalSum(a1);
-        output[2 * outputStride] = HorizontalSum(a2);
-        output[3 * outputStride] = HorizontalSum(a3);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Q6KTile2(byte* x, byte* y, short* bias, int stride, int biasStride, int blocks, float* output, long outputStride)
-    {
-        var a0 = Vector256<float>.Zero;
-        var a1 = Vector256<float>.Zero;
-        for (int b = 0; b < blocks; b++, x += BlockLayouts.Q6_K.Size, y += BlockLayouts.Q8_K.Size, bias += 128)
-        {
-            PrefetchBlock(x, BlockLayouts.Q6_K.Size);
-            var blockScales = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(x + BlockLayouts.Q6_K.Scales)));
-            var s0 = Vector256<int>.Zero;
-            var s1 = Vector256<int>.Zero;
-            for (int half = 0; half < 2; half++)
-            {
-                Vector256<byte> low0 = Vector256.Load(x + BlockLayouts.Q6_K.Ql + half * 64);
-                Vector256<byte> low1 = Vector256.Load(x + BlockLayouts.Q6_K.Ql + half * 64 + 32);
-                Vector256<ushort> high = Vector256.Load(x + BlockLayouts.Q6_K.Qh + half * 32).AsUInt16();
-                for (int quarter = 0; quarter < 4; quarter++)
-                {
-                    int c = half * 4 + quarter;
-                    Vector256<byte> q = Q6Quants(low0, low1, high, quarter);
-                    Vector256<short> scales = Q6ChunkScales(blockScales, c);
-                    byte* yc = y + BlockLayouts.Q8_K.Qs + c * 32;
-                    short* bc = bias + c * 16;
-                    s0 += Q6Chunk(q, yc, bc, scales);
-                    s1 += Q6Chunk(q, yc + stride, bc + biasStride, scales);
-                }
-            }
-
-            float dx = Half(x + BlockLayouts.Q6_K.D);
-            a0 = BlockFma(*(float*)(y + BlockLayouts.Q8_K.D) * dx, s0, a0);
-            a1 = BlockFma(*(float*)(y + stride + BlockLayouts.Q8_K.D) * dx, s1, a1);
-        }
-
-        output[0] = HorizontalSum(a0);
-        output[outputStride] = HorizontalSum(a1);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Q6KTile3(byte* x, byte* y, short* bias, int stride, int biasStride, int blocks, float* output, long outputStride)
-    {
-        var a0 = Vector256<float>.Zero;
-        var a1 = Vector256<float>.Zero;
-        var a2 = Vector256<float>.Zero;
-        for (int b = 0; b < blocks; b++, x += BlockLayouts.Q6_K.Size, y += BlockLayouts.Q8_K.Size, bias += 128)
-        {
-            PrefetchBlock(x, BlockLayouts.Q6_K.Size);
-            var blockScales = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(x + BlockLayouts.Q6_K.Scales)));
-            var s0 = Vector256<int>.Zero;
-            var s1 = Vector256<int>.Zero;
-            var s2 = Vector256<int>.Zero;
-            for (int half = 0; half < 2; half++)
-            {
-                Vector256<byte> low0 = Vector256.Load(x + BlockLayouts.Q6_K.Ql + half * 64);
-                Vector256<byte> low1 = Vector256.Load(x + BlockLayouts.Q6_K.Ql + half * 64 + 32);
-                Vector256<ushort> high = Vector256.Load(x + BlockLayouts.Q6_K.Qh + half * 32).AsUInt16();
-                for (int quarter = 0; quarter < 4; quarter++)
-                {
-                    int c = half * 4 + quarter;
-                    Vector256<byte> q = Q6Quants(low0, low1, high, quarter);
-                    Vector256<short> scales = Q6ChunkScales(blockScales, c);
-                    byte* yc = y + BlockLayouts.Q8_K.Qs + c * 32;
-                    short* bc = bias + c * 16;
-                    s0 += Q6Chunk(q, yc, bc, scales);
-                    s1 += Q6Chunk(q, yc + stride, bc + biasStride, scales);
-                    s2 += Q6Chunk(q, yc + 2 * stride, bc + 2 * biasStride, scales);
-                }
-            }
-
-            float dx = Half(x + BlockLayouts.Q6_K.D);
-            a0 = BlockFma(*(float*)(y + BlockLayouts.Q8_K.D) * dx, s0, a0);
-            a1 = BlockFma(*(float*)(y + stride + BlockLayouts.Q8_K.D) * dx, s1, a1);
-            a2 = BlockFma(*(float*)(y + 2 * stride + BlockLayouts.Q8_K.D) * dx, s2, a2);
-        }
-
-        output[0] = HorizontalSum(a0);
-        output[outputStride] = HorizontalSum(a1);
-        output[2 * outputStride] = HorizontalSum(a2);
+        if (T.Count > 1) output[outputStride] = HorizontalSum(a1);
+        if (T.Count > 2) output[2 * outputStride] = HorizontalSum(a2);
+        if (T.Count > 3) output[3 * outputStride] = HorizontalSum(a3);
     }
 
     /// <summary>A Q4_K block's minimum term for one activation row: 4 lanes, lane k from sub-blocks 2k and 2k+1.</summary>
@@ -234,8 +178,21 @@ internal static unsafe partial class Avx2Dot
         Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(low, Vector256.Load(q8)), scale0)
         + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(high, Vector256.Load(q8 + 32)), scale1);
 
+    /// <summary>
+    /// One activation row's part of a Q4_K block, as the single-row kernel: d = yd·dx, −dmin = −yd·dminX, the block's mins
+    /// folded in first, then its scaled sums.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q4KTokenBlock(byte* y, Vector128<short> mins16, float dx, float dminX, Vector256<int> sums, ref Vector128<float> minAcc, ref Vector256<float> acc)
+    {
+        float yd = *(float*)(y + BlockLayouts.Q8_K.D);
+        minAcc = Q4KMins(y, mins16, -yd * dminX, minAcc);
+        acc = BlockFma(yd * dx, sums, acc);
+    }
+
+    /// <summary>Q4_K against <typeparamref name="T"/> activation rows <paramref name="stride"/> bytes apart.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Q4KTile4(byte* x, byte* y, int stride, int blocks, float* output, long outputStride)
+    private static void Q4KTile<T>(byte* x, byte* y, int stride, int blocks, float* output, long outputStride) where T : struct, ITileRows
     {
         var a0 = Vector256<float>.Zero;
         var a1 = Vector256<float>.Zero;
@@ -248,11 +205,10 @@ internal static unsafe partial class Avx2Dot
         var nibble = Vector256.Create((byte)0xF);
         for (int b = 0; b < blocks; b++, x += BlockLayouts.Q4_K.Size, y += BlockLayouts.Q8_K.Size)
         {
+            PrefetchBlock(x, BlockLayouts.Q4_K.Size);
             KQuantScales.UnpackK4(new ReadOnlySpan<byte>(x + BlockLayouts.Q4_K.Scales, 12), out ulong scales, out ulong mins);
-            float dx = Half(x + BlockLayouts.Q4_K.D), dminX = Half(x + BlockLayouts.Q4_K.DMin);
             Vector128<short> mins16 = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(mins).AsByte());
             sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
-
             var s0 = Vector256<int>.Zero;
             var s1 = Vector256<int>.Zero;
             var s2 = Vector256<int>.Zero;
@@ -266,116 +222,21 @@ internal static unsafe partial class Avx2Dot
                 Vector256<byte> high = Vector256.ShiftRightLogical(bits.AsUInt16(), 4).AsByte() & nibble;
                 sbyte* q = q8 + pair * 64;
                 s0 += Q4KPair(low, high, q, scale0, scale1);
-                s1 += Q4KPair(low, high, q + stride, scale0, scale1);
-                s2 += Q4KPair(low, high, q + 2 * stride, scale0, scale1);
-                s3 += Q4KPair(low, high, q + 3 * stride, scale0, scale1);
+                if (T.Count > 1) s1 += Q4KPair(low, high, q + stride, scale0, scale1);
+                if (T.Count > 2) s2 += Q4KPair(low, high, q + 2 * stride, scale0, scale1);
+                if (T.Count > 3) s3 += Q4KPair(low, high, q + 3 * stride, scale0, scale1);
             }
 
-            // As the single-row kernel: d = yd·dx, −dmin = −yd·dminX, with the block's mins folded in first.
-            float yd0 = *(float*)(y + BlockLayouts.Q8_K.D), yd1 = *(float*)(y + stride + BlockLayouts.Q8_K.D);
-            float yd2 = *(float*)(y + 2 * stride + BlockLayouts.Q8_K.D), yd3 = *(float*)(y + 3 * stride + BlockLayouts.Q8_K.D);
-            m0 = Q4KMins(y, mins16, -yd0 * dminX, m0);
-            m1 = Q4KMins(y + stride, mins16, -yd1 * dminX, m1);
-            m2 = Q4KMins(y + 2 * stride, mins16, -yd2 * dminX, m2);
-            m3 = Q4KMins(y + 3 * stride, mins16, -yd3 * dminX, m3);
-            a0 = BlockFma(yd0 * dx, s0, a0);
-            a1 = BlockFma(yd1 * dx, s1, a1);
-            a2 = BlockFma(yd2 * dx, s2, a2);
-            a3 = BlockFma(yd3 * dx, s3, a3);
-        }
-
-        output[0] = Q4KResult(a0, m0);
-        output[outputStride] = Q4KResult(a1, m1);
-        output[2 * outputStride] = Q4KResult(a2, m2);
-        output[3 * outputStride] = Q4KResult(a3, m3);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Q4KTile2(byte* x, byte* y, int stride, int blocks, float* output, long outputStride)
-    {
-        var a0 = Vector256<float>.Zero;
-        var a1 = Vector256<float>.Zero;
-        var m0 = Vector128<float>.Zero;
-        var m1 = Vector128<float>.Zero;
-        var nibble = Vector256.Create((byte)0xF);
-        for (int b = 0; b < blocks; b++, x += BlockLayouts.Q4_K.Size, y += BlockLayouts.Q8_K.Size)
-        {
-            PrefetchBlock(x, BlockLayouts.Q4_K.Size);
-            KQuantScales.UnpackK4(new ReadOnlySpan<byte>(x + BlockLayouts.Q4_K.Scales, 12), out ulong scales, out ulong mins);
             float dx = Half(x + BlockLayouts.Q4_K.D), dminX = Half(x + BlockLayouts.Q4_K.DMin);
-            Vector128<short> mins16 = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(mins).AsByte());
-            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
-
-            var s0 = Vector256<int>.Zero;
-            var s1 = Vector256<int>.Zero;
-            for (int pair = 0; pair < 4; pair++)
-            {
-                var scale0 = Vector256.Create((short)((scales >> (16 * pair)) & 0xFF));
-                var scale1 = Vector256.Create((short)((scales >> (16 * pair + 8)) & 0xFF));
-                Vector256<byte> bits = Vector256.Load(x + BlockLayouts.Q4_K.Qs + pair * 32);
-                Vector256<byte> low = bits & nibble;
-                Vector256<byte> high = Vector256.ShiftRightLogical(bits.AsUInt16(), 4).AsByte() & nibble;
-                sbyte* q = q8 + pair * 64;
-                s0 += Q4KPair(low, high, q, scale0, scale1);
-                s1 += Q4KPair(low, high, q + stride, scale0, scale1);
-            }
-
-            float yd0 = *(float*)(y + BlockLayouts.Q8_K.D), yd1 = *(float*)(y + stride + BlockLayouts.Q8_K.D);
-            m0 = Q4KMins(y, mins16, -yd0 * dminX, m0);
-            m1 = Q4KMins(y + stride, mins16, -yd1 * dminX, m1);
-            a0 = BlockFma(yd0 * dx, s0, a0);
-            a1 = BlockFma(yd1 * dx, s1, a1);
+            Q4KTokenBlock(y, mins16, dx, dminX, s0, ref m0, ref a0);
+            if (T.Count > 1) Q4KTokenBlock(y + stride, mins16, dx, dminX, s1, ref m1, ref a1);
+            if (T.Count > 2) Q4KTokenBlock(y + 2 * stride, mins16, dx, dminX, s2, ref m2, ref a2);
+            if (T.Count > 3) Q4KTokenBlock(y + 3 * stride, mins16, dx, dminX, s3, ref m3, ref a3);
         }
 
         output[0] = Q4KResult(a0, m0);
-        output[outputStride] = Q4KResult(a1, m1);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Q4KTile3(byte* x, byte* y, int stride, int blocks, float* output, long outputStride)
-    {
-        var a0 = Vector256<float>.Zero;
-        var a1 = Vector256<float>.Zero;
-        var a2 = Vector256<float>.Zero;
-        var m0 = Vector128<float>.Zero;
-        var m1 = Vector128<float>.Zero;
-        var m2 = Vector128<float>.Zero;
-        var nibble = Vector256.Create((byte)0xF);
-        for (int b = 0; b < blocks; b++, x += BlockLayouts.Q4_K.Size, y += BlockLayouts.Q8_K.Size)
-        {
-            PrefetchBlock(x, BlockLayouts.Q4_K.Size);
-            KQuantScales.UnpackK4(new ReadOnlySpan<byte>(x + BlockLayouts.Q4_K.Scales, 12), out ulong scales, out ulong mins);
-            float dx = Half(x + BlockLayouts.Q4_K.D), dminX = Half(x + BlockLayouts.Q4_K.DMin);
-            Vector128<short> mins16 = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(mins).AsByte());
-            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
-
-            var s0 = Vector256<int>.Zero;
-            var s1 = Vector256<int>.Zero;
-            var s2 = Vector256<int>.Zero;
-            for (int pair = 0; pair < 4; pair++)
-            {
-                var scale0 = Vector256.Create((short)((scales >> (16 * pair)) & 0xFF));
-                var scale1 = Vector256.Create((short)((scales >> (16 * pair + 8)) & 0xFF));
-                Vector256<byte> bits = Vector256.Load(x + BlockLayouts.Q4_K.Qs + pair * 32);
-                Vector256<byte> low = bits & nibble;
-                Vector256<byte> high = Vector256.ShiftRightLogical(bits.AsUInt16(), 4).AsByte() & nibble;
-                sbyte* q = q8 + pair * 64;
-                s0 += Q4KPair(low, high, q, scale0, scale1);
-                s1 += Q4KPair(low, high, q + stride, scale0, scale1);
-                s2 += Q4KPair(low, high, q + 2 * stride, scale0, scale1);
-            }
-
-            float yd0 = *(float*)(y + BlockLayouts.Q8_K.D), yd1 = *(float*)(y + stride + BlockLayouts.Q8_K.D), yd2 = *(float*)(y + 2 * stride + BlockLayouts.Q8_K.D);
-            m0 = Q4KMins(y, mins16, -yd0 * dminX, m0);
-            m1 = Q4KMins(y + stride, mins16, -yd1 * dminX, m1);
-            m2 = Q4KMins(y + 2 * stride, mins16, -yd2 * dminX, m2);
-            a0 = BlockFma(yd0 * dx, s0, a0);
-            a1 = BlockFma(yd1 * dx, s1, a1);
-            a2 = BlockFma(yd2 * dx, s2, a2);
-        }
-
-        output[0] = Q4KResult(a0, m0);
-        output[outputStride] = Q4KResult(a1, m1);
-        output[2 * outputStride] = Q4KResult(a2, m2);
+        if (T.Count > 1) output[outputStride] = Q4KResult(a1, m1);
+        if (T.Count > 2) output[2 * outputStride] = Q4KResult(a2, m2);
+        if (T.Count > 3) output[3 * outputStride] = Q4KResult(a3, m3);
     }
 }

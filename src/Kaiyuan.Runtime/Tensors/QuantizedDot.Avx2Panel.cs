@@ -327,7 +327,8 @@ internal static unsafe partial class Avx2Dot
             // Two chunks per 512-bit row vector, transposed by three rounds of two-source dword permutes: a third of the
             // 256-bit transpose's shuffles per chunk.
             int* indices = PanelTransposeIndices;
-            var nibbleShifts = Vector512.Load((ushort*)(indices + 96));
+            // Q4_K's nibble shifts are the wide tile's (words 0–15 by 0, 16–31 by 4).
+            var nibbleShifts = Vector512.Load((ushort*)WideKControls + 448);
             if (typeof(T) == typeof(PanelQ6_K))
             {
                 // Q6_K: a half block's four chunks come unpacked two by two from one load of its low and high bits each
@@ -408,14 +409,13 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>
     /// The six index vectors of <see cref="TransposeChunkPair"/>, 64-byte aligned (16 dwords each; 16 + i selects the
-    /// second source), then Q4_K's nibble shifts (words 0–15 by 0, 16–31 by 4).
+    /// second source).
     /// </summary>
     private static readonly int* PanelTransposeIndices = BuildPanelTransposeIndices();
 
     private static int* BuildPanelTransposeIndices()
     {
-        var indices = (int*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(112 * sizeof(int), 64);
-        for (int w = 0; w < 32; w++) ((ushort*)(indices + 96))[w] = (ushort)(w < 16 ? 0 : 4);
+        var indices = (int*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(96 * sizeof(int), 64);
         for (int j = 0; j < 16; j++)
         {
             for (int chunk = 0; chunk < 2; chunk++) indices[16 * chunk + j] = j % 2 * 16 + chunk * 8 + j / 2;

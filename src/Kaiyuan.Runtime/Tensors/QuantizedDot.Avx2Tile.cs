@@ -58,10 +58,10 @@ internal static unsafe partial class Avx2Dot
             case GgmlType.Q5_0: Tile4<Q5Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
             case GgmlType.IQ4_NL: Tile4<Iq4NlBlock>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_K when HasWideKQuants: Q4KWideTile<FourRows>(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
-            case GgmlType.Q4_K: Q4KTile4(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
+            case GgmlType.Q4_K: Q4KTile<FourRows>(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.IQ4_XS: Iq4XsTile(x, y, activationStride, 4, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q6_K when HasWideKQuants: Q6KWideTile<FourRows>(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
-            case GgmlType.Q6_K: Q6KTile4(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
+            case GgmlType.Q6_K: Q6KTile<FourRows>(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
             case var _ when IqGridDecoder.Handles(weightType): GridTile(weightType, x, y, activationStride, 4, n / BlockLayouts.QK_K, output, outputStride); break;
             default: throw new NotSupportedException($"No four-row dot for {weightType}.");
         }
@@ -82,10 +82,10 @@ internal static unsafe partial class Avx2Dot
             case GgmlType.Q5_0: Tile2<Q5Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
             case GgmlType.IQ4_NL: Tile2<Iq4NlBlock>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_K when HasWideKQuants: Q4KWideTile<TwoRows>(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
-            case GgmlType.Q4_K: Q4KTile2(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
+            case GgmlType.Q4_K: Q4KTile<TwoRows>(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.IQ4_XS: Iq4XsTile(x, y, activationStride, 2, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q6_K when HasWideKQuants: Q6KWideTile<TwoRows>(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
-            case GgmlType.Q6_K: Q6KTile2(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
+            case GgmlType.Q6_K: Q6KTile<TwoRows>(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
             case var _ when IqGridDecoder.Handles(weightType): GridTile(weightType, x, y, activationStride, 2, n / BlockLayouts.QK_K, output, outputStride); break;
             default: throw new NotSupportedException($"No two-row dot for {weightType}.");
         }
@@ -102,10 +102,10 @@ internal static unsafe partial class Avx2Dot
             case GgmlType.Q5_0: Tile3<Q5Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
             case GgmlType.IQ4_NL: Tile3<Iq4NlBlock>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_K when HasWideKQuants: Q4KWideTile<ThreeRows>(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
-            case GgmlType.Q4_K: Q4KTile3(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
+            case GgmlType.Q4_K: Q4KTile<ThreeRows>(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.IQ4_XS: Iq4XsTile(x, y, activationStride, 3, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q6_K when HasWideKQuants: Q6KWideTile<ThreeRows>(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
-            case GgmlType.Q6_K: Q6KTile3(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
+            case GgmlType.Q6_K: Q6KTile<ThreeRows>(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
             case var _ when IqGridDecoder.Handles(weightType): GridTile(weightType, x, y, activationStride, 3, n / BlockLayouts.QK_K, output, outputStride); break;
             default: throw new NotSupportedException($"No three-row dot for {weightType}.");
         }

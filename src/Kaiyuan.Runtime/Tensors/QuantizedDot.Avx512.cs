@@ -477,9 +477,9 @@ internal static unsafe partial class Avx2Dot
     /// <summary>
     /// The constant vectors of the 512-bit K-quant kernels, 64-byte aligned: Q4_K's scale permutes (word 0 on), Q6_K's
     /// (word 128 on) and its high-bit shifts (word 256 on); for the multi-token Q4_K tile, the scale permutes of its
-    /// sub-block pairs (word 320 on) and its nibble shifts (word 448 on). Written as <c>Vector512.Create</c> of 256-bit halves in the
-    /// loops, the JIT assembled each one on the stack with two inserts every block, which held Q6_K to 18 GMAC/s and Q4_K
-    /// to 42 (one thread, in cache).
+    /// sub-block pairs (word 320 on) and the nibble shifts that it and the Q4_K panel packing split bytes with (word 448
+    /// on). Written as <c>Vector512.Create</c> of 256-bit halves in the loops, the JIT assembled each one on the stack
+    /// with two inserts every block, which held Q6_K to 18 GMAC/s and Q4_K to 42 (one thread, in cache).
     /// </summary>
     private static readonly byte* WideKControls = BuildWideKControls();
 

@@ -15,27 +15,6 @@ namespace Kaiyuan.Tensors;
 /// </summary>
 internal static unsafe partial class Avx2Dot
 {
-    /// <summary>Activation rows a wide tile takes: a constant per instantiation, so the JIT drops the code of the rows not taken.</summary>
-    private interface ITileRows
-    {
-        static abstract int Count { get; }
-    }
-
-    private readonly struct TwoRows : ITileRows
-    {
-        public static int Count => 2;
-    }
-
-    private readonly struct ThreeRows : ITileRows
-    {
-        public static int Count => 3;
-    }
-
-    private readonly struct FourRows : ITileRows
-    {
-        public static int Count => 4;
-    }
-
     /// <summary>
     /// Q4_K against <typeparamref name="T"/> activation rows <paramref name="stride"/> bytes apart. A sub-block pair's 32
     /// bytes go to both halves of a vector, and one word-variable shift and a mask leave the low nibbles (sub-block 2p)
@@ -84,28 +63,16 @@ internal static unsafe partial class Avx2Dot
             }
 
             float dx = halves[*(ushort*)(x + BlockLayouts.Q4_K.D)], dminX = halves[*(ushort*)(x + BlockLayouts.Q4_K.DMin)];
-            Q4KTokenBlock(y, mins16, dx, dminX, s0, ref m0, ref a0);
-            if (T.Count > 1) Q4KTokenBlock(y1, mins16, dx, dminX, s1, ref m1, ref a1);
-            if (T.Count > 2) Q4KTokenBlock(y2, mins16, dx, dminX, s2, ref m2, ref a2);
-            if (T.Count > 3) Q4KTokenBlock(y3, mins16, dx, dminX, s3, ref m3, ref a3);
+            Q4KTokenBlock(y, mins16, dx, dminX, s0.GetLower() + s0.GetUpper(), ref m0, ref a0);
+            if (T.Count > 1) Q4KTokenBlock(y1, mins16, dx, dminX, s1.GetLower() + s1.GetUpper(), ref m1, ref a1);
+            if (T.Count > 2) Q4KTokenBlock(y2, mins16, dx, dminX, s2.GetLower() + s2.GetUpper(), ref m2, ref a2);
+            if (T.Count > 3) Q4KTokenBlock(y3, mins16, dx, dminX, s3.GetLower() + s3.GetUpper(), ref m3, ref a3);
         }
 
         output[0] = Q4KResult(a0, m0);
         if (T.Count > 1) output[outputStride] = Q4KResult(a1, m1);
         if (T.Count > 2) output[2 * outputStride] = Q4KResult(a2, m2);
         if (T.Count > 3) output[3 * outputStride] = Q4KResult(a3, m3);
-    }
-
-    /// <summary>
-    /// One activation row's part of a Q4_K block, as the single-row kernel: d = yd·dx, −dmin = −yd·dminX, the block's mins
-    /// folded in first, then its scaled sums (the two halves of <paramref name="sums"/> added).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Q4KTokenBlock(byte* y, Vector128<short> mins16, float dx, float dminX, Vector512<int> sums, ref Vector128<float> minAcc, ref Vector256<float> acc)
-    {
-        float yd = *(float*)(y + BlockLayouts.Q8_K.D);
-        minAcc = Q4KMins(y, mins16, -yd * dminX, minAcc);
-        acc = BlockFma(yd * dx, sums.GetLower() + sums.GetUpper(), acc);
     }
 
     /// <summary>64 unsigned quants against 64 activations, each 32-element half's pair sums times its word scales.</summary>
