@@ -25,6 +25,7 @@ internal sealed class WorkerPool : IDisposable
     // Kernel-backed events: waking a sleeping worker must not allocate (the slim events' monitor path can).
     private readonly AutoResetEvent[] _wake;
     private readonly long[] _workerAllocated;
+    private int _started;
     private object?[] _jobs = new object?[8];
     private IParallelJob? _job;
     private int _count, _done;
@@ -55,19 +56,20 @@ internal sealed class WorkerPool : IDisposable
         {
             _wake[i] = new AutoResetEvent(false);
             int worker = i + 1;
-            _threads[i] = new Thread(() =>
-            {
-                if (background) BackgroundThread.Lower();
-                WorkerLoop(worker);
-            })
+            _threads[i] = new Thread(() => WorkerLoop(worker, background))
             { IsBackground = true, Name = background ? $"kaiyuan-bg-{worker}" : $"kaiyuan-worker-{worker}" };
             _threads[i].Start();
         }
+        // Wait until every worker runs and has taken its per-thread state. On a loaded machine a new thread may not be
+        // scheduled for milliseconds, and its start-up allocations then counted in whatever ran next (the likely cause
+        // of the 7,312 bytes CI once saw a worker allocate in decode steps that allocate nothing).
+        var spin = new SpinWait();
+        while (Volatile.Read(ref _started) < _threads.Length) spin.SpinOnce();
     }
 
     public int Threads { get; }
 
-    /// <summary>Managed bytes allocated so far on the pool's own worker threads (for allocation tests).</summary>
+    /// <summary>Managed bytes allocated on the pool's own worker threads, as of the chunks they last finished (for allocation tests).</summary>
     public long WorkerAllocatedBytes => _workerAllocated.Sum();
 
     private readonly object _gate = new();
@@ -152,6 +154,8 @@ internal sealed class WorkerPool : IDisposable
             }
             finally
             {
+                // Published before the chunk counts as done, so a caller that returns from Run reads every worker's figure.
+                if (worker > 0) _workerAllocated[worker] = GC.GetAllocatedBytesForCurrentThread();
                 Interlocked.Increment(ref _done);
             }
         }
@@ -165,12 +169,16 @@ internal sealed class WorkerPool : IDisposable
         public void Run(int start, int end, int worker) => body(start, end, worker);
     }
 
-    private void WorkerLoop(int worker)
+    private void WorkerLoop(int worker, bool background)
     {
         var wake = _wake[worker - 1];
         // A thread's first wait allocates its wait state (136 B, measured); take it now, not when a worker first
         // sleeps mid-generation, which broke the zero-allocation guarantee whenever a step's gap outlasted the spin.
         wake.WaitOne(0);
+        _workerAllocated[worker] = GC.GetAllocatedBytesForCurrentThread();
+        Interlocked.Increment(ref _started);
+        // After the start-up signal: an idle-class thread on a busy machine may wait long for its next time slice.
+        if (background) BackgroundThread.Lower();
         // Generation 0 is "nothing dispatched yet". Reading _generation here instead would race with a first Run()
         // that starts before this thread does, and the worker would then skip that operation forever.
         long seen = 0;
@@ -196,7 +204,6 @@ internal sealed class WorkerPool : IDisposable
             if (_disposed) return;
             seen = Volatile.Read(ref _generation);
             RunChunks((int)seen, worker);
-            _workerAllocated[worker] = GC.GetAllocatedBytesForCurrentThread();
         }
     }
 

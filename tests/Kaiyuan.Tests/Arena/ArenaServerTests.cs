@@ -67,9 +67,11 @@ public sealed class ArenaServerTests : IDisposable
         return (id, text, lines[^1]);
     }
 
-    private static async Task<(HttpStatusCode Status, JsonObject Body)> Send(HttpClient http, HttpMethod method, string path, string? body = null)
+    private static async Task<(HttpStatusCode Status, JsonObject Body)> Send(HttpClient http, HttpMethod method, string path, string? body = null,
+        bool expectContinue = false)
     {
         using var request = new HttpRequestMessage(method, path) { Content = body is null ? null : Json(body) };
+        request.Headers.ExpectContinue = expectContinue;
         using var response = await http.SendAsync(request, Ct);
         string text = await response.Content.ReadAsStringAsync(Ct);
         Assert.Equal("application/json", response.Content.Headers.ContentType?.MediaType);
@@ -164,7 +166,10 @@ public sealed class ArenaServerTests : IDisposable
         var (server, http, _) = await Start([new ScriptedModel("alpha", "a"), new ScriptedModel("beta", "b")]);
         await using var _s = server;
         using var _h = http;
-        var (status, error) = await Send(http, HttpMethod.Post, "api/battles", new JsonObject { ["prompt"] = new string('x', 2 << 20) }.ToJsonString());
+        // As curl does for a large body, the client waits for "100 Continue" before sending it: the refusal comes first.
+        // Without it the client may still be writing the 2 MB when the server answers and closes, and sees a broken pipe.
+        var (status, error) = await Send(http, HttpMethod.Post, "api/battles", new JsonObject { ["prompt"] = new string('x', 2 << 20) }.ToJsonString(),
+            expectContinue: true);
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, status);
         Assert.NotNull(error["error"]);
         (status, error) = await Send(http, HttpMethod.Post, "api/battles", new JsonObject { ["prompt"] = new string('x', 20_000) }.ToJsonString());
