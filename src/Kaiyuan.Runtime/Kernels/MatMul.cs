@@ -198,6 +198,12 @@ internal static unsafe class MatMul
             if ((end - start) % 2 != 0) y[end - 1] = QuantizedDot.Dot1(type, w.Data + (long)(end - 1) * rowBytes, actBase, sideBase, n);
             return;
         }
+        if (tiled && tokens is >= 2 and < PanelMinTokens && QuantizedDot.HasDotRows(type))
+        {
+            // The whole small batch in one tile: each weight block decoded once, not once per 4-, 3- or 2-row tile.
+            QuantizedDot.DotRows(type, tokens, w.Data + (long)start * rowBytes, rowBytes, end - start, actBase, sideBase, actBytes, sideBytes, n, y + start, rows);
+            return;
+        }
         int t8 = tiled && QuantizedDot.HasDot8(type) ? tokens & ~7 : 0;
         int t4 = tiled ? t8 + ((tokens - t8) & ~3) : 0;
         // Three rows left: one three-row tile; two: a two-row one; one: the single-row dot.

@@ -101,6 +101,26 @@ internal static unsafe partial class Avx2Dot
         public static int Count => 4;
     }
 
+    private readonly struct FiveRows : ITileRows
+    {
+        public static int Count => 5;
+    }
+
+    private readonly struct SixRows : ITileRows
+    {
+        public static int Count => 6;
+    }
+
+    private readonly struct SevenRows : ITileRows
+    {
+        public static int Count => 7;
+    }
+
+    private readonly struct EightRows : ITileRows
+    {
+        public static int Count => 8;
+    }
+
     /// <summary>Q6_K against <typeparamref name="T"/> activation rows <paramref name="stride"/> bytes apart, with their pair bias <paramref name="biasStride"/> int16 apart.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Q6KTile<T>(byte* x, byte* y, short* bias, int stride, int biasStride, int blocks, float* output, long outputStride) where T : struct, ITileRows

@@ -53,14 +53,14 @@ internal static unsafe partial class Avx2Dot
         int blocks = n / BlockLayouts.QK;
         switch (weightType)
         {
-            case GgmlType.Q8_0: Tile4<Q8Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
-            case GgmlType.Q4_0: Tile4<Q4Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
-            case GgmlType.Q5_0: Tile4<Q5Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
-            case GgmlType.IQ4_NL: Tile4<Iq4NlBlock>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
-            case GgmlType.Q4_K when HasWideKQuants: Q4KWideTile<FourRows>(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
+            case GgmlType.Q8_0: Block32Rows<Q8Block>(4, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q4_0: Block32Rows<Q4Block>(4, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q5_0: Block32Rows<Q5Block>(4, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.IQ4_NL: Block32Rows<Iq4NlBlock>(4, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q4_K when HasWideKQuants: Q4KWideTile<FourRows>(x, 0, 1, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q4_K: Q4KTile<FourRows>(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.IQ4_XS: Iq4XsTile(x, y, activationStride, 4, n / BlockLayouts.QK_K, output, outputStride); break;
-            case GgmlType.Q6_K when HasWideKQuants: Q6KWideTile<FourRows>(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
+            case GgmlType.Q6_K when HasWideKQuants: Q6KWideTile<FourRows>(x, 0, 1, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q6_K: Q6KTile<FourRows>(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
             case var _ when IqGridDecoder.Handles(weightType): GridTile(weightType, x, y, activationStride, 4, n / BlockLayouts.QK_K, output, outputStride); break;
             default: throw new NotSupportedException($"No four-row dot for {weightType}.");
@@ -76,15 +76,15 @@ internal static unsafe partial class Avx2Dot
         int blocks = n / BlockLayouts.QK;
         switch (weightType)
         {
-            case GgmlType.Q8_0: Tile2<Q8Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
-            case GgmlType.Q4_0: Tile2<Q4Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
+            case GgmlType.Q8_0: Block32Rows<Q8Block>(2, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q4_0: Block32Rows<Q4Block>(2, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
             case GgmlType.Q5_0 when HasVbmi: Q5_0Vbmi(x, 0, y, activationStride, side, sideStride, 2, blocks, vnni, output, outputStride); break;
-            case GgmlType.Q5_0: Tile2<Q5Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
-            case GgmlType.IQ4_NL: Tile2<Iq4NlBlock>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
-            case GgmlType.Q4_K when HasWideKQuants: Q4KWideTile<TwoRows>(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
+            case GgmlType.Q5_0: Block32Rows<Q5Block>(2, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.IQ4_NL: Block32Rows<Iq4NlBlock>(2, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q4_K when HasWideKQuants: Q4KWideTile<TwoRows>(x, 0, 1, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q4_K: Q4KTile<TwoRows>(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.IQ4_XS: Iq4XsTile(x, y, activationStride, 2, n / BlockLayouts.QK_K, output, outputStride); break;
-            case GgmlType.Q6_K when HasWideKQuants: Q6KWideTile<TwoRows>(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
+            case GgmlType.Q6_K when HasWideKQuants: Q6KWideTile<TwoRows>(x, 0, 1, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q6_K: Q6KTile<TwoRows>(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
             case var _ when IqGridDecoder.Handles(weightType): GridTile(weightType, x, y, activationStride, 2, n / BlockLayouts.QK_K, output, outputStride); break;
             default: throw new NotSupportedException($"No two-row dot for {weightType}.");
@@ -97,17 +97,43 @@ internal static unsafe partial class Avx2Dot
         int blocks = n / BlockLayouts.QK;
         switch (weightType)
         {
-            case GgmlType.Q8_0: Tile3<Q8Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
-            case GgmlType.Q4_0: Tile3<Q4Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
-            case GgmlType.Q5_0: Tile3<Q5Block>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
-            case GgmlType.IQ4_NL: Tile3<Iq4NlBlock>(x, y, (float*)side, activationStride, sideStride / sizeof(float), blocks, vnni, output, outputStride); break;
-            case GgmlType.Q4_K when HasWideKQuants: Q4KWideTile<ThreeRows>(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
+            case GgmlType.Q8_0: Block32Rows<Q8Block>(3, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q4_0: Block32Rows<Q4Block>(3, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q5_0: Block32Rows<Q5Block>(3, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.IQ4_NL: Block32Rows<Iq4NlBlock>(3, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q4_K when HasWideKQuants: Q4KWideTile<ThreeRows>(x, 0, 1, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q4_K: Q4KTile<ThreeRows>(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.IQ4_XS: Iq4XsTile(x, y, activationStride, 3, n / BlockLayouts.QK_K, output, outputStride); break;
-            case GgmlType.Q6_K when HasWideKQuants: Q6KWideTile<ThreeRows>(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
+            case GgmlType.Q6_K when HasWideKQuants: Q6KWideTile<ThreeRows>(x, 0, 1, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q6_K: Q6KTile<ThreeRows>(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
             case var _ when IqGridDecoder.Handles(weightType): GridTile(weightType, x, y, activationStride, 3, n / BlockLayouts.QK_K, output, outputStride); break;
             default: throw new NotSupportedException($"No three-row dot for {weightType}.");
+        }
+    }
+
+    /// <summary>True when <see cref="DotRows"/> takes any small batch (2–7 activation rows) of <paramref name="weightType"/> as one tile.</summary>
+    public static bool HasDotRows(GgmlType weightType) => HasDot8(weightType) || (weightType is GgmlType.Q4_K or GgmlType.Q6_K && HasWideKQuants);
+
+    /// <summary>
+    /// <see cref="Dot4"/> over <paramref name="rows"/> activation rows (2–7) at once: a verifying pass of speculative
+    /// decoding, a decode step of a few streams or a small expert's tokens decodes each weight block once for the whole
+    /// batch, not once per 4-, 3- or 2-row tile.
+    /// </summary>
+    public static void DotRows(GgmlType weightType, int rows, byte* x, long rowBytes, int weightRows, byte* y, byte* side, int activationStride, int sideStride, int n, bool vnni,
+        float* output, long outputStride)
+    {
+        int blocks = n / BlockLayouts.QK;
+        switch (weightType)
+        {
+            case GgmlType.Q8_0: Block32Rows<Q8Block>(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q4_0: Block32Rows<Q4Block>(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q5_0 when HasVbmi && rows == 2:
+                for (int r = 0; r < weightRows; r++) Q5_0Vbmi(x + r * rowBytes, 0, y, activationStride, side, sideStride, 2, blocks, vnni, output + r, outputStride);
+                break;
+            case GgmlType.Q5_0: Block32Rows<Q5Block>(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.IQ4_NL: Block32Rows<Iq4NlBlock>(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q4_K or GgmlType.Q6_K when HasWideKQuants: WideKRows(weightType, rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, n, output, outputStride); break;
+            default: throw new NotSupportedException($"No small-batch tile for {weightType}.");
         }
     }
 
@@ -117,13 +143,13 @@ internal static unsafe partial class Avx2Dot
     /// <summary><see cref="Dot4"/> over eight activation rows (the types of <see cref="HasDot8"/>).</summary>
     public static void Dot8(GgmlType weightType, byte* x, byte* y, byte* side, int activationStride, int sideStride, int n, bool vnni, float* output, long outputStride)
     {
-        int blocks = n / BlockLayouts.QK, scaleStride = sideStride / sizeof(float);
+        int blocks = n / BlockLayouts.QK;
         switch (weightType)
         {
-            case GgmlType.Q8_0: Tile8<Q8Block>(x, y, (float*)side, activationStride, scaleStride, blocks, vnni, output, outputStride); break;
-            case GgmlType.Q4_0: Tile8<Q4Block>(x, y, (float*)side, activationStride, scaleStride, blocks, vnni, output, outputStride); break;
-            case GgmlType.Q5_0: Tile8<Q5Block>(x, y, (float*)side, activationStride, scaleStride, blocks, vnni, output, outputStride); break;
-            case GgmlType.IQ4_NL: Tile8<Iq4NlBlock>(x, y, (float*)side, activationStride, scaleStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q8_0: Block32Rows<Q8Block>(8, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q4_0: Block32Rows<Q4Block>(8, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q5_0: Block32Rows<Q5Block>(8, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.IQ4_NL: Block32Rows<Iq4NlBlock>(8, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
             default: throw new NotSupportedException($"No eight-row dot for {weightType}.");
         }
     }
@@ -325,73 +351,74 @@ internal static unsafe partial class Avx2Dot
         }
     }
 
+    /// <summary>
+    /// One weight row of a 32-element block type against <typeparamref name="TRows"/> activation rows (2–8): each block
+    /// unpacked once (the costly part for Q4_0/Q5_0) for every row, and each row's share as the one-token kernel's
+    /// (SumProductsSigned with |x| hoisted, then the block FMA), so each result is the same bits. Eight accumulators
+    /// still fit AVX2's sixteen vector registers.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tile4<T>(byte* x, byte* y, float* ys, int stride, int scaleStride, int blocks, bool vnni, float* output, long outputStride) where T : struct, IBlock32
+    private static void Tile<T, TRows>(byte* weights, long rowBytes, int weightRows, byte* activations, float* scales, int stride, int scaleStride, int blocks, bool vnni,
+        float* output, long outputStride)
+        where T : struct, IBlock32 where TRows : struct, ITileRows
     {
-        float* s0 = ys, s1 = ys + scaleStride, s2 = ys + 2 * scaleStride, s3 = ys + 3 * scaleStride;
-        var a0 = Vector256<float>.Zero;
-        var a1 = Vector256<float>.Zero;
-        var a2 = Vector256<float>.Zero;
-        var a3 = Vector256<float>.Zero;
-        byte* y0 = y, y1 = y + stride, y2 = y + 2 * stride, y3 = y + 3 * stride;
-        for (int b = 0; b < blocks; b++, x += T.Size, y0 += BlockLayouts.Q8_0.Size, y1 += BlockLayouts.Q8_0.Size,
-             y2 += BlockLayouts.Q8_0.Size, y3 += BlockLayouts.Q8_0.Size)
+        for (int row = 0; row < weightRows; row++, output++)
         {
-            Vector256<sbyte> qx = T.Quants(x);
-            // SumProductsSigned with the weight side hoisted: |x| once, the sign of x moved onto each activation row.
-            Vector256<byte> absX = Avx2.Sign(qx, qx).AsByte();
-            float dx = Half(x);
-            a0 = TokenStep(qx, absX, dx * s0[b], y0, vnni, a0);
-            a1 = TokenStep(qx, absX, dx * s1[b], y1, vnni, a1);
-            a2 = TokenStep(qx, absX, dx * s2[b], y2, vnni, a2);
-            a3 = TokenStep(qx, absX, dx * s3[b], y3, vnni, a3);
-        }
+            byte* x = weights + row * rowBytes, y = activations;
+            float* ys = scales;
+            var a0 = Vector256<float>.Zero;
+            var a1 = Vector256<float>.Zero;
+            var a2 = Vector256<float>.Zero;
+            var a3 = Vector256<float>.Zero;
+            var a4 = Vector256<float>.Zero;
+            var a5 = Vector256<float>.Zero;
+            var a6 = Vector256<float>.Zero;
+            var a7 = Vector256<float>.Zero;
+            for (int b = 0; b < blocks; b++, x += T.Size, y += BlockLayouts.Q8_0.Size, ys++)
+            {
+                Sse.Prefetch0(x + PrefetchDistance);
+                Vector256<sbyte> qx = T.Quants(x);
+                Vector256<byte> absX = Avx2.Sign(qx, qx).AsByte();
+                float dx = Half(x);
+                a0 = TokenStep(qx, absX, dx * ys[0], y, vnni, a0);
+                if (TRows.Count > 1) a1 = TokenStep(qx, absX, dx * ys[scaleStride], y + stride, vnni, a1);
+                if (TRows.Count > 2) a2 = TokenStep(qx, absX, dx * ys[2 * scaleStride], y + 2 * stride, vnni, a2);
+                if (TRows.Count > 3) a3 = TokenStep(qx, absX, dx * ys[3 * scaleStride], y + 3 * stride, vnni, a3);
+                if (TRows.Count > 4) a4 = TokenStep(qx, absX, dx * ys[4 * scaleStride], y + 4 * stride, vnni, a4);
+                if (TRows.Count > 5) a5 = TokenStep(qx, absX, dx * ys[5 * scaleStride], y + 5 * stride, vnni, a5);
+                if (TRows.Count > 6) a6 = TokenStep(qx, absX, dx * ys[6 * scaleStride], y + 6 * stride, vnni, a6);
+                if (TRows.Count > 7) a7 = TokenStep(qx, absX, dx * ys[7 * scaleStride], y + 7 * stride, vnni, a7);
+            }
 
-        output[0] = HorizontalSum(a0);
-        output[outputStride] = HorizontalSum(a1);
-        output[2 * outputStride] = HorizontalSum(a2);
-        output[3 * outputStride] = HorizontalSum(a3);
+            output[0] = HorizontalSum(a0);
+            if (TRows.Count > 1) output[outputStride] = HorizontalSum(a1);
+            if (TRows.Count > 2) output[2 * outputStride] = HorizontalSum(a2);
+            if (TRows.Count > 3) output[3 * outputStride] = HorizontalSum(a3);
+            if (TRows.Count > 4) output[4 * outputStride] = HorizontalSum(a4);
+            if (TRows.Count > 5) output[5 * outputStride] = HorizontalSum(a5);
+            if (TRows.Count > 6) output[6 * outputStride] = HorizontalSum(a6);
+            if (TRows.Count > 7) output[7 * outputStride] = HorizontalSum(a7);
+        }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tile2<T>(byte* x, byte* y, float* ys, int stride, int scaleStride, int blocks, bool vnni, float* output, long outputStride) where T : struct, IBlock32
+    /// <summary><see cref="Tile{T, TRows}"/> for a row count known only at run time (2–8).</summary>
+    private static void Block32Rows<T>(int rows, byte* x, long rowBytes, int weightRows, byte* y, byte* side, int stride, int sideStride, int blocks, bool vnni, float* output,
+        long outputStride)
+        where T : struct, IBlock32
     {
-        var a0 = Vector256<float>.Zero;
-        var a1 = Vector256<float>.Zero;
-        for (int b = 0; b < blocks; b++, x += T.Size, y += BlockLayouts.Q8_0.Size, ys++)
+        float* ys = (float*)side;
+        int scaleStride = sideStride / sizeof(float);
+        switch (rows)
         {
-            Sse.Prefetch0(x + PrefetchDistance);
-            Vector256<sbyte> qx = T.Quants(x);
-            Vector256<byte> absX = Avx2.Sign(qx, qx).AsByte();
-            float dx = Half(x);
-            a0 = TokenStep(qx, absX, dx * ys[0], y, vnni, a0);
-            a1 = TokenStep(qx, absX, dx * ys[scaleStride], y + stride, vnni, a1);
+            case 2: Tile<T, TwoRows>(x, rowBytes, weightRows, y, ys, stride, scaleStride, blocks, vnni, output, outputStride); break;
+            case 3: Tile<T, ThreeRows>(x, rowBytes, weightRows, y, ys, stride, scaleStride, blocks, vnni, output, outputStride); break;
+            case 4: Tile<T, FourRows>(x, rowBytes, weightRows, y, ys, stride, scaleStride, blocks, vnni, output, outputStride); break;
+            case 5: Tile<T, FiveRows>(x, rowBytes, weightRows, y, ys, stride, scaleStride, blocks, vnni, output, outputStride); break;
+            case 6: Tile<T, SixRows>(x, rowBytes, weightRows, y, ys, stride, scaleStride, blocks, vnni, output, outputStride); break;
+            case 7: Tile<T, SevenRows>(x, rowBytes, weightRows, y, ys, stride, scaleStride, blocks, vnni, output, outputStride); break;
+            case 8: Tile<T, EightRows>(x, rowBytes, weightRows, y, ys, stride, scaleStride, blocks, vnni, output, outputStride); break;
+            default: throw new ArgumentOutOfRangeException(nameof(rows), rows, "a tile takes 2–8 rows");
         }
-
-        output[0] = HorizontalSum(a0);
-        output[outputStride] = HorizontalSum(a1);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tile3<T>(byte* x, byte* y, float* ys, int stride, int scaleStride, int blocks, bool vnni, float* output, long outputStride) where T : struct, IBlock32
-    {
-        var a0 = Vector256<float>.Zero;
-        var a1 = Vector256<float>.Zero;
-        var a2 = Vector256<float>.Zero;
-        for (int b = 0; b < blocks; b++, x += T.Size, y += BlockLayouts.Q8_0.Size, ys++)
-        {
-            Sse.Prefetch0(x + PrefetchDistance);
-            Vector256<sbyte> qx = T.Quants(x);
-            Vector256<byte> absX = Avx2.Sign(qx, qx).AsByte();
-            float dx = Half(x);
-            a0 = TokenStep(qx, absX, dx * ys[0], y, vnni, a0);
-            a1 = TokenStep(qx, absX, dx * ys[scaleStride], y + stride, vnni, a1);
-            a2 = TokenStep(qx, absX, dx * ys[2 * scaleStride], y + 2 * stride, vnni, a2);
-        }
-
-        output[0] = HorizontalSum(a0);
-        output[outputStride] = HorizontalSum(a1);
-        output[2 * outputStride] = HorizontalSum(a2);
     }
 
     /// <summary>One activation row's share of a block: SumProductsSigned with |x| hoisted, then the block FMA.</summary>
@@ -399,43 +426,4 @@ internal static unsafe partial class Avx2Dot
     private static Vector256<float> TokenStep(Vector256<sbyte> qx, Vector256<byte> absX, float scale, byte* y, bool vnni, Vector256<float> acc) =>
         BlockFma(scale, SumProductsUnsigned(absX, Avx2.Sign(Vector256.Load((sbyte*)(y + BlockLayouts.Q8_0.Qs)), qx), vnni), acc);
 
-    /// <summary>
-    /// <see cref="Tile4{T}"/> over eight activation rows: the block's unpacking (the costly part for Q4_0/Q5_0) is
-    /// shared by twice as many rows, and the eight accumulators still fit the sixteen vector registers.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tile8<T>(byte* x, byte* y, float* ys, int stride, int scaleStride, int blocks, bool vnni, float* output, long outputStride) where T : struct, IBlock32
-    {
-        var a0 = Vector256<float>.Zero;
-        var a1 = Vector256<float>.Zero;
-        var a2 = Vector256<float>.Zero;
-        var a3 = Vector256<float>.Zero;
-        var a4 = Vector256<float>.Zero;
-        var a5 = Vector256<float>.Zero;
-        var a6 = Vector256<float>.Zero;
-        var a7 = Vector256<float>.Zero;
-        for (int b = 0; b < blocks; b++, x += T.Size, y += BlockLayouts.Q8_0.Size, ys++)
-        {
-            Vector256<sbyte> qx = T.Quants(x);
-            Vector256<byte> absX = Avx2.Sign(qx, qx).AsByte();
-            float dx = Half(x);
-            a0 = TokenStep(qx, absX, dx * ys[0], y, vnni, a0);
-            a1 = TokenStep(qx, absX, dx * ys[scaleStride], y + stride, vnni, a1);
-            a2 = TokenStep(qx, absX, dx * ys[2 * scaleStride], y + 2 * stride, vnni, a2);
-            a3 = TokenStep(qx, absX, dx * ys[3 * scaleStride], y + 3 * stride, vnni, a3);
-            a4 = TokenStep(qx, absX, dx * ys[4 * scaleStride], y + 4 * stride, vnni, a4);
-            a5 = TokenStep(qx, absX, dx * ys[5 * scaleStride], y + 5 * stride, vnni, a5);
-            a6 = TokenStep(qx, absX, dx * ys[6 * scaleStride], y + 6 * stride, vnni, a6);
-            a7 = TokenStep(qx, absX, dx * ys[7 * scaleStride], y + 7 * stride, vnni, a7);
-        }
-
-        output[0] = HorizontalSum(a0);
-        output[outputStride] = HorizontalSum(a1);
-        output[2 * outputStride] = HorizontalSum(a2);
-        output[3 * outputStride] = HorizontalSum(a3);
-        output[4 * outputStride] = HorizontalSum(a4);
-        output[5 * outputStride] = HorizontalSum(a5);
-        output[6 * outputStride] = HorizontalSum(a6);
-        output[7 * outputStride] = HorizontalSum(a7);
-    }
 }

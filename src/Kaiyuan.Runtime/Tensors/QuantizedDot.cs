@@ -137,6 +137,19 @@ internal static class QuantizedDot
     internal static unsafe void Dot3(GgmlType weightType, byte* weightRow, byte* activations, byte* side, int activationStride, int sideStride, int n, float* output, long outputStride) =>
         Avx2Dot.Dot3(weightType, weightRow, activations, side, activationStride, sideStride, n, Vnni, output, outputStride);
 
+    /// <summary>True when <see cref="DotRows"/> runs for this weight type on this machine.</summary>
+    internal static bool HasDotRows(GgmlType weightType) => IsaLevels.IsX86(IsaLevels.Best) && Avx2Dot.HasDotRows(weightType);
+
+    /// <summary>
+    /// <paramref name="weightRows"/> weight rows <paramref name="rowBytes"/> apart against <paramref name="rows"/> (2–7)
+    /// activation rows <paramref name="activationStride"/> bytes apart, with their <see cref="PrepareSide"/> data
+    /// <paramref name="sideStride"/> bytes apart, one tile per weight row: <c>output[r + j * outputStride]</c> gets weight
+    /// row r's dot with activation row j, bit-identical to <see cref="DotUnchecked"/>.
+    /// </summary>
+    internal static unsafe void DotRows(GgmlType weightType, int rows, byte* weights, long rowBytes, int weightRows, byte* activations, byte* side, int activationStride,
+        int sideStride, int n, float* output, long outputStride) =>
+        Avx2Dot.DotRows(weightType, rows, weights, rowBytes, weightRows, activations, side, activationStride, sideStride, n, Vnni, output, outputStride);
+
     /// <summary>True when <see cref="Dot8"/> runs for this weight type on this machine.</summary>
     internal static bool HasDot8(GgmlType weightType) => IsaLevels.IsX86(IsaLevels.Best) && Avx2Dot.HasDot8(weightType);
 

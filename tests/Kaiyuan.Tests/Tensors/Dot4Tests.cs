@@ -71,6 +71,15 @@ public sealed unsafe partial class Dot4Tests
             QuantizedDot.Dot3(type, pw, pa, ps, actBytes, sideBytes, n, po3, 3);
             QuantizedDot.Dot3(type, pw, pa + 3 * actBytes, ps + 3 * sideBytes, actBytes, sideBytes, n, po3 + 9, 3);
             for (int j = 0; j < rows; j += 2) QuantizedDot.Dot2(type, pw, pa + j * actBytes, ps + j * sideBytes, actBytes, sideBytes, n, po2 + j * 3, 3);
+            // The small-batch tiles (2–7 rows in one), each starting at a different row.
+            float* batch = stackalloc float[rows];
+            for (int count = 2; QuantizedDot.HasDotRows(type) && count < rows; count++)
+            {
+                int first = rows - count;
+                QuantizedDot.DotRows(type, count, pw, w.Length, 1, pa + first * actBytes, ps + first * sideBytes, actBytes, sideBytes, n, batch, 1);
+                for (int j = 0; j < count; j++)
+                    Assert.Equal(BitConverter.SingleToInt32Bits(QuantizedDot.VecDot(type, w, act.AsSpan((first + j) * actBytes, actBytes), n)), BitConverter.SingleToInt32Bits(batch[j]));
+            }
             for (int j = 0; j < rows; j++)
             {
                 if (QuantizedDot.HasDot8(type)) Assert.Equal(BitConverter.SingleToInt32Bits(output[j * 3]), BitConverter.SingleToInt32Bits(output8[j * 3]));
@@ -177,7 +186,8 @@ public sealed unsafe partial class Dot4Tests
     /// <summary>
     /// The 512-bit K-quant dots (AVX-512 BW: Q4_K two pairs of sub-blocks per step, Q6_K two chunks) equal the 256-bit
     /// dot to the bit on raw random blocks — every scale, min, nibble and high-bit pattern — with block scales at fp16's
-    /// extremes and activations at ±127: one row at a time, two weight rows at once, and the 2-, 3- and 4-token tiles.
+    /// extremes and activations at ±127: one row at a time, two weight rows at once, the 2-, 3- and 4-token tiles, and
+    /// the small-batch tiles of 2–7 tokens.
     /// </summary>
     [Theory]
     [InlineData(GgmlType.Q4_K)]
@@ -200,24 +210,26 @@ public sealed unsafe partial class Dot4Tests
                     for (int k = 0; k < scaleOffsets.Length; k++)
                         if ((b + trial + k) % 3 == 0)
                             System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(w.AsSpan(b * blockBytes + scaleOffsets[k]), Half16.FromSingle(scales[(b + (k + 1) * trial) % scales.Length]));
-                // Four activation rows: the first for the one-token dots, all four for the tiles.
+                // Seven activation rows: the first for the one-token dots, four for the fixed tiles, all for the small batches.
                 int actBytes = (int)GgmlTypeInfo.RowBytes(GgmlType.Q8_K, n), sideBytes = QuantizedDot.SideBytes(type, n);
-                var act = new byte[4 * actBytes];
-                for (int t = 0; t < 4; t++)
+                var act = new byte[7 * actBytes];
+                for (int t = 0; t < 7; t++)
                 {
                     float[] x = Enumerable.Range(0, n).Select(_ => (trial + t) % 4 == 0 ? (random.Next(2) == 0 ? 3f : -3f) : (float)(random.NextDouble() * 6 - 3)).ToArray();
                     QuantizedDot.QuantizeActivations(GgmlType.Q8_K, x, act.AsSpan(t * actBytes, actBytes));
                 }
-                var side = new byte[4 * sideBytes + 1];
+                var side = new byte[7 * sideBytes + 1];
                 var both = new float[2];
                 var tiles = new float[3 * 4];
+                var batch = new float[14];
                 fixed (byte* pw = w)
                 fixed (byte* pa = act)
                 fixed (byte* ps = side)
                 fixed (float* pb = both)
                 fixed (float* pt = tiles)
+                fixed (float* pb0 = batch)
                 {
-                    for (int t = 0; t < 4; t++) QuantizedDot.PrepareSide(type, pa + t * actBytes, n, ps + t * sideBytes);
+                    for (int t = 0; t < 7; t++) QuantizedDot.PrepareSide(type, pa + t * actBytes, n, ps + t * sideBytes);
                     QuantizedDot.Dot1Rows2(type, pw, rowBytes, pa, ps, n, pb, 1);
                     for (int r = 0; r < 2; r++)
                     {
@@ -236,6 +248,22 @@ public sealed unsafe partial class Dot4Tests
                         Assert.True(BitConverter.SingleToInt32Bits(narrow) == BitConverter.SingleToInt32Bits(tiles[t]), $"{blocks} blocks, trial {trial}, 4-token tile row {t}: {tiles[t]} vs 256-bit {narrow}");
                         if (t < 3) Assert.Equal(BitConverter.SingleToInt32Bits(narrow), BitConverter.SingleToInt32Bits(tiles[4 + t]));
                         if (t >= 2) Assert.Equal(BitConverter.SingleToInt32Bits(narrow), BitConverter.SingleToInt32Bits(tiles[8 + t]));
+                    }
+                    Assert.True(QuantizedDot.HasDotRows(type));
+                    for (int count = 2; count <= 7; count++)
+                    {
+                        // Both weight rows against a batch that starts at row 7 − count, so each count meets other rows (and
+                        // their side data); weight row r, token t lands at r + 2t.
+                        int first = 7 - count;
+                        Array.Fill(batch, 1234.5f); // not a NaN: an unwritten result must not pass for the default NaN
+                        QuantizedDot.DotRows(type, count, pw, rowBytes, 2, pa + first * actBytes, ps + first * sideBytes, actBytes, sideBytes, n, pb0, 2);
+                        for (int r = 0; r < 2; r++)
+                            for (int t = 0; t < count; t++)
+                            {
+                                float narrow = QuantizedDot.VecDot(type, w.AsSpan(r * rowBytes, rowBytes), act.AsSpan((first + t) * actBytes, actBytes), n, IsaLevel.Avx2);
+                                Assert.True(BitConverter.SingleToInt32Bits(narrow) == BitConverter.SingleToInt32Bits(batch[r + 2 * t]),
+                                    $"{blocks} blocks, trial {trial}, {count}-token batch, weight row {r}, token {t}: {batch[r + 2 * t]} vs 256-bit {narrow}");
+                            }
                     }
                 }
             }
