@@ -63,8 +63,8 @@ internal sealed class WorkerPool : IDisposable
         // Wait until every worker runs and has taken its per-thread state. On a loaded machine a new thread may not be
         // scheduled for milliseconds, and its start-up allocations then counted in whatever ran next (the likely cause
         // of the 7,312 bytes CI once saw a worker allocate in decode steps that allocate nothing).
-        var spin = new SpinWait();
-        while (Volatile.Read(ref _started) < _threads.Length) spin.SpinOnce();
+        // Bounded: a pool whose worker never starts still runs every chunk on the calling thread.
+        SpinWait.SpinUntil(() => Volatile.Read(ref _started) >= _threads.Length, TimeSpan.FromSeconds(10));
     }
 
     public int Threads { get; }
