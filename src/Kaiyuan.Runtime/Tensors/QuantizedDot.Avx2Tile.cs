@@ -127,9 +127,7 @@ internal static unsafe partial class Avx2Dot
         {
             case GgmlType.Q8_0: Block32Rows<Q8Block>(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_0: Block32Rows<Q4Block>(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
-            case GgmlType.Q5_0 when HasVbmi && rows == 2:
-                for (int r = 0; r < weightRows; r++) Q5_0Vbmi(x + r * rowBytes, 0, y, activationStride, side, sideStride, 2, blocks, vnni, output + r, outputStride);
-                break;
+            case GgmlType.Q5_0 when HasVbmi && rows < 8: Q5WideRows(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
             case GgmlType.Q5_0: Block32Rows<Q5Block>(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
             case GgmlType.IQ4_NL: Block32Rows<Iq4NlBlock>(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_K or GgmlType.Q6_K when HasWideKQuants: WideKRows(weightType, rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, n, output, outputStride); break;
@@ -390,15 +388,23 @@ internal static unsafe partial class Avx2Dot
                 if (TRows.Count > 7) a7 = TokenStep(qx, absX, dx * ys[7 * scaleStride], y + 7 * stride, vnni, a7);
             }
 
-            output[0] = HorizontalSum(a0);
-            if (TRows.Count > 1) output[outputStride] = HorizontalSum(a1);
-            if (TRows.Count > 2) output[2 * outputStride] = HorizontalSum(a2);
-            if (TRows.Count > 3) output[3 * outputStride] = HorizontalSum(a3);
-            if (TRows.Count > 4) output[4 * outputStride] = HorizontalSum(a4);
-            if (TRows.Count > 5) output[5 * outputStride] = HorizontalSum(a5);
-            if (TRows.Count > 6) output[6 * outputStride] = HorizontalSum(a6);
-            if (TRows.Count > 7) output[7 * outputStride] = HorizontalSum(a7);
+            StoreSums<TRows>(output, outputStride, a0, a1, a2, a3, a4, a5, a6, a7);
         }
+    }
+
+    /// <summary>The first <typeparamref name="TRows"/> accumulators' lane sums into <c>output[k * outputStride]</c>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreSums<TRows>(float* output, long outputStride, Vector256<float> a0, Vector256<float> a1, Vector256<float> a2, Vector256<float> a3,
+        Vector256<float> a4, Vector256<float> a5, Vector256<float> a6, Vector256<float> a7) where TRows : struct, ITileRows
+    {
+        output[0] = HorizontalSum(a0);
+        if (TRows.Count > 1) output[outputStride] = HorizontalSum(a1);
+        if (TRows.Count > 2) output[2 * outputStride] = HorizontalSum(a2);
+        if (TRows.Count > 3) output[3 * outputStride] = HorizontalSum(a3);
+        if (TRows.Count > 4) output[4 * outputStride] = HorizontalSum(a4);
+        if (TRows.Count > 5) output[5 * outputStride] = HorizontalSum(a5);
+        if (TRows.Count > 6) output[6 * outputStride] = HorizontalSum(a6);
+        if (TRows.Count > 7) output[7 * outputStride] = HorizontalSum(a7);
     }
 
     /// <summary><see cref="Tile{T, TRows}"/> for a row count known only at run time (2–8).</summary>

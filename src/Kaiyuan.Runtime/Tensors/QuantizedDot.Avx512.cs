@@ -136,6 +136,87 @@ internal static unsafe partial class Avx2Dot
         output[outputStride + 1] = HorizontalSum(acc3);
     }
 
+    /// <summary>
+    /// <see cref="Q5_0Vbmi(byte*, byte*, byte*, int, bool)"/> against <typeparamref name="TRows"/> activation rows (2–7)
+    /// <paramref name="stride"/> bytes apart, their side data <paramref name="sideStride"/> apart, for
+    /// <paramref name="weightRows"/> weight rows <paramref name="rowBytes"/> apart: each pair of blocks unpacked once for
+    /// every activation row, each row's arithmetic the one-row kernel's, so each result is the same to the bit.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Q5WideTile<TRows>(byte* weights, long rowBytes, int weightRows, byte* activations, byte* side, int stride, int sideStride, int blocks, bool vnni,
+        float* output, long outputStride) where TRows : struct, ITileRows
+    {
+        var unpack = new Q5Unpack(Q5Controls);
+        float* halves = HalfTable;
+        int biasAt = blocks * sizeof(float);
+        for (int row = 0; row < weightRows; row++, output++)
+        {
+            byte* x = weights + row * rowBytes;
+            var a0 = Vector256<float>.Zero;
+            var a1 = Vector256<float>.Zero;
+            var a2 = Vector256<float>.Zero;
+            var a3 = Vector256<float>.Zero;
+            var a4 = Vector256<float>.Zero;
+            var a5 = Vector256<float>.Zero;
+            var a6 = Vector256<float>.Zero;
+            int b = 0;
+            // The 64-byte load reads 20 bytes past the pair: only while a further block follows in the row.
+            for (; b + 3 <= blocks; b += 2, x += 2 * BlockLayouts.Q5_0.Size)
+            {
+                Sse.Prefetch0(x + PrefetchDistance);
+                var u = Q5UnsignedPair(x, in unpack);
+                float d0 = Half(x), d1 = Half(x + BlockLayouts.Q5_0.Size);
+                a0 = Q5TileStep(u, activations, side, 0, stride, sideStride, biasAt, b, d0, d1, a0);
+                if (TRows.Count > 1) a1 = Q5TileStep(u, activations, side, 1, stride, sideStride, biasAt, b, d0, d1, a1);
+                if (TRows.Count > 2) a2 = Q5TileStep(u, activations, side, 2, stride, sideStride, biasAt, b, d0, d1, a2);
+                if (TRows.Count > 3) a3 = Q5TileStep(u, activations, side, 3, stride, sideStride, biasAt, b, d0, d1, a3);
+                if (TRows.Count > 4) a4 = Q5TileStep(u, activations, side, 4, stride, sideStride, biasAt, b, d0, d1, a4);
+                if (TRows.Count > 5) a5 = Q5TileStep(u, activations, side, 5, stride, sideStride, biasAt, b, d0, d1, a5);
+                if (TRows.Count > 6) a6 = Q5TileStep(u, activations, side, 6, stride, sideStride, biasAt, b, d0, d1, a6);
+            }
+            for (; b < blocks; b++, x += BlockLayouts.Q5_0.Size)
+            {
+                byte* y = activations + b * BlockLayouts.Q8_0.Size;
+                float* ys = (float*)side + b;
+                a0 = Q5TokenStep(x, halves, ys[0], y, vnni, a0);
+                if (TRows.Count > 1) a1 = Q5TokenStep(x, halves, *(float*)((byte*)ys + sideStride), y + stride, vnni, a1);
+                if (TRows.Count > 2) a2 = Q5TokenStep(x, halves, *(float*)((byte*)ys + 2 * sideStride), y + 2 * stride, vnni, a2);
+                if (TRows.Count > 3) a3 = Q5TokenStep(x, halves, *(float*)((byte*)ys + 3 * sideStride), y + 3 * stride, vnni, a3);
+                if (TRows.Count > 4) a4 = Q5TokenStep(x, halves, *(float*)((byte*)ys + 4 * sideStride), y + 4 * stride, vnni, a4);
+                if (TRows.Count > 5) a5 = Q5TokenStep(x, halves, *(float*)((byte*)ys + 5 * sideStride), y + 5 * stride, vnni, a5);
+                if (TRows.Count > 6) a6 = Q5TokenStep(x, halves, *(float*)((byte*)ys + 6 * sideStride), y + 6 * stride, vnni, a6);
+            }
+
+            StoreSums<TRows>(output, outputStride, a0, a1, a2, a3, a4, a5, a6, a6);
+        }
+    }
+
+    /// <summary>Activation row <paramref name="k"/>'s share of a pair of unpacked blocks <paramref name="b"/>, <paramref name="b"/> + 1 (<see cref="Q5PairStep(Vector512{byte}, byte*, short*, float, float, Vector256{float})"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Q5TileStep(Vector512<byte> unsignedQuants, byte* activations, byte* side, int k, int stride, int sideStride, int biasAt, int b,
+        float d0, float d1, Vector256<float> acc)
+    {
+        byte* rowSide = side + k * sideStride;
+        float* ys = (float*)rowSide;
+        return Q5PairStep(unsignedQuants, activations + k * stride + b * BlockLayouts.Q8_0.Size, (short*)(rowSide + biasAt) + 16 * b, d0 * ys[b], d1 * ys[b + 1], acc);
+    }
+
+    /// <summary><see cref="Q5WideTile{TRows}"/> for a row count known only at run time (2–7).</summary>
+    private static void Q5WideRows(int rows, byte* x, long rowBytes, int weightRows, byte* y, byte* side, int stride, int sideStride, int blocks, bool vnni, float* output,
+        long outputStride)
+    {
+        switch (rows)
+        {
+            case 2: Q5WideTile<TwoRows>(x, rowBytes, weightRows, y, side, stride, sideStride, blocks, vnni, output, outputStride); break;
+            case 3: Q5WideTile<ThreeRows>(x, rowBytes, weightRows, y, side, stride, sideStride, blocks, vnni, output, outputStride); break;
+            case 4: Q5WideTile<FourRows>(x, rowBytes, weightRows, y, side, stride, sideStride, blocks, vnni, output, outputStride); break;
+            case 5: Q5WideTile<FiveRows>(x, rowBytes, weightRows, y, side, stride, sideStride, blocks, vnni, output, outputStride); break;
+            case 6: Q5WideTile<SixRows>(x, rowBytes, weightRows, y, side, stride, sideStride, blocks, vnni, output, outputStride); break;
+            case 7: Q5WideTile<SevenRows>(x, rowBytes, weightRows, y, side, stride, sideStride, blocks, vnni, output, outputStride); break;
+            default: throw new ArgumentOutOfRangeException(nameof(rows), rows, "a small-batch tile takes 2–7 rows");
+        }
+    }
+
     /// <summary>One Q5_0 block by the 256-bit token step: a row's last block, where a 64-byte load would read past the row.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Q5TokenStep(byte* x, float* halves, float activationScale, byte* y, bool vnni, Vector256<float> acc)

@@ -128,13 +128,14 @@ public sealed unsafe partial class Dot4Tests
                     System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(w2.AsSpan(b * BlockLayouts.Q5_0.Size), Half16.FromSingle(d));
                 }
                 var w = w2[..rowBytes];
-                // Two activation rows: the single-row dot takes each, the two-row dot (two streams' decode) both at once.
-                float[] x = Enumerable.Range(0, 2 * n).Select(_ => trial % 4 == 0 ? (random.Next(2) == 0 ? 3f : -3f) : (float)(random.NextDouble() * 6 - 3)).ToArray();
+                // Seven activation rows: the single-row dot takes the first two, the two-row dot (two streams' decode) both at
+                // once, the small-batch tiles 2–7.
+                float[] x = Enumerable.Range(0, 7 * n).Select(_ => trial % 4 == 0 ? (random.Next(2) == 0 ? 3f : -3f) : (float)(random.NextDouble() * 6 - 3)).ToArray();
                 int actBytes = (int)GgmlTypeInfo.RowBytes(GgmlType.Q8_0, n), sideBytes = QuantizedDot.SideBytes(GgmlType.Q5_0, n);
-                var act = new byte[2 * actBytes];
-                var side = new byte[2 * sideBytes];
+                var act = new byte[7 * actBytes];
+                var side = new byte[7 * sideBytes];
                 var pair = new float[2];
-                for (int j = 0; j < 2; j++) QuantizedDot.QuantizeActivations(GgmlType.Q8_0, x.AsSpan(j * n, n), act.AsSpan(j * actBytes, actBytes));
+                for (int j = 0; j < 7; j++) QuantizedDot.QuantizeActivations(GgmlType.Q8_0, x.AsSpan(j * n, n), act.AsSpan(j * actBytes, actBytes));
                 var rows2 = new float[2];
                 fixed (byte* pw = w)
                 fixed (byte* pw2 = w2)
@@ -143,7 +144,7 @@ public sealed unsafe partial class Dot4Tests
                 fixed (float* pp = pair)
                 fixed (float* pr = rows2)
                 {
-                    for (int j = 0; j < 2; j++) QuantizedDot.PrepareSide(GgmlType.Q5_0, pa + j * actBytes, n, ps + j * sideBytes);
+                    for (int j = 0; j < 7; j++) QuantizedDot.PrepareSide(GgmlType.Q5_0, pa + j * actBytes, n, ps + j * sideBytes);
                     QuantizedDot.Dot2(GgmlType.Q5_0, pw, pa, ps, actBytes, sideBytes, n, pp, 1);
                     QuantizedDot.Dot1Rows2(GgmlType.Q5_0, pw2, rowBytes, pa, ps, n, pr, 1);
                     for (int r = 0; r < 2; r++)
@@ -166,6 +167,20 @@ public sealed unsafe partial class Dot4Tests
                         Assert.True(expected == BitConverter.SingleToInt32Bits(rows4[r]), $"{blocks} blocks, trial {trial}, four-row dot, row {r}");
                         Assert.Equal(expected, BitConverter.SingleToInt32Bits(guardedRows4[r]));
                     }
+                    // The small-batch tiles: rows 2 and 3 (the last ending where readable memory does) against 2–7
+                    // activation rows; weight row r, token t lands at r + 2t.
+                    var batch = new float[14];
+                    fixed (float* pb = batch)
+                        for (int count = 2; count <= 7; count++)
+                        {
+                            QuantizedDot.DotRows(GgmlType.Q5_0, count, (guarded4 is null ? pw2 : guarded4.Data) + 2 * rowBytes, rowBytes, 2, pa, ps, actBytes, sideBytes, n, pb, 2);
+                            for (int r = 0; r < 2; r++)
+                                for (int t = 0; t < count; t++)
+                                {
+                                    int expected = BitConverter.SingleToInt32Bits(QuantizedDot.VecDot(GgmlType.Q5_0, w2.AsSpan((2 + r) * rowBytes, rowBytes), act.AsSpan(t * actBytes, actBytes), n, IsaLevel.Avx2));
+                                    Assert.True(expected == BitConverter.SingleToInt32Bits(batch[r + 2 * t]), $"{blocks} blocks, trial {trial}, {count}-token tile, row {r}, token {t}");
+                                }
+                        }
                     using var guarded = GuardedEnd.Create(w);
                     for (int j = 0; j < 2; j++)
                     {
