@@ -350,8 +350,9 @@ internal static unsafe partial class Avx2Dot
     }
 
     /// <summary>
-    /// One weight row of a 32-element block type against <typeparamref name="TRows"/> activation rows (2–8): each block
-    /// unpacked once (the costly part for Q4_0/Q5_0) for every row, and each row's share as the one-token kernel's
+    /// <paramref name="weightRows"/> weight rows of a 32-element block type (<paramref name="rowBytes"/> apart; weight row
+    /// r's results at <c>output[r + k * outputStride]</c>), each against <typeparamref name="TRows"/> activation rows
+    /// (2–8): each block unpacked once (the costly part for Q4_0/Q5_0) for every activation row, and each row's share as the one-token kernel's
     /// (SumProductsSigned with |x| hoisted, then the block FMA), so each result is the same bits. Eight accumulators
     /// still fit AVX2's sixteen vector registers.
     /// </summary>

@@ -46,7 +46,9 @@ internal static unsafe partial class Avx2Dot
     }
 
     /// <summary>
-    /// Q4_K against <typeparamref name="T"/> activation rows <paramref name="stride"/> bytes apart. A sub-block pair's 32
+    /// Q4_K against <typeparamref name="T"/> activation rows <paramref name="stride"/> bytes apart, for
+    /// <paramref name="weightRows"/> weight rows <paramref name="rowBytes"/> apart (weight row r's results at
+    /// <c>output[r + k * outputStride]</c>). A sub-block pair's 32
     /// bytes go to both halves of a vector, and one word-variable shift and a mask leave the low nibbles (sub-block 2p)
     /// in the lower half and the high ones (2p + 1) in the upper; one word permute of the block's scales gives the pair's.
     /// </summary>
