@@ -48,66 +48,44 @@ internal static unsafe partial class Avx2Dot
     /// four activation rows <paramref name="activationStride"/> bytes apart and <paramref name="side"/> their
     /// <see cref="PrepareSide"/> data, <paramref name="sideStride"/> bytes apart.
     /// </summary>
-    public static void Dot4(GgmlType weightType, byte* x, byte* y, byte* side, int activationStride, int sideStride, int n, bool vnni, float* output, long outputStride)
-    {
-        int blocks = n / BlockLayouts.QK;
-        switch (weightType)
-        {
-            case GgmlType.Q8_0: Block32Rows<Q8Block>(4, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
-            case GgmlType.Q4_0: Block32Rows<Q4Block>(4, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
-            case GgmlType.Q5_0: Block32Rows<Q5Block>(4, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
-            case GgmlType.IQ4_NL: Block32Rows<Iq4NlBlock>(4, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
-            case GgmlType.Q4_K when HasWideKQuants: Q4KWideTile<FourRows>(x, 0, 1, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
-            case GgmlType.Q4_K: Q4KTile<FourRows>(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
-            case GgmlType.IQ4_XS: Iq4XsTile(x, y, activationStride, 4, n / BlockLayouts.QK_K, output, outputStride); break;
-            case GgmlType.Q6_K when HasWideKQuants: Q6KWideTile<FourRows>(x, 0, 1, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
-            case GgmlType.Q6_K: Q6KTile<FourRows>(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
-            case var _ when IqGridDecoder.Handles(weightType): GridTile(weightType, x, y, activationStride, 4, n / BlockLayouts.QK_K, output, outputStride); break;
-            default: throw new NotSupportedException($"No four-row dot for {weightType}.");
-        }
-    }
+    public static void Dot4(GgmlType weightType, byte* x, byte* y, byte* side, int activationStride, int sideStride, int n, bool vnni, float* output, long outputStride) =>
+        FixedTile(weightType, 4, x, y, side, activationStride, sideStride, n, vnni, output, outputStride);
 
     /// <summary>
     /// <see cref="Dot4"/> over two activation rows (the types of <see cref="HasDot4"/>): a decode step of two streams,
     /// or the odd rows of a small batch, decodes each weight block once instead of once per row.
     /// </summary>
-    public static void Dot2(GgmlType weightType, byte* x, byte* y, byte* side, int activationStride, int sideStride, int n, bool vnni, float* output, long outputStride)
-    {
-        int blocks = n / BlockLayouts.QK;
-        switch (weightType)
-        {
-            case GgmlType.Q8_0: Block32Rows<Q8Block>(2, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
-            case GgmlType.Q4_0: Block32Rows<Q4Block>(2, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
-            case GgmlType.Q5_0 when HasVbmi: Q5_0Vbmi(x, 0, y, activationStride, side, sideStride, 2, blocks, vnni, output, outputStride); break;
-            case GgmlType.Q5_0: Block32Rows<Q5Block>(2, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
-            case GgmlType.IQ4_NL: Block32Rows<Iq4NlBlock>(2, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
-            case GgmlType.Q4_K when HasWideKQuants: Q4KWideTile<TwoRows>(x, 0, 1, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
-            case GgmlType.Q4_K: Q4KTile<TwoRows>(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
-            case GgmlType.IQ4_XS: Iq4XsTile(x, y, activationStride, 2, n / BlockLayouts.QK_K, output, outputStride); break;
-            case GgmlType.Q6_K when HasWideKQuants: Q6KWideTile<TwoRows>(x, 0, 1, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
-            case GgmlType.Q6_K: Q6KTile<TwoRows>(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
-            case var _ when IqGridDecoder.Handles(weightType): GridTile(weightType, x, y, activationStride, 2, n / BlockLayouts.QK_K, output, outputStride); break;
-            default: throw new NotSupportedException($"No two-row dot for {weightType}.");
-        }
-    }
+    public static void Dot2(GgmlType weightType, byte* x, byte* y, byte* side, int activationStride, int sideStride, int n, bool vnni, float* output, long outputStride) =>
+        FixedTile(weightType, 2, x, y, side, activationStride, sideStride, n, vnni, output, outputStride);
 
     /// <summary><see cref="Dot4"/> over three activation rows: a step of two decoding streams and one prompt token.</summary>
-    public static void Dot3(GgmlType weightType, byte* x, byte* y, byte* side, int activationStride, int sideStride, int n, bool vnni, float* output, long outputStride)
+    public static void Dot3(GgmlType weightType, byte* x, byte* y, byte* side, int activationStride, int sideStride, int n, bool vnni, float* output, long outputStride) =>
+        FixedTile(weightType, 3, x, y, side, activationStride, sideStride, n, vnni, output, outputStride);
+
+    /// <summary>
+    /// One weight row against 2, 3 or 4 activation rows: <see cref="DotRows"/> where a type has it, else the 256-bit
+    /// K-quant tiles, IQ4_XS's and the grid types'.
+    /// </summary>
+    private static void FixedTile(GgmlType weightType, int rows, byte* x, byte* y, byte* side, int activationStride, int sideStride, int n, bool vnni, float* output,
+        long outputStride)
     {
-        int blocks = n / BlockLayouts.QK;
-        switch (weightType)
+        if (HasDotRows(weightType))
         {
-            case GgmlType.Q8_0: Block32Rows<Q8Block>(3, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
-            case GgmlType.Q4_0: Block32Rows<Q4Block>(3, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
-            case GgmlType.Q5_0: Block32Rows<Q5Block>(3, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
-            case GgmlType.IQ4_NL: Block32Rows<Iq4NlBlock>(3, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
-            case GgmlType.Q4_K when HasWideKQuants: Q4KWideTile<ThreeRows>(x, 0, 1, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
-            case GgmlType.Q4_K: Q4KTile<ThreeRows>(x, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
-            case GgmlType.IQ4_XS: Iq4XsTile(x, y, activationStride, 3, n / BlockLayouts.QK_K, output, outputStride); break;
-            case GgmlType.Q6_K when HasWideKQuants: Q6KWideTile<ThreeRows>(x, 0, 1, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
-            case GgmlType.Q6_K: Q6KTile<ThreeRows>(x, y, (short*)side, activationStride, sideStride / sizeof(short), n / BlockLayouts.QK_K, output, outputStride); break;
-            case var _ when IqGridDecoder.Handles(weightType): GridTile(weightType, x, y, activationStride, 3, n / BlockLayouts.QK_K, output, outputStride); break;
-            default: throw new NotSupportedException($"No three-row dot for {weightType}.");
+            DotRows(weightType, rows, x, 0, 1, y, side, activationStride, sideStride, n, vnni, output, outputStride);
+            return;
+        }
+        int blocks = n / BlockLayouts.QK_K, biasStride = sideStride / sizeof(short);
+        switch (weightType, rows)
+        {
+            case (GgmlType.Q4_K, 2): Q4KTile<TwoRows>(x, y, activationStride, blocks, output, outputStride); break;
+            case (GgmlType.Q4_K, 3): Q4KTile<ThreeRows>(x, y, activationStride, blocks, output, outputStride); break;
+            case (GgmlType.Q4_K, 4): Q4KTile<FourRows>(x, y, activationStride, blocks, output, outputStride); break;
+            case (GgmlType.Q6_K, 2): Q6KTile<TwoRows>(x, y, (short*)side, activationStride, biasStride, blocks, output, outputStride); break;
+            case (GgmlType.Q6_K, 3): Q6KTile<ThreeRows>(x, y, (short*)side, activationStride, biasStride, blocks, output, outputStride); break;
+            case (GgmlType.Q6_K, 4): Q6KTile<FourRows>(x, y, (short*)side, activationStride, biasStride, blocks, output, outputStride); break;
+            case (GgmlType.IQ4_XS, _): Iq4XsTile(x, y, activationStride, rows, blocks, output, outputStride); break;
+            case var _ when IqGridDecoder.Handles(weightType): GridTile(weightType, x, y, activationStride, rows, blocks, output, outputStride); break;
+            default: throw new NotSupportedException($"No {rows}-row dot for {weightType}.");
         }
     }
 
@@ -115,7 +93,7 @@ internal static unsafe partial class Avx2Dot
     public static bool HasDotRows(GgmlType weightType) => HasDot8(weightType) || (weightType is GgmlType.Q4_K or GgmlType.Q6_K && HasWideKQuants);
 
     /// <summary>
-    /// <see cref="Dot4"/> over <paramref name="rows"/> activation rows (2–7) at once: a verifying pass of speculative
+    /// <see cref="Dot4"/> over <paramref name="rows"/> activation rows (2–7; 8 too for the types of <see cref="HasDot8"/>) at once: a verifying pass of speculative
     /// decoding, a decode step of a few streams or a small expert's tokens decodes each weight block once for the whole
     /// batch, not once per 4-, 3- or 2-row tile.
     /// </summary>
@@ -141,15 +119,8 @@ internal static unsafe partial class Avx2Dot
     /// <summary><see cref="Dot4"/> over eight activation rows (the types of <see cref="HasDot8"/>).</summary>
     public static void Dot8(GgmlType weightType, byte* x, byte* y, byte* side, int activationStride, int sideStride, int n, bool vnni, float* output, long outputStride)
     {
-        int blocks = n / BlockLayouts.QK;
-        switch (weightType)
-        {
-            case GgmlType.Q8_0: Block32Rows<Q8Block>(8, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
-            case GgmlType.Q4_0: Block32Rows<Q4Block>(8, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
-            case GgmlType.Q5_0: Block32Rows<Q5Block>(8, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
-            case GgmlType.IQ4_NL: Block32Rows<Iq4NlBlock>(8, x, 0, 1, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
-            default: throw new NotSupportedException($"No eight-row dot for {weightType}.");
-        }
+        if (!HasDot8(weightType)) throw new NotSupportedException($"No eight-row dot for {weightType}.");
+        DotRows(weightType, 8, x, 0, 1, y, side, activationStride, sideStride, n, vnni, output, outputStride);
     }
 
     /// <summary>True when <see cref="Dot1Rows2"/> has a kernel for <paramref name="weightType"/> on this machine.</summary>
@@ -169,7 +140,7 @@ internal static unsafe partial class Avx2Dot
         int blocks = n / BlockLayouts.QK;
         switch (weightType)
         {
-            case GgmlType.Q5_0 when HasVbmi: Q5_0Vbmi(x, weightStride, y, 0, side, 0, 2, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q5_0 when HasVbmi: Q5_0Vbmi(x, weightStride, y, side, 2, blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_K when HasWideKQuants: Q4_KWide(x, weightStride, y, 2, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q6_K when HasWideKQuants: Q6_KWide(x, weightStride, y, (short*)side, 2, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q8_0: Tile1Rows2<Q8Block>(x, weightStride, y, (float*)side, blocks, vnni, output, outputStride); break;

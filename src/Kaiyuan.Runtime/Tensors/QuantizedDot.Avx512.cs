@@ -23,58 +23,48 @@ internal static unsafe partial class Avx2Dot
     private static float Q5_0Vbmi(byte* x, byte* y, byte* side, int blocks, bool vnni)
     {
         float result;
-        Q5_0Vbmi(x, 0, y, 0, side, 0, 1, blocks, vnni, &result, 0);
+        Q5_0Vbmi(x, 0, y, side, 1, blocks, vnni, &result, 0);
         return result;
     }
 
     /// <summary>
-    /// Two dots of <see cref="Q5_0Vbmi(byte*, byte*, byte*, int, bool)"/> at once: weight row <paramref name="x"/> with
-    /// activation row <paramref name="y"/>, and the weight row <paramref name="weightStride"/> bytes on with the
-    /// activation row <paramref name="activationStride"/> bytes on (its side data <paramref name="sideStride"/> on).
-    /// A zero stride shares that side: one weight row against two streams' activations (unpacked once), or two weight rows
-    /// against one token's (<see cref="Dot1Rows2"/>). Each dot's float accumulation is a chain of dependent multiply-adds,
-    /// one per block in the 256-bit kernel's order (which the result must match); two interleaved chains overlap.
+    /// <see cref="Q5_0Vbmi(byte*, byte*, byte*, int, bool)"/> for one weight row, or (<paramref name="dots"/> = 2) also
+    /// for the weight row <paramref name="weightStride"/> bytes on, against one activation row and its side data
+    /// (<see cref="Dot1Rows2"/>). Each dot's float accumulation is a chain of dependent multiply-adds, one per block in
+    /// the 256-bit kernel's order (which the result must match); two interleaved chains overlap. Several activation rows
+    /// take <see cref="Q5WideTile{TRows}"/>.
     /// Measured: the wider unpacking alone, or two rows alone, moved `bench matmul` Q5_0 one-token figures by less than
     /// the noise; both together 24–28 → 31–35 GMAC/s (16384×4096, 2 threads, Zen 5).
     /// </summary>
     // Not inlined into the one-row wrapper, where its own inlinees no longer fit the JIT's budget (3× slower, measured).
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static void Q5_0Vbmi(byte* x, long weightStride, byte* y, int activationStride, byte* side, int sideStride, int dots, int blocks, bool vnni, float* output, long outputStride)
+    private static void Q5_0Vbmi(byte* x, long weightStride, byte* y, byte* side, int dots, int blocks, bool vnni, float* output, long outputStride)
     {
         var unpack = new Q5Unpack(Q5Controls);
         float* halves = HalfTable;
-        bool twoWeightRows = dots > 1 && weightStride != 0;
         byte* x1 = x + weightStride;
-        float* ys0 = (float*)side, ys1 = (float*)(side + sideStride);
-        short* bias0 = (short*)(side + blocks * sizeof(float)), bias1 = (short*)((byte*)bias0 + sideStride);
-        byte* y0 = y, y1 = y + activationStride;
+        float* ys = (float*)side;
+        short* bias = (short*)(side + blocks * sizeof(float));
         var acc0 = Vector256<float>.Zero;
         var acc1 = Vector256<float>.Zero;
         int b = 0;
         // The 64-byte load reads 20 bytes past the pair: only while a further block follows in the row.
-        for (; b + 3 <= blocks; b += 2, x += 2 * BlockLayouts.Q5_0.Size, x1 += 2 * BlockLayouts.Q5_0.Size,
-             y0 += 2 * BlockLayouts.Q8_0.Size, y1 += 2 * BlockLayouts.Q8_0.Size)
+        for (; b + 3 <= blocks; b += 2, x += 2 * BlockLayouts.Q5_0.Size, x1 += 2 * BlockLayouts.Q5_0.Size, y += 2 * BlockLayouts.Q8_0.Size)
         {
             Sse.Prefetch0(x + PrefetchDistance);
-            var u0 = Q5UnsignedPair(x, in unpack);
-            acc0 = Q5PairStep(u0, y0, bias0 + 16 * b, Half(x) * ys0[b], Half(x + BlockLayouts.Q5_0.Size) * ys0[b + 1], acc0);
+            var activations = Q5PairActivations(y);
+            var pairBias = Vector512.Load(bias + 16 * b);
+            acc0 = Q5RowPair(x, in unpack, activations, pairBias, halves, ys[b], ys[b + 1], acc0);
             if (dots > 1)
             {
-                byte* xs = x;
-                var u1 = u0;
-                if (twoWeightRows)
-                {
-                    Sse.Prefetch0(x1 + PrefetchDistance);
-                    u1 = Q5UnsignedPair(x1, in unpack);
-                    xs = x1;
-                }
-                acc1 = Q5PairStep(u1, y1, bias1 + 16 * b, Half(xs) * ys1[b], Half(xs + BlockLayouts.Q5_0.Size) * ys1[b + 1], acc1);
+                Sse.Prefetch0(x1 + PrefetchDistance);
+                acc1 = Q5RowPair(x1, in unpack, activations, pairBias, halves, ys[b], ys[b + 1], acc1);
             }
         }
-        for (; b < blocks; b++, x += BlockLayouts.Q5_0.Size, x1 += BlockLayouts.Q5_0.Size, y0 += BlockLayouts.Q8_0.Size, y1 += BlockLayouts.Q8_0.Size)
+        for (; b < blocks; b++, x += BlockLayouts.Q5_0.Size, x1 += BlockLayouts.Q5_0.Size, y += BlockLayouts.Q8_0.Size)
         {
-            acc0 = Q5TokenStep(x, halves, ys0[b], y0, vnni, acc0);
-            if (dots > 1) acc1 = Q5TokenStep(twoWeightRows ? x1 : x, halves, ys1[b], y1, vnni, acc1);
+            acc0 = Q5TokenStep(x, halves, ys[b], y, vnni, acc0);
+            if (dots > 1) acc1 = Q5TokenStep(x1, halves, ys[b], y, vnni, acc1);
         }
 
         output[0] = HorizontalSum(acc0);
