@@ -23,12 +23,19 @@ internal static class SynthCommand
             Description = "Keep only the first N layers (0: all): a big model's per-layer speed in a file that fits this machine; the name records it",
         };
         Arguments.Range(layers, 0, 4096, "must be 0 (all) or a number of layers");
-        var cmd = new Command("synth", "Write a GGUF model of a known shape with random weights (for benchmarking)") { like, type, output, seed, threads, vocab, layers };
+        var copying = new Option<bool>("--copying")
+        {
+            Description = "Write an induction-head circuit into the first two layers, so that the model's greedy continuation copies earlier text "
+                + "(it predicts what followed the latest earlier occurrence of its last two tokens): a model to measure prompt-lookup speculation with. "
+                + "Other layers still run at full cost but add nothing. qwen2 and llama shapes",
+        };
+        var cmd = new Command("synth", "Write a GGUF model of a known shape with random weights (for benchmarking)") { like, type, output, seed, threads, vocab, layers, copying };
         cmd.SetAction(p =>
         {
             var shape = Synth.Shape(p.GetValue(like)!);
             int keep = p.GetValue(layers);
             if (keep > 0) shape = Synth.WithLayers(shape, keep);
+            if (p.GetValue(copying)) shape = Synth.WithCopying(shape);
             string typeText = p.GetValue(type)!;
             if (!FileTypes.TryParse(typeText, out var mix) || !TensorTypePlan.Supported.Contains(mix))
                 throw new ArgumentException($"unknown quantization type '{typeText}' (supported: {string.Join(", ", TensorTypePlan.Supported)})");

@@ -25,7 +25,11 @@ namespace Kaiyuan.Quantization;
 public sealed record SynthShape(
     string Name, string Architecture, int EmbeddingLength, int Layers, int Heads, int KvHeads, int HeadDim,
     int FeedForwardLength, int VocabSize, int ContextLength, float RopeFreqBase, float RmsEpsilon,
-    bool QkvBias, bool QkNorm, bool TiedEmbeddings, SynthMla? Mla = null, SynthMoe? Moe = null, SynthHybrid? Hybrid = null);
+    bool QkvBias, bool QkNorm, bool TiedEmbeddings, SynthMla? Mla = null, SynthMoe? Moe = null, SynthHybrid? Hybrid = null)
+{
+    /// <summary>The first two layers hold a circuit that copies earlier text (<see cref="Synth.WithCopying"/>).</summary>
+    public bool Copying { get; init; }
+}
 
 /// <summary>The linear-attention layers of a hybrid <see cref="SynthShape"/> (Qwen3.5's Gated DeltaNet).</summary>
 /// <param name="KeyHeads">Key (and query) heads.</param>
@@ -126,6 +130,19 @@ public static class Synth
         return layers == shape.Layers ? shape : shape with { Name = $"{shape.Name} (first {layers} of {shape.Layers} layers)", Layers = layers };
     }
 
+    /// <summary>
+    /// <paramref name="shape"/> with an induction-head circuit in its first two layers, so that its greedy continuation
+    /// copies earlier text (<see cref="CopyCircuit"/>): a model to measure prompt-lookup speculation with. Its output head
+    /// is untied from the embedding (the same size and cost), and its rotary dimensions and base are the circuit's.
+    /// </summary>
+    /// <exception cref="ArgumentException">The shape is not a plain dense qwen2 or llama shape big enough for the circuit.</exception>
+    public static SynthShape WithCopying(SynthShape shape)
+    {
+        var copying = shape with { Name = $"{shape.Name} (copying)", TiedEmbeddings = false, Copying = true };
+        _ = new CopyCircuit(copying);
+        return copying;
+    }
+
     /// <summary>The metadata of a synthesized file in <paramref name="mix"/>.</summary>
     internal static GgufMetadata Metadata(SynthShape s, FileType mix)
     {
@@ -160,7 +177,7 @@ public static class Synth
         {
             md.Set($"{a}.attention.key_length", GgufValue.Of((uint)s.HeadDim));
             md.Set($"{a}.attention.value_length", GgufValue.Of((uint)s.HeadDim));
-            md.Set($"{a}.rope.dimension_count", GgufValue.Of((uint)(s.Hybrid?.RopeDims ?? s.HeadDim)));
+            md.Set($"{a}.rope.dimension_count", GgufValue.Of((uint)(s.Hybrid?.RopeDims ?? (s.Copying ? new CopyCircuit(s).RopeDims : s.HeadDim))));
         }
         if (s.Hybrid is { } h)
         {
@@ -188,7 +205,7 @@ public static class Synth
                 md.Set($"{a}.expert_gating_func", GgufValue.Of(2u)); // sigmoid
             }
         }
-        md.Set($"{a}.rope.freq_base", GgufValue.Of(s.RopeFreqBase));
+        md.Set($"{a}.rope.freq_base", GgufValue.Of(s.Copying ? new CopyCircuit(s).RopeBase : s.RopeFreqBase));
         md.Set($"{a}.attention.layer_norm_rms_epsilon", GgufValue.Of(s.RmsEpsilon));
         md.Set($"{a}.vocab_size", GgufValue.Of((uint)s.VocabSize));
         md.Set("general.quantization_version", GgufValue.Of(ModelQuantizer.QuantizationVersion));
@@ -345,12 +362,13 @@ public static class Synth
         long total = plan.Sum(p => p.Tensor.ElementCount), done = 0;
         progress?.Invoke(0, total);
         int workers = threads > 0 ? threads : Environment.ProcessorCount;
+        var circuit = shape.Copying ? new CopyCircuit(shape) : null;
         for (int index = 0; index < plan.Count; index++)
         {
             var p = plan[index];
             ulong tensorSeed = Mix(seed, (ulong)index + 1);
             writer.AddTensor(p.Tensor.Name, p.Type, p.Tensor.Dimensions, stream =>
-                WriteTensor(p.Tensor, p.Type, tensorSeed, workers, stream, rows => progress?.Invoke(done += rows * p.Tensor.RowLength, total)));
+                WriteTensor(p.Tensor, p.Type, tensorSeed, workers, circuit, stream, rows => progress?.Invoke(done += rows * p.Tensor.RowLength, total)));
         }
         writer.Write(path);
         return plan;
@@ -364,7 +382,7 @@ public static class Synth
         : t.Dimensions.Length == 1 ? Fill.Norm
         : Fill.Matrix;
 
-    private static void WriteTensor(GgufTensor t, GgmlType type, ulong seed, int threads, Stream stream, Action<long> rowsDone)
+    private static void WriteTensor(GgufTensor t, GgmlType type, ulong seed, int threads, CopyCircuit? circuit, Stream stream, Action<long> rowsDone)
     {
         int rowLength = checked((int)t.RowLength);
         var kind = KindOf(t);
@@ -373,7 +391,10 @@ public static class Synth
         // A linear layer's A is −exp(A_log): negative, so its state decays rather than grows.
         float mean = kind switch { Fill.Norm => 1f, Fill.Decay => -1f, _ => 0f };
         RowConverter.Write(stream, t.RowCount, rowLength, type, threads,
-            (r, values) => FillRow(values, Mix(seed, (ulong)r), mean, sigma), Quantize.Row, rowsDone, batchBytes: 8L << 20);
+            (r, values) =>
+            {
+                if (circuit?.TryFill(t.Name, r, values) != true) FillRow(values, Mix(seed, (ulong)r), mean, sigma);
+            }, Quantize.Row, rowsDone, batchBytes: 8L << 20);
     }
 
     /// <summary>Approximately normal values (a sum of four uniforms, variance matched) from a splitmix64 stream.</summary>

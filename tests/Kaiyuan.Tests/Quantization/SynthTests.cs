@@ -111,4 +111,57 @@ public sealed class SynthTests
         Assert.Throws<ArgumentException>(() => Synth.WithLayers(Synth.Shape("qwen3.5-0.8b"), 6)); // groups of 4
         Assert.Throws<ArgumentException>(() => Synth.WithLayers(Synth.Shape("deepseek-v3-attention"), 1)); // only the dense layer
     }
+
+    /// <summary>
+    /// <c>--copying</c>: the model's greedy continuation of a text that restarts is the rest of the text, even where a
+    /// three-token context repeats with different continuations (the circuit matches four tokens in this shape), on
+    /// the quantized mixes too; the file keeps the shape's other tensors and runs at its cost.
+    /// </summary>
+    [Theory]
+    [InlineData(FileType.Q4_K_M)]
+    [InlineData(FileType.Q8_0)]
+    [InlineData(FileType.Q4_0)]
+    public void CopyingModelContinuesTheTextItHasSeen(FileType mix)
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"kaiyuan-copying-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            var shape = Synth.WithCopying(Synth.Shape("tiny"));
+            Assert.False(shape.TiedEmbeddings);
+            Synth.Write(shape, mix, path, seed: 5, threads: 2);
+            using var model = ModelLoader.Load(path);
+            Assert.Contains(model.File.Tensors, t => t.Name == "output.weight");
+            // 120 tokens of a 512-token vocabulary, so tokens and pairs recur; "7 8 9" twice, after different tokens
+            // and before different ones.
+            var random = new Random(11);
+            int[] text = [.. Enumerable.Range(0, 120).Select(_ => random.Next(10, 512))];
+            text[30..34].AsSpan().Clear();
+            (text[30], text[31], text[32], text[33]) = (3, 7, 8, 9);
+            (text[70], text[71], text[72], text[73]) = (4, 7, 8, 9);
+            Assert.NotEqual(text[34], text[74]);
+            int[] prompt = [.. text, .. text[..6]];
+            using var session = new InferenceSession(model, 512, threads: 2);
+            int[] continuation = [.. Generator.Generate(session, prompt, new Kaiyuan.Sampling.Sampler(Kaiyuan.Sampling.SamplerOptions.Greedy),
+                new GenerationOptions { MaxTokens = 100, IgnoreEndOfGeneration = true }, TestContext.Current.CancellationToken).Select(t => t.Id)];
+            Assert.Equal(text[6..106], continuation);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public void CopyingNeedsAPlainDenseShape()
+    {
+        Assert.Contains("qwen2 or llama", Assert.Throws<ArgumentException>(() => Synth.WithCopying(Synth.Shape("tiny-qwen3"))).Message);
+        Assert.Contains("plain attention", Assert.Throws<ArgumentException>(() => Synth.WithCopying(Synth.Shape("tiny-deepseek32") with { Architecture = "llama" })).Message);
+        var copying = Synth.WithCopying(Synth.Shape("qwen2.5-0.5b"));
+        Assert.Contains("(copying)", copying.Name);
+        var md = Synth.Metadata(copying, FileType.Q4_K_M);
+        // Five rotary pairs; the rest of each 64-wide head compares the last eight tokens' codes.
+        Assert.Equal(10u, md.Get("qwen2.rope.dimension_count").Value);
+        // The same tensors as the shape, plus an untied output head of the embedding's size.
+        Assert.Equal(Synth.Tensors(Synth.Shape("qwen2.5-0.5b")).Count + 1, Synth.Tensors(copying).Count);
+    }
 }
