@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
+using Kaiyuan.Cli.Benchmarks;
 using Kaiyuan.Inference;
 using Kaiyuan.Kernels;
 using Kaiyuan.Models;
@@ -37,11 +38,29 @@ internal static class BenchCommand
         };
         var draftMax = new Option<int>("--draft-max") { Description = "With --model-draft: tokens proposed per step at most (at most 6 are used)", DefaultValueFactory = _ => 6 };
         Arguments.Range(draftMax, 1, 64, "must be between 1 and 64");
-        var cmd = new Command("bench", "Measure prompt-processing and generation speed (tokens/s)") { model, prompt, gen, depth, randomDepth, threads, reps, cacheType, json, noBandwidth, draftModel, draftMax };
+        var lookup = new Option<bool>("--lookup")
+        {
+            Description = "Also measure greedy generation with prompt-lookup speculation against plain greedy generation, run after run, from a prompt whose answer repeats it "
+                + "(a code edit): speed, whether the outputs are the same, tokens drafted and the share accepted. Needs a model with a tokenizer",
+        };
+        var lookupPrompt = new Option<string>("--lookup-prompt")
+        {
+            Description = "With --lookup: a text file to use as the prompt (default: a request to rename a method in a short C# file, the file, and the answer's first line)",
+        };
+        var cmd = new Command("bench", "Measure prompt-processing and generation speed (tokens/s)")
+        {
+            model, prompt, gen, depth, randomDepth, threads, reps, cacheType, json, noBandwidth, draftModel, draftMax, lookup, lookupPrompt,
+        };
+        cmd.Validators.Add(r =>
+        {
+            if (r.GetValue(lookup) && r.GetValue(draftModel) is not null) r.AddError("choose one of --lookup and --model-draft");
+            if (r.GetValue(lookupPrompt) is not null && !r.GetValue(lookup)) r.AddError("--lookup-prompt needs --lookup");
+        });
         foreach (var sub in subcommands) cmd.Subcommands.Add(sub);
         cmd.SetAction(p => Run(StoreCommands.ResolveModel(p, p.GetValue(model)!), p.GetValue(prompt), p.GetValue(gen), p.GetValue(depth), p.GetValue(threads), p.GetValue(reps),
             p.GetValue(json), Arguments.ParseCacheType(p.GetValue(cacheType)), p.GetValue(randomDepth), !p.GetValue(noBandwidth),
-            p.GetValue(draftModel) is { } d ? StoreCommands.ResolveModel(p, d) : null, p.GetValue(draftMax)));
+            p.GetValue(draftModel) is { } d ? StoreCommands.ResolveModel(p, d) : null, p.GetValue(draftMax),
+            p.GetValue(lookup) ? p.GetValue(lookupPrompt) ?? "" : null));
         return cmd;
     }
 
@@ -60,13 +79,15 @@ internal static class BenchCommand
     }
 
     private static int Run(string path, int nPrompt, int nGen, int nDepth, int threads, int reps, bool json, Kaiyuan.Gguf.GgmlType cacheType, bool randomDepth, bool bandwidth,
-        string? draftPath, int draftMax)
+        string? draftPath, int draftMax, string? lookupPromptFile = null)
     {
         if (nPrompt < 0 || nGen < 0 || nDepth < 0 || reps < 1) throw new ArgumentException("-p, -n and -d must be ≥ 0 and -r ≥ 1");
         using var model = ModelLoader.Load(path);
         using var draftModel = draftPath is null ? null : ModelLoader.Load(draftPath);
         var draft = draftModel is null ? null : new Speculative.DraftModel(draftModel, model, draftMax);
+        int[]? lookupPrompt = lookupPromptFile is null ? null : LookupPromptIds(model, path, lookupPromptFile);
         var r = Measure(model, nPrompt, nGen, reps, threads, cacheType, nDepth, randomDepth, draft);
+        var lookup = lookupPrompt is null ? null : LookupBenchmark.Measure(model, lookupPrompt, nGen, reps, threads, cacheType, draftMax);
         var resident = ResidentMemory.Read(path);
         // Measured after the runs with as many threads, so decode is compared with the ceiling it could have reached here.
         var ceiling = bandwidth && nGen > 0 ? KernelBenchmarks.ReadBandwidth(r.Threads) : null;
@@ -98,6 +119,16 @@ internal static class BenchCommand
                 ["draft_tokens"] = r.Draft?.Drafted,
                 ["draft_tokens_accepted"] = r.Draft?.Accepted,
                 ["draft_acceptance_rate"] = r.Draft is { } da ? Math.Round(da.AcceptanceRate, 4) : null,
+                ["lookup_prompt_tokens"] = lookup?.PromptTokens,
+                ["tg_lookup_baseline_tps"] = lookup is null ? null : Math.Round(lookup.PlainTps, 3),
+                ["tg_lookup_baseline_std"] = lookup is null ? null : Math.Round(lookup.PlainStd, 3),
+                ["tg_lookup_tps"] = lookup is null ? null : Math.Round(lookup.LookupTps, 3),
+                ["tg_lookup_std"] = lookup is null ? null : Math.Round(lookup.LookupStd, 3),
+                ["lookup_speedup"] = lookup is null ? null : Math.Round(lookup.Speedup, 4),
+                ["lookup_tokens"] = lookup?.Drafted,
+                ["lookup_tokens_accepted"] = lookup?.Accepted,
+                ["lookup_acceptance_rate"] = lookup is null ? null : Math.Round(lookup.AcceptanceRate, 4),
+                ["lookup_output_identical"] = lookup?.Identical,
             }));
             return 0;
         }
@@ -112,6 +143,9 @@ internal static class BenchCommand
                 Console.WriteLine($"tg{nGen}{at} with draft {Path.GetFileName(draftPath)}: {d.TgTps,10:F2} ± {d.TgStd:F2} tokens/s   ({d.TgTps / Math.Max(1e-9, r.TgTps):F2}× plain; " +
                                   $"{d.Accepted} of {d.Drafted} drafted tokens accepted = {d.AcceptanceRate:P1})");
         }
+        if (lookup is { } l)
+            Console.WriteLine($"tg{nGen} after a {l.PromptTokens}-token prompt: plain {l.PlainTps,8:F2} ± {l.PlainStd:F2}, prompt lookup {l.LookupTps,8:F2} ± {l.LookupStd:F2} tokens/s   " +
+                              $"({l.Speedup:F2}× plain; {l.Accepted} of {l.Drafted} drafted tokens accepted = {l.AcceptanceRate:P1}; outputs {(l.Identical ? "identical" : "DIFFER")})");
         // The mapped file counts only where its pages were touched, so the peak is split by what is resident now rather
         // than by subtracting the file's size from it.
         if (r.PeakRssBytes > 0)
@@ -193,9 +227,21 @@ internal static class BenchCommand
         long bytes = model.File.Tensors.Sum(t => t.ByteSize);
         var counted = draft?.Speculation;
         var draftResult = draft is null || nGen == 0 ? null
-            : new DraftResult(Mean(tgDraft), Std(tgDraft), counted!.DraftedTokens - warm.DraftedTokens, counted.AcceptedTokens - warm.AcceptedTokens);
-        return new Result(Mean(pp), Std(pp), Mean(tg), Std(tg), session.Threads, bytes, DecodeWeightBytes(model), Process.GetCurrentProcess().PeakWorkingSet64, session.KvCacheBytes,
+            : new DraftResult(Stats.Mean(tgDraft), Stats.Std(tgDraft), counted!.DraftedTokens - warm.DraftedTokens, counted.AcceptedTokens - warm.AcceptedTokens);
+        return new Result(Stats.Mean(pp), Stats.Std(pp), Stats.Mean(tg), Stats.Std(tg), session.Threads, bytes, DecodeWeightBytes(model), Process.GetCurrentProcess().PeakWorkingSet64, session.KvCacheBytes,
             draftResult);
+    }
+
+    /// <summary>The lookup benchmark's prompt: the file's text, or the built-in code edit for an empty name, tokenized by the model.</summary>
+    private static int[] LookupPromptIds(TransformerModel model, string path, string file)
+    {
+        if (!model.File.Metadata.Contains("tokenizer.ggml.model"))
+            throw new NotSupportedException($"--lookup: {Path.GetFileName(path)} has no tokenizer (synth --vocab gives one)");
+        if (file.Length > 0 && !File.Exists(file)) throw new FileNotFoundException($"--lookup-prompt: file not found: {file}");
+        string text = file.Length > 0 ? File.ReadAllText(file) : LookupBenchmark.CodeEditPrompt;
+        var ids = Kaiyuan.Tokenizers.Tokenizer.FromGguf(model.File.Metadata).Encode(text, addSpecial: true, parseSpecial: false);
+        if (ids.Length == 0) throw new ArgumentException("--lookup-prompt: the prompt is empty");
+        return ids;
     }
 
     private static int ArgMax(ReadOnlySpan<float> logits)
@@ -206,12 +252,4 @@ internal static class BenchCommand
         return best;
     }
 
-    private static double Mean(List<double> x) => x.Count == 0 ? 0 : x.Average();
-
-    private static double Std(List<double> x)
-    {
-        if (x.Count < 2) return 0;
-        double m = x.Average();
-        return Math.Sqrt(x.Sum(v => (v - m) * (v - m)) / (x.Count - 1));
-    }
 }

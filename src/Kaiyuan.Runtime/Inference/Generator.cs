@@ -49,6 +49,11 @@ public sealed record GenerationOptions
     /// with <see cref="LookupDraftTokens"/>; null: none.
     /// </summary>
     public Speculative.DraftModel? Draft { get; init; }
+    /// <summary>
+    /// Called after each speculative pass is settled with the tokens proposed and how many of them were accepted (a
+    /// draft model's or prompt lookup's acceptance, for benchmarks and metrics); null: not told.
+    /// </summary>
+    public Action<int, int>? OnVerified { get; init; }
 }
 
 /// <summary>
@@ -110,6 +115,7 @@ public static class Generator
                     continue;
                 }
                 proposer!.Observe(fedCount - 1, row);
+                options.OnVerified?.Invoke(fedCount - 1, row);
                 session.Truncate(passStart + row + 1);
                 rows = null;
             }

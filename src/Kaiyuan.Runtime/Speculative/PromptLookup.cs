@@ -1,12 +1,13 @@
 namespace Kaiyuan.Speculative;
 
 /// <summary>
-/// Prompt-lookup drafting (n-gram speculation, no second model): the tokens that followed the latest earlier occurrence
-/// of the sequence's last few tokens are proposed as its next ones. Strong where an answer copies its input — code
-/// edits, retrieval-augmented answers, extraction — and free elsewhere, as nothing is proposed without a match. The
-/// target model checks every proposal in one batched pass, so the output does not change.
+/// Prompt-lookup drafting (n-gram speculation, no second model): the tokens that followed the earlier occurrence of the
+/// sequence's last tokens that matches most of them (2–8, the latest of equals) are proposed as its next ones. Strong
+/// where an answer copies its input — code edits, retrieval-augmented answers, extraction — and free elsewhere, as
+/// nothing is proposed without a match. The target model checks every proposal in one batched pass, so the output does
+/// not change.
 /// </summary>
-internal sealed class PromptLookup(int maxDraft, int maxNgram = 3, int minNgram = 2) : IDraftProposer
+internal sealed class PromptLookup(int maxDraft, int maxNgram = 8, int minNgram = 2) : IDraftProposer
 {
     /// <summary>Most tokens proposed at once.</summary>
     public int MaxDraft { get; } = Math.Max(1, maxDraft);
@@ -22,11 +23,14 @@ internal sealed class PromptLookup(int maxDraft, int maxNgram = 3, int minNgram 
     {
         int limit = Math.Min(Math.Min(_budget, room), draft.Length);
         if (limit <= 0 || history.Length < minNgram + 1) return 0;
-        // One backward pass over the occurrences of the last token (a vectorised search), keeping the one with the longest
-        // matching n-gram before it and, among equals, the latest that leaves a full draft after it: what the text did
-        // most recently is the best guess, but inside a run of repeats the latest match is the run's own previous
-        // step, one token from the end, where an earlier one can propose the whole draft.
+        // One backward pass over the occurrences of the last token (a vectorised search), keeping, among those that leave
+        // a full draft after them, the one with the longest matching n-gram before it, and among equals the latest: what
+        // the text did most recently is the best guess, and up to eight tokens of context tell apart lines of code that
+        // share their last few. A match too close to the end for a full draft counts only when no other does: inside a
+        // run of repeats the latest match is the run's own previous step, whose long self-overlap would otherwise win
+        // with a one-token draft.
         int last = history[^1], bestEnd = -1, bestLength = minNgram - 1, bestCount = 0;
+        bool bestFull = false;
         for (int end = history.Length - 2; end >= 0; end--)
         {
             end = history[..(end + 1)].LastIndexOf(last);
@@ -34,10 +38,11 @@ internal sealed class PromptLookup(int maxDraft, int maxNgram = 3, int minNgram 
             int length = 1;
             while (length < maxNgram && end - length >= 0 && history[end - length] == history[^(length + 1)]) length++;
             int count = Math.Min(limit, history.Length - 1 - end);
-            if (length >= minNgram && (length > bestLength || (length == bestLength && count > bestCount)))
+            bool full = count == limit;
+            if (length >= minNgram && (full && !bestFull || full == bestFull && (length > bestLength || (length == bestLength && count > bestCount))))
             {
-                (bestEnd, bestLength, bestCount) = (end, length, count);
-                if (length == maxNgram && count == limit) break;
+                (bestEnd, bestLength, bestCount, bestFull) = (end, length, count, full);
+                if (length == maxNgram && full) break;
             }
         }
         if (bestEnd < 0) return 0;

@@ -114,6 +114,29 @@ public class CliTests
         Assert.Equal(JsonValueKind.Null, doc.RootElement.GetProperty("bandwidth_gb_s").ValueKind);
     }
 
+    /// <summary>
+    /// <c>bench --lookup</c>: plain and prompt-lookup generation from the built-in code-edit prompt, with the same
+    /// output (a random-weight model copies little, so few drafts are taken, but every field is there).
+    /// </summary>
+    [Fact]
+    public void BenchLookupComparesPlainAndLookupGeneration()
+    {
+        var r = KaiyuanProcess.Run("bench", "-m", Fixtures.ModelPath("qwen2", "qwen2-q4_0.gguf"), "-p", "0", "-n", "24", "-r", "1", "-t", "1", "--json", "--no-bandwidth", "--lookup");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        using var doc = JsonDocument.Parse(r.Stdout);
+        var root = doc.RootElement;
+        Assert.True(root.GetProperty("lookup_prompt_tokens").GetInt32() > 300);
+        Assert.True(root.GetProperty("tg_lookup_tps").GetDouble() > 0 && root.GetProperty("tg_lookup_baseline_tps").GetDouble() > 0);
+        Assert.True(root.GetProperty("lookup_output_identical").GetBoolean());
+        long drafted = root.GetProperty("lookup_tokens").GetInt64(), accepted = root.GetProperty("lookup_tokens_accepted").GetInt64();
+        Assert.InRange(accepted, 0, drafted);
+        Assert.Equal(JsonValueKind.Null, root.GetProperty("tg_draft_tps").ValueKind);
+
+        var refused = KaiyuanProcess.Run("bench", "-m", Fixtures.ModelPath("qwen2", "qwen2-q4_0.gguf"), "--lookup-prompt", "x.txt");
+        Assert.NotEqual(0, refused.ExitCode);
+        Assert.Contains("--lookup-prompt needs --lookup", refused.Stderr);
+    }
+
     [Fact]
     public void MemoryBenchMeasuresAReadRate()
     {

@@ -35,6 +35,8 @@ public sealed class PromptLookupTests : IDisposable
         Assert.Equal([7, 8, 2, 5, 6, 9, 9, 1], Propose([1, 5, 6, 7, 8, 2, 5, 6, 9, 9, 1, 5, 6]));
         // A three-token match beats a later two-token one.
         Assert.Equal([40, 41], Propose([3, 4, 5, 40, 41, 0, 4, 5, 50, 3, 4, 5], maxDraft: 2));
+        // Up to eight: two lines that share their last four tokens ("1 2 3 4") are told apart by the fifth back.
+        Assert.Equal([60, 61], Propose([9, 1, 2, 3, 4, 60, 61, 8, 1, 2, 3, 4, 70, 71, 9, 1, 2, 3, 4], maxDraft: 2));
         // No earlier bigram ending in the last token: nothing (a lone repeated token is not enough).
         Assert.Empty(Propose([1, 2, 3, 4, 2]));
         Assert.Empty(Propose([7]));
@@ -84,6 +86,42 @@ public sealed class PromptLookupTests : IDisposable
         if (ContinuesAUniqueTrigram(prompt, expected))
             Assert.True(speculative.Passes < plain.Passes, $"{speculative.Passes} passes with lookup, {plain.Passes} without");
         Assert.Equal(prompt.Length + count - 1, speculative.Position);
+    }
+
+    /// <summary>
+    /// On a model that copies (<c>synth --copying</c>), as a model editing code does, lookup's proposals are taken: the
+    /// same tokens as without it, nearly every drafted token accepted, and a fraction of the passes.
+    /// </summary>
+    [Fact]
+    public void ACopyingModelTakesTheProposals()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"kaiyuan-copying-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            Kaiyuan.Quantization.Synth.Write(Kaiyuan.Quantization.Synth.WithCopying(Kaiyuan.Quantization.Synth.Shape("tiny")), Kaiyuan.Quantization.FileType.Q8_0, path, seed: 2, threads: 2);
+            using var model = ModelLoader.Load(path);
+            var random = new Random(4);
+            int[] text = [.. Enumerable.Range(0, 150).Select(_ => random.Next(512))];
+            int[] prompt = [.. text, .. text[..4]];
+            const int count = 120;
+            var plain = new InferenceSession(model, 512, _pool);
+            int[] expected = Generate(plain, prompt, count, lookup: 0);
+            Assert.Equal(text[4..124], expected);
+            long drafted = 0, accepted = 0;
+            var speculative = new InferenceSession(model, 512, _pool);
+            int[] actual = [.. Generator.Generate(speculative, prompt, new Sampler(SamplerOptions.Greedy), new GenerationOptions
+            {
+                MaxTokens = count, IgnoreEndOfGeneration = true, LookupDraftTokens = 6,
+                OnVerified = (proposed, taken) => { drafted += proposed; accepted += taken; },
+            }, TestContext.Current.CancellationToken).Select(t => t.Id)];
+            Assert.Equal(expected, actual);
+            Assert.True(drafted >= 80 && accepted >= drafted * 9 / 10, $"{accepted} of {drafted} drafted tokens accepted");
+            Assert.True(speculative.Passes * 4 < plain.Passes, $"{speculative.Passes} passes with lookup, {plain.Passes} without");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
     }
 
     /// <summary>
