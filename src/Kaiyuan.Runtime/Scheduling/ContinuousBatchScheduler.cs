@@ -89,7 +89,9 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
     private readonly Sequence[] _rowOwner;
     private readonly int _maxDraft;
     // A draft model's state per slot (made at the slot's first decode step): the sequence on a slot proposes through it.
-    private readonly Speculative.DraftModelProposer?[] _draftStates;
+    // The draft model's state for every slot, drafting for a step's decoding sequences in shared passes (null: none).
+    private readonly Speculative.DraftBatch? _draftBatch;
+    private readonly List<(int Slot, List<int> History, int Room)> _draftRequests = [];
     private float[] _lse = [];
     private int _pendingCount, _busy;
     private long _admissions, _prefillTokens, _preemptions, _draftedTokens, _acceptedDrafts;
@@ -124,10 +126,10 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         }
         // A hybrid model's recurrent state cannot take back rejected draft tokens (a draft model refuses one).
         _maxDraft = options.DraftModel?.MaxDraft ?? (model.IsRecurrent ? 0 : Math.Max(0, options.LookupDraft));
-        _draftStates = new Speculative.DraftModelProposer?[options.DraftModel is null ? 0 : options.Slots];
         int decodeRows = options.Slots * (1 + _maxDraft);
         _batch = new ForwardBatch(decodeRows + options.PrefillChunk);
         _ctx = new ForwardContext(_batch, _cache, _workspace, pool ?? WorkerPool.Shared);
+        if (options.DraftModel is { } draftModel) _draftBatch = new Speculative.DraftBatch(draftModel, options.Slots, ContextLength, _ctx.Pool);
         _slots = new Sequence?[options.Slots];
         _logits = new float[decodeRows * model.VocabSize];
         _want = new bool[decodeRows + options.PrefillChunk];
@@ -166,6 +168,9 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         };
         return (int)Math.Clamp(blocks, minimum, int.MaxValue / 4);
     }
+
+    /// <summary>Batched forward passes the draft model has run (0 without one).</summary>
+    internal long DraftPasses => _draftBatch?.Passes ?? 0;
 
     /// <summary>Draft tokens proposed and accepted so far (prompt-lookup speculation).</summary>
     public SpeculationReport? Speculation => _maxDraft == 0 ? null
@@ -338,6 +343,7 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
             if (seq.Cancel.IsCancellationRequested) Free(seq, FinishReason.Cancelled);
             else if (seq.History.Count - seq.Cached == 1) MakeRoom(seq);
         }
+        PrepareDrafts();
         for (int s = 0; s < _slots.Length; s++)
         {
             if (_slots[s] is not { } seq || seq.History.Count - seq.Cached != 1) continue;
@@ -404,6 +410,25 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         }
     }
 
+    /// <summary>Draft tokens a decoding sequence may take: within its context and its token limit.</summary>
+    private int DraftRoom(Sequence seq)
+    {
+        int room = ContextLength - seq.Cached - 1;
+        if (seq.Request.MaxTokens >= 0) room = Math.Min(room, seq.Request.MaxTokens - seq.Generated - 1);
+        return room;
+    }
+
+    /// <summary>With a draft model: its drafts for every decoding sequence of the step, in shared batched passes.</summary>
+    private void PrepareDrafts()
+    {
+        if (_draftBatch is null) return;
+        _draftRequests.Clear();
+        foreach (var seq in _slots)
+            if (seq is not null && seq.History.Count - seq.Cached == 1 && DraftRoom(seq) > 0)
+                _draftRequests.Add((seq.Slot, seq.History, DraftRoom(seq)));
+        _draftBatch.Prepare(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_draftRequests));
+    }
+
     /// <summary>
     /// Proposes a decoding sequence's next tokens (from its own earlier text, or by the draft model on its slot) and adds
     /// them after its token, each with its logits wanted. Only where they fit its context, token limit and blocks it can
@@ -412,13 +437,11 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
     private void AddDraft(Sequence seq, ref int rows)
     {
         if (_maxDraft == 0) return;
-        int room = ContextLength - seq.Cached - 1;
-        if (seq.Request.MaxTokens >= 0) room = Math.Min(room, seq.Request.MaxTokens - seq.Generated - 1);
+        int room = DraftRoom(seq);
         if (room <= 0) return;
         // A slot's draft state is the sequence's own while it holds the slot: a sequence preempted and resumed elsewhere
         // brings the new slot's draft cache up to date with its history (the cache is cut back to what they share).
-        if (_options.DraftModel is { } draftModel)
-            seq.Proposer = _draftStates[seq.Slot] ??= draftModel.CreateProposer(ContextLength, _ctx.Pool);
+        if (_draftBatch is not null) seq.Proposer = _draftBatch.ForSlot(seq.Slot);
         else seq.Proposer ??= new Speculative.PromptLookup(_maxDraft);
         seq.Draft ??= new int[_maxDraft];
         int k = seq.Proposer.Propose(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(seq.History), seq.Draft, room);

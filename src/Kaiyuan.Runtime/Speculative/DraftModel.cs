@@ -104,14 +104,8 @@ internal sealed class DraftModelProposer(DraftModel owner, InferenceSession sess
     // The tokens in the session's cache, from position 0 (its Position is their count).
     private readonly List<int> _fed = [];
     private readonly int[] _next = new int[1];
-    // As prompt lookup (DraftBudget): a stretch the draft guesses badly costs few draft passes and verified rows.
-    private int _budget = owner.MaxDraft;
-    // Unlike a lookup, which proposes nothing without a match, a draft always has a guess; when even its first token
-    // keeps missing, each guess costs a draft pass and a wider verify, so it sits out a growing number of steps.
-    private int _pause, _pauseLength;
+    private DraftPacing _pacing = new(owner.MaxDraft);
     private readonly int _targetVocab = owner.Target.VocabSize;
-
-    private const int MaxPause = 16;
 
     public InferenceSession Session { get; } = session;
     public int MaxDraft { get; } = owner.MaxDraft;
@@ -119,13 +113,8 @@ internal sealed class DraftModelProposer(DraftModel owner, InferenceSession sess
     public int Propose(ReadOnlySpan<int> history, Span<int> draft, int room)
     {
         // Drafts fed back take positions up to history.Length + limit - 2.
-        int limit = Math.Min(Math.Min(_budget, room), Math.Min(draft.Length, Session.ContextLength - history.Length + 1));
-        if (limit <= 0 || history.IsEmpty) return 0;
-        if (_pause > 0)
-        {
-            _pause--;
-            return 0;
-        }
+        int limit = Math.Min(Math.Min(_pacing.Budget, room), Math.Min(draft.Length, Session.ContextLength - history.Length + 1));
+        if (limit <= 0 || history.IsEmpty || _pacing.SitsOut()) return 0;
         try
         {
             int keep = history.CommonPrefixLength(CollectionsMarshal.AsSpan(_fed));
@@ -163,8 +152,37 @@ internal sealed class DraftModelProposer(DraftModel owner, InferenceSession sess
     {
         if (proposed == 0) return;
         owner.Count(proposed, accepted);
+        _pacing.Observe(proposed, accepted);
+    }
+}
+
+/// <summary>
+/// How many tokens a draft model proposes next for one sequence, and when it sits out: as prompt lookup
+/// (<see cref="DraftBudget"/>), a stretch it guesses badly costs few draft passes and verified rows; and unlike a lookup,
+/// which proposes nothing without a match, a draft always has a guess, so when even its first token keeps missing it
+/// sits out a growing number of steps (each guess costs a draft pass and a wider verify).
+/// </summary>
+internal struct DraftPacing(int maxDraft)
+{
+    private const int MaxPause = 16;
+    private int _pause, _pauseLength;
+
+    /// <summary>Tokens to propose at most next.</summary>
+    public int Budget { get; private set; } = maxDraft;
+
+    /// <summary>True (and one step of the pause spent) while the draft sits out.</summary>
+    public bool SitsOut()
+    {
+        if (_pause == 0) return false;
+        _pause--;
+        return true;
+    }
+
+    /// <summary>Learns from a verified proposal of <paramref name="proposed"/> tokens (not 0), <paramref name="accepted"/> of them taken.</summary>
+    public void Observe(int proposed, int accepted)
+    {
         _pauseLength = accepted > 0 ? 0 : Math.Min(2 * _pauseLength + 1, MaxPause);
         _pause = _pauseLength;
-        _budget = DraftBudget.Next(_budget, MaxDraft, proposed, accepted);
+        Budget = DraftBudget.Next(Budget, maxDraft, proposed, accepted);
     }
 }

@@ -90,8 +90,9 @@ public sealed class DraftModelTests : IDisposable
     }
 
     /// <summary>
-    /// Serving: each slot has its own draft state inside the batched steps. More sequences than slots (so a slot's draft
-    /// passes from one sequence to the next) give the ids of solo decoding; drafts are accepted and every block returns.
+    /// Serving: each slot has its own draft state, and the slots draft in shared batched passes. More sequences than
+    /// slots (so a slot's draft passes from one sequence to the next) give the ids of solo decoding; drafts are
+    /// accepted and every block returns.
     /// (F32 weights, as the lookup test: quantized ones round differently in mixed batches, speculation or not.)
     /// </summary>
     [Fact]
@@ -109,6 +110,9 @@ public sealed class DraftModelTests : IDisposable
             Assert.Equal(TestSequences.Solo(model, prompts[i], count, _pool), results[i]);
         var report = scheduler.Speculation!;
         Assert.True(report.AcceptedTokens > report.DraftedTokens / 2 && report.DraftedTokens > 0, $"{report}");
+        // The slots draft together: a sequence drafting alone takes exactly one pass per drafted token (the first after
+        // catching up, then one per token fed back), so fewer passes than tokens means slots shared them (111 for 164).
+        Assert.True(scheduler.DraftPasses < report.DraftedTokens * 9 / 10, $"{scheduler.DraftPasses} draft passes for {report.DraftedTokens} drafted tokens");
         // Fewer steps than one token per step would take (5 × 40 tokens over 2 slots).
         Assert.True(scheduler.Steps < prompts.Length * count / 2, $"{scheduler.Steps} steps");
         Assert.Equal(0, scheduler.Load.BusySlots);
