@@ -119,6 +119,58 @@ public sealed class DraftModelTests : IDisposable
         Assert.Equal(0, scheduler.Cache.UsedBlocks);
     }
 
+    /// <summary>
+    /// The server's slots draft together (<see cref="DraftBatch"/>) and propose what each sequence's draft proposes
+    /// alone: for a 700-token history (a catch-up longer than one batch) beside a short one, then after each took some
+    /// of its draft and a new token (a catch-up of a few tokens), then after the slots swap sequences. The draft is a
+    /// copying model (<c>synth --copying</c>), whose choices have wide margins, so batched rounding cannot tip them.
+    /// </summary>
+    [Fact]
+    public void SlotsDraftingTogetherProposeWhatEachProposesAlone()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"kaiyuan-draft-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            var vocabulary = new Kaiyuan.Gguf.GgufMetadata();
+            vocabulary.Set("tokenizer.ggml.tokens", Kaiyuan.Gguf.GgufValue.Of(Kaiyuan.Gguf.GgufArray.Of([.. Enumerable.Range(0, 512).Select(i => $"t{i}")])));
+            Kaiyuan.Quantization.Synth.Write(Kaiyuan.Quantization.Synth.WithCopying(Kaiyuan.Quantization.Synth.Shape("tiny")), Kaiyuan.Quantization.FileType.Q8_0, path,
+                seed: 9, threads: 2, vocabulary: vocabulary);
+            using var model = ModelLoader.Load(path);
+            var draft = new DraftModel(model, model, maxDraft: 6);
+            var batch = new DraftBatch(draft, slots: 2, contextLength: 1024, _pool);
+            var random = new Random(3);
+            int[] text = [.. Enumerable.Range(0, 400).Select(_ => random.Next(512))];
+            List<int> longHistory = [.. text, .. text, .. text[..5]], shortHistory = [.. text[100..140], .. text[100..103]];
+            for (int round = 0; round < 3; round++)
+            {
+                batch.Prepare(new[] { (0, longHistory, 6), (1, shortHistory, 4) });
+                int[] first = Propose(batch.ForSlot(0), longHistory, 6), second = Propose(batch.ForSlot(1), shortHistory, 4);
+                Assert.Equal(Propose(draft.CreateProposer(1024, _pool), longHistory, 6), first);
+                Assert.Equal(Propose(draft.CreateProposer(1024, _pool), shortHistory, 4), second);
+                Assert.Equal(6, first.Length);
+                // The copying draft continues the text it has seen.
+                if (round == 0) Assert.Equal(text[5..11], first);
+                // Each takes two of its draft tokens and one of its own, then the next step drafts again.
+                longHistory.AddRange([first[0], first[1], 7]);
+                shortHistory.AddRange([second[0], second[1], 7]);
+                if (round == 1) (longHistory, shortHistory) = (shortHistory, longHistory);
+            }
+            // Per round, the first slot's six tokens take six passes (one catching up, five feeding back) and the second's
+            // four ride along; the two catch-ups of 800-odd tokens take a second pass. Alone: 6 + 4 a round, 30 and more.
+            Assert.Equal(3 * 6 + 2, batch.Passes);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+
+        static int[] Propose(IDraftProposer proposer, List<int> history, int room)
+        {
+            var draft = new int[proposer.MaxDraft];
+            return draft[..proposer.Propose(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(history), draft, room)];
+        }
+    }
+
     /// <summary>The in-process API loads the draft beside the model and reports its speculation; a mismatched one is refused.</summary>
     [Fact]
     public void ModelRuntimeLoadsTheDraft()
