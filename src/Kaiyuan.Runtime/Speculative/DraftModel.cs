@@ -165,6 +165,7 @@ internal sealed class DraftModelProposer(DraftModel owner, InferenceSession sess
 internal struct DraftPacing(int maxDraft)
 {
     private const int MaxPause = 16;
+    private readonly int _maxDraft = maxDraft;
     private int _pause, _pauseLength;
 
     /// <summary>Tokens to propose at most next.</summary>
@@ -183,6 +184,6 @@ internal struct DraftPacing(int maxDraft)
     {
         _pauseLength = accepted > 0 ? 0 : Math.Min(2 * _pauseLength + 1, MaxPause);
         _pause = _pauseLength;
-        Budget = DraftBudget.Next(Budget, maxDraft, proposed, accepted);
+        Budget = DraftBudget.Next(Budget, _maxDraft, proposed, accepted);
     }
 }
