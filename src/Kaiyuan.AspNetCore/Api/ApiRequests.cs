@@ -55,6 +55,7 @@ internal static class ApiRequests
         var text = new System.Text.StringBuilder();
         foreach (var part in c.EnumerateArray())
         {
+            if (part.ValueKind != JsonValueKind.Object) throw RequestException.BadRequest("each content part must be an object", param);
             string type = part.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString()! : "";
             if (!textTypes.Contains(type) || !part.TryGetProperty("text", out var s) || s.ValueKind != JsonValueKind.String)
                 throw RequestException.Unsupported(param, $"content part type '{type}'");

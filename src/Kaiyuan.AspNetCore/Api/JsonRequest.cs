@@ -82,7 +82,9 @@ internal sealed class JsonRequest(JsonElement root)
 
     public bool Has(string name) => Root.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null;
 
-    public JsonElement? Get(string name) => Root.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null ? v : null;
+    // Something other than an object (an array item that should have been one) has no members, rather than throwing.
+    public JsonElement? Get(string name) =>
+        Root.ValueKind == JsonValueKind.Object && Root.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null ? v : null;
 
     public string? String(string name)
     {

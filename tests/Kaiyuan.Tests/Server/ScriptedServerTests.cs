@@ -166,6 +166,9 @@ public sealed class ScriptedServerTests
         await Expect(await http.PostJsonAsync("v1/chat/completions", $$"""{"logit_bias":{"abc":1},{{Hi}}}"""), 400, "logit_bias");
         await Expect(await http.PostJsonAsync("v1/chat/completions", $$"""{"tool_choice":"required",{{Hi}}}"""), 400, "tool_choice");
         await Expect(await http.PostJsonAsync("v1/chat/completions", """{"messages":[{"role":"wizard","content":"Hi"}]}"""), 400, "messages[0].role");
+        // Array items that must be objects but are not (found by the HTTP fuzzer: content parts of numbers were a 500).
+        await Expect(await http.PostJsonAsync("v1/chat/completions", """{"messages":[{"role":"system","content":[1,2,3,300]},{"role":"user","content":"Hi"}]}"""), 400, "messages[0].content");
+        await Expect(await http.PostJsonAsync("v1/chat/completions", """{"messages":[{"role":"assistant","content":"","tool_calls":[7]},{"role":"user","content":"Hi"}]}"""), 400, "messages[0].tool_calls");
         await Expect(await http.PostJsonAsync("v1/completions", """{"prompt":[1,-5]}"""), 400, "prompt");
         await Expect(await http.PostJsonAsync("v1/embeddings", """{"input":42}"""), 400, "input");
         await Expect(await http.PostJsonAsync("v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":\"" + new string('x', 8000) + "\"}]}"), 413);
