@@ -43,16 +43,23 @@ public sealed class SchedulerTests : IDisposable
         using var model = ModelLoader.Load(Fixtures.ModelPath("stories260K", "stories260K-f32.gguf"));
         using var scheduler = new ContinuousBatchScheduler(model, new SchedulerOptions { Slots = 1, ContextLength = 128, MaxQueue = 1 }, _pool);
         using var cancel = new CancellationTokenSource();
-        var first = scheduler.Submit(new GenerationRequest { Prompt = TestSequences.Prompt(1, 8), MaxTokens = 100 }, cancel.Token);
+        // Cancelled from the scheduler's thread at its first token, so it cannot run all 100 before a slow reader cancels.
+        var first = scheduler.Submit(new GenerationRequest
+        {
+            Prompt = TestSequences.Prompt(1, 8),
+            MaxTokens = 100,
+            IsEndOfGeneration = _ =>
+            {
+                cancel.Cancel();
+                return false;
+            },
+        }, cancel.Token);
         var accepted = new List<GenerationStream>();
         Assert.Throws<QueueFullException>(() =>
         {
             for (int i = 0; i < 3; i++) accepted.Add(scheduler.Submit(new GenerationRequest { Prompt = TestSequences.Prompt(2, 8), MaxTokens = 2 }, CancellationToken.None));
         });
-        await foreach (var _ in first)
-        {
-            cancel.Cancel();
-        }
+        await TestSequences.Collect(first);
         Assert.Equal(FinishReason.Cancelled, first.Finish);
         foreach (var s in accepted) await TestSequences.Collect(s);
 
