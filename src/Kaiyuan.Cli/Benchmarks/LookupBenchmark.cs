@@ -96,7 +96,6 @@ internal static class LookupBenchmark
         for (int rep = 0; rep <= reps; rep++) // the first run warms up caches and the JIT
         {
             var (plainRate, plainIds) = Run(plain);
-            if (rep == 0) (drafted, accepted) = (0, 0);
             var (lookupRate, lookupIds) = Run(lookup);
             identical &= plainIds.SequenceEqual(lookupIds);
             if (rep == 0)

@@ -424,8 +424,8 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         if (_draftBatch is null) return;
         _draftRequests.Clear();
         foreach (var seq in _slots)
-            if (seq is not null && seq.History.Count - seq.Cached == 1 && DraftRoom(seq) > 0)
-                _draftRequests.Add((seq.Slot, seq.History, DraftRoom(seq)));
+            if (seq is not null && seq.History.Count - seq.Cached == 1 && DraftRoom(seq) is > 0 and int room)
+                _draftRequests.Add((seq.Slot, seq.History, room));
         _draftBatch.Prepare(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_draftRequests));
     }
 

@@ -14,8 +14,9 @@ namespace Kaiyuan.Speculative;
 /// drafting for n streams cost n times a single stream's.
 /// </summary>
 /// <remarks>
-/// Each slot keeps what <see cref="DraftModelProposer"/> keeps for one sequence: the tokens in its cache (cut back to
-/// what they share with the history, so a sequence that moves to the slot brings it up to date) and its pacing. The
+/// Each slot keeps the tokens in its cache (cut back to what they share with the history, so a sequence that moves to
+/// the slot brings it up to date) and its pacing. A lone sequence drafts through a one-slot batch
+/// (<see cref="DraftModelProposer"/>). The
 /// scheduler calls <see cref="Prepare"/> once per step with the decoding sequences, then asks each sequence's
 /// <see cref="ForSlot"/> proposer for what was prepared.
 /// </remarks>
@@ -202,5 +203,37 @@ internal sealed class DraftBatch
         }
 
         public override string ToString() => $"draft slot {index}";
+    }
+}
+
+/// <summary>
+/// How many tokens a draft model proposes next for one sequence, and when it sits out: as prompt lookup
+/// (<see cref="DraftBudget"/>), a stretch it guesses badly costs few draft passes and verified rows; and unlike a lookup,
+/// which proposes nothing without a match, a draft always has a guess, so when even its first token keeps missing it
+/// sits out a growing number of steps (each guess costs a draft pass and a wider verify).
+/// </summary>
+internal struct DraftPacing(int maxDraft)
+{
+    private const int MaxPause = 16;
+    private readonly int _maxDraft = maxDraft;
+    private int _pause, _pauseLength;
+
+    /// <summary>Tokens to propose at most next.</summary>
+    public int Budget { get; private set; } = maxDraft;
+
+    /// <summary>True (and one step of the pause spent) while the draft sits out.</summary>
+    public bool SitsOut()
+    {
+        if (_pause == 0) return false;
+        _pause--;
+        return true;
+    }
+
+    /// <summary>Learns from a verified proposal of <paramref name="proposed"/> tokens (not 0), <paramref name="accepted"/> of them taken.</summary>
+    public void Observe(int proposed, int accepted)
+    {
+        _pauseLength = accepted > 0 ? 0 : Math.Min(2 * _pauseLength + 1, MaxPause);
+        _pause = _pauseLength;
+        Budget = DraftBudget.Next(Budget, _maxDraft, proposed, accepted);
     }
 }

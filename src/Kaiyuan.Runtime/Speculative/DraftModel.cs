@@ -1,5 +1,3 @@
-using System.Numerics.Tensors;
-using System.Runtime.InteropServices;
 using Kaiyuan.Inference;
 using Kaiyuan.Kernels;
 using Kaiyuan.Models;
@@ -62,14 +60,13 @@ public sealed class DraftModel
     internal DraftModelProposer ProposerFor(InferenceSession target)
     {
         if (target.Model != Target) throw new ArgumentException("the draft model was made for another target model");
-        if (_single is null || _single.Session.ContextLength != target.ContextLength || _single.Session.Pool != target.Pool)
+        if (_single is null || _single.ContextLength != target.ContextLength || _single.Pool != target.Pool)
             _single = CreateProposer(target.ContextLength, target.Pool);
         return _single;
     }
 
     /// <summary>A fresh draft state (its own KV cache) for one sequence at a time, computing on <paramref name="pool"/>.</summary>
-    internal DraftModelProposer CreateProposer(int contextLength, WorkerPool pool) =>
-        new(this, new InferenceSession(Model, contextLength, pool));
+    internal DraftModelProposer CreateProposer(int contextLength, WorkerPool pool) => new(this, contextLength, pool);
 
     /// <summary>Throws a one-line <see cref="ArgumentException"/> when <paramref name="draft"/> cannot draft for <paramref name="target"/>.</summary>
     private static void EnsureCompatible(TransformerModel draft, TransformerModel target)
@@ -95,95 +92,28 @@ public sealed class DraftModel
 }
 
 /// <summary>
-/// One sequence's draft state: a session over the draft model that holds the sequence's tokens, and how many to propose.
-/// Each proposal first cuts the draft's cache back to what it shares with the history (the accepted tokens), feeds the
-/// rest (usually one or two tokens), then takes the draft's greedy choice token by token.
+/// One sequence's draft state (<c>generate</c>, <c>run</c>, the in-process API): a one-slot <see cref="DraftBatch"/>,
+/// prepared at each proposal, so a lone sequence drafts exactly as a server slot does.
 /// </summary>
-internal sealed class DraftModelProposer(DraftModel owner, InferenceSession session) : IDraftProposer
+internal sealed class DraftModelProposer(DraftModel owner, int contextLength, WorkerPool pool) : IDraftProposer
 {
-    // The tokens in the session's cache, from position 0 (its Position is their count).
-    private readonly List<int> _fed = [];
-    private readonly int[] _next = new int[1];
-    private DraftPacing _pacing = new(owner.MaxDraft);
-    private readonly int _targetVocab = owner.Target.VocabSize;
+    private readonly DraftBatch _batch = new(owner, slots: 1, contextLength, pool);
+    // The history handed to the batch (which keeps sequences as lists), refilled at each proposal.
+    private readonly List<int> _history = [];
+    private readonly (int Slot, List<int> History, int Room)[] _request = new (int, List<int>, int)[1];
 
-    public InferenceSession Session { get; } = session;
-    public int MaxDraft { get; } = owner.MaxDraft;
+    public int ContextLength => contextLength;
+    public WorkerPool Pool => pool;
+    public int MaxDraft => owner.MaxDraft;
 
     public int Propose(ReadOnlySpan<int> history, Span<int> draft, int room)
     {
-        // Drafts fed back take positions up to history.Length + limit - 2.
-        int limit = Math.Min(Math.Min(_pacing.Budget, room), Math.Min(draft.Length, Session.ContextLength - history.Length + 1));
-        if (limit <= 0 || history.IsEmpty || _pacing.SitsOut()) return 0;
-        try
-        {
-            int keep = history.CommonPrefixLength(CollectionsMarshal.AsSpan(_fed));
-            // Everything is already in the cache: the last token is fed again for the logits after it.
-            if (keep == history.Length) keep--;
-            Session.Truncate(keep);
-            _fed.RemoveRange(keep, _fed.Count - keep);
-            var fresh = history[keep..];
-            var logits = Session.Evaluate(fresh);
-            _fed.AddRange(fresh);
-            int n = 0;
-            while (true)
-            {
-                int id = TensorPrimitives.IndexOfMax(logits);
-                // A padding row beyond the target's vocabulary is no token it could produce.
-                if (id >= _targetVocab) break;
-                draft[n++] = id;
-                if (n == limit) break;
-                _next[0] = id;
-                logits = Session.Evaluate(_next);
-                _fed.Add(id);
-            }
-            return n;
-        }
-        catch
-        {
-            // The cache and the record of it may disagree now: start over next time.
-            Session.Reset();
-            _fed.Clear();
-            throw;
-        }
+        _history.Clear();
+        _history.AddRange(history);
+        _request[0] = (0, _history, Math.Min(room, draft.Length));
+        _batch.Prepare(_request);
+        return _batch.ForSlot(0).Propose(history, draft, room);
     }
 
-    public void Observe(int proposed, int accepted)
-    {
-        if (proposed == 0) return;
-        owner.Count(proposed, accepted);
-        _pacing.Observe(proposed, accepted);
-    }
-}
-
-/// <summary>
-/// How many tokens a draft model proposes next for one sequence, and when it sits out: as prompt lookup
-/// (<see cref="DraftBudget"/>), a stretch it guesses badly costs few draft passes and verified rows; and unlike a lookup,
-/// which proposes nothing without a match, a draft always has a guess, so when even its first token keeps missing it
-/// sits out a growing number of steps (each guess costs a draft pass and a wider verify).
-/// </summary>
-internal struct DraftPacing(int maxDraft)
-{
-    private const int MaxPause = 16;
-    private readonly int _maxDraft = maxDraft;
-    private int _pause, _pauseLength;
-
-    /// <summary>Tokens to propose at most next.</summary>
-    public int Budget { get; private set; } = maxDraft;
-
-    /// <summary>True (and one step of the pause spent) while the draft sits out.</summary>
-    public bool SitsOut()
-    {
-        if (_pause == 0) return false;
-        _pause--;
-        return true;
-    }
-
-    /// <summary>Learns from a verified proposal of <paramref name="proposed"/> tokens (not 0), <paramref name="accepted"/> of them taken.</summary>
-    public void Observe(int proposed, int accepted)
-    {
-        _pauseLength = accepted > 0 ? 0 : Math.Min(2 * _pauseLength + 1, MaxPause);
-        _pause = _pauseLength;
-        Budget = DraftBudget.Next(Budget, _maxDraft, proposed, accepted);
-    }
+    public void Observe(int proposed, int accepted) => _batch.ForSlot(0).Observe(proposed, accepted);
 }
