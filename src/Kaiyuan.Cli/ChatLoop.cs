@@ -43,6 +43,8 @@ internal sealed class ChatLoop(InferenceSession session, TokenCodec codec, IProm
     public PromptCacheStore? PromptCache { get; set; }
     /// <summary>Prompt-lookup draft tokens per step (0: no speculation).</summary>
     public int LookupDraftTokens { get; set; }
+    /// <summary>Multi-token-prediction draft tokens per step (0: off).</summary>
+    public int MtpDraftTokens { get; set; }
     /// <summary>A draft model that proposes tokens for the session's model (null: none).</summary>
     public Speculative.DraftModel? Draft { get; set; }
 
@@ -101,6 +103,7 @@ internal sealed class ChatLoop(InferenceSession session, TokenCodec codec, IProm
             Constraint = Constraint?.Invoke(rendered),
             LookupDraftTokens = LookupDraftTokens,
             Draft = Draft,
+            MtpDraftTokens = MtpDraftTokens,
         };
         var decoder = codec.CreateDecoder();
         var ids = new List<int>();

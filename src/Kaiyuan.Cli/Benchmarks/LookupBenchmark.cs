@@ -82,21 +82,31 @@ internal static class LookupBenchmark
 
         """;
 
-    public static Result Measure(TransformerModel model, int[] prompt, int nGen, int reps, int threads, Kaiyuan.Gguf.GgmlType cacheType, int draftMax)
+    /// <summary>
+    /// Plain greedy generation against <paramref name="speculate"/>'s (prompt lookup with up to <paramref name="draftMax"/>
+    /// tokens, or the model's multi-token prediction), run after run from <paramref name="prompt"/>.
+    /// </summary>
+    public static Result Measure(TransformerModel model, int[] prompt, int nGen, int reps, int threads, Kaiyuan.Gguf.GgmlType cacheType, int draftMax,
+        bool multiTokenPrediction = false)
     {
-        if (nGen < 2) throw new ArgumentException("--lookup needs -n of at least 2 (the rate counts the tokens after the first)");
-        using var session = new InferenceSession(model, prompt.Length + nGen + 8, threads, cacheType, maxBatch: prompt.Length);
+        string flag = multiTokenPrediction ? "--mtp" : "--lookup";
+        if (nGen < 2) throw new ArgumentException($"{flag} needs -n of at least 2 (the rate counts the tokens after the first)");
+        // Each way has its own session: a multi-token-prediction drafter stays with the session it follows.
+        using var plainSession = new InferenceSession(model, prompt.Length + nGen + 8, threads, cacheType, maxBatch: prompt.Length);
+        using var speculativeSession = new InferenceSession(model, prompt.Length + nGen + 8, threads, cacheType, maxBatch: prompt.Length);
         var greedy = new Sampler(SamplerOptions.Greedy);
         long drafted = 0, accepted = 0;
         var plain = new GenerationOptions { MaxTokens = nGen, IgnoreEndOfGeneration = true };
-        var lookup = plain with { LookupDraftTokens = draftMax, OnVerified = (proposed, taken) => { drafted += proposed; accepted += taken; } };
+        var lookup = (multiTokenPrediction ? plain with { MtpDraftTokens = draftMax } : plain with { LookupDraftTokens = draftMax })
+            with
+        { OnVerified = (proposed, taken) => { drafted += proposed; accepted += taken; } };
         var plainRates = new List<double>();
         var lookupRates = new List<double>();
         bool identical = true;
         for (int rep = 0; rep <= reps; rep++) // the first run warms up caches and the JIT
         {
-            var (plainRate, plainIds) = Run(plain);
-            var (lookupRate, lookupIds) = Run(lookup);
+            var (plainRate, plainIds) = Run(plainSession, plain);
+            var (lookupRate, lookupIds) = Run(speculativeSession, lookup);
             identical &= plainIds.SequenceEqual(lookupIds);
             if (rep == 0)
             {
@@ -108,7 +118,7 @@ internal static class LookupBenchmark
         }
         return new Result(prompt.Length, Stats.Mean(plainRates), Stats.Std(plainRates), Stats.Mean(lookupRates), Stats.Std(lookupRates), drafted, accepted, identical);
 
-        (double Rate, List<int> Ids) Run(GenerationOptions options)
+        (double Rate, List<int> Ids) Run(InferenceSession session, GenerationOptions options)
         {
             session.Truncate(0);
             var ids = new List<int>(nGen);

@@ -36,7 +36,7 @@ internal static class BenchCommand
         {
             Description = "Also measure generation with speculative decoding by this draft model (same vocabulary), interleaved with plain generation: speed, tokens drafted and the share accepted",
         };
-        var draftMax = new Option<int>("--draft-max") { Description = "With --model-draft: tokens proposed per step at most (at most 6 are used)", DefaultValueFactory = _ => 6 };
+        var draftMax = new Option<int>("--draft-max") { Description = "With --model-draft, --lookup or --mtp: tokens proposed per step at most (at most 6 are used)", DefaultValueFactory = _ => 6 };
         Arguments.Range(draftMax, 1, 64, "must be between 1 and 64");
         var lookup = new Option<bool>("--lookup")
         {
@@ -47,20 +47,25 @@ internal static class BenchCommand
         {
             Description = "With --lookup: a text file to use as the prompt (default: a request to rename a method in a short C# file, the file, and the answer's first line)",
         };
+        var mtp = new Option<bool>("--mtp")
+        {
+            Description = "Also measure greedy generation with the model's multi-token-prediction (NextN) layer drafting against plain greedy generation, run after "
+                + "run, from the --lookup prompt: speed, whether the outputs are the same, tokens drafted and the share accepted",
+        };
         var cmd = new Command("bench", "Measure prompt-processing and generation speed (tokens/s)")
         {
-            model, prompt, gen, depth, randomDepth, threads, reps, cacheType, json, noBandwidth, draftModel, draftMax, lookup, lookupPrompt,
+            model, prompt, gen, depth, randomDepth, threads, reps, cacheType, json, noBandwidth, draftModel, draftMax, lookup, lookupPrompt, mtp,
         };
         cmd.Validators.Add(r =>
         {
             if (r.GetValue(lookup) && r.GetValue(draftModel) is not null) r.AddError("choose one of --lookup and --model-draft");
-            if (r.GetValue(lookupPrompt) is not null && !r.GetValue(lookup)) r.AddError("--lookup-prompt needs --lookup");
+            if (r.GetValue(lookupPrompt) is not null && !r.GetValue(lookup) && !r.GetValue(mtp)) r.AddError("--lookup-prompt needs --lookup or --mtp");
         });
         foreach (var sub in subcommands) cmd.Subcommands.Add(sub);
         cmd.SetAction(p => Run(StoreCommands.ResolveModel(p, p.GetValue(model)!), p.GetValue(prompt), p.GetValue(gen), p.GetValue(depth), p.GetValue(threads), p.GetValue(reps),
             p.GetValue(json), Arguments.ParseCacheType(p.GetValue(cacheType)), p.GetValue(randomDepth), !p.GetValue(noBandwidth),
             p.GetValue(draftModel) is { } d ? StoreCommands.ResolveModel(p, d) : null, p.GetValue(draftMax),
-            p.GetValue(lookup) ? p.GetValue(lookupPrompt) ?? "" : null));
+            p.GetValue(lookup) ? p.GetValue(lookupPrompt) ?? "" : null, p.GetValue(mtp) ? p.GetValue(lookupPrompt) ?? "" : null));
         return cmd;
     }
 
@@ -79,7 +84,7 @@ internal static class BenchCommand
     }
 
     private static int Run(string path, int nPrompt, int nGen, int nDepth, int threads, int reps, bool json, Kaiyuan.Gguf.GgmlType cacheType, bool randomDepth, bool bandwidth,
-        string? draftPath, int draftMax, string? lookupPromptFile = null)
+        string? draftPath, int draftMax, string? lookupPromptFile = null, string? mtpPromptFile = null)
     {
         if (nPrompt < 0 || nGen < 0 || nDepth < 0 || reps < 1) throw new ArgumentException("-p, -n and -d must be ≥ 0 and -r ≥ 1");
         using var model = ModelLoader.Load(path);
@@ -88,6 +93,10 @@ internal static class BenchCommand
         int[]? lookupPrompt = lookupPromptFile is null ? null : LookupPromptIds(model, path, lookupPromptFile);
         var r = Measure(model, nPrompt, nGen, reps, threads, cacheType, nDepth, randomDepth, draft);
         var lookup = lookupPrompt is null ? null : LookupBenchmark.Measure(model, lookupPrompt, nGen, reps, threads, cacheType, draftMax);
+        if (mtpPromptFile is not null && !model.HasMultiTokenPrediction)
+            throw new ArgumentException($"--mtp: {Path.GetFileName(path)} has no multi-token-prediction (NextN) layer (synth --nextn writes one)");
+        var mtp = mtpPromptFile is null ? null
+            : LookupBenchmark.Measure(model, LookupPromptIds(model, path, mtpPromptFile), nGen, reps, threads, cacheType, draftMax, multiTokenPrediction: true);
         var resident = ResidentMemory.Read(path);
         // Measured after the runs with as many threads, so decode is compared with the ceiling it could have reached here.
         var ceiling = bandwidth && nGen > 0 ? KernelBenchmarks.ReadBandwidth(r.Threads) : null;
@@ -129,6 +138,15 @@ internal static class BenchCommand
                 ["lookup_tokens_accepted"] = lookup?.Accepted,
                 ["lookup_acceptance_rate"] = lookup is null ? null : Math.Round(lookup.AcceptanceRate, 4),
                 ["lookup_output_identical"] = lookup?.Identical,
+                ["tg_mtp_baseline_tps"] = mtp is null ? null : Math.Round(mtp.PlainTps, 3),
+                ["tg_mtp_baseline_std"] = mtp is null ? null : Math.Round(mtp.PlainStd, 3),
+                ["tg_mtp_tps"] = mtp is null ? null : Math.Round(mtp.LookupTps, 3),
+                ["tg_mtp_std"] = mtp is null ? null : Math.Round(mtp.LookupStd, 3),
+                ["mtp_speedup"] = mtp is null ? null : Math.Round(mtp.Speedup, 4),
+                ["mtp_tokens"] = mtp?.Drafted,
+                ["mtp_tokens_accepted"] = mtp?.Accepted,
+                ["mtp_acceptance_rate"] = mtp is null ? null : Math.Round(mtp.AcceptanceRate, 4),
+                ["mtp_output_identical"] = mtp?.Identical,
             }));
             return 0;
         }
@@ -143,6 +161,9 @@ internal static class BenchCommand
                 Console.WriteLine($"tg{nGen}{at} with draft {Path.GetFileName(draftPath)}: {d.TgTps,10:F2} ± {d.TgStd:F2} tokens/s   ({d.TgTps / Math.Max(1e-9, r.TgTps):F2}× plain; " +
                                   $"{d.Accepted} of {d.Drafted} drafted tokens accepted = {d.AcceptanceRate:P1})");
         }
+        if (mtp is { } mt)
+            Console.WriteLine($"tg{nGen} after a {mt.PromptTokens}-token prompt: plain {mt.PlainTps,8:F2} ± {mt.PlainStd:F2}, multi-token prediction {mt.LookupTps,8:F2} ± {mt.LookupStd:F2} tokens/s   " +
+                              $"({mt.Speedup:F2}× plain; {mt.Accepted} of {mt.Drafted} drafted tokens accepted = {mt.AcceptanceRate:P1}; outputs {(mt.Identical ? "identical" : "DIFFER")})");
         if (lookup is { } l)
             Console.WriteLine($"tg{nGen} after a {l.PromptTokens}-token prompt: plain {l.PlainTps,8:F2} ± {l.PlainStd:F2}, prompt lookup {l.LookupTps,8:F2} ± {l.LookupStd:F2} tokens/s   " +
                               $"({l.Speedup:F2}× plain; {l.Accepted} of {l.Drafted} drafted tokens accepted = {l.AcceptanceRate:P1}; outputs {(l.Identical ? "identical" : "DIFFER")})");

@@ -44,14 +44,14 @@ internal static class GenerateCommand
             return Run(StoreCommands.ResolveModel(p, p.GetValue(model)!), p.GetValue(prompt), p.GetValue(promptIds), p.GetValue(sampling.Count), sampling.Read(p),
                 p.GetValue(threads), p.GetValue(ctxSize), p.GetValue(json), p.GetValue(logits), p.GetValue(ignoreEos),
                 Arguments.ParseCacheType(p.GetValue(cacheType)), v => constraint.Compile(p, v), speculation.Read(p),
-                speculation.DraftModelPath(p), p.GetValue(speculation.DraftMax));
+                speculation.DraftModelPath(p), p.GetValue(speculation.DraftMax), speculation.ReadMtp(p));
         });
         return cmd;
     }
 
     private static int Run(string path, string? promptText, string? promptIdsText, int count, SamplerOptions sampling,
         int threads, int ctxSize, bool json, bool withLogits, bool ignoreEos, Kaiyuan.Gguf.GgmlType cacheType,
-        Func<Tokenizer?, Constraints.GrammarConstraint?> grammar, int lookupDraft, string? draftPath, int draftMax)
+        Func<Tokenizer?, Constraints.GrammarConstraint?> grammar, int lookupDraft, string? draftPath, int draftMax, int mtpDraft)
     {
         using var model = ModelLoader.Load(path);
         using var draftModel = draftPath is null ? null : ModelLoader.Load(draftPath);
@@ -79,6 +79,7 @@ internal static class GenerateCommand
         using var _ = session;
         if (promptIds.Length >= session.ContextLength)
             throw new ContextOverflowException($"the prompt has {promptIds.Length} tokens; the context holds {session.ContextLength}");
+        long drafted = 0, accepted = 0;
         var options = new GenerationOptions
         {
             MaxTokens = count,
@@ -88,6 +89,8 @@ internal static class GenerateCommand
             Constraint = constraint,
             LookupDraftTokens = lookupDraft,
             Draft = draft,
+            MtpDraftTokens = mtpDraft,
+            OnVerified = (proposed, taken) => { drafted += proposed; accepted += taken; },
         };
         var ids = new List<int>();
         var allLogits = new List<float[]>();
@@ -120,7 +123,8 @@ internal static class GenerateCommand
             Console.Out.Flush();
             double genSeconds = Math.Max(1e-9, total - promptSeconds);
             Console.Error.WriteLine($"prompt: {promptIds.Length} tokens, {promptIds.Length / Math.Max(1e-9, promptSeconds):F1} tokens/s | " +
-                                    $"generation: {ids.Count} tokens, {Math.Max(0, ids.Count - 1) / genSeconds:F1} tokens/s");
+                                    $"generation: {ids.Count} tokens, {Math.Max(0, ids.Count - 1) / genSeconds:F1} tokens/s" +
+                                    (drafted > 0 ? $" | drafts: {accepted} of {drafted} accepted ({100.0 * accepted / drafted:F1}%)" : ""));
         }
         return 0;
     }

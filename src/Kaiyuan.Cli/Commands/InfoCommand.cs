@@ -67,7 +67,7 @@ internal static class InfoCommand
             w.WriteLine($"linear attn:   Gated DeltaNet in {recurrent.Count(r => r)} of {recurrent.Count} layers, {c.SsmKeyHeads} key / {c.SsmValueHeads} value heads × {c.SsmStateSize}, conv kernel {c.SsmConvKernel}");
             w.WriteLine($"layer pattern: {(pattern.Length > 64 ? pattern[..64] + "…" : pattern)} (L linear attention, A full attention)");
         }
-        if (c.NextnLayers > 0) w.WriteLine($"MTP:           {c.NextnLayers} NextN layer(s) after the main stack (loaded, not run)");
+        if (c.NextnLayers > 0) w.WriteLine($"MTP:           {c.NextnLayers} NextN layer(s) after the main stack (--mtp drafts with it)");
         if (c.FeedForwardLength > 0) w.WriteLine($"feed-forward:  {c.FeedForwardLength}");
         if (c.IsMoe)
             w.WriteLine($"experts:       {c.ExpertCount} experts, {c.ExpertUsedCount} active, {c.ExpertSharedCount} shared, expert FFN {c.ExpertFeedForwardLength}, " +

@@ -69,6 +69,7 @@ internal static class RunCommand
                 MaxTokens = p.GetValue(samplingArgs.Count),
                 PromptCache = store,
                 LookupDraftTokens = speculation.Read(p),
+                MtpDraftTokens = speculation.ReadMtp(p),
                 Draft = draftModel is null ? null : new Speculative.DraftModel(draftModel, loaded, p.GetValue(speculation.DraftMax)),
             };
             if (constraintArgs.Compile(p, tokenizer) is { } grammar)

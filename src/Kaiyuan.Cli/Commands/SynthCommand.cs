@@ -29,13 +29,18 @@ internal static class SynthCommand
                 + "(it predicts what followed the latest earlier occurrence of its last two tokens): a model to measure prompt-lookup speculation with. "
                 + "Other layers still run at full cost but add nothing. qwen2 and llama shapes",
         };
-        var cmd = new Command("synth", "Write a GGUF model of a known shape with random weights (for benchmarking)") { like, type, output, seed, threads, vocab, layers, copying };
+        var nextn = new Option<bool>("--nextn")
+        {
+            Description = "Add a multi-token-prediction (NextN) layer after the main stack, as DeepSeek-V3 and GLM-4.5 ship it: a model to run --mtp with",
+        };
+        var cmd = new Command("synth", "Write a GGUF model of a known shape with random weights (for benchmarking)") { like, type, output, seed, threads, vocab, layers, copying, nextn };
         cmd.SetAction(p =>
         {
             var shape = Synth.Shape(p.GetValue(like)!);
             int keep = p.GetValue(layers);
             if (keep > 0) shape = Synth.WithLayers(shape, keep);
             if (p.GetValue(copying)) shape = Synth.WithCopying(shape);
+            if (p.GetValue(nextn)) shape = Synth.WithNextn(shape);
             string typeText = p.GetValue(type)!;
             if (!FileTypes.TryParse(typeText, out var mix) || !TensorTypePlan.Supported.Contains(mix))
                 throw new ArgumentException($"unknown quantization type '{typeText}' (supported: {string.Join(", ", TensorTypePlan.Supported)})");

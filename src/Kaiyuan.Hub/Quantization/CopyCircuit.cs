@@ -37,7 +37,8 @@ internal sealed class CopyCircuit
     private readonly int _bits, _slot, _context;
     private readonly int[] _widths; // bits of the k-th latest token that the match compares
     private readonly (int Latest, int Bit)[] _content;
-    private readonly float _s0, _s1;
+    private readonly float _s0, _s1, _sh;
+    private readonly int _nextnLayer;
 
     /// <summary>Rotary dimensions per head (the rest of each head carries the two-token content match).</summary>
     public int RopeDims { get; }
@@ -79,6 +80,9 @@ internal sealed class CopyCircuit
         // RMS norm's factor at each layer's input: the residual holds bits + 1 values of ±1 before layer 0, (n + 1) bits + 1 after.
         _s0 = MathF.Sqrt(s.EmbeddingLength / (float)(_bits + 1));
         _s1 = MathF.Sqrt(s.EmbeddingLength / (float)((_context + 1) * _bits + 1));
+        // The final hidden state holds E, P1…Pn, O and C, each code ±1 (O is a sharp attention's copy of one E).
+        _sh = MathF.Sqrt(s.EmbeddingLength / (float)((_context + 2) * _bits + 1));
+        _nextnLayer = s.NextnLayers > 0 ? s.Layers : -1;
         // Content dimension → (which latest token, which bit).
         _content = [.. _widths.SelectMany((width, k) => Enumerable.Range(0, width).Select(bit => (k, bit)))];
     }
@@ -110,6 +114,7 @@ internal sealed class CopyCircuit
             layer = int.Parse(name.AsSpan(4, dot - 4), System.Globalization.CultureInfo.InvariantCulture);
             part = name[(dot + 1)..];
         }
+        if (layer >= 0 && layer == _nextnLayer) return TryFillNextn(part, (int)row, values);
         switch (layer, part)
         {
             case (-1, "token_embd.weight"):
@@ -140,6 +145,40 @@ internal sealed class CopyCircuit
                 values.Clear();
                 FillInductionLayer(part, (int)row, values);
                 return part is "attn_q.weight" or "attn_k.weight" or "attn_v.weight" or "attn_output.weight";
+            default:
+                return false;
+        }
+    }
+
+    /// <summary>
+    /// A NextN layer that copies one token further: eh_proj lays out E from the embedding of the token that followed
+    /// (t_{i+1}) and P1…Pn from the hidden state's E, P1…Pn−1 (t_i, t_{i−1}, …), the residual the induction layer reads,
+    /// so the same induction head predicts t_{i+2}. Its output fed back as the hidden state has that layout again, so
+    /// drafting further goes on copying.
+    /// </summary>
+    private bool TryFillNextn(string part, int row, Span<float> values)
+    {
+        values.Clear();
+        switch (part)
+        {
+            case "nextn.eh_proj.weight":
+                int e = _shape.EmbeddingLength;
+                if (row == C) values[C] = 1 / _s0;
+                for (int b = 0; b < _bits; b++)
+                {
+                    if (row == E(b)) values[E(b)] = 1 / _s0;
+                    for (int k = 1; k <= _context; k++)
+                        if (row == P(k, b)) values[e + P(k - 1, b)] = 1 / _sh;
+                }
+                return true;
+            case "nextn.enorm.weight" or "nextn.hnorm.weight" or "nextn.shared_head_norm.weight" or "attn_norm.weight":
+                values.Fill(1);
+                return true;
+            case "attn_q.bias" or "attn_k.bias" or "attn_v.bias" or "ffn_down.weight":
+                return true;
+            case "attn_q.weight" or "attn_k.weight" or "attn_v.weight" or "attn_output.weight":
+                FillInductionLayer(part, row, values);
+                return true;
             default:
                 return false;
         }

@@ -29,6 +29,9 @@ public sealed record SynthShape(
 {
     /// <summary>The first two layers hold a circuit that copies earlier text (<see cref="Synth.WithCopying"/>).</summary>
     public bool Copying { get; init; }
+
+    /// <summary>Multi-token-prediction (NextN) layers after the main stack (<see cref="Synth.WithNextn"/>); 0: none.</summary>
+    public int NextnLayers { get; init; }
 }
 
 /// <summary>The linear-attention layers of a hybrid <see cref="SynthShape"/> (Qwen3.5's Gated DeltaNet).</summary>
@@ -143,6 +146,19 @@ public static class Synth
         return copying;
     }
 
+    /// <summary>
+    /// <paramref name="shape"/> with one multi-token-prediction (NextN) layer after its main stack, as DeepSeek-V3 and
+    /// GLM-4.5 ship it (llama.cpp's <c>nextn_predict_layers</c> and <c>blk.N.nextn.*</c> tensors; the layer itself is
+    /// like the last main one, and the module shares the token embedding and output head): a model to run
+    /// <c>--mtp</c> with.
+    /// </summary>
+    /// <exception cref="ArgumentException">The shape is hybrid (its recurrent state cannot take back draft tokens).</exception>
+    public static SynthShape WithNextn(SynthShape shape)
+    {
+        if (shape.Hybrid is not null) throw new ArgumentException($"--nextn: {shape.Name} is a hybrid model, which cannot speculate");
+        return shape with { Name = $"{shape.Name} + NextN", NextnLayers = 1 };
+    }
+
     /// <summary>The metadata of a synthesized file in <paramref name="mix"/>.</summary>
     internal static GgufMetadata Metadata(SynthShape s, FileType mix)
     {
@@ -152,7 +168,8 @@ public static class Synth
         md.Set("general.name", GgufValue.Of($"synthetic {s.Name}"));
         md.Set($"{a}.context_length", GgufValue.Of((uint)s.ContextLength));
         md.Set($"{a}.embedding_length", GgufValue.Of((uint)s.EmbeddingLength));
-        md.Set($"{a}.block_count", GgufValue.Of((uint)s.Layers));
+        md.Set($"{a}.block_count", GgufValue.Of((uint)(s.Layers + s.NextnLayers)));
+        if (s.NextnLayers > 0) md.Set($"{a}.nextn_predict_layers", GgufValue.Of((uint)s.NextnLayers));
         md.Set($"{a}.feed_forward_length", GgufValue.Of((uint)s.FeedForwardLength));
         md.Set($"{a}.attention.head_count", GgufValue.Of((uint)s.Heads));
         md.Set($"{a}.attention.head_count_kv", GgufValue.Of((uint)s.KvHeads));
@@ -248,9 +265,17 @@ public static class Synth
         Add("token_embd.weight", e, s.VocabSize);
         Add("output_norm.weight", e);
         if (!s.TiedEmbeddings) Add("output.weight", e, s.VocabSize);
-        for (int i = 0; i < s.Layers; i++)
+        for (int i = 0; i < s.Layers + s.NextnLayers; i++)
         {
             string p = $"blk.{i}.";
+            if (i >= s.Layers)
+            {
+                // A NextN layer: the projection of [embedding; hidden state] and its norms, then a decoder layer as usual.
+                Add(p + "nextn.eh_proj.weight", 2 * e, e);
+                Add(p + "nextn.enorm.weight", e);
+                Add(p + "nextn.hnorm.weight", e);
+                Add(p + "nextn.shared_head_norm.weight", e);
+            }
             Add(p + "attn_norm.weight", e);
             if (s.Hybrid is { } h)
             {

@@ -50,6 +50,14 @@ public sealed record GenerationOptions
     /// </summary>
     public Speculative.DraftModel? Draft { get; init; }
     /// <summary>
+    /// Multi-token prediction (<c>--mtp</c>): the model's own NextN layer (DeepSeek-V3, GLM-4.5;
+    /// <see cref="Models.TransformerModel.HasMultiTokenPrediction"/>) proposes up to this many tokens per step (0: off; at
+    /// most 6 used), checked in one batched pass. Outputs are the same as without it (sampled ones keep the
+    /// distribution). The layer follows the session from its first use on, keeping its own cache. Not with the other
+    /// kinds of speculation.
+    /// </summary>
+    public int MtpDraftTokens { get; init; }
+    /// <summary>
     /// Called after each speculative pass is settled with the tokens proposed and how many of them were accepted (a
     /// draft model's or prompt lookup's acceptance, for benchmarks and metrics); null: not told.
     /// </summary>
@@ -74,16 +82,18 @@ public static class Generator
         if (prompt.Count == 0) throw new ArgumentException("the prompt is empty");
         var history = new List<int>(prompt);
         int vocab = session.Model.VocabSize;
-        var logits = session.Evaluate(history.ToArray()).ToArray();
-        var mask = options.Constraint is null ? null : new ulong[(logits.Length + 63) >> 6];
         // At most 6 drafts, so the verifying pass (7 tokens) stays below the batch size where the matmuls switch to their
         // panel kernels: its rows then round exactly as single-token steps do, and greedy output is the same tokens.
         const int MaxVerified = Kernels.MatMul.PanelMinTokens - 2;
-        if (options.Draft is not null && options.LookupDraftTokens > 0)
-            throw new ArgumentException("choose one kind of speculation: prompt lookup or a draft model");
+        if ((options.Draft is not null ? 1 : 0) + (options.LookupDraftTokens > 0 ? 1 : 0) + (options.MtpDraftTokens > 0 ? 1 : 0) > 1)
+            throw new ArgumentException("choose one kind of speculation: prompt lookup, a draft model or multi-token prediction");
+        // The multi-token-prediction drafter follows the session before the prompt, whose hidden states it needs.
         Speculative.IDraftProposer? proposer = options.Draft is { } draftModel ? draftModel.ProposerFor(session)
             : options.LookupDraftTokens > 0 && !session.Model.IsRecurrent ? new Speculative.PromptLookup(Math.Min(options.LookupDraftTokens, MaxVerified))
+            : options.MtpDraftTokens > 0 ? Speculative.MtpSessionProposer.For(session, Math.Min(options.MtpDraftTokens, MaxVerified))
             : null;
+        var logits = session.Evaluate(history.ToArray()).ToArray();
+        var mask = options.Constraint is null ? null : new ulong[(logits.Length + 63) >> 6];
         // A speculative pass fed [token, draft…] and got a row of logits after each; the rows are used in turn while the
         // sampled tokens agree with the draft, and the cache is cut back at the first that does not.
         var fed = new int[1 + Math.Min(proposer?.MaxDraft ?? 0, MaxVerified)];

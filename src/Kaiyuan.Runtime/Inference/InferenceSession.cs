@@ -21,6 +21,7 @@ public sealed class InferenceSession : IDisposable
     private readonly float[] _lastLogits;
     private bool[] _want = [];
     private float[] _allLogits = [];
+    private float[] _hidden = [];
     // A hybrid model's recurrent state cannot be cut back, so the state after each prompt is kept to go back to.
     private readonly List<(int Position, float[] State)> _snapshots = [];
     private const int KeptSnapshots = 2;
@@ -82,6 +83,14 @@ public sealed class InferenceSession : IDisposable
     public int MaxBatch { get; }
     /// <summary>Tokens already in the cache; the next token goes to this position.</summary>
     public int Position { get; private set; }
+    /// <summary>
+    /// Told every token's final hidden state as the session evaluates it (a multi-token-prediction drafter that follows
+    /// this session); null: nobody is, and the rows are not kept.
+    /// </summary>
+    internal IHiddenObserver? HiddenObserver { get; set; }
+    /// <summary>The multi-token-prediction drafter that follows this session, made at its first use and kept for later generations.</summary>
+    internal Speculative.MtpSessionProposer? Mtp { get; set; }
+
     /// <summary>Forward passes and tokens fed through them so far (tests tell speculative from one-by-one decoding).</summary>
     internal long Passes { get; private set; }
     internal long FedTokens { get; private set; }
@@ -257,7 +266,11 @@ public sealed class InferenceSession : IDisposable
             bool lastChunk = start + n == tokens.Length;
             for (int i = 0; i < n; i++) _want[i] = allLogits || (lastChunk && i == n - 1);
             var dst = allLogits ? _allLogits.AsSpan(start * vocab, n * vocab) : _lastLogits.AsSpan();
-            _model.Forward(_ctx, _want.AsSpan(0, n), dst);
+            var observer = HiddenObserver;
+            int d = _model.Config.EmbeddingLength;
+            if (observer is not null && _hidden.Length < n * d) _hidden = new float[Math.Max(n, Math.Min(MaxBatch, 8)) * d];
+            _model.Forward(_ctx, _want.AsSpan(0, n), dst, observer is null ? default : _hidden.AsSpan(0, n * d));
+            observer?.OnEvaluated(_batch, _hidden.AsSpan(0, n * d));
             Position += n;
             Passes++;
             FedTokens += n;
@@ -266,6 +279,16 @@ public sealed class InferenceSession : IDisposable
         // After a prompt (not after each decoded token) the state is kept to go back to.
         if (_cache.Recurrent is { } state && prompt) KeepState(state);
     }
+}
+
+/// <summary>Receives the final (output-normed) hidden state of every token a session evaluates.</summary>
+internal interface IHiddenObserver
+{
+    /// <summary>
+    /// The batch's tokens were evaluated (a position below the last one seen means the session went back);
+    /// <paramref name="hidden"/> holds their rows in batch order, valid during the call only.
+    /// </summary>
+    void OnEvaluated(Models.Blocks.ForwardBatch batch, ReadOnlySpan<float> hidden);
 }
 
 /// <summary>A prompt or generation does not fit the context window.</summary>

@@ -6,7 +6,7 @@ internal enum Buf
     Hidden, Normed, BlockOut, Q, K, V, Attn, Scores, Latent, QAbsorbed, AttnLatent,
     FfnGate, FfnUp, RouterLogits, ExpertIn, ExpertOut, GroupIn, GroupGate, GroupUp, GroupOut, ExpertWeights, MemberWeights, SharedOut, Logits,
     IndexerQ, IndexerK, IndexerWeights, IndexerScores, CacheRow, SelectedRows,
-    QGated, AttnGate, SsmMixed, SsmConv, SsmGate, SsmDecay, SsmWrite, SsmOut, SsmScratch, Count,
+    QGated, AttnGate, NextnInput, SsmMixed, SsmConv, SsmGate, SsmDecay, SsmWrite, SsmOut, SsmScratch, Count,
 }
 
 /// <summary>Names of integer scratch buffers (expert routing).</summary>

@@ -13,7 +13,8 @@ public sealed class TransformerModel : IDisposable
 {
     private readonly GgufFile _file;
 
-    internal TransformerModel(GgufFile file, ModelConfig config, QuantMatrix embedding, IReadOnlyList<TransformerLayer> layers, float[] outputNorm, QuantMatrix output)
+    internal TransformerModel(GgufFile file, ModelConfig config, QuantMatrix embedding, IReadOnlyList<TransformerLayer> layers, float[] outputNorm, QuantMatrix output,
+        NextnPredictor? nextn = null)
     {
         _file = file;
         Config = config;
@@ -29,13 +30,24 @@ public sealed class TransformerModel : IDisposable
         for (int i = 0; i < layers.Count; i++)
         {
             var l = layers[i];
-            Blocks.Shapes.Vector(l.AttentionNorm, embd, $"blk.{i}.attn_norm.weight");
-            Blocks.Shapes.Vector(l.PostAttentionNorm, embd, $"blk.{i}.post_attention_norm.weight");
-            Blocks.Shapes.Vector(l.FeedForwardNorm, embd, $"blk.{i}.ffn_norm.weight");
-            Blocks.Shapes.Vector(l.PostFeedForwardNorm, embd, $"blk.{i}.post_ffw_norm.weight");
-            l.Attention.CheckShapes(embd);
-            l.FeedForward.CheckShapes(embd);
+            CheckLayer(l, $"blk.{i}.", embd);
         }
+        if (nextn is not null)
+        {
+            CheckLayer(nextn.Layer, $"blk.{layers.Count}.", embd);
+            nextn.CheckShapes(embd, output.Rows);
+        }
+        NextN = nextn;
+    }
+
+    private static void CheckLayer(TransformerLayer l, string prefix, int embd)
+    {
+        Blocks.Shapes.Vector(l.AttentionNorm, embd, prefix + "attn_norm.weight");
+        Blocks.Shapes.Vector(l.PostAttentionNorm, embd, prefix + "post_attention_norm.weight");
+        Blocks.Shapes.Vector(l.FeedForwardNorm, embd, prefix + "ffn_norm.weight");
+        Blocks.Shapes.Vector(l.PostFeedForwardNorm, embd, prefix + "post_ffw_norm.weight");
+        l.Attention.CheckShapes(embd);
+        l.FeedForward.CheckShapes(embd);
     }
 
     /// <summary>The GGUF file whose mapped tensors hold the weights; the model owns it and disposes it.</summary>
@@ -49,6 +61,10 @@ public sealed class TransformerModel : IDisposable
     internal IReadOnlyList<TransformerLayer> Layers { get; }
     internal float[] OutputNorm { get; }
     internal QuantMatrix Output { get; }
+    /// <summary>The multi-token-prediction module the file carries after its main stack (DeepSeek-V3, GLM-4.5); null: none.</summary>
+    internal NextnPredictor? NextN { get; }
+    /// <summary>Whether the file carries a multi-token-prediction (NextN) layer that can draft for it (<c>--mtp</c>).</summary>
+    public bool HasMultiTokenPrediction => NextN is not null;
     /// <summary>Logits per token: the rows of the output head.</summary>
     public int VocabSize => Output.Rows;
 
@@ -106,22 +122,25 @@ public sealed class TransformerModel : IDisposable
         var normed = ws.Floats(Buf.Normed, n * d);
         var blockOut = ws.Floats(Buf.BlockOut, n * d);
         float eps = Config.RmsEpsilon;
-        for (int l = 0; l < Layers.Count; l++)
-        {
-            var layer = Layers[l];
-            NormRows(x, normed, layer.AttentionNorm, n, d, eps);
-            layer.Attention.Forward(ctx, l, normed, blockOut);
-            if (layer.PostAttentionNorm is not null) NormRows(blockOut, blockOut, layer.PostAttentionNorm, n, d, eps);
-            VectorOps.Add(x, blockOut);
-
-            NormRows(x, normed, layer.FeedForwardNorm, n, d, eps);
-            layer.FeedForward.Forward(ctx, normed, n, blockOut);
-            if (layer.PostFeedForwardNorm is not null) NormRows(blockOut, blockOut, layer.PostFeedForwardNorm, n, d, eps);
-            VectorOps.Add(x, blockOut);
-        }
+        for (int l = 0; l < Layers.Count; l++) RunLayer(ctx, Layers[l], l, x, normed, blockOut, d, eps);
         if (cache.Recurrent is { } after)
             for (int t = 0; t < n; t++) after.SetLength(batch.Slots[t], batch.Positions[t] + 1);
         return x;
+    }
+
+    /// <summary>One decoder block over the batch's rows of <paramref name="x"/> (the residual stream, updated in place), its keys and values in cache layer <paramref name="cacheLayer"/>.</summary>
+    internal static void RunLayer(ForwardContext ctx, TransformerLayer layer, int cacheLayer, Span<float> x, Span<float> normed, Span<float> blockOut, int d, float eps)
+    {
+        int n = ctx.Batch.Count;
+        NormRows(x, normed, layer.AttentionNorm, n, d, eps);
+        layer.Attention.Forward(ctx, cacheLayer, normed, blockOut);
+        if (layer.PostAttentionNorm is not null) NormRows(blockOut, blockOut, layer.PostAttentionNorm, n, d, eps);
+        VectorOps.Add(x, blockOut);
+
+        NormRows(x, normed, layer.FeedForwardNorm, n, d, eps);
+        layer.FeedForward.Forward(ctx, normed, n, blockOut);
+        if (layer.PostFeedForwardNorm is not null) NormRows(blockOut, blockOut, layer.PostFeedForwardNorm, n, d, eps);
+        VectorOps.Add(x, blockOut);
     }
 
     /// <summary>
@@ -148,22 +167,26 @@ public sealed class TransformerModel : IDisposable
 
     /// <summary>
     /// Runs the batch through the model, appending its keys/values to the cache, and writes logits for the tokens
-    /// flagged in <paramref name="wantLogits"/> (in batch order) into <paramref name="logits"/> (rows of VocabSize).
+    /// flagged in <paramref name="wantLogits"/> (in batch order) into <paramref name="logits"/> (rows of VocabSize), and,
+    /// when <paramref name="hidden"/> is not empty, every token's final (output-normed) hidden state into it: what a
+    /// multi-token-prediction layer drafts from.
     /// </summary>
-    internal void Forward(ForwardContext ctx, ReadOnlySpan<bool> wantLogits, Span<float> logits)
+    internal void Forward(ForwardContext ctx, ReadOnlySpan<bool> wantLogits, Span<float> logits, Span<float> hidden = default)
     {
         var (batch, _, ws, pool) = ctx;
         int n = batch.Count, d = Config.EmbeddingLength;
         float eps = Config.RmsEpsilon;
         var x = RunLayers(ctx);
         var normed = ws.Floats(Buf.Normed, n * d);
+        if (!hidden.IsEmpty) NormRows(x, hidden, OutputNorm, n, d, eps);
 
         // Only the requested rows go through the output head (the vocabulary projection dominates small models).
         int outputs = 0;
         for (int t = 0; t < n; t++)
         {
             if (!wantLogits[t]) continue;
-            VectorOps.RmsNorm(x.Slice(t * d, d), OutputNorm, normed.Slice(outputs * d, d), eps);
+            if (hidden.IsEmpty) VectorOps.RmsNorm(x.Slice(t * d, d), OutputNorm, normed.Slice(outputs * d, d), eps);
+            else hidden.Slice(t * d, d).CopyTo(normed.Slice(outputs * d, d));
             outputs++;
         }
         if (outputs > 0)

@@ -1,0 +1,132 @@
+using Kaiyuan.Inference;
+using Kaiyuan.Kernels;
+using Kaiyuan.Models;
+using Kaiyuan.Quantization;
+using Kaiyuan.Sampling;
+using Kaiyuan.Speculative;
+
+namespace Kaiyuan.Tests.Speculative;
+
+/// <summary>
+/// Multi-token prediction (<c>--mtp</c>): a model's own NextN layer drafts, the model verifies. Files come from
+/// <c>synth --nextn</c>: with random weights (drafts mostly rejected: the output must still not change) and with the
+/// copying circuit, whose NextN layer copies one token further, so its drafts are right wherever the text repeats.
+/// </summary>
+public sealed class MtpTests : IDisposable
+{
+    private readonly WorkerPool _pool = new(2);
+    private readonly List<string> _files = [];
+
+    public void Dispose()
+    {
+        _pool.Dispose();
+        foreach (var f in _files) File.Delete(f);
+    }
+
+    private string Synthesize(SynthShape shape, FileType type = FileType.Q8_0, ulong seed = 2)
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"kaiyuan-mtp-{Guid.NewGuid():N}.gguf");
+        _files.Add(path);
+        Synth.Write(shape, type, path, seed, threads: 2);
+        return path;
+    }
+
+    private static int[] Generate(InferenceSession session, int[] prompt, int count, int mtp, SamplerOptions? sampling = null, Action<int, int>? verified = null) =>
+        [.. Generator.Generate(session, prompt, new Sampler(sampling ?? SamplerOptions.Greedy), new GenerationOptions
+        {
+            MaxTokens = count, IgnoreEndOfGeneration = true, MtpDraftTokens = mtp, OnVerified = verified,
+        }).Select(t => t.Id)];
+
+    /// <summary>The NextN layer loads beside the main stack, which runs without it: the file's main model is unchanged.</summary>
+    [Fact]
+    public void TheNextnLayerLoadsAndTheMainModelIgnoresIt()
+    {
+        string plainPath = Synthesize(Synth.Shape("tiny"));
+        string withPath = Synthesize(Synth.WithNextn(Synth.Shape("tiny")));
+        using var plain = ModelLoader.Load(plainPath);
+        using var with = ModelLoader.Load(withPath);
+        Assert.False(plain.HasMultiTokenPrediction);
+        Assert.True(with.HasMultiTokenPrediction);
+        Assert.Equal(2, with.Shape.Layers);
+        Assert.Equal(1, with.Shape.NextnLayers);
+        int[] prompt = TestSequences.Prompt(7, 12);
+        Assert.Equal(Generate(new InferenceSession(plain, 64, _pool), prompt, 8, mtp: 0), Generate(new InferenceSession(with, 64, _pool), prompt, 8, mtp: 0));
+        var e = Assert.Throws<ArgumentException>(() => Generate(new InferenceSession(plain, 64, _pool), prompt, 4, mtp: 2));
+        Assert.Contains("no multi-token-prediction", e.Message);
+    }
+
+    /// <summary>
+    /// Greedy output with random NextN layers (a dense and an expert layer) is the same tokens as without, though most
+    /// drafts are wrong; a second generation on the same session (a chat's next turn, going back into the first) too.
+    /// </summary>
+    [Theory]
+    [InlineData("tiny")]
+    [InlineData("tiny-qwen3moe")]
+    [InlineData("tiny-deepseek32")]
+    public void GreedyOutputIsUnchanged(string shape)
+    {
+        using var model = ModelLoader.Load(Synthesize(Synth.WithNextn(Synth.Shape(shape))));
+        Assert.True(model.HasMultiTokenPrediction);
+        int[] prompt = TestSequences.Prompt(11, 40);
+        const int count = 40;
+        var plain = new InferenceSession(model, 256, _pool);
+        int[] expected = Generate(plain, prompt, count, mtp: 0);
+        long drafted = 0;
+        var speculative = new InferenceSession(model, 256, _pool);
+        Assert.Equal(expected, Generate(speculative, prompt, count, mtp: 3, verified: (p, _) => drafted += p));
+        Assert.True(drafted > 0, "nothing was drafted");
+        Assert.Equal(prompt.Length + count - 1, speculative.Position);
+        // The next turn shares the first 30 tokens: the session goes back and the drafter follows it.
+        speculative.Truncate(30);
+        plain.Truncate(30);
+        int[] next = [.. prompt[30..], .. expected[..5]];
+        Assert.Equal(Generate(plain, next, 20, mtp: 0), Generate(speculative, next, 20, mtp: 3));
+    }
+
+    /// <summary>
+    /// On a copying model whose NextN layer copies one token further, the drafts are taken: the same tokens as without,
+    /// nearly every drafted token accepted, several per pass, and a fraction of the passes. The layer's entries follow
+    /// the session: made for every position, in batches of a long prompt as one at a time.
+    /// </summary>
+    [Fact]
+    public void ACopyingNextnLayerDraftsWhatTheModelSays()
+    {
+        using var model = ModelLoader.Load(Synthesize(Synth.WithNextn(Synth.WithCopying(Synth.Shape("tiny")))));
+        var random = new Random(4);
+        int[] text = [.. Enumerable.Range(0, 300).Select(_ => random.Next(512))];
+        int[] prompt = [.. text, .. text[..4]];
+        const int count = 120;
+        var plain = new InferenceSession(model, 1024, _pool);
+        int[] expected = Generate(plain, prompt, count, mtp: 0);
+        Assert.Equal(text[4..124], expected);
+        long drafted = 0, accepted = 0;
+        var speculative = new InferenceSession(model, 1024, _pool);
+        int[] actual = Generate(speculative, prompt, count, mtp: 6, verified: (p, a) => { drafted += p; accepted += a; });
+        Assert.Equal(expected, actual);
+        Assert.True(drafted >= 80 && accepted >= drafted * 9 / 10, $"{accepted} of {drafted} drafted tokens accepted");
+        TestContext.Current.SendDiagnosticMessage($"{accepted} of {drafted} accepted, {speculative.Passes} passes against {plain.Passes}");
+        Assert.True(speculative.Passes * 3 < plain.Passes, $"{speculative.Passes} passes with multi-token prediction, {plain.Passes} without");
+        Assert.InRange(speculative.Mtp!.Drafter.Entries(0), prompt.Length, speculative.Position);
+    }
+
+    /// <summary>
+    /// Sampled output keeps the model's distribution: the layer's greedy draft is certain, so keeping it exactly when the
+    /// model's own sample equals it is speculative sampling's accept/reject rule (checked by a two-sample chi-square test).
+    /// The copying model at temperature 1.5 takes its copy about 60% of the time and a token a few bits away otherwise,
+    /// so drafts are both taken and rejected.
+    /// </summary>
+    [Fact]
+    public void SampledOutputKeepsTheDistribution()
+    {
+        using var model = ModelLoader.Load(Synthesize(Synth.WithNextn(Synth.WithCopying(Synth.Shape("tiny")))));
+        var random = new Random(6);
+        int[] text = [.. Enumerable.Range(0, 24).Select(_ => random.Next(512))];
+        int[] prompt = [.. text, .. text[..4]];
+        var sampling = new SamplerOptions { Temperature = 1.5f, TopK = 0, TopP = 1, MinP = 0 };
+        SamplingStatistics.AssertSpeculationKeepsTheDistribution(2000, prompt.Length, (speculative, seed) =>
+        {
+            var session = new InferenceSession(model, 64, _pool);
+            return (session, Generate(session, prompt, 4, speculative ? 3 : 0, sampling with { Seed = seed }));
+        });
+    }
+}
