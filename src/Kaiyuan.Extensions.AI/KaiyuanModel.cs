@@ -56,9 +56,14 @@ public sealed class KaiyuanModel : IDisposable
             "q8_0" => GgmlType.Q8_0,
             var other => throw new ArgumentException($"CacheType '{other}' is not f32, f16 or q8_0", nameof(options)),
         };
-        string path = ModelReference.Resolve(options.Model, options.Store is { } root ? new ModelStore(root) : null);
+        var store = options.Store is { } root ? new ModelStore(root) : null;
+        string path = ModelReference.Resolve(options.Model, store);
         var runtime = ModelRuntime.Load(new ModelOptions
         {
+            LookupDraftTokens = options.LookupDraftTokens,
+            DraftModelPath = options.DraftModel is { } draft ? ModelReference.Resolve(draft, store) : null,
+            DraftModelTokens = options.DraftMax,
+            MtpDraftTokens = options.MultiTokenPrediction ? options.DraftMax : 0,
             ModelPath = path,
             Alias = options.ModelId,
             Threads = options.Threads,

@@ -41,4 +41,25 @@ public sealed class KaiyuanModelOptions
 
     /// <summary>How long a JSON schema or tool set may take to compile for constrained output.</summary>
     public TimeSpan GrammarTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Prompt-lookup speculative decoding: up to this many tokens per step proposed from the text so far and verified in
+    /// one batched pass (fast where answers copy their input: code edits, extraction); outputs are unchanged. 0: off.
+    /// </summary>
+    public int LookupDraftTokens { get; set; }
+
+    /// <summary>
+    /// Speculative decoding with a draft model: a smaller GGUF with the same vocabulary (a path or a store reference)
+    /// proposes tokens and the model verifies them in one pass; outputs are unchanged. Null: none.
+    /// </summary>
+    public string? DraftModel { get; set; }
+
+    /// <summary>
+    /// Speculative decoding with the model's own multi-token-prediction (NextN) layer, which DeepSeek-V3 and GLM-4.5
+    /// files carry; outputs are unchanged.
+    /// </summary>
+    public bool MultiTokenPrediction { get; set; }
+
+    /// <summary>Tokens a draft model or the NextN layer proposes per step at most.</summary>
+    public int DraftMax { get; set; } = 6;
 }

@@ -80,6 +80,7 @@ internal static class ServeCommand
                 LookupDraftTokens = speculation.Read(p),
                 DraftModelPath = draftPath,
                 DraftModelTokens = p.GetValue(speculation.DraftMax),
+                MtpDraftTokens = speculation.ReadMtp(p),
                 LowPriorityPrefill = p.GetValue(prefillPriority) == "low",
                 StoreRoot = StoreCommands.StoreOf(p).Root,
             };

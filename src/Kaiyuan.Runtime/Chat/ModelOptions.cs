@@ -51,6 +51,12 @@ public record ModelOptions
     /// <summary>Tokens the draft model proposes per step at most (<c>--draft-max</c>).</summary>
     public int DraftModelTokens { get; init; } = 6;
     /// <summary>
+    /// Multi-token prediction (<c>--mtp</c>): the model's own NextN layer (DeepSeek-V3, GLM-4.5) proposes up to this many
+    /// tokens per running request and step, verified in the batched pass; outputs are unchanged. 0: off. Not with the
+    /// other kinds of speculation.
+    /// </summary>
+    public int MtpDraftTokens { get; init; }
+    /// <summary>
     /// A long prompt that arrives while other requests stream prefills on half the threads in the OS's lowest
     /// scheduling class (Linux SCHED_IDLE; <c>--prefill-priority low</c>), so the streams' tokens never wait behind it;
     /// it then runs only on CPU time nothing else on the machine wants. False: normal priority.

@@ -66,7 +66,7 @@ public sealed class ModelRuntime : IDisposable
     /// <summary>The KV pool and prefix cache now: blocks used, cached and free, hits and evictions so far.</summary>
     public KvCacheReport? Cache => Engine.Cache;
 
-    /// <summary>Speculation so far (<see cref="ModelOptions.LookupDraftTokens"/> or <see cref="ModelOptions.DraftModelPath"/>): tokens drafted and accepted; null where it is off.</summary>
+    /// <summary>Speculation so far (<see cref="ModelOptions.LookupDraftTokens"/>, <see cref="ModelOptions.DraftModelPath"/> or <see cref="ModelOptions.MtpDraftTokens"/>): tokens drafted and accepted; null where it is off.</summary>
     public SpeculationReport? Speculation => Engine.Speculation;
 
     /// <summary>Token ids for <paramref name="text"/>.</summary>
@@ -158,6 +158,7 @@ public sealed class ModelRuntime : IDisposable
                 PromptCache = store,
                 LookupDraft = options.LookupDraftTokens,
                 DraftModel = draft,
+                MtpDraft = options.MtpDraftTokens,
                 BackgroundPrefill = options.LowPriorityPrefill,
             }, pool);
             var description = Describe(model.File, engine.ContextLength, template);

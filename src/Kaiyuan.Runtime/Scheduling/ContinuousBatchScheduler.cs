@@ -49,6 +49,12 @@ internal sealed record SchedulerOptions
     /// </summary>
     public Speculative.DraftModel? DraftModel { get; init; }
     /// <summary>
+    /// Multi-token prediction: the model's own NextN layer proposes up to this many tokens per decoding sequence each
+    /// step (0: off), drafting for every slot in shared batched passes, verified in the same pass as the rest. Not with
+    /// the other kinds of speculation.
+    /// </summary>
+    public int MtpDraft { get; init; }
+    /// <summary>
     /// A long prompt prefilled beside decoding streams (<see cref="SplitPrefill"/>) runs in the OS's lowest scheduling
     /// class: the streams and their HTTP hand-offs preempt it at once. It then progresses only on cores nothing else wants.
     /// </summary>
@@ -91,6 +97,10 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
     // A draft model's state per slot (made at the slot's first decode step): the sequence on a slot proposes through it.
     // The draft model's state for every slot, drafting for a step's decoding sequences in shared passes (null: none).
     private readonly Speculative.DraftBatch? _draftBatch;
+    // The model's NextN layer drafting for every slot (null: off); it is told every row's final hidden state.
+    private readonly Speculative.MtpDrafter? _mtp;
+    private readonly List<(int Slot, int Token, int Position, int Room)> _mtpRequests = [];
+    private float[] _hidden = [];
     private readonly List<(int Slot, List<int> History, int Room)> _draftRequests = [];
     private float[] _lse = [];
     private int _pendingCount, _busy;
@@ -119,17 +129,16 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         _cache = model.CreateCache(options.Slots + 1, ContextLength, options.CacheType, CapacityBlocks(model, options, ContextLength));
         _prefix = new PrefixCache(_cache, enabled: options.CacheBytes != 0) { Store = options.PromptCache };
         _stats = _prefix.Stats;
-        if (options.DraftModel is { } draft)
-        {
-            if (options.LookupDraft > 0) throw new ArgumentException("choose one kind of speculation: prompt lookup or a draft model");
-            if (draft.Target != model) throw new ArgumentException("the draft model was made for another target model");
-        }
-        // A hybrid model's recurrent state cannot take back rejected draft tokens (a draft model refuses one).
-        _maxDraft = options.DraftModel?.MaxDraft ?? (model.IsRecurrent ? 0 : Math.Max(0, options.LookupDraft));
+        if ((options.DraftModel is not null ? 1 : 0) + (options.LookupDraft > 0 ? 1 : 0) + (options.MtpDraft > 0 ? 1 : 0) > 1)
+            throw new ArgumentException("choose one kind of speculation: prompt lookup, a draft model or multi-token prediction");
+        if (options.DraftModel is { } draft && draft.Target != model) throw new ArgumentException("the draft model was made for another target model");
+        // A hybrid model's recurrent state cannot take back rejected draft tokens (a draft model and the NextN drafter refuse one).
+        _maxDraft = options.DraftModel?.MaxDraft ?? (options.MtpDraft > 0 ? options.MtpDraft : model.IsRecurrent ? 0 : Math.Max(0, options.LookupDraft));
         int decodeRows = options.Slots * (1 + _maxDraft);
         _batch = new ForwardBatch(decodeRows + options.PrefillChunk);
         _ctx = new ForwardContext(_batch, _cache, _workspace, pool ?? WorkerPool.Shared);
         if (options.DraftModel is { } draftModel) _draftBatch = new Speculative.DraftBatch(draftModel, options.Slots, ContextLength, _ctx.Pool);
+        if (options.MtpDraft > 0) _mtp = new Speculative.MtpDrafter(model, options.Slots, ContextLength, options.CacheType, _ctx.Pool, options.MtpDraft);
         _slots = new Sequence?[options.Slots];
         _logits = new float[decodeRows * model.VocabSize];
         _want = new bool[decodeRows + options.PrefillChunk];
@@ -170,7 +179,7 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
     }
 
     /// <summary>Batched forward passes the draft model has run (0 without one).</summary>
-    internal long DraftPasses => _draftBatch?.Passes ?? 0;
+    internal long DraftPasses => _draftBatch?.Passes ?? _mtp?.Passes ?? 0;
 
     /// <summary>Draft tokens proposed and accepted so far (prompt-lookup speculation).</summary>
     public SpeculationReport? Speculation => _maxDraft == 0 ? null
@@ -322,6 +331,8 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
             return true;
         }
         seq.Slot = free;
+        // The slot's NextN entries hold for the prefix the sequence shares with what the slot held before.
+        _mtp?.Follow(free, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(seq.History)[..matched]);
         seq.Cached = matched;
         seq.Admission = ++_admissions;
         if (seq.Generated == 0) seq.Stream.CachedTokens = matched;
@@ -374,7 +385,11 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         }
 
         long start = System.Diagnostics.Stopwatch.GetTimestamp();
-        _model.Forward(_prefilling is null ? _ctx : _decodeCtx!, _want.AsSpan(0, _batch.Count), _logits.AsSpan(0, rows * _model.VocabSize));
+        int width = _model.Config.EmbeddingLength;
+        if (_mtp is not null && _hidden.Length < _batch.Count * width) _hidden = new float[_batch.Tokens.Length * width];
+        _model.Forward(_prefilling is null ? _ctx : _decodeCtx!, _want.AsSpan(0, _batch.Count), _logits.AsSpan(0, rows * _model.VocabSize),
+            _mtp is null ? default : _hidden.AsSpan(0, _batch.Count * width));
+        _mtp?.Observe(_batch, 0, _batch.Count, _hidden.AsSpan(0, _batch.Count * width));
         // Steps on part of the threads say nothing about the decode-only step the shared budget is measured against.
         if (_prefilling is null) Learn(System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds, decoding, prefill);
         Steps++;
@@ -421,6 +436,15 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
     /// <summary>With a draft model: its drafts for every decoding sequence of the step, in shared batched passes.</summary>
     private void PrepareDrafts()
     {
+        if (_mtp is not null)
+        {
+            _mtpRequests.Clear();
+            foreach (var seq in _slots)
+                if (seq is not null && seq != _prefilling && seq.History.Count - seq.Cached == 1 && DraftRoom(seq) is > 0 and int room)
+                    _mtpRequests.Add((seq.Slot, seq.History[^1], seq.Cached, room));
+            _mtp.Prepare(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_mtpRequests));
+            return;
+        }
         if (_draftBatch is null) return;
         _draftRequests.Clear();
         foreach (var seq in _slots)
@@ -442,6 +466,7 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         // A slot's draft state is the sequence's own while it holds the slot: a sequence preempted and resumed elsewhere
         // brings the new slot's draft cache up to date with its history (the cache is cut back to what they share).
         if (_draftBatch is not null) seq.Proposer = _draftBatch.ForSlot(seq.Slot);
+        else if (_mtp is not null) seq.Proposer = _mtp.ForSlot(seq.Slot);
         else seq.Proposer ??= new Speculative.PromptLookup(_maxDraft);
         seq.Draft ??= new int[_maxDraft];
         int k = seq.Proposer.Propose(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(seq.History), seq.Draft, room);
@@ -507,7 +532,7 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         if (!_splitTried)
         {
             _splitTried = true;
-            _split = SplitPrefill.Create(_model, _cache, _ctx.Pool.Threads, _options.PrefillChunk, _options.BackgroundPrefill);
+            _split = SplitPrefill.Create(_model, _cache, _ctx.Pool.Threads, _options.PrefillChunk, _options.BackgroundPrefill, keepHidden: _mtp is not null);
             if (_split is not null) _decodeCtx = _ctx with { Pool = _split.DecodePool };
         }
         if (_split is null) return;
@@ -530,6 +555,7 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
             Free(seq, FinishReason.Error, error);
             return;
         }
+        _mtp?.Observe(_split.Batch, 0, _split.Batch.Count, _split.Hidden);
         seq.Cached += _prefillTake;
         Interlocked.Add(ref _prefillTokens, _prefillTake);
         _prefix.Commit(seq.Slot, seq.History, seq.Cached);

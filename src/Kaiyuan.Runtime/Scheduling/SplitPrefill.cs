@@ -24,6 +24,7 @@ internal sealed class SplitPrefill : IDisposable
     private readonly WorkerPool _prefillPool;
     private readonly bool[] _want;
     private readonly float[] _logits;
+    private readonly float[]? _hidden;
     private readonly Thread _thread;
     private readonly SemaphoreSlim _start = new(0);
     private readonly ManualResetEventSlim _done = new(true);
@@ -32,7 +33,7 @@ internal sealed class SplitPrefill : IDisposable
     private Exception? _error;
     private readonly bool _background;
 
-    private SplitPrefill(TransformerModel model, KvCache cache, int threads, int chunk, bool background)
+    private SplitPrefill(TransformerModel model, KvCache cache, int threads, int chunk, bool background, bool keepHidden)
     {
         _background = background;
         _model = model;
@@ -43,14 +44,22 @@ internal sealed class SplitPrefill : IDisposable
         _ctx = new ForwardContext(_batch, cache, new Workspace(), _prefillPool);
         _want = new bool[chunk];
         _logits = new float[model.VocabSize];
+        _hidden = keepHidden ? new float[chunk * model.Config.EmbeddingLength] : null;
         _thread = new Thread(Loop) { IsBackground = true, Name = "kaiyuan-prefill" };
         _thread.Start();
     }
 
     /// <summary>A split for a pool of <paramref name="threads"/>, or null where splitting cannot help (one thread) or cannot work (a hybrid model's recurrent state is stepped in order with the batch).</summary>
     /// <param name="background">Prefill in the OS's lowest scheduling class (<see cref="BackgroundThread"/>), so the streams' threads and their token hand-offs never wait behind it.</param>
-    public static SplitPrefill? Create(TransformerModel model, KvCache cache, int threads, int chunk, bool background) =>
-        threads >= 2 && cache.Recurrent is null ? new SplitPrefill(model, cache, threads, chunk, background) : null;
+    /// <param name="keepHidden">Keep every row's final hidden state (<see cref="Hidden"/>) for a multi-token-prediction drafter.</param>
+    public static SplitPrefill? Create(TransformerModel model, KvCache cache, int threads, int chunk, bool background, bool keepHidden = false) =>
+        threads >= 2 && cache.Recurrent is null ? new SplitPrefill(model, cache, threads, chunk, background, keepHidden) : null;
+
+    /// <summary>The finished chunk's tokens, positions and slot.</summary>
+    public ForwardBatch Batch => _batch;
+
+    /// <summary>The finished chunk's final hidden states, a row per token (empty unless kept).</summary>
+    public ReadOnlySpan<float> Hidden => _hidden is null ? default : _hidden.AsSpan(0, _batch.Count * _model.Config.EmbeddingLength);
 
     /// <summary>The threads the streams decode on while a chunk runs.</summary>
     public WorkerPool DecodePool { get; }
@@ -101,7 +110,8 @@ internal sealed class SplitPrefill : IDisposable
             if (_stopping) return;
             try
             {
-                _model.Forward(_ctx, _want.AsSpan(0, _batch.Count), _logits.AsSpan(0, _endsPrompt ? _model.VocabSize : 0));
+                _model.Forward(_ctx, _want.AsSpan(0, _batch.Count), _logits.AsSpan(0, _endsPrompt ? _model.VocabSize : 0),
+                    _hidden is null ? default : _hidden.AsSpan(0, _batch.Count * _model.Config.EmbeddingLength));
             }
             catch (Exception e)
             {

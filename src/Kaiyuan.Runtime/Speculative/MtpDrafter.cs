@@ -84,9 +84,20 @@ internal sealed class MtpDrafter
         {
             int slot = batch.Slots[r], end = r + 1;
             while (end < from + count && batch.Slots[end] == slot) end++;
-            _slots[slot].Seen(batch.Positions[r], batch.Tokens.AsSpan(r, end - r), hidden.Slice((r - from) * _embd, (end - r) * _embd));
+            // Rows of other sequences (the scheduler's embedding jobs) are not drafted for.
+            if (slot < _slots.Length) _slots[slot].Seen(batch.Positions[r], batch.Tokens.AsSpan(r, end - r), hidden.Slice((r - from) * _embd, (end - r) * _embd));
             r = end;
         }
+    }
+
+    /// <summary>
+    /// Slot <paramref name="slot"/> now holds a sequence whose first tokens are <paramref name="tokens"/> (a new or resumed
+    /// one, its cached prefix): the slot keeps its entries only as far as its tokens agree.
+    /// </summary>
+    public void Follow(int slot, ReadOnlySpan<int> tokens)
+    {
+        var s = _slots[slot];
+        s.Truncate(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(s.Tokens).CommonPrefixLength(tokens));
     }
 
     /// <summary>
@@ -101,6 +112,8 @@ internal sealed class MtpDrafter
             var s = _slots[slot];
             s.Count = 0;
             s.Limit = Math.Min(Math.Min(s.Pacing.Budget, room), Math.Min(MaxDraft, _contextLength - position));
+            // Rows after the newest token's position were drafts the target rejected.
+            if (s.Tokens.Count > position) s.Truncate(position);
             // The slot must have seen every token before the newest (its entries need their hidden states).
             if (s.Limit <= 0 || position == 0 || s.Tokens.Count != position || s.Entries >= position || s.Pacing.SitsOut()) continue;
             s.Newest = token;
@@ -239,20 +252,26 @@ internal sealed class MtpDrafter
         /// <summary>The token after position <paramref name="p"/> (the newest, not yet evaluated, after the last).</summary>
         public int NextAfter(int p) => p + 1 < Tokens.Count ? Math.Max(0, Tokens[p + 1]) : Newest;
 
+        /// <summary>
+        /// Forgets the tokens from <paramref name="length"/> on: entries from length-1 on saw a token that is gone. Entry
+        /// length-1 is redone at the next feed when its hidden row is at hand; otherwise it stays as it was (it only
+        /// steers drafts).
+        /// </summary>
+        public void Truncate(int length)
+        {
+            if (length >= Tokens.Count) return;
+            Tokens.RemoveRange(length, Tokens.Count - length);
+            if (Entries > length)
+            {
+                Entries = length;
+                _lastNext = -1;
+            }
+        }
+
         public void Seen(int start, ReadOnlySpan<int> tokens, ReadOnlySpan<float> hidden)
         {
             int d = owner._embd;
-            if (start < Tokens.Count)
-            {
-                // The sequence went back: entries from start-1 on saw a token that is gone. Entry start-1 is redone below
-                // when its hidden row is at hand; otherwise it stays as it was (it only steers drafts).
-                Tokens.RemoveRange(start, Tokens.Count - start);
-                if (Entries > start)
-                {
-                    Entries = start;
-                    _lastNext = -1;
-                }
-            }
+            if (start < Tokens.Count) Truncate(start);
             else if (start > Tokens.Count)
             {
                 // Skipped positions (cached rows) have no hidden states: their entries are left as the cache holds them.

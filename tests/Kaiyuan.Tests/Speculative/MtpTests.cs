@@ -1,8 +1,10 @@
+using Kaiyuan.Chat;
 using Kaiyuan.Inference;
 using Kaiyuan.Kernels;
 using Kaiyuan.Models;
 using Kaiyuan.Quantization;
 using Kaiyuan.Sampling;
+using Kaiyuan.Scheduling;
 using Kaiyuan.Speculative;
 
 namespace Kaiyuan.Tests.Speculative;
@@ -23,11 +25,11 @@ public sealed class MtpTests : IDisposable
         foreach (var f in _files) File.Delete(f);
     }
 
-    private string Synthesize(SynthShape shape, FileType type = FileType.Q8_0, ulong seed = 2)
+    private string Synthesize(SynthShape shape, FileType type = FileType.Q8_0, ulong seed = 2, Kaiyuan.Gguf.GgufMetadata? vocabulary = null)
     {
         string path = Path.Combine(Path.GetTempPath(), $"kaiyuan-mtp-{Guid.NewGuid():N}.gguf");
         _files.Add(path);
-        Synth.Write(shape, type, path, seed, threads: 2);
+        Synth.Write(shape, type, path, seed, threads: 2, vocabulary: vocabulary);
         return path;
     }
 
@@ -107,6 +109,48 @@ public sealed class MtpTests : IDisposable
         TestContext.Current.SendDiagnosticMessage($"{accepted} of {drafted} accepted, {speculative.Passes} passes against {plain.Passes}");
         Assert.True(speculative.Passes * 3 < plain.Passes, $"{speculative.Passes} passes with multi-token prediction, {plain.Passes} without");
         Assert.InRange(speculative.Mtp!.Drafter.Entries(0), prompt.Length, speculative.Position);
+    }
+
+    /// <summary>
+    /// The server's slots draft with the NextN layer together, within continuous batching: five requests of repeating
+    /// text (prompts of 44–164 tokens, some long enough to prefill on threads of their own beside the others) over three
+    /// slots give each the tokens it gives alone, most drafts are taken, in fewer steps than tokens, and every block returns.
+    /// </summary>
+    [Fact]
+    public async Task TheSchedulerDraftsForEverySlot()
+    {
+        using var model = ModelLoader.Load(Synthesize(Synth.WithNextn(Synth.WithCopying(Synth.Shape("tiny")))));
+        using var scheduler = new ContinuousBatchScheduler(model, new SchedulerOptions { Slots = 3, ContextLength = 256, PrefillChunk = 32, MtpDraft = 4 }, _pool);
+        var random = new Random(8);
+        int[][] prompts = [.. Enumerable.Range(0, 5).Select(i =>
+        {
+            int[] text = [.. Enumerable.Range(0, 40 + 30 * i).Select(_ => random.Next(512))];
+            return (int[])[.. text, .. text[..4]];
+        })];
+        const int count = 40;
+        var streams = prompts.Select(p => scheduler.Submit(new GenerationRequest { Prompt = p, MaxTokens = count }, TestContext.Current.CancellationToken)).ToArray();
+        var results = await Task.WhenAll(streams.Select(TestSequences.Collect));
+        for (int i = 0; i < prompts.Length; i++)
+            Assert.Equal(TestSequences.Solo(model, prompts[i], count, _pool), results[i]);
+        var report = scheduler.Speculation!;
+        Assert.True(report.DraftedTokens > 100 && report.AcceptedTokens > report.DraftedTokens * 8 / 10, $"{report}");
+        Assert.True(scheduler.Steps < prompts.Length * count / 3, $"{scheduler.Steps} steps");
+        Assert.Equal(0, scheduler.Load.BusySlots);
+        Assert.Equal(0, scheduler.Cache.UsedBlocks);
+    }
+
+    /// <summary>The in-process API drafts with the NextN layer when asked, and says so in one line for a file without one.</summary>
+    [Fact]
+    public void ModelRuntimeTakesMultiTokenPrediction()
+    {
+        // The runtime serves chat, so the files take the 512-token vocabulary of the tiny trained model.
+        using var vocabulary = Kaiyuan.Gguf.GgufFile.Open(Fixtures.ModelPath("aidreams260K", "aidreams260K-f32.gguf"));
+        string with = Synthesize(Synth.WithNextn(Synth.Shape("tiny")), vocabulary: vocabulary.Metadata);
+        string without = Synthesize(Synth.Shape("tiny"), vocabulary: vocabulary.Metadata);
+        using (var runtime = ModelRuntime.Load(new ModelOptions { ModelPath = with, MtpDraftTokens = 3, Parallel = 1, Threads = 1 }))
+            Assert.Equal(new SpeculationReport(0, 0), runtime.Speculation);
+        var e = Assert.Throws<ArgumentException>(() => ModelRuntime.Load(new ModelOptions { ModelPath = without, MtpDraftTokens = 3, Threads = 1 }));
+        Assert.Contains("no multi-token-prediction (NextN) layer", e.Message);
     }
 
     /// <summary>
