@@ -175,32 +175,15 @@ internal sealed class DraftBatch
     }
 
     /// <summary>One slot's draft state and this step's draft.</summary>
-    private sealed class Slot(DraftBatch owner, int index, int maxDraft) : IDraftProposer
+    private sealed class Slot(DraftBatch owner, int index, int maxDraft) : PreparedDraft(maxDraft, maxDraft)
     {
         public readonly List<int> Fed = [];
-        public readonly int[] Draft = new int[maxDraft];
-        public DraftPacing Pacing = new(maxDraft);
         public List<int>? History;
-        public int Count, Limit;
         public bool Stopped;
 
-        public int MaxDraft => maxDraft;
+        public override int MaxDraft => Draft.Length;
 
-        public int Propose(ReadOnlySpan<int> history, Span<int> draft, int room)
-        {
-            // Prepared this step for this history (the scheduler prepares every decoding sequence before asking).
-            int n = Math.Min(Math.Min(Count, room), draft.Length);
-            Draft.AsSpan(0, n).CopyTo(draft);
-            Count = 0;
-            return n;
-        }
-
-        public void Observe(int proposed, int accepted)
-        {
-            if (proposed == 0) return;
-            owner._owner.Count(proposed, accepted);
-            Pacing.Observe(proposed, accepted);
-        }
+        protected override void Counted(int proposed, int accepted) => owner._owner.Count(proposed, accepted);
 
         public override string ToString() => $"draft slot {index}";
     }

@@ -32,3 +32,36 @@ internal static class DraftBudget
     public static int Next(int budget, int maxDraft, int proposed, int accepted) =>
         accepted == proposed ? Math.Min(maxDraft, budget + 2) : Math.Max(1, accepted + 1);
 }
+
+/// <summary>
+/// A slot's draft made ahead in a batched step (a draft model's, the NextN layer's) and handed out when its sequence
+/// asks; what the target then takes paces the next (<see cref="DraftPacing"/>).
+/// </summary>
+internal abstract class PreparedDraft(int capacity, int maxDraft) : IDraftProposer
+{
+    public readonly int[] Draft = new int[capacity];
+    public DraftPacing Pacing = new(maxDraft);
+    // Tokens prepared this step, and the most it may prepare.
+    public int Count, Limit;
+
+    public abstract int MaxDraft { get; }
+
+    public int Propose(ReadOnlySpan<int> history, Span<int> draft, int room)
+    {
+        // Prepared this step for this sequence (the scheduler prepares every decoding sequence before asking).
+        int n = Math.Min(Math.Min(Count, room), draft.Length);
+        Draft.AsSpan(0, n).CopyTo(draft);
+        Count = 0;
+        return n;
+    }
+
+    public void Observe(int proposed, int accepted)
+    {
+        if (proposed == 0) return;
+        Counted(proposed, accepted);
+        Pacing.Observe(proposed, accepted);
+    }
+
+    /// <summary>Adds a verified proposal to its owner's totals.</summary>
+    protected abstract void Counted(int proposed, int accepted);
+}

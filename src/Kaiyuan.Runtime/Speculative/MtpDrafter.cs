@@ -229,7 +229,7 @@ internal sealed class MtpDrafter
     }
 
     /// <summary>One sequence's entries, the hidden rows waiting for theirs, and this step's draft.</summary>
-    private sealed class Slot(MtpDrafter owner, int index) : IDraftProposer
+    private sealed class Slot(MtpDrafter owner, int index) : PreparedDraft(MaxDraftLimit, owner.MaxDraft)
     {
         public int Index => index;
         // The tokens the target evaluated on this slot, by position (-1 where it skipped ahead unseen: a cached prefix).
@@ -243,11 +243,9 @@ internal sealed class MtpDrafter
         private readonly float[] _lastHidden = new float[owner._embd];
         private int _lastNext = -1;
         public readonly float[] Recycled = new float[owner._embd];
-        public readonly int[] Draft = new int[MaxDraftLimit];
-        public DraftPacing Pacing = new(owner.MaxDraft);
-        public int Count, Limit, Newest;
+        public int Newest;
 
-        public int MaxDraft => owner.MaxDraft;
+        public override int MaxDraft => owner.MaxDraft;
 
         /// <summary>The token after position <paramref name="p"/> (the newest, not yet evaluated, after the last).</summary>
         public int NextAfter(int p) => p + 1 < Tokens.Count ? Math.Max(0, Tokens[p + 1]) : Newest;
@@ -311,21 +309,10 @@ internal sealed class MtpDrafter
             Pending = grown;
         }
 
-        public int Propose(ReadOnlySpan<int> history, Span<int> draft, int room)
+        protected override void Counted(int proposed, int accepted)
         {
-            // Prepared this step for this sequence (the scheduler prepares every decoding sequence before asking).
-            int n = Math.Min(Math.Min(Count, room), draft.Length);
-            Draft.AsSpan(0, n).CopyTo(draft);
-            Count = 0;
-            return n;
-        }
-
-        public void Observe(int proposed, int accepted)
-        {
-            if (proposed == 0) return;
             Interlocked.Add(ref owner._drafted, proposed);
             Interlocked.Add(ref owner._accepted, accepted);
-            Pacing.Observe(proposed, accepted);
         }
 
         public override string ToString() => $"multi-token-prediction slot {index}";
