@@ -55,8 +55,10 @@ internal sealed class NextnPredictor
         {
             return Build(b, family, layer, embedding, output);
         }
-        catch (Exception e) when (e is NotSupportedException or InvalidDataException or IndexOutOfRangeException)
+        catch (Exception e) when (e is NotSupportedException or IndexOutOfRangeException)
         {
+            // A tensor the layer needs is missing, or a per-layer table of the metadata stops at the main stack. Malformed
+            // tensors are still load errors.
             return null;
         }
     }
@@ -68,16 +70,17 @@ internal sealed class NextnPredictor
             b.Has(layer, "nextn.embed_tokens") ? b.Matrix(layer, "nextn.embed_tokens") : embedding,
             b.Has(layer, "nextn.shared_head_head") ? b.Matrix(layer, "nextn.shared_head_head") : output);
 
-    /// <summary>Refuses, at load, tensors that do not fit the model's width and vocabulary.</summary>
-    public void CheckShapes(int embd, int vocab)
+    /// <summary>Refuses, at load, tensors of layer <paramref name="layer"/> that do not fit the model's width and vocabulary.</summary>
+    public void CheckShapes(int layer, int embd, int vocab)
     {
-        Shapes.Vector(EmbedNorm, embd, "nextn.enorm.weight");
-        Shapes.Vector(HiddenNorm, embd, "nextn.hnorm.weight");
-        Shapes.Vector(HeadNorm, embd, "nextn.shared_head_norm.weight");
+        string p = $"blk.{layer}.nextn.";
+        Shapes.Vector(EmbedNorm, embd, p + "enorm.weight");
+        Shapes.Vector(HiddenNorm, embd, p + "hnorm.weight");
+        Shapes.Vector(HeadNorm, embd, p + "shared_head_norm.weight");
         Shapes.Input(Projection, 2 * embd);
         Shapes.Output(Projection, embd);
-        Shapes.Require(Embedding.Columns == embd && Embedding.Rows == vocab, "nextn.embed_tokens.weight", $"is {Embedding.Columns} × {Embedding.Rows}, expected {embd} × {vocab}");
-        Shapes.Require(Head.Columns == embd && Head.Rows == vocab, "nextn.shared_head_head.weight", $"is {Head.Columns} × {Head.Rows}, expected {embd} × {vocab}");
+        Shapes.Require(Embedding.Columns == embd && Embedding.Rows == vocab, p + "embed_tokens.weight", $"is {Embedding.Columns} × {Embedding.Rows}, expected {embd} × {vocab}");
+        Shapes.Require(Head.Columns == embd && Head.Rows == vocab, p + "shared_head_head.weight", $"is {Head.Columns} × {Head.Rows}, expected {embd} × {vocab}");
     }
 
     /// <summary>A KV cache for the module's one layer.</summary>

@@ -35,7 +35,7 @@ public sealed class TransformerModel : IDisposable
         if (nextn is not null)
         {
             CheckLayer(nextn.Layer, $"blk.{layers.Count}.", embd);
-            nextn.CheckShapes(embd, output.Rows);
+            nextn.CheckShapes(layers.Count, embd, output.Rows);
         }
         NextN = nextn;
     }

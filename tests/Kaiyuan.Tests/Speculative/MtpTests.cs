@@ -57,6 +57,29 @@ public sealed class MtpTests : IDisposable
         Assert.Contains("no multi-token-prediction", e.Message);
     }
 
+    /// <summary>A NextN projection or norm of the wrong size is a load error that names the tensor, not a failure mid-generation.</summary>
+    [Theory]
+    [InlineData("blk.2.nextn.eh_proj.weight")]
+    [InlineData("blk.2.nextn.hnorm.weight")]
+    public void ANextnTensorOfTheWrongShapeIsALoadError(string tensor)
+    {
+        using var source = Kaiyuan.Gguf.GgufFile.Open(Synthesize(Synth.WithNextn(Synth.Shape("tiny")), FileType.F32));
+        var writer = new Kaiyuan.Gguf.GgufWriter();
+        foreach (var (key, value) in source.Metadata.Entries) writer.Metadata.Set(key, value);
+        foreach (var t in source.Tensors)
+        {
+            // One row (or value) fewer: the data still matches the shape, the model does not.
+            long[] dims = (long[])t.Dimensions.Clone();
+            if (t.Name == tensor) dims[^1] -= 1;
+            writer.AddTensor(t.Name, t.Type, dims, t.Bytes[..(int)(t.ByteSize / t.Dimensions[^1] * dims[^1])].ToArray());
+        }
+        var stream = new MemoryStream();
+        writer.Write(stream);
+        using var file = Kaiyuan.Gguf.GgufFile.FromBytes(stream.ToArray(), "rewritten.gguf");
+        var e = Assert.Throws<InvalidDataException>(() => ModelLoader.Load(file));
+        Assert.Contains($"'{tensor}'", e.Message);
+    }
+
     /// <summary>
     /// Greedy output with random NextN layers (a dense and an expert layer) is the same tokens as without, though most
     /// drafts are wrong; a second generation on the same session (a chat's next turn, going back into the first) too.
