@@ -195,14 +195,14 @@ internal sealed class DraftBatch
 /// which proposes nothing without a match, a draft always has a guess, so when even its first token keeps missing it
 /// sits out a growing number of steps (each guess costs a draft pass and a wider verify).
 /// </summary>
-internal struct DraftPacing(int maxDraft)
+internal struct DraftPacing(int maxDraft, int firstBudget = 0)
 {
     private const int MaxPause = 16;
     private readonly int _maxDraft = maxDraft;
     private int _pause, _pauseLength;
 
     /// <summary>Tokens to propose at most next.</summary>
-    public int Budget { get; private set; } = maxDraft;
+    public int Budget { get; private set; } = firstBudget > 0 ? Math.Min(firstBudget, maxDraft) : maxDraft;
 
     /// <summary>True (and one step of the pause spent) while the draft sits out.</summary>
     public bool SitsOut()

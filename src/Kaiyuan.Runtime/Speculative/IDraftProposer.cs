@@ -37,10 +37,10 @@ internal static class DraftBudget
 /// A slot's draft made ahead in a batched step (a draft model's, the NextN layer's) and handed out when its sequence
 /// asks; what the target then takes paces the next (<see cref="DraftPacing"/>).
 /// </summary>
-internal abstract class PreparedDraft(int capacity, int maxDraft) : IDraftProposer
+internal abstract class PreparedDraft(int capacity, int maxDraft, int firstBudget = 0) : IDraftProposer
 {
     public readonly int[] Draft = new int[capacity];
-    public DraftPacing Pacing = new(maxDraft);
+    public DraftPacing Pacing = new(maxDraft, firstBudget);
     // Tokens prepared this step, and the most it may prepare.
     public int Count, Limit;
 

@@ -27,7 +27,7 @@ internal sealed class MtpDrafter
     private readonly ForwardContext _ctx;
     private readonly Slot[] _slots;
     private readonly int _embd, _vocab, _contextLength;
-    private readonly bool[] _want = new bool[MaxRows];
+    private readonly bool[] _want;
     private readonly float[] _logits; // a row per slot at most
     private float[] _output = [], _input = [];
     // The slots drafting in this step, and per slot its row of _logits and of _output.
@@ -48,6 +48,7 @@ internal sealed class MtpDrafter
         MaxDraft = maxDraft;
         _slots = [.. Enumerable.Range(0, slots).Select(i => new Slot(this, i))];
         _logits = new float[slots * _vocab];
+        _want = new bool[Math.Max(MaxRows, slots)];
         _active = new int[slots];
         _row = new int[slots];
     }
@@ -229,7 +230,8 @@ internal sealed class MtpDrafter
     }
 
     /// <summary>One sequence's entries, the hidden rows waiting for theirs, and this step's draft.</summary>
-    private sealed class Slot(MtpDrafter owner, int index) : PreparedDraft(MaxDraftLimit, owner.MaxDraft)
+    // A slot's first draft is one token, what the layer was trained to predict; drafts grow while taken whole.
+    private sealed class Slot(MtpDrafter owner, int index) : PreparedDraft(MaxDraftLimit, owner.MaxDraft, firstBudget: 1)
     {
         public int Index => index;
         // The tokens the target evaluated on this slot, by position (-1 where it skipped ahead unseen: a cached prefix).
