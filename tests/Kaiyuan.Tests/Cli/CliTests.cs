@@ -137,6 +137,51 @@ public class CliTests
         Assert.Contains("--lookup-prompt needs --lookup", refused.Stderr);
     }
 
+    /// <summary>
+    /// <c>synth --nextn</c> then <c>bench --mtp</c> and <c>generate --mtp</c>: the NextN layer drafts (a copying one, whose
+    /// drafts are taken) with the same output; a file without the layer, or two kinds of speculation at once, are refused.
+    /// </summary>
+    [Fact]
+    public void MultiTokenPredictionFromSynthToBenchAndGenerate()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"kaiyuan-cli-mtp-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            var synth = KaiyuanProcess.Run("synth", "--like", "tiny", "--copying", "--nextn", "--type", "q8_0", "-t", "2",
+                "--vocab", Fixtures.ModelPath("aidreams260K", "aidreams260K-f32.gguf"), "-o", path);
+            Assert.True(synth.ExitCode == 0, synth.Stderr);
+            var info = KaiyuanProcess.Run("info", path);
+            Assert.Contains("1 NextN layer(s) after the main stack (--mtp drafts with it)", info.Stdout);
+
+            var r = KaiyuanProcess.Run("bench", "-m", path, "-p", "0", "-n", "32", "-r", "1", "-t", "1", "--json", "--no-bandwidth", "--mtp");
+            Assert.True(r.ExitCode == 0, r.Stderr);
+            using var doc = JsonDocument.Parse(r.Stdout);
+            var root = doc.RootElement;
+            Assert.True(root.GetProperty("tg_mtp_tps").GetDouble() > 0 && root.GetProperty("tg_mtp_baseline_tps").GetDouble() > 0);
+            Assert.True(root.GetProperty("mtp_speedup").GetDouble() > 0);
+            Assert.True(root.GetProperty("mtp_output_identical").GetBoolean());
+            long drafted = root.GetProperty("mtp_tokens").GetInt64(), accepted = root.GetProperty("mtp_tokens_accepted").GetInt64();
+            Assert.True(drafted > 0 && accepted > drafted / 2, $"{accepted} of {drafted}");
+            Assert.InRange(root.GetProperty("mtp_acceptance_rate").GetDouble(), 0.5, 1);
+            Assert.Equal(JsonValueKind.Null, root.GetProperty("tg_lookup_tps").ValueKind);
+
+            var generated = KaiyuanProcess.Run("generate", "-m", path, "--prompt-ids", "5,6,7,8,9,5,6,7", "-n", "12", "--temp", "0", "-t", "1", "--mtp");
+            Assert.True(generated.ExitCode == 0, generated.Stderr);
+            Assert.Contains("drafts:", generated.Stderr);
+
+            var both = KaiyuanProcess.Run("generate", "-m", path, "--prompt-ids", "5,6", "--mtp", "--lookup");
+            Assert.NotEqual(0, both.ExitCode);
+            Assert.Contains("choose one of --lookup, --model-draft and --mtp", both.Stderr);
+            var without = KaiyuanProcess.Run("generate", "-m", Fixtures.ModelPath("qwen2", "qwen2-q4_0.gguf"), "--prompt-ids", "5,6", "-n", "4", "--mtp");
+            Assert.NotEqual(0, without.ExitCode);
+            Assert.Contains("no multi-token-prediction (NextN) layer", without.Stderr);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     [Fact]
     public void MemoryBenchMeasuresAReadRate()
     {
