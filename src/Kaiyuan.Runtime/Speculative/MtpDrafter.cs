@@ -25,6 +25,7 @@ internal sealed class MtpDrafter
     private readonly KvCache _cache;
     private readonly ForwardBatch _batch = new(MaxRows);
     private readonly ForwardContext _ctx;
+    private readonly Workspace _workspace = new();
     private readonly Slot[] _slots;
     private readonly int _embd, _vocab, _contextLength;
     private readonly bool[] _want;
@@ -44,7 +45,7 @@ internal sealed class MtpDrafter
         _vocab = _nextn.Head.Rows;
         _contextLength = contextLength;
         _cache = _nextn.CreateCache(slots, contextLength, cacheType);
-        _ctx = new ForwardContext(_batch, _cache, new Workspace(), pool);
+        _ctx = new ForwardContext(_batch, _cache, _workspace, pool);
         MaxDraft = maxDraft;
         _slots = [.. Enumerable.Range(0, slots).Select(i => new Slot(this, i))];
         _logits = new float[slots * _vocab];
@@ -93,12 +94,34 @@ internal sealed class MtpDrafter
 
     /// <summary>
     /// Slot <paramref name="slot"/> now holds a sequence whose first tokens are <paramref name="tokens"/> (a new or resumed
-    /// one, its cached prefix): the slot keeps its entries only as far as its tokens agree.
+    /// one, its cached prefix): the slot keeps its entries only as far as its tokens agree. A prefix that came from
+    /// another slot's sequence (the prefix cache shares it, so its hidden states are never computed here) takes that
+    /// slot's entries for it, copied, rather than going without.
     /// </summary>
     public void Follow(int slot, ReadOnlySpan<int> tokens)
     {
         var s = _slots[slot];
         s.Truncate(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(s.Tokens).CommonPrefixLength(tokens));
+        // Another slot's entries hold up to the position before the last token shared (the one after it may differ); an
+        // unseen position (-1) ends what is shared, so only entries made from seen rows are taken. They are taken only
+        // where they reach further than the slot's own tokens.
+        int from = s.Entries, best = -1, length = s.Tokens.Count;
+        for (int o = 0; o < _slots.Length; o++)
+        {
+            if (o == slot) continue;
+            var other = _slots[o];
+            int shared = Math.Min(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(other.Tokens).CommonPrefixLength(tokens) - 1, other.Entries);
+            if (shared > length) (best, length) = (o, shared);
+        }
+        if (best < 0) return;
+        if (!_cache.Reserve(slot, length)) return;
+        var row = _workspace.Floats(Buf.CacheRow, _cache.RowWidths[0]);
+        for (int p = from; p < length; p++)
+        {
+            _cache.Read(0, best, p, row);
+            _cache.Write(0, slot, p, row);
+        }
+        s.Adopt(tokens[..length]);
     }
 
     /// <summary>
@@ -290,6 +313,15 @@ internal sealed class MtpDrafter
             hidden.CopyTo(Pending.AsSpan(waiting * d));
             foreach (int t in tokens) Tokens.Add(t);
             if (Tokens.Count - Entries > MaxRows) owner.CatchUpEagerly(this);
+        }
+
+        /// <summary>The slot's entries now stand for <paramref name="tokens"/> (copied from another slot): nothing waits.</summary>
+        public void Adopt(ReadOnlySpan<int> tokens)
+        {
+            Tokens.Clear();
+            foreach (int t in tokens) Tokens.Add(t);
+            Entries = Tokens.Count;
+            _lastNext = -1;
         }
 
         /// <summary>Entries up to position <paramref name="last"/> are made: their rows stop waiting.</summary>

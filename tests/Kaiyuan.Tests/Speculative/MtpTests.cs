@@ -162,6 +162,32 @@ public sealed class MtpTests : IDisposable
         Assert.Equal(0, scheduler.Cache.UsedBlocks);
     }
 
+    /// <summary>
+    /// A prompt served from the prefix cache has no hidden states on the slot it lands on; the slot takes the entries of
+    /// the slot that computed them. After one request alone, two more with the same prompt (one on the other slot) draft
+    /// as much per token as the first did, with the same output as alone.
+    /// </summary>
+    [Fact]
+    public async Task ASlotTakesTheEntriesOfAPrefixAnotherSlotComputed()
+    {
+        using var model = ModelLoader.Load(Synthesize(Synth.WithNextn(Synth.WithCopying(Synth.Shape("tiny")))));
+        using var scheduler = new ContinuousBatchScheduler(model, new SchedulerOptions { Slots = 2, ContextLength = 256, PrefillChunk = 32, MtpDraft = 4 }, _pool);
+        var random = new Random(12);
+        int[] text = [.. Enumerable.Range(0, 90).Select(_ => random.Next(512))];
+        int[] prompt = [.. text, .. text[..4]];
+        const int count = 60;
+        int[] expected = TestSequences.Solo(model, prompt, count, _pool);
+        var first = await TestSequences.Collect(scheduler.Submit(new GenerationRequest { Prompt = prompt, MaxTokens = count }, TestContext.Current.CancellationToken));
+        Assert.Equal(expected, first);
+        long alone = scheduler.Speculation!.DraftedTokens;
+        var streams = Enumerable.Range(0, 2).Select(_ => scheduler.Submit(new GenerationRequest { Prompt = prompt, MaxTokens = count }, TestContext.Current.CancellationToken)).ToArray();
+        var results = await Task.WhenAll(streams.Select(TestSequences.Collect));
+        Assert.All(results, r => Assert.Equal(expected, r));
+        Assert.True(scheduler.Cache.HitTokens >= 2 * (prompt.Length - KvCache.BlockTokens), $"{scheduler.Cache.HitTokens} cached tokens");
+        long together = scheduler.Speculation.DraftedTokens - alone;
+        Assert.True(together >= alone * 9 / 5, $"{together} tokens drafted by the two, {alone} by the first alone");
+    }
+
     /// <summary>The in-process API drafts with the NextN layer when asked, and says so in one line for a file without one.</summary>
     [Fact]
     public void ModelRuntimeTakesMultiTokenPrediction()
