@@ -81,6 +81,56 @@ public sealed class MtpTests : IDisposable
     }
 
     /// <summary>
+    /// A GLM-4.5-style file: the glm4moe fixture with a NextN layer appended as llama.cpp converts GLM-4.5 (block_count
+    /// counts it, <c>nextn_predict_layers</c> says so, the layer is an expert layer like the last main one, with its own
+    /// <c>embed_tokens</c> and <c>shared_head_head</c>). The main stack still matches llama.cpp's golden logits, and
+    /// drafting with the layer leaves the greedy output unchanged.
+    /// </summary>
+    [Fact]
+    public void AGlm45StyleFileKeepsItsGoldensAndDraftsWithItsNextnLayer()
+    {
+        string fixture = Fixtures.ModelPath("glm4moe", "glm4moe-f32.gguf");
+        using var source = Kaiyuan.Gguf.GgufFile.Open(fixture);
+        var writer = new Kaiyuan.Gguf.GgufWriter();
+        foreach (var (key, value) in source.Metadata.Entries) writer.Metadata.Set(key, value);
+        writer.Metadata.Set("glm4moe.block_count", Kaiyuan.Gguf.GgufValue.Of(3u));
+        writer.Metadata.Set("glm4moe.nextn_predict_layers", Kaiyuan.Gguf.GgufValue.Of(1u));
+        var random = new Random(5);
+        foreach (var t in source.Tensors)
+        {
+            writer.AddTensor(t.Name, t.Type, t.Dimensions, t.Bytes.ToArray());
+            if (t.Name.StartsWith("blk.1.", StringComparison.Ordinal)) writer.AddTensor("blk.2." + t.Name[6..], t.Type, t.Dimensions, t.Bytes.ToArray());
+            if (t.Name == "token_embd.weight") writer.AddTensor("blk.2.nextn.embed_tokens.weight", t.Type, t.Dimensions, t.Bytes.ToArray());
+            if (t.Name == "output.weight") writer.AddTensor("blk.2.nextn.shared_head_head.weight", t.Type, t.Dimensions, t.Bytes.ToArray());
+        }
+        const int d = 256;
+        float[] ones = [.. Enumerable.Repeat(1f, d)];
+        float[] projection = [.. Enumerable.Range(0, 2 * d * d).Select(_ => (float)(random.NextDouble() - 0.5) / 16)];
+        foreach (string norm in (string[])["enorm", "hnorm", "shared_head_norm"])
+            writer.AddTensor($"blk.2.nextn.{norm}.weight", Kaiyuan.Gguf.GgmlType.F32, [d], System.Runtime.InteropServices.MemoryMarshal.AsBytes(ones.AsSpan()).ToArray());
+        writer.AddTensor("blk.2.nextn.eh_proj.weight", Kaiyuan.Gguf.GgmlType.F32, [2 * d, d], System.Runtime.InteropServices.MemoryMarshal.AsBytes(projection.AsSpan()).ToArray());
+        string path = Path.Combine(Path.GetTempPath(), $"kaiyuan-glm45-{Guid.NewGuid():N}.gguf");
+        _files.Add(path);
+        writer.Write(path);
+
+        using var model = ModelLoader.Load(path);
+        var golden = Kaiyuan.Tests.Models.Goldens.Load("glm4moe", "f32")[0];
+        var session = new InferenceSession(model, 256, _pool);
+        var logits = session.Evaluate(golden.PromptIds).ToArray();
+        for (int i = 0; i < 8; i++)
+        {
+            Assert.True(Kaiyuan.Tests.Models.Goldens.MaxAbsDiff(logits, golden.Logits[i]) <= 1e-3f, $"step {i}");
+            logits = session.Evaluate([golden.Ids[i]]).ToArray();
+        }
+        Assert.True(model.HasMultiTokenPrediction);
+        Assert.Equal(2, model.Shape.Layers);
+        int[] plain = Generate(new InferenceSession(model, 256, _pool), golden.PromptIds, 32, mtp: 0);
+        long drafted = 0;
+        Assert.Equal(plain, Generate(new InferenceSession(model, 256, _pool), golden.PromptIds, 32, mtp: 3, verified: (p, _) => drafted += p));
+        Assert.True(drafted > 0, "nothing was drafted");
+    }
+
+    /// <summary>
     /// Greedy output with random NextN layers (a dense and an expert layer) is the same tokens as without, though most
     /// drafts are wrong; a second generation on the same session (a chat's next turn, going back into the first) too.
     /// </summary>
