@@ -58,7 +58,7 @@ internal sealed class ModelBuilder(GgufFile file, ModelConfig config)
     /// RoPE pairs dimensions as <paramref name="indexerStyle"/> says.
     /// </summary>
     public MlaAttention SparseLatentAttention(int layer, RopeStyle style, RopeStyle indexerStyle) =>
-        Config.IndexerFull is { } full && !full[layer]
+        !Config.HasOwnIndexer(layer)
             ? LatentAttention(layer, style, indexer: null, sharedTopK: Config.IndexerTopK)
             : LatentAttention(layer, style, new LightningIndexer(Config,
                 Linear(layer, "indexer.attn_q_b"), Linear(layer, "indexer.attn_k"),

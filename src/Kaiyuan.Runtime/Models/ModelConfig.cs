@@ -52,6 +52,9 @@ internal sealed record ModelConfig
     /// before it (GLM-5.2's "shared" layers); null: every layer is full.
     /// </summary>
     public bool[]? IndexerFull { get; init; }
+
+    /// <summary>Whether layer <paramref name="layer"/> runs its own lightning indexer; a layer the table does not list (a NextN layer after the main stack) does.</summary>
+    public bool HasOwnIndexer(int layer) => IndexerFull is not { } full || layer >= full.Length || full[layer];
     public int QLoraRank { get; init; }
     public int KvLoraRank { get; init; }
     public int KeyLengthMla { get; init; }
@@ -141,7 +144,7 @@ internal sealed record ModelConfig
             IndexerHeadCount = m.GetInt32(K("attention.indexer.head_count"), 0, min: 0),
             IndexerKeyLength = m.GetInt32(K("attention.indexer.key_length"), 0, min: 0),
             IndexerTopK = m.GetInt32(K("attention.indexer.top_k"), 0, min: 0),
-            IndexerFull = IndexerTypes(m, arch, layers, context),
+            IndexerFull = IndexerTypes(m, arch, layers, allLayers, context),
             SsmConvKernel = m.GetInt32(K("ssm.conv_kernel"), 0, min: 0),
             SsmStateSize = m.GetInt32(K("ssm.state_size"), 0, min: 0),
             SsmGroupCount = m.GetInt32(K("ssm.group_count"), 0, min: 0),
@@ -191,13 +194,15 @@ internal sealed record ModelConfig
     /// choice). GLM-5.2 files without it use GLM-5.2's pattern (two full layers, then one in four), recognised as
     /// llama.cpp does by a trained context of 1M tokens; earlier GLM-5 files have full indexers everywhere.
     /// </summary>
-    private static bool[]? IndexerTypes(GgufMetadata m, string arch, int layers, int context)
+    private static bool[]? IndexerTypes(GgufMetadata m, string arch, int layers, int allLayers, int context)
     {
         if (m.GetArrayOrNull($"{arch}.attention.indexer.types") is { } types)
         {
-            if (types.Count != layers) throw new GgufMetadataException($"{arch}.attention.indexer.types has {types.Count} entries for {layers} layers");
-            var full = new bool[layers];
-            for (int i = 0; i < layers; i++)
+            // One entry per block, as llama.cpp writes per-layer arrays (NextN layers included), or per main layer.
+            if (types.Count != layers && types.Count != allLayers)
+                throw new GgufMetadataException($"{arch}.attention.indexer.types has {types.Count} entries for {allLayers} layers");
+            var full = new bool[types.Count];
+            for (int i = 0; i < full.Length; i++)
                 full[i] = types.Items.GetValue(i) switch
                 {
                     string text => text == "full" || (text != "shared" ? throw new GgufMetadataException($"{arch}.attention.indexer.types: unknown type '{text}'") : false),
@@ -208,7 +213,7 @@ internal sealed record ModelConfig
             return full;
         }
         if (arch == "glm-dsa" && context >= 1 << 20)
-            return Enumerable.Range(0, layers).Select(i => i < 2 || (i - 2) % 4 == 0).ToArray();
+            return Enumerable.Range(0, allLayers).Select(i => i < 2 || (i - 2) % 4 == 0).ToArray();
         return null;
     }
 

@@ -45,8 +45,8 @@ internal sealed class NextnPredictor
 
     /// <summary>
     /// Builds the module from layer <paramref name="layer"/>'s tensors when the file has them all; null when the metadata
-    /// announces a NextN layer whose tensors the converter left out (older llama.cpp conversions), or whose layer this
-    /// family cannot build: the main model runs without it either way.
+    /// announces a NextN layer whose tensors the converter left out (older llama.cpp conversions): the main model runs
+    /// without it either way.
     /// </summary>
     public static NextnPredictor? TryBuild(ModelBuilder b, IModelFamily family, int layer, QuantMatrix embedding, QuantMatrix output)
     {
@@ -55,10 +55,9 @@ internal sealed class NextnPredictor
         {
             return Build(b, family, layer, embedding, output);
         }
-        catch (Exception e) when (e is NotSupportedException or IndexOutOfRangeException)
+        catch (NotSupportedException)
         {
-            // A tensor the layer needs is missing, or a per-layer table of the metadata stops at the main stack. Malformed
-            // tensors are still load errors.
+            // A tensor the layer needs is missing. Malformed tensors are still load errors.
             return null;
         }
     }

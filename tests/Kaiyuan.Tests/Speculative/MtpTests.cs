@@ -81,40 +81,47 @@ public sealed class MtpTests : IDisposable
     }
 
     /// <summary>
-    /// A GLM-4.5-style file: the glm4moe fixture with a NextN layer appended as llama.cpp converts GLM-4.5 (block_count
-    /// counts it, <c>nextn_predict_layers</c> says so, the layer is an expert layer like the last main one, with its own
-    /// <c>embed_tokens</c> and <c>shared_head_head</c>). The main stack still matches llama.cpp's golden logits, and
-    /// drafting with the layer leaves the greedy output unchanged.
+    /// Fixtures with a NextN layer appended as llama.cpp converts GLM-4.5 (block_count counts it, <c>nextn_predict_layers</c>
+    /// says so, the layer is like the last full-attention main one, with its own <c>embed_tokens</c> and
+    /// <c>shared_head_head</c>): the main stack still matches llama.cpp's golden logits, and the layer drafts without
+    /// changing the greedy output. Per-layer tables of the metadata may list the NextN layer (deepseek32's indexer types)
+    /// or stop at the main stack (qwen35's linear-attention pattern, where the NextN layer is full attention); a hybrid
+    /// model loads the layer but refuses to draft with it.
     /// </summary>
-    [Fact]
-    public void AGlm45StyleFileKeepsItsGoldensAndDraftsWithItsNextnLayer()
+    [Theory]
+    [InlineData("glm4moe", 1)]
+    [InlineData("deepseek32", 1)]
+    [InlineData("qwen35", 3)]
+    public void AFileWithANextnLayerKeepsItsGoldensAndDrafts(string folder, int copied)
     {
-        string fixture = Fixtures.ModelPath("glm4moe", "glm4moe-f32.gguf");
-        using var source = Kaiyuan.Gguf.GgufFile.Open(fixture);
+        using var source = Kaiyuan.Gguf.GgufFile.Open(Fixtures.ModelPath(folder, $"{folder}-f32.gguf"));
+        int main = (int)source.Metadata.GetInteger($"{folder}.block_count", 0), d = (int)source.Metadata.GetInteger($"{folder}.embedding_length", 0);
         var writer = new Kaiyuan.Gguf.GgufWriter();
         foreach (var (key, value) in source.Metadata.Entries) writer.Metadata.Set(key, value);
-        writer.Metadata.Set("glm4moe.block_count", Kaiyuan.Gguf.GgufValue.Of(3u));
-        writer.Metadata.Set("glm4moe.nextn_predict_layers", Kaiyuan.Gguf.GgufValue.Of(1u));
-        var random = new Random(5);
+        writer.Metadata.Set($"{folder}.block_count", Kaiyuan.Gguf.GgufValue.Of((uint)(main + 1)));
+        writer.Metadata.Set($"{folder}.nextn_predict_layers", Kaiyuan.Gguf.GgufValue.Of(1u));
+        if (folder == "deepseek32")
+            writer.Metadata.Set("deepseek32.attention.indexer.types", Kaiyuan.Gguf.GgufValue.Of(Kaiyuan.Gguf.GgufArray.Of(Enumerable.Repeat(1, main + 1).ToArray())));
+        string from = $"blk.{copied}.", to = $"blk.{main}.";
         foreach (var t in source.Tensors)
         {
             writer.AddTensor(t.Name, t.Type, t.Dimensions, t.Bytes.ToArray());
-            if (t.Name.StartsWith("blk.1.", StringComparison.Ordinal)) writer.AddTensor("blk.2." + t.Name[6..], t.Type, t.Dimensions, t.Bytes.ToArray());
-            if (t.Name == "token_embd.weight") writer.AddTensor("blk.2.nextn.embed_tokens.weight", t.Type, t.Dimensions, t.Bytes.ToArray());
-            if (t.Name == "output.weight") writer.AddTensor("blk.2.nextn.shared_head_head.weight", t.Type, t.Dimensions, t.Bytes.ToArray());
+            if (t.Name.StartsWith(from, StringComparison.Ordinal)) writer.AddTensor(to + t.Name[from.Length..], t.Type, t.Dimensions, t.Bytes.ToArray());
+            if (t.Name == "token_embd.weight") writer.AddTensor(to + "nextn.embed_tokens.weight", t.Type, t.Dimensions, t.Bytes.ToArray());
+            if (t.Name == "output.weight") writer.AddTensor(to + "nextn.shared_head_head.weight", t.Type, t.Dimensions, t.Bytes.ToArray());
         }
-        const int d = 256;
+        var random = new Random(5);
         float[] ones = [.. Enumerable.Repeat(1f, d)];
         float[] projection = [.. Enumerable.Range(0, 2 * d * d).Select(_ => (float)(random.NextDouble() - 0.5) / 16)];
         foreach (string norm in (string[])["enorm", "hnorm", "shared_head_norm"])
-            writer.AddTensor($"blk.2.nextn.{norm}.weight", Kaiyuan.Gguf.GgmlType.F32, [d], System.Runtime.InteropServices.MemoryMarshal.AsBytes(ones.AsSpan()).ToArray());
-        writer.AddTensor("blk.2.nextn.eh_proj.weight", Kaiyuan.Gguf.GgmlType.F32, [2 * d, d], System.Runtime.InteropServices.MemoryMarshal.AsBytes(projection.AsSpan()).ToArray());
-        string path = Path.Combine(Path.GetTempPath(), $"kaiyuan-glm45-{Guid.NewGuid():N}.gguf");
+            writer.AddTensor($"{to}nextn.{norm}.weight", Kaiyuan.Gguf.GgmlType.F32, [d], System.Runtime.InteropServices.MemoryMarshal.AsBytes(ones.AsSpan()).ToArray());
+        writer.AddTensor(to + "nextn.eh_proj.weight", Kaiyuan.Gguf.GgmlType.F32, [2 * d, d], System.Runtime.InteropServices.MemoryMarshal.AsBytes(projection.AsSpan()).ToArray());
+        string path = Path.Combine(Path.GetTempPath(), $"kaiyuan-nextn-{folder}-{Guid.NewGuid():N}.gguf");
         _files.Add(path);
         writer.Write(path);
 
         using var model = ModelLoader.Load(path);
-        var golden = Kaiyuan.Tests.Models.Goldens.Load("glm4moe", "f32")[0];
+        var golden = Kaiyuan.Tests.Models.Goldens.Load(folder, "f32")[0];
         var session = new InferenceSession(model, 256, _pool);
         var logits = session.Evaluate(golden.PromptIds).ToArray();
         for (int i = 0; i < 8; i++)
@@ -123,7 +130,12 @@ public sealed class MtpTests : IDisposable
             logits = session.Evaluate([golden.Ids[i]]).ToArray();
         }
         Assert.True(model.HasMultiTokenPrediction);
-        Assert.Equal(2, model.Shape.Layers);
+        Assert.Equal(main, model.Shape.Layers);
+        if (model.IsRecurrent)
+        {
+            Assert.Contains("hybrid", Assert.Throws<ArgumentException>(() => Generate(new InferenceSession(model, 256, _pool), golden.PromptIds, 4, mtp: 3)).Message);
+            return;
+        }
         int[] plain = Generate(new InferenceSession(model, 256, _pool), golden.PromptIds, 32, mtp: 0);
         long drafted = 0;
         Assert.Equal(plain, Generate(new InferenceSession(model, 256, _pool), golden.PromptIds, 32, mtp: 3, verified: (p, _) => drafted += p));

@@ -18,6 +18,8 @@ internal sealed class Qwen35 : IModelFamily
         b.Config.IsMoe ? b.MoeFfn(i, normalize: true, scale: 0, ExpertGating.Softmax) : b.DenseFfn(i),
         null);
 
+    // A layer after the main stack (the NextN layer) is full attention.
     private static bool Recurrent(ModelBuilder b, int i) =>
-        (b.Config.RecurrentLayers ?? throw new InvalidDataException($"{b.Config.Architecture}: the file has no ssm.* hyper-parameters for its linear-attention layers"))[i];
+        (b.Config.RecurrentLayers ?? throw new InvalidDataException($"{b.Config.Architecture}: the file has no ssm.* hyper-parameters for its linear-attention layers"))
+        is var pattern && i < pattern.Length && pattern[i];
 }
