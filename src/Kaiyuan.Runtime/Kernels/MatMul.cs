@@ -45,7 +45,23 @@ internal static unsafe class MatMul
 
     /// <summary>Bytes of scratch <see cref="Multiply"/> needs for a batch of <paramref name="tokens"/> rows.</summary>
     public static int ScratchBytes(QuantMatrix w, int tokens) =>
-        tokens * ((int)GgmlTypeInfo.RowBytes(QuantizedDot.ActivationType(w.Type), w.Columns) + Plan(w, tokens).SideBytes);
+        tokens * ((int)GgmlTypeInfo.RowBytes(QuantizedDot.ActivationType(w.Type), w.Columns) + Plan(w, tokens).SideBytes) + PairBytes(w, tokens);
+
+    /// <summary>
+    /// Bytes of the pair-interleaved activations (<see cref="QuantizedDot.PackPairs"/>, with room to align them) a small
+    /// batch of the 32-element block types takes on AVX-512; 0 where it takes the other kernels.
+    /// </summary>
+    private static int PairBytes(QuantMatrix w, int tokens) =>
+        tokens is >= 2 and < PanelMinTokens && QuantizedDot.HasPairTiles(w.Type) ? QuantizedDot.PairBytes(w.Type, w.Columns, tokens) + 64 : 0;
+
+    /// <summary>Packs a small batch's prepared activation rows in pairs after <paramref name="end"/> (64-byte aligned) when <see cref="PairBytes"/> asks for it; null otherwise.</summary>
+    private static byte* PackPairs(QuantMatrix w, int tokens, byte* act, int actBytes, byte* end)
+    {
+        if (PairBytes(w, tokens) == 0) return null;
+        byte* pairs = (byte*)(((nint)end + 63) & ~(nint)63);
+        QuantizedDot.PackPairs(w.Type, act, actBytes, tokens, w.Columns, pairs);
+        return pairs;
+    }
 
     /// <summary>y = x · wᵀ for a batch: each of the <paramref name="tokens"/> activation rows against every weight row.</summary>
     /// <param name="w">The weight matrix, Rows × Columns in its quantized type.</param>
@@ -88,15 +104,17 @@ internal static unsafe class MatMul
             prepare.Set(a.Type, actType, a.Columns, input, act, actBytes, kernel, side, sideBytes);
             if (tokens >= 4) pool.Run(prepare, tokens);
             else prepare.Run(0, tokens, 0);
+            byte* pairs = PackPairs(a, tokens, act, actBytes, side + (long)tokens * sideBytes);
 
-            RunPrepared(a, x, tokens, ya, act, actBytes, kernel, side, sideBytes, pool);
-            if (b is { } second) RunPrepared(second, x, tokens, yb, act, actBytes, kernel, side, sideBytes, pool);
-            if (c is { } third) RunPrepared(third, x, tokens, yc, act, actBytes, kernel, side, sideBytes, pool);
+            RunPrepared(a, x, tokens, ya, act, actBytes, kernel, side, sideBytes, pairs, pool);
+            if (b is { } second) RunPrepared(second, x, tokens, yb, act, actBytes, kernel, side, sideBytes, pairs, pool);
+            if (c is { } third) RunPrepared(third, x, tokens, yc, act, actBytes, kernel, side, sideBytes, pairs, pool);
         }
     }
 
     /// <summary>One matrix against activation rows already prepared for its type.</summary>
-    private static void RunPrepared(QuantMatrix w, ReadOnlySpan<float> x, int tokens, Span<float> y, byte* act, int actBytes, Kernel kernel, byte* side, int sideBytes, WorkerPool pool)
+    private static void RunPrepared(QuantMatrix w, ReadOnlySpan<float> x, int tokens, Span<float> y, byte* act, int actBytes, Kernel kernel, byte* side, int sideBytes, byte* pairs,
+        WorkerPool pool)
     {
         if (y.Length < tokens * w.Rows) throw new ArgumentException("MatMul buffers are smaller than tokens × the matrix shape");
         if (ActivationTap.Observer is { } observer && w.Name is not null) observer.Observe(w, x, tokens);
@@ -115,7 +133,7 @@ internal static unsafe class MatMul
             }
 
             var job = pool.Job<Job>();
-            job.Set(w, act, actBytes, output, tokens, kernel == Kernel.Tiles, side, sideBytes);
+            job.Set(w, act, actBytes, output, tokens, kernel == Kernel.Tiles, side, sideBytes, pairs);
             pool.Run(job, w.Rows, minChunk: 16);
         }
     }
@@ -159,6 +177,8 @@ internal static unsafe class MatMul
     {
         public QuantMatrix W;
         public byte* Act, Side;
+        /// <summary>The activation rows packed in pairs (<see cref="PackPairs"/>), or null.</summary>
+        public byte* Pairs;
         public int ActBytes, Tokens, SideBytes;
         public float* Y;
         public bool Tiled;
@@ -168,8 +188,8 @@ internal static unsafe class MatMul
     {
         private RowWork _work;
 
-        public void Set(QuantMatrix w, byte* act, int actBytes, float* y, int tokens, bool tiled, byte* side, int sideBytes) =>
-            _work = new RowWork { W = w, Act = act, ActBytes = actBytes, Y = y, Tokens = tokens, Tiled = tiled, Side = side, SideBytes = sideBytes };
+        public void Set(QuantMatrix w, byte* act, int actBytes, float* y, int tokens, bool tiled, byte* side, int sideBytes, byte* pairs) =>
+            _work = new RowWork { W = w, Act = act, ActBytes = actBytes, Y = y, Tokens = tokens, Tiled = tiled, Side = side, SideBytes = sideBytes, Pairs = pairs };
 
         public void Run(int start, int end, int worker) => RunRows(in _work, start, end);
     }
@@ -196,6 +216,11 @@ internal static unsafe class MatMul
             for (; r < start + half; r++)
                 QuantizedDot.Dot1Rows2(type, w.Data + (long)r * rowBytes, (long)half * rowBytes, actBase, sideBase, n, y + r, half);
             if ((end - start) % 2 != 0) y[end - 1] = QuantizedDot.Dot1(type, w.Data + (long)(end - 1) * rowBytes, actBase, sideBase, n);
+            return;
+        }
+        if (work.Pairs != null)
+        {
+            QuantizedDot.PairRows(type, tokens, w.Data + (long)start * rowBytes, rowBytes, end - start, work.Pairs, n, y + start, rows);
             return;
         }
         if (tiled && tokens is >= 2 and < PanelMinTokens && QuantizedDot.HasDotRows(type))
@@ -307,7 +332,7 @@ internal static unsafe class MatMul
         {
             int bytes = 0;
             for (int i = 0; i < _count; i++)
-                if (!SharesInput(i)) bytes += _parts[i].Tokens * (_parts[i].ActBytes + _parts[i].SideBytes);
+                if (!SharesInput(i)) bytes += _parts[i].Tokens * (_parts[i].ActBytes + _parts[i].SideBytes) + PairBytes(_parts[i].W, _parts[i].Tokens);
             return bytes;
         }
 
@@ -328,6 +353,7 @@ internal static unsafe class MatMul
                     {
                         part.Act = _parts[i - 1].Act;
                         part.Side = _parts[i - 1].Side;
+                        part.Pairs = _parts[i - 1].Pairs;
                         continue;
                     }
                     part.Act = next;
@@ -340,6 +366,8 @@ internal static unsafe class MatMul
                         QuantizedDot.QuantizeActivations(actType, new ReadOnlySpan<float>((float*)_inputs[i] + (long)t * w.Columns, w.Columns), new Span<byte>(row, part.ActBytes));
                         if (part.Tiled) QuantizedDot.PrepareSide(w.Type, row, w.Columns, part.Side + (long)t * part.SideBytes);
                     }
+                    part.Pairs = PackPairs(w, part.Tokens, part.Act, part.ActBytes, next);
+                    if (part.Pairs != null) next = part.Pairs + QuantizedDot.PairBytes(w.Type, w.Columns, part.Tokens);
                 }
                 pool.Run(this, _firstRow[_count], minChunk: 16);
             }

@@ -150,6 +150,23 @@ internal static class QuantizedDot
         int sideStride, int n, float* output, long outputStride) =>
         Avx2Dot.DotRows(weightType, rows, weights, rowBytes, weightRows, activations, side, activationStride, sideStride, n, Vnni, output, outputStride);
 
+    /// <summary>True when <see cref="PairRows"/> runs for this weight type on this machine (AVX-512 BW, the 32-element block types).</summary>
+    internal static bool HasPairTiles(GgmlType weightType) => IsaLevels.Best == IsaLevel.Avx512 && Avx2Dot.HasPairTiles(weightType);
+
+    /// <summary>Bytes of <see cref="PackPairs"/> output for <paramref name="tokens"/> activation rows of <paramref name="n"/> elements.</summary>
+    internal static int PairBytes(GgmlType weightType, int n, int tokens) => Avx2Dot.PairBytes(weightType, n, tokens);
+
+    /// <summary>Interleaves 2–7 prepared (Q8_0) activation rows in pairs for <see cref="PairRows"/>, once per matrix multiply.</summary>
+    internal static unsafe void PackPairs(GgmlType weightType, byte* activations, int activationStride, int tokens, int n, byte* pairs) =>
+        Avx2Dot.PackPairs(weightType, activations, activationStride, tokens, n, pairs);
+
+    /// <summary>
+    /// <see cref="DotRows"/> from activation rows packed by <see cref="PackPairs"/>: <c>output[r + j * outputStride]</c>
+    /// gets weight row r's dot with activation row j, bit-identical to <see cref="DotUnchecked"/>.
+    /// </summary>
+    internal static unsafe void PairRows(GgmlType weightType, int tokens, byte* weights, long rowBytes, int weightRows, byte* pairs, int n, float* output, long outputStride) =>
+        Avx2Dot.PairRows(weightType, tokens, weights, rowBytes, weightRows, pairs, n, output, outputStride);
+
     /// <summary>True when <see cref="Dot8"/> runs for this weight type on this machine.</summary>
     internal static bool HasDot8(GgmlType weightType) => IsaLevels.IsX86(IsaLevels.Best) && Avx2Dot.HasDot8(weightType);
 
