@@ -86,6 +86,11 @@ internal static unsafe partial class Avx2Dot
         static abstract int Count { get; }
     }
 
+    private readonly struct OneRow : ITileRows
+    {
+        public static int Count => 1;
+    }
+
     private readonly struct TwoRows : ITileRows
     {
         public static int Count => 2;

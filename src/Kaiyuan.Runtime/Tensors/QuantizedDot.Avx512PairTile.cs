@@ -88,9 +88,9 @@ internal static unsafe partial class Avx2Dot
         {
             case GgmlType.Q8_0: PairRows<SignedPairBlock<Q8Block>>(tokens, weights, rowBytes, weightRows, pairs, blocks, output, outputStride); break;
             case GgmlType.IQ4_NL: PairRows<SignedPairBlock<Iq4NlBlock>>(tokens, weights, rowBytes, weightRows, pairs, blocks, output, outputStride); break;
-            case GgmlType.Q4_0: PairRows<Q4PairBlock>(tokens, weights, rowBytes, weightRows, pairs, blocks, output, outputStride); break;
-            case GgmlType.Q5_0 when HasVbmi: PairRows<Q5VbmiPairBlock>(tokens, weights, rowBytes, weightRows, pairs, blocks, output, outputStride); break;
-            default: PairRows<Q5PairBlock>(tokens, weights, rowBytes, weightRows, pairs, blocks, output, outputStride); break;
+            case GgmlType.Q4_0: PairRows<UnsignedPairBlock<Q4Unsigned>>(tokens, weights, rowBytes, weightRows, pairs, blocks, output, outputStride); break;
+            case GgmlType.Q5_0 when HasVbmi: PairRows<UnsignedPairBlock<Q5VbmiUnsigned>>(tokens, weights, rowBytes, weightRows, pairs, blocks, output, outputStride); break;
+            default: PairRows<UnsignedPairBlock<Q5Unsigned>>(tokens, weights, rowBytes, weightRows, pairs, blocks, output, outputStride); break;
         }
     }
 
@@ -99,22 +99,22 @@ internal static unsafe partial class Avx2Dot
     {
         switch (tokens)
         {
-            case 2: PairTile<TBlock, OnePair>(tokens, weights, rowBytes, weightRows, pairs, blocks, output, outputStride); break;
-            case 3 or 4: PairTile<TBlock, TwoPairs>(tokens, weights, rowBytes, weightRows, pairs, blocks, output, outputStride); break;
-            case 5 or 6: PairTile<TBlock, ThreePairs>(tokens, weights, rowBytes, weightRows, pairs, blocks, output, outputStride); break;
-            case 7: PairTile<TBlock, FourPairs>(tokens, weights, rowBytes, weightRows, pairs, blocks, output, outputStride); break;
+            case 2: PairTile<TBlock, OneRow>(tokens, weights, rowBytes, weightRows, pairs, blocks, output, outputStride); break;
+            case 3 or 4: PairTile<TBlock, TwoRows>(tokens, weights, rowBytes, weightRows, pairs, blocks, output, outputStride); break;
+            case 5 or 6: PairTile<TBlock, ThreeRows>(tokens, weights, rowBytes, weightRows, pairs, blocks, output, outputStride); break;
+            case 7: PairTile<TBlock, FourRows>(tokens, weights, rowBytes, weightRows, pairs, blocks, output, outputStride); break;
             default: throw new ArgumentOutOfRangeException(nameof(tokens), tokens, "a pair tile takes 2–7 rows");
         }
     }
 
     /// <summary>
-    /// Two weight rows at a time against <typeparamref name="TPairs"/> pairs of activation rows: twice the independent
+    /// Two weight rows at a time against <typeparamref name="TPairs"/> pairs of activation rows (its count: pairs, not rows): twice the independent
     /// accumulation chains, and each record loaded once for both rows. A last odd row runs as both rows of a step and
     /// keeps one result.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PairTile<TBlock, TPairs>(int tokens, byte* weights, long rowBytes, int weightRows, byte* pairs, int blocks, float* output, long outputStride)
-        where TBlock : struct, IPairBlock<TBlock> where TPairs : struct, IPairCount
+        where TBlock : struct, IPairBlock<TBlock> where TPairs : struct, ITileRows
     {
         int stride = TPairs.Count * TBlock.RecordBytes, size = TBlock.Size;
         for (int row = 0; row < weightRows; row += 2, output += 2)
@@ -227,16 +227,33 @@ internal static unsafe partial class Avx2Dot
     }
 
     /// <summary>A block of unsigned quants u = q + offset (Q4_0, Q5_0): the pair bias offset · (y₂ⱼ + y₂ⱼ₊₁) taken from the pair sums leaves those of q·y.</summary>
-    private readonly struct UnsignedPairBlock
+    private readonly struct UnsignedPairBlock<TQuants> : IPairBlock<UnsignedPairBlock<TQuants>> where TQuants : struct, IUnsignedQuants
     {
         private readonly Vector512<byte> _quants;
         private readonly Vector512<float> _scale;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public UnsignedPairBlock(Vector512<byte> quants, float scale)
+        private UnsignedPairBlock(Vector512<byte> quants, float scale)
         {
             _quants = quants;
             _scale = Vector512.Create(scale);
+        }
+
+        public static int Size => TQuants.Size;
+
+        public static int RecordBytes => PairBiasAt + 64;
+
+        public static bool DecodesPairs => TQuants.DecodesPairs;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static UnsignedPairBlock<TQuants> Decode(byte* x) => new(TQuants.Quants(x), Half(x));
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void DecodePair(byte* x, out UnsignedPairBlock<TQuants> first, out UnsignedPairBlock<TQuants> second)
+        {
+            TQuants.QuantsPair(x, out var a, out var b);
+            first = new(a, Half(x));
+            second = new(b, Half(x + TQuants.Size));
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -244,80 +261,61 @@ internal static unsafe partial class Avx2Dot
             PairFma(Avx512BW.MultiplyAddAdjacent(_quants, Vector512.Load((sbyte*)record)) - Vector512.Load((short*)(record + PairBiasAt)), _scale, record, acc);
     }
 
-    private readonly struct Q4PairBlock : IPairBlock<Q4PairBlock>
+    /// <summary>How a type with unsigned quants unpacks a block (or two) into both halves of a vector.</summary>
+    private interface IUnsignedQuants
     {
-        private readonly UnsignedPairBlock _block;
+        static abstract int Size { get; }
 
-        private Q4PairBlock(UnsignedPairBlock block) => _block = block;
+        static abstract bool DecodesPairs { get; }
 
-        public static int Size => BlockLayouts.Q4_0.Size;
+        static abstract Vector512<byte> Quants(byte* x);
 
-        public static int RecordBytes => PairBiasAt + 64;
-
-        public static bool DecodesPairs => false;
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Q4PairBlock Decode(byte* x) => new(new UnsignedPairBlock(BothHalves(Nibbles32(x + BlockLayouts.Q4_0.Qs).AsSByte()).AsByte(), Half(x)));
-
-        public static void DecodePair(byte* x, out Q4PairBlock first, out Q4PairBlock second) => throw new NotSupportedException();
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public Vector512<float> Step(byte* record, Vector512<float> acc) => _block.Step(record, acc);
+        static virtual void QuantsPair(byte* x, out Vector512<byte> first, out Vector512<byte> second) => throw new NotSupportedException();
     }
 
-    /// <summary>Q5_0 without VBMI (<see cref="Q5Unsigned"/>).</summary>
-    private readonly struct Q5PairBlock : IPairBlock<Q5PairBlock>
+    private readonly struct Q4Unsigned : IUnsignedQuants
     {
-        private readonly UnsignedPairBlock _block;
-
-        private Q5PairBlock(UnsignedPairBlock block) => _block = block;
-
-        public static int Size => BlockLayouts.Q5_0.Size;
-
-        public static int RecordBytes => PairBiasAt + 64;
+        public static int Size => BlockLayouts.Q4_0.Size;
 
         public static bool DecodesPairs => false;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Q5PairBlock Decode(byte* x) => new(new UnsignedPairBlock(Q5Unsigned(x), Half(x)));
+        public static Vector512<byte> Quants(byte* x) => BothHalves(Nibbles32(x + BlockLayouts.Q4_0.Qs).AsSByte()).AsByte();
+    }
 
-        public static void DecodePair(byte* x, out Q5PairBlock first, out Q5PairBlock second) => throw new NotSupportedException();
+    /// <summary>Q5_0 without VBMI (<see cref="Q5Quants"/>).</summary>
+    private readonly struct Q5Unsigned : IUnsignedQuants
+    {
+        public static int Size => BlockLayouts.Q5_0.Size;
+
+        public static bool DecodesPairs => false;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public Vector512<float> Step(byte* record, Vector512<float> acc) => _block.Step(record, acc);
+        public static Vector512<byte> Quants(byte* x) => Q5Quants(x);
     }
 
     /// <summary>Q5_0 with VBMI: two blocks unpacked from one 64-byte load (<see cref="Q5UnsignedPair"/>), each then copied to both halves; a row's last blocks as without.</summary>
-    private readonly struct Q5VbmiPairBlock : IPairBlock<Q5VbmiPairBlock>
+    private readonly struct Q5VbmiUnsigned : IUnsignedQuants
     {
-        private readonly UnsignedPairBlock _block;
-
-        private Q5VbmiPairBlock(UnsignedPairBlock block) => _block = block;
-
         public static int Size => BlockLayouts.Q5_0.Size;
-
-        public static int RecordBytes => PairBiasAt + 64;
 
         public static bool DecodesPairs => true;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Q5VbmiPairBlock Decode(byte* x) => new(new UnsignedPairBlock(Q5Unsigned(x), Half(x)));
+        public static Vector512<byte> Quants(byte* x) => Q5Quants(x);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void DecodePair(byte* x, out Q5VbmiPairBlock first, out Q5VbmiPairBlock second)
+        public static void QuantsPair(byte* x, out Vector512<byte> first, out Vector512<byte> second)
         {
             var both = Q5UnsignedPair(x, new Q5Unpack(Q5Controls)).AsUInt64();
-            first = new(new UnsignedPairBlock(Avx512F.Shuffle4x128(both, both, 0b01_00_01_00).AsByte(), Half(x)));
-            second = new(new UnsignedPairBlock(Avx512F.Shuffle4x128(both, both, 0b11_10_11_10).AsByte(), Half(x + BlockLayouts.Q5_0.Size)));
+            first = Avx512F.Shuffle4x128(both, both, 0b01_00_01_00).AsByte();
+            second = Avx512F.Shuffle4x128(both, both, 0b11_10_11_10).AsByte();
         }
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public Vector512<float> Step(byte* record, Vector512<float> acc) => _block.Step(record, acc);
     }
 
     /// <summary>A Q5_0 block's unsigned quants q + 16 in both halves: the fifth bits spread to bit 4 of the nibbles' bytes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<byte> Q5Unsigned(byte* x) =>
+    private static Vector512<byte> Q5Quants(byte* x) =>
         BothHalves((Nibbles32(x + BlockLayouts.Q5_0.Qs) | (BytesFromBits(x + BlockLayouts.Q5_0.Qh) & Vector256.Create((byte)0x10))).AsSByte()).AsByte();
 
     /// <summary>A 256-bit vector in both halves of a 512-bit one: an insert, where Vector512.Create(q, q) goes through the stack.</summary>
@@ -336,7 +334,7 @@ internal static unsafe partial class Avx2Dot
     /// <summary>Each pair's two results, from the halves of its accumulator, to <c>output[t * outputStride]</c>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void StorePairs<TPairs>(float* output, long outputStride, int tokens, Vector512<float> a0, Vector512<float> a1, Vector512<float> a2, Vector512<float> a3)
-        where TPairs : struct, IPairCount
+        where TPairs : struct, ITileRows
     {
         StorePair(output, outputStride, 0, tokens, a0);
         if (TPairs.Count > 1) StorePair(output, outputStride, 2, tokens, a1);
@@ -350,31 +348,5 @@ internal static unsafe partial class Avx2Dot
     {
         output[first * outputStride] = HorizontalSum(acc.GetLower());
         if (first + 1 < tokens) output[(first + 1) * outputStride] = HorizontalSum(acc.GetUpper());
-    }
-
-    /// <summary>Pairs of activation rows a pair tile takes: a constant per instantiation.</summary>
-    private interface IPairCount
-    {
-        static abstract int Count { get; }
-    }
-
-    private readonly struct OnePair : IPairCount
-    {
-        public static int Count => 1;
-    }
-
-    private readonly struct TwoPairs : IPairCount
-    {
-        public static int Count => 2;
-    }
-
-    private readonly struct ThreePairs : IPairCount
-    {
-        public static int Count => 3;
-    }
-
-    private readonly struct FourPairs : IPairCount
-    {
-        public static int Count => 4;
     }
 }
