@@ -150,4 +150,116 @@ internal static unsafe partial class Avx2Dot
         }
         return tables;
     }
+
+    /// <summary>
+    /// An IQ3_XXS row against Q8_K the way <see cref="Iq2XxsVbmi"/> reads IQ2_XXS: its 64 grid indices per block (one per
+    /// 4 weights) are zero-extended to 16-bit lanes and looked up 32 at a time in the 256 point codes (3 bits per
+    /// coordinate), then gathered so that qword g of each half-block's vector holds the two codes of group g of each of
+    /// its two steps; a multishift brings coordinate j's 3 bits to byte j and a permute maps them to 4, 12, …, 62. The
+    /// sign fields and the 4-bit scales sit in a uint32 per sub-block as IQ2_XXS's do (moved to the upper half of a qword,
+    /// where IQ2_XXS has them), so signs and multipliers are formed with IQ2_XXS's tables and controls. The int32 lanes
+    /// fold back to the AVX2 kernel's eight, so the result is the same to the bit.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float Iq3XxsVbmi(byte* x, byte* y, int blocks)
+    {
+        byte* tables = Iq3XxsVbmiTables, shared = Iq2XxsVbmiTables;
+        var codes0 = Vector512.Load((short*)tables); var codes1 = Vector512.Load((short*)(tables + 64));
+        var codes2 = Vector512.Load((short*)(tables + 128)); var codes3 = Vector512.Load((short*)(tables + 192));
+        var codes4 = Vector512.Load((short*)(tables + 256)); var codes5 = Vector512.Load((short*)(tables + 320));
+        var codes6 = Vector512.Load((short*)(tables + 384)); var codes7 = Vector512.Load((short*)(tables + 448));
+        var levels = Vector512.Load(tables + 512);
+        var codeShifts0 = Vector512.Load(tables + 576);
+        var codeShifts1 = Vector512.Load(tables + 640);
+        var codesByStep = Vector512.Load((short*)(tables + 704));
+        var signs0 = Vector512.Load(shared + 512); var signs1 = Vector512.Load(shared + 576);
+        byte* stepControls = shared + 704;
+        var signsByStep = Vector512.Load(shared + 704 + 4 * 192 + 128);
+        var fieldShifts = Vector512.Create(0x3B3B3B3B352E2720UL).AsByte();
+        var multiplierBits = Vector512.Create(0x0000001E00000000UL).AsByte();
+        var multiplierOne = Vector512.Create(0x0000000100000000UL).AsByte();
+
+        var acc = Vector256<float>.Zero;
+        for (int b = 0; b < blocks; b++, x += BlockLayouts.IQ3_XXS.Size, y += BlockLayouts.Q8_K.Size)
+        {
+            PrefetchBlock(x, BlockLayouts.IQ3_XXS.Size);
+            var first = Iq3XxsCodes(Vector256.Load(x + BlockLayouts.IQ3_XXS.Qs), codes0, codes1, codes2, codes3, codes4, codes5, codes6, codes7);
+            var second = Iq3XxsCodes(Vector256.Load(x + BlockLayouts.IQ3_XXS.Qs + 32), codes0, codes1, codes2, codes3, codes4, codes5, codes6, codes7);
+            var stepCodes01 = Avx512BW.PermuteVar32x16(first, codesByStep).AsUInt64();
+            var stepCodes23 = Avx512BW.PermuteVar32x16(second, codesByStep).AsUInt64();
+
+            // Sub-block s's uint32 in the upper half of qword s, where IQ2_XXS's field shifts expect it.
+            var packed = Avx512F.ConvertToVector512UInt64(Vector256.Load((uint*)(x + BlockLayouts.IQ3_XXS.ScalesAndSigns))) << 32;
+            var fields = Avx512Vbmi.MultiShift(fieldShifts, packed);
+            var signBytes = Avx512Vbmi.PermuteVar64x8x2(signs0, fields, signs1);
+            var multipliers = (fields & multiplierBits) | multiplierOne;
+            var stepSigns = Avx512Vbmi.PermuteVar64x8(signBytes, signsByStep).AsUInt64();
+
+            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
+            var sums = Iq3XxsStep(stepCodes01, codeShifts0, stepSigns, multipliers, q8, stepControls, levels)
+                + Iq3XxsStep(stepCodes01, codeShifts1, stepSigns, multipliers, q8 + 64, stepControls + 192, levels)
+                + Iq3XxsStep(stepCodes23, codeShifts0, stepSigns, multipliers, q8 + 128, stepControls + 384, levels)
+                + Iq3XxsStep(stepCodes23, codeShifts1, stepSigns, multipliers, q8 + 192, stepControls + 576, levels);
+
+            acc = BlockFma(GridScale(GgmlType.IQ3_XXS, x) * *(float*)(y + BlockLayouts.Q8_K.D), sums.GetLower() + sums.GetUpper(), acc);
+        }
+
+        return GridUnit(GgmlType.IQ3_XXS) * HorizontalSum(acc);
+    }
+
+    /// <summary>32 grid indices (four sub-blocks' worth) looked up as 16-bit point codes, one per lane (word permutes over four 64-entry tables chosen by index bits 6 and 7).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<short> Iq3XxsCodes(Vector256<byte> indexBytes, Vector512<short> codes0, Vector512<short> codes1, Vector512<short> codes2, Vector512<short> codes3,
+        Vector512<short> codes4, Vector512<short> codes5, Vector512<short> codes6, Vector512<short> codes7)
+    {
+        var indices = Avx512BW.ConvertToVector512Int16(indexBytes);
+        var bit6 = Vector512.ShiftRightArithmetic(indices << 9, 15);
+        var bit7 = Vector512.ShiftRightArithmetic(indices << 8, 15);
+        var low = Vector512.ConditionalSelect(bit6, Avx512BW.PermuteVar32x16x2(codes2, indices, codes3), Avx512BW.PermuteVar32x16x2(codes0, indices, codes1));
+        var high = Vector512.ConditionalSelect(bit6, Avx512BW.PermuteVar32x16x2(codes6, indices, codes7), Avx512BW.PermuteVar32x16x2(codes4, indices, codes5));
+        return Vector512.ConditionalSelect(bit7, high, low);
+    }
+
+    /// <summary>One step of <see cref="Iq3XxsVbmi"/>: 64 weights from their codes (<paramref name="codeShifts"/> picks the step's two of each qword's four), signs and multipliers as in <see cref="Iq2XxsStep"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Iq3XxsStep(Vector512<ulong> stepCodes, Vector512<byte> codeShifts, Vector512<ulong> stepSigns, Vector512<byte> multipliers, sbyte* q8,
+        byte* control, Vector512<byte> levels)
+    {
+        var magnitudes = Avx512Vbmi.PermuteVar64x8(levels, Avx512Vbmi.MultiShift(codeShifts, stepCodes));
+        var negative = Vector512.LessThan(Avx512Vbmi.MultiShift(Vector512.Load(control + 64), stepSigns).AsSByte(), Vector512<sbyte>.Zero);
+        var activations = Vector512.Load(q8);
+        activations = Vector512.ConditionalSelect(negative.AsSByte(), Vector512<sbyte>.Zero - activations, activations);
+        var stepMultipliers = Avx512Vbmi.PermuteVar64x8(multipliers, Vector512.Load(control + 128)).AsInt16();
+        return Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(magnitudes, activations), stepMultipliers);
+    }
+
+    /// <summary>
+    /// What <see cref="Iq3XxsVbmi"/> permutes over and with, 64-byte aligned: the 256 point codes as 16-bit words
+    /// (<see cref="IqGridPoints.Iq3Xxs"/>), the eight magnitudes repeated over 64 bytes, the multishift controls of the
+    /// first and second step of a half-block (byte j of a qword: coordinate j % 4 of the group's code j / 4), and the
+    /// word permute that gathers, in qword g, the codes of group g of both steps.
+    /// </summary>
+    private static readonly byte* Iq3XxsVbmiTables = BuildIq3XxsVbmiTables();
+
+    private static byte* BuildIq3XxsVbmiTables()
+    {
+        var tables = (byte*)NativeMemory.AlignedAlloc(768, 64);
+        ReadOnlySpan<ushort> points = IqGridPoints.Iq3Xxs;
+        for (int i = 0; i < 256; i++) ((ushort*)tables)[i] = points[i];
+        ReadOnlySpan<byte> magnitudes = [0x04, 0x0C, 0x14, 0x1C, 0x24, 0x2C, 0x34, 0x3E];
+        for (int i = 0; i < 64; i++) tables[512 + i] = magnitudes[i & 7];
+        for (int step = 0; step < 2; step++)
+            for (int g = 0; g < 8; g++)
+                for (int j = 0; j < 8; j++)
+                    tables[576 + 64 * step + 8 * g + j] = (byte)(32 * step + 16 * (j / 4) + 3 * (j % 4));
+        // Qword g: the step's group g is sub-block 2·step + g / 4's group g % 4, whose codes are indices 8·sub + 2·(g % 4) and the next.
+        for (int g = 0; g < 8; g++)
+            for (int step = 0; step < 2; step++)
+            {
+                int index = 8 * (2 * step + g / 4) + 2 * (g % 4);
+                ((short*)(tables + 704))[4 * g + 2 * step] = (short)index;
+                ((short*)(tables + 704))[4 * g + 2 * step + 1] = (short)(index + 1);
+            }
+        return tables;
+    }
 }

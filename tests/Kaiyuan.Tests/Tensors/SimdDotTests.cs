@@ -120,44 +120,49 @@ public class SimdDotTests
     }
 
     /// <summary>
-    /// IQ2_XXS's VBMI kernel (the AVX-512 tier where the CPU has VBMI) against the AVX2 kernel to the bit, and against
-    /// the scalar reference, on rows that use every grid index and every sign field in every position of a step, the
-    /// extreme sub-block scales (0 and 15), extreme block scales and activations at ±127.
+    /// IQ2_XXS's and IQ3_XXS's VBMI kernels (the AVX-512 tier where the CPU has VBMI) against the AVX2 kernel to the bit,
+    /// and against the scalar reference, on rows that use every grid index and every sign field in every position of a
+    /// step, the extreme sub-block scales (0 and 15), extreme block scales and activations at ±127.
     /// </summary>
-    [Fact]
-    public void Iq2XxsVbmiKernelMatchesAvx2OnEveryIndexAndSign()
+    [Theory]
+    [InlineData(GgmlType.IQ2_XXS)]
+    [InlineData(GgmlType.IQ3_XXS)]
+    public void GridVbmiKernelsMatchAvx2OnEveryIndexAndSign(GgmlType type)
     {
         if (!IsaLevels.IsSupported(IsaLevel.Avx512) || !Avx2Dot.HasVbmi)
         {
-            Assert.Skip("This machine has no AVX-512 VBMI; the IQ2_XXS dot runs the AVX2 grid kernel here.");
+            Assert.Skip($"This machine has no AVX-512 VBMI; the {type} dot runs the AVX2 grid kernel here.");
         }
+
+        // IQ2_XXS: per sub-block 4 index bytes (8 weights each), then its signs and scale; IQ3_XXS: 8 index bytes (4 weights
+        // each) per sub-block, all signs and scales after the indices.
+        bool iq3 = type == GgmlType.IQ3_XXS;
+        int blockBytes = iq3 ? BlockLayouts.IQ3_XXS.Size : BlockLayouts.IQ2_XXS.Size, indicesPerSub = iq3 ? 8 : 4;
 
         const int blocks = 24, n = blocks * 256;
         var random = new Random(2026);
         float[] blockScales = [1e-3f, 60000f, 6.1e-5f, 5.96e-8f, 0.5f, 1f];
-        var activationType = QuantizedDot.ActivationType(GgmlType.IQ2_XXS);
+        var activationType = QuantizedDot.ActivationType(type);
         for (int trial = 0; trial < 12; trial++)
         {
-            var weights = new byte[GgmlTypeInfo.RowBytes(GgmlType.IQ2_XXS, n)];
+            var weights = new byte[GgmlTypeInfo.RowBytes(type, n)];
             for (int b = 0; b < blocks; b++)
             {
-                Span<byte> block = weights.AsSpan(b * BlockLayouts.IQ2_XXS.Size, BlockLayouts.IQ2_XXS.Size);
+                Span<byte> block = weights.AsSpan(b * blockBytes, blockBytes);
                 float d = b < blockScales.Length ? blockScales[b] : (float)(random.NextDouble() * 0.02);
                 BinaryPrimitives.WriteUInt16LittleEndian(block, Half16.FromSingle(trial % 2 == 0 ? d : -d));
                 for (int sub = 0; sub < 8; sub++)
                 {
-                    // Group g of the row takes index g + trial (mod 256) and sign field 37·g + trial (mod 128), so the row
-                    // holds each index and field several times, each in a different group position from trial to trial.
+                    // Index i of the row takes i + trial (mod 256) and group g sign field 37·g + trial (mod 128), so the row
+                    // holds each index and field several times, each in a different position from trial to trial.
                     int scale = ((b + sub) % 4) switch { 0 => 0, 1 => 15, _ => random.Next(16) };
                     uint packed = (uint)scale << 28;
+                    for (int k = 0; k < indicesPerSub; k++)
+                        block[BlockLayouts.IQ2_XXS.Qs + 8 * sub + k] = (byte)(indicesPerSub * (32 * b + 4 * sub) / 4 + k + trial);
                     for (int g = 0; g < 4; g++)
-                    {
-                        int group = 32 * b + 4 * sub + g;
-                        block[BlockLayouts.IQ2_XXS.Qs + 8 * sub + g] = (byte)(group + trial);
-                        packed |= (uint)((37 * group + trial) & 127) << (7 * g);
-                    }
+                        packed |= (uint)((37 * (32 * b + 4 * sub + g) + trial) & 127) << (7 * g);
 
-                    BinaryPrimitives.WriteUInt32LittleEndian(block[(BlockLayouts.IQ2_XXS.Qs + 8 * sub + 4)..], packed);
+                    BinaryPrimitives.WriteUInt32LittleEndian(block[(iq3 ? BlockLayouts.IQ3_XXS.ScalesAndSigns + 4 * sub : BlockLayouts.IQ2_XXS.Qs + 8 * sub + 4)..], packed);
                 }
             }
 
@@ -171,13 +176,13 @@ public class SimdDotTests
             var activations = new byte[GgmlTypeInfo.RowBytes(activationType, n)];
             QuantizedDot.QuantizeActivations(activationType, x, activations);
 
-            float avx2 = QuantizedDot.VecDot(GgmlType.IQ2_XXS, weights, activations, n, IsaLevel.Avx2);
-            float vbmi = QuantizedDot.VecDot(GgmlType.IQ2_XXS, weights, activations, n, IsaLevel.Avx512);
-            float scalar = QuantizedDot.VecDot(GgmlType.IQ2_XXS, weights, activations, n, IsaLevel.Scalar);
+            float avx2 = QuantizedDot.VecDot(type, weights, activations, n, IsaLevel.Avx2);
+            float vbmi = QuantizedDot.VecDot(type, weights, activations, n, IsaLevel.Avx512);
+            float scalar = QuantizedDot.VecDot(type, weights, activations, n, IsaLevel.Scalar);
             Assert.Equal(BitConverter.SingleToInt32Bits(avx2), BitConverter.SingleToInt32Bits(vbmi));
             var w = new float[n];
             var a = new float[n];
-            Dequantize.Row(GgmlType.IQ2_XXS, weights, w);
+            Dequantize.Row(type, weights, w);
             Dequantize.Row(activationType, activations, a);
             double magnitude = 0;
             for (int i = 0; i < n; i++) magnitude += Math.Abs((double)w[i] * a[i]);
@@ -186,10 +191,10 @@ public class SimdDotTests
             // Each block alone too, so a block's error cannot hide in the row's sum.
             for (int b = 0; b < blocks; b++)
             {
-                var wb = weights.AsSpan(b * BlockLayouts.IQ2_XXS.Size, BlockLayouts.IQ2_XXS.Size);
+                var wb = weights.AsSpan(b * blockBytes, blockBytes);
                 var ab = activations.AsSpan(b * BlockLayouts.Q8_K.Size, BlockLayouts.Q8_K.Size);
-                Assert.Equal(BitConverter.SingleToInt32Bits(QuantizedDot.VecDot(GgmlType.IQ2_XXS, wb, ab, 256, IsaLevel.Avx2)),
-                    BitConverter.SingleToInt32Bits(QuantizedDot.VecDot(GgmlType.IQ2_XXS, wb, ab, 256, IsaLevel.Avx512)));
+                Assert.Equal(BitConverter.SingleToInt32Bits(QuantizedDot.VecDot(type, wb, ab, 256, IsaLevel.Avx2)),
+                    BitConverter.SingleToInt32Bits(QuantizedDot.VecDot(type, wb, ab, 256, IsaLevel.Avx512)));
             }
         }
     }
