@@ -262,4 +262,103 @@ internal static unsafe partial class Avx2Dot
             }
         return tables;
     }
+
+    /// <summary>
+    /// An IQ2_XS row against Q8_K the way <see cref="Iq2XxsVbmi"/> reads IQ2_XXS: each group's 16-bit word holds its
+    /// 9-bit grid index and 7-bit sign field, so the 32 codes come from word permutes over eight 64-entry tables chosen
+    /// by index bits 6–8, and the sign bytes from the fields shifted down; coordinates, signs and the step layout are
+    /// then IQ2_XXS's. Each 16 weights' 4-bit scale becomes the multiplier 2s + 1 of its 16-bit lanes. The int32 lanes
+    /// fold back to the AVX2 kernel's eight, so the result is the same to the bit.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float Iq2XsVbmi(byte* x, byte* y, int blocks)
+    {
+        byte* tables = Iq2XsVbmiTables, shared = Iq2XxsVbmiTables;
+        var signs0 = Vector512.Load(shared + 512); var signs1 = Vector512.Load(shared + 576);
+        var levels = Vector512.Load(shared + 640);
+        byte* stepControls = shared + 704;
+        var codesByStep = Vector512.Load((short*)(shared + 704 + 4 * 192 + 64));
+        var signsByStep = Vector512.Load(tables + 1024);
+        var nibble = Vector128.Create((byte)0x0F);
+
+        var acc = Vector256<float>.Zero;
+        for (int b = 0; b < blocks; b++, x += BlockLayouts.IQ2_XS.Size, y += BlockLayouts.Q8_K.Size)
+        {
+            PrefetchBlock(x, BlockLayouts.IQ2_XS.Size);
+            var words = Vector512.Load((short*)(x + BlockLayouts.IQ2_XS.Qs));
+            var bit6 = Vector512.ShiftRightArithmetic(words << 9, 15);
+            var bit7 = Vector512.ShiftRightArithmetic(words << 8, 15);
+            var bit8 = Vector512.ShiftRightArithmetic(words << 7, 15);
+            var code = Vector512.ConditionalSelect(bit8, Iq2XsQuarter(tables + 512, words, bit6, bit7), Iq2XsQuarter(tables, words, bit6, bit7));
+            var stepCodes = Avx512BW.PermuteVar32x16(code, codesByStep).AsUInt64();
+
+            // Byte 2w: group w's sign byte; qword g of the step vector gathers group g's of each step.
+            var signBytes = Avx512Vbmi.PermuteVar64x8x2(signs0, Vector512.ShiftRightLogical(words.AsUInt16(), 9).AsByte(), signs1);
+            var stepSigns = Avx512Vbmi.PermuteVar64x8(signBytes, signsByStep).AsUInt64();
+
+            // Multiplier words 2s + 1, one per 16 weights: the scale bytes' low and high nibbles interleaved.
+            var scales = Vector128.CreateScalar(*(ulong*)(x + BlockLayouts.IQ2_XS.Scales)).AsByte();
+            var halves = Sse2.UnpackLow(scales & nibble, Vector128.ShiftRightLogical(scales.AsUInt16(), 4).AsByte() & nibble);
+            var multipliers = Avx2.ConvertToVector256Int16(halves).ToVector512Unsafe();
+            multipliers = multipliers + multipliers + Vector512.Create((short)1);
+
+            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
+            var sums = Iq2XsStep(stepCodes, stepSigns, multipliers, q8, stepControls, tables + 1088, levels)
+                + Iq2XsStep(stepCodes, stepSigns, multipliers, q8 + 64, stepControls + 192, tables + 1152, levels)
+                + Iq2XsStep(stepCodes, stepSigns, multipliers, q8 + 128, stepControls + 384, tables + 1216, levels)
+                + Iq2XsStep(stepCodes, stepSigns, multipliers, q8 + 192, stepControls + 576, tables + 1280, levels);
+
+            acc = BlockFma(GridScale(GgmlType.IQ2_XS, x) * *(float*)(y + BlockLayouts.Q8_K.D), sums.GetLower() + sums.GetUpper(), acc);
+        }
+
+        return GridUnit(GgmlType.IQ2_XS) * HorizontalSum(acc);
+    }
+
+    /// <summary>The codes of 256 of IQ2_XS's 512 grid points (four 64-entry tables from <paramref name="tables"/>) for each lane's index, chosen by its bits 6 and 7.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<short> Iq2XsQuarter(byte* tables, Vector512<short> indices, Vector512<short> bit6, Vector512<short> bit7)
+    {
+        var low = Vector512.ConditionalSelect(bit6,
+            Avx512BW.PermuteVar32x16x2(Vector512.Load((short*)(tables + 128)), indices, Vector512.Load((short*)(tables + 192))),
+            Avx512BW.PermuteVar32x16x2(Vector512.Load((short*)tables), indices, Vector512.Load((short*)(tables + 64))));
+        var high = Vector512.ConditionalSelect(bit6,
+            Avx512BW.PermuteVar32x16x2(Vector512.Load((short*)(tables + 384)), indices, Vector512.Load((short*)(tables + 448))),
+            Avx512BW.PermuteVar32x16x2(Vector512.Load((short*)(tables + 256)), indices, Vector512.Load((short*)(tables + 320))));
+        return Vector512.ConditionalSelect(bit7, high, low);
+    }
+
+    /// <summary>One step of <see cref="Iq2XsVbmi"/>: <see cref="Iq2XxsStep"/>'s coordinates and signs, the multipliers placed by the step's word permute.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Iq2XsStep(Vector512<ulong> stepCodes, Vector512<ulong> stepSigns, Vector512<short> multipliers, sbyte* q8, byte* control,
+        byte* multiplierControl, Vector512<byte> levels)
+    {
+        var magnitudes = Avx512Vbmi.PermuteVar64x8(levels, Avx512Vbmi.MultiShift(Vector512.Load(control), stepCodes));
+        var negative = Vector512.LessThan(Avx512Vbmi.MultiShift(Vector512.Load(control + 64), stepSigns).AsSByte(), Vector512<sbyte>.Zero);
+        var activations = Vector512.Load(q8);
+        activations = Vector512.ConditionalSelect(negative.AsSByte(), Vector512<sbyte>.Zero - activations, activations);
+        var stepMultipliers = Avx512BW.PermuteVar32x16(multipliers, Vector512.Load((short*)multiplierControl));
+        return Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(magnitudes, activations), stepMultipliers);
+    }
+
+    /// <summary>
+    /// What <see cref="Iq2XsVbmi"/> permutes over, 64-byte aligned: the 512 point codes as 16-bit words
+    /// (<see cref="IqGridPoints.Iq2Xs"/>), the byte permute that gathers in qword g the sign bytes of group g of each
+    /// step (from byte 2w, group w's), and per step the word permute that gives 16-bit lane w the multiplier of the
+    /// step's 16 weights it falls in.
+    /// </summary>
+    private static readonly byte* Iq2XsVbmiTables = BuildIq2XsVbmiTables();
+
+    private static byte* BuildIq2XsVbmiTables()
+    {
+        var tables = (byte*)NativeMemory.AlignedAlloc(1024 + 64 + 4 * 64, 64);
+        ReadOnlySpan<ushort> points = IqGridPoints.Iq2Xs;
+        for (int i = 0; i < 512; i++) ((ushort*)tables)[i] = points[i];
+        for (int g = 0; g < 8; g++)
+            for (int step = 0; step < 8; step++)
+                tables[1024 + 8 * g + step] = step < 4 ? (byte)(2 * (8 * step + g)) : (byte)0;
+        for (int step = 0; step < 4; step++)
+            for (int w = 0; w < 32; w++)
+                ((short*)(tables + 1088 + 64 * step))[w] = (short)(4 * step + w / 8);
+        return tables;
+    }
 }

@@ -120,13 +120,14 @@ public class SimdDotTests
     }
 
     /// <summary>
-    /// IQ2_XXS's and IQ3_XXS's VBMI kernels (the AVX-512 tier where the CPU has VBMI) against the AVX2 kernel to the bit,
+    /// IQ2_XXS's, IQ2_XS's and IQ3_XXS's VBMI kernels (the AVX-512 tier where the CPU has VBMI) against the AVX2 kernel to the bit,
     /// and against the scalar reference, on rows that use every grid index and every sign field in every position of a
     /// step, the extreme sub-block scales (0 and 15), extreme block scales and activations at ±127.
     /// </summary>
     [Theory]
     [InlineData(GgmlType.IQ2_XXS)]
     [InlineData(GgmlType.IQ3_XXS)]
+    [InlineData(GgmlType.IQ2_XS)]
     public void GridVbmiKernelsMatchAvx2OnEveryIndexAndSign(GgmlType type)
     {
         if (!IsaLevels.IsSupported(IsaLevel.Avx512) || !Avx2Dot.HasVbmi)
@@ -136,8 +137,9 @@ public class SimdDotTests
 
         // IQ2_XXS: per sub-block 4 index bytes (8 weights each), then its signs and scale; IQ3_XXS: 8 index bytes (4 weights
         // each) per sub-block, all signs and scales after the indices.
-        bool iq3 = type == GgmlType.IQ3_XXS;
-        int blockBytes = iq3 ? BlockLayouts.IQ3_XXS.Size : BlockLayouts.IQ2_XXS.Size, indicesPerSub = iq3 ? 8 : 4;
+        // IQ2_XS: per group a 16-bit word of a 9-bit index and the sign field, per sub-block a byte of two 4-bit scales.
+        bool iq3 = type == GgmlType.IQ3_XXS, xs = type == GgmlType.IQ2_XS;
+        int blockBytes = GgmlTypeInfo.Geometry(type).TypeSize, indicesPerSub = iq3 ? 8 : 4;
 
         const int blocks = 24, n = blocks * 256;
         var random = new Random(2026);
@@ -157,6 +159,20 @@ public class SimdDotTests
                     // holds each index and field several times, each in a different position from trial to trial.
                     int scale = ((b + sub) % 4) switch { 0 => 0, 1 => 15, _ => random.Next(16) };
                     uint packed = (uint)scale << 28;
+                    if (xs)
+                    {
+                        // Index 2·group + trial (mod 512): every index in every group position over the trials.
+                        for (int g = 0; g < 4; g++)
+                        {
+                            int group = 32 * b + 4 * sub + g;
+                            BinaryPrimitives.WriteUInt16LittleEndian(block[(BlockLayouts.IQ2_XS.Qs + 8 * sub + 2 * g)..],
+                                (ushort)(((2 * group + trial) & 511) | ((37 * group + trial) & 127) << 9));
+                        }
+
+                        block[BlockLayouts.IQ2_XS.Scales + sub] = (byte)(scale | (15 - scale) << 4);
+                        continue;
+                    }
+
                     for (int k = 0; k < indicesPerSub; k++)
                         block[BlockLayouts.IQ2_XXS.Qs + 8 * sub + k] = (byte)(indicesPerSub * (32 * b + 4 * sub) / 4 + k + trial);
                     for (int g = 0; g < 4; g++)
