@@ -361,4 +361,108 @@ internal static unsafe partial class Avx2Dot
                 ((short*)(tables + 1088 + 64 * step))[w] = (short)(4 * step + w / 8);
         return tables;
     }
+
+    /// <summary>
+    /// An IQ3_S row against Q8_K on <see cref="Iq3XxsVbmi"/>'s plan with IQ3_S's parts: each 4-weight index has a ninth
+    /// bit (bit i of the block's eight high-bit bytes read as one 64-bit word, placed by a multishift), so the 512
+    /// point codes come from <see cref="Iq2XsVbmi"/>'s eight-table lookup; the sign bytes are plain, one per 8
+    /// weights; one 4-bit scale per sub-block gives its multiplier. The int32 lanes fold back to the AVX2 kernel's
+    /// eight, so the result is the same to the bit.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float Iq3SVbmi(byte* x, byte* y, int blocks)
+    {
+        byte* tables = Iq3SVbmiTables, xxs = Iq3XxsVbmiTables, shared = Iq2XxsVbmiTables;
+        var levels = Vector512.Load(tables + 1024);
+        var codeShifts0 = Vector512.Load(xxs + 576);
+        var codeShifts1 = Vector512.Load(xxs + 640);
+        var codesByStep = Vector512.Load((short*)(xxs + 704));
+        var highBits0 = Vector512.Load(tables + 1088);
+        var highBits1 = Vector512.Load(tables + 1152);
+        var signsByStep = Vector512.Load(tables + 1216);
+        byte* stepControls = shared + 704;
+        var nibble = Vector128.Create((byte)0x0F);
+
+        var acc = Vector256<float>.Zero;
+        for (int b = 0; b < blocks; b++, x += BlockLayouts.IQ3_S.Size, y += BlockLayouts.Q8_K.Size)
+        {
+            PrefetchBlock(x, BlockLayouts.IQ3_S.Size);
+            var high = Vector512.Create(*(ulong*)(x + BlockLayouts.IQ3_S.Qh));
+            var first = Iq3SCodes(tables, Vector256.Load(x + BlockLayouts.IQ3_S.Qs), highBits0, high);
+            var second = Iq3SCodes(tables, Vector256.Load(x + BlockLayouts.IQ3_S.Qs + 32), highBits1, high);
+            var stepCodes01 = Avx512BW.PermuteVar32x16(first, codesByStep).AsUInt64();
+            var stepCodes23 = Avx512BW.PermuteVar32x16(second, codesByStep).AsUInt64();
+            var stepSigns = Avx512Vbmi.PermuteVar64x8(Vector256.Load(x + BlockLayouts.IQ3_S.Signs).ToVector512Unsafe(), signsByStep).AsUInt64();
+
+            // Multiplier words 2s + 1, one per sub-block: the four scale bytes' low and high nibbles interleaved.
+            var scales = Vector128.CreateScalar(*(uint*)(x + BlockLayouts.IQ3_S.Scales)).AsByte();
+            var subScales = Sse2.UnpackLow(scales & nibble, Vector128.ShiftRightLogical(scales.AsUInt16(), 4).AsByte() & nibble);
+            var multipliers = Avx2.ConvertToVector256Int16(subScales).ToVector512Unsafe();
+            multipliers = multipliers + multipliers + Vector512.Create((short)1);
+
+            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
+            var sums = Iq3SStep(stepCodes01, codeShifts0, stepSigns, multipliers, q8, stepControls, tables + 1280, levels)
+                + Iq3SStep(stepCodes01, codeShifts1, stepSigns, multipliers, q8 + 64, stepControls + 192, tables + 1344, levels)
+                + Iq3SStep(stepCodes23, codeShifts0, stepSigns, multipliers, q8 + 128, stepControls + 384, tables + 1408, levels)
+                + Iq3SStep(stepCodes23, codeShifts1, stepSigns, multipliers, q8 + 192, stepControls + 576, tables + 1472, levels);
+
+            acc = BlockFma(GridScale(GgmlType.IQ3_S, x) * *(float*)(y + BlockLayouts.Q8_K.D), sums.GetLower() + sums.GetUpper(), acc);
+        }
+
+        return GridUnit(GgmlType.IQ3_S) * HorizontalSum(acc);
+    }
+
+    /// <summary>32 of a block's 9-bit indices (low bytes from <paramref name="lowBytes"/>, ninth bits picked from <paramref name="high"/> by <paramref name="highBits"/>) looked up as point codes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<short> Iq3SCodes(byte* tables, Vector256<byte> lowBytes, Vector512<byte> highBits, Vector512<ulong> high)
+    {
+        var ninth = (Avx512Vbmi.MultiShift(highBits, high).AsInt16() & Vector512.Create((short)1)) << 8;
+        var indices = Avx512BW.ConvertToVector512Int16(lowBytes) | ninth;
+        var bit6 = Vector512.ShiftRightArithmetic(indices << 9, 15);
+        var bit7 = Vector512.ShiftRightArithmetic(indices << 8, 15);
+        var bit8 = Vector512.ShiftRightArithmetic(indices << 7, 15);
+        return Vector512.ConditionalSelect(bit8, Iq2XsQuarter(tables + 512, indices, bit6, bit7), Iq2XsQuarter(tables, indices, bit6, bit7));
+    }
+
+    /// <summary>One step of <see cref="Iq3SVbmi"/>: <see cref="Iq3XxsStep"/> with the multipliers placed by the step's word permute.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Iq3SStep(Vector512<ulong> stepCodes, Vector512<byte> codeShifts, Vector512<ulong> stepSigns, Vector512<short> multipliers, sbyte* q8,
+        byte* control, byte* multiplierControl, Vector512<byte> levels)
+    {
+        var magnitudes = Avx512Vbmi.PermuteVar64x8(levels, Avx512Vbmi.MultiShift(codeShifts, stepCodes));
+        var negative = Vector512.LessThan(Avx512Vbmi.MultiShift(Vector512.Load(control + 64), stepSigns).AsSByte(), Vector512<sbyte>.Zero);
+        var activations = Vector512.Load(q8);
+        activations = Vector512.ConditionalSelect(negative.AsSByte(), Vector512<sbyte>.Zero - activations, activations);
+        var stepMultipliers = Avx512BW.PermuteVar32x16(multipliers, Vector512.Load((short*)multiplierControl));
+        return Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(magnitudes, activations), stepMultipliers);
+    }
+
+    /// <summary>
+    /// What <see cref="Iq3SVbmi"/> permutes over, 64-byte aligned: the 512 point codes as 16-bit words
+    /// (<see cref="IqGridPoints.Iq3S"/>), the eight magnitudes 1, 3, …, 15 repeated, the multishift controls that bring
+    /// index i's ninth bit (bit i of the high-bit word) to its lane for each half-block, the byte permute that gathers in
+    /// qword g the sign bytes of group g of each step, and per step the word permute of the sub-block multipliers.
+    /// </summary>
+    private static readonly byte* Iq3SVbmiTables = BuildIq3SVbmiTables();
+
+    private static byte* BuildIq3SVbmiTables()
+    {
+        var tables = (byte*)NativeMemory.AlignedAlloc(1536, 64);
+        ReadOnlySpan<ushort> points = IqGridPoints.Iq3S;
+        for (int i = 0; i < 512; i++) ((ushort*)tables)[i] = points[i];
+        for (int i = 0; i < 64; i++) tables[1024 + i] = (byte)(2 * (i & 7) + 1);
+        for (int half = 0; half < 2; half++)
+            for (int w = 0; w < 32; w++)
+            {
+                tables[1088 + 64 * half + 2 * w] = (byte)(32 * half + w);
+                tables[1088 + 64 * half + 2 * w + 1] = 0;
+            }
+        for (int g = 0; g < 8; g++)
+            for (int step = 0; step < 8; step++)
+                tables[1216 + 8 * g + step] = step < 4 ? (byte)(8 * step + g) : (byte)0;
+        for (int step = 0; step < 4; step++)
+            for (int w = 0; w < 32; w++)
+                ((short*)(tables + 1280 + 64 * step))[w] = (short)(2 * step + w / 16);
+        return tables;
+    }
 }

@@ -120,7 +120,7 @@ public class SimdDotTests
     }
 
     /// <summary>
-    /// IQ2_XXS's, IQ2_XS's and IQ3_XXS's VBMI kernels (the AVX-512 tier where the CPU has VBMI) against the AVX2 kernel to the bit,
+    /// IQ2_XXS's, IQ2_XS's, IQ3_XXS's and IQ3_S's VBMI kernels (the AVX-512 tier where the CPU has VBMI) against the AVX2 kernel to the bit,
     /// and against the scalar reference, on rows that use every grid index and every sign field in every position of a
     /// step, the extreme sub-block scales (0 and 15), extreme block scales and activations at ±127.
     /// </summary>
@@ -128,6 +128,7 @@ public class SimdDotTests
     [InlineData(GgmlType.IQ2_XXS)]
     [InlineData(GgmlType.IQ3_XXS)]
     [InlineData(GgmlType.IQ2_XS)]
+    [InlineData(GgmlType.IQ3_S)]
     public void GridVbmiKernelsMatchAvx2OnEveryIndexAndSign(GgmlType type)
     {
         if (!IsaLevels.IsSupported(IsaLevel.Avx512) || !Avx2Dot.HasVbmi)
@@ -138,7 +139,9 @@ public class SimdDotTests
         // IQ2_XXS: per sub-block 4 index bytes (8 weights each), then its signs and scale; IQ3_XXS: 8 index bytes (4 weights
         // each) per sub-block, all signs and scales after the indices.
         // IQ2_XS: per group a 16-bit word of a 9-bit index and the sign field, per sub-block a byte of two 4-bit scales.
-        bool iq3 = type == GgmlType.IQ3_XXS, xs = type == GgmlType.IQ2_XS;
+        // IQ3_S: 8 index low bytes per sub-block, their ninth bits in a byte per sub-block, a plain sign byte per group and
+        // a 4-bit scale per sub-block.
+        bool iq3 = type == GgmlType.IQ3_XXS, xs = type == GgmlType.IQ2_XS, iq3s = type == GgmlType.IQ3_S;
         int blockBytes = GgmlTypeInfo.Geometry(type).TypeSize, indicesPerSub = iq3 ? 8 : 4;
 
         const int blocks = 24, n = blocks * 256;
@@ -159,6 +162,23 @@ public class SimdDotTests
                     // holds each index and field several times, each in a different position from trial to trial.
                     int scale = ((b + sub) % 4) switch { 0 => 0, 1 => 15, _ => random.Next(16) };
                     uint packed = (uint)scale << 28;
+                    if (iq3s)
+                    {
+                        // Index 8·sub + k + trial of the block, mod 512 (the ninth bit from 2·block), every index over the trials.
+                        int highBits = 0;
+                        for (int k = 0; k < 8; k++)
+                        {
+                            int index = (64 * b + 8 * sub + k + 7 * trial) & 511;
+                            block[BlockLayouts.IQ3_S.Qs + 8 * sub + k] = (byte)index;
+                            highBits |= (index >> 8) << k;
+                        }
+
+                        block[BlockLayouts.IQ3_S.Qh + sub] = (byte)highBits;
+                        for (int g = 0; g < 4; g++) block[BlockLayouts.IQ3_S.Signs + 4 * sub + g] = (byte)(37 * (32 * b + 4 * sub + g) + trial);
+                        block[BlockLayouts.IQ3_S.Scales + sub / 2] |= (byte)(scale << (4 * (sub % 2)));
+                        continue;
+                    }
+
                     if (xs)
                     {
                         // Index 2·group + trial (mod 512): every index in every group position over the trials.
