@@ -91,11 +91,20 @@ internal static unsafe partial class Avx2Dot
         // Byte j takes coordinate j's 2 bits of the step's code in its qword (bits 16·step + 2j on), and bit j of the
         // step's sign byte in its sign bit (bits 8·step + j − 7 on).
         var magnitudes = Avx512Vbmi.PermuteVar64x8(levels, Avx512Vbmi.MultiShift(Vector512.Load(control), stepCodes));
+        return GridStepSums(magnitudes, stepSigns, control, q8, Avx512Vbmi.PermuteVar64x8(multipliers, Vector512.Load(control + 128)).AsInt16());
+    }
+
+    /// <summary>
+    /// The end of every VBMI grid step: the activations negated where bit j of the step's sign byte (brought to byte j's
+    /// sign bit by the step's multishift at <paramref name="control"/> + 64) is set, then the pair sums of the magnitudes
+    /// with them and the multiply-add by the multipliers of their 16-bit lanes.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> GridStepSums(Vector512<byte> magnitudes, Vector512<ulong> stepSigns, byte* control, sbyte* q8, Vector512<short> stepMultipliers)
+    {
         var negative = Vector512.LessThan(Avx512Vbmi.MultiShift(Vector512.Load(control + 64), stepSigns).AsSByte(), Vector512<sbyte>.Zero);
         var activations = Vector512.Load(q8);
         activations = Vector512.ConditionalSelect(negative.AsSByte(), Vector512<sbyte>.Zero - activations, activations);
-
-        var stepMultipliers = Avx512Vbmi.PermuteVar64x8(multipliers, Vector512.Load(control + 128)).AsInt16();
         return Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(magnitudes, activations), stepMultipliers);
     }
 
@@ -226,11 +235,7 @@ internal static unsafe partial class Avx2Dot
         byte* control, Vector512<byte> levels)
     {
         var magnitudes = Avx512Vbmi.PermuteVar64x8(levels, Avx512Vbmi.MultiShift(codeShifts, stepCodes));
-        var negative = Vector512.LessThan(Avx512Vbmi.MultiShift(Vector512.Load(control + 64), stepSigns).AsSByte(), Vector512<sbyte>.Zero);
-        var activations = Vector512.Load(q8);
-        activations = Vector512.ConditionalSelect(negative.AsSByte(), Vector512<sbyte>.Zero - activations, activations);
-        var stepMultipliers = Avx512Vbmi.PermuteVar64x8(multipliers, Vector512.Load(control + 128)).AsInt16();
-        return Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(magnitudes, activations), stepMultipliers);
+        return GridStepSums(magnitudes, stepSigns, control, q8, Avx512Vbmi.PermuteVar64x8(multipliers, Vector512.Load(control + 128)).AsInt16());
     }
 
     /// <summary>
@@ -333,11 +338,7 @@ internal static unsafe partial class Avx2Dot
         byte* multiplierControl, Vector512<byte> levels)
     {
         var magnitudes = Avx512Vbmi.PermuteVar64x8(levels, Avx512Vbmi.MultiShift(Vector512.Load(control), stepCodes));
-        var negative = Vector512.LessThan(Avx512Vbmi.MultiShift(Vector512.Load(control + 64), stepSigns).AsSByte(), Vector512<sbyte>.Zero);
-        var activations = Vector512.Load(q8);
-        activations = Vector512.ConditionalSelect(negative.AsSByte(), Vector512<sbyte>.Zero - activations, activations);
-        var stepMultipliers = Avx512BW.PermuteVar32x16(multipliers, Vector512.Load((short*)multiplierControl));
-        return Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(magnitudes, activations), stepMultipliers);
+        return GridStepSums(magnitudes, stepSigns, control, q8, Avx512BW.PermuteVar32x16(multipliers, Vector512.Load((short*)multiplierControl)));
     }
 
     /// <summary>
@@ -430,11 +431,7 @@ internal static unsafe partial class Avx2Dot
         byte* control, byte* multiplierControl, Vector512<byte> levels)
     {
         var magnitudes = Avx512Vbmi.PermuteVar64x8(levels, Avx512Vbmi.MultiShift(codeShifts, stepCodes));
-        var negative = Vector512.LessThan(Avx512Vbmi.MultiShift(Vector512.Load(control + 64), stepSigns).AsSByte(), Vector512<sbyte>.Zero);
-        var activations = Vector512.Load(q8);
-        activations = Vector512.ConditionalSelect(negative.AsSByte(), Vector512<sbyte>.Zero - activations, activations);
-        var stepMultipliers = Avx512BW.PermuteVar32x16(multipliers, Vector512.Load((short*)multiplierControl));
-        return Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(magnitudes, activations), stepMultipliers);
+        return GridStepSums(magnitudes, stepSigns, control, q8, Avx512BW.PermuteVar32x16(multipliers, Vector512.Load((short*)multiplierControl)));
     }
 
     /// <summary>
