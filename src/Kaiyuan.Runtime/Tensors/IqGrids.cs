@@ -34,10 +34,10 @@ internal static class IqGrids
     internal static ReadOnlySpan<byte> Iq2Levels => [0x08, 0x19, 0x2B];
 
     /// <summary>IQ3_XXS's eight magnitudes: 4·(2l+1) for l below 7, the top one 62.</summary>
-    private static ReadOnlySpan<byte> Iq3XxsLevels => [0x04, 0x0C, 0x14, 0x1C, 0x24, 0x2C, 0x34, 0x3E];
+    internal static ReadOnlySpan<byte> Iq3XxsLevels => [0x04, 0x0C, 0x14, 0x1C, 0x24, 0x2C, 0x34, 0x3E];
 
     /// <summary>IQ3_S's eight magnitudes: the odd numbers 1…15.</summary>
-    private static ReadOnlySpan<byte> Iq3SLevels => [0x01, 0x03, 0x05, 0x07, 0x09, 0x0B, 0x0D, 0x0F];
+    internal static ReadOnlySpan<byte> Iq3SLevels => [0x01, 0x03, 0x05, 0x07, 0x09, 0x0B, 0x0D, 0x0F];
 
     /// <summary>
     /// Eight signs from a stored 7-bit field: bits 0–6 as stored, bit 7 set when that makes the count of negative signs

@@ -251,8 +251,7 @@ internal static unsafe partial class Avx2Dot
         var tables = (byte*)NativeMemory.AlignedAlloc(768, 64);
         ReadOnlySpan<ushort> points = IqGridPoints.Iq3Xxs;
         for (int i = 0; i < 256; i++) ((ushort*)tables)[i] = points[i];
-        ReadOnlySpan<byte> magnitudes = [0x04, 0x0C, 0x14, 0x1C, 0x24, 0x2C, 0x34, 0x3E];
-        for (int i = 0; i < 64; i++) tables[512 + i] = magnitudes[i & 7];
+        for (int i = 0; i < 64; i++) tables[512 + i] = IqGrids.Iq3XxsLevels[i & 7];
         for (int step = 0; step < 2; step++)
             for (int g = 0; g < 8; g++)
                 for (int j = 0; j < 8; j++)
@@ -447,7 +446,7 @@ internal static unsafe partial class Avx2Dot
         var tables = (byte*)NativeMemory.AlignedAlloc(1536, 64);
         ReadOnlySpan<ushort> points = IqGridPoints.Iq3S;
         for (int i = 0; i < 512; i++) ((ushort*)tables)[i] = points[i];
-        for (int i = 0; i < 64; i++) tables[1024 + i] = (byte)(2 * (i & 7) + 1);
+        for (int i = 0; i < 64; i++) tables[1024 + i] = IqGrids.Iq3SLevels[i & 7];
         for (int half = 0; half < 2; half++)
             for (int w = 0; w < 32; w++)
             {
