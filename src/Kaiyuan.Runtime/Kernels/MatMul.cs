@@ -28,6 +28,8 @@ internal static unsafe class MatMul
         // Float panels pack eight columns at a time; quantized rows are whole blocks of 32 or 256 anyway.
         if (tokens >= PanelMinTokens && w.Rows >= QuantizedDot.PanelRows && w.Columns % 8 == 0 && QuantizedDot.HasPanels(w.Type))
             return (Kernel.Panels, QuantizedDot.PanelSideBytes(w.Type, w.Columns));
+        // The pair tiles read only their packed records (PackPairs), not the tiles' per-row side data.
+        if (tokens is >= 2 and < PanelMinTokens && QuantizedDot.HasPairTiles(w.Type)) return (Kernel.Pairs, 0);
         return QuantizedDot.HasDot4(w.Type) ? (Kernel.Tiles, QuantizedDot.SideBytes(w.Type, w.Columns)) : (Kernel.Rows, 0);
     }
 
@@ -41,6 +43,9 @@ internal static unsafe class MatMul
 
         /// <summary>Eight repacked weight rows against four (quantized) or eight (float) activation rows at a time (<see cref="QuantizedDot.PanelMultiply"/>).</summary>
         Panels,
+
+        /// <summary>Two weight rows against 2–7 activation rows packed in pairs, two per vector (<see cref="QuantizedDot.PairRows"/>).</summary>
+        Pairs,
     }
 
     /// <summary>Bytes of scratch <see cref="Multiply"/> needs for a batch of <paramref name="tokens"/> rows.</summary>
@@ -52,7 +57,7 @@ internal static unsafe class MatMul
     /// batch of the 32-element block types takes on AVX-512; 0 where it takes the other kernels.
     /// </summary>
     private static int PairBytes(QuantMatrix w, int tokens) =>
-        tokens is >= 2 and < PanelMinTokens && QuantizedDot.HasPairTiles(w.Type) ? QuantizedDot.PairBytes(w.Type, w.Columns, tokens) + 64 : 0;
+        Plan(w, tokens).Kernel == Kernel.Pairs ? QuantizedDot.PairBytes(w.Type, w.Columns, tokens) + 64 : 0;
 
     /// <summary>Packs a small batch's prepared activation rows in pairs after <paramref name="end"/> (64-byte aligned) when <see cref="PairBytes"/> asks for it; null otherwise.</summary>
     private static byte* PackPairs(QuantMatrix w, int tokens, byte* act, int actBytes, byte* end)
