@@ -130,40 +130,35 @@ internal static unsafe partial class Avx2Dot
                 Sse.Prefetch0(x1 + PrefetchDistance);
                 TBlock.DecodePair(x0, out var w0, out var v0);
                 TBlock.DecodePair(x1, out var w1, out var v1);
-                for (int half = 0; half < 2; half++)
-                {
-                    byte* q = p + half * stride;
-                    var first = half == 0 ? w0 : v0;
-                    var second = half == 0 ? w1 : v1;
-                    a0 = first.Step(q, a0);
-                    c0 = second.Step(q, c0);
-                    if (TPairs.Count > 1) a1 = first.Step(q + TBlock.RecordBytes, a1);
-                    if (TPairs.Count > 1) c1 = second.Step(q + TBlock.RecordBytes, c1);
-                    if (TPairs.Count > 2) a2 = first.Step(q + 2 * TBlock.RecordBytes, a2);
-                    if (TPairs.Count > 2) c2 = second.Step(q + 2 * TBlock.RecordBytes, c2);
-                    if (TPairs.Count > 3) a3 = first.Step(q + 3 * TBlock.RecordBytes, a3);
-                    if (TPairs.Count > 3) c3 = second.Step(q + 3 * TBlock.RecordBytes, c3);
-                }
+                BlockSteps<TBlock, TPairs>(in w0, in w1, p, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
+                BlockSteps<TBlock, TPairs>(in v0, in v1, p + stride, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
             }
             for (; b < blocks; b++, x0 += size, x1 += size, p += stride)
             {
                 Sse.Prefetch0(x0 + PrefetchDistance);
                 Sse.Prefetch0(x1 + PrefetchDistance);
-                var first = TBlock.Decode(x0);
-                var second = TBlock.Decode(x1);
-                a0 = first.Step(p, a0);
-                c0 = second.Step(p, c0);
-                if (TPairs.Count > 1) a1 = first.Step(p + TBlock.RecordBytes, a1);
-                if (TPairs.Count > 1) c1 = second.Step(p + TBlock.RecordBytes, c1);
-                if (TPairs.Count > 2) a2 = first.Step(p + 2 * TBlock.RecordBytes, a2);
-                if (TPairs.Count > 2) c2 = second.Step(p + 2 * TBlock.RecordBytes, c2);
-                if (TPairs.Count > 3) a3 = first.Step(p + 3 * TBlock.RecordBytes, a3);
-                if (TPairs.Count > 3) c3 = second.Step(p + 3 * TBlock.RecordBytes, c3);
+                BlockSteps<TBlock, TPairs>(TBlock.Decode(x0), TBlock.Decode(x1), p, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
             }
 
             StorePairs<TPairs>(output, outputStride, tokens, a0, a1, a2, a3);
             if (row + 1 < weightRows) StorePairs<TPairs>(output + 1, outputStride, tokens, c0, c1, c2, c3);
         }
+    }
+
+    /// <summary>One block of two weight rows (<paramref name="first"/> into the a accumulators, <paramref name="second"/> into the c ones) against every pair's record from <paramref name="p"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void BlockSteps<TBlock, TPairs>(in TBlock first, in TBlock second, byte* p, ref Vector512<float> a0, ref Vector512<float> a1, ref Vector512<float> a2,
+        ref Vector512<float> a3, ref Vector512<float> c0, ref Vector512<float> c1, ref Vector512<float> c2, ref Vector512<float> c3)
+        where TBlock : struct, IPairBlock<TBlock> where TPairs : struct, ITileRows
+    {
+        a0 = first.Step(p, a0);
+        c0 = second.Step(p, c0);
+        if (TPairs.Count > 1) a1 = first.Step(p + TBlock.RecordBytes, a1);
+        if (TPairs.Count > 1) c1 = second.Step(p + TBlock.RecordBytes, c1);
+        if (TPairs.Count > 2) a2 = first.Step(p + 2 * TBlock.RecordBytes, a2);
+        if (TPairs.Count > 2) c2 = second.Step(p + 2 * TBlock.RecordBytes, c2);
+        if (TPairs.Count > 3) a3 = first.Step(p + 3 * TBlock.RecordBytes, a3);
+        if (TPairs.Count > 3) c3 = second.Step(p + 3 * TBlock.RecordBytes, c3);
     }
 
     /// <summary>One weight block in both halves of a vector, and what each pair of activation rows does with it.</summary>
