@@ -41,7 +41,7 @@ internal static unsafe partial class Avx2Dot
                 GgmlType.Q5_K => Q5_K(x, y, n / BlockLayouts.QK_K),
                 GgmlType.Q6_K => Q6_K(x, y, n / BlockLayouts.QK_K),
                 GgmlType.IQ4_NL => Block32<Iq4NlBlock>(x, y, n / BlockLayouts.QK, vnni),
-                GgmlType.IQ4_XS => Iq4XsTile1(x, y, n / BlockLayouts.QK_K),
+                GgmlType.IQ4_XS => wide && HasWideKQuants ? Iq4XsWide(x, y, n / BlockLayouts.QK_K) : Iq4XsTile1(x, y, n / BlockLayouts.QK_K),
                 GgmlType.TQ1_0 => TQ1_0(x, y, n / BlockLayouts.QK_K, vnni),
                 GgmlType.TQ2_0 => TQ2_0(x, y, n / BlockLayouts.QK_K, vnni),
                 _ when IqGridDecoder.Handles(weightType) => GridQuant(weightType, x, y, n / BlockLayouts.QK_K, wide),

@@ -41,7 +41,7 @@ internal static unsafe partial class Avx2Dot
     /// <summary>True when the panel kernels handle <paramref name="weightType"/>.</summary>
     public static bool HasPanels(GgmlType weightType) => IsFloat(weightType) || weightType is GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0
         or GgmlType.Q5_1 or GgmlType.Q8_0 or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K
-        or GgmlType.IQ4_NL || IqGridDecoder.Handles(weightType);
+        or GgmlType.IQ4_NL || (weightType == GgmlType.IQ4_XS && HasIq4XsPanels) || IqGridDecoder.Handles(weightType);
 
     // Per-block scale data stored after the panel's quants: d (and for Q4_1/Q5_1 then m) as 8 floats.
     private const int Block32ScaleBytes = PanelRows * sizeof(float);
@@ -61,6 +61,7 @@ internal static unsafe partial class Avx2Dot
     private static int PanelScaleBytes(GgmlType weightType) => weightType switch
     {
         GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K => KScaleBytes(KSubBlocks(weightType)),
+        GgmlType.IQ4_XS => KScaleBytes(8),
         _ when IqGridDecoder.Handles(weightType) => KScaleBytes(16),
         GgmlType.Q4_1 or GgmlType.Q5_1 => 2 * Block32ScaleBytes,
         _ => Block32ScaleBytes,
@@ -175,6 +176,10 @@ internal static unsafe partial class Avx2Dot
             case GgmlType.Q6_K:
                 PackQuants<PanelQ6_K>(rows, rowBytes, n, panel);
                 PackKScales(weightType, rows, rowBytes, n, BlockLayouts.Q6_K.Size, scales);
+                break;
+            case GgmlType.IQ4_XS when HasIq4XsPanels:
+                PackQuants<PanelIq4Xs>(rows, rowBytes, n, panel);
+                PackIq4XsScales(rows, rowBytes, n, scales);
                 break;
             case var _ when IqGridDecoder.Handles(weightType):
                 PackGridPanel(weightType, rows, rowBytes, n, panel);
@@ -651,6 +656,7 @@ internal static unsafe partial class Avx2Dot
                 case GgmlType.Q4_K: KPanel<Q4KFormat>(quants, scales, blocks, rows); break;
                 case GgmlType.Q5_K: KPanel<Q5KFormat>(quants, scales, blocks, rows); break;
                 case GgmlType.Q6_K: KPanel<Q6KFormat>(quants, scales, blocks, rows); break;
+                case GgmlType.IQ4_XS when HasIq4XsPanels: Iq4XsPanel(quants, scales, blocks, rows); break;
                 case GgmlType.IQ2_XXS or GgmlType.IQ2_XS or GgmlType.IQ2_S or GgmlType.IQ3_XXS: KPanel<GridWideFormat>(quants, scales, blocks, rows); break;
                 case GgmlType.IQ3_S or GgmlType.IQ1_S or GgmlType.IQ1_M: KPanel<GridNarrowFormat>(quants, scales, blocks, rows); break;
                 default: throw new NotSupportedException($"No panel kernel for {weightType}.");

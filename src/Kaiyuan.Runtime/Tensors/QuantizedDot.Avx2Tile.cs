@@ -90,7 +90,7 @@ internal static unsafe partial class Avx2Dot
     }
 
     /// <summary>True when <see cref="DotRows"/> takes any small batch (2–7 activation rows) of <paramref name="weightType"/> as one tile.</summary>
-    public static bool HasDotRows(GgmlType weightType) => HasDot8(weightType) || (weightType is GgmlType.Q4_K or GgmlType.Q6_K && HasWideKQuants);
+    public static bool HasDotRows(GgmlType weightType) => HasDot8(weightType) || (weightType is GgmlType.Q4_K or GgmlType.Q6_K or GgmlType.IQ4_XS && HasWideKQuants);
 
     /// <summary>
     /// <see cref="Dot4"/> over <paramref name="rows"/> activation rows (2–7; 8 too for the types of <see cref="HasDot8"/>) at once: a verifying pass of speculative
@@ -108,6 +108,7 @@ internal static unsafe partial class Avx2Dot
             case GgmlType.Q5_0 when HasVbmi && rows < 8: Q5WideRows(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
             case GgmlType.Q5_0: Block32Rows<Q5Block>(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
             case GgmlType.IQ4_NL: Block32Rows<Iq4NlBlock>(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.IQ4_XS when HasWideKQuants: Iq4XsWideRows(rows, x, rowBytes, weightRows, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q4_K or GgmlType.Q6_K when HasWideKQuants: WideKRows(weightType, rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, n, output, outputStride); break;
             default: throw new NotSupportedException($"No small-batch tile for {weightType}.");
         }
@@ -125,7 +126,7 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>True when <see cref="Dot1Rows2"/> has a kernel for <paramref name="weightType"/> on this machine.</summary>
     public static bool HasDot1Rows2(GgmlType weightType) => weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL
-        || (weightType is GgmlType.Q4_K or GgmlType.Q6_K && HasWideKQuants);
+        || (weightType is GgmlType.Q4_K or GgmlType.Q6_K or GgmlType.IQ4_XS && HasWideKQuants);
 
     /// <summary>
     /// <see cref="Dot1"/> of two weight rows (<paramref name="weightStride"/> bytes apart) with one activation row, into
@@ -143,6 +144,7 @@ internal static unsafe partial class Avx2Dot
             case GgmlType.Q5_0 when HasVbmi: Q5_0Vbmi(x, weightStride, y, side, 2, blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_K when HasWideKQuants: Q4_KWide(x, weightStride, y, 2, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q6_K when HasWideKQuants: Q6_KWide(x, weightStride, y, (short*)side, 2, n / BlockLayouts.QK_K, output, outputStride); break;
+            case GgmlType.IQ4_XS when HasWideKQuants: Iq4XsWide(x, weightStride, y, 2, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q8_0: Tile1Rows2<Q8Block>(x, weightStride, y, (float*)side, blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_0: Tile1Rows2<Q4Block>(x, weightStride, y, (float*)side, blocks, vnni, output, outputStride); break;
             case GgmlType.Q5_0: Tile1Rows2<Q5Block>(x, weightStride, y, (float*)side, blocks, vnni, output, outputStride); break;
@@ -178,6 +180,7 @@ internal static unsafe partial class Avx2Dot
             GgmlType.IQ4_NL => Tile1<Iq4NlBlock>(x, y, (float*)side, blocks, vnni),
             GgmlType.Q4_K when HasWideKQuants => Q4_KWide(x, y, n / BlockLayouts.QK_K),
             GgmlType.Q4_K => Q4_K(x, y, n / BlockLayouts.QK_K),
+            GgmlType.IQ4_XS when HasWideKQuants => Iq4XsWide(x, y, n / BlockLayouts.QK_K),
             GgmlType.IQ4_XS => Iq4XsTile1(x, y, n / BlockLayouts.QK_K),
             GgmlType.Q6_K when HasWideKQuants => Q6_KWide(x, y, (short*)side, n / BlockLayouts.QK_K),
             GgmlType.Q6_K => Q6KScaled(x, y, (short*)side, n / BlockLayouts.QK_K),

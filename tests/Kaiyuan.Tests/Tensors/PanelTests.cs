@@ -12,7 +12,7 @@ namespace Kaiyuan.Tests.Tensors;
 public sealed unsafe class PanelTests
 {
     public static TheoryData<GgmlType> Types() =>
-        [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_NL,
+        [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS,
             GgmlType.IQ1_S, GgmlType.IQ1_M, GgmlType.IQ2_XXS, GgmlType.IQ2_XS, GgmlType.IQ2_S, GgmlType.IQ3_XXS, GgmlType.IQ3_S];
 
     [Theory]
@@ -73,6 +73,27 @@ public sealed unsafe class PanelTests
                 AssertClose(expected, y.AsSpan(t * rows, rows), $"{type} token {t}");
             }
         }
+    }
+
+    /// <summary>
+    /// IQ4_XS's VNNI panel on raw random blocks: every level and every 6-bit scale (−32 to 31 after the bias) in every
+    /// position, against activations at ±127 — the largest unsigned-by-signed products and offset sums it must hold.
+    /// </summary>
+    [Fact]
+    public void Iq4XsPanelMatchesOnEveryScaleAndLevel()
+    {
+        if (!QuantizedDot.HasPanels(GgmlType.IQ4_XS)) Assert.Skip("The IQ4_XS panel needs AVX-VNNI, which this machine lacks; IQ4_XS prompts take the tiles here.");
+        var random = new Random(29);
+        int n = 2048;
+        byte[] weights = SimdDotTests.RandomWeights(GgmlType.IQ4_XS, QuantizedDot.PanelRows * n, random);
+        var (act, actBytes) = Activations(GgmlType.IQ4_XS, 6, n, (t, i) => t switch
+        {
+            0 => 1f,
+            1 => -1f,
+            2 => i % 2 == 0 ? 1f : -1f,
+            _ => (float)(random.NextDouble() * 6 - 3),
+        });
+        AssertPanelMatches(GgmlType.IQ4_XS, weights, act, actBytes, 6, n);
     }
 
     /// <summary>
