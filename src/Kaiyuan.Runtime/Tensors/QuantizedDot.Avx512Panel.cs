@@ -17,11 +17,12 @@ internal static unsafe partial class Avx2Dot
 {
     /// <summary>
     /// True when <see cref="PanelPairMultiply"/> runs for <paramref name="weightType"/> here: the K-quant and unsigned
-    /// 32-element panel formats on AVX-512 BW (Q8_0 and IQ4_NL move their sign onto the activations, which has no
-    /// 512-bit instruction).
+    /// 32-element panel formats on AVX-512 BW, the grid i-quants' too (their panels are K-quant panels with an offset).
+    /// Not Q8_0 and IQ4_NL, which move their sign onto the activations (no 512-bit instruction), nor IQ4_XS's VNNI panel
+    /// (no 512-bit VNNI in .NET).
     /// </summary>
-    public static bool HasPanelPairs(GgmlType weightType) => HasWideKQuants && weightType is GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K
-        or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q4_1 or GgmlType.Q5_1;
+    public static bool HasPanelPairs(GgmlType weightType) => HasWideKQuants && (weightType is GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K
+        or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q4_1 or GgmlType.Q5_1 || IqGridDecoder.Handles(weightType));
 
     /// <summary>
     /// <see cref="PanelMultiply"/> of two panels at once (<paramref name="panelB"/>'s rows follow <paramref name="panelA"/>'s):
@@ -52,6 +53,8 @@ internal static unsafe partial class Avx2Dot
                 case GgmlType.Q4_K: KPanelPair<Q4KFormat>(pair, blocks, rows); break;
                 case GgmlType.Q5_K: KPanelPair<Q5KFormat>(pair, blocks, rows); break;
                 case GgmlType.Q6_K: KPanelPair<Q6KFormat>(pair, blocks, rows); break;
+                case GgmlType.IQ2_XXS or GgmlType.IQ2_XS or GgmlType.IQ2_S or GgmlType.IQ3_XXS: KPanelPair<GridWideFormat>(pair, blocks, rows); break;
+                case GgmlType.IQ3_S or GgmlType.IQ1_S or GgmlType.IQ1_M: KPanelPair<GridNarrowFormat>(pair, blocks, rows); break;
                 default: throw new NotSupportedException($"No panel pair kernel for {weightType}.");
             }
         }

@@ -111,6 +111,13 @@ public sealed unsafe class PanelTests
     [InlineData(GgmlType.Q5_0)]
     [InlineData(GgmlType.Q4_1)]
     [InlineData(GgmlType.Q5_1)]
+    [InlineData(GgmlType.IQ1_S)]
+    [InlineData(GgmlType.IQ1_M)]
+    [InlineData(GgmlType.IQ2_XXS)]
+    [InlineData(GgmlType.IQ2_XS)]
+    [InlineData(GgmlType.IQ2_S)]
+    [InlineData(GgmlType.IQ3_XXS)]
+    [InlineData(GgmlType.IQ3_S)]
     public void PanelPairsEqualTheirTwoPanelsToTheBit(GgmlType type)
     {
         if (!QuantizedDot.HasPanelPairs(type)) Assert.Skip("The panel pair kernels need AVX-512 BW, which this machine lacks.");
