@@ -77,10 +77,9 @@ internal static unsafe partial class Avx2Dot
         long* grid = (long*)Grid1;
         var indexShifts = Vector256.Create(0u, 4, 8, 12, 16, 20, 24, 28);
         var shiftSignShifts = Vector512.Create(3UL, 7, 11, 15, 19, 23, 27, 31);
-        // Scale field f is bits 3(f % 4)..+2 of scale word f / 4; step p's words 8k..8k + 7 take field 4p + k.
+        // Scale field f is bits 3(f % 4)..+2 of scale word f / 4.
         var fieldWords = Vector256.Create((byte)0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 4, 5, 4, 5, 4, 5, 4, 5, 6, 7, 6, 7, 6, 7, 6, 7);
         var fieldShifts = Vector256.Create((ushort)0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9);
-        var stepFields = Vector512.Create(Vector256.Create(Vector128<short>.Zero, Vector128<short>.One), Vector256.Create(Vector128.Create((short)2), Vector128.Create((short)3)));
         var acc = Vector256<float>.Zero;
         for (int b = 0; b < blocks; b++, x += BlockLayouts.IQ1_M.Size, y += BlockLayouts.Q8_K.Size)
         {
@@ -99,8 +98,7 @@ internal static unsafe partial class Avx2Dot
                 // Group g's shift: all bytes −1 where its sign bit is set, else 1.
                 var shiftBits = Avx512F.ShiftRightLogicalVariable(Vector512.Create((ulong)high), shiftSignShifts) & Vector512<ulong>.One;
                 var shifts = (Vector512<ulong>.Zero - shiftBits | Vector512.Create(0x0101010101010101UL)).AsSByte();
-                var control = stepFields + Vector512.Create((short)(4 * p));
-                sums += Iq1StepSums(Eighths(points, shifts), q8 + 64 * p, Avx512BW.PermuteVar32x16(multipliers, control));
+                sums += Iq1StepSums(Eighths(points, shifts), q8 + 64 * p, Avx512BW.PermuteVar32x16(multipliers, FieldControl(p)));
             }
 
             acc = BlockFma(GridScale(GgmlType.IQ1_M, x) * *(float*)(y + BlockLayouts.Q8_K.D), sums.GetLower() + sums.GetUpper(), acc);
@@ -108,6 +106,58 @@ internal static unsafe partial class Avx2Dot
 
         return GridUnit(GgmlType.IQ1_M) * HorizontalSum(acc);
     }
+
+    /// <summary>
+    /// An IQ2_S row against Q8_K, as <see cref="Iq1SWide"/> reads IQ1_S: 10-bit indices (the byte and two bits of the
+    /// sub-block's qh byte) gathered from the 1,024-point grid, whose magnitudes meet the activations negated where the
+    /// block's sign bits are set; four multipliers per step (one per 16 weights) as <see cref="Iq1MWide"/> forms them.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float Iq2SWide(byte* x, byte* y, int blocks)
+    {
+        float* halves = HalfTable;
+        long* grid = (long*)Grid2S;
+        var indexShifts = Vector256.Create(0u, 2, 4, 6, 8, 10, 12, 14);
+        // Scale field f is nibble f % 2 of scale byte f / 2; step p's words 8k..8k + 7 take field 4p + k.
+        var fieldBytes = Vector256.Create((byte)0, 0x80, 0, 0x80, 1, 0x80, 1, 0x80, 2, 0x80, 2, 0x80, 3, 0x80, 3, 0x80, 4, 0x80, 4, 0x80, 5, 0x80, 5, 0x80, 6, 0x80, 6, 0x80, 7, 0x80, 7, 0x80);
+        var fieldShifts = Vector256.Create((ushort)0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4);
+        // Byte j of the sign vector takes byte j / 8 of the step's sign qword (a byte shuffle within each 128-bit lane,
+        // which holds the qword twice), then bit j % 8 of it.
+        var signBytes = Vector512.Create(Vector256.Create(Vector128.Create((byte)0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), Vector128.Create((byte)2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)),
+            Vector256.Create(Vector128.Create((byte)4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5), Vector128.Create((byte)6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7)));
+        var signBit = Vector512.Create(0x8040201008040201UL).AsByte();
+        var acc = Vector256<float>.Zero;
+        for (int b = 0; b < blocks; b++, x += BlockLayouts.IQ2_S.Size, y += BlockLayouts.Q8_K.Size)
+        {
+            PrefetchBlock(x, BlockLayouts.IQ2_S.Size);
+            var fields = Avx512BW.VL.ShiftRightLogicalVariable(Avx2.Shuffle(Vector256.Create(*(ulong*)(x + BlockLayouts.IQ2_S.Scales)).AsByte(), fieldBytes).AsUInt16(),
+                fieldShifts).AsInt16() & Vector256.Create((short)0xF);
+            var multipliers = (fields + fields + Vector256<short>.One).ToVector512Unsafe();
+            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
+            var sums = Vector512<int>.Zero;
+            for (int p = 0; p < 4; p++)
+            {
+                var low = Avx2.ConvertToVector256Int32(x + BlockLayouts.IQ2_S.Qs + 8 * p);
+                var high = Avx2.ShiftRightLogicalVariable(Vector256.Create((uint)*(ushort*)(x + BlockLayouts.IQ2_S.Qh + 2 * p)), indexShifts) & Vector256.Create(3u);
+                var magnitudes = Iq1Points(grid, low | Vector256.ShiftLeft(high, 8).AsInt32()).AsByte();
+                // The step's 64 sign bits: one qword, in every qword of the vector, each byte spread over a qword.
+                var signs = Avx512BW.Shuffle(Vector512.Create(*(ulong*)(x + BlockLayouts.IQ2_S.Signs + 8 * p)).AsByte(), signBytes) & signBit;
+                var activations = Vector512.Load(q8 + 64 * p);
+                var signed = Vector512.ConditionalSelect(Vector512.Equals(signs, signBit).AsSByte(), -activations, activations);
+                sums += Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(magnitudes, signed), Avx512BW.PermuteVar32x16(multipliers, FieldControl(p)));
+            }
+
+            acc = BlockFma(halves[*(ushort*)(x + BlockLayouts.IQ2_S.D)] * *(float*)(y + BlockLayouts.Q8_K.D), sums.GetLower() + sums.GetUpper(), acc);
+        }
+
+        return GridUnit(GgmlType.IQ2_S) * HorizontalSum(acc);
+    }
+
+    /// <summary>Step p's permute of sixteen multiplier fields: words 8k..8k + 7 take field 4p + k (one per 16 weights).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<short> FieldControl(int p) =>
+        Vector512.Create(Vector256.Create(Vector128<short>.Zero, Vector128<short>.One), Vector256.Create(Vector128.Create((short)2), Vector128.Create((short)3)))
+        + Vector512.Create((short)(4 * p));
 
     /// <summary>
     /// A step's 64 values (8·grid ± 1: odd, never zero) against their activations: the magnitudes against the
