@@ -15,12 +15,10 @@ internal static unsafe partial class Avx2Dot
     /// carrying the weights' signs in one unsigned-by-signed multiply-add, which forms the pair sums, and a second, by
     /// the two halves' odd multipliers, the 8 int32 lanes; each block's lanes are converted and multiply-added with d·dy.
     /// </summary>
-    /// <param name="wide">Run IQ2_XXS, IQ2_XS, IQ3_XXS and IQ3_S on their VBMI kernels (<see cref="Iq2XxsVbmi"/>, <see cref="Iq2XsVbmi"/>, <see cref="Iq3XxsVbmi"/>, <see cref="Iq3SVbmi"/>) where the CPU has VBMI, IQ1_S, IQ1_M and IQ2_S on their AVX-512 BW kernels (<see cref="Iq1SWide"/>, <see cref="Iq1MWide"/>, <see cref="Iq2SWide"/>).</param>
+    /// <param name="wide">Run IQ2_XXS, IQ2_XS, IQ3_XXS and IQ3_S on their VBMI kernels (<see cref="Iq2XxsVbmi"/>, <see cref="Iq2XsVbmi"/>, <see cref="Iq3XxsVbmi"/>, <see cref="Iq3SVbmi"/>) where the CPU has VBMI, IQ1_S, IQ1_M and IQ2_S on their AVX-512 BW kernels (<see cref="GatherGridDot{TGrid}"/>).</param>
     private static float GridQuant(GgmlType type, byte* x, byte* y, int blocks, bool wide) =>
         !wide ? Dot<Avx2GridRows>(type, x, y, blocks)
-        : type == GgmlType.IQ1_S && HasWideKQuants ? Iq1SWide(x, y, blocks)
-        : type == GgmlType.IQ1_M && HasWideKQuants ? Iq1MWide(x, y, blocks)
-        : type == GgmlType.IQ2_S && HasWideKQuants ? Iq2SWide(x, y, blocks)
+        : HasGatherGrid(type) ? GatherGrid(type, x, y, blocks)
         : !HasVbmi ? Dot<Avx2GridRows>(type, x, y, blocks)
         : type == GgmlType.IQ2_XXS ? Iq2XxsVbmi(x, y, blocks)
         : type == GgmlType.IQ3_XXS ? Iq3XxsVbmi(x, y, blocks)

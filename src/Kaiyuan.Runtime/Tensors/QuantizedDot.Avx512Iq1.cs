@@ -8,172 +8,317 @@ using static Kaiyuan.Tensors.IqGridKernels;
 namespace Kaiyuan.Tensors;
 
 /// <summary>
-/// IQ1_S on AVX-512 BW: two sub-blocks (eight groups, 64 weights) per 512-bit step where the 256-bit grid kernel takes
-/// one. A 2,048-point grid has no in-register lookup (its 16-bit codes would fill 64 registers), so each step's eight
-/// 11-bit indices are formed in int32 lanes (low bytes widened, high bits shifted out of the two sub-blocks' qh words)
-/// and their points fetched by two 4-wide gathers, where the 256-bit kernel spends a scalar load and an insert per
-/// group. The rest is the 256-bit kernel's arithmetic on twice the width: values 8·grid ± 1 (the ±1/8 shift folded in,
-/// so never zero), their magnitudes against the activations carrying their signs, and each sub-block's odd multiplier,
-/// taken with its shift sign from one vector of the block's eight qh words by a word permute per step. Lanes 0–7 of the
-/// int32 sums are the first sub-block's in the 256-bit kernel's lane layout, lanes 8–15 the second's; integer sums are
-/// exact, so the two halves added are its sums and the result is the same to the bit.
+/// The grid i-quants with the largest grids — IQ1_S and IQ1_M (2,048 points), IQ2_S (1,024) — on AVX-512 BW: two
+/// sub-blocks (eight groups, 64 weights) per 512-bit step where the 256-bit grid kernel takes one. Their grids have no
+/// in-register lookup (IQ1's 16-bit codes would fill 64 registers), so each step's eight indices are formed in int32
+/// lanes (low bytes widened, high bits shifted out of the qh fields) and their points fetched by two 4-wide gathers,
+/// where the 256-bit kernel spends a scalar load and an insert per group. The rest is its arithmetic on twice the
+/// width: the magnitudes against the activations negated where the values are negative, the pair sums times each 16
+/// weights' odd multiplier, taken from the block's sixteen by a word permute per step. A step's decoding is shared by
+/// all activation rows of a small batch (<see cref="GatherGridTile{TGrid, TRows}"/>). Lanes 0–7 of the int32 sums are
+/// the first sub-block's in the 256-bit kernel's lane layout, lanes 8–15 the second's; integer sums are exact, so the
+/// two halves added are its sums and every result is the same to the bit.
 /// </summary>
 internal static unsafe partial class Avx2Dot
 {
-    /// <summary>An IQ1_S row against Q8_K (see the file's summary).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float Iq1SWide(byte* x, byte* y, int blocks)
+    /// <summary>True when <paramref name="type"/> runs on the gathered-grid kernels here.</summary>
+    private static bool HasGatherGrid(GgmlType type) => HasWideKQuants && type is GgmlType.IQ1_S or GgmlType.IQ1_M or GgmlType.IQ2_S;
+
+    /// <summary>A gathered-grid type's row against Q8_K.</summary>
+    private static float GatherGrid(GgmlType type, byte* x, byte* y, int blocks) => type switch
     {
-        // The static tables before the accumulator, as in Q4_KWide.
+        GgmlType.IQ1_S => GatherGridDot<Iq1SGather>(x, y, blocks),
+        GgmlType.IQ1_M => GatherGridDot<Iq1MGather>(x, y, blocks),
+        _ => GatherGridDot<Iq2SGather>(x, y, blocks),
+    };
+
+    /// <summary>A gathered-grid type against 2–7 activation rows in one tile, for <see cref="DotRows"/>.</summary>
+    private static void GatherGridRows(GgmlType type, int rows, byte* x, long rowBytes, int weightRows, byte* y, int stride, int blocks, float* output, long outputStride)
+    {
+        switch (type)
+        {
+            case GgmlType.IQ1_S: GatherGridRows<Iq1SGather>(rows, x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case GgmlType.IQ1_M: GatherGridRows<Iq1MGather>(rows, x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            default: GatherGridRows<Iq2SGather>(rows, x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+        }
+    }
+
+    private static void GatherGridRows<TGrid>(int rows, byte* x, long rowBytes, int weightRows, byte* y, int stride, int blocks, float* output, long outputStride)
+        where TGrid : struct, IGatherGrid
+    {
+        switch (rows)
+        {
+            case 2: GatherGridTile<TGrid, TwoRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 3: GatherGridTile<TGrid, ThreeRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 4: GatherGridTile<TGrid, FourRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 5: GatherGridTile<TGrid, FiveRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 6: GatherGridTile<TGrid, SixRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 7: GatherGridTile<TGrid, SevenRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            default: throw new ArgumentOutOfRangeException(nameof(rows), rows, "a small-batch tile takes 2–7 rows");
+        }
+    }
+
+    /// <summary>How one gathered-grid type decodes its blocks.</summary>
+    private interface IGatherGrid
+    {
+        static abstract GgmlType Type { get; }
+
+        static abstract int BlockBytes { get; }
+
+        /// <summary>The type's grid of 8-byte points.</summary>
+        static abstract long* Grid { get; }
+
+        /// <summary>The block's scale d (the kernels' integers count in <see cref="GridUnit"/>·d).</summary>
+        static abstract float Scale(byte* x, float* halves);
+
+        /// <summary>What the block's steps share: its sixteen odd multipliers (words 0–15, one per 16 weights), and IQ1_S's shifts.</summary>
+        static abstract GatherBlock Begin(byte* x);
+
+        /// <summary>Step <paramref name="p"/>'s 64 magnitudes, and in <paramref name="negative"/> the bytes whose value is negative.</summary>
+        static abstract Vector512<byte> Step(byte* x, int p, in GatherTables tables, in GatherBlock block, out Vector512<sbyte> negative);
+    }
+
+    /// <summary>A block's sixteen multipliers and (IQ1_S) the per-16-weight shift bytes, as words 0–15.</summary>
+    private readonly struct GatherBlock(Vector512<short> multipliers, Vector512<short> shifts)
+    {
+        public readonly Vector512<short> Multipliers = multipliers, Shifts = shifts;
+    }
+
+    /// <summary>
+    /// A kernel's static tables, read before its loop (a static read inside it cost a class-initialisation check every
+    /// step and spilled every register around it): the type's grid of 8-byte points and, at 32p, step p's permute of
+    /// the sixteen fields (words 8k..8k + 7 take field 4p + k).
+    /// </summary>
+    private readonly struct GatherTables(long* grid)
+    {
+        public readonly long* Grid = grid;
+        public readonly short* Controls = GatherFieldControls;
+    }
+
+    /// <summary>The four steps' field permutes (<see cref="GatherTables.Controls"/>), 64-byte aligned.</summary>
+    private static readonly short* GatherFieldControls = BuildGatherFieldControls();
+
+    private static short* BuildGatherFieldControls()
+    {
+        var controls = (short*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(4 * 32 * sizeof(short), 64);
+        for (int p = 0; p < 4; p++)
+            for (int w = 0; w < 32; w++) controls[32 * p + w] = (short)(4 * p + w / 8);
+        return controls;
+    }
+
+    /// <summary>IQ1_S: 11-bit indices (qs byte, 3 bits of the sub-block's qh word); values 8·grid ± 1, the shift sign and multiplier per sub-block.</summary>
+    private readonly struct Iq1SGather : IGatherGrid
+    {
+        public static GgmlType Type => GgmlType.IQ1_S;
+
+        public static int BlockBytes => BlockLayouts.IQ1_S.Size;
+
+        public static long* Grid => (long*)Grid1;
+
+        public static float Scale(byte* x, float* halves) => halves[*(ushort*)(x + BlockLayouts.IQ1_S.D)];
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static GatherBlock Begin(byte* x)
+        {
+            // Each sub-block's qh word twice (words 2j and 2j + 1), so the fields go by 16 weights as the other types'.
+            var qh = Avx2.Shuffle(Vector256.Create(Vector128.Load(x + BlockLayouts.IQ1_S.Qh)),
+                Vector256.Create((byte)0, 1, 0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7, 8, 9, 8, 9, 10, 11, 10, 11, 12, 13, 12, 13, 14, 15, 14, 15)).AsInt16();
+            // Bits 12–14 make the multiplier 2s + 1; bit 15 the shift sign, as bytes of ±1.
+            var multipliers = Vector256.ShiftRightLogical(qh, 11) & Vector256.Create((short)0xE) | Vector256<short>.One;
+            var shifts = Vector256.ShiftRightArithmetic(qh, 15) | Vector256.Create((short)0x0101);
+            return new GatherBlock(multipliers.ToVector512Unsafe(), shifts.ToVector512Unsafe());
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<byte> Step(byte* x, int p, in GatherTables tables, in GatherBlock block, out Vector512<sbyte> negative)
+        {
+            var low = Avx2.ConvertToVector256Int32(x + BlockLayouts.IQ1_S.Qs + 8 * p);
+            // Both sub-blocks' qh words in one dword: lanes 0–3 shift the first down, lanes 4–7 the second.
+            var high = Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)(x + BlockLayouts.IQ1_S.Qh + 4 * p)), Vector256.Create(0u, 3, 6, 9, 16, 19, 22, 25))
+                & Vector256.Create(7u);
+            var points = GatherPoints(tables.Grid, low | Vector256.ShiftLeft(high, 8).AsInt32());
+            var values = Eighths(points, Avx512BW.PermuteVar32x16(block.Shifts, Vector512.Load(tables.Controls + 32 * p)).AsSByte());
+            negative = Vector512.LessThan(values, Vector512<sbyte>.Zero);
+            return Vector512.Abs(values).AsByte();
+        }
+    }
+
+    /// <summary>
+    /// IQ1_M: a step's eight high-bit nibbles are one dword of qh (bits 0–2 of nibble g: index g's top bits; bit 3: group
+    /// g's shift sign), the multipliers 3-bit fields of the four scale words, whose top nibbles hold d.
+    /// </summary>
+    private readonly struct Iq1MGather : IGatherGrid
+    {
+        public static GgmlType Type => GgmlType.IQ1_M;
+
+        public static int BlockBytes => BlockLayouts.IQ1_M.Size;
+
+        public static long* Grid => (long*)Grid1;
+
+        public static float Scale(byte* x, float* halves) => GridScale(GgmlType.IQ1_M, x);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static GatherBlock Begin(byte* x)
+        {
+            // Field f is bits 3(f % 4)..+2 of scale word f / 4.
+            var words = Avx2.Shuffle(Vector256.Create(*(ulong*)(x + BlockLayouts.IQ1_M.Scales)).AsByte(),
+                Vector256.Create((byte)0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 4, 5, 4, 5, 4, 5, 4, 5, 6, 7, 6, 7, 6, 7, 6, 7));
+            var fields = Avx512BW.VL.ShiftRightLogicalVariable(words.AsUInt16(), Vector256.Create((ushort)0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9)).AsInt16()
+                & Vector256.Create((short)7);
+            return new GatherBlock((fields + fields + Vector256<short>.One).ToVector512Unsafe(), default);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<byte> Step(byte* x, int p, in GatherTables tables, in GatherBlock block, out Vector512<sbyte> negative)
+        {
+            uint high = *(uint*)(x + BlockLayouts.IQ1_M.Qh + 4 * p);
+            var low = Avx2.ConvertToVector256Int32(x + BlockLayouts.IQ1_M.Qs + 8 * p);
+            var indices = low | Vector256.ShiftLeft(Avx2.ShiftRightLogicalVariable(Vector256.Create(high), Vector256.Create(0u, 4, 8, 12, 16, 20, 24, 28))
+                & Vector256.Create(7u), 8).AsInt32();
+            // Group g's shift: all its bytes −1 where its sign bit is set, else 1.
+            var shiftBits = Avx512F.ShiftRightLogicalVariable(Vector512.Create((ulong)high), Vector512.Create(3UL, 7, 11, 15, 19, 23, 27, 31)) & Vector512<ulong>.One;
+            var values = Eighths(GatherPoints(tables.Grid, indices), (Vector512<ulong>.Zero - shiftBits | Vector512.Create(0x0101010101010101UL)).AsSByte());
+            negative = Vector512.LessThan(values, Vector512<sbyte>.Zero);
+            return Vector512.Abs(values).AsByte();
+        }
+    }
+
+    /// <summary>IQ2_S: 10-bit indices (qs byte, 2 bits of the sub-block's qh byte) into magnitudes, one sign bit per weight, a scale nibble per 16.</summary>
+    private readonly struct Iq2SGather : IGatherGrid
+    {
+        public static GgmlType Type => GgmlType.IQ2_S;
+
+        public static int BlockBytes => BlockLayouts.IQ2_S.Size;
+
+        public static long* Grid => (long*)Grid2S;
+
+        public static float Scale(byte* x, float* halves) => halves[*(ushort*)(x + BlockLayouts.IQ2_S.D)];
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static GatherBlock Begin(byte* x)
+        {
+            // Field f is nibble f % 2 of scale byte f / 2.
+            var bytes = Avx2.Shuffle(Vector256.Create(*(ulong*)(x + BlockLayouts.IQ2_S.Scales)).AsByte(),
+                Vector256.Create((byte)0, 0x80, 0, 0x80, 1, 0x80, 1, 0x80, 2, 0x80, 2, 0x80, 3, 0x80, 3, 0x80, 4, 0x80, 4, 0x80, 5, 0x80, 5, 0x80, 6, 0x80, 6, 0x80, 7, 0x80, 7, 0x80));
+            var fields = Avx512BW.VL.ShiftRightLogicalVariable(bytes.AsUInt16(), Vector256.Create((ushort)0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4)).AsInt16()
+                & Vector256.Create((short)0xF);
+            return new GatherBlock((fields + fields + Vector256<short>.One).ToVector512Unsafe(), default);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<byte> Step(byte* x, int p, in GatherTables tables, in GatherBlock block, out Vector512<sbyte> negative)
+        {
+            var low = Avx2.ConvertToVector256Int32(x + BlockLayouts.IQ2_S.Qs + 8 * p);
+            var high = Avx2.ShiftRightLogicalVariable(Vector256.Create((uint)*(ushort*)(x + BlockLayouts.IQ2_S.Qh + 2 * p)), Vector256.Create(0u, 2, 4, 6, 8, 10, 12, 14))
+                & Vector256.Create(3u);
+            // Byte j takes byte j / 8 of the step's sign qword (a shuffle within each 128-bit lane, which holds the qword
+            // twice), then bit j % 8 of it.
+            var signBit = Vector512.Create(0x8040201008040201UL).AsByte();
+            var bits = Avx512BW.Shuffle(Vector512.Create(*(ulong*)(x + BlockLayouts.IQ2_S.Signs + 8 * p)).AsByte(), Vector512.Create(
+                Vector256.Create(Vector128.Create((byte)0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), Vector128.Create((byte)2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)),
+                Vector256.Create(Vector128.Create((byte)4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5), Vector128.Create((byte)6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7))));
+            negative = Vector512.Equals(bits & signBit, signBit).AsSByte();
+            return GatherPoints(tables.Grid, low | Vector256.ShiftLeft(high, 8).AsInt32()).AsByte();
+        }
+    }
+
+    /// <summary>A gathered-grid row against one Q8_K row (see the file's summary).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float GatherGridDot<TGrid>(byte* x, byte* y, int blocks) where TGrid : struct, IGatherGrid
+    {
         float* halves = HalfTable;
-        long* grid = (long*)Grid1;
-        short* stepControls = (short*)WideKControls + 320;
-        var indexShifts = Vector256.Create(0u, 3, 6, 9, 16, 19, 22, 25);
+        var tables = new GatherTables(TGrid.Grid);
         var acc = Vector256<float>.Zero;
-        for (int b = 0; b < blocks; b++, x += BlockLayouts.IQ1_S.Size, y += BlockLayouts.Q8_K.Size)
+        for (int b = 0; b < blocks; b++, x += TGrid.BlockBytes, y += BlockLayouts.Q8_K.Size)
         {
-            PrefetchBlock(x, BlockLayouts.IQ1_S.Size);
-            // Word j: sub-block j's qh. Bits 12–14 make the multiplier 2s + 1; bit 15 the shift sign, as bytes of ±1.
-            var qh = Vector128.Load((short*)(x + BlockLayouts.IQ1_S.Qh));
-            var multipliers = (Vector128.ShiftRightLogical(qh, 11) & Vector128.Create((short)0xE) | Vector128<short>.One).ToVector256Unsafe().ToVector512Unsafe();
-            var shifts = (Vector128.ShiftRightArithmetic(qh, 15) | Vector128.Create((short)0x0101)).ToVector256Unsafe().ToVector512Unsafe();
+            PrefetchBlock(x, TGrid.BlockBytes);
+            var block = TGrid.Begin(x);
             sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
             var sums = Vector512<int>.Zero;
             for (int p = 0; p < 4; p++)
             {
-                var control = Vector512.Load(stepControls + 32 * p);
-                var points = Iq1SPoints(grid, x, p, indexShifts);
-                sums += Iq1StepSums(Eighths(points, Avx512BW.PermuteVar32x16(shifts, control).AsSByte()), q8 + 64 * p, Avx512BW.PermuteVar32x16(multipliers, control));
+                var magnitudes = TGrid.Step(x, p, in tables, in block, out var negative);
+                sums += GatherGridSums(magnitudes, negative, q8 + 64 * p, Avx512BW.PermuteVar32x16(block.Multipliers, Vector512.Load(tables.Controls + 32 * p)));
             }
 
-            acc = BlockFma(halves[*(ushort*)(x + BlockLayouts.IQ1_S.D)] * *(float*)(y + BlockLayouts.Q8_K.D), sums.GetLower() + sums.GetUpper(), acc);
+            acc = BlockFma(TGrid.Scale(x, halves) * *(float*)(y + BlockLayouts.Q8_K.D), sums.GetLower() + sums.GetUpper(), acc);
         }
 
-        return GridUnit(GgmlType.IQ1_S) * HorizontalSum(acc);
+        return GridUnit(TGrid.Type) * HorizontalSum(acc);
     }
 
     /// <summary>
-    /// The grid points of step <paramref name="p"/>'s eight groups (sub-blocks 2p and 2p + 1), in element order: index g
-    /// is byte g of the step's qs, with bits 3l..3l + 2 of its sub-block's qh word (l = g % 4) on top.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<sbyte> Iq1SPoints(long* grid, byte* x, int p, Vector256<uint> indexShifts)
-    {
-        var low = Avx2.ConvertToVector256Int32(x + BlockLayouts.IQ1_S.Qs + 8 * p);
-        // Both sub-blocks' qh words in one dword: lanes 0–3 shift the first down, lanes 4–7 the second.
-        var high = Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)(x + BlockLayouts.IQ1_S.Qh + 4 * p)), indexShifts) & Vector256.Create(7u);
-        var indices = low | Vector256.ShiftLeft(high, 8).AsInt32();
-        return Iq1Points(grid, indices);
-    }
-
-    /// <summary>
-    /// An IQ1_M row against Q8_K, as <see cref="Iq1SWide"/> reads IQ1_S: the step's eight high-bit nibbles are one dword
-    /// of qh (bits 0–2 of nibble g: index g's top bits; bit 3: group g's shift sign, so the shifts go by group), and its
-    /// four multipliers (one per 16 weights) come by a word permute from the block's sixteen 3-bit scale fields.
+    /// A gathered-grid type against <typeparamref name="TRows"/> activation rows (2–7) <paramref name="stride"/> bytes
+    /// apart, for <paramref name="weightRows"/> weight rows <paramref name="rowBytes"/> apart (weight row r's results at
+    /// <c>output[r + k * outputStride]</c>): each step gathered and decoded once for every activation row. Each row's
+    /// sums and float operations are <see cref="GatherGridDot{TGrid}"/>'s, so every result is the same to the bit.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float Iq1MWide(byte* x, byte* y, int blocks)
-    {
-        long* grid = (long*)Grid1;
-        var indexShifts = Vector256.Create(0u, 4, 8, 12, 16, 20, 24, 28);
-        var shiftSignShifts = Vector512.Create(3UL, 7, 11, 15, 19, 23, 27, 31);
-        // Scale field f is bits 3(f % 4)..+2 of scale word f / 4.
-        var fieldWords = Vector256.Create((byte)0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 4, 5, 4, 5, 4, 5, 4, 5, 6, 7, 6, 7, 6, 7, 6, 7);
-        var fieldShifts = Vector256.Create((ushort)0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9);
-        var acc = Vector256<float>.Zero;
-        for (int b = 0; b < blocks; b++, x += BlockLayouts.IQ1_M.Size, y += BlockLayouts.Q8_K.Size)
-        {
-            PrefetchBlock(x, BlockLayouts.IQ1_M.Size);
-            var words = Avx2.Shuffle(Vector256.Create(*(ulong*)(x + BlockLayouts.IQ1_M.Scales)).AsByte(), fieldWords);
-            var fields = Avx512BW.VL.ShiftRightLogicalVariable(words.AsUInt16(), fieldShifts).AsInt16() & Vector256.Create((short)7);
-            var multipliers = (fields + fields + Vector256<short>.One).ToVector512Unsafe();
-            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
-            var sums = Vector512<int>.Zero;
-            for (int p = 0; p < 4; p++)
-            {
-                uint high = *(uint*)(x + BlockLayouts.IQ1_M.Qh + 4 * p);
-                var low = Avx2.ConvertToVector256Int32(x + BlockLayouts.IQ1_M.Qs + 8 * p);
-                var indices = low | Vector256.ShiftLeft(Avx2.ShiftRightLogicalVariable(Vector256.Create(high), indexShifts) & Vector256.Create(7u), 8).AsInt32();
-                var points = Iq1Points(grid, indices);
-                // Group g's shift: all bytes −1 where its sign bit is set, else 1.
-                var shiftBits = Avx512F.ShiftRightLogicalVariable(Vector512.Create((ulong)high), shiftSignShifts) & Vector512<ulong>.One;
-                var shifts = (Vector512<ulong>.Zero - shiftBits | Vector512.Create(0x0101010101010101UL)).AsSByte();
-                sums += Iq1StepSums(Eighths(points, shifts), q8 + 64 * p, Avx512BW.PermuteVar32x16(multipliers, FieldControl(p)));
-            }
-
-            acc = BlockFma(GridScale(GgmlType.IQ1_M, x) * *(float*)(y + BlockLayouts.Q8_K.D), sums.GetLower() + sums.GetUpper(), acc);
-        }
-
-        return GridUnit(GgmlType.IQ1_M) * HorizontalSum(acc);
-    }
-
-    /// <summary>
-    /// An IQ2_S row against Q8_K, as <see cref="Iq1SWide"/> reads IQ1_S: 10-bit indices (the byte and two bits of the
-    /// sub-block's qh byte) gathered from the 1,024-point grid, whose magnitudes meet the activations negated where the
-    /// block's sign bits are set; four multipliers per step (one per 16 weights) as <see cref="Iq1MWide"/> forms them.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float Iq2SWide(byte* x, byte* y, int blocks)
+    private static void GatherGridTile<TGrid, TRows>(byte* weights, long rowBytes, int weightRows, byte* activations, int stride, int blocks, float* output, long outputStride)
+        where TGrid : struct, IGatherGrid where TRows : struct, ITileRows
     {
         float* halves = HalfTable;
-        long* grid = (long*)Grid2S;
-        var indexShifts = Vector256.Create(0u, 2, 4, 6, 8, 10, 12, 14);
-        // Scale field f is nibble f % 2 of scale byte f / 2; step p's words 8k..8k + 7 take field 4p + k.
-        var fieldBytes = Vector256.Create((byte)0, 0x80, 0, 0x80, 1, 0x80, 1, 0x80, 2, 0x80, 2, 0x80, 3, 0x80, 3, 0x80, 4, 0x80, 4, 0x80, 5, 0x80, 5, 0x80, 6, 0x80, 6, 0x80, 7, 0x80, 7, 0x80);
-        var fieldShifts = Vector256.Create((ushort)0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4);
-        // Byte j of the sign vector takes byte j / 8 of the step's sign qword (a byte shuffle within each 128-bit lane,
-        // which holds the qword twice), then bit j % 8 of it.
-        var signBytes = Vector512.Create(Vector256.Create(Vector128.Create((byte)0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), Vector128.Create((byte)2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)),
-            Vector256.Create(Vector128.Create((byte)4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5), Vector128.Create((byte)6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7)));
-        var signBit = Vector512.Create(0x8040201008040201UL).AsByte();
-        var acc = Vector256<float>.Zero;
-        for (int b = 0; b < blocks; b++, x += BlockLayouts.IQ2_S.Size, y += BlockLayouts.Q8_K.Size)
+        var tables = new GatherTables(TGrid.Grid);
+        for (int row = 0; row < weightRows; row++, output++)
         {
-            PrefetchBlock(x, BlockLayouts.IQ2_S.Size);
-            var fields = Avx512BW.VL.ShiftRightLogicalVariable(Avx2.Shuffle(Vector256.Create(*(ulong*)(x + BlockLayouts.IQ2_S.Scales)).AsByte(), fieldBytes).AsUInt16(),
-                fieldShifts).AsInt16() & Vector256.Create((short)0xF);
-            var multipliers = (fields + fields + Vector256<short>.One).ToVector512Unsafe();
-            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
-            var sums = Vector512<int>.Zero;
-            for (int p = 0; p < 4; p++)
+            byte* x = weights + row * rowBytes, y0 = activations;
+            // One pointer per activation row, as in Q4KWideTile; a row past the tile's count points at row 0 and is never read.
+            byte* y1 = Row<TRows>(y0, stride, 1), y2 = Row<TRows>(y0, stride, 2), y3 = Row<TRows>(y0, stride, 3), y4 = Row<TRows>(y0, stride, 4),
+                y5 = Row<TRows>(y0, stride, 5), y6 = Row<TRows>(y0, stride, 6);
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default;
+            for (int b = 0; b < blocks; b++, x += TGrid.BlockBytes, y0 += BlockLayouts.Q8_K.Size, y1 += BlockLayouts.Q8_K.Size, y2 += BlockLayouts.Q8_K.Size,
+                 y3 += BlockLayouts.Q8_K.Size, y4 += BlockLayouts.Q8_K.Size, y5 += BlockLayouts.Q8_K.Size, y6 += BlockLayouts.Q8_K.Size)
             {
-                var low = Avx2.ConvertToVector256Int32(x + BlockLayouts.IQ2_S.Qs + 8 * p);
-                var high = Avx2.ShiftRightLogicalVariable(Vector256.Create((uint)*(ushort*)(x + BlockLayouts.IQ2_S.Qh + 2 * p)), indexShifts) & Vector256.Create(3u);
-                var magnitudes = Iq1Points(grid, low | Vector256.ShiftLeft(high, 8).AsInt32()).AsByte();
-                // The step's 64 sign bits: one qword, in every qword of the vector, each byte spread over a qword.
-                var signs = Avx512BW.Shuffle(Vector512.Create(*(ulong*)(x + BlockLayouts.IQ2_S.Signs + 8 * p)).AsByte(), signBytes) & signBit;
-                var activations = Vector512.Load(q8 + 64 * p);
-                var signed = Vector512.ConditionalSelect(Vector512.Equals(signs, signBit).AsSByte(), -activations, activations);
-                sums += Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(magnitudes, signed), Avx512BW.PermuteVar32x16(multipliers, FieldControl(p)));
+                PrefetchBlock(x, TGrid.BlockBytes);
+                var block = TGrid.Begin(x);
+                Vector512<int> s0 = default, s1 = default, s2 = default, s3 = default, s4 = default, s5 = default, s6 = default;
+                for (int p = 0; p < 4; p++)
+                {
+                    var magnitudes = TGrid.Step(x, p, in tables, in block, out var negative);
+                    var multipliers = Avx512BW.PermuteVar32x16(block.Multipliers, Vector512.Load(tables.Controls + 32 * p));
+                    int q = BlockLayouts.Q8_K.Qs + 64 * p;
+                    s0 += GatherGridSums(magnitudes, negative, (sbyte*)(y0 + q), multipliers);
+                    if (TRows.Count > 1) s1 += GatherGridSums(magnitudes, negative, (sbyte*)(y1 + q), multipliers);
+                    if (TRows.Count > 2) s2 += GatherGridSums(magnitudes, negative, (sbyte*)(y2 + q), multipliers);
+                    if (TRows.Count > 3) s3 += GatherGridSums(magnitudes, negative, (sbyte*)(y3 + q), multipliers);
+                    if (TRows.Count > 4) s4 += GatherGridSums(magnitudes, negative, (sbyte*)(y4 + q), multipliers);
+                    if (TRows.Count > 5) s5 += GatherGridSums(magnitudes, negative, (sbyte*)(y5 + q), multipliers);
+                    if (TRows.Count > 6) s6 += GatherGridSums(magnitudes, negative, (sbyte*)(y6 + q), multipliers);
+                }
+
+                float dx = TGrid.Scale(x, halves);
+                a0 = BlockFma(dx * *(float*)(y0 + BlockLayouts.Q8_K.D), s0.GetLower() + s0.GetUpper(), a0);
+                if (TRows.Count > 1) a1 = BlockFma(dx * *(float*)(y1 + BlockLayouts.Q8_K.D), s1.GetLower() + s1.GetUpper(), a1);
+                if (TRows.Count > 2) a2 = BlockFma(dx * *(float*)(y2 + BlockLayouts.Q8_K.D), s2.GetLower() + s2.GetUpper(), a2);
+                if (TRows.Count > 3) a3 = BlockFma(dx * *(float*)(y3 + BlockLayouts.Q8_K.D), s3.GetLower() + s3.GetUpper(), a3);
+                if (TRows.Count > 4) a4 = BlockFma(dx * *(float*)(y4 + BlockLayouts.Q8_K.D), s4.GetLower() + s4.GetUpper(), a4);
+                if (TRows.Count > 5) a5 = BlockFma(dx * *(float*)(y5 + BlockLayouts.Q8_K.D), s5.GetLower() + s5.GetUpper(), a5);
+                if (TRows.Count > 6) a6 = BlockFma(dx * *(float*)(y6 + BlockLayouts.Q8_K.D), s6.GetLower() + s6.GetUpper(), a6);
             }
 
-            acc = BlockFma(halves[*(ushort*)(x + BlockLayouts.IQ2_S.D)] * *(float*)(y + BlockLayouts.Q8_K.D), sums.GetLower() + sums.GetUpper(), acc);
+            float unit = GridUnit(TGrid.Type);
+            output[0] = unit * HorizontalSum(a0);
+            if (TRows.Count > 1) output[outputStride] = unit * HorizontalSum(a1);
+            if (TRows.Count > 2) output[2 * outputStride] = unit * HorizontalSum(a2);
+            if (TRows.Count > 3) output[3 * outputStride] = unit * HorizontalSum(a3);
+            if (TRows.Count > 4) output[4 * outputStride] = unit * HorizontalSum(a4);
+            if (TRows.Count > 5) output[5 * outputStride] = unit * HorizontalSum(a5);
+            if (TRows.Count > 6) output[6 * outputStride] = unit * HorizontalSum(a6);
         }
-
-        return GridUnit(GgmlType.IQ2_S) * HorizontalSum(acc);
     }
 
-    /// <summary>Step p's permute of sixteen multiplier fields: words 8k..8k + 7 take field 4p + k (one per 16 weights).</summary>
+    /// <summary>A step's magnitudes against one activation row negated where the values are negative: pair sums times the multipliers of their 16-bit lanes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<short> FieldControl(int p) =>
-        Vector512.Create(Vector256.Create(Vector128<short>.Zero, Vector128<short>.One), Vector256.Create(Vector128.Create((short)2), Vector128.Create((short)3)))
-        + Vector512.Create((short)(4 * p));
-
-    /// <summary>
-    /// A step's 64 values (8·grid ± 1: odd, never zero) against their activations: the magnitudes against the
-    /// activations carrying the values' signs, the pair sums times the multipliers of their 16-bit lanes.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> Iq1StepSums(Vector512<sbyte> values, sbyte* q8, Vector512<short> multipliers)
+    private static Vector512<int> GatherGridSums(Vector512<byte> magnitudes, Vector512<sbyte> negative, sbyte* q8, Vector512<short> multipliers)
     {
         var activations = Vector512.Load(q8);
-        var signed = Vector512.ConditionalSelect(Vector512.LessThan(values, Vector512<sbyte>.Zero), -activations, activations);
-        return Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(Vector512.Abs(values).AsByte(), signed), multipliers);
+        var signed = Vector512.ConditionalSelect(negative, -activations, activations);
+        return Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(magnitudes, signed), multipliers);
     }
 
-    /// <summary>The 1-bit grid's points at eight indices, in index order, by two 4-wide gathers.</summary>
+    /// <summary>A grid's 8-byte points at eight indices, in index order, by two 4-wide gathers.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<sbyte> Iq1Points(long* grid, Vector256<int> indices)
+    private static Vector512<sbyte> GatherPoints(long* grid, Vector256<int> indices)
     {
         var first = Avx2.GatherVector256(grid, indices.GetLower(), 8);
         var second = Avx2.GatherVector256(grid, indices.GetUpper(), 8);

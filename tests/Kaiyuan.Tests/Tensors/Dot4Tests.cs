@@ -294,6 +294,10 @@ public sealed unsafe partial class Dot4Tests
     [InlineData(GgmlType.Q5_0)]
     [InlineData(GgmlType.IQ4_NL)]
     [InlineData(GgmlType.IQ4_XS)]
+    [InlineData(GgmlType.IQ1_S)]
+    [InlineData(GgmlType.IQ1_M)]
+    [InlineData(GgmlType.IQ2_S)]
+    [InlineData(GgmlType.IQ2_XXS)]
     public void SmallBatchesMatchSingleRowDotsExactly(GgmlType type)
     {
         if (!QuantizedDot.HasDot4(type)) Assert.Skip("no AVX2 on this machine");
