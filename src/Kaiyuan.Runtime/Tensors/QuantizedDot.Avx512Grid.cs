@@ -29,6 +29,22 @@ internal static unsafe partial class Avx2Dot
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Iq2XxsVbmi(byte* x, byte* y, int blocks)
     {
+        float result;
+        Iq2XxsVbmi<OneRow>(x, 0, 1, y, 0, blocks, &result, 0);
+        return result;
+    }
+
+    /// <summary>
+    /// <see cref="Iq2XxsVbmi(byte*, byte*, int)"/> against <typeparamref name="TRows"/> activation rows (1–7)
+    /// <paramref name="stride"/> bytes apart, for <paramref name="weightRows"/> weight rows <paramref name="rowBytes"/>
+    /// apart (weight row r's results at <c>output[r + k * outputStride]</c>): each step decoded once for every activation
+    /// row, which then takes only its sign blend and multiply-adds. Each row's sums and float operations are the
+    /// one-row kernel's, so every result is the same to the bit.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Iq2XxsVbmi<TRows>(byte* weights, long rowBytes, int weightRows, byte* activations, int stride, int blocks, float* output, long outputStride)
+        where TRows : struct, ITileRows
+    {
         byte* tables = Iq2XxsVbmiTables;
         var codes0 = Vector512.Load((short*)tables); var codes1 = Vector512.Load((short*)(tables + 64));
         var codes2 = Vector512.Load((short*)(tables + 128)); var codes3 = Vector512.Load((short*)(tables + 192));
@@ -50,48 +66,113 @@ internal static unsafe partial class Avx2Dot
         var multiplierBits = Vector512.Create(0x0000001E00000000UL).AsByte();
         var multiplierOne = Vector512.Create(0x0000000100000000UL).AsByte();
 
-        var acc = Vector256<float>.Zero;
-        for (int b = 0; b < blocks; b++, x += BlockLayouts.IQ2_XXS.Size, y += BlockLayouts.Q8_K.Size)
+        for (int row = 0; row < weightRows; row++, output++)
         {
-            PrefetchBlock(x, BlockLayouts.IQ2_XXS.Size);
-            var qs = Vector512.Load(x + BlockLayouts.IQ2_XXS.Qs);
+            byte* x = weights + row * rowBytes, y0 = activations;
+            // One pointer per activation row, as in Q4KWideTile; a row past the tile's count points at row 0 and is never read.
+            byte* y1 = Row<TRows>(y0, stride, 1), y2 = Row<TRows>(y0, stride, 2), y3 = Row<TRows>(y0, stride, 3), y4 = Row<TRows>(y0, stride, 4),
+                y5 = Row<TRows>(y0, stride, 5), y6 = Row<TRows>(y0, stride, 6);
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default;
+            for (int b = 0; b < blocks; b++, x += BlockLayouts.IQ2_XXS.Size, y0 += BlockLayouts.Q8_K.Size, y1 += BlockLayouts.Q8_K.Size, y2 += BlockLayouts.Q8_K.Size,
+                 y3 += BlockLayouts.Q8_K.Size, y4 += BlockLayouts.Q8_K.Size, y5 += BlockLayouts.Q8_K.Size, y6 += BlockLayouts.Q8_K.Size)
+            {
+                PrefetchBlock(x, BlockLayouts.IQ2_XXS.Size);
+                var qs = Vector512.Load(x + BlockLayouts.IQ2_XXS.Qs);
 
-            var indices = Avx512Vbmi.PermuteVar64x8(qs, indexBytes).AsInt16();
-            // Index bits 6 and 7 spread over their lanes by shifts (a compare went through a mask register and back).
-            var bit6 = Vector512.ShiftRightArithmetic(indices << 9, 15);
-            var bit7 = Vector512.ShiftRightArithmetic(indices << 8, 15);
-            var low = Vector512.ConditionalSelect(bit6, Avx512BW.PermuteVar32x16x2(codes2, indices, codes3), Avx512BW.PermuteVar32x16x2(codes0, indices, codes1));
-            var high = Vector512.ConditionalSelect(bit6, Avx512BW.PermuteVar32x16x2(codes6, indices, codes7), Avx512BW.PermuteVar32x16x2(codes4, indices, codes5));
-            var code = Vector512.ConditionalSelect(bit7, high, low);
+                var indices = Avx512Vbmi.PermuteVar64x8(qs, indexBytes).AsInt16();
+                // Index bits 6 and 7 spread over their lanes by shifts (a compare went through a mask register and back).
+                var bit6 = Vector512.ShiftRightArithmetic(indices << 9, 15);
+                var bit7 = Vector512.ShiftRightArithmetic(indices << 8, 15);
+                var low = Vector512.ConditionalSelect(bit6, Avx512BW.PermuteVar32x16x2(codes2, indices, codes3), Avx512BW.PermuteVar32x16x2(codes0, indices, codes1));
+                var high = Vector512.ConditionalSelect(bit6, Avx512BW.PermuteVar32x16x2(codes6, indices, codes7), Avx512BW.PermuteVar32x16x2(codes4, indices, codes5));
+                var code = Vector512.ConditionalSelect(bit7, high, low);
 
-            var fields = Avx512Vbmi.MultiShift(fieldShifts, qs.AsUInt64());
-            var signBytes = Avx512Vbmi.PermuteVar64x8x2(signs0, fields, signs1);
-            var multipliers = (fields & multiplierBits) | multiplierOne;
-            var stepCodes = Avx512BW.PermuteVar32x16(code, codesByStep).AsUInt64();
-            var stepSigns = Avx512Vbmi.PermuteVar64x8(signBytes, signsByStep).AsUInt64();
+                var fields = Avx512Vbmi.MultiShift(fieldShifts, qs.AsUInt64());
+                var signBytes = Avx512Vbmi.PermuteVar64x8x2(signs0, fields, signs1);
+                var multipliers = (fields & multiplierBits) | multiplierOne;
+                var stepCodes = Avx512BW.PermuteVar32x16(code, codesByStep).AsUInt64();
+                var stepSigns = Avx512Vbmi.PermuteVar64x8(signBytes, signsByStep).AsUInt64();
 
-            // The four steps written out: as a loop the JIT kept its counter and control offsets in scalar registers.
-            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
-            var sums = Iq2XxsStep(stepCodes, stepSigns, multipliers, q8, stepControls, levels)
-                + Iq2XxsStep(stepCodes, stepSigns, multipliers, q8 + 64, stepControls + 192, levels)
-                + Iq2XxsStep(stepCodes, stepSigns, multipliers, q8 + 128, stepControls + 384, levels)
-                + Iq2XxsStep(stepCodes, stepSigns, multipliers, q8 + 192, stepControls + 576, levels);
+                Vector512<int> s0 = default, s1 = default, s2 = default, s3 = default, s4 = default, s5 = default, s6 = default;
+                // The four steps written out: as a loop the JIT kept its counter and control offsets in scalar registers.
+                var rowSet = new TileRows(y0, y1, y2, y3, y4, y5, y6);
+                Iq2XxsTileStep<TRows>(stepControls, stepCodes, stepSigns, multipliers, levels, 0, in rowSet, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6);
+                Iq2XxsTileStep<TRows>(stepControls + 192, stepCodes, stepSigns, multipliers, levels, 1, in rowSet, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6);
+                Iq2XxsTileStep<TRows>(stepControls + 384, stepCodes, stepSigns, multipliers, levels, 2, in rowSet, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6);
+                Iq2XxsTileStep<TRows>(stepControls + 576, stepCodes, stepSigns, multipliers, levels, 3, in rowSet, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6);
 
-            acc = BlockFma(GridScale(GgmlType.IQ2_XXS, x) * *(float*)(y + BlockLayouts.Q8_K.D), sums.GetLower() + sums.GetUpper(), acc);
+                float dx = GridScale(GgmlType.IQ2_XXS, x);
+                a0 = BlockFma(dx * *(float*)(y0 + BlockLayouts.Q8_K.D), s0.GetLower() + s0.GetUpper(), a0);
+                if (TRows.Count > 1) a1 = BlockFma(dx * *(float*)(y1 + BlockLayouts.Q8_K.D), s1.GetLower() + s1.GetUpper(), a1);
+                if (TRows.Count > 2) a2 = BlockFma(dx * *(float*)(y2 + BlockLayouts.Q8_K.D), s2.GetLower() + s2.GetUpper(), a2);
+                if (TRows.Count > 3) a3 = BlockFma(dx * *(float*)(y3 + BlockLayouts.Q8_K.D), s3.GetLower() + s3.GetUpper(), a3);
+                if (TRows.Count > 4) a4 = BlockFma(dx * *(float*)(y4 + BlockLayouts.Q8_K.D), s4.GetLower() + s4.GetUpper(), a4);
+                if (TRows.Count > 5) a5 = BlockFma(dx * *(float*)(y5 + BlockLayouts.Q8_K.D), s5.GetLower() + s5.GetUpper(), a5);
+                if (TRows.Count > 6) a6 = BlockFma(dx * *(float*)(y6 + BlockLayouts.Q8_K.D), s6.GetLower() + s6.GetUpper(), a6);
+            }
+
+            float unit = GridUnit(GgmlType.IQ2_XXS);
+            output[0] = unit * HorizontalSum(a0);
+            if (TRows.Count > 1) output[outputStride] = unit * HorizontalSum(a1);
+            if (TRows.Count > 2) output[2 * outputStride] = unit * HorizontalSum(a2);
+            if (TRows.Count > 3) output[3 * outputStride] = unit * HorizontalSum(a3);
+            if (TRows.Count > 4) output[4 * outputStride] = unit * HorizontalSum(a4);
+            if (TRows.Count > 5) output[5 * outputStride] = unit * HorizontalSum(a5);
+            if (TRows.Count > 6) output[6 * outputStride] = unit * HorizontalSum(a6);
         }
-
-        return GridUnit(GgmlType.IQ2_XXS) * HorizontalSum(acc);
     }
 
-    /// <summary>One step of <see cref="Iq2XxsVbmi"/>: 64 weights placed from the block's decoded vectors and multiplied.</summary>
+    /// <summary>IQ2_XXS against 2–7 activation rows in one tile, for <see cref="DotRows"/>.</summary>
+    private static void Iq2XxsVbmiRows(int rows, byte* x, long rowBytes, int weightRows, byte* y, int stride, int blocks, float* output, long outputStride)
+    {
+        switch (rows)
+        {
+            case 2: Iq2XxsVbmi<TwoRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 3: Iq2XxsVbmi<ThreeRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 4: Iq2XxsVbmi<FourRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 5: Iq2XxsVbmi<FiveRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 6: Iq2XxsVbmi<SixRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 7: Iq2XxsVbmi<SevenRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            default: throw new ArgumentOutOfRangeException(nameof(rows), rows, "a small-batch tile takes 2–7 rows");
+        }
+    }
+
+    /// <summary>The activation rows of a small-batch tile, one pointer each (rows past the tile's count repeat row 0).</summary>
+    private readonly struct TileRows(byte* y0, byte* y1, byte* y2, byte* y3, byte* y4, byte* y5, byte* y6)
+    {
+        public readonly byte* Y0 = y0, Y1 = y1, Y2 = y2, Y3 = y3, Y4 = y4, Y5 = y5, Y6 = y6;
+    }
+
+    /// <summary>
+    /// Step <paramref name="step"/> of <see cref="Iq2XxsVbmi{TRows}"/>: its 64 magnitudes, signs and multipliers decoded
+    /// once, then each activation row's sums.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> Iq2XxsStep(Vector512<ulong> stepCodes, Vector512<ulong> stepSigns, Vector512<byte> multipliers, sbyte* q8, byte* control,
-        Vector512<byte> levels)
+    private static void Iq2XxsTileStep<TRows>(byte* control, Vector512<ulong> stepCodes, Vector512<ulong> stepSigns, Vector512<byte> multipliers, Vector512<byte> levels, int step,
+        in TileRows rows, ref Vector512<int> s0, ref Vector512<int> s1, ref Vector512<int> s2, ref Vector512<int> s3, ref Vector512<int> s4, ref Vector512<int> s5,
+        ref Vector512<int> s6) where TRows : struct, ITileRows
     {
         // Byte j takes coordinate j's 2 bits of the step's code in its qword (bits 16·step + 2j on), and bit j of the
         // step's sign byte in its sign bit (bits 8·step + j − 7 on).
         var magnitudes = Avx512Vbmi.PermuteVar64x8(levels, Avx512Vbmi.MultiShift(Vector512.Load(control), stepCodes));
-        return GridStepSums(magnitudes, stepSigns, control, q8, Avx512Vbmi.PermuteVar64x8(multipliers, Vector512.Load(control + 128)).AsInt16());
+        var stepMultipliers = Avx512Vbmi.PermuteVar64x8(multipliers, Vector512.Load(control + 128)).AsInt16();
+        int q = BlockLayouts.Q8_K.Qs + 64 * step;
+        if (TRows.Count == 1)
+        {
+            // One row: the sign compare straight into the select, which the JIT turns into a negation under a mask
+            // register (shared by several rows, the compare is kept as a vector: 10% slower for one).
+            s0 += GridStepSums(magnitudes, stepSigns, control, (sbyte*)(rows.Y0 + q), stepMultipliers);
+            return;
+        }
+
+        var negative = Vector512.LessThan(Avx512Vbmi.MultiShift(Vector512.Load(control + 64), stepSigns).AsSByte(), Vector512<sbyte>.Zero);
+        s0 += GatherGridSums(magnitudes, negative, (sbyte*)(rows.Y0 + q), stepMultipliers);
+        if (TRows.Count > 1) s1 += GatherGridSums(magnitudes, negative, (sbyte*)(rows.Y1 + q), stepMultipliers);
+        if (TRows.Count > 2) s2 += GatherGridSums(magnitudes, negative, (sbyte*)(rows.Y2 + q), stepMultipliers);
+        if (TRows.Count > 3) s3 += GatherGridSums(magnitudes, negative, (sbyte*)(rows.Y3 + q), stepMultipliers);
+        if (TRows.Count > 4) s4 += GatherGridSums(magnitudes, negative, (sbyte*)(rows.Y4 + q), stepMultipliers);
+        if (TRows.Count > 5) s5 += GatherGridSums(magnitudes, negative, (sbyte*)(rows.Y5 + q), stepMultipliers);
+        if (TRows.Count > 6) s6 += GatherGridSums(magnitudes, negative, (sbyte*)(rows.Y6 + q), stepMultipliers);
     }
 
     /// <summary>
@@ -229,7 +310,7 @@ internal static unsafe partial class Avx2Dot
         return Vector512.ConditionalSelect(bit7, high, low);
     }
 
-    /// <summary>One step of <see cref="Iq3XxsVbmi"/>: 64 weights from their codes (<paramref name="codeShifts"/> picks the step's two of each qword's four), signs and multipliers as in <see cref="Iq2XxsStep"/>.</summary>
+    /// <summary>One step of <see cref="Iq3XxsVbmi"/>: 64 weights from their codes (<paramref name="codeShifts"/> picks the step's two of each qword's four), signs and multipliers as in <see cref="Iq2XxsTileStep{TRows}"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<int> Iq3XxsStep(Vector512<ulong> stepCodes, Vector512<byte> codeShifts, Vector512<ulong> stepSigns, Vector512<byte> multipliers, sbyte* q8,
         byte* control, Vector512<byte> levels)
@@ -331,7 +412,7 @@ internal static unsafe partial class Avx2Dot
         return Vector512.ConditionalSelect(bit7, high, low);
     }
 
-    /// <summary>One step of <see cref="Iq2XsVbmi"/>: <see cref="Iq2XxsStep"/>'s coordinates and signs, the multipliers placed by the step's word permute.</summary>
+    /// <summary>One step of <see cref="Iq2XsVbmi"/>: <see cref="Iq2XxsTileStep{TRows}"/>'s coordinates and signs, the multipliers placed by the step's word permute.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<int> Iq2XsStep(Vector512<ulong> stepCodes, Vector512<ulong> stepSigns, Vector512<short> multipliers, sbyte* q8, byte* control,
         byte* multiplierControl, Vector512<byte> levels)
