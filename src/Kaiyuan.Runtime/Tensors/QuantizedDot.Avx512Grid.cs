@@ -101,38 +101,31 @@ internal static unsafe partial class Avx2Dot
                 Iq2XxsTileStep<TRows>(stepControls + 384, stepCodes, stepSigns, multipliers, levels, 2, in rowSet, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6);
                 Iq2XxsTileStep<TRows>(stepControls + 576, stepCodes, stepSigns, multipliers, levels, 3, in rowSet, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6);
 
-                float dx = GridScale(GgmlType.IQ2_XXS, x);
-                a0 = BlockFma(dx * *(float*)(y0 + BlockLayouts.Q8_K.D), s0.GetLower() + s0.GetUpper(), a0);
-                if (TRows.Count > 1) a1 = BlockFma(dx * *(float*)(y1 + BlockLayouts.Q8_K.D), s1.GetLower() + s1.GetUpper(), a1);
-                if (TRows.Count > 2) a2 = BlockFma(dx * *(float*)(y2 + BlockLayouts.Q8_K.D), s2.GetLower() + s2.GetUpper(), a2);
-                if (TRows.Count > 3) a3 = BlockFma(dx * *(float*)(y3 + BlockLayouts.Q8_K.D), s3.GetLower() + s3.GetUpper(), a3);
-                if (TRows.Count > 4) a4 = BlockFma(dx * *(float*)(y4 + BlockLayouts.Q8_K.D), s4.GetLower() + s4.GetUpper(), a4);
-                if (TRows.Count > 5) a5 = BlockFma(dx * *(float*)(y5 + BlockLayouts.Q8_K.D), s5.GetLower() + s5.GetUpper(), a5);
-                if (TRows.Count > 6) a6 = BlockFma(dx * *(float*)(y6 + BlockLayouts.Q8_K.D), s6.GetLower() + s6.GetUpper(), a6);
+                CloseGridRows<TRows>(GridScale(GgmlType.IQ2_XXS, x), in rowSet, s0, s1, s2, s3, s4, s5, s6, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6);
             }
 
-            float unit = GridUnit(GgmlType.IQ2_XXS);
-            output[0] = unit * HorizontalSum(a0);
-            if (TRows.Count > 1) output[outputStride] = unit * HorizontalSum(a1);
-            if (TRows.Count > 2) output[2 * outputStride] = unit * HorizontalSum(a2);
-            if (TRows.Count > 3) output[3 * outputStride] = unit * HorizontalSum(a3);
-            if (TRows.Count > 4) output[4 * outputStride] = unit * HorizontalSum(a4);
-            if (TRows.Count > 5) output[5 * outputStride] = unit * HorizontalSum(a5);
-            if (TRows.Count > 6) output[6 * outputStride] = unit * HorizontalSum(a6);
+            StoreGridRows<TRows>(GridUnit(GgmlType.IQ2_XXS), a0, a1, a2, a3, a4, a5, a6, output, outputStride);
         }
     }
 
-    /// <summary>IQ2_XXS against 2–7 activation rows in one tile, for <see cref="DotRows"/>.</summary>
-    private static void Iq2XxsVbmiRows(int rows, byte* x, long rowBytes, int weightRows, byte* y, int stride, int blocks, float* output, long outputStride)
+    /// <summary>IQ2_XXS or IQ3_XXS against 2–7 activation rows in one tile, for <see cref="DotRows"/>.</summary>
+    private static void VbmiGridRows(GgmlType type, int rows, byte* x, long rowBytes, int weightRows, byte* y, int stride, int blocks, float* output, long outputStride)
     {
+        bool xxs2 = type == GgmlType.IQ2_XXS;
         switch (rows)
         {
-            case 2: Iq2XxsVbmi<TwoRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case 3: Iq2XxsVbmi<ThreeRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case 4: Iq2XxsVbmi<FourRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case 5: Iq2XxsVbmi<FiveRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case 6: Iq2XxsVbmi<SixRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case 7: Iq2XxsVbmi<SevenRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 2 when xxs2: Iq2XxsVbmi<TwoRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 3 when xxs2: Iq2XxsVbmi<ThreeRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 4 when xxs2: Iq2XxsVbmi<FourRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 5 when xxs2: Iq2XxsVbmi<FiveRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 6 when xxs2: Iq2XxsVbmi<SixRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 7 when xxs2: Iq2XxsVbmi<SevenRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 2: Iq3XxsVbmi<TwoRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 3: Iq3XxsVbmi<ThreeRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 4: Iq3XxsVbmi<FourRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 5: Iq3XxsVbmi<FiveRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 6: Iq3XxsVbmi<SixRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 7: Iq3XxsVbmi<SevenRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
             default: throw new ArgumentOutOfRangeException(nameof(rows), rows, "a small-batch tile takes 2–7 rows");
         }
     }
@@ -155,7 +148,19 @@ internal static unsafe partial class Avx2Dot
         // Byte j takes coordinate j's 2 bits of the step's code in its qword (bits 16·step + 2j on), and bit j of the
         // step's sign byte in its sign bit (bits 8·step + j − 7 on).
         var magnitudes = Avx512Vbmi.PermuteVar64x8(levels, Avx512Vbmi.MultiShift(Vector512.Load(control), stepCodes));
-        var stepMultipliers = Avx512Vbmi.PermuteVar64x8(multipliers, Vector512.Load(control + 128)).AsInt16();
+        GridRowsStep<TRows>(magnitudes, stepSigns, control, Avx512Vbmi.PermuteVar64x8(multipliers, Vector512.Load(control + 128)).AsInt16(), step, in rows,
+            ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6);
+    }
+
+    /// <summary>
+    /// The end of a VBMI grid step for <typeparamref name="TRows"/> activation rows: each row's <see cref="GridStepSums"/>,
+    /// the step's sign mask formed once for all of them.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void GridRowsStep<TRows>(Vector512<byte> magnitudes, Vector512<ulong> stepSigns, byte* control, Vector512<short> stepMultipliers, int step,
+        in TileRows rows, ref Vector512<int> s0, ref Vector512<int> s1, ref Vector512<int> s2, ref Vector512<int> s3, ref Vector512<int> s4, ref Vector512<int> s5,
+        ref Vector512<int> s6) where TRows : struct, ITileRows
+    {
         int q = BlockLayouts.Q8_K.Qs + 64 * step;
         if (TRows.Count == 1)
         {
@@ -173,6 +178,35 @@ internal static unsafe partial class Avx2Dot
         if (TRows.Count > 4) s4 += GatherGridSums(magnitudes, negative, (sbyte*)(rows.Y4 + q), stepMultipliers);
         if (TRows.Count > 5) s5 += GatherGridSums(magnitudes, negative, (sbyte*)(rows.Y5 + q), stepMultipliers);
         if (TRows.Count > 6) s6 += GatherGridSums(magnitudes, negative, (sbyte*)(rows.Y6 + q), stepMultipliers);
+    }
+
+    /// <summary>Closes a block for <typeparamref name="TRows"/> rows: each row's folded sums times dx·dy into its accumulator, as the one-row kernels do.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void CloseGridRows<TRows>(float dx, in TileRows rows, Vector512<int> s0, Vector512<int> s1, Vector512<int> s2, Vector512<int> s3, Vector512<int> s4,
+        Vector512<int> s5, Vector512<int> s6, ref Vector256<float> a0, ref Vector256<float> a1, ref Vector256<float> a2, ref Vector256<float> a3, ref Vector256<float> a4,
+        ref Vector256<float> a5, ref Vector256<float> a6) where TRows : struct, ITileRows
+    {
+        a0 = BlockFma(dx * *(float*)(rows.Y0 + BlockLayouts.Q8_K.D), s0.GetLower() + s0.GetUpper(), a0);
+        if (TRows.Count > 1) a1 = BlockFma(dx * *(float*)(rows.Y1 + BlockLayouts.Q8_K.D), s1.GetLower() + s1.GetUpper(), a1);
+        if (TRows.Count > 2) a2 = BlockFma(dx * *(float*)(rows.Y2 + BlockLayouts.Q8_K.D), s2.GetLower() + s2.GetUpper(), a2);
+        if (TRows.Count > 3) a3 = BlockFma(dx * *(float*)(rows.Y3 + BlockLayouts.Q8_K.D), s3.GetLower() + s3.GetUpper(), a3);
+        if (TRows.Count > 4) a4 = BlockFma(dx * *(float*)(rows.Y4 + BlockLayouts.Q8_K.D), s4.GetLower() + s4.GetUpper(), a4);
+        if (TRows.Count > 5) a5 = BlockFma(dx * *(float*)(rows.Y5 + BlockLayouts.Q8_K.D), s5.GetLower() + s5.GetUpper(), a5);
+        if (TRows.Count > 6) a6 = BlockFma(dx * *(float*)(rows.Y6 + BlockLayouts.Q8_K.D), s6.GetLower() + s6.GetUpper(), a6);
+    }
+
+    /// <summary>Each row's result: <paramref name="unit"/> times its accumulator's sum, at <c>output[k * outputStride]</c>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreGridRows<TRows>(float unit, Vector256<float> a0, Vector256<float> a1, Vector256<float> a2, Vector256<float> a3, Vector256<float> a4,
+        Vector256<float> a5, Vector256<float> a6, float* output, long outputStride) where TRows : struct, ITileRows
+    {
+        output[0] = unit * HorizontalSum(a0);
+        if (TRows.Count > 1) output[outputStride] = unit * HorizontalSum(a1);
+        if (TRows.Count > 2) output[2 * outputStride] = unit * HorizontalSum(a2);
+        if (TRows.Count > 3) output[3 * outputStride] = unit * HorizontalSum(a3);
+        if (TRows.Count > 4) output[4 * outputStride] = unit * HorizontalSum(a4);
+        if (TRows.Count > 5) output[5 * outputStride] = unit * HorizontalSum(a5);
+        if (TRows.Count > 6) output[6 * outputStride] = unit * HorizontalSum(a6);
     }
 
     /// <summary>
@@ -253,6 +287,16 @@ internal static unsafe partial class Avx2Dot
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Iq3XxsVbmi(byte* x, byte* y, int blocks)
     {
+        float result;
+        Iq3XxsVbmi<OneRow>(x, 0, 1, y, 0, blocks, &result, 0);
+        return result;
+    }
+
+    /// <summary><see cref="Iq3XxsVbmi(byte*, byte*, int)"/> against 1–7 activation rows, as <see cref="Iq2XxsVbmi{TRows}"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Iq3XxsVbmi<TRows>(byte* weights, long rowBytes, int weightRows, byte* activations, int stride, int blocks, float* output, long outputStride)
+        where TRows : struct, ITileRows
+    {
         byte* tables = Iq3XxsVbmiTables, shared = Iq2XxsVbmiTables;
         var codes0 = Vector512.Load((short*)tables); var codes1 = Vector512.Load((short*)(tables + 64));
         var codes2 = Vector512.Load((short*)(tables + 128)); var codes3 = Vector512.Load((short*)(tables + 192));
@@ -269,32 +313,41 @@ internal static unsafe partial class Avx2Dot
         var multiplierBits = Vector512.Create(0x0000001E00000000UL).AsByte();
         var multiplierOne = Vector512.Create(0x0000000100000000UL).AsByte();
 
-        var acc = Vector256<float>.Zero;
-        for (int b = 0; b < blocks; b++, x += BlockLayouts.IQ3_XXS.Size, y += BlockLayouts.Q8_K.Size)
+        for (int row = 0; row < weightRows; row++, output++)
         {
-            PrefetchBlock(x, BlockLayouts.IQ3_XXS.Size);
-            var first = Iq3XxsCodes(Vector256.Load(x + BlockLayouts.IQ3_XXS.Qs), codes0, codes1, codes2, codes3, codes4, codes5, codes6, codes7);
-            var second = Iq3XxsCodes(Vector256.Load(x + BlockLayouts.IQ3_XXS.Qs + 32), codes0, codes1, codes2, codes3, codes4, codes5, codes6, codes7);
-            var stepCodes01 = Avx512BW.PermuteVar32x16(first, codesByStep).AsUInt64();
-            var stepCodes23 = Avx512BW.PermuteVar32x16(second, codesByStep).AsUInt64();
+            byte* x = weights + row * rowBytes, y0 = activations;
+            // One pointer per activation row, as in Q4KWideTile; a row past the tile's count points at row 0 and is never read.
+            byte* y1 = Row<TRows>(y0, stride, 1), y2 = Row<TRows>(y0, stride, 2), y3 = Row<TRows>(y0, stride, 3), y4 = Row<TRows>(y0, stride, 4),
+                y5 = Row<TRows>(y0, stride, 5), y6 = Row<TRows>(y0, stride, 6);
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default;
+            for (int b = 0; b < blocks; b++, x += BlockLayouts.IQ3_XXS.Size, y0 += BlockLayouts.Q8_K.Size, y1 += BlockLayouts.Q8_K.Size, y2 += BlockLayouts.Q8_K.Size,
+                 y3 += BlockLayouts.Q8_K.Size, y4 += BlockLayouts.Q8_K.Size, y5 += BlockLayouts.Q8_K.Size, y6 += BlockLayouts.Q8_K.Size)
+            {
+                PrefetchBlock(x, BlockLayouts.IQ3_XXS.Size);
+                var first = Iq3XxsCodes(Vector256.Load(x + BlockLayouts.IQ3_XXS.Qs), codes0, codes1, codes2, codes3, codes4, codes5, codes6, codes7);
+                var second = Iq3XxsCodes(Vector256.Load(x + BlockLayouts.IQ3_XXS.Qs + 32), codes0, codes1, codes2, codes3, codes4, codes5, codes6, codes7);
+                var stepCodes01 = Avx512BW.PermuteVar32x16(first, codesByStep).AsUInt64();
+                var stepCodes23 = Avx512BW.PermuteVar32x16(second, codesByStep).AsUInt64();
 
-            // Sub-block s's uint32 in the upper half of qword s, where IQ2_XXS's field shifts expect it.
-            var packed = Avx512F.ConvertToVector512UInt64(Vector256.Load((uint*)(x + BlockLayouts.IQ3_XXS.ScalesAndSigns))) << 32;
-            var fields = Avx512Vbmi.MultiShift(fieldShifts, packed);
-            var signBytes = Avx512Vbmi.PermuteVar64x8x2(signs0, fields, signs1);
-            var multipliers = (fields & multiplierBits) | multiplierOne;
-            var stepSigns = Avx512Vbmi.PermuteVar64x8(signBytes, signsByStep).AsUInt64();
+                // Sub-block s's uint32 in the upper half of qword s, where IQ2_XXS's field shifts expect it.
+                var packed = Avx512F.ConvertToVector512UInt64(Vector256.Load((uint*)(x + BlockLayouts.IQ3_XXS.ScalesAndSigns))) << 32;
+                var fields = Avx512Vbmi.MultiShift(fieldShifts, packed);
+                var signBytes = Avx512Vbmi.PermuteVar64x8x2(signs0, fields, signs1);
+                var multipliers = (fields & multiplierBits) | multiplierOne;
+                var stepSigns = Avx512Vbmi.PermuteVar64x8(signBytes, signsByStep).AsUInt64();
 
-            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
-            var sums = Iq3XxsStep(stepCodes01, codeShifts0, stepSigns, multipliers, q8, stepControls, levels)
-                + Iq3XxsStep(stepCodes01, codeShifts1, stepSigns, multipliers, q8 + 64, stepControls + 192, levels)
-                + Iq3XxsStep(stepCodes23, codeShifts0, stepSigns, multipliers, q8 + 128, stepControls + 384, levels)
-                + Iq3XxsStep(stepCodes23, codeShifts1, stepSigns, multipliers, q8 + 192, stepControls + 576, levels);
+                Vector512<int> s0 = default, s1 = default, s2 = default, s3 = default, s4 = default, s5 = default, s6 = default;
+                var rowSet = new TileRows(y0, y1, y2, y3, y4, y5, y6);
+                Iq3XxsStep<TRows>(stepCodes01, codeShifts0, stepSigns, multipliers, stepControls, levels, 0, in rowSet, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6);
+                Iq3XxsStep<TRows>(stepCodes01, codeShifts1, stepSigns, multipliers, stepControls + 192, levels, 1, in rowSet, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6);
+                Iq3XxsStep<TRows>(stepCodes23, codeShifts0, stepSigns, multipliers, stepControls + 384, levels, 2, in rowSet, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6);
+                Iq3XxsStep<TRows>(stepCodes23, codeShifts1, stepSigns, multipliers, stepControls + 576, levels, 3, in rowSet, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6);
 
-            acc = BlockFma(GridScale(GgmlType.IQ3_XXS, x) * *(float*)(y + BlockLayouts.Q8_K.D), sums.GetLower() + sums.GetUpper(), acc);
+                CloseGridRows<TRows>(GridScale(GgmlType.IQ3_XXS, x), in rowSet, s0, s1, s2, s3, s4, s5, s6, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6);
+            }
+
+            StoreGridRows<TRows>(GridUnit(GgmlType.IQ3_XXS), a0, a1, a2, a3, a4, a5, a6, output, outputStride);
         }
-
-        return GridUnit(GgmlType.IQ3_XXS) * HorizontalSum(acc);
     }
 
     /// <summary>32 grid indices (four sub-blocks' worth) looked up as 16-bit point codes, one per lane (word permutes over four 64-entry tables chosen by index bits 6 and 7).</summary>
@@ -312,11 +365,13 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>One step of <see cref="Iq3XxsVbmi"/>: 64 weights from their codes (<paramref name="codeShifts"/> picks the step's two of each qword's four), signs and multipliers as in <see cref="Iq2XxsTileStep{TRows}"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> Iq3XxsStep(Vector512<ulong> stepCodes, Vector512<byte> codeShifts, Vector512<ulong> stepSigns, Vector512<byte> multipliers, sbyte* q8,
-        byte* control, Vector512<byte> levels)
+    private static void Iq3XxsStep<TRows>(Vector512<ulong> stepCodes, Vector512<byte> codeShifts, Vector512<ulong> stepSigns, Vector512<byte> multipliers, byte* control,
+        Vector512<byte> levels, int step, in TileRows rows, ref Vector512<int> s0, ref Vector512<int> s1, ref Vector512<int> s2, ref Vector512<int> s3, ref Vector512<int> s4,
+        ref Vector512<int> s5, ref Vector512<int> s6) where TRows : struct, ITileRows
     {
         var magnitudes = Avx512Vbmi.PermuteVar64x8(levels, Avx512Vbmi.MultiShift(codeShifts, stepCodes));
-        return GridStepSums(magnitudes, stepSigns, control, q8, Avx512Vbmi.PermuteVar64x8(multipliers, Vector512.Load(control + 128)).AsInt16());
+        GridRowsStep<TRows>(magnitudes, stepSigns, control, Avx512Vbmi.PermuteVar64x8(multipliers, Vector512.Load(control + 128)).AsInt16(), step, in rows,
+            ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6);
     }
 
     /// <summary>
@@ -505,7 +560,7 @@ internal static unsafe partial class Avx2Dot
         return Vector512.ConditionalSelect(bit8, Iq2XsQuarter(tables + 512, indices, bit6, bit7), Iq2XsQuarter(tables, indices, bit6, bit7));
     }
 
-    /// <summary>One step of <see cref="Iq3SVbmi"/>: <see cref="Iq3XxsStep"/> with the multipliers placed by the step's word permute.</summary>
+    /// <summary>One step of <see cref="Iq3SVbmi"/>: <see cref="Iq3XxsStep{TRows}"/> with the multipliers placed by the step's word permute.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<int> Iq3SStep(Vector512<ulong> stepCodes, Vector512<byte> codeShifts, Vector512<ulong> stepSigns, Vector512<short> multipliers, sbyte* q8,
         byte* control, byte* multiplierControl, Vector512<byte> levels)

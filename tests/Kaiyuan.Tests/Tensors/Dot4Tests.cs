@@ -298,6 +298,7 @@ public sealed unsafe partial class Dot4Tests
     [InlineData(GgmlType.IQ1_M)]
     [InlineData(GgmlType.IQ2_S)]
     [InlineData(GgmlType.IQ2_XXS)]
+    [InlineData(GgmlType.IQ3_XXS)]
     public void SmallBatchesMatchSingleRowDotsExactly(GgmlType type)
     {
         if (!QuantizedDot.HasDot4(type)) Assert.Skip("no AVX2 on this machine");
