@@ -91,7 +91,7 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>True when <see cref="DotRows"/> takes any small batch (2–7 activation rows) of <paramref name="weightType"/> as one tile.</summary>
     public static bool HasDotRows(GgmlType weightType) => HasDot8(weightType) || (weightType is GgmlType.Q4_K or GgmlType.Q6_K or GgmlType.IQ4_XS && HasWideKQuants)
-        || HasGatherGrid(weightType) || (weightType is GgmlType.IQ2_XXS or GgmlType.IQ3_XXS && HasVbmi);
+        || HasGatherGrid(weightType) || (weightType is GgmlType.IQ2_XXS or GgmlType.IQ2_XS or GgmlType.IQ3_XXS or GgmlType.IQ3_S && HasVbmi);
 
     /// <summary>
     /// <see cref="Dot4"/> over <paramref name="rows"/> activation rows (2–7; 8 too for the types of <see cref="HasDot8"/>) at once: a verifying pass of speculative
@@ -109,7 +109,7 @@ internal static unsafe partial class Avx2Dot
             case GgmlType.Q5_0 when HasVbmi && rows < 8: Q5WideRows(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
             case GgmlType.Q5_0: Block32Rows<Q5Block>(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
             case GgmlType.IQ4_NL: Block32Rows<Iq4NlBlock>(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
-            case GgmlType.IQ2_XXS or GgmlType.IQ3_XXS when HasVbmi: VbmiGridRows(weightType, rows, x, rowBytes, weightRows, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
+            case GgmlType.IQ2_XXS or GgmlType.IQ2_XS or GgmlType.IQ3_XXS or GgmlType.IQ3_S when HasVbmi: VbmiGridRows(weightType, rows, x, rowBytes, weightRows, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
             case var _ when HasGatherGrid(weightType): GatherGridRows(weightType, rows, x, rowBytes, weightRows, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.IQ4_XS when HasWideKQuants: Iq4XsWideRows(rows, x, rowBytes, weightRows, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q4_K or GgmlType.Q6_K when HasWideKQuants: WideKRows(weightType, rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, n, output, outputStride); break;

@@ -26,7 +26,8 @@ internal static unsafe partial class Avx2Dot
     /// its multiplier; the two halves added give the AVX2 kernel's eight lanes exactly, so the float arithmetic after
     /// them, and the result, is the same to the bit.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    // Inlined into its caller: a second call per row cost 5–10% on rows of a few blocks.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float Iq2XxsVbmi(byte* x, byte* y, int blocks)
     {
         float result;
@@ -108,25 +109,30 @@ internal static unsafe partial class Avx2Dot
         }
     }
 
-    /// <summary>IQ2_XXS or IQ3_XXS against 2–7 activation rows in one tile, for <see cref="DotRows"/>.</summary>
+    /// <summary>A VBMI grid type (IQ2_XXS, IQ2_XS, IQ3_XXS, IQ3_S) against 2–7 activation rows in one tile, for <see cref="DotRows"/>.</summary>
     private static void VbmiGridRows(GgmlType type, int rows, byte* x, long rowBytes, int weightRows, byte* y, int stride, int blocks, float* output, long outputStride)
     {
-        bool xxs2 = type == GgmlType.IQ2_XXS;
         switch (rows)
         {
-            case 2 when xxs2: Iq2XxsVbmi<TwoRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case 3 when xxs2: Iq2XxsVbmi<ThreeRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case 4 when xxs2: Iq2XxsVbmi<FourRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case 5 when xxs2: Iq2XxsVbmi<FiveRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case 6 when xxs2: Iq2XxsVbmi<SixRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case 7 when xxs2: Iq2XxsVbmi<SevenRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case 2: Iq3XxsVbmi<TwoRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case 3: Iq3XxsVbmi<ThreeRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case 4: Iq3XxsVbmi<FourRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case 5: Iq3XxsVbmi<FiveRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case 6: Iq3XxsVbmi<SixRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case 7: Iq3XxsVbmi<SevenRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 2: VbmiGridRows<TwoRows>(type, x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 3: VbmiGridRows<ThreeRows>(type, x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 4: VbmiGridRows<FourRows>(type, x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 5: VbmiGridRows<FiveRows>(type, x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 6: VbmiGridRows<SixRows>(type, x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 7: VbmiGridRows<SevenRows>(type, x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
             default: throw new ArgumentOutOfRangeException(nameof(rows), rows, "a small-batch tile takes 2–7 rows");
+        }
+    }
+
+    private static void VbmiGridRows<TRows>(GgmlType type, byte* x, long rowBytes, int weightRows, byte* y, int stride, int blocks, float* output, long outputStride)
+        where TRows : struct, ITileRows
+    {
+        switch (type)
+        {
+            case GgmlType.IQ2_XXS: Iq2XxsVbmi<TRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case GgmlType.IQ2_XS: Iq2XsVbmi<TRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case GgmlType.IQ3_XXS: Iq3XxsVbmi<TRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            default: Iq3SVbmi<TRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
         }
     }
 
@@ -284,7 +290,8 @@ internal static unsafe partial class Avx2Dot
     /// where IQ2_XXS has them), so signs and multipliers are formed with IQ2_XXS's tables and controls. The int32 lanes
     /// fold back to the AVX2 kernel's eight, so the result is the same to the bit.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    // Inlined into its caller: a second call per row cost 5–10% on rows of a few blocks.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float Iq3XxsVbmi(byte* x, byte* y, int blocks)
     {
         float result;
@@ -410,8 +417,19 @@ internal static unsafe partial class Avx2Dot
     /// then IQ2_XXS's. Each 16 weights' 4-bit scale becomes the multiplier 2s + 1 of its 16-bit lanes. The int32 lanes
     /// fold back to the AVX2 kernel's eight, so the result is the same to the bit.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    // Inlined into its caller: a second call per row cost 5–10% on rows of a few blocks.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float Iq2XsVbmi(byte* x, byte* y, int blocks)
+    {
+        float result;
+        Iq2XsVbmi<OneRow>(x, 0, 1, y, 0, blocks, &result, 0);
+        return result;
+    }
+
+    /// <summary><see cref="Iq2XsVbmi(byte*, byte*, int)"/> against 1–7 activation rows, as <see cref="Iq2XxsVbmi{TRows}"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Iq2XsVbmi<TRows>(byte* weights, long rowBytes, int weightRows, byte* activations, int stride, int blocks, float* output, long outputStride)
+        where TRows : struct, ITileRows
     {
         byte* tables = Iq2XsVbmiTables, shared = Iq2XxsVbmiTables;
         var signs0 = Vector512.Load(shared + 512); var signs1 = Vector512.Load(shared + 576);
@@ -421,37 +439,46 @@ internal static unsafe partial class Avx2Dot
         var signsByStep = Vector512.Load(tables + 1024);
         var nibble = Vector128.Create((byte)0x0F);
 
-        var acc = Vector256<float>.Zero;
-        for (int b = 0; b < blocks; b++, x += BlockLayouts.IQ2_XS.Size, y += BlockLayouts.Q8_K.Size)
+        for (int row = 0; row < weightRows; row++, output++)
         {
-            PrefetchBlock(x, BlockLayouts.IQ2_XS.Size);
-            var words = Vector512.Load((short*)(x + BlockLayouts.IQ2_XS.Qs));
-            var bit6 = Vector512.ShiftRightArithmetic(words << 9, 15);
-            var bit7 = Vector512.ShiftRightArithmetic(words << 8, 15);
-            var bit8 = Vector512.ShiftRightArithmetic(words << 7, 15);
-            var code = Vector512.ConditionalSelect(bit8, Iq2XsQuarter(tables + 512, words, bit6, bit7), Iq2XsQuarter(tables, words, bit6, bit7));
-            var stepCodes = Avx512BW.PermuteVar32x16(code, codesByStep).AsUInt64();
+            byte* x = weights + row * rowBytes, y0 = activations;
+            // One pointer per activation row, as in Q4KWideTile; a row past the tile's count points at row 0 and is never read.
+            byte* y1 = Row<TRows>(y0, stride, 1), y2 = Row<TRows>(y0, stride, 2), y3 = Row<TRows>(y0, stride, 3), y4 = Row<TRows>(y0, stride, 4),
+                y5 = Row<TRows>(y0, stride, 5), y6 = Row<TRows>(y0, stride, 6);
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default;
+            for (int b = 0; b < blocks; b++, x += BlockLayouts.IQ2_XS.Size, y0 += BlockLayouts.Q8_K.Size, y1 += BlockLayouts.Q8_K.Size, y2 += BlockLayouts.Q8_K.Size,
+                 y3 += BlockLayouts.Q8_K.Size, y4 += BlockLayouts.Q8_K.Size, y5 += BlockLayouts.Q8_K.Size, y6 += BlockLayouts.Q8_K.Size)
+            {
+                PrefetchBlock(x, BlockLayouts.IQ2_XS.Size);
+                var words = Vector512.Load((short*)(x + BlockLayouts.IQ2_XS.Qs));
+                var bit6 = Vector512.ShiftRightArithmetic(words << 9, 15);
+                var bit7 = Vector512.ShiftRightArithmetic(words << 8, 15);
+                var bit8 = Vector512.ShiftRightArithmetic(words << 7, 15);
+                var code = Vector512.ConditionalSelect(bit8, Iq2XsQuarter(tables + 512, words, bit6, bit7), Iq2XsQuarter(tables, words, bit6, bit7));
+                var stepCodes = Avx512BW.PermuteVar32x16(code, codesByStep).AsUInt64();
 
-            // Byte 2w: group w's sign byte; qword g of the step vector gathers group g's of each step.
-            var signBytes = Avx512Vbmi.PermuteVar64x8x2(signs0, Vector512.ShiftRightLogical(words.AsUInt16(), 9).AsByte(), signs1);
-            var stepSigns = Avx512Vbmi.PermuteVar64x8(signBytes, signsByStep).AsUInt64();
+                // Byte 2w: group w's sign byte; qword g of the step vector gathers group g's of each step.
+                var signBytes = Avx512Vbmi.PermuteVar64x8x2(signs0, Vector512.ShiftRightLogical(words.AsUInt16(), 9).AsByte(), signs1);
+                var stepSigns = Avx512Vbmi.PermuteVar64x8(signBytes, signsByStep).AsUInt64();
 
-            // Multiplier words 2s + 1, one per 16 weights: the scale bytes' low and high nibbles interleaved.
-            var scales = Vector128.CreateScalar(*(ulong*)(x + BlockLayouts.IQ2_XS.Scales)).AsByte();
-            var halves = Sse2.UnpackLow(scales & nibble, Vector128.ShiftRightLogical(scales.AsUInt16(), 4).AsByte() & nibble);
-            var multipliers = Avx2.ConvertToVector256Int16(halves).ToVector512Unsafe();
-            multipliers = multipliers + multipliers + Vector512.Create((short)1);
+                // Multiplier words 2s + 1, one per 16 weights: the scale bytes' low and high nibbles interleaved.
+                var scales = Vector128.CreateScalar(*(ulong*)(x + BlockLayouts.IQ2_XS.Scales)).AsByte();
+                var halves = Sse2.UnpackLow(scales & nibble, Vector128.ShiftRightLogical(scales.AsUInt16(), 4).AsByte() & nibble);
+                var multipliers = Avx2.ConvertToVector256Int16(halves).ToVector512Unsafe();
+                multipliers = multipliers + multipliers + Vector512.Create((short)1);
 
-            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
-            var sums = Iq2XsStep(stepCodes, stepSigns, multipliers, q8, stepControls, tables + 1088, levels)
-                + Iq2XsStep(stepCodes, stepSigns, multipliers, q8 + 64, stepControls + 192, tables + 1152, levels)
-                + Iq2XsStep(stepCodes, stepSigns, multipliers, q8 + 128, stepControls + 384, tables + 1216, levels)
-                + Iq2XsStep(stepCodes, stepSigns, multipliers, q8 + 192, stepControls + 576, tables + 1280, levels);
+                Vector512<int> s0 = default, s1 = default, s2 = default, s3 = default, s4 = default, s5 = default, s6 = default;
+                var rowSet = new TileRows(y0, y1, y2, y3, y4, y5, y6);
+                Iq2XsStep<TRows>(stepCodes, stepSigns, multipliers, stepControls, tables + 1088, levels, 0, in rowSet, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6);
+                Iq2XsStep<TRows>(stepCodes, stepSigns, multipliers, stepControls + 192, tables + 1152, levels, 1, in rowSet, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6);
+                Iq2XsStep<TRows>(stepCodes, stepSigns, multipliers, stepControls + 384, tables + 1216, levels, 2, in rowSet, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6);
+                Iq2XsStep<TRows>(stepCodes, stepSigns, multipliers, stepControls + 576, tables + 1280, levels, 3, in rowSet, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6);
 
-            acc = BlockFma(GridScale(GgmlType.IQ2_XS, x) * *(float*)(y + BlockLayouts.Q8_K.D), sums.GetLower() + sums.GetUpper(), acc);
+                CloseGridRows<TRows>(GridScale(GgmlType.IQ2_XS, x), in rowSet, s0, s1, s2, s3, s4, s5, s6, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6);
+            }
+
+            StoreGridRows<TRows>(GridUnit(GgmlType.IQ2_XS), a0, a1, a2, a3, a4, a5, a6, output, outputStride);
         }
-
-        return GridUnit(GgmlType.IQ2_XS) * HorizontalSum(acc);
     }
 
     /// <summary>The codes of 256 of IQ2_XS's 512 grid points (four 64-entry tables from <paramref name="tables"/>) for each lane's index, chosen by its bits 6 and 7.</summary>
@@ -469,11 +496,13 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>One step of <see cref="Iq2XsVbmi"/>: <see cref="Iq2XxsTileStep{TRows}"/>'s coordinates and signs, the multipliers placed by the step's word permute.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> Iq2XsStep(Vector512<ulong> stepCodes, Vector512<ulong> stepSigns, Vector512<short> multipliers, sbyte* q8, byte* control,
-        byte* multiplierControl, Vector512<byte> levels)
+    private static void Iq2XsStep<TRows>(Vector512<ulong> stepCodes, Vector512<ulong> stepSigns, Vector512<short> multipliers, byte* control, byte* multiplierControl,
+        Vector512<byte> levels, int step, in TileRows rows, ref Vector512<int> s0, ref Vector512<int> s1, ref Vector512<int> s2, ref Vector512<int> s3, ref Vector512<int> s4,
+        ref Vector512<int> s5, ref Vector512<int> s6) where TRows : struct, ITileRows
     {
         var magnitudes = Avx512Vbmi.PermuteVar64x8(levels, Avx512Vbmi.MultiShift(Vector512.Load(control), stepCodes));
-        return GridStepSums(magnitudes, stepSigns, control, q8, Avx512BW.PermuteVar32x16(multipliers, Vector512.Load((short*)multiplierControl)));
+        GridRowsStep<TRows>(magnitudes, stepSigns, control, Avx512BW.PermuteVar32x16(multipliers, Vector512.Load((short*)multiplierControl)), step, in rows,
+            ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6);
     }
 
     /// <summary>
@@ -505,8 +534,19 @@ internal static unsafe partial class Avx2Dot
     /// weights; one 4-bit scale per sub-block gives its multiplier. The int32 lanes fold back to the AVX2 kernel's
     /// eight, so the result is the same to the bit.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    // Inlined into its caller: a second call per row cost 5–10% on rows of a few blocks.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float Iq3SVbmi(byte* x, byte* y, int blocks)
+    {
+        float result;
+        Iq3SVbmi<OneRow>(x, 0, 1, y, 0, blocks, &result, 0);
+        return result;
+    }
+
+    /// <summary><see cref="Iq3SVbmi(byte*, byte*, int)"/> against 1–7 activation rows, as <see cref="Iq2XxsVbmi{TRows}"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Iq3SVbmi<TRows>(byte* weights, long rowBytes, int weightRows, byte* activations, int stride, int blocks, float* output, long outputStride)
+        where TRows : struct, ITileRows
     {
         byte* tables = Iq3SVbmiTables, xxs = Iq3XxsVbmiTables, shared = Iq2XxsVbmiTables;
         var levels = Vector512.Load(tables + 1024);
@@ -519,33 +559,42 @@ internal static unsafe partial class Avx2Dot
         byte* stepControls = shared + 704;
         var nibble = Vector128.Create((byte)0x0F);
 
-        var acc = Vector256<float>.Zero;
-        for (int b = 0; b < blocks; b++, x += BlockLayouts.IQ3_S.Size, y += BlockLayouts.Q8_K.Size)
+        for (int row = 0; row < weightRows; row++, output++)
         {
-            PrefetchBlock(x, BlockLayouts.IQ3_S.Size);
-            var high = Vector512.Create(*(ulong*)(x + BlockLayouts.IQ3_S.Qh));
-            var first = Iq3SCodes(tables, Vector256.Load(x + BlockLayouts.IQ3_S.Qs), highBits0, high);
-            var second = Iq3SCodes(tables, Vector256.Load(x + BlockLayouts.IQ3_S.Qs + 32), highBits1, high);
-            var stepCodes01 = Avx512BW.PermuteVar32x16(first, codesByStep).AsUInt64();
-            var stepCodes23 = Avx512BW.PermuteVar32x16(second, codesByStep).AsUInt64();
-            var stepSigns = Avx512Vbmi.PermuteVar64x8(Vector256.Load(x + BlockLayouts.IQ3_S.Signs).ToVector512Unsafe(), signsByStep).AsUInt64();
+            byte* x = weights + row * rowBytes, y0 = activations;
+            // One pointer per activation row, as in Q4KWideTile; a row past the tile's count points at row 0 and is never read.
+            byte* y1 = Row<TRows>(y0, stride, 1), y2 = Row<TRows>(y0, stride, 2), y3 = Row<TRows>(y0, stride, 3), y4 = Row<TRows>(y0, stride, 4),
+                y5 = Row<TRows>(y0, stride, 5), y6 = Row<TRows>(y0, stride, 6);
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default;
+            for (int b = 0; b < blocks; b++, x += BlockLayouts.IQ3_S.Size, y0 += BlockLayouts.Q8_K.Size, y1 += BlockLayouts.Q8_K.Size, y2 += BlockLayouts.Q8_K.Size,
+                 y3 += BlockLayouts.Q8_K.Size, y4 += BlockLayouts.Q8_K.Size, y5 += BlockLayouts.Q8_K.Size, y6 += BlockLayouts.Q8_K.Size)
+            {
+                PrefetchBlock(x, BlockLayouts.IQ3_S.Size);
+                var high = Vector512.Create(*(ulong*)(x + BlockLayouts.IQ3_S.Qh));
+                var first = Iq3SCodes(tables, Vector256.Load(x + BlockLayouts.IQ3_S.Qs), highBits0, high);
+                var second = Iq3SCodes(tables, Vector256.Load(x + BlockLayouts.IQ3_S.Qs + 32), highBits1, high);
+                var stepCodes01 = Avx512BW.PermuteVar32x16(first, codesByStep).AsUInt64();
+                var stepCodes23 = Avx512BW.PermuteVar32x16(second, codesByStep).AsUInt64();
+                var stepSigns = Avx512Vbmi.PermuteVar64x8(Vector256.Load(x + BlockLayouts.IQ3_S.Signs).ToVector512Unsafe(), signsByStep).AsUInt64();
 
-            // Multiplier words 2s + 1, one per sub-block: the four scale bytes' low and high nibbles interleaved.
-            var scales = Vector128.CreateScalar(*(uint*)(x + BlockLayouts.IQ3_S.Scales)).AsByte();
-            var subScales = Sse2.UnpackLow(scales & nibble, Vector128.ShiftRightLogical(scales.AsUInt16(), 4).AsByte() & nibble);
-            var multipliers = Avx2.ConvertToVector256Int16(subScales).ToVector512Unsafe();
-            multipliers = multipliers + multipliers + Vector512.Create((short)1);
+                // Multiplier words 2s + 1, one per sub-block: the four scale bytes' low and high nibbles interleaved.
+                var scales = Vector128.CreateScalar(*(uint*)(x + BlockLayouts.IQ3_S.Scales)).AsByte();
+                var subScales = Sse2.UnpackLow(scales & nibble, Vector128.ShiftRightLogical(scales.AsUInt16(), 4).AsByte() & nibble);
+                var multipliers = Avx2.ConvertToVector256Int16(subScales).ToVector512Unsafe();
+                multipliers = multipliers + multipliers + Vector512.Create((short)1);
 
-            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
-            var sums = Iq3SStep(stepCodes01, codeShifts0, stepSigns, multipliers, q8, stepControls, tables + 1280, levels)
-                + Iq3SStep(stepCodes01, codeShifts1, stepSigns, multipliers, q8 + 64, stepControls + 192, tables + 1344, levels)
-                + Iq3SStep(stepCodes23, codeShifts0, stepSigns, multipliers, q8 + 128, stepControls + 384, tables + 1408, levels)
-                + Iq3SStep(stepCodes23, codeShifts1, stepSigns, multipliers, q8 + 192, stepControls + 576, tables + 1472, levels);
+                Vector512<int> s0 = default, s1 = default, s2 = default, s3 = default, s4 = default, s5 = default, s6 = default;
+                var rowSet = new TileRows(y0, y1, y2, y3, y4, y5, y6);
+                Iq3SStep<TRows>(stepCodes01, codeShifts0, stepSigns, multipliers, stepControls, tables + 1280, levels, 0, in rowSet, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6);
+                Iq3SStep<TRows>(stepCodes01, codeShifts1, stepSigns, multipliers, stepControls + 192, tables + 1344, levels, 1, in rowSet, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6);
+                Iq3SStep<TRows>(stepCodes23, codeShifts0, stepSigns, multipliers, stepControls + 384, tables + 1408, levels, 2, in rowSet, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6);
+                Iq3SStep<TRows>(stepCodes23, codeShifts1, stepSigns, multipliers, stepControls + 576, tables + 1472, levels, 3, in rowSet, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6);
 
-            acc = BlockFma(GridScale(GgmlType.IQ3_S, x) * *(float*)(y + BlockLayouts.Q8_K.D), sums.GetLower() + sums.GetUpper(), acc);
+                CloseGridRows<TRows>(GridScale(GgmlType.IQ3_S, x), in rowSet, s0, s1, s2, s3, s4, s5, s6, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6);
+            }
+
+            StoreGridRows<TRows>(GridUnit(GgmlType.IQ3_S), a0, a1, a2, a3, a4, a5, a6, output, outputStride);
         }
-
-        return GridUnit(GgmlType.IQ3_S) * HorizontalSum(acc);
     }
 
     /// <summary>32 of a block's 9-bit indices (low bytes from <paramref name="lowBytes"/>, ninth bits picked from <paramref name="high"/> by <paramref name="highBits"/>) looked up as point codes.</summary>
@@ -562,11 +611,13 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>One step of <see cref="Iq3SVbmi"/>: <see cref="Iq3XxsStep{TRows}"/> with the multipliers placed by the step's word permute.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> Iq3SStep(Vector512<ulong> stepCodes, Vector512<byte> codeShifts, Vector512<ulong> stepSigns, Vector512<short> multipliers, sbyte* q8,
-        byte* control, byte* multiplierControl, Vector512<byte> levels)
+    private static void Iq3SStep<TRows>(Vector512<ulong> stepCodes, Vector512<byte> codeShifts, Vector512<ulong> stepSigns, Vector512<short> multipliers, byte* control,
+        byte* multiplierControl, Vector512<byte> levels, int step, in TileRows rows, ref Vector512<int> s0, ref Vector512<int> s1, ref Vector512<int> s2, ref Vector512<int> s3,
+        ref Vector512<int> s4, ref Vector512<int> s5, ref Vector512<int> s6) where TRows : struct, ITileRows
     {
         var magnitudes = Avx512Vbmi.PermuteVar64x8(levels, Avx512Vbmi.MultiShift(codeShifts, stepCodes));
-        return GridStepSums(magnitudes, stepSigns, control, q8, Avx512BW.PermuteVar32x16(multipliers, Vector512.Load((short*)multiplierControl)));
+        GridRowsStep<TRows>(magnitudes, stepSigns, control, Avx512BW.PermuteVar32x16(multipliers, Vector512.Load((short*)multiplierControl)), step, in rows,
+            ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6);
     }
 
     /// <summary>

@@ -299,6 +299,8 @@ public sealed unsafe partial class Dot4Tests
     [InlineData(GgmlType.IQ2_S)]
     [InlineData(GgmlType.IQ2_XXS)]
     [InlineData(GgmlType.IQ3_XXS)]
+    [InlineData(GgmlType.IQ2_XS)]
+    [InlineData(GgmlType.IQ3_S)]
     public void SmallBatchesMatchSingleRowDotsExactly(GgmlType type)
     {
         if (!QuantizedDot.HasDot4(type)) Assert.Skip("no AVX2 on this machine");
