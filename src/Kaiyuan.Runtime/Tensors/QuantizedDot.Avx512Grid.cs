@@ -102,10 +102,10 @@ internal static unsafe partial class Avx2Dot
                 Iq2XxsTileStep<TRows>(stepControls + 384, stepCodes, stepSigns, multipliers, levels, 2, in rowSet, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6);
                 Iq2XxsTileStep<TRows>(stepControls + 576, stepCodes, stepSigns, multipliers, levels, 3, in rowSet, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6);
 
-                CloseGridRows<TRows>(GridScale(GgmlType.IQ2_XXS, x), in rowSet, s0, s1, s2, s3, s4, s5, s6, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6);
+                CloseTileRows<TRows>(GridScale(GgmlType.IQ2_XXS, x), in rowSet, s0, s1, s2, s3, s4, s5, s6, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6);
             }
 
-            StoreGridRows<TRows>(GridUnit(GgmlType.IQ2_XXS), a0, a1, a2, a3, a4, a5, a6, output, outputStride);
+            StoreTileRows<TRows>(GridUnit(GgmlType.IQ2_XXS), a0, a1, a2, a3, a4, a5, a6, output, outputStride);
         }
     }
 
@@ -188,7 +188,7 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>Closes a block for <typeparamref name="TRows"/> rows: each row's folded sums times dx·dy into its accumulator, as the one-row kernels do.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void CloseGridRows<TRows>(float dx, in TileRows rows, Vector512<int> s0, Vector512<int> s1, Vector512<int> s2, Vector512<int> s3, Vector512<int> s4,
+    private static void CloseTileRows<TRows>(float dx, in TileRows rows, Vector512<int> s0, Vector512<int> s1, Vector512<int> s2, Vector512<int> s3, Vector512<int> s4,
         Vector512<int> s5, Vector512<int> s6, ref Vector256<float> a0, ref Vector256<float> a1, ref Vector256<float> a2, ref Vector256<float> a3, ref Vector256<float> a4,
         ref Vector256<float> a5, ref Vector256<float> a6) where TRows : struct, ITileRows
     {
@@ -203,7 +203,7 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>Each row's result: <paramref name="unit"/> times its accumulator's sum, at <c>output[k * outputStride]</c>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreGridRows<TRows>(float unit, Vector256<float> a0, Vector256<float> a1, Vector256<float> a2, Vector256<float> a3, Vector256<float> a4,
+    private static void StoreTileRows<TRows>(float unit, Vector256<float> a0, Vector256<float> a1, Vector256<float> a2, Vector256<float> a3, Vector256<float> a4,
         Vector256<float> a5, Vector256<float> a6, float* output, long outputStride) where TRows : struct, ITileRows
     {
         output[0] = unit * HorizontalSum(a0);
@@ -350,10 +350,10 @@ internal static unsafe partial class Avx2Dot
                 Iq3XxsStep<TRows>(stepCodes23, codeShifts0, stepSigns, multipliers, stepControls + 384, levels, 2, in rowSet, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6);
                 Iq3XxsStep<TRows>(stepCodes23, codeShifts1, stepSigns, multipliers, stepControls + 576, levels, 3, in rowSet, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6);
 
-                CloseGridRows<TRows>(GridScale(GgmlType.IQ3_XXS, x), in rowSet, s0, s1, s2, s3, s4, s5, s6, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6);
+                CloseTileRows<TRows>(GridScale(GgmlType.IQ3_XXS, x), in rowSet, s0, s1, s2, s3, s4, s5, s6, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6);
             }
 
-            StoreGridRows<TRows>(GridUnit(GgmlType.IQ3_XXS), a0, a1, a2, a3, a4, a5, a6, output, outputStride);
+            StoreTileRows<TRows>(GridUnit(GgmlType.IQ3_XXS), a0, a1, a2, a3, a4, a5, a6, output, outputStride);
         }
     }
 
@@ -474,10 +474,10 @@ internal static unsafe partial class Avx2Dot
                 Iq2XsStep<TRows>(stepCodes, stepSigns, multipliers, stepControls + 384, tables + 1216, levels, 2, in rowSet, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6);
                 Iq2XsStep<TRows>(stepCodes, stepSigns, multipliers, stepControls + 576, tables + 1280, levels, 3, in rowSet, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6);
 
-                CloseGridRows<TRows>(GridScale(GgmlType.IQ2_XS, x), in rowSet, s0, s1, s2, s3, s4, s5, s6, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6);
+                CloseTileRows<TRows>(GridScale(GgmlType.IQ2_XS, x), in rowSet, s0, s1, s2, s3, s4, s5, s6, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6);
             }
 
-            StoreGridRows<TRows>(GridUnit(GgmlType.IQ2_XS), a0, a1, a2, a3, a4, a5, a6, output, outputStride);
+            StoreTileRows<TRows>(GridUnit(GgmlType.IQ2_XS), a0, a1, a2, a3, a4, a5, a6, output, outputStride);
         }
     }
 
@@ -590,10 +590,10 @@ internal static unsafe partial class Avx2Dot
                 Iq3SStep<TRows>(stepCodes23, codeShifts0, stepSigns, multipliers, stepControls + 384, tables + 1408, levels, 2, in rowSet, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6);
                 Iq3SStep<TRows>(stepCodes23, codeShifts1, stepSigns, multipliers, stepControls + 576, tables + 1472, levels, 3, in rowSet, ref s0, ref s1, ref s2, ref s3, ref s4, ref s5, ref s6);
 
-                CloseGridRows<TRows>(GridScale(GgmlType.IQ3_S, x), in rowSet, s0, s1, s2, s3, s4, s5, s6, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6);
+                CloseTileRows<TRows>(GridScale(GgmlType.IQ3_S, x), in rowSet, s0, s1, s2, s3, s4, s5, s6, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6);
             }
 
-            StoreGridRows<TRows>(GridUnit(GgmlType.IQ3_S), a0, a1, a2, a3, a4, a5, a6, output, outputStride);
+            StoreTileRows<TRows>(GridUnit(GgmlType.IQ3_S), a0, a1, a2, a3, a4, a5, a6, output, outputStride);
         }
     }
 

@@ -239,23 +239,11 @@ internal static unsafe partial class Avx2Dot
                     if (T.Count > 6) s6 += Iq4XsRowProducts(magnitudes, negative, y6 + q, scales);
                 }
 
-                float dx = halves[*(ushort*)(x + BlockLayouts.IQ4_XS.D)];
-                a0 = BlockFma(dx * *(float*)(y0 + BlockLayouts.Q8_K.D), s0.GetLower() + s0.GetUpper(), a0);
-                if (T.Count > 1) a1 = BlockFma(dx * *(float*)(y1 + BlockLayouts.Q8_K.D), s1.GetLower() + s1.GetUpper(), a1);
-                if (T.Count > 2) a2 = BlockFma(dx * *(float*)(y2 + BlockLayouts.Q8_K.D), s2.GetLower() + s2.GetUpper(), a2);
-                if (T.Count > 3) a3 = BlockFma(dx * *(float*)(y3 + BlockLayouts.Q8_K.D), s3.GetLower() + s3.GetUpper(), a3);
-                if (T.Count > 4) a4 = BlockFma(dx * *(float*)(y4 + BlockLayouts.Q8_K.D), s4.GetLower() + s4.GetUpper(), a4);
-                if (T.Count > 5) a5 = BlockFma(dx * *(float*)(y5 + BlockLayouts.Q8_K.D), s5.GetLower() + s5.GetUpper(), a5);
-                if (T.Count > 6) a6 = BlockFma(dx * *(float*)(y6 + BlockLayouts.Q8_K.D), s6.GetLower() + s6.GetUpper(), a6);
+                CloseTileRows<T>(halves[*(ushort*)(x + BlockLayouts.IQ4_XS.D)], new TileRows(y0, y1, y2, y3, y4, y5, y6), s0, s1, s2, s3, s4, s5, s6, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6);
             }
 
-            output[0] = HorizontalSum(a0);
-            if (T.Count > 1) output[outputStride] = HorizontalSum(a1);
-            if (T.Count > 2) output[2 * outputStride] = HorizontalSum(a2);
-            if (T.Count > 3) output[3 * outputStride] = HorizontalSum(a3);
-            if (T.Count > 4) output[4 * outputStride] = HorizontalSum(a4);
-            if (T.Count > 5) output[5 * outputStride] = HorizontalSum(a5);
-            if (T.Count > 6) output[6 * outputStride] = HorizontalSum(a6);
+            // One times each sum: the same bits as the one-row kernel's plain sum.
+            StoreTileRows<T>(1, a0, a1, a2, a3, a4, a5, a6, output, outputStride);
         }
     }
 
