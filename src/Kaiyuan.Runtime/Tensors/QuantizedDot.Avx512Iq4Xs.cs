@@ -7,8 +7,9 @@ namespace Kaiyuan.Tensors;
 /// <summary>
 /// IQ4_XS on AVX-512 BW: two 32-element sub-blocks per 512-bit step where the 256-bit kernel (<see cref="Iq4XsTile"/>)
 /// takes one. The pair's 32 index bytes are spread so that each 128-bit lane holds one sub-block's 16 bytes twice, a
-/// word-variable shift and a mask leave each sub-block's 32 nibbles in element order in its half, and one byte shuffle
-/// per lane maps them to the levels' magnitudes; a level's sign (index below 8) goes onto the activation by a blend on
+/// word-variable shift leaves each sub-block's 32 nibbles in element order in its half, and a byte permute (VBMI: six
+/// index bits, so the table repeats and the bits above the nibble need no mask) or a masked per-lane byte shuffle maps
+/// them to the levels' magnitudes; a level's sign (index below 8) goes onto the activation by a blend on
 /// the compare's mask, as the 256-bit kernel's sign instruction (which has no 512-bit form) does. Each step's scales
 /// come from one word permute of the block's eight, unpacked once per block by two bit deposits. Lanes 0–7 of the int32
 /// sums are the first sub-block's in the 256-bit kernel's lane layout, lanes 8–15 the second's; integer sums are exact,
