@@ -90,8 +90,47 @@ internal static unsafe partial class Avx2Dot
     }
 
     /// <summary>True when <see cref="DotRows"/> takes any small batch (2–7 activation rows) of <paramref name="weightType"/> as one tile.</summary>
-    public static bool HasDotRows(GgmlType weightType) => HasDot8(weightType) || (weightType is GgmlType.Q4_K or GgmlType.Q6_K or GgmlType.IQ4_XS && HasWideKQuants)
-        || HasGatherGrid(weightType) || (weightType is GgmlType.IQ2_XXS or GgmlType.IQ2_XS or GgmlType.IQ3_XXS or GgmlType.IQ3_S && HasVbmi);
+    public static bool HasDotRows(GgmlType weightType) => HasDot8(weightType) || (weightType is GgmlType.Q4_K or GgmlType.Q6_K && HasWideKQuants)
+        || HasQ8KTiles(weightType);
+
+    /// <summary>True when <paramref name="weightType"/> has a 2–7-row tile against Q8_K rows without side data here (<see cref="Q8KTileRows"/>).</summary>
+    private static bool HasQ8KTiles(GgmlType weightType) => (weightType == GgmlType.IQ4_XS && HasWideKQuants) || HasGatherGrid(weightType)
+        || (weightType is GgmlType.IQ2_XXS or GgmlType.IQ2_XS or GgmlType.IQ3_XXS or GgmlType.IQ3_S && HasVbmi);
+
+    /// <summary>
+    /// IQ4_XS or a grid i-quant against <paramref name="rows"/> Q8_K rows (2–7) in one tile: each kernel decodes a weight
+    /// block's step once for all of them.
+    /// </summary>
+    private static void Q8KTileRows(GgmlType type, int rows, byte* x, long rowBytes, int weightRows, byte* y, int stride, int blocks, float* output, long outputStride)
+    {
+        switch (rows)
+        {
+            case 2: Q8KTile<TwoRows>(type, x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 3: Q8KTile<ThreeRows>(type, x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 4: Q8KTile<FourRows>(type, x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 5: Q8KTile<FiveRows>(type, x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 6: Q8KTile<SixRows>(type, x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case 7: Q8KTile<SevenRows>(type, x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            default: throw new ArgumentOutOfRangeException(nameof(rows), rows, "a small-batch tile takes 2–7 rows");
+        }
+    }
+
+    private static void Q8KTile<TRows>(GgmlType type, byte* x, long rowBytes, int weightRows, byte* y, int stride, int blocks, float* output, long outputStride)
+        where TRows : struct, ITileRows
+    {
+        switch (type)
+        {
+            case GgmlType.IQ4_XS: Iq4XsWideTile<TRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case GgmlType.IQ1_S: GatherGridTile<Iq1SGather, TRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case GgmlType.IQ1_M: GatherGridTile<Iq1MGather, TRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case GgmlType.IQ2_S: GatherGridTile<Iq2SGather, TRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case GgmlType.IQ2_XXS: Iq2XxsVbmi<TRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case GgmlType.IQ2_XS: Iq2XsVbmi<TRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case GgmlType.IQ3_XXS: Iq3XxsVbmi<TRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            case GgmlType.IQ3_S: Iq3SVbmi<TRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
+            default: throw new NotSupportedException($"No small-batch tile for {type}.");
+        }
+    }
 
     /// <summary>
     /// <see cref="Dot4"/> over <paramref name="rows"/> activation rows (2–7; 8 too for the types of <see cref="HasDot8"/>) at once: a verifying pass of speculative
@@ -109,9 +148,7 @@ internal static unsafe partial class Avx2Dot
             case GgmlType.Q5_0 when HasVbmi && rows < 8: Q5WideRows(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
             case GgmlType.Q5_0: Block32Rows<Q5Block>(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
             case GgmlType.IQ4_NL: Block32Rows<Iq4NlBlock>(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
-            case GgmlType.IQ2_XXS or GgmlType.IQ2_XS or GgmlType.IQ3_XXS or GgmlType.IQ3_S when HasVbmi: VbmiGridRows(weightType, rows, x, rowBytes, weightRows, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
-            case var _ when HasGatherGrid(weightType): GatherGridRows(weightType, rows, x, rowBytes, weightRows, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
-            case GgmlType.IQ4_XS when HasWideKQuants: Iq4XsWideRows(rows, x, rowBytes, weightRows, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
+            case var _ when HasQ8KTiles(weightType): Q8KTileRows(weightType, rows, x, rowBytes, weightRows, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q4_K or GgmlType.Q6_K when HasWideKQuants: WideKRows(weightType, rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, n, output, outputStride); break;
             default: throw new NotSupportedException($"No small-batch tile for {weightType}.");
         }

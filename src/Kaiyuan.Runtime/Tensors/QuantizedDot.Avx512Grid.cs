@@ -109,33 +109,6 @@ internal static unsafe partial class Avx2Dot
         }
     }
 
-    /// <summary>A VBMI grid type (IQ2_XXS, IQ2_XS, IQ3_XXS, IQ3_S) against 2–7 activation rows in one tile, for <see cref="DotRows"/>.</summary>
-    private static void VbmiGridRows(GgmlType type, int rows, byte* x, long rowBytes, int weightRows, byte* y, int stride, int blocks, float* output, long outputStride)
-    {
-        switch (rows)
-        {
-            case 2: VbmiGridRows<TwoRows>(type, x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case 3: VbmiGridRows<ThreeRows>(type, x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case 4: VbmiGridRows<FourRows>(type, x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case 5: VbmiGridRows<FiveRows>(type, x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case 6: VbmiGridRows<SixRows>(type, x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case 7: VbmiGridRows<SevenRows>(type, x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            default: throw new ArgumentOutOfRangeException(nameof(rows), rows, "a small-batch tile takes 2–7 rows");
-        }
-    }
-
-    private static void VbmiGridRows<TRows>(GgmlType type, byte* x, long rowBytes, int weightRows, byte* y, int stride, int blocks, float* output, long outputStride)
-        where TRows : struct, ITileRows
-    {
-        switch (type)
-        {
-            case GgmlType.IQ2_XXS: Iq2XxsVbmi<TRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case GgmlType.IQ2_XS: Iq2XsVbmi<TRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case GgmlType.IQ3_XXS: Iq3XxsVbmi<TRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            default: Iq3SVbmi<TRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-        }
-    }
-
     /// <summary>The activation rows of a small-batch tile, one pointer each (rows past the tile's count repeat row 0).</summary>
     private readonly struct TileRows(byte* y0, byte* y1, byte* y2, byte* y3, byte* y4, byte* y5, byte* y6)
     {

@@ -32,32 +32,6 @@ internal static unsafe partial class Avx2Dot
         _ => GatherGridDot<Iq2SGather>(x, y, blocks),
     };
 
-    /// <summary>A gathered-grid type against 2–7 activation rows in one tile, for <see cref="DotRows"/>.</summary>
-    private static void GatherGridRows(GgmlType type, int rows, byte* x, long rowBytes, int weightRows, byte* y, int stride, int blocks, float* output, long outputStride)
-    {
-        switch (type)
-        {
-            case GgmlType.IQ1_S: GatherGridRows<Iq1SGather>(rows, x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case GgmlType.IQ1_M: GatherGridRows<Iq1MGather>(rows, x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            default: GatherGridRows<Iq2SGather>(rows, x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-        }
-    }
-
-    private static void GatherGridRows<TGrid>(int rows, byte* x, long rowBytes, int weightRows, byte* y, int stride, int blocks, float* output, long outputStride)
-        where TGrid : struct, IGatherGrid
-    {
-        switch (rows)
-        {
-            case 2: GatherGridTile<TGrid, TwoRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case 3: GatherGridTile<TGrid, ThreeRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case 4: GatherGridTile<TGrid, FourRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case 5: GatherGridTile<TGrid, FiveRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case 6: GatherGridTile<TGrid, SixRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case 7: GatherGridTile<TGrid, SevenRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            default: throw new ArgumentOutOfRangeException(nameof(rows), rows, "a small-batch tile takes 2–7 rows");
-        }
-    }
-
     /// <summary>How one gathered-grid type decodes its blocks.</summary>
     private interface IGatherGrid
     {
@@ -132,14 +106,10 @@ internal static unsafe partial class Avx2Dot
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<byte> Step(byte* x, int p, in GatherTables tables, in GatherBlock block, out Vector512<sbyte> negative)
         {
-            var low = Avx2.ConvertToVector256Int32(x + BlockLayouts.IQ1_S.Qs + 8 * p);
             // Both sub-blocks' qh words in one dword: lanes 0–3 shift the first down, lanes 4–7 the second.
-            var high = Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)(x + BlockLayouts.IQ1_S.Qh + 4 * p)), Vector256.Create(0u, 3, 6, 9, 16, 19, 22, 25))
-                & Vector256.Create(7u);
-            var points = GatherPoints(tables.Grid, low | Vector256.ShiftLeft(high, 8).AsInt32());
-            var values = Eighths(points, Avx512BW.PermuteVar32x16(block.Shifts, Vector512.Load(tables.Controls + 32 * p)).AsSByte());
-            negative = Vector512.LessThan(values, Vector512<sbyte>.Zero);
-            return Vector512.Abs(values).AsByte();
+            var indices = GatherIndices(x + BlockLayouts.IQ1_S.Qs + 8 * p, *(uint*)(x + BlockLayouts.IQ1_S.Qh + 4 * p), Vector256.Create(0u, 3, 6, 9, 16, 19, 22, 25), 7);
+            var points = GatherPoints(tables.Grid, indices);
+            return Magnitudes(Eighths(points, Avx512BW.PermuteVar32x16(block.Shifts, Vector512.Load(tables.Controls + 32 * p)).AsSByte()), out negative);
         }
     }
 
@@ -172,14 +142,10 @@ internal static unsafe partial class Avx2Dot
         public static Vector512<byte> Step(byte* x, int p, in GatherTables tables, in GatherBlock block, out Vector512<sbyte> negative)
         {
             uint high = *(uint*)(x + BlockLayouts.IQ1_M.Qh + 4 * p);
-            var low = Avx2.ConvertToVector256Int32(x + BlockLayouts.IQ1_M.Qs + 8 * p);
-            var indices = low | Vector256.ShiftLeft(Avx2.ShiftRightLogicalVariable(Vector256.Create(high), Vector256.Create(0u, 4, 8, 12, 16, 20, 24, 28))
-                & Vector256.Create(7u), 8).AsInt32();
+            var indices = GatherIndices(x + BlockLayouts.IQ1_M.Qs + 8 * p, high, Vector256.Create(0u, 4, 8, 12, 16, 20, 24, 28), 7);
             // Group g's shift: all its bytes −1 where its sign bit is set, else 1.
             var shiftBits = Avx512F.ShiftRightLogicalVariable(Vector512.Create((ulong)high), Vector512.Create(3UL, 7, 11, 15, 19, 23, 27, 31)) & Vector512<ulong>.One;
-            var values = Eighths(GatherPoints(tables.Grid, indices), (Vector512<ulong>.Zero - shiftBits | Vector512.Create(0x0101010101010101UL)).AsSByte());
-            negative = Vector512.LessThan(values, Vector512<sbyte>.Zero);
-            return Vector512.Abs(values).AsByte();
+            return Magnitudes(Eighths(GatherPoints(tables.Grid, indices), (Vector512<ulong>.Zero - shiftBits | Vector512.Create(0x0101010101010101UL)).AsSByte()), out negative);
         }
     }
 
@@ -208,9 +174,7 @@ internal static unsafe partial class Avx2Dot
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<byte> Step(byte* x, int p, in GatherTables tables, in GatherBlock block, out Vector512<sbyte> negative)
         {
-            var low = Avx2.ConvertToVector256Int32(x + BlockLayouts.IQ2_S.Qs + 8 * p);
-            var high = Avx2.ShiftRightLogicalVariable(Vector256.Create((uint)*(ushort*)(x + BlockLayouts.IQ2_S.Qh + 2 * p)), Vector256.Create(0u, 2, 4, 6, 8, 10, 12, 14))
-                & Vector256.Create(3u);
+            var indices = GatherIndices(x + BlockLayouts.IQ2_S.Qs + 8 * p, *(ushort*)(x + BlockLayouts.IQ2_S.Qh + 2 * p), Vector256.Create(0u, 2, 4, 6, 8, 10, 12, 14), 3);
             // Byte j takes byte j / 8 of the step's sign qword (a shuffle within each 128-bit lane, which holds the qword
             // twice), then bit j % 8 of it.
             var signBit = Vector512.Create(0x8040201008040201UL).AsByte();
@@ -218,7 +182,7 @@ internal static unsafe partial class Avx2Dot
                 Vector256.Create(Vector128.Create((byte)0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), Vector128.Create((byte)2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)),
                 Vector256.Create(Vector128.Create((byte)4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5), Vector128.Create((byte)6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7))));
             negative = Vector512.Equals(bits & signBit, signBit).AsSByte();
-            return GatherPoints(tables.Grid, low | Vector256.ShiftLeft(high, 8).AsInt32()).AsByte();
+            return GatherPoints(tables.Grid, indices).AsByte();
         }
     }
 
@@ -300,6 +264,22 @@ internal static unsafe partial class Avx2Dot
         var activations = Vector512.Load(q8);
         var signed = Vector512.ConditionalSelect(negative, -activations, activations);
         return Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(magnitudes, signed), multipliers);
+    }
+
+    /// <summary>
+    /// A step's eight grid indices in int32 lanes: the step's eight qs bytes at <paramref name="qs"/>, with the bits of
+    /// <paramref name="high"/> that each lane's shift brings down and <paramref name="mask"/> keeps as bits 8 and up.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> GatherIndices(byte* qs, uint high, Vector256<uint> shifts, uint mask) =>
+        Avx2.ConvertToVector256Int32(qs) | Vector256.ShiftLeft(Avx2.ShiftRightLogicalVariable(Vector256.Create(high), shifts) & Vector256.Create(mask), 8).AsInt32();
+
+    /// <summary>IQ1 values' magnitudes, and in <paramref name="negative"/> the bytes whose value is negative (the values are odd, never zero).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<byte> Magnitudes(Vector512<sbyte> values, out Vector512<sbyte> negative)
+    {
+        negative = Vector512.LessThan(values, Vector512<sbyte>.Zero);
+        return Vector512.Abs(values).AsByte();
     }
 
     /// <summary>A grid's 8-byte points at eight indices, in index order, by two 4-wide gathers.</summary>

@@ -183,21 +183,6 @@ internal static unsafe partial class Avx2Dot
         return magnitudes;
     }
 
-    /// <summary>IQ4_XS against <paramref name="rows"/> activation rows (2–7) in one tile, for <see cref="DotRows"/>.</summary>
-    private static void Iq4XsWideRows(int rows, byte* x, long rowBytes, int weightRows, byte* y, int stride, int blocks, float* output, long outputStride)
-    {
-        switch (rows)
-        {
-            case 2: Iq4XsWideTile<TwoRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case 3: Iq4XsWideTile<ThreeRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case 4: Iq4XsWideTile<FourRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case 5: Iq4XsWideTile<FiveRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case 6: Iq4XsWideTile<SixRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            case 7: Iq4XsWideTile<SevenRows>(x, rowBytes, weightRows, y, stride, blocks, output, outputStride); break;
-            default: throw new ArgumentOutOfRangeException(nameof(rows), rows, "a small-batch tile takes 2–7 rows");
-        }
-    }
-
     /// <summary>
     /// IQ4_XS against <typeparamref name="T"/> activation rows (2–7) <paramref name="stride"/> bytes apart, for
     /// <paramref name="weightRows"/> weight rows <paramref name="rowBytes"/> apart (weight row r's results at
