@@ -131,11 +131,9 @@ internal static unsafe partial class Avx2Dot
         public static GatherBlock Begin(byte* x)
         {
             // Field f is bits 3(f % 4)..+2 of scale word f / 4.
-            var words = Avx2.Shuffle(Vector256.Create(*(ulong*)(x + BlockLayouts.IQ1_M.Scales)).AsByte(),
-                Vector256.Create((byte)0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 4, 5, 4, 5, 4, 5, 4, 5, 6, 7, 6, 7, 6, 7, 6, 7));
-            var fields = Avx512BW.VL.ShiftRightLogicalVariable(words.AsUInt16(), Vector256.Create((ushort)0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9)).AsInt16()
-                & Vector256.Create((short)7);
-            return new GatherBlock((fields + fields + Vector256<short>.One).ToVector512Unsafe(), default);
+            return new GatherBlock(FieldMultipliers(*(ulong*)(x + BlockLayouts.IQ1_M.Scales),
+                Vector256.Create((byte)0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 4, 5, 4, 5, 4, 5, 4, 5, 6, 7, 6, 7, 6, 7, 6, 7),
+                Vector256.Create((ushort)0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9), 7), default);
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -164,11 +162,9 @@ internal static unsafe partial class Avx2Dot
         public static GatherBlock Begin(byte* x)
         {
             // Field f is nibble f % 2 of scale byte f / 2.
-            var bytes = Avx2.Shuffle(Vector256.Create(*(ulong*)(x + BlockLayouts.IQ2_S.Scales)).AsByte(),
-                Vector256.Create((byte)0, 0x80, 0, 0x80, 1, 0x80, 1, 0x80, 2, 0x80, 2, 0x80, 3, 0x80, 3, 0x80, 4, 0x80, 4, 0x80, 5, 0x80, 5, 0x80, 6, 0x80, 6, 0x80, 7, 0x80, 7, 0x80));
-            var fields = Avx512BW.VL.ShiftRightLogicalVariable(bytes.AsUInt16(), Vector256.Create((ushort)0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4)).AsInt16()
-                & Vector256.Create((short)0xF);
-            return new GatherBlock((fields + fields + Vector256<short>.One).ToVector512Unsafe(), default);
+            return new GatherBlock(FieldMultipliers(*(ulong*)(x + BlockLayouts.IQ2_S.Scales),
+                Vector256.Create((byte)0, 0x80, 0, 0x80, 1, 0x80, 1, 0x80, 2, 0x80, 2, 0x80, 3, 0x80, 3, 0x80, 4, 0x80, 4, 0x80, 5, 0x80, 5, 0x80, 6, 0x80, 6, 0x80, 7, 0x80, 7, 0x80),
+                Vector256.Create((ushort)0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4), 0xF), default);
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -264,6 +260,17 @@ internal static unsafe partial class Avx2Dot
         var activations = Vector512.Load(q8);
         var signed = Vector512.ConditionalSelect(negative, -activations, activations);
         return Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(magnitudes, signed), multipliers);
+    }
+
+    /// <summary>
+    /// A block's sixteen odd multipliers 2f + 1 (words 0–15) from its packed scale fields: word f takes the bytes of
+    /// <paramref name="scales"/> that <paramref name="spread"/> picks, shifted down by its <paramref name="shifts"/> word and masked.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<short> FieldMultipliers(ulong scales, Vector256<byte> spread, Vector256<ushort> shifts, short mask)
+    {
+        var fields = Avx512BW.VL.ShiftRightLogicalVariable(Avx2.Shuffle(Vector256.Create(scales).AsByte(), spread).AsUInt16(), shifts).AsInt16() & Vector256.Create(mask);
+        return (fields + fields + Vector256<short>.One).ToVector512Unsafe();
     }
 
     /// <summary>
