@@ -74,8 +74,10 @@ internal static class BenchCommand
     /// <param name="PeakRssBytes">The process's peak resident set after the runs (the runtime reads VmHWM on Linux).</param>
     /// <param name="KvCacheBytes">Bytes of the KV cache the runs allocated.</param>
     /// <param name="Draft">Generation with the draft model, when one was given.</param>
+    /// <param name="DecodePasses">Timed decode steps (and speculative verifications).</param>
+    /// <param name="FewerThreadPasses">Of those, the ones the session ran on fewer than <paramref name="Threads"/> threads because timing showed them faster.</param>
     public sealed record Result(double PpTps, double PpStd, double TgTps, double TgStd, int Threads, long ModelBytes, long DecodeBytesPerToken, long PeakRssBytes, long KvCacheBytes,
-        DraftResult? Draft = null);
+        DraftResult? Draft = null, long DecodePasses = 0, long FewerThreadPasses = 0);
 
     /// <summary>Speculative generation's speed and how much of the draft was accepted (all repetitions together).</summary>
     public sealed record DraftResult(double TgTps, double TgStd, long Drafted, long Accepted)
@@ -112,6 +114,8 @@ internal static class BenchCommand
                 ["n_depth"] = nDepth,
                 ["random_depth"] = randomDepth,
                 ["threads"] = r.Threads,
+                ["decode_passes"] = r.DecodePasses,
+                ["decode_passes_fewer_threads"] = r.FewerThreadPasses,
                 ["model_bytes"] = r.ModelBytes,
                 ["decode_bytes_per_token"] = r.DecodeBytesPerToken,
                 ["decode_read_gb_s"] = Math.Round(decodeGbps, 3),
@@ -157,6 +161,8 @@ internal static class BenchCommand
         {
             Console.WriteLine($"tg{nGen}{at}: {r.TgTps,10:F2} ± {r.TgStd:F2} tokens/s   (weights read per token {InfoCommand.Size(r.DecodeBytesPerToken)} × rate = {decodeGbps:F2} GB/s"
                 + (ceiling is null ? ")" : $", {decodeGbps / ceiling.BestGbPerSecond:P0} of this machine's {ceiling.BestGbPerSecond:F1} GB/s read bandwidth with {ceiling.Threads} threads)"));
+            if (r.FewerThreadPasses > 0)
+                Console.WriteLine($"decode ran {r.FewerThreadPasses} of {r.DecodePasses} steps on fewer than {r.Threads} threads: probes, and steps where fewer timed faster (as when another busy process takes a core)");
             if (r.Draft is { } d)
                 Console.WriteLine($"tg{nGen}{at} with draft {Path.GetFileName(draftPath)}: {d.TgTps,10:F2} ± {d.TgStd:F2} tokens/s   ({d.TgTps / Math.Max(1e-9, r.TgTps):F2}× plain; " +
                                   $"{d.Accepted} of {d.Drafted} drafted tokens accepted = {d.AcceptanceRate:P1})");
@@ -216,8 +222,10 @@ internal static class BenchCommand
         var speculative = new GenerationOptions { MaxTokens = nGen, IgnoreEndOfGeneration = true, Draft = draft };
         var greedy = new Sampler(SamplerOptions.Greedy);
         Span<int> one = stackalloc int[1];
+        long[] passesBefore = [];
         for (int rep = 0; rep <= reps; rep++) // the first run warms up caches and the JIT
         {
+            if (rep == 1) passesBefore = [.. session.SmallPassesByThreads];
             session.Truncate(nDepth);
             if (nPrompt > 0)
             {
@@ -249,8 +257,16 @@ internal static class BenchCommand
         var counted = draft?.Speculation;
         var draftResult = draft is null || nGen == 0 ? null
             : new DraftResult(Stats.Mean(tgDraft), Stats.Std(tgDraft), counted!.DraftedTokens - warm.DraftedTokens, counted.AcceptedTokens - warm.AcceptedTokens);
+        var passes = session.SmallPassesByThreads;
+        long decodePasses = 0, fewer = 0;
+        for (int t = 1; t < passes.Count; t++)
+        {
+            long timed = passes[t] - (passesBefore.Length > t ? passesBefore[t] : 0);
+            decodePasses += timed;
+            if (t < session.Threads) fewer += timed;
+        }
         return new Result(Stats.Mean(pp), Stats.Std(pp), Stats.Mean(tg), Stats.Std(tg), session.Threads, bytes, DecodeWeightBytes(model), Process.GetCurrentProcess().PeakWorkingSet64, session.KvCacheBytes,
-            draftResult);
+            draftResult, decodePasses, fewer);
     }
 
     /// <summary>The lookup benchmark's prompt: the file's text, or the built-in code edit for an empty name, tokenized by the model.</summary>

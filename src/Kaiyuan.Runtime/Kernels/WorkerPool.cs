@@ -28,7 +28,7 @@ internal sealed class WorkerPool : IDisposable
     private int _started;
     private object?[] _jobs = new object?[8];
     private IParallelJob? _job;
-    private int _count, _done;
+    private int _count, _done, _helpers;
     private long _generation;
     // The operation's claim word: generation (high 32 bits), chunk count (16 bits), next chunk (16 bits). One CAS both
     // checks that a chunk belongs to the operation a worker woke for and takes it.
@@ -48,6 +48,7 @@ internal sealed class WorkerPool : IDisposable
     public WorkerPool(int threads, bool background = false)
     {
         Threads = Math.Max(1, threads);
+        _active = Threads;
         _threads = new Thread[Threads - 1];
         _wake = new AutoResetEvent[Threads - 1];
         _sleeping = new int[Threads];
@@ -68,6 +69,18 @@ internal sealed class WorkerPool : IDisposable
     }
 
     public int Threads { get; }
+
+    private volatile int _active;
+
+    /// <summary>
+    /// Threads that operations run on from now, 1…<see cref="Threads"/> (a <see cref="ThreadTuner"/>'s choice for a
+    /// pass); the others sleep. Results do not depend on it.
+    /// </summary>
+    public int ActiveThreads
+    {
+        get => _active;
+        set => _active = Math.Clamp(value, 1, Threads);
+    }
 
     /// <summary>Managed bytes allocated on the pool's own worker threads, as of the chunks they last finished (for allocation tests).</summary>
     public long WorkerAllocatedBytes => _workerAllocated.Sum();
@@ -103,8 +116,9 @@ internal sealed class WorkerPool : IDisposable
     public void Run(IParallelJob job, int count, int minChunk = 1)
     {
         using var scope = Enter();
-        int chunks = Math.Min(ChunksPerThread * Threads, Math.Max(1, count / Math.Max(1, minChunk)));
-        if (chunks <= 1 || Threads == 1 || _disposed)
+        int threads = _active;
+        int chunks = Math.Min(ChunksPerThread * threads, Math.Max(1, count / Math.Max(1, minChunk)));
+        if (chunks <= 1 || threads == 1 || _disposed)
         {
             if (count > 0) job.Run(0, count, 0);
             return;
@@ -112,9 +126,10 @@ internal sealed class WorkerPool : IDisposable
         _job = job;
         _count = count;
         Volatile.Write(ref _done, 0);
+        int helpers = Math.Min(threads, chunks) - 1;
+        Volatile.Write(ref _helpers, helpers); // before the generation that workers read it after
         long generation = Interlocked.Increment(ref _generation);
         Volatile.Write(ref _claim, (generation << 32) | ((long)chunks << 16));
-        int helpers = Math.Min(Threads, chunks) - 1;
         // Only sleeping workers need a kernel wake-up; spinning ones see the new generation themselves.
         for (int w = 1; w <= helpers; w++)
             if (Volatile.Read(ref _sleeping[w]) == 1) _wake[w - 1].Set();
@@ -203,7 +218,8 @@ internal sealed class WorkerPool : IDisposable
             }
             if (_disposed) return;
             seen = Volatile.Read(ref _generation);
-            RunChunks((int)seen, worker);
+            // A spinning worker left out of this operation (fewer active threads) stays out, so that it goes to sleep.
+            if (worker <= Volatile.Read(ref _helpers)) RunChunks((int)seen, worker);
         }
     }
 

@@ -99,6 +99,7 @@ public sealed class TransformerModel : IDisposable
     internal void ForwardHidden(ForwardContext ctx, Span<float> hidden)
     {
         int n = ctx.Batch.Count, d = Config.EmbeddingLength;
+        using var pass = ctx.Tuner.Begin(ctx.Pool, n);
         var x = RunLayers(ctx);
         for (int t = 0; t < n; t++) VectorOps.RmsNorm(x.Slice(t * d, d), OutputNorm, hidden.Slice(t * d, d), Config.RmsEpsilon);
     }
@@ -176,6 +177,7 @@ public sealed class TransformerModel : IDisposable
         var (batch, _, ws, pool) = ctx;
         int n = batch.Count, d = Config.EmbeddingLength;
         float eps = Config.RmsEpsilon;
+        using var pass = ctx.Tuner.Begin(pool, n);
         var x = RunLayers(ctx);
         var normed = ws.Floats(Buf.Normed, n * d);
         if (!hidden.IsEmpty) NormRows(x, hidden, OutputNorm, n, d, eps);

@@ -72,6 +72,41 @@ public class WorkerPoolTests
         }
     }
 
+    /// <summary>
+    /// With fewer active threads the others take no chunk, even those still spinning from an operation on every thread
+    /// just before, and every index still runs once; set back, every thread takes part again.
+    /// </summary>
+    [Fact]
+    public void OnlyTheActiveThreadsTakePart()
+    {
+        using var pool = new WorkerPool(3);
+        var all = new ThreadIdJob();
+        for (int attempt = 0; attempt < 50 && all.Workers.Count < 3; attempt++) pool.Run(all, 64, minChunk: 1);
+        Assert.Equal(3, all.Workers.Count);
+        foreach (int active in new[] { 2, 1 })
+        {
+            var job = new ThreadIdJob();
+            var count = new CountingJob();
+            for (int op = 0; op < 20; op++)
+            {
+                // Every worker busy, so each is spinning when the restricted operation comes.
+                pool.ActiveThreads = 3;
+                count.Hits = new int[3000];
+                pool.Run(count, 3000);
+                pool.ActiveThreads = active;
+                pool.Run(job, 16, minChunk: 1);
+                count.Hits = new int[200];
+                pool.Run(count, 200);
+                Assert.All(count.Hits, h => Assert.Equal(1, h));
+            }
+            Assert.All(job.Workers.Keys, w => Assert.True(w < active, $"worker {w} ran a chunk with {active} active threads"));
+        }
+        pool.ActiveThreads = 9;
+        Assert.Equal(3, pool.ActiveThreads);
+        pool.ActiveThreads = 0;
+        Assert.Equal(1, pool.ActiveThreads);
+    }
+
     /// <summary>A background pool's own threads run in Linux's SCHED_IDLE class (policy 5); the caller's thread is left as it was.</summary>
     [Fact]
     public void ABackgroundPoolsWorkersRunInTheIdleSchedulingClass()

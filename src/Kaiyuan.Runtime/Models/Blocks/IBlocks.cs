@@ -4,7 +4,11 @@ using Kaiyuan.Kernels;
 namespace Kaiyuan.Models.Blocks;
 
 /// <summary>Everything a block needs besides its weights for one forward pass.</summary>
-internal sealed record ForwardContext(ForwardBatch Batch, KvCache Cache, Workspace Workspace, WorkerPool Pool);
+internal sealed record ForwardContext(ForwardBatch Batch, KvCache Cache, Workspace Workspace, WorkerPool Pool)
+{
+    /// <summary>How many of the pool's threads this context's small passes use (see <see cref="ThreadTuner"/>).</summary>
+    public ThreadTuner Tuner { get; } = new(Pool.Threads);
+}
 
 /// <summary>Self-attention: reads normalised hidden rows, writes one output row per token.</summary>
 internal interface IAttentionBlock
