@@ -36,7 +36,8 @@ internal sealed class ThreadTuner(int threads)
     /// <summary>A probe whose first pass is this much slower than the count in use ends there.</summary>
     private const double ClearlySlower = 1.15;
 
-    private readonly Key[] _keys = new Key[MaxTokens + 1];
+    // One state per token count, made up front: a pass of a new size allocates nothing.
+    private readonly Key[] _keys = [.. Enumerable.Repeat(new Key { Current = Math.Max(1, threads), Wait = WarmPasses, LastWait = FirstWait / 2 }, MaxTokens + 1)];
 
     public int Threads { get; } = Math.Max(1, threads);
 
@@ -89,13 +90,18 @@ internal sealed class ThreadTuner(int threads)
         int probe = k.Probe++, place = probe % Block;
         // The candidate's first pass, clearly slower than the current count's fastest in the first block: an idle
         // machine's probe ends here.
-        if (probe == Block && ticks > Min(k.CurrentTicks.AsSpan(0, Block - 1)) * ClearlySlower)
+        if (probe == Block && ticks > Min(((ReadOnlySpan<long>)k.CurrentTicks)[..(Block - 1)]) * ClearlySlower)
         {
             Settle(ref k, switched: false);
             return;
         }
         // A block's first pass is not counted: it still runs in the scheduling state the other count left behind.
-        if (place > 0) (candidate ? k.CandidateTicks : k.CurrentTicks)[probe / (2 * Block) * (Block - 1) + place - 1] = ticks;
+        if (place > 0)
+        {
+            int at = probe / (2 * Block) * (Block - 1) + place - 1;
+            if (candidate) k.CandidateTicks[at] = ticks;
+            else k.CurrentTicks[at] = ticks;
+        }
         if (k.Probe < 4 * Block) return;
         long current = Fast(k.CurrentTicks), other = Fast(k.CandidateTicks);
         bool fewer = k.Candidate < k.Current;
@@ -134,15 +140,7 @@ internal sealed class ThreadTuner(int threads)
         k.LastWait = k.Wait;
     }
 
-    private ref Key State(int tokens)
-    {
-        ref var k = ref _keys[tokens];
-        if (k.CurrentTicks is null)
-        {
-            k = new Key { Current = Threads, Wait = WarmPasses, LastWait = FirstWait / 2, CurrentTicks = new long[Samples], CandidateTicks = new long[Samples] };
-        }
-        return ref k;
-    }
+    private ref Key State(int tokens) => ref _keys[tokens];
 
     private static long Min(ReadOnlySpan<long> values)
     {
@@ -155,6 +153,12 @@ internal sealed class ThreadTuner(int threads)
     {
         public int Current, Candidate, Wait, LastWait, Probe;
         public bool Probing, Down, Confirming;
-        public long[] CurrentTicks, CandidateTicks;
+        public Ticks CurrentTicks, CandidateTicks;
+    }
+
+    [System.Runtime.CompilerServices.InlineArray(Samples)]
+    private struct Ticks
+    {
+        private long _first;
     }
 }
