@@ -47,7 +47,7 @@ internal static unsafe partial class Avx2Dot
             for (int b = 0; b < blocks; b++, x += BlockLayouts.IQ4_XS.Size, y += BlockLayouts.Q8_K.Size)
             {
                 var activations = new Iq4XsActivations(y);
-                acc0 = Iq4XsWideBlock(x, *(float*)(y + BlockLayouts.Q8_K.D), halves, in activations, in controls, in unpack, acc0);
+                acc0 = Iq4XsWideBlock(x, *(float*)(y + BlockLayouts.Q8_K.D), halves, in activations, controls, unpack, acc0);
             }
         }
         else
@@ -56,8 +56,8 @@ internal static unsafe partial class Avx2Dot
             {
                 float yd = *(float*)(y + BlockLayouts.Q8_K.D);
                 var activations = new Iq4XsActivations(y);
-                acc0 = Iq4XsWideBlock(x, yd, halves, in activations, in controls, in unpack, acc0);
-                acc1 = Iq4XsWideBlock(x1, yd, halves, in activations, in controls, in unpack, acc1);
+                acc0 = Iq4XsWideBlock(x, yd, halves, in activations, controls, unpack, acc0);
+                acc1 = Iq4XsWideBlock(x1, yd, halves, in activations, controls, unpack, acc1);
             }
         }
 
@@ -107,21 +107,24 @@ internal static unsafe partial class Avx2Dot
         /// </summary>
         public readonly Vector512<byte> Magnitudes = Vector512.Create(Vector128.Abs(Vector128.Create(Iq4Levels.Values)).AsByte());
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public Iq4XsUnpack() { }
     }
 
     /// <summary>One IQ4_XS block against its activations: the block's scaled sums into <paramref name="acc"/>.</summary>
+    // The controls and unpacking vectors come by value: passed by reference (in) they stayed on the stack and every step
+    // reloaded them, and the one-token kernel ran at 66–75 GMAC/s instead of 109–114 (bench matmul 4864 × 1024, -t 2).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Iq4XsWideBlock(byte* x, float yd, float* halves, in Iq4XsActivations activations, in Iq4XsScaleControls controls,
-        in Iq4XsUnpack unpack, Vector256<float> acc)
+    private static Vector256<float> Iq4XsWideBlock(byte* x, float yd, float* halves, in Iq4XsActivations activations, Iq4XsScaleControls controls,
+        Iq4XsUnpack unpack, Vector256<float> acc)
     {
         PrefetchBlock(x, BlockLayouts.IQ4_XS.Size);
         var scales16 = Iq4XsScales(x);
         byte* qs = x + BlockLayouts.IQ4_XS.Qs;
-        var sums = Iq4XsWideStep(qs, activations.A0, activations.N0, Avx512BW.PermuteVar32x16(scales16, controls.Step0), in unpack)
-                 + Iq4XsWideStep(qs + 32, activations.A1, activations.N1, Avx512BW.PermuteVar32x16(scales16, controls.Step1), in unpack)
-                 + Iq4XsWideStep(qs + 64, activations.A2, activations.N2, Avx512BW.PermuteVar32x16(scales16, controls.Step2), in unpack)
-                 + Iq4XsWideStep(qs + 96, activations.A3, activations.N3, Avx512BW.PermuteVar32x16(scales16, controls.Step3), in unpack);
+        var sums = Iq4XsWideStep(qs, activations.A0, activations.N0, Avx512BW.PermuteVar32x16(scales16, controls.Step0), unpack)
+                 + Iq4XsWideStep(qs + 32, activations.A1, activations.N1, Avx512BW.PermuteVar32x16(scales16, controls.Step1), unpack)
+                 + Iq4XsWideStep(qs + 64, activations.A2, activations.N2, Avx512BW.PermuteVar32x16(scales16, controls.Step2), unpack)
+                 + Iq4XsWideStep(qs + 96, activations.A3, activations.N3, Avx512BW.PermuteVar32x16(scales16, controls.Step3), unpack);
         return BlockFma(halves[*(ushort*)(x + BlockLayouts.IQ4_XS.D)] * yd, sums.GetLower() + sums.GetUpper(), acc);
     }
 
@@ -152,9 +155,9 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>Two sub-blocks (32 index bytes) against their 64 activations, each sub-block's products times its scale.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> Iq4XsWideStep(byte* qs, Vector512<sbyte> activations, Vector512<sbyte> negated, Vector512<short> scales, in Iq4XsUnpack unpack)
+    private static Vector512<int> Iq4XsWideStep(byte* qs, Vector512<sbyte> activations, Vector512<sbyte> negated, Vector512<short> scales, Iq4XsUnpack unpack)
     {
-        var magnitudes = Iq4XsMagnitudes(qs, in unpack, out var negative);
+        var magnitudes = Iq4XsMagnitudes(qs, unpack, out var negative);
         var signed = Vector512.ConditionalSelect(negative, negated, activations);
         return Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(magnitudes, signed), scales);
     }
@@ -164,7 +167,7 @@ internal static unsafe partial class Avx2Dot
     /// <paramref name="negative"/> the bytes whose level is negative (indices 0–7, bit 3 clear).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<byte> Iq4XsMagnitudes(byte* qs, in Iq4XsUnpack unpack, out Vector512<sbyte> negative)
+    private static Vector512<byte> Iq4XsMagnitudes(byte* qs, Iq4XsUnpack unpack, out Vector512<sbyte> negative)
     {
         var spread = Avx512F.PermuteVar8x64(Vector256.Load((ulong*)qs).ToVector512Unsafe(), unpack.Spread);
         var indices = Avx512BW.ShiftRightLogicalVariable(spread.AsUInt16(), unpack.NibbleShifts).AsByte();
@@ -213,7 +216,7 @@ internal static unsafe partial class Avx2Dot
                 Vector512<int> s0 = default, s1 = default, s2 = default, s3 = default, s4 = default, s5 = default, s6 = default;
                 for (int p = 0; p < 4; p++)
                 {
-                    var magnitudes = Iq4XsMagnitudes(x + BlockLayouts.IQ4_XS.Qs + 32 * p, in unpack, out var negative);
+                    var magnitudes = Iq4XsMagnitudes(x + BlockLayouts.IQ4_XS.Qs + 32 * p, unpack, out var negative);
                     var scales = Avx512BW.PermuteVar32x16(scales16, Vector512.Load(stepScales + 32 * p));
                     int q = BlockLayouts.Q8_K.Qs + 64 * p;
                     s0 += Iq4XsRowProducts(magnitudes, negative, y0 + q, scales);
