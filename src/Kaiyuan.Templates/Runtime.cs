@@ -351,6 +351,7 @@ internal static class Runtime
         if (l is StringValue a && r is StringValue b) return string.CompareOrdinal(a.V, b.V);
         if (l is ListValue x && r is ListValue y)
         {
+            using var nested = Value.EnterNested();
             for (int i = 0; i < Math.Min(x.Items.Count, y.Items.Count); i++)
             {
                 if (Equal(x.Items[i], y.Items[i])) continue;

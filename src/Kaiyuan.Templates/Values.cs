@@ -34,6 +34,25 @@ internal abstract class Value
         if (sb.Length > MaxReprLength) throw new TemplateException("printed value is too large");
     }
 
+    [ThreadStatic] private static int t_nesting;
+
+    /// <summary>
+    /// Enters one level of a structural comparison (==, &lt;, in, sort, unique) of nested lists and dicts. A template can
+    /// build a list that contains itself, or one nested a million deep; comparing either must fail as Python's
+    /// RecursionError does instead of overflowing the stack, which no handler can catch.
+    /// </summary>
+    internal static NestingScope EnterNested()
+    {
+        if (t_nesting >= 256) throw new TemplateException("values nested too deeply to compare");
+        t_nesting++;
+        return default;
+    }
+
+    internal readonly ref struct NestingScope
+    {
+        public void Dispose() => t_nesting--;
+    }
+
     public static Value From(bool b) => b ? BoolValue.True : BoolValue.False;
     public static Value From(long i) => IntValue.Get(i);
     public static Value From(double d) => new FloatValue(d);
@@ -203,7 +222,15 @@ internal sealed class ListValue(List<Value> items, bool isTuple = false) : Value
         if (IsTuple && Items.Count == 1) sb.Append(',');
         sb.Append(IsTuple ? ')' : ']');
     }
-    public override bool Equals(object? obj) => ReferenceEquals(obj, this) || (obj is ListValue l && l.IsTuple == IsTuple && l.Items.SequenceEqual(Items));
+    public override bool Equals(object? obj)
+    {
+        if (ReferenceEquals(obj, this)) return true;
+        if (obj is not ListValue l || l.IsTuple != IsTuple || l.Items.Count != Items.Count) return false;
+        using var nested = EnterNested();
+        for (int i = 0; i < Items.Count; i++)
+            if (!Items[i].Equals(l.Items[i])) return false;
+        return true;
+    }
     public override int GetHashCode()
     {
         // Shallow on purpose: a list that contains itself must still hash.
@@ -244,9 +271,15 @@ internal sealed class DictValue : Value
         }
         sb.Append('}');
     }
-    public override bool Equals(object? obj) => ReferenceEquals(obj, this) ||
-        obj is DictValue d && d.Items.Count == Items.Count &&
-        Items.All(kv => d.Items.TryGetValue(kv.Key, out var o) && o.Equals(kv.Value));
+    public override bool Equals(object? obj)
+    {
+        if (ReferenceEquals(obj, this)) return true;
+        if (obj is not DictValue d || d.Items.Count != Items.Count) return false;
+        using var nested = EnterNested();
+        foreach (var (k, v) in Items)
+            if (!d.Items.TryGetValue(k, out var o) || !o.Equals(v)) return false;
+        return true;
+    }
     public override int GetHashCode() => Items.Count;
 }
 
@@ -256,7 +289,28 @@ internal sealed class NamespaceValue : Value
     public Dictionary<string, Value> Attrs { get; } = new(StringComparer.Ordinal);
     public override string TypeName => "Namespace";
     public override bool IsTruthy => true;
-    public override string Repr() => "<Namespace " + string.Join(", ", Attrs.Select(kv => $"{kv.Key}={kv.Value.Repr()}")) + ">";
+    public override string Repr()
+    {
+        var sb = new StringBuilder();
+        AppendRepr(sb);
+        return sb.ToString();
+    }
+    // Bounded like a list's: a namespace can hold itself (set ns.x = ns).
+    public override void AppendRepr(StringBuilder sb, int depth)
+    {
+        CheckRepr(sb, depth);
+        sb.Append("<Namespace ");
+        bool first = true;
+        foreach (var (k, v) in Attrs)
+        {
+            if (!first) sb.Append(", ");
+            first = false;
+            sb.Append(k).Append('=');
+            v.AppendRepr(sb, depth + 1);
+            CheckRepr(sb, depth);
+        }
+        sb.Append('>');
+    }
 }
 
 /// <summary>Positional and keyword arguments of a call.</summary>

@@ -39,6 +39,30 @@ public class SandboxTests
     public void MacroOutputGrowthIsBounded() =>
         Fails("{% macro m(n) %}{% for i in range(1000) %}{{ 'y' * 100000 }}{% endfor %}{% endmacro %}{% for i in range(1000) %}{{ m(i) }}{% endfor %}");
 
+    /// <summary>
+    /// Values that contain themselves (set ns.x = ns; a.append(a)), or are nested thousands deep, fail to print or compare
+    /// with an error: before, printing such a namespace or comparing two such lists overflowed the stack and killed the
+    /// process (found by the Jinja fuzz target).
+    /// </summary>
+    [Theory]
+    [InlineData("{% set ns = namespace(x=1) %}{% set ns.x = ns %}{{ ns }}", "print")]
+    [InlineData("{% set a = [] %}{% set b = [] %}{% set _ = a.append(a) %}{% set _ = b.append(b) %}{{ a == b }}", "compare")]
+    [InlineData("{% set a = [] %}{% set b = [] %}{% set _ = a.append(a) %}{% set _ = b.append(b) %}{{ a < b }}", "compare")]
+    [InlineData("{% set a = [] %}{% set b = [] %}{% set _ = a.append(a) %}{% set _ = b.append(b) %}{{ a in [b] }}", "compare")]
+    [InlineData("{% set a = [] %}{% set b = [] %}{% set _ = a.append(a) %}{% set _ = b.append(b) %}{{ [a, b] | unique | list | length }}", "compare")]
+    [InlineData("{% set a = {} %}{% set b = {} %}{% set _ = a.update({'k': a}) %}{% set _ = b.update({'k': b}) %}{{ a == b }}", "compare")]
+    [InlineData("{% set ns = namespace(x=[], y=[]) %}{% for i in range(5000) %}{% set ns.x = [ns.x] %}{% set ns.y = [ns.y] %}{% endfor %}{{ ns.x == ns.y }}", "compare")]
+    public void SelfContainingAndDeepValuesFailToPrintOrCompareWithAnError(string template, string what) =>
+        Assert.Contains($"nested too deeply to {what}", Fails(template).Message);
+
+    [Fact]
+    public void NestedValuesStillPrintAndCompare()
+    {
+        string output = new JinjaTemplate("{% set ns = namespace(x=1, y='a') %}{{ ns }} {{ [[1], [2]] == [[1], [2]] }} {{ [[1], [3]] < [[1], [4]] }} " +
+            "{{ {'a': [1]} == {'a': [1]} }} {{ [1, [2]] in [[1, [2]]] }} {{ [[2], [1], [2]] | unique | list }}").Render(new JsonObject());
+        Assert.Equal("<Namespace x=1, y='a'> True True True True [[2], [1]]", output);
+    }
+
     [Fact]
     public void RecursiveMacroIsBounded() =>
         Assert.Contains("recursion", Fails("{% macro r(n) %}{{ r(n + 1) }}{% endmacro %}{{ r(0) }}").Message);
