@@ -13,8 +13,8 @@ namespace Kaiyuan.Kernels;
 /// contention from run-queue statistics shed threads on idle VMs too (f756f17); comparing the passes themselves cannot
 /// pick the slower count for long. Each token count keeps its own figures (a verification pass of 5 tokens is not a
 /// decode step), prompts always take every thread, and a probe whose candidate is clearly slower ends after its first
-/// pass, so on an idle machine probing costs well under 1%. Every kernel gives the same bits on any thread count, so the choice changes only
-/// the speed.
+/// pass, so on an idle machine probing costs well under 1%. Every kernel gives the same bits on any thread count, so
+/// the choice changes only the speed.
 /// </remarks>
 internal sealed class ThreadTuner(int threads)
 {
@@ -41,7 +41,7 @@ internal sealed class ThreadTuner(int threads)
 
     public int Threads { get; } = Math.Max(1, threads);
 
-    /// <summary>Decode passes run so far on each thread count (index = threads), for reports.</summary>
+    /// <summary>Passes of at most <see cref="MaxTokens"/> tokens run so far on each thread count (index = threads), for reports.</summary>
     public long[] PassesByThreads { get; } = new long[Math.Max(1, threads) + 1];
 
     /// <summary>Sets <paramref name="pool"/> to this tuner's choice for a pass of <paramref name="tokens"/> tokens and times the pass until disposed.</summary>
@@ -65,7 +65,7 @@ internal sealed class ThreadTuner(int threads)
     public int Choose(int tokens)
     {
         if (Threads == 1 || tokens < 1 || tokens > MaxTokens) return Threads;
-        ref var k = ref State(tokens);
+        ref var k = ref _keys[tokens];
         return k.Probing && OnCandidate(k.Probe) ? k.Candidate : k.Current;
     }
 
@@ -74,7 +74,7 @@ internal sealed class ThreadTuner(int threads)
     {
         if (Threads == 1 || tokens < 1 || tokens > MaxTokens) return;
         PassesByThreads[Math.Clamp(threads, 0, Threads)]++;
-        ref var k = ref State(tokens);
+        ref var k = ref _keys[tokens];
         if (!k.Probing)
         {
             if (--k.Wait > 0) return;
@@ -133,14 +133,12 @@ internal sealed class ThreadTuner(int threads)
     /// <summary>A probe runs blocks of <see cref="Block"/> passes: current, candidate, current, candidate.</summary>
     private static bool OnCandidate(int probe) => probe / Block % 2 == 1;
 
-    private void Settle(ref Key k, bool switched)
+    private static void Settle(ref Key k, bool switched)
     {
         k.Probing = false;
         k.Wait = switched ? FirstWait : Math.Min(MaxWait, Math.Max(FirstWait, k.LastWait * 2));
         k.LastWait = k.Wait;
     }
-
-    private ref Key State(int tokens) => ref _keys[tokens];
 
     private static long Min(ReadOnlySpan<long> values)
     {
