@@ -21,7 +21,7 @@ internal sealed class ServerMetrics : IGenerationMetrics
 
     public long GeneratedTokens => Interlocked.Read(ref _generatedTokens);
 
-    public string Render(SchedulerLoad? load, KvCacheReport? cache = null, SpeculationReport? speculation = null)
+    public string Render(SchedulerLoad? load, KvCacheReport? cache = null, SpeculationReport? speculation = null, DecodeThreadsReport? threads = null)
     {
         var sb = new StringBuilder();
         sb.Append("# HELP kaiyuan_requests_total HTTP requests by route and status.\n# TYPE kaiyuan_requests_total counter\n");
@@ -54,6 +54,13 @@ internal sealed class ServerMetrics : IGenerationMetrics
         {
             Counter(sb, "kaiyuan_draft_tokens_total", "Tokens proposed by speculative decoding (--lookup or --model-draft) and verified.", d.DraftedTokens);
             Counter(sb, "kaiyuan_draft_tokens_accepted_total", "Proposed tokens the model produced itself (each one a step saved).", d.AcceptedTokens);
+        }
+        if (threads is { } t)
+        {
+            sb.Append("# HELP kaiyuan_decode_passes_total Decode steps (forward passes of at most 16 tokens) by the threads they ran on: fewer than kaiyuan_threads where timing showed fewer faster, as beside another busy process.\n# TYPE kaiyuan_decode_passes_total counter\n");
+            for (int n = 1; n < t.PassesByThreads.Count; n++)
+                sb.Append(CultureInfo.InvariantCulture, $"kaiyuan_decode_passes_total{{threads=\"{n}\"}} {t.PassesByThreads[n]}\n");
+            Gauge(sb, "kaiyuan_threads", "Worker threads the model was given (--threads).", t.Threads);
         }
         return sb.ToString();
     }

@@ -69,7 +69,7 @@ public static class KaiyuanEndpointRouteBuilderExtensions
         app.MapGet("/metrics", (HttpContext http, ServerState state) =>
         {
             http.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
-            return http.Response.WriteAsync(state.Metrics.Render(state.RuntimeOrNull?.CurrentLoad, state.RuntimeOrNull?.Cache, state.RuntimeOrNull?.Speculation));
+            return http.Response.WriteAsync(state.Metrics.Render(state.RuntimeOrNull?.CurrentLoad, state.RuntimeOrNull?.Cache, state.RuntimeOrNull?.Speculation, state.RuntimeOrNull?.DecodeThreads));
         });
         app.MapGet("/", async (HttpContext http) =>
         {

@@ -68,6 +68,8 @@ public sealed class ModelRuntime : IDisposable
 
     /// <summary>Speculation so far (<see cref="ModelOptions.LookupDraftTokens"/>, <see cref="ModelOptions.DraftModelPath"/> or <see cref="ModelOptions.MtpDraftTokens"/>): tokens drafted and accepted; null where it is off.</summary>
     public SpeculationReport? Speculation => Engine.Speculation;
+    /// <summary>Decode steps so far by the threads they ran on (fewer than <see cref="ModelOptions.Threads"/> where timing showed fewer faster, as beside another busy process).</summary>
+    public DecodeThreadsReport? DecodeThreads => Engine.DecodeThreads;
 
     /// <summary>Token ids for <paramref name="text"/>.</summary>
     /// <param name="text">The text.</param>

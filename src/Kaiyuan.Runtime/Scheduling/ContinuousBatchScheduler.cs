@@ -185,6 +185,20 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
     public SpeculationReport? Speculation => _maxDraft == 0 ? null
         : new SpeculationReport(Interlocked.Read(ref _draftedTokens), Interlocked.Read(ref _acceptedDrafts));
 
+    /// <summary>Decode passes (at most 16 tokens) so far by the threads they ran on, over both the main and the split-prefill decode pools.</summary>
+    public DecodeThreadsReport DecodeThreads
+    {
+        get
+        {
+            var main = _ctx.Tuner.PassesByThreads;
+            var split = _decodeCtx?.Tuner.PassesByThreads ?? [];
+            var passes = new long[Math.Max(main.Length, split.Length)];
+            for (int t = 0; t < passes.Length; t++)
+                passes[t] = (t < main.Length ? Interlocked.Read(ref main[t]) : 0) + (t < split.Length ? Interlocked.Read(ref split[t]) : 0);
+            return new DecodeThreadsReport(_ctx.Pool.Threads, passes);
+        }
+    }
+
     /// <summary>Forward passes run so far (a test can tell batched steps from one-by-one ones).</summary>
     public long Steps { get; private set; }
 
@@ -533,7 +547,7 @@ internal sealed class ContinuousBatchScheduler : IGenerationEngine, IDisposable
         {
             _splitTried = true;
             _split = SplitPrefill.Create(_model, _cache, _ctx.Pool.Threads, _options.PrefillChunk, _options.BackgroundPrefill, keepHidden: _mtp is not null);
-            if (_split is not null) _decodeCtx = _ctx with { Pool = _split.DecodePool };
+            if (_split is not null) _decodeCtx = _ctx with { Pool = _split.DecodePool, Tuner = new ThreadTuner(_split.DecodePool.Threads) };
         }
         if (_split is null) return;
         _prefillTake = Math.Min(_split.Capacity, next.History.Count - next.Cached);

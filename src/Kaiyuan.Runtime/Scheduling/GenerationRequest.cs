@@ -107,6 +107,14 @@ public sealed class SchedulerClosedException(string message) : Exception(message
 public sealed record KvCacheReport(int UsedBlocks, int CachedBlocks, int FreeBlocks, int CapacityBlocks, int BlockTokens, long BytesPerBlock,
     long ResidentBytes, long HitTokens, long PrefillTokens, long Evictions, long Preemptions, bool CachingEnabled, long PromptCacheTokens = 0);
 
+/// <summary>
+/// Decode steps so far by the number of threads they ran on: fewer than <paramref name="Threads"/> where timing showed
+/// fewer to be faster, as beside another busy process.
+/// </summary>
+/// <param name="Threads">Threads the engine was given.</param>
+/// <param name="PassesByThreads">Forward passes of at most 16 tokens, by threads used (index = threads; index 0 unused).</param>
+public sealed record DecodeThreadsReport(int Threads, IReadOnlyList<long> PassesByThreads);
+
 /// <summary>Speculative decoding so far: draft tokens proposed and the share the model confirmed.</summary>
 /// <param name="DraftedTokens">Draft tokens verified so far.</param>
 /// <param name="AcceptedTokens">Draft tokens the model produced itself, so far (each saved a step).</param>
@@ -132,6 +140,8 @@ internal interface IGenerationEngine
     KvCacheReport? Cache => null;
     /// <summary>Speculative decoding's figures (null where it is off).</summary>
     SpeculationReport? Speculation => null;
+    /// <summary>Decode steps by the threads they ran on (null for engines without a worker pool).</summary>
+    DecodeThreadsReport? DecodeThreads => null;
 
     /// <summary>Queues a sequence. Throws <see cref="QueueFullException"/>, <see cref="SchedulerClosedException"/>,
     /// or <see cref="Inference.ContextOverflowException"/> when the prompt does not fit.</summary>

@@ -192,6 +192,9 @@ public sealed class OpenAiSdkTests(StoriesServer fixture) : IClassFixture<Storie
         Assert.Matches(@"kaiyuan_prefill_tokens_total [1-9]", metrics);
         Assert.Contains("kaiyuan_kv_blocks{state=\"cached\"}", metrics);
         Assert.Contains("kaiyuan_kv_bytes_resident", metrics);
+        // Decode steps by the threads they ran on (the thread tuner's choices), and the threads given.
+        Assert.Matches(@"kaiyuan_decode_passes_total\{threads=""[1-9]\d*""\} [1-9]", metrics);
+        Assert.Matches(@"\nkaiyuan_threads [1-9]", metrics);
     }
 
     [Fact]

@@ -6,8 +6,11 @@ namespace Kaiyuan.Models.Blocks;
 /// <summary>Everything a block needs besides its weights for one forward pass.</summary>
 internal sealed record ForwardContext(ForwardBatch Batch, KvCache Cache, Workspace Workspace, WorkerPool Pool)
 {
-    /// <summary>How many of the pool's threads this context's small passes use (see <see cref="ThreadTuner"/>).</summary>
-    public ThreadTuner Tuner { get; } = new(Pool.Threads);
+    /// <summary>
+    /// How many of the pool's threads this context's small passes use (see <see cref="ThreadTuner"/>). A copy made
+    /// with another pool (<c>with { Pool = … }</c>) must be given its own.
+    /// </summary>
+    public ThreadTuner Tuner { get; init; } = new(Pool.Threads);
 }
 
 /// <summary>Self-attention: reads normalised hidden rows, writes one output row per token.</summary>
