@@ -34,6 +34,30 @@ internal abstract class Value
         if (sb.Length > MaxReprLength) throw new TemplateException("printed value is too large");
     }
 
+    /// <summary>The repr of a container, built by its bounded <see cref="AppendRepr(StringBuilder, int)"/>.</summary>
+    protected string ReprByAppending()
+    {
+        var sb = new StringBuilder();
+        AppendRepr(sb);
+        return sb.ToString();
+    }
+
+    /// <summary>Appends a container's entries as <c>key{between}value</c>, comma-separated: a <see cref="Value"/> key by its repr, another as text.</summary>
+    protected static void AppendEntries<TKey>(StringBuilder sb, int depth, IEnumerable<KeyValuePair<TKey, Value>> entries, string between)
+    {
+        bool first = true;
+        foreach (var (k, v) in entries)
+        {
+            if (!first) sb.Append(", ");
+            first = false;
+            if (k is Value key) key.AppendRepr(sb, depth + 1);
+            else sb.Append(k);
+            sb.Append(between);
+            v.AppendRepr(sb, depth + 1);
+            CheckRepr(sb, depth);
+        }
+    }
+
     [ThreadStatic] private static int t_nesting;
 
     /// <summary>
@@ -203,12 +227,7 @@ internal sealed class ListValue(List<Value> items, bool isTuple = false) : Value
     public bool IsTuple { get; } = isTuple;
     public override string TypeName => IsTuple ? "tuple" : "list";
     public override bool IsTruthy => Items.Count > 0;
-    public override string Repr()
-    {
-        var sb = new StringBuilder();
-        AppendRepr(sb);
-        return sb.ToString();
-    }
+    public override string Repr() => ReprByAppending();
     public override void AppendRepr(StringBuilder sb, int depth)
     {
         CheckRepr(sb, depth);
@@ -249,26 +268,12 @@ internal sealed class DictValue : Value
     public void Set(Value k, Value v) => Items[k] = v;
     public void Set(string k, Value v) => Items[new StringValue(k)] = v;
     public Value? Get(string key) => Items.TryGetValue(new StringValue(key), out var v) ? v : null;
-    public override string Repr()
-    {
-        var sb = new StringBuilder();
-        AppendRepr(sb);
-        return sb.ToString();
-    }
+    public override string Repr() => ReprByAppending();
     public override void AppendRepr(StringBuilder sb, int depth)
     {
         CheckRepr(sb, depth);
         sb.Append('{');
-        bool first = true;
-        foreach (var (k, v) in Items)
-        {
-            if (!first) sb.Append(", ");
-            first = false;
-            k.AppendRepr(sb, depth + 1);
-            sb.Append(": ");
-            v.AppendRepr(sb, depth + 1);
-            CheckRepr(sb, depth);
-        }
+        AppendEntries(sb, depth, Items, ": ");
         sb.Append('}');
     }
     public override bool Equals(object? obj)
@@ -289,26 +294,13 @@ internal sealed class NamespaceValue : Value
     public Dictionary<string, Value> Attrs { get; } = new(StringComparer.Ordinal);
     public override string TypeName => "Namespace";
     public override bool IsTruthy => true;
-    public override string Repr()
-    {
-        var sb = new StringBuilder();
-        AppendRepr(sb);
-        return sb.ToString();
-    }
+    public override string Repr() => ReprByAppending();
     // Bounded like a list's: a namespace can hold itself (set ns.x = ns).
     public override void AppendRepr(StringBuilder sb, int depth)
     {
         CheckRepr(sb, depth);
         sb.Append("<Namespace ");
-        bool first = true;
-        foreach (var (k, v) in Attrs)
-        {
-            if (!first) sb.Append(", ");
-            first = false;
-            sb.Append(k).Append('=');
-            v.AppendRepr(sb, depth + 1);
-            CheckRepr(sb, depth);
-        }
+        AppendEntries(sb, depth, Attrs, "=");
         sb.Append('>');
     }
 }
