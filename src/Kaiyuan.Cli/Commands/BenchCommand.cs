@@ -225,7 +225,7 @@ internal static class BenchCommand
         long[] passesBefore = [];
         for (int rep = 0; rep <= reps; rep++) // the first run warms up caches and the JIT
         {
-            if (rep == 1) passesBefore = [.. session.SmallPassesByThreads];
+            if (rep == 1) passesBefore = [.. session.DecodeThreads.PassesByThreads];
             session.Truncate(nDepth);
             if (nPrompt > 0)
             {
@@ -257,7 +257,7 @@ internal static class BenchCommand
         var counted = draft?.Speculation;
         var draftResult = draft is null || nGen == 0 ? null
             : new DraftResult(Stats.Mean(tgDraft), Stats.Std(tgDraft), counted!.DraftedTokens - warm.DraftedTokens, counted.AcceptedTokens - warm.AcceptedTokens);
-        var passes = session.SmallPassesByThreads;
+        var passes = session.DecodeThreads.PassesByThreads;
         long decodePasses = 0, fewer = 0;
         for (int t = 1; t < passes.Count; t++)
         {

@@ -81,10 +81,10 @@ public sealed class InferenceSession : IDisposable
     public int Threads => _ctx.Pool.Threads;
     /// <summary>
     /// Forward passes of at most 16 tokens (decode steps, speculative verifications) so far, by the number of threads
-    /// they ran on (index = threads): fewer than <see cref="Threads"/> where timing showed fewer to be faster, as beside
-    /// another busy process.
+    /// they ran on: fewer than <see cref="Threads"/> where timing showed fewer to be faster, as beside another busy
+    /// process. The same report as <see cref="Chat.ModelRuntime.DecodeThreads"/>.
     /// </summary>
-    public IReadOnlyList<long> SmallPassesByThreads => _ctx.Tuner.PassesByThreads;
+    public Scheduling.DecodeThreadsReport DecodeThreads => new(Threads, [.. _ctx.Tuner.PassesByThreads]);
     /// <summary>Most tokens sent through the model in one forward pass (512 from the public constructor); longer inputs are split.</summary>
     public int MaxBatch { get; }
     /// <summary>Tokens already in the cache; the next token goes to this position.</summary>
