@@ -209,7 +209,8 @@ internal static unsafe class MatMul
         bool tiled = work.Tiled;
         byte* actBase = work.Act, sideBase = work.Side;
         float* y = work.Y;
-        if (tokens == 1 && tiled && QuantizedDot.HasDot1Rows2(type))
+        // Tiled or not: the two-row kernels of untiled types (Q5_K) read no side data.
+        if (tokens == 1 && QuantizedDot.HasDot1Rows2(type))
         {
             // One token: the range's two halves side by side, each read front to back as the prefetchers expect.
             int half = (end - start) / 2;

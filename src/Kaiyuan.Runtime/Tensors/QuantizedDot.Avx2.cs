@@ -38,7 +38,7 @@ internal static unsafe partial class Avx2Dot
                 GgmlType.Q2_K => Q2_K(x, y, n / BlockLayouts.QK_K),
                 GgmlType.Q3_K => Q3_K(x, y, n / BlockLayouts.QK_K),
                 GgmlType.Q4_K => wide && HasWideKQuants ? Q4_KWide(x, y, n / BlockLayouts.QK_K) : Q4_K(x, y, n / BlockLayouts.QK_K),
-                GgmlType.Q5_K => Q5_K(x, y, n / BlockLayouts.QK_K),
+                GgmlType.Q5_K => wide && HasWideKQuants ? Q5_KWide(x, y, n / BlockLayouts.QK_K) : Q5_K(x, y, n / BlockLayouts.QK_K),
                 GgmlType.Q6_K => Q6_K(x, y, n / BlockLayouts.QK_K),
                 GgmlType.IQ4_NL => Block32<Iq4NlBlock>(x, y, n / BlockLayouts.QK, vnni),
                 GgmlType.IQ4_XS => wide && HasWideKQuants ? Iq4XsWide(x, y, n / BlockLayouts.QK_K) : Iq4XsTile1(x, y, n / BlockLayouts.QK_K),

@@ -418,6 +418,111 @@ internal static unsafe partial class Avx2Dot
     }
 
     /// <summary>
+    /// A Q5_K row against Q8_K by <see cref="Q4_KWide(byte*, byte*, int)"/>'s steps, each quant's fifth bit joined to its
+    /// nibble: the 32 qh bytes in both halves, moved by word-variable shifts so that a step's bit (2p for pair p's low
+    /// nibbles, 2p + 1 for its high ones) lands on bit 4 in each half (a word shift spills into the neighbouring byte
+    /// only below bit 4 or above it, and the mask drops it). The 256-bit kernel built each 32-byte chunk's fifth bits from
+    /// a compare, a mask and an or: at 55 GMAC/s (37.6 GB/s of weights, Zen 5, 2 threads) it was the slowest K-quant
+    /// after Q3_K, and the type of most tensors of the Q5_K_M files people run. The integer sums are exact, so their two
+    /// halves added are the 256-bit kernel's; the block and min terms follow its float operations in order, and the result
+    /// is the same to the bit.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float Q5_KWide(byte* x, byte* y, int blocks)
+    {
+        float result;
+        Q5_KWide(x, 0, y, 1, blocks, &result, 0);
+        return result;
+    }
+
+    /// <summary>
+    /// <see cref="Q5_KWide(byte*, byte*, int)"/> of one or two weight rows <paramref name="weightStride"/> bytes apart
+    /// against one activation row (<see cref="Dot1Rows2"/>), the activations' shuffles shared.
+    /// </summary>
+    // Not inlined into the one-row wrapper, as Q4_KWide.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void Q5_KWide(byte* x, long weightStride, byte* y, int rows, int blocks, float* output, long outputStride)
+    {
+        // The static tables first, as in Q4_KWide: a static-base helper call in the loop spilled every vector register.
+        float* halves = HalfTable;
+        short* controlWords = (short*)WideKControls;
+        var controls = new Q4KScaleControls(controlWords);
+        var shifts = new Q5KFifthBitShifts((ushort*)controlWords + 480);
+        var acc0 = Vector256<float>.Zero;
+        var acc1 = Vector256<float>.Zero;
+        float minTerms0 = 0, minTerms1 = 0;
+        byte* x1 = x + weightStride;
+        // One loop per row count, as in Q4_KWide.
+        if (rows == 1)
+        {
+            for (int b = 0; b < blocks; b++, x += BlockLayouts.Q5_K.Size, y += BlockLayouts.Q8_K.Size)
+            {
+                var activations = new Q4KActivations(y);
+                acc0 = Q5KWideBlock(x, *(float*)(y + BlockLayouts.Q8_K.D), halves, in activations, in controls, in shifts, ref minTerms0, acc0);
+            }
+        }
+        else
+        {
+            for (int b = 0; b < blocks; b++, x += BlockLayouts.Q5_K.Size, x1 += BlockLayouts.Q5_K.Size, y += BlockLayouts.Q8_K.Size)
+            {
+                float yd = *(float*)(y + BlockLayouts.Q8_K.D);
+                var activations = new Q4KActivations(y);
+                acc0 = Q5KWideBlock(x, yd, halves, in activations, in controls, in shifts, ref minTerms0, acc0);
+                acc1 = Q5KWideBlock(x1, yd, halves, in activations, in controls, in shifts, ref minTerms1, acc1);
+            }
+        }
+
+        output[0] = HorizontalSum(acc0) + minTerms0;
+        if (rows > 1) output[outputStride] = HorizontalSum(acc1) + minTerms1;
+    }
+
+    /// <summary>One Q5_K block against its activations: the block's scaled sums into <paramref name="acc"/>, its min term into <paramref name="minTerms"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Q5KWideBlock(byte* x, float yd, float* halves, in Q4KActivations activations, in Q4KScaleControls controls, in Q5KFifthBitShifts shifts,
+        ref float minTerms, Vector256<float> acc)
+    {
+        PrefetchBlock(x, BlockLayouts.Q5_K.Size);
+        KQuantScales.UnpackK4(new ReadOnlySpan<byte>(x + BlockLayouts.Q5_K.Scales, 12), out ulong scales, out ulong mins);
+        var scales16 = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(scales).AsByte()).ToVector256Unsafe().ToVector512Unsafe();
+        Vector128<short> mins16 = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(mins).AsByte());
+        // A load and an insert, not BroadcastVector256ToVector512 (see Q6KHalfQuants).
+        var qhHalf = Vector256.Load(x + BlockLayouts.Q5_K.Qh);
+        var qh = Avx512F.InsertVector256(qhHalf.ToVector512Unsafe(), qhHalf, 1).AsUInt16();
+        var sums = Q5KStep(x + BlockLayouts.Q5_K.Qs, Avx512BW.ShiftLeftLogicalVariable(qh, shifts.Low0), Avx512BW.ShiftLeftLogicalVariable(qh, shifts.High0),
+                           activations.Low0, activations.High0,
+                           Avx512BW.PermuteVar32x16(scales16, controls.Low0), Avx512BW.PermuteVar32x16(scales16, controls.High0))
+                 + Q5KStep(x + BlockLayouts.Q5_K.Qs + 64, Avx512BW.ShiftRightLogicalVariable(qh, shifts.Low1), Avx512BW.ShiftRightLogicalVariable(qh, shifts.High1),
+                           activations.Low1, activations.High1,
+                           Avx512BW.PermuteVar32x16(scales16, controls.Low1), Avx512BW.PermuteVar32x16(scales16, controls.High1));
+        // The 256-bit kernel's min term: one integer per block, times −yd·dmin, into a scalar sum (llama.cpp's summs).
+        int minSum = Vector128.Sum(Sse2.MultiplyAddAdjacent(mins16, activations.SubBlockSums));
+        float negativeDmin = -yd * halves[*(ushort*)(x + BlockLayouts.Q5_K.DMin)];
+        minTerms += negativeDmin * minSum;
+        return BlockFma(yd * halves[*(ushort*)(x + BlockLayouts.Q5_K.D)], sums.GetLower() + sums.GetUpper(), acc);
+    }
+
+    /// <summary>The word shifts that bring each <see cref="Q5KStep"/>'s fifth bits to bit 4, held in registers across the loop (step 0 shifts left, step 1 right).</summary>
+    private readonly struct Q5KFifthBitShifts(ushort* controls)
+    {
+        public readonly Vector512<ushort> Low0 = Vector512.Load(controls), High0 = Vector512.Load(controls + 32),
+                                          Low1 = Vector512.Load(controls + 64), High1 = Vector512.Load(controls + 96);
+    }
+
+    /// <summary><see cref="Q4KStep"/> with each nibble's fifth bit from bit 4 of the shifted qh words.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Q5KStep(byte* qs, Vector512<ushort> lowFifth, Vector512<ushort> highFifth, Vector512<sbyte> lowActivations, Vector512<sbyte> highActivations,
+        Vector512<short> lowScales, Vector512<short> highScales)
+    {
+        var nibble = Vector512.Create((byte)0x0F);
+        var fifth = Vector512.Create((byte)0x10);
+        var bits = Vector512.Load(qs);
+        var low = (bits & nibble) | (lowFifth.AsByte() & fifth);
+        var high = (Vector512.ShiftRightLogical(bits.AsUInt16(), 4).AsByte() & nibble) | (highFifth.AsByte() & fifth);
+        return Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(low, lowActivations), lowScales)
+             + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(high, highActivations), highScales);
+    }
+
+    /// <summary>
     /// Q6_K against one Q8_K row and its <see cref="Q6KPairBias"/> on AVX-512 BW: two 32-element chunks per 512-bit step.
     /// A half block's 64 low-nibble bytes are one load (chunks 0 and 1 take their low nibbles, 2 and 3 their high ones),
     /// its 32 high-bit bytes are broadcast to both halves and brought to bits 4–5 per half by a word-variable shift, and
@@ -549,14 +654,14 @@ internal static unsafe partial class Avx2Dot
     /// The constant vectors of the 512-bit K-quant kernels, 64-byte aligned: Q4_K's scale permutes (word 0 on), Q6_K's
     /// (word 128 on) and its high-bit shifts (word 256 on); for the multi-token Q4_K tile, the scale permutes of its
     /// sub-block pairs (word 320 on) and the nibble shifts that it and the Q4_K panel packing split bytes with (word 448
-    /// on). Written as <c>Vector512.Create</c> of 256-bit halves in the loops, the JIT assembled each one on the stack
+    /// on); Q5_K's fifth-bit shifts (word 480 on). Written as <c>Vector512.Create</c> of 256-bit halves in the loops, the JIT assembled each one on the stack
     /// with two inserts every block, which held Q6_K to 18 GMAC/s and Q4_K to 42 (one thread, in cache).
     /// </summary>
     private static readonly byte* WideKControls = BuildWideKControls();
 
     private static byte* BuildWideKControls()
     {
-        var controls = (short*)NativeMemory.AlignedAlloc(480 * sizeof(short), 64);
+        var controls = (short*)NativeMemory.AlignedAlloc(608 * sizeof(short), 64);
         ReadOnlySpan<int> q4Low = [0, 2, 4, 6], q4High = [1, 3, 5, 7];
         for (int step = 0; step < 2; step++)
         {
@@ -576,6 +681,15 @@ internal static unsafe partial class Avx2Dot
         for (int pair = 0; pair < 4; pair++)
             for (int w = 0; w < 32; w++) controls[320 + 32 * pair + w] = (short)(w < 16 ? 2 * pair : 2 * pair + 1);
         for (int w = 0; w < 32; w++) controls[448 + w] = (short)(w < 16 ? 0 : 4);
+        // Q5_K's fifth bits: step s's low nibbles take qh bit 4s (first half) and 4s + 2 (second), its high ones 4s + 1
+        // and 4s + 3; step 0 shifts them left onto bit 4, step 1 right.
+        for (int w = 0; w < 32; w++)
+        {
+            controls[480 + w] = (short)(w < 16 ? 4 : 2);
+            controls[512 + w] = (short)(w < 16 ? 3 : 1);
+            controls[544 + w] = (short)(w < 16 ? 0 : 2);
+            controls[576 + w] = (short)(w < 16 ? 1 : 3);
+        }
         return (byte*)controls;
     }
 }
