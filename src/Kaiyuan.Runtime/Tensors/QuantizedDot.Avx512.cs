@@ -523,6 +523,132 @@ internal static unsafe partial class Avx2Dot
     }
 
     /// <summary>
+    /// A Q3_K row against Q8_K, two 32-element planes per 512-bit step where the 256-bit kernel takes one. A half block's
+    /// 32 bytes of 2-bit quants and the block's 32 hmask bytes are each in both halves of a vector, and word-variable
+    /// shifts bring a step's two planes' bits to bits 0–1 and its high bits to bit 2 in each half, forming the unsigned
+    /// quants u = q + 4 (0–7) without the 256-bit kernel's compare per plane; (u − 4)·y is u·y less 4·y, the pair sums
+    /// of the step's activations, formed once per block for both weight rows. Each step's sixteen words of scales come
+    /// from one word permute of the block's sixteen (Q6_K's controls). Lanes 0–7 of the int32 sums are the first plane's
+    /// in the 256-bit kernel's layout, lanes 8–15 the second's; exact integer sums, so the two halves added are the
+    /// 256-bit kernel's and the result is the same to the bit. The 256-bit kernel ran at 38 GMAC/s (17 GB/s of weights,
+    /// Zen 5, 2 threads), the slowest of all the types: Q3_K is most of a Q3_K_M file's tensors.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float Q3_KWide(byte* x, byte* y, int blocks)
+    {
+        float result;
+        Q3_KWide(x, 0, y, 1, blocks, &result, 0);
+        return result;
+    }
+
+    /// <summary>
+    /// <see cref="Q3_KWide(byte*, byte*, int)"/> of one or two weight rows <paramref name="weightStride"/> bytes apart
+    /// against one activation row (<see cref="Dot1Rows2"/>), the activations and their pair sums shared.
+    /// </summary>
+    // Not inlined into the one-row wrapper, as Q4_KWide.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void Q3_KWide(byte* x, long weightStride, byte* y, int rows, int blocks, float* output, long outputStride)
+    {
+        // The static tables first, as in Q4_KWide: a static-base helper call in the loop spilled every vector register.
+        float* halves = HalfTable;
+        var controls = new Q3KControls((short*)WideKControls);
+        var acc0 = Vector256<float>.Zero;
+        var acc1 = Vector256<float>.Zero;
+        byte* x1 = x + weightStride;
+        // One loop per row count, as in Q4_KWide.
+        if (rows == 1)
+        {
+            for (int b = 0; b < blocks; b++, x += BlockLayouts.Q3_K.Size, y += BlockLayouts.Q8_K.Size)
+            {
+                var activations = new Q3KActivations(y);
+                acc0 = Q3KWideBlock(x, *(float*)(y + BlockLayouts.Q8_K.D), halves, in activations, in controls, acc0);
+            }
+        }
+        else
+        {
+            for (int b = 0; b < blocks; b++, x += BlockLayouts.Q3_K.Size, x1 += BlockLayouts.Q3_K.Size, y += BlockLayouts.Q8_K.Size)
+            {
+                float yd = *(float*)(y + BlockLayouts.Q8_K.D);
+                var activations = new Q3KActivations(y);
+                acc0 = Q3KWideBlock(x, yd, halves, in activations, in controls, acc0);
+                acc1 = Q3KWideBlock(x1, yd, halves, in activations, in controls, acc1);
+            }
+        }
+
+        output[0] = HorizontalSum(acc0);
+        if (rows > 1) output[outputStride] = HorizontalSum(acc1);
+    }
+
+    /// <summary>A Q8_K block's four 64-element steps and, for each, 4·(y₂ₖ + y₂ₖ₊₁) per pair: what the unsigned Q3_K quants' products exceed the signed ones' by.</summary>
+    private readonly struct Q3KActivations
+    {
+        public readonly Vector512<sbyte> Q0, Q1, Q2, Q3;
+        public readonly Vector512<short> Bias0, Bias1, Bias2, Bias3;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Q3KActivations(byte* y)
+        {
+            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
+            var four = Vector512.Create((byte)4);
+            Q0 = Vector512.Load(q8);
+            Q1 = Vector512.Load(q8 + 64);
+            Q2 = Vector512.Load(q8 + 128);
+            Q3 = Vector512.Load(q8 + 192);
+            Bias0 = Avx512BW.MultiplyAddAdjacent(four, Q0);
+            Bias1 = Avx512BW.MultiplyAddAdjacent(four, Q1);
+            Bias2 = Avx512BW.MultiplyAddAdjacent(four, Q2);
+            Bias3 = Avx512BW.MultiplyAddAdjacent(four, Q3);
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Q3KWideBlock"/>'s constant vectors, held in registers across the loop: the word shifts of the 2-bit
+    /// quants for the even and the odd steps (planes 0 and 1, then 2 and 3 of a half block), of the hmask bytes for each
+    /// step (bit 4h + p of plane p in half h goes to bit 2; step 0 shifts left, the others right), and the scale permutes.
+    /// </summary>
+    private readonly struct Q3KControls(short* controls)
+    {
+        public readonly Vector512<ushort> EvenPlanes = Vector512.Load((ushort*)controls + 608), OddPlanes = Vector512.Load((ushort*)controls + 640),
+                                          High0 = Vector512.Load((ushort*)controls + 672), High1 = Vector512.Load((ushort*)controls + 704),
+                                          High2 = Vector512.Load((ushort*)controls + 736), High3 = Vector512.Load((ushort*)controls + 768);
+        public readonly Vector512<short> Scales0 = Vector512.Load(controls + 128), Scales1 = Vector512.Load(controls + 160),
+                                         Scales2 = Vector512.Load(controls + 192), Scales3 = Vector512.Load(controls + 224);
+    }
+
+    /// <summary>One Q3_K block against its activations, its scaled sums into <paramref name="acc"/> as the 256-bit kernel's.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Q3KWideBlock(byte* x, float yd, float* halves, in Q3KActivations a, in Q3KControls c, Vector256<float> acc)
+    {
+        PrefetchBlock(x, BlockLayouts.Q3_K.Size);
+        var (scalesLow, scalesHigh) = KQuantScales.UnpackQ3K(new ReadOnlySpan<byte>(x + BlockLayouts.Q3_K.Scales, 12));
+        var scales = (Avx2.ConvertToVector256Int16(Vector128.Create(scalesLow, scalesHigh).AsByte()) - Vector256.Create((short)32)).ToVector512Unsafe();
+        // Loads and inserts, not BroadcastVector256ToVector512 (see Q6KHalfQuants).
+        var highHalf = Vector256.Load(x + BlockLayouts.Q3_K.HMask);
+        var high = Avx512F.InsertVector256(highHalf.ToVector512Unsafe(), highHalf, 1).AsUInt16();
+        var firstHalf = Vector256.Load(x + BlockLayouts.Q3_K.Qs);
+        var first = Avx512F.InsertVector256(firstHalf.ToVector512Unsafe(), firstHalf, 1).AsUInt16();
+        var secondHalf = Vector256.Load(x + BlockLayouts.Q3_K.Qs + 32);
+        var second = Avx512F.InsertVector256(secondHalf.ToVector512Unsafe(), secondHalf, 1).AsUInt16();
+        var sums = Q3KStep(Avx512BW.ShiftRightLogicalVariable(first, c.EvenPlanes), Avx512BW.ShiftLeftLogicalVariable(high, c.High0), a.Q0, a.Bias0, Avx512BW.PermuteVar32x16(scales, c.Scales0))
+                 + Q3KStep(Avx512BW.ShiftRightLogicalVariable(first, c.OddPlanes), Avx512BW.ShiftRightLogicalVariable(high, c.High1), a.Q1, a.Bias1, Avx512BW.PermuteVar32x16(scales, c.Scales1))
+                 + Q3KStep(Avx512BW.ShiftRightLogicalVariable(second, c.EvenPlanes), Avx512BW.ShiftRightLogicalVariable(high, c.High2), a.Q2, a.Bias2, Avx512BW.PermuteVar32x16(scales, c.Scales2))
+                 + Q3KStep(Avx512BW.ShiftRightLogicalVariable(second, c.OddPlanes), Avx512BW.ShiftRightLogicalVariable(high, c.High3), a.Q3, a.Bias3, Avx512BW.PermuteVar32x16(scales, c.Scales3));
+        return BlockFma(yd * halves[*(ushort*)(x + BlockLayouts.Q3_K.D)], sums.GetLower() + sums.GetUpper(), acc);
+    }
+
+    /// <summary>
+    /// One step of two planes: the unsigned quants (bits 0–1 of the shifted quant words, bit 2 of the shifted hmask words;
+    /// word shifts spill into the neighbouring byte only outside the bits kept) times the activations, less their pair
+    /// bias, weighted by the scales.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Q3KStep(Vector512<ushort> lowBits, Vector512<ushort> highBits, Vector512<sbyte> activations, Vector512<short> bias, Vector512<short> scales)
+    {
+        var quants = (lowBits.AsByte() & Vector512.Create((byte)3)) | (highBits.AsByte() & Vector512.Create((byte)4));
+        return Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(quants, activations) - bias, scales);
+    }
+
+    /// <summary>
     /// Q6_K against one Q8_K row and its <see cref="Q6KPairBias"/> on AVX-512 BW: two 32-element chunks per 512-bit step.
     /// A half block's 64 low-nibble bytes are one load (chunks 0 and 1 take their low nibbles, 2 and 3 their high ones),
     /// its 32 high-bit bytes are broadcast to both halves and brought to bits 4–5 per half by a word-variable shift, and
@@ -654,14 +780,14 @@ internal static unsafe partial class Avx2Dot
     /// The constant vectors of the 512-bit K-quant kernels, 64-byte aligned: Q4_K's scale permutes (word 0 on), Q6_K's
     /// (word 128 on) and its high-bit shifts (word 256 on); for the multi-token Q4_K tile, the scale permutes of its
     /// sub-block pairs (word 320 on) and the nibble shifts that it and the Q4_K panel packing split bytes with (word 448
-    /// on); Q5_K's fifth-bit shifts (word 480 on). Written as <c>Vector512.Create</c> of 256-bit halves in the loops, the JIT assembled each one on the stack
+    /// on); Q5_K's fifth-bit shifts (word 480 on); Q3_K's plane and high-bit shifts (word 608 on). Written as <c>Vector512.Create</c> of 256-bit halves in the loops, the JIT assembled each one on the stack
     /// with two inserts every block, which held Q6_K to 18 GMAC/s and Q4_K to 42 (one thread, in cache).
     /// </summary>
     private static readonly byte* WideKControls = BuildWideKControls();
 
     private static byte* BuildWideKControls()
     {
-        var controls = (short*)NativeMemory.AlignedAlloc(608 * sizeof(short), 64);
+        var controls = (short*)NativeMemory.AlignedAlloc(800 * sizeof(short), 64);
         ReadOnlySpan<int> q4Low = [0, 2, 4, 6], q4High = [1, 3, 5, 7];
         for (int step = 0; step < 2; step++)
         {
@@ -689,6 +815,15 @@ internal static unsafe partial class Avx2Dot
             controls[512 + w] = (short)(w < 16 ? 3 : 1);
             controls[544 + w] = (short)(w < 16 ? 0 : 2);
             controls[576 + w] = (short)(w < 16 ? 1 : 3);
+        }
+        // Q3_K: the 2-bit planes 0 and 1 (2 and 3) of a half block's bytes go right by 0 and 2 (4 and 6); the hmask bits
+        // 4h + p of a step's planes go to bit 2: step 0 (bits 0, 1) left by 2 and 1, steps 1–3 (bits 2–7) right.
+        for (int w = 0; w < 32; w++)
+        {
+            controls[608 + w] = (short)(w < 16 ? 0 : 2);
+            controls[640 + w] = (short)(w < 16 ? 4 : 6);
+            controls[672 + w] = (short)(w < 16 ? 2 : 1);
+            for (int step = 1; step < 4; step++) controls[672 + 32 * step + w] = (short)(2 * step + (w < 16 ? 0 : 1) - 2);
         }
         return (byte*)controls;
     }

@@ -199,12 +199,13 @@ public sealed unsafe partial class Dot4Tests
     }
 
     /// <summary>
-    /// The 512-bit K-quant dots (AVX-512 BW: Q4_K and Q5_K two pairs of sub-blocks per step, Q6_K two chunks) equal the
-    /// 256-bit dot to the bit on raw random blocks — every scale, min, nibble and high-bit pattern — with block scales at
-    /// fp16's extremes and activations at ±127: one row at a time, two weight rows at once, and (Q4_K, Q6_K) the 2-, 3-
-    /// and 4-token tiles and the small-batch tiles of 2–7 tokens.
+    /// The 512-bit K-quant dots (AVX-512 BW: Q4_K and Q5_K two pairs of sub-blocks per step, Q3_K and Q6_K two chunks)
+    /// equal the 256-bit dot to the bit on raw random blocks — every scale, min, nibble and high-bit pattern — with block
+    /// scales at fp16's extremes and activations at ±127: one row at a time, two weight rows at once, and (Q4_K, Q6_K)
+    /// the 2-, 3- and 4-token tiles and the small-batch tiles of 2–7 tokens.
     /// </summary>
     [Theory]
+    [InlineData(GgmlType.Q3_K)]
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.Q5_K)]
     [InlineData(GgmlType.Q6_K)]
@@ -214,7 +215,12 @@ public sealed unsafe partial class Dot4Tests
         var random = new Random(44);
         float[] scales = [0f, 60000f, -6.1e-5f, 5.96e-8f, -1f, 0.01f];
         int blockBytes = GgmlTypeInfo.Geometry(type).TypeSize;
-        int[] scaleOffsets = type == GgmlType.Q6_K ? [BlockLayouts.Q6_K.D] : [BlockLayouts.Q4_K.D, BlockLayouts.Q4_K.DMin];
+        int[] scaleOffsets = type switch
+        {
+            GgmlType.Q3_K => [BlockLayouts.Q3_K.D],
+            GgmlType.Q6_K => [BlockLayouts.Q6_K.D],
+            _ => [BlockLayouts.Q4_K.D, BlockLayouts.Q4_K.DMin],
+        };
         for (int blocks = 1; blocks <= 4; blocks++)
         {
             int n = blocks * BlockLayouts.QK_K, rowBytes = (int)GgmlTypeInfo.RowBytes(type, n);
@@ -254,7 +260,7 @@ public sealed unsafe partial class Dot4Tests
                         Assert.True(BitConverter.SingleToInt32Bits(narrow) == BitConverter.SingleToInt32Bits(one), $"{blocks} blocks, trial {trial}, row {r}: 512-bit {one} vs 256-bit {narrow}");
                         Assert.Equal(BitConverter.SingleToInt32Bits(narrow), BitConverter.SingleToInt32Bits(both[r]));
                     }
-                    if (!QuantizedDot.HasDot4(type)) continue; // Q5_K: one-token kernels only
+                    if (!QuantizedDot.HasDot4(type)) continue; // Q3_K, Q5_K: one-token kernels only
                     byte* row = pw + trial % 2 * rowBytes;
                     QuantizedDot.Dot4(type, row, pa, ps, actBytes, sideBytes, n, pt, 1);
                     QuantizedDot.Dot3(type, row, pa, ps, actBytes, sideBytes, n, pt + 4, 1);
