@@ -35,7 +35,7 @@ internal static unsafe partial class Avx2Dot
                 GgmlType.Q5_0 => Block32<Q5Block>(x, y, n / BlockLayouts.QK, vnni),
                 GgmlType.Q5_1 => Q5_1(x, y, n / BlockLayouts.QK, vnni),
                 GgmlType.Q8_0 => Block32<Q8Block>(x, y, n / BlockLayouts.QK, vnni),
-                GgmlType.Q2_K => Q2_K(x, y, n / BlockLayouts.QK_K),
+                GgmlType.Q2_K => wide && HasWideKQuants ? Q2_KWide(x, y, n / BlockLayouts.QK_K) : Q2_K(x, y, n / BlockLayouts.QK_K),
                 GgmlType.Q3_K => wide && HasWideKQuants ? Q3_KWide(x, y, n / BlockLayouts.QK_K) : Q3_K(x, y, n / BlockLayouts.QK_K),
                 GgmlType.Q4_K => wide && HasWideKQuants ? Q4_KWide(x, y, n / BlockLayouts.QK_K) : Q4_K(x, y, n / BlockLayouts.QK_K),
                 GgmlType.Q5_K => wide && HasWideKQuants ? Q5_KWide(x, y, n / BlockLayouts.QK_K) : Q5_K(x, y, n / BlockLayouts.QK_K),

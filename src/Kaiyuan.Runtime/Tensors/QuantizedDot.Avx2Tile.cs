@@ -166,7 +166,7 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>True when <see cref="Dot1Rows2"/> has a kernel for <paramref name="weightType"/> on this machine.</summary>
     public static bool HasDot1Rows2(GgmlType weightType) => weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL
-        || (weightType is GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.IQ4_XS && HasWideKQuants);
+        || (weightType is GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.IQ4_XS && HasWideKQuants);
 
     /// <summary>
     /// <see cref="Dot1"/> of two weight rows (<paramref name="weightStride"/> bytes apart) with one activation row, into
@@ -183,6 +183,7 @@ internal static unsafe partial class Avx2Dot
         {
             case GgmlType.Q5_0 when HasVbmi: Q5_0Vbmi(x, weightStride, y, side, 2, blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_K when HasWideKQuants: Q4_KWide(x, weightStride, y, 2, n / BlockLayouts.QK_K, output, outputStride); break;
+            case GgmlType.Q2_K when HasWideKQuants: Q2_KWide(x, weightStride, y, 2, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q3_K when HasWideKQuants: Q3_KWide(x, weightStride, y, 2, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q5_K when HasWideKQuants: Q5_KWide(x, weightStride, y, 2, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q6_K when HasWideKQuants: Q6_KWide(x, weightStride, y, (short*)side, 2, n / BlockLayouts.QK_K, output, outputStride); break;
@@ -222,6 +223,8 @@ internal static unsafe partial class Avx2Dot
             GgmlType.IQ4_NL => Tile1<Iq4NlBlock>(x, y, (float*)side, blocks, vnni),
             GgmlType.Q4_K when HasWideKQuants => Q4_KWide(x, y, n / BlockLayouts.QK_K),
             GgmlType.Q4_K => Q4_K(x, y, n / BlockLayouts.QK_K),
+            GgmlType.Q2_K when HasWideKQuants => Q2_KWide(x, y, n / BlockLayouts.QK_K),
+            GgmlType.Q2_K => Q2_K(x, y, n / BlockLayouts.QK_K),
             GgmlType.Q3_K when HasWideKQuants => Q3_KWide(x, y, n / BlockLayouts.QK_K),
             GgmlType.Q3_K => Q3_K(x, y, n / BlockLayouts.QK_K),
             GgmlType.Q5_K when HasWideKQuants => Q5_KWide(x, y, n / BlockLayouts.QK_K),

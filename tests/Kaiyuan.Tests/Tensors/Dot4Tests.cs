@@ -199,12 +199,13 @@ public sealed unsafe partial class Dot4Tests
     }
 
     /// <summary>
-    /// The 512-bit K-quant dots (AVX-512 BW: Q4_K and Q5_K two pairs of sub-blocks per step, Q3_K and Q6_K two chunks)
+    /// The 512-bit K-quant dots (AVX-512 BW: Q4_K and Q5_K two pairs of sub-blocks per step, Q2_K, Q3_K and Q6_K two chunks)
     /// equal the 256-bit dot to the bit on raw random blocks — every scale, min, nibble and high-bit pattern — with block
     /// scales at fp16's extremes and activations at ±127: one row at a time, two weight rows at once, and (Q4_K, Q6_K)
     /// the 2-, 3- and 4-token tiles and the small-batch tiles of 2–7 tokens.
     /// </summary>
     [Theory]
+    [InlineData(GgmlType.Q2_K)]
     [InlineData(GgmlType.Q3_K)]
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.Q5_K)]
@@ -217,6 +218,7 @@ public sealed unsafe partial class Dot4Tests
         int blockBytes = GgmlTypeInfo.Geometry(type).TypeSize;
         int[] scaleOffsets = type switch
         {
+            GgmlType.Q2_K => [BlockLayouts.Q2_K.D, BlockLayouts.Q2_K.DMin],
             GgmlType.Q3_K => [BlockLayouts.Q3_K.D],
             GgmlType.Q6_K => [BlockLayouts.Q6_K.D],
             _ => [BlockLayouts.Q4_K.D, BlockLayouts.Q4_K.DMin],
@@ -260,7 +262,7 @@ public sealed unsafe partial class Dot4Tests
                         Assert.True(BitConverter.SingleToInt32Bits(narrow) == BitConverter.SingleToInt32Bits(one), $"{blocks} blocks, trial {trial}, row {r}: 512-bit {one} vs 256-bit {narrow}");
                         Assert.Equal(BitConverter.SingleToInt32Bits(narrow), BitConverter.SingleToInt32Bits(both[r]));
                     }
-                    if (!QuantizedDot.HasDot4(type)) continue; // Q3_K, Q5_K: one-token kernels only
+                    if (!QuantizedDot.HasDot4(type)) continue; // Q2_K, Q3_K, Q5_K: one-token kernels only
                     byte* row = pw + trial % 2 * rowBytes;
                     QuantizedDot.Dot4(type, row, pa, ps, actBytes, sideBytes, n, pt, 1);
                     QuantizedDot.Dot3(type, row, pa, ps, actBytes, sideBytes, n, pt + 4, 1);
