@@ -19,7 +19,7 @@ internal static unsafe partial class Avx2Dot
     /// <summary>Bytes of side data <see cref="PrepareSide"/> derives from each activation row of <paramref name="n"/> elements.</summary>
     public static int SideBytes(GgmlType weightType, int n) => weightType switch
     {
-        GgmlType.Q5_0 when HasVbmi => n / BlockLayouts.QK * sizeof(float) + n / 2 * sizeof(short),
+        GgmlType.Q4_0 or GgmlType.Q5_0 when HasVbmi => n / BlockLayouts.QK * sizeof(float) + n / 2 * sizeof(short),
         GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL => n / BlockLayouts.QK * sizeof(float),
         GgmlType.Q6_K => n / 2 * sizeof(short),
         _ => 0,
@@ -27,7 +27,7 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>
     /// Per activation row, what the kernels would otherwise recompute for every weight row: Q8_0 block scales as floats,
-    /// followed for Q5_0 on AVX-512 VBMI by its pair bias (<see cref="Q5PairBias"/>); Q6_K's pair bias (<see cref="Q6KPairBias"/>).
+    /// followed for Q4_0 and Q5_0 on AVX-512 VBMI by their pair bias (<see cref="PairBias"/>); Q6_K's pair bias (<see cref="Q6KPairBias"/>).
     /// </summary>
     public static void PrepareSide(GgmlType weightType, byte* y, int n, byte* side)
     {
@@ -35,7 +35,8 @@ internal static unsafe partial class Avx2Dot
         {
             case GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL:
                 for (int b = 0; b < n / BlockLayouts.QK; b++) ((float*)side)[b] = Half(y + b * BlockLayouts.Q8_0.Size);
-                if (weightType == GgmlType.Q5_0 && HasVbmi) Q5PairBias(y, n, (short*)(side + n / BlockLayouts.QK * sizeof(float)));
+                if (weightType is GgmlType.Q4_0 or GgmlType.Q5_0 && HasVbmi)
+                    PairBias(y, n, (short*)(side + n / BlockLayouts.QK * sizeof(float)), weightType == GgmlType.Q4_0 ? Q4VbmiPair.Offset : Q5VbmiPair.Offset);
                 break;
             case GgmlType.Q6_K:
                 Q6KPairBias(y, n, (short*)side);
@@ -181,7 +182,8 @@ internal static unsafe partial class Avx2Dot
         int blocks = n / BlockLayouts.QK;
         switch (weightType)
         {
-            case GgmlType.Q5_0 when HasVbmi: Q5_0Vbmi(x, weightStride, y, side, 2, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q5_0 when HasVbmi: PairVbmi<Q5VbmiPair>(x, weightStride, y, side, 2, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q4_0 when HasVbmi: PairVbmi<Q4VbmiPair>(x, weightStride, y, side, 2, blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_K when HasWideKQuants: Q4_KWide(x, weightStride, y, 2, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q2_K when HasWideKQuants: Q2_KWide(x, weightStride, y, 2, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q3_K when HasWideKQuants: Q3_KWide(x, weightStride, y, 2, n / BlockLayouts.QK_K, output, outputStride); break;
@@ -197,6 +199,8 @@ internal static unsafe partial class Avx2Dot
     }
 
     /// <summary>True when <see cref="Dot1Rows4"/> has a kernel for <paramref name="weightType"/> on this machine.</summary>
+    // Not Q4_0: its four-row kernel ran faster in cache (108–110 against 93–97 GMAC/s, 4864 × 4096) but slower from
+    // memory, where a decode reads (a Llama-1B-shaped Q4_0 file: tg64 57–59 against 65–66 tok/s with two rows).
     public static bool HasDot1Rows4(GgmlType weightType) => weightType == GgmlType.Q5_0 && HasVbmi;
 
     /// <summary>
@@ -206,7 +210,7 @@ internal static unsafe partial class Avx2Dot
     /// </summary>
     public static void Dot1Rows4(GgmlType weightType, byte* x, int rowBytes, long weightStride, byte* y, byte* side, int n, bool vnni, float* output, long outputStride)
     {
-        if (weightType == GgmlType.Q5_0 && HasVbmi) Q5_0VbmiRows4(x, rowBytes, weightStride, y, side, n / BlockLayouts.QK, vnni, output, outputStride);
+        if (weightType == GgmlType.Q5_0 && HasVbmi) PairVbmiRows4<Q5VbmiPair>(x, rowBytes, weightStride, y, side, n / BlockLayouts.QK, vnni, output, outputStride);
         else throw new NotSupportedException($"No four-weight-row dot for {weightType}.");
     }
 
@@ -217,6 +221,7 @@ internal static unsafe partial class Avx2Dot
         return weightType switch
         {
             GgmlType.Q8_0 => Tile1<Q8Block>(x, y, (float*)side, blocks, vnni),
+            GgmlType.Q4_0 when HasVbmi => Q4_0Vbmi(x, y, side, blocks, vnni),
             GgmlType.Q4_0 => Tile1<Q4Block>(x, y, (float*)side, blocks, vnni),
             GgmlType.Q5_0 when HasVbmi => Q5_0Vbmi(x, y, side, blocks, vnni),
             GgmlType.Q5_0 => Tile1<Q5Block>(x, y, (float*)side, blocks, vnni),

@@ -10,7 +10,7 @@ namespace Kaiyuan.Tensors;
 
 internal static unsafe partial class Avx2Dot
 {
-    /// <summary>True when the VBMI kernels (<see cref="Iq2XxsVbmi"/>, Q5_0's) can run: 512-bit byte permutes (AVX-512 VBMI) besides AVX-512 BW; Q5_0's <see cref="PrepareSide"/> data then holds its pair bias.</summary>
+    /// <summary>True when the VBMI kernels (<see cref="Iq2XxsVbmi"/>, Q4_0 and Q5_0 one-token) can run: 512-bit byte permutes (AVX-512 VBMI) besides AVX-512 BW; Q4_0 and Q5_0 <see cref="PrepareSide"/> data then holds their pair bias.</summary>
     internal static bool HasVbmi => Avx512Vbmi.IsSupported && Avx512BW.IsSupported;
 
     /// <summary>

@@ -101,16 +101,19 @@ public sealed unsafe partial class Dot4Tests
     }
 
     /// <summary>
-    /// Q5_0's dots on AVX-512 VBMI (two blocks per step, unsigned quants less a per-row pair bias) — one row, two
-    /// activation rows, two weight rows — equal the 256-bit dot to the bit on raw random blocks (every nibble and
-    /// fifth-bit pattern, in each element position), rows of 1 to 14 blocks (the two-block loop and its one- and
-    /// two-block tails), block scales at fp16's extremes and activations at ±127; a row that ends where readable memory
+    /// Q4_0's and Q5_0's dots on AVX-512 VBMI (two blocks per step, unsigned quants less a per-row pair bias) — one row,
+    /// two activation rows, two and four weight rows — equal the 256-bit dot to the bit on raw random blocks (every
+    /// nibble and fifth-bit pattern, in each element position), rows of 1 to 14 blocks (the two-block loop and its one- to
+    /// three-block tails), block scales at fp16's extremes and activations at ±127; a row that ends where readable memory
     /// ends is never read past.
     /// </summary>
-    [Fact]
-    public void Q5_0WideSingleRowDotMatchesThe256BitDotOnEveryBitPattern()
+    [Theory]
+    [InlineData(GgmlType.Q4_0)]
+    [InlineData(GgmlType.Q5_0)]
+    public void VbmiOneTokenDotsMatchThe256BitDotOnEveryBitPattern(GgmlType type)
     {
-        if (!Avx2Dot.HasVbmi) Assert.Skip("This machine has no AVX-512 VBMI; Q5_0 runs the 256-bit kernel here.");
+        if (!Avx2Dot.HasVbmi) Assert.Skip($"This machine has no AVX-512 VBMI; {type} runs the 256-bit kernel here.");
+        int blockBytes = GgmlTypeInfo.Geometry(type).TypeSize;
         var random = new Random(5);
         float[] scales = [0f, 60000f, -6.1e-5f, 5.96e-8f, -1f, 0.01f];
         for (int blocks = 1; blocks <= 14; blocks++)
@@ -119,19 +122,19 @@ public sealed unsafe partial class Dot4Tests
             for (int trial = 0; trial < 20; trial++)
             {
                 // Four weight rows, for the one-token kernels that take two and four at once.
-                int rowBytes = (int)GgmlTypeInfo.RowBytes(GgmlType.Q5_0, n);
+                int rowBytes = (int)GgmlTypeInfo.RowBytes(type, n);
                 var w2 = new byte[4 * rowBytes];
                 random.NextBytes(w2);
                 for (int b = 0; b < 4 * blocks; b++)
                 {
                     float d = (b + trial) % 3 == 0 ? scales[(b + trial) % scales.Length] : (float)(random.NextDouble() * 0.02 - 0.01);
-                    System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(w2.AsSpan(b * BlockLayouts.Q5_0.Size), Half16.FromSingle(d));
+                    System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(w2.AsSpan(b * blockBytes), Half16.FromSingle(d));
                 }
                 var w = w2[..rowBytes];
                 // Seven activation rows: the single-row dot takes the first two, the two-row dot (two streams' decode) both at
                 // once, the small-batch tiles 2–7.
                 float[] x = Enumerable.Range(0, 7 * n).Select(_ => trial % 4 == 0 ? (random.Next(2) == 0 ? 3f : -3f) : (float)(random.NextDouble() * 6 - 3)).ToArray();
-                int actBytes = (int)GgmlTypeInfo.RowBytes(GgmlType.Q8_0, n), sideBytes = QuantizedDot.SideBytes(GgmlType.Q5_0, n);
+                int actBytes = (int)GgmlTypeInfo.RowBytes(GgmlType.Q8_0, n), sideBytes = QuantizedDot.SideBytes(type, n);
                 var act = new byte[7 * actBytes];
                 var side = new byte[7 * sideBytes];
                 var pair = new float[2];
@@ -144,27 +147,38 @@ public sealed unsafe partial class Dot4Tests
                 fixed (float* pp = pair)
                 fixed (float* pr = rows2)
                 {
-                    for (int j = 0; j < 7; j++) QuantizedDot.PrepareSide(GgmlType.Q5_0, pa + j * actBytes, n, ps + j * sideBytes);
-                    QuantizedDot.Dot2(GgmlType.Q5_0, pw, pa, ps, actBytes, sideBytes, n, pp, 1);
-                    QuantizedDot.Dot1Rows2(GgmlType.Q5_0, pw2, rowBytes, pa, ps, n, pr, 1);
+                    for (int j = 0; j < 7; j++) QuantizedDot.PrepareSide(type, pa + j * actBytes, n, ps + j * sideBytes);
+                    QuantizedDot.Dot2(type, pw, pa, ps, actBytes, sideBytes, n, pp, 1);
+                    QuantizedDot.Dot1Rows2(type, pw2, rowBytes, pa, ps, n, pr, 1);
                     for (int r = 0; r < 2; r++)
-                        Assert.Equal(BitConverter.SingleToInt32Bits(QuantizedDot.VecDot(GgmlType.Q5_0, w2.AsSpan(r * rowBytes, rowBytes), act.AsSpan(0, actBytes), n, IsaLevel.Avx2)),
+                        Assert.Equal(BitConverter.SingleToInt32Bits(QuantizedDot.VecDot(type, w2.AsSpan(r * rowBytes, rowBytes), act.AsSpan(0, actBytes), n, IsaLevel.Avx2)),
                             BitConverter.SingleToInt32Bits(rows2[r]));
-                    // Rows 0 and 1, and 2 and 3 (two rows on): four chains at once; the last row ends where readable memory does.
-                    Assert.True(QuantizedDot.HasDot1Rows4(GgmlType.Q5_0));
+                    // Rows 0 and 1, and 2 and 3 (two rows on): four chains at once (Q5_0); the last row ends where readable memory does.
                     var rows4 = new float[4];
                     var guardedRows4 = new float[4];
                     using var guarded4 = GuardedEnd.Create(w2);
+                    byte* guardedRows = guarded4 is null ? pw2 : guarded4.Data;
                     fixed (float* p4 = rows4)
                     fixed (float* g4 = guardedRows4)
                     {
-                        QuantizedDot.Dot1Rows4(GgmlType.Q5_0, pw2, rowBytes, 2L * rowBytes, pa, ps, n, p4, 2);
-                        QuantizedDot.Dot1Rows4(GgmlType.Q5_0, guarded4 is null ? pw2 : guarded4.Data, rowBytes, 2L * rowBytes, pa, ps, n, g4, 2);
+                        if (QuantizedDot.HasDot1Rows4(type))
+                        {
+                            QuantizedDot.Dot1Rows4(type, pw2, rowBytes, 2L * rowBytes, pa, ps, n, p4, 2);
+                            QuantizedDot.Dot1Rows4(type, guardedRows, rowBytes, 2L * rowBytes, pa, ps, n, g4, 2);
+                        }
+                        else
+                        {
+                            // The two-row kernel on rows 1 and 3 and on rows 0 and 2, the last ending where readable memory does.
+                            QuantizedDot.Dot1Rows2(type, guardedRows + rowBytes, 2L * rowBytes, pa, ps, n, g4 + 1, 2);
+                            QuantizedDot.Dot1Rows2(type, guardedRows, 2L * rowBytes, pa, ps, n, g4, 2);
+                            QuantizedDot.Dot1Rows2(type, pw2, 2L * rowBytes, pa, ps, n, p4, 2);
+                            QuantizedDot.Dot1Rows2(type, pw2 + rowBytes, 2L * rowBytes, pa, ps, n, p4 + 1, 2);
+                        }
                     }
                     for (int r = 0; r < 4; r++)
                     {
-                        int expected = BitConverter.SingleToInt32Bits(QuantizedDot.VecDot(GgmlType.Q5_0, w2.AsSpan(r * rowBytes, rowBytes), act.AsSpan(0, actBytes), n, IsaLevel.Avx2));
-                        Assert.True(expected == BitConverter.SingleToInt32Bits(rows4[r]), $"{blocks} blocks, trial {trial}, four-row dot, row {r}");
+                        int expected = BitConverter.SingleToInt32Bits(QuantizedDot.VecDot(type, w2.AsSpan(r * rowBytes, rowBytes), act.AsSpan(0, actBytes), n, IsaLevel.Avx2));
+                        Assert.True(expected == BitConverter.SingleToInt32Bits(rows4[r]), $"{blocks} blocks, trial {trial}, row {r} of four");
                         Assert.Equal(expected, BitConverter.SingleToInt32Bits(guardedRows4[r]));
                     }
                     // The small-batch tiles: rows 2 and 3 (the last ending where readable memory does) against 2–7
@@ -173,25 +187,25 @@ public sealed unsafe partial class Dot4Tests
                     fixed (float* pb = batch)
                         for (int count = 2; count <= 7; count++)
                         {
-                            QuantizedDot.DotRows(GgmlType.Q5_0, count, (guarded4 is null ? pw2 : guarded4.Data) + 2 * rowBytes, rowBytes, 2, pa, ps, actBytes, sideBytes, n, pb, 2);
+                            QuantizedDot.DotRows(type, count, guardedRows + 2 * rowBytes, rowBytes, 2, pa, ps, actBytes, sideBytes, n, pb, 2);
                             for (int r = 0; r < 2; r++)
                                 for (int t = 0; t < count; t++)
                                 {
-                                    int expected = BitConverter.SingleToInt32Bits(QuantizedDot.VecDot(GgmlType.Q5_0, w2.AsSpan((2 + r) * rowBytes, rowBytes), act.AsSpan(t * actBytes, actBytes), n, IsaLevel.Avx2));
+                                    int expected = BitConverter.SingleToInt32Bits(QuantizedDot.VecDot(type, w2.AsSpan((2 + r) * rowBytes, rowBytes), act.AsSpan(t * actBytes, actBytes), n, IsaLevel.Avx2));
                                     Assert.True(expected == BitConverter.SingleToInt32Bits(batch[r + 2 * t]), $"{blocks} blocks, trial {trial}, {count}-token tile, row {r}, token {t}");
                                 }
                         }
                     using var guarded = GuardedEnd.Create(w);
                     for (int j = 0; j < 2; j++)
                     {
-                        float narrow = QuantizedDot.VecDot(GgmlType.Q5_0, w, act.AsSpan(j * actBytes, actBytes), n, IsaLevel.Avx2);
-                        float wide = QuantizedDot.Dot1(GgmlType.Q5_0, pw, pa + j * actBytes, ps + j * sideBytes, n);
+                        float narrow = QuantizedDot.VecDot(type, w, act.AsSpan(j * actBytes, actBytes), n, IsaLevel.Avx2);
+                        float wide = QuantizedDot.Dot1(type, pw, pa + j * actBytes, ps + j * sideBytes, n);
                         Assert.True(BitConverter.SingleToInt32Bits(narrow) == BitConverter.SingleToInt32Bits(wide),
                             $"{blocks} blocks, trial {trial}, row {j}: 512-bit {wide} vs 256-bit {narrow}");
                         Assert.Equal(BitConverter.SingleToInt32Bits(narrow), BitConverter.SingleToInt32Bits(pair[j]));
                         // The same row ending where readable memory ends: a load that strays past the row faults.
                         if (guarded is not null)
-                            Assert.Equal(BitConverter.SingleToInt32Bits(narrow), BitConverter.SingleToInt32Bits(QuantizedDot.Dot1(GgmlType.Q5_0, guarded.Data, pa + j * actBytes, ps + j * sideBytes, n)));
+                            Assert.Equal(BitConverter.SingleToInt32Bits(narrow), BitConverter.SingleToInt32Bits(QuantizedDot.Dot1(type, guarded.Data, pa + j * actBytes, ps + j * sideBytes, n)));
                     }
                 }
             }
