@@ -229,7 +229,8 @@ internal static unsafe class MatMul
             QuantizedDot.PairRows(type, tokens, w.Data + (long)start * rowBytes, rowBytes, end - start, work.Pairs, n, y + start, rows);
             return;
         }
-        if (tiled && tokens is >= 2 and < PanelMinTokens && QuantizedDot.HasDotRows(type))
+        // Tiled or not, as for one token: the small-batch tiles of untiled types (Q2_K, Q3_K, Q5_K) read no side data.
+        if (tokens is >= 2 and < PanelMinTokens && QuantizedDot.HasDotRows(type))
         {
             // The whole small batch in one tile: each weight block decoded once, not once per 4-, 3- or 2-row tile.
             QuantizedDot.DotRows(type, tokens, w.Data + (long)start * rowBytes, rowBytes, end - start, actBase, sideBase, actBytes, sideBytes, n, y + start, rows);

@@ -215,8 +215,8 @@ public sealed unsafe partial class Dot4Tests
     /// <summary>
     /// The 512-bit K-quant dots (AVX-512 BW: Q4_K and Q5_K two pairs of sub-blocks per step, Q2_K, Q3_K and Q6_K two chunks)
     /// equal the 256-bit dot to the bit on raw random blocks — every scale, min, nibble and high-bit pattern — with block
-    /// scales at fp16's extremes and activations at ±127: one row at a time, two weight rows at once, and (Q4_K, Q6_K)
-    /// the 2-, 3- and 4-token tiles and the small-batch tiles of 2–7 tokens.
+    /// scales at fp16's extremes and activations at ±127: one row at a time, two weight rows at once, (Q4_K, Q6_K) the
+    /// 2-, 3- and 4-token tiles, and the small-batch tiles of 2–7 tokens.
     /// </summary>
     [Theory]
     [InlineData(GgmlType.Q2_K)]
@@ -276,17 +276,20 @@ public sealed unsafe partial class Dot4Tests
                         Assert.True(BitConverter.SingleToInt32Bits(narrow) == BitConverter.SingleToInt32Bits(one), $"{blocks} blocks, trial {trial}, row {r}: 512-bit {one} vs 256-bit {narrow}");
                         Assert.Equal(BitConverter.SingleToInt32Bits(narrow), BitConverter.SingleToInt32Bits(both[r]));
                     }
-                    if (!QuantizedDot.HasDot4(type)) continue; // Q2_K, Q3_K, Q5_K: one-token kernels only
-                    byte* row = pw + trial % 2 * rowBytes;
-                    QuantizedDot.Dot4(type, row, pa, ps, actBytes, sideBytes, n, pt, 1);
-                    QuantizedDot.Dot3(type, row, pa, ps, actBytes, sideBytes, n, pt + 4, 1);
-                    QuantizedDot.Dot2(type, row, pa + 2 * actBytes, ps + 2 * sideBytes, actBytes, sideBytes, n, pt + 8 + 2, 1);
-                    for (int t = 0; t < 4; t++)
+                    // The fixed 4-, 3- and 2-token tiles (Q4_K, Q6_K; Q2_K, Q3_K and Q5_K take the small-batch tiles alone).
+                    if (QuantizedDot.HasDot4(type))
                     {
-                        float narrow = QuantizedDot.VecDot(type, w.AsSpan(trial % 2 * rowBytes, rowBytes), act.AsSpan(t * actBytes, actBytes), n, IsaLevel.Avx2);
-                        Assert.True(BitConverter.SingleToInt32Bits(narrow) == BitConverter.SingleToInt32Bits(tiles[t]), $"{blocks} blocks, trial {trial}, 4-token tile row {t}: {tiles[t]} vs 256-bit {narrow}");
-                        if (t < 3) Assert.Equal(BitConverter.SingleToInt32Bits(narrow), BitConverter.SingleToInt32Bits(tiles[4 + t]));
-                        if (t >= 2) Assert.Equal(BitConverter.SingleToInt32Bits(narrow), BitConverter.SingleToInt32Bits(tiles[8 + t]));
+                        byte* row = pw + trial % 2 * rowBytes;
+                        QuantizedDot.Dot4(type, row, pa, ps, actBytes, sideBytes, n, pt, 1);
+                        QuantizedDot.Dot3(type, row, pa, ps, actBytes, sideBytes, n, pt + 4, 1);
+                        QuantizedDot.Dot2(type, row, pa + 2 * actBytes, ps + 2 * sideBytes, actBytes, sideBytes, n, pt + 8 + 2, 1);
+                        for (int t = 0; t < 4; t++)
+                        {
+                            float narrow = QuantizedDot.VecDot(type, w.AsSpan(trial % 2 * rowBytes, rowBytes), act.AsSpan(t * actBytes, actBytes), n, IsaLevel.Avx2);
+                            Assert.True(BitConverter.SingleToInt32Bits(narrow) == BitConverter.SingleToInt32Bits(tiles[t]), $"{blocks} blocks, trial {trial}, 4-token tile row {t}: {tiles[t]} vs 256-bit {narrow}");
+                            if (t < 3) Assert.Equal(BitConverter.SingleToInt32Bits(narrow), BitConverter.SingleToInt32Bits(tiles[4 + t]));
+                            if (t >= 2) Assert.Equal(BitConverter.SingleToInt32Bits(narrow), BitConverter.SingleToInt32Bits(tiles[8 + t]));
+                        }
                     }
                     Assert.True(QuantizedDot.HasDotRows(type));
                     for (int count = 2; count <= 7; count++)
