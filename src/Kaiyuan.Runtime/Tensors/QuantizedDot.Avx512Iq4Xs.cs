@@ -73,11 +73,8 @@ internal static unsafe partial class Avx2Dot
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public Iq4XsActivations(byte* y)
         {
-            sbyte* q8 = (sbyte*)(y + BlockLayouts.Q8_K.Qs);
-            A0 = Vector512.Load(q8);
-            A1 = Vector512.Load(q8 + 64);
-            A2 = Vector512.Load(q8 + 128);
-            A3 = Vector512.Load(q8 + 192);
+            var steps = new Q8KSteps(y);
+            (A0, A1, A2, A3) = (steps.Q0, steps.Q1, steps.Q2, steps.Q3);
             N0 = -A0;
             N1 = -A1;
             N2 = -A2;
