@@ -26,7 +26,7 @@ internal static unsafe class MatMul
     private static (Kernel Kernel, int SideBytes) Plan(QuantMatrix w, int tokens)
     {
         // Float panels pack eight columns at a time; quantized rows are whole blocks of 32 or 256 anyway.
-        if (tokens >= PanelMinTokens && w.Rows >= QuantizedDot.PanelRows && w.Columns % 8 == 0 && QuantizedDot.HasPanels(w.Type))
+        if (tokens >= PanelMinTokens && tokens > QuantizedDot.TileMaxTokens(w.Type) && w.Rows >= QuantizedDot.PanelRows && w.Columns % 8 == 0 && QuantizedDot.HasPanels(w.Type))
             return (Kernel.Panels, QuantizedDot.PanelSideBytes(w.Type, w.Columns));
         // The pair tiles read only their packed records (PackPairs), not the tiles' per-row side data.
         if (tokens is >= 2 and < PanelMinTokens && QuantizedDot.HasPairTiles(w.Type)) return (Kernel.Pairs, 0);
@@ -236,6 +236,24 @@ internal static unsafe class MatMul
             QuantizedDot.DotRows(type, tokens, w.Data + (long)start * rowBytes, rowBytes, end - start, actBase, sideBase, actBytes, sideBytes, n, y + start, rows);
             return;
         }
+        if (!tiled && tokens > MaxTileRows && QuantizedDot.HasDotRows(type))
+        {
+            // A batch below the type's panel threshold (QuantizedDot.TileMaxTokens) in tiles of at most seven rows, as
+            // even as they come, over blocks of weight rows that stay in cache while every tile passes over them.
+            int tiles = (tokens + MaxTileRows - 1) / MaxTileRows;
+            for (int r0 = start; r0 < end; r0 += RowBlock)
+            {
+                int r1 = Math.Min(end, r0 + RowBlock);
+                for (int k = 0, t0 = 0; k < tiles; k++)
+                {
+                    int t1 = tokens * (k + 1) / tiles;
+                    QuantizedDot.DotRows(type, t1 - t0, w.Data + (long)r0 * rowBytes, rowBytes, r1 - r0, actBase + (long)t0 * actBytes, sideBase, actBytes, sideBytes, n,
+                        y + (long)t0 * rows + r0, rows);
+                    t0 = t1;
+                }
+            }
+            return;
+        }
         int t8 = tiled && QuantizedDot.HasDot8(type) ? tokens & ~7 : 0;
         int t4 = tiled ? t8 + ((tokens - t8) & ~3) : 0;
         // Three rows left: one three-row tile; two: a two-row one; one: the single-row dot.
@@ -286,6 +304,9 @@ internal static unsafe class MatMul
     }
 
     private const int RowBlock = 16;
+
+    /// <summary>The most activation rows one small-batch tile takes (<see cref="QuantizedDot.DotRows"/>).</summary>
+    private const int MaxTileRows = 7;
 
     /// <summary>
     /// Several small multiplies as one parallel pass: a mixture-of-experts layer's active experts at decode are a dozen

@@ -137,6 +137,16 @@ internal static class QuantizedDot
     internal static unsafe void Dot3(GgmlType weightType, byte* weightRow, byte* activations, byte* side, int activationStride, int sideStride, int n, float* output, long outputStride) =>
         Avx2Dot.Dot3(weightType, weightRow, activations, side, activationStride, sideStride, n, Vnni, output, outputStride);
 
+    /// <summary>
+    /// The largest batch that runs as small-batch tiles (<see cref="DotRows"/>, up to seven rows each) rather than panels:
+    /// 31 for Q2_K and Q3_K on AVX-512, whose tiles (220–257 GMAC/s at any size) beat their panels below 32 rows
+    /// (`bench matmul`, 4864 × 4096, 2 threads, Zen 5: at 8 rows 105 and 81 GMAC/s by panels, 242 and 204 by tiles; at
+    /// 24, 227–230 and 180–188 against 257 and 232; even at 32); a mixture-of-experts prompt gives its experts about that
+    /// many tokens each. Otherwise one below the panels' <see cref="Kernels.MatMul.PanelMinTokens"/>.
+    /// </summary>
+    internal static int TileMaxTokens(GgmlType weightType) =>
+        weightType is GgmlType.Q2_K or GgmlType.Q3_K && HasDotRows(weightType) && IsaLevels.Best == IsaLevel.Avx512 ? 31 : Kernels.MatMul.PanelMinTokens - 1;
+
     /// <summary>True when <see cref="DotRows"/> runs for this weight type on this machine.</summary>
     internal static bool HasDotRows(GgmlType weightType) => IsaLevels.IsX86(IsaLevels.Best) && Avx2Dot.HasDotRows(weightType);
 

@@ -312,7 +312,7 @@ public sealed unsafe partial class Dot4Tests
         }
     }
 
-    /// <summary>Every small batch (1–7 rows: the decode steps of a few streams) splits into 4-, 3-, 2- and 1-row tiles.</summary>
+    /// <summary>Every small batch (1–7 rows: the decode steps of a few streams; for Q2_K and Q3_K on AVX-512 up to 31 rows in tiles of at most seven) gives the single-row dots exactly.</summary>
     [Theory]
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.Q6_K)]
@@ -328,9 +328,12 @@ public sealed unsafe partial class Dot4Tests
     [InlineData(GgmlType.IQ3_XXS)]
     [InlineData(GgmlType.IQ2_XS)]
     [InlineData(GgmlType.IQ3_S)]
+    [InlineData(GgmlType.Q2_K)]
+    [InlineData(GgmlType.Q3_K)]
+    [InlineData(GgmlType.Q5_K)]
     public void SmallBatchesMatchSingleRowDotsExactly(GgmlType type)
     {
-        if (!QuantizedDot.HasDot4(type)) Assert.Skip("no AVX2 on this machine");
+        if (!QuantizedDot.HasDot4(type) && !QuantizedDot.HasDotRows(type)) Assert.Skip($"no small-batch kernel for {type} on this machine");
         const int rows = 37, n = 512;
         var random = new Random(3);
         float[] weights = Enumerable.Range(0, rows * n).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
@@ -343,7 +346,8 @@ public sealed unsafe partial class Dot4Tests
         fixed (byte* pw = w)
         {
             var matrix = new QuantMatrix(pw, type, rows, n);
-            for (int tokens = 1; tokens < MatMul.PanelMinTokens; tokens++)
+            // Every batch below the type's panels: for Q2_K and Q3_K on AVX-512, up to 31 rows in tiles of at most seven.
+            for (int tokens = 1; tokens <= Math.Max(MatMul.PanelMinTokens - 1, QuantizedDot.TileMaxTokens(type)); tokens++)
             {
                 float[] x = Enumerable.Range(0, tokens * n).Select(_ => (float)(random.NextDouble() * 4 - 2)).ToArray();
                 var y = new float[tokens * rows];
