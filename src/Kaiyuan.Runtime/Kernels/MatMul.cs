@@ -236,7 +236,7 @@ internal static unsafe class MatMul
             QuantizedDot.DotRows(type, tokens, w.Data + (long)start * rowBytes, rowBytes, end - start, actBase, sideBase, actBytes, sideBytes, n, y + start, rows);
             return;
         }
-        if (!tiled && tokens > MaxTileRows && QuantizedDot.HasDotRows(type))
+        if (tokens > MaxTileRows && tokens <= QuantizedDot.TileMaxTokens(type) && QuantizedDot.HasDotRows(type))
         {
             // A batch below the type's panel threshold (QuantizedDot.TileMaxTokens) in tiles of at most seven rows, as
             // even as they come, over blocks of weight rows that stay in cache while every tile passes over them.
@@ -247,8 +247,8 @@ internal static unsafe class MatMul
                 for (int k = 0, t0 = 0; k < tiles; k++)
                 {
                     int t1 = tokens * (k + 1) / tiles;
-                    QuantizedDot.DotRows(type, t1 - t0, w.Data + (long)r0 * rowBytes, rowBytes, r1 - r0, actBase + (long)t0 * actBytes, sideBase, actBytes, sideBytes, n,
-                        y + (long)t0 * rows + r0, rows);
+                    QuantizedDot.DotRows(type, t1 - t0, w.Data + (long)r0 * rowBytes, rowBytes, r1 - r0, actBase + (long)t0 * actBytes, sideBase + (long)t0 * sideBytes,
+                        actBytes, sideBytes, n, y + (long)t0 * rows + r0, rows);
                     t0 = t1;
                 }
             }

@@ -138,14 +138,23 @@ internal static class QuantizedDot
         Avx2Dot.Dot3(weightType, weightRow, activations, side, activationStride, sideStride, n, Vnni, output, outputStride);
 
     /// <summary>
-    /// The largest batch that runs as small-batch tiles (<see cref="DotRows"/>, up to seven rows each) rather than panels:
-    /// 31 for Q2_K and Q3_K on AVX-512, whose tiles (220–257 GMAC/s at any size) beat their panels below 32 rows
-    /// (`bench matmul`, 4864 × 4096, 2 threads, Zen 5: at 8 rows 105 and 81 GMAC/s by panels, 242 and 204 by tiles; at
-    /// 24, 227–230 and 180–188 against 257 and 232; even at 32); a mixture-of-experts prompt gives its experts about that
-    /// many tokens each. Otherwise one below the panels' <see cref="Kernels.MatMul.PanelMinTokens"/>.
+    /// The largest batch that runs as small-batch tiles (<see cref="DotRows"/>, up to seven rows each) rather than panels,
+    /// where a type's AVX-512 tiles beat its panels past seven rows; a mixture-of-experts prompt gives its experts about
+    /// that many tokens each. Measured with `bench matmul`, 4864 × 4096, 2 threads, Zen 5, GMAC/s by panels against tiles:
+    /// Q2_K and Q3_K 105 and 81 against 242 and 204 at 8 rows, 227 and 184 against 257 and 232 at 24, even at 32;
+    /// IQ2_XXS, IQ2_XS and IQ3_XXS 82–95 against 138–155 at 8, 133–151 against 146–163 at 16, ahead by panels at 24;
+    /// IQ4_XS and IQ3_S 138 and 79 against 177 and 120 at 8, level at 16; IQ2_S 82 against 94 at 8, behind at 16; IQ1_S
+    /// and IQ1_M level or behind at 8. Otherwise one below the panels' <see cref="Kernels.MatMul.PanelMinTokens"/>.
     /// </summary>
     internal static int TileMaxTokens(GgmlType weightType) =>
-        weightType is GgmlType.Q2_K or GgmlType.Q3_K && HasDotRows(weightType) && IsaLevels.Best == IsaLevel.Avx512 ? 31 : Kernels.MatMul.PanelMinTokens - 1;
+        !HasDotRows(weightType) || IsaLevels.Best != IsaLevel.Avx512 ? Kernels.MatMul.PanelMinTokens - 1 : weightType switch
+        {
+            GgmlType.Q2_K or GgmlType.Q3_K => 31,
+            GgmlType.IQ2_XXS or GgmlType.IQ2_XS or GgmlType.IQ3_XXS => 19,
+            GgmlType.IQ4_XS or GgmlType.IQ3_S => 15,
+            GgmlType.IQ2_S => 11,
+            _ => Kernels.MatMul.PanelMinTokens - 1,
+        };
 
     /// <summary>True when <see cref="DotRows"/> runs for this weight type on this machine.</summary>
     internal static bool HasDotRows(GgmlType weightType) => IsaLevels.IsX86(IsaLevels.Best) && Avx2Dot.HasDotRows(weightType);

@@ -312,7 +312,7 @@ public sealed unsafe partial class Dot4Tests
         }
     }
 
-    /// <summary>Every small batch (1–7 rows: the decode steps of a few streams; for Q2_K and Q3_K on AVX-512 up to 31 rows in tiles of at most seven) gives the single-row dots exactly.</summary>
+    /// <summary>Every small batch (1–7 rows: the decode steps of a few streams; on AVX-512 up to the type's TileMaxTokens, in tiles of at most seven) gives the single-row dots exactly.</summary>
     [Theory]
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.Q6_K)]
@@ -346,7 +346,7 @@ public sealed unsafe partial class Dot4Tests
         fixed (byte* pw = w)
         {
             var matrix = new QuantMatrix(pw, type, rows, n);
-            // Every batch below the type's panels: for Q2_K and Q3_K on AVX-512, up to 31 rows in tiles of at most seven.
+            // Every batch below the type's panels: on AVX-512 up to 31 rows (Q2_K, Q3_K) in tiles of at most seven.
             for (int tokens = 1; tokens <= Math.Max(MatMul.PanelMinTokens - 1, QuantizedDot.TileMaxTokens(type)); tokens++)
             {
                 float[] x = Enumerable.Range(0, tokens * n).Select(_ => (float)(random.NextDouble() * 4 - 2)).ToArray();
