@@ -15,7 +15,7 @@ internal static unsafe partial class Avx2Dot
     /// both blocks; a byte permute puts each output byte's source byte in its qword and a multishift takes the low or the
     /// high nibble, a second pair brings each element's fifth bit to bit 4, and the unsigned quants u = q + 16 go straight
     /// into the unsigned-by-signed multiply. The activations' 16·(y₂ₖ + y₂ₖ₊₁), computed once per activation row
-    /// (<see cref="Q5PairBias"/>), are subtracted from the pair sums, leaving exactly the pair sums of q·y. Lanes 0–7 of
+    /// (<see cref="PairBias"/>), are subtracted from the pair sums, leaving exactly the pair sums of q·y. Lanes 0–7 of
     /// the int32 sums are the first block's (lane k: elements 4k..4k+3), lanes 8–15 the second's, and each half meets its
     /// block scale in the same float multiply-add, in block order, as the 256-bit kernel: the result is the same to the bit.
     /// </summary>
