@@ -26,7 +26,8 @@ internal static unsafe class MatMul
     private static (Kernel Kernel, int SideBytes) Plan(QuantMatrix w, int tokens)
     {
         // Float panels pack eight columns at a time; quantized rows are whole blocks of 32 or 256 anyway.
-        if (tokens >= PanelMinTokens && tokens > QuantizedDot.TileMaxTokens(w.Type) && w.Rows >= QuantizedDot.PanelRows && w.Columns % 8 == 0 && QuantizedDot.HasPanels(w.Type))
+        // TileMaxTokens is at least PanelMinTokens − 1: types whose tiles beat their panels keep larger batches.
+        if (tokens > QuantizedDot.TileMaxTokens(w.Type) && w.Rows >= QuantizedDot.PanelRows && w.Columns % 8 == 0 && QuantizedDot.HasPanels(w.Type))
             return (Kernel.Panels, QuantizedDot.PanelSideBytes(w.Type, w.Columns));
         // The pair tiles read only their packed records (PackPairs), not the tiles' per-row side data.
         if (tokens is >= 2 and < PanelMinTokens && QuantizedDot.HasPairTiles(w.Type)) return (Kernel.Pairs, 0);
@@ -230,20 +231,15 @@ internal static unsafe class MatMul
             return;
         }
         // Tiled or not, as for one token: the small-batch tiles of untiled types (Q2_K, Q3_K, Q5_K) read no side data.
-        if (tokens is >= 2 and < PanelMinTokens && QuantizedDot.HasDotRows(type))
+        if (tokens >= 2 && tokens <= QuantizedDot.TileMaxTokens(type) && QuantizedDot.HasDotRows(type))
         {
-            // The whole small batch in one tile: each weight block decoded once, not once per 4-, 3- or 2-row tile.
-            QuantizedDot.DotRows(type, tokens, w.Data + (long)start * rowBytes, rowBytes, end - start, actBase, sideBase, actBytes, sideBytes, n, y + start, rows);
-            return;
-        }
-        if (tokens > MaxTileRows && tokens <= QuantizedDot.TileMaxTokens(type) && QuantizedDot.HasDotRows(type))
-        {
-            // A batch below the type's panel threshold (QuantizedDot.TileMaxTokens) in tiles of at most seven rows, as
-            // even as they come, over blocks of weight rows that stay in cache while every tile passes over them.
-            int tiles = (tokens + MaxTileRows - 1) / MaxTileRows;
-            for (int r0 = start; r0 < end; r0 += RowBlock)
+            // Up to seven rows, the whole range in one tile: each weight block decoded once, not once per 4-, 3- or 2-row
+            // tile. A larger batch below the type's panel threshold goes in tiles of at most seven rows, as even as they
+            // come, over blocks of weight rows that stay in cache while every tile passes over them.
+            int tiles = (tokens + MaxTileRows - 1) / MaxTileRows, rowBlock = tiles == 1 ? end - start : RowBlock;
+            for (int r0 = start; r0 < end; r0 += rowBlock)
             {
-                int r1 = Math.Min(end, r0 + RowBlock);
+                int r1 = Math.Min(end, r0 + rowBlock);
                 for (int k = 0, t0 = 0; k < tiles; k++)
                 {
                     int t1 = tokens * (k + 1) / tiles;

@@ -92,7 +92,7 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>True when <see cref="DotRows"/> takes any small batch (2–7 activation rows) of <paramref name="weightType"/> as one tile.</summary>
     public static bool HasDotRows(GgmlType weightType) => HasDot8(weightType) || (weightType is GgmlType.Q4_K or GgmlType.Q6_K && HasWideKQuants)
-        || HasQ8KTiles(weightType) || HasLowKTiles(weightType);
+        || HasQ8KTiles(weightType) || HasWideLowK(weightType);
 
     /// <summary>True when <paramref name="weightType"/> has a 2–7-row tile against Q8_K rows without side data here (<see cref="Q8KTileRows"/>).</summary>
     private static bool HasQ8KTiles(GgmlType weightType) => (weightType == GgmlType.IQ4_XS && HasWideKQuants) || HasGatherGrid(weightType)
@@ -150,7 +150,7 @@ internal static unsafe partial class Avx2Dot
             case GgmlType.Q5_0: Block32Rows<Q5Block>(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
             case GgmlType.IQ4_NL: Block32Rows<Iq4NlBlock>(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
             case var _ when HasQ8KTiles(weightType): Q8KTileRows(weightType, rows, x, rowBytes, weightRows, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
-            case var _ when HasLowKTiles(weightType): LowKRows(weightType, rows, x, rowBytes, weightRows, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
+            case var _ when HasWideLowK(weightType): LowKRows(weightType, rows, x, rowBytes, weightRows, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q4_K or GgmlType.Q6_K when HasWideKQuants: WideKRows(weightType, rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, n, output, outputStride); break;
             default: throw new NotSupportedException($"No small-batch tile for {weightType}.");
         }
@@ -168,7 +168,7 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>True when <see cref="Dot1Rows2"/> has a kernel for <paramref name="weightType"/> on this machine.</summary>
     public static bool HasDot1Rows2(GgmlType weightType) => weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL
-        || (weightType is GgmlType.Q4_K or GgmlType.Q6_K or GgmlType.IQ4_XS && HasWideKQuants) || HasLowKTiles(weightType);
+        || (weightType is GgmlType.Q4_K or GgmlType.Q6_K or GgmlType.IQ4_XS && HasWideKQuants) || HasWideLowK(weightType);
 
     /// <summary>
     /// <see cref="Dot1"/> of two weight rows (<paramref name="weightStride"/> bytes apart) with one activation row, into
@@ -186,7 +186,7 @@ internal static unsafe partial class Avx2Dot
             case GgmlType.Q5_0 when HasVbmi: PairVbmi<Q5VbmiPair>(x, weightStride, y, side, 2, blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_0 when HasVbmi: PairVbmi<Q4VbmiPair>(x, weightStride, y, side, 2, blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_K when HasWideKQuants: Q4_KWide(x, weightStride, y, 2, n / BlockLayouts.QK_K, output, outputStride); break;
-            case var _ when HasLowKTiles(weightType): LowKDot(weightType, x, weightStride, y, 2, n / BlockLayouts.QK_K, output, outputStride); break;
+            case var _ when HasWideLowK(weightType): LowKDot(weightType, x, weightStride, y, 2, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q6_K when HasWideKQuants: Q6_KWide(x, weightStride, y, (short*)side, 2, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.IQ4_XS when HasWideKQuants: Iq4XsWide(x, weightStride, y, 2, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q8_0: Tile1Rows2<Q8Block>(x, weightStride, y, (float*)side, blocks, vnni, output, outputStride); break;
@@ -227,7 +227,7 @@ internal static unsafe partial class Avx2Dot
             GgmlType.IQ4_NL => Tile1<Iq4NlBlock>(x, y, (float*)side, blocks, vnni),
             GgmlType.Q4_K when HasWideKQuants => Q4_KWide(x, y, n / BlockLayouts.QK_K),
             GgmlType.Q4_K => Q4_K(x, y, n / BlockLayouts.QK_K),
-            _ when HasLowKTiles(weightType) => LowKDot(weightType, x, y, n / BlockLayouts.QK_K),
+            _ when HasWideLowK(weightType) => LowKDot(weightType, x, y, n / BlockLayouts.QK_K),
             GgmlType.Q2_K => Q2_K(x, y, n / BlockLayouts.QK_K),
             GgmlType.Q3_K => Q3_K(x, y, n / BlockLayouts.QK_K),
             GgmlType.Q5_K => Q5_K(x, y, n / BlockLayouts.QK_K),

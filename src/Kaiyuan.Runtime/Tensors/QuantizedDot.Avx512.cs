@@ -342,33 +342,22 @@ internal static unsafe partial class Avx2Dot
     /// of it): the nibble source qs[i % 16] and its shift (high nibble for i ≥ 16); the fifth-bit source, the block's
     /// four qh bytes in each qword, and a shift of i − 4 (mod 64, the multishift rotates) that lands qh bit i on bit 4.
     /// </summary>
-    private static readonly byte* Q5Controls = BuildQ5Controls();
+    private static readonly byte* Q5Controls = BuildPairControls(BlockLayouts.Q5_0.Size, BlockLayouts.Q5_0.Qs, BlockLayouts.Q5_0.Qh);
 
-    /// <summary>Q4_0's nibble controls in <see cref="Q5Controls"/>' layout: source qs[i % 16] of block o / 32, the high nibble for i ≥ 16; the fifth-bit half is zero.</summary>
-    private static readonly byte* Q4Controls = BuildQ4Controls();
+    /// <summary>Q4_0's nibble controls in <see cref="Q5Controls"/>' layout (no fifth bits: that half is zero).</summary>
+    private static readonly byte* Q4Controls = BuildPairControls(BlockLayouts.Q4_0.Size, BlockLayouts.Q4_0.Qs, qh: -1);
 
-    private static byte* BuildQ4Controls()
+    private static byte* BuildPairControls(int blockBytes, int qs, int qh)
     {
         var controls = (byte*)NativeMemory.AlignedAlloc(256, 64);
         NativeMemory.Clear(controls, 256);
         for (int o = 0; o < 64; o++)
         {
             int block = o / 32, element = o % 32;
-            controls[o] = (byte)(block * BlockLayouts.Q4_0.Size + BlockLayouts.Q4_0.Qs + element % 16);
+            controls[o] = (byte)(block * blockBytes + qs + element % 16);
             controls[64 + o] = (byte)(8 * (o % 8) + (element >= 16 ? 4 : 0));
-        }
-        return controls;
-    }
-
-    private static byte* BuildQ5Controls()
-    {
-        var controls = (byte*)NativeMemory.AlignedAlloc(256, 64);
-        for (int o = 0; o < 64; o++)
-        {
-            int block = o / 32, element = o % 32;
-            controls[o] = (byte)(block * BlockLayouts.Q5_0.Size + BlockLayouts.Q5_0.Qs + element % 16);
-            controls[64 + o] = (byte)(8 * (o % 8) + (element >= 16 ? 4 : 0));
-            controls[128 + o] = (byte)(block * BlockLayouts.Q5_0.Size + BlockLayouts.Q5_0.Qh + o % 4);
+            if (qh < 0) continue;
+            controls[128 + o] = (byte)(block * blockBytes + qh + o % 4);
             controls[192 + o] = (byte)((element - 4) & 63);
         }
         return controls;

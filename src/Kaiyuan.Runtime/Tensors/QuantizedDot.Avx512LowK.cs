@@ -155,7 +155,7 @@ internal static unsafe partial class Avx2Dot
     }
 
     /// <summary>True when <paramref name="weightType"/> is one of these kernels' types and the CPU has AVX-512 BW.</summary>
-    private static bool HasLowKTiles(GgmlType weightType) => weightType is GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q5_K && HasWideKQuants;
+    private static bool HasWideLowK(GgmlType weightType) => weightType is GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q5_K && HasWideKQuants;
 
     /// <summary>One token: <see cref="WideKDot{T, TA}"/> for the type.</summary>
     private static void LowKDot(GgmlType weightType, byte* x, long weightStride, byte* y, int rows, int blocks, float* output, long outputStride)
