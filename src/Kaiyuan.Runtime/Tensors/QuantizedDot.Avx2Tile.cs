@@ -303,7 +303,7 @@ internal static unsafe partial class Avx2Dot
             Sse.Prefetch0(x + PrefetchDistance);
             Vector256<sbyte> qx = T.Quants(x);
             Vector256<byte> absX = Avx2.Sign(qx, qx).AsByte();
-            acc = TokenStep(qx, absX, Half(x) * ys[b], y, vnni, acc);
+            acc = TokenStep(qx, absX, Vector256.Create(Half(x)) * Vector256.Create(ys[b]), y, vnni, acc);
         }
 
         return HorizontalSum(acc);
@@ -321,8 +321,9 @@ internal static unsafe partial class Avx2Dot
             Sse.Prefetch0(x + PrefetchDistance);
             Sse.Prefetch0(x1 + PrefetchDistance);
             Vector256<sbyte> q0 = T.Quants(x), q1 = T.Quants(x1);
-            acc0 = TokenStep(q0, Avx2.Sign(q0, q0).AsByte(), Half(x) * ys[b], y, vnni, acc0);
-            acc1 = TokenStep(q1, Avx2.Sign(q1, q1).AsByte(), Half(x1) * ys[b], y, vnni, acc1);
+            var dy = Vector256.Create(ys[b]);
+            acc0 = TokenStep(q0, Avx2.Sign(q0, q0).AsByte(), Vector256.Create(Half(x)) * dy, y, vnni, acc0);
+            acc1 = TokenStep(q1, Avx2.Sign(q1, q1).AsByte(), Vector256.Create(Half(x1)) * dy, y, vnni, acc1);
         }
 
         output[0] = HorizontalSum(acc0);
@@ -403,15 +404,15 @@ internal static unsafe partial class Avx2Dot
                 Sse.Prefetch0(x + PrefetchDistance);
                 Vector256<sbyte> qx = T.Quants(x);
                 Vector256<byte> absX = Avx2.Sign(qx, qx).AsByte();
-                float dx = Half(x);
-                a0 = TokenStep(qx, absX, dx * ys[0], y, vnni, a0);
-                if (TRows.Count > 1) a1 = TokenStep(qx, absX, dx * ys[scaleStride], y + stride, vnni, a1);
-                if (TRows.Count > 2) a2 = TokenStep(qx, absX, dx * ys[2 * scaleStride], y + 2 * stride, vnni, a2);
-                if (TRows.Count > 3) a3 = TokenStep(qx, absX, dx * ys[3 * scaleStride], y + 3 * stride, vnni, a3);
-                if (TRows.Count > 4) a4 = TokenStep(qx, absX, dx * ys[4 * scaleStride], y + 4 * stride, vnni, a4);
-                if (TRows.Count > 5) a5 = TokenStep(qx, absX, dx * ys[5 * scaleStride], y + 5 * stride, vnni, a5);
-                if (TRows.Count > 6) a6 = TokenStep(qx, absX, dx * ys[6 * scaleStride], y + 6 * stride, vnni, a6);
-                if (TRows.Count > 7) a7 = TokenStep(qx, absX, dx * ys[7 * scaleStride], y + 7 * stride, vnni, a7);
+                var dx = Vector256.Create(Half(x));
+                a0 = TokenStep(qx, absX, dx * Vector256.Create(ys[0]), y, vnni, a0);
+                if (TRows.Count > 1) a1 = TokenStep(qx, absX, dx * Vector256.Create(ys[scaleStride]), y + stride, vnni, a1);
+                if (TRows.Count > 2) a2 = TokenStep(qx, absX, dx * Vector256.Create(ys[2 * scaleStride]), y + 2 * stride, vnni, a2);
+                if (TRows.Count > 3) a3 = TokenStep(qx, absX, dx * Vector256.Create(ys[3 * scaleStride]), y + 3 * stride, vnni, a3);
+                if (TRows.Count > 4) a4 = TokenStep(qx, absX, dx * Vector256.Create(ys[4 * scaleStride]), y + 4 * stride, vnni, a4);
+                if (TRows.Count > 5) a5 = TokenStep(qx, absX, dx * Vector256.Create(ys[5 * scaleStride]), y + 5 * stride, vnni, a5);
+                if (TRows.Count > 6) a6 = TokenStep(qx, absX, dx * Vector256.Create(ys[6 * scaleStride]), y + 6 * stride, vnni, a6);
+                if (TRows.Count > 7) a7 = TokenStep(qx, absX, dx * Vector256.Create(ys[7 * scaleStride]), y + 7 * stride, vnni, a7);
             }
 
             StoreSums<TRows>(output, outputStride, a0, a1, a2, a3, a4, a5, a6, a7);
@@ -455,7 +456,7 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>One activation row's share of a block: SumProductsSigned with |x| hoisted, then the block FMA.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> TokenStep(Vector256<sbyte> qx, Vector256<byte> absX, float scale, byte* y, bool vnni, Vector256<float> acc) =>
+    private static Vector256<float> TokenStep(Vector256<sbyte> qx, Vector256<byte> absX, Vector256<float> scale, byte* y, bool vnni, Vector256<float> acc) =>
         BlockFma(scale, SumProductsUnsigned(absX, Avx2.Sign(Vector256.Load((sbyte*)(y + BlockLayouts.Q8_0.Qs)), qx), vnni), acc);
 
 }

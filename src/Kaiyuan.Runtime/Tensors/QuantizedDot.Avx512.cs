@@ -67,12 +67,26 @@ internal static unsafe partial class Avx2Dot
             Sse.Prefetch0(x + PrefetchDistance);
             var activations = Q5PairActivations(y);
             var pairBias = Vector512.Load(bias + 16 * b);
-            acc0 = PairRow<T>(x, in unpack, activations, pairBias, halves, ys[b], ys[b + 1], acc0);
+            var (dy0, dy1) = (Vector256.Create(ys[b]), Vector256.Create(ys[b + 1]));
+            acc0 = PairRow<T>(x, 0, in unpack, activations, pairBias, halves, dy0, dy1, acc0);
             if (dots > 1)
             {
                 Sse.Prefetch0(x1 + PrefetchDistance);
-                acc1 = PairRow<T>(x1, in unpack, activations, pairBias, halves, ys[b], ys[b + 1], acc1);
+                acc1 = PairRow<T>(x1, 0, in unpack, activations, pairBias, halves, dy0, dy1, acc1);
             }
+        }
+        if (HasLastPair(b, blocks, T.Size))
+        {
+            var last = new Q5Unpack(T.Controls + LastPairControls);
+            var activations = Q5PairActivations(y);
+            var pairBias = Vector512.Load(bias + 16 * b);
+            var (dy0, dy1) = (Vector256.Create(ys[b]), Vector256.Create(ys[b + 1]));
+            acc0 = PairRow<T>(x, LastPairBack<T>(), in last, activations, pairBias, halves, dy0, dy1, acc0);
+            if (dots > 1) acc1 = PairRow<T>(x1, LastPairBack<T>(), in last, activations, pairBias, halves, dy0, dy1, acc1);
+            b += 2;
+            x += 2 * T.Size;
+            x1 += 2 * T.Size;
+            y += 2 * BlockLayouts.Q8_0.Size;
         }
         for (; b < blocks; b++, x += T.Size, x1 += T.Size, y += BlockLayouts.Q8_0.Size)
         {
@@ -118,11 +132,29 @@ internal static unsafe partial class Avx2Dot
             Sse.Prefetch0(x3 + PrefetchDistance);
             var activations = Q5PairActivations(y);
             var pairBias = Vector512.Load(bias + 16 * b);
-            float ys0 = ys[b], ys1 = ys[b + 1];
-            acc0 = PairRow<T>(x0, in unpack, activations, pairBias, halves, ys0, ys1, acc0);
-            acc1 = PairRow<T>(x1, in unpack, activations, pairBias, halves, ys0, ys1, acc1);
-            acc2 = PairRow<T>(x2, in unpack, activations, pairBias, halves, ys0, ys1, acc2);
-            acc3 = PairRow<T>(x3, in unpack, activations, pairBias, halves, ys0, ys1, acc3);
+            var (ys0, ys1) = (Vector256.Create(ys[b]), Vector256.Create(ys[b + 1]));
+            acc0 = PairRow<T>(x0, 0, in unpack, activations, pairBias, halves, ys0, ys1, acc0);
+            acc1 = PairRow<T>(x1, 0, in unpack, activations, pairBias, halves, ys0, ys1, acc1);
+            acc2 = PairRow<T>(x2, 0, in unpack, activations, pairBias, halves, ys0, ys1, acc2);
+            acc3 = PairRow<T>(x3, 0, in unpack, activations, pairBias, halves, ys0, ys1, acc3);
+        }
+        if (HasLastPair(b, blocks, T.Size))
+        {
+            var last = new Q5Unpack(T.Controls + LastPairControls);
+            var activations = Q5PairActivations(y);
+            var pairBias = Vector512.Load(bias + 16 * b);
+            var (ys0, ys1) = (Vector256.Create(ys[b]), Vector256.Create(ys[b + 1]));
+            int back = LastPairBack<T>();
+            acc0 = PairRow<T>(x0, back, in last, activations, pairBias, halves, ys0, ys1, acc0);
+            acc1 = PairRow<T>(x1, back, in last, activations, pairBias, halves, ys0, ys1, acc1);
+            acc2 = PairRow<T>(x2, back, in last, activations, pairBias, halves, ys0, ys1, acc2);
+            acc3 = PairRow<T>(x3, back, in last, activations, pairBias, halves, ys0, ys1, acc3);
+            b += 2;
+            x0 += 2 * T.Size;
+            x1 += 2 * T.Size;
+            x2 += 2 * T.Size;
+            x3 += 2 * T.Size;
+            y += 2 * BlockLayouts.Q8_0.Size;
         }
         for (; b < blocks; b++, x0 += T.Size, x1 += T.Size, x2 += T.Size, x3 += T.Size, y += BlockLayouts.Q8_0.Size)
         {
@@ -163,18 +195,17 @@ internal static unsafe partial class Avx2Dot
             var a6 = Vector256<float>.Zero;
             int b = 0;
             // The 64-byte load reads 20 bytes past the pair: only while a further block follows in the row.
-            for (; b + 3 <= blocks; b += 2, x += 2 * BlockLayouts.Q5_0.Size)
+            for (; b + LoadBlocks<Q5VbmiPair>() <= blocks; b += 2, x += 2 * BlockLayouts.Q5_0.Size)
             {
                 Sse.Prefetch0(x + PrefetchDistance);
-                var u = Q5UnsignedPair(x, in unpack);
-                float d0 = Half(x), d1 = Half(x + BlockLayouts.Q5_0.Size);
-                a0 = Q5TileStep(u, activations, side, 0, stride, sideStride, biasAt, b, d0, d1, a0);
-                if (TRows.Count > 1) a1 = Q5TileStep(u, activations, side, 1, stride, sideStride, biasAt, b, d0, d1, a1);
-                if (TRows.Count > 2) a2 = Q5TileStep(u, activations, side, 2, stride, sideStride, biasAt, b, d0, d1, a2);
-                if (TRows.Count > 3) a3 = Q5TileStep(u, activations, side, 3, stride, sideStride, biasAt, b, d0, d1, a3);
-                if (TRows.Count > 4) a4 = Q5TileStep(u, activations, side, 4, stride, sideStride, biasAt, b, d0, d1, a4);
-                if (TRows.Count > 5) a5 = Q5TileStep(u, activations, side, 5, stride, sideStride, biasAt, b, d0, d1, a5);
-                if (TRows.Count > 6) a6 = Q5TileStep(u, activations, side, 6, stride, sideStride, biasAt, b, d0, d1, a6);
+                Q5TileSteps<TRows>(Q5UnsignedPair(x, in unpack), x, activations, side, stride, sideStride, biasAt, b, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6);
+            }
+            if (HasLastPair(b, blocks, BlockLayouts.Q5_0.Size))
+            {
+                Q5TileSteps<TRows>(Q5UnsignedPair(x - LastPairBack<Q5VbmiPair>(), new Q5Unpack(Q5Controls + LastPairControls)), x, activations, side, stride, sideStride, biasAt, b,
+                                   ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6);
+                b += 2;
+                x += 2 * BlockLayouts.Q5_0.Size;
             }
             for (; b < blocks; b++, x += BlockLayouts.Q5_0.Size)
             {
@@ -193,14 +224,32 @@ internal static unsafe partial class Avx2Dot
         }
     }
 
-    /// <summary>Activation row <paramref name="k"/>'s share of a pair of unpacked blocks <paramref name="b"/>, <paramref name="b"/> + 1 (<see cref="Q5PairStep(Vector512{byte}, byte*, short*, float, float, Vector256{float})"/>).</summary>
+    /// <summary>Every activation row's share of the pair of blocks <paramref name="b"/>, <paramref name="b"/> + 1 at <paramref name="x"/>, unpacked to <paramref name="u"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q5TileSteps<TRows>(Vector512<byte> u, byte* x, byte* activations, byte* side, int stride, int sideStride, int biasAt, int b,
+        ref Vector256<float> a0, ref Vector256<float> a1, ref Vector256<float> a2, ref Vector256<float> a3, ref Vector256<float> a4, ref Vector256<float> a5,
+        ref Vector256<float> a6) where TRows : struct, ITileRows
+    {
+        // Broadcast from memory, multiplied as vectors: a load and a multiply where a scalar product took a multiply and a broadcast.
+        var (d0, d1) = (Vector256.Create(Half(x)), Vector256.Create(Half(x + BlockLayouts.Q5_0.Size)));
+        a0 = Q5TileStep(u, activations, side, 0, stride, sideStride, biasAt, b, d0, d1, a0);
+        if (TRows.Count > 1) a1 = Q5TileStep(u, activations, side, 1, stride, sideStride, biasAt, b, d0, d1, a1);
+        if (TRows.Count > 2) a2 = Q5TileStep(u, activations, side, 2, stride, sideStride, biasAt, b, d0, d1, a2);
+        if (TRows.Count > 3) a3 = Q5TileStep(u, activations, side, 3, stride, sideStride, biasAt, b, d0, d1, a3);
+        if (TRows.Count > 4) a4 = Q5TileStep(u, activations, side, 4, stride, sideStride, biasAt, b, d0, d1, a4);
+        if (TRows.Count > 5) a5 = Q5TileStep(u, activations, side, 5, stride, sideStride, biasAt, b, d0, d1, a5);
+        if (TRows.Count > 6) a6 = Q5TileStep(u, activations, side, 6, stride, sideStride, biasAt, b, d0, d1, a6);
+    }
+
+    /// <summary>Activation row <paramref name="k"/>'s share of a pair of unpacked blocks <paramref name="b"/>, <paramref name="b"/> + 1 (<see cref="Q5PairStep(Vector512{byte}, byte*, short*, Vector256{float}, Vector256{float}, Vector256{float})"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Q5TileStep(Vector512<byte> unsignedQuants, byte* activations, byte* side, int k, int stride, int sideStride, int biasAt, int b,
-        float d0, float d1, Vector256<float> acc)
+        Vector256<float> d0, Vector256<float> d1, Vector256<float> acc)
     {
         byte* rowSide = side + k * sideStride;
         float* ys = (float*)rowSide;
-        return Q5PairStep(unsignedQuants, activations + k * stride + b * BlockLayouts.Q8_0.Size, (short*)(rowSide + biasAt) + 16 * b, d0 * ys[b], d1 * ys[b + 1], acc);
+        return Q5PairStep(unsignedQuants, activations + k * stride + b * BlockLayouts.Q8_0.Size, (short*)(rowSide + biasAt) + 16 * b, d0 * Vector256.Create(ys[b]),
+                          d1 * Vector256.Create(ys[b + 1]), acc);
     }
 
     /// <summary><see cref="Q5WideTile{TRows}"/> for a row count known only at run time (2–7).</summary>
@@ -224,15 +273,21 @@ internal static unsafe partial class Avx2Dot
     private static Vector256<float> TokenStep<T>(byte* x, float* halves, float activationScale, byte* y, bool vnni, Vector256<float> acc) where T : struct, IVbmiPair
     {
         Vector256<sbyte> qx = T.Quants(x);
-        return TokenStep(qx, Avx2.Sign(qx, qx).AsByte(), halves[*(ushort*)x] * activationScale, y, vnni, acc);
+        return TokenStep(qx, Avx2.Sign(qx, qx).AsByte(), Vector256.Create(halves[*(ushort*)x]) * Vector256.Create(activationScale), y, vnni, acc);
     }
 
-    /// <summary>One weight row's pair of blocks at <paramref name="x"/> against loaded activations: unpacked, each block times its scale and its activation block's.</summary>
+    /// <summary>
+    /// One weight row's pair of blocks at <paramref name="x"/> against loaded activations: unpacked (from the 64 bytes at
+    /// <paramref name="x"/> − <paramref name="back"/>, which <paramref name="unpack"/>'s controls expect), each block times
+    /// its scale and its activation block's.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> PairRow<T>(byte* x, in Q5Unpack unpack, Vector512<sbyte> activations, Vector512<short> pairBias, float* halves,
-        float activationScale0, float activationScale1, Vector256<float> acc) where T : struct, IVbmiPair =>
-        Q5PairStep(T.UnsignedPair(x, in unpack), activations, pairBias,
-                   halves[*(ushort*)x] * activationScale0, halves[*(ushort*)(x + T.Size)] * activationScale1, acc);
+    private static Vector256<float> PairRow<T>(byte* x, int back, in Q5Unpack unpack, Vector512<sbyte> activations, Vector512<short> pairBias, float* halves,
+        Vector256<float> activationScale0, Vector256<float> activationScale1, Vector256<float> acc) where T : struct, IVbmiPair =>
+        // The block scales broadcast from the table and multiplied as vectors: a load and a multiply per block, where the
+        // scalar product and its broadcast took two vector operations (one of about 17 per row and pair of blocks).
+        Q5PairStep(T.UnsignedPair(x - back, in unpack), activations, pairBias,
+                   Vector256.Create(halves[*(ushort*)x]) * activationScale0, Vector256.Create(halves[*(ushort*)(x + T.Size)]) * activationScale1, acc);
 
     /// <summary>
     /// A 32-element block type (a one-byte-aligned fp16 scale first) whose one-token VBMI kernels unpack two blocks from
@@ -253,6 +308,19 @@ internal static unsafe partial class Avx2Dot
     /// <summary>Blocks from a pair's start that a 64-byte load spans: the pair's load stays within the row only while that many remain.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int LoadBlocks<T>() where T : struct, IVbmiPair => (64 + T.Size - 1) / T.Size;
+
+    /// <summary>
+    /// Where a row's last pair (at block <paramref name="b"/>, too near the end for a load from its start) is read from the
+    /// 64 bytes that end where it ends (<see cref="LastPairBack{T}"/> bytes before it, with the controls at
+    /// <see cref="LastPairControls"/>): when two blocks remain and the row holds 64 bytes up to their end. Without it the
+    /// last two or three blocks took the 256-bit step, about twice the work per block: 7% of a 896-wide Q5_0 row's blocks.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool HasLastPair(int b, int blocks, int blockBytes) => blocks - b >= 2 && (b + 2) * blockBytes >= 64;
+
+    /// <summary>How far before a row's last pair its 64-byte load starts.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int LastPairBack<T>() where T : struct, IVbmiPair => 64 - 2 * T.Size;
 
     /// <summary>Q5_0: u = q + 16, the fifth bits brought to bit 4 (<see cref="Q5UnsignedPair"/>).</summary>
     private readonly struct Q5VbmiPair : IVbmiPair
@@ -306,7 +374,7 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>One activation row's share of a pair of Q5_0 blocks: exact int32 sums of q·y per 4 elements, then each block's FMA in order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Q5PairStep(Vector512<byte> unsignedQuants, byte* y, short* bias, float scale0, float scale1, Vector256<float> acc) =>
+    private static Vector256<float> Q5PairStep(Vector512<byte> unsignedQuants, byte* y, short* bias, Vector256<float> scale0, Vector256<float> scale1, Vector256<float> acc) =>
         Q5PairStep(unsignedQuants, Q5PairActivations(y), Vector512.Load(bias), scale0, scale1, acc);
 
     /// <summary>The quants of two consecutive Q8_0 activation blocks in one vector.</summary>
@@ -316,14 +384,15 @@ internal static unsafe partial class Avx2Dot
         Avx512F.InsertVector256(Vector256.Load((sbyte*)(y + BlockLayouts.Q8_0.Qs)).ToVector512Unsafe(),
                                 Vector256.Load((sbyte*)(y + BlockLayouts.Q8_0.Size + BlockLayouts.Q8_0.Qs)), 1);
 
-    /// <summary><see cref="Q5PairStep(Vector512{byte}, byte*, short*, float, float, Vector256{float})"/> with the activations and their pair bias already loaded.</summary>
+    /// <summary><see cref="Q5PairStep(Vector512{byte}, byte*, short*, Vector256{float}, Vector256{float}, Vector256{float})"/> with the activations and their pair bias already loaded.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Q5PairStep(Vector512<byte> unsignedQuants, Vector512<sbyte> activations, Vector512<short> pairBias, float scale0, float scale1, Vector256<float> acc)
+    private static Vector256<float> Q5PairStep(Vector512<byte> unsignedQuants, Vector512<sbyte> activations, Vector512<short> pairBias, Vector256<float> scale0,
+        Vector256<float> scale1, Vector256<float> acc)
     {
         var pairs = Avx512BW.MultiplyAddAdjacent(unsignedQuants, activations) - pairBias;
         var sums = Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(pairs, Vector512.Create((short)1)));
-        acc = Fma.MultiplyAdd(Vector256.Create(scale0), sums.GetLower(), acc);
-        return Fma.MultiplyAdd(Vector256.Create(scale1), sums.GetUpper(), acc);
+        acc = Fma.MultiplyAdd(scale0, sums.GetLower(), acc);
+        return Fma.MultiplyAdd(scale1, sums.GetUpper(), acc);
     }
 
     /// <summary>
@@ -347,18 +416,26 @@ internal static unsafe partial class Avx2Dot
     /// <summary>Q4_0's nibble controls in <see cref="Q5Controls"/>' layout (no fifth bits: that half is zero).</summary>
     private static readonly byte* Q4Controls = BuildPairControls(BlockLayouts.Q4_0.Size, BlockLayouts.Q4_0.Qs, qh: -1);
 
+    /// <summary>Where a control table's second set starts: the same controls for a load that ends where the pair ends (<see cref="HasLastPair"/>).</summary>
+    private const int LastPairControls = 256;
+
     private static byte* BuildPairControls(int blockBytes, int qs, int qh)
     {
-        var controls = (byte*)NativeMemory.AlignedAlloc(256, 64);
-        NativeMemory.Clear(controls, 256);
-        for (int o = 0; o < 64; o++)
+        var controls = (byte*)NativeMemory.AlignedAlloc(2 * LastPairControls, 64);
+        NativeMemory.Clear(controls, 2 * LastPairControls);
+        for (int set = 0; set < 2; set++)
         {
-            int block = o / 32, element = o % 32;
-            controls[o] = (byte)(block * blockBytes + qs + element % 16);
-            controls[64 + o] = (byte)(8 * (o % 8) + (element >= 16 ? 4 : 0));
-            if (qh < 0) continue;
-            controls[128 + o] = (byte)(block * blockBytes + qh + o % 4);
-            controls[192 + o] = (byte)((element - 4) & 63);
+            byte* c = controls + set * LastPairControls;
+            int back = set == 0 ? 0 : 64 - 2 * blockBytes;
+            for (int o = 0; o < 64; o++)
+            {
+                int block = o / 32, element = o % 32;
+                c[o] = (byte)(back + block * blockBytes + qs + element % 16);
+                c[64 + o] = (byte)(8 * (o % 8) + (element >= 16 ? 4 : 0));
+                if (qh < 0) continue;
+                c[128 + o] = (byte)(back + block * blockBytes + qh + o % 4);
+                c[192 + o] = (byte)((element - 4) & 63);
+            }
         }
         return controls;
     }

@@ -128,10 +128,21 @@ internal static unsafe partial class Avx2Dot
             {
                 Sse.Prefetch0(x0 + PrefetchDistance);
                 Sse.Prefetch0(x1 + PrefetchDistance);
-                TBlock.DecodePair(x0, out var w0, out var v0);
-                TBlock.DecodePair(x1, out var w1, out var v1);
+                TBlock.DecodePair(x0, lastPair: false, out var w0, out var v0);
+                TBlock.DecodePair(x1, lastPair: false, out var w1, out var v1);
                 BlockSteps<TBlock, TPairs>(in w0, in w1, p, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
                 BlockSteps<TBlock, TPairs>(in v0, in v1, p + stride, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
+            }
+            if (TBlock.DecodesPairs && HasLastPair(b, blocks, size))
+            {
+                TBlock.DecodePair(x0, lastPair: true, out var w0, out var v0);
+                TBlock.DecodePair(x1, lastPair: true, out var w1, out var v1);
+                BlockSteps<TBlock, TPairs>(in w0, in w1, p, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
+                BlockSteps<TBlock, TPairs>(in v0, in v1, p + stride, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
+                b += 2;
+                x0 += 2 * size;
+                x1 += 2 * size;
+                p += 2 * stride;
             }
             for (; b < blocks; b++, x0 += size, x1 += size, p += stride)
             {
@@ -175,7 +186,8 @@ internal static unsafe partial class Avx2Dot
 
         static abstract TSelf Decode(byte* x);
 
-        static abstract void DecodePair(byte* x, out TSelf first, out TSelf second);
+        /// <summary>Blocks <paramref name="x"/> and the next; <paramref name="lastPair"/>: a row's last pair, read from the 64 bytes that end with it (<see cref="HasLastPair"/>).</summary>
+        static abstract void DecodePair(byte* x, bool lastPair, out TSelf first, out TSelf second);
 
         /// <summary>A pair's share of the block: its two rows' exact int32 sums, each half times its scale, added to <paramref name="acc"/>.</summary>
         Vector512<float> Step(byte* record, Vector512<float> acc);
@@ -209,7 +221,7 @@ internal static unsafe partial class Avx2Dot
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static SignedPairBlock<T> Decode(byte* x) => new(T.Quants(x), Half(x));
 
-        public static void DecodePair(byte* x, out SignedPairBlock<T> first, out SignedPairBlock<T> second) => throw new NotSupportedException();
+        public static void DecodePair(byte* x, bool lastPair, out SignedPairBlock<T> first, out SignedPairBlock<T> second) => throw new NotSupportedException();
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public Vector512<float> Step(byte* record, Vector512<float> acc)
@@ -244,9 +256,9 @@ internal static unsafe partial class Avx2Dot
         public static UnsignedPairBlock<TQuants> Decode(byte* x) => new(TQuants.Quants(x), Half(x));
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void DecodePair(byte* x, out UnsignedPairBlock<TQuants> first, out UnsignedPairBlock<TQuants> second)
+        public static void DecodePair(byte* x, bool lastPair, out UnsignedPairBlock<TQuants> first, out UnsignedPairBlock<TQuants> second)
         {
-            TQuants.QuantsPair(x, out var a, out var b);
+            TQuants.QuantsPair(x, lastPair, out var a, out var b);
             first = new(a, Half(x));
             second = new(b, Half(x + TQuants.Size));
         }
@@ -265,7 +277,7 @@ internal static unsafe partial class Avx2Dot
 
         static abstract Vector512<byte> Quants(byte* x);
 
-        static virtual void QuantsPair(byte* x, out Vector512<byte> first, out Vector512<byte> second) => throw new NotSupportedException();
+        static virtual void QuantsPair(byte* x, bool lastPair, out Vector512<byte> first, out Vector512<byte> second) => throw new NotSupportedException();
     }
 
     private readonly struct Q4Unsigned : IUnsignedQuants
@@ -300,9 +312,10 @@ internal static unsafe partial class Avx2Dot
         public static Vector512<byte> Quants(byte* x) => Q5Quants(x);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void QuantsPair(byte* x, out Vector512<byte> first, out Vector512<byte> second)
+        public static void QuantsPair(byte* x, bool lastPair, out Vector512<byte> first, out Vector512<byte> second)
         {
-            var both = Q5UnsignedPair(x, new Q5Unpack(Q5Controls)).AsUInt64();
+            var both = (lastPair ? Q5UnsignedPair(x - LastPairBack<Q5VbmiPair>(), new Q5Unpack(Q5Controls + LastPairControls))
+                                 : Q5UnsignedPair(x, new Q5Unpack(Q5Controls))).AsUInt64();
             first = Avx512F.Shuffle4x128(both, both, 0b01_00_01_00).AsByte();
             second = Avx512F.Shuffle4x128(both, both, 0b11_10_11_10).AsByte();
         }

@@ -10,7 +10,8 @@ public sealed unsafe partial class Dot4Tests
     /// two blocks per load with VBMI) give each activation row the one-row dot to the bit, on raw random blocks — every
     /// quant pattern, Q8_0's −128 included — with block scales at fp16's extremes and activations at ±127: 2–7 activation
     /// rows (odd counts leave a half-empty pair), three weight rows (the two-row step and a lone last row), rows of 1 to
-    /// 14 blocks (the two-block loop and its tails), the last row ending where readable memory ends.
+    /// 14 blocks (the two-block loop, the last pair read from the bytes that end with it, and the one-block tails), the
+    /// last row ending where readable memory ends, then the first row starting where it starts.
     /// </summary>
     [Theory]
     [InlineData(GgmlType.Q8_0)]
@@ -40,25 +41,28 @@ public sealed unsafe partial class Dot4Tests
                 float[] x = Enumerable.Range(0, 7 * n).Select(_ => trial % 2 == 0 ? (random.Next(2) == 0 ? 3f : -3f) : (float)(random.NextDouble() * 6 - 3)).ToArray();
                 var act = new byte[7 * actBytes];
                 for (int t = 0; t < 7; t++) QuantizedDot.QuantizeActivations(GgmlType.Q8_0, x.AsSpan(t * n, n), act.AsSpan(t * actBytes, actBytes));
-                using var guarded = GuardedEnd.Create(w);
-                var pairs = new byte[QuantizedDot.PairBytes(type, n, 7)];
-                var output = new float[weightRows * 7];
-                fixed (byte* pw = w)
-                fixed (byte* pa = act)
-                fixed (byte* pp = pairs)
-                fixed (float* po = output)
-                    for (int tokens = 2; tokens <= 7; tokens++)
-                    {
-                        QuantizedDot.PackPairs(type, pa, actBytes, tokens, n, pp);
-                        QuantizedDot.PairRows(type, tokens, guarded is null ? pw : guarded.Data, rowBytes, weightRows, pp, n, po, weightRows);
-                        for (int r = 0; r < weightRows; r++)
-                            for (int t = 0; t < tokens; t++)
-                            {
-                                int expected = BitConverter.SingleToInt32Bits(QuantizedDot.VecDot(type, w.AsSpan(r * rowBytes, rowBytes), act.AsSpan(t * actBytes, actBytes), n, IsaLevel.Avx2));
-                                Assert.True(expected == BitConverter.SingleToInt32Bits(output[r + t * weightRows]),
-                                    $"{blocks} blocks, trial {trial}, {tokens} tokens, weight row {r}, token {t}: {output[r + t * weightRows]} vs {BitConverter.Int32BitsToSingle(expected)}");
-                            }
-                    }
+                foreach (bool atStart in new[] { false, true })
+                {
+                    using var guarded = GuardedBytes.Create(w, atStart);
+                    var pairs = new byte[QuantizedDot.PairBytes(type, n, 7)];
+                    var output = new float[weightRows * 7];
+                    fixed (byte* pw = w)
+                    fixed (byte* pa = act)
+                    fixed (byte* pp = pairs)
+                    fixed (float* po = output)
+                        for (int tokens = 2; tokens <= 7; tokens++)
+                        {
+                            QuantizedDot.PackPairs(type, pa, actBytes, tokens, n, pp);
+                            QuantizedDot.PairRows(type, tokens, guarded is null ? pw : guarded.Data, rowBytes, weightRows, pp, n, po, weightRows);
+                            for (int r = 0; r < weightRows; r++)
+                                for (int t = 0; t < tokens; t++)
+                                {
+                                    int expected = BitConverter.SingleToInt32Bits(QuantizedDot.VecDot(type, w.AsSpan(r * rowBytes, rowBytes), act.AsSpan(t * actBytes, actBytes), n, IsaLevel.Avx2));
+                                    Assert.True(expected == BitConverter.SingleToInt32Bits(output[r + t * weightRows]),
+                                        $"{blocks} blocks, trial {trial}, {tokens} tokens, weight row {r}, token {t}: {output[r + t * weightRows]} vs {BitConverter.Int32BitsToSingle(expected)}");
+                                }
+                        }
+                }
             }
         }
     }

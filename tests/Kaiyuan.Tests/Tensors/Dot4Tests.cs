@@ -104,8 +104,9 @@ public sealed unsafe partial class Dot4Tests
     /// Q4_0's and Q5_0's dots on AVX-512 VBMI (two blocks per step, unsigned quants less a per-row pair bias) — one row,
     /// two activation rows, two and four weight rows — equal the 256-bit dot to the bit on raw random blocks (every
     /// nibble and fifth-bit pattern, in each element position), rows of 1 to 14 blocks (the two-block loop and its one- to
-    /// three-block tails), block scales at fp16's extremes and activations at ±127; a row that ends where readable memory
-    /// ends is never read past.
+    /// three-block tails, and the last pair read from the 64 bytes that end with it), block scales at fp16's extremes and
+    /// activations at ±127; a row that ends where readable memory ends is never read past, nor one that starts where it
+    /// starts read before.
     /// </summary>
     [Theory]
     [InlineData(GgmlType.Q4_0)]
@@ -153,49 +154,56 @@ public sealed unsafe partial class Dot4Tests
                     for (int r = 0; r < 2; r++)
                         Assert.Equal(BitConverter.SingleToInt32Bits(QuantizedDot.VecDot(type, w2.AsSpan(r * rowBytes, rowBytes), act.AsSpan(0, actBytes), n, IsaLevel.Avx2)),
                             BitConverter.SingleToInt32Bits(rows2[r]));
-                    // Rows 0 and 1, and 2 and 3 (two rows on): four chains at once (Q5_0); the last row ends where readable memory does.
-                    var rows4 = new float[4];
-                    var guardedRows4 = new float[4];
-                    using var guarded4 = GuardedEnd.Create(w2);
-                    byte* guardedRows = guarded4 is null ? pw2 : guarded4.Data;
-                    fixed (float* p4 = rows4)
-                    fixed (float* g4 = guardedRows4)
+                    // Rows 0 and 1, and 2 and 3 (two rows on): four chains at once (Q5_0); the rows placed so that the last
+                    // ends where readable memory ends, then so that the first starts where it starts (a row's last pair is
+                    // read from the 64 bytes that end with it, which must not reach before the row).
+                    foreach (bool atStart in new[] { false, true })
                     {
-                        if (QuantizedDot.HasDot1Rows4(type))
+                        var rows4 = new float[4];
+                        var guardedRows4 = new float[4];
+                        using var guarded4 = GuardedBytes.Create(w2, atStart);
+                        byte* guardedRows = guarded4 is null ? pw2 : guarded4.Data;
+                        fixed (float* p4 = rows4)
+                        fixed (float* g4 = guardedRows4)
                         {
-                            QuantizedDot.Dot1Rows4(type, pw2, rowBytes, 2L * rowBytes, pa, ps, n, p4, 2);
-                            QuantizedDot.Dot1Rows4(type, guardedRows, rowBytes, 2L * rowBytes, pa, ps, n, g4, 2);
+                            if (QuantizedDot.HasDot1Rows4(type))
+                            {
+                                QuantizedDot.Dot1Rows4(type, pw2, rowBytes, 2L * rowBytes, pa, ps, n, p4, 2);
+                                QuantizedDot.Dot1Rows4(type, guardedRows, rowBytes, 2L * rowBytes, pa, ps, n, g4, 2);
+                            }
+                            else
+                            {
+                                // The two-row kernel on rows 1 and 3 and on rows 0 and 2.
+                                QuantizedDot.Dot1Rows2(type, guardedRows + rowBytes, 2L * rowBytes, pa, ps, n, g4 + 1, 2);
+                                QuantizedDot.Dot1Rows2(type, guardedRows, 2L * rowBytes, pa, ps, n, g4, 2);
+                                QuantizedDot.Dot1Rows2(type, pw2, 2L * rowBytes, pa, ps, n, p4, 2);
+                                QuantizedDot.Dot1Rows2(type, pw2 + rowBytes, 2L * rowBytes, pa, ps, n, p4 + 1, 2);
+                            }
                         }
-                        else
+                        for (int r = 0; r < 4; r++)
                         {
-                            // The two-row kernel on rows 1 and 3 and on rows 0 and 2, the last ending where readable memory does.
-                            QuantizedDot.Dot1Rows2(type, guardedRows + rowBytes, 2L * rowBytes, pa, ps, n, g4 + 1, 2);
-                            QuantizedDot.Dot1Rows2(type, guardedRows, 2L * rowBytes, pa, ps, n, g4, 2);
-                            QuantizedDot.Dot1Rows2(type, pw2, 2L * rowBytes, pa, ps, n, p4, 2);
-                            QuantizedDot.Dot1Rows2(type, pw2 + rowBytes, 2L * rowBytes, pa, ps, n, p4 + 1, 2);
+                            int expected = BitConverter.SingleToInt32Bits(QuantizedDot.VecDot(type, w2.AsSpan(r * rowBytes, rowBytes), act.AsSpan(0, actBytes), n, IsaLevel.Avx2));
+                            Assert.True(expected == BitConverter.SingleToInt32Bits(rows4[r]), $"{blocks} blocks, trial {trial}, row {r} of four");
+                            Assert.Equal(expected, BitConverter.SingleToInt32Bits(guardedRows4[r]));
                         }
+                        // The small-batch tiles: rows 2 and 3 (or 0 and 1 at the start of readable memory) against 2–7
+                        // activation rows; weight row r, token t lands at r + 2t.
+                        int firstRow = atStart ? 0 : 2;
+                        var batch = new float[14];
+                        fixed (float* pb = batch)
+                            for (int count = 2; count <= 7; count++)
+                            {
+                                QuantizedDot.DotRows(type, count, guardedRows + firstRow * rowBytes, rowBytes, 2, pa, ps, actBytes, sideBytes, n, pb, 2);
+                                for (int r = 0; r < 2; r++)
+                                    for (int t = 0; t < count; t++)
+                                    {
+                                        int expected = BitConverter.SingleToInt32Bits(QuantizedDot.VecDot(type, w2.AsSpan((firstRow + r) * rowBytes, rowBytes), act.AsSpan(t * actBytes, actBytes), n, IsaLevel.Avx2));
+                                        Assert.True(expected == BitConverter.SingleToInt32Bits(batch[r + 2 * t]), $"{blocks} blocks, trial {trial}, {count}-token tile, row {r}, token {t}");
+                                    }
+                            }
                     }
-                    for (int r = 0; r < 4; r++)
-                    {
-                        int expected = BitConverter.SingleToInt32Bits(QuantizedDot.VecDot(type, w2.AsSpan(r * rowBytes, rowBytes), act.AsSpan(0, actBytes), n, IsaLevel.Avx2));
-                        Assert.True(expected == BitConverter.SingleToInt32Bits(rows4[r]), $"{blocks} blocks, trial {trial}, row {r} of four");
-                        Assert.Equal(expected, BitConverter.SingleToInt32Bits(guardedRows4[r]));
-                    }
-                    // The small-batch tiles: rows 2 and 3 (the last ending where readable memory does) against 2–7
-                    // activation rows; weight row r, token t lands at r + 2t.
-                    var batch = new float[14];
-                    fixed (float* pb = batch)
-                        for (int count = 2; count <= 7; count++)
-                        {
-                            QuantizedDot.DotRows(type, count, guardedRows + 2 * rowBytes, rowBytes, 2, pa, ps, actBytes, sideBytes, n, pb, 2);
-                            for (int r = 0; r < 2; r++)
-                                for (int t = 0; t < count; t++)
-                                {
-                                    int expected = BitConverter.SingleToInt32Bits(QuantizedDot.VecDot(type, w2.AsSpan((2 + r) * rowBytes, rowBytes), act.AsSpan(t * actBytes, actBytes), n, IsaLevel.Avx2));
-                                    Assert.True(expected == BitConverter.SingleToInt32Bits(batch[r + 2 * t]), $"{blocks} blocks, trial {trial}, {count}-token tile, row {r}, token {t}");
-                                }
-                        }
-                    using var guarded = GuardedEnd.Create(w);
+                    using var guarded = GuardedBytes.Create(w);
+                    using var guardedStart = GuardedBytes.Create(w, atStart: true);
                     for (int j = 0; j < 2; j++)
                     {
                         float narrow = QuantizedDot.VecDot(type, w, act.AsSpan(j * actBytes, actBytes), n, IsaLevel.Avx2);
@@ -203,9 +211,11 @@ public sealed unsafe partial class Dot4Tests
                         Assert.True(BitConverter.SingleToInt32Bits(narrow) == BitConverter.SingleToInt32Bits(wide),
                             $"{blocks} blocks, trial {trial}, row {j}: 512-bit {wide} vs 256-bit {narrow}");
                         Assert.Equal(BitConverter.SingleToInt32Bits(narrow), BitConverter.SingleToInt32Bits(pair[j]));
-                        // The same row ending where readable memory ends: a load that strays past the row faults.
+                        // The same row ending where readable memory ends, and starting where it starts: a load that strays past the row faults.
                         if (guarded is not null)
                             Assert.Equal(BitConverter.SingleToInt32Bits(narrow), BitConverter.SingleToInt32Bits(QuantizedDot.Dot1(type, guarded.Data, pa + j * actBytes, ps + j * sideBytes, n)));
+                        if (guardedStart is not null)
+                            Assert.Equal(BitConverter.SingleToInt32Bits(narrow), BitConverter.SingleToInt32Bits(QuantizedDot.Dot1(type, guardedStart.Data, pa + j * actBytes, ps + j * sideBytes, n)));
                     }
                 }
             }
@@ -419,13 +429,13 @@ public sealed unsafe partial class Dot4Tests
         Enumerable.Range(0, count).Select(_ => (float)(random.NextDouble() * 2 - 1) * range).ToArray();
 
     /// <summary>Bytes copied to the very end of a readable page that is followed by an inaccessible one (Linux only).</summary>
-    private sealed partial class GuardedEnd : IDisposable
+    private sealed partial class GuardedBytes : IDisposable
     {
         private const int ProtNone = 0, ProtRead = 1, ProtWrite = 2, MapPrivate = 2, MapAnonymous = 0x20;
         private readonly byte* _map;
         private readonly nuint _length;
 
-        private GuardedEnd(byte* map, nuint length, byte* data)
+        private GuardedBytes(byte* map, nuint length, byte* data)
         {
             _map = map;
             _length = length;
@@ -434,17 +444,18 @@ public sealed unsafe partial class Dot4Tests
 
         public byte* Data { get; }
 
-        public static GuardedEnd? Create(byte[] bytes)
+        /// <summary><paramref name="bytes"/> copied to end where readable memory ends, or (<paramref name="atStart"/>) to start where it starts; null off Linux.</summary>
+        public static GuardedBytes? Create(byte[] bytes, bool atStart = false)
         {
             if (!OperatingSystem.IsLinux()) return null;
             nuint page = (nuint)Environment.SystemPageSize;
             nuint readable = ((nuint)bytes.Length + page - 1) / page * page;
             byte* map = (byte*)Mmap(null, readable + page, ProtRead | ProtWrite, MapPrivate | MapAnonymous, -1, 0);
             Assert.True(map != (byte*)-1, "mmap failed");
-            Assert.Equal(0, Mprotect(map + readable, page, ProtNone));
-            byte* data = map + readable - (nuint)bytes.Length;
+            Assert.Equal(0, Mprotect(atStart ? map : map + readable, page, ProtNone));
+            byte* data = atStart ? map + page : map + readable - (nuint)bytes.Length;
             bytes.CopyTo(new Span<byte>(data, bytes.Length));
-            return new GuardedEnd(map, readable + page, data);
+            return new GuardedBytes(map, readable + page, data);
         }
 
         public void Dispose() => Munmap(_map, _length);
