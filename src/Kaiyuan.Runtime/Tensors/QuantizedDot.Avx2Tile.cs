@@ -19,7 +19,7 @@ internal static unsafe partial class Avx2Dot
     /// <summary>Bytes of side data <see cref="PrepareSide"/> derives from each activation row of <paramref name="n"/> elements.</summary>
     public static int SideBytes(GgmlType weightType, int n) => weightType switch
     {
-        GgmlType.Q4_0 or GgmlType.Q5_0 when HasVbmi => n / BlockLayouts.QK * sizeof(float) + n / 2 * sizeof(short),
+        _ when HasVbmiPair(weightType) => n / BlockLayouts.QK * sizeof(float) + n / 2 * sizeof(short),
         GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL => n / BlockLayouts.QK * sizeof(float),
         GgmlType.Q6_K => n / 2 * sizeof(short),
         _ => 0,
@@ -27,7 +27,8 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>
     /// Per activation row, what the kernels would otherwise recompute for every weight row: Q8_0 block scales as floats,
-    /// followed for Q4_0 and Q5_0 on AVX-512 VBMI by their pair bias (<see cref="PairBias"/>); Q6_K's pair bias (<see cref="Q6KPairBias"/>).
+    /// followed for Q4_0 and Q5_0 on AVX-512 VBMI by their pair bias (<see cref="PairBias"/>), for IQ4_NL by its lane bias
+    /// (<see cref="NegatedLaneBias"/>, with VNNI too); Q6_K's pair bias (<see cref="Q6KPairBias"/>).
     /// </summary>
     public static void PrepareSide(GgmlType weightType, byte* y, int n, byte* side)
     {
@@ -35,7 +36,9 @@ internal static unsafe partial class Avx2Dot
         {
             case GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL:
                 for (int b = 0; b < n / BlockLayouts.QK; b++) ((float*)side)[b] = Half(y + b * BlockLayouts.Q8_0.Size);
-                if (weightType is GgmlType.Q4_0 or GgmlType.Q5_0 && HasVbmi)
+                if (weightType == GgmlType.IQ4_NL && HasVbmiPair(weightType))
+                    NegatedLaneBias(y, n, (int*)(side + n / BlockLayouts.QK * sizeof(float)));
+                else if (HasVbmiPair(weightType))
                     PairBias(y, n, (short*)(side + n / BlockLayouts.QK * sizeof(float)), weightType == GgmlType.Q4_0 ? Q4VbmiPair.Offset : Q5VbmiPair.Offset);
                 break;
             case GgmlType.Q6_K:
@@ -185,6 +188,7 @@ internal static unsafe partial class Avx2Dot
         {
             case GgmlType.Q5_0 when HasVbmi: PairVbmi<Q5VbmiPair>(x, weightStride, y, side, 2, blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_0 when HasVbmi: PairVbmi<Q4VbmiPair>(x, weightStride, y, side, 2, blocks, vnni, output, outputStride); break;
+            case GgmlType.IQ4_NL when HasVbmiPair(weightType): PairVbmi<Iq4NlVbmiPair>(x, weightStride, y, side, 2, blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_K when HasWideKQuants: Q4_KWide(x, weightStride, y, 2, n / BlockLayouts.QK_K, output, outputStride); break;
             case var _ when HasWideLowK(weightType): LowKDot(weightType, x, weightStride, y, 2, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q6_K when HasWideKQuants: Q6_KWide(x, weightStride, y, (short*)side, 2, n / BlockLayouts.QK_K, output, outputStride); break;
@@ -224,6 +228,7 @@ internal static unsafe partial class Avx2Dot
             GgmlType.Q4_0 => Tile1<Q4Block>(x, y, (float*)side, blocks, vnni),
             GgmlType.Q5_0 when HasVbmi => Q5_0Vbmi(x, y, side, blocks, vnni),
             GgmlType.Q5_0 => Tile1<Q5Block>(x, y, (float*)side, blocks, vnni),
+            GgmlType.IQ4_NL when HasVbmiPair(weightType) => PairVbmi<Iq4NlVbmiPair>(x, y, side, blocks, vnni),
             GgmlType.IQ4_NL => Tile1<Iq4NlBlock>(x, y, (float*)side, blocks, vnni),
             GgmlType.Q4_K when HasWideKQuants => Q4_KWide(x, y, n / BlockLayouts.QK_K),
             GgmlType.Q4_K => Q4_K(x, y, n / BlockLayouts.QK_K),

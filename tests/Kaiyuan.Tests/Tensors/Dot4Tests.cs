@@ -101,7 +101,7 @@ public sealed unsafe partial class Dot4Tests
     }
 
     /// <summary>
-    /// Q4_0's and Q5_0's dots on AVX-512 VBMI (two blocks per step, unsigned quants less a per-row pair bias) — one row,
+    /// Q4_0's, Q5_0's and IQ4_NL's dots on AVX-512 VBMI (two blocks per step, unsigned quants less a per-row bias) — one row,
     /// two activation rows, two and four weight rows — equal the 256-bit dot to the bit on raw random blocks (every
     /// nibble and fifth-bit pattern, in each element position), rows of 1 to 14 blocks (the two-block loop and its one- to
     /// three-block tails, and the last pair read from the 64 bytes that end with it), block scales at fp16's extremes and
@@ -111,9 +111,10 @@ public sealed unsafe partial class Dot4Tests
     [Theory]
     [InlineData(GgmlType.Q4_0)]
     [InlineData(GgmlType.Q5_0)]
+    [InlineData(GgmlType.IQ4_NL)]
     public void VbmiOneTokenDotsMatchThe256BitDotOnEveryBitPattern(GgmlType type)
     {
-        if (!Avx2Dot.HasVbmi) Assert.Skip($"This machine has no AVX-512 VBMI; {type} runs the 256-bit kernel here.");
+        if (!Avx2Dot.HasVbmiPair(type)) Assert.Skip($"This machine has no AVX-512 VBMI (or, for IQ4_NL, no AVX-VNNI); {type} runs the 256-bit kernel here.");
         int blockBytes = GgmlTypeInfo.Geometry(type).TypeSize;
         var random = new Random(5);
         float[] scales = [0f, 60000f, -6.1e-5f, 5.96e-8f, -1f, 0.01f];
