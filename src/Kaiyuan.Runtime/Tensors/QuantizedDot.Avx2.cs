@@ -31,9 +31,9 @@ internal static unsafe partial class Avx2Dot
                 GgmlType.F16 => FloatDot.F16(x, y, n, wide: wide),
                 GgmlType.BF16 => FloatDot.BF16(x, y, n, wide: wide),
                 GgmlType.Q4_0 => Block32<Q4Block>(x, y, n / BlockLayouts.QK, vnni),
-                GgmlType.Q4_1 => Q4_1(x, y, n / BlockLayouts.QK, vnni),
+                GgmlType.Q4_1 => MinBlocks<Q41Pair>(x, y, n / BlockLayouts.QK, vnni),
                 GgmlType.Q5_0 => Block32<Q5Block>(x, y, n / BlockLayouts.QK, vnni),
-                GgmlType.Q5_1 => Q5_1(x, y, n / BlockLayouts.QK, vnni),
+                GgmlType.Q5_1 => MinBlocks<Q51Pair>(x, y, n / BlockLayouts.QK, vnni),
                 GgmlType.Q8_0 => Block32<Q8Block>(x, y, n / BlockLayouts.QK, vnni),
                 _ when wide && HasWideLowK(weightType) => LowKDot(weightType, x, y, n / BlockLayouts.QK_K),
                 GgmlType.Q2_K => Q2_K(x, y, n / BlockLayouts.QK_K),
@@ -170,41 +170,6 @@ internal static unsafe partial class Avx2Dot
         }
 
         return HorizontalSum(acc);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float Q4_1(byte* x, byte* y, int blocks, bool vnni)
-    {
-        var acc = Vector256<float>.Zero;
-        float minTerms = 0;
-        for (int b = 0; b < blocks; b++, x += BlockLayouts.Q4_1.Size, y += BlockLayouts.Q8_1.Size)
-        {
-            Sse.Prefetch0(x + PrefetchDistance);
-            minTerms += Half(x + BlockLayouts.Q4_1.M) * Half(y + BlockLayouts.Q8_1.S);
-            Vector256<byte> qx = Nibbles32(x + BlockLayouts.Q4_1.Qs);
-            var qy = Vector256.Load((sbyte*)(y + BlockLayouts.Q8_1.Qs));
-            acc = BlockFma(Vector256.Create(Half(x)) * Vector256.Create(Half(y)), SumProductsUnsigned(qx, qy, vnni), acc);
-        }
-
-        return HorizontalSum(acc) + minTerms;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float Q5_1(byte* x, byte* y, int blocks, bool vnni)
-    {
-        var acc = Vector256<float>.Zero;
-        float minTerms = 0;
-        for (int b = 0; b < blocks; b++, x += BlockLayouts.Q5_1.Size, y += BlockLayouts.Q8_1.Size)
-        {
-            Sse.Prefetch0(x + PrefetchDistance);
-            minTerms += Half(x + BlockLayouts.Q5_1.M) * Half(y + BlockLayouts.Q8_1.S);
-            Vector256<byte> high = BytesFromBits(x + BlockLayouts.Q5_1.Qh) & Vector256.Create((byte)0x10);
-            Vector256<byte> qx = Nibbles32(x + BlockLayouts.Q5_1.Qs) | high;
-            var qy = Vector256.Load((sbyte*)(y + BlockLayouts.Q8_1.Qs));
-            acc = BlockFma(Vector256.Create(Half(x)) * Vector256.Create(Half(y)), SumProductsUnsigned(qx, qy, vnni), acc);
-        }
-
-        return HorizontalSum(acc) + minTerms;
     }
 
     /// <summary>Products of 32 unsigned quants with 32 activations, weighted per 16 elements by two int16 scales.</summary>

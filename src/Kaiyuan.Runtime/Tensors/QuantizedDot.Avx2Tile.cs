@@ -171,7 +171,7 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>True when <see cref="Dot1Rows2"/> has a kernel for <paramref name="weightType"/> on this machine.</summary>
     public static bool HasDot1Rows2(GgmlType weightType) => weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL
-        || (weightType is GgmlType.Q4_K or GgmlType.Q6_K or GgmlType.IQ4_XS && HasWideKQuants) || HasWideLowK(weightType);
+        || (weightType is GgmlType.Q4_K or GgmlType.Q6_K or GgmlType.IQ4_XS && HasWideKQuants) || HasWideLowK(weightType) || (weightType is GgmlType.Q4_1 or GgmlType.Q5_1 && HasVbmi);
 
     /// <summary>
     /// <see cref="Dot1"/> of two weight rows (<paramref name="weightStride"/> bytes apart) with one activation row, into
@@ -189,6 +189,8 @@ internal static unsafe partial class Avx2Dot
             case GgmlType.Q5_0 when HasVbmi: PairVbmi<Q5VbmiPair>(x, weightStride, y, side, 2, blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_0 when HasVbmi: PairVbmi<Q4VbmiPair>(x, weightStride, y, side, 2, blocks, vnni, output, outputStride); break;
             case GgmlType.IQ4_NL when HasVbmiPair(weightType): PairVbmi<Iq4NlVbmiPair>(x, weightStride, y, side, 2, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q4_1 when HasVbmi: MinPairVbmi<Q41Pair>(x, weightStride, y, 2, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q5_1 when HasVbmi: MinPairVbmi<Q51Pair>(x, weightStride, y, 2, blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_K when HasWideKQuants: Q4_KWide(x, weightStride, y, 2, n / BlockLayouts.QK_K, output, outputStride); break;
             case var _ when HasWideLowK(weightType): LowKDot(weightType, x, weightStride, y, 2, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q6_K when HasWideKQuants: Q6_KWide(x, weightStride, y, (short*)side, 2, n / BlockLayouts.QK_K, output, outputStride); break;
@@ -230,6 +232,7 @@ internal static unsafe partial class Avx2Dot
             GgmlType.Q5_0 => Tile1<Q5Block>(x, y, (float*)side, blocks, vnni),
             GgmlType.IQ4_NL when HasVbmiPair(weightType) => PairVbmi<Iq4NlVbmiPair>(x, y, side, blocks, vnni),
             GgmlType.IQ4_NL => Tile1<Iq4NlBlock>(x, y, (float*)side, blocks, vnni),
+            GgmlType.Q4_1 or GgmlType.Q5_1 when HasVbmi => MinPairDot(weightType, x, y, blocks, vnni),
             GgmlType.Q4_K when HasWideKQuants => Q4_KWide(x, y, n / BlockLayouts.QK_K),
             GgmlType.Q4_K => Q4_K(x, y, n / BlockLayouts.QK_K),
             _ when HasWideLowK(weightType) => LowKDot(weightType, x, y, n / BlockLayouts.QK_K),

@@ -101,6 +101,62 @@ public sealed unsafe partial class Dot4Tests
     }
 
     /// <summary>
+    /// Q4_1's and Q5_1's one-token dots on AVX-512 VBMI (two blocks per load, a minimum per block, Q8_1 activations) — one
+    /// weight row and two — equal the 256-bit dot to the bit on raw random blocks (every quant pattern), rows of 1 to 14
+    /// blocks (the two-block loop, the last pair read from the bytes that end with it, the one-block tails), scales and
+    /// minimums at fp16's extremes and activations at ±127; rows that end where readable memory ends, or start where it
+    /// starts, are read within.
+    /// </summary>
+    [Theory]
+    [InlineData(GgmlType.Q4_1)]
+    [InlineData(GgmlType.Q5_1)]
+    public void MinimumTypesOneTokenDotsMatchThe256BitDotOnEveryBitPattern(GgmlType type)
+    {
+        if (!Avx2Dot.HasVbmi) Assert.Skip($"This machine has no AVX-512 VBMI; {type} runs the 256-bit kernel here.");
+        int blockBytes = GgmlTypeInfo.Geometry(type).TypeSize;
+        var random = new Random(11);
+        float[] scales = [0f, 60000f, -6.1e-5f, 5.96e-8f, -1f, 0.01f, -65504f];
+        for (int blocks = 1; blocks <= 14; blocks++)
+        {
+            int n = blocks * BlockLayouts.QK, rowBytes = (int)GgmlTypeInfo.RowBytes(type, n), actBytes = (int)GgmlTypeInfo.RowBytes(GgmlType.Q8_1, n);
+            for (int trial = 0; trial < 20; trial++)
+            {
+                var w = new byte[2 * rowBytes];
+                random.NextBytes(w);
+                for (int b = 0; b < 2 * blocks; b++)
+                    for (int field = 0; field < 2; field++)
+                    {
+                        float v = (b + trial + field) % 3 == 0 ? scales[(b + trial + 3 * field) % scales.Length] : (float)(random.NextDouble() * 0.02 - 0.01);
+                        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(w.AsSpan(b * blockBytes + 2 * field), Half16.FromSingle(v));
+                    }
+                float[] x = Enumerable.Range(0, n).Select(_ => trial % 4 == 0 ? (random.Next(2) == 0 ? 3f : -3f) : (float)(random.NextDouble() * 6 - 3)).ToArray();
+                var act = new byte[actBytes];
+                QuantizedDot.QuantizeActivations(GgmlType.Q8_1, x, act);
+                var expected = new int[2];
+                for (int r = 0; r < 2; r++)
+                    expected[r] = BitConverter.SingleToInt32Bits(QuantizedDot.VecDot(type, w.AsSpan(r * rowBytes, rowBytes), act, n, IsaLevel.Avx2));
+                foreach (bool atStart in new[] { false, true })
+                {
+                    using var guarded = GuardedBytes.Create(w, atStart);
+                    var both = new float[2];
+                    fixed (byte* pw = w)
+                    fixed (byte* pa = act)
+                    fixed (float* pb = both)
+                    {
+                        byte* rows = guarded is null ? pw : guarded.Data;
+                        QuantizedDot.Dot1Rows2(type, rows, rowBytes, pa, null, n, pb, 1);
+                        for (int r = 0; r < 2; r++)
+                        {
+                            Assert.True(expected[r] == BitConverter.SingleToInt32Bits(both[r]), $"{blocks} blocks, trial {trial}, row {r} of two: {both[r]} vs {BitConverter.Int32BitsToSingle(expected[r])}");
+                            Assert.Equal(expected[r], BitConverter.SingleToInt32Bits(QuantizedDot.Dot1(type, rows + r * rowBytes, pa, null, n)));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>
     /// Q4_0's, Q5_0's and IQ4_NL's dots on AVX-512 VBMI (two blocks per step, unsigned quants less a per-row bias) — one row,
     /// two activation rows, two and four weight rows — equal the 256-bit dot to the bit on raw random blocks (every
     /// nibble and fifth-bit pattern, in each element position), rows of 1 to 14 blocks (the two-block loop and its one- to
