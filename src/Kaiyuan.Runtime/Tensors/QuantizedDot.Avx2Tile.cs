@@ -95,7 +95,7 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>True when <see cref="DotRows"/> takes any small batch (2–7 activation rows) of <paramref name="weightType"/> as one tile.</summary>
     public static bool HasDotRows(GgmlType weightType) => HasDot8(weightType) || (weightType is GgmlType.Q4_K or GgmlType.Q6_K && HasWideKQuants)
-        || HasQ8KTiles(weightType) || HasWideLowK(weightType);
+        || HasQ8KTiles(weightType) || HasWideLowK(weightType) || (weightType is GgmlType.Q4_1 or GgmlType.Q5_1 && HasVbmi);
 
     /// <summary>True when <paramref name="weightType"/> has a 2–7-row tile against Q8_K rows without side data here (<see cref="Q8KTileRows"/>).</summary>
     private static bool HasQ8KTiles(GgmlType weightType) => (weightType == GgmlType.IQ4_XS && HasWideKQuants) || HasGatherGrid(weightType)
@@ -152,6 +152,7 @@ internal static unsafe partial class Avx2Dot
             case GgmlType.Q5_0 when HasVbmi && rows < 8: Q5WideRows(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
             case GgmlType.Q5_0: Block32Rows<Q5Block>(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
             case GgmlType.IQ4_NL: Block32Rows<Iq4NlBlock>(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q4_1 or GgmlType.Q5_1 when HasVbmi && rows < 8: MinPairRows(weightType, rows, x, rowBytes, weightRows, y, activationStride, blocks, vnni, output, outputStride); break;
             case var _ when HasQ8KTiles(weightType): Q8KTileRows(weightType, rows, x, rowBytes, weightRows, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
             case var _ when HasWideLowK(weightType): LowKRows(weightType, rows, x, rowBytes, weightRows, y, activationStride, n / BlockLayouts.QK_K, output, outputStride); break;
             case GgmlType.Q4_K or GgmlType.Q6_K when HasWideKQuants: WideKRows(weightType, rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, n, output, outputStride); break;

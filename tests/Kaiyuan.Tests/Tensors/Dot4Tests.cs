@@ -101,8 +101,8 @@ public sealed unsafe partial class Dot4Tests
     }
 
     /// <summary>
-    /// Q4_1's and Q5_1's one-token dots on AVX-512 VBMI (two blocks per load, a minimum per block, Q8_1 activations) — one
-    /// weight row and two — equal the 256-bit dot to the bit on raw random blocks (every quant pattern), rows of 1 to 14
+    /// Q4_1's and Q5_1's dots on AVX-512 VBMI (two blocks per load, a minimum per block, Q8_1 activations) — one weight
+    /// row and two at one token, and the 2–7-row small-batch tiles — equal the 256-bit dot to the bit on raw random blocks (every quant pattern), rows of 1 to 14
     /// blocks (the two-block loop, the last pair read from the bytes that end with it, the one-block tails), scales and
     /// minimums at fp16's extremes and activations at ±127; rows that end where readable memory ends, or start where it
     /// starts, are read within.
@@ -129,26 +129,38 @@ public sealed unsafe partial class Dot4Tests
                         float v = (b + trial + field) % 3 == 0 ? scales[(b + trial + 3 * field) % scales.Length] : (float)(random.NextDouble() * 0.02 - 0.01);
                         System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(w.AsSpan(b * blockBytes + 2 * field), Half16.FromSingle(v));
                     }
-                float[] x = Enumerable.Range(0, n).Select(_ => trial % 4 == 0 ? (random.Next(2) == 0 ? 3f : -3f) : (float)(random.NextDouble() * 6 - 3)).ToArray();
-                var act = new byte[actBytes];
-                QuantizedDot.QuantizeActivations(GgmlType.Q8_1, x, act);
-                var expected = new int[2];
+                // Seven activation rows: the one-token kernels take the first, the small-batch tiles 2–7.
+                float[] x = Enumerable.Range(0, 7 * n).Select(_ => trial % 4 == 0 ? (random.Next(2) == 0 ? 3f : -3f) : (float)(random.NextDouble() * 6 - 3)).ToArray();
+                var act = new byte[7 * actBytes];
+                for (int t = 0; t < 7; t++) QuantizedDot.QuantizeActivations(GgmlType.Q8_1, x.AsSpan(t * n, n), act.AsSpan(t * actBytes, actBytes));
+                var expected = new int[2, 7];
                 for (int r = 0; r < 2; r++)
-                    expected[r] = BitConverter.SingleToInt32Bits(QuantizedDot.VecDot(type, w.AsSpan(r * rowBytes, rowBytes), act, n, IsaLevel.Avx2));
+                    for (int t = 0; t < 7; t++)
+                        expected[r, t] = BitConverter.SingleToInt32Bits(QuantizedDot.VecDot(type, w.AsSpan(r * rowBytes, rowBytes), act.AsSpan(t * actBytes, actBytes), n, IsaLevel.Avx2));
                 foreach (bool atStart in new[] { false, true })
                 {
                     using var guarded = GuardedBytes.Create(w, atStart);
                     var both = new float[2];
+                    var batch = new float[14];
                     fixed (byte* pw = w)
                     fixed (byte* pa = act)
                     fixed (float* pb = both)
+                    fixed (float* pt = batch)
                     {
                         byte* rows = guarded is null ? pw : guarded.Data;
                         QuantizedDot.Dot1Rows2(type, rows, rowBytes, pa, null, n, pb, 1);
                         for (int r = 0; r < 2; r++)
                         {
-                            Assert.True(expected[r] == BitConverter.SingleToInt32Bits(both[r]), $"{blocks} blocks, trial {trial}, row {r} of two: {both[r]} vs {BitConverter.Int32BitsToSingle(expected[r])}");
-                            Assert.Equal(expected[r], BitConverter.SingleToInt32Bits(QuantizedDot.Dot1(type, rows + r * rowBytes, pa, null, n)));
+                            Assert.True(expected[r, 0] == BitConverter.SingleToInt32Bits(both[r]), $"{blocks} blocks, trial {trial}, row {r} of two: {both[r]} vs {BitConverter.Int32BitsToSingle(expected[r, 0])}");
+                            Assert.Equal(expected[r, 0], BitConverter.SingleToInt32Bits(QuantizedDot.Dot1(type, rows + r * rowBytes, pa, null, n)));
+                        }
+                        // The small-batch tiles: weight row r, token t lands at r + 2t.
+                        for (int count = 2; count <= 7; count++)
+                        {
+                            QuantizedDot.DotRows(type, count, rows, rowBytes, 2, pa, null, actBytes, 0, n, pt, 2);
+                            for (int r = 0; r < 2; r++)
+                                for (int t = 0; t < count; t++)
+                                    Assert.True(expected[r, t] == BitConverter.SingleToInt32Bits(batch[r + 2 * t]), $"{blocks} blocks, trial {trial}, {count}-token tile, row {r}, token {t}");
                         }
                     }
                 }
@@ -398,6 +410,8 @@ public sealed unsafe partial class Dot4Tests
     [InlineData(GgmlType.Q2_K)]
     [InlineData(GgmlType.Q3_K)]
     [InlineData(GgmlType.Q5_K)]
+    [InlineData(GgmlType.Q4_1)]
+    [InlineData(GgmlType.Q5_1)]
     public void SmallBatchesMatchSingleRowDotsExactly(GgmlType type)
     {
         if (!QuantizedDot.HasDot4(type) && !QuantizedDot.HasDotRows(type)) Assert.Skip($"no small-batch kernel for {type} on this machine");
