@@ -48,8 +48,11 @@ internal static unsafe partial class Avx2Dot
         /// <summary>What the block's steps share: its sixteen odd multipliers (words 0–15, one per 16 weights), and IQ1_S's shifts.</summary>
         static abstract GatherBlock Begin(byte* x);
 
-        /// <summary>Step <paramref name="p"/>'s 64 magnitudes, and in <paramref name="negative"/> the bytes whose value is negative.</summary>
-        static abstract Vector512<byte> Step(byte* x, int p, in GatherTables tables, in GatherBlock block, out Vector512<sbyte> negative);
+        /// <summary>
+        /// Step <paramref name="p"/>'s 64 magnitudes, and in <paramref name="negative"/> the bytes whose value is negative;
+        /// the points fetched by scalar loads where <paramref name="loads"/>, else by gathers (<see cref="Points"/>).
+        /// </summary>
+        static abstract Vector512<byte> Step(byte* x, int p, in GatherTables tables, in GatherBlock block, bool loads, out Vector512<sbyte> negative);
     }
 
     /// <summary>A block's sixteen multipliers and (IQ1_S) the per-16-weight shift bytes, as words 0–15.</summary>
@@ -104,11 +107,10 @@ internal static unsafe partial class Avx2Dot
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector512<byte> Step(byte* x, int p, in GatherTables tables, in GatherBlock block, out Vector512<sbyte> negative)
+        public static Vector512<byte> Step(byte* x, int p, in GatherTables tables, in GatherBlock block, bool loads, out Vector512<sbyte> negative)
         {
-            // Both sub-blocks' qh words in one dword: lanes 0–3 shift the first down, lanes 4–7 the second.
-            var indices = GatherIndices(x + BlockLayouts.IQ1_S.Qs + 8 * p, *(uint*)(x + BlockLayouts.IQ1_S.Qh + 4 * p), Vector256.Create(0u, 3, 6, 9, 16, 19, 22, 25), 7);
-            var points = GatherPoints(tables.Grid, indices);
+            // Both sub-blocks' qh words in one dword: indices 0–3 shift the first down, 4–7 the second.
+            var points = Points(tables.Grid, x + BlockLayouts.IQ1_S.Qs + 8 * p, *(uint*)(x + BlockLayouts.IQ1_S.Qh + 4 * p), Vector256.Create(0u, 3, 6, 9, 16, 19, 22, 25), 7, loads);
             return Magnitudes(Eighths(points, Avx512BW.PermuteVar32x16(block.Shifts, Vector512.Load(tables.Controls + 32 * p)).AsSByte()), out negative);
         }
     }
@@ -137,13 +139,13 @@ internal static unsafe partial class Avx2Dot
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector512<byte> Step(byte* x, int p, in GatherTables tables, in GatherBlock block, out Vector512<sbyte> negative)
+        public static Vector512<byte> Step(byte* x, int p, in GatherTables tables, in GatherBlock block, bool loads, out Vector512<sbyte> negative)
         {
             uint high = *(uint*)(x + BlockLayouts.IQ1_M.Qh + 4 * p);
-            var indices = GatherIndices(x + BlockLayouts.IQ1_M.Qs + 8 * p, high, Vector256.Create(0u, 4, 8, 12, 16, 20, 24, 28), 7);
             // Group g's shift: all its bytes −1 where its sign bit is set, else 1.
             var shiftBits = Avx512F.ShiftRightLogicalVariable(Vector512.Create((ulong)high), Vector512.Create(3UL, 7, 11, 15, 19, 23, 27, 31)) & Vector512<ulong>.One;
-            return Magnitudes(Eighths(GatherPoints(tables.Grid, indices), (Vector512<ulong>.Zero - shiftBits | Vector512.Create(0x0101010101010101UL)).AsSByte()), out negative);
+            var points = Points(tables.Grid, x + BlockLayouts.IQ1_M.Qs + 8 * p, high, Vector256.Create(0u, 4, 8, 12, 16, 20, 24, 28), 7, loads);
+            return Magnitudes(Eighths(points, (Vector512<ulong>.Zero - shiftBits | Vector512.Create(0x0101010101010101UL)).AsSByte()), out negative);
         }
     }
 
@@ -168,9 +170,9 @@ internal static unsafe partial class Avx2Dot
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector512<byte> Step(byte* x, int p, in GatherTables tables, in GatherBlock block, out Vector512<sbyte> negative)
+        public static Vector512<byte> Step(byte* x, int p, in GatherTables tables, in GatherBlock block, bool loads, out Vector512<sbyte> negative)
         {
-            var indices = GatherIndices(x + BlockLayouts.IQ2_S.Qs + 8 * p, *(ushort*)(x + BlockLayouts.IQ2_S.Qh + 2 * p), Vector256.Create(0u, 2, 4, 6, 8, 10, 12, 14), 3);
+            var points = Points(tables.Grid, x + BlockLayouts.IQ2_S.Qs + 8 * p, *(ushort*)(x + BlockLayouts.IQ2_S.Qh + 2 * p), Vector256.Create(0u, 2, 4, 6, 8, 10, 12, 14), 3, loads);
             // Byte j takes byte j / 8 of the step's sign qword (a shuffle within each 128-bit lane, which holds the qword
             // twice), then bit j % 8 of it.
             var signBit = Vector512.Create(0x8040201008040201UL).AsByte();
@@ -178,7 +180,7 @@ internal static unsafe partial class Avx2Dot
                 Vector256.Create(Vector128.Create((byte)0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), Vector128.Create((byte)2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)),
                 Vector256.Create(Vector128.Create((byte)4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5), Vector128.Create((byte)6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7))));
             negative = Vector512.Equals(bits & signBit, signBit).AsSByte();
-            return GatherPoints(tables.Grid, indices).AsByte();
+            return points.AsByte();
         }
     }
 
@@ -197,7 +199,7 @@ internal static unsafe partial class Avx2Dot
             var sums = Vector512<int>.Zero;
             for (int p = 0; p < 4; p++)
             {
-                var magnitudes = TGrid.Step(x, p, in tables, in block, out var negative);
+                var magnitudes = TGrid.Step(x, p, in tables, in block, loads: false, out var negative);
                 sums += GatherGridSums(magnitudes, negative, q8 + 64 * p, Avx512BW.PermuteVar32x16(block.Multipliers, Vector512.Load(tables.Controls + 32 * p)));
             }
 
@@ -234,7 +236,7 @@ internal static unsafe partial class Avx2Dot
                 Vector512<int> s0 = default, s1 = default, s2 = default, s3 = default, s4 = default, s5 = default, s6 = default;
                 for (int p = 0; p < 4; p++)
                 {
-                    var magnitudes = TGrid.Step(x, p, in tables, in block, out var negative);
+                    var magnitudes = TGrid.Step(x, p, in tables, in block, ScalarLoads<TGrid, TRows>(), out var negative);
                     var multipliers = Avx512BW.PermuteVar32x16(block.Multipliers, Vector512.Load(tables.Controls + 32 * p));
                     int q = BlockLayouts.Q8_K.Qs + 64 * p;
                     s0 += GatherGridSums(magnitudes, negative, (sbyte*)(y0 + q), multipliers);
@@ -252,6 +254,16 @@ internal static unsafe partial class Avx2Dot
             StoreTileRows<TRows>(GridUnit(TGrid.Type), a0, a1, a2, a3, a4, a5, a6, output, outputStride);
         }
     }
+
+    /// <summary>
+    /// Whether a tile fetches its grid points by scalar loads: from four rows on, where the gathers (about a cycle per
+    /// point, on the vector side) competed with the rows' sums. `bench matmul` 4864 × 4096, -t 2, gathers → loads:
+    /// IQ1_S 4 rows 84 → 93 GMAC/s, 7 rows 89 → 133; IQ2_S 99 → 104, 124 → 150; at 2 rows loads were 6–9% slower, and
+    /// IQ1_M 2–6% slower at every count.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool ScalarLoads<TGrid, TRows>() where TGrid : struct, IGatherGrid where TRows : struct, ITileRows =>
+        TRows.Count >= 4 && TGrid.Type != GgmlType.IQ1_M;
 
     /// <summary>A step's magnitudes against one activation row negated where the values are negative: pair sums times the multipliers of their 16-bit lanes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -272,6 +284,28 @@ internal static unsafe partial class Avx2Dot
         var fields = Avx512BW.VL.ShiftRightLogicalVariable(Avx2.Shuffle(Vector256.Create(scales).AsByte(), spread).AsUInt16(), shifts).AsInt16() & Vector256.Create(mask);
         return (fields + fields + Vector256<short>.One).ToVector512Unsafe();
     }
+
+    /// <summary>
+    /// A step's eight 8-byte grid points: index g is qs byte g with the bits of <paramref name="high"/> from bit
+    /// (lane g of <paramref name="shifts"/>) on, <paramref name="mask"/> keeping them, as bits 8 and up; fetched by two
+    /// 4-wide gathers, or (<paramref name="loads"/>) by eight scalar loads.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<sbyte> Points(long* grid, byte* qs, uint high, Vector256<uint> shifts, uint mask, bool loads)
+    {
+        if (!loads) return GatherPoints(grid, GatherIndices(qs, high, shifts, mask));
+        var low = Vector256.Create(
+            Vector128.Create(grid[PointIndex(qs, 0, high, shifts, mask)], grid[PointIndex(qs, 1, high, shifts, mask)]),
+            Vector128.Create(grid[PointIndex(qs, 2, high, shifts, mask)], grid[PointIndex(qs, 3, high, shifts, mask)]));
+        var up = Vector256.Create(
+            Vector128.Create(grid[PointIndex(qs, 4, high, shifts, mask)], grid[PointIndex(qs, 5, high, shifts, mask)]),
+            Vector128.Create(grid[PointIndex(qs, 6, high, shifts, mask)], grid[PointIndex(qs, 7, high, shifts, mask)]));
+        return Avx512F.InsertVector256(low.ToVector512Unsafe(), up, 1).AsSByte();
+    }
+
+    /// <summary>Grid index <paramref name="g"/> of a step (<see cref="Points"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static uint PointIndex(byte* qs, int g, uint high, Vector256<uint> shifts, uint mask) => qs[g] | (high >> (int)shifts.GetElement(g) & mask) << 8;
 
     /// <summary>
     /// A step's eight grid indices in int32 lanes: the step's eight qs bytes at <paramref name="qs"/>, with the bits of
