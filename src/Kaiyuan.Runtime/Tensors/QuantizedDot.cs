@@ -143,8 +143,10 @@ internal static class QuantizedDot
     /// that many tokens each. Measured with `bench matmul`, 4864 × 4096, 2 threads, Zen 5, GMAC/s by panels against tiles:
     /// Q2_K and Q3_K 105 and 81 against 242 and 204 at 8 rows, 227 and 184 against 257 and 232 at 24, even at 32;
     /// IQ2_XXS, IQ2_XS and IQ3_XXS 82–95 against 138–155 at 8, 133–151 against 146–163 at 16, ahead by panels at 24;
-    /// IQ4_XS and IQ3_S 138 and 79 against 177 and 120 at 8, level at 16; IQ2_S 82 against 94 at 8, behind at 16; IQ1_S
-    /// and IQ1_M level or behind at 8. Otherwise one below the panels' <see cref="Kernels.MatMul.PanelMinTokens"/>.
+    /// IQ4_XS and IQ3_S 138 and 79 against 177 and 120 at 8, level at 16; IQ1_S and IQ2_S, whose four- to seven-row tiles
+    /// load their points (<see cref="Avx2Dot"/>'s gathered grids), 76 and 92 against 93 and 102 at 8, 108–118 against
+    /// 128–148 at 12–14, ahead by panels at 15 (three tiles of five); IQ1_M level or behind at 8. Otherwise one below the
+    /// panels' <see cref="Kernels.MatMul.PanelMinTokens"/>.
     /// </summary>
     internal static int TileMaxTokens(GgmlType weightType) =>
         !HasDotRows(weightType) || IsaLevels.Best != IsaLevel.Avx512 ? Kernels.MatMul.PanelMinTokens - 1 : weightType switch
@@ -152,7 +154,7 @@ internal static class QuantizedDot
             GgmlType.Q2_K or GgmlType.Q3_K => 31,
             GgmlType.IQ2_XXS or GgmlType.IQ2_XS or GgmlType.IQ3_XXS => 19,
             GgmlType.IQ4_XS or GgmlType.IQ3_S => 15,
-            GgmlType.IQ2_S => 11,
+            GgmlType.IQ1_S or GgmlType.IQ2_S => 14,
             _ => Kernels.MatMul.PanelMinTokens - 1,
         };
 
