@@ -63,7 +63,7 @@ internal static unsafe partial class Avx2Dot
         var acc1 = Vector256<float>.Zero;
         int b = 0;
         // The 64-byte load reads past the pair: only while enough further blocks follow in the row.
-        for (; b + LoadBlocks<T>() <= blocks; b += 2, x += 2 * T.Size, x1 += 2 * T.Size, y += 2 * BlockLayouts.Q8_0.Size)
+        for (; b + LoadBlocks(T.Size) <= blocks; b += 2, x += 2 * T.Size, x1 += 2 * T.Size, y += 2 * BlockLayouts.Q8_0.Size)
         {
             Sse.Prefetch0(x + PrefetchDistance);
             var activations = Q5PairActivations(y);
@@ -82,8 +82,8 @@ internal static unsafe partial class Avx2Dot
             var activations = Q5PairActivations(y);
             var pairBias = Vector512.Load(bias + 16 * b);
             var (dy0, dy1) = (Vector256.Create(ys[b]), Vector256.Create(ys[b + 1]));
-            acc0 = PairRow<T>(x, LastPairBack<T>(), in last, activations, pairBias, halves, dy0, dy1, acc0);
-            if (dots > 1) acc1 = PairRow<T>(x1, LastPairBack<T>(), in last, activations, pairBias, halves, dy0, dy1, acc1);
+            acc0 = PairRow<T>(x, LastPairBack(T.Size), in last, activations, pairBias, halves, dy0, dy1, acc0);
+            if (dots > 1) acc1 = PairRow<T>(x1, LastPairBack(T.Size), in last, activations, pairBias, halves, dy0, dy1, acc1);
             b += 2;
             x += 2 * T.Size;
             x1 += 2 * T.Size;
@@ -123,7 +123,7 @@ internal static unsafe partial class Avx2Dot
         var acc3 = Vector256<float>.Zero;
         int b = 0;
         // The 64-byte loads read past the pair: only while enough further blocks follow in the row.
-        for (; b + LoadBlocks<T>() <= blocks; b += 2, x0 += 2 * T.Size, x1 += 2 * T.Size, x2 += 2 * T.Size, x3 += 2 * T.Size, y += 2 * BlockLayouts.Q8_0.Size)
+        for (; b + LoadBlocks(T.Size) <= blocks; b += 2, x0 += 2 * T.Size, x1 += 2 * T.Size, x2 += 2 * T.Size, x3 += 2 * T.Size, y += 2 * BlockLayouts.Q8_0.Size)
         {
             // All four streams: successive calls take rows two apart, so the first rows' prefetches alone would leave
             // every other row's length unfetched.
@@ -145,7 +145,7 @@ internal static unsafe partial class Avx2Dot
             var activations = Q5PairActivations(y);
             var pairBias = Vector512.Load(bias + 16 * b);
             var (ys0, ys1) = (Vector256.Create(ys[b]), Vector256.Create(ys[b + 1]));
-            int back = LastPairBack<T>();
+            int back = LastPairBack(T.Size);
             acc0 = PairRow<T>(x0, back, in last, activations, pairBias, halves, ys0, ys1, acc0);
             acc1 = PairRow<T>(x1, back, in last, activations, pairBias, halves, ys0, ys1, acc1);
             acc2 = PairRow<T>(x2, back, in last, activations, pairBias, halves, ys0, ys1, acc2);
@@ -196,14 +196,14 @@ internal static unsafe partial class Avx2Dot
             var a6 = Vector256<float>.Zero;
             int b = 0;
             // The 64-byte load reads 20 bytes past the pair: only while a further block follows in the row.
-            for (; b + LoadBlocks<Q5VbmiPair>() <= blocks; b += 2, x += 2 * BlockLayouts.Q5_0.Size)
+            for (; b + LoadBlocks(BlockLayouts.Q5_0.Size) <= blocks; b += 2, x += 2 * BlockLayouts.Q5_0.Size)
             {
                 Sse.Prefetch0(x + PrefetchDistance);
                 Q5TileSteps<TRows>(Q5UnsignedPair(x, in unpack), x, activations, side, stride, sideStride, biasAt, b, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6);
             }
             if (HasLastPair(b, blocks, BlockLayouts.Q5_0.Size))
             {
-                Q5TileSteps<TRows>(Q5UnsignedPair(x - LastPairBack<Q5VbmiPair>(), new Q5Unpack(Q5Controls + LastPairControls)), x, activations, side, stride, sideStride, biasAt, b,
+                Q5TileSteps<TRows>(Q5UnsignedPair(x - LastPairBack(BlockLayouts.Q5_0.Size), new Q5Unpack(Q5Controls + LastPairControls)), x, activations, side, stride, sideStride, biasAt, b,
                                    ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6);
                 b += 2;
                 x += 2 * BlockLayouts.Q5_0.Size;
@@ -324,11 +324,11 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>Blocks from a pair's start that a 64-byte load spans: the pair's load stays within the row only while that many remain.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int LoadBlocks<T>() where T : struct, IVbmiPair => (64 + T.Size - 1) / T.Size;
+    private static int LoadBlocks(int blockBytes) => (64 + blockBytes - 1) / blockBytes;
 
     /// <summary>
     /// Where a row's last pair (at block <paramref name="b"/>, too near the end for a load from its start) is read from the
-    /// 64 bytes that end where it ends (<see cref="LastPairBack{T}"/> bytes before it, with the controls at
+    /// 64 bytes that end where it ends (<see cref="LastPairBack"/> bytes before it, with the controls at
     /// <see cref="LastPairControls"/>): when two blocks remain and the row holds 64 bytes up to their end. Without it the
     /// last two or three blocks took the 256-bit step, about twice the work per block: 7% of a 896-wide Q5_0 row's blocks.
     /// </summary>
@@ -337,7 +337,7 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>How far before a row's last pair its 64-byte load starts.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int LastPairBack<T>() where T : struct, IVbmiPair => 64 - 2 * T.Size;
+    private static int LastPairBack(int blockBytes) => 64 - 2 * blockBytes;
 
     /// <summary>Q5_0: u = q + 16, the fifth bits brought to bit 4 (<see cref="Q5UnsignedPair"/>).</summary>
     private readonly struct Q5VbmiPair : IVbmiPair
@@ -379,7 +379,7 @@ internal static unsafe partial class Avx2Dot
             Vector256<float> acc) => Q5PairStep(unsignedQuants, activations, bias, scale0, scale1, acc);
     }
 
-    /// <summary>Two 18-byte blocks' 4-bit indices, in element order, from one 64-byte load (Q4_0's and IQ4_NL's layout).</summary>
+    /// <summary>Two blocks' 4-bit quants or indices, in element order, from one 64-byte load by their layout's controls (Q4_0, Q4_1, IQ4_NL).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<byte> PairNibbles(byte* x, in Q5Unpack unpack) =>
         Avx512Vbmi.MultiShift(unpack.NibbleShift, Avx512Vbmi.PermuteVar64x8(Vector512.Load(x), unpack.NibbleSource).AsUInt64()).AsByte() & Vector512.Create((byte)0x0F);
@@ -509,7 +509,7 @@ internal static unsafe partial class Avx2Dot
         for (int set = 0; set < 2; set++)
         {
             byte* c = controls + set * LastPairControls;
-            int back = set == 0 ? 0 : 64 - 2 * blockBytes;
+            int back = set == 0 ? 0 : LastPairBack(blockBytes);
             for (int o = 0; o < 64; o++)
             {
                 int block = o / 32, element = o % 32;

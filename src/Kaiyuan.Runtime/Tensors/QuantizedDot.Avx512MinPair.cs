@@ -27,7 +27,7 @@ internal static unsafe partial class Avx2Dot
         float min0 = 0, min1 = 0;
         int b = 0;
         // The 64-byte load reads past the pair: only while enough further blocks follow in the row.
-        for (; b + (64 + T.Size - 1) / T.Size <= blocks; b += 2, x += 2 * T.Size, x1 += 2 * T.Size, y += 2 * BlockLayouts.Q8_1.Size)
+        for (; b + LoadBlocks(T.Size) <= blocks; b += 2, x += 2 * T.Size, x1 += 2 * T.Size, y += 2 * BlockLayouts.Q8_1.Size)
         {
             Sse.Prefetch0(x + PrefetchDistance);
             var activations = Q8_1Pair(y);
@@ -42,8 +42,8 @@ internal static unsafe partial class Avx2Dot
         {
             var last = new Q5Unpack(T.Controls + LastPairControls);
             var activations = Q8_1Pair(y);
-            acc0 = MinPairRow<T>(x, 64 - 2 * T.Size, in last, activations, y, halves, acc0, ref min0);
-            if (dots > 1) acc1 = MinPairRow<T>(x1, 64 - 2 * T.Size, in last, activations, y, halves, acc1, ref min1);
+            acc0 = MinPairRow<T>(x, LastPairBack(T.Size), in last, activations, y, halves, acc0, ref min0);
+            if (dots > 1) acc1 = MinPairRow<T>(x1, LastPairBack(T.Size), in last, activations, y, halves, acc1, ref min1);
             b += 2;
             x += 2 * T.Size;
             x1 += 2 * T.Size;
@@ -78,7 +78,7 @@ internal static unsafe partial class Avx2Dot
             Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default;
             float m0 = 0, m1 = 0, m2 = 0, m3 = 0, m4 = 0, m5 = 0, m6 = 0;
             int b = 0;
-            for (; b + (64 + T.Size - 1) / T.Size <= blocks; b += 2, x += 2 * T.Size, y += 2 * BlockLayouts.Q8_1.Size)
+            for (; b + LoadBlocks(T.Size) <= blocks; b += 2, x += 2 * T.Size, y += 2 * BlockLayouts.Q8_1.Size)
             {
                 Sse.Prefetch0(x + PrefetchDistance);
                 MinTileSteps<T, TRows>(x, T.UnsignedPair(x, in unpack), y, stride, halves, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6,
@@ -86,7 +86,7 @@ internal static unsafe partial class Avx2Dot
             }
             if (HasLastPair(b, blocks, T.Size))
             {
-                MinTileSteps<T, TRows>(x, T.UnsignedPair(x - (64 - 2 * T.Size), in last), y, stride, halves, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6,
+                MinTileSteps<T, TRows>(x, T.UnsignedPair(x - LastPairBack(T.Size), in last), y, stride, halves, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6,
                                        ref m0, ref m1, ref m2, ref m3, ref m4, ref m5, ref m6);
                 b += 2;
                 x += 2 * T.Size;

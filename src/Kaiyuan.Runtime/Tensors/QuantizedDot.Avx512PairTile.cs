@@ -124,7 +124,7 @@ internal static unsafe partial class Avx2Dot
             int b = 0;
             // Two blocks per step where a type unpacks them together (its 64-byte load reads past the pair: only while a
             // further block follows in the row).
-            for (; TBlock.DecodesPairs && b + 3 <= blocks; b += 2, x0 += 2 * size, x1 += 2 * size, p += 2 * stride)
+            for (; TBlock.DecodesPairs && b + LoadBlocks(size) <= blocks; b += 2, x0 += 2 * size, x1 += 2 * size, p += 2 * stride)
             {
                 Sse.Prefetch0(x0 + PrefetchDistance);
                 Sse.Prefetch0(x1 + PrefetchDistance);
@@ -314,7 +314,7 @@ internal static unsafe partial class Avx2Dot
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static void QuantsPair(byte* x, bool lastPair, out Vector512<byte> first, out Vector512<byte> second)
         {
-            var both = (lastPair ? Q5UnsignedPair(x - LastPairBack<Q5VbmiPair>(), new Q5Unpack(Q5Controls + LastPairControls))
+            var both = (lastPair ? Q5UnsignedPair(x - LastPairBack(BlockLayouts.Q5_0.Size), new Q5Unpack(Q5Controls + LastPairControls))
                                  : Q5UnsignedPair(x, new Q5Unpack(Q5Controls))).AsUInt64();
             first = Avx512F.Shuffle4x128(both, both, 0b01_00_01_00).AsByte();
             second = Avx512F.Shuffle4x128(both, both, 0b11_10_11_10).AsByte();
