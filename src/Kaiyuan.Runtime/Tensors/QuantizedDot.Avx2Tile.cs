@@ -37,7 +37,7 @@ internal static unsafe partial class Avx2Dot
             case GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL:
                 for (int b = 0; b < n / BlockLayouts.QK; b++) ((float*)side)[b] = Half(y + b * BlockLayouts.Q8_0.Size);
                 if (weightType == GgmlType.IQ4_NL && HasVbmiPair(weightType))
-                    NegatedLaneBias(y, n, (int*)(side + n / BlockLayouts.QK * sizeof(float)));
+                    NegatedLaneBias(y, n, (int*)(side + n / BlockLayouts.QK * sizeof(float)), Iq4NlVbmiPair.Offset);
                 else if (HasVbmiPair(weightType))
                     PairBias(y, n, (short*)(side + n / BlockLayouts.QK * sizeof(float)), weightType == GgmlType.Q4_0 ? Q4VbmiPair.Offset : Q5VbmiPair.Offset);
                 break;

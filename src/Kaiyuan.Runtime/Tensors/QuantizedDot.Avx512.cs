@@ -485,17 +485,22 @@ internal static unsafe partial class Avx2Dot
         byte* controls = BuildPairControls(BlockLayouts.IQ4_NL.Size, BlockLayouts.IQ4_NL.Qs, qh: -1);
         for (int set = 0; set < 2; set++)
             for (int i = 0; i < 64; i++)
-                controls[set * LastPairControls + 128 + i] = (byte)(Iq4Levels.Values[i % 16] + 128);
+                controls[set * LastPairControls + 128 + i] = (byte)(Iq4Levels.Values[i % 16] + Iq4NlVbmiPair.Offset);
         return controls;
     }
 
-    /// <summary>−128·(y₄ₖ + … + y₄ₖ₊₃) for each four of a Q8_0 activation row's quants, as int32 in element order: where <see cref="Iq4NlVbmiPair"/>'s sums start.</summary>
-    private static void NegatedLaneBias(byte* y, int n, int* bias)
+    /// <summary>
+    /// −offset·(y₄ₖ + … + y₄ₖ₊₃) for each four of a Q8_0 activation row's quants, as int32 in element order: where
+    /// <see cref="Iq4NlVbmiPair"/>'s sums start (its pair sums as <see cref="PairBias"/> forms them, within int16 for
+    /// any offset up to 128, then negated pairwise).
+    /// </summary>
+    private static void NegatedLaneBias(byte* y, int n, int* bias, byte offset)
     {
+        var factor = Vector256.Create(offset);
         for (int b = 0; b < n / BlockLayouts.QK; b++, y += BlockLayouts.Q8_0.Size, bias += BlockLayouts.QK / 4)
         {
-            var pairs = Avx2.MultiplyAddAdjacent(Vector256.Create((byte)1), Vector256.Load((sbyte*)(y + BlockLayouts.Q8_0.Qs)));
-            (Vector256<int>.Zero - (Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)1)) << 7)).Store(bias);
+            var pairs = Avx2.MultiplyAddAdjacent(factor, Vector256.Load((sbyte*)(y + BlockLayouts.Q8_0.Qs)));
+            Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)-1)).Store(bias);
         }
     }
 

@@ -233,7 +233,7 @@ internal static unsafe partial class Avx2Dot
         public static byte* Controls => Q41Controls;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<byte> Quants(byte* x) => Nibbles32(x + BlockLayouts.Q4_1.Qs);
+        public static Vector256<byte> Quants(byte* x) => PanelQ4_1.Chunk(x, 0);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<byte> UnsignedPair(byte* x, in Q5Unpack unpack) => PairNibbles(x, in unpack);
@@ -248,7 +248,7 @@ internal static unsafe partial class Avx2Dot
         public static byte* Controls => Q51Controls;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<byte> Quants(byte* x) => Nibbles32(x + BlockLayouts.Q5_1.Qs) | (BytesFromBits(x + BlockLayouts.Q5_1.Qh) & Vector256.Create((byte)0x10));
+        public static Vector256<byte> Quants(byte* x) => PanelQ5_1.Chunk(x, 0);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<byte> UnsignedPair(byte* x, in Q5Unpack unpack) => Q5UnsignedPair(x, in unpack);
