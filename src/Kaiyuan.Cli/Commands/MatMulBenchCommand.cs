@@ -22,7 +22,8 @@ internal static class MatMulBenchCommand
         var threads = Arguments.Threads();
         var reps = new Option<int>("--repetitions", "-r") { Description = "Timed repetitions (the median is reported)", DefaultValueFactory = _ => 10 };
         var json = new Option<bool>("--json") { Description = "Print one JSON array" };
-        var command = new Command("matmul", "Measure the quantized matmul kernels (GMAC/s, weight GB/s)") { types, rows, cols, tokens, threads, reps, json };
+        var cold = new Option<bool>("--cold") { Description = "Read the weights from memory on every multiply, as decode does (copies of the matrix past the caches, taken in turn)" };
+        var command = new Command("matmul", "Measure the quantized matmul kernels (GMAC/s, weight GB/s)") { types, rows, cols, tokens, threads, reps, json, cold };
         command.SetAction(p =>
         {
             var typeList = p.GetValue(types)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
@@ -34,7 +35,7 @@ internal static class MatMulBenchCommand
             int r = p.GetValue(rows), c = p.GetValue(cols), repetitions = Math.Max(1, p.GetValue(reps));
             if (r is < 1 or > 1 << 20 || c is < 1 or > 1 << 16) throw new ArgumentException("--rows must be 1…1048576 and --cols 1…65536");
             int threadCount = Math.Max(1, p.GetValue(threads));
-            var results = typeList.SelectMany(type => KernelBenchmarks.MatMul(type, r, c, tokenList, repetitions, threadCount)).ToList();
+            var results = typeList.SelectMany(type => KernelBenchmarks.MatMul(type, r, c, tokenList, repetitions, threadCount, p.GetValue(cold))).ToList();
             if (p.GetValue(json))
             {
                 Console.WriteLine(JsonSerializer.Serialize(results.Select(x => new Dictionary<string, object>
@@ -47,10 +48,11 @@ internal static class MatMulBenchCommand
                     ["ms"] = Math.Round(x.Seconds * 1e3, 4),
                     ["gmac_s"] = Math.Round(x.GmacPerSecond, 3),
                     ["weight_gb_s"] = Math.Round(x.WeightGbPerSecond, 3),
+                    ["cold"] = p.GetValue(cold),
                 })));
                 return 0;
             }
-            Console.WriteLine($"matrix {r} × {c}, threads: {threadCount}, median of {repetitions}");
+            Console.WriteLine($"matrix {r} × {c}, threads: {threadCount}, median of {repetitions}" + (p.GetValue(cold) ? ", weights read from memory (--cold)" : ""));
             foreach (var x in results)
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{x.Type,-5} tokens {x.Tokens,5}: {x.Seconds * 1e3,9:F3} ms {x.GmacPerSecond,8:F2} GMAC/s {x.WeightGbPerSecond,7:F2} GB/s weights"));
             return 0;

@@ -71,16 +71,18 @@ public static class KernelBenchmarks
     /// <summary>
     /// A random <paramref name="rows"/> × <paramref name="cols"/> weight matrix of <paramref name="type"/> times 1…N
     /// activation rows (each of <paramref name="tokenCounts"/>) on <paramref name="threads"/> threads: the median of
-    /// <paramref name="repetitions"/> timed samples after a second of warm-up.
+    /// <paramref name="repetitions"/> timed samples after a second of warm-up. <paramref name="cold"/>: each multiply
+    /// reads its own copy of the matrix, of copies that together exceed <see cref="ColdBytes"/>, so that every one
+    /// streams its weights from memory as a decode step does (a decode reads a layer's matrices once per token, and the
+    /// small ones, half a megabyte for a 896-wide projection, took twice their in-cache time there).
     /// </summary>
-    public static unsafe IReadOnlyList<MatMulTiming> MatMul(GgmlType type, int rows, int cols, IReadOnlyList<int> tokenCounts, int repetitions, int threads)
+    public static unsafe IReadOnlyList<MatMulTiming> MatMul(GgmlType type, int rows, int cols, IReadOnlyList<int> tokenCounts, int repetitions, int threads, bool cold = false)
     {
         if (!Supports(type)) throw new ArgumentException($"no kernel for weight type {type}");
         ArgumentOutOfRangeException.ThrowIfLessThan(rows, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(repetitions, 1);
         var (blockSize, _) = GgmlTypeInfo.Geometry(type);
         if (cols <= 0 || cols % blockSize != 0) throw new ArgumentException($"{cols} columns are not a multiple of the {type} block size {blockSize} (--cols)");
-        using var pool = new WorkerPool(threads);
         var random = new Random(7);
         int rowBytes = (int)GgmlTypeInfo.RowBytes(type, cols);
         var weights = new byte[(long)rows * rowBytes];
@@ -96,33 +98,53 @@ public static class KernelBenchmarks
             }
         }
         else RandomBlocks(type, weights, random);
-        var results = new List<MatMulTiming>();
-        fixed (byte* w = weights)
+        // Copies at distinct addresses, taken in turn: the caches keep none of them from one use to the next.
+        int copies = cold ? (int)Math.Max(2, (ColdBytes + weights.Length - 1) / weights.Length) : 1;
+        byte* all = (byte*)NativeMemory.AlignedAlloc((nuint)((long)copies * weights.Length), 64);
+        try
         {
-            var matrix = new QuantMatrix(w, type, rows, cols);
-            foreach (int tokens in tokenCounts)
+            for (int i = 0; i < copies; i++) weights.CopyTo(new Span<byte>(all + (long)i * weights.Length, weights.Length));
+            return Time(type, rows, cols, tokenCounts, repetitions, threads, all, copies, weights.Length, random);
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(all);
+        }
+    }
+
+    /// <summary>What the copies of a <c>cold</c> <see cref="MatMul"/> matrix exceed together: several times any L3 cache.</summary>
+    private const long ColdBytes = 256L << 20;
+
+    private static unsafe List<MatMulTiming> Time(GgmlType type, int rows, int cols, IReadOnlyList<int> tokenCounts, int repetitions, int threads, byte* all, int copies,
+        long matrixBytes, Random random)
+    {
+        using var pool = new WorkerPool(threads);
+        var results = new List<MatMulTiming>();
+        var matrices = new QuantMatrix[copies];
+        for (int i = 0; i < copies; i++) matrices[i] = new QuantMatrix(all + i * matrixBytes, type, rows, cols);
+        int next = 0;
+        foreach (int tokens in tokenCounts)
+        {
+            var x = new float[tokens * cols];
+            for (int i = 0; i < x.Length; i++) x[i] = (float)(random.NextDouble() * 2 - 1);
+            var y = new float[(long)tokens * rows];
+            var scratch = new byte[Kernels.MatMul.ScratchBytes(matrices[0], tokens)];
+            // Enough multiplies per sample that one lasts ~10 ms or more. A second of warm-up first: the dispatch
+            // code a batch size reaches first runs unoptimized until tiered compilation replaces it, which one
+            // warm-up sample did not outlast (a case right after another token count read 51 GMAC/s, not 145).
+            int inner = Math.Max(1, (int)(2e7 / ((double)rows * cols * tokens / 32)));
+            for (long warm = Stopwatch.GetTimestamp(); Stopwatch.GetElapsedTime(warm).TotalSeconds < 1;)
+                Kernels.MatMul.Multiply(matrices[next++ % copies], x, tokens, y, scratch, pool);
+            var samples = new List<double>();
+            for (int rep = 0; rep < repetitions; rep++)
             {
-                var x = new float[tokens * cols];
-                for (int i = 0; i < x.Length; i++) x[i] = (float)(random.NextDouble() * 2 - 1);
-                var y = new float[(long)tokens * rows];
-                var scratch = new byte[Kernels.MatMul.ScratchBytes(matrix, tokens)];
-                // Enough multiplies per sample that one lasts ~10 ms or more. A second of warm-up first: the dispatch
-                // code a batch size reaches first runs unoptimized until tiered compilation replaces it, which one
-                // warm-up sample did not outlast (a case right after another token count read 51 GMAC/s, not 145).
-                int inner = Math.Max(1, (int)(2e7 / ((double)rows * cols * tokens / 32)));
-                for (long warm = Stopwatch.GetTimestamp(); Stopwatch.GetElapsedTime(warm).TotalSeconds < 1;)
-                    Kernels.MatMul.Multiply(matrix, x, tokens, y, scratch, pool);
-                var samples = new List<double>();
-                for (int rep = 0; rep < repetitions; rep++)
-                {
-                    long start = Stopwatch.GetTimestamp();
-                    for (int i = 0; i < inner; i++) Kernels.MatMul.Multiply(matrix, x, tokens, y, scratch, pool);
-                    samples.Add(Stopwatch.GetElapsedTime(start).TotalSeconds / inner);
-                }
-                samples.Sort();
-                double seconds = samples[samples.Count / 2];
-                results.Add(new MatMulTiming(type, tokens, seconds, (double)rows * cols * tokens / seconds / 1e9, weights.Length / seconds / 1e9));
+                long start = Stopwatch.GetTimestamp();
+                for (int i = 0; i < inner; i++) Kernels.MatMul.Multiply(matrices[next++ % copies], x, tokens, y, scratch, pool);
+                samples.Add(Stopwatch.GetElapsedTime(start).TotalSeconds / inner);
             }
+            samples.Sort();
+            double seconds = samples[samples.Count / 2];
+            results.Add(new MatMulTiming(type, tokens, seconds, (double)rows * cols * tokens / seconds / 1e9, matrixBytes / seconds / 1e9));
         }
         return results;
     }

@@ -226,6 +226,19 @@ public class BenchMatMulCliTests
         Assert.All(rows, e => Assert.True(e.GetProperty("gmac_s").GetDouble() > 0 && e.GetProperty("weight_gb_s").GetDouble() > 0));
     }
 
+    /// <summary>--cold: each multiply reads its own copy of the matrix (256 MiB of copies in all), and the JSON says so.</summary>
+    [Fact]
+    public void MatMulBenchReadsFromMemoryWhenCold()
+    {
+        var r = KaiyuanProcess.Run("bench", "matmul", "--types", "q5_0", "--rows", "96", "--cols", "896", "--tokens", "1", "-r", "3", "-t", "2", "--cold", "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        using var doc = JsonDocument.Parse(r.Stdout);
+        var row = Assert.Single(doc.RootElement.EnumerateArray());
+        Assert.True(row.GetProperty("cold").GetBoolean());
+        Assert.Equal("q5_0", row.GetProperty("type").GetString());
+        Assert.True(row.GetProperty("gmac_s").GetDouble() > 0 && row.GetProperty("weight_gb_s").GetDouble() > 0);
+    }
+
     [Fact]
     public void MatMulBenchNamesAColumnCountTheTypeCannotHold()
     {
