@@ -140,7 +140,7 @@ internal static unsafe class MatMul
 
             var job = pool.Job<Job>();
             job.Set(w, act, actBytes, output, tokens, kernel == Kernel.Tiles, side, sideBytes, pairs);
-            pool.Run(job, w.Rows, minChunk: 16);
+            pool.Run(job, Units(w, tokens), minChunk: 16);
         }
     }
 
@@ -200,7 +200,10 @@ internal static unsafe class MatMul
         public void Run(int start, int end, int worker) => RunRows(in _work, start, end);
     }
 
-    /// <summary>Weight rows [start, end) of one matrix against all its activation rows, with the widest tiles that fit.</summary>
+    /// <summary>What <see cref="RunRows"/> counts in a matrix: its rows, or for one token on the two-row kernels its pairs of rows.</summary>
+    private static int Units(QuantMatrix w, int tokens) => tokens == 1 && QuantizedDot.HasDot1Rows2(w.Type) ? (w.Rows + 1) / 2 : w.Rows;
+
+    /// <summary>Units [start, end) of one matrix (<see cref="Units"/>) against all its activation rows, with the widest tiles that fit.</summary>
     private static void RunRows(in RowWork work, int start, int end)
     {
         var w = work.W;
@@ -213,16 +216,19 @@ internal static unsafe class MatMul
         // Tiled or not: the two-row kernels of untiled types (Q5_K) read no side data.
         if (tokens == 1 && QuantizedDot.HasDot1Rows2(type))
         {
-            // One token: the range's two halves side by side, each read front to back as the prefetchers expect.
-            int half = (end - start) / 2;
+            // [start, end) counts pairs (Units): pair p is rows p and p + half, so a range's rows are two runs, each read
+            // front to back as the prefetchers expect, which the thread's next range continues.
+            int half = (int)((rows + 1) / 2), full = (int)Math.Min(end, rows / 2);
+            long stride = (long)half * rowBytes;
             int r = start;
-            // Two adjacent rows of each half at once where a type has four independent accumulation chains to gain.
+            // Two adjacent rows of each run at once where a type has four independent accumulation chains to gain.
             if (QuantizedDot.HasDot1Rows4(type))
-                for (; r + 1 < start + half; r += 2)
-                    QuantizedDot.Dot1Rows4(type, w.Data + (long)r * rowBytes, rowBytes, (long)half * rowBytes, actBase, sideBase, n, y + r, half);
-            for (; r < start + half; r++)
-                QuantizedDot.Dot1Rows2(type, w.Data + (long)r * rowBytes, (long)half * rowBytes, actBase, sideBase, n, y + r, half);
-            if ((end - start) % 2 != 0) y[end - 1] = QuantizedDot.Dot1(type, w.Data + (long)(end - 1) * rowBytes, actBase, sideBase, n);
+                for (; r + 1 < full; r += 2)
+                    QuantizedDot.Dot1Rows4(type, w.Data + (long)r * rowBytes, rowBytes, stride, actBase, sideBase, n, y + r, half);
+            for (; r < full; r++)
+                QuantizedDot.Dot1Rows2(type, w.Data + (long)r * rowBytes, stride, actBase, sideBase, n, y + r, half);
+            // An odd row count's middle row has no partner.
+            if (end > rows / 2) y[rows / 2] = QuantizedDot.Dot1(type, w.Data + rows / 2 * rowBytes, actBase, sideBase, n);
             return;
         }
         if (work.Pairs != null)
@@ -316,7 +322,8 @@ internal static unsafe class MatMul
     {
         private RowWork[] _parts = new RowWork[16];
         private nint[] _inputs = new nint[16];
-        private int[] _firstRow = new int[17];
+        // Where each part's units (Units) start, laid end to end.
+        private int[] _firstUnit = new int[17];
         private int _count;
 
         public void Clear() => _count = 0;
@@ -330,7 +337,7 @@ internal static unsafe class MatMul
             {
                 Array.Resize(ref _parts, _count * 2);
                 Array.Resize(ref _inputs, _count * 2);
-                Array.Resize(ref _firstRow, _count * 2 + 1);
+                Array.Resize(ref _firstUnit, _count * 2 + 1);
             }
             var (kernel, sideBytes) = Plan(w, tokens);
             _parts[_count] = new RowWork
@@ -343,7 +350,7 @@ internal static unsafe class MatMul
                 ActBytes = (int)GgmlTypeInfo.RowBytes(QuantizedDot.ActivationType(w.Type), w.Columns),
             };
             _inputs[_count] = (nint)x;
-            _firstRow[_count + 1] = _firstRow[_count] + w.Rows;
+            _firstUnit[_count + 1] = _firstUnit[_count] + Units(w, tokens);
             _count++;
         }
 
@@ -393,19 +400,19 @@ internal static unsafe class MatMul
                     part.Pairs = PackPairs(w, part.Tokens, part.Act, part.ActBytes, next);
                     if (part.Pairs != null) next = part.Pairs + QuantizedDot.PairBytes(w.Type, w.Columns, part.Tokens);
                 }
-                pool.Run(this, _firstRow[_count], minChunk: 16);
+                pool.Run(this, _firstUnit[_count], minChunk: 16);
             }
         }
 
-        /// <summary>Rows [start, end) of the parts laid end to end.</summary>
+        /// <summary>Units [start, end) of the parts laid end to end.</summary>
         void IParallelJob.Run(int start, int end, int worker)
         {
             int i = 0;
-            while (_firstRow[i + 1] <= start) i++;
+            while (_firstUnit[i + 1] <= start) i++;
             for (; start < end; i++)
             {
-                int partEnd = Math.Min(end, _firstRow[i + 1]);
-                RunRows(in _parts[i], start - _firstRow[i], partEnd - _firstRow[i]);
+                int partEnd = Math.Min(end, _firstUnit[i + 1]);
+                RunRows(in _parts[i], start - _firstUnit[i], partEnd - _firstUnit[i]);
                 start = partEnd;
             }
         }

@@ -41,6 +41,56 @@ public class WorkerPoolTests
         }
     }
 
+    private sealed class OrderJob : IParallelJob
+    {
+        public readonly System.Collections.Concurrent.ConcurrentQueue<(int Worker, int Start)> Chunks = new();
+        public int SlowWorker = -1;
+
+        public void Run(int start, int end, int worker)
+        {
+            if (worker == SlowWorker) Thread.Sleep(1);
+            Chunks.Enqueue((worker, start));
+        }
+    }
+
+    /// <summary>
+    /// Each thread runs its own consecutive chunks front to back (one stream through a matrix, which the prefetchers
+    /// follow), and a thread that has run out takes the others' from the back: a stalled worker's share goes to the
+    /// caller, which finishes the operation, every chunk once.
+    /// </summary>
+    [Fact]
+    public void ThreadsRunTheirOwnChunksInOrderAndTakeAStalledWorkersFromTheBack()
+    {
+        using var pool = new WorkerPool(3);
+        var random = new Random(5);
+        for (int op = 0; op < 200; op++)
+        {
+            int count = random.Next(24, 200);
+            var job = new OrderJob { SlowWorker = op % 2 == 0 ? 1 : -1 };
+            pool.Run(job, count, minChunk: 1);
+            var chunks = job.Chunks.ToArray();
+            var starts = chunks.Select(c => c.Start).Order().ToArray();
+            Assert.Equal(starts.Distinct().Count(), chunks.Length);
+            Assert.Equal(0, starts[0]);
+            // Every chunk's run: the threads' runs are equal thirds of the chunks.
+            int total = chunks.Length;
+            int Owner(int start) => Array.IndexOf(starts, start) * 3 / total;
+            foreach (int worker in chunks.Select(c => c.Worker).Distinct())
+            {
+                var mine = chunks.Where(c => c.Worker == worker).Select(c => c.Start).ToArray();
+                var own = mine.Where(s => Owner(s) == worker).ToArray();
+                Assert.True(own.SequenceEqual(own.Order()), $"operation {op}: worker {worker} ran its own chunks out of order: {string.Join(",", own)}");
+                foreach (int other in Enumerable.Range(0, 3).Where(o => o != worker))
+                {
+                    var taken = mine.Where(s => Owner(s) == other).ToArray();
+                    Assert.True(taken.SequenceEqual(taken.OrderDescending()), $"operation {op}: worker {worker} took worker {other}'s chunks not from the back: {string.Join(",", taken)}");
+                }
+            }
+            if (job.SlowWorker == 1)
+                Assert.Contains(chunks, c => c.Worker != 1 && Owner(c.Start) == 1);
+        }
+    }
+
     private sealed class FailingJob : IParallelJob
     {
         public void Run(int start, int end, int worker)

@@ -444,6 +444,43 @@ public sealed unsafe partial class Dot4Tests
     }
 
     /// <summary>
+    /// One token over many rows, as decode runs it: the rows go in pairs (row p with row p + ⌈rows/2⌉, two streams per
+    /// thread), an odd count's middle row alone, chunks of pairs spread over the threads and taken back by a thread that
+    /// runs out. Every row's result is its own dot, to the bit, whatever the count.
+    /// </summary>
+    [Theory]
+    [InlineData(GgmlType.Q5_0)]
+    [InlineData(GgmlType.Q8_0)]
+    [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q6_K)]
+    [InlineData(GgmlType.IQ4_XS)]
+    public void OneTokenOverManyRowsMatchesEachRowsDot(GgmlType type)
+    {
+        const int n = 512;
+        var random = new Random(9);
+        int rowBytes = (int)GgmlTypeInfo.RowBytes(type, n);
+        var actType = QuantizedDot.ActivationType(type);
+        var act = new byte[GgmlTypeInfo.RowBytes(actType, n)];
+        using var pool = new WorkerPool(2);
+        foreach (int rows in new[] { 1, 2, 3, 4, 5, 33, 257, 1000, 1001 })
+        {
+            var w = new byte[rows * rowBytes];
+            for (int r = 0; r < rows; r++) WeightRow(type, RandomFloats(random, n, 1), random).CopyTo(w.AsSpan(r * rowBytes, rowBytes));
+            float[] x = RandomFloats(random, n, 2);
+            var y = new float[rows];
+            fixed (byte* pw = w)
+            {
+                var matrix = new QuantMatrix(pw, type, rows, n);
+                MatMul.Multiply(matrix, x, 1, y, new byte[MatMul.ScratchBytes(matrix, 1)], pool);
+                QuantizedDot.QuantizeActivations(actType, x, act);
+                for (int r = 0; r < rows; r++)
+                    Assert.True(BitConverter.SingleToInt32Bits(QuantizedDot.VecDot(type, matrix.Row(r), act, n)) == BitConverter.SingleToInt32Bits(y[r]),
+                        $"{type}, {rows} rows: row {r} is {y[r]}, its dot {QuantizedDot.VecDot(type, matrix.Row(r), act, n)}");
+            }
+        }
+    }
+
+    /// <summary>
     /// A grouped pass (a MoE layer's active experts at decode) gives every part exactly what its own multiply gives:
     /// parts of different types and widths, 1–7 activation rows, parts that share their input (gate and up) and parts
     /// that only look alike.
