@@ -391,7 +391,7 @@ public sealed unsafe partial class Dot4Tests
         }
     }
 
-    /// <summary>Every small batch (1–7 rows: the decode steps of a few streams; on AVX-512 up to the type's TileMaxTokens, in tiles of at most seven) gives the single-row dots exactly.</summary>
+    /// <summary>Every small batch (1–7 rows: the decode steps of a few streams; on AVX-512 up to the type's TileMaxTokens, in tiles of at most MatMul.MaxTileRows: seven, five for Q6_K) gives the single-row dots exactly.</summary>
     [Theory]
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.Q6_K)]
