@@ -46,7 +46,7 @@ public static class KernelBenchmarks
     /// Random quants for a type Kaiyuan reads but does not write yet (i-quants, ternary): speed does not depend on the
     /// values, only the block scale (an fp16) is kept small and finite.
     /// </summary>
-    private static void RandomBlocks(GgmlType type, byte[] weights, Random random)
+    private static void RandomBlocks(GgmlType type, Span<byte> weights, Random random)
     {
         int scaleAt = type switch
         {
@@ -63,8 +63,8 @@ public static class KernelBenchmarks
         ushort scale = BitConverter.HalfToUInt16Bits((Half)0.01f);
         for (int at = 0; at < weights.Length; at += blockBytes)
         {
-            if (scaleAt < 0) IqGridDecoder.WriteIq1MScale(weights.AsSpan(at, blockBytes), scale);
-            else System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(weights.AsSpan(at + scaleAt), scale);
+            if (scaleAt < 0) IqGridDecoder.WriteIq1MScale(weights.Slice(at, blockBytes), scale);
+            else System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(weights[(at + scaleAt)..], scale);
         }
     }
 
@@ -85,26 +85,27 @@ public static class KernelBenchmarks
         if (cols <= 0 || cols % blockSize != 0) throw new ArgumentException($"{cols} columns are not a multiple of the {type} block size {blockSize} (--cols)");
         var random = new Random(7);
         int rowBytes = (int)GgmlTypeInfo.RowBytes(type, cols);
-        var weights = new byte[(long)rows * rowBytes];
-        var row = new float[cols];
-        // The grid i-quants' writers need an importance matrix and search long; their kernels' speed does not depend on
-        // the values, so random blocks stand in for them.
-        if (Quantize.IsSupported(type) && !IqGridDecoder.Handles(type))
-        {
-            for (int i = 0; i < rows; i++)
-            {
-                for (int j = 0; j < cols; j++) row[j] = (float)(random.NextDouble() * 2 - 1);
-                Quantize.Row(type, row, weights.AsSpan(i * rowBytes, rowBytes));
-            }
-        }
-        else RandomBlocks(type, weights, random);
+        long matrixBytes = (long)rows * rowBytes;
         // Copies at distinct addresses, taken in turn: the caches keep none of them from one use to the next.
-        int copies = cold ? (int)Math.Max(2, (ColdBytes + weights.Length - 1) / weights.Length) : 1;
-        byte* all = (byte*)NativeMemory.AlignedAlloc((nuint)((long)copies * weights.Length), 64);
+        int copies = cold ? (int)Math.Max(2, (ColdBytes + matrixBytes - 1) / matrixBytes) : 1;
+        byte* all = (byte*)NativeMemory.AlignedAlloc((nuint)(copies * matrixBytes), 64);
         try
         {
-            for (int i = 0; i < copies; i++) weights.CopyTo(new Span<byte>(all + (long)i * weights.Length, weights.Length));
-            return Time(type, rows, cols, tokenCounts, repetitions, threads, all, copies, weights.Length, random);
+            var weights = new Span<byte>(all, checked((int)matrixBytes));
+            var row = new float[cols];
+            // The grid i-quants' writers need an importance matrix and search long; their kernels' speed does not depend
+            // on the values, so random blocks stand in for them.
+            if (Quantize.IsSupported(type) && !IqGridDecoder.Handles(type))
+            {
+                for (int i = 0; i < rows; i++)
+                {
+                    for (int j = 0; j < cols; j++) row[j] = (float)(random.NextDouble() * 2 - 1);
+                    Quantize.Row(type, row, weights.Slice(i * rowBytes, rowBytes));
+                }
+            }
+            else RandomBlocks(type, weights, random);
+            for (int i = 1; i < copies; i++) weights.CopyTo(new Span<byte>(all + i * matrixBytes, weights.Length));
+            return Time(type, rows, cols, tokenCounts, repetitions, threads, all, copies, matrixBytes, random);
         }
         finally
         {

@@ -165,11 +165,11 @@ internal sealed class WorkerPool : IDisposable
         var job = _job;
         int count = _count, chunks = _chunks, participants = Volatile.Read(ref _helpers) + 1, ran = 0;
         // A worker that read the fields of another operation (it woke late, and this one is over) claims nothing below.
-        while (Claim(worker, generation, fromBack: false) is int own and >= 0) ran += RunChunk(job!, own, count, chunks, worker);
+        for (int own; (own = Claim(worker, generation, fromBack: false)) >= 0; ran++) RunChunk(job!, own, count, chunks, worker);
         for (int k = 1; k < participants; k++)
         {
             int victim = (worker + k) % participants;
-            while (Claim(victim, generation, fromBack: true) is int taken and >= 0) ran += RunChunk(job!, taken, count, chunks, worker);
+            for (int taken; (taken = Claim(victim, generation, fromBack: true)) >= 0; ran++) RunChunk(job!, taken, count, chunks, worker);
         }
         if (ran == 0) return;
         // Published before the chunks count as done, so a caller that returns from Run reads every worker's figure.
@@ -192,7 +192,7 @@ internal sealed class WorkerPool : IDisposable
         }
     }
 
-    private int RunChunk(IParallelJob job, int chunk, int count, int chunks, int worker)
+    private void RunChunk(IParallelJob job, int chunk, int count, int chunks, int worker)
     {
         // The chunk is ours, so the operation cannot finish (nor its fields change) before we are done with it.
         try
@@ -204,7 +204,6 @@ internal sealed class WorkerPool : IDisposable
         {
             _error = e; // rethrown on the calling thread
         }
-        return 1;
     }
 
     /// <summary>Convenience for code off the hot path (allocates a closure).</summary>
