@@ -27,6 +27,7 @@ internal static unsafe partial class Avx2Dot
         {
             return weightType switch
             {
+                GgmlType.Q5_0 when wide && SumsEvenOddApart(weightType) => EvenOddDot(weightType, x, y, n, vnni),
                 GgmlType.F32 => FloatDot.F32(x, y, n, wide: wide),
                 GgmlType.F16 => FloatDot.F16(x, y, n, wide: wide),
                 GgmlType.BF16 => FloatDot.BF16(x, y, n, wide: wide),
@@ -48,6 +49,33 @@ internal static unsafe partial class Avx2Dot
                 _ when IqGridDecoder.Handles(weightType) => GridQuant(weightType, x, y, n / BlockLayouts.QK_K, wide),
                 _ => throw new NotSupportedException($"No vector dot for {weightType}."),
             };
+        }
+    }
+
+    /// <summary>True when <paramref name="weightType"/>'s dots here sum even and odd blocks apart, not in the 256-bit kernel's block order (Q5_0 with VBMI: <see cref="Q5_0Vbmi(byte*, byte*, byte*, int, bool)"/>).</summary>
+    internal static bool SumsEvenOddApart(GgmlType weightType) => weightType == GgmlType.Q5_0 && HasVbmi;
+
+    /// <summary>
+    /// A row dot of a type that sums even and odd blocks apart (<see cref="SumsEvenOddApart"/>), by its one-token kernel,
+    /// for a caller without the activation row's side data: derived here, so this dot keeps the matrix kernels' bits.
+    /// </summary>
+    private static float EvenOddDot(GgmlType weightType, byte* x, byte* y, int n, bool vnni)
+    {
+        const int StackBytes = 16 * 1024;
+        int bytes = SideBytes(weightType, n);
+        byte[]? rented = bytes > StackBytes ? System.Buffers.ArrayPool<byte>.Shared.Rent(bytes) : null;
+        Span<byte> buffer = rented is null ? stackalloc byte[StackBytes] : rented;
+        try
+        {
+            fixed (byte* side = buffer)
+            {
+                PrepareSide(weightType, y, n, side);
+                return Dot1(weightType, x, y, side, n, vnni);
+            }
+        }
+        finally
+        {
+            if (rented is not null) System.Buffers.ArrayPool<byte>.Shared.Return(rented);
         }
     }
 

@@ -149,7 +149,8 @@ internal static unsafe partial class Avx2Dot
         {
             case GgmlType.Q8_0: Block32Rows<Q8Block>(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_0: Block32Rows<Q4Block>(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
-            case GgmlType.Q5_0 when HasVbmi && rows < 8: Q5WideRows(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
+            // The one-token kernel's float order (even and odd blocks apart), which the 256-bit tiles do not keep: eight rows too.
+            case GgmlType.Q5_0 when HasVbmi: Q5WideRows(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
             case GgmlType.Q5_0: Block32Rows<Q5Block>(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
             case GgmlType.IQ4_NL: Block32Rows<Iq4NlBlock>(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_1 or GgmlType.Q5_1 when HasVbmi && rows < 8: MinPairRows(weightType, rows, x, rowBytes, weightRows, y, activationStride, blocks, vnni, output, outputStride); break;

@@ -107,7 +107,9 @@ public class SimdDotTests
                     Assert.True(Math.Abs(simd - scalar) <= 1e-5 * magnitude + 1e-7,
                         $"{type} n={n} {tier}: {simd} vs scalar {scalar} (sum |w*a| = {magnitude:G4})");
 
-                    // The tiers share one lane layout, so they agree to the bit.
+                    // The tiers share one lane layout, so they agree to the bit — but for Q5_0's VBMI kernel, which sums even
+                    // and odd blocks apart (pinned to the bit in Dot4Tests.VbmiPairDotsKeepTheirFloatOrderOnEveryBitPattern).
+                    if (tier == IsaLevel.Avx512 && Avx2Dot.SumsEvenOddApart(type)) continue;
                     if (previousTier is float previous)
                     {
                         Assert.Equal(BitConverter.SingleToInt32Bits(previous), BitConverter.SingleToInt32Bits(simd));
