@@ -35,7 +35,8 @@ internal static class MatMulBenchCommand
             int r = p.GetValue(rows), c = p.GetValue(cols), repetitions = Math.Max(1, p.GetValue(reps));
             if (r is < 1 or > 1 << 20 || c is < 1 or > 1 << 16) throw new ArgumentException("--rows must be 1…1048576 and --cols 1…65536");
             int threadCount = Math.Max(1, p.GetValue(threads));
-            var results = typeList.SelectMany(type => KernelBenchmarks.MatMul(type, r, c, tokenList, repetitions, threadCount, p.GetValue(cold))).ToList();
+            bool fromMemory = p.GetValue(cold);
+            var results = typeList.SelectMany(type => KernelBenchmarks.MatMul(type, r, c, tokenList, repetitions, threadCount, fromMemory)).ToList();
             if (p.GetValue(json))
             {
                 Console.WriteLine(JsonSerializer.Serialize(results.Select(x => new Dictionary<string, object>
@@ -48,11 +49,11 @@ internal static class MatMulBenchCommand
                     ["ms"] = Math.Round(x.Seconds * 1e3, 4),
                     ["gmac_s"] = Math.Round(x.GmacPerSecond, 3),
                     ["weight_gb_s"] = Math.Round(x.WeightGbPerSecond, 3),
-                    ["cold"] = p.GetValue(cold),
+                    ["cold"] = fromMemory,
                 })));
                 return 0;
             }
-            Console.WriteLine($"matrix {r} × {c}, threads: {threadCount}, median of {repetitions}" + (p.GetValue(cold) ? ", weights read from memory (--cold)" : ""));
+            Console.WriteLine($"matrix {r} × {c}, threads: {threadCount}, median of {repetitions}" + (fromMemory ? ", weights read from memory (--cold)" : ""));
             foreach (var x in results)
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{x.Type,-5} tokens {x.Tokens,5}: {x.Seconds * 1e3,9:F3} ms {x.GmacPerSecond,8:F2} GMAC/s {x.WeightGbPerSecond,7:F2} GB/s weights"));
             return 0;

@@ -422,7 +422,7 @@ internal static unsafe partial class Avx2Dot
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> Step(Vector512<byte> unsignedQuants, Vector512<sbyte> activations, Vector512<short> bias, float* halves, byte* x,
             in PairActivationScales activationScales, Vector512<float> acc) =>
-            BlockOrderStep(Q5PairSums(unsignedQuants, activations, bias), halves, x, Size, activationScales.First, activationScales.Second, acc);
+            BlockOrderStep(Q5PairSums(unsignedQuants, activations, bias), halves, x, Size, in activationScales, acc);
     }
 
     /// <summary>Two blocks' 4-bit quants or indices, in element order, from one 64-byte load by their layout's controls (Q4_0, Q4_1, IQ4_NL).</summary>
@@ -460,8 +460,7 @@ internal static unsafe partial class Avx2Dot
         {
             var first = AvxVnni.MultiplyWideningAndAdd(bias.AsInt32().GetLower(), unsignedQuants.GetLower(), activations.GetLower());
             var second = AvxVnni.MultiplyWideningAndAdd(bias.AsInt32().GetUpper(), unsignedQuants.GetUpper(), activations.GetUpper());
-            var lower = Fma.MultiplyAdd(Vector256.Create(halves[*(ushort*)x]) * activationScales.First, Avx.ConvertToVector256Single(first), acc.GetLower());
-            return Fma.MultiplyAdd(Vector256.Create(halves[*(ushort*)(x + Size)]) * activationScales.Second, Avx.ConvertToVector256Single(second), lower).ToVector512Unsafe();
+            return BlockOrderStep(Avx.ConvertToVector256Single(first), Avx.ConvertToVector256Single(second), halves, x, Size, in activationScales, acc);
         }
     }
 
@@ -500,11 +499,16 @@ internal static unsafe partial class Avx2Dot
     /// product and its broadcast took two vector operations): the 256-bit kernel's float operations.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> BlockOrderStep(Vector512<float> sums, float* halves, byte* x, int blockBytes, Vector256<float> activationScale0,
-        Vector256<float> activationScale1, Vector512<float> acc)
+    private static Vector512<float> BlockOrderStep(Vector512<float> sums, float* halves, byte* x, int blockBytes, in PairActivationScales activationScales,
+        Vector512<float> acc) => BlockOrderStep(sums.GetLower(), sums.GetUpper(), halves, x, blockBytes, in activationScales, acc);
+
+    /// <summary><see cref="BlockOrderStep(Vector512{float}, float*, byte*, int, in PairActivationScales, Vector512{float})"/> with each block's sums apart.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> BlockOrderStep(Vector256<float> firstSums, Vector256<float> secondSums, float* halves, byte* x, int blockBytes,
+        in PairActivationScales activationScales, Vector512<float> acc)
     {
-        var lower = Fma.MultiplyAdd(Vector256.Create(halves[*(ushort*)x]) * activationScale0, sums.GetLower(), acc.GetLower());
-        return Fma.MultiplyAdd(Vector256.Create(halves[*(ushort*)(x + blockBytes)]) * activationScale1, sums.GetUpper(), lower).ToVector512Unsafe();
+        var lower = Fma.MultiplyAdd(Vector256.Create(halves[*(ushort*)x]) * activationScales.First, firstSums, acc.GetLower());
+        return Fma.MultiplyAdd(Vector256.Create(halves[*(ushort*)(x + blockBytes)]) * activationScales.Second, secondSums, lower).ToVector512Unsafe();
     }
 
     /// <summary>

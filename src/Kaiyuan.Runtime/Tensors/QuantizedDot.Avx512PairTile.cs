@@ -23,9 +23,9 @@ namespace Kaiyuan.Tensors;
 /// lanes 8–15 the second row's; the sums are exact, the scale is the same float product, and each half meets it in one
 /// multiply-add per block in block order, so each half is the one-row kernel's accumulator to the bit and its lane sum
 /// the one-row result (<see cref="Dot1"/>). Where the one-row kernel sums even and odd blocks apart (Q5_0 with VBMI,
-/// <see cref="EvenOddSum"/>), the tile keeps two accumulators
-/// per pair of activation rows, one for even blocks and one for odd ones, and adds them lane by lane at the end, as that
-/// kernel adds its halves (<see cref="IPairBlock{TSelf}.SplitsParity"/>). The activation rows are first interleaved in pairs (<see cref="PackPairs"/>,
+/// <see cref="EvenOddSum"/>), the tile keeps two accumulators per pair of activation rows, one for even blocks and one
+/// for odd ones, and adds them lane by lane at the end, as that kernel adds its halves. The activation rows are first
+/// interleaved in pairs (<see cref="PackPairs"/>,
 /// once per matrix multiply): block b of pair p is one record of both rows' quants, then both rows' block scales, each
 /// eight times, then for the offset types both rows' offset sums.
 /// </para>
@@ -123,12 +123,13 @@ internal static unsafe partial class Avx2Dot
         for (int row = 0; row < weightRows; row += 2, output += 2)
         {
             byte* x0 = weights + row * rowBytes, x1 = row + 1 < weightRows ? x0 + rowBytes : x0, p = pairs;
-            // a, c: the two weight rows' accumulators; e, f: theirs for odd blocks where the one-row kernel keeps them apart.
+            // a, c: the two weight rows' accumulators; e, f: theirs for odd blocks where the one-row kernel keeps them apart
+            // (the types that decode pairs: DecodesPairs).
             Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, c0 = default, c1 = default, c2 = default, c3 = default;
             Vector512<float> e0 = default, e1 = default, e2 = default, e3 = default, f0 = default, f1 = default, f2 = default, f3 = default;
             int b = 0;
             // Two blocks per step where a type unpacks them together (its 64-byte load reads past the pair: only while a
-            // further block follows in the row); such a type is a VBMI pair type, its odd blocks to e and f.
+            // further block follows in the row), the odd block to e and f.
             // (Each call site of BlockSteps inlines a Step per pair and weight row: with a few more sites than these the
             // JIT's budget ran out and every Step became a call, 64 → 40 GMAC/s at two tokens.)
             for (; TBlock.DecodesPairs && b + LoadBlocks(size) <= blocks; b += 2, x0 += 2 * size, x1 += 2 * size, p += 2 * stride)
@@ -158,11 +159,11 @@ internal static unsafe partial class Avx2Dot
                 Sse.Prefetch0(x0 + PrefetchDistance);
                 Sse.Prefetch0(x1 + PrefetchDistance);
                 BlockSteps<TBlock, TPairs>(TBlock.Decode(x0), TBlock.Decode(x1), p, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
-                if (TBlock.SplitsParity) TradePlaces<TPairs>(ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3, ref e0, ref e1, ref e2, ref e3, ref f0, ref f1, ref f2, ref f3);
+                if (TBlock.DecodesPairs) TradePlaces<TPairs>(ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3, ref e0, ref e1, ref e2, ref e3, ref f0, ref f1, ref f2, ref f3);
             }
 
             // The even and odd sums added lane by lane (in either order: the same bits), as the one-row kernel adds its halves.
-            if (TBlock.SplitsParity)
+            if (TBlock.DecodesPairs)
             {
                 (a0, a1, a2, a3) = (a0 + e0, a1 + e1, a2 + e2, a3 + e3);
                 (c0, c1, c2, c3) = (c0 + f0, c1 + f1, c2 + f2, c3 + f3);
@@ -221,11 +222,11 @@ internal static unsafe partial class Avx2Dot
         /// <summary>Bytes of a pair's record per block (<see cref="PairRecordBytes"/>).</summary>
         static abstract int RecordBytes { get; }
 
-        /// <summary>True when <see cref="DecodePair"/> unpacks two blocks together (from a 64-byte load).</summary>
+        /// <summary>
+        /// True when <see cref="DecodePair"/> unpacks two blocks together (from a 64-byte load): Q5_0 with VBMI, whose
+        /// one-row kernel sums even and odd blocks apart (<see cref="SumsEvenOddApart"/>), so the tile does too.
+        /// </summary>
         static abstract bool DecodesPairs { get; }
-
-        /// <summary>True when the type's one-row kernel here sums even and odd blocks apart (<see cref="SumsEvenOddApart"/>).</summary>
-        static abstract bool SplitsParity { get; }
 
         static abstract TSelf Decode(byte* x);
 
@@ -261,8 +262,6 @@ internal static unsafe partial class Avx2Dot
 
         public static bool DecodesPairs => false;
 
-        public static bool SplitsParity => false;
-
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static SignedPairBlock<T> Decode(byte* x) => new(T.Quants(x), Half(x));
 
@@ -297,8 +296,6 @@ internal static unsafe partial class Avx2Dot
 
         public static bool DecodesPairs => TQuants.DecodesPairs;
 
-        public static bool SplitsParity => TQuants.SplitsParity;
-
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static UnsignedPairBlock<TQuants> Decode(byte* x) => new(TQuants.Quants(x), Half(x));
 
@@ -322,9 +319,6 @@ internal static unsafe partial class Avx2Dot
 
         static abstract bool DecodesPairs { get; }
 
-        /// <summary><see cref="IPairBlock{TSelf}.SplitsParity"/>.</summary>
-        static abstract bool SplitsParity { get; }
-
         static abstract Vector512<byte> Quants(byte* x);
 
         static virtual void QuantsPair(byte* x, bool lastPair, out Vector512<byte> first, out Vector512<byte> second) => throw new NotSupportedException();
@@ -335,8 +329,6 @@ internal static unsafe partial class Avx2Dot
         public static int Size => BlockLayouts.Q4_0.Size;
 
         public static bool DecodesPairs => false;
-
-        public static bool SplitsParity => false;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<byte> Quants(byte* x) => BothHalves(Nibbles32(x + BlockLayouts.Q4_0.Qs).AsSByte()).AsByte();
@@ -349,8 +341,6 @@ internal static unsafe partial class Avx2Dot
 
         public static bool DecodesPairs => false;
 
-        public static bool SplitsParity => false;
-
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<byte> Quants(byte* x) => Q5Quants(x);
     }
@@ -361,8 +351,6 @@ internal static unsafe partial class Avx2Dot
         public static int Size => BlockLayouts.Q5_0.Size;
 
         public static bool DecodesPairs => true;
-
-        public static bool SplitsParity => true;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<byte> Quants(byte* x) => Q5Quants(x);

@@ -299,7 +299,7 @@ public sealed unsafe partial class Dot4Tests
     }
 
     /// <summary>
-    /// What a VBMI pair kernel must give to the bit: for Q5_0 its even-and-odd order (<see cref="EvenOddDot(GgmlType, ReadOnlySpan{byte}, ReadOnlySpan{byte}, int)"/>),
+    /// What a VBMI pair kernel must give to the bit: for Q5_0 its even-and-odd order (<see cref="EvenOddDot"/>),
     /// for Q4_0 and IQ4_NL the 256-bit kernel's block order; and the sum of the terms' magnitudes.
     /// </summary>
     private static float VbmiReference(GgmlType type, ReadOnlySpan<byte> weights, ReadOnlySpan<byte> activations, int n, out double magnitude)
@@ -316,9 +316,6 @@ public sealed unsafe partial class Dot4Tests
     /// the lanes of the accumulator of the block's parity; the two accumulators added lane by lane; then the lanes summed
     /// as the kernels' horizontal sum does, ((l₀ + l₄) + (l₂ + l₆)) + ((l₁ + l₅) + (l₃ + l₇)).
     /// </summary>
-    private static float EvenOddDot(GgmlType type, ReadOnlySpan<byte> weights, ReadOnlySpan<byte> activations, int n) => EvenOddDot(type, weights, activations, n, out _);
-
-    /// <summary><see cref="EvenOddDot(GgmlType, ReadOnlySpan{byte}, ReadOnlySpan{byte}, int)"/>, and the sum of its terms' magnitudes (for a rounding bound).</summary>
     private static float EvenOddDot(GgmlType type, ReadOnlySpan<byte> weights, ReadOnlySpan<byte> activations, int n, out double magnitude)
     {
         magnitude = 0;
