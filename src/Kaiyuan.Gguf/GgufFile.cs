@@ -48,6 +48,7 @@ public sealed unsafe class GgufFile : IDisposable
             DataOffset = parsed.DataStart;
             Alignment = parsed.Alignment;
             _byName = parsed.Tensors.ToDictionary(t => t.Name, StringComparer.Ordinal);
+            foreach (var t in parsed.Tensors) t.Mapped = map is not null;
         }
         catch
         {

@@ -5,7 +5,7 @@ namespace Kaiyuan.Gguf;
 /// A tensor of a GGUF file: its description and a zero-copy view of its bytes in the mapped file.
 /// Dimensions are ggml's: <c>Dimensions[0]</c> is the row length (contiguous), the rest count rows.
 /// </summary>
-public sealed unsafe class GgufTensor
+public sealed unsafe partial class GgufTensor
 {
     internal GgufTensor(string name, GgmlType type, long[] dimensions, ulong offset, long byteSize)
     {
@@ -41,6 +41,26 @@ public sealed unsafe class GgufTensor
 
     /// <summary>Start of the tensor's bytes; valid while the owning <see cref="GgufFile"/> is open.</summary>
     public byte* Data { get; internal set; }
+
+    /// <summary>True when <see cref="Data"/> lies in a mapped file (not an image in memory).</summary>
+    internal bool Mapped { get; set; }
+
+    /// <summary>
+    /// Drops the mapped pages that lie wholly within the tensor from this process, for a tensor whose bytes were copied
+    /// elsewhere: they stop counting in its resident memory, the page cache keeps them, and a later read faults them
+    /// back in. Linux only (madvise MADV_DONTNEED on the read-only mapping); nothing for an image in memory.
+    /// </summary>
+    internal void ReleasePages()
+    {
+        if (!Mapped || !OperatingSystem.IsLinux()) return;
+        long page = Environment.SystemPageSize, start = (long)Data, first = (start + page - 1) / page * page, end = (start + ByteSize) / page * page;
+        if (end > first) _ = Madvise((void*)first, (nuint)(end - first), MadviseDontNeed);
+    }
+
+    private const int MadviseDontNeed = 4;
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "madvise")]
+    private static partial int Madvise(void* address, nuint length, int advice);
 
     /// <summary>The whole tensor (only for tensors under 2 GiB; use <see cref="Row"/> otherwise).</summary>
     public ReadOnlySpan<byte> Bytes => ByteSize <= int.MaxValue

@@ -88,7 +88,8 @@ public static class KernelBenchmarks
         long matrixBytes = (long)rows * rowBytes;
         // Copies at distinct addresses, taken in turn: the caches keep none of them from one use to the next.
         int copies = cold ? (int)Math.Max(2, (ColdBytes + matrixBytes - 1) / matrixBytes) : 1;
-        byte* all = (byte*)NativeMemory.AlignedAlloc((nuint)(copies * matrixBytes), 64);
+        // The padding a repacked matrix has past its end (the model's weights are multiplied in KernelType's layout).
+        byte* all = (byte*)NativeMemory.AlignedAlloc((nuint)(copies * matrixBytes + Q5Fields.Padding), 64);
         try
         {
             var weights = new Span<byte>(all, checked((int)matrixBytes));
@@ -104,8 +105,11 @@ public static class KernelBenchmarks
                 }
             }
             else RandomBlocks(type, weights, random);
+            var kernelType = QuantMatrix.KernelType(type);
+            if (kernelType != type) Q5Fields.Pack(all, all, matrixBytes / GgmlTypeInfo.Geometry(type).TypeSize);
             for (int i = 1; i < copies; i++) weights.CopyTo(new Span<byte>(all + i * matrixBytes, weights.Length));
-            return Time(type, rows, cols, tokenCounts, repetitions, threads, all, copies, matrixBytes, random);
+            new Span<byte>(all + copies * matrixBytes, Q5Fields.Padding).Clear();
+            return Time(type, kernelType, rows, cols, tokenCounts, repetitions, threads, all, copies, matrixBytes, random);
         }
         finally
         {
@@ -116,13 +120,13 @@ public static class KernelBenchmarks
     /// <summary>What the copies of a <c>cold</c> <see cref="MatMul"/> matrix exceed together: several times any L3 cache.</summary>
     private const long ColdBytes = 256L << 20;
 
-    private static unsafe List<MatMulTiming> Time(GgmlType type, int rows, int cols, IReadOnlyList<int> tokenCounts, int repetitions, int threads, byte* all, int copies,
+    private static unsafe List<MatMulTiming> Time(GgmlType type, GgmlType kernelType, int rows, int cols, IReadOnlyList<int> tokenCounts, int repetitions, int threads, byte* all, int copies,
         long matrixBytes, Random random)
     {
         using var pool = new WorkerPool(threads);
         var results = new List<MatMulTiming>();
         var matrices = new QuantMatrix[copies];
-        for (int i = 0; i < copies; i++) matrices[i] = new QuantMatrix(all + i * matrixBytes, type, rows, cols);
+        for (int i = 0; i < copies; i++) matrices[i] = new QuantMatrix(all + i * matrixBytes, kernelType, rows, cols);
         int next = 0;
         foreach (int tokens in tokenCounts)
         {

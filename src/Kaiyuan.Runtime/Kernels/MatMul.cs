@@ -481,7 +481,7 @@ internal static unsafe class MatMul
         /// <summary>Columns per range: the row split into equal whole-block ranges of at most <see cref="QuantizedDot.PanelColumns"/>.</summary>
         private static int ColumnStep(GgmlType type, int n)
         {
-            int block = GgmlTypeInfo.Geometry(type).BlockSize, widest = QuantizedDot.PanelColumns(type), ranges = (n + widest - 1) / widest;
+            int block = GgmlTypeInfo.Geometry(Q5Fields.FileType(type)).BlockSize, widest = QuantizedDot.PanelColumns(type), ranges = (n + widest - 1) / widest;
             return (n / block + ranges - 1) / ranges * block;
         }
 

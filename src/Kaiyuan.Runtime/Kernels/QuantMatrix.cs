@@ -19,15 +19,51 @@ internal readonly unsafe struct QuantMatrix
     /// <summary>Which of the tensor's <see cref="Matrices"/> stacked matrices (experts, heads) this is.</summary>
     public readonly int Matrix;
     public readonly int Matrices;
+    /// <summary>What keeps <see cref="Data"/> alive when it is not the mapped file's: a repacked copy (<see cref="ForMultiply"/>).</summary>
+    private readonly byte[]? _owner;
 
-    public QuantMatrix(byte* data, GgmlType type, int rows, int columns, string? name = null, int matrix = 0, int matrices = 1)
+    public QuantMatrix(byte* data, GgmlType type, int rows, int columns, string? name = null, int matrix = 0, int matrices = 1) :
+        this(data, type, rows, columns, name, matrix, matrices, owner: null)
+    {
+    }
+
+    private QuantMatrix(byte* data, GgmlType type, int rows, int columns, string? name, int matrix, int matrices, byte[]? owner)
     {
         Data = data;
         Type = type;
         Rows = rows;
         Columns = columns;
-        RowBytes = checked((int)GgmlTypeInfo.RowBytes(type, columns));
-        (Name, Matrix, Matrices) = (name, matrix, matrices);
+        RowBytes = checked((int)GgmlTypeInfo.RowBytes(Q5Fields.FileType(type), columns));
+        (Name, Matrix, Matrices, _owner) = (name, matrix, matrices, owner);
+    }
+
+    /// <summary>The type a file's weights of <paramref name="type"/> are multiplied as here: Q5_0 repacked where the kernels take it so (<see cref="Q5Fields"/>).</summary>
+    public static GgmlType KernelType(GgmlType type) => type == GgmlType.Q5_0 && Q5Fields.Used ? Q5Fields.Type : type;
+
+    /// <summary>
+    /// The matrix of a tensor that is only multiplied by (projections, experts, the output head), in the layout the kernels
+    /// take it (<see cref="KernelType"/>): a repacked copy in memory where that differs from the file's, which the file's
+    /// pages are then let go of (<see cref="GgufTensor.ReleasePages"/>). A tensor too large for one array keeps the file's
+    /// layout, whose kernels still run.
+    /// </summary>
+    public static QuantMatrix ForMultiply(GgufTensor t)
+    {
+        var m = Repacked(Of(t));
+        if (m.Type != t.Type) t.ReleasePages();
+        return m;
+    }
+
+    /// <summary><paramref name="m"/> in <see cref="KernelType"/>'s layout (itself where that is its own).</summary>
+    public static QuantMatrix Repacked(QuantMatrix m)
+    {
+        long bytes = (long)m.Rows * m.RowBytes;
+        if (KernelType(m.Type) == m.Type || bytes + Q5Fields.Padding > Array.MaxLength) return m;
+        var buffer = GC.AllocateUninitializedArray<byte>((int)bytes + Q5Fields.Padding, pinned: true);
+        // Pinned: the kernels hold raw pointers into it for as long as the matrix (which keeps it alive) lives.
+        byte* data = (byte*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(buffer));
+        Q5Fields.Pack(m.Data, data, bytes / GgmlTypeInfo.Geometry(m.Type).TypeSize);
+        buffer.AsSpan((int)bytes).Clear();
+        return new QuantMatrix(data, Q5Fields.Type, m.Rows, m.Columns, m.Name, m.Matrix, m.Matrices, buffer);
     }
 
     /// <summary>The matrix of a 2-D tensor, or of a 3-D tensor's experts stacked (use <see cref="Expert"/>).</summary>
@@ -43,7 +79,7 @@ internal readonly unsafe struct QuantMatrix
     public QuantMatrix Expert(int e, int experts)
     {
         int rows = Rows / experts;
-        return new QuantMatrix(Data + (long)e * rows * RowBytes, Type, rows, Columns, Name, e, experts);
+        return new QuantMatrix(Data + (long)e * rows * RowBytes, Type, rows, Columns, Name, e, experts, _owner);
     }
 
     /// <summary>Copies row <paramref name="r"/> as floats (embedding lookup).</summary>

@@ -29,6 +29,9 @@ internal sealed class ModelBuilder(GgufFile file, ModelConfig config)
 
     public QuantMatrix Matrix(int layer, string name) => QuantMatrix.Of(Tensor($"blk.{layer}.{name}.weight"));
 
+    /// <summary>A stacked expert tensor, only ever multiplied by: in the kernels' layout (<see cref="QuantMatrix.ForMultiply"/>).</summary>
+    public QuantMatrix Experts(int layer, string name) => QuantMatrix.ForMultiply(Tensor($"blk.{layer}.{name}.weight"));
+
     /// <summary>Rope frequency factors (Llama 3.1's <c>rope_freqs</c>) when present.</summary>
     public float[]? RopeFreqFactors() => OptionalTensor("rope_freqs.weight") is { } t ? Vectors.ReadF32(t) : null;
 
@@ -88,7 +91,7 @@ internal sealed class ModelBuilder(GgufFile file, ModelConfig config)
     public MoeFeedForward MoeFfn(int layer, bool normalize, float scale, ExpertGating gating) =>
         new(Config, Linear(layer, "ffn_gate_inp"),
             OptionalTensor($"blk.{layer}.exp_probs_b.bias") is { } b ? Vectors.ReadF32(b) : null,
-            Matrix(layer, "ffn_gate_exps"), Matrix(layer, "ffn_up_exps"), Matrix(layer, "ffn_down_exps"),
+            Experts(layer, "ffn_gate_exps"), Experts(layer, "ffn_up_exps"), Experts(layer, "ffn_down_exps"),
             Has(layer, "ffn_up_shexp") ? DenseFfn(layer, "_shexp") : null,
             normalize, scale, gating, OptionalNorm(layer, "ffn_gate_inp_shexp"));
 

@@ -46,7 +46,7 @@ public static class ModelLoader
         for (int i = 0; i < config.BlockCount; i++) layers.Add(family.BuildLayer(b, i));
         var embedding = QuantMatrix.Of(b.Tensor("token_embd.weight"));
         // Tied embeddings: without output.weight the head reuses the token embedding.
-        var output = QuantMatrix.Of(b.OptionalTensor("output.weight") ?? b.Tensor("token_embd.weight"));
+        var output = QuantMatrix.ForMultiply(b.OptionalTensor("output.weight") ?? b.Tensor("token_embd.weight"));
         // The first multi-token-prediction layer (DeepSeek-V3 and GLM-4.5 ship one) drafts for --mtp.
         var nextn = config.NextnLayers > 0 ? NextnPredictor.TryBuild(b, family, config.BlockCount, embedding, output) : null;
         return new TransformerModel(file, config, embedding, layers, Vectors.ReadF32(b.Tensor("output_norm.weight")), output, nextn);

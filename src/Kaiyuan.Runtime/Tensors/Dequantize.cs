@@ -17,7 +17,7 @@ internal static class Dequantize
     public static bool IsSupported(GgmlType type) => type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16
         or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1 or GgmlType.Q8_0 or GgmlType.Q8_1
         or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.Q8_K
-        or GgmlType.IQ4_NL or GgmlType.IQ4_XS or GgmlType.TQ1_0 or GgmlType.TQ2_0 || IqGridDecoder.Handles(type);
+        or GgmlType.IQ4_NL or GgmlType.IQ4_XS or GgmlType.TQ1_0 or GgmlType.TQ2_0 or Q5Fields.Type || IqGridDecoder.Handles(type);
 
     /// <summary>Dequantizes <c>dst.Length</c> elements (a multiple of the type's block size) from <paramref name="src"/>.</summary>
     public static void Row(GgmlType type, ReadOnlySpan<byte> src, Span<float> dst)
@@ -49,7 +49,7 @@ internal static class Dequantize
                     return;
             }
 
-        var (blockSize, typeSize) = GgmlTypeInfo.Geometry(type);
+        var (blockSize, typeSize) = GgmlTypeInfo.Geometry(Q5Fields.FileType(type));
         if (!IsSupported(type))
         {
             throw new NotSupportedException($"Dequantization of {type} is not supported.");
@@ -78,6 +78,7 @@ internal static class Dequantize
                 case GgmlType.Q4_0: Q4_0(block, y); break;
                 case GgmlType.Q4_1: Q4_1(block, y); break;
                 case GgmlType.Q5_0: Q5_0(block, y); break;
+                case Q5Fields.Type: Q5FieldsBlock(block, y); break;
                 case GgmlType.Q5_1: Q5_1(block, y); break;
                 case GgmlType.Q8_0: Q8_0(block, y); break;
                 case GgmlType.Q8_1: Q8_1(block, y); break;
@@ -117,6 +118,13 @@ internal static class Dequantize
             y[j] = (qs[j] & 0xF) * d + m;
             y[j + 16] = (qs[j] >> 4) * d + m;
         }
+    }
+
+    private static void Q5FieldsBlock(ReadOnlySpan<byte> packed, Span<float> y)
+    {
+        Span<byte> block = stackalloc byte[BlockLayouts.Q5_0.Size];
+        Q5Fields.UnpackBlock(packed, block);
+        Q5_0(block, y);
     }
 
     private static void Q5_0(ReadOnlySpan<byte> block, Span<float> y)

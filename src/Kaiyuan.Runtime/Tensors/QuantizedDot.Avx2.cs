@@ -27,13 +27,14 @@ internal static unsafe partial class Avx2Dot
         {
             return weightType switch
             {
-                GgmlType.Q5_0 when wide && SumsEvenOddApart(weightType) => EvenOddDot(weightType, x, y, n, vnni),
+                GgmlType.Q5_0 or Q5Fields.Type when wide && SumsEvenOddApart(weightType) => EvenOddDot(weightType, x, y, n, vnni),
                 GgmlType.F32 => FloatDot.F32(x, y, n, wide: wide),
                 GgmlType.F16 => FloatDot.F16(x, y, n, wide: wide),
                 GgmlType.BF16 => FloatDot.BF16(x, y, n, wide: wide),
                 GgmlType.Q4_0 => Block32<Q4Block>(x, y, n / BlockLayouts.QK, vnni),
                 GgmlType.Q4_1 => MinBlocks<Q41Pair>(x, y, n / BlockLayouts.QK, vnni),
                 GgmlType.Q5_0 => Block32<Q5Block>(x, y, n / BlockLayouts.QK, vnni),
+                Q5Fields.Type => Block32<Q5FieldsBlock>(x, y, n / BlockLayouts.QK, vnni),
                 GgmlType.Q5_1 => MinBlocks<Q51Pair>(x, y, n / BlockLayouts.QK, vnni),
                 GgmlType.Q8_0 => Block32<Q8Block>(x, y, n / BlockLayouts.QK, vnni),
                 _ when wide && HasWideLowK(weightType) => LowKDot(weightType, x, y, n / BlockLayouts.QK_K),
@@ -53,7 +54,7 @@ internal static unsafe partial class Avx2Dot
     }
 
     /// <summary>True when <paramref name="weightType"/>'s dots here sum even and odd blocks apart, not in the 256-bit kernel's block order (Q5_0 with VBMI: <see cref="Q5_0Vbmi(byte*, byte*, byte*, int, bool)"/>).</summary>
-    internal static bool SumsEvenOddApart(GgmlType weightType) => weightType == GgmlType.Q5_0 && HasVbmi;
+    internal static bool SumsEvenOddApart(GgmlType weightType) => weightType is GgmlType.Q5_0 or Q5Fields.Type && HasVbmi;
 
     /// <summary>
     /// A row dot of a type that sums even and odd blocks apart (<see cref="SumsEvenOddApart"/>), by its one-token kernel,

@@ -39,7 +39,7 @@ internal static unsafe partial class Avx2Dot
     private static bool IsFloat(GgmlType weightType) => weightType is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16;
 
     /// <summary>True when the panel kernels handle <paramref name="weightType"/>.</summary>
-    public static bool HasPanels(GgmlType weightType) => IsFloat(weightType) || weightType is GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0
+    public static bool HasPanels(GgmlType weightType) => IsFloat(weightType) || weightType is GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or Q5Fields.Type
         or GgmlType.Q5_1 or GgmlType.Q8_0 or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K
         or GgmlType.IQ4_NL || (weightType == GgmlType.IQ4_XS && HasIq4XsPanels) || IqGridDecoder.Handles(weightType);
 
@@ -69,12 +69,12 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>Bytes of one panel of <see cref="PanelRows"/> rows of <paramref name="n"/> elements.</summary>
     public static int PanelBytes(GgmlType weightType, int n) => IsFloat(weightType) ? FloatDot.PanelBytes(n)
-        : PanelRows * n + n / GgmlTypeInfo.Geometry(weightType).BlockSize * PanelScaleBytes(weightType);
+        : PanelRows * n + n / GgmlTypeInfo.Geometry(Q5Fields.FileType(weightType)).BlockSize * PanelScaleBytes(weightType);
 
     /// <summary>Bytes of <see cref="PreparePanelSide"/> data per activation row.</summary>
     public static int PanelSideBytes(GgmlType weightType, int n) => weightType switch
     {
-        GgmlType.Q4_0 or GgmlType.Q5_0 => n / BlockLayouts.QK * (sizeof(float) + sizeof(int)),
+        GgmlType.Q4_0 or GgmlType.Q5_0 or Q5Fields.Type => n / BlockLayouts.QK * (sizeof(float) + sizeof(int)),
         GgmlType.Q4_1 or GgmlType.Q5_1 => n / BlockLayouts.QK * 2 * sizeof(float),
         GgmlType.Q8_0 or GgmlType.IQ4_NL => n / BlockLayouts.QK * sizeof(float),
         GgmlType.F16 or GgmlType.BF16 => n * sizeof(float),
@@ -138,6 +138,10 @@ internal static unsafe partial class Avx2Dot
                 break;
             case GgmlType.Q5_0:
                 PackQuants<PanelQ5_0>(rows, rowBytes, n, panel);
+                PackBlockScales(rows, rowBytes, n, BlockLayouts.Q5_0.Size, (float*)scales);
+                break;
+            case Q5Fields.Type:
+                PackQuants<PanelQ5Fields>(rows, rowBytes, n, panel);
                 PackBlockScales(rows, rowBytes, n, BlockLayouts.Q5_0.Size, (float*)scales);
                 break;
             case GgmlType.Q4_1:
@@ -211,6 +215,13 @@ internal static unsafe partial class Avx2Dot
             byte* x = row + c * BlockLayouts.Q5_0.Size;
             return Nibbles32(x + BlockLayouts.Q5_0.Qs) | (BytesFromBits(x + BlockLayouts.Q5_0.Qh) & Vector256.Create((byte)0x10));
         }
+    }
+
+    /// <summary>Q5_0 repacked (<see cref="Q5Fields"/>): q + 16 in 0..31 from the fields.</summary>
+    private readonly struct PanelQ5Fields : IPanelFormat
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<byte> Chunk(byte* row, int c) => Q5FieldsUnsigned(row + c * BlockLayouts.Q5_0.Size);
     }
 
     /// <summary>Q4_1: q in 0..15 (x = d·q + m).</summary>
@@ -633,7 +644,7 @@ internal static unsafe partial class Avx2Dot
         }
 
         // Everything that depends only on the type and the column range is worked out once for all token tiles.
-        bool k = GgmlTypeInfo.Geometry(weightType).BlockSize == BlockLayouts.QK_K;
+        bool k = GgmlTypeInfo.Geometry(Q5Fields.FileType(weightType)).BlockSize == BlockLayouts.QK_K;
         int blockSize = k ? BlockLayouts.QK_K : BlockLayouts.QK, first = firstColumn / blockSize, blocks = columns / blockSize;
         byte* quants = panel + first * PanelRows * blockSize;
         byte* scales = panel + PanelRows * n + first * PanelScaleBytes(weightType);
@@ -647,7 +658,7 @@ internal static unsafe partial class Avx2Dot
             switch (weightType)
             {
                 case GgmlType.Q4_0: Block32Panel<Q4_0Runs>(quants, (float*)scales, blocks, rows); break;
-                case GgmlType.Q5_0: Block32Panel<Q5_0Runs>(quants, (float*)scales, blocks, rows); break;
+                case GgmlType.Q5_0 or Q5Fields.Type: Block32Panel<Q5_0Runs>(quants, (float*)scales, blocks, rows); break;
                 case GgmlType.Q4_1: Block32Panel<Q4_1Runs>(quants, (float*)scales, blocks, rows); break;
                 case GgmlType.Q5_1: Block32Panel<Q5_1Runs>(quants, (float*)scales, blocks, rows); break;
                 case GgmlType.Q8_0 or GgmlType.IQ4_NL: SignedPanel(quants, (float*)scales, blocks, rows); break;

@@ -13,7 +13,7 @@ namespace Kaiyuan.Tensors;
 internal static unsafe partial class Avx2Dot
 {
     /// <summary>True when <see cref="Dot4"/> has a kernel for <paramref name="weightType"/>.</summary>
-    public static bool HasDot4(GgmlType weightType) => weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL or GgmlType.Q4_K or GgmlType.Q6_K or GgmlType.IQ4_XS
+    public static bool HasDot4(GgmlType weightType) => weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or Q5Fields.Type or GgmlType.IQ4_NL or GgmlType.Q4_K or GgmlType.Q6_K or GgmlType.IQ4_XS
         || IqGridDecoder.Handles(weightType);
 
     /// <summary>Bytes of side data <see cref="PrepareSide"/> derives from each activation row of <paramref name="n"/> elements.</summary>
@@ -34,7 +34,7 @@ internal static unsafe partial class Avx2Dot
     {
         switch (weightType)
         {
-            case GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL:
+            case GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or Q5Fields.Type or GgmlType.IQ4_NL:
                 for (int b = 0; b < n / BlockLayouts.QK; b++) ((float*)side)[b] = Half(y + b * BlockLayouts.Q8_0.Size);
                 if (weightType == GgmlType.IQ4_NL && HasVbmiPair(weightType))
                     NegatedLaneBias(y, n, (int*)(side + n / BlockLayouts.QK * sizeof(float)), Iq4NlVbmiPair.Offset);
@@ -150,7 +150,8 @@ internal static unsafe partial class Avx2Dot
             case GgmlType.Q8_0: Block32Rows<Q8Block>(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_0: Block32Rows<Q4Block>(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
             // The one-token kernel's float order (even and odd blocks apart), which the 256-bit tiles do not keep: eight rows too.
-            case GgmlType.Q5_0 when HasVbmi: Q5WideRows(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
+            case GgmlType.Q5_0 when HasVbmi: Q5WideRows<Q5VbmiPair>(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
+            case Q5Fields.Type: Q5WideRows<Q5FieldsVbmiPair>(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
             case GgmlType.Q5_0: Block32Rows<Q5Block>(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
             case GgmlType.IQ4_NL: Block32Rows<Iq4NlBlock>(rows, x, rowBytes, weightRows, y, side, activationStride, sideStride, blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_1 or GgmlType.Q5_1 when HasVbmi && rows < 8: MinPairRows(weightType, rows, x, rowBytes, weightRows, y, activationStride, blocks, vnni, output, outputStride); break;
@@ -162,7 +163,7 @@ internal static unsafe partial class Avx2Dot
     }
 
     /// <summary>True when <see cref="Dot8"/> has a kernel for <paramref name="weightType"/>.</summary>
-    public static bool HasDot8(GgmlType weightType) => weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL;
+    public static bool HasDot8(GgmlType weightType) => weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or Q5Fields.Type or GgmlType.IQ4_NL;
 
     /// <summary><see cref="Dot4"/> over eight activation rows (the types of <see cref="HasDot8"/>).</summary>
     public static void Dot8(GgmlType weightType, byte* x, byte* y, byte* side, int activationStride, int sideStride, int n, bool vnni, float* output, long outputStride)
@@ -172,7 +173,7 @@ internal static unsafe partial class Avx2Dot
     }
 
     /// <summary>True when <see cref="Dot1Rows2"/> has a kernel for <paramref name="weightType"/> on this machine.</summary>
-    public static bool HasDot1Rows2(GgmlType weightType) => weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL
+    public static bool HasDot1Rows2(GgmlType weightType) => weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or Q5Fields.Type or GgmlType.IQ4_NL
         || (weightType is GgmlType.Q4_K or GgmlType.Q6_K or GgmlType.IQ4_XS && HasWideKQuants) || HasWideLowK(weightType) || (weightType is GgmlType.Q4_1 or GgmlType.Q5_1 && HasVbmi);
 
     /// <summary>
@@ -189,6 +190,7 @@ internal static unsafe partial class Avx2Dot
         switch (weightType)
         {
             case GgmlType.Q5_0 when HasVbmi: PairVbmi<Q5VbmiPair>(x, weightStride, y, side, 2, blocks, vnni, output, outputStride); break;
+            case Q5Fields.Type: PairVbmi<Q5FieldsVbmiPair>(x, weightStride, y, side, 2, blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_0 when HasVbmi: PairVbmi<Q4VbmiPair>(x, weightStride, y, side, 2, blocks, vnni, output, outputStride); break;
             case GgmlType.IQ4_NL when HasVbmiPair(weightType): PairVbmi<Iq4NlVbmiPair>(x, weightStride, y, side, 2, blocks, vnni, output, outputStride); break;
             case GgmlType.Q4_1 when HasVbmi: MinPairVbmi<Q41Pair>(x, weightStride, y, 2, blocks, vnni, output, outputStride); break;
@@ -208,7 +210,7 @@ internal static unsafe partial class Avx2Dot
     /// <summary>True when <see cref="Dot1Rows4"/> has a kernel for <paramref name="weightType"/> on this machine.</summary>
     // Not Q4_0: its four-row kernel ran faster in cache (108–110 against 93–97 GMAC/s, 4864 × 4096) but slower from
     // memory, where a decode reads (a Llama-1B-shaped Q4_0 file: tg64 57–59 against 65–66 tok/s with two rows).
-    public static bool HasDot1Rows4(GgmlType weightType) => weightType == GgmlType.Q5_0 && HasVbmi;
+    public static bool HasDot1Rows4(GgmlType weightType) => weightType == Q5Fields.Type || (weightType == GgmlType.Q5_0 && HasVbmi);
 
     /// <summary>
     /// <see cref="Dot1"/> of four weight rows — two adjacent rows at <paramref name="x"/> and two at <paramref name="x"/> +
@@ -218,6 +220,7 @@ internal static unsafe partial class Avx2Dot
     public static void Dot1Rows4(GgmlType weightType, byte* x, int rowBytes, long weightStride, byte* y, byte* side, int n, bool vnni, float* output, long outputStride)
     {
         if (weightType == GgmlType.Q5_0 && HasVbmi) PairVbmiRows4<Q5VbmiPair>(x, rowBytes, weightStride, y, side, n / BlockLayouts.QK, vnni, output, outputStride);
+        else if (weightType == Q5Fields.Type) PairVbmiRows4<Q5FieldsVbmiPair>(x, rowBytes, weightStride, y, side, n / BlockLayouts.QK, vnni, output, outputStride);
         else throw new NotSupportedException($"No four-weight-row dot for {weightType}.");
     }
 
@@ -231,6 +234,7 @@ internal static unsafe partial class Avx2Dot
             GgmlType.Q4_0 when HasVbmi => Q4_0Vbmi(x, y, side, blocks, vnni),
             GgmlType.Q4_0 => Tile1<Q4Block>(x, y, (float*)side, blocks, vnni),
             GgmlType.Q5_0 when HasVbmi => Q5_0Vbmi(x, y, side, blocks, vnni),
+            Q5Fields.Type => PairVbmi<Q5FieldsVbmiPair>(x, y, side, blocks, vnni),
             GgmlType.Q5_0 => Tile1<Q5Block>(x, y, (float*)side, blocks, vnni),
             GgmlType.IQ4_NL when HasVbmiPair(weightType) => PairVbmi<Iq4NlVbmiPair>(x, y, side, blocks, vnni),
             GgmlType.IQ4_NL => Tile1<Iq4NlBlock>(x, y, (float*)side, blocks, vnni),
@@ -384,6 +388,24 @@ internal static unsafe partial class Avx2Dot
             return (Nibbles32(x + BlockLayouts.Q5_0.Qs) | highClear).AsSByte();
         }
     }
+
+    /// <summary>A repacked Q5_0 block (<see cref="Q5Fields"/>, VBMI only): q = u − 16 from <see cref="Q5FieldsUnsigned"/>.</summary>
+    private readonly struct Q5FieldsBlock : IBlock32
+    {
+        public static int Size => BlockLayouts.Q5_0.Size;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<sbyte> Quants(byte* x) => (Q5FieldsUnsigned(x) - Vector256.Create((byte)16)).AsSByte();
+    }
+
+    /// <summary>
+    /// A repacked Q5_0 block's u = q + 16 in element order: a 32-byte load from the block's start (the buffer's
+    /// <see cref="Q5Fields.Padding"/> covers its end), the first block's permute and multishift of <see cref="Q5FieldPair"/>, a mask.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> Q5FieldsUnsigned(byte* x) =>
+        Avx512Vbmi.VL.MultiShift(Vector256.Load(Q5FieldControls + 64), Avx512Vbmi.VL.PermuteVar32x8(Vector256.Load(x), Vector256.Load(Q5FieldControls)).AsUInt64()).AsByte()
+        & Vector256.Create((byte)0x1F);
 
     /// <summary>
     /// <paramref name="weightRows"/> weight rows of a 32-element block type (<paramref name="rowBytes"/> apart; weight row

@@ -52,7 +52,7 @@ internal static unsafe partial class Avx2Dot
     /// <see cref="Q5_0Vbmi(byte*, byte*, byte*, int, bool)"/> for one weight row, or (<paramref name="dots"/> = 2) also
     /// for the weight row <paramref name="weightStride"/> bytes on, against one activation row and its side data
     /// (<see cref="Dot1Rows2"/>): two accumulation chains overlap. Several activation rows take
-    /// <see cref="Q5WideTile{TRows}"/>.
+    /// <see cref="Q5WideTile{T, TRows}"/>.
     /// Measured: the wider unpacking alone, or two rows alone, moved `bench matmul` Q5_0 one-token figures by less than
     /// the noise; both together 24–28 → 31–35 GMAC/s (16384×4096, 2 threads, Zen 5).
     /// </summary>
@@ -185,10 +185,10 @@ internal static unsafe partial class Avx2Dot
     /// the same to the bit.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Q5WideTile<TRows>(byte* weights, long rowBytes, int weightRows, byte* activations, byte* side, int stride, int sideStride, int blocks, bool vnni,
-        float* output, long outputStride) where TRows : struct, ITileRows
+    private static void Q5WideTile<T, TRows>(byte* weights, long rowBytes, int weightRows, byte* activations, byte* side, int stride, int sideStride, int blocks, bool vnni,
+        float* output, long outputStride) where T : struct, IVbmiPair where TRows : struct, ITileRows
     {
-        var unpack = new Q5Unpack(Q5Controls);
+        var unpack = new Q5Unpack(T.Controls);
         float* halves = HalfTable;
         int biasAt = blocks * sizeof(float);
         for (int row = 0; row < weightRows; row++, output++)
@@ -197,31 +197,31 @@ internal static unsafe partial class Avx2Dot
             Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
             int b = 0;
             // The 64-byte load reads past the pair: only while enough further blocks follow in the row.
-            for (; b + LoadBlocks(BlockLayouts.Q5_0.Size) <= blocks; b += 2, x += 2 * BlockLayouts.Q5_0.Size)
+            for (; b + LoadBlocks(T.Size) <= blocks; b += 2, x += 2 * T.Size)
             {
                 Sse.Prefetch0(x + PrefetchDistance);
-                Q5TileSteps<TRows>(Q5UnsignedPair(x, in unpack), WeightScales(halves, x, BlockLayouts.Q5_0.Size), activations, side, stride, sideStride, biasAt, b,
+                Q5TileSteps<TRows>(T.UnsignedPair(x, in unpack), WeightScales(halves, x, T.Size), activations, side, stride, sideStride, biasAt, b,
                                         ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7);
             }
-            if (HasLastPair(b, blocks, BlockLayouts.Q5_0.Size))
+            if (HasLastPair(b, blocks, T.Size))
             {
-                Q5TileSteps<TRows>(Q5UnsignedPair(x - LastPairBack(BlockLayouts.Q5_0.Size), new Q5Unpack(Q5Controls + LastPairControls)), WeightScales(halves, x, BlockLayouts.Q5_0.Size), activations,
+                Q5TileSteps<TRows>(T.UnsignedPair(x - LastPairBack(T.Size), new Q5Unpack(T.Controls + LastPairControls)), WeightScales(halves, x, T.Size), activations,
                                         side, stride, sideStride, biasAt, b, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7);
                 b += 2;
-                x += 2 * BlockLayouts.Q5_0.Size;
+                x += 2 * T.Size;
             }
-            for (; b < blocks; b++, x += BlockLayouts.Q5_0.Size)
+            for (; b < blocks; b++, x += T.Size)
             {
                 byte* y = activations + b * BlockLayouts.Q8_0.Size;
                 byte* ys = side + b * sizeof(float);
-                a0 = TokenStep<Q5VbmiPair>(b, x, halves, *(float*)ys, y, vnni, a0);
-                if (TRows.Count > 1) a1 = TokenStep<Q5VbmiPair>(b, x, halves, *(float*)(ys + sideStride), y + stride, vnni, a1);
-                if (TRows.Count > 2) a2 = TokenStep<Q5VbmiPair>(b, x, halves, *(float*)(ys + 2 * sideStride), y + 2 * stride, vnni, a2);
-                if (TRows.Count > 3) a3 = TokenStep<Q5VbmiPair>(b, x, halves, *(float*)(ys + 3 * sideStride), y + 3 * stride, vnni, a3);
-                if (TRows.Count > 4) a4 = TokenStep<Q5VbmiPair>(b, x, halves, *(float*)(ys + 4 * sideStride), y + 4 * stride, vnni, a4);
-                if (TRows.Count > 5) a5 = TokenStep<Q5VbmiPair>(b, x, halves, *(float*)(ys + 5 * sideStride), y + 5 * stride, vnni, a5);
-                if (TRows.Count > 6) a6 = TokenStep<Q5VbmiPair>(b, x, halves, *(float*)(ys + 6 * sideStride), y + 6 * stride, vnni, a6);
-                if (TRows.Count > 7) a7 = TokenStep<Q5VbmiPair>(b, x, halves, *(float*)(ys + 7 * sideStride), y + 7 * stride, vnni, a7);
+                a0 = TokenStep<T>(b, x, halves, *(float*)ys, y, vnni, a0);
+                if (TRows.Count > 1) a1 = TokenStep<T>(b, x, halves, *(float*)(ys + sideStride), y + stride, vnni, a1);
+                if (TRows.Count > 2) a2 = TokenStep<T>(b, x, halves, *(float*)(ys + 2 * sideStride), y + 2 * stride, vnni, a2);
+                if (TRows.Count > 3) a3 = TokenStep<T>(b, x, halves, *(float*)(ys + 3 * sideStride), y + 3 * stride, vnni, a3);
+                if (TRows.Count > 4) a4 = TokenStep<T>(b, x, halves, *(float*)(ys + 4 * sideStride), y + 4 * stride, vnni, a4);
+                if (TRows.Count > 5) a5 = TokenStep<T>(b, x, halves, *(float*)(ys + 5 * sideStride), y + 5 * stride, vnni, a5);
+                if (TRows.Count > 6) a6 = TokenStep<T>(b, x, halves, *(float*)(ys + 6 * sideStride), y + 6 * stride, vnni, a6);
+                if (TRows.Count > 7) a7 = TokenStep<T>(b, x, halves, *(float*)(ys + 7 * sideStride), y + 7 * stride, vnni, a7);
             }
 
             StoreSums<TRows>(output, outputStride, EvenOddHalves(a0), EvenOddHalves(a1), EvenOddHalves(a2), EvenOddHalves(a3), EvenOddHalves(a4), EvenOddHalves(a5),
@@ -255,19 +255,19 @@ internal static unsafe partial class Avx2Dot
         return Avx512F.FusedMultiplyAdd(weightScales * PairScales((float*)rowSide + b), sums, acc);
     }
 
-    /// <summary><see cref="Q5WideTile{TRows}"/> for a row count known only at run time (2–8).</summary>
-    private static void Q5WideRows(int rows, byte* x, long rowBytes, int weightRows, byte* y, byte* side, int stride, int sideStride, int blocks, bool vnni, float* output,
-        long outputStride)
+    /// <summary><see cref="Q5WideTile{T, TRows}"/> for a row count known only at run time (2–8).</summary>
+    private static void Q5WideRows<T>(int rows, byte* x, long rowBytes, int weightRows, byte* y, byte* side, int stride, int sideStride, int blocks, bool vnni, float* output,
+        long outputStride) where T : struct, IVbmiPair
     {
         switch (rows)
         {
-            case 2: Q5WideTile<TwoRows>(x, rowBytes, weightRows, y, side, stride, sideStride, blocks, vnni, output, outputStride); break;
-            case 3: Q5WideTile<ThreeRows>(x, rowBytes, weightRows, y, side, stride, sideStride, blocks, vnni, output, outputStride); break;
-            case 4: Q5WideTile<FourRows>(x, rowBytes, weightRows, y, side, stride, sideStride, blocks, vnni, output, outputStride); break;
-            case 5: Q5WideTile<FiveRows>(x, rowBytes, weightRows, y, side, stride, sideStride, blocks, vnni, output, outputStride); break;
-            case 6: Q5WideTile<SixRows>(x, rowBytes, weightRows, y, side, stride, sideStride, blocks, vnni, output, outputStride); break;
-            case 7: Q5WideTile<SevenRows>(x, rowBytes, weightRows, y, side, stride, sideStride, blocks, vnni, output, outputStride); break;
-            case 8: Q5WideTile<EightRows>(x, rowBytes, weightRows, y, side, stride, sideStride, blocks, vnni, output, outputStride); break;
+            case 2: Q5WideTile<T, TwoRows>(x, rowBytes, weightRows, y, side, stride, sideStride, blocks, vnni, output, outputStride); break;
+            case 3: Q5WideTile<T, ThreeRows>(x, rowBytes, weightRows, y, side, stride, sideStride, blocks, vnni, output, outputStride); break;
+            case 4: Q5WideTile<T, FourRows>(x, rowBytes, weightRows, y, side, stride, sideStride, blocks, vnni, output, outputStride); break;
+            case 5: Q5WideTile<T, FiveRows>(x, rowBytes, weightRows, y, side, stride, sideStride, blocks, vnni, output, outputStride); break;
+            case 6: Q5WideTile<T, SixRows>(x, rowBytes, weightRows, y, side, stride, sideStride, blocks, vnni, output, outputStride); break;
+            case 7: Q5WideTile<T, SevenRows>(x, rowBytes, weightRows, y, side, stride, sideStride, blocks, vnni, output, outputStride); break;
+            case 8: Q5WideTile<T, EightRows>(x, rowBytes, weightRows, y, side, stride, sideStride, blocks, vnni, output, outputStride); break;
             default: throw new ArgumentOutOfRangeException(nameof(rows), rows, "a small-batch tile takes 2–8 rows");
         }
     }
@@ -355,7 +355,7 @@ internal static unsafe partial class Avx2Dot
     /// <summary>True when the VBMI one-token kernels (<see cref="IVbmiPair"/>) take <paramref name="weightType"/> here, and its <see cref="PrepareSide"/> data holds their bias.</summary>
     internal static bool HasVbmiPair(GgmlType weightType) => weightType switch
     {
-        GgmlType.Q4_0 or GgmlType.Q5_0 => HasVbmi,
+        GgmlType.Q4_0 or GgmlType.Q5_0 or Q5Fields.Type => HasVbmi,
         GgmlType.IQ4_NL => HasVbmi && AvxVnni.IsSupported,
         _ => false,
     };
@@ -377,7 +377,10 @@ internal static unsafe partial class Avx2Dot
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int LastPairBack(int blockBytes) => 64 - 2 * blockBytes;
 
-    /// <summary>Q5_0: u = q + 16, the fifth bits brought to bit 4 (<see cref="Q5UnsignedPair"/>).</summary>
+    /// <summary>
+    /// Q5_0 in the file's layout: u = q + 16, the fifth bits brought to bit 4 (<see cref="Q5UnsignedPair"/>). A model's
+    /// weights are repacked at load and take <see cref="Q5FieldsVbmiPair"/>; this serves Q5_0 rows made or mapped otherwise.
+    /// </summary>
     private readonly struct Q5VbmiPair : IVbmiPair
     {
         public static int Size => BlockLayouts.Q5_0.Size;
@@ -396,8 +399,64 @@ internal static unsafe partial class Avx2Dot
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> Step(Vector512<byte> unsignedQuants, Vector512<sbyte> activations, Vector512<short> bias, float* halves, byte* x,
-            in PairActivationScales activationScales, Vector512<float> acc) =>
-            Avx512F.FusedMultiplyAdd(WeightScales(halves, x, Size) * activationScales.Both, Q5PairSums(unsignedQuants, activations, bias), acc);
+            in PairActivationScales activationScales, Vector512<float> acc) => EvenOddStep(unsignedQuants, activations, bias, halves, x, in activationScales, acc);
+    }
+
+    /// <summary>Q5_0 repacked (<see cref="Q5Fields"/>): u = q + 16 straight from the five-bit fields (<see cref="Q5FieldPair"/>); the float order <see cref="Q5VbmiPair"/>'s.</summary>
+    private readonly struct Q5FieldsVbmiPair : IVbmiPair
+    {
+        public static int Size => BlockLayouts.Q5_0.Size;
+
+        public static byte Offset => 16;
+
+        public static byte* Controls => Q5FieldControls;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<sbyte> Quants(byte* x) => Q5FieldsBlock.Quants(x);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<byte> UnsignedPair(byte* x, in Q5Unpack unpack) => Q5FieldPair(x, in unpack);
+
+        public static bool EvenOdd => true;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Step(Vector512<byte> unsignedQuants, Vector512<sbyte> activations, Vector512<short> bias, float* halves, byte* x,
+            in PairActivationScales activationScales, Vector512<float> acc) => EvenOddStep(unsignedQuants, activations, bias, halves, x, in activationScales, acc);
+    }
+
+    /// <summary>A Q5_0 pair's step in even/odd order: both blocks' d·d_y in one multiply, their sums in one multiply-add.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> EvenOddStep(Vector512<byte> unsignedQuants, Vector512<sbyte> activations, Vector512<short> bias, float* halves, byte* x,
+        in PairActivationScales activationScales, Vector512<float> acc) =>
+        Avx512F.FusedMultiplyAdd(WeightScales(halves, x, BlockLayouts.Q5_0.Size) * activationScales.Both, Q5PairSums(unsignedQuants, activations, bias), acc);
+
+    /// <summary>Two repacked Q5_0 blocks' u = q + 16 (bytes 0–31 the first block's, 32–63 the second's) from one 64-byte load: each qword's five source bytes permuted in, each field shifted down, masked.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<byte> Q5FieldPair(byte* x, in Q5Unpack unpack) => PermuteShift(x, in unpack) & Vector512.Create((byte)0x1F);
+
+    /// <summary>
+    /// <see cref="Q5FieldPair"/>'s controls for output byte o (block h = o / 32, element j = o % 32): the five bytes from
+    /// field byte 5·(j / 8) into its qword, and a shift of 5·(j % 8); the second set for a load <see cref="LastPairBack"/> bytes earlier.
+    /// </summary>
+    private static readonly byte* Q5FieldControls = BuildFieldControls();
+
+    private static byte* BuildFieldControls()
+    {
+        var controls = (byte*)NativeMemory.AlignedAlloc(2 * LastPairControls, 64);
+        NativeMemory.Clear(controls, 2 * LastPairControls);
+        for (int set = 0; set < 2; set++)
+        {
+            byte* c = controls + set * LastPairControls;
+            int back = set == 0 ? 0 : LastPairBack(BlockLayouts.Q5_0.Size);
+            for (int o = 0; o < 64; o++)
+            {
+                int block = o / 32, element = o % 32;
+                // A field ends by bit 39 of its qword, so bytes 5–7 only need to stay within the load (bit 40 on is masked off).
+                c[o] = (byte)(back + block * BlockLayouts.Q5_0.Size + Q5Fields.Fields + 5 * (element / 8) + Math.Min(o % 8, 4));
+                c[64 + o] = (byte)(5 * (element % 8));
+            }
+        }
+        return controls;
     }
 
     /// <summary>Q4_0: u = q + 8, the nibbles as stored (<see cref="Q4Controls"/>; the fifth-bit controls are unused).</summary>
@@ -427,8 +486,12 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>Two blocks' 4-bit quants or indices, in element order, from one 64-byte load by their layout's controls (Q4_0, Q4_1, IQ4_NL).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<byte> PairNibbles(byte* x, in Q5Unpack unpack) =>
-        Avx512Vbmi.MultiShift(unpack.NibbleShift, Avx512Vbmi.PermuteVar64x8(Vector512.Load(x), unpack.NibbleSource).AsUInt64()).AsByte() & Vector512.Create((byte)0x0F);
+    private static Vector512<byte> PairNibbles(byte* x, in Q5Unpack unpack) => PermuteShift(x, in unpack) & Vector512.Create((byte)0x0F);
+
+    /// <summary>The 64 bytes at <paramref name="x"/> permuted and multishifted by <paramref name="unpack"/>'s first two controls: each output byte's field at its bit 0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<byte> PermuteShift(byte* x, in Q5Unpack unpack) =>
+        Avx512Vbmi.MultiShift(unpack.NibbleShift, Avx512Vbmi.PermuteVar64x8(Vector512.Load(x), unpack.NibbleSource).AsUInt64()).AsByte();
 
     /// <summary>
     /// IQ4_NL: u = level + 128, the levels looked up by a byte permute over a table kept in the controls' third vector.

@@ -37,13 +37,13 @@ internal static unsafe partial class Avx2Dot
 
     /// <summary>True when <see cref="PairRows"/> runs for <paramref name="weightType"/> on this machine.</summary>
     public static bool HasPairTiles(GgmlType weightType) =>
-        Avx512BW.IsSupported && weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL;
+        Avx512BW.IsSupported && weightType is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or Q5Fields.Type or GgmlType.IQ4_NL;
 
     /// <summary>The quants' offset where a type's pair kernel keeps them unsigned (q + offset), else 0.</summary>
     private static int PairOffset(GgmlType weightType) => weightType switch
     {
         GgmlType.Q4_0 => 8,
-        GgmlType.Q5_0 => 16,
+        GgmlType.Q5_0 or Q5Fields.Type => 16,
         _ => 0,
     };
 
@@ -93,6 +93,7 @@ internal static unsafe partial class Avx2Dot
             case GgmlType.IQ4_NL: PairRows<SignedPairBlock<Iq4NlBlock>>(tokens, weights, rowBytes, weightRows, pairs, blocks, output, outputStride); break;
             case GgmlType.Q4_0: PairRows<UnsignedPairBlock<Q4Unsigned>>(tokens, weights, rowBytes, weightRows, pairs, blocks, output, outputStride); break;
             case GgmlType.Q5_0 when HasVbmi: PairRows<UnsignedPairBlock<Q5VbmiUnsigned>>(tokens, weights, rowBytes, weightRows, pairs, blocks, output, outputStride); break;
+            case Q5Fields.Type: PairRows<UnsignedPairBlock<Q5FieldsPairQuants>>(tokens, weights, rowBytes, weightRows, pairs, blocks, output, outputStride); break;
             default: PairRows<UnsignedPairBlock<Q5Unsigned>>(tokens, weights, rowBytes, weightRows, pairs, blocks, output, outputStride); break;
         }
     }
@@ -360,6 +361,26 @@ internal static unsafe partial class Avx2Dot
         {
             var both = (lastPair ? Q5UnsignedPair(x - LastPairBack(BlockLayouts.Q5_0.Size), new Q5Unpack(Q5Controls + LastPairControls))
                                  : Q5UnsignedPair(x, new Q5Unpack(Q5Controls))).AsUInt64();
+            first = Avx512F.Shuffle4x128(both, both, 0b01_00_01_00).AsByte();
+            second = Avx512F.Shuffle4x128(both, both, 0b11_10_11_10).AsByte();
+        }
+    }
+
+    /// <summary>Q5_0 repacked (<see cref="Q5Fields"/>): pairs as <see cref="Q5FieldPair"/> unpacks them, a lone block as <see cref="Q5FieldsUnsigned"/>.</summary>
+    private readonly struct Q5FieldsPairQuants : IUnsignedQuants
+    {
+        public static int Size => BlockLayouts.Q5_0.Size;
+
+        public static bool DecodesPairs => true;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<byte> Quants(byte* x) => BothHalves(Q5FieldsUnsigned(x).AsSByte()).AsByte();
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void QuantsPair(byte* x, bool lastPair, out Vector512<byte> first, out Vector512<byte> second)
+        {
+            var both = (lastPair ? Q5FieldPair(x - LastPairBack(BlockLayouts.Q5_0.Size), new Q5Unpack(Q5FieldControls + LastPairControls))
+                                 : Q5FieldPair(x, new Q5Unpack(Q5FieldControls))).AsUInt64();
             first = Avx512F.Shuffle4x128(both, both, 0b01_00_01_00).AsByte();
             second = Avx512F.Shuffle4x128(both, both, 0b11_10_11_10).AsByte();
         }

@@ -22,7 +22,7 @@ internal static unsafe partial class Avx2Dot
     /// (no 512-bit VNNI in .NET).
     /// </summary>
     public static bool HasPanelPairs(GgmlType weightType) => HasWideKQuants && (weightType is GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K
-        or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q4_1 or GgmlType.Q5_1 || IqGridDecoder.Handles(weightType));
+        or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.Q4_0 or GgmlType.Q5_0 or Q5Fields.Type or GgmlType.Q4_1 or GgmlType.Q5_1 || IqGridDecoder.Handles(weightType));
 
     /// <summary>
     /// <see cref="PanelMultiply"/> of two panels at once (<paramref name="panelB"/>'s rows follow <paramref name="panelA"/>'s):
@@ -31,7 +31,7 @@ internal static unsafe partial class Avx2Dot
     public static void PanelPairMultiply(GgmlType weightType, byte* panelA, byte* panelB, int n, int firstColumn, int columns, byte* y, int stride,
         byte* side, int sideStride, int tokens, bool accumulate, float* output, long outputStride)
     {
-        bool k = GgmlTypeInfo.Geometry(weightType).BlockSize == BlockLayouts.QK_K;
+        bool k = GgmlTypeInfo.Geometry(Q5Fields.FileType(weightType)).BlockSize == BlockLayouts.QK_K;
         int blockSize = k ? BlockLayouts.QK_K : BlockLayouts.QK, first = firstColumn / blockSize, blocks = columns / blockSize;
         long quantsAt = first * PanelRows * blockSize, scalesAt = PanelRows * n + first * PanelScaleBytes(weightType);
         y += first * (int)GgmlTypeInfo.RowBytes(QuantizedDot.ActivationType(weightType), blockSize);
@@ -45,7 +45,7 @@ internal static unsafe partial class Avx2Dot
             switch (weightType)
             {
                 case GgmlType.Q4_0: Block32PanelPair<Q4_0Runs>(pair, blocks, rows); break;
-                case GgmlType.Q5_0: Block32PanelPair<Q5_0Runs>(pair, blocks, rows); break;
+                case GgmlType.Q5_0 or Q5Fields.Type: Block32PanelPair<Q5_0Runs>(pair, blocks, rows); break;
                 case GgmlType.Q4_1: Block32PanelPair<Q4_1Runs>(pair, blocks, rows); break;
                 case GgmlType.Q5_1: Block32PanelPair<Q5_1Runs>(pair, blocks, rows); break;
                 case GgmlType.Q2_K: KPanelPair<Q2KFormat>(pair, blocks, rows); break;

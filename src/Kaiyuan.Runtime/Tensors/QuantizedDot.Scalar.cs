@@ -17,6 +17,7 @@ internal static class ScalarDot
         GgmlType.Q4_0 => Q4_0(w, a, n / BlockLayouts.QK),
         GgmlType.Q4_1 => Q4_1(w, a, n / BlockLayouts.QK),
         GgmlType.Q5_0 => Q5_0(w, a, n / BlockLayouts.QK),
+        Q5Fields.Type => Q5_0Fields(w, a, n / BlockLayouts.QK),
         GgmlType.Q5_1 => Q5_1(w, a, n / BlockLayouts.QK),
         GgmlType.Q8_0 => Q8_0(w, a, n / BlockLayouts.QK),
         GgmlType.Q2_K => Q2_K(w, a, n / BlockLayouts.QK_K),
@@ -243,6 +244,19 @@ internal static class ScalarDot
         }
 
         return sum + minTerms;
+    }
+
+    /// <summary>Repacked Q5_0 (<see cref="Q5Fields"/>): each block back in ggml's layout, then <see cref="Q5_0"/>'s sum for it, added in block order as there.</summary>
+    private static float Q5_0Fields(ReadOnlySpan<byte> w, ReadOnlySpan<byte> a, int blocks)
+    {
+        Span<byte> block = stackalloc byte[BlockLayouts.Q5_0.Size];
+        float sum = 0;
+        for (int b = 0; b < blocks; b++)
+        {
+            Q5Fields.UnpackBlock(w.Slice(b * BlockLayouts.Q5_0.Size, BlockLayouts.Q5_0.Size), block);
+            sum += Q5_0(block, a.Slice(b * BlockLayouts.Q8_0.Size, BlockLayouts.Q8_0.Size), 1);
+        }
+        return sum;
     }
 
     private static float Q5_0(ReadOnlySpan<byte> w, ReadOnlySpan<byte> a, int blocks)

@@ -15,7 +15,7 @@ internal static class QuantizedDot
         GgmlType.F32 => GgmlType.F32,
         GgmlType.F16 => GgmlType.F16,
         GgmlType.BF16 => GgmlType.BF16,
-        GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q8_0 => GgmlType.Q8_0,
+        GgmlType.Q4_0 or GgmlType.Q5_0 or Q5Fields.Type or GgmlType.Q8_0 => GgmlType.Q8_0,
         GgmlType.Q4_1 or GgmlType.Q5_1 => GgmlType.Q8_1,
         GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.IQ4_XS
             or GgmlType.TQ1_0 or GgmlType.TQ2_0 => GgmlType.Q8_K,
@@ -38,7 +38,7 @@ internal static class QuantizedDot
     public static bool IsSupported(GgmlType weightType) => weightType is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16
         or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1 or GgmlType.Q8_0
         or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.IQ4_NL or GgmlType.IQ4_XS
-        or GgmlType.TQ1_0 or GgmlType.TQ2_0 || IqGridDecoder.Handles(weightType);
+        or GgmlType.TQ1_0 or GgmlType.TQ2_0 || IqGridDecoder.Handles(weightType) || (weightType == Q5Fields.Type && Q5Fields.Used);
 
     /// <summary>
     /// Converts or quantizes <paramref name="x"/> into <paramref name="activationType"/> (F32, F16, BF16, Q8_0, Q8_1 or
@@ -78,13 +78,13 @@ internal static class QuantizedDot
             throw new NotSupportedException($"No vector dot for weight type {weightType}.");
         }
 
-        var (blockSize, _) = GgmlTypeInfo.Geometry(weightType);
+        var (blockSize, _) = GgmlTypeInfo.Geometry(Q5Fields.FileType(weightType));
         if (n % blockSize != 0)
         {
             throw new ArgumentException($"Row length {n} is not a multiple of the {weightType} block size {blockSize}.", nameof(n));
         }
 
-        if (weightRow.Length < GgmlTypeInfo.RowBytes(weightType, n)
+        if (weightRow.Length < GgmlTypeInfo.RowBytes(Q5Fields.FileType(weightType), n)
             || activationRow.Length < GgmlTypeInfo.RowBytes(ActivationType(weightType), n))
         {
             throw new ArgumentException("A row is shorter than n elements of its type.");
@@ -99,7 +99,7 @@ internal static class QuantizedDot
     internal static void CheckRows(GgmlType weightType, int n)
     {
         if (!IsSupported(weightType)) throw new NotSupportedException($"No vector dot for weight type {weightType}.");
-        var (blockSize, _) = GgmlTypeInfo.Geometry(weightType);
+        var (blockSize, _) = GgmlTypeInfo.Geometry(Q5Fields.FileType(weightType));
         if (n % blockSize != 0) throw new ArgumentException($"Row length {n} is not a multiple of the {weightType} block size {blockSize}.", nameof(n));
     }
 

@@ -4,12 +4,12 @@ using Kaiyuan.Kernels;
 
 namespace Kaiyuan.Models.Blocks;
 
-/// <summary>A projection y = W x (+ b) over a batch of rows; the weight stays in the mapped file.</summary>
+/// <summary>A projection y = W x (+ b) over a batch of rows; the weight stays in the mapped file, or in a copy in the kernels' layout (<see cref="QuantMatrix.ForMultiply"/>).</summary>
 internal sealed class Linear
 {
     public Linear(GgufTensor weight, GgufTensor? bias = null)
     {
-        Weight = QuantMatrix.Of(weight);
+        Weight = QuantMatrix.ForMultiply(weight);
         Name = weight.Name;
         if (bias is not null)
         {
