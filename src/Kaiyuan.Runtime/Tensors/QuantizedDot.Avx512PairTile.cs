@@ -357,13 +357,8 @@ internal static unsafe partial class Avx2Dot
         public static Vector512<byte> Quants(byte* x) => Q5Quants(x);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void QuantsPair(byte* x, bool lastPair, out Vector512<byte> first, out Vector512<byte> second)
-        {
-            var both = (lastPair ? Q5UnsignedPair(x - LastPairBack(BlockLayouts.Q5_0.Size), new Q5Unpack(Q5Controls + LastPairControls))
-                                 : Q5UnsignedPair(x, new Q5Unpack(Q5Controls))).AsUInt64();
-            first = Avx512F.Shuffle4x128(both, both, 0b01_00_01_00).AsByte();
-            second = Avx512F.Shuffle4x128(both, both, 0b11_10_11_10).AsByte();
-        }
+        public static void QuantsPair(byte* x, bool lastPair, out Vector512<byte> first, out Vector512<byte> second) =>
+            VbmiQuantsPair<Q5VbmiPair>(x, lastPair, out first, out second);
     }
 
     /// <summary>Q5_0 repacked (<see cref="Q5Fields"/>): pairs as <see cref="Q5FieldPair"/> unpacks them, a lone block as <see cref="Q5FieldsUnsigned"/>.</summary>
@@ -377,13 +372,21 @@ internal static unsafe partial class Avx2Dot
         public static Vector512<byte> Quants(byte* x) => BothHalves(Q5FieldsUnsigned(x).AsSByte()).AsByte();
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void QuantsPair(byte* x, bool lastPair, out Vector512<byte> first, out Vector512<byte> second)
-        {
-            var both = (lastPair ? Q5FieldPair(x - LastPairBack(BlockLayouts.Q5_0.Size), new Q5Unpack(Q5FieldControls + LastPairControls))
-                                 : Q5FieldPair(x, new Q5Unpack(Q5FieldControls))).AsUInt64();
-            first = Avx512F.Shuffle4x128(both, both, 0b01_00_01_00).AsByte();
-            second = Avx512F.Shuffle4x128(both, both, 0b11_10_11_10).AsByte();
-        }
+        public static void QuantsPair(byte* x, bool lastPair, out Vector512<byte> first, out Vector512<byte> second) =>
+            VbmiQuantsPair<Q5FieldsVbmiPair>(x, lastPair, out first, out second);
+    }
+
+    /// <summary>
+    /// The pair of blocks at <paramref name="x"/> unpacked by a VBMI pair type (from the 64 bytes that end where the pair
+    /// ends when it is a row's <paramref name="lastPair"/>), each block's quants then copied to both halves.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void VbmiQuantsPair<T>(byte* x, bool lastPair, out Vector512<byte> first, out Vector512<byte> second) where T : struct, IVbmiPair
+    {
+        var both = (lastPair ? T.UnsignedPair(x - LastPairBack(T.Size), new Q5Unpack(T.Controls + LastPairControls))
+                             : T.UnsignedPair(x, new Q5Unpack(T.Controls))).AsUInt64();
+        first = Avx512F.Shuffle4x128(both, both, 0b01_00_01_00).AsByte();
+        second = Avx512F.Shuffle4x128(both, both, 0b11_10_11_10).AsByte();
     }
 
     /// <summary>A Q5_0 block's unsigned quants q + 16 in both halves: the fifth bits spread to bit 4 of the nibbles' bytes.</summary>
