@@ -1,5 +1,6 @@
 using Kaiyuan.Gguf;
 using Kaiyuan.Tensors;
+using System.Runtime.InteropServices;
 
 namespace Kaiyuan.Kernels;
 
@@ -19,15 +20,18 @@ internal readonly unsafe struct QuantMatrix
     /// <summary>Which of the tensor's <see cref="Matrices"/> stacked matrices (experts, heads) this is.</summary>
     public readonly int Matrix;
     public readonly int Matrices;
-    /// <summary>What keeps <see cref="Data"/> alive when it is not the mapped file's: a repacked copy (<see cref="ForMultiply"/>).</summary>
-    private readonly byte[]? _owner;
+    /// <summary>
+    /// What keeps <see cref="Data"/> alive when it is not the mapped file's: a repacked copy (<see cref="ForMultiply"/>).
+    /// Every copy of the matrix holds it, the multiply jobs included while they run.
+    /// </summary>
+    private readonly NativeCopy? _owner;
 
     public QuantMatrix(byte* data, GgmlType type, int rows, int columns, string? name = null, int matrix = 0, int matrices = 1) :
         this(data, type, rows, columns, name, matrix, matrices, owner: null)
     {
     }
 
-    private QuantMatrix(byte* data, GgmlType type, int rows, int columns, string? name, int matrix, int matrices, byte[]? owner)
+    private QuantMatrix(byte* data, GgmlType type, int rows, int columns, string? name, int matrix, int matrices, NativeCopy? owner)
     {
         Data = data;
         Type = type;
@@ -43,8 +47,8 @@ internal readonly unsafe struct QuantMatrix
     /// <summary>
     /// The matrix of a tensor that is only multiplied by (projections, experts, the output head), in the layout the kernels
     /// take it (<see cref="KernelType"/>): a repacked copy in memory where that differs from the file's, which the file's
-    /// pages are then let go of (<see cref="GgufTensor.ReleasePages"/>). A tensor too large for one array keeps the file's
-    /// layout, whose kernels still run.
+    /// pages are then let go of (<see cref="GgufTensor.ReleasePages"/>). Where that memory cannot be had, the tensor keeps
+    /// the file's layout, whose kernels still run.
     /// </summary>
     public static QuantMatrix ForMultiply(GgufTensor t)
     {
@@ -57,13 +61,26 @@ internal readonly unsafe struct QuantMatrix
     public static QuantMatrix Repacked(QuantMatrix m)
     {
         long bytes = (long)m.Rows * m.RowBytes;
-        if (KernelType(m.Type) == m.Type || bytes + Q5Fields.Padding > Array.MaxLength) return m;
-        var buffer = GC.AllocateUninitializedArray<byte>((int)bytes + Q5Fields.Padding, pinned: true);
-        // Pinned: the kernels hold raw pointers into it for as long as the matrix (which keeps it alive) lives.
-        byte* data = (byte*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(buffer));
-        Q5Fields.Pack(m.Data, data, bytes / GgmlTypeInfo.Geometry(m.Type).TypeSize);
-        buffer.AsSpan((int)bytes).Clear();
-        return new QuantMatrix(data, Q5Fields.Type, m.Rows, m.Columns, m.Name, m.Matrix, m.Matrices, buffer);
+        if (KernelType(m.Type) == m.Type) return m;
+        NativeCopy copy;
+        try { copy = new NativeCopy(bytes + Q5Fields.Padding); }
+        catch (OutOfMemoryException) { return m; }
+        Q5Fields.Pack(m.Data, copy.Data, bytes / GgmlTypeInfo.Geometry(m.Type).TypeSize);
+        new Span<byte>(copy.Data + bytes, Q5Fields.Padding).Clear();
+        return new QuantMatrix(copy.Data, Q5Fields.Type, m.Rows, m.Columns, m.Name, m.Matrix, m.Matrices, copy);
+    }
+
+    /// <summary>
+    /// Native memory freed when the last matrix that points into it is collected. Outside the GC heap, whose hard limit
+    /// in a container (75% of its memory by default) would otherwise count a model's repacked weights.
+    /// </summary>
+    private sealed class NativeCopy
+    {
+        public NativeCopy(long bytes) => Data = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
+
+        public byte* Data { get; }
+
+        ~NativeCopy() => NativeMemory.AlignedFree(Data);
     }
 
     /// <summary>The matrix of a 2-D tensor, or of a 3-D tensor's experts stacked (use <see cref="Expert"/>).</summary>
