@@ -206,11 +206,11 @@ public sealed class ModelRuntime : IDisposable
         int context = options.ContextSize > 0 ? options.ContextSize : Math.Min(config.ContextLength, 4096);
         string? template = options.ChatTemplateFile is { } templateFile ? File.ReadAllText(templateFile) : file.Metadata.GetStringOrNull("tokenizer.chat_template");
         // Bytes per cached token as the scheduler sizes its pool: the attention blocks' own rows (an MLA latent is far
-        // smaller than its heads would be). Building the model maps the file; it reads no weights.
+        // smaller than its heads would be). Building the model maps the file; it reads no weights (none are copied).
         long perToken;
         try
         {
-            perToken = ModelLoader.Load(file).CacheRowWidths.Sum(w => Gguf.GgmlTypeInfo.RowBytes(options.CacheType, w));
+            perToken = ModelLoader.Load(file, copyWeights: false).CacheRowWidths.Sum(w => Gguf.GgmlTypeInfo.RowBytes(options.CacheType, w));
         }
         catch (NotSupportedException)
         {

@@ -1,6 +1,5 @@
 using Kaiyuan.Gguf;
 using Kaiyuan.Tensors;
-using System.Runtime.InteropServices;
 
 namespace Kaiyuan.Kernels;
 
@@ -24,14 +23,14 @@ internal readonly unsafe struct QuantMatrix
     /// What keeps <see cref="Data"/> alive when it is not the mapped file's: a repacked copy (<see cref="ForMultiply"/>).
     /// Every copy of the matrix holds it, the multiply jobs included while they run.
     /// </summary>
-    private readonly NativeCopy? _owner;
+    private readonly WeightCopy? _owner;
 
     public QuantMatrix(byte* data, GgmlType type, int rows, int columns, string? name = null, int matrix = 0, int matrices = 1) :
         this(data, type, rows, columns, name, matrix, matrices, owner: null)
     {
     }
 
-    private QuantMatrix(byte* data, GgmlType type, int rows, int columns, string? name, int matrix, int matrices, NativeCopy? owner)
+    private QuantMatrix(byte* data, GgmlType type, int rows, int columns, string? name, int matrix, int matrices, WeightCopy? owner)
     {
         Data = data;
         Type = type;
@@ -50,11 +49,19 @@ internal readonly unsafe struct QuantMatrix
     /// pages are then let go of (<see cref="GgufTensor.ReleasePages"/>). Where that memory cannot be had, the tensor keeps
     /// the file's layout, whose kernels still run.
     /// </summary>
-    public static QuantMatrix ForMultiply(GgufTensor t)
+    /// <param name="t">The tensor.</param>
+    /// <param name="copies">Where the model keeps its copies, to free them when it is disposed; null to keep the file's layout (a model built only to be inspected).</param>
+    public static QuantMatrix ForMultiply(GgufTensor t, WeightCopies? copies)
     {
-        var m = Repacked(Of(t));
-        if (m.Type != t.Type) t.ReleasePages();
-        return m;
+        var m = Of(t);
+        if (copies is null) return m;
+        var repacked = Repacked(m);
+        if (repacked._owner is { } copy)
+        {
+            copies.Add(copy);
+            t.ReleasePages();
+        }
+        return repacked;
     }
 
     /// <summary><paramref name="m"/> in <see cref="KernelType"/>'s layout (itself where that is its own).</summary>
@@ -62,25 +69,12 @@ internal readonly unsafe struct QuantMatrix
     {
         long bytes = (long)m.Rows * m.RowBytes;
         if (KernelType(m.Type) == m.Type) return m;
-        NativeCopy copy;
-        try { copy = new NativeCopy(bytes + Q5Fields.Padding); }
+        WeightCopy copy;
+        try { copy = new WeightCopy(bytes + Q5Fields.Padding); }
         catch (OutOfMemoryException) { return m; }
         Q5Fields.Pack(m.Data, copy.Data, bytes / GgmlTypeInfo.Geometry(m.Type).TypeSize);
         new Span<byte>(copy.Data + bytes, Q5Fields.Padding).Clear();
         return new QuantMatrix(copy.Data, Q5Fields.Type, m.Rows, m.Columns, m.Name, m.Matrix, m.Matrices, copy);
-    }
-
-    /// <summary>
-    /// Native memory freed when the last matrix that points into it is collected. Outside the GC heap, whose hard limit
-    /// in a container (75% of its memory by default) would otherwise count a model's repacked weights.
-    /// </summary>
-    private sealed class NativeCopy
-    {
-        public NativeCopy(long bytes) => Data = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
-
-        public byte* Data { get; }
-
-        ~NativeCopy() => NativeMemory.AlignedFree(Data);
     }
 
     /// <summary>The matrix of a 2-D tensor, or of a 3-D tensor's experts stacked (use <see cref="Expert"/>).</summary>

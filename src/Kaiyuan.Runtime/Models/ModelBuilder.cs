@@ -8,10 +8,13 @@ namespace Kaiyuan.Models;
 /// Builds blocks from a GGUF file's tensors by llama.cpp's tensor names (<c>blk.N.attn_q.weight</c>, …). Family
 /// definitions call these to wire a layer; each method checks that the tensors it needs exist and fit.
 /// </summary>
-internal sealed class ModelBuilder(GgufFile file, ModelConfig config)
+internal sealed class ModelBuilder(GgufFile file, ModelConfig config, WeightCopies? copies = null)
 {
     public GgufFile File { get; } = file;
     public ModelConfig Config { get; } = config;
+
+    /// <summary>Where the model keeps the weights it copies into the kernels' layout (<see cref="QuantMatrix.ForMultiply"/>); null keeps the file's layout.</summary>
+    public WeightCopies? Copies { get; } = copies;
 
     public GgufTensor Tensor(string name) =>
         File.FindTensor(name) ?? throw new NotSupportedException($"{Config.Architecture}: required tensor '{name}' is missing from {Path.GetFileName(File.Path)}");
@@ -20,7 +23,7 @@ internal sealed class ModelBuilder(GgufFile file, ModelConfig config)
 
     public bool Has(int layer, string name) => File.FindTensor($"blk.{layer}.{name}.weight") is not null;
 
-    public Linear Linear(string name) => new(Tensor(name + ".weight"), OptionalTensor(name + ".bias"));
+    public Linear Linear(string name) => new(Tensor(name + ".weight"), OptionalTensor(name + ".bias"), Copies);
     public Linear Linear(int layer, string name) => Linear($"blk.{layer}.{name}");
     public Linear? OptionalLinear(int layer, string name) => Has(layer, name) ? Linear(layer, name) : null;
 
@@ -30,7 +33,7 @@ internal sealed class ModelBuilder(GgufFile file, ModelConfig config)
     public QuantMatrix Matrix(int layer, string name) => QuantMatrix.Of(Tensor($"blk.{layer}.{name}.weight"));
 
     /// <summary>A stacked expert tensor, only ever multiplied by: in the kernels' layout (<see cref="QuantMatrix.ForMultiply"/>).</summary>
-    public QuantMatrix Experts(int layer, string name) => QuantMatrix.ForMultiply(Tensor($"blk.{layer}.{name}.weight"));
+    public QuantMatrix Experts(int layer, string name) => QuantMatrix.ForMultiply(Tensor($"blk.{layer}.{name}.weight"), Copies);
 
     /// <summary>Rope frequency factors (Llama 3.1's <c>rope_freqs</c>) when present.</summary>
     public float[]? RopeFreqFactors() => OptionalTensor("rope_freqs.weight") is { } t ? Vectors.ReadF32(t) : null;

@@ -30,7 +30,28 @@ public static class ModelLoader
     }
 
     /// <summary>Builds the model over an open file; the model owns the file from then on.</summary>
-    public static TransformerModel Load(GgufFile file)
+    public static TransformerModel Load(GgufFile file) => Load(file, copyWeights: true);
+
+    /// <summary>
+    /// <see cref="Load(GgufFile)"/>; <paramref name="copyWeights"/> false keeps every weight in the file's layout, reading
+    /// none of them (a model built only to be inspected), where true copies those the kernels take in a layout of their
+    /// own (<see cref="QuantMatrix.ForMultiply"/>).
+    /// </summary>
+    internal static TransformerModel Load(GgufFile file, bool copyWeights)
+    {
+        var copies = copyWeights ? new WeightCopies() : null;
+        try
+        {
+            return Build(file, copies);
+        }
+        catch
+        {
+            copies?.Dispose();
+            throw;
+        }
+    }
+
+    private static TransformerModel Build(GgufFile file, WeightCopies? copies)
     {
         string arch = file.Architecture;
         var family = Families.FirstOrDefault(f => f.Architectures.Contains(arch))
@@ -38,7 +59,7 @@ public static class ModelLoader
         ModelConfig config;
         try { config = ModelConfig.FromMetadata(file.Metadata); }
         catch (GgufMetadataException e) { throw new InvalidDataException($"{Path.GetFileName(file.Path)}: {e.Message}", e); }
-        var b = new ModelBuilder(file, config);
+        var b = new ModelBuilder(file, config, copies);
         // Every block has tensors of its own: a count beyond the file's tensors is refused before anything is sized by it.
         if (config.BlockCount > file.Tensors.Count)
             throw new InvalidDataException($"{Path.GetFileName(file.Path)}: block_count is {config.BlockCount}, but the file has only {file.Tensors.Count} tensors");
@@ -46,9 +67,9 @@ public static class ModelLoader
         for (int i = 0; i < config.BlockCount; i++) layers.Add(family.BuildLayer(b, i));
         var embedding = QuantMatrix.Of(b.Tensor("token_embd.weight"));
         // Tied embeddings: without output.weight the head reuses the token embedding.
-        var output = QuantMatrix.ForMultiply(b.OptionalTensor("output.weight") ?? b.Tensor("token_embd.weight"));
+        var output = QuantMatrix.ForMultiply(b.OptionalTensor("output.weight") ?? b.Tensor("token_embd.weight"), copies);
         // The first multi-token-prediction layer (DeepSeek-V3 and GLM-4.5 ship one) drafts for --mtp.
         var nextn = config.NextnLayers > 0 ? NextnPredictor.TryBuild(b, family, config.BlockCount, embedding, output) : null;
-        return new TransformerModel(file, config, embedding, layers, Vectors.ReadF32(b.Tensor("output_norm.weight")), output, nextn);
+        return new TransformerModel(file, config, embedding, layers, Vectors.ReadF32(b.Tensor("output_norm.weight")), output, nextn, copies);
     }
 }

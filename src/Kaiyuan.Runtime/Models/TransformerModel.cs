@@ -12,11 +12,13 @@ namespace Kaiyuan.Models;
 public sealed class TransformerModel : IDisposable
 {
     private readonly GgufFile _file;
+    private readonly WeightCopies? _copies;
 
     internal TransformerModel(GgufFile file, ModelConfig config, QuantMatrix embedding, IReadOnlyList<TransformerLayer> layers, float[] outputNorm, QuantMatrix output,
-        NextnPredictor? nextn = null)
+        NextnPredictor? nextn = null, WeightCopies? copies = null)
     {
         _file = file;
+        _copies = copies;
         Config = config;
         Embedding = embedding;
         Layers = layers;
@@ -200,6 +202,10 @@ public sealed class TransformerModel : IDisposable
         for (int t = 0; t < n; t++) VectorOps.RmsNorm(src.Slice(t * d, d), weight, dst.Slice(t * d, d), eps);
     }
 
-    /// <summary>Closes the GGUF file, unmapping the weights; neither the model nor its sessions may be used afterwards.</summary>
-    public void Dispose() => _file.Dispose();
+    /// <summary>Closes the GGUF file, unmapping the weights, and frees the weights copied from it; neither the model nor its sessions may be used afterwards.</summary>
+    public void Dispose()
+    {
+        _file.Dispose();
+        _copies?.Dispose();
+    }
 }

@@ -7,9 +7,9 @@ namespace Kaiyuan.Models.Blocks;
 /// <summary>A projection y = W x (+ b) over a batch of rows; the weight stays in the mapped file, or in a copy in the kernels' layout (<see cref="QuantMatrix.ForMultiply"/>).</summary>
 internal sealed class Linear
 {
-    public Linear(GgufTensor weight, GgufTensor? bias = null)
+    public Linear(GgufTensor weight, GgufTensor? bias = null, WeightCopies? copies = null)
     {
-        Weight = QuantMatrix.ForMultiply(weight);
+        Weight = QuantMatrix.ForMultiply(weight, copies);
         Name = weight.Name;
         if (bias is not null)
         {
