@@ -67,8 +67,8 @@ internal readonly unsafe struct QuantMatrix
     /// <summary><paramref name="m"/> in <see cref="KernelType"/>'s layout (itself where that is its own).</summary>
     public static QuantMatrix Repacked(QuantMatrix m)
     {
-        long bytes = (long)m.Rows * m.RowBytes;
         if (KernelType(m.Type) == m.Type) return m;
+        long bytes = (long)m.Rows * m.RowBytes;
         WeightCopy copy;
         try { copy = new WeightCopy(bytes + Q5Fields.Padding); }
         catch (OutOfMemoryException) { return m; }

@@ -33,7 +33,7 @@ public class WeightCopyTests
     }
 
     [Fact]
-    public void ALoadedModelMultipliesQ5_0InFiveBitFields()
+    public void ForMultiplyRepacksQ5_0OnlyWhereAModelKeepsCopies()
     {
         if (!Q5Fields.Used) Assert.Skip("This machine has no AVX-512 VBMI; Q5_0 weights keep the file's layout here.");
         string path = Fixtures.ModelPath("llama", "llama-q5_0.gguf");
